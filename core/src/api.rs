@@ -1,0 +1,334 @@
+//! The broker's inputs and outputs: the whole contract between the core and its driver.
+//!
+//! Requests here are Kafka's APIs reduced to their meaning (one partition list, no wire
+//! versions); the node translates the wire format to and from these types. Storage commands
+//! describe what must reach the disk; storage completions come back as inputs.
+
+use crate::batch::BatchHeader;
+use crate::metadata::{NodeInfo, TopicConfig, TopicPartition};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The driver's handle for a client request, echoed in the response.
+pub type RequestId = u64;
+
+/// Kafka error codes the core produces (numeric values are Kafka's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(i16)]
+pub enum ErrorCode {
+    None = 0,
+    OffsetOutOfRange = 1,
+    CorruptMessage = 2,
+    UnknownTopicOrPartition = 3,
+    MessageTooLarge = 10,
+    RequestTimedOut = 7,
+    NotLeaderOrFollower = 6,
+    InvalidTopicException = 17,
+    RecordListTooLarge = 18,
+    NotEnoughReplicas = 19,
+    InvalidRequiredAcks = 21,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
+    InvalidConfig = 40,
+    InvalidRequest = 42,
+    OutOfOrderSequenceNumber = 45,
+    DuplicateSequenceNumber = 46,
+    InvalidProducerEpoch = 47,
+    InvalidTxnState = 48,
+    UnsupportedForMessageFormat = 43,
+    KafkaStorageError = 56,
+    UnknownProducerId = 59,
+    UnknownTopicId = 100,
+    InvalidRecord = 87,
+    ProducerFenced = 90,
+}
+
+impl ErrorCode {
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+}
+
+/// Where the acknowledgement of a produce waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Acks {
+    /// acks=0: no response at all.
+    None,
+    /// acks=1: the leader holds the batch durably.
+    Leader,
+    /// acks=all (-1): every in-sync replica holds it durably (the leader alone, single node).
+    All,
+}
+
+/// Which records a fetch or ListOffsets may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+/// Kafka's special ListOffsets timestamps.
+pub const LIST_OFFSETS_LATEST: i64 = -1;
+pub const LIST_OFFSETS_EARLIEST: i64 = -2;
+pub const LIST_OFFSETS_MAX_TIMESTAMP: i64 = -3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTopic {
+    pub name: String,
+    /// -1 takes the broker's default.
+    pub partition_count: i32,
+    /// -1 takes the default; anything above the node count is refused.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+    pub validate_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartition {
+    pub partition: TopicPartition,
+    /// The record set exactly as the client sent it.
+    pub records: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartition {
+    pub partition: TopicPartition,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: i32,
+}
+
+/// A client request, already decoded by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `topics = None` lists every topic; named missing topics auto-create if allowed.
+    Metadata {
+        topics: Option<Vec<String>>,
+        allow_auto_create: bool,
+    },
+    CreateTopics {
+        topics: Vec<CreateTopic>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    DescribeConfigs {
+        topics: Vec<String>,
+    },
+    Produce {
+        acks: Acks,
+        transactional_id: Option<String>,
+        partitions: Vec<ProducePartition>,
+    },
+    Fetch {
+        max_wait_ms: i64,
+        min_bytes: i32,
+        max_bytes: i32,
+        isolation: Isolation,
+        partitions: Vec<FetchPartition>,
+    },
+    ListOffsets {
+        isolation: Isolation,
+        /// (partition, timestamp or one of the `LIST_OFFSETS_*` constants)
+        partitions: Vec<(TopicPartition, i64)>,
+    },
+    InitProducerId {
+        transactional_id: Option<String>,
+        /// -1/-1 for a new producer; an existing id and epoch asks for an epoch bump.
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub topic_id: u128,
+    pub error: ErrorCode,
+    /// (partition index, leader node id); empty when `error` is set.
+    pub partitions: Vec<(i32, i32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicResult {
+    pub name: String,
+    pub topic_id: u128,
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    pub partition_count: i32,
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartitionResult {
+    pub partition: TopicPartition,
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    /// Offset of the first record written (or of the original write, for a duplicate).
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// Bytes of one segment that the driver reads from storage to answer a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadChunk {
+    pub segment_base_offset: i64,
+    pub position: u32,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartitionResult {
+    pub partition: TopicPartition,
+    pub error: ErrorCode,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Whole batches, in offset order; the driver concatenates their bytes.
+    pub chunks: Vec<ReadChunk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsResult {
+    pub partition: TopicPartition,
+    pub error: ErrorCode,
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// The core's answer to a `Request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Metadata {
+        cluster_id: String,
+        controller_id: i32,
+        nodes: Vec<NodeInfo>,
+        topics: Vec<TopicInfo>,
+    },
+    CreateTopics(Vec<TopicResult>),
+    DeleteTopics(Vec<TopicResult>),
+    DescribeConfigs(Vec<TopicResult>),
+    Produce(Vec<ProducePartitionResult>),
+    Fetch(Vec<FetchPartitionResult>),
+    ListOffsets(Vec<ListOffsetsResult>),
+    InitProducerId {
+        error: ErrorCode,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+}
+
+/// What a batch append tells storage, beyond the bytes, so it can keep its indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedBatch {
+    pub segment_base_offset: i64,
+    /// Byte position of the batch inside its segment.
+    pub position: u32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// Work for the storage layer. The driver executes these in order, before it sends any
+/// response that follows them in the same output list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageCommand {
+    /// Make the partition's directory and its first segment, at `base_offset`.
+    CreatePartition {
+        partition: TopicPartition,
+        base_offset: i64,
+    },
+    /// Remove the partition's directory and everything in it.
+    DeletePartition { partition: TopicPartition },
+    /// Write `bytes` at the end of the active segment, with its first 8 bytes replaced by
+    /// the base offset (the in-place patch: the base offset lies outside the CRC). Not
+    /// durable until a later sync completes; `sequence` numbers appends in issue order.
+    Append {
+        partition: TopicPartition,
+        batch: AppendedBatch,
+        bytes: Bytes,
+        sequence: u64,
+    },
+    /// Close the active segment and start a new, empty one at `base_offset`.
+    RollSegment {
+        partition: TopicPartition,
+        base_offset: i64,
+    },
+    /// Delete a whole segment (retention); it is below the log start offset now.
+    DeleteSegment {
+        partition: TopicPartition,
+        base_offset: i64,
+    },
+    /// Replace the persisted metadata snapshot, durably, before anything later is sent.
+    PersistMetadata(Box<crate::metadata::ClusterMetadata>),
+}
+
+/// An input to `Broker::step`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Request { id: RequestId, request: Request },
+    /// Every append with `sequence <= through_sequence` is durable.
+    Synced { through_sequence: u64 },
+    /// Time passed: expire long-polls, apply retention.
+    Tick,
+}
+
+/// An output of `Broker::step`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Storage(StorageCommand),
+    Respond { id: RequestId, response: Response },
+}
+
+/// A batch found on disk at startup, as storage recovery reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredBatch {
+    pub position: u32,
+    pub header: BatchHeader,
+}
+
+/// A segment found on disk at startup; its batches are in offset order and CRC-valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredSegment {
+    pub base_offset: i64,
+    pub batches: Vec<RecoveredBatch>,
+}
+
+/// A partition found on disk at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredPartition {
+    pub partition: TopicPartition,
+    /// In base-offset order; the last one is the active segment.
+    pub segments: Vec<RecoveredSegment>,
+}
+
+/// Configuration of a broker, fixed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    /// Address clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub auto_create_topics: bool,
+    pub default_partition_count: i32,
+    /// Defaults for topics that set nothing.
+    pub topic_defaults: TopicConfig,
+    /// Upper bound on a fetch's wait, whatever the client asks.
+    pub fetch_wait_max_ms: i64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            auto_create_topics: true,
+            default_partition_count: 1,
+            topic_defaults: TopicConfig::default(),
+            fetch_wait_max_ms: 30_000,
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Kafka record batches (magic 2), read and checked without being rebuilt.
+//!
+//! A record batch is the unit of storage, replication and fetch: the broker never decodes the
+//! records inside (they may be compressed with any codec) and never re-encodes them. It reads
+//! the fixed 61-byte header, checks the lengths and the CRC-32C, and later overwrites the
+//! 8-byte base offset, which lies outside the CRC, as the batch is written.
+//!
+//! Invariants checked here:
+//! - a batch is accepted only with magic 2, a batch length that matches the bytes present,
+//!   a record count consistent with `last_offset_delta`, and a CRC-32C that matches the bytes
+//!   from the attributes field to the end;
+//! - the same checks run on produce and again on recovery (the pair of assertions across the
+//!   disk boundary).
+
+use bytes::Bytes;
+use thiserror::Error;
+
+/// Bytes before the batch-length field ends: base offset (8) + batch length (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the fixed record-batch header, up to and including the record count.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// The only record-batch format this broker stores.
+pub const MAGIC_V2: i8 = 2;
+
+const OFFSET_BATCH_LENGTH: usize = 8;
+const OFFSET_PARTITION_LEADER_EPOCH: usize = 12;
+const OFFSET_MAGIC: usize = 16;
+const OFFSET_CRC: usize = 17;
+const OFFSET_ATTRIBUTES: usize = 21;
+const OFFSET_LAST_OFFSET_DELTA: usize = 23;
+const OFFSET_BASE_TIMESTAMP: usize = 27;
+const OFFSET_MAX_TIMESTAMP: usize = 35;
+const OFFSET_PRODUCER_ID: usize = 43;
+const OFFSET_PRODUCER_EPOCH: usize = 51;
+const OFFSET_BASE_SEQUENCE: usize = 53;
+const OFFSET_RECORD_COUNT: usize = 57;
+
+const ATTRIBUTE_TRANSACTIONAL: i16 = 1 << 4;
+const ATTRIBUTE_CONTROL: i16 = 1 << 5;
+
+/// Producer id of a batch written without idempotence.
+pub const NO_PRODUCER_ID: i64 = -1;
+
+/// Why a batch was refused. Each maps to a Kafka error code at the wire edge.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BatchError {
+    #[error("record batch is {0} bytes, shorter than the {BATCH_HEADER_BYTES}-byte header")]
+    TooShort(usize),
+    #[error("record batch magic is {0}, only magic 2 is supported")]
+    UnsupportedMagic(i8),
+    #[error("record batch length field says {declared} bytes but {present} are present")]
+    LengthMismatch { declared: i64, present: usize },
+    #[error("record batch CRC-32C mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("record batch has {record_count} records but last offset delta {last_offset_delta}")]
+    BadRecordCount {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+}
+
+/// The header fields of one record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Total size of the batch in bytes, including the 12-byte log overhead.
+    pub size_bytes: u32,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Offsets the batch occupies: `base_offset ..= base_offset + last_offset_delta`.
+    pub fn offset_count(&self) -> i64 {
+        i64::from(self.last_offset_delta) + 1
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTRIBUTE_CONTROL != 0
+    }
+
+    pub fn has_producer_id(&self) -> bool {
+        self.producer_id != NO_PRODUCER_ID
+    }
+
+    /// Sequence number of the last record, wrapping as Kafka does at `i32::MAX`.
+    pub fn last_sequence(&self) -> i32 {
+        sequence_add(self.base_sequence, self.last_offset_delta)
+    }
+}
+
+/// Kafka sequence arithmetic: sequences wrap from `i32::MAX` back to 0.
+pub fn sequence_add(sequence: i32, increment: i32) -> i32 {
+    let sum = i64::from(sequence) + i64::from(increment);
+    (sum % (i64::from(i32::MAX) + 1)) as i32
+}
+
+fn read_i16(bytes: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(word)
+}
+
+/// Reads the header fields of the batch at the start of `bytes` without checking the CRC.
+///
+/// `bytes` must hold at least the header; the batch body may be absent (recovery reads
+/// headers alone to rebuild producer state).
+pub fn read_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return Err(BatchError::TooShort(bytes.len()));
+    }
+    let magic = bytes[OFFSET_MAGIC] as i8;
+    if magic != MAGIC_V2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    let batch_length = read_i32(bytes, OFFSET_BATCH_LENGTH);
+    let size = i64::from(batch_length) + LOG_OVERHEAD as i64;
+    if size < BATCH_HEADER_BYTES as i64 {
+        return Err(BatchError::LengthMismatch {
+            declared: size,
+            present: bytes.len(),
+        });
+    }
+    let header = BatchHeader {
+        base_offset: read_i64(bytes, 0),
+        size_bytes: size as u32,
+        partition_leader_epoch: read_i32(bytes, OFFSET_PARTITION_LEADER_EPOCH),
+        attributes: read_i16(bytes, OFFSET_ATTRIBUTES),
+        last_offset_delta: read_i32(bytes, OFFSET_LAST_OFFSET_DELTA),
+        base_timestamp: read_i64(bytes, OFFSET_BASE_TIMESTAMP),
+        max_timestamp: read_i64(bytes, OFFSET_MAX_TIMESTAMP),
+        producer_id: read_i64(bytes, OFFSET_PRODUCER_ID),
+        producer_epoch: read_i16(bytes, OFFSET_PRODUCER_EPOCH),
+        base_sequence: read_i32(bytes, OFFSET_BASE_SEQUENCE),
+        record_count: read_i32(bytes, OFFSET_RECORD_COUNT),
+    };
+    let counts_agree = header.last_offset_delta >= 0
+        && (header.record_count == header.last_offset_delta + 1
+            // Compaction may leave fewer records than offsets; never more.
+            || (header.record_count >= 0 && header.record_count <= header.last_offset_delta + 1));
+    if !counts_agree {
+        return Err(BatchError::BadRecordCount {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Checks one whole batch: header fields, exact length and CRC-32C.
+pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = read_header(bytes)?;
+    if header.size_bytes as usize != bytes.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: i64::from(header.size_bytes),
+            present: bytes.len(),
+        });
+    }
+    let expected = read_i32(bytes, OFFSET_CRC) as u32;
+    let actual = crc32c::crc32c(&bytes[OFFSET_ATTRIBUTES..]);
+    if expected != actual {
+        return Err(BatchError::CrcMismatch { expected, actual });
+    }
+    Ok(header)
+}
+
+/// Splits a produce request's record set into its batches, validating each.
+pub fn validate_record_set(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut batches = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let rest = &records[at..];
+        if rest.len() < LOG_OVERHEAD {
+            return Err(BatchError::TooShort(rest.len()));
+        }
+        let declared = i64::from(read_i32(rest, OFFSET_BATCH_LENGTH)) + LOG_OVERHEAD as i64;
+        if declared < BATCH_HEADER_BYTES as i64 || declared > rest.len() as i64 {
+            return Err(BatchError::LengthMismatch {
+                declared,
+                present: rest.len(),
+            });
+        }
+        let end = at + declared as usize;
+        let header = validate(&records[at..end])?;
+        batches.push((header, records.slice(at..end)));
+        at = end;
+    }
+    Ok(batches)
+}
+
+/// The 8 bytes that replace a batch's base offset as it is written (outside the CRC).
+pub fn base_offset_bytes(base_offset: i64) -> [u8; 8] {
+    base_offset.to_be_bytes()
+}
+
+#[cfg(test)]
+pub(crate) mod test_batches {
+    //! Builders of valid record batches for tests (uncompressed, minimal records).
+    use super::*;
+
+    /// Encodes a zig-zag varint, as Kafka records use.
+    fn put_varint(out: &mut Vec<u8>, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (zigzag & 0x7f) as u8;
+            zigzag >>= 7;
+            if zigzag == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    /// A batch of `record_count` records with the given producer fields.
+    pub fn batch(
+        record_count: i32,
+        timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Bytes {
+        let mut records = Vec::new();
+        for index in 0..record_count {
+            let mut record = Vec::new();
+            record.push(0u8); // attributes
+            put_varint(&mut record, 0); // timestamp delta
+            put_varint(&mut record, i64::from(index)); // offset delta
+            put_varint(&mut record, -1); // null key
+            let value = format!("v{index}");
+            put_varint(&mut record, value.len() as i64);
+            record.extend_from_slice(value.as_bytes());
+            put_varint(&mut record, 0); // no headers
+            put_varint(&mut records, record.len() as i64);
+            records.extend_from_slice(&record);
+        }
+        let mut body = Vec::new(); // from attributes onwards, the CRC's coverage
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&(record_count - 1).to_be_bytes());
+        body.extend_from_slice(&timestamp.to_be_bytes());
+        body.extend_from_slice(&timestamp.to_be_bytes());
+        body.extend_from_slice(&producer_id.to_be_bytes());
+        body.extend_from_slice(&producer_epoch.to_be_bytes());
+        body.extend_from_slice(&base_sequence.to_be_bytes());
+        body.extend_from_slice(&record_count.to_be_bytes());
+        body.extend_from_slice(&records);
+        let mut out = Vec::new();
+        out.extend_from_slice(&0i64.to_be_bytes());
+        let batch_length = (4 + 1 + 4 + body.len()) as i32;
+        out.extend_from_slice(&batch_length.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.push(MAGIC_V2 as u8);
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        Bytes::from(out)
+    }
+
+    /// A non-idempotent batch.
+    pub fn plain(record_count: i32, timestamp: i64) -> Bytes {
+        batch(record_count, timestamp, NO_PRODUCER_ID, -1, -1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_batches::*;
+    use super::*;
+
+    #[test]
+    fn a_built_batch_validates_and_reports_its_header() {
+        let bytes = batch(3, 1_000, 7, 2, 10);
+        let header = validate(&bytes).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.offset_count(), 3);
+        assert_eq!(header.producer_id, 7);
+        assert_eq!(header.producer_epoch, 2);
+        assert_eq!(header.base_sequence, 10);
+        assert_eq!(header.last_sequence(), 12);
+        assert_eq!(header.max_timestamp, 1_000);
+        assert_eq!(header.size_bytes as usize, bytes.len());
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc() {
+        let bytes = plain(2, 5);
+        for at in OFFSET_ATTRIBUTES..bytes.len() {
+            let mut corrupt = bytes.to_vec();
+            corrupt[at] ^= 0x01;
+            assert!(validate(&corrupt).is_err(), "flip at byte {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn the_base_offset_is_outside_the_crc() {
+        let mut bytes = plain(2, 5).to_vec();
+        bytes[..8].copy_from_slice(&base_offset_bytes(12345));
+        assert_eq!(validate(&bytes).unwrap().base_offset, 12345);
+    }
+
+    #[test]
+    fn truncated_and_overlong_batches_are_refused() {
+        let bytes = plain(2, 5);
+        assert!(validate(&bytes[..bytes.len() - 1]).is_err());
+        assert!(validate(&bytes[..10]).is_err());
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(validate(&longer).is_err());
+        assert!(validate_record_set(&Bytes::from(longer)).is_err());
+    }
+
+    #[test]
+    fn a_record_set_splits_into_its_batches() {
+        let mut set = plain(2, 5).to_vec();
+        set.extend_from_slice(&plain(4, 6));
+        let batches = validate_record_set(&Bytes::from(set)).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[1].0.record_count, 4);
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        assert_eq!(sequence_add(i32::MAX, 1), 0);
+        assert_eq!(sequence_add(i32::MAX - 1, 3), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! Cluster metadata: the nodes, the topics, their partitions and per-topic configuration.
+//!
+//! In this single-node stage the metadata is a snapshot that the broker hands to storage
+//! (`StorageCommand::PersistMetadata`) whenever it changes, and that storage must have made
+//! durable before the next client response goes out. The replication issue turns it into a
+//! replicated log, as KRaft does; the types here stay the state machine's state.
+//!
+//! Invariants:
+//! - topic names are unique and valid Kafka names; a topic id is non-zero and never reused
+//!   for another topic (it is drawn from the caller's seeded RNG and checked for collisions);
+//! - `next_producer_id <= producer_id_block_end`, and the persisted block end is never handed
+//!   out again after a restart, so producer ids are unique across restarts.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Identifies one partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A node of the cluster as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+/// Per-topic settings, with Kafka's names at the wire edge (`retention.ms` and so on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Delete whole segments whose newest record is older than this; -1 keeps forever.
+    pub retention_ms: i64,
+    /// Delete the oldest segments while the partition is larger than this; -1: no limit.
+    pub retention_bytes: i64,
+    /// A segment rolls when the next batch would take it past this size.
+    pub segment_bytes: u32,
+    /// Largest batch accepted, in bytes.
+    pub max_message_bytes: u32,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        Self {
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 30,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+/// The configuration keys a topic accepts, in Kafka's spelling.
+pub const TOPIC_CONFIG_KEYS: [&str; 5] = [
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "max.message.bytes",
+    "cleanup.policy",
+];
+
+/// Smallest segment size accepted, so that a segment always holds at least a header.
+pub const SEGMENT_BYTES_MIN: u32 = 1024;
+
+impl TopicConfig {
+    /// Applies one `key=value` override, as CreateTopics sends them.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let parse_i64 = |value: &str| {
+            value
+                .parse::<i64>()
+                .map_err(|_| format!("{key}: '{value}' is not an integer"))
+        };
+        match key {
+            "retention.ms" => self.retention_ms = parse_i64(value)?,
+            "retention.bytes" => self.retention_bytes = parse_i64(value)?,
+            "segment.bytes" => {
+                let bytes = parse_i64(value)?;
+                if bytes < i64::from(SEGMENT_BYTES_MIN) || bytes > i64::from(i32::MAX) {
+                    return Err(format!(
+                        "segment.bytes must be between {SEGMENT_BYTES_MIN} and {}",
+                        i32::MAX
+                    ));
+                }
+                self.segment_bytes = bytes as u32;
+            }
+            "max.message.bytes" => {
+                let bytes = parse_i64(value)?;
+                if bytes < 0 || bytes > i64::from(i32::MAX) {
+                    return Err("max.message.bytes must be between 0 and 2^31-1".into());
+                }
+                self.max_message_bytes = bytes as u32;
+            }
+            "cleanup.policy" => {
+                if value != "delete" {
+                    return Err("cleanup.policy: only 'delete' is supported".into());
+                }
+            }
+            _ => return Err(format!("unknown topic config '{key}'")),
+        }
+        Ok(())
+    }
+
+    /// The value of every supported key, for DescribeConfigs.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("retention.ms", self.retention_ms.to_string()),
+            ("retention.bytes", self.retention_bytes.to_string()),
+            ("segment.bytes", self.segment_bytes.to_string()),
+            ("max.message.bytes", self.max_message_bytes.to_string()),
+            ("cleanup.policy", "delete".to_string()),
+        ]
+    }
+}
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    /// Kafka's topic UUID, as 128 bits; never zero.
+    pub topic_id: u128,
+    pub partition_count: i32,
+    pub config: TopicConfig,
+}
+
+/// Everything the cluster knows about itself, persisted as one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    pub nodes: Vec<NodeInfo>,
+    pub topics: BTreeMap<String, TopicMetadata>,
+    /// Producer ids below this may have been handed out; the next block starts here.
+    pub producer_id_block_end: i64,
+}
+
+impl ClusterMetadata {
+    pub fn new(cluster_id: impl Into<String>, nodes: Vec<NodeInfo>) -> Self {
+        Self {
+            cluster_id: cluster_id.into(),
+            nodes,
+            topics: BTreeMap::new(),
+            producer_id_block_end: 0,
+        }
+    }
+
+    pub fn topic_by_id(&self, topic_id: u128) -> Option<&TopicMetadata> {
+        self.topics.values().find(|topic| topic.topic_id == topic_id)
+    }
+}
+
+/// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn is_valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rule() {
+        assert!(is_valid_topic_name("orders.v1_a-b"));
+        assert!(!is_valid_topic_name(""));
+        assert!(!is_valid_topic_name(".."));
+        assert!(!is_valid_topic_name("a/b"));
+        assert!(!is_valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn topic_config_overrides_parse_and_refuse_nonsense() {
+        let mut config = TopicConfig::default();
+        config.set("retention.ms", "1000").unwrap();
+        config.set("segment.bytes", "4096").unwrap();
+        assert_eq!(config.retention_ms, 1000);
+        assert_eq!(config.segment_bytes, 4096);
+        assert!(config.set("segment.bytes", "10").is_err());
+        assert!(config.set("retention.ms", "soon").is_err());
+        assert!(config.set("cleanup.policy", "compact").is_err());
+        assert!(config.set("no.such.key", "1").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! The runtime: one task owns the core's `Broker` and drives it.
+//!
+//! Connection tasks send decoded requests here through a bounded channel and await the
+//! answer on a oneshot. The core task feeds each request to `Broker::step`, executes the
+//! storage commands it returns in order (appends land in the page cache), and sends the
+//! responses. Durability is a group commit: whenever appends are outstanding and no sync is
+//! running, one sync starts on a blocking thread and covers every append issued so far; its
+//! completion comes back as `Input::Synced`, which releases the acknowledgements waiting for
+//! it. Produce requests that arrive during a sync share the next one.
+//!
+//! The core never reads a clock: this task passes wall-clock milliseconds as `now`.
+
+use crate::storage::{Storage, StorageError};
+use bytes::Bytes;
+use myelin_core::api::{Input, Output, ReadChunk, Request, RequestId, Response, StorageCommand};
+use myelin_core::broker::Broker;
+use myelin_core::metadata::TopicPartition;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+/// Requests queued for the core task at most; senders wait beyond this (backpressure).
+pub const CORE_QUEUE_DEPTH: usize = 4096;
+/// Events handled per wakeup before the task looks at syncs and timers again.
+const EVENTS_PER_WAKEUP_MAX: usize = 512;
+/// Longest the core task sleeps without a tick (retention checks run on ticks).
+const TICK_INTERVAL_MAX_MS: i64 = 1000;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+enum CoreEvent {
+    Call {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Synced {
+        through_sequence: u64,
+    },
+    SyncFailed(StorageError),
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What connection tasks hold: a way to call the core and to read stored batches.
+#[derive(Clone)]
+pub struct NodeHandle {
+    events: mpsc::Sender<CoreEvent>,
+    storage: Arc<dyn Storage>,
+}
+
+impl NodeHandle {
+    /// Sends one request to the core and waits for its response.
+    pub async fn call(&self, request: Request) -> Result<Response, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(CoreEvent::Call { request, reply })
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        answer.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Reads the bytes of fetched batches, as the core described them.
+    pub fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> Result<Bytes, StorageError> {
+        self.storage.read(partition, chunk)
+    }
+
+    /// Asks the core task to finish: it syncs outstanding appends and returns.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.events.send(CoreEvent::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (virtual time under the simulator).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The core task's state besides the broker.
+struct CoreTask {
+    broker: Broker,
+    storage: Arc<dyn Storage>,
+    events_sender: mpsc::Sender<CoreEvent>,
+    pending: BTreeMap<RequestId, oneshot::Sender<Response>>,
+    next_request_id: RequestId,
+    /// Sequence of the last append handed to storage.
+    appended_sequence: u64,
+    /// Sequence covered by the last completed sync.
+    synced_sequence: u64,
+    sync_in_flight: bool,
+}
+
+/// Starts the core task and returns the handle connection tasks use.
+pub fn start(broker: Broker, storage: Arc<dyn Storage>, initial: Vec<Output>) -> Result<NodeHandle, StorageError> {
+    let (events_sender, events) = mpsc::channel(CORE_QUEUE_DEPTH);
+    let mut task = CoreTask {
+        broker,
+        storage: storage.clone(),
+        events_sender: events_sender.clone(),
+        pending: BTreeMap::new(),
+        next_request_id: 1,
+        appended_sequence: 0,
+        synced_sequence: 0,
+        sync_in_flight: false,
+    };
+    task.execute(initial)?;
+    tokio::spawn(task.run(events));
+    Ok(NodeHandle {
+        events: events_sender,
+        storage,
+    })
+}
+
+impl CoreTask {
+    async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
+        loop {
+            let now = wall_clock_ms();
+            let wake_at = self
+                .broker
+                .next_wakeup_ms()
+                .map_or(now + TICK_INTERVAL_MAX_MS, |at| at.min(now + TICK_INTERVAL_MAX_MS));
+            let sleep_ms = (wake_at - now).max(0) as u64;
+            let first = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => Some(event),
+                    None => return,
+                },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => None,
+            };
+            let mut batch = Vec::new();
+            batch.extend(first);
+            while batch.len() < EVENTS_PER_WAKEUP_MAX {
+                match events.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            for event in batch {
+                if let Err(error) = self.handle(event).await {
+                    // Fail-stop: a storage error leaves the disk in a state we cannot vouch
+                    // for, so nothing more is acknowledged.
+                    tracing::error!(%error, "storage failed; the node stops serving");
+                    std::process::exit(70);
+                }
+            }
+            if let Err(error) = self.step(Input::Tick) {
+                tracing::error!(%error, "storage failed; the node stops serving");
+                std::process::exit(70);
+            }
+            self.start_sync_if_needed();
+        }
+    }
+
+    async fn handle(&mut self, event: CoreEvent) -> Result<(), StorageError> {
+        match event {
+            CoreEvent::Call { request, reply } => {
+                let id = self.next_request_id;
+                self.next_request_id += 1;
+                self.pending.insert(id, reply);
+                self.step(Input::Request { id, request })
+            }
+            CoreEvent::Synced { through_sequence } => {
+                self.sync_in_flight = false;
+                self.synced_sequence = through_sequence;
+                self.step(Input::Synced { through_sequence })
+            }
+            CoreEvent::SyncFailed(error) => Err(error),
+            CoreEvent::Shutdown { done } => {
+                self.sync_now_blocking()?;
+                let _ = done.send(());
+                Ok(())
+            }
+        }
+    }
+
+    fn step(&mut self, input: Input) -> Result<(), StorageError> {
+        let outputs = self.broker.step(wall_clock_ms(), input);
+        self.execute(outputs)
+    }
+
+    fn execute(&mut self, outputs: Vec<Output>) -> Result<(), StorageError> {
+        for output in outputs {
+            match output {
+                Output::Storage(command) => self.apply(command)?,
+                Output::Respond { id, response } => {
+                    if let Some(reply) = self.pending.remove(&id) {
+                        // The connection may have gone; its response is simply dropped.
+                        let _ = reply.send(response);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, command: StorageCommand) -> Result<(), StorageError> {
+        match command {
+            StorageCommand::CreatePartition {
+                partition,
+                base_offset,
+            } => self.storage.create_partition(&partition, base_offset),
+            StorageCommand::DeletePartition { partition } => self.storage.delete_partition(&partition),
+            StorageCommand::Append {
+                partition,
+                batch,
+                bytes,
+                sequence,
+            } => {
+                self.storage.append(&partition, &batch, &bytes)?;
+                debug_assert!(sequence > self.appended_sequence, "append sequences increase");
+                self.appended_sequence = sequence;
+                Ok(())
+            }
+            StorageCommand::RollSegment {
+                partition,
+                base_offset,
+            } => self.storage.roll_segment(&partition, base_offset),
+            StorageCommand::DeleteSegment {
+                partition,
+                base_offset,
+            } => self.storage.delete_segment(&partition, base_offset),
+            StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
+        }
+    }
+
+    /// Group commit: one sync at a time, covering every append issued before it starts.
+    fn start_sync_if_needed(&mut self) {
+        if self.sync_in_flight || self.appended_sequence == self.synced_sequence {
+            return;
+        }
+        self.sync_in_flight = true;
+        let through_sequence = self.appended_sequence;
+        let storage = self.storage.clone();
+        let events = self.events_sender.clone();
+        tokio::spawn(async move {
+            let result = tokio::task::spawn_blocking(move || storage.sync()).await;
+            let event = match result {
+                Ok(Ok(())) => CoreEvent::Synced { through_sequence },
+                Ok(Err(error)) => CoreEvent::SyncFailed(error),
+                Err(join_error) => CoreEvent::SyncFailed(StorageError::io(
+                    "sync task",
+                    std::io::Error::other(join_error.to_string()),
+                )),
+            };
+            let _ = events.send(event).await;
+        });
+    }
+
+    /// Used at shutdown: sync inline so that everything appended is durable before exit.
+    fn sync_now_blocking(&mut self) -> Result<(), StorageError> {
+        self.storage.sync()?;
+        let through_sequence = self.appended_sequence;
+        self.synced_sequence = through_sequence;
+        self.step(Input::Synced { through_sequence })
+    }
+}
