@@ -268,9 +268,14 @@ pub enum StorageCommand {
 /// An input to `Broker::step`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Request { id: RequestId, request: Request },
+    Request {
+        id: RequestId,
+        request: Request,
+    },
     /// Every append with `sequence <= through_sequence` is durable.
-    Synced { through_sequence: u64 },
+    Synced {
+        through_sequence: u64,
+    },
     /// Time passed: expire long-polls, apply retention.
     Tick,
 }

@@ -50,7 +50,9 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     #[error("record batch length field says {declared} bytes but {present} are present")]
     LengthMismatch { declared: i64, present: usize },
-    #[error("record batch CRC-32C mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    #[error(
+        "record batch CRC-32C mismatch: header says {expected:#010x}, bytes give {actual:#010x}"
+    )]
     CrcMismatch { expected: u32, actual: u32 },
     #[error("record batch has {record_count} records but last offset delta {last_offset_delta}")]
     BadRecordCount {
@@ -305,7 +307,10 @@ mod tests {
         for at in OFFSET_ATTRIBUTES..bytes.len() {
             let mut corrupt = bytes.to_vec();
             corrupt[at] ^= 0x01;
-            assert!(validate(&corrupt).is_err(), "flip at byte {at} went unnoticed");
+            assert!(
+                validate(&corrupt).is_err(),
+                "flip at byte {at} went unnoticed"
+            );
         }
     }
 

@@ -1,5 +1,45 @@
-//! myelin-core: placeholder doc, rewritten below once the broker lands.
+//! # myelin-core: the deterministic heart of Myelin
+//!
+//! Sans-IO state machines for a Kafka-compatible event-streaming broker: partition logs,
+//! idempotent producers and the broker that composes them (replication, consumer groups
+//! and transactions join in later modules). Nothing here performs I/O, reads a clock,
+//! spawns a thread or draws from an unseeded RNG, so the same inputs give the same outputs
+//! on every machine; the networked node (`myelin-node`) and the simulator drive the same
+//! code.
+//!
+//! ## Driver's manual
+//! 1. At start, the driver asks storage what it holds (metadata snapshot and, per partition,
+//!    the CRC-valid batches of each segment) and builds the broker with
+//!    [`broker::Broker::new`], passing a seed for the broker's RNG and the current time. It
+//!    executes the returned outputs before serving.
+//! 2. Each event becomes one [`api::Input`] fed to [`broker::Broker::step`] with `now_ms`:
+//!    a decoded client request (with a driver-chosen [`api::RequestId`]), a storage sync
+//!    completion (`Synced { through_sequence }`), or a `Tick`.
+//! 3. The driver executes the returned [`api::Output`]s **in order**:
+//!    - `Storage(command)`: carry it out before anything after it. `Append`s are numbered by
+//!      `sequence`; they may sit in the page cache until a sync. `PersistMetadata` is
+//!      durable when done.
+//!    - `Respond { id, response }`: send it to the client that made request `id` (for an
+//!      acks=0 produce, send nothing).
+//! 4. Durability is reported back: after a sync that covered every append up to sequence
+//!    `S`, feed `Input::Synced { through_sequence: S }`. Acknowledgements and the high
+//!    watermark advance only then. One sync may cover many produces (group commit).
+//! 5. Call `step(now, Input::Tick)` no later than [`broker::Broker::next_wakeup_ms`]: it
+//!    expires long-polling fetches and applies retention.
+//! 6. A fetch response names byte ranges of segments ([`api::ReadChunk`]); the driver reads
+//!    them from storage and sends the bytes as they are. Record bytes never pass through
+//!    the core on the way out, and on the way in they are only checked, never copied.
+//!
+//! ## Reading order
+//! [`batch`] (the record-batch format and its checks), [`log`] (offsets, segments, high
+//! watermark), [`producers`] (idempotence), [`metadata`] (topics and nodes), [`api`] (the
+//! inputs and outputs), [`broker`] (each Kafka API's meaning).
 pub mod api;
 pub mod batch;
 pub mod broker;
+pub mod log;
 pub mod metadata;
+pub mod producers;
+
+#[cfg(test)]
+mod broker_tests;

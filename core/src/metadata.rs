@@ -161,7 +161,9 @@ impl ClusterMetadata {
     }
 
     pub fn topic_by_id(&self, topic_id: u128) -> Option<&TopicMetadata> {
-        self.topics.values().find(|topic| topic.topic_id == topic_id)
+        self.topics
+            .values()
+            .find(|topic| topic.topic_id == topic_id)
     }
 }
 

@@ -1,0 +1,517 @@
+//! Scenario tests of the broker driven through `step`, as a driver would.
+
+use crate::api::*;
+use crate::batch::test_batches;
+use crate::broker::Broker;
+use crate::metadata::TopicPartition;
+use bytes::Bytes;
+use proptest::prelude::*;
+
+const NOW: i64 = 1_000_000;
+
+fn broker() -> Broker {
+    let (broker, _) = Broker::new(BrokerConfig::default(), None, Vec::new(), 7, NOW);
+    broker
+}
+
+fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> {
+    broker.step(
+        NOW,
+        Input::Request {
+            id: 1,
+            request: Request::CreateTopics {
+                topics: vec![CreateTopic {
+                    name: name.into(),
+                    partition_count,
+                    replication_factor: -1,
+                    configs: Vec::new(),
+                    validate_only: false,
+                }],
+            },
+        },
+    )
+}
+
+fn produce_request(topic: &str, records: Bytes, acks: Acks) -> Request {
+    Request::Produce {
+        acks,
+        transactional_id: None,
+        partitions: vec![ProducePartition {
+            partition: TopicPartition::new(topic, 0),
+            records,
+        }],
+    }
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i64, min_bytes: i32) -> Request {
+    Request::Fetch {
+        max_wait_ms,
+        min_bytes,
+        max_bytes: 1 << 20,
+        isolation: Isolation::ReadCommitted,
+        partitions: vec![FetchPartition {
+            partition: TopicPartition::new(topic, 0),
+            fetch_offset: offset,
+            partition_max_bytes: 1 << 20,
+        }],
+    }
+}
+
+fn responses(outputs: &[Output]) -> Vec<(RequestId, &Response)> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Respond { id, response } => Some((*id, response)),
+            Output::Storage(_) => None,
+        })
+        .collect()
+}
+
+fn last_append_sequence(outputs: &[Output]) -> Option<u64> {
+    outputs.iter().rev().find_map(|output| match output {
+        Output::Storage(StorageCommand::Append { sequence, .. }) => Some(*sequence),
+        _ => None,
+    })
+}
+
+fn produced(response: &Response) -> &ProducePartitionResult {
+    match response {
+        Response::Produce(results) => &results[0],
+        other => panic!("expected a produce response, got {other:?}"),
+    }
+}
+
+#[test]
+fn creating_a_topic_persists_metadata_before_making_partitions() {
+    let mut broker = broker();
+    let outputs = create(&mut broker, "orders", 3);
+    assert!(matches!(
+        outputs[0],
+        Output::Storage(StorageCommand::PersistMetadata(_))
+    ));
+    let created = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Storage(StorageCommand::CreatePartition { .. })))
+        .count();
+    assert_eq!(created, 3);
+    let again = create(&mut broker, "orders", 3);
+    match responses(&again)[0].1 {
+        Response::CreateTopics(results) => {
+            assert_eq!(results[0].error, ErrorCode::TopicAlreadyExists)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_replication_factor_above_the_node_count_is_refused() {
+    let mut broker = broker();
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 1,
+            request: Request::CreateTopics {
+                topics: vec![CreateTopic {
+                    name: "t".into(),
+                    partition_count: 1,
+                    replication_factor: 3,
+                    configs: Vec::new(),
+                    validate_only: false,
+                }],
+            },
+        },
+    );
+    match responses(&outputs)[0].1 {
+        Response::CreateTopics(results) => {
+            assert_eq!(results[0].error, ErrorCode::InvalidReplicationFactor)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn acks_all_is_answered_only_after_the_sync() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", test_batches::plain(3, NOW), Acks::All),
+        },
+    );
+    assert!(responses(&outputs).is_empty(), "no ack before durability");
+    let sequence = last_append_sequence(&outputs).expect("an append");
+    let outputs = broker.step(
+        NOW,
+        Input::Synced {
+            through_sequence: sequence,
+        },
+    );
+    let answered = responses(&outputs);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(produced(answered[0].1).base_offset, 0);
+    assert_eq!(
+        broker.partition_offsets(&TopicPartition::new("t", 0)),
+        Some((0, 3, 3))
+    );
+}
+
+#[test]
+fn acks_zero_is_answered_at_once_and_the_data_still_waits_for_the_sync() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", test_batches::plain(1, NOW), Acks::None),
+        },
+    );
+    assert_eq!(responses(&outputs).len(), 1);
+    assert_eq!(
+        broker.partition_offsets(&TopicPartition::new("t", 0)),
+        Some((0, 0, 1))
+    );
+}
+
+#[test]
+fn a_corrupt_batch_is_refused_and_the_log_is_untouched() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let mut corrupt = test_batches::plain(2, NOW).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", Bytes::from(corrupt), Acks::All),
+        },
+    );
+    assert!(last_append_sequence(&outputs).is_none());
+    assert_eq!(
+        produced(responses(&outputs)[0].1).error,
+        ErrorCode::CorruptMessage
+    );
+    assert_eq!(
+        broker.partition_offsets(&TopicPartition::new("t", 0)),
+        Some((0, 0, 0))
+    );
+}
+
+#[test]
+fn a_produce_to_a_missing_topic_gets_unknown_topic() {
+    let mut broker = broker();
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("nope", test_batches::plain(1, NOW), Acks::All),
+        },
+    );
+    assert_eq!(
+        produced(responses(&outputs)[0].1).error,
+        ErrorCode::UnknownTopicOrPartition
+    );
+}
+
+#[test]
+fn a_retried_batch_gets_its_original_offset_only_once_durable() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let batch = test_batches::batch(2, NOW, 0, 0, 0);
+    let first = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", batch.clone(), Acks::All),
+        },
+    );
+    let retry = broker.step(
+        NOW,
+        Input::Request {
+            id: 3,
+            request: produce_request("t", batch.clone(), Acks::All),
+        },
+    );
+    assert!(
+        last_append_sequence(&retry).is_none(),
+        "a duplicate is not appended"
+    );
+    assert!(
+        responses(&retry).is_empty(),
+        "a duplicate waits for the original's durability"
+    );
+    let synced = broker.step(
+        NOW,
+        Input::Synced {
+            through_sequence: last_append_sequence(&first).unwrap(),
+        },
+    );
+    let answered = responses(&synced);
+    assert_eq!(answered.len(), 2);
+    assert!(answered
+        .iter()
+        .all(|(_, response)| produced(response).base_offset == 0));
+    assert_eq!(
+        broker.partition_offsets(&TopicPartition::new("t", 0)),
+        Some((0, 2, 2))
+    );
+    let late = broker.step(
+        NOW,
+        Input::Request {
+            id: 4,
+            request: produce_request("t", batch, Acks::All),
+        },
+    );
+    assert_eq!(produced(responses(&late)[0].1).base_offset, 0);
+}
+
+#[test]
+fn a_fetch_long_polls_until_data_is_durable_or_the_deadline() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: fetch_request("t", 0, 500, 1),
+        },
+    );
+    assert!(
+        responses(&outputs).is_empty(),
+        "nothing to read: the fetch waits"
+    );
+    assert_eq!(broker.next_wakeup_ms(), Some(NOW));
+    let produce = broker.step(
+        NOW + 10,
+        Input::Request {
+            id: 3,
+            request: produce_request("t", test_batches::plain(1, NOW), Acks::All),
+        },
+    );
+    let synced = broker.step(
+        NOW + 20,
+        Input::Synced {
+            through_sequence: last_append_sequence(&produce).unwrap(),
+        },
+    );
+    let answered = responses(&synced);
+    assert_eq!(answered.len(), 2, "the produce and the parked fetch");
+    match answered.iter().find(|(id, _)| *id == 2).unwrap().1 {
+        Response::Fetch(results) => {
+            assert_eq!(results[0].high_watermark, 1);
+            assert_eq!(results[0].chunks.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    let empty = broker.step(
+        NOW + 30,
+        Input::Request {
+            id: 4,
+            request: fetch_request("t", 1, 500, 1),
+        },
+    );
+    assert!(responses(&empty).is_empty());
+    assert!(responses(&broker.step(NOW + 529, Input::Tick)).is_empty());
+    let expired = broker.step(NOW + 530, Input::Tick);
+    match responses(&expired)[0].1 {
+        Response::Fetch(results) => assert!(results[0].chunks.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_fetch_beyond_the_high_watermark_is_out_of_range() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let outputs = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: fetch_request("t", 5, 0, 1),
+        },
+    );
+    match responses(&outputs)[0].1 {
+        Response::Fetch(results) => assert_eq!(results[0].error, ErrorCode::OffsetOutOfRange),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn producer_ids_are_reserved_durably_in_blocks() {
+    let mut broker = broker();
+    let init = Request::InitProducerId {
+        transactional_id: None,
+        producer_id: -1,
+        producer_epoch: -1,
+    };
+    let first = broker.step(
+        NOW,
+        Input::Request {
+            id: 1,
+            request: init.clone(),
+        },
+    );
+    assert!(matches!(
+        first[0],
+        Output::Storage(StorageCommand::PersistMetadata(_))
+    ));
+    let second = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: init,
+        },
+    );
+    assert_eq!(second.len(), 1, "the block is already reserved");
+    match (responses(&first)[0].1, responses(&second)[0].1) {
+        (
+            Response::InitProducerId { producer_id: a, .. },
+            Response::InitProducerId { producer_id: b, .. },
+        ) => {
+            assert_ne!(a, b)
+        }
+        other => panic!("{other:?}"),
+    }
+    // After a restart, ids continue above the reserved block.
+    let metadata = broker.metadata().clone();
+    let (mut restarted, _) =
+        Broker::new(BrokerConfig::default(), Some(metadata), Vec::new(), 7, NOW);
+    let after = restarted.step(
+        NOW,
+        Input::Request {
+            id: 3,
+            request: Request::InitProducerId {
+                transactional_id: None,
+                producer_id: -1,
+                producer_epoch: -1,
+            },
+        },
+    );
+    match responses(&after)[0].1 {
+        Response::InitProducerId { producer_id, .. } => {
+            assert!(*producer_id >= crate::broker::PRODUCER_ID_BLOCK_SIZE)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn retention_deletes_old_segments_on_tick() {
+    let mut broker = broker();
+    broker.step(
+        NOW,
+        Input::Request {
+            id: 1,
+            request: Request::CreateTopics {
+                topics: vec![CreateTopic {
+                    name: "r".into(),
+                    partition_count: 1,
+                    replication_factor: 1,
+                    configs: vec![
+                        ("segment.bytes".into(), "1024".into()),
+                        ("retention.ms".into(), "1000".into()),
+                    ],
+                    validate_only: false,
+                }],
+            },
+        },
+    );
+    let mut last_sequence = 0;
+    for id in 0..20 {
+        let outputs = broker.step(
+            NOW,
+            Input::Request {
+                id: 10 + id,
+                request: produce_request("r", test_batches::plain(10, NOW), Acks::All),
+            },
+        );
+        last_sequence = last_append_sequence(&outputs).unwrap_or(last_sequence);
+    }
+    broker.step(
+        NOW,
+        Input::Synced {
+            through_sequence: last_sequence,
+        },
+    );
+    let outputs = broker.step(NOW + 60_000, Input::Tick);
+    let deleted = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Storage(StorageCommand::DeleteSegment { .. })))
+        .count();
+    assert!(deleted > 0);
+    let (start, hwm, end) = broker
+        .partition_offsets(&TopicPartition::new("r", 0))
+        .unwrap();
+    assert!(start > 0 && hwm == end && end == 200);
+}
+
+/// A random mix of requests, syncs and ticks.
+fn arbitrary_inputs() -> impl Strategy<Value = Vec<(i64, Input)>> {
+    let input = prop_oneof![
+        (1i32..5, 0u8..3).prop_map(|(records, acks)| Input::Request {
+            id: 0,
+            request: produce_request(
+                "d",
+                test_batches::plain(records, NOW),
+                match acks {
+                    0 => Acks::None,
+                    1 => Acks::Leader,
+                    _ => Acks::All,
+                }
+            ),
+        }),
+        (0i64..20, 0i64..200).prop_map(|(offset, wait)| Input::Request {
+            id: 0,
+            request: fetch_request("d", offset, wait, 1)
+        }),
+        (0u64..30).prop_map(|through_sequence| Input::Synced { through_sequence }),
+        Just(Input::Tick),
+        Just(Input::Request {
+            id: 0,
+            request: Request::InitProducerId {
+                transactional_id: None,
+                producer_id: -1,
+                producer_epoch: -1
+            }
+        }),
+    ];
+    prop::collection::vec((0i64..100, input), 1..60)
+}
+
+fn run(inputs: &[(i64, Input)]) -> Vec<Output> {
+    let (mut broker, mut outputs) = Broker::new(BrokerConfig::default(), None, Vec::new(), 99, NOW);
+    outputs.extend(create(&mut broker, "d", 1));
+    let mut now = NOW;
+    for (index, (advance, input)) in inputs.iter().enumerate() {
+        now += advance;
+        let mut input = input.clone();
+        if let Input::Request { id, .. } = &mut input {
+            *id = index as u64 + 100;
+        }
+        outputs.extend(broker.step(now, input));
+    }
+    outputs
+}
+
+proptest! {
+    /// Determinism: the same input sequence gives the same outputs.
+    #[test]
+    fn the_same_inputs_give_the_same_outputs(inputs in arbitrary_inputs()) {
+        prop_assert_eq!(run(&inputs), run(&inputs));
+    }
+
+    /// Every request is answered exactly once, eventually (after a final sync and a late tick).
+    #[test]
+    fn every_request_gets_exactly_one_response(mut inputs in arbitrary_inputs()) {
+        inputs.push((0, Input::Synced { through_sequence: u64::MAX }));
+        inputs.push((1_000_000, Input::Tick));
+        let outputs = run(&inputs);
+        let mut answered: Vec<RequestId> = responses(&outputs).into_iter().map(|(id, _)| id).filter(|id| *id >= 100).collect();
+        let asked: Vec<RequestId> = inputs.iter().enumerate().filter(|(_, (_, input))| matches!(input, Input::Request { .. })).map(|(index, _)| index as u64 + 100).collect();
+        answered.sort_unstable();
+        prop_assert_eq!(answered, asked);
+    }
+}
