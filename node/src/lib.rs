@@ -1,4 +1,67 @@
-//! myelin-node: the async shell around myelin-core (placeholder doc).
+//! # myelin-node: the networked shell around myelin-core
+//!
+//! The core decides; this crate does the I/O. Reading order:
+//! - [`config`]: flags and TOML settings of a node;
+//! - [`storage`]: the storage contract and the file-backed segments;
+//! - [`runtime`]: the task that owns the core's broker, executes its outputs and runs the
+//!   group-commit syncs;
+//! - [`kafka`]: the Kafka wire protocol: framing, version negotiation, and the translation
+//!   of each API to and from the core's requests;
+//! - [`run_node`]: all of it put together, used by the `myelin` binary.
+
+pub mod config;
 pub mod kafka;
 pub mod runtime;
 pub mod storage;
+
+use anyhow::Context;
+use config::NodeConfig;
+use myelin_core::broker::Broker;
+use std::future::Future;
+use std::sync::Arc;
+use storage::Storage;
+
+/// Recovers storage, starts the core task and serves the Kafka API until `shutdown`
+/// resolves; then syncs everything appended and returns.
+pub async fn run_node(
+    config: NodeConfig,
+    storage: Arc<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let recovered = storage.recover().context("recovering the data directory")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let partition_count = recovered.partitions.len();
+    let (broker, initial) = Broker::new(
+        config.broker_config(bound),
+        recovered.metadata,
+        recovered.partitions,
+        rand::random(),
+        runtime::wall_clock_ms(),
+    );
+    let handle = runtime::start(broker, storage, initial).context("applying recovery outputs")?;
+    tracing::info!(
+        address = %bound,
+        data_dir = %config.data_dir.display(),
+        partitions = partition_count,
+        "myelin node serving Kafka on {bound}"
+    );
+    let listener_config = kafka::KafkaListenerConfig {
+        frame_bytes_max: config.frame_bytes_max,
+        request_timeout_ms: config.request_timeout_ms,
+        ..kafka::KafkaListenerConfig::default()
+    };
+    tokio::select! {
+        served = kafka::serve(listener, handle.clone(), listener_config) => {
+            served.context("serving the Kafka listener")?;
+        }
+        _ = shutdown => {
+            tracing::info!("shutting down: syncing outstanding appends");
+        }
+    }
+    handle.shutdown().await;
+    tracing::info!("myelin node stopped");
+    Ok(())
+}

@@ -66,7 +66,11 @@ impl NodeHandle {
     }
 
     /// Reads the bytes of fetched batches, as the core described them.
-    pub fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> Result<Bytes, StorageError> {
+    pub fn read(
+        &self,
+        partition: &TopicPartition,
+        chunk: &ReadChunk,
+    ) -> Result<Bytes, StorageError> {
         self.storage.read(partition, chunk)
     }
 
@@ -102,7 +106,11 @@ struct CoreTask {
 }
 
 /// Starts the core task and returns the handle connection tasks use.
-pub fn start(broker: Broker, storage: Arc<dyn Storage>, initial: Vec<Output>) -> Result<NodeHandle, StorageError> {
+pub fn start(
+    broker: Broker,
+    storage: Arc<dyn Storage>,
+    initial: Vec<Output>,
+) -> Result<NodeHandle, StorageError> {
     let (events_sender, events) = mpsc::channel(CORE_QUEUE_DEPTH);
     let mut task = CoreTask {
         broker,
@@ -129,7 +137,9 @@ impl CoreTask {
             let wake_at = self
                 .broker
                 .next_wakeup_ms()
-                .map_or(now + TICK_INTERVAL_MAX_MS, |at| at.min(now + TICK_INTERVAL_MAX_MS));
+                .map_or(now + TICK_INTERVAL_MAX_MS, |at| {
+                    at.min(now + TICK_INTERVAL_MAX_MS)
+                });
             let sleep_ms = (wake_at - now).max(0) as u64;
             let first = tokio::select! {
                 event = events.recv() => match event {
@@ -210,7 +220,9 @@ impl CoreTask {
                 partition,
                 base_offset,
             } => self.storage.create_partition(&partition, base_offset),
-            StorageCommand::DeletePartition { partition } => self.storage.delete_partition(&partition),
+            StorageCommand::DeletePartition { partition } => {
+                self.storage.delete_partition(&partition)
+            }
             StorageCommand::Append {
                 partition,
                 batch,
@@ -218,7 +230,10 @@ impl CoreTask {
                 sequence,
             } => {
                 self.storage.append(&partition, &batch, &bytes)?;
-                debug_assert!(sequence > self.appended_sequence, "append sequences increase");
+                debug_assert!(
+                    sequence > self.appended_sequence,
+                    "append sequences increase"
+                );
                 self.appended_sequence = sequence;
                 Ok(())
             }

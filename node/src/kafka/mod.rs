@@ -1,1 +1,33 @@
-//! Kafka wire protocol (being written).
+//! The Kafka wire protocol listener: unmodified Kafka clients talk to the node through it.
+//!
+//! Reading order:
+//! - `server`: the accept loop and the per-connection loop (framing, pipelining, ordered
+//!   responses, timeouts, connection limit). `serve` is the entry point `main` calls.
+//! - `codec`: frame length checks, request decoding (header + body) and response encoding.
+//! - `precheck`: a structural walk of each request body run before the decoder, so that a
+//!   hostile array length can never make the decoder allocate more than the frame holds.
+//! - `versions`: the API versions this node advertises (and accepts), and ApiVersions.
+//! - `dispatch`: routes one decoded request to its API module.
+//! - One module per API group, each translating between the wire messages and the core's
+//!   `Request`/`Response` for exactly the version the client asked for: `metadata`,
+//!   `produce`, `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics,
+//!   DescribeConfigs), `producer_id` (InitProducerId). `topic_ids` maps Kafka topic UUIDs to
+//!   names for the APIs that address topics by id.
+//!
+//! Nothing here decides anything about the log: the core does. A bad request closes its own
+//! connection with a logged reason and never affects the node.
+
+mod admin;
+mod codec;
+mod dispatch;
+mod fetch;
+mod metadata;
+mod offsets;
+mod precheck;
+mod produce;
+mod producer_id;
+mod server;
+mod topic_ids;
+mod versions;
+
+pub use server::{serve, KafkaListenerConfig, FRAME_BYTES_MAX_DEFAULT};

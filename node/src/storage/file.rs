@@ -1,1 +1,726 @@
-//! File-backed storage (being written).
+//! File-backed storage: Kafka-like segment files with offset and time indexes, group-committed
+//! fsync, and a recovery that truncates a torn tail.
+//!
+//! This is the `Storage` the real binary runs on (the simulator has its own in-memory disk).
+//! The core decides every offset, position and segment boundary; this module writes the
+//! bytes where it is told, checks that "where" is the end of the active segment, and at start
+//! reports what survived.
+//!
+//! # Layout
+//! ```text
+//! <data_dir>/metadata.json                 the ClusterMetadata snapshot (serde_json)
+//! <data_dir>/metadata.json.tmp             a snapshot being written; removed by recovery
+//! <data_dir>/topics/<topic>-<partition>/   one directory per partition (the partition
+//!                                          number follows the LAST '-': topics may hold '-')
+//!     00000000000000000000.log             batches back to back, base offsets patched in
+//!     00000000000000000000.index           8 bytes a batch: relative offset u32 BE
+//!                                          (base offset - segment base), position u32 BE
+//!     00000000000000000000.timeindex       12 bytes a batch: max timestamp i64 BE,
+//!                                          relative offset u32 BE
+//! ```
+//! Segment files are named by their base offset, zero-padded to 20 digits. Unlike Kafka's
+//! sparse indexes, ours are dense: one entry per batch. That makes an index check exact
+//! (entry i must point where batch i-1 ends), lets recovery report every batch header without
+//! scanning the log, and costs 20 bytes a batch; lookups by offset or time happen in the core,
+//! which keeps every batch's metadata in memory anyway. A segment never exceeds 4 GiB
+//! (positions are u32).
+//!
+//! # Writing
+//! `append` writes a batch at the position the core chose, which must be the active
+//! segment's current size: the 8 patched base-offset bytes, then the rest straight from the
+//! request's buffer (two positional writes, no copy of the records), then one entry to each
+//! index. The segment joins the dirty list. `sync` takes the dirty list under a short lock,
+//! releases it, and fsyncs each listed file (log and both indexes) plus every partition
+//! directory that gained or lost a segment file, so appends, reads and syncs overlap. Syncs run
+//! one at a time, so a sync returns only once every append issued before it is durable. After
+//! one failed fsync every later sync fails too: the page cache can no longer be trusted.
+//!
+//! # Recovery rules
+//! For each partition directory, segments are taken in base-offset order.
+//! - Every segment but the last is loaded from its indexes when they agree with the log:
+//!   whole entries, equal counts, the same relative offsets in both, entry 0 at position 0,
+//!   each next entry exactly where the previous batch (its 61-byte header read from the log)
+//!   ends, contiguous offsets starting at the segment base, and the last batch ending at the
+//!   log's size. Otherwise (missing, truncated or stale indexes) the segment is scanned like
+//!   the last one and both indexes are rewritten.
+//! - The last (active) segment is always scanned from position 0, each whole batch checked
+//!   with `batch::validate` (lengths, CRC-32C) and for offset continuity (the first at the
+//!   segment base, each next one at the previous last offset + 1). At the first batch that is
+//!   cut short, has a bad header or length, fails its CRC or breaks continuity, the log is
+//!   truncated (and fsynced) there, and the indexes are rewritten from the scan unless they
+//!   already describe exactly the batches kept.
+//! - A non-last segment whose scan stops early is truncated the same way; later segments are
+//!   kept, not deleted: storage reports what is on disk and valid, and the core decides what
+//!   an offset gap between segments means (it refuses such a log rather than guess).
+//! - Stray index files without a `.log` are deleted; other unknown files are left alone.
+//! - A partition directory with no segment gets an empty segment at offset 0, because the
+//!   core rebuilds a partition with no recovered segment as an empty log whose active segment
+//!   is at 0, and appends to it without another `CreatePartition`.
+//! - Everything reported is fsynced before `recover` returns, so that batches which were
+//!   only in the page cache when the process died are durable before the core counts them as
+//!   committed.
+//!
+//! Invariant: recovery never drops a batch that was synced. Only bytes after the last valid
+//! batch of a segment are dropped, and a synced batch is whole, CRC-valid and contiguous with
+//! the synced batches before it, so every scan passes it. Garbage on disk (random bytes, empty
+//! or partial indexes) is never a panic: at worst it is a truncation of what was not synced.
+//!
+//! Concurrency: a map of partitions under one mutex, each partition under its own mutex; the
+//! map lock is held only to find a partition, a partition's lock only for bookkeeping and
+//! an append's writes. Readers clone an `Arc` of the segment's file and read without locks,
+//! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the map lock
+//! is never held while taking another; a partition's lock may be held while taking the dirty
+//! list's; `sync` holds only its own serializing lock while it fsyncs.
+
+mod layout;
+mod recovery;
+#[cfg(test)]
+mod tests;
+
+use super::{Recovered, Storage, StorageError, StorageResult};
+use bytes::Bytes;
+use layout::{
+    check_partition, encode_offset_entry, encode_time_entry, invalid_input, partition_dir_name,
+    SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
+};
+use myelin_core::api::{AppendedBatch, ReadChunk};
+use myelin_core::batch::{base_offset_bytes, read_header};
+use myelin_core::metadata::{ClusterMetadata, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+const METADATA_FILE: &str = "metadata.json";
+const METADATA_TEMP_FILE: &str = "metadata.json.tmp";
+const TOPICS_DIR: &str = "topics";
+/// Largest size of a segment: positions inside it are u32.
+const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
+
+/// Segment files under a data directory. See the module doc.
+pub struct FileStorage {
+    data_dir: PathBuf,
+    topics_dir: PathBuf,
+    partitions: Mutex<BTreeMap<TopicPartition, Arc<Mutex<PartitionFiles>>>>,
+    dirty: Mutex<DirtySet>,
+    /// Held for a whole sync: syncs run one at a time (see `sync`).
+    sync_serial: Mutex<()>,
+    /// Set by the first failed fsync; every later sync fails.
+    sync_failed: AtomicBool,
+    /// Held while a metadata snapshot is written: one writer of the temporary file at a time.
+    metadata_serial: Mutex<()>,
+}
+
+/// A segment's `.log` file. Shared with readers, so that a deleted segment stays readable by
+/// a read already under way (the open file outlives its directory entry).
+struct SegmentLog {
+    path: PathBuf,
+    file: File,
+}
+
+/// A segment as the partition tracks it.
+struct SegmentEntry {
+    log: Arc<SegmentLog>,
+    /// Bytes of whole batches in the log: where the next append goes (active segment).
+    size_bytes: u64,
+}
+
+/// The files of the segment that takes appends.
+struct ActiveSegment {
+    base_offset: i64,
+    log: Arc<SegmentLog>,
+    offset_index: File,
+    time_index: File,
+    paths: SegmentPaths,
+    /// True while this segment waits in the dirty list; changed only under the dirty lock.
+    dirty: AtomicBool,
+}
+
+struct ActiveState {
+    files: Arc<ActiveSegment>,
+    /// Entries in each index: the number of batches in the active segment.
+    index_entries: u64,
+}
+
+/// One partition's open files.
+struct PartitionFiles {
+    partition: TopicPartition,
+    dir: PathBuf,
+    /// Every segment by base offset, the active one included (it is the last).
+    segments: BTreeMap<i64, SegmentEntry>,
+    active: ActiveState,
+    /// Set by `delete_partition`, for a caller that found the partition just before.
+    deleted: bool,
+}
+
+/// What the next sync must make durable.
+#[derive(Default)]
+struct DirtySet {
+    segments: Vec<Arc<ActiveSegment>>,
+    /// Partition directories whose entries changed (segment files created or removed).
+    directories: BTreeSet<PathBuf>,
+}
+
+/// Locks a mutex, ignoring poisoning: no critical section here leaves its data half-changed
+/// when it panics, since none of them panics between two related writes.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_error(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> StorageError {
+    move |source| StorageError::io(context(), source)
+}
+
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+fn sync_directory(dir: &Path) -> StorageResult<()> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error(|| format!("fsync directory {}", dir.display())))
+}
+
+fn open_read_write(path: &Path, create_new: bool) -> StorageResult<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(create_new)
+        .open(path)
+        .map_err(io_error(|| format!("open {}", path.display())))
+}
+
+/// Creates the three empty files of a new segment; it becomes the partition's active one.
+/// The caller makes the directory entries durable.
+fn create_segment(dir: &Path, base_offset: i64) -> StorageResult<(SegmentEntry, ActiveState)> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    let log = Arc::new(SegmentLog {
+        file: open_read_write(&paths.log, true)?,
+        path: paths.log.clone(),
+    });
+    let offset_index = open_read_write(&paths.offset_index, true)?;
+    let time_index = open_read_write(&paths.time_index, true)?;
+    let entry = SegmentEntry {
+        log: Arc::clone(&log),
+        size_bytes: 0,
+    };
+    let active = ActiveState {
+        files: Arc::new(ActiveSegment {
+            base_offset,
+            log,
+            offset_index,
+            time_index,
+            paths,
+            dirty: AtomicBool::new(false),
+        }),
+        index_entries: 0,
+    };
+    Ok((entry, active))
+}
+
+/// Removes a segment's three files; index files that are already gone are no error.
+fn remove_segment_files(dir: &Path, base_offset: i64) -> StorageResult<()> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    fs::remove_file(&paths.log).map_err(io_error(|| format!("remove {}", paths.log.display())))?;
+    for path in [&paths.offset_index, &paths.time_index] {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StorageError::io(
+                    format!("remove {}", path.display()),
+                    error,
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl FileStorage {
+    /// Opens (creating if missing) a data directory. Call `recover` before anything else: the
+    /// partitions on disk are opened there.
+    pub fn open(data_dir: &Path) -> StorageResult<FileStorage> {
+        let topics_dir = data_dir.join(TOPICS_DIR);
+        let data_dir_is_new = !data_dir.exists();
+        fs::create_dir_all(&topics_dir).map_err(io_error(|| {
+            format!("create directory {}", topics_dir.display())
+        }))?;
+        sync_directory(data_dir)?;
+        if data_dir_is_new {
+            // The data directory's own entry, in its parent.
+            let parent = data_dir
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            sync_directory(parent)?;
+        }
+        Ok(FileStorage {
+            data_dir: data_dir.to_path_buf(),
+            topics_dir,
+            partitions: Mutex::new(BTreeMap::new()),
+            dirty: Mutex::new(DirtySet::default()),
+            sync_serial: Mutex::new(()),
+            sync_failed: AtomicBool::new(false),
+            metadata_serial: Mutex::new(()),
+        })
+    }
+
+    /// The data directory this storage lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn partition_dir(&self, partition: &TopicPartition) -> PathBuf {
+        self.topics_dir.join(partition_dir_name(partition))
+    }
+
+    /// The partition's files, if open. The map lock is released on return.
+    fn partition_files(
+        &self,
+        partition: &TopicPartition,
+    ) -> StorageResult<Arc<Mutex<PartitionFiles>>> {
+        lock(&self.partitions)
+            .get(partition)
+            .cloned()
+            .ok_or_else(|| StorageError::UnknownPartition(partition.clone()))
+    }
+
+    fn mark_directory_dirty(&self, dir: &Path) {
+        lock(&self.dirty).directories.insert(dir.to_path_buf());
+    }
+
+    /// Reads and parses `metadata.json`; a leftover temporary file is removed.
+    fn recover_metadata(&self) -> StorageResult<Option<ClusterMetadata>> {
+        let temp_path = self.data_dir.join(METADATA_TEMP_FILE);
+        match fs::remove_file(&temp_path) {
+            Ok(()) => {
+                // A crash between writing the snapshot and renaming it: the previous one holds.
+                tracing::warn!(path = %temp_path.display(), "removed an unfinished metadata snapshot");
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StorageError::io(
+                    format!("remove {}", temp_path.display()),
+                    error,
+                ))
+            }
+        }
+        let path = self.data_dir.join(METADATA_FILE);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(StorageError::io(format!("read {}", path.display()), error)),
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|error| StorageError::CorruptMetadata {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            })
+    }
+}
+
+impl Storage for FileStorage {
+    fn recover(&self) -> StorageResult<Recovered> {
+        let (recovered, stats) = self.recover_with_stats()?;
+        tracing::info!(
+            partitions = stats.partitions,
+            segments = stats.segments,
+            indexes_rebuilt = stats.indexes_rebuilt,
+            segments_truncated = stats.segments_truncated,
+            bytes_truncated = stats.bytes_truncated,
+            "storage recovered"
+        );
+        Ok(recovered)
+    }
+
+    fn create_partition(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
+        check_partition(partition)?;
+        if base_offset < 0 {
+            return Err(invalid_input(
+                format!("create partition {partition}"),
+                format!("base offset {base_offset} is negative"),
+            ));
+        }
+        let existing = lock(&self.partitions).get(partition).cloned();
+        if let Some(existing) = existing {
+            return self.recreate_empty_partition(&existing, base_offset);
+        }
+        let dir = self.partition_dir(partition);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                // Not recovered (or recovered and deleted since): only an empty leftover is
+                // reused, never files whose meaning we do not know.
+                let mut entries =
+                    fs::read_dir(&dir).map_err(io_error(|| format!("list {}", dir.display())))?;
+                if entries.next().is_some() {
+                    return Err(StorageError::io(
+                        format!("create partition {partition}"),
+                        io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("{} exists and is not empty", dir.display()),
+                        ),
+                    ));
+                }
+            }
+            Err(error) => {
+                return Err(StorageError::io(
+                    format!("create directory {}", dir.display()),
+                    error,
+                ))
+            }
+        }
+        sync_directory(&self.topics_dir)?;
+        let (entry, active) = create_segment(&dir, base_offset)?;
+        // Partitions are created rarely: make the segment files' existence durable now rather
+        // than wait for a sync that may not come before the first append.
+        sync_directory(&dir)?;
+        let files = PartitionFiles {
+            partition: partition.clone(),
+            dir,
+            segments: BTreeMap::from([(base_offset, entry)]),
+            active,
+            deleted: false,
+        };
+        lock(&self.partitions).insert(partition.clone(), Arc::new(Mutex::new(files)));
+        Ok(())
+    }
+
+    fn delete_partition(&self, partition: &TopicPartition) -> StorageResult<()> {
+        check_partition(partition)?;
+        let removed = lock(&self.partitions).remove(partition);
+        if let Some(files) = &removed {
+            // Waits for an append in progress; the handles close when the last reader or the
+            // dirty list lets go of them.
+            lock(files).deleted = true;
+        }
+        let dir = self.partition_dir(partition);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => sync_directory(&self.topics_dir),
+            // Deleting what is not there is done already (the core may repeat a deletion that
+            // a crash interrupted).
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(StorageError::io(
+                format!("remove directory {}", dir.display()),
+                error,
+            )),
+        }
+    }
+
+    fn append(
+        &self,
+        partition: &TopicPartition,
+        batch: &AppendedBatch,
+        bytes: &Bytes,
+    ) -> StorageResult<()> {
+        let handle = self.partition_files(partition)?;
+        let mut guard = lock(&handle);
+        let files = &mut *guard;
+        if files.deleted {
+            return Err(StorageError::UnknownPartition(partition.clone()));
+        }
+        let context = || {
+            format!(
+                "append of offset {} at position {} of segment {} of partition {partition}",
+                batch.base_offset, batch.position, batch.segment_base_offset
+            )
+        };
+        let active = &mut files.active;
+        let segment_base = active.files.base_offset;
+        if batch.segment_base_offset != segment_base {
+            return Err(
+                match files.segments.contains_key(&batch.segment_base_offset) {
+                    true => {
+                        invalid_input(context(), format!("the active segment is {segment_base}"))
+                    }
+                    false => StorageError::UnknownSegment {
+                        partition: partition.clone(),
+                        base_offset: batch.segment_base_offset,
+                    },
+                },
+            );
+        }
+        let Some(entry) = files.segments.get_mut(&segment_base) else {
+            return Err(StorageError::UnknownSegment {
+                partition: partition.clone(),
+                base_offset: segment_base,
+            });
+        };
+        // Never write anywhere but the end: a mismatch means the core and the disk disagree.
+        if u64::from(batch.position) != entry.size_bytes {
+            return Err(invalid_input(
+                context(),
+                format!("the segment's end is at {}", entry.size_bytes),
+            ));
+        }
+        let header =
+            read_header(bytes).map_err(|error| invalid_input(context(), error.to_string()))?;
+        if header.size_bytes as usize != bytes.len() {
+            return Err(invalid_input(
+                context(),
+                format!(
+                    "the batch says {} bytes but {} were given",
+                    header.size_bytes,
+                    bytes.len()
+                ),
+            ));
+        }
+        let end = entry.size_bytes + bytes.len() as u64;
+        if end > SEGMENT_BYTES_MAX {
+            return Err(invalid_input(context(), "the segment would pass 4 GiB"));
+        }
+        let relative_offset = batch
+            .base_offset
+            .checked_sub(segment_base)
+            .and_then(|relative| u32::try_from(relative).ok())
+            .ok_or_else(|| {
+                invalid_input(
+                    context(),
+                    "the offset is not within 2^32 above the segment base",
+                )
+            })?;
+
+        let segment = &active.files;
+        let position = entry.size_bytes;
+        // Two positional writes: the patched base offset, then the caller's bytes untouched.
+        segment
+            .log
+            .file
+            .write_all_at(&base_offset_bytes(batch.base_offset), position)
+            .and_then(|()| segment.log.file.write_all_at(&bytes[8..], position + 8))
+            .map_err(io_error(|| format!("write {}", segment.log.path.display())))?;
+        let index_entry = encode_offset_entry(relative_offset, batch.position);
+        segment
+            .offset_index
+            .write_all_at(
+                &index_entry,
+                active.index_entries * OFFSET_INDEX_ENTRY_BYTES as u64,
+            )
+            .map_err(io_error(|| {
+                format!("write {}", segment.paths.offset_index.display())
+            }))?;
+        let time_entry = encode_time_entry(batch.max_timestamp, relative_offset);
+        segment
+            .time_index
+            .write_all_at(
+                &time_entry,
+                active.index_entries * TIME_INDEX_ENTRY_BYTES as u64,
+            )
+            .map_err(io_error(|| {
+                format!("write {}", segment.paths.time_index.display())
+            }))?;
+        entry.size_bytes = end;
+        active.index_entries += 1;
+
+        let mut dirty = lock(&self.dirty);
+        if !segment.dirty.swap(true, Ordering::Relaxed) {
+            dirty.segments.push(Arc::clone(segment));
+        }
+        Ok(())
+    }
+
+    fn roll_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
+        let handle = self.partition_files(partition)?;
+        let mut files = lock(&handle);
+        if files.deleted {
+            return Err(StorageError::UnknownPartition(partition.clone()));
+        }
+        let active_base = files.active.files.base_offset;
+        if base_offset <= active_base {
+            return Err(invalid_input(
+                format!("roll partition {partition} to a segment at {base_offset}"),
+                format!("the active segment is at {active_base}; new ones must start above it"),
+            ));
+        }
+        let (entry, active) = create_segment(&files.dir, base_offset)?;
+        files.segments.insert(base_offset, entry);
+        // The old active segment stays readable; if it has unsynced appends, the dirty list
+        // keeps its index files open until the next sync.
+        files.active = active;
+        let dir = files.dir.clone();
+        drop(files);
+        self.mark_directory_dirty(&dir);
+        Ok(())
+    }
+
+    fn delete_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
+        let handle = self.partition_files(partition)?;
+        let mut files = lock(&handle);
+        if files.deleted {
+            return Err(StorageError::UnknownPartition(partition.clone()));
+        }
+        if base_offset == files.active.files.base_offset {
+            return Err(invalid_input(
+                format!("delete segment {base_offset} of partition {partition}"),
+                "it is the active segment",
+            ));
+        }
+        if files.segments.remove(&base_offset).is_none() {
+            return Err(StorageError::UnknownSegment {
+                partition: partition.clone(),
+                base_offset,
+            });
+        }
+        let dir = files.dir.clone();
+        drop(files);
+        remove_segment_files(&dir, base_offset)?;
+        self.mark_directory_dirty(&dir);
+        Ok(())
+    }
+
+    fn sync(&self) -> StorageResult<()> {
+        // One sync at a time: a second caller waits for the first, whose files it would
+        // otherwise not see in the (already taken) dirty list, and then covers the rest.
+        let _serial = lock(&self.sync_serial);
+        if self.sync_failed.load(Ordering::Relaxed) {
+            return Err(StorageError::io(
+                "sync",
+                io::Error::other(
+                    "an earlier fsync failed; the page cache can no longer be trusted",
+                ),
+            ));
+        }
+        let (segments, directories) = {
+            let mut dirty = lock(&self.dirty);
+            let segments = std::mem::take(&mut dirty.segments);
+            for segment in &segments {
+                segment.dirty.store(false, Ordering::Relaxed);
+            }
+            (segments, std::mem::take(&mut dirty.directories))
+        };
+        let result = sync_all_of(&segments, &directories);
+        if result.is_err() {
+            self.sync_failed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> StorageResult<Bytes> {
+        let handle = self.partition_files(partition)?;
+        let (log, size_bytes) = {
+            let files = lock(&handle);
+            if files.deleted {
+                return Err(StorageError::UnknownPartition(partition.clone()));
+            }
+            let entry = files
+                .segments
+                .get(&chunk.segment_base_offset)
+                .ok_or_else(|| StorageError::UnknownSegment {
+                    partition: partition.clone(),
+                    base_offset: chunk.segment_base_offset,
+                })?;
+            (Arc::clone(&entry.log), entry.size_bytes)
+        };
+        let start = u64::from(chunk.position);
+        let end = start + u64::from(chunk.length);
+        if end > size_bytes {
+            return Err(invalid_input(
+                format!(
+                    "read of bytes {start}..{end} of segment {} of partition {partition}",
+                    chunk.segment_base_offset
+                ),
+                format!("the segment holds {size_bytes} bytes"),
+            ));
+        }
+        let mut buffer = vec![0u8; chunk.length as usize];
+        log.file
+            .read_exact_at(&mut buffer, start)
+            .map_err(io_error(|| {
+                format!("read {} at {start}", log.path.display())
+            }))?;
+        Ok(Bytes::from(buffer))
+    }
+
+    fn persist_metadata(&self, metadata: &ClusterMetadata) -> StorageResult<()> {
+        let _serial = lock(&self.metadata_serial);
+        let text = serde_json::to_vec_pretty(metadata)
+            .map_err(|error| StorageError::io("encode metadata", io::Error::other(error)))?;
+        let temp_path = self.data_dir.join(METADATA_TEMP_FILE);
+        let path = self.data_dir.join(METADATA_FILE);
+        // Write aside, make it durable, then swap it in: a crash leaves the old or the new
+        // snapshot, never half of one.
+        let mut temp = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)
+            .map_err(io_error(|| format!("open {}", temp_path.display())))?;
+        temp.write_all(&text)
+            .and_then(|()| temp.sync_all())
+            .map_err(io_error(|| format!("write {}", temp_path.display())))?;
+        drop(temp);
+        fs::rename(&temp_path, &path).map_err(io_error(|| {
+            format!("rename {} to {}", temp_path.display(), path.display())
+        }))?;
+        sync_directory(&self.data_dir)
+    }
+}
+
+impl FileStorage {
+    /// `create_partition` on a partition already open: idempotent when it holds just one
+    /// empty segment; that segment moves to `base_offset` if it is elsewhere.
+    fn recreate_empty_partition(
+        &self,
+        handle: &Arc<Mutex<PartitionFiles>>,
+        base_offset: i64,
+    ) -> StorageResult<()> {
+        let mut files = lock(handle);
+        let active_base = files.active.files.base_offset;
+        let empty = files.segments.len() == 1 && files.active.index_entries == 0 && {
+            files
+                .segments
+                .get(&active_base)
+                .is_some_and(|entry| entry.size_bytes == 0)
+        };
+        if !empty {
+            return Err(StorageError::io(
+                format!("create partition {} at {base_offset}", files.partition),
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the partition exists and holds data",
+                ),
+            ));
+        }
+        if active_base == base_offset {
+            return Ok(());
+        }
+        let dir = files.dir.clone();
+        let (entry, active) = create_segment(&dir, base_offset)?;
+        files.segments = BTreeMap::from([(base_offset, entry)]);
+        files.active = active;
+        drop(files);
+        remove_segment_files(&dir, active_base)?;
+        sync_directory(&dir)
+    }
+}
+
+/// The fsyncs of one sync: data then directories.
+fn sync_all_of(
+    segments: &[Arc<ActiveSegment>],
+    directories: &BTreeSet<PathBuf>,
+) -> StorageResult<()> {
+    for segment in segments {
+        let files = [
+            (&segment.log.file, &segment.paths.log),
+            (&segment.offset_index, &segment.paths.offset_index),
+            (&segment.time_index, &segment.paths.time_index),
+        ];
+        for (file, path) in files {
+            // fdatasync also writes the file size when it grew, which is all the metadata a
+            // reader after a crash needs.
+            file.sync_data()
+                .map_err(io_error(|| format!("fsync {}", path.display())))?;
+        }
+    }
+    for dir in directories {
+        match sync_directory(dir) {
+            Ok(()) => {}
+            // The partition was deleted since: nothing of it is left to make durable.
+            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}

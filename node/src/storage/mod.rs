@@ -69,8 +69,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Writes `bytes` at `batch.position` of segment `batch.segment_base_offset` (always the
     /// active segment's end), replacing the first 8 bytes with `batch.base_offset`, and adds
     /// the batch to the segment's offset and time indexes.
-    fn append(&self, partition: &TopicPartition, batch: &AppendedBatch, bytes: &Bytes)
-        -> StorageResult<()>;
+    fn append(
+        &self,
+        partition: &TopicPartition,
+        batch: &AppendedBatch,
+        bytes: &Bytes,
+    ) -> StorageResult<()>;
     fn roll_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
     fn delete_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
     /// Makes every append issued before this call durable (fsync of data and indexes).

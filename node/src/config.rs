@@ -1,0 +1,217 @@
+//! Node configuration: command-line flags over an optional TOML file over defaults.
+//!
+//! Every key of the TOML file has the flag's name with `_` for `-`:
+//! ```toml
+//! listen = "127.0.0.1:9092"
+//! data_dir = "./myelin-data"
+//! auto_create_topics = true
+//! default_partitions = 1
+//! segment_bytes = 1073741824
+//! retention_ms = 604800000
+//! retention_bytes = -1
+//! frame_bytes_max = 104857600
+//! request_timeout_ms = 30000
+//! ```
+
+use anyhow::{bail, Context};
+use clap::Args;
+use myelin_core::api::BrokerConfig;
+use myelin_core::metadata::{TopicConfig, SEGMENT_BYTES_MIN};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Flags of `myelin node`. Each overrides the same key of `--config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// Kafka API address [default: 127.0.0.1:9092]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Where partitions and metadata are stored [default: ./myelin-data]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML file with any of these settings; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id [default: 1]
+    #[arg(long)]
+    pub node_id: Option<i32>,
+    /// Create a topic when a client first asks for it [default: true]
+    #[arg(long)]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of an auto-created topic [default: 1]
+    #[arg(long)]
+    pub default_partitions: Option<i32>,
+    /// Default segment size in bytes [default: 1 GiB]
+    #[arg(long)]
+    pub segment_bytes: Option<u32>,
+    /// Default retention by time, in ms; -1 keeps forever [default: 7 days]
+    #[arg(long)]
+    pub retention_ms: Option<i64>,
+    /// Default retention by size per partition, in bytes; -1: no limit [default: -1]
+    #[arg(long)]
+    pub retention_bytes: Option<i64>,
+    /// Largest request frame accepted, in bytes [default: 100 MiB]
+    #[arg(long)]
+    pub frame_bytes_max: Option<usize>,
+    /// How long a started request frame may take to arrive, in ms [default: 30000]
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// The TOML file's shape: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    node_id: Option<i32>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<i32>,
+    segment_bytes: Option<u32>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    frame_bytes_max: Option<usize>,
+    request_timeout_ms: Option<u64>,
+}
+
+/// The resolved configuration of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub topic_defaults: TopicConfig,
+    pub frame_bytes_max: usize,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data_dir: PathBuf::from("./myelin-data"),
+            node_id: 1,
+            auto_create_topics: true,
+            default_partitions: 1,
+            topic_defaults: TopicConfig::default(),
+            frame_bytes_max: 100 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Defaults, then the file named by `--config`, then the flags.
+    pub fn resolve(args: &NodeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = Self::default();
+        macro_rules! layer {
+            ($field:ident => $target:expr) => {
+                if let Some(value) = args.$field.clone().or(file.$field.clone()) {
+                    $target = value;
+                }
+            };
+        }
+        layer!(listen => config.listen);
+        layer!(data_dir => config.data_dir);
+        layer!(node_id => config.node_id);
+        layer!(auto_create_topics => config.auto_create_topics);
+        layer!(default_partitions => config.default_partitions);
+        layer!(segment_bytes => config.topic_defaults.segment_bytes);
+        layer!(retention_ms => config.topic_defaults.retention_ms);
+        layer!(retention_bytes => config.topic_defaults.retention_bytes);
+        layer!(frame_bytes_max => config.frame_bytes_max);
+        layer!(request_timeout_ms => config.request_timeout_ms);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.default_partitions < 1 {
+            bail!("default_partitions must be at least 1");
+        }
+        if self.topic_defaults.segment_bytes < SEGMENT_BYTES_MIN {
+            bail!("segment_bytes must be at least {SEGMENT_BYTES_MIN}");
+        }
+        if self.frame_bytes_max < 1024 {
+            bail!("frame_bytes_max must be at least 1024");
+        }
+        if self.node_id < 0 {
+            bail!("node_id must not be negative");
+        }
+        Ok(())
+    }
+
+    /// The core's configuration, once the listener's real address is known.
+    pub fn broker_config(&self, bound: SocketAddr) -> BrokerConfig {
+        let host = if bound.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            bound.ip().to_string()
+        };
+        BrokerConfig {
+            node_id: self.node_id,
+            advertised_host: host,
+            advertised_port: i32::from(bound.port()),
+            auto_create_topics: self.auto_create_topics,
+            default_partition_count: self.default_partitions,
+            topic_defaults: self.topic_defaults.clone(),
+            ..BrokerConfig::default()
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("myelin.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1234\"\ndefault_partitions = 4\nretention_ms = 10\n",
+        )
+        .unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            default_partitions: Some(6),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(config.listen.port(), 1234);
+        assert_eq!(config.default_partitions, 6);
+        assert_eq!(config.topic_defaults.retention_ms, 10);
+        assert_eq!(config.data_dir, PathBuf::from("./myelin-data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listn = \"x\"\n").unwrap();
+        let args = NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        };
+        assert!(NodeConfig::resolve(&args).is_err());
+        let args = NodeArgs {
+            default_partitions: Some(0),
+            ..NodeArgs::default()
+        };
+        assert!(NodeConfig::resolve(&args).is_err());
+    }
+}

@@ -1,0 +1,411 @@
+//! Topic administration: CreateTopics (api key 19, v2-7), DeleteTopics (20, v1-6) and
+//! DescribeConfigs (32, v1-4).
+//!
+//! The core validates names, partition counts, replication factors and configs; this module
+//! only refuses what the core's request cannot express: manual replica assignments
+//! (INVALID_REQUEST) and config resources other than topics and brokers. Broker resources
+//! answer an empty config list, which the admin clients of kafka-python and kafkajs accept.
+//! Results keep the order of the request.
+
+use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use myelin_core::api::{CreateTopic, ErrorCode, Request, Response, TopicResult};
+use std::collections::{HashMap, VecDeque};
+use uuid::Uuid;
+
+/// DescribeConfigs resource types (Kafka's `ConfigResource.Type`).
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+const RESOURCE_TYPE_BROKER: i8 = 4;
+/// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
+const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// Kafka's UNKNOWN_SERVER_ERROR, for a topic the core did not answer (a core bug).
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
+/// Core results by topic name, each name's results in the order the core gave them.
+fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<TopicResult>> {
+    let mut by_name: HashMap<String, VecDeque<TopicResult>> = HashMap::new();
+    for result in results {
+        by_name
+            .entry(result.name.clone())
+            .or_default()
+            .push_back(result);
+    }
+    by_name
+}
+
+fn take_result(
+    results: &mut HashMap<String, VecDeque<TopicResult>>,
+    name: &str,
+) -> Option<TopicResult> {
+    results.get_mut(name).and_then(VecDeque::pop_front)
+}
+
+pub(crate) async fn create_topics(
+    context: &ConnectionContext,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> Result<Reply, HandlerError> {
+    let to_create: Vec<CreateTopic> = request
+        .topics
+        .iter()
+        .filter(|topic| topic.assignments.is_empty())
+        .map(|topic| CreateTopic {
+            name: topic.name.as_str().to_string(),
+            partition_count: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+            // A null value asks for the default, which is what leaving the key out does.
+            configs: topic
+                .configs
+                .iter()
+                .filter_map(|config| {
+                    config
+                        .value
+                        .as_ref()
+                        .map(|value| (config.name.as_str().to_string(), value.as_str().to_string()))
+                })
+                .collect(),
+            validate_only: request.validate_only,
+        })
+        .collect();
+    let mut results = if to_create.is_empty() {
+        HashMap::new()
+    } else {
+        let Response::CreateTopics(results) =
+            call(context, Request::CreateTopics { topics: to_create }).await?
+        else {
+            return Err(HandlerError::UnexpectedResponse {
+                request: "CreateTopics",
+            });
+        };
+        by_name(results)
+    };
+
+    let mut body = CreateTopicsResponse::default();
+    body.throttle_time_ms = 0;
+    body.topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let mut response = CreatableTopicResult::default();
+            response.name = TopicName(topic.name.0.clone());
+            response.error_message = None;
+            if !topic.assignments.is_empty() {
+                response.error_code = ErrorCode::InvalidRequest.code();
+                response.error_message = Some(StrBytes::from_static_str(
+                    "manual replica assignment is not supported; give num_partitions and replication_factor",
+                ));
+                if version >= 5 {
+                    response.configs = None;
+                }
+                return response;
+            }
+            let Some(result) = take_result(&mut results, topic.name.as_str()) else {
+                response.error_code = UNKNOWN_SERVER_ERROR;
+                if version >= 5 {
+                    response.configs = None;
+                }
+                return response;
+            };
+            response.error_code = result.error.code();
+            response.error_message = result.message.map(wire_string);
+            if version >= 7 {
+                response.topic_id = Uuid::from_u128(result.topic_id);
+            }
+            if version >= 5 {
+                if result.error == ErrorCode::None {
+                    response.num_partitions = result.partition_count;
+                    response.replication_factor = result.replication_factor;
+                    response.configs = Some(
+                        result
+                            .configs
+                            .into_iter()
+                            .map(|(name, value)| {
+                                let explicitly_set = topic.configs.iter().any(|config| config.name.as_str() == name);
+                                created_config(name, value, explicitly_set)
+                            })
+                            .collect(),
+                    );
+                } else {
+                    response.num_partitions = -1;
+                    response.replication_factor = -1;
+                    response.configs = None;
+                }
+            }
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+fn created_config(name: String, value: String, explicitly_set: bool) -> CreatableTopicConfigs {
+    let mut config = CreatableTopicConfigs::default();
+    config.config_source = if explicitly_set {
+        CONFIG_SOURCE_DYNAMIC_TOPIC
+    } else {
+        CONFIG_SOURCE_DEFAULT
+    };
+    config.name = wire_string(name);
+    config.value = Some(wire_string(value));
+    config.read_only = false;
+    config.is_sensitive = false;
+    config
+}
+
+/// One topic a DeleteTopics request names.
+struct DeleteTarget {
+    /// `None`: an id the node does not know.
+    name: Option<String>,
+    requested_id: Uuid,
+}
+
+pub(crate) async fn delete_topics(
+    context: &ConnectionContext,
+    version: i16,
+    request: DeleteTopicsRequest,
+) -> Result<Reply, HandlerError> {
+    let targets: Vec<DeleteTarget> = if version >= 6 {
+        let ids: Vec<u128> = request
+            .topics
+            .iter()
+            .filter(|topic| topic.name.is_none())
+            .map(|topic| topic.topic_id.as_u128())
+            .collect();
+        let names_by_id = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            context.topic_ids.resolve(context, &ids).await?
+        };
+        request
+            .topics
+            .iter()
+            .map(|topic| DeleteTarget {
+                name: match &topic.name {
+                    Some(name) => Some(name.as_str().to_string()),
+                    None => names_by_id.get(&topic.topic_id.as_u128()).cloned(),
+                },
+                requested_id: topic.topic_id,
+            })
+            .collect()
+    } else {
+        request
+            .topic_names
+            .iter()
+            .map(|name| DeleteTarget {
+                name: Some(name.as_str().to_string()),
+                requested_id: Uuid::nil(),
+            })
+            .collect()
+    };
+
+    let names: Vec<String> = targets
+        .iter()
+        .filter_map(|target| target.name.clone())
+        .collect();
+    let mut results = if names.is_empty() {
+        HashMap::new()
+    } else {
+        let Response::DeleteTopics(results) =
+            call(context, Request::DeleteTopics { names }).await?
+        else {
+            return Err(HandlerError::UnexpectedResponse {
+                request: "DeleteTopics",
+            });
+        };
+        by_name(results)
+    };
+
+    let mut body = DeleteTopicsResponse::default();
+    body.throttle_time_ms = 0;
+    body.responses = targets
+        .into_iter()
+        .map(|target| {
+            let mut response = DeletableTopicResult::default();
+            let Some(name) = target.name else {
+                response.name = None;
+                response.topic_id = target.requested_id;
+                response.error_code = ErrorCode::UnknownTopicId.code();
+                return response;
+            };
+            match take_result(&mut results, &name) {
+                Some(result) => {
+                    response.error_code = result.error.code();
+                    if version >= 5 {
+                        response.error_message = result.message.map(wire_string);
+                    }
+                    if version >= 6 {
+                        response.topic_id = if result.topic_id != 0 {
+                            Uuid::from_u128(result.topic_id)
+                        } else {
+                            target.requested_id
+                        };
+                    }
+                }
+                None => response.error_code = UNKNOWN_SERVER_ERROR,
+            }
+            response.name = Some(TopicName(wire_string(name)));
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+pub(crate) async fn describe_configs(
+    context: &ConnectionContext,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> Result<Reply, HandlerError> {
+    let topics: Vec<String> = request
+        .resources
+        .iter()
+        .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
+        .map(|resource| resource.resource_name.as_str().to_string())
+        .collect();
+    let mut results = if topics.is_empty() {
+        HashMap::new()
+    } else {
+        let Response::DescribeConfigs(results) =
+            call(context, Request::DescribeConfigs { topics }).await?
+        else {
+            return Err(HandlerError::UnexpectedResponse {
+                request: "DescribeConfigs",
+            });
+        };
+        by_name(results)
+    };
+
+    let mut body = DescribeConfigsResponse::default();
+    body.throttle_time_ms = 0;
+    body.results = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut response = DescribeConfigsResult::default();
+            response.resource_type = resource.resource_type;
+            response.resource_name = resource.resource_name.clone();
+            response.error_message = None;
+            match resource.resource_type {
+                RESOURCE_TYPE_TOPIC => match take_result(&mut results, resource.resource_name.as_str()) {
+                    Some(result) => {
+                        response.error_code = result.error.code();
+                        response.error_message = result.message.map(wire_string);
+                        let wanted = resource.configuration_keys.as_ref();
+                        response.configs = result
+                            .configs
+                            .into_iter()
+                            .filter(|(name, _)| {
+                                wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name))
+                            })
+                            .map(|(name, value)| described_config(version, name, value))
+                            .collect();
+                    }
+                    None => response.error_code = UNKNOWN_SERVER_ERROR,
+                },
+                RESOURCE_TYPE_BROKER => response.error_code = ErrorCode::None.code(),
+                other => {
+                    response.error_code = ErrorCode::InvalidRequest.code();
+                    response.error_message = Some(wire_string(format!(
+                        "config resource type {other} is not supported; only topics (2) and brokers (4)"
+                    )));
+                }
+            }
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+fn described_config(version: i16, name: String, value: String) -> DescribeConfigsResourceResult {
+    let mut config = DescribeConfigsResourceResult::default();
+    if version >= 3 {
+        config.config_type = config_type(&name);
+        config.documentation = None;
+    }
+    config.name = wire_string(name);
+    config.value = Some(wire_string(value));
+    config.read_only = false;
+    config.config_source = CONFIG_SOURCE_DEFAULT;
+    config.is_sensitive = false;
+    config
+}
+
+/// Kafka's `ConfigType` of each topic key the core knows (0 = unknown).
+fn config_type(name: &str) -> i8 {
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const LIST: i8 = 7;
+    match name {
+        "retention.ms" | "retention.bytes" => LONG,
+        "segment.bytes" | "max.message.bytes" => INT,
+        "cleanup.policy" => LIST,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn described_configs_encode_for_every_served_version() {
+        for version in 1..=4 {
+            let mut result = DescribeConfigsResult::default();
+            result.resource_type = RESOURCE_TYPE_TOPIC;
+            result.resource_name = StrBytes::from_static_str("orders");
+            result.error_message = None;
+            result.configs = vec![described_config(
+                version,
+                "retention.ms".into(),
+                "1000".into(),
+            )];
+            let mut body = DescribeConfigsResponse::default();
+            body.results = vec![result];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let config = &decoded.results[0].configs[0];
+            assert_eq!(config.value.as_deref(), Some("1000"));
+            assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
+        }
+    }
+
+    #[test]
+    fn created_topic_results_encode_for_every_served_version() {
+        for version in 2..=7 {
+            let mut result = CreatableTopicResult::default();
+            result.name = TopicName(StrBytes::from_static_str("orders"));
+            result.error_message = None;
+            if version >= 5 {
+                result.num_partitions = 3;
+                result.replication_factor = 1;
+                result.configs = Some(vec![created_config(
+                    "retention.ms".into(),
+                    "1000".into(),
+                    true,
+                )]);
+            }
+            if version >= 7 {
+                result.topic_id = Uuid::from_u128(11);
+            }
+            let mut body = CreateTopicsResponse::default();
+            body.topics = vec![result];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = CreateTopicsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            assert_eq!(decoded.topics[0].name.as_str(), "orders");
+        }
+    }
+}

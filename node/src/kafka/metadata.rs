@@ -1,0 +1,227 @@
+//! Metadata (api key 3), versions 0-13: the nodes, the topics and their partition leaders.
+//!
+//! Request semantics by version: v0 sends an array where empty means "every topic"; from
+//! v1 a null array means every topic and an empty one none; v4 adds
+//! `allow_auto_topic_creation` (earlier versions auto-create as the broker allows); v10+
+//! may name topics by id only (resolved through the connection's topic-id map). The
+//! response carries topic UUIDs from v10: clients use them for Fetch v13+.
+
+use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use myelin_core::api::{ErrorCode, Request, Response, TopicInfo};
+use myelin_core::metadata::NodeInfo;
+use uuid::Uuid;
+
+/// One topic the client asked about.
+enum Wanted {
+    Name(String),
+    Id(u128),
+}
+
+pub(crate) async fn handle(
+    context: &ConnectionContext,
+    version: i16,
+    request: MetadataRequest,
+) -> Result<Reply, HandlerError> {
+    let wanted: Option<Vec<Wanted>> = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .map(|topic| match topic.name {
+                    Some(name) => Wanted::Name(name.as_str().to_string()),
+                    None => Wanted::Id(topic.topic_id.as_u128()),
+                })
+                .collect(),
+        ),
+    };
+    let allow_auto_create = if version >= 4 {
+        request.allow_auto_topic_creation
+    } else {
+        true
+    };
+
+    let names: Option<Vec<String>> = wanted.as_ref().map(|wanted| {
+        wanted
+            .iter()
+            .filter_map(|topic| match topic {
+                Wanted::Name(name) => Some(name.clone()),
+                Wanted::Id(_) => None,
+            })
+            .collect()
+    });
+    let response = call(
+        context,
+        Request::Metadata {
+            topics: names,
+            allow_auto_create,
+        },
+    )
+    .await?;
+    let Response::Metadata {
+        cluster_id,
+        controller_id,
+        nodes,
+        mut topics,
+    } = response
+    else {
+        return Err(HandlerError::UnexpectedResponse {
+            request: "Metadata",
+        });
+    };
+    context.topic_ids.learn(&topics);
+
+    // Topics asked for by id: resolve them and ask the core about their names too.
+    let ids: Vec<u128> = wanted
+        .iter()
+        .flatten()
+        .filter_map(|topic| match topic {
+            Wanted::Id(id) => Some(*id),
+            Wanted::Name(_) => None,
+        })
+        .collect();
+    if !ids.is_empty() {
+        let names_by_id = context.topic_ids.resolve(context, &ids).await?;
+        let resolved: Vec<String> = ids
+            .iter()
+            .filter_map(|id| names_by_id.get(id).cloned())
+            .collect();
+        if !resolved.is_empty() {
+            if let Response::Metadata { topics: by_id, .. } = call(
+                context,
+                Request::Metadata {
+                    topics: Some(resolved),
+                    allow_auto_create: false,
+                },
+            )
+            .await?
+            {
+                topics.extend(
+                    by_id
+                        .into_iter()
+                        .filter(|topic| ids.contains(&topic.topic_id)),
+                );
+            }
+        }
+        for id in ids.iter().filter(|id| !names_by_id.contains_key(id)) {
+            topics.push(TopicInfo {
+                name: String::new(),
+                topic_id: *id,
+                error: ErrorCode::UnknownTopicId,
+                partitions: Vec::new(),
+            });
+        }
+    }
+
+    let mut body = MetadataResponse::default();
+    body.brokers = nodes.iter().map(broker).collect();
+    if version >= 2 {
+        body.cluster_id = Some(wire_string(cluster_id));
+    }
+    if version >= 1 {
+        body.controller_id = BrokerId(controller_id);
+    }
+    body.topics = topics
+        .into_iter()
+        .map(|topic| topic_response(version, topic))
+        .collect();
+    Ok(Reply::small(body))
+}
+
+fn broker(node: &NodeInfo) -> MetadataResponseBroker {
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(node.node_id);
+    broker.host = wire_string(node.host.clone());
+    broker.port = node.port;
+    broker
+}
+
+fn topic_response(version: i16, topic: TopicInfo) -> MetadataResponseTopic {
+    let mut response = MetadataResponseTopic::default();
+    response.error_code = topic.error.code();
+    // Unknown ids have no name: null from v10 (where the name is nullable), "" before.
+    response.name = if topic.name.is_empty() && version >= 10 {
+        None
+    } else {
+        Some(TopicName(wire_string(topic.name)))
+    };
+    if version >= 10 {
+        response.topic_id = Uuid::from_u128(topic.topic_id);
+    }
+    response.partitions = topic
+        .partitions
+        .into_iter()
+        .map(|(partition_index, leader_id)| partition_response(version, partition_index, leader_id))
+        .collect();
+    response
+}
+
+fn partition_response(
+    version: i16,
+    partition_index: i32,
+    leader_id: i32,
+) -> MetadataResponsePartition {
+    let mut partition = MetadataResponsePartition::default();
+    partition.error_code = ErrorCode::None.code();
+    partition.partition_index = partition_index;
+    partition.leader_id = BrokerId(leader_id);
+    if version >= 7 {
+        partition.leader_epoch = 0;
+    }
+    partition.replica_nodes = vec![BrokerId(leader_id)];
+    partition.isr_nodes = vec![BrokerId(leader_id)];
+    partition.offline_replicas = Vec::new();
+    partition
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn topic_entries_encode_and_decode_for_every_version() {
+        for version in 0..=13 {
+            let mut body = MetadataResponse::default();
+            body.brokers = vec![broker(&NodeInfo {
+                node_id: 1,
+                host: "127.0.0.1".into(),
+                port: 9092,
+            })];
+            body.topics = vec![
+                topic_response(
+                    version,
+                    TopicInfo {
+                        name: "orders".into(),
+                        topic_id: 7,
+                        error: ErrorCode::None,
+                        partitions: vec![(0, 1), (1, 1)],
+                    },
+                ),
+                topic_response(
+                    version,
+                    TopicInfo {
+                        name: String::new(),
+                        topic_id: 9,
+                        error: ErrorCode::UnknownTopicId,
+                        partitions: vec![],
+                    },
+                ),
+            ];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = MetadataResponse::decode(&mut encoded.freeze(), version).unwrap();
+            assert_eq!(decoded.topics[0].partitions.len(), 2);
+            assert_eq!(*decoded.topics[0].partitions[1].leader_id, 1);
+            if version >= 10 {
+                assert_eq!(decoded.topics[0].topic_id, Uuid::from_u128(7));
+                assert_eq!(decoded.topics[1].name, None);
+            }
+        }
+    }
+}

@@ -1,0 +1,583 @@
+//! A structural walk of request bodies, run before `kafka-protocol` decodes them.
+//!
+//! Why: the crate's decoder calls `Vec::with_capacity(count)` with the array count read from
+//! the wire. A 20-byte request claiming two billion topics would make it ask the allocator
+//! for hundreds of gigabytes, and an allocation failure aborts the whole process. Kafka's
+//! own decoder refuses an array count larger than the bytes left in the buffer; this walk
+//! applies the same rule to every array, string and byte field, so that whatever the decoder
+//! allocates is bounded by the frame (itself bounded by `frame_bytes_max`).
+//!
+//! The schemas below list, per API, the non-tagged fields and the versions that carry them,
+//! mirroring the Kafka message definitions the crate was generated from. Tagged fields are
+//! skipped by their declared size. The tests encode requests of every advertised version
+//! with the crate and check that the walk consumes exactly those bytes.
+
+use kafka_protocol::messages::ApiKey;
+use thiserror::Error;
+
+/// Why a request body failed the walk.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub(crate) enum PrecheckError {
+    #[error("request body ends inside a field")]
+    Truncated,
+    #[error("{what} of {count} exceeds the {remaining} bytes left in the frame")]
+    CountTooLarge {
+        what: &'static str,
+        count: u64,
+        remaining: usize,
+    },
+    #[error("negative length {0}")]
+    NegativeLength(i64),
+    #[error("varint longer than 5 bytes")]
+    VarintTooLong,
+    #[error("{0:?} has no request schema")]
+    NoSchema(ApiKey),
+}
+
+/// The wire shape of one field, as far as the walk needs it. Strings and byte fields cover
+/// their nullable forms too: the encodings differ only in the length's meaning.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Uuid,
+    Boolean,
+    String,
+    Bytes,
+    Int32Array,
+    StringArray,
+    StructArray(&'static [Field]),
+}
+
+/// A field and the (inclusive) request versions that carry it.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    shape: Shape,
+    version_min: i16,
+    version_max: i16,
+}
+
+const fn field(shape: Shape, version_min: i16, version_max: i16) -> Field {
+    Field {
+        shape,
+        version_min,
+        version_max,
+    }
+}
+
+/// Present in every version the walk is used for.
+const fn always(shape: Shape) -> Field {
+    field(shape, 0, i16::MAX)
+}
+
+const fn since(shape: Shape, version_min: i16) -> Field {
+    field(shape, version_min, i16::MAX)
+}
+
+use Shape::*;
+
+const API_VERSIONS: &[Field] = &[since(String, 3), since(String, 3)];
+
+const METADATA_TOPIC: &[Field] = &[since(Uuid, 10), always(String)];
+const METADATA: &[Field] = &[
+    always(StructArray(METADATA_TOPIC)),
+    since(Boolean, 4),
+    field(Boolean, 8, 10),
+    since(Boolean, 8),
+];
+
+const PRODUCE_PARTITION: &[Field] = &[always(Int32), always(Bytes)];
+const PRODUCE_TOPIC: &[Field] = &[
+    field(String, 0, 12),
+    since(Uuid, 13),
+    always(StructArray(PRODUCE_PARTITION)),
+];
+const PRODUCE: &[Field] = &[
+    always(String),
+    always(Int16),
+    always(Int32),
+    always(StructArray(PRODUCE_TOPIC)),
+];
+
+const FETCH_PARTITION: &[Field] = &[
+    always(Int32),
+    since(Int32, 9),
+    always(Int64),
+    since(Int32, 12),
+    since(Int64, 5),
+    always(Int32),
+];
+const FETCH_TOPIC: &[Field] = &[
+    field(String, 0, 12),
+    since(Uuid, 13),
+    always(StructArray(FETCH_PARTITION)),
+];
+const FORGOTTEN_TOPIC: &[Field] = &[field(String, 0, 12), since(Uuid, 13), always(Int32Array)];
+const FETCH: &[Field] = &[
+    field(Int32, 0, 14),
+    always(Int32),
+    always(Int32),
+    always(Int32),
+    always(Int8),
+    since(Int32, 7),
+    since(Int32, 7),
+    always(StructArray(FETCH_TOPIC)),
+    since(StructArray(FORGOTTEN_TOPIC), 7),
+    since(String, 11),
+];
+
+const LIST_OFFSETS_PARTITION: &[Field] = &[always(Int32), since(Int32, 4), always(Int64)];
+const LIST_OFFSETS_TOPIC: &[Field] = &[always(String), always(StructArray(LIST_OFFSETS_PARTITION))];
+const LIST_OFFSETS: &[Field] = &[
+    always(Int32),
+    since(Int8, 2),
+    always(StructArray(LIST_OFFSETS_TOPIC)),
+    since(Int32, 10),
+];
+
+const INIT_PRODUCER_ID: &[Field] = &[
+    always(String),
+    always(Int32),
+    since(Int64, 3),
+    since(Int16, 3),
+];
+
+const CREATE_TOPICS_ASSIGNMENT: &[Field] = &[always(Int32), always(Int32Array)];
+const CREATE_TOPICS_CONFIG: &[Field] = &[always(String), always(String)];
+const CREATE_TOPICS_TOPIC: &[Field] = &[
+    always(String),
+    always(Int32),
+    always(Int16),
+    always(StructArray(CREATE_TOPICS_ASSIGNMENT)),
+    always(StructArray(CREATE_TOPICS_CONFIG)),
+];
+const CREATE_TOPICS: &[Field] = &[
+    always(StructArray(CREATE_TOPICS_TOPIC)),
+    always(Int32),
+    always(Boolean),
+];
+
+const DELETE_TOPICS_STATE: &[Field] = &[always(String), always(Uuid)];
+const DELETE_TOPICS: &[Field] = &[
+    since(StructArray(DELETE_TOPICS_STATE), 6),
+    field(StringArray, 0, 5),
+    always(Int32),
+];
+
+const DESCRIBE_CONFIGS_RESOURCE: &[Field] = &[always(Int8), always(String), always(StringArray)];
+const DESCRIBE_CONFIGS: &[Field] = &[
+    always(StructArray(DESCRIBE_CONFIGS_RESOURCE)),
+    always(Boolean),
+    since(Boolean, 3),
+];
+
+fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
+    Some(match api_key {
+        ApiKey::ApiVersions => API_VERSIONS,
+        ApiKey::Metadata => METADATA,
+        ApiKey::Produce => PRODUCE,
+        ApiKey::Fetch => FETCH,
+        ApiKey::ListOffsets => LIST_OFFSETS,
+        ApiKey::InitProducerId => INIT_PRODUCER_ID,
+        ApiKey::CreateTopics => CREATE_TOPICS,
+        ApiKey::DeleteTopics => DELETE_TOPICS,
+        ApiKey::DescribeConfigs => DESCRIBE_CONFIGS,
+        _ => return None,
+    })
+}
+
+/// Walks the body of an `api_key` request of `version` (the bytes after the header).
+/// Returns how many bytes the body's fields take; trailing bytes are the caller's business.
+pub(crate) fn check_request_body(
+    api_key: ApiKey,
+    version: i16,
+    body: &[u8],
+) -> Result<usize, PrecheckError> {
+    let fields = schema(api_key).ok_or(PrecheckError::NoSchema(api_key))?;
+    // Flexible versions (compact lengths, tagged fields) are those with request header v2.
+    let flexible = api_key.request_header_version(version) >= 2;
+    let mut walker = Walker {
+        rest: body,
+        version,
+        flexible,
+    };
+    walker.walk_struct(fields)?;
+    Ok(body.len() - walker.rest.len())
+}
+
+struct Walker<'a> {
+    rest: &'a [u8],
+    version: i16,
+    flexible: bool,
+}
+
+impl Walker<'_> {
+    fn take(&mut self, count: usize) -> Result<&[u8], PrecheckError> {
+        if self.rest.len() < count {
+            return Err(PrecheckError::Truncated);
+        }
+        let (taken, rest) = self.rest.split_at(count);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn skip(&mut self, count: u64, what: &'static str) -> Result<(), PrecheckError> {
+        let count = self.bounded(count, what)?;
+        self.take(count).map(|_| ())
+    }
+
+    /// Refuses a count larger than the bytes left: every element takes at least one byte.
+    fn bounded(&self, count: u64, what: &'static str) -> Result<usize, PrecheckError> {
+        let remaining = self.rest.len();
+        if count > remaining as u64 {
+            return Err(PrecheckError::CountTooLarge {
+                what,
+                count,
+                remaining,
+            });
+        }
+        Ok(count as usize)
+    }
+
+    fn read_i16(&mut self) -> Result<i16, PrecheckError> {
+        let bytes = self.take(2)?;
+        Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
+    }
+
+    fn read_i32(&mut self) -> Result<i32, PrecheckError> {
+        let bytes = self.take(4)?;
+        Ok(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn read_unsigned_varint(&mut self) -> Result<u64, PrecheckError> {
+        let mut value: u64 = 0;
+        for index in 0..5 {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(PrecheckError::VarintTooLong)
+    }
+
+    /// The element or byte count of a length-prefixed field; `None` for null.
+    fn read_length(&mut self, short_length: bool) -> Result<Option<u64>, PrecheckError> {
+        if self.flexible {
+            // Compact encoding: length + 1, zero for null.
+            let encoded = self.read_unsigned_varint()?;
+            return Ok(encoded.checked_sub(1));
+        }
+        let length = if short_length {
+            i64::from(self.read_i16()?)
+        } else {
+            i64::from(self.read_i32()?)
+        };
+        match length {
+            -1 => Ok(None),
+            length if length < 0 => Err(PrecheckError::NegativeLength(length)),
+            length => Ok(Some(length as u64)),
+        }
+    }
+
+    fn walk_struct(&mut self, fields: &[Field]) -> Result<(), PrecheckError> {
+        for field in fields {
+            if (field.version_min..=field.version_max).contains(&self.version) {
+                self.walk_field(field.shape)?;
+            }
+        }
+        if self.flexible {
+            self.skip_tagged_fields()?;
+        }
+        Ok(())
+    }
+
+    fn walk_field(&mut self, shape: Shape) -> Result<(), PrecheckError> {
+        match shape {
+            Int8 | Boolean => self.take(1).map(|_| ()),
+            Int16 => self.take(2).map(|_| ()),
+            Int32 => self.take(4).map(|_| ()),
+            Int64 => self.take(8).map(|_| ()),
+            Uuid => self.take(16).map(|_| ()),
+            String => match self.read_length(true)? {
+                Some(length) => self.skip(length, "string length"),
+                None => Ok(()),
+            },
+            Bytes => match self.read_length(false)? {
+                Some(length) => self.skip(length, "byte length"),
+                None => Ok(()),
+            },
+            Int32Array => match self.read_length(false)? {
+                Some(count) => {
+                    let count = self.bounded(count, "array count")?;
+                    (0..count).try_for_each(|_| self.take(4).map(|_| ()))
+                }
+                None => Ok(()),
+            },
+            StringArray => match self.read_length(false)? {
+                Some(count) => {
+                    let count = self.bounded(count, "array count")?;
+                    (0..count).try_for_each(|_| self.walk_field(String))
+                }
+                None => Ok(()),
+            },
+            StructArray(fields) => match self.read_length(false)? {
+                Some(count) => {
+                    let count = self.bounded(count, "array count")?;
+                    (0..count).try_for_each(|_| self.walk_struct(fields))
+                }
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), PrecheckError> {
+        let count = self.read_unsigned_varint()?;
+        let count = self.bounded(count, "tagged field count")?;
+        for _ in 0..count {
+            self.read_unsigned_varint()?;
+            let size = self.read_unsigned_varint()?;
+            self.skip(size, "tagged field size")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::versions::ADVERTISED_APIS;
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use uuid::Uuid as TopicUuid;
+
+    fn name(text: &str) -> TopicName {
+        TopicName(StrBytes::from_string(text.to_string()))
+    }
+
+    /// A request of `api_key` with every array populated and optional fields set, encoded
+    /// for `version`, fields a version lacks left at their defaults.
+    fn populated_request(api_key: ApiKey, version: i16) -> RequestKind {
+        let id = TopicUuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        match api_key {
+            ApiKey::ApiVersions => {
+                let mut request = ApiVersionsRequest::default();
+                if version >= 3 {
+                    request.client_software_name = StrBytes::from_static_str("test");
+                    request.client_software_version = StrBytes::from_static_str("1.0");
+                }
+                request.into()
+            }
+            ApiKey::Metadata => {
+                let mut request = MetadataRequest::default();
+                let mut topic = metadata_request::MetadataRequestTopic::default();
+                topic.name = Some(name("orders"));
+                if version >= 10 {
+                    topic.topic_id = id;
+                }
+                request.topics = Some(vec![topic.clone(), topic]);
+                if version >= 4 {
+                    request.allow_auto_topic_creation = false;
+                }
+                if (8..=10).contains(&version) {
+                    request.include_cluster_authorized_operations = true;
+                }
+                if version >= 8 {
+                    request.include_topic_authorized_operations = true;
+                }
+                request.into()
+            }
+            ApiKey::Produce => {
+                let mut partition = produce_request::PartitionProduceData::default();
+                partition.index = 3;
+                partition.records = Some(Bytes::from_static(b"0123456789abcdef"));
+                let mut topic = produce_request::TopicProduceData::default();
+                if version <= 12 {
+                    topic.name = name("orders");
+                } else {
+                    topic.topic_id = id;
+                }
+                topic.partition_data = vec![partition.clone(), partition];
+                let mut request = ProduceRequest::default();
+                request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+                request.acks = -1;
+                request.timeout_ms = 1000;
+                request.topic_data = vec![topic];
+                request.into()
+            }
+            ApiKey::Fetch => {
+                let mut partition = fetch_request::FetchPartition::default();
+                partition.partition = 1;
+                partition.fetch_offset = 42;
+                partition.partition_max_bytes = 1 << 20;
+                if version >= 9 {
+                    partition.current_leader_epoch = 0;
+                }
+                if version >= 12 {
+                    partition.last_fetched_epoch = 0;
+                }
+                if version >= 5 {
+                    partition.log_start_offset = 0;
+                }
+                let mut topic = fetch_request::FetchTopic::default();
+                let mut forgotten = fetch_request::ForgottenTopic::default();
+                if version <= 12 {
+                    topic.topic = name("orders");
+                    forgotten.topic = name("gone");
+                } else {
+                    topic.topic_id = id;
+                    forgotten.topic_id = id;
+                }
+                forgotten.partitions = vec![0, 1, 2];
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = FetchRequest::default();
+                request.max_wait_ms = 500;
+                request.min_bytes = 1;
+                request.max_bytes = 1 << 20;
+                request.isolation_level = 1;
+                request.topics = vec![topic];
+                if version >= 7 {
+                    request.session_id = 0;
+                    request.session_epoch = -1;
+                    request.forgotten_topics_data = vec![forgotten];
+                }
+                if version >= 11 {
+                    request.rack_id = StrBytes::from_static_str("rack-a");
+                }
+                if version >= 12 {
+                    request.cluster_id = Some(StrBytes::from_static_str("cluster"));
+                }
+                request.into()
+            }
+            ApiKey::ListOffsets => {
+                let mut partition = list_offsets_request::ListOffsetsPartition::default();
+                partition.partition_index = 2;
+                partition.timestamp = -2;
+                let mut topic = list_offsets_request::ListOffsetsTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = ListOffsetsRequest::default();
+                if version >= 2 {
+                    request.isolation_level = 1;
+                }
+                if version >= 10 {
+                    request.timeout_ms = 1000;
+                }
+                request.topics = vec![topic];
+                request.into()
+            }
+            ApiKey::InitProducerId => {
+                let mut request = InitProducerIdRequest::default();
+                request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+                request.transaction_timeout_ms = 60_000;
+                request.into()
+            }
+            ApiKey::CreateTopics => {
+                let mut assignment = create_topics_request::CreatableReplicaAssignment::default();
+                assignment.partition_index = 0;
+                assignment.broker_ids = vec![BrokerId(1), BrokerId(2)];
+                let mut config = create_topics_request::CreatableTopicConfig::default();
+                config.name = StrBytes::from_static_str("retention.ms");
+                config.value = Some(StrBytes::from_static_str("1000"));
+                let mut topic = create_topics_request::CreatableTopic::default();
+                topic.name = name("orders");
+                topic.num_partitions = 3;
+                topic.replication_factor = 1;
+                topic.assignments = vec![assignment];
+                topic.configs = vec![config.clone(), config];
+                let mut request = CreateTopicsRequest::default();
+                request.topics = vec![topic];
+                request.timeout_ms = 1000;
+                request.validate_only = true;
+                request.into()
+            }
+            ApiKey::DeleteTopics => {
+                let mut request = DeleteTopicsRequest::default();
+                if version >= 6 {
+                    let mut state = delete_topics_request::DeleteTopicState::default();
+                    state.name = Some(name("orders"));
+                    state.topic_id = id;
+                    request.topics = vec![state.clone(), state];
+                } else {
+                    request.topic_names = vec![name("orders"), name("payments")];
+                }
+                request.timeout_ms = 1000;
+                request.into()
+            }
+            ApiKey::DescribeConfigs => {
+                let mut resource = describe_configs_request::DescribeConfigsResource::default();
+                resource.resource_type = 2;
+                resource.resource_name = StrBytes::from_static_str("orders");
+                resource.configuration_keys = Some(vec![StrBytes::from_static_str("retention.ms")]);
+                let mut request = DescribeConfigsRequest::default();
+                request.resources = vec![resource];
+                request.include_synonyms = true;
+                if version >= 3 {
+                    request.include_documentation = true;
+                }
+                request.into()
+            }
+            other => panic!("no populated request for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn walk_consumes_exactly_the_body_of_every_advertised_request_version() {
+        for api in ADVERTISED_APIS {
+            for version in api.version_min..=api.version_max {
+                let request = populated_request(api.api_key, version);
+                let mut body = BytesMut::new();
+                request
+                    .encode(&mut body, version)
+                    .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
+                let consumed = check_request_body(api.api_key, version, &body)
+                    .unwrap_or_else(|error| panic!("{:?} v{version}: {error}", api.api_key));
+                assert_eq!(consumed, body.len(), "{:?} v{version}", api.api_key);
+                // Every proper prefix is refused, never accepted and never a panic.
+                for cut in 0..body.len() {
+                    let truncated = check_request_body(api.api_key, version, &body[..cut]);
+                    assert!(truncated.is_err(), "{:?} v{version} cut {cut}", api.api_key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_array_count_beyond_the_frame_is_refused_before_any_decoding() {
+        // Metadata v1: topics array count i32::MAX, then nothing.
+        let body = i32::MAX.to_be_bytes();
+        assert!(matches!(
+            check_request_body(ApiKey::Metadata, 1, &body),
+            Err(PrecheckError::CountTooLarge { count, .. }) if count == i32::MAX as u64
+        ));
+        // Metadata v12 (compact): a varint count of 2^32 - 1.
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(
+            check_request_body(ApiKey::Metadata, 12, &body),
+            Err(PrecheckError::CountTooLarge { .. })
+        ));
+        // A negative (non-null) array length.
+        let body = (-2i32).to_be_bytes();
+        assert_eq!(
+            check_request_body(ApiKey::Metadata, 1, &body),
+            Err(PrecheckError::NegativeLength(-2))
+        );
+    }
+
+    #[test]
+    fn null_arrays_and_strings_pass_the_walk() {
+        // Metadata v1 with a null topic list (all topics).
+        assert_eq!(
+            check_request_body(ApiKey::Metadata, 1, &(-1i32).to_be_bytes()),
+            Ok(4)
+        );
+        // Metadata v12 with a null topic list, allow-auto-create, include-topic-ops, no tags.
+        assert_eq!(
+            check_request_body(ApiKey::Metadata, 12, &[0, 1, 0, 0]),
+            Ok(4)
+        );
+    }
+}

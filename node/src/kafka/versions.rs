@@ -1,0 +1,182 @@
+//! The API versions this node advertises in ApiVersions and accepts on the wire.
+//!
+//! Every entry must lie inside what the `kafka-protocol` crate can decode (the request
+//! type's `VERSIONS`) and encode (the response type's `VERSIONS`); `ApiKey::valid_versions`
+//! overstates some APIs, so the tests below check the request and response types directly.
+//! Group and transaction APIs are deliberately absent until the core implements them.
+//! The codec refuses any request outside this table before decoding it.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+/// One advertised API and its inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AdvertisedApi {
+    pub api_key: ApiKey,
+    pub version_min: i16,
+    pub version_max: i16,
+}
+
+const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> AdvertisedApi {
+    AdvertisedApi {
+        api_key,
+        version_min,
+        version_max,
+    }
+}
+
+/// What clients may send. Lower bounds are what the crate still decodes; upper bounds stop
+/// where a newer version would need semantics the node lacks (Produce v11+ and
+/// InitProducerId v5+ belong to "transactions v2", Fetch v17+ to KRaft replicas).
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 9] = [
+    advertised(ApiKey::Produce, 3, 10),
+    advertised(ApiKey::Fetch, 4, 16),
+    advertised(ApiKey::ListOffsets, 1, 10),
+    advertised(ApiKey::Metadata, 0, 13),
+    advertised(ApiKey::ApiVersions, 0, 4),
+    advertised(ApiKey::CreateTopics, 2, 7),
+    advertised(ApiKey::DeleteTopics, 1, 6),
+    advertised(ApiKey::InitProducerId, 0, 4),
+    advertised(ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// Kafka's UNSUPPORTED_VERSION error code.
+pub(crate) const UNSUPPORTED_VERSION: i16 = 35;
+
+/// The advertised range of `api_key`, or `None` when the node does not serve that API.
+pub(crate) fn advertised_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    ADVERTISED_APIS
+        .iter()
+        .find(|api| api.api_key == api_key)
+        .map(|api| (api.version_min, api.version_max))
+}
+
+/// The ApiVersions answer for `version` (0..=4). Optional tagged fields (supported and
+/// finalized features, the ZooKeeper migration flag) stay at their defaults, which the crate
+/// omits from the wire: librdkafka 2.0.2 fails on default-valued tagged fields.
+pub(crate) fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let mut response = ApiVersionsResponse::default();
+    response.error_code = error_code;
+    response.throttle_time_ms = 0;
+    response.api_keys = ADVERTISED_APIS
+        .iter()
+        .map(|api| {
+            let mut entry = ApiVersion::default();
+            entry.api_key = api.api_key as i16;
+            entry.min_version = api.version_min;
+            entry.max_version = api.version_max;
+            entry
+        })
+        .collect();
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Message, VersionRange};
+
+    fn is_advertised(api_key: ApiKey, version: i16) -> bool {
+        advertised_range(api_key).is_some_and(|(min, max)| (min..=max).contains(&version))
+    }
+
+    /// The decodable request range and the encodable response range of each API.
+    fn crate_ranges(api_key: ApiKey) -> (VersionRange, VersionRange) {
+        match api_key {
+            ApiKey::Produce => (ProduceRequest::VERSIONS, ProduceResponse::VERSIONS),
+            ApiKey::Fetch => (FetchRequest::VERSIONS, FetchResponse::VERSIONS),
+            ApiKey::ListOffsets => (ListOffsetsRequest::VERSIONS, ListOffsetsResponse::VERSIONS),
+            ApiKey::Metadata => (MetadataRequest::VERSIONS, MetadataResponse::VERSIONS),
+            ApiKey::ApiVersions => (ApiVersionsRequest::VERSIONS, ApiVersionsResponse::VERSIONS),
+            ApiKey::CreateTopics => (
+                CreateTopicsRequest::VERSIONS,
+                CreateTopicsResponse::VERSIONS,
+            ),
+            ApiKey::DeleteTopics => (
+                DeleteTopicsRequest::VERSIONS,
+                DeleteTopicsResponse::VERSIONS,
+            ),
+            ApiKey::InitProducerId => (
+                InitProducerIdRequest::VERSIONS,
+                InitProducerIdResponse::VERSIONS,
+            ),
+            ApiKey::DescribeConfigs => (
+                DescribeConfigsRequest::VERSIONS,
+                DescribeConfigsResponse::VERSIONS,
+            ),
+            other => panic!("{other:?} is advertised but has no crate range in this test"),
+        }
+    }
+
+    #[test]
+    fn advertised_versions_never_exceed_what_the_crate_decodes_and_encodes() {
+        for api in ADVERTISED_APIS {
+            let (request, response) = crate_ranges(api.api_key);
+            let valid = api.api_key.valid_versions();
+            assert!(api.version_min <= api.version_max, "{api:?}");
+            for range in [request, response, valid] {
+                assert!(
+                    range.min <= api.version_min && api.version_max <= range.max,
+                    "{api:?} exceeds the crate's {range}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_api_is_advertised_once_and_no_group_or_transaction_api_is() {
+        for (index, api) in ADVERTISED_APIS.iter().enumerate() {
+            assert!(
+                ADVERTISED_APIS[index + 1..]
+                    .iter()
+                    .all(|other| other.api_key != api.api_key),
+                "{api:?} twice"
+            );
+        }
+        for absent in [
+            ApiKey::FindCoordinator,
+            ApiKey::JoinGroup,
+            ApiKey::OffsetCommit,
+            ApiKey::OffsetFetch,
+            ApiKey::AddPartitionsToTxn,
+            ApiKey::EndTxn,
+        ] {
+            assert_eq!(advertised_range(absent), None);
+        }
+    }
+
+    #[test]
+    fn the_versions_every_tested_client_sends_are_advertised() {
+        // From KAFKA-WIRE.md: what kcat, confluent-kafka, kafka-python and kafkajs sent.
+        let sent: [(ApiKey, &[i16]); 9] = [
+            (ApiKey::ApiVersions, &[2, 3, 4]),
+            (ApiKey::Metadata, &[4, 6, 13]),
+            (ApiKey::Produce, &[7, 9, 10]),
+            (ApiKey::Fetch, &[11, 12, 16]),
+            (ApiKey::ListOffsets, &[2, 3, 7, 10]),
+            (ApiKey::InitProducerId, &[1, 4]),
+            (ApiKey::CreateTopics, &[3, 4, 7]),
+            (ApiKey::DeleteTopics, &[1, 4, 6]),
+            (ApiKey::DescribeConfigs, &[1, 2, 4]),
+        ];
+        for (api_key, versions) in sent {
+            for &version in versions {
+                assert!(is_advertised(api_key, version), "{api_key:?} v{version}");
+            }
+        }
+    }
+
+    #[test]
+    fn api_versions_v3_reply_carries_no_tagged_fields() {
+        use bytes::BytesMut;
+        use kafka_protocol::protocol::Encodable;
+        let response = api_versions_response(0);
+        let mut encoded = BytesMut::new();
+        response.encode(&mut encoded, 3).unwrap();
+        // error (2) + compact array length (1) + 9 entries of (2+2+2+1 tag byte) +
+        // throttle (4) + an empty tagged-field section (1).
+        assert_eq!(encoded.len(), 2 + 1 + 9 * 7 + 4 + 1);
+        assert_eq!(encoded[encoded.len() - 1], 0, "no tagged fields");
+    }
+}

@@ -1,0 +1,565 @@
+//! Recovery: what `FileStorage::recover` does to each partition directory. The rules are in
+//! the parent module's doc; this file carries them out.
+
+use super::layout::{
+    decode_indexes, encode_indexes, parse_partition_dir_name, parse_segment_file_name, IndexEntry,
+    SegmentFileKind, SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
+};
+use super::{
+    create_segment, io_error, lock, open_read_write, sync_directory, ActiveSegment, ActiveState,
+    FileStorage, PartitionFiles, SegmentEntry, SegmentLog, SEGMENT_BYTES_MAX,
+};
+use crate::storage::{Recovered, StorageResult};
+use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
+use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
+use myelin_core::metadata::TopicPartition;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Counts of what recovery found and repaired (logged; read by tests).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct RecoveryStats {
+    pub(super) partitions: usize,
+    pub(super) segments: usize,
+    /// Segments whose index files were rewritten (missing, stale or inconsistent).
+    pub(super) indexes_rebuilt: usize,
+    /// Segments whose log was cut at an invalid batch.
+    pub(super) segments_truncated: usize,
+    pub(super) bytes_truncated: u64,
+    /// Index files without a log, removed.
+    pub(super) stray_files_removed: usize,
+}
+
+impl FileStorage {
+    /// `recover`, with the counts of what it repaired.
+    pub(super) fn recover_with_stats(&self) -> StorageResult<(Recovered, RecoveryStats)> {
+        let metadata = self.recover_metadata()?;
+        let mut stats = RecoveryStats::default();
+        let mut found = BTreeMap::new();
+        let entries = fs::read_dir(&self.topics_dir)
+            .map_err(io_error(|| format!("list {}", self.topics_dir.display())))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(io_error(|| format!("list {}", self.topics_dir.display())))?;
+            let path = entry.path();
+            let is_dir = entry
+                .file_type()
+                .map_err(io_error(|| format!("stat {}", path.display())))?
+                .is_dir();
+            let partition = entry
+                .file_name()
+                .to_str()
+                .and_then(parse_partition_dir_name)
+                .filter(|_| is_dir);
+            match partition {
+                Some(partition) => {
+                    found.insert(partition, path);
+                }
+                None => {
+                    tracing::warn!(path = %path.display(), "ignoring an entry that is not a partition directory");
+                }
+            }
+        }
+        let mut partitions = Vec::with_capacity(found.len());
+        let mut opened = BTreeMap::new();
+        for (partition, dir) in found {
+            let (report, files) = recover_partition(&partition, &dir, &mut stats)?;
+            stats.partitions += 1;
+            stats.segments += report.segments.len();
+            partitions.push(report);
+            opened.insert(partition, Arc::new(Mutex::new(files)));
+        }
+        *lock(&self.partitions) = opened;
+        Ok((
+            Recovered {
+                metadata,
+                partitions,
+            },
+            stats,
+        ))
+    }
+}
+
+/// Recovers one partition directory: its report for the core and its open files.
+fn recover_partition(
+    partition: &TopicPartition,
+    dir: &Path,
+    stats: &mut RecoveryStats,
+) -> StorageResult<(RecoveredPartition, PartitionFiles)> {
+    let base_offsets = list_segments(partition, dir, stats)?;
+    let mut segments = BTreeMap::new();
+    let mut reports = Vec::with_capacity(base_offsets.len().max(1));
+    let mut active = None;
+    for (number, &base_offset) in base_offsets.iter().enumerate() {
+        let is_last = number + 1 == base_offsets.len();
+        let recovered = recover_segment(partition, dir, base_offset, is_last, stats)?;
+        segments.insert(
+            base_offset,
+            SegmentEntry {
+                log: Arc::clone(&recovered.log),
+                size_bytes: recovered.size_bytes,
+            },
+        );
+        if let Some((offset_index, time_index)) = recovered.indexes {
+            active = Some(ActiveState {
+                files: Arc::new(ActiveSegment {
+                    base_offset,
+                    log: recovered.log,
+                    offset_index,
+                    time_index,
+                    paths: SegmentPaths::new(dir, base_offset),
+                    dirty: AtomicBool::new(false),
+                }),
+                index_entries: recovered.report.batches.len() as u64,
+            });
+        }
+        reports.push(recovered.report);
+    }
+    let active = match active {
+        Some(active) => active,
+        None => {
+            // The core rebuilds a partition with no segment as an empty log at offset 0 and
+            // appends there without asking first: give it that segment.
+            tracing::warn!(%partition, "partition directory has no segment; creating an empty one at offset 0");
+            let (entry, active) = create_segment(dir, 0)?;
+            segments.insert(0, entry);
+            reports.push(RecoveredSegment {
+                base_offset: 0,
+                batches: Vec::new(),
+            });
+            active
+        }
+    };
+    // Stray removals, truncations and a created segment: make the directory itself durable.
+    sync_directory(dir)?;
+    let files = PartitionFiles {
+        partition: partition.clone(),
+        dir: dir.to_path_buf(),
+        segments,
+        active,
+        deleted: false,
+    };
+    let report = RecoveredPartition {
+        partition: partition.clone(),
+        segments: reports,
+    };
+    Ok((report, files))
+}
+
+/// The base offsets of the segments that have a `.log`, in order. Index files without one
+/// are removed; unknown files are left alone.
+fn list_segments(
+    partition: &TopicPartition,
+    dir: &Path,
+    stats: &mut RecoveryStats,
+) -> StorageResult<Vec<i64>> {
+    let mut logs = std::collections::BTreeSet::new();
+    let mut index_files = Vec::new();
+    let entries = fs::read_dir(dir).map_err(io_error(|| format!("list {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error(|| format!("list {}", dir.display())))?;
+        let path = entry.path();
+        let is_file = entry
+            .file_type()
+            .map_err(io_error(|| format!("stat {}", path.display())))?
+            .is_file();
+        let parsed = entry
+            .file_name()
+            .to_str()
+            .and_then(parse_segment_file_name)
+            .filter(|_| is_file);
+        match parsed {
+            Some((base_offset, SegmentFileKind::Log)) => {
+                logs.insert(base_offset);
+            }
+            Some((base_offset, _)) => index_files.push((base_offset, path)),
+            None => tracing::warn!(%partition, path = %path.display(), "ignoring an unknown file"),
+        }
+    }
+    for (base_offset, path) in index_files {
+        if !logs.contains(&base_offset) {
+            tracing::warn!(%partition, path = %path.display(), "removing an index file whose log is gone");
+            fs::remove_file(&path).map_err(io_error(|| format!("remove {}", path.display())))?;
+            stats.stray_files_removed += 1;
+        }
+    }
+    Ok(logs.into_iter().collect())
+}
+
+/// One segment after recovery.
+struct SegmentRecovery {
+    report: RecoveredSegment,
+    log: Arc<SegmentLog>,
+    size_bytes: u64,
+    /// The index files, kept open for the last segment only (it takes appends).
+    indexes: Option<(File, File)>,
+}
+
+fn recover_segment(
+    partition: &TopicPartition,
+    dir: &Path,
+    base_offset: i64,
+    is_last: bool,
+    stats: &mut RecoveryStats,
+) -> StorageResult<SegmentRecovery> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    let log = open_read_write(&paths.log, false)?;
+    let log_bytes = log
+        .metadata()
+        .map_err(io_error(|| format!("stat {}", paths.log.display())))?
+        .len();
+    // Missing index files are created empty: an empty index is simply inconsistent with a
+    // non-empty log, and right for an empty one.
+    let offset_index = open_index(&paths.offset_index)?;
+    let time_index = open_index(&paths.time_index)?;
+    let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
+
+    if !is_last {
+        let from_indexes = match &indexed {
+            Ok(entries) => batches_from_index(&log, &paths.log, base_offset, log_bytes, entries)?,
+            Err(reason) => Err(reason.clone()),
+        };
+        match from_indexes {
+            Ok(batches) => {
+                // Loaded without a scan. The log may still hold appends that were only in the
+                // page cache when the process died: make them durable before reporting them.
+                sync_data(&log, &paths.log)?;
+                return Ok(SegmentRecovery {
+                    report: RecoveredSegment {
+                        base_offset,
+                        batches,
+                    },
+                    log: Arc::new(SegmentLog {
+                        path: paths.log,
+                        file: log,
+                    }),
+                    size_bytes: log_bytes,
+                    indexes: None,
+                });
+            }
+            Err(reason) => tracing::warn!(
+                %partition,
+                segment = base_offset,
+                %reason,
+                "segment indexes are unusable; rebuilding them from a scan of the log"
+            ),
+        }
+    }
+
+    let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
+    if let Some(reason) = &scan.stop_reason {
+        tracing::warn!(
+            %partition,
+            segment = base_offset,
+            position = scan.valid_bytes,
+            bytes_dropped = log_bytes - scan.valid_bytes,
+            %reason,
+            "truncating the segment at its first invalid batch"
+        );
+        log.set_len(scan.valid_bytes).map_err(io_error(|| {
+            format!("truncate {} to {}", paths.log.display(), scan.valid_bytes)
+        }))?;
+        stats.segments_truncated += 1;
+        stats.bytes_truncated += log_bytes - scan.valid_bytes;
+    }
+    log.sync_all()
+        .map_err(io_error(|| format!("fsync {}", paths.log.display())))?;
+
+    let scanned: Vec<IndexEntry> = scan
+        .batches
+        .iter()
+        .map(|batch| IndexEntry {
+            relative_offset: relative_offset(batch.header.base_offset, base_offset),
+            position: batch.position,
+            max_timestamp: batch.header.max_timestamp,
+        })
+        .collect();
+    // Indexes that already describe the scanned batches are kept (with the timestamps the
+    // appends wrote); anything else is rewritten from the scan.
+    let agree = indexed.as_ref().is_ok_and(|entries| {
+        entries.len() == scanned.len()
+            && entries.iter().zip(&scanned).all(|(on_disk, found)| {
+                on_disk.relative_offset == found.relative_offset
+                    && on_disk.position == found.position
+            })
+    });
+    if agree {
+        sync_data(&offset_index, &paths.offset_index)?;
+        sync_data(&time_index, &paths.time_index)?;
+    } else {
+        // (A non-last segment's reason was logged above; a truncation's too.)
+        if is_last && scan.stop_reason.is_none() {
+            let reason = indexed
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "they do not describe the batches in the log".to_string());
+            tracing::warn!(%partition, segment = base_offset, %reason, "rewriting the active segment's indexes");
+        }
+        write_indexes(&paths, &offset_index, &time_index, &scanned)?;
+        stats.indexes_rebuilt += 1;
+    }
+    Ok(SegmentRecovery {
+        report: RecoveredSegment {
+            base_offset,
+            batches: scan.batches,
+        },
+        log: Arc::new(SegmentLog {
+            path: paths.log,
+            file: log,
+        }),
+        size_bytes: scan.valid_bytes,
+        indexes: is_last.then_some((offset_index, time_index)),
+    })
+}
+
+fn open_index(path: &Path) -> StorageResult<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error(|| format!("open {}", path.display())))
+}
+
+fn sync_data(file: &File, path: &Path) -> StorageResult<()> {
+    file.sync_data()
+        .map_err(io_error(|| format!("fsync {}", path.display())))
+}
+
+/// A batch's offset relative to its segment's base. Only called on batches the scan or the
+/// index check accepted, which are at most 2^32 - 1 above the base.
+fn relative_offset(batch_base_offset: i64, segment_base_offset: i64) -> u32 {
+    u32::try_from(batch_base_offset - segment_base_offset).unwrap_or(u32::MAX)
+}
+
+/// Reads and decodes both index files. `Ok(Err(reason))` when they are unusable.
+fn read_indexes(
+    paths: &SegmentPaths,
+    offset_index: &File,
+    time_index: &File,
+    log_bytes: u64,
+) -> StorageResult<Result<Vec<IndexEntry>, String>> {
+    // Every batch is at least a header long, which bounds the entries a log can need (and
+    // what we read of a garbage index).
+    let entries_max = log_bytes / BATCH_HEADER_BYTES as u64;
+    let offset_bytes = match read_whole(
+        offset_index,
+        &paths.offset_index,
+        entries_max * OFFSET_INDEX_ENTRY_BYTES as u64,
+    )? {
+        Ok(bytes) => bytes,
+        Err(reason) => return Ok(Err(format!("offset index: {reason}"))),
+    };
+    let time_bytes = match read_whole(
+        time_index,
+        &paths.time_index,
+        entries_max * TIME_INDEX_ENTRY_BYTES as u64,
+    )? {
+        Ok(bytes) => bytes,
+        Err(reason) => return Ok(Err(format!("time index: {reason}"))),
+    };
+    Ok(decode_indexes(&offset_bytes, &time_bytes))
+}
+
+/// A whole file's bytes, or `Ok(Err(reason))` when it is longer than `bytes_max`.
+fn read_whole(file: &File, path: &Path, bytes_max: u64) -> StorageResult<Result<Vec<u8>, String>> {
+    let length = file
+        .metadata()
+        .map_err(io_error(|| format!("stat {}", path.display())))?
+        .len();
+    if length > bytes_max {
+        return Ok(Err(format!(
+            "{length} bytes, more than its log could need ({bytes_max})"
+        )));
+    }
+    let mut bytes = vec![0u8; length as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io_error(|| format!("read {}", path.display())))?;
+    Ok(Ok(bytes))
+}
+
+/// Rewrites both index files to hold exactly `entries`, durably.
+fn write_indexes(
+    paths: &SegmentPaths,
+    offset_index: &File,
+    time_index: &File,
+    entries: &[IndexEntry],
+) -> StorageResult<()> {
+    let (offset_bytes, time_bytes) = encode_indexes(entries);
+    for (file, path, bytes) in [
+        (offset_index, &paths.offset_index, &offset_bytes),
+        (time_index, &paths.time_index, &time_bytes),
+    ] {
+        file.set_len(0)
+            .and_then(|()| file.write_all_at(bytes, 0))
+            .and_then(|()| file.sync_all())
+            .map_err(io_error(|| format!("rewrite {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Reads the 61-byte header at `position` (the caller checked it lies within the log).
+fn read_header_at(
+    log: &File,
+    path: &Path,
+    position: u64,
+) -> StorageResult<Result<BatchHeader, String>> {
+    let mut bytes = [0u8; BATCH_HEADER_BYTES];
+    log.read_exact_at(&mut bytes, position)
+        .map_err(io_error(|| {
+            format!("read {} at {position}", path.display())
+        }))?;
+    Ok(read_header(&bytes).map_err(|error| error.to_string()))
+}
+
+/// The batches of a non-active segment, as its indexes describe them, each checked against the
+/// header in the log. `Ok(Err(reason))` at the first disagreement.
+fn batches_from_index(
+    log: &File,
+    path: &Path,
+    base_offset: i64,
+    log_bytes: u64,
+    entries: &[IndexEntry],
+) -> StorageResult<Result<Vec<RecoveredBatch>, String>> {
+    let mut batches = Vec::with_capacity(entries.len());
+    let mut expected_position = 0u64;
+    let mut expected_offset = base_offset;
+    for (number, entry) in entries.iter().enumerate() {
+        if u64::from(entry.position) != expected_position {
+            return Ok(Err(format!(
+                "entry {number} is at position {}, but the batch before it ends at {expected_position}",
+                entry.position
+            )));
+        }
+        if base_offset.checked_add(i64::from(entry.relative_offset)) != Some(expected_offset) {
+            return Ok(Err(format!(
+                "entry {number} has relative offset {}, but offset {expected_offset} comes next",
+                entry.relative_offset
+            )));
+        }
+        if expected_position + BATCH_HEADER_BYTES as u64 > log_bytes {
+            return Ok(Err(format!(
+                "entry {number} points at {expected_position}, too close to the log's end at {log_bytes}"
+            )));
+        }
+        let header = match read_header_at(log, path, expected_position)? {
+            Ok(header) => header,
+            Err(reason) => return Ok(Err(format!("entry {number}: {reason}"))),
+        };
+        if header.base_offset != expected_offset {
+            return Ok(Err(format!(
+                "entry {number}: the batch says offset {}, the index {expected_offset}",
+                header.base_offset
+            )));
+        }
+        let end = expected_position + u64::from(header.size_bytes);
+        if end > log_bytes {
+            return Ok(Err(format!(
+                "entry {number}: the batch ends at {end}, past the log's end at {log_bytes}"
+            )));
+        }
+        let Some(next_offset) = header.base_offset.checked_add(header.offset_count()) else {
+            return Ok(Err(format!("entry {number}: offsets overflow")));
+        };
+        batches.push(RecoveredBatch {
+            position: entry.position,
+            header,
+        });
+        expected_position = end;
+        expected_offset = next_offset;
+    }
+    if expected_position != log_bytes {
+        return Ok(Err(format!(
+            "the indexed batches end at {expected_position}, but the log is {log_bytes} bytes"
+        )));
+    }
+    Ok(Ok(batches))
+}
+
+/// What a scan of a segment's log found.
+#[derive(Debug)]
+pub(super) struct ScanOutcome {
+    pub(super) batches: Vec<RecoveredBatch>,
+    /// Bytes of whole, valid batches from the start: where the log is cut.
+    pub(super) valid_bytes: u64,
+    /// Why the scan stopped before the end of the log, if it did.
+    pub(super) stop_reason: Option<String>,
+}
+
+/// Reads a segment batch by batch from position 0, validating each whole batch (lengths,
+/// CRC-32C) and offset continuity, up to the end or the first invalid batch.
+pub(super) fn scan_segment(
+    log: &File,
+    path: &Path,
+    base_offset: i64,
+    log_bytes: u64,
+) -> StorageResult<ScanOutcome> {
+    let mut batches = Vec::new();
+    let mut position = 0u64;
+    let mut expected_offset = base_offset;
+    let mut buffer = Vec::new();
+    let stop_reason = loop {
+        if position == log_bytes {
+            break None;
+        }
+        let remaining = log_bytes - position;
+        if remaining < BATCH_HEADER_BYTES as u64 {
+            break Some(format!(
+                "{remaining} bytes at the end, fewer than a batch header"
+            ));
+        }
+        let header = match read_header_at(log, path, position)? {
+            Ok(header) => header,
+            Err(reason) => break Some(reason),
+        };
+        let size_bytes = u64::from(header.size_bytes);
+        if size_bytes > remaining {
+            break Some(format!(
+                "a batch of {size_bytes} bytes is cut short: {remaining} bytes remain"
+            ));
+        }
+        if position + size_bytes > SEGMENT_BYTES_MAX {
+            break Some("the batch would end past the 4 GiB segment limit".to_string());
+        }
+        // Bounded by the file's size, checked just above.
+        buffer.clear();
+        buffer.resize(size_bytes as usize, 0);
+        log.read_exact_at(&mut buffer, position)
+            .map_err(io_error(|| {
+                format!("read {} at {position}", path.display())
+            }))?;
+        if let Err(error) = validate(&buffer) {
+            break Some(error.to_string());
+        }
+        if header.base_offset != expected_offset {
+            break Some(format!(
+                "the batch is at offset {}, but offset {expected_offset} comes next",
+                header.base_offset
+            ));
+        }
+        if header.base_offset - base_offset > i64::from(u32::MAX) {
+            break Some("the batch is more than 2^32 offsets above the segment base".to_string());
+        }
+        let Some(next_offset) = header.base_offset.checked_add(header.offset_count()) else {
+            break Some("the batch's offsets overflow".to_string());
+        };
+        batches.push(RecoveredBatch {
+            // Below 4 GiB: checked against SEGMENT_BYTES_MAX above.
+            position: position as u32,
+            header,
+        });
+        position += size_bytes;
+        expected_offset = next_offset;
+    };
+    Ok(ScanOutcome {
+        batches,
+        valid_bytes: position,
+        stop_reason,
+    })
+}
