@@ -14,6 +14,7 @@ arrived. Usage: tests/bench/run [options] (builds the release binary first).
 """
 
 import argparse
+import resource
 import json
 import os
 import signal
@@ -82,6 +83,37 @@ class Node:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU seconds a process has used (from /proc), or None if unknown."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def client_cpu_seconds():
+    """CPU seconds of this process, librdkafka's threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU used by the broker and by the client over one phase: where the time goes."""
+
+    def __init__(self, broker_pid):
+        self.broker_pid = broker_pid
+        self.broker_start = process_cpu_seconds(broker_pid) if broker_pid else None
+        self.client_start = client_cpu_seconds()
+
+    def finish(self):
+        broker_end = process_cpu_seconds(self.broker_pid) if self.broker_pid else None
+        broker = None if self.broker_start is None or broker_end is None \
+            else broker_end - self.broker_start
+        return {"broker_cpu_s": broker, "client_cpu_s": client_cpu_seconds() - self.client_start}
 
 
 def create_topic(bootstrap, topic, partitions):
@@ -253,9 +285,14 @@ def main():
         create_topic(bootstrap, throughput_topic, args.partitions)
         create_topic(bootstrap, latency_topic, 1)
 
+        broker_pid = node.proc.pid if node is not None else None
+        meter = CpuMeter(broker_pid)
         produce_s = produce_phase(bootstrap, throughput_topic, args.messages, args.size, args.timeout)
+        produce_cpu = meter.finish()
+        meter = CpuMeter(broker_pid)
         consume_s, consumed_bytes = consume_phase(
             bootstrap, throughput_topic, args.partitions, args.messages, args.timeout)
+        consume_cpu = meter.finish()
         latency = latency_phase(bootstrap, latency_topic, args.rate, args.seconds, args.size,
                                 args.timeout)
     finally:
@@ -268,9 +305,9 @@ def main():
         "size": args.size,
         "partitions": args.partitions,
         "produce": {"seconds": produce_s, "mb_per_s": produced_bytes / produce_s / 1e6,
-                    "msgs_per_s": args.messages / produce_s},
+                    "msgs_per_s": args.messages / produce_s, **produce_cpu},
         "consume": {"seconds": consume_s, "mb_per_s": consumed_bytes / consume_s / 1e6,
-                    "msgs_per_s": args.messages / consume_s},
+                    "msgs_per_s": args.messages / consume_s, **consume_cpu},
         "latency": dict(latency, rate=args.rate, seconds=args.seconds),
     }
     if args.json:
@@ -278,10 +315,13 @@ def main():
         return
     print("myelin produce/consume benchmark: confluent-kafka, loopback, %d x %d B, "
           "%d partitions, acks=all" % (args.messages, args.size, args.partitions))
-    print("%-10s %10s %10s %12s" % ("phase", "seconds", "MB/s", "msgs/s"))
+    print("%-10s %10s %10s %12s %14s %14s" % ("phase", "seconds", "MB/s", "msgs/s",
+                                             "broker CPU s", "client CPU s"))
     for phase in ("produce", "consume"):
         r = results[phase]
-        print("%-10s %10.2f %10.1f %12.0f" % (phase, r["seconds"], r["mb_per_s"], r["msgs_per_s"]))
+        broker_cpu = "n/a" if r["broker_cpu_s"] is None else "%.2f" % r["broker_cpu_s"]
+        print("%-10s %10.2f %10.1f %12.0f %14s %14.2f" % (
+            phase, r["seconds"], r["mb_per_s"], r["msgs_per_s"], broker_cpu, r["client_cpu_s"]))
     print("latency at %d msgs/s for %d s (%d samples): p50 %.2f ms, p99 %.2f ms, max %.2f ms"
           % (args.rate, args.seconds, latency["samples"], latency["p50_ms"], latency["p99_ms"],
              latency["max_ms"]))
