@@ -515,3 +515,64 @@ proptest! {
         prop_assert_eq!(answered, asked);
     }
 }
+
+#[test]
+fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
+    use crate::batch::read_header;
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let batch = test_batches::batch(3, NOW, 5, 0, 0);
+    let first = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", batch.clone(), Acks::All),
+        },
+    );
+    broker.step(
+        NOW,
+        Input::Synced {
+            through_sequence: last_append_sequence(&first).unwrap(),
+        },
+    );
+    // What storage would report after a restart: the one batch, at offset 0.
+    let mut header = read_header(&batch).unwrap();
+    header.base_offset = 0;
+    let recovered = vec![RecoveredPartition {
+        partition: TopicPartition::new("t", 0),
+        segments: vec![RecoveredSegment {
+            base_offset: 0,
+            batches: vec![RecoveredBatch {
+                position: 0,
+                header,
+            }],
+        }],
+    }];
+    let metadata = broker.metadata().clone();
+    let (mut restarted, _) =
+        Broker::new(BrokerConfig::default(), Some(metadata), recovered, 7, NOW);
+    let retry = restarted.step(
+        NOW,
+        Input::Request {
+            id: 3,
+            request: produce_request("t", batch, Acks::All),
+        },
+    );
+    assert!(
+        last_append_sequence(&retry).is_none(),
+        "the retry is not written again"
+    );
+    assert_eq!(produced(responses(&retry)[0].1).base_offset, 0);
+    let next = test_batches::batch(1, NOW, 5, 0, 3);
+    let appended = restarted.step(
+        NOW,
+        Input::Request {
+            id: 4,
+            request: produce_request("t", next, Acks::All),
+        },
+    );
+    assert!(
+        last_append_sequence(&appended).is_some(),
+        "the next sequence continues"
+    );
+}
