@@ -322,6 +322,9 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicConfig,
     /// Upper bound on a fetch's wait, whatever the client asks.
     pub fetch_wait_max_ms: i64,
+    /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
+    #[cfg(feature = "defects")]
+    pub defect: Option<crate::defects::Defect>,
 }
 
 impl Default for BrokerConfig {
@@ -334,6 +337,8 @@ impl Default for BrokerConfig {
             default_partition_count: 1,
             topic_defaults: TopicConfig::default(),
             fetch_wait_max_ms: 30_000,
+            #[cfg(feature = "defects")]
+            defect: None,
         }
     }
 }

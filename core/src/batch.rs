@@ -214,6 +214,82 @@ pub fn base_offset_bytes(base_offset: i64) -> [u8; 8] {
     base_offset.to_be_bytes()
 }
 
+/// What [`scan_batches`] found in a segment's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchScan {
+    /// The whole, valid batches from position 0, in order.
+    pub batches: Vec<crate::api::RecoveredBatch>,
+    /// Bytes those batches cover: where a torn or corrupt tail is cut.
+    pub valid_bytes: usize,
+    /// Why the scan stopped before the end of `bytes`, if it did.
+    pub stop_reason: Option<String>,
+}
+
+/// Largest segment: positions are `u32`.
+const SEGMENT_BYTES_MAX: u64 = 1 << 32;
+
+/// Scans a segment's bytes batch by batch from position 0, as recovery does: each whole
+/// batch is checked with [`validate`] (header, exact length, CRC-32C) and for offset
+/// continuity (the first at `segment_base_offset`, each next at the previous last offset + 1,
+/// none more than 2^32 - 1 above the base), up to the end or the first batch that fails.
+/// A pure function of the bytes, shared by every storage that recovers segments.
+pub fn scan_batches(bytes: &[u8], segment_base_offset: i64) -> BatchScan {
+    let mut batches = Vec::new();
+    let mut position = 0usize;
+    let mut expected_offset = segment_base_offset;
+    let stop_reason = loop {
+        if position == bytes.len() {
+            break None;
+        }
+        let remaining = bytes.len() - position;
+        if remaining < BATCH_HEADER_BYTES {
+            break Some(format!(
+                "{remaining} bytes at the end, fewer than a batch header"
+            ));
+        }
+        let header = match read_header(&bytes[position..]) {
+            Ok(header) => header,
+            Err(error) => break Some(error.to_string()),
+        };
+        let size_bytes = header.size_bytes as usize;
+        if size_bytes > remaining {
+            break Some(format!(
+                "a batch of {size_bytes} bytes is cut short: {remaining} bytes remain"
+            ));
+        }
+        if (position + size_bytes) as u64 > SEGMENT_BYTES_MAX {
+            break Some("the batch would end past the 4 GiB segment limit".to_string());
+        }
+        if let Err(error) = validate(&bytes[position..position + size_bytes]) {
+            break Some(error.to_string());
+        }
+        if header.base_offset != expected_offset {
+            break Some(format!(
+                "the batch is at offset {}, but offset {expected_offset} comes next",
+                header.base_offset
+            ));
+        }
+        if header.base_offset - segment_base_offset > i64::from(u32::MAX) {
+            break Some("the batch is more than 2^32 offsets above the segment base".to_string());
+        }
+        let Some(next_offset) = header.base_offset.checked_add(header.offset_count()) else {
+            break Some("the batch's offsets overflow".to_string());
+        };
+        batches.push(crate::api::RecoveredBatch {
+            // Below 4 GiB: checked against SEGMENT_BYTES_MAX above.
+            position: position as u32,
+            header,
+        });
+        position += size_bytes;
+        expected_offset = next_offset;
+    };
+    BatchScan {
+        batches,
+        valid_bytes: position,
+        stop_reason,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_batches {
     //! Builders of valid record batches for tests (uncompressed, minimal records).
@@ -339,6 +415,42 @@ mod tests {
         let batches = validate_record_set(&Bytes::from(set)).unwrap();
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[1].0.record_count, 4);
+    }
+
+    #[test]
+    fn a_scan_keeps_whole_contiguous_batches_and_stops_at_the_first_bad_one() {
+        let mut segment = Vec::new();
+        for (base_offset, count) in [(100i64, 2i32), (102, 3)] {
+            let mut bytes = plain(count, 5).to_vec();
+            bytes[..8].copy_from_slice(&base_offset_bytes(base_offset));
+            segment.extend_from_slice(&bytes);
+        }
+        let whole = segment.len();
+        let scan = scan_batches(&segment, 100);
+        assert_eq!(scan.batches.len(), 2);
+        assert_eq!(scan.valid_bytes, whole);
+        assert_eq!(scan.stop_reason, None);
+        assert_eq!(scan.batches[1].header.base_offset, 102);
+
+        // A torn tail: half a batch more.
+        let extra = plain(1, 5);
+        segment.extend_from_slice(&extra[..extra.len() / 2]);
+        let scan = scan_batches(&segment, 100);
+        assert_eq!((scan.batches.len(), scan.valid_bytes), (2, whole));
+        assert!(scan.stop_reason.is_some());
+
+        // A whole batch with a zeroed tail fails its CRC.
+        segment.truncate(whole);
+        let mut zeroed = extra.to_vec();
+        zeroed[..8].copy_from_slice(&base_offset_bytes(105));
+        let length = zeroed.len();
+        zeroed[length - 4..].fill(0);
+        segment.extend_from_slice(&zeroed);
+        let scan = scan_batches(&segment, 100);
+        assert_eq!((scan.batches.len(), scan.valid_bytes), (2, whole));
+
+        // A batch at the wrong offset breaks continuity.
+        assert_eq!(scan_batches(&segment[..whole], 99).batches.len(), 0);
     }
 
     #[test]

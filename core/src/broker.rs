@@ -117,8 +117,13 @@ impl Broker {
                 .is_some_and(|topic| {
                     recovered_partition.partition.partition < topic.partition_count
                 });
+            #[cfg(feature = "defects")]
+            let forget_producers =
+                config.defect == Some(crate::defects::Defect::ForgetProducerStateOnRestart);
+            #[cfg(not(feature = "defects"))]
+            let forget_producers = false;
             let rebuilt = wanted
-                .then(|| rebuild_partition(&recovered_partition))
+                .then(|| rebuild_partition(&recovered_partition, forget_producers))
                 .and_then(|result| match result {
                     Ok(state) => Some(state),
                     Err(reason) => {
@@ -183,7 +188,10 @@ impl Broker {
                     self.unsynced_partitions.iter().cloned().collect();
                 for partition in synced {
                     if let Some(state) = self.partitions.get_mut(&partition) {
-                        advanced |= state.log.on_synced(through_sequence);
+                        state.log.on_synced(through_sequence);
+                        // A single replica: what is durable here is committed.
+                        let durable = state.log.durable_end_offset();
+                        advanced |= state.log.advance_high_watermark(durable);
                         if !state.log.has_unsynced() {
                             self.unsynced_partitions.remove(&partition);
                         }
@@ -457,6 +465,7 @@ impl Broker {
                 topic_id,
                 partition_count,
                 config,
+                assignments: Vec::new(),
             },
         );
         outputs.push(self.persist_metadata());
@@ -568,7 +577,12 @@ impl Broker {
         let waiting = WaitingProduce { id, results, waits };
         // acks=0 gets an immediate answer that the driver does not send: the core still
         // closes every request it was given.
-        if acks == Acks::None || self.produce_is_durable(&waiting) {
+        #[cfg(feature = "defects")]
+        let acknowledge_early =
+            acks == Acks::All && self.config.defect == Some(crate::defects::Defect::AckBeforeFsync);
+        #[cfg(not(feature = "defects"))]
+        let acknowledge_early = false;
+        if acks == Acks::None || acknowledge_early || self.produce_is_durable(&waiting) {
             outputs.push(Output::Respond {
                 id,
                 response: Response::Produce(waiting.results),
@@ -664,7 +678,10 @@ impl Broker {
                 }
                 self.append_sequence += 1;
                 let sequence = self.append_sequence;
-                let appended = state.log.append(header, sequence);
+                // Until replication stamps leader epochs, the batch keeps the client's.
+                let appended = state
+                    .log
+                    .append(header, sequence, header.partition_leader_epoch);
                 state.producers.record(header, appended.base_offset);
                 outputs.push(Output::Storage(StorageCommand::Append {
                     partition: partition.clone(),
@@ -761,9 +778,15 @@ impl Broker {
             Isolation::ReadUncommitted => result.high_watermark,
             Isolation::ReadCommitted => result.last_stable_offset,
         };
-        if wanted.fetch_offset < log.log_start_offset()
-            || wanted.fetch_offset > log.high_watermark()
-        {
+        let readable_end = log.high_watermark();
+        #[cfg(feature = "defects")]
+        let (upper_bound, readable_end) =
+            if self.config.defect == Some(crate::defects::Defect::ReadAboveHighWatermark) {
+                (log.log_end_offset(), log.log_end_offset())
+            } else {
+                (upper_bound, readable_end)
+            };
+        if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > readable_end {
             result.error = ErrorCode::OffsetOutOfRange;
             return result;
         }
@@ -907,13 +930,20 @@ fn new_partition_state() -> PartitionState {
     }
 }
 
-/// Rebuilds a partition's log and, by replaying its batch headers, its producer state.
+/// Rebuilds a partition's log and, by replaying its batch headers, its producer state
+/// (skipped only by the deliberate defect `ForgetProducerStateOnRestart`).
 fn rebuild_partition(
     recovered: &RecoveredPartition,
+    forget_producers: bool,
 ) -> Result<PartitionState, crate::log::LogError> {
     let log = PartitionLog::from_recovered(&recovered.segments)?;
     let mut producers = ProducerStateTable::default();
-    for segment in &recovered.segments {
+    let replayed = if forget_producers {
+        &[][..]
+    } else {
+        &recovered.segments[..]
+    };
+    for segment in replayed {
         for batch in &segment.batches {
             producers.record(&batch.header, batch.header.base_offset);
         }

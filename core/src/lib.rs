@@ -37,9 +37,13 @@
 pub mod api;
 pub mod batch;
 pub mod broker;
+#[cfg(feature = "defects")]
+pub mod defects;
 pub mod log;
 pub mod metadata;
 pub mod producers;
+pub mod records;
+pub mod replication;
 
 #[cfg(test)]
 mod broker_tests;

@@ -33,6 +33,8 @@ pub struct BatchEntry {
     pub position: u32,
     pub size_bytes: u32,
     pub max_timestamp: i64,
+    /// Epoch of the leader that first appended the batch (Kafka's partition leader epoch).
+    pub leader_epoch: i32,
 }
 
 impl BatchEntry {
@@ -119,6 +121,8 @@ pub struct PartitionLog {
     segments: VecDeque<Segment>,
     log_start_offset: i64,
     high_watermark: i64,
+    /// Offsets below this are on this replica's disk durably.
+    durable_end_offset: i64,
     /// Appends not yet known durable: (append sequence, log end offset after it).
     unsynced: VecDeque<(u64, i64)>,
 }
@@ -130,6 +134,7 @@ impl PartitionLog {
             segments: VecDeque::from([Segment::new(base_offset)]),
             log_start_offset: base_offset,
             high_watermark: base_offset,
+            durable_end_offset: base_offset,
             unsynced: VecDeque::new(),
         }
     }
@@ -176,6 +181,7 @@ impl PartitionLog {
             segments: rebuilt,
             log_start_offset: first.base_offset,
             high_watermark: log_end_offset,
+            durable_end_offset: log_end_offset,
             unsynced: VecDeque::new(),
         };
         log.check_invariants();
@@ -229,7 +235,13 @@ impl PartitionLog {
 
     /// Places a validated batch at the end of the active segment and records that it waits
     /// for append `sequence` to become durable.
-    pub fn append(&mut self, header: &BatchHeader, sequence: u64) -> AppendedBatch {
+    /// `leader_epoch` is stamped on the batch (the driver writes it into the header).
+    pub fn append(
+        &mut self,
+        header: &BatchHeader,
+        sequence: u64,
+        leader_epoch: i32,
+    ) -> AppendedBatch {
         let base_offset = self.log_end_offset();
         let segment = self
             .segments
@@ -238,6 +250,7 @@ impl PartitionLog {
         let mut entry = entry_for(header, segment.size_bytes());
         entry.base_offset = base_offset;
         entry.last_offset = base_offset + i64::from(header.last_offset_delta);
+        entry.leader_epoch = leader_epoch;
         segment.batches.push(entry);
         let appended = AppendedBatch {
             segment_base_offset: segment.base_offset,
@@ -257,8 +270,14 @@ impl PartitionLog {
         appended
     }
 
-    /// Appends up to `through_sequence` are durable: the high watermark follows.
-    /// Returns whether it moved.
+    /// Offsets below this are durable on this replica.
+    pub fn durable_end_offset(&self) -> i64 {
+        self.durable_end_offset
+    }
+
+    /// Appends up to `through_sequence` are durable: the durable end offset follows.
+    /// Returns whether it moved. The high watermark is the replication protocol's to move
+    /// (`advance_high_watermark`); a single replica advances it to the durable end.
     pub fn on_synced(&mut self, through_sequence: u64) -> bool {
         let mut advanced = false;
         while let Some(&(sequence, end_offset)) = self.unsynced.front() {
@@ -266,13 +285,64 @@ impl PartitionLog {
                 break;
             }
             self.unsynced.pop_front();
-            if end_offset > self.high_watermark {
-                self.high_watermark = end_offset;
+            if end_offset > self.durable_end_offset {
+                self.durable_end_offset = end_offset;
                 advanced = true;
             }
         }
         self.check_invariants();
         advanced
+    }
+
+    /// Raises the high watermark to `offset` (never lowers it, never past the log end).
+    /// Returns whether it moved.
+    pub fn advance_high_watermark(&mut self, offset: i64) -> bool {
+        let target = offset.min(self.log_end_offset());
+        if target <= self.high_watermark {
+            return false;
+        }
+        self.high_watermark = target;
+        self.check_invariants();
+        true
+    }
+
+    /// At the recovery of a replicated log: what was committed is unknown until a leader
+    /// says, so the high watermark starts at the log start (for a lone replica, everything
+    /// recovered is committed and this is not called).
+    pub fn reset_high_watermark_to_start(&mut self) {
+        self.high_watermark = self.log_start_offset;
+    }
+
+    /// Epoch of the leader that wrote the last batch, or -1 for an empty log.
+    pub fn last_epoch(&self) -> i32 {
+        self.segments
+            .iter()
+            .rev()
+            .find_map(|segment| segment.batches.last())
+            .map_or(-1, |batch| batch.leader_epoch)
+    }
+
+    /// Epoch of the batch holding `offset`, if the log holds it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let index = self
+            .segments
+            .partition_point(|segment| segment.base_offset <= offset)
+            .checked_sub(1)?;
+        let segment = &self.segments[index];
+        segment
+            .batch_index_of(offset)
+            .map(|batch| segment.batches[batch].leader_epoch)
+    }
+
+    /// Kafka's OffsetsForLeaderEpoch: the end offset of `epoch` in this log, i.e. the first
+    /// offset written under a later epoch, or the log end offset if none. Used to find where
+    /// a follower's log diverges from the leader's.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> i64 {
+        self.segments
+            .iter()
+            .flat_map(|segment| segment.batches.iter())
+            .find(|batch| batch.leader_epoch > epoch)
+            .map_or_else(|| self.log_end_offset(), |batch| batch.base_offset)
     }
 
     /// Whether the log has appends that wait for a sync.
@@ -437,6 +507,7 @@ impl PartitionLog {
         }
         let log_end_offset = self.log_end_offset();
         self.unsynced.retain(|(_, end)| *end <= log_end_offset);
+        self.durable_end_offset = self.durable_end_offset.min(log_end_offset);
         let truncation = Truncation {
             deleted_segments,
             active_segment_base: self.active_segment().base_offset,
@@ -470,6 +541,7 @@ impl PartitionLog {
         }
         assert!(self.log_start_offset <= self.high_watermark);
         assert!(self.high_watermark <= self.log_end_offset());
+        assert!(self.durable_end_offset <= self.log_end_offset());
     }
 }
 
@@ -480,6 +552,7 @@ fn entry_for(header: &BatchHeader, position: u32) -> BatchEntry {
         position,
         size_bytes: header.size_bytes,
         max_timestamp: header.max_timestamp,
+        leader_epoch: header.partition_leader_epoch,
     }
 }
 
@@ -493,6 +566,12 @@ mod tests {
         read_header(&test_batches::plain(record_count, timestamp)).unwrap()
     }
 
+    /// What a single replica does when a sync completes: its durable end is committed.
+    fn sync_through(log: &mut PartitionLog, sequence: u64) -> bool {
+        log.on_synced(sequence);
+        log.advance_high_watermark(log.durable_end_offset())
+    }
+
     /// Appends batches of the given record counts, syncing each; rolls at `segment_bytes`.
     fn log_with(record_counts: &[i32], segment_bytes: u32) -> PartitionLog {
         let mut log = PartitionLog::new(0);
@@ -501,8 +580,8 @@ mod tests {
             if log.needs_roll(header.size_bytes, segment_bytes) {
                 log.roll();
             }
-            log.append(&header, index as u64 + 1);
-            log.on_synced(index as u64 + 1);
+            log.append(&header, index as u64 + 1, 0);
+            sync_through(&mut log, index as u64 + 1);
         }
         log
     }
@@ -526,14 +605,14 @@ mod tests {
     #[test]
     fn the_high_watermark_waits_for_the_sync() {
         let mut log = PartitionLog::new(0);
-        log.append(&header(2, 0), 1);
-        log.append(&header(2, 0), 2);
+        log.append(&header(2, 0), 1, 0);
+        log.append(&header(2, 0), 2, 0);
         assert_eq!(log.high_watermark(), 0);
         assert!(log.read(0, log.high_watermark(), u32::MAX, true).is_empty());
-        assert!(log.on_synced(1));
+        assert!(sync_through(&mut log, 1));
         assert_eq!(log.high_watermark(), 2);
-        assert!(!log.on_synced(1));
-        log.on_synced(2);
+        assert!(!sync_through(&mut log, 1));
+        sync_through(&mut log, 2);
         assert_eq!(log.high_watermark(), 4);
     }
 
@@ -609,16 +688,16 @@ mod tests {
             if log.needs_roll(one, one * 2) {
                 log.roll();
             }
-            log.append(&header(1, 0), sequence);
+            log.append(&header(1, 0), sequence, 0);
         }
-        log.on_synced(2);
+        sync_through(&mut log, 2);
         assert!(log.truncate_to(1).is_err());
         let truncation = log.truncate_to(3).unwrap();
         assert_eq!(truncation.deleted_segments, vec![4]);
         assert_eq!(truncation.active_segment_base, 2);
         assert_eq!(truncation.active_segment_bytes, one);
         assert_eq!(log.log_end_offset(), 3);
-        log.on_synced(5);
+        sync_through(&mut log, 5);
         assert_eq!(
             log.high_watermark(),
             3,
@@ -654,6 +733,41 @@ mod tests {
         let mut gap = recovered.clone();
         gap[1].batches[0].header.base_offset += 1;
         assert!(PartitionLog::from_recovered(&gap).is_err());
+    }
+
+    #[test]
+    fn leader_epochs_locate_where_logs_diverge() {
+        let mut log = PartitionLog::new(0);
+        for (sequence, epoch) in [(1, 1), (2, 1), (3, 3), (4, 4)] {
+            log.append(&header(2, 0), sequence, epoch);
+        }
+        assert_eq!(log.last_epoch(), 4);
+        assert_eq!(log.epoch_at(3), Some(1));
+        assert_eq!(log.epoch_at(4), Some(3));
+        assert_eq!(log.epoch_at(8), None);
+        assert_eq!(
+            log.end_offset_for_epoch(1),
+            4,
+            "epoch 1 ends where epoch 3 starts"
+        );
+        assert_eq!(
+            log.end_offset_for_epoch(2),
+            4,
+            "an unknown epoch ends at the next one"
+        );
+        assert_eq!(log.end_offset_for_epoch(4), 8);
+        assert_eq!(PartitionLog::new(0).last_epoch(), -1);
+    }
+
+    #[test]
+    fn the_high_watermark_only_rises_and_stays_within_the_log() {
+        let mut log = PartitionLog::new(0);
+        log.append(&header(3, 0), 1, 0);
+        assert!(log.advance_high_watermark(2));
+        assert!(!log.advance_high_watermark(1), "never backwards");
+        assert!(log.advance_high_watermark(99));
+        assert_eq!(log.high_watermark(), 3, "never past the log end");
+        assert_eq!(log.durable_end_offset(), 0, "durability is tracked apart");
     }
 
     proptest! {
@@ -709,9 +823,9 @@ mod tests {
                 if log.needs_roll(header.size_bytes, one * 4) {
                     log.roll();
                 }
-                log.append(&header, index as u64 + 1);
+                log.append(&header, index as u64 + 1, 0);
             }
-            log.on_synced(synced_pick.index(record_counts.len() + 1) as u64);
+            sync_through(&mut log, synced_pick.index(record_counts.len() + 1) as u64);
             let hwm = log.high_watermark();
             let end = log.log_end_offset();
             let cut = hwm + cut_pick.index((end - hwm + 1) as usize) as i64;

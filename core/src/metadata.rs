@@ -138,6 +138,50 @@ pub struct TopicMetadata {
     pub topic_id: u128,
     pub partition_count: i32,
     pub config: TopicConfig,
+    /// The replicas of each partition, preferred leader first. Empty on a single node that
+    /// predates replication: every partition is then on this node alone.
+    #[serde(default)]
+    pub assignments: Vec<Vec<i32>>,
+}
+
+impl TopicMetadata {
+    /// The replicas of one partition.
+    pub fn replicas(&self, partition: i32, this_node: i32) -> Vec<i32> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|index| self.assignments.get(index))
+            .cloned()
+            .unwrap_or_else(|| vec![this_node])
+    }
+}
+
+/// A change to the cluster metadata: the records of the replicated metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A node announces where clients reach it.
+    RegisterNode(NodeInfo),
+    CreateTopic(TopicMetadata),
+    DeleteTopic {
+        name: String,
+    },
+}
+
+/// Spreads `partition_count` partitions of `replication_factor` replicas over `nodes`,
+/// round robin from `start`, so that preferred leaders (first replicas) spread evenly.
+pub fn assign_replicas(
+    nodes: &[i32],
+    partition_count: i32,
+    replication_factor: i16,
+    start: usize,
+) -> Vec<Vec<i32>> {
+    let count = nodes.len();
+    (0..partition_count.max(0) as usize)
+        .map(|partition| {
+            (0..replication_factor.max(0) as usize)
+                .map(|replica| nodes[(start + partition + replica) % count])
+                .collect()
+        })
+        .collect()
 }
 
 /// Everything the cluster knows about itself, persisted as one snapshot.
@@ -165,6 +209,43 @@ impl ClusterMetadata {
             .values()
             .find(|topic| topic.topic_id == topic_id)
     }
+
+    /// Applies one committed metadata record. A record that no longer applies (a topic
+    /// created twice, deleted twice) is refused with the reason and changes nothing: every
+    /// replica refuses the same records, so they all stay equal.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), String> {
+        match record {
+            MetadataRecord::RegisterNode(node) => {
+                match self
+                    .nodes
+                    .iter_mut()
+                    .find(|known| known.node_id == node.node_id)
+                {
+                    Some(known) => *known = node.clone(),
+                    None => {
+                        self.nodes.push(node.clone());
+                        self.nodes.sort_by_key(|known| known.node_id);
+                    }
+                }
+                Ok(())
+            }
+            MetadataRecord::CreateTopic(topic) => {
+                if self.topics.contains_key(&topic.name) {
+                    return Err(format!("topic '{}' already exists", topic.name));
+                }
+                if self.topic_by_id(topic.topic_id).is_some() || topic.topic_id == 0 {
+                    return Err(format!("topic id of '{}' is zero or taken", topic.name));
+                }
+                self.topics.insert(topic.name.clone(), topic.clone());
+                Ok(())
+            }
+            MetadataRecord::DeleteTopic { name } => self
+                .topics
+                .remove(name)
+                .map(|_| ())
+                .ok_or_else(|| format!("topic '{name}' does not exist")),
+        }
+    }
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -189,6 +270,55 @@ mod tests {
         assert!(!is_valid_topic_name(".."));
         assert!(!is_valid_topic_name("a/b"));
         assert!(!is_valid_topic_name(&"x".repeat(250)));
+    }
+
+    #[test]
+    fn replicas_spread_round_robin_with_leaders_spread() {
+        let assignments = assign_replicas(&[1, 2, 3], 6, 3, 0);
+        let leaders: Vec<i32> = assignments.iter().map(|replicas| replicas[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        assert!(assignments.iter().all(|replicas| {
+            let mut unique = replicas.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            unique.len() == 3
+        }));
+        assert_eq!(
+            assign_replicas(&[1, 2, 3, 4, 5], 2, 3, 4),
+            vec![vec![5, 1, 2], vec![1, 2, 3]]
+        );
+    }
+
+    #[test]
+    fn metadata_records_apply_or_are_refused_without_change() {
+        let mut metadata = ClusterMetadata::new("c", Vec::new());
+        let topic = TopicMetadata {
+            name: "t".into(),
+            topic_id: 9,
+            partition_count: 1,
+            config: TopicConfig::default(),
+            assignments: vec![vec![1]],
+        };
+        metadata
+            .apply(&MetadataRecord::CreateTopic(topic.clone()))
+            .unwrap();
+        let before = metadata.clone();
+        assert!(metadata.apply(&MetadataRecord::CreateTopic(topic)).is_err());
+        assert_eq!(metadata, before);
+        metadata
+            .apply(&MetadataRecord::RegisterNode(NodeInfo {
+                node_id: 2,
+                host: "h".into(),
+                port: 1,
+            }))
+            .unwrap();
+        assert_eq!(metadata.nodes.len(), 1);
+        metadata
+            .apply(&MetadataRecord::DeleteTopic { name: "t".into() })
+            .unwrap();
+        assert!(metadata
+            .apply(&MetadataRecord::DeleteTopic { name: "t".into() })
+            .is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod kafka;
+pub mod peer;
 pub mod runtime;
 pub mod storage;
 
@@ -28,20 +29,43 @@ pub async fn run_node(
     storage: Arc<dyn Storage>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_node_with(config, storage, shutdown, runtime::NodeHooks::default()).await
+}
+
+/// [`run_node`] with observation and fault hooks (the simulator's entry point).
+pub async fn run_node_with(
+    config: NodeConfig,
+    storage: Arc<dyn Storage>,
+    shutdown: impl Future<Output = ()>,
+    hooks: runtime::NodeHooks,
+) -> anyhow::Result<()> {
     let recovered = storage.recover().context("recovering the data directory")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let partition_count = recovered.partitions.len();
+    let mut broker_config = config.broker_config(bound);
+    if let Some(adjust) = &hooks.adjust_broker_config {
+        adjust(&mut broker_config);
+    }
+    let now = hooks.now_ms();
+    hooks.trace(
+        now,
+        runtime::TraceEvent::Started {
+            node_id: broker_config.node_id,
+            recovered: &recovered.partitions,
+        },
+    );
     let (broker, initial) = Broker::new(
-        config.broker_config(bound),
+        broker_config,
         recovered.metadata,
         recovered.partitions,
-        rand::random(),
-        runtime::wall_clock_ms(),
+        hooks.broker_rng_seed.unwrap_or_else(rand::random),
+        now,
     );
-    let handle = runtime::start(broker, storage, initial).context("applying recovery outputs")?;
+    let handle = runtime::start_with(broker, storage, initial, hooks)
+        .context("applying recovery outputs")?;
     tracing::info!(
         address = %bound,
         data_dir = %config.data_dir.display(),

@@ -9,14 +9,29 @@
 //! it. Produce requests that arrive during a sync share the next one.
 //!
 //! The core never reads a clock: this task passes wall-clock milliseconds as `now`.
+//!
+//! [`NodeHooks`] let a driver observe and perturb a node without changing what it does: a
+//! [`TraceSink`] sees every core input and output in order, a clock offset skews the `now`
+//! the core sees, a sync delay models fsync latency, and the core's configuration can be
+//! adjusted before the broker is built. The real binary passes no hooks; the simulator
+//! passes all of them.
+//!
+//! Fail-stop: a storage error ends the node. The real binary exits (status 70). Under the
+//! simulator (`cfg(madsim)`) every node shares one process, so the core task stops instead:
+//! it answers nothing more, and the simulator treats the node as crashed.
 
 use crate::storage::{Storage, StorageError};
 use bytes::Bytes;
-use myelin_core::api::{Input, Output, ReadChunk, Request, RequestId, Response, StorageCommand};
+use myelin_core::api::{
+    BrokerConfig, Input, Output, ReadChunk, RecoveredPartition, Request, RequestId, Response,
+    StorageCommand,
+};
 use myelin_core::broker::Broker;
 use myelin_core::metadata::TopicPartition;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
@@ -83,6 +98,67 @@ impl NodeHandle {
     }
 }
 
+/// What a [`TraceSink`] is shown: the core's inputs and outputs, and the node's life events.
+#[derive(Debug, Clone, Copy)]
+pub enum TraceEvent<'a> {
+    /// The broker is about to be built from what storage recovered.
+    Started {
+        node_id: i32,
+        recovered: &'a [RecoveredPartition],
+    },
+    /// An input about to be fed to `Broker::step`.
+    Input(&'a Input),
+    /// An output of the step (or of `Broker::new`) just before, in order.
+    Output(&'a Output),
+    /// Storage failed: the node stops (see the module doc).
+    FailStop(&'a StorageError),
+}
+
+/// Receives a node's trace; `now_ms` is the time the core was given.
+pub trait TraceSink: Send + Sync {
+    fn record(&self, now_ms: i64, event: TraceEvent<'_>);
+}
+
+/// Adjusts a broker's configuration before it is built (see [`NodeHooks`]).
+pub type AdjustBrokerConfig = Arc<dyn Fn(&mut BrokerConfig) + Send + Sync>;
+/// Draws the delay before one sync (see [`NodeHooks`]).
+pub type SyncDelay = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// Optional observation and fault hooks; `NodeHooks::default()` is the real node.
+#[derive(Clone, Default)]
+pub struct NodeHooks {
+    /// Sees every core input and output, in order.
+    pub trace: Option<Arc<dyn TraceSink>>,
+    /// Milliseconds added to the wall clock before the core sees it (clock skew); shared,
+    /// so the driver may change it while the node runs.
+    pub clock_offset_ms: Option<Arc<AtomicI64>>,
+    /// Called before each group-commit sync starts; the sync waits that long (fsync
+    /// latency). Appends made meanwhile are covered by the same sync.
+    pub sync_delay: Option<SyncDelay>,
+    /// Adjusts the core's configuration before the broker is built.
+    pub adjust_broker_config: Option<AdjustBrokerConfig>,
+    /// Seed of the broker's RNG; `None` draws one at random.
+    pub broker_rng_seed: Option<u64>,
+}
+
+impl NodeHooks {
+    /// The `now` the core sees: wall-clock milliseconds plus the clock offset.
+    pub fn now_ms(&self) -> i64 {
+        let offset = self
+            .clock_offset_ms
+            .as_ref()
+            .map_or(0, |offset| offset.load(Ordering::Relaxed));
+        wall_clock_ms() + offset
+    }
+
+    /// Shows `event` to the trace sink, if any.
+    pub fn trace(&self, now_ms: i64, event: TraceEvent<'_>) {
+        if let Some(sink) = &self.trace {
+            sink.record(now_ms, event);
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch (virtual time under the simulator).
 pub fn wall_clock_ms() -> i64 {
     std::time::SystemTime::now()
@@ -103,6 +179,7 @@ struct CoreTask {
     /// Sequence covered by the last completed sync.
     synced_sequence: u64,
     sync_in_flight: bool,
+    hooks: NodeHooks,
 }
 
 /// Starts the core task and returns the handle connection tasks use.
@@ -110,6 +187,16 @@ pub fn start(
     broker: Broker,
     storage: Arc<dyn Storage>,
     initial: Vec<Output>,
+) -> Result<NodeHandle, StorageError> {
+    start_with(broker, storage, initial, NodeHooks::default())
+}
+
+/// [`start`], with hooks. The trace sees `initial` as outputs before anything else runs.
+pub fn start_with(
+    broker: Broker,
+    storage: Arc<dyn Storage>,
+    initial: Vec<Output>,
+    hooks: NodeHooks,
 ) -> Result<NodeHandle, StorageError> {
     let (events_sender, events) = mpsc::channel(CORE_QUEUE_DEPTH);
     let mut task = CoreTask {
@@ -121,7 +208,14 @@ pub fn start(
         appended_sequence: 0,
         synced_sequence: 0,
         sync_in_flight: false,
+        hooks,
     };
+    if task.hooks.trace.is_some() {
+        let now = task.hooks.now_ms();
+        for output in &initial {
+            task.hooks.trace(now, TraceEvent::Output(output));
+        }
+    }
     task.execute(initial)?;
     tokio::spawn(task.run(events));
     Ok(NodeHandle {
@@ -133,7 +227,7 @@ pub fn start(
 impl CoreTask {
     async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
         loop {
-            let now = wall_clock_ms();
+            let now = self.hooks.now_ms();
             let wake_at = self
                 .broker
                 .next_wakeup_ms()
@@ -158,18 +252,27 @@ impl CoreTask {
             }
             for event in batch {
                 if let Err(error) = self.handle(event).await {
-                    // Fail-stop: a storage error leaves the disk in a state we cannot vouch
-                    // for, so nothing more is acknowledged.
-                    tracing::error!(%error, "storage failed; the node stops serving");
-                    std::process::exit(70);
+                    self.fail_stop(&error);
+                    return;
                 }
             }
             if let Err(error) = self.step(Input::Tick) {
-                tracing::error!(%error, "storage failed; the node stops serving");
-                std::process::exit(70);
+                self.fail_stop(&error);
+                return;
             }
             self.start_sync_if_needed();
         }
+    }
+
+    /// Fail-stop: a storage error leaves the disk in a state we cannot vouch for, so nothing
+    /// more is acknowledged. The real node exits; under the simulator the caller returns,
+    /// which ends the core task (and with it every pending request) but not the process.
+    fn fail_stop(&self, error: &StorageError) {
+        tracing::error!(%error, "storage failed; the node stops serving");
+        self.hooks
+            .trace(self.hooks.now_ms(), TraceEvent::FailStop(error));
+        #[cfg(not(madsim))]
+        std::process::exit(70);
     }
 
     async fn handle(&mut self, event: CoreEvent) -> Result<(), StorageError> {
@@ -195,7 +298,16 @@ impl CoreTask {
     }
 
     fn step(&mut self, input: Input) -> Result<(), StorageError> {
-        let outputs = self.broker.step(wall_clock_ms(), input);
+        let now = self.hooks.now_ms();
+        if self.hooks.trace.is_none() {
+            let outputs = self.broker.step(now, input);
+            return self.execute(outputs);
+        }
+        self.hooks.trace(now, TraceEvent::Input(&input));
+        let outputs = self.broker.step(now, input);
+        for output in &outputs {
+            self.hooks.trace(now, TraceEvent::Output(output));
+        }
         self.execute(outputs)
     }
 
@@ -258,7 +370,14 @@ impl CoreTask {
         let through_sequence = self.appended_sequence;
         let storage = self.storage.clone();
         let events = self.events_sender.clone();
+        let delay = self.hooks.sync_delay.as_ref().map(|delay| delay());
         tokio::spawn(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            // madsim deprecates spawn_blocking (it runs the closure as a plain task), which
+            // is right for the simulator's in-memory disk.
+            #[cfg_attr(madsim, allow(deprecated))]
             let result = tokio::task::spawn_blocking(move || storage.sync()).await;
             let event = match result {
                 Ok(Ok(())) => CoreEvent::Synced { through_sequence },

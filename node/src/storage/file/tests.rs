@@ -653,6 +653,7 @@ fn sample_metadata() -> ClusterMetadata {
             topic_id: u128::MAX - 17,
             partition_count: 3,
             config: Default::default(),
+            assignments: Vec::new(),
         },
     );
     metadata.producer_id_block_end = 4000;

@@ -1,0 +1,59 @@
+//! Deliberate defects (feature `defects` only): bugs the simulator must be able to catch.
+//!
+//! Each variant switches one real safeguard off. The core applies the first three through
+//! [`crate::api::BrokerConfig::defect`]; `SkipRecoveryCrc` is applied by the simulator's
+//! disk, whose recovery mirrors the file storage's. Without the feature this module, the
+//! config field and every branch that reads it do not exist, so the `myelin` binary can
+//! never carry them. There is no global state: each broker gets its defect at
+//! construction, so simulated nodes in one process stay independent.
+
+use serde::{Deserialize, Serialize};
+
+/// One deliberate bug. See the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Defect {
+    /// Answer an acks=all produce as soon as its batch is appended, before the sync that
+    /// makes it durable. A crash before the sync loses an acknowledged write.
+    AckBeforeFsync,
+    /// Serve fetches up to the log end offset instead of the high watermark, so consumers
+    /// read data that a crash can still take back.
+    ReadAboveHighWatermark,
+    /// Recovery accepts any batch whose header and length look right, without its CRC: a
+    /// torn write whose tail is garbage survives a crash.
+    SkipRecoveryCrc,
+    /// On restart, rebuild partition logs but not the idempotent producers' sequence state,
+    /// so a retried or continued idempotent batch is refused or written twice.
+    ForgetProducerStateOnRestart,
+}
+
+impl Defect {
+    /// Every defect, in a fixed order.
+    pub const ALL: [Defect; 4] = [
+        Defect::AckBeforeFsync,
+        Defect::ReadAboveHighWatermark,
+        Defect::SkipRecoveryCrc,
+        Defect::ForgetProducerStateOnRestart,
+    ];
+
+    /// The kebab-case name used on command lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Defect::AckBeforeFsync => "ack-before-fsync",
+            Defect::ReadAboveHighWatermark => "read-above-high-watermark",
+            Defect::SkipRecoveryCrc => "skip-recovery-crc",
+            Defect::ForgetProducerStateOnRestart => "forget-producer-state-on-restart",
+        }
+    }
+
+    /// The defect with this kebab-case name.
+    pub fn from_name(name: &str) -> Option<Defect> {
+        Defect::ALL.into_iter().find(|defect| defect.name() == name)
+    }
+}
+
+impl std::fmt::Display for Defect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,1304 @@
+//! Replication: one Raft-family protocol for every replicated log, in Kafka's vocabulary.
+//!
+//! Each partition (and the cluster-metadata log) is its own replication group of `voters`.
+//! Raft's terms are Kafka's **leader epochs**, its commit index is the **high watermark**
+//! (HWM), and a log's last index + 1 is its **log end offset** (LEO). Every batch carries
+//! the epoch of the leader that first wrote it (`partitionLeaderEpoch` in its header).
+//!
+//! The protocol, per group:
+//! - **Election.** A replica that hears nothing from a leader for a randomized election
+//!   timeout becomes a candidate: it bumps the epoch, votes for itself (durably, before
+//!   asking anyone) and asks the others. A voter grants at most one vote per epoch, and only
+//!   to a candidate whose log is at least as up to date as its own: a higher last epoch, or
+//!   the same last epoch and a log end offset at least as large. A majority makes a leader.
+//! - **A new epoch opens with a marker.** The new leader appends a control batch
+//!   (`records::leader_change_batch`) in its epoch. The HWM only advances to an offset whose
+//!   batch belongs to the current epoch (Raft's rule against committing an older epoch's
+//!   entries by counting replicas), and the marker makes that possible at once.
+//! - **Replication is pushed.** The leader sends each follower the batches after its
+//!   `next_offset` with the epoch of the batch before them (`prev_epoch`). A follower whose
+//!   log does not hold that batch in that epoch answers with a hint (its epoch there), and
+//!   the leader moves `next_offset` back to where its own log ends that epoch (Kafka's
+//!   OffsetsForLeaderEpoch), strictly decreasing until the logs agree. A follower truncates
+//!   its divergent tail when a batch arrives at an offset where it holds a different epoch.
+//! - **Commitment is durable and majority-based.** Followers report how far their log
+//!   matches the leader's and how far it is durable (fsynced). The HWM is the largest offset
+//!   that a majority (the leader included) holds durably, in the current epoch. acks=all
+//!   waits for the HWM; acks=1 for the leader's own durable end.
+//! - **Check quorum.** A leader that has not heard from a majority within the maximum
+//!   election timeout steps down, so an isolated leader stops accepting writes.
+//!
+//! Invariants (asserted in debug builds, checked by the simulator):
+//! - at most one leader per epoch: a replica votes once per epoch, durably;
+//! - the epoch never decreases on a replica, and is persisted before it is acted upon;
+//! - the HWM never moves backwards within a replica's lifetime and never passes what a
+//!   majority holds durably (leader) or what the leader reported and this replica
+//!   verified (follower);
+//! - a replica never truncates below its HWM: committed data is never removed;
+//! - logs agree on their committed prefix: same offset and epoch means same batch.
+
+use crate::api::ReadChunk;
+use crate::batch::{validate_record_set, BatchHeader};
+use crate::log::{PartitionLog, Truncation};
+use crate::records::leader_change_batch;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A node's id, as Kafka numbers brokers.
+pub type NodeId = i32;
+
+/// Timers and sizes of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationTimings {
+    pub election_timeout_min_ms: i64,
+    pub election_timeout_max_ms: i64,
+    pub heartbeat_interval_ms: i64,
+    /// An unanswered append is resent after this long.
+    pub append_timeout_ms: i64,
+    /// Most record bytes in one append message (at least one batch is always sent).
+    pub append_bytes_max: u32,
+}
+
+impl Default for ReplicationTimings {
+    fn default() -> Self {
+        Self {
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            heartbeat_interval_ms: 50,
+            append_timeout_ms: 200,
+            append_bytes_max: 1 << 20,
+        }
+    }
+}
+
+/// Batches in an append: the core names stored byte ranges; the driver reads them and sends
+/// the bytes inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Records {
+    Stored(Vec<ReadChunk>),
+    Inline(Bytes),
+}
+
+/// What replicas of one group say to each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicationMessage {
+    VoteRequest {
+        epoch: i32,
+        last_epoch: i32,
+        log_end_offset: i64,
+    },
+    VoteResponse {
+        epoch: i32,
+        granted: bool,
+    },
+    /// The batches from `prev_offset` on; the batch before them is in `prev_epoch` (-1 when
+    /// `prev_offset` is the start of the log).
+    Append {
+        epoch: i32,
+        prev_offset: i64,
+        prev_epoch: i32,
+        records: Records,
+        high_watermark: i64,
+    },
+    AppendResponse {
+        epoch: i32,
+        outcome: AppendOutcome,
+    },
+}
+
+impl ReplicationMessage {
+    pub fn epoch(&self) -> i32 {
+        match self {
+            Self::VoteRequest { epoch, .. }
+            | Self::VoteResponse { epoch, .. }
+            | Self::Append { epoch, .. }
+            | Self::AppendResponse { epoch, .. } => *epoch,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// The follower's log matches the leader's below `matched_end_offset` and is durable
+    /// below `durable_end_offset`.
+    Matched {
+        matched_end_offset: i64,
+        durable_end_offset: i64,
+    },
+    /// The follower does not hold `prev_offset - 1` in `prev_epoch`; it holds `epoch_hint`
+    /// there (or ends before, at `offset_hint`).
+    Mismatch { epoch_hint: i32, offset_hint: i64 },
+}
+
+/// What must survive a restart: the epoch and the vote cast in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaState {
+    pub epoch: i32,
+    pub voted_for: Option<NodeId>,
+}
+
+/// What the owner of a replica must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Make the replica state durable before any later `Send`.
+    PersistState(ReplicaState),
+    Send {
+        to: NodeId,
+        message: ReplicationMessage,
+    },
+    /// The active segment rolled to a new one at `base_offset`.
+    Rolled { base_offset: i64 },
+    /// A batch was placed in the log; storage must write it (numbered `sequence`).
+    Appended {
+        header: BatchHeader,
+        batch: crate::api::AppendedBatch,
+        bytes: Bytes,
+        sequence: u64,
+    },
+    /// The log lost its tail from `offset` on; storage must cut it.
+    Truncated { offset: i64, truncation: Truncation },
+    /// Leadership changed (this replica became or stopped being leader, or learned of a
+    /// new leader): waiting requests must be re-examined.
+    RoleChanged,
+}
+
+/// What a replica borrows from its owner for one step.
+pub struct ReplicaContext<'a> {
+    pub now_ms: i64,
+    pub log: &'a mut PartitionLog,
+    pub segment_bytes_max: u32,
+    /// The owner's append counter (shared by all logs of a node, for group commit).
+    pub append_sequence: &'a mut u64,
+    pub rng: &'a mut StdRng,
+    pub effects: &'a mut Vec<Effect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FollowerProgress {
+    next_offset: i64,
+    matched_end_offset: i64,
+    durable_end_offset: i64,
+    append_sent_ms: Option<i64>,
+    last_heard_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Follower {
+        leader: Option<NodeId>,
+    },
+    Candidate {
+        votes: BTreeSet<NodeId>,
+    },
+    Leader {
+        followers: BTreeMap<NodeId, FollowerProgress>,
+    },
+}
+
+/// One replica of one replication group. See the module doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    node_id: NodeId,
+    voters: Vec<NodeId>,
+    state: ReplicaState,
+    role: Role,
+    election_deadline_ms: i64,
+    heartbeat_due_ms: i64,
+    /// Follower: offsets below this are known to match the current leader's log.
+    verified_end_offset: i64,
+    timings: ReplicationTimings,
+}
+
+impl Replica {
+    /// A replica restarting (or starting) as a follower with no known leader.
+    pub fn new(
+        node_id: NodeId,
+        mut voters: Vec<NodeId>,
+        state: ReplicaState,
+        timings: ReplicationTimings,
+        now_ms: i64,
+        rng: &mut StdRng,
+    ) -> Self {
+        voters.sort_unstable();
+        voters.dedup();
+        assert!(
+            voters.contains(&node_id),
+            "a replica is one of its group's voters"
+        );
+        let mut replica = Self {
+            node_id,
+            voters,
+            state,
+            role: Role::Follower { leader: None },
+            election_deadline_ms: now_ms,
+            heartbeat_due_ms: now_ms,
+            verified_end_offset: 0,
+            timings,
+        };
+        // A lone voter need not wait: nobody else can lead.
+        if replica.voters.len() > 1 {
+            replica.reset_election_deadline(now_ms, rng);
+        }
+        replica
+    }
+
+    pub fn epoch(&self) -> i32 {
+        self.state.epoch
+    }
+
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader { .. })
+    }
+
+    /// The leader this replica knows of in its epoch, itself included.
+    pub fn leader(&self) -> Option<NodeId> {
+        match &self.role {
+            Role::Leader { .. } => Some(self.node_id),
+            Role::Follower { leader } => *leader,
+            Role::Candidate { .. } => None,
+        }
+    }
+
+    /// The earliest time a `tick` has work to do.
+    pub fn next_wakeup_ms(&self) -> i64 {
+        match &self.role {
+            Role::Leader { followers } if !followers.is_empty() => self.heartbeat_due_ms,
+            Role::Leader { .. } => i64::MAX,
+            _ => self.election_deadline_ms,
+        }
+    }
+
+    fn majority(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+
+    fn reset_election_deadline(&mut self, now_ms: i64, rng: &mut StdRng) {
+        let timeout = rng.random_range(
+            self.timings.election_timeout_min_ms..=self.timings.election_timeout_max_ms,
+        );
+        self.election_deadline_ms = now_ms + timeout;
+    }
+
+    fn persist(&mut self, context: &mut ReplicaContext<'_>, state: ReplicaState) {
+        debug_assert!(state.epoch >= self.state.epoch, "the epoch never decreases");
+        self.state = state;
+        context.effects.push(Effect::PersistState(state));
+    }
+
+    /// Timers: elections for followers and candidates, heartbeats and check-quorum for
+    /// leaders.
+    pub fn tick(&mut self, context: &mut ReplicaContext<'_>) {
+        let now_ms = context.now_ms;
+        match &self.role {
+            Role::Leader { followers } => {
+                if now_ms < self.heartbeat_due_ms {
+                    return;
+                }
+                let heard = followers
+                    .values()
+                    .filter(|progress| {
+                        now_ms - progress.last_heard_ms <= self.timings.election_timeout_max_ms
+                    })
+                    .count()
+                    + 1;
+                if heard < self.majority() {
+                    tracing::debug!(
+                        node = self.node_id,
+                        epoch = self.state.epoch,
+                        "leader lost its quorum; stepping down"
+                    );
+                    self.become_follower(context, None, true);
+                    return;
+                }
+                self.heartbeat_due_ms = now_ms + self.timings.heartbeat_interval_ms;
+                let due: Vec<NodeId> = followers.keys().copied().collect();
+                for follower in due {
+                    self.send_append(context, follower, true);
+                }
+            }
+            _ => {
+                if now_ms >= self.election_deadline_ms {
+                    self.start_election(context);
+                }
+            }
+        }
+    }
+
+    fn start_election(&mut self, context: &mut ReplicaContext<'_>) {
+        let epoch = self.state.epoch + 1;
+        self.persist(
+            context,
+            ReplicaState {
+                epoch,
+                voted_for: Some(self.node_id),
+            },
+        );
+        self.role = Role::Candidate {
+            votes: BTreeSet::from([self.node_id]),
+        };
+        self.reset_election_deadline(context.now_ms, context.rng);
+        if self.majority() == 1 {
+            self.become_leader(context);
+            return;
+        }
+        let request = ReplicationMessage::VoteRequest {
+            epoch,
+            last_epoch: context.log.last_epoch(),
+            log_end_offset: context.log.log_end_offset(),
+        };
+        for &voter in self.voters.iter().filter(|voter| **voter != self.node_id) {
+            context.effects.push(Effect::Send {
+                to: voter,
+                message: request.clone(),
+            });
+        }
+    }
+
+    fn become_leader(&mut self, context: &mut ReplicaContext<'_>) {
+        let log_end_offset = context.log.log_end_offset();
+        let followers = self
+            .voters
+            .iter()
+            .filter(|voter| **voter != self.node_id)
+            .map(|voter| {
+                (
+                    *voter,
+                    FollowerProgress {
+                        next_offset: log_end_offset,
+                        matched_end_offset: 0,
+                        durable_end_offset: 0,
+                        append_sent_ms: None,
+                        last_heard_ms: context.now_ms,
+                    },
+                )
+            })
+            .collect();
+        self.role = Role::Leader { followers };
+        tracing::debug!(
+            node = self.node_id,
+            epoch = self.state.epoch,
+            "became leader"
+        );
+        context.effects.push(Effect::RoleChanged);
+        let marker = leader_change_batch(self.state.epoch, context.now_ms);
+        let header = crate::batch::validate(&marker).expect("the marker batch is valid");
+        self.append_as_leader(context, &header, marker);
+        self.heartbeat_due_ms = context.now_ms;
+        self.tick(context);
+    }
+
+    /// Steps down to follower. The election timer restarts only where Raft restarts it
+    /// (a leader heard from, a lost quorum): a vote request in a newer epoch must not
+    /// restart it, or candidates with stale logs could keep the most up-to-date replica
+    /// from ever standing.
+    fn become_follower(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        leader: Option<NodeId>,
+        restart_election_timer: bool,
+    ) {
+        let was = self.leader();
+        let was_leader = self.is_leader();
+        self.role = Role::Follower { leader };
+        self.verified_end_offset = context.log.high_watermark();
+        if restart_election_timer || was_leader {
+            self.reset_election_deadline(context.now_ms, context.rng);
+        }
+        if was_leader || was != leader {
+            context.effects.push(Effect::RoleChanged);
+        }
+    }
+
+    /// Appends a batch as leader, stamped with the current epoch; `None` if not leader.
+    pub fn append_as_leader(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        header: &BatchHeader,
+        bytes: Bytes,
+    ) -> Option<crate::api::AppendedBatch> {
+        if !self.is_leader() {
+            return None;
+        }
+        let appended = append_to_log(context, header, bytes, self.state.epoch);
+        if self.majority() == 1 {
+            return Some(appended);
+        }
+        // Push the new batch at once to followers that are caught up and idle.
+        let idle: Vec<NodeId> = match &self.role {
+            Role::Leader { followers } => followers
+                .iter()
+                .filter(|(_, progress)| progress.append_sent_ms.is_none())
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for follower in idle {
+            self.send_append(context, follower, false);
+        }
+        Some(appended)
+    }
+
+    /// Sends `follower` the batches after its `next_offset` (or an empty heartbeat).
+    /// Unless `force`, nothing is sent while an earlier append awaits its answer.
+    fn send_append(&mut self, context: &mut ReplicaContext<'_>, follower: NodeId, force: bool) {
+        let epoch = self.state.epoch;
+        let high_watermark = context.log.high_watermark();
+        let append_timeout_ms = self.timings.append_timeout_ms;
+        let append_bytes_max = self.timings.append_bytes_max;
+        let Role::Leader { followers } = &mut self.role else {
+            return;
+        };
+        let Some(progress) = followers.get_mut(&follower) else {
+            return;
+        };
+        let awaiting = progress
+            .append_sent_ms
+            .is_some_and(|sent| context.now_ms - sent < append_timeout_ms);
+        if awaiting && !force {
+            return;
+        }
+        let log = &*context.log;
+        let next_offset = progress
+            .next_offset
+            .clamp(log.log_start_offset(), log.log_end_offset());
+        progress.next_offset = next_offset;
+        let prev_epoch = if next_offset == log.log_start_offset() {
+            -1
+        } else {
+            log.epoch_at(next_offset - 1).unwrap_or(-1)
+        };
+        let chunks = if awaiting {
+            Vec::new() // a heartbeat while data is in flight
+        } else {
+            log.read(next_offset, log.log_end_offset(), append_bytes_max, true)
+        };
+        if !chunks.is_empty() || progress.append_sent_ms.is_none() {
+            progress.append_sent_ms = Some(context.now_ms);
+        }
+        context.effects.push(Effect::Send {
+            to: follower,
+            message: ReplicationMessage::Append {
+                epoch,
+                prev_offset: next_offset,
+                prev_epoch,
+                records: Records::Stored(chunks),
+                high_watermark,
+            },
+        });
+    }
+
+    /// The log's durable end moved (a sync completed): the leader may commit more; a
+    /// follower reports its new durable end to the leader.
+    pub fn on_synced(&mut self, context: &mut ReplicaContext<'_>) {
+        match &self.role {
+            Role::Leader { .. } => self.advance_high_watermark(context),
+            Role::Follower {
+                leader: Some(leader),
+            } => {
+                let leader = *leader;
+                context.effects.push(Effect::Send {
+                    to: leader,
+                    message: ReplicationMessage::AppendResponse {
+                        epoch: self.state.epoch,
+                        outcome: AppendOutcome::Matched {
+                            matched_end_offset: self.verified_end_offset,
+                            durable_end_offset: context
+                                .log
+                                .durable_end_offset()
+                                .min(self.verified_end_offset),
+                        },
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Leader: the HWM is the largest offset a majority holds durably, if it is in the
+    /// current epoch.
+    fn advance_high_watermark(&mut self, context: &mut ReplicaContext<'_>) {
+        let Role::Leader { followers } = &self.role else {
+            return;
+        };
+        let mut durable: Vec<i64> = followers
+            .values()
+            .map(|progress| progress.durable_end_offset.min(progress.matched_end_offset))
+            .collect();
+        durable.push(context.log.durable_end_offset());
+        durable.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = durable[self.majority() - 1];
+        if candidate <= context.log.high_watermark() {
+            return;
+        }
+        if context.log.epoch_at(candidate - 1) == Some(self.state.epoch) {
+            context.log.advance_high_watermark(candidate);
+        }
+    }
+
+    /// Handles a message from another replica of the group.
+    pub fn handle(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        from: NodeId,
+        message: ReplicationMessage,
+    ) {
+        if !self.voters.contains(&from) || from == self.node_id {
+            tracing::warn!(
+                node = self.node_id,
+                from,
+                "message from a non-voter ignored"
+            );
+            return;
+        }
+        // Stale messages die here, in one place; a newer epoch makes us a follower.
+        let epoch = message.epoch();
+        if epoch > self.state.epoch {
+            self.persist(
+                context,
+                ReplicaState {
+                    epoch,
+                    voted_for: None,
+                },
+            );
+            let leader = matches!(message, ReplicationMessage::Append { .. }).then_some(from);
+            self.become_follower(context, leader, leader.is_some());
+        } else if epoch < self.state.epoch {
+            let reply = match message {
+                ReplicationMessage::VoteRequest { .. } => Some(ReplicationMessage::VoteResponse {
+                    epoch: self.state.epoch,
+                    granted: false,
+                }),
+                ReplicationMessage::Append { .. } => Some(ReplicationMessage::AppendResponse {
+                    epoch: self.state.epoch,
+                    outcome: AppendOutcome::Mismatch {
+                        epoch_hint: -1,
+                        offset_hint: 0,
+                    },
+                }),
+                _ => None,
+            };
+            if let Some(message) = reply {
+                context.effects.push(Effect::Send { to: from, message });
+            }
+            return;
+        }
+        match message {
+            ReplicationMessage::VoteRequest {
+                last_epoch,
+                log_end_offset,
+                ..
+            } => self.on_vote_request(context, from, last_epoch, log_end_offset),
+            ReplicationMessage::VoteResponse { granted, .. } => {
+                self.on_vote_response(context, from, granted)
+            }
+            ReplicationMessage::Append {
+                prev_offset,
+                prev_epoch,
+                records,
+                high_watermark,
+                ..
+            } => self.on_append(
+                context,
+                from,
+                prev_offset,
+                prev_epoch,
+                records,
+                high_watermark,
+            ),
+            ReplicationMessage::AppendResponse { outcome, .. } => {
+                self.on_append_response(context, from, outcome)
+            }
+        }
+    }
+
+    fn on_vote_request(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        candidate: NodeId,
+        last_epoch: i32,
+        log_end_offset: i64,
+    ) {
+        let free_to_vote = match self.state.voted_for {
+            None => !self.is_leader() && self.leader().is_none(),
+            Some(voted) => voted == candidate,
+        };
+        let up_to_date = (last_epoch, log_end_offset)
+            >= (context.log.last_epoch(), context.log.log_end_offset());
+        let granted = free_to_vote && up_to_date;
+        if granted {
+            if self.state.voted_for != Some(candidate) {
+                let epoch = self.state.epoch;
+                self.persist(
+                    context,
+                    ReplicaState {
+                        epoch,
+                        voted_for: Some(candidate),
+                    },
+                );
+            }
+            self.reset_election_deadline(context.now_ms, context.rng);
+        }
+        context.effects.push(Effect::Send {
+            to: candidate,
+            message: ReplicationMessage::VoteResponse {
+                epoch: self.state.epoch,
+                granted,
+            },
+        });
+    }
+
+    fn on_vote_response(&mut self, context: &mut ReplicaContext<'_>, voter: NodeId, granted: bool) {
+        let majority = self.majority();
+        let Role::Candidate { votes } = &mut self.role else {
+            return;
+        };
+        if granted {
+            votes.insert(voter);
+        }
+        if votes.len() >= majority {
+            self.become_leader(context);
+        }
+    }
+
+    fn on_append(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        leader: NodeId,
+        prev_offset: i64,
+        prev_epoch: i32,
+        records: Records,
+        leader_high_watermark: i64,
+    ) {
+        debug_assert!(
+            !self.is_leader(),
+            "two leaders in epoch {}",
+            self.state.epoch
+        );
+        if self.is_leader() {
+            return;
+        }
+        if self.leader() != Some(leader) {
+            self.become_follower(context, Some(leader), true);
+        }
+        self.reset_election_deadline(context.now_ms, context.rng);
+        let epoch = self.state.epoch;
+        let reply = |outcome| Effect::Send {
+            to: leader,
+            message: ReplicationMessage::AppendResponse { epoch, outcome },
+        };
+        let log_end_offset = context.log.log_end_offset();
+        if prev_offset > log_end_offset {
+            context.effects.push(reply(AppendOutcome::Mismatch {
+                epoch_hint: context.log.last_epoch(),
+                offset_hint: log_end_offset,
+            }));
+            return;
+        }
+        // Below the log start or the HWM, the prefix is committed and so agrees.
+        let checkable = prev_offset > context.log.log_start_offset()
+            && prev_offset > context.log.high_watermark();
+        if checkable {
+            let held = context.log.epoch_at(prev_offset - 1).unwrap_or(-1);
+            if held != prev_epoch {
+                context.effects.push(reply(AppendOutcome::Mismatch {
+                    epoch_hint: held,
+                    offset_hint: prev_offset - 1,
+                }));
+                return;
+            }
+        }
+        let bytes = match records {
+            Records::Inline(bytes) => bytes,
+            Records::Stored(chunks) if chunks.is_empty() => Bytes::new(),
+            Records::Stored(_) => {
+                tracing::error!("an append arrived with stored records: a driver bug");
+                return;
+            }
+        };
+        let batches = match validate_record_set(&bytes) {
+            Ok(batches) => batches,
+            Err(error) => {
+                tracing::warn!(%error, leader, "append with an invalid batch ignored");
+                return;
+            }
+        };
+        let mut verified_end = prev_offset;
+        for (header, batch) in batches {
+            if header.base_offset != verified_end {
+                tracing::warn!(
+                    expected = verified_end,
+                    found = header.base_offset,
+                    "append with an offset gap ignored from there"
+                );
+                break;
+            }
+            let end = header.base_offset + header.offset_count();
+            if header.base_offset < context.log.log_end_offset() {
+                match context.log.epoch_at(header.base_offset) {
+                    Some(held) if held == header.partition_leader_epoch => {
+                        verified_end = end;
+                        continue;
+                    }
+                    _ => match context.log.truncate_to(header.base_offset) {
+                        Ok(truncation) => context.effects.push(Effect::Truncated {
+                            offset: header.base_offset,
+                            truncation,
+                        }),
+                        Err(error) => {
+                            debug_assert!(
+                                false,
+                                "replication would truncate committed data: {error}"
+                            );
+                            tracing::error!(%error, "refusing to truncate committed data");
+                            return;
+                        }
+                    },
+                }
+            }
+            if header.base_offset != context.log.log_end_offset() {
+                break;
+            }
+            append_to_log(context, &header, batch, header.partition_leader_epoch);
+            verified_end = end;
+        }
+        self.verified_end_offset = verified_end;
+        context
+            .log
+            .advance_high_watermark(leader_high_watermark.min(verified_end));
+        context.effects.push(reply(AppendOutcome::Matched {
+            matched_end_offset: verified_end,
+            durable_end_offset: context.log.durable_end_offset().min(verified_end),
+        }));
+    }
+
+    fn on_append_response(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        follower: NodeId,
+        outcome: AppendOutcome,
+    ) {
+        let Role::Leader { followers } = &mut self.role else {
+            return;
+        };
+        let Some(progress) = followers.get_mut(&follower) else {
+            return;
+        };
+        progress.last_heard_ms = context.now_ms;
+        progress.append_sent_ms = None;
+        match outcome {
+            AppendOutcome::Matched {
+                matched_end_offset,
+                durable_end_offset,
+            } => {
+                progress.matched_end_offset = progress.matched_end_offset.max(matched_end_offset);
+                progress.durable_end_offset = progress
+                    .durable_end_offset
+                    .max(durable_end_offset.min(matched_end_offset));
+                progress.next_offset = progress.next_offset.max(matched_end_offset);
+            }
+            AppendOutcome::Mismatch {
+                epoch_hint,
+                offset_hint,
+            } => {
+                let epoch_end = context.log.end_offset_for_epoch(epoch_hint);
+                // Strictly back: the next attempt checks an earlier offset.
+                let next = epoch_end.min(offset_hint).min(progress.next_offset - 1);
+                progress.next_offset = next.max(context.log.log_start_offset());
+            }
+        }
+        let behind = progress.next_offset < context.log.log_end_offset();
+        self.advance_high_watermark(context);
+        if behind {
+            self.send_append(context, follower, false);
+        }
+    }
+}
+
+/// Places a batch at the log's end (rolling first if it does not fit) with `leader_epoch`.
+fn append_to_log(
+    context: &mut ReplicaContext<'_>,
+    header: &BatchHeader,
+    bytes: Bytes,
+    leader_epoch: i32,
+) -> crate::api::AppendedBatch {
+    if context
+        .log
+        .needs_roll(header.size_bytes, context.segment_bytes_max)
+    {
+        let base_offset = context.log.roll();
+        context.effects.push(Effect::Rolled { base_offset });
+    }
+    *context.append_sequence += 1;
+    let sequence = *context.append_sequence;
+    let batch = context.log.append(header, sequence, leader_epoch);
+    context.effects.push(Effect::Appended {
+        header: *header,
+        batch,
+        bytes,
+        sequence,
+    });
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    //! A group of replicas on an in-memory network with loss, reordering, crashes and
+    //! restarts, checked after every step against the module's invariants.
+    use super::*;
+    use crate::log::PartitionLog;
+    use crate::records::{encode_batch, PlainRecord};
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use std::collections::BTreeMap;
+
+    /// One node: its log, the bytes "on disk" and what survives a crash.
+    struct Node {
+        replica: Replica,
+        log: PartitionLog,
+        /// (segment base, position) -> stored bytes (base offset and epoch patched in).
+        stored: BTreeMap<(i64, u32), Bytes>,
+        /// Last persisted replica state.
+        persisted: ReplicaState,
+        highest_hwm: i64,
+        up: bool,
+    }
+
+    struct Group {
+        nodes: BTreeMap<NodeId, Node>,
+        network: Vec<(NodeId, NodeId, ReplicationMessage)>,
+        now_ms: i64,
+        sequence: u64,
+        rng: StdRng,
+        leaders_by_epoch: BTreeMap<i32, NodeId>,
+        /// (offset, epoch) of every batch some leader committed.
+        committed: BTreeMap<i64, i32>,
+        appends: u64,
+    }
+
+    fn patch(bytes: &Bytes, base_offset: i64, epoch: i32) -> Bytes {
+        let mut patched = bytes.to_vec();
+        patched[..8].copy_from_slice(&base_offset.to_be_bytes());
+        patched[12..16].copy_from_slice(&epoch.to_be_bytes());
+        Bytes::from(patched)
+    }
+
+    impl Group {
+        fn new(size: i32, seed: u64) -> Self {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let voters: Vec<NodeId> = (1..=size).collect();
+            let nodes = voters
+                .iter()
+                .map(|id| {
+                    let replica = Replica::new(
+                        *id,
+                        voters.clone(),
+                        ReplicaState::default(),
+                        ReplicationTimings::default(),
+                        0,
+                        &mut rng,
+                    );
+                    (
+                        *id,
+                        Node {
+                            replica,
+                            log: PartitionLog::new(0),
+                            stored: BTreeMap::new(),
+                            persisted: ReplicaState::default(),
+                            highest_hwm: 0,
+                            up: true,
+                        },
+                    )
+                })
+                .collect();
+            Self {
+                nodes,
+                network: Vec::new(),
+                now_ms: 0,
+                sequence: 0,
+                rng,
+                leaders_by_epoch: BTreeMap::new(),
+                committed: BTreeMap::new(),
+                appends: 0,
+            }
+        }
+
+        fn with_node(
+            &mut self,
+            id: NodeId,
+            step: impl FnOnce(&mut Replica, &mut ReplicaContext<'_>),
+        ) {
+            let node = self.nodes.get_mut(&id).unwrap();
+            if !node.up {
+                return;
+            }
+            let mut effects = Vec::new();
+            let mut context = ReplicaContext {
+                now_ms: self.now_ms,
+                log: &mut node.log,
+                segment_bytes_max: 4096,
+                append_sequence: &mut self.sequence,
+                rng: &mut self.rng,
+                effects: &mut effects,
+            };
+            step(&mut node.replica, &mut context);
+            for effect in effects {
+                match effect {
+                    Effect::PersistState(state) => node.persisted = state,
+                    Effect::Send { to, message } => {
+                        let message = match message {
+                            ReplicationMessage::Append {
+                                epoch,
+                                prev_offset,
+                                prev_epoch,
+                                records: Records::Stored(chunks),
+                                high_watermark,
+                            } => {
+                                let mut bytes = Vec::new();
+                                for chunk in chunks {
+                                    for ((segment, position), batch) in node
+                                        .stored
+                                        .range((chunk.segment_base_offset, chunk.position)..)
+                                    {
+                                        if *segment != chunk.segment_base_offset
+                                            || *position >= chunk.position + chunk.length
+                                        {
+                                            break;
+                                        }
+                                        bytes.extend_from_slice(batch);
+                                    }
+                                }
+                                ReplicationMessage::Append {
+                                    epoch,
+                                    prev_offset,
+                                    prev_epoch,
+                                    records: Records::Inline(Bytes::from(bytes)),
+                                    high_watermark,
+                                }
+                            }
+                            other => other,
+                        };
+                        self.network.push((id, to, message));
+                    }
+                    Effect::Appended { batch, bytes, .. } => {
+                        node.stored.insert(
+                            (batch.segment_base_offset, batch.position),
+                            patch(
+                                &bytes,
+                                batch.base_offset,
+                                node.log.epoch_at(batch.base_offset).unwrap(),
+                            ),
+                        );
+                    }
+                    Effect::Truncated { truncation, .. } => {
+                        node.stored.retain(|(segment, position), _| {
+                            *segment < truncation.active_segment_base
+                                || (*segment == truncation.active_segment_base
+                                    && *position < truncation.active_segment_bytes)
+                        });
+                    }
+                    Effect::Rolled { .. } | Effect::RoleChanged => {}
+                }
+            }
+        }
+
+        fn check(&mut self) {
+            for (id, node) in &mut self.nodes {
+                if !node.up {
+                    continue;
+                }
+                let hwm = node.log.high_watermark();
+                assert!(
+                    hwm >= node.highest_hwm,
+                    "node {id}: HWM moved back from {} to {hwm}",
+                    node.highest_hwm
+                );
+                node.highest_hwm = hwm;
+                if node.replica.is_leader() {
+                    let epoch = node.replica.epoch();
+                    let previous = self.leaders_by_epoch.insert(epoch, *id);
+                    assert!(
+                        previous.is_none_or(|other| other == *id),
+                        "two leaders in epoch {epoch}"
+                    );
+                    // Everything below a leader's HWM is committed, forever.
+                    let mut offset = node.log.log_start_offset();
+                    while offset < hwm {
+                        let epoch_there = node.log.epoch_at(offset).unwrap();
+                        let known = *self.committed.entry(offset).or_insert(epoch_there);
+                        assert_eq!(
+                            known, epoch_there,
+                            "leader {id} holds a different batch at committed offset {offset}"
+                        );
+                        offset += 1;
+                    }
+                }
+            }
+            // Leader completeness and agreement: any replica's batch at a committed offset
+            // below its own HWM is the committed one.
+            for (id, node) in &self.nodes {
+                for (offset, epoch) in self.committed.range(..node.log.high_watermark()) {
+                    assert_eq!(
+                        node.log.epoch_at(*offset),
+                        Some(*epoch),
+                        "node {id} disagrees at committed offset {offset}"
+                    );
+                }
+                if node.up && node.replica.is_leader() {
+                    for (offset, epoch) in &self.committed {
+                        assert_eq!(
+                            node.log.epoch_at(*offset),
+                            Some(*epoch),
+                            "leader {id} lacks committed offset {offset}"
+                        );
+                    }
+                }
+            }
+        }
+
+        /// Delivers every message in flight, oldest first, including those sent meanwhile.
+        fn deliver_all(&mut self) {
+            let mut delivered = 0;
+            while !self.network.is_empty() && delivered < 10_000 {
+                let (from, to, message) = self.network.remove(0);
+                self.with_node(to, |replica, context| {
+                    replica.handle(context, from, message)
+                });
+                delivered += 1;
+            }
+        }
+
+        fn leader(&self) -> Option<NodeId> {
+            self.nodes
+                .iter()
+                .find(|(_, node)| node.up && node.replica.is_leader())
+                .map(|(id, _)| *id)
+        }
+
+        fn apply(&mut self, action: &Action) {
+            match action {
+                Action::Advance(ms) => {
+                    self.now_ms += i64::from(*ms);
+                    let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+                    for id in ids {
+                        self.with_node(id, |replica, context| replica.tick(context));
+                    }
+                }
+                Action::Deliver(pick) => {
+                    if !self.network.is_empty() {
+                        let (from, to, message) =
+                            self.network.remove(pick.index(self.network.len()));
+                        self.with_node(to, |replica, context| {
+                            replica.handle(context, from, message)
+                        });
+                    }
+                }
+                Action::Drop(pick) => {
+                    if !self.network.is_empty() {
+                        self.network.remove(pick.index(self.network.len()));
+                    }
+                }
+                Action::Sync(node) => {
+                    let id = (*node % self.nodes.len() as u8) as NodeId + 1;
+                    let sequence = self.sequence;
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.log.on_synced(sequence);
+                    }
+                    self.with_node(id, |replica, context| replica.on_synced(context));
+                }
+                Action::Produce => {
+                    if let Some(id) = self.leader() {
+                        let batch = encode_batch(
+                            &[PlainRecord {
+                                key: None,
+                                value: Some(Bytes::from_static(b"event")),
+                            }],
+                            self.now_ms,
+                            0,
+                            -1,
+                        );
+                        let header = crate::batch::validate(&batch).unwrap();
+                        self.with_node(id, |replica, context| {
+                            replica.append_as_leader(context, &header, batch);
+                        });
+                        self.appends += 1;
+                    }
+                }
+                Action::Crash(node) => {
+                    let id = (*node % self.nodes.len() as u8) as NodeId + 1;
+                    self.crash_and_restart(id);
+                }
+            }
+        }
+
+        /// The node loses everything not durable and restarts from its disk.
+        fn crash_and_restart(&mut self, id: NodeId) {
+            let voters: Vec<NodeId> = self.nodes.keys().copied().collect();
+            let now_ms = self.now_ms;
+            let node = self.nodes.get_mut(&id).unwrap();
+            let durable = node.log.durable_end_offset();
+            let mut recovered: Vec<crate::api::RecoveredSegment> = Vec::new();
+            for segment in node.log.segments() {
+                let batches: Vec<crate::api::RecoveredBatch> = segment
+                    .batches
+                    .iter()
+                    .filter(|batch| batch.last_offset < durable)
+                    .map(|batch| {
+                        let bytes = &node.stored[&(segment.base_offset, batch.position)];
+                        crate::api::RecoveredBatch {
+                            position: batch.position,
+                            header: crate::batch::read_header(bytes).unwrap(),
+                        }
+                    })
+                    .collect();
+                if batches.is_empty() && !recovered.is_empty() {
+                    break;
+                }
+                recovered.push(crate::api::RecoveredSegment {
+                    base_offset: segment.base_offset,
+                    batches,
+                });
+            }
+            let kept: std::collections::BTreeSet<(i64, u32)> = recovered
+                .iter()
+                .flat_map(|segment| {
+                    segment
+                        .batches
+                        .iter()
+                        .map(move |batch| (segment.base_offset, batch.position))
+                })
+                .collect();
+            node.stored.retain(|key, _| kept.contains(key));
+            let mut rebuilt = PartitionLog::from_recovered(&recovered).unwrap();
+            // A restarted replica of a replicated log knows nothing committed until a
+            // leader tells it.
+            rebuilt.reset_high_watermark_to_start();
+            node.log = rebuilt;
+            node.highest_hwm = node.log.high_watermark();
+            node.replica = Replica::new(
+                id,
+                voters,
+                node.persisted,
+                ReplicationTimings::default(),
+                now_ms,
+                &mut self.rng,
+            );
+            self.network.retain(|(_, to, _)| *to != id);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Advance(u16),
+        Deliver(prop::sample::Index),
+        Drop(prop::sample::Index),
+        Sync(u8),
+        Produce,
+        Crash(u8),
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            3 => (1u16..400).prop_map(Action::Advance),
+            12 => any::<prop::sample::Index>().prop_map(Action::Deliver),
+            1 => any::<prop::sample::Index>().prop_map(Action::Drop),
+            4 => any::<u8>().prop_map(Action::Sync),
+            4 => Just(Action::Produce),
+            1 => any::<u8>().prop_map(Action::Crash),
+        ]
+    }
+
+    #[test]
+    fn a_lone_voter_leads_at_once_and_commits_what_is_durable() {
+        let mut group = Group::new(1, 1);
+        group.apply(&Action::Advance(1));
+        assert_eq!(group.leader(), Some(1));
+        group.apply(&Action::Produce);
+        assert_eq!(group.nodes[&1].log.high_watermark(), 0, "not durable yet");
+        group.apply(&Action::Sync(0));
+        assert_eq!(group.nodes[&1].log.high_watermark(), 2, "marker and batch");
+        group.check();
+    }
+
+    #[test]
+    fn three_replicas_elect_a_leader_and_commit_on_a_durable_majority() {
+        let mut group = Group::new(3, 7);
+        for _ in 0..200 {
+            group.apply(&Action::Advance(10));
+            group.deliver_all();
+            group.check();
+            if group.leader().is_some() {
+                break;
+            }
+        }
+        let leader = group.leader().expect("a leader is elected");
+        group.apply(&Action::Produce);
+        for _ in 0..5 {
+            for node in 0..3 {
+                group.apply(&Action::Sync(node));
+            }
+            group.deliver_all();
+        }
+        group.check();
+        assert_eq!(group.nodes[&leader].log.high_watermark(), 2);
+        group.apply(&Action::Advance(60));
+        group.deliver_all();
+        for node in group.nodes.values() {
+            assert_eq!(node.log.high_watermark(), 2, "followers learn the HWM");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+        /// Whatever the schedule of message loss, reordering, syncs, crashes and restarts:
+        /// one leader per epoch, HWMs never move back, committed batches are never lost and
+        /// every replica agrees on them.
+        #[test]
+        fn replication_invariants_hold_under_any_schedule(
+            size in prop::sample::select(vec![1i32, 3, 5]),
+            seed in any::<u64>(),
+            actions in prop::collection::vec(action(), 1..300),
+        ) {
+            let mut group = Group::new(size, seed);
+            for action in &actions {
+                group.apply(action);
+                group.check();
+            }
+        }
+
+        /// After the faults stop, a leader is elected and new writes commit.
+        #[test]
+        fn a_quiet_network_elects_a_leader_and_commits(
+            seed in any::<u64>(),
+            actions in prop::collection::vec(action(), 0..150),
+        ) {
+            let mut group = Group::new(3, seed);
+            for action in &actions {
+                group.apply(action);
+            }
+            let mut committed_before = 0;
+            for round in 0..400 {
+                group.apply(&Action::Advance(25));
+                group.deliver_all();
+                for node in 0..3 {
+                    group.apply(&Action::Sync(node));
+                }
+                group.deliver_all();
+                group.check();
+                if round == 100 {
+                    prop_assert!(group.leader().is_some(), "no leader after healing");
+                    committed_before = group.nodes[&group.leader().unwrap()].log.high_watermark();
+                    group.apply(&Action::Produce);
+                }
+            }
+            let leader = group.leader().expect("a leader");
+            prop_assert!(group.nodes[&leader].log.high_watermark() > committed_before);
+        }
+    }
+}

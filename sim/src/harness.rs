@@ -1,0 +1,1179 @@
+//! The harness: runs one [`Scenario`] in a fresh madsim runtime and reports what happened.
+//!
+//! Layout of a run (all simulated; IPs are madsim's virtual ones):
+//! - node `n` is a madsim node at 10.0.0.n:9092 whose init task is
+//!   `myelin_node::run_node_with`, the node crate's own server, over an `Arc<SimDisk>` the
+//!   harness keeps, so the disk survives kill and restart;
+//! - client `c` is a madsim node at 10.0.1.(c+1) running one `workload` client;
+//! - the supervisor (madsim's main task) injects the fault schedule, heals each fault after
+//!   its duration, and restarts nodes: after a scheduled crash, and after a fail-stop (an
+//!   injected fsync failure stops the node's core; the supervisor notices through the disk,
+//!   crashes the disk and restarts the node);
+//! - at the end of the workload: stop the clients, heal everything, crash and restart every
+//!   node once more, and read every partition back from a verifier node at 10.0.2.1;
+//! - the checkers see every client event and core output as it happens, and the final
+//!   logs at the end.
+
+use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, Progress};
+use crate::disk::{CrashSpec, DiskStats, SimDisk};
+use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
+use crate::scenario::{Fault, LinkDirection, Scenario, TOPIC};
+use crate::trace::{Source, Trace};
+use crate::workload::{run_client, ClientContext};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use myelin_client::{ClientConfig, Connection, FetchOptions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use myelin_node::config::NodeConfig;
+use myelin_node::runtime::{NodeHooks, SyncDelay, TraceEvent, TraceSink};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Kafka error code UNKNOWN_TOPIC_OR_PARTITION.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// The Kafka port of every simulated node.
+const KAFKA_PORT: u16 = 9092;
+/// How often the supervisor looks for fail-stopped nodes.
+const SUPERVISOR_POLL_MS: u64 = 20;
+/// How long a fail-stopped node stays down before its restart.
+const FAIL_STOP_RESTART_MS: u64 = 300;
+/// How long clients get to finish their last operation once told to stop.
+const CLIENT_STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long the final read-back may take.
+const FINAL_READ_DEADLINE: Duration = Duration::from_secs(30);
+/// Wall time a child process gets for one run (a normal run takes well under a second).
+const CHILD_WALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Simulated time allowed beyond the scenario's duration before madsim gives up.
+const TIME_LIMIT_SLACK: Duration = Duration::from_secs(300);
+
+/// How to run a scenario.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write the trace as JSON lines to this file.
+    pub trace_path: Option<PathBuf>,
+    /// A deliberate defect to run with (feature `defects`).
+    #[cfg(feature = "defects")]
+    pub defect: Option<myelin_core::defects::Defect>,
+}
+
+impl RunOptions {
+    /// Options that write the trace to `trace_path`, if given.
+    // The update is needless only without the `defects` feature (no `defect` field).
+    #[allow(clippy::needless_update)]
+    pub fn with_trace(trace_path: Option<PathBuf>) -> RunOptions {
+        RunOptions {
+            trace_path,
+            ..RunOptions::default()
+        }
+    }
+
+    /// The same options with a deliberate defect.
+    #[cfg(feature = "defects")]
+    pub fn with_defect(mut self, defect: myelin_core::defects::Defect) -> RunOptions {
+        self.defect = Some(defect);
+        self
+    }
+
+    /// The same options without a trace file (for runs that repeat a scenario).
+    pub fn without_trace(&self) -> RunOptions {
+        let mut options = self.clone();
+        options.trace_path = None;
+        options
+    }
+
+    /// The defect's name, if any (for replay commands).
+    pub fn defect_name(&self) -> Option<&'static str> {
+        #[cfg(feature = "defects")]
+        return self.defect.map(|defect| defect.name());
+        #[cfg(not(feature = "defects"))]
+        None
+    }
+}
+
+/// Faults as the supervisor carried them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// Injected, by kind (a fault whose target was already down is skipped).
+    pub injected: BTreeMap<String, u64>,
+    pub skipped: u64,
+    /// Nodes killed with a disk crash during the workload (scheduled or after a fail-stop).
+    pub crashes: u64,
+    pub fail_stops: u64,
+    pub restarts: u64,
+}
+
+impl FaultCounts {
+    pub fn total_injected(&self) -> u64 {
+        self.injected.values().sum()
+    }
+}
+
+/// Everything a run found out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub scenario: Scenario,
+    pub defect: Option<String>,
+    pub counts: HistoryCounts,
+    pub faults: FaultCounts,
+    pub disk: DiskStats,
+    pub checks: CheckReport,
+    pub trace_events: u64,
+    pub trace_digest: u64,
+    pub simulated: Duration,
+    pub wall: Duration,
+    /// The run panicked (a node's assertion, a madsim deadlock, ...): a failure too.
+    pub panic: Option<String>,
+    pub trace_error: Option<String>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.panic.is_none() && self.checks.passed()
+    }
+
+    /// What makes this run a failure, for shrinking: the invariants it broke and "panic",
+    /// lack of progress aside (a simpler scenario may fail only for doing less).
+    pub fn failure_signature(&self) -> std::collections::BTreeSet<String> {
+        let mut signature: std::collections::BTreeSet<String> = self
+            .checks
+            .violations
+            .iter()
+            .filter(|violation| violation.invariant != crate::checkers::Invariant::Progress)
+            .map(|violation| violation.invariant.name().to_string())
+            .collect();
+        if self.panic.is_some() {
+            signature.insert("panic".into());
+        }
+        signature
+    }
+
+    /// Whether `other` fails in a way this run failed too (see `failure_signature`).
+    pub fn fails_like(&self, other: &RunReport) -> bool {
+        !self
+            .failure_signature()
+            .is_disjoint(&other.failure_signature())
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        self.scenario.replay_command(self.defect.as_deref())
+    }
+
+    /// The summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let counts = &self.counts;
+        let faults = &self.faults;
+        let mut text = String::new();
+        let verdict = if self.passed() { "PASSED" } else { "FAILED" };
+        text.push_str(&format!(
+            "run {verdict}: seed {}{}, {:.1} s simulated in {:.2} s wall\n",
+            self.scenario.seed,
+            self.defect
+                .as_ref()
+                .map(|d| format!(" with defect {d}"))
+                .unwrap_or_default(),
+            self.simulated.as_secs_f64(),
+            self.wall.as_secs_f64()
+        ));
+        text.push_str(&format!(
+            "  operations: {} produces attempted ({} sends), {} acknowledged (acks=all {}, acks=1 {}, idempotent {}; {} records), {} refused, {} indeterminate\n",
+            counts.produces_attempted,
+            counts.produce_attempts_sent,
+            counts.acknowledged(),
+            counts.acknowledged_acks_all,
+            counts.acknowledged_acks_leader,
+            counts.acknowledged_idempotent,
+            counts.records_acknowledged,
+            counts.refused,
+            counts.indeterminate
+        ));
+        text.push_str(&format!(
+            "  reads: {} fetches ({} failed), {} records read\n",
+            counts.fetches, counts.fetches_failed, counts.records_read
+        ));
+        let kinds: Vec<String> = faults
+            .injected
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        text.push_str(&format!(
+            "  faults: {} injected ({}), {} skipped; {} crashes ({} after fail-stop), {} restarts; disk: {} syncs, {} failed, {} torn writes, {} bytes lost\n",
+            faults.total_injected(),
+            kinds.join(", "),
+            faults.skipped,
+            faults.crashes,
+            faults.fail_stops,
+            faults.restarts,
+            self.disk.syncs,
+            self.disk.failed_syncs,
+            self.disk.torn_writes,
+            self.disk.bytes_lost_in_crashes
+        ));
+        text.push_str(&format!(
+            "  checks: {}/{} invariants held, {} individual checks, {} violation(s)\n",
+            self.checks.invariants_held(),
+            crate::checkers::Invariant::ALL.len(),
+            self.checks.total_checks(),
+            self.checks.violations.len()
+        ));
+        text.push_str(&format!(
+            "  trace: {} events, digest {:016x}\n",
+            self.trace_events, self.trace_digest
+        ));
+        if let Some(panic) = &self.panic {
+            text.push_str(&format!("  PANIC: {panic}\n"));
+        }
+        if let Some(error) = &self.trace_error {
+            text.push_str(&format!("  trace file error: {error}\n"));
+        }
+        for violation in self.checks.violations.iter().take(20) {
+            text.push_str(&format!("  VIOLATION {violation}\n"));
+        }
+        if self.checks.violations.len() > 20 {
+            text.push_str(&format!(
+                "  ... and {} more violations\n",
+                self.checks.violations.len() - 20
+            ));
+        }
+        text
+    }
+}
+
+/// The run's shared record: client history, checkers and trace, in event order.
+pub(crate) struct RunLog {
+    start: Instant,
+    state: Mutex<RunLogState>,
+}
+
+struct RunLogState {
+    history: History,
+    checker: Checker,
+    trace: Trace,
+    next_op: u64,
+    violations_traced: usize,
+}
+
+impl RunLogState {
+    /// Writes violations found since the last call into the trace.
+    fn trace_new_violations(&mut self, t_us: u64) {
+        let violations = self.checker.violations();
+        for violation in &violations[self.violations_traced..] {
+            self.trace
+                .line(t_us, Source::Harness, None, "check", &violation.to_string());
+        }
+        self.violations_traced = violations.len();
+    }
+}
+
+impl RunLog {
+    fn new(trace: Trace) -> Self {
+        RunLog {
+            start: Instant::now(),
+            state: Mutex::new(RunLogState {
+                history: History::default(),
+                checker: Checker::new(),
+                trace,
+                next_op: 0,
+                violations_traced: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RunLogState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Simulated microseconds since the start of the run.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// A fresh produce op id.
+    pub(crate) fn next_op(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_op += 1;
+        state.next_op
+    }
+
+    /// Records a client event: trace, checkers, history.
+    pub(crate) fn client_event(&self, client: u8, event: ClientEvent) {
+        let t_us = self.now_us();
+        let mut state = self.lock();
+        state.trace.line(
+            t_us,
+            Source::Client(client),
+            None,
+            "client",
+            &event.describe(),
+        );
+        state.checker.observe_client(&event);
+        state.trace_new_violations(t_us);
+        state.history.record(event);
+    }
+
+    /// Records something the harness did.
+    fn harness_event(&self, source: Source, kind: &str, text: &str) {
+        let t_us = self.now_us();
+        self.lock().trace.line(t_us, source, None, kind, text);
+    }
+
+    fn core_event(&self, node: u8, now_ms: i64, event: &TraceEvent<'_>) {
+        let t_us = self.now_us();
+        let mut state = self.lock();
+        state.trace.core_event(t_us, node, now_ms, event);
+        if let TraceEvent::Output(output) = event {
+            state.checker.observe_core(node, output, t_us);
+            state.trace_new_violations(t_us);
+        }
+    }
+}
+
+/// A node's trace sink: forwards to the run's log.
+struct NodeTraceSink {
+    node: u8,
+    log: Arc<RunLog>,
+}
+
+impl TraceSink for NodeTraceSink {
+    fn record(&self, now_ms: i64, event: TraceEvent<'_>) {
+        self.log.core_event(self.node, now_ms, &event);
+    }
+}
+
+/// A simulated myelin node as the supervisor sees it.
+struct SimNode {
+    id: NodeId,
+    disk: Arc<SimDisk>,
+    clock_offset_ms: Arc<AtomicI64>,
+    up: bool,
+    paused: bool,
+}
+
+fn node_ip(node: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, node))
+}
+
+fn client_ip(client: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 1, client + 1))
+}
+
+/// A seed for one purpose, derived from the scenario's.
+fn derived_seed(seed: u64, purpose: u64, index: u64) -> u64 {
+    let mut hash = crate::trace::Fnv1a64::default();
+    hash.update(&seed.to_le_bytes());
+    hash.update(&purpose.to_le_bytes());
+    hash.update(&index.to_le_bytes());
+    hash.value()
+}
+
+/// Creates node `index` with its disk and hooks; its init task is the node crate's server.
+fn create_node(
+    handle: &Handle,
+    scenario: &Scenario,
+    index: u8,
+    log: &Arc<RunLog>,
+    options: &RunOptions,
+) -> SimNode {
+    let disk = Arc::new(SimDisk::new());
+    let clock_offset_ms = Arc::new(AtomicI64::new(0));
+    let (fsync_low, fsync_high) = scenario.fsync_latency_ms;
+    let fsync_rng = Arc::new(Mutex::new(StdRng::seed_from_u64(derived_seed(
+        scenario.seed,
+        1,
+        u64::from(index),
+    ))));
+    let sync_delay: SyncDelay = Arc::new(move || {
+        let mut rng = fsync_rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Duration::from_millis(rng.random_range(fsync_low..=fsync_high.max(fsync_low)))
+    });
+    #[cfg(feature = "defects")]
+    let adjust_broker_config = {
+        let defect = options.defect;
+        if defect == Some(myelin_core::defects::Defect::SkipRecoveryCrc) {
+            disk.set_skip_recovery_crc(true);
+        }
+        Some(
+            Arc::new(move |config: &mut myelin_core::api::BrokerConfig| {
+                config.defect = defect;
+            }) as Arc<dyn Fn(&mut myelin_core::api::BrokerConfig) + Send + Sync>,
+        )
+    };
+    #[cfg(not(feature = "defects"))]
+    let adjust_broker_config = {
+        let _ = options;
+        None
+    };
+    let hooks = NodeHooks {
+        trace: Some(Arc::new(NodeTraceSink {
+            node: index,
+            log: log.clone(),
+        })),
+        clock_offset_ms: Some(clock_offset_ms.clone()),
+        sync_delay: Some(sync_delay),
+        adjust_broker_config,
+        broker_rng_seed: None,
+    };
+    let config = NodeConfig {
+        listen: SocketAddr::new(node_ip(index), KAFKA_PORT),
+        node_id: i32::from(index),
+        ..NodeConfig::default()
+    };
+    let starts = Arc::new(AtomicU64::new(0));
+    let seed = scenario.seed;
+    let node_disk = disk.clone();
+    let node_log = log.clone();
+    let node = handle
+        .create_node()
+        .name(format!("myelin-{index}"))
+        .ip(node_ip(index))
+        .init(move || {
+            let start = starts.fetch_add(1, Ordering::Relaxed);
+            let mut hooks = hooks.clone();
+            hooks.broker_rng_seed = Some(derived_seed(seed, 2, u64::from(index) << 32 | start));
+            let config = config.clone();
+            let disk = node_disk.clone();
+            let log = node_log.clone();
+            async move {
+                let result =
+                    myelin_node::run_node_with(config, disk, std::future::pending(), hooks).await;
+                if let Err(error) = result {
+                    log.harness_event(Source::Node(index), "node-exit", &format!("{error:#}"));
+                }
+            }
+        })
+        .build();
+    SimNode {
+        id: node.id(),
+        disk,
+        clock_offset_ms,
+        up: true,
+        paused: false,
+    }
+}
+
+/// What the supervisor does at a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Inject(usize),
+    Heal(usize),
+    Restart(u8),
+}
+
+/// Network clogs in force, counted so that overlapping faults heal correctly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Clog {
+    Node(u8),
+    Link { client: u8, to_node: bool },
+}
+
+struct Supervisor<'a> {
+    scenario: &'a Scenario,
+    handle: Handle,
+    log: Arc<RunLog>,
+    nodes: Vec<SimNode>,
+    client_ids: Vec<NodeId>,
+    clogs: BTreeMap<Clog, u32>,
+    packet_loss_active: u32,
+    agenda: BTreeMap<(u64, u64), Action>,
+    agenda_sequence: u64,
+    faults: FaultCounts,
+}
+
+impl Supervisor<'_> {
+    fn now_ms(&self) -> u64 {
+        self.log.now_us() / 1000
+    }
+
+    fn schedule(&mut self, at_ms: u64, action: Action) {
+        self.agenda_sequence += 1;
+        self.agenda.insert((at_ms, self.agenda_sequence), action);
+    }
+
+    fn node(&mut self, index: u8) -> &mut SimNode {
+        &mut self.nodes[usize::from(index) - 1]
+    }
+
+    fn note(&self, source: Source, kind: &str, text: &str) {
+        self.log.harness_event(source, kind, text);
+    }
+
+    /// Kills node `index` and crashes its disk (if it is up); returns whether it was.
+    fn crash(&mut self, index: u8, spec: CrashSpec, why: &str) -> bool {
+        let handle = self.handle.clone();
+        let node = self.node(index);
+        if !node.up {
+            return false;
+        }
+        handle.kill(node.id);
+        let report = node.disk.crash(spec);
+        node.up = false;
+        node.paused = false;
+        self.note(
+            Source::Node(index),
+            "crash",
+            &format!(
+                "{why}: killed, disk crashed ({} bytes lost, {} torn writes)",
+                report.bytes_lost, report.torn_writes
+            ),
+        );
+        true
+    }
+
+    fn restart(&mut self, index: u8) {
+        let handle = self.handle.clone();
+        let node = self.node(index);
+        if node.up {
+            return;
+        }
+        handle.restart(node.id);
+        node.up = true;
+        self.faults.restarts += 1;
+        self.note(Source::Node(index), "restart", "restarted");
+    }
+
+    fn clog(&mut self, clog: Clog) {
+        let count = self.clogs.entry(clog).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.apply_clog(clog, true);
+        }
+    }
+
+    fn unclog(&mut self, clog: Clog) {
+        let Some(count) = self.clogs.get_mut(&clog) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.clogs.remove(&clog);
+            self.apply_clog(clog, false);
+        }
+    }
+
+    fn apply_clog(&self, clog: Clog, clogged: bool) {
+        let net = NetSim::current();
+        match clog {
+            Clog::Node(index) => {
+                let id = self.nodes[usize::from(index) - 1].id;
+                if clogged {
+                    net.clog_node(id);
+                } else {
+                    net.unclog_node(id);
+                }
+            }
+            Clog::Link { client, to_node } => {
+                let client_id = self.client_ids[usize::from(client)];
+                let node = self.scenario.clients[usize::from(client)].node;
+                let node_id = self.nodes[usize::from(node) - 1].id;
+                let (from, to) = if to_node {
+                    (client_id, node_id)
+                } else {
+                    (node_id, client_id)
+                };
+                if clogged {
+                    net.clog_link(from, to);
+                } else {
+                    net.unclog_link(from, to);
+                }
+            }
+        }
+    }
+
+    fn link_clog(&self, client: u8, direction: LinkDirection) -> Clog {
+        Clog::Link {
+            client,
+            to_node: direction == LinkDirection::ClientToNode,
+        }
+    }
+
+    /// Carries out fault `number` of the schedule; returns whether it took effect.
+    fn inject(&mut self, number: usize) -> bool {
+        let fault = self.scenario.faults[number].fault.clone();
+        let now = self.now_ms();
+        let injected = match &fault {
+            Fault::Crash {
+                node,
+                down_ms,
+                crash,
+            } => {
+                let crashed = self.crash(*node, *crash, "scheduled crash");
+                if crashed {
+                    self.faults.crashes += 1;
+                    self.schedule(now + down_ms, Action::Restart(*node));
+                }
+                crashed
+            }
+            Fault::Pause { node, .. } => {
+                let handle = self.handle.clone();
+                let target = self.node(*node);
+                let pausable = target.up && !target.paused;
+                if pausable {
+                    handle.pause(target.id);
+                    target.paused = true;
+                }
+                pausable
+            }
+            Fault::Isolate { node, .. } => {
+                self.clog(Clog::Node(*node));
+                true
+            }
+            Fault::LinkLoss {
+                client, direction, ..
+            } => {
+                let clog = self.link_clog(*client, *direction);
+                self.clog(clog);
+                true
+            }
+            Fault::PacketLoss {
+                loss_per_mille,
+                latency_ms,
+                ..
+            } => {
+                self.packet_loss_active += 1;
+                let rate = f64::from(*loss_per_mille) / 1000.0;
+                let latency = Duration::from_millis(latency_ms.0)
+                    ..Duration::from_millis(latency_ms.1.max(latency_ms.0 + 1));
+                NetSim::current().update_config(|config| {
+                    config.packet_loss_rate = rate;
+                    config.send_latency = latency;
+                });
+                true
+            }
+            Fault::FsyncFailure { node } => {
+                let target = self.node(*node);
+                if target.up {
+                    target.disk.fail_next_sync();
+                }
+                target.up
+            }
+            Fault::ClockSkew {
+                node, offset_ms, ..
+            } => {
+                self.node(*node)
+                    .clock_offset_ms
+                    .store(*offset_ms, Ordering::Relaxed);
+                true
+            }
+        };
+        if injected {
+            *self
+                .faults
+                .injected
+                .entry(fault.kind().to_string())
+                .or_insert(0) += 1;
+            let duration = fault.duration_ms();
+            if duration > 0 && !matches!(fault, Fault::Crash { .. }) {
+                self.schedule(now + duration, Action::Heal(number));
+            }
+        } else {
+            self.faults.skipped += 1;
+        }
+        let verdict = if injected { "fault" } else { "fault-skipped" };
+        self.note(Source::Harness, verdict, &fault.to_string());
+        injected
+    }
+
+    /// Undoes fault `number` (which was injected).
+    fn heal(&mut self, number: usize) {
+        let fault = self.scenario.faults[number].fault.clone();
+        match &fault {
+            Fault::Pause { node, .. } => {
+                let handle = self.handle.clone();
+                let target = self.node(*node);
+                if target.paused {
+                    handle.resume(target.id);
+                    target.paused = false;
+                }
+            }
+            Fault::Isolate { node, .. } => self.unclog(Clog::Node(*node)),
+            Fault::LinkLoss {
+                client, direction, ..
+            } => {
+                let clog = self.link_clog(*client, *direction);
+                self.unclog(clog);
+            }
+            Fault::PacketLoss { .. } => {
+                self.packet_loss_active = self.packet_loss_active.saturating_sub(1);
+                if self.packet_loss_active == 0 {
+                    NetSim::current()
+                        .update_config(|config| *config = madsim::net::Config::default());
+                }
+            }
+            Fault::ClockSkew { node, .. } => {
+                self.node(*node).clock_offset_ms.store(0, Ordering::Relaxed);
+            }
+            Fault::Crash { .. } | Fault::FsyncFailure { .. } => {}
+        }
+        self.note(Source::Harness, "heal", &fault.to_string());
+    }
+
+    /// Crashes and schedules the restart of nodes whose storage failed (fail-stop).
+    fn handle_fail_stops(&mut self) {
+        let now = self.now_ms();
+        for index in 1..=self.scenario.nodes {
+            if self.node(index).disk.take_sync_failure()
+                && self.crash(
+                    index,
+                    CrashSpec::default(),
+                    "fail-stop after a failed fsync",
+                )
+            {
+                self.faults.crashes += 1;
+                self.faults.fail_stops += 1;
+                self.schedule(now + FAIL_STOP_RESTART_MS, Action::Restart(index));
+            }
+        }
+    }
+
+    /// Runs the schedule until `end_ms`.
+    async fn run_schedule(&mut self, end_ms: u64) {
+        for (number, scheduled) in self.scenario.faults.iter().enumerate() {
+            self.agenda_sequence += 1;
+            self.agenda.insert(
+                (scheduled.at_ms, self.agenda_sequence),
+                Action::Inject(number),
+            );
+        }
+        loop {
+            self.handle_fail_stops();
+            let now = self.now_ms();
+            while let Some(entry) = self.agenda.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let action = entry.remove();
+                match action {
+                    Action::Inject(number) => {
+                        self.inject(number);
+                    }
+                    Action::Heal(number) => self.heal(number),
+                    Action::Restart(index) => self.restart(index),
+                }
+            }
+            if now >= end_ms {
+                return;
+            }
+            let next = self
+                .agenda
+                .first_key_value()
+                .map_or(end_ms, |((at, _), _)| *at)
+                .min(end_ms)
+                .min(now + SUPERVISOR_POLL_MS);
+            tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(1))).await;
+        }
+    }
+
+    /// Heals every fault still in force and restarts every node that is down.
+    fn heal_everything(&mut self) {
+        let pending: Vec<Action> = std::mem::take(&mut self.agenda).into_values().collect();
+        for action in pending {
+            match action {
+                Action::Heal(number) => self.heal(number),
+                Action::Restart(_) | Action::Inject(_) => {}
+            }
+        }
+        let clogs: Vec<Clog> = self.clogs.keys().copied().collect();
+        for clog in clogs {
+            self.clogs.insert(clog, 1);
+            self.unclog(clog);
+        }
+        NetSim::current().update_config(|config| *config = madsim::net::Config::default());
+        self.packet_loss_active = 0;
+        self.handle_fail_stops();
+        for index in 1..=self.scenario.nodes {
+            let handle = self.handle.clone();
+            let node = self.node(index);
+            node.clock_offset_ms.store(0, Ordering::Relaxed);
+            if node.paused {
+                handle.resume(node.id);
+                node.paused = false;
+            }
+            self.restart(index);
+        }
+    }
+}
+
+/// Reads every partition of every node back, from offset 0 to the high watermark.
+async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead> {
+    let mut finals = BTreeMap::new();
+    for topic in &scenario.topics {
+        for partition in 0..topic.partitions {
+            let key = PartitionRef {
+                node: topic.node,
+                partition,
+            };
+            let address = SocketAddr::new(node_ip(topic.node), KAFKA_PORT);
+            let deadline = Instant::now() + FINAL_READ_DEADLINE;
+            let mut last_error = String::from("never tried");
+            let read = loop {
+                if Instant::now() >= deadline {
+                    break Err(format!(
+                        "no complete read within {FINAL_READ_DEADLINE:?}; last error: {last_error}"
+                    ));
+                }
+                match read_partition(address, partition).await {
+                    Ok(log) => break Ok(log),
+                    Err(error) => {
+                        last_error = error;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            finals.insert(key, read);
+        }
+    }
+    finals
+}
+
+async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog, String> {
+    let config = ClientConfig {
+        client_id: "sim-verifier".into(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(3),
+        max_frame_bytes: 64 * 1024 * 1024,
+    };
+    let text = |error: myelin_client::Error| error.to_string();
+    let mut connection = Connection::connect(address, config).await.map_err(text)?;
+    let high_watermark = match connection
+        .list_offsets(TOPIC, partition, LATEST_TIMESTAMP)
+        .await
+    {
+        Ok(offset) => offset,
+        // No client ever created the topic (or the node lost it): an empty log, against
+        // which the checkers judge whatever was acknowledged or read there.
+        Err(error) if error.broker_code() == Some(UNKNOWN_TOPIC_OR_PARTITION) => {
+            return Ok(FinalLog {
+                log_start_offset: 0,
+                high_watermark: 0,
+                records: Vec::new(),
+            })
+        }
+        Err(error) => return Err(text(error)),
+    };
+    let log_start_offset = connection
+        .list_offsets(TOPIC, partition, EARLIEST_TIMESTAMP)
+        .await
+        .map_err(text)?;
+    let options = FetchOptions {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1024 * 1024,
+        ..FetchOptions::default()
+    };
+    let mut records = Vec::new();
+    let mut position = log_start_offset;
+    while position < high_watermark {
+        let fetched = connection
+            .fetch(TOPIC, partition, position, &options)
+            .await
+            .map_err(text)?;
+        if fetched.next_offset <= position {
+            return Err(format!(
+                "a fetch from {position} made no progress (high watermark {high_watermark})"
+            ));
+        }
+        records.extend(fetched.records.iter().map(|record| {
+            ReadRecord {
+                offset: record.offset,
+                value: record
+                    .value
+                    .as_ref()
+                    .map(|value| String::from_utf8_lossy(value).into_owned()),
+            }
+        }));
+        position = fetched.next_offset;
+    }
+    Ok(FinalLog {
+        log_start_offset,
+        high_watermark,
+        records,
+    })
+}
+
+/// Runs `scenario` in a child process (`exe --scenario <json> --report-json ...`, where
+/// `exe` is the `myelin-sim` binary) and returns the report it prints. This is how sweeps,
+/// shrinking and the tests run scenarios; see [`run_in_process`] for why.
+pub fn run(scenario: &Scenario, options: &RunOptions, exe: &std::path::Path) -> RunReport {
+    let wall_start = std::time::Instant::now();
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--scenario")
+        .arg(scenario.to_json())
+        .arg("--report-json");
+    if let Some(path) = &options.trace_path {
+        command.arg("--trace").arg(path);
+    }
+    if let Some(defect) = options.defect_name() {
+        command.arg("--defect").arg(defect);
+    }
+    let failed = |why: String| RunReport::failed(scenario, options, why, wall_start.elapsed());
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return failed(format!("cannot run {}: {error}", exe.display())),
+    };
+    // Read both pipes on threads of their own, so that a large report or a chatty log
+    // never blocks the child.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn std::io::Read + Send>),
+    );
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if wall_start.elapsed() > CHILD_WALL_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("the simulation process took more than {CHILD_WALL_TIMEOUT:?} of wall time and was killed"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(error) => break Err(format!("waiting for the simulation process: {error}")),
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    let status = match status {
+        Ok(status) => status,
+        Err(why) => return failed(why),
+    };
+    match stdout.lines().last().map(serde_json::from_str::<RunReport>) {
+        Some(Ok(report)) => report,
+        _ => failed(format!(
+            "the simulation process ended with {status} and no report; its stderr ends with: {}",
+            stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        )),
+    }
+}
+
+impl RunReport {
+    /// The report of a run that could not report for itself.
+    fn failed(
+        scenario: &Scenario,
+        options: &RunOptions,
+        panic: String,
+        wall: Duration,
+    ) -> RunReport {
+        RunReport {
+            scenario: scenario.clone(),
+            defect: options.defect_name().map(String::from),
+            counts: HistoryCounts::default(),
+            faults: FaultCounts::default(),
+            disk: DiskStats::default(),
+            checks: CheckReport::default(),
+            trace_events: 0,
+            trace_digest: 0,
+            simulated: Duration::ZERO,
+            wall,
+            panic: Some(panic),
+            trace_error: None,
+        }
+    }
+}
+
+/// Runs `scenario` in a fresh madsim runtime seeded with its seed, on a fresh thread of this
+/// process. A panic inside the run becomes a failed report.
+///
+/// Only the first run of a process is guaranteed to replay exactly: some state that
+/// decides task interleavings is process-wide and not reset by madsim. tokio's `select!`
+/// draws from a thread-local generator seeded from a process-wide counter, and std's
+/// `HashMap` keys are seeded by madsim only in a thread's first runtime. A fresh thread per
+/// run settles the second, not the first; so every caller that runs more than one
+/// scenario goes through [`run`], one child process per scenario. The determinism test
+/// checks the result.
+pub fn run_in_process(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    let wall_start = std::time::Instant::now();
+    let outcome = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("sim-seed-{}", scenario.seed))
+            .spawn_scoped(scope, || run_in_runtime(scenario, options))
+            .expect("spawning a simulation thread")
+            .join()
+    });
+    let wall = wall_start.elapsed();
+    match outcome {
+        Ok(mut report) => {
+            report.wall = wall;
+            report
+        }
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            RunReport::failed(scenario, options, message, wall)
+        }
+    }
+}
+
+fn run_in_runtime(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    let mut runtime = Runtime::with_seed_and_config(scenario.seed, madsim::Config::default());
+    runtime.set_time_limit(Duration::from_millis(scenario.duration_ms) + TIME_LIMIT_SLACK);
+    let writer: Option<Box<dyn Write + Send>> = match &options.trace_path {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Some(Box::new(std::io::BufWriter::new(file))),
+            Err(error) => panic!("cannot create trace file {}: {error}", path.display()),
+        },
+        None => None,
+    };
+    let scenario = scenario.clone();
+    let options = options.clone();
+    runtime.block_on(async move { supervise(scenario, options, writer).await })
+}
+
+async fn supervise(
+    scenario: Scenario,
+    options: RunOptions,
+    writer: Option<Box<dyn Write + Send>>,
+) -> RunReport {
+    let handle = Handle::current();
+    let log = Arc::new(RunLog::new(Trace::new(writer)));
+    log.harness_event(Source::Harness, "scenario", &scenario.to_json());
+    let nodes: Vec<SimNode> = (1..=scenario.nodes)
+        .map(|index| create_node(&handle, &scenario, index, &log, &options))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut client_ids = Vec::new();
+    let mut clients = Vec::new();
+    for (index, spec) in scenario.clients.iter().enumerate() {
+        let index = index as u8;
+        let node = handle
+            .create_node()
+            .name(format!("client-{index}"))
+            .ip(client_ip(index))
+            .build();
+        client_ids.push(node.id());
+        let topic = scenario.topics.iter().find(|topic| topic.node == spec.node);
+        let context = ClientContext {
+            index,
+            spec: spec.clone(),
+            partitions: topic.map_or(1, |topic| topic.partitions),
+            segment_bytes: topic.and_then(|topic| topic.segment_bytes),
+            address: SocketAddr::new(node_ip(spec.node), KAFKA_PORT),
+            log: log.clone(),
+            stop: stop.clone(),
+            rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),
+        };
+        clients.push(node.spawn(run_client(context)));
+    }
+    let mut supervisor = Supervisor {
+        scenario: &scenario,
+        handle: handle.clone(),
+        log: log.clone(),
+        nodes,
+        client_ids,
+        clogs: BTreeMap::new(),
+        packet_loss_active: 0,
+        agenda: BTreeMap::new(),
+        agenda_sequence: 0,
+        faults: FaultCounts::default(),
+    };
+    supervisor.run_schedule(scenario.duration_ms).await;
+
+    // The workload ends: stop the clients, heal, then one more crash of every node.
+    stop.store(true, Ordering::Relaxed);
+    supervisor.heal_everything();
+    for (index, client) in clients.into_iter().enumerate() {
+        if tokio::time::timeout(CLIENT_STOP_GRACE, client)
+            .await
+            .is_err()
+        {
+            log.harness_event(
+                Source::Client(index as u8),
+                "stuck",
+                "the client did not stop within its grace period",
+            );
+        }
+    }
+    supervisor.handle_fail_stops();
+    for index in 1..=scenario.nodes {
+        supervisor.crash(index, CrashSpec::default(), "final crash");
+        supervisor.restart(index);
+    }
+    let verifier = handle
+        .create_node()
+        .name("verifier")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+        .build();
+    let finals = verifier
+        .spawn(read_everything(scenario.clone()))
+        .await
+        .unwrap_or_default();
+    let simulated = log.start.elapsed();
+    let mut disk = DiskStats::default();
+    for node in &supervisor.nodes {
+        let stats = node.disk.stats();
+        disk.appends += stats.appends;
+        disk.syncs += stats.syncs;
+        disk.failed_syncs += stats.failed_syncs;
+        disk.crashes += stats.crashes;
+        disk.torn_writes += stats.torn_writes;
+        disk.bytes_lost_in_crashes += stats.bytes_lost_in_crashes;
+        disk.bytes_cut_by_recovery += stats.bytes_cut_by_recovery;
+    }
+    let faults = supervisor.faults.clone();
+    drop(supervisor);
+    let t_us = log.now_us();
+    let mut state = log.lock();
+    let counts = state.history.counts;
+    let progress = Progress {
+        acknowledged: counts.acknowledged(),
+        records_read: counts.records_read,
+        faults_injected: faults.total_injected(),
+    };
+    let checker = std::mem::take(&mut state.checker);
+    let checks = checker.finish(&finals, progress);
+    for violation in &checks.violations[state.violations_traced..] {
+        state
+            .trace
+            .line(t_us, Source::Harness, None, "check", &violation.to_string());
+    }
+    let trace_error = state.trace.finish().err();
+    RunReport {
+        scenario: scenario.clone(),
+        defect: options.defect_name().map(String::from),
+        counts,
+        faults,
+        disk,
+        checks,
+        trace_events: state.trace.events(),
+        trace_digest: state.trace.digest(),
+        simulated,
+        wall: Duration::ZERO,
+        panic: None,
+        trace_error,
+    }
+}

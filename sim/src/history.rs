@@ -1,0 +1,236 @@
+//! The recorded history of a run: what the simulated clients did and saw, in the order it
+//! happened (simulated time in microseconds since the start of the run).
+//!
+//! Client operations are recorded by the workload as they start and end; core events reach
+//! the checkers directly from each node's trace (see `trace` and `checkers`). Record values
+//! are unique strings (`c<client>-<op>-<record>`), so a value read names the write it came
+//! from.
+
+use crate::scenario::ClientRole;
+use std::fmt;
+
+/// Microseconds of simulated time since the start of the run.
+pub type Micros = u64;
+
+/// A partition of one node (every node serves one topic, `scenario::TOPIC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionRef {
+    pub node: u8,
+    pub partition: i32,
+}
+
+impl fmt::Display for PartitionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} partition {}", self.node, self.partition)
+    }
+}
+
+/// A record's value as the checkers compare it: UTF-8 (lossy), `None` for a null value.
+pub type Value = Option<String>;
+
+/// One record read: its offset and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub offset: i64,
+    pub value: Value,
+}
+
+/// How a produce operation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProduceOutcome {
+    /// The broker acknowledged the batch at `base_offset`.
+    Acknowledged { base_offset: i64 },
+    /// The broker refused it with a Kafka error code: it was not written.
+    Refused { code: i16, error: String },
+    /// No answer (timeout, broken connection, node down): it may or may not be written.
+    Indeterminate { error: String },
+}
+
+/// One recorded client event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A batch is about to be sent (the first attempt; retries belong to the same op).
+    ProduceStarted {
+        op: u64,
+        client: u8,
+        partition: PartitionRef,
+        role: ClientRole,
+        values: Vec<String>,
+        /// (producer id, epoch, base sequence) for an idempotent producer.
+        idempotence: Option<(i64, i16, i32)>,
+        at: Micros,
+    },
+    ProduceEnded {
+        op: u64,
+        attempts: u32,
+        outcome: ProduceOutcome,
+        at: Micros,
+    },
+    /// A fetch answered: the records from `fetch_offset` on, below `high_watermark`.
+    Fetched {
+        client: u8,
+        partition: PartitionRef,
+        fetch_offset: i64,
+        high_watermark: i64,
+        records: Vec<ReadRecord>,
+        started: Micros,
+        at: Micros,
+    },
+    /// A fetch failed: a Kafka error code, undecodable bytes, or no answer.
+    FetchFailed {
+        client: u8,
+        partition: PartitionRef,
+        fetch_offset: i64,
+        failure: FetchFailure,
+        at: Micros,
+    },
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The broker answered with a Kafka error code.
+    Broker { code: i16 },
+    /// The response arrived but its records did not decode.
+    Undecodable { error: String },
+    /// Timeout, broken connection, node down.
+    NoAnswer { error: String },
+}
+
+impl ClientEvent {
+    /// When it happened.
+    pub fn at(&self) -> Micros {
+        match self {
+            ClientEvent::ProduceStarted { at, .. }
+            | ClientEvent::ProduceEnded { at, .. }
+            | ClientEvent::Fetched { at, .. }
+            | ClientEvent::FetchFailed { at, .. } => *at,
+        }
+    }
+
+    /// A one-line description for the trace.
+    pub fn describe(&self) -> String {
+        match self {
+            ClientEvent::ProduceStarted {
+                op,
+                partition,
+                role,
+                values,
+                idempotence,
+                ..
+            } => {
+                let first = values.first().map_or("", String::as_str);
+                let mut text = format!(
+                    "produce op {op} to {partition} ({role:?}): {} record(s) from {first}",
+                    values.len()
+                );
+                if let Some((producer_id, epoch, sequence)) = idempotence {
+                    text.push_str(&format!(
+                        ", producer {producer_id} epoch {epoch} sequence {sequence}"
+                    ));
+                }
+                text
+            }
+            ClientEvent::ProduceEnded {
+                op,
+                attempts,
+                outcome,
+                ..
+            } => format!("produce op {op} ended after {attempts} attempt(s): {outcome:?}"),
+            ClientEvent::Fetched {
+                partition,
+                fetch_offset,
+                high_watermark,
+                records,
+                ..
+            } => format!(
+                "fetched {partition} from {fetch_offset}: {} record(s), high watermark {high_watermark}",
+                records.len()
+            ),
+            ClientEvent::FetchFailed {
+                partition,
+                fetch_offset,
+                failure,
+                ..
+            } => format!("fetch of {partition} from {fetch_offset} failed: {failure:?}"),
+        }
+    }
+}
+
+/// Counts over the client history, for the summary and the progress check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryCounts {
+    pub produces_attempted: u64,
+    pub produce_attempts_sent: u64,
+    pub acknowledged_acks_all: u64,
+    pub acknowledged_acks_leader: u64,
+    pub acknowledged_idempotent: u64,
+    pub refused: u64,
+    pub indeterminate: u64,
+    pub records_acknowledged: u64,
+    pub fetches: u64,
+    pub fetches_failed: u64,
+    pub records_read: u64,
+}
+
+impl HistoryCounts {
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged_acks_all + self.acknowledged_acks_leader + self.acknowledged_idempotent
+    }
+}
+
+/// The client history of a run.
+#[derive(Debug, Default)]
+pub struct History {
+    pub events: Vec<ClientEvent>,
+    pub counts: HistoryCounts,
+    /// Role of each produce op still open, by op id.
+    open_produces: std::collections::BTreeMap<u64, (ClientRole, u64)>,
+}
+
+impl History {
+    pub fn record(&mut self, event: ClientEvent) {
+        let counts = &mut self.counts;
+        match &event {
+            ClientEvent::ProduceStarted {
+                op, role, values, ..
+            } => {
+                counts.produces_attempted += 1;
+                self.open_produces.insert(*op, (*role, values.len() as u64));
+            }
+            ClientEvent::ProduceEnded {
+                op,
+                attempts,
+                outcome,
+                ..
+            } => {
+                counts.produce_attempts_sent += u64::from(*attempts);
+                let (role, records) = self
+                    .open_produces
+                    .remove(op)
+                    .unwrap_or((ClientRole::ProducerAcksAll, 0));
+                match outcome {
+                    ProduceOutcome::Acknowledged { .. } => {
+                        counts.records_acknowledged += records;
+                        match role {
+                            ClientRole::ProducerAcksLeader => counts.acknowledged_acks_leader += 1,
+                            ClientRole::IdempotentProducer => counts.acknowledged_idempotent += 1,
+                            _ => counts.acknowledged_acks_all += 1,
+                        }
+                    }
+                    ProduceOutcome::Refused { .. } => counts.refused += 1,
+                    ProduceOutcome::Indeterminate { .. } => counts.indeterminate += 1,
+                }
+            }
+            ClientEvent::Fetched { records, .. } => {
+                counts.fetches += 1;
+                counts.records_read += records.len() as u64;
+            }
+            ClientEvent::FetchFailed { .. } => {
+                counts.fetches += 1;
+                counts.fetches_failed += 1;
+            }
+        }
+        self.events.push(event);
+    }
+}

@@ -1,0 +1,636 @@
+//! A scenario is data: the cluster, the workload and the fault schedule of one run.
+//!
+//! [`Scenario::generate`] expands a seed into a scenario with `rand` 0.9's `StdRng`, so a
+//! seed names a scenario exactly. A scenario also travels as JSON (`--scenario '<json>'`):
+//! that is how a shrunk fault schedule, which no seed generates, is replayed. `Display`
+//! prints it for people, `Debug` prints the command that replays it (so proptest's
+//! "minimal failing input" line is a command to paste).
+//!
+//! The madsim runtime is seeded with [`Scenario::seed`] too, so network latencies and task
+//! interleavings are part of what the seed replays; everything random that the harness
+//! itself decides (torn-write sizes, fsync latencies) is either in the scenario or drawn
+//! from generators seeded from it.
+//!
+//! Nodes are numbered from 1 (node `n` has IP 10.0.0.n and Kafka node id n). Nodes are
+//! independent for now (no replication): each has its own topic, and each client talks to
+//! one node.
+
+use crate::disk::{CrashSpec, Tear, TearMode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The topic every node serves.
+pub const TOPIC: &str = "events";
+
+/// Everything one run does. See the module doc.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Seeds the madsim runtime and the harness's own generators.
+    pub seed: u64,
+    /// Number of nodes (1 or 3).
+    pub nodes: u8,
+    /// Simulated time the workload and the faults run for; the final checks come after.
+    pub duration_ms: u64,
+    /// Range of one fsync's latency, in ms (inclusive).
+    pub fsync_latency_ms: (u64, u64),
+    /// One topic per node.
+    pub topics: Vec<TopicSpec>,
+    pub clients: Vec<ClientSpec>,
+    /// Sorted by `at_ms`.
+    pub faults: Vec<ScheduledFault>,
+}
+
+/// The topic a node serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    pub node: u8,
+    pub partitions: i32,
+    /// `segment.bytes` of the topic (small values make segments roll); `None`: the default.
+    pub segment_bytes: Option<u32>,
+}
+
+/// What a client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientRole {
+    /// Plain produce with acks=all (-1); a failed batch is not retried.
+    ProducerAcksAll,
+    /// Plain produce with acks=1; a failed batch is not retried.
+    ProducerAcksLeader,
+    /// Idempotent producer (acks=all): retries each batch until it is acknowledged.
+    IdempotentProducer,
+    /// Reads the partition by offset from 0, following the high watermark.
+    Consumer,
+}
+
+impl ClientRole {
+    pub fn is_producer(self) -> bool {
+        !matches!(self, ClientRole::Consumer)
+    }
+}
+
+/// One simulated client: its own madsim node (IP 10.0.1.<index + 1>), one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientSpec {
+    pub node: u8,
+    pub partition: i32,
+    pub role: ClientRole,
+    /// Pause between operations, in ms (inclusive range).
+    pub think_ms: (u64, u64),
+    /// Records per produced batch (inclusive range).
+    pub records_per_batch: (u8, u8),
+}
+
+/// Which way a one-way link loss cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkDirection {
+    ClientToNode,
+    NodeToClient,
+}
+
+/// One fault. Every fault but an fsync failure heals by itself after its duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Kill the node (all its tasks), crash its disk, restart it after `down_ms`.
+    Crash {
+        node: u8,
+        down_ms: u64,
+        crash: CrashSpec,
+    },
+    /// Stop scheduling the node's tasks (a long GC pause, a stopped VM).
+    Pause { node: u8, for_ms: u64 },
+    /// Cut the node off the network, both ways.
+    Isolate { node: u8, for_ms: u64 },
+    /// Cut one direction of the link between a client and its node.
+    LinkLoss {
+        client: u8,
+        direction: LinkDirection,
+        for_ms: u64,
+    },
+    /// Lose packets and add latency on every link (TCP turns loss into delay).
+    PacketLoss {
+        loss_per_mille: u16,
+        latency_ms: (u64, u64),
+        for_ms: u64,
+    },
+    /// The node's next fsync fails: the node fail-stops and is restarted after a crash.
+    FsyncFailure { node: u8 },
+    /// The node's core sees its clock shifted by `offset_ms`.
+    ClockSkew {
+        node: u8,
+        offset_ms: i64,
+        for_ms: u64,
+    },
+}
+
+impl Fault {
+    /// A short name, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Crash { .. } => "crash",
+            Fault::Pause { .. } => "pause",
+            Fault::Isolate { .. } => "isolate",
+            Fault::LinkLoss { .. } => "link-loss",
+            Fault::PacketLoss { .. } => "packet-loss",
+            Fault::FsyncFailure { .. } => "fsync-failure",
+            Fault::ClockSkew { .. } => "clock-skew",
+        }
+    }
+
+    /// How long the fault lasts before it heals (0 for instantaneous ones).
+    pub fn duration_ms(&self) -> u64 {
+        match self {
+            Fault::Crash { down_ms, .. } => *down_ms,
+            Fault::Pause { for_ms, .. }
+            | Fault::Isolate { for_ms, .. }
+            | Fault::LinkLoss { for_ms, .. }
+            | Fault::PacketLoss { for_ms, .. }
+            | Fault::ClockSkew { for_ms, .. } => *for_ms,
+            Fault::FsyncFailure { .. } => 0,
+        }
+    }
+
+    /// The same fault lasting `duration_ms` (for shrinking).
+    pub fn with_duration_ms(&self, duration_ms: u64) -> Fault {
+        let mut fault = self.clone();
+        match &mut fault {
+            Fault::Crash { down_ms, .. } => *down_ms = duration_ms,
+            Fault::Pause { for_ms, .. }
+            | Fault::Isolate { for_ms, .. }
+            | Fault::LinkLoss { for_ms, .. }
+            | Fault::PacketLoss { for_ms, .. }
+            | Fault::ClockSkew { for_ms, .. } => *for_ms = duration_ms,
+            Fault::FsyncFailure { .. } => {}
+        }
+        fault
+    }
+}
+
+/// A fault and when it starts, in ms of simulated time from the start of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledFault {
+    pub at_ms: u64,
+    pub fault: Fault,
+}
+
+/// Every kind of fault, for generators.
+pub const FAULT_KINDS: [&str; 7] = [
+    "crash",
+    "pause",
+    "isolate",
+    "link-loss",
+    "packet-loss",
+    "fsync-failure",
+    "clock-skew",
+];
+
+impl Scenario {
+    /// The scenario a seed names. See the module doc.
+    pub fn generate(seed: u64) -> Scenario {
+        Self::generate_with(seed, None, true)
+    }
+
+    /// The benchmark's scenario: `generate`'s workload on `nodes` nodes, without faults.
+    pub fn benchmark(seed: u64, nodes: u8, duration_ms: u64) -> Scenario {
+        let mut scenario = Self::generate_with(seed, Some(nodes), false);
+        scenario.duration_ms = duration_ms;
+        scenario
+    }
+
+    fn generate_with(seed: u64, nodes: Option<u8>, with_faults: bool) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let drawn_nodes: u8 = if rng.random_bool(0.4) { 1 } else { 3 };
+        let nodes = nodes.unwrap_or(drawn_nodes);
+        let duration_ms = rng.random_range(8_000..=12_000);
+        let fsync_min = rng.random_range(1..=3);
+        let fsync_latency_ms = (fsync_min, fsync_min + rng.random_range(0..=6));
+        let mut topics = Vec::new();
+        let mut clients = Vec::new();
+        for node in 1..=nodes {
+            let partitions = rng.random_range(1..=2);
+            let segment_bytes = rng
+                .random_bool(0.6)
+                .then(|| rng.random_range(1_024..=16_384));
+            topics.push(TopicSpec {
+                node,
+                partitions,
+                segment_bytes,
+            });
+            // A hot partition: every producer of the node writes one partition, fast, so
+            // appends pile up behind each sync (group commit) and segments roll under load.
+            let hot = rng.random_bool(0.25);
+            let mut roles = vec![ClientRole::ProducerAcksAll];
+            if hot {
+                roles.push(ClientRole::ProducerAcksAll);
+            }
+            if rng.random_bool(0.5) {
+                roles.push(ClientRole::ProducerAcksLeader);
+            }
+            if rng.random_bool(0.7) {
+                roles.push(ClientRole::IdempotentProducer);
+            }
+            roles.push(ClientRole::Consumer);
+            if rng.random_bool(0.4) {
+                roles.push(ClientRole::Consumer);
+            }
+            // Producers spread over the partitions; consumers read partitions that have one.
+            let mut producer_partitions = Vec::new();
+            let first_partition = rng.random_range(0..partitions);
+            let mut consumers = 0;
+            for role in roles {
+                let partition = if role == ClientRole::Consumer {
+                    consumers += 1;
+                    producer_partitions[(consumers - 1) % producer_partitions.len()]
+                } else {
+                    let spread = if hot {
+                        0
+                    } else {
+                        producer_partitions.len() as i32
+                    };
+                    let partition = (first_partition + spread) % partitions;
+                    producer_partitions.push(partition);
+                    partition
+                };
+                let think_ms = if role == ClientRole::Consumer {
+                    (0, 20)
+                } else if hot {
+                    (0, rng.random_range(1..=5))
+                } else {
+                    let low = rng.random_range(2..=20);
+                    (low, low + rng.random_range(5..=40))
+                };
+                clients.push(ClientSpec {
+                    node,
+                    partition,
+                    role,
+                    think_ms,
+                    records_per_batch: (1, rng.random_range(1..=4)),
+                });
+            }
+        }
+        let client_count = clients.len() as u8;
+        let fault_count = if with_faults {
+            rng.random_range(2..=7)
+        } else {
+            0
+        };
+        let mut faults = Vec::with_capacity(fault_count);
+        for number in 0..fault_count {
+            let at_ms = rng.random_range(300..duration_ms - 1_500);
+            // The first fault is always a crash, so that every run loses a page cache.
+            let kind = if number == 0 {
+                "crash"
+            } else {
+                FAULT_KINDS[rng.random_range(0..FAULT_KINDS.len())]
+            };
+            let fault = generate_fault(&mut rng, kind, nodes, client_count);
+            faults.push(ScheduledFault { at_ms, fault });
+        }
+        faults.sort_by_key(|fault| fault.at_ms);
+        Scenario {
+            seed,
+            nodes,
+            duration_ms,
+            fsync_latency_ms,
+            topics,
+            clients,
+            faults,
+        }
+    }
+
+    /// The scenario as one line of JSON (what `--scenario` takes).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a scenario always serializes")
+    }
+
+    /// Reads a scenario written by [`Scenario::to_json`], and checks it.
+    pub fn from_json(json: &str) -> Result<Scenario, String> {
+        let mut scenario: Scenario =
+            serde_json::from_str(json).map_err(|error| format!("bad scenario JSON: {error}"))?;
+        scenario.faults.sort_by_key(|fault| fault.at_ms);
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Refuses scenarios that name nodes, clients or partitions that do not exist.
+    pub fn check(&self) -> Result<(), String> {
+        if self.nodes == 0 {
+            return Err("a scenario needs at least one node".into());
+        }
+        let node_ok = |node: u8| (1..=self.nodes).contains(&node);
+        for topic in &self.topics {
+            if !node_ok(topic.node) || topic.partitions < 1 {
+                return Err(format!("bad topic {topic:?}"));
+            }
+        }
+        for client in &self.clients {
+            let partitions = self.partitions_of(client.node);
+            if !node_ok(client.node) || client.partition < 0 || client.partition >= partitions {
+                return Err(format!("bad client {client:?}"));
+            }
+        }
+        for scheduled in &self.faults {
+            let ok = match &scheduled.fault {
+                Fault::Crash { node, .. }
+                | Fault::Pause { node, .. }
+                | Fault::Isolate { node, .. }
+                | Fault::FsyncFailure { node }
+                | Fault::ClockSkew { node, .. } => node_ok(*node),
+                Fault::LinkLoss { client, .. } => usize::from(*client) < self.clients.len(),
+                Fault::PacketLoss { loss_per_mille, .. } => *loss_per_mille <= 1000,
+            };
+            if !ok {
+                return Err(format!("bad fault {scheduled:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions of the topic on `node` (0 if it has none).
+    pub fn partitions_of(&self, node: u8) -> i32 {
+        self.topics
+            .iter()
+            .find(|topic| topic.node == node)
+            .map_or(0, |topic| topic.partitions)
+    }
+
+    /// Whether [`Scenario::generate`] of its own seed gives exactly this scenario.
+    pub fn is_generated(&self) -> bool {
+        *self == Scenario::generate(self.seed)
+    }
+
+    /// The shortest command that replays this scenario (with `defect`, if any).
+    pub fn replay_command(&self, defect: Option<&str>) -> String {
+        let (features, defect_flag) = match defect {
+            Some(name) => (" --features defects", format!(" --defect {name}")),
+            None => ("", String::new()),
+        };
+        if self.is_generated() {
+            format!("cargo sim{features} -- --seed {}{defect_flag}", self.seed)
+        } else {
+            format!(
+                "cargo sim{features} -- --scenario '{}'{defect_flag}",
+                self.to_json()
+            )
+        }
+    }
+}
+
+fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8) -> Fault {
+    let node = rng.random_range(1..=nodes);
+    match kind {
+        "crash" => {
+            let tear = rng.random_bool(0.5).then(|| Tear {
+                mode: if rng.random_bool(0.5) {
+                    TearMode::Truncated
+                } else {
+                    TearMode::ZeroedTail
+                },
+                kept_per_mille: rng.random_range(0..1000),
+            });
+            Fault::Crash {
+                node,
+                down_ms: rng.random_range(50..=2_000),
+                crash: CrashSpec {
+                    tear,
+                    keep_unsynced_directory_ops: rng.random_bool(0.5),
+                },
+            }
+        }
+        "pause" => Fault::Pause {
+            node,
+            for_ms: rng.random_range(100..=2_500),
+        },
+        "isolate" => Fault::Isolate {
+            node,
+            for_ms: rng.random_range(200..=3_000),
+        },
+        "link-loss" => Fault::LinkLoss {
+            client: rng.random_range(0..clients),
+            direction: if rng.random_bool(0.5) {
+                LinkDirection::ClientToNode
+            } else {
+                LinkDirection::NodeToClient
+            },
+            for_ms: rng.random_range(200..=3_000),
+        },
+        "packet-loss" => {
+            let low = rng.random_range(1..=30);
+            Fault::PacketLoss {
+                loss_per_mille: rng.random_range(20..=300),
+                latency_ms: (low, low + rng.random_range(0..=80)),
+                for_ms: rng.random_range(500..=3_000),
+            }
+        }
+        "fsync-failure" => Fault::FsyncFailure { node },
+        "clock-skew" => {
+            let magnitude = rng.random_range(100..=3_600_000i64);
+            Fault::ClockSkew {
+                node,
+                offset_ms: if rng.random_bool(0.5) {
+                    magnitude
+                } else {
+                    -magnitude
+                },
+                for_ms: rng.random_range(500..=5_000),
+            }
+        }
+        other => unreachable!("unknown fault kind {other}"),
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03} s", ms / 1000, ms % 1000)
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Crash {
+                node,
+                down_ms,
+                crash,
+            } => {
+                write!(f, "crash node {node}, restart after {}", seconds(*down_ms))?;
+                match crash.tear {
+                    Some(tear) => write!(
+                        f,
+                        ", tear the last unsynced write ({:?}, keep {}.{}%)",
+                        tear.mode,
+                        tear.kept_per_mille / 10,
+                        tear.kept_per_mille % 10
+                    )?,
+                    None => write!(f, ", drop unsynced writes")?,
+                }
+                if crash.keep_unsynced_directory_ops {
+                    write!(f, ", keep unsynced segment rolls")?;
+                }
+                Ok(())
+            }
+            Fault::Pause { node, for_ms } => {
+                write!(f, "pause node {node} for {}", seconds(*for_ms))
+            }
+            Fault::Isolate { node, for_ms } => {
+                write!(f, "isolate node {node} for {}", seconds(*for_ms))
+            }
+            Fault::LinkLoss {
+                client,
+                direction,
+                for_ms,
+            } => {
+                let arrow = match direction {
+                    LinkDirection::ClientToNode => "client -> node",
+                    LinkDirection::NodeToClient => "node -> client",
+                };
+                write!(
+                    f,
+                    "cut link of client {client} ({arrow}) for {}",
+                    seconds(*for_ms)
+                )
+            }
+            Fault::PacketLoss {
+                loss_per_mille,
+                latency_ms,
+                for_ms,
+            } => write!(
+                f,
+                "lose {}.{}% of packets, latency {}..{} ms, for {}",
+                loss_per_mille / 10,
+                loss_per_mille % 10,
+                latency_ms.0,
+                latency_ms.1,
+                seconds(*for_ms)
+            ),
+            Fault::FsyncFailure { node } => write!(f, "fail the next fsync of node {node}"),
+            Fault::ClockSkew {
+                node,
+                offset_ms,
+                for_ms,
+            } => write!(
+                f,
+                "skew the clock of node {node} by {offset_ms:+} ms for {}",
+                seconds(*for_ms)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "scenario (seed {}): {} node(s), {} of workload, fsync {}..{} ms",
+            self.seed,
+            self.nodes,
+            seconds(self.duration_ms),
+            self.fsync_latency_ms.0,
+            self.fsync_latency_ms.1
+        )?;
+        for topic in &self.topics {
+            let segment = topic
+                .segment_bytes
+                .map_or("default segments".to_string(), |bytes| {
+                    format!("{bytes}-byte segments")
+                });
+            writeln!(
+                f,
+                "  node {}: topic {TOPIC}, {} partition(s), {segment}",
+                topic.node, topic.partitions
+            )?;
+        }
+        for (index, client) in self.clients.iter().enumerate() {
+            let role = match client.role {
+                ClientRole::ProducerAcksAll => "producer acks=all",
+                ClientRole::ProducerAcksLeader => "producer acks=1",
+                ClientRole::IdempotentProducer => "idempotent producer",
+                ClientRole::Consumer => "consumer by offset",
+            };
+            write!(
+                f,
+                "  client {index}: {role} on node {} partition {}, pause {}..{} ms",
+                client.node, client.partition, client.think_ms.0, client.think_ms.1
+            )?;
+            if client.role.is_producer() {
+                write!(
+                    f,
+                    ", {}..{} records a batch",
+                    client.records_per_batch.0, client.records_per_batch.1
+                )?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "  faults ({}):", self.faults.len())?;
+        for scheduled in &self.faults {
+            writeln!(
+                f,
+                "    at {:>9}: {}",
+                seconds(scheduled.at_ms),
+                scheduled.fault
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The replay command: what proptest prints as a failing input.
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.replay_command(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_names_one_scenario() {
+        for seed in 0..50 {
+            let scenario = Scenario::generate(seed);
+            assert_eq!(scenario, Scenario::generate(seed));
+            assert!(scenario.check().is_ok(), "{scenario}");
+            assert!(matches!(
+                scenario
+                    .faults
+                    .iter()
+                    .filter(|f| f.fault.kind() == "crash")
+                    .count(),
+                1..
+            ));
+            for consumer in scenario
+                .clients
+                .iter()
+                .filter(|c| c.role == ClientRole::Consumer)
+            {
+                assert!(
+                    scenario
+                        .clients
+                        .iter()
+                        .any(|producer| producer.role.is_producer()
+                            && (producer.node, producer.partition)
+                                == (consumer.node, consumer.partition)),
+                    "a consumer reads a partition nobody writes: {scenario}"
+                );
+            }
+        }
+        assert_ne!(Scenario::generate(1), Scenario::generate(2));
+    }
+
+    #[test]
+    fn a_scenario_round_trips_through_json() {
+        let mut scenario = Scenario::generate(7);
+        assert_eq!(Scenario::from_json(&scenario.to_json()).unwrap(), scenario);
+        assert!(scenario.replay_command(None).ends_with("--seed 7"));
+        scenario.faults.pop();
+        let command = scenario.replay_command(Some("ack-before-fsync"));
+        assert!(
+            command.starts_with("cargo sim --features defects -- --scenario '{"),
+            "{command}"
+        );
+        assert!(command.ends_with("' --defect ack-before-fsync"));
+    }
+}

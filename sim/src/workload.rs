@@ -1,0 +1,376 @@
+//! The simulated clients: Kafka-protocol producers and consumers over simulated TCP, built
+//! on `myelin-client`, each on its own madsim node.
+//!
+//! Every operation is recorded in the run's history as it starts and ends (see `history`).
+//! Clients keep their own timeouts (madsim's TCP has none), reconnect after a broken
+//! connection with a random backoff, and stop between operations once the harness says so.
+//! - Plain producers (acks=all or acks=1) send each batch once: a failed batch is left
+//!   indeterminate, never resent, so a plain producer's record can appear at most once.
+//! - The idempotent producer resends a batch with the same sequence numbers until it is
+//!   acknowledged (or refused, after which it starts over with a new producer id).
+//! - Consumers read their partition by offset from 0, each fetch from where the last one
+//!   ended, and start over from 0 only if their position is refused as out of range.
+
+use crate::harness::RunLog;
+use crate::history::{ClientEvent, FetchFailure, PartitionRef, ProduceOutcome, ReadRecord};
+use crate::scenario::{ClientRole, ClientSpec, TOPIC};
+use myelin_client::{
+    ClientConfig, Connection, Error, FetchOptions, IdempotentProducer, NewRecord, ProduceOptions,
+};
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Kafka error code TOPIC_ALREADY_EXISTS.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// Kafka error code OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// How long the broker may hold a produce for its acknowledgement.
+const PRODUCE_TIMEOUT_MS: i32 = 1_500;
+/// A consumer's long-poll wait.
+const FETCH_MAX_WAIT_MS: i32 = 250;
+
+/// Everything one client needs.
+pub(crate) struct ClientContext {
+    pub index: u8,
+    pub spec: ClientSpec,
+    pub partitions: i32,
+    pub segment_bytes: Option<u32>,
+    pub address: SocketAddr,
+    pub log: Arc<RunLog>,
+    pub stop: Arc<AtomicBool>,
+    pub rng: StdRng,
+}
+
+impl ClientContext {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn partition(&self) -> PartitionRef {
+        PartitionRef {
+            node: self.spec.node,
+            partition: self.spec.partition,
+        }
+    }
+
+    async fn pause_ms(&mut self, range: (u64, u64)) {
+        let ms = self.rng.random_range(range.0..=range.1.max(range.0));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    async fn backoff(&mut self) {
+        self.pause_ms((50, 250)).await;
+    }
+
+    async fn think(&mut self) {
+        self.pause_ms(self.spec.think_ms).await;
+    }
+
+    fn record(&self, event: ClientEvent) {
+        self.log.client_event(self.index, event);
+    }
+}
+
+/// A client's connection, opened (and its topic created) on demand.
+#[derive(Default)]
+struct Session {
+    connection: Option<Connection>,
+    topic_ready: bool,
+}
+
+impl Session {
+    /// The open connection, connecting and creating the topic first if needed; `None` after
+    /// a failure (having waited a backoff).
+    async fn ready(&mut self, context: &mut ClientContext) -> Option<&mut Connection> {
+        if self.connection.is_none() {
+            let config = ClientConfig {
+                client_id: format!("sim-client-{}", context.index),
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+                max_frame_bytes: 16 * 1024 * 1024,
+            };
+            match Connection::connect(context.address, config).await {
+                Ok(connection) => self.connection = Some(connection),
+                Err(_) => {
+                    context.backoff().await;
+                    return None;
+                }
+            }
+        }
+        if !self.topic_ready {
+            let segment_bytes = context.segment_bytes.map(|bytes| bytes.to_string());
+            let configs: Vec<(&str, &str)> = segment_bytes
+                .iter()
+                .map(|bytes| ("segment.bytes", bytes.as_str()))
+                .collect();
+            let connection = self.connection.as_mut()?;
+            match connection
+                .create_topic(TOPIC, context.partitions, 1, &configs)
+                .await
+            {
+                Ok(()) => self.topic_ready = true,
+                Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {
+                    self.topic_ready = true;
+                }
+                Err(error) => {
+                    self.failed(&error);
+                    context.backoff().await;
+                    return None;
+                }
+            }
+        }
+        self.connection.as_mut()
+    }
+
+    /// Drops the connection if `error` broke it.
+    fn failed(&mut self, error: &Error) {
+        if error.breaks_connection() {
+            self.connection = None;
+        }
+    }
+}
+
+/// Runs one client until the harness stops it.
+pub(crate) async fn run_client(mut context: ClientContext) {
+    match context.spec.role {
+        ClientRole::ProducerAcksAll => run_plain_producer(&mut context, -1).await,
+        ClientRole::ProducerAcksLeader => run_plain_producer(&mut context, 1).await,
+        ClientRole::IdempotentProducer => run_idempotent_producer(&mut context).await,
+        ClientRole::Consumer => run_consumer(&mut context).await,
+    }
+}
+
+/// The next batch's values: unique strings naming the client, the op and the record.
+fn next_values(context: &mut ClientContext, op: u64) -> Vec<String> {
+    let (low, high) = context.spec.records_per_batch;
+    let count = context.rng.random_range(low.max(1)..=high.max(low).max(1));
+    (0..count)
+        .map(|record| format!("c{}-{op}-{record}", context.index))
+        .collect()
+}
+
+fn records_of(values: &[String]) -> Vec<NewRecord> {
+    values
+        .iter()
+        .map(|value| NewRecord::new(value.clone()))
+        .collect()
+}
+
+fn produce_outcome(result: Result<i64, Error>) -> ProduceOutcome {
+    match result {
+        Ok(base_offset) => ProduceOutcome::Acknowledged { base_offset },
+        Err(error) => match error.broker_code() {
+            Some(code) => ProduceOutcome::Refused {
+                code,
+                error: error.to_string(),
+            },
+            None => ProduceOutcome::Indeterminate {
+                error: error.to_string(),
+            },
+        },
+    }
+}
+
+async fn run_plain_producer(context: &mut ClientContext, acks: i16) {
+    let mut session = Session::default();
+    let options = ProduceOptions {
+        acks,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
+        ..ProduceOptions::default()
+    };
+    while !context.stopped() {
+        let Some(connection) = session.ready(context).await else {
+            continue;
+        };
+        let op = context.log.next_op();
+        let values = next_values(context, op);
+        context.record(ClientEvent::ProduceStarted {
+            op,
+            client: context.index,
+            partition: context.partition(),
+            role: context.spec.role,
+            values: values.clone(),
+            idempotence: None,
+            at: context.log.now_us(),
+        });
+        let result = connection
+            .produce(
+                TOPIC,
+                context.spec.partition,
+                &records_of(&values),
+                &options,
+            )
+            .await;
+        if let Err(error) = &result {
+            session.failed(error);
+        }
+        context.record(ClientEvent::ProduceEnded {
+            op,
+            attempts: 1,
+            outcome: produce_outcome(result),
+            at: context.log.now_us(),
+        });
+        context.think().await;
+    }
+}
+
+async fn run_idempotent_producer(context: &mut ClientContext) {
+    let mut session = Session::default();
+    let mut producer: Option<IdempotentProducer> = None;
+    while !context.stopped() {
+        let Some(connection) = session.ready(context).await else {
+            continue;
+        };
+        if producer.is_none() {
+            match connection.init_producer_id(None).await {
+                Ok((producer_id, epoch)) => {
+                    let mut fresh =
+                        IdempotentProducer::new(TOPIC, context.spec.partition, producer_id, epoch);
+                    fresh.options.timeout_ms = PRODUCE_TIMEOUT_MS;
+                    producer = Some(fresh);
+                }
+                Err(error) => {
+                    session.failed(&error);
+                    context.backoff().await;
+                    continue;
+                }
+            }
+        }
+        let Some(active) = producer.as_mut() else {
+            continue;
+        };
+        let op = context.log.next_op();
+        let values = next_values(context, op);
+        let batch = match active.batch(&records_of(&values)) {
+            Ok(batch) => batch,
+            Err(_) => continue,
+        };
+        context.record(ClientEvent::ProduceStarted {
+            op,
+            client: context.index,
+            partition: context.partition(),
+            role: context.spec.role,
+            values,
+            idempotence: Some((
+                active.producer_id(),
+                active.producer_epoch(),
+                batch.base_sequence,
+            )),
+            at: context.log.now_us(),
+        });
+        let mut attempts = 0;
+        let outcome = loop {
+            let Some(connection) = session.ready(context).await else {
+                if context.stopped() {
+                    break ProduceOutcome::Indeterminate {
+                        error: "stopped while the batch was in doubt".into(),
+                    };
+                }
+                continue;
+            };
+            attempts += 1;
+            match active.send(connection, &batch).await {
+                Ok(base_offset) => break ProduceOutcome::Acknowledged { base_offset },
+                Err(error) => {
+                    session.failed(&error);
+                    if let (Some(code), false) = (error.broker_code(), error.is_retriable()) {
+                        break ProduceOutcome::Refused {
+                            code,
+                            error: error.to_string(),
+                        };
+                    }
+                    if context.stopped() {
+                        break ProduceOutcome::Indeterminate {
+                            error: error.to_string(),
+                        };
+                    }
+                    context.backoff().await;
+                }
+            }
+        };
+        if matches!(outcome, ProduceOutcome::Refused { .. }) {
+            producer = None;
+        }
+        context.record(ClientEvent::ProduceEnded {
+            op,
+            attempts,
+            outcome,
+            at: context.log.now_us(),
+        });
+        context.think().await;
+    }
+}
+
+async fn run_consumer(context: &mut ClientContext) {
+    let mut session = Session::default();
+    let options = FetchOptions {
+        max_wait_ms: FETCH_MAX_WAIT_MS,
+        min_bytes: 1,
+        max_bytes: 64 * 1024,
+        ..FetchOptions::default()
+    };
+    let mut position = 0i64;
+    while !context.stopped() {
+        let Some(connection) = session.ready(context).await else {
+            continue;
+        };
+        let started = context.log.now_us();
+        let result = connection
+            .fetch(TOPIC, context.spec.partition, position, &options)
+            .await;
+        let at = context.log.now_us();
+        match result {
+            Ok(fetched) => {
+                let records = fetched
+                    .records
+                    .iter()
+                    .map(|record| ReadRecord {
+                        offset: record.offset,
+                        value: record
+                            .value
+                            .as_ref()
+                            .map(|value| String::from_utf8_lossy(value).into_owned()),
+                    })
+                    .collect();
+                context.record(ClientEvent::Fetched {
+                    client: context.index,
+                    partition: context.partition(),
+                    fetch_offset: position,
+                    high_watermark: fetched.high_watermark,
+                    records,
+                    started,
+                    at,
+                });
+                position = fetched.next_offset;
+                context.think().await;
+            }
+            Err(error) => {
+                session.failed(&error);
+                let failure = match &error {
+                    Error::Broker { code, .. } => FetchFailure::Broker { code: *code },
+                    Error::Protocol(message) => FetchFailure::Undecodable {
+                        error: message.clone(),
+                    },
+                    other => FetchFailure::NoAnswer {
+                        error: other.to_string(),
+                    },
+                };
+                context.record(ClientEvent::FetchFailed {
+                    client: context.index,
+                    partition: context.partition(),
+                    fetch_offset: position,
+                    failure,
+                    at,
+                });
+                if error.broker_code() == Some(OFFSET_OUT_OF_RANGE) {
+                    position = 0;
+                }
+                context.backoff().await;
+            }
+        }
+    }
+}

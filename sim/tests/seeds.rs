@@ -1,0 +1,76 @@
+//! The fixed seed range CI runs: every seed in `SEEDS` must pass every invariant, and with
+//! real progress: acknowledged writes, records read, and at least one crash of a node.
+//! Each seed runs in a process of its own (see `myelin_sim::harness::run_in_process`), two
+//! at a time. (Simulation builds only: `cargo sim-test --test seeds`.)
+#![cfg(madsim)]
+
+use myelin_sim::checkers::{MIN_ACKNOWLEDGED, MIN_RECORDS_READ};
+use myelin_sim::{run, RunOptions, RunReport, Scenario};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The seeds CI runs on every change.
+const SEEDS: std::ops::Range<u64> = 0..200;
+/// Simulations run at once.
+const JOBS: usize = 2;
+
+#[test]
+fn every_seed_of_the_fixed_range_passes_with_progress() {
+    let simulator = Path::new(env!("CARGO_BIN_EXE_myelin-sim"));
+    let next = AtomicU64::new(SEEDS.start);
+    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..JOBS {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= SEEDS.end {
+                    return;
+                }
+                let report = run(&Scenario::generate(seed), &RunOptions::default(), simulator);
+                reports.lock().unwrap().push(report);
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap();
+    reports.sort_by_key(|report| report.scenario.seed);
+    let mut problems = Vec::new();
+    for report in &reports {
+        println!(
+            "seed {:>4}: {} acknowledged, {} read, {} faults, {} crashes, {} checks, digest {:016x}",
+            report.scenario.seed,
+            report.counts.acknowledged(),
+            report.counts.records_read,
+            report.faults.total_injected(),
+            report.faults.crashes,
+            report.checks.total_checks(),
+            report.trace_digest
+        );
+        if !report.passed() {
+            problems.push(format!(
+                "{}\n  replay: {}",
+                report.summary(),
+                report.replay_command()
+            ));
+        } else if report.faults.crashes == 0
+            || report.counts.acknowledged() < MIN_ACKNOWLEDGED
+            || report.counts.records_read < MIN_RECORDS_READ
+        {
+            problems.push(format!("too little happened:\n{}", report.summary()));
+        }
+    }
+    let acknowledged: u64 = reports.iter().map(|r| r.counts.acknowledged()).sum();
+    let crashes: u64 = reports.iter().map(|r| r.faults.crashes).sum();
+    println!(
+        "{} seeds: {acknowledged} batches acknowledged, {crashes} crashes, {} failing",
+        reports.len(),
+        problems.len()
+    );
+    assert_eq!(reports.len() as u64, SEEDS.end - SEEDS.start);
+    assert!(
+        problems.is_empty(),
+        "{} seed(s) failed:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
