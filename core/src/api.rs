@@ -160,6 +160,21 @@ pub struct TopicResult {
     pub configs: Vec<(String, String)>,
 }
 
+impl TopicResult {
+    /// A result for `name` with no error and nothing filled in yet.
+    pub fn empty(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            topic_id: 0,
+            error: ErrorCode::None,
+            message: None,
+            partition_count: -1,
+            replication_factor: -1,
+            configs: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducePartitionResult {
     pub partition: TopicPartition,

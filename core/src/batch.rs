@@ -294,22 +294,10 @@ pub fn scan_batches(bytes: &[u8], segment_base_offset: i64) -> BatchScan {
 pub(crate) mod test_batches {
     //! Builders of valid record batches for tests (uncompressed, minimal records).
     use super::*;
+    use crate::records::{encode_producer_batch, PlainRecord, ProducerFields};
 
-    /// Encodes a zig-zag varint, as Kafka records use.
-    fn put_varint(out: &mut Vec<u8>, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        loop {
-            let byte = (zigzag & 0x7f) as u8;
-            zigzag >>= 7;
-            if zigzag == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    /// A batch of `record_count` records with the given producer fields.
+    /// A batch of `record_count` records (values `v0`, `v1`, ...) with the given producer
+    /// fields.
     pub fn batch(
         record_count: i32,
         timestamp: i64,
@@ -317,39 +305,18 @@ pub(crate) mod test_batches {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Bytes {
-        let mut records = Vec::new();
-        for index in 0..record_count {
-            let mut record = Vec::new();
-            record.push(0u8); // attributes
-            put_varint(&mut record, 0); // timestamp delta
-            put_varint(&mut record, i64::from(index)); // offset delta
-            put_varint(&mut record, -1); // null key
-            let value = format!("v{index}");
-            put_varint(&mut record, value.len() as i64);
-            record.extend_from_slice(value.as_bytes());
-            put_varint(&mut record, 0); // no headers
-            put_varint(&mut records, record.len() as i64);
-            records.extend_from_slice(&record);
-        }
-        let mut body = Vec::new(); // from attributes onwards, the CRC's coverage
-        body.extend_from_slice(&0i16.to_be_bytes());
-        body.extend_from_slice(&(record_count - 1).to_be_bytes());
-        body.extend_from_slice(&timestamp.to_be_bytes());
-        body.extend_from_slice(&timestamp.to_be_bytes());
-        body.extend_from_slice(&producer_id.to_be_bytes());
-        body.extend_from_slice(&producer_epoch.to_be_bytes());
-        body.extend_from_slice(&base_sequence.to_be_bytes());
-        body.extend_from_slice(&record_count.to_be_bytes());
-        body.extend_from_slice(&records);
-        let mut out = Vec::new();
-        out.extend_from_slice(&0i64.to_be_bytes());
-        let batch_length = (4 + 1 + 4 + body.len()) as i32;
-        out.extend_from_slice(&batch_length.to_be_bytes());
-        out.extend_from_slice(&0i32.to_be_bytes());
-        out.push(MAGIC_V2 as u8);
-        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-        out.extend_from_slice(&body);
-        Bytes::from(out)
+        let records: Vec<PlainRecord> = (0..record_count)
+            .map(|index| PlainRecord {
+                key: None,
+                value: Some(Bytes::from(format!("v{index}"))),
+            })
+            .collect();
+        let producer = ProducerFields {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        };
+        encode_producer_batch(&records, timestamp, 0, 0, producer)
     }
 
     /// A non-idempotent batch.

@@ -391,15 +391,7 @@ impl Broker {
     }
 
     fn create_topic(&mut self, request: &CreateTopic, outputs: &mut Vec<Output>) -> TopicResult {
-        let mut result = TopicResult {
-            name: request.name.clone(),
-            topic_id: 0,
-            error: ErrorCode::None,
-            message: None,
-            partition_count: -1,
-            replication_factor: -1,
-            configs: Vec::new(),
-        };
+        let mut result = TopicResult::empty(&request.name);
         let fail = |mut result: TopicResult, error: ErrorCode, message: String| {
             result.error = error;
             result.message = Some(message);
@@ -492,15 +484,7 @@ impl Broker {
     }
 
     fn delete_topic(&mut self, name: &str, outputs: &mut Vec<Output>) -> TopicResult {
-        let mut result = TopicResult {
-            name: name.to_string(),
-            topic_id: 0,
-            error: ErrorCode::None,
-            message: None,
-            partition_count: -1,
-            replication_factor: -1,
-            configs: Vec::new(),
-        };
+        let mut result = TopicResult::empty(name);
         let Some(topic) = self.metadata.topics.remove(name) else {
             result.error = ErrorCode::UnknownTopicOrPartition;
             result.message = Some(format!("topic '{name}' does not exist"));
@@ -521,15 +505,7 @@ impl Broker {
     }
 
     fn describe_configs(&self, name: &str) -> TopicResult {
-        let mut result = TopicResult {
-            name: name.to_string(),
-            topic_id: 0,
-            error: ErrorCode::None,
-            message: None,
-            partition_count: -1,
-            replication_factor: -1,
-            configs: Vec::new(),
-        };
+        let mut result = TopicResult::empty(name);
         match self.metadata.topics.get(name) {
             Some(topic) => {
                 result.topic_id = topic.topic_id;

@@ -55,12 +55,46 @@ fn put_nullable(out: &mut Vec<u8>, bytes: &Option<Bytes>) {
     }
 }
 
+/// The idempotence fields of a batch's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerFields {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl ProducerFields {
+    /// A batch written without idempotence.
+    pub const NONE: Self = Self {
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: -1,
+        base_sequence: -1,
+    };
+}
+
 /// Encodes an uncompressed magic-2 batch at base offset 0 (the log assigns the real one).
 pub fn encode_batch(
     records: &[PlainRecord],
     timestamp_ms: i64,
     attributes: i16,
     leader_epoch: i32,
+) -> Bytes {
+    encode_producer_batch(
+        records,
+        timestamp_ms,
+        attributes,
+        leader_epoch,
+        ProducerFields::NONE,
+    )
+}
+
+/// Like `encode_batch`, with the producer's idempotence fields set.
+pub fn encode_producer_batch(
+    records: &[PlainRecord],
+    timestamp_ms: i64,
+    attributes: i16,
+    leader_epoch: i32,
+    producer: ProducerFields,
 ) -> Bytes {
     let mut body = Vec::new();
     for (index, record) in records.iter().enumerate() {
@@ -79,9 +113,9 @@ pub fn encode_batch(
     covered.extend_from_slice(&(count - 1).max(0).to_be_bytes());
     covered.extend_from_slice(&timestamp_ms.to_be_bytes());
     covered.extend_from_slice(&timestamp_ms.to_be_bytes());
-    covered.extend_from_slice(&NO_PRODUCER_ID.to_be_bytes());
-    covered.extend_from_slice(&(-1i16).to_be_bytes());
-    covered.extend_from_slice(&(-1i32).to_be_bytes());
+    covered.extend_from_slice(&producer.producer_id.to_be_bytes());
+    covered.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+    covered.extend_from_slice(&producer.base_sequence.to_be_bytes());
     covered.extend_from_slice(&count.to_be_bytes());
     covered.extend_from_slice(&body);
     let mut out = Vec::with_capacity(17 + 4 + covered.len());
