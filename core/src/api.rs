@@ -5,7 +5,8 @@
 //! describe what must reach the disk; storage completions come back as inputs.
 
 use crate::batch::BatchHeader;
-use crate::metadata::{NodeInfo, TopicConfig, TopicPartition};
+use crate::metadata::{ClusterMetadata, NodeInfo, TopicConfig, TopicPartition};
+use crate::replication::{NodeId, ReplicationMessage, ReplicationTimings};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub enum ErrorCode {
     OffsetOutOfRange = 1,
     CorruptMessage = 2,
     UnknownTopicOrPartition = 3,
+    LeaderNotAvailable = 5,
     MessageTooLarge = 10,
     RequestTimedOut = 7,
     NotLeaderOrFollower = 6,
@@ -31,6 +33,7 @@ pub enum ErrorCode {
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
     InvalidConfig = 40,
+    NotController = 41,
     InvalidRequest = 42,
     OutOfOrderSequenceNumber = 45,
     DuplicateSequenceNumber = 46,
@@ -40,6 +43,8 @@ pub enum ErrorCode {
     KafkaStorageError = 56,
     UnknownProducerId = 59,
     UnknownTopicId = 100,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 76,
     InvalidRecord = 87,
     ProducerFenced = 90,
 }
@@ -73,7 +78,7 @@ pub const LIST_OFFSETS_LATEST: i64 = -1;
 pub const LIST_OFFSETS_EARLIEST: i64 = -2;
 pub const LIST_OFFSETS_MAX_TIMESTAMP: i64 = -3;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTopic {
     pub name: String,
     /// -1 takes the broker's default.
@@ -96,6 +101,9 @@ pub struct FetchPartition {
     pub partition: TopicPartition,
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
+    /// The leader epoch the client believes current (-1: unknown, no check). An older one
+    /// is FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH.
+    pub current_leader_epoch: i32,
 }
 
 /// A client request, already decoded by the driver.
@@ -145,11 +153,22 @@ pub struct TopicInfo {
     pub name: String,
     pub topic_id: u128,
     pub error: ErrorCode,
-    /// (partition index, leader node id); empty when `error` is set.
-    pub partitions: Vec<(i32, i32)>,
+    /// Empty when `error` is set.
+    pub partitions: Vec<PartitionInfo>,
 }
 
+/// One partition in a Metadata response.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub index: i32,
+    /// LEADER_NOT_AVAILABLE while no leader is known (then `leader` is -1).
+    pub error: ErrorCode,
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    pub replicas: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicResult {
     pub name: String,
     pub topic_id: u128,
@@ -244,6 +263,9 @@ pub struct AppendedBatch {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
+    /// Epoch of the leader that first wrote the batch: storage writes it into the batch's
+    /// partitionLeaderEpoch field (bytes 12..16, outside the CRC), as it writes the base offset.
+    pub leader_epoch: i32,
 }
 
 /// Work for the storage layer. The driver executes these in order, before it sends any
@@ -276,8 +298,54 @@ pub enum StorageCommand {
         partition: TopicPartition,
         base_offset: i64,
     },
+    /// Cut the partition's log to `truncation` (a divergent tail, in replication): delete
+    /// the segments named in `truncation.deleted_segments`, cut the segment
+    /// `truncation.active_segment_base` to `truncation.active_segment_bytes` bytes (and its
+    /// indexes to match); it becomes the active segment. Durable when done.
+    Truncate {
+        partition: TopicPartition,
+        truncation: crate::log::Truncation,
+    },
+    /// Replace the partition's persisted replica state (epoch and vote), durably, before
+    /// anything later is executed.
+    PersistReplicaState {
+        partition: TopicPartition,
+        state: crate::replication::ReplicaState,
+    },
     /// Replace the persisted metadata snapshot, durably, before anything later is sent.
     PersistMetadata(Box<crate::metadata::ClusterMetadata>),
+}
+
+/// A metadata change that only the metadata log's leader (the controller) may make; other
+/// nodes forward it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminOp {
+    CreateTopics(Vec<CreateTopic>),
+    DeleteTopics(Vec<String>),
+    /// A node asks to be listed with its client address.
+    RegisterNode(NodeInfo),
+}
+
+/// What nodes say to each other (the peer transport carries these, serde-encoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// A message of one partition's replication group (the metadata log included).
+    Replication {
+        partition: TopicPartition,
+        message: ReplicationMessage,
+    },
+    /// The partitions the sender leads, with their epochs; sent to every node, so that
+    /// nodes without a replica of a partition can still name its leader.
+    Leaders(Vec<(TopicPartition, i32)>),
+    /// An admin operation for the controller; `id` comes back in `Forwarded`.
+    Forward {
+        id: u64,
+        op: AdminOp,
+    },
+    Forwarded {
+        id: u64,
+        results: Vec<TopicResult>,
+    },
 }
 
 /// An input to `Broker::step`.
@@ -291,15 +359,30 @@ pub enum Input {
     Synced {
         through_sequence: u64,
     },
-    /// Time passed: expire long-polls, apply retention.
+    /// Time passed: expire long-polls, apply retention, run replication timers.
     Tick,
+    /// A message from another node.
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
 }
 
 /// An output of `Broker::step`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Storage(StorageCommand),
-    Respond { id: RequestId, response: Response },
+    Respond {
+        id: RequestId,
+        response: Response,
+    },
+    /// Send `message` to node `to`. Replication appends name stored byte ranges
+    /// (`Records::Stored`): the driver reads them and sends the bytes inline. Delivery is
+    /// best effort: the protocols retry.
+    Send {
+        to: NodeId,
+        message: PeerMessage,
+    },
 }
 
 /// A batch found on disk at startup, as storage recovery reports it.
@@ -322,6 +405,19 @@ pub struct RecoveredPartition {
     pub partition: TopicPartition,
     /// In base-offset order; the last one is the active segment.
     pub segments: Vec<RecoveredSegment>,
+    /// The replica state last persisted for the partition; `None` if never persisted.
+    pub replica_state: Option<crate::replication::ReplicaState>,
+}
+
+/// Everything storage recovered, as the broker is built from it.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// The last persisted metadata snapshot; `None` on a fresh data directory.
+    pub metadata: Option<ClusterMetadata>,
+    pub partitions: Vec<RecoveredPartition>,
+    /// The batches of the metadata log's partition, concatenated in offset order (the core
+    /// holds no record bytes, but must replay metadata records past the snapshot).
+    pub metadata_log: Bytes,
 }
 
 /// Configuration of a broker, fixed at start.
@@ -337,6 +433,10 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicConfig,
     /// Upper bound on a fetch's wait, whatever the client asks.
     pub fetch_wait_max_ms: i64,
+    /// Every node of the cluster (this one included): the voters of the metadata log and
+    /// the nodes that topics' replicas are assigned to.
+    pub voters: Vec<NodeId>,
+    pub replication: ReplicationTimings,
     /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
     #[cfg(feature = "defects")]
     pub defect: Option<crate::defects::Defect>,
@@ -352,6 +452,8 @@ impl Default for BrokerConfig {
             default_partition_count: 1,
             topic_defaults: TopicConfig::default(),
             fetch_wait_max_ms: 30_000,
+            voters: vec![1],
+            replication: ReplicationTimings::default(),
             #[cfg(feature = "defects")]
             defect: None,
         }

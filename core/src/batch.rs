@@ -214,6 +214,17 @@ pub fn base_offset_bytes(base_offset: i64) -> [u8; 8] {
     base_offset.to_be_bytes()
 }
 
+/// Bytes of a batch's header that storage rewrites: the first 16 (base offset, batch length,
+/// partition leader epoch), with the base offset and leader epoch the log gave the batch.
+/// Both fields lie outside the CRC, so the batch stays valid. `bytes` is a whole batch.
+pub fn stored_header_prefix(bytes: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; 16] {
+    let mut prefix = [0u8; 16];
+    prefix[..8].copy_from_slice(&base_offset_bytes(base_offset));
+    prefix[8..12].copy_from_slice(&bytes[8..12]);
+    prefix[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    prefix
+}
+
 /// What [`scan_batches`] found in a segment's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchScan {

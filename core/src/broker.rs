@@ -1,40 +1,58 @@
-//! The broker: one node's state machine, composing metadata, partition logs and producer
-//! state, and giving each Kafka API its meaning.
+//! The broker: one node's state machine, composing the cluster metadata, replicated
+//! partition logs and producer state, and giving each Kafka API its meaning.
 //!
-//! `Broker::step(now_ms, input) -> outputs` is the only way state changes. Requests that
-//! can be answered at once are; a produce waits until its batches are durable (the high
-//! watermark passes them), and a fetch waits (long-poll) until `min_bytes` are readable or
-//! its deadline passes. Both kinds of waiter are re-examined when a sync completes or a tick
-//! arrives.
+//! `Broker::step(now_ms, input) -> outputs` is the only way state changes. Every partition
+//! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
+//! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
+//! whose leader is the controller (see [`controller`]). A single node is a cluster of one:
+//! every group has one voter, which leads at once.
+//!
+//! Requests that can be answered at once are. A produce waits: acks=all until its batches
+//! are below the high watermark (held durably by a majority of the partition's replicas),
+//! acks=1 until the leader holds them durably. A fetch waits (long-poll) until `min_bytes`
+//! are readable or its deadline passes. Waiters are re-examined after every step.
 //!
 //! Invariants:
-//! - an acks=1/all produce is answered only when every batch it wrote (or duplicated) is
-//!   below its partition's high watermark, i.e. durable;
+//! - only a partition's leader accepts produces, fetches and offset lookups; the others
+//!   answer NOT_LEADER_OR_FOLLOWER, and a fetch naming an older leader epoch is
+//!   FENCED_LEADER_EPOCH;
+//! - an acks=all produce is answered with success only when every batch it wrote (or
+//!   duplicated) is below its partition's high watermark, in the leader epoch it was written
+//!   in; if leadership changes first, that partition's result is NOT_LEADER_OR_FOLLOWER
+//!   (the client retries; idempotence makes the retry safe);
 //! - a fetch never returns a batch at or above the high watermark (or the last stable
 //!   offset under read_committed; equal to the HWM while no transaction is open);
-//! - metadata changes are persisted (`PersistMetadata`) before any output that depends on
-//!   them, and before the response that reports them;
+//! - metadata changes take effect only once committed in the metadata log, are persisted
+//!   (`PersistMetadata`) before any output that depends on them, and every node applies the
+//!   same records in the same order;
 //! - iteration that reaches an output is over ordered maps: the same inputs give the same
 //!   outputs (the determinism test checks it).
 
+mod controller;
+
 use crate::api::{
-    Acks, BrokerConfig, CreateTopic, ErrorCode, FetchPartition, FetchPartitionResult, Input,
-    Isolation, ListOffsetsResult, Output, ProducePartition, ProducePartitionResult,
-    RecoveredPartition, Request, RequestId, Response, StorageCommand, TopicInfo, TopicResult,
+    Acks, BrokerConfig, ErrorCode, FetchPartition, FetchPartitionResult, Input, Isolation,
+    ListOffsetsResult, Output, PeerMessage, ProducePartition, ProducePartitionResult,
+    RecoveredPartition, Recovery, Request, RequestId, Response, StorageCommand,
     LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use crate::batch::validate_record_set;
 use crate::log::PartitionLog;
-use crate::metadata::{
-    is_valid_topic_name, ClusterMetadata, NodeInfo, TopicConfig, TopicMetadata, TopicPartition,
-};
+use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
 use crate::producers::{ProducerStateTable, SequenceVerdict};
+use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
+use controller::Controller;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use controller::METADATA_TOPIC;
 
 /// Producer ids are reserved durably in blocks of this many.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+/// A node's producer ids are `node_id << PRODUCER_ID_NODE_SHIFT | counter`, so nodes never
+/// hand out the same id without asking each other.
+pub const PRODUCER_ID_NODE_SHIFT: u32 = 40;
 /// Most partitions a topic may have.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// How often retention runs.
@@ -45,15 +63,29 @@ const RETENTION_CHECK_INTERVAL_MS: i64 = 1_000;
 struct PartitionState {
     log: PartitionLog,
     producers: ProducerStateTable,
+    replica: Replica,
+    segment_bytes: u32,
 }
 
-/// A produce waiting for its batches to become durable.
+/// One partition's part of a waiting produce.
+#[derive(Debug)]
+struct ProduceWait {
+    partition: TopicPartition,
+    /// Offset the high watermark (acks=all) or the durable end (acks=1) must reach.
+    offset: i64,
+    /// The leader epoch the batch was written (or found) in.
+    epoch: i32,
+    /// Index of the partition's entry in `results`.
+    result: usize,
+}
+
+/// A produce waiting for its batches to be committed.
 #[derive(Debug)]
 struct WaitingProduce {
     id: RequestId,
+    acks: Acks,
     results: Vec<ProducePartitionResult>,
-    /// (partition, offset the high watermark must reach)
-    waits: Vec<(TopicPartition, i64)>,
+    waits: Vec<ProduceWait>,
 }
 
 /// A fetch waiting for data (long-poll).
@@ -72,6 +104,7 @@ pub struct Broker {
     config: BrokerConfig,
     metadata: ClusterMetadata,
     partitions: BTreeMap<TopicPartition, PartitionState>,
+    controller: Controller,
     rng: StdRng,
     next_producer_id: i64,
     append_sequence: u64,
@@ -83,86 +116,30 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Builds the broker from what storage recovered. `metadata` is `None` on a fresh data
-    /// directory. The returned outputs (persisting fresh metadata, creating missing partition
-    /// directories, deleting orphaned ones) must be executed before serving.
+    /// Builds the broker from what storage recovered (`Recovery::default()` on a fresh data
+    /// directory). The returned outputs (persisting metadata, creating missing partition
+    /// directories, deleting orphaned ones, a lone voter's first election) must be executed
+    /// before serving.
     pub fn new(
         config: BrokerConfig,
-        metadata: Option<ClusterMetadata>,
-        recovered: Vec<RecoveredPartition>,
+        recovery: Recovery,
         rng_seed: u64,
         now_ms: i64,
     ) -> (Self, Vec<Output>) {
-        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let rng = StdRng::seed_from_u64(rng_seed);
         let mut outputs = Vec::new();
-        let this_node = NodeInfo {
-            node_id: config.node_id,
-            host: config.advertised_host.clone(),
-            port: config.advertised_port,
-        };
-        let mut metadata = metadata.unwrap_or_else(|| {
-            let cluster_id = format!("myelin-{:016x}", rng.random::<u64>());
-            ClusterMetadata::new(cluster_id, Vec::new())
-        });
-        let metadata_changed = metadata.nodes != [this_node.clone()];
-        metadata.nodes = vec![this_node];
-        // Every id below the persisted block end may have been handed out before a crash.
-        let next_producer_id = metadata.producer_id_block_end;
-
-        let mut partitions = BTreeMap::new();
-        for recovered_partition in recovered {
-            let wanted = metadata
-                .topics
-                .get(&recovered_partition.partition.topic)
-                .is_some_and(|topic| {
-                    recovered_partition.partition.partition < topic.partition_count
-                });
-            #[cfg(feature = "defects")]
-            let forget_producers =
-                config.defect == Some(crate::defects::Defect::ForgetProducerStateOnRestart);
-            #[cfg(not(feature = "defects"))]
-            let forget_producers = false;
-            let rebuilt = wanted
-                .then(|| rebuild_partition(&recovered_partition, forget_producers))
-                .and_then(|result| match result {
-                    Ok(state) => Some(state),
-                    Err(reason) => {
-                        tracing::error!(partition = %recovered_partition.partition, %reason,
-                            "recovered partition is inconsistent; starting it empty");
-                        None
-                    }
-                });
-            match rebuilt {
-                Some(state) => {
-                    partitions.insert(recovered_partition.partition, state);
-                }
-                None => {
-                    // An orphan (its topic was deleted before the directory was) or
-                    // unusable: remove it; a wanted one is re-created below.
-                    outputs.push(Output::Storage(StorageCommand::DeletePartition {
-                        partition: recovered_partition.partition,
-                    }));
-                }
-            }
-        }
-        for topic in metadata.topics.values() {
-            for index in 0..topic.partition_count {
-                let partition = TopicPartition::new(topic.name.clone(), index);
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    partitions.entry(partition.clone())
-                {
-                    outputs.push(Output::Storage(StorageCommand::CreatePartition {
-                        partition,
-                        base_offset: 0,
-                    }));
-                    slot.insert(new_partition_state());
-                }
-            }
-        }
-        let broker = Self {
+        let metadata = recovery
+            .metadata
+            .unwrap_or_else(|| ClusterMetadata::new(String::new(), Vec::new()));
+        // Ids below the persisted block end may have been handed out before a crash.
+        let node_base = i64::from(config.node_id.max(0)) << PRODUCER_ID_NODE_SHIFT;
+        let next_producer_id = metadata.producer_id_block_end.max(node_base);
+        let controller = Controller::new(&metadata, &recovery.metadata_log);
+        let mut broker = Self {
             config,
             metadata,
-            partitions,
+            partitions: BTreeMap::new(),
+            controller,
             rng,
             next_producer_id,
             append_sequence: 0,
@@ -171,9 +148,23 @@ impl Broker {
             parked_fetches: Vec::new(),
             next_retention_check_ms: now_ms,
         };
-        if metadata_changed {
-            outputs.insert(0, broker.persist_metadata());
+        let mut recovered: BTreeMap<TopicPartition, RecoveredPartition> = recovery
+            .partitions
+            .into_iter()
+            .map(|partition| (partition.partition.clone(), partition))
+            .collect();
+        for partition in broker.hosted_partitions() {
+            let found = recovered.remove(&partition);
+            broker.open_partition(now_ms, partition, found, &mut outputs);
         }
+        // Orphans: their topic was deleted (or this node dropped from it) before the
+        // directory was removed.
+        for partition in recovered.into_keys() {
+            outputs.push(Output::Storage(StorageCommand::DeletePartition {
+                partition,
+            }));
+        }
+        broker.after_step(now_ms, &mut outputs);
         (broker, outputs)
     }
 
@@ -183,35 +174,42 @@ impl Broker {
         match input {
             Input::Request { id, request } => self.on_request(now_ms, id, request, &mut outputs),
             Input::Synced { through_sequence } => {
-                let mut advanced = false;
                 let synced: Vec<TopicPartition> =
                     self.unsynced_partitions.iter().cloned().collect();
                 for partition in synced {
-                    if let Some(state) = self.partitions.get_mut(&partition) {
+                    let still_unsynced = self.partitions.get_mut(&partition).map(|state| {
                         state.log.on_synced(through_sequence);
-                        // A single replica: what is durable here is committed.
-                        let durable = state.log.durable_end_offset();
-                        advanced |= state.log.advance_high_watermark(durable);
-                        if !state.log.has_unsynced() {
-                            self.unsynced_partitions.remove(&partition);
-                        }
-                    } else {
+                        state.log.has_unsynced()
+                    });
+                    if still_unsynced != Some(true) {
                         self.unsynced_partitions.remove(&partition);
                     }
-                }
-                if advanced {
-                    self.release_waiting_produces(&mut outputs);
-                    self.serve_parked_fetches(now_ms, &mut outputs);
+                    self.drive_replica(now_ms, &partition, &mut outputs, |replica, context| {
+                        replica.on_synced(context)
+                    });
                 }
             }
             Input::Tick => {
-                self.serve_parked_fetches(now_ms, &mut outputs);
+                let due: Vec<TopicPartition> = self
+                    .partitions
+                    .iter()
+                    .filter(|(_, state)| state.replica.next_wakeup_ms() <= now_ms)
+                    .map(|(partition, _)| partition.clone())
+                    .collect();
+                for partition in due {
+                    self.drive_replica(now_ms, &partition, &mut outputs, |replica, context| {
+                        replica.tick(context)
+                    });
+                }
+                self.controller_tick(now_ms, &mut outputs);
                 if now_ms >= self.next_retention_check_ms {
                     self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
                     self.apply_retention(now_ms, &mut outputs);
                 }
             }
+            Input::Peer { from, message } => self.on_peer(now_ms, from, message, &mut outputs),
         }
+        self.after_step(now_ms, &mut outputs);
         outputs
     }
 
@@ -220,12 +218,22 @@ impl Broker {
         self.parked_fetches
             .iter()
             .map(|fetch| fetch.deadline_ms)
+            .chain(
+                self.partitions
+                    .values()
+                    .map(|state| state.replica.next_wakeup_ms()),
+            )
+            .chain(self.controller.next_wakeup_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
 
     pub fn metadata(&self) -> &ClusterMetadata {
         &self.metadata
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
     }
 
     /// A partition's (log start, high watermark, log end) offsets, for tests and checkers.
@@ -239,6 +247,292 @@ impl Broker {
         })
     }
 
+    /// A hosted partition's leader epoch and whether this node leads it, for checkers.
+    pub fn partition_leadership(&self, partition: &TopicPartition) -> Option<(i32, bool)> {
+        self.partitions
+            .get(partition)
+            .map(|state| (state.replica.epoch(), state.replica.is_leader()))
+    }
+
+    /// Every hosted partition, the metadata log included.
+    pub fn hosted(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.partitions.keys()
+    }
+
+    // ----- partitions and their replicas -----
+
+    /// The partitions this node hosts according to the applied metadata: the metadata log
+    /// and every partition whose replicas include this node.
+    fn hosted_partitions(&self) -> Vec<TopicPartition> {
+        let node = self.config.node_id;
+        let mut hosted = vec![controller::metadata_partition()];
+        for topic in self.metadata.topics.values() {
+            for index in 0..topic.partition_count {
+                if topic.replicas(index, node).contains(&node) {
+                    hosted.push(TopicPartition::new(topic.name.clone(), index));
+                }
+            }
+        }
+        hosted
+    }
+
+    /// The voters of a partition's replication group.
+    fn voters_of(&self, partition: &TopicPartition) -> Vec<NodeId> {
+        if partition.topic == METADATA_TOPIC {
+            return self.config.voters.clone();
+        }
+        self.metadata
+            .topics
+            .get(&partition.topic)
+            .map_or_else(Vec::new, |topic| {
+                topic.replicas(partition.partition, self.config.node_id)
+            })
+    }
+
+    /// Starts hosting a partition: from what storage recovered, or empty (then storage is
+    /// told to create it). A new partition's preferred leader stands for election at once.
+    fn open_partition(
+        &mut self,
+        now_ms: i64,
+        partition: TopicPartition,
+        recovered: Option<RecoveredPartition>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let voters = self.voters_of(&partition);
+        if !voters.contains(&self.config.node_id) {
+            return;
+        }
+        let segment_bytes = self.topic_config(&partition.topic).segment_bytes;
+        let mut replica_state = ReplicaState::default();
+        let rebuilt = recovered.and_then(|recovered| {
+            replica_state = recovered.replica_state.unwrap_or_default();
+            match rebuild_partition(&recovered, self.forget_producers()) {
+                Ok((log, producers, dropped)) => {
+                    // A gap between segments (a roll persisted, the tail before it lost):
+                    // what follows the gap is not part of the log; storage cuts it.
+                    if !dropped.is_empty() {
+                        tracing::warn!(%partition, ?dropped, "segments after an offset gap dropped");
+                        outputs.push(Output::Storage(StorageCommand::Truncate {
+                            partition: partition.clone(),
+                            truncation: crate::log::Truncation {
+                                deleted_segments: dropped,
+                                active_segment_base: log.active_segment().base_offset,
+                                active_segment_bytes: log.active_segment().size_bytes(),
+                            },
+                        }));
+                    }
+                    Some((log, producers))
+                }
+                Err(reason) => {
+                    tracing::error!(%partition, %reason,
+                        "recovered partition is inconsistent; starting it empty");
+                    outputs.push(Output::Storage(StorageCommand::DeletePartition {
+                        partition: partition.clone(),
+                    }));
+                    None
+                }
+            }
+        });
+        let fresh = rebuilt.is_none();
+        let (mut log, producers) = rebuilt.unwrap_or_else(|| {
+            outputs.push(Output::Storage(StorageCommand::CreatePartition {
+                partition: partition.clone(),
+                base_offset: 0,
+            }));
+            (PartitionLog::new(0), ProducerStateTable::default())
+        });
+        if voters.len() > 1 {
+            // What is committed is unknown until a leader says; a lone voter's durable log
+            // is all committed.
+            log.reset_high_watermark_to_start();
+        }
+        let mut replica = Replica::new(
+            self.config.node_id,
+            voters.clone(),
+            replica_state,
+            self.config.replication.clone(),
+            now_ms,
+            &mut self.rng,
+        );
+        if fresh && voters.first() == Some(&self.config.node_id) {
+            replica.expedite_election(now_ms);
+        }
+        self.partitions.insert(
+            partition.clone(),
+            PartitionState {
+                log,
+                producers,
+                replica,
+                segment_bytes,
+            },
+        );
+        self.drive_replica(now_ms, &partition, outputs, |replica, context| {
+            if replica.next_wakeup_ms() <= context.now_ms {
+                replica.tick(context);
+            }
+        });
+    }
+
+    /// Stops hosting a partition and removes its data.
+    fn close_partition(&mut self, partition: &TopicPartition, outputs: &mut Vec<Output>) {
+        if self.partitions.remove(partition).is_some() {
+            self.unsynced_partitions.remove(partition);
+            outputs.push(Output::Storage(StorageCommand::DeletePartition {
+                partition: partition.clone(),
+            }));
+        }
+    }
+
+    #[cfg(feature = "defects")]
+    fn forget_producers(&self) -> bool {
+        self.config.defect == Some(crate::defects::Defect::ForgetProducerStateOnRestart)
+    }
+
+    #[cfg(not(feature = "defects"))]
+    fn forget_producers(&self) -> bool {
+        false
+    }
+
+    /// Runs `f` on a hosted partition's replica and turns its effects into outputs.
+    fn drive_replica<R>(
+        &mut self,
+        now_ms: i64,
+        partition: &TopicPartition,
+        outputs: &mut Vec<Output>,
+        f: impl FnOnce(&mut Replica, &mut ReplicaContext<'_>) -> R,
+    ) -> Option<R> {
+        let state = self.partitions.get_mut(partition)?;
+        let mut effects = Vec::new();
+        let mut context = ReplicaContext {
+            now_ms,
+            log: &mut state.log,
+            segment_bytes_max: state.segment_bytes,
+            append_sequence: &mut self.append_sequence,
+            rng: &mut self.rng,
+            effects: &mut effects,
+        };
+        let result = f(&mut state.replica, &mut context);
+        for effect in effects {
+            self.apply_effect(partition, effect, outputs);
+        }
+        Some(result)
+    }
+
+    fn apply_effect(
+        &mut self,
+        partition: &TopicPartition,
+        effect: Effect,
+        outputs: &mut Vec<Output>,
+    ) {
+        match effect {
+            Effect::PersistState(state) => {
+                outputs.push(Output::Storage(StorageCommand::PersistReplicaState {
+                    partition: partition.clone(),
+                    state,
+                }))
+            }
+            Effect::Send { to, message } => outputs.push(Output::Send {
+                to,
+                message: PeerMessage::Replication {
+                    partition: partition.clone(),
+                    message,
+                },
+            }),
+            Effect::Rolled { base_offset } => {
+                outputs.push(Output::Storage(StorageCommand::RollSegment {
+                    partition: partition.clone(),
+                    base_offset,
+                }))
+            }
+            Effect::Appended {
+                header,
+                batch,
+                bytes,
+                sequence,
+            } => {
+                if let Some(state) = self.partitions.get_mut(partition) {
+                    state.producers.record(&header, batch.base_offset);
+                }
+                if partition.topic == METADATA_TOPIC {
+                    self.controller.on_appended(
+                        &header,
+                        batch.base_offset,
+                        batch.last_offset,
+                        &bytes,
+                    );
+                }
+                self.unsynced_partitions.insert(partition.clone());
+                outputs.push(Output::Storage(StorageCommand::Append {
+                    partition: partition.clone(),
+                    batch,
+                    bytes,
+                    sequence,
+                }));
+            }
+            Effect::Truncated { offset, truncation } => {
+                if let Some(state) = self.partitions.get_mut(partition) {
+                    state.producers.truncate(offset);
+                }
+                if partition.topic == METADATA_TOPIC {
+                    self.controller.on_truncated(offset);
+                }
+                outputs.push(Output::Storage(StorageCommand::Truncate {
+                    partition: partition.clone(),
+                    truncation,
+                }));
+            }
+            // Waiters are re-examined after every step; leadership is announced by the
+            // controller's tick.
+            Effect::RoleChanged => {
+                if self
+                    .partitions
+                    .get(partition)
+                    .is_some_and(|state| state.replica.is_leader())
+                {
+                    self.controller.announce_soon();
+                }
+            }
+        }
+    }
+
+    /// After every step: apply what the metadata log committed, then answer the waiters
+    /// whose condition now holds (or whose partition changed leader).
+    fn after_step(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        self.apply_committed_metadata(now_ms, outputs);
+        self.release_admin(now_ms, outputs);
+        if !self.waiting_produces.is_empty() {
+            self.release_waiting_produces(outputs);
+        }
+        if !self.parked_fetches.is_empty() {
+            self.serve_parked_fetches(now_ms, outputs);
+        }
+    }
+
+    fn on_peer(
+        &mut self,
+        now_ms: i64,
+        from: NodeId,
+        message: PeerMessage,
+        outputs: &mut Vec<Output>,
+    ) {
+        if from == self.config.node_id || !self.config.voters.contains(&from) {
+            tracing::warn!(from, "message from a node outside the cluster ignored");
+            return;
+        }
+        match message {
+            PeerMessage::Replication { partition, message } => {
+                // A partition not hosted (yet: its topic's creation is not applied here) drops
+                // the message; the leader resends.
+                self.drive_replica(now_ms, &partition, outputs, |replica, context| {
+                    replica.handle(context, from, message)
+                });
+            }
+            PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
+            PeerMessage::Forward { id, op } => self.on_forward(now_ms, from, id, op, outputs),
+            PeerMessage::Forwarded { id, results } => self.on_forwarded(id, results, outputs),
+        }
+    }
+
     fn on_request(
         &mut self,
         now_ms: i64,
@@ -250,20 +544,24 @@ impl Broker {
             Request::Metadata {
                 topics,
                 allow_auto_create,
-            } => self.metadata_request(topics, allow_auto_create, outputs),
+            } => self.metadata_request(now_ms, topics, allow_auto_create, outputs),
             Request::CreateTopics { topics } => {
-                let results = topics
-                    .iter()
-                    .map(|topic| self.create_topic(topic, outputs))
-                    .collect();
-                Response::CreateTopics(results)
+                self.admin_request(
+                    now_ms,
+                    id,
+                    crate::api::AdminOp::CreateTopics(topics),
+                    outputs,
+                );
+                return;
             }
             Request::DeleteTopics { names } => {
-                let results = names
-                    .iter()
-                    .map(|name| self.delete_topic(name, outputs))
-                    .collect();
-                Response::DeleteTopics(results)
+                self.admin_request(
+                    now_ms,
+                    id,
+                    crate::api::AdminOp::DeleteTopics(names),
+                    outputs,
+                );
+                return;
             }
             Request::DescribeConfigs { topics } => Response::DescribeConfigs(
                 topics
@@ -276,7 +574,7 @@ impl Broker {
                 transactional_id,
                 partitions,
             } => {
-                self.produce(id, acks, transactional_id, partitions, outputs);
+                self.produce(now_ms, id, acks, transactional_id, partitions, outputs);
                 return;
             }
             Request::Fetch {
@@ -320,211 +618,6 @@ impl Broker {
         outputs.push(Output::Respond { id, response });
     }
 
-    // ----- metadata and topics -----
-
-    fn persist_metadata(&self) -> Output {
-        Output::Storage(StorageCommand::PersistMetadata(Box::new(
-            self.metadata.clone(),
-        )))
-    }
-
-    fn metadata_request(
-        &mut self,
-        topics: Option<Vec<String>>,
-        allow_auto_create: bool,
-        outputs: &mut Vec<Output>,
-    ) -> Response {
-        let names: Vec<String> = match topics {
-            Some(names) => names,
-            None => self.metadata.topics.keys().cloned().collect(),
-        };
-        let mut infos = Vec::with_capacity(names.len());
-        for name in names {
-            if !self.metadata.topics.contains_key(&name)
-                && allow_auto_create
-                && self.config.auto_create_topics
-                && is_valid_topic_name(&name)
-            {
-                let request = CreateTopic {
-                    name: name.clone(),
-                    partition_count: -1,
-                    replication_factor: -1,
-                    configs: Vec::new(),
-                    validate_only: false,
-                };
-                let created = self.create_topic(&request, outputs);
-                if created.error != ErrorCode::None {
-                    tracing::warn!(topic = %name, error = ?created.error, "auto-create failed");
-                }
-            }
-            infos.push(self.topic_info(&name));
-        }
-        Response::Metadata {
-            cluster_id: self.metadata.cluster_id.clone(),
-            controller_id: self.config.node_id,
-            nodes: self.metadata.nodes.clone(),
-            topics: infos,
-        }
-    }
-
-    fn topic_info(&self, name: &str) -> TopicInfo {
-        match self.metadata.topics.get(name) {
-            Some(topic) => TopicInfo {
-                name: name.to_string(),
-                topic_id: topic.topic_id,
-                error: ErrorCode::None,
-                partitions: (0..topic.partition_count)
-                    .map(|index| (index, self.config.node_id))
-                    .collect(),
-            },
-            None => TopicInfo {
-                name: name.to_string(),
-                topic_id: 0,
-                error: if is_valid_topic_name(name) {
-                    ErrorCode::UnknownTopicOrPartition
-                } else {
-                    ErrorCode::InvalidTopicException
-                },
-                partitions: Vec::new(),
-            },
-        }
-    }
-
-    fn create_topic(&mut self, request: &CreateTopic, outputs: &mut Vec<Output>) -> TopicResult {
-        let mut result = TopicResult::empty(&request.name);
-        let fail = |mut result: TopicResult, error: ErrorCode, message: String| {
-            result.error = error;
-            result.message = Some(message);
-            result
-        };
-        if !is_valid_topic_name(&request.name) {
-            return fail(
-                result,
-                ErrorCode::InvalidTopicException,
-                format!("'{}' is not a valid topic name", request.name),
-            );
-        }
-        if self.metadata.topics.contains_key(&request.name) {
-            return fail(
-                result,
-                ErrorCode::TopicAlreadyExists,
-                format!("topic '{}' already exists", request.name),
-            );
-        }
-        let partition_count = if request.partition_count == -1 {
-            self.config.default_partition_count
-        } else {
-            request.partition_count
-        };
-        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
-            return fail(
-                result,
-                ErrorCode::InvalidPartitions,
-                format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
-            );
-        }
-        let node_count = self.metadata.nodes.len() as i16;
-        let replication_factor = if request.replication_factor == -1 {
-            node_count.min(3)
-        } else {
-            request.replication_factor
-        };
-        if replication_factor < 1 || replication_factor > node_count {
-            return fail(result, ErrorCode::InvalidReplicationFactor, format!("replication factor {replication_factor} is not between 1 and the {node_count} available node(s)"));
-        }
-        let mut config = self.config.topic_defaults.clone();
-        for (key, value) in &request.configs {
-            if let Err(message) = config.set(key, value) {
-                return fail(result, ErrorCode::InvalidConfig, message);
-            }
-        }
-        result.partition_count = partition_count;
-        result.replication_factor = replication_factor;
-        result.configs = config
-            .entries()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
-        if request.validate_only {
-            return result;
-        }
-        let topic_id = self.fresh_topic_id();
-        result.topic_id = topic_id;
-        self.metadata.topics.insert(
-            request.name.clone(),
-            TopicMetadata {
-                name: request.name.clone(),
-                topic_id,
-                partition_count,
-                config,
-                assignments: Vec::new(),
-            },
-        );
-        outputs.push(self.persist_metadata());
-        for index in 0..partition_count {
-            let partition = TopicPartition::new(request.name.clone(), index);
-            outputs.push(Output::Storage(StorageCommand::CreatePartition {
-                partition: partition.clone(),
-                base_offset: 0,
-            }));
-            self.partitions.insert(partition, new_partition_state());
-        }
-        tracing::info!(topic = %request.name, partition_count, "created topic");
-        result
-    }
-
-    /// A random, non-zero topic id not used by any other topic.
-    fn fresh_topic_id(&mut self) -> u128 {
-        loop {
-            let candidate: u128 = self.rng.random();
-            if candidate != 0 && self.metadata.topic_by_id(candidate).is_none() {
-                return candidate;
-            }
-        }
-    }
-
-    fn delete_topic(&mut self, name: &str, outputs: &mut Vec<Output>) -> TopicResult {
-        let mut result = TopicResult::empty(name);
-        let Some(topic) = self.metadata.topics.remove(name) else {
-            result.error = ErrorCode::UnknownTopicOrPartition;
-            result.message = Some(format!("topic '{name}' does not exist"));
-            return result;
-        };
-        result.topic_id = topic.topic_id;
-        outputs.push(self.persist_metadata());
-        for index in 0..topic.partition_count {
-            let partition = TopicPartition::new(name, index);
-            self.partitions.remove(&partition);
-            self.unsynced_partitions.remove(&partition);
-            outputs.push(Output::Storage(StorageCommand::DeletePartition {
-                partition,
-            }));
-        }
-        tracing::info!(topic = %name, "deleted topic");
-        result
-    }
-
-    fn describe_configs(&self, name: &str) -> TopicResult {
-        let mut result = TopicResult::empty(name);
-        match self.metadata.topics.get(name) {
-            Some(topic) => {
-                result.topic_id = topic.topic_id;
-                result.partition_count = topic.partition_count;
-                result.configs = topic
-                    .config
-                    .entries()
-                    .into_iter()
-                    .map(|(key, value)| (key.to_string(), value))
-                    .collect();
-            }
-            None => {
-                result.error = ErrorCode::UnknownTopicOrPartition;
-                result.message = Some(format!("topic '{name}' does not exist"));
-            }
-        }
-        result
-    }
-
     fn topic_config(&self, topic: &str) -> TopicConfig {
         self.metadata.topics.get(topic).map_or_else(
             || self.config.topic_defaults.clone(),
@@ -532,10 +625,31 @@ impl Broker {
         )
     }
 
+    /// The partition a client may use: hosted, led by this node, and not internal.
+    fn led_partition(&self, partition: &TopicPartition) -> Result<&PartitionState, ErrorCode> {
+        if partition.topic == METADATA_TOPIC {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        match self.partitions.get(partition) {
+            Some(state) if state.replica.is_leader() => Ok(state),
+            Some(_) => Err(ErrorCode::NotLeaderOrFollower),
+            None if self
+                .metadata
+                .topics
+                .get(&partition.topic)
+                .is_some_and(|topic| (0..topic.partition_count).contains(&partition.partition)) =>
+            {
+                Err(ErrorCode::NotLeaderOrFollower)
+            }
+            None => Err(ErrorCode::UnknownTopicOrPartition),
+        }
+    }
+
     // ----- produce -----
 
     fn produce(
         &mut self,
+        now_ms: i64,
         id: RequestId,
         acks: Acks,
         transactional_id: Option<String>,
@@ -546,11 +660,23 @@ impl Broker {
         let mut waits = Vec::new();
         for produce in partitions {
             let (result, wait) =
-                self.produce_partition(&produce, transactional_id.is_some(), outputs);
+                self.produce_partition(now_ms, &produce, transactional_id.is_some(), outputs);
+            if let Some((offset, epoch)) = wait {
+                waits.push(ProduceWait {
+                    partition: produce.partition.clone(),
+                    offset,
+                    epoch,
+                    result: results.len(),
+                });
+            }
             results.push(result);
-            waits.extend(wait);
         }
-        let waiting = WaitingProduce { id, results, waits };
+        let mut waiting = WaitingProduce {
+            id,
+            acks,
+            results,
+            waits,
+        };
         // acks=0 gets an immediate answer that the driver does not send: the core still
         // closes every request it was given.
         #[cfg(feature = "defects")]
@@ -558,7 +684,7 @@ impl Broker {
             acks == Acks::All && self.config.defect == Some(crate::defects::Defect::AckBeforeFsync);
         #[cfg(not(feature = "defects"))]
         let acknowledge_early = false;
-        if acks == Acks::None || acknowledge_early || self.produce_is_durable(&waiting) {
+        if acks == Acks::None || acknowledge_early || self.settle(&mut waiting) {
             outputs.push(Output::Respond {
                 id,
                 response: Response::Produce(waiting.results),
@@ -569,22 +695,22 @@ impl Broker {
     }
 
     /// Validates, deduplicates and appends one partition's batch. Returns the result and,
-    /// when data was written or duplicated, the offset the high watermark must reach.
+    /// when data was written or duplicated, the offset to wait for and the leader epoch.
     fn produce_partition(
         &mut self,
+        now_ms: i64,
         produce: &ProducePartition,
         transactional: bool,
         outputs: &mut Vec<Output>,
-    ) -> (ProducePartitionResult, Option<(TopicPartition, i64)>) {
+    ) -> (ProducePartitionResult, Option<(i64, i32)>) {
         let partition = produce.partition.clone();
-        let config = self.topic_config(&partition.topic);
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            return (
-                produce_error(partition, ErrorCode::UnknownTopicOrPartition, None),
-                None,
-            );
+        let max_message_bytes = self.topic_config(&partition.topic).max_message_bytes;
+        let state = match self.led_partition(&partition) {
+            Ok(state) => state,
+            Err(error) => return (produce_error(partition, error, None), None),
         };
         let log_start_offset = state.log.log_start_offset();
+        let epoch = state.replica.epoch();
         let failed = |error: ErrorCode, message: String| {
             let mut result = produce_error(produce.partition.clone(), error, Some(message));
             result.log_start_offset = log_start_offset;
@@ -603,12 +729,12 @@ impl Broker {
                 ),
             );
         };
-        if header.size_bytes > config.max_message_bytes {
+        if header.size_bytes > max_message_bytes {
             return failed(
                 ErrorCode::MessageTooLarge,
                 format!(
                     "batch of {} bytes exceeds max.message.bytes {}",
-                    header.size_bytes, config.max_message_bytes
+                    header.size_bytes, max_message_bytes
                 ),
             );
         }
@@ -642,56 +768,62 @@ impl Broker {
                 last_offset,
             } => (first_offset, last_offset + 1),
             SequenceVerdict::Append => {
-                if state
-                    .log
-                    .needs_roll(header.size_bytes, config.segment_bytes)
-                {
-                    let base_offset = state.log.roll();
-                    outputs.push(Output::Storage(StorageCommand::RollSegment {
-                        partition: partition.clone(),
-                        base_offset,
-                    }));
-                }
-                self.append_sequence += 1;
-                let sequence = self.append_sequence;
-                // Until replication stamps leader epochs, the batch keeps the client's.
-                let appended = state
-                    .log
-                    .append(header, sequence, header.partition_leader_epoch);
-                state.producers.record(header, appended.base_offset);
-                outputs.push(Output::Storage(StorageCommand::Append {
-                    partition: partition.clone(),
-                    batch: appended,
-                    bytes: bytes.clone(),
-                    sequence,
-                }));
-                self.unsynced_partitions.insert(partition.clone());
+                let appended = self
+                    .drive_replica(now_ms, &partition, outputs, |replica, context| {
+                        replica.append_as_leader(context, header, bytes.clone())
+                    })
+                    .flatten();
+                let Some(appended) = appended else {
+                    return (
+                        produce_error(partition, ErrorCode::NotLeaderOrFollower, None),
+                        None,
+                    );
+                };
                 (appended.base_offset, appended.last_offset + 1)
             }
         };
         let result = ProducePartitionResult {
-            partition: partition.clone(),
+            partition,
             error: ErrorCode::None,
             message: None,
             base_offset,
             log_append_time_ms: -1,
             log_start_offset,
         };
-        (result, Some((partition, wait_until)))
+        (result, Some((wait_until, epoch)))
     }
 
-    fn produce_is_durable(&self, waiting: &WaitingProduce) -> bool {
-        waiting.waits.iter().all(|(partition, offset)| {
-            self.partitions
-                .get(partition)
-                .is_none_or(|state| state.log.high_watermark() >= *offset)
-        })
+    /// Settles what can be settled of a waiting produce: a partition whose leader changed
+    /// gets NOT_LEADER_OR_FOLLOWER; one that reached its offset is done. Returns whether
+    /// nothing is left to wait for.
+    fn settle(&self, waiting: &mut WaitingProduce) -> bool {
+        let acks = waiting.acks;
+        let results = &mut waiting.results;
+        waiting.waits.retain(|wait| {
+            let state = self
+                .partitions
+                .get(&wait.partition)
+                .filter(|state| state.replica.is_leader() && state.replica.epoch() == wait.epoch);
+            let Some(state) = state else {
+                let result = &mut results[wait.result];
+                result.error = ErrorCode::NotLeaderOrFollower;
+                result.message = Some("leadership changed before the write was committed".into());
+                result.base_offset = -1;
+                return false;
+            };
+            let reached = match acks {
+                Acks::All => state.log.high_watermark(),
+                Acks::Leader | Acks::None => state.log.durable_end_offset(),
+            };
+            reached < wait.offset
+        });
+        waiting.waits.is_empty()
     }
 
     fn release_waiting_produces(&mut self, outputs: &mut Vec<Output>) {
         let waiting = std::mem::take(&mut self.waiting_produces);
-        for produce in waiting {
-            if self.produce_is_durable(&produce) {
+        for mut produce in waiting {
+            if self.settle(&mut produce) {
                 outputs.push(Output::Respond {
                     id: produce.id,
                     response: Response::Produce(produce.results),
@@ -742,10 +874,17 @@ impl Broker {
             log_start_offset: -1,
             chunks: Vec::new(),
         };
-        let Some(state) = self.partitions.get(&wanted.partition) else {
-            result.error = ErrorCode::UnknownTopicOrPartition;
-            return result;
+        let state = match self.led_partition(&wanted.partition) {
+            Ok(state) => state,
+            Err(error) => {
+                result.error = error;
+                return result;
+            }
         };
+        if let Err(error) = check_leader_epoch(wanted.current_leader_epoch, &state.replica) {
+            result.error = error;
+            return result;
+        }
         let log = &state.log;
         result.high_watermark = log.high_watermark();
         result.last_stable_offset = last_stable_offset(log);
@@ -803,11 +942,13 @@ impl Broker {
             timestamp: -1,
             offset: -1,
         };
-        let Some(state) = self.partitions.get(&result.partition) else {
-            result.error = ErrorCode::UnknownTopicOrPartition;
-            return result;
+        let log = match self.led_partition(&result.partition) {
+            Ok(state) => &state.log,
+            Err(error) => {
+                result.error = error;
+                return result;
+            }
         };
-        let log = &state.log;
         let upper_bound = match isolation {
             Isolation::ReadUncommitted => log.high_watermark(),
             Isolation::ReadCommitted => last_stable_offset(log),
@@ -845,11 +986,9 @@ impl Broker {
                 producer_epoch: -1,
             };
         }
-        // An idempotent producer may ask to bump its epoch (KIP-360) after an error.
-        if producer_id >= 0
-            && producer_id < self.next_producer_id
-            && (0..i16::MAX - 1).contains(&producer_epoch)
-        {
+        // An idempotent producer may ask to bump its epoch (KIP-360) after an error; its id
+        // may come from any node.
+        if producer_id >= 0 && (0..i16::MAX - 1).contains(&producer_epoch) {
             return Response::InitProducerId {
                 error: ErrorCode::None,
                 producer_id,
@@ -869,10 +1008,20 @@ impl Broker {
         }
     }
 
+    fn persist_metadata(&self) -> Output {
+        Output::Storage(StorageCommand::PersistMetadata(Box::new(
+            self.metadata.clone(),
+        )))
+    }
+
     // ----- retention -----
 
     fn apply_retention(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         for (partition, state) in &mut self.partitions {
+            // The metadata log is kept whole: lagging and new nodes replay it.
+            if partition.topic == METADATA_TOPIC {
+                continue;
+            }
             let config = self
                 .metadata
                 .topics
@@ -894,37 +1043,43 @@ impl Broker {
     }
 }
 
+/// Kafka's leader-epoch check of a fetch: an older epoch than the leader's is fenced (the
+/// client's metadata is stale), a newer one is not known here yet.
+fn check_leader_epoch(client_epoch: i32, replica: &Replica) -> Result<(), ErrorCode> {
+    match client_epoch {
+        epoch if epoch < 0 => Ok(()),
+        epoch if epoch < replica.epoch() => Err(ErrorCode::FencedLeaderEpoch),
+        epoch if epoch > replica.epoch() => Err(ErrorCode::UnknownLeaderEpoch),
+        _ => Ok(()),
+    }
+}
+
 /// With no transactions yet, the last stable offset is the high watermark.
 fn last_stable_offset(log: &PartitionLog) -> i64 {
     log.high_watermark()
 }
 
-fn new_partition_state() -> PartitionState {
-    PartitionState {
-        log: PartitionLog::new(0),
-        producers: ProducerStateTable::default(),
-    }
-}
-
 /// Rebuilds a partition's log and, by replaying its batch headers, its producer state
-/// (skipped only by the deliberate defect `ForgetProducerStateOnRestart`).
+/// (skipped only by the deliberate defect `ForgetProducerStateOnRestart`). Also returns the
+/// segments dropped after a gap (see `PartitionLog::from_recovered`).
 fn rebuild_partition(
     recovered: &RecoveredPartition,
     forget_producers: bool,
-) -> Result<PartitionState, crate::log::LogError> {
-    let log = PartitionLog::from_recovered(&recovered.segments)?;
+) -> Result<(PartitionLog, ProducerStateTable, Vec<i64>), crate::log::LogError> {
+    let (log, dropped) = PartitionLog::from_recovered(&recovered.segments)?;
     let mut producers = ProducerStateTable::default();
-    let replayed = if forget_producers {
-        &[][..]
-    } else {
-        &recovered.segments[..]
-    };
-    for segment in replayed {
-        for batch in &segment.batches {
-            producers.record(&batch.header, batch.header.base_offset);
+    if !forget_producers {
+        let kept = recovered
+            .segments
+            .iter()
+            .filter(|segment| !dropped.contains(&segment.base_offset));
+        for segment in kept {
+            for batch in &segment.batches {
+                producers.record(&batch.header, batch.header.base_offset);
+            }
         }
     }
-    Ok(PartitionState { log, producers })
+    Ok((log, producers, dropped))
 }
 
 fn produce_error(

@@ -9,13 +9,37 @@ use proptest::prelude::*;
 
 const NOW: i64 = 1_000_000;
 
+/// A single-node broker whose first outputs (its metadata log's first records) are synced.
 fn broker() -> Broker {
-    let (broker, _) = Broker::new(BrokerConfig::default(), None, Vec::new(), 7, NOW);
+    restart(Recovery::default())
+}
+
+fn restart(recovery: Recovery) -> Broker {
+    let (mut broker, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    sync_all(&mut broker, outputs);
     broker
 }
 
+/// Feeds syncs for every append in `outputs` and in what the syncs cause, until nothing new
+/// is appended (as a driver's group commit would); returns every output seen.
+fn sync_all(broker: &mut Broker, mut outputs: Vec<Output>) -> Vec<Output> {
+    let mut synced = 0;
+    while let Some(sequence) = last_append_sequence(&outputs).filter(|s| *s > synced) {
+        synced = sequence;
+        let more = broker.step(
+            NOW,
+            Input::Synced {
+                through_sequence: sequence,
+            },
+        );
+        outputs.extend(more);
+    }
+    outputs
+}
+
+/// Creates a topic and syncs until the metadata log commits it.
 fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> {
-    broker.step(
+    let outputs = broker.step(
         NOW,
         Input::Request {
             id: 1,
@@ -29,7 +53,8 @@ fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> 
                 }],
             },
         },
-    )
+    );
+    sync_all(broker, outputs)
 }
 
 fn produce_request(topic: &str, records: Bytes, acks: Acks) -> Request {
@@ -53,6 +78,7 @@ fn fetch_request(topic: &str, offset: i64, max_wait_ms: i64, min_bytes: i32) -> 
             partition: TopicPartition::new(topic, 0),
             fetch_offset: offset,
             partition_max_bytes: 1 << 20,
+            current_leader_epoch: -1,
         }],
     }
 }
@@ -62,7 +88,7 @@ fn responses(outputs: &[Output]) -> Vec<(RequestId, &Response)> {
         .iter()
         .filter_map(|output| match output {
             Output::Respond { id, response } => Some((*id, response)),
-            Output::Storage(_) => None,
+            Output::Storage(_) | Output::Send { .. } => None,
         })
         .collect()
 }
@@ -85,15 +111,22 @@ fn produced(response: &Response) -> &ProducePartitionResult {
 fn creating_a_topic_persists_metadata_before_making_partitions() {
     let mut broker = broker();
     let outputs = create(&mut broker, "orders", 3);
-    assert!(matches!(
-        outputs[0],
-        Output::Storage(StorageCommand::PersistMetadata(_))
-    ));
-    let created = outputs
+    let persisted = outputs
         .iter()
-        .filter(|o| matches!(o, Output::Storage(StorageCommand::CreatePartition { .. })))
-        .count();
-    assert_eq!(created, 3);
+        .position(|o| matches!(o, Output::Storage(StorageCommand::PersistMetadata(_))))
+        .expect("the metadata is persisted");
+    let created: Vec<usize> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Output::Storage(StorageCommand::CreatePartition { .. })))
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(created.len(), 3);
+    assert!(created.iter().all(|index| *index > persisted));
+    let answered = responses(&outputs)[0];
+    assert!(
+        matches!(answered.1, Response::CreateTopics(results) if results[0].error == ErrorCode::None)
+    );
     let again = create(&mut broker, "orders", 3);
     match responses(&again)[0].1 {
         Response::CreateTopics(results) => {
@@ -283,7 +316,7 @@ fn a_fetch_long_polls_until_data_is_durable_or_the_deadline() {
         responses(&outputs).is_empty(),
         "nothing to read: the fetch waits"
     );
-    assert_eq!(broker.next_wakeup_ms(), Some(NOW));
+    assert!(broker.next_wakeup_ms().is_some_and(|at| at <= NOW + 500));
     let produce = broker.step(
         NOW + 10,
         Input::Request {
@@ -377,8 +410,10 @@ fn producer_ids_are_reserved_durably_in_blocks() {
     }
     // After a restart, ids continue above the reserved block.
     let metadata = broker.metadata().clone();
-    let (mut restarted, _) =
-        Broker::new(BrokerConfig::default(), Some(metadata), Vec::new(), 7, NOW);
+    let mut restarted = restart(Recovery {
+        metadata: Some(metadata),
+        ..Recovery::default()
+    });
     let after = restarted.step(
         NOW,
         Input::Request {
@@ -392,7 +427,8 @@ fn producer_ids_are_reserved_durably_in_blocks() {
     );
     match responses(&after)[0].1 {
         Response::InitProducerId { producer_id, .. } => {
-            assert!(*producer_id >= crate::broker::PRODUCER_ID_BLOCK_SIZE)
+            let node_base = 1i64 << crate::broker::PRODUCER_ID_NODE_SHIFT;
+            assert!(*producer_id >= node_base + crate::broker::PRODUCER_ID_BLOCK_SIZE)
         }
         other => panic!("{other:?}"),
     }
@@ -401,7 +437,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
 #[test]
 fn retention_deletes_old_segments_on_tick() {
     let mut broker = broker();
-    broker.step(
+    let created = broker.step(
         NOW,
         Input::Request {
             id: 1,
@@ -419,6 +455,7 @@ fn retention_deletes_old_segments_on_tick() {
             },
         },
     );
+    sync_all(&mut broker, created);
     let mut last_sequence = 0;
     for id in 0..20 {
         let outputs = broker.step(
@@ -482,7 +519,8 @@ fn arbitrary_inputs() -> impl Strategy<Value = Vec<(i64, Input)>> {
 }
 
 fn run(inputs: &[(i64, Input)]) -> Vec<Output> {
-    let (mut broker, mut outputs) = Broker::new(BrokerConfig::default(), None, Vec::new(), 99, NOW);
+    let (mut broker, outputs) = Broker::new(BrokerConfig::default(), Recovery::default(), 99, NOW);
+    let mut outputs = sync_all(&mut broker, outputs);
     outputs.extend(create(&mut broker, "d", 1));
     let mut now = NOW;
     for (index, (advance, input)) in inputs.iter().enumerate() {
@@ -520,7 +558,7 @@ proptest! {
 fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
     use crate::batch::read_header;
     let mut broker = broker();
-    create(&mut broker, "t", 1);
+    let mut outputs = create(&mut broker, "t", 1);
     let batch = test_batches::batch(3, NOW, 5, 0, 0);
     let first = broker.step(
         NOW,
@@ -529,28 +567,42 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
             request: produce_request("t", batch.clone(), Acks::All),
         },
     );
-    broker.step(
-        NOW,
-        Input::Synced {
-            through_sequence: last_append_sequence(&first).unwrap(),
-        },
-    );
-    // What storage would report after a restart: the one batch, at offset 0.
-    let mut header = read_header(&batch).unwrap();
-    header.base_offset = 0;
+    outputs.extend(sync_all(&mut broker, first));
+    // What storage would report after a restart: every batch appended to "t", at the
+    // offsets the core gave them.
+    let batches = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Storage(StorageCommand::Append {
+                partition,
+                batch,
+                bytes,
+                ..
+            }) if partition.topic == "t" => {
+                let mut header = read_header(bytes).unwrap();
+                header.base_offset = batch.base_offset;
+                header.partition_leader_epoch = batch.leader_epoch;
+                Some(RecoveredBatch {
+                    position: batch.position,
+                    header,
+                })
+            }
+            _ => None,
+        })
+        .collect();
     let recovered = vec![RecoveredPartition {
         partition: TopicPartition::new("t", 0),
         segments: vec![RecoveredSegment {
             base_offset: 0,
-            batches: vec![RecoveredBatch {
-                position: 0,
-                header,
-            }],
+            batches,
         }],
+        replica_state: None,
     }];
-    let metadata = broker.metadata().clone();
-    let (mut restarted, _) =
-        Broker::new(BrokerConfig::default(), Some(metadata), recovered, 7, NOW);
+    let mut restarted = restart(Recovery {
+        metadata: Some(broker.metadata().clone()),
+        partitions: recovered,
+        ..Recovery::default()
+    });
     let retry = restarted.step(
         NOW,
         Input::Request {

@@ -47,3 +47,5 @@ pub mod replication;
 
 #[cfg(test)]
 mod broker_tests;
+#[cfg(test)]
+mod cluster_tests;

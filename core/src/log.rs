@@ -141,15 +141,25 @@ impl PartitionLog {
 
     /// Rebuilds a log from what storage recovered. Everything recovered is durable (storage
     /// syncs during recovery), so the high watermark is the log end offset.
-    pub fn from_recovered(segments: &[RecoveredSegment]) -> Result<Self, LogError> {
+    ///
+    /// A segment that does not start where the one before it ends follows a gap: a crash
+    /// kept a roll but lost the tail before it (possible where the file system persists
+    /// metadata before data). Offsets must stay dense, so that segment and every later one
+    /// are dropped; their base offsets are returned, for storage to delete them.
+    pub fn from_recovered(segments: &[RecoveredSegment]) -> Result<(Self, Vec<i64>), LogError> {
         let Some(first) = segments.first() else {
-            return Ok(Self::new(0));
+            return Ok((Self::new(0), Vec::new()));
         };
         let mut rebuilt = VecDeque::new();
         let mut previous_end: Option<i64> = None;
+        let mut dropped = Vec::new();
         for recovered in segments {
             if previous_end.is_some_and(|end| recovered.base_offset < end) {
                 return Err(LogError::SegmentOrder(recovered.base_offset));
+            }
+            if !dropped.is_empty() || previous_end.is_some_and(|end| recovered.base_offset > end) {
+                dropped.push(recovered.base_offset);
+                continue;
             }
             let mut segment = Segment::new(recovered.base_offset);
             for batch in &recovered.batches {
@@ -185,7 +195,7 @@ impl PartitionLog {
             unsynced: VecDeque::new(),
         };
         log.check_invariants();
-        Ok(log)
+        Ok((log, dropped))
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -258,6 +268,7 @@ impl PartitionLog {
             base_offset,
             last_offset: entry.last_offset,
             max_timestamp: entry.max_timestamp,
+            leader_epoch,
         };
         debug_assert!(
             self.unsynced
@@ -729,7 +740,7 @@ mod tests {
             })
             .collect();
         let rebuilt = PartitionLog::from_recovered(&recovered).unwrap();
-        assert_eq!(rebuilt, original);
+        assert_eq!(rebuilt.0, original);
         let mut gap = recovered.clone();
         gap[1].batches[0].header.base_offset += 1;
         assert!(PartitionLog::from_recovered(&gap).is_err());

@@ -158,6 +158,10 @@ impl TopicMetadata {
 /// A change to the cluster metadata: the records of the replicated metadata log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
+    /// The first record of a cluster's metadata log: the cluster's id.
+    InitCluster {
+        cluster_id: String,
+    },
     /// A node announces where clients reach it.
     RegisterNode(NodeInfo),
     CreateTopic(TopicMetadata),
@@ -190,8 +194,12 @@ pub struct ClusterMetadata {
     pub cluster_id: String,
     pub nodes: Vec<NodeInfo>,
     pub topics: BTreeMap<String, TopicMetadata>,
-    /// Producer ids below this may have been handed out; the next block starts here.
+    /// This node's own producer-id counter (not replicated: each node hands out ids in its
+    /// own range): ids below this may have been handed out; the next block starts here.
     pub producer_id_block_end: i64,
+    /// Metadata-log offsets below this are applied to this snapshot.
+    #[serde(default)]
+    pub applied_end_offset: i64,
 }
 
 impl ClusterMetadata {
@@ -201,6 +209,7 @@ impl ClusterMetadata {
             nodes,
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
+            applied_end_offset: 0,
         }
     }
 
@@ -215,6 +224,13 @@ impl ClusterMetadata {
     /// replica refuses the same records, so they all stay equal.
     pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), String> {
         match record {
+            MetadataRecord::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() {
+                    return Err(format!("the cluster already has id {}", self.cluster_id));
+                }
+                self.cluster_id = cluster_id.clone();
+                Ok(())
+            }
             MetadataRecord::RegisterNode(node) => {
                 match self
                     .nodes

@@ -84,11 +84,12 @@ impl ProducerStateTable {
                 last_offset: original.last_offset,
             });
         }
-        let expected = entry
-            .recent
-            .back()
-            .map_or(0, |last| sequence_add(last.last_sequence, 1));
-        if header.base_sequence == expected {
+        // No recent batch left (a truncation removed them): the last sequence is unknown, so
+        // any continues it; the batches that set it were never committed.
+        let Some(last) = entry.recent.back() else {
+            return Ok(SequenceVerdict::Append);
+        };
+        if header.base_sequence == sequence_add(last.last_sequence, 1) {
             Ok(SequenceVerdict::Append)
         } else {
             Err(ErrorCode::OutOfOrderSequenceNumber)
@@ -121,6 +122,15 @@ impl ProducerStateTable {
             first_offset,
             last_offset: first_offset + i64::from(header.last_offset_delta),
         });
+    }
+
+    /// Forgets the batches at or above `offset` (the log was truncated there, in
+    /// replication). A producer left with no recent batch keeps its epoch; its next
+    /// sequence is then accepted as it comes (see `check`).
+    pub fn truncate(&mut self, offset: i64) {
+        for entry in self.producers.values_mut() {
+            entry.recent.retain(|batch| batch.last_offset < offset);
+        }
     }
 
     /// Number of producers with state in this partition.

@@ -11,6 +11,9 @@
 //! retention_bytes = -1
 //! frame_bytes_max = 104857600
 //! request_timeout_ms = 30000
+//! node_id = 1
+//! peer_listen = "127.0.0.1:19093"
+//! peers = "1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093"
 //! ```
 
 use anyhow::{bail, Context};
@@ -18,7 +21,8 @@ use clap::Args;
 use myelin_core::api::BrokerConfig;
 use myelin_core::metadata::{TopicConfig, SEGMENT_BYTES_MIN};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// Flags of `myelin node`. Each overrides the same key of `--config`.
@@ -57,6 +61,13 @@ pub struct NodeArgs {
     /// How long a started request frame may take to arrive, in ms [default: 30000]
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Where this node accepts connections from its peers [default: its own --peers entry]
+    #[arg(long)]
+    pub peer_listen: Option<SocketAddr>,
+    /// Every node of the cluster and its peer address: `1=host:port,2=host:port,...`
+    /// (this node included). Without it, the node is a cluster of one.
+    #[arg(long)]
+    pub peers: Option<String>,
 }
 
 /// The TOML file's shape: the same keys as the flags.
@@ -73,6 +84,8 @@ struct FileConfig {
     retention_bytes: Option<i64>,
     frame_bytes_max: Option<usize>,
     request_timeout_ms: Option<u64>,
+    peer_listen: Option<SocketAddr>,
+    peers: Option<String>,
 }
 
 /// The resolved configuration of one node.
@@ -86,6 +99,11 @@ pub struct NodeConfig {
     pub topic_defaults: TopicConfig,
     pub frame_bytes_max: usize,
     pub request_timeout_ms: u64,
+    /// Where peers connect; `None` for a cluster of one.
+    pub peer_listen: Option<SocketAddr>,
+    /// Every node of the cluster (this one included) and its peer address; empty for a
+    /// cluster of one.
+    pub peers: BTreeMap<i32, SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -99,6 +117,8 @@ impl Default for NodeConfig {
             topic_defaults: TopicConfig::default(),
             frame_bytes_max: 100 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            peer_listen: None,
+            peers: BTreeMap::new(),
         }
     }
 }
@@ -128,6 +148,13 @@ impl NodeConfig {
         layer!(retention_bytes => config.topic_defaults.retention_bytes);
         layer!(frame_bytes_max => config.frame_bytes_max);
         layer!(request_timeout_ms => config.request_timeout_ms);
+        if let Some(peers) = args.peers.as_ref().or(file.peers.as_ref()) {
+            config.peers = parse_peers(peers)?;
+        }
+        config.peer_listen = args
+            .peer_listen
+            .or(file.peer_listen)
+            .or_else(|| config.peers.get(&config.node_id).copied());
         config.validate()?;
         Ok(config)
     }
@@ -145,7 +172,25 @@ impl NodeConfig {
         if self.node_id < 0 {
             bail!("node_id must not be negative");
         }
+        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
+            bail!(
+                "--peers must list this node (--node-id {}) with its peer address",
+                self.node_id
+            );
+        }
+        if self.peers.is_empty() && self.peer_listen.is_some() {
+            bail!("--peer-listen needs --peers (the cluster's nodes)");
+        }
         Ok(())
+    }
+
+    /// The nodes of the cluster, sorted: the `--peers` ids, or this node alone.
+    pub fn voters(&self) -> Vec<i32> {
+        if self.peers.is_empty() {
+            vec![self.node_id]
+        } else {
+            self.peers.keys().copied().collect()
+        }
     }
 
     /// The core's configuration, once the listener's real address is known.
@@ -162,9 +207,41 @@ impl NodeConfig {
             auto_create_topics: self.auto_create_topics,
             default_partition_count: self.default_partitions,
             topic_defaults: self.topic_defaults.clone(),
+            voters: self.voters(),
             ..BrokerConfig::default()
         }
     }
+}
+
+/// Parses `1=host:port,2=host:port`: positive, unique node ids; each address resolved now.
+fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<i32, SocketAddr>> {
+    let mut peers = BTreeMap::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = entry
+            .split_once('=')
+            .with_context(|| format!("peer '{entry}' is not id=host:port"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("peer id '{id}' is not a number"))?;
+        if id < 0 {
+            bail!("peer id {id} is negative");
+        }
+        let address = address
+            .trim()
+            .to_socket_addrs()
+            .with_context(|| format!("peer address '{address}' does not resolve"))?
+            .next()
+            .with_context(|| format!("peer address '{address}' resolves to nothing"))?;
+        if peers.insert(id, address).is_some() {
+            bail!("peer id {id} is listed twice");
+        }
+    }
+    Ok(peers)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -210,6 +287,41 @@ mod tests {
         assert!(NodeConfig::resolve(&args).is_err());
         let args = NodeArgs {
             default_partitions: Some(0),
+            ..NodeArgs::default()
+        };
+        assert!(NodeConfig::resolve(&args).is_err());
+    }
+
+    #[test]
+    fn peers_parse_and_default_the_peer_listener() {
+        let args = NodeArgs {
+            node_id: Some(2),
+            peers: Some("1=127.0.0.1:19093, 2=127.0.0.1:29093,3=127.0.0.1:39093".into()),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(config.voters(), vec![1, 2, 3]);
+        assert_eq!(config.peer_listen.unwrap().port(), 29093);
+        assert_eq!(NodeConfig::default().voters(), vec![1]);
+    }
+
+    #[test]
+    fn bad_peer_lists_are_refused() {
+        for peers in [
+            "1=127.0.0.1:1,1=127.0.0.1:2",
+            "x=127.0.0.1:1",
+            "1:127.0.0.1:1",
+            "2=127.0.0.1:1",
+        ] {
+            let args = NodeArgs {
+                node_id: Some(1),
+                peers: Some(peers.into()),
+                ..NodeArgs::default()
+            };
+            assert!(NodeConfig::resolve(&args).is_err(), "{peers}");
+        }
+        let args = NodeArgs {
+            peer_listen: Some("127.0.0.1:1".parse().unwrap()),
             ..NodeArgs::default()
         };
         assert!(NodeConfig::resolve(&args).is_err());

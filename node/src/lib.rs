@@ -16,8 +16,10 @@ pub mod runtime;
 pub mod storage;
 
 use anyhow::Context;
+use bytes::{Bytes, BytesMut};
 use config::NodeConfig;
-use myelin_core::broker::Broker;
+use myelin_core::api::{ReadChunk, RecoveredPartition, Recovery};
+use myelin_core::broker::{Broker, METADATA_TOPIC};
 use std::future::Future;
 use std::sync::Arc;
 use storage::Storage;
@@ -40,6 +42,8 @@ pub async fn run_node_with(
     hooks: runtime::NodeHooks,
 ) -> anyhow::Result<()> {
     let recovered = storage.recover().context("recovering the data directory")?;
+    let metadata_log = read_metadata_log(storage.as_ref(), &recovered.partitions)
+        .context("reading the recovered metadata log")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
@@ -57,14 +61,29 @@ pub async fn run_node_with(
             recovered: &recovered.partitions,
         },
     );
+    let peers = match config.peer_listen {
+        Some(peer_listen) => {
+            let peer_config =
+                peer::PeerConfig::new(config.node_id, peer_listen, config.peers.clone());
+            let started = peer::PeerTransport::start(peer_config)
+                .await
+                .with_context(|| format!("starting the peer transport on {peer_listen}"))?;
+            tracing::info!(address = %peer_listen, peers = ?config.peers, "peer transport listening");
+            Some(started)
+        }
+        None => None,
+    };
     let (broker, initial) = Broker::new(
         broker_config,
-        recovered.metadata,
-        recovered.partitions,
+        Recovery {
+            metadata: recovered.metadata,
+            partitions: recovered.partitions,
+            metadata_log,
+        },
         hooks.broker_rng_seed.unwrap_or_else(rand::random),
         now,
     );
-    let handle = runtime::start_with(broker, storage, initial, hooks)
+    let handle = runtime::start_with(broker, storage, initial, peers, hooks)
         .context("applying recovery outputs")?;
     tracing::info!(
         address = %bound,
@@ -88,4 +107,29 @@ pub async fn run_node_with(
     handle.shutdown().await;
     tracing::info!("myelin node stopped");
     Ok(())
+}
+
+/// The recovered metadata log's batches, concatenated: the core replays the records past its
+/// snapshot from them (it holds no record bytes of its own).
+fn read_metadata_log(
+    storage: &dyn Storage,
+    partitions: &[RecoveredPartition],
+) -> Result<Bytes, storage::StorageError> {
+    let mut bytes = BytesMut::new();
+    let metadata_partitions = partitions
+        .iter()
+        .filter(|partition| partition.partition.topic == METADATA_TOPIC);
+    for partition in metadata_partitions {
+        for segment in &partition.segments {
+            for batch in &segment.batches {
+                let chunk = ReadChunk {
+                    segment_base_offset: segment.base_offset,
+                    position: batch.position,
+                    length: batch.header.size_bytes,
+                };
+                bytes.extend_from_slice(&storage.read(&partition.partition, &chunk)?);
+            }
+        }
+    }
+    Ok(bytes.freeze())
 }

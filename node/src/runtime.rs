@@ -20,14 +20,16 @@
 //! simulator (`cfg(madsim)`) every node shares one process, so the core task stops instead:
 //! it answers nothing more, and the simulator treats the node as crashed.
 
+use crate::peer::{PeerReceiver, PeerTransport};
 use crate::storage::{Storage, StorageError};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use myelin_core::api::{
-    BrokerConfig, Input, Output, ReadChunk, RecoveredPartition, Request, RequestId, Response,
-    StorageCommand,
+    BrokerConfig, Input, Output, PeerMessage, ReadChunk, RecoveredPartition, Request, RequestId,
+    Response, StorageCommand,
 };
 use myelin_core::broker::Broker;
 use myelin_core::metadata::TopicPartition;
+use myelin_core::replication::{NodeId, Records, ReplicationMessage};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -57,6 +59,10 @@ enum CoreEvent {
         through_sequence: u64,
     },
     SyncFailed(StorageError),
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
     Shutdown {
         done: oneshot::Sender<()>,
     },
@@ -179,6 +185,8 @@ struct CoreTask {
     /// Sequence covered by the last completed sync.
     synced_sequence: u64,
     sync_in_flight: bool,
+    /// The transport to the other nodes; `None` for a single-node cluster.
+    peers: Option<PeerTransport<PeerMessage>>,
     hooks: NodeHooks,
 }
 
@@ -188,17 +196,24 @@ pub fn start(
     storage: Arc<dyn Storage>,
     initial: Vec<Output>,
 ) -> Result<NodeHandle, StorageError> {
-    start_with(broker, storage, initial, NodeHooks::default())
+    start_with(broker, storage, initial, None, NodeHooks::default())
 }
 
-/// [`start`], with hooks. The trace sees `initial` as outputs before anything else runs.
+/// [`start`], with the peer transport of a cluster and hooks. Messages from peers become
+/// `Input::Peer`s, in arrival order. The trace sees `initial` as outputs before anything
+/// else runs.
 pub fn start_with(
     broker: Broker,
     storage: Arc<dyn Storage>,
     initial: Vec<Output>,
+    peers: Option<(PeerTransport<PeerMessage>, PeerReceiver<PeerMessage>)>,
     hooks: NodeHooks,
 ) -> Result<NodeHandle, StorageError> {
     let (events_sender, events) = mpsc::channel(CORE_QUEUE_DEPTH);
+    let (peers, peer_receiver) = match peers {
+        Some((transport, receiver)) => (Some(transport), Some(receiver)),
+        None => (None, None),
+    };
     let mut task = CoreTask {
         broker,
         storage: storage.clone(),
@@ -208,6 +223,7 @@ pub fn start_with(
         appended_sequence: 0,
         synced_sequence: 0,
         sync_in_flight: false,
+        peers,
         hooks,
     };
     if task.hooks.trace.is_some() {
@@ -217,6 +233,21 @@ pub fn start_with(
         }
     }
     task.execute(initial)?;
+    if let Some(mut receiver) = peer_receiver {
+        // Waiting for room in the core's queue is the backpressure that reaches the peers.
+        let events = events_sender.clone();
+        tokio::spawn(async move {
+            while let Some((from, message)) = receiver.recv().await {
+                if events
+                    .send(CoreEvent::Peer { from, message })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
     tokio::spawn(task.run(events));
     Ok(NodeHandle {
         events: events_sender,
@@ -289,6 +320,7 @@ impl CoreTask {
                 self.step(Input::Synced { through_sequence })
             }
             CoreEvent::SyncFailed(error) => Err(error),
+            CoreEvent::Peer { from, message } => self.step(Input::Peer { from, message }),
             CoreEvent::Shutdown { done } => {
                 self.sync_now_blocking()?;
                 let _ = done.send(());
@@ -321,8 +353,36 @@ impl CoreTask {
                         let _ = reply.send(response);
                     }
                 }
+                Output::Send { to, message } => self.send(to, message)?,
             }
         }
+        Ok(())
+    }
+
+    /// Sends a message to a peer, first reading the stored batches an append names.
+    fn send(&mut self, to: NodeId, mut message: PeerMessage) -> Result<(), StorageError> {
+        let Some(peers) = &self.peers else {
+            tracing::warn!(
+                to,
+                "a message for a peer, but this node has none configured"
+            );
+            return Ok(());
+        };
+        if let PeerMessage::Replication {
+            partition,
+            message: ReplicationMessage::Append { records, .. },
+        } = &mut message
+        {
+            if let Records::Stored(chunks) = records {
+                let mut bytes = BytesMut::new();
+                for chunk in chunks.iter() {
+                    bytes.extend_from_slice(&self.storage.read(partition, chunk)?);
+                }
+                *records = Records::Inline(bytes.freeze());
+            }
+        }
+        // A full queue drops the message (counted by the transport): replication retries.
+        peers.send(to, message);
         Ok(())
     }
 
@@ -357,6 +417,13 @@ impl CoreTask {
                 partition,
                 base_offset,
             } => self.storage.delete_segment(&partition, base_offset),
+            StorageCommand::Truncate {
+                partition,
+                truncation,
+            } => self.storage.truncate(&partition, &truncation),
+            StorageCommand::PersistReplicaState { partition, state } => {
+                self.storage.persist_replica_state(&partition, &state)
+            }
             StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
         }
     }

@@ -16,7 +16,8 @@
 //!   durable at once (it fsyncs the directories); rolling a segment and deleting one by
 //!   retention are durable at the next sync. At a crash, the ones since the last sync are
 //!   either all kept or all undone ([`CrashSpec::keep_unsynced_directory_ops`]).
-//! - `persist_metadata` is durable when it returns.
+//! - `persist_metadata`, `persist_replica_state` and `truncate` are durable when they
+//!   return (the file storage fsyncs them at once).
 //! - [`SimDisk::fail_next_sync`] makes the next sync fail; like the file storage, every sync
 //!   after a failed one fails too, until the next crash (a reboot).
 //!
@@ -31,8 +32,10 @@
 
 use bytes::Bytes;
 use myelin_core::api::{AppendedBatch, ReadChunk, RecoveredPartition, RecoveredSegment};
-use myelin_core::batch::{base_offset_bytes, scan_batches, BatchScan};
+use myelin_core::batch::{scan_batches, stored_header_prefix, BatchScan};
+use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
+use myelin_core::replication::ReplicaState;
 use myelin_node::storage::{Recovered, Storage, StorageError, StorageResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -112,6 +115,7 @@ impl PartitionFiles {
 #[derive(Debug, Default)]
 struct DiskState {
     metadata: Option<ClusterMetadata>,
+    replica_states: BTreeMap<TopicPartition, ReplicaState>,
     partitions: BTreeMap<TopicPartition, PartitionFiles>,
     /// Segments deleted by retention since the last sync (a crash may bring them back).
     unsynced_deletions: Vec<(TopicPartition, i64, Segment)>,
@@ -349,6 +353,7 @@ impl Storage for SimDisk {
             partitions.push(RecoveredPartition {
                 partition: partition.clone(),
                 segments,
+                replica_state: state.replica_states.get(partition).copied(),
             });
         }
         state.partitions = partitions_on_disk;
@@ -371,6 +376,7 @@ impl Storage for SimDisk {
     fn delete_partition(&self, partition: &TopicPartition) -> StorageResult<()> {
         let mut state = self.lock();
         state.partitions.remove(partition);
+        state.replica_states.remove(partition);
         state
             .unsynced_deletions
             .retain(|(deleted, _, _)| deleted != partition);
@@ -402,17 +408,19 @@ impl Storage for SimDisk {
                 segment.bytes.len()
             )));
         }
-        if bytes.len() < 8 {
+        if bytes.len() < 16 {
             return Err(invalid(format!(
                 "append of {} bytes to {partition}",
                 bytes.len()
             )));
         }
         let start = segment.bytes.len();
-        segment
-            .bytes
-            .extend_from_slice(&base_offset_bytes(batch.base_offset));
-        segment.bytes.extend_from_slice(&bytes[8..]);
+        segment.bytes.extend_from_slice(&stored_header_prefix(
+            bytes,
+            batch.base_offset,
+            batch.leader_epoch,
+        ));
+        segment.bytes.extend_from_slice(&bytes[16..]);
         segment
             .unsynced_writes
             .push((start, segment.bytes.len(), write_number));
@@ -465,6 +473,60 @@ impl Storage for SimDisk {
         state
             .unsynced_deletions
             .push((partition.clone(), base_offset, segment));
+        Ok(())
+    }
+
+    fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()> {
+        let mut state = self.lock();
+        let files = state
+            .partitions
+            .get_mut(partition)
+            .ok_or_else(|| missing_partition(partition))?;
+        let base = truncation.active_segment_base;
+        let later: Vec<i64> = files.segments.range(base + 1..).map(|(b, _)| *b).collect();
+        let mut named = truncation.deleted_segments.clone();
+        named.sort_unstable();
+        if later != named {
+            return Err(invalid(format!(
+                "truncate {partition} to {truncation:?}: the segments after {base} are {later:?}"
+            )));
+        }
+        for removed in later {
+            files.segments.remove(&removed);
+        }
+        let segment =
+            files
+                .segments
+                .get_mut(&base)
+                .ok_or_else(|| StorageError::UnknownSegment {
+                    partition: partition.clone(),
+                    base_offset: base,
+                })?;
+        let cut = truncation.active_segment_bytes as usize;
+        if cut > segment.bytes.len() {
+            return Err(invalid(format!(
+                "truncate {partition} segment {base} to {cut} bytes: it has {}",
+                segment.bytes.len()
+            )));
+        }
+        // Durable at once, like the file storage's (it fsyncs the cut).
+        segment.bytes.truncate(cut);
+        segment.durable_len = segment.durable_len.min(cut);
+        segment.unsynced_writes.retain(|(_, end, _)| *end <= cut);
+        state
+            .unsynced_deletions
+            .retain(|(deleted, deleted_base, _)| deleted != partition || *deleted_base < base);
+        Ok(())
+    }
+
+    fn persist_replica_state(
+        &self,
+        partition: &TopicPartition,
+        replica_state: &ReplicaState,
+    ) -> StorageResult<()> {
+        self.lock()
+            .replica_states
+            .insert(partition.clone(), *replica_state);
         Ok(())
     }
 
@@ -546,6 +608,7 @@ mod tests {
             base_offset,
             last_offset: base_offset,
             max_timestamp: 0,
+            leader_epoch: 0,
         };
         disk.append(&partition(), &batch, &bytes).unwrap();
         bytes.len() as u32

@@ -67,6 +67,8 @@ pub(crate) async fn handle(
                 partition: TopicPartition::new(name.clone(), partition.partition),
                 fetch_offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes,
+                // -1 (the field's default before v9) skips the epoch check.
+                current_leader_epoch: partition.current_leader_epoch,
             }));
         }
         requested.push(RequestedTopic {

@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use myelin_core::api::{ErrorCode, Request, Response, TopicInfo};
+use myelin_core::api::{ErrorCode, PartitionInfo, Request, Response, TopicInfo};
 use myelin_core::metadata::NodeInfo;
 use uuid::Uuid;
 
@@ -155,25 +155,24 @@ fn topic_response(version: i16, topic: TopicInfo) -> MetadataResponseTopic {
     response.partitions = topic
         .partitions
         .into_iter()
-        .map(|(partition_index, leader_id)| partition_response(version, partition_index, leader_id))
+        .map(|partition| partition_response(version, partition))
         .collect();
     response
 }
 
-fn partition_response(
-    version: i16,
-    partition_index: i32,
-    leader_id: i32,
-) -> MetadataResponsePartition {
+fn partition_response(version: i16, info: PartitionInfo) -> MetadataResponsePartition {
     let mut partition = MetadataResponsePartition::default();
-    partition.error_code = ErrorCode::None.code();
-    partition.partition_index = partition_index;
-    partition.leader_id = BrokerId(leader_id);
+    partition.error_code = info.error.code();
+    partition.partition_index = info.index;
+    partition.leader_id = BrokerId(info.leader);
     if version >= 7 {
-        partition.leader_epoch = 0;
+        partition.leader_epoch = info.leader_epoch;
     }
-    partition.replica_nodes = vec![BrokerId(leader_id)];
-    partition.isr_nodes = vec![BrokerId(leader_id)];
+    let replicas: Vec<BrokerId> = info.replicas.into_iter().map(BrokerId).collect();
+    // In-sync replicas are not tracked (commitment is by majority, not by ISR): every
+    // replica is listed.
+    partition.isr_nodes = replicas.clone();
+    partition.replica_nodes = replicas;
     partition.offline_replicas = Vec::new();
     partition
 }
@@ -200,7 +199,15 @@ mod tests {
                         name: "orders".into(),
                         topic_id: 7,
                         error: ErrorCode::None,
-                        partitions: vec![(0, 1), (1, 1)],
+                        partitions: (0..2)
+                            .map(|index| PartitionInfo {
+                                index,
+                                error: ErrorCode::None,
+                                leader: index + 1,
+                                leader_epoch: 4,
+                                replicas: vec![1, 2, 3],
+                            })
+                            .collect(),
                     },
                 ),
                 topic_response(
@@ -217,7 +224,11 @@ mod tests {
             body.encode(&mut encoded, version).unwrap();
             let decoded = MetadataResponse::decode(&mut encoded.freeze(), version).unwrap();
             assert_eq!(decoded.topics[0].partitions.len(), 2);
-            assert_eq!(*decoded.topics[0].partitions[1].leader_id, 1);
+            assert_eq!(*decoded.topics[0].partitions[1].leader_id, 2);
+            assert_eq!(decoded.topics[0].partitions[1].replica_nodes.len(), 3);
+            if version >= 7 {
+                assert_eq!(decoded.topics[0].partitions[1].leader_epoch, 4);
+            }
             if version >= 10 {
                 assert_eq!(decoded.topics[0].topic_id, Uuid::from_u128(7));
                 assert_eq!(decoded.topics[1].name, None);

@@ -84,18 +84,23 @@ use layout::{
     SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
 use myelin_core::api::{AppendedBatch, ReadChunk};
-use myelin_core::batch::{base_offset_bytes, read_header};
+use myelin_core::batch::{read_header, stored_header_prefix};
+use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
+use myelin_core::replication::ReplicaState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 const METADATA_FILE: &str = "metadata.json";
+/// Where `write_durably` writes the metadata snapshot before renaming it.
 const METADATA_TEMP_FILE: &str = "metadata.json.tmp";
+/// A partition's persisted replica state (epoch and vote), in its directory.
+pub(super) const REPLICA_STATE_FILE: &str = "replica-state.json";
 const TOPICS_DIR: &str = "topics";
 /// Largest size of a segment: positions inside it are u32.
 const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
@@ -484,12 +489,14 @@ impl Storage for FileStorage {
 
         let segment = &active.files;
         let position = entry.size_bytes;
-        // Two positional writes: the patched base offset, then the caller's bytes untouched.
+        // Two positional writes: the patched header prefix (base offset and leader epoch),
+        // then the caller's bytes untouched.
+        let prefix = stored_header_prefix(bytes, batch.base_offset, batch.leader_epoch);
         segment
             .log
             .file
-            .write_all_at(&base_offset_bytes(batch.base_offset), position)
-            .and_then(|()| segment.log.file.write_all_at(&bytes[8..], position + 8))
+            .write_all_at(&prefix, position)
+            .and_then(|()| segment.log.file.write_all_at(&bytes[16..], position + 16))
             .map_err(io_error(|| format!("write {}", segment.log.path.display())))?;
         let index_entry = encode_offset_entry(relative_offset, batch.position);
         segment
@@ -570,6 +577,115 @@ impl Storage for FileStorage {
         Ok(())
     }
 
+    fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()> {
+        let handle = self.partition_files(partition)?;
+        let mut files = lock(&handle);
+        if files.deleted {
+            return Err(StorageError::UnknownPartition(partition.clone()));
+        }
+        let context = || format!("truncate partition {partition} to {truncation:?}");
+        let base = truncation.active_segment_base;
+        let dir = files.dir.clone();
+        if files
+            .segments
+            .range(..=base)
+            .next_back()
+            .is_none_or(|(found, _)| *found != base)
+        {
+            return Err(StorageError::UnknownSegment {
+                partition: partition.clone(),
+                base_offset: base,
+            });
+        }
+        let later: Vec<i64> = files
+            .segments
+            .range(base + 1..)
+            .map(|(later, _)| *later)
+            .collect();
+        let named: BTreeSet<i64> = truncation.deleted_segments.iter().copied().collect();
+        if later.iter().copied().collect::<BTreeSet<i64>>() != named {
+            return Err(invalid_input(
+                context(),
+                format!("the segments after {base} are {later:?}"),
+            ));
+        }
+        for removed in &later {
+            files.segments.remove(removed);
+            remove_segment_files(&dir, *removed)?;
+        }
+        // The cut segment becomes the active one, its indexes cut to the batches it keeps.
+        let paths = SegmentPaths::new(&dir, base);
+        let offset_index = open_read_write(&paths.offset_index, false)?;
+        let time_index = open_read_write(&paths.time_index, false)?;
+        let mut index_bytes = Vec::new();
+        (&offset_index)
+            .read_to_end(&mut index_bytes)
+            .map_err(io_error(|| {
+                format!("read {}", paths.offset_index.display())
+            }))?;
+        let cut = u64::from(truncation.active_segment_bytes);
+        let kept_entries = index_bytes
+            .chunks_exact(OFFSET_INDEX_ENTRY_BYTES)
+            .take_while(|entry| {
+                u64::from(u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]])) < cut
+            })
+            .count() as u64;
+        let Some(entry) = files.segments.get_mut(&base) else {
+            return Err(StorageError::UnknownSegment {
+                partition: partition.clone(),
+                base_offset: base,
+            });
+        };
+        if cut > entry.size_bytes {
+            return Err(invalid_input(
+                context(),
+                format!("segment {base} holds only {} bytes", entry.size_bytes),
+            ));
+        }
+        let log = Arc::clone(&entry.log);
+        entry.size_bytes = cut;
+        log.file
+            .set_len(cut)
+            .and_then(|()| log.file.sync_all())
+            .map_err(io_error(|| format!("truncate {}", log.path.display())))?;
+        offset_index
+            .set_len(kept_entries * OFFSET_INDEX_ENTRY_BYTES as u64)
+            .and_then(|()| offset_index.sync_all())
+            .map_err(io_error(|| {
+                format!("truncate {}", paths.offset_index.display())
+            }))?;
+        time_index
+            .set_len(kept_entries * TIME_INDEX_ENTRY_BYTES as u64)
+            .and_then(|()| time_index.sync_all())
+            .map_err(io_error(|| {
+                format!("truncate {}", paths.time_index.display())
+            }))?;
+        files.active = ActiveState {
+            files: Arc::new(ActiveSegment {
+                base_offset: base,
+                log,
+                offset_index,
+                time_index,
+                paths,
+                dirty: AtomicBool::new(false),
+            }),
+            index_entries: kept_entries,
+        };
+        drop(files);
+        sync_directory(&dir)
+    }
+
+    fn persist_replica_state(
+        &self,
+        partition: &TopicPartition,
+        state: &ReplicaState,
+    ) -> StorageResult<()> {
+        let dir = self.partition_dir(partition);
+        let text = serde_json::to_vec(state)
+            .map_err(|error| StorageError::io("encode replica state", io::Error::other(error)))?;
+        write_durably(&dir, REPLICA_STATE_FILE, &text)
+    }
+
     fn sync(&self) -> StorageResult<()> {
         // One sync at a time: a second caller waits for the first, whose files it would
         // otherwise not see in the (already taken) dirty list, and then covers the rest.
@@ -637,25 +753,29 @@ impl Storage for FileStorage {
         let _serial = lock(&self.metadata_serial);
         let text = serde_json::to_vec_pretty(metadata)
             .map_err(|error| StorageError::io("encode metadata", io::Error::other(error)))?;
-        let temp_path = self.data_dir.join(METADATA_TEMP_FILE);
-        let path = self.data_dir.join(METADATA_FILE);
-        // Write aside, make it durable, then swap it in: a crash leaves the old or the new
-        // snapshot, never half of one.
-        let mut temp = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp_path)
-            .map_err(io_error(|| format!("open {}", temp_path.display())))?;
-        temp.write_all(&text)
-            .and_then(|()| temp.sync_all())
-            .map_err(io_error(|| format!("write {}", temp_path.display())))?;
-        drop(temp);
-        fs::rename(&temp_path, &path).map_err(io_error(|| {
-            format!("rename {} to {}", temp_path.display(), path.display())
-        }))?;
-        sync_directory(&self.data_dir)
+        write_durably(&self.data_dir, METADATA_FILE, &text)
     }
+}
+
+/// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so
+/// a crash leaves the old or the new contents, never half of them.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {
+    let temp_path = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut temp = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp_path)
+        .map_err(io_error(|| format!("open {}", temp_path.display())))?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.sync_all())
+        .map_err(io_error(|| format!("write {}", temp_path.display())))?;
+    drop(temp);
+    fs::rename(&temp_path, &path).map_err(io_error(|| {
+        format!("rename {} to {}", temp_path.display(), path.display())
+    }))?;
+    sync_directory(dir)
 }
 
 impl FileStorage {

@@ -18,7 +18,9 @@ pub mod file;
 
 use bytes::Bytes;
 use myelin_core::api::{AppendedBatch, ReadChunk, RecoveredPartition};
+use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
+use myelin_core::replication::ReplicaState;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -67,7 +69,8 @@ pub trait Storage: Send + Sync + 'static {
     fn create_partition(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
     fn delete_partition(&self, partition: &TopicPartition) -> StorageResult<()>;
     /// Writes `bytes` at `batch.position` of segment `batch.segment_base_offset` (always the
-    /// active segment's end), replacing the first 8 bytes with `batch.base_offset`, and adds
+    /// active segment's end), with `batch.base_offset` and `batch.leader_epoch` written into
+    /// its header (`myelin_core::batch::stored_header_prefix`), and adds
     /// the batch to the segment's offset and time indexes.
     fn append(
         &self,
@@ -76,7 +79,17 @@ pub trait Storage: Send + Sync + 'static {
         bytes: &Bytes,
     ) -> StorageResult<()>;
     fn roll_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
+    /// Deletes one whole segment: the oldest (retention) or any but the active one (the
+    /// segments after a gap found at recovery).
     fn delete_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
+    /// Cuts the log to `truncation` (see `StorageCommand::Truncate`); durable on return.
+    fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()>;
+    /// Replaces the partition's replica state; durable on return.
+    fn persist_replica_state(
+        &self,
+        partition: &TopicPartition,
+        state: &ReplicaState,
+    ) -> StorageResult<()>;
     /// Makes every append issued before this call durable (fsync of data and indexes).
     fn sync(&self) -> StorageResult<()>;
     fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> StorageResult<Bytes>;

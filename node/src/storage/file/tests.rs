@@ -83,10 +83,12 @@ impl Writer {
             base_offset: self.next_offset,
             last_offset: self.next_offset + i64::from(record_count) - 1,
             max_timestamp: 1_005 + self.next_offset,
+            leader_epoch: WRITER_LEADER_EPOCH,
         };
         storage.append(&self.partition, &batch, &bytes).unwrap();
         let mut on_disk = bytes.to_vec();
         on_disk[..8].copy_from_slice(&self.next_offset.to_be_bytes());
+        on_disk[12..16].copy_from_slice(&WRITER_LEADER_EPOCH.to_be_bytes());
         self.written.push((batch, Bytes::from(on_disk)));
         self.position += bytes.len() as u32;
         self.next_offset = batch.last_offset + 1;
@@ -123,6 +125,7 @@ impl Writer {
         RecoveredPartition {
             partition: self.partition.clone(),
             segments,
+            replica_state: None,
         }
     }
 
@@ -272,6 +275,7 @@ fn an_append_anywhere_but_the_end_of_the_active_segment_is_refused() {
         base_offset: 1,
         last_offset: 1,
         max_timestamp: 0,
+        leader_epoch: 0,
     };
     assert!(storage
         .append(&writer.partition, &wrong_position, &bytes)
@@ -539,6 +543,7 @@ fn a_partition_directory_without_segments_gets_an_empty_one_at_zero() {
                 base_offset: 0,
                 batches: vec![]
             }],
+            replica_state: None,
         }]
     );
     // The core appends there straight away; and a CreatePartition for it is idempotent.
@@ -861,4 +866,83 @@ fn open_creates_a_missing_data_directory() {
     assert_eq!(recovered.metadata, None);
     assert!(recovered.partitions.is_empty());
     assert_eq!(storage.data_dir(), data_dir);
+}
+
+/// The leader epoch the test writer stamps on its batches.
+const WRITER_LEADER_EPOCH: i32 = 3;
+
+#[test]
+fn a_truncation_cuts_mid_segment_and_across_segments_and_appends_continue() {
+    let (dir, storage) = fresh();
+    let mut writer = Writer::create(&storage, TopicPartition::new("t", 0));
+    writer.append(&storage, 2, 10); // offsets 0..2
+    let kept_end = writer.append(&storage, 1, 10); // offset 2
+    writer.append(&storage, 1, 10); // offset 3: cut
+    writer.roll(&storage); // segment 4
+    writer.append(&storage, 3, 10);
+    storage.sync().unwrap();
+    let cut_bytes = kept_end.position + writer.written[1].1.len() as u32;
+    storage
+        .truncate(
+            &writer.partition,
+            &Truncation {
+                deleted_segments: vec![4],
+                active_segment_base: 0,
+                active_segment_bytes: cut_bytes,
+            },
+        )
+        .unwrap();
+    // The writer continues where the cut left the log.
+    writer.written.truncate(2);
+    writer.segment_base_offset = 0;
+    writer.position = cut_bytes;
+    writer.next_offset = 3;
+    writer.append(&storage, 2, 10);
+    storage.sync().unwrap();
+    drop(storage);
+    let (_storage, recovered, _) = reopen(&dir);
+    assert_eq!(recovered.partitions, vec![writer.expected(&[0], 3)]);
+    let on_disk = fs::read(writer_log_path(&dir, &writer, 0)).unwrap();
+    let expected: Vec<u8> = writer
+        .written
+        .iter()
+        .flat_map(|(_, bytes)| bytes.to_vec())
+        .collect();
+    assert_eq!(
+        on_disk, expected,
+        "the cut segment holds exactly the kept and new batches"
+    );
+    assert!(!writer_log_path(&dir, &writer, 4).exists());
+}
+
+fn writer_log_path(dir: &TempDir, writer: &Writer, base_offset: i64) -> PathBuf {
+    dir.path()
+        .join(TOPICS_DIR)
+        .join(layout::partition_dir_name(&writer.partition))
+        .join(segment_file_name(base_offset, SegmentFileKind::Log))
+}
+
+#[test]
+fn replica_state_survives_a_reopen_and_a_corrupt_file_is_an_error() {
+    let (dir, storage) = fresh();
+    let partition = TopicPartition::new("t", 0);
+    storage.create_partition(&partition, 0).unwrap();
+    let state = ReplicaState {
+        epoch: 7,
+        voted_for: Some(2),
+    };
+    storage.persist_replica_state(&partition, &state).unwrap();
+    drop(storage);
+    let (storage, recovered, _) = reopen(&dir);
+    assert_eq!(recovered.partitions[0].replica_state, Some(state));
+    let path = storage.partition_dir(&partition).join(REPLICA_STATE_FILE);
+    drop(storage);
+    fs::write(&path, b"{\"epoch\": 7, \"voted_for\"").unwrap();
+    let storage = FileStorage::open(dir.path()).unwrap();
+    match storage.recover() {
+        Err(StorageError::CorruptMetadata { path: reported, .. }) => {
+            assert!(reported.ends_with(REPLICA_STATE_FILE))
+        }
+        other => panic!("a corrupt replica state must not be ignored: {other:?}"),
+    }
 }

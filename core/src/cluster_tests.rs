@@ -1,0 +1,502 @@
+//! Brokers of one cluster wired together in memory: peer messages are delivered by the test,
+//! storage is a byte buffer per segment, and every append is synced at the end of a round.
+//! These tests follow a request through forwarding, replication, failover and catch-up; the
+//! simulator runs the same code under faults at scale.
+
+use crate::api::*;
+use crate::batch::{read_header, test_batches};
+use crate::broker::Broker;
+use crate::metadata::{ClusterMetadata, TopicPartition};
+use crate::replication::{NodeId, Records, ReplicaState, ReplicationMessage};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+const START: i64 = 1_000_000;
+const ROUND_MS: i64 = 10;
+
+/// One node's disk: segment bytes, the replica states and the metadata snapshot.
+#[derive(Default, Clone)]
+struct Disk {
+    segments: BTreeMap<TopicPartition, BTreeMap<i64, Vec<u8>>>,
+    replica_states: BTreeMap<TopicPartition, ReplicaState>,
+    metadata: Option<ClusterMetadata>,
+}
+
+impl Disk {
+    fn apply(&mut self, command: &StorageCommand) {
+        match command {
+            StorageCommand::CreatePartition {
+                partition,
+                base_offset,
+            } => {
+                self.segments.insert(
+                    partition.clone(),
+                    BTreeMap::from([(*base_offset, Vec::new())]),
+                );
+            }
+            StorageCommand::DeletePartition { partition } => {
+                self.segments.remove(partition);
+                self.replica_states.remove(partition);
+            }
+            StorageCommand::Append {
+                partition,
+                batch,
+                bytes,
+                ..
+            } => {
+                let segment = self
+                    .segments
+                    .entry(partition.clone())
+                    .or_default()
+                    .entry(batch.segment_base_offset)
+                    .or_default();
+                assert_eq!(segment.len(), batch.position as usize, "appends are dense");
+                let mut patched = bytes.to_vec();
+                patched[..8].copy_from_slice(&batch.base_offset.to_be_bytes());
+                patched[12..16].copy_from_slice(&batch.leader_epoch.to_be_bytes());
+                segment.extend_from_slice(&patched);
+            }
+            StorageCommand::RollSegment {
+                partition,
+                base_offset,
+            } => {
+                self.segments
+                    .entry(partition.clone())
+                    .or_default()
+                    .insert(*base_offset, Vec::new());
+            }
+            StorageCommand::DeleteSegment {
+                partition,
+                base_offset,
+            } => {
+                if let Some(segments) = self.segments.get_mut(partition) {
+                    segments.remove(base_offset);
+                }
+            }
+            StorageCommand::Truncate {
+                partition,
+                truncation,
+            } => {
+                let segments = self.segments.entry(partition.clone()).or_default();
+                for base in &truncation.deleted_segments {
+                    segments.remove(base);
+                }
+                if let Some(active) = segments.get_mut(&truncation.active_segment_base) {
+                    active.truncate(truncation.active_segment_bytes as usize);
+                }
+            }
+            StorageCommand::PersistReplicaState { partition, state } => {
+                self.replica_states.insert(partition.clone(), *state);
+            }
+            StorageCommand::PersistMetadata(metadata) => self.metadata = Some((**metadata).clone()),
+        }
+    }
+
+    fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> Bytes {
+        let segment = &self.segments[partition][&chunk.segment_base_offset];
+        let start = chunk.position as usize;
+        Bytes::copy_from_slice(&segment[start..start + chunk.length as usize])
+    }
+
+    /// What storage recovery would report.
+    fn recovery(&self) -> Recovery {
+        let mut partitions = Vec::new();
+        let mut metadata_log = Vec::new();
+        for (partition, segments) in &self.segments {
+            let mut recovered_segments = Vec::new();
+            for (base, bytes) in segments {
+                let mut batches = Vec::new();
+                let mut position = 0usize;
+                while position < bytes.len() {
+                    let header = read_header(&bytes[position..]).expect("a stored batch");
+                    let size = header.size_bytes as usize;
+                    if partition.topic == crate::broker::METADATA_TOPIC {
+                        metadata_log.extend_from_slice(&bytes[position..position + size]);
+                    }
+                    batches.push(RecoveredBatch {
+                        position: position as u32,
+                        header,
+                    });
+                    position += size;
+                }
+                recovered_segments.push(RecoveredSegment {
+                    base_offset: *base,
+                    batches,
+                });
+            }
+            partitions.push(RecoveredPartition {
+                partition: partition.clone(),
+                segments: recovered_segments,
+                replica_state: self.replica_states.get(partition).copied(),
+            });
+        }
+        Recovery {
+            metadata: self.metadata.clone(),
+            partitions,
+            metadata_log: Bytes::from(metadata_log),
+        }
+    }
+}
+
+struct Cluster {
+    voters: Vec<NodeId>,
+    brokers: BTreeMap<NodeId, Broker>,
+    disks: BTreeMap<NodeId, Disk>,
+    /// Highest append sequence issued per node, synced at the end of each round.
+    appended: BTreeMap<NodeId, u64>,
+    in_flight: Vec<(NodeId, NodeId, PeerMessage)>,
+    responses: BTreeMap<(NodeId, RequestId), Response>,
+    now: i64,
+    next_request: RequestId,
+}
+
+fn config(node_id: NodeId, voters: &[NodeId]) -> BrokerConfig {
+    BrokerConfig {
+        node_id,
+        advertised_port: 9000 + node_id,
+        voters: voters.to_vec(),
+        ..BrokerConfig::default()
+    }
+}
+
+impl Cluster {
+    fn new(size: i32) -> Self {
+        let voters: Vec<NodeId> = (1..=size).collect();
+        let mut cluster = Self {
+            voters: voters.clone(),
+            brokers: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            appended: BTreeMap::new(),
+            in_flight: Vec::new(),
+            responses: BTreeMap::new(),
+            now: START,
+            next_request: 1,
+        };
+        for node in voters {
+            cluster.start(node);
+        }
+        cluster
+    }
+
+    fn start(&mut self, node: NodeId) {
+        let recovery = self.disks.entry(node).or_default().recovery();
+        let (broker, outputs) =
+            Broker::new(config(node, &self.voters), recovery, node as u64, self.now);
+        self.brokers.insert(node, broker);
+        self.execute(node, outputs);
+    }
+
+    /// Stops a node; its unsynced appends are lost with it (each round syncs everything,
+    /// so nothing is unsynced between rounds).
+    fn crash(&mut self, node: NodeId) {
+        self.brokers.remove(&node);
+        self.in_flight
+            .retain(|(from, to, _)| *from != node && *to != node);
+    }
+
+    fn execute(&mut self, node: NodeId, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Storage(command) => {
+                    if let StorageCommand::Append { sequence, .. } = &command {
+                        self.appended.insert(node, *sequence);
+                    }
+                    self.disks.entry(node).or_default().apply(&command);
+                }
+                Output::Respond { id, response } => {
+                    self.responses.insert((node, id), response);
+                }
+                Output::Send { to, mut message } => {
+                    if let PeerMessage::Replication {
+                        partition,
+                        message: ReplicationMessage::Append { records, .. },
+                    } = &mut message
+                    {
+                        if let Records::Stored(chunks) = records {
+                            let disk = &self.disks[&node];
+                            let mut bytes = Vec::new();
+                            for chunk in chunks.iter() {
+                                bytes.extend_from_slice(&disk.read(partition, chunk));
+                            }
+                            *records = Records::Inline(Bytes::from(bytes));
+                        }
+                    }
+                    self.in_flight.push((node, to, message));
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, node: NodeId, input: Input) {
+        if let Some(broker) = self.brokers.get_mut(&node) {
+            let outputs = broker.step(self.now, input);
+            self.execute(node, outputs);
+        }
+    }
+
+    /// One round: deliver what is in flight, sync every node, tick every node.
+    fn round(&mut self) {
+        self.now += ROUND_MS;
+        for (from, to, message) in std::mem::take(&mut self.in_flight) {
+            self.step(to, Input::Peer { from, message });
+        }
+        let nodes: Vec<NodeId> = self.brokers.keys().copied().collect();
+        for node in nodes {
+            if let Some(sequence) = self.appended.get(&node).copied() {
+                self.step(
+                    node,
+                    Input::Synced {
+                        through_sequence: sequence,
+                    },
+                );
+            }
+            self.step(node, Input::Tick);
+        }
+    }
+
+    fn run_until(&mut self, what: &str, mut done: impl FnMut(&Cluster) -> bool) {
+        for _ in 0..1000 {
+            if done(self) {
+                return;
+            }
+            self.round();
+        }
+        panic!("{what}: not reached within 10 simulated seconds");
+    }
+
+    fn request(&mut self, node: NodeId, request: Request) -> RequestId {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.step(node, Input::Request { id, request });
+        id
+    }
+
+    /// Sends a request and runs rounds until it is answered.
+    fn call(&mut self, node: NodeId, request: Request) -> Response {
+        let id = self.request(node, request);
+        self.run_until("an answer", |cluster| {
+            cluster.responses.contains_key(&(node, id))
+        });
+        self.responses.remove(&(node, id)).expect("answered")
+    }
+
+    fn leader_of(&self, partition: &TopicPartition) -> Option<NodeId> {
+        self.brokers
+            .iter()
+            .find(|(_, broker)| {
+                broker
+                    .partition_leadership(partition)
+                    .is_some_and(|(_, leading)| leading)
+            })
+            .map(|(node, _)| *node)
+    }
+}
+
+fn create_request(name: &str, partitions: i32, replication_factor: i16) -> Request {
+    Request::CreateTopics {
+        topics: vec![CreateTopic {
+            name: name.into(),
+            partition_count: partitions,
+            replication_factor,
+            configs: Vec::new(),
+            validate_only: false,
+        }],
+    }
+}
+
+fn produce(partition: &TopicPartition, records: i32) -> Request {
+    Request::Produce {
+        acks: Acks::All,
+        transactional_id: None,
+        partitions: vec![ProducePartition {
+            partition: partition.clone(),
+            records: test_batches::plain(records, START),
+        }],
+    }
+}
+
+fn produce_result(response: &Response) -> &ProducePartitionResult {
+    match response {
+        Response::Produce(results) => &results[0],
+        other => panic!("expected a produce response, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_until("a controller known to all", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.controller_id().is_some())
+    });
+    let controller = cluster.brokers[&1].controller_id().expect("a controller");
+    let other = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|n| *n != controller)
+        .unwrap();
+
+    // CreateTopics sent to a node that is not the controller is forwarded to it.
+    match cluster.call(other, create_request("orders", 2, -1)) {
+        Response::CreateTopics(results) => {
+            assert_eq!(results[0].error, ErrorCode::None, "{results:?}");
+            assert_eq!(results[0].replication_factor, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    let partition = TopicPartition::new("orders", 0);
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    let follower = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|n| *n != leader)
+        .unwrap();
+
+    // Every node lists every node and names the leader.
+    cluster.run_until("leaders announced", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.metadata().nodes.len() == 3)
+    });
+    for node in cluster.voters.clone() {
+        match cluster.call(
+            node,
+            Request::Metadata {
+                topics: Some(vec!["orders".into()]),
+                allow_auto_create: false,
+            },
+        ) {
+            Response::Metadata { nodes, topics, .. } => {
+                assert_eq!(nodes.len(), 3);
+                let info = &topics[0].partitions[0];
+                assert_eq!(
+                    (info.leader, info.replicas.len()),
+                    (leader, 3),
+                    "node {node}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Only the leader takes writes; acks=all is answered once a majority holds the batch.
+    let refused = cluster.call(follower, produce(&partition, 1));
+    assert_eq!(
+        produce_result(&refused).error,
+        ErrorCode::NotLeaderOrFollower
+    );
+    let first = cluster.call(leader, produce(&partition, 3));
+    assert_eq!(produce_result(&first).error, ErrorCode::None);
+    let first_offset = produce_result(&first).base_offset;
+    let replicated = cluster
+        .brokers
+        .values()
+        .filter(|broker| {
+            broker
+                .partition_offsets(&partition)
+                .is_some_and(|(_, _, end)| end >= first_offset + 3)
+        })
+        .count();
+    assert!(replicated >= 2, "acknowledged on a majority");
+
+    // The leader crashes: another takes over with the acknowledged batch.
+    cluster.crash(leader);
+    cluster.run_until("a new leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let new_leader = cluster.leader_of(&partition).unwrap();
+    assert_ne!(new_leader, leader);
+    let second = cluster.call(new_leader, produce(&partition, 2));
+    assert_eq!(produce_result(&second).error, ErrorCode::None);
+    let second_offset = produce_result(&second).base_offset;
+    assert!(second_offset > first_offset);
+    let fetched = cluster.call(
+        new_leader,
+        Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            isolation: Isolation::ReadCommitted,
+            partitions: vec![FetchPartition {
+                partition: partition.clone(),
+                fetch_offset: first_offset,
+                partition_max_bytes: 1 << 20,
+                current_leader_epoch: -1,
+            }],
+        },
+    );
+    match fetched {
+        Response::Fetch(results) => {
+            assert_eq!(results[0].error, ErrorCode::None);
+            assert!(results[0].high_watermark >= second_offset + 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A fetch naming the old epoch is fenced.
+    let (old_epoch, _) = cluster.brokers[&new_leader]
+        .partition_leadership(&partition)
+        .unwrap();
+    let fenced = cluster.call(
+        new_leader,
+        Request::Fetch {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            isolation: Isolation::ReadCommitted,
+            partitions: vec![FetchPartition {
+                partition: partition.clone(),
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+                current_leader_epoch: old_epoch - 1,
+            }],
+        },
+    );
+    match fenced {
+        Response::Fetch(results) => assert_eq!(results[0].error, ErrorCode::FencedLeaderEpoch),
+        other => panic!("{other:?}"),
+    }
+
+    // The old leader restarts from its disk, rejoins and catches up.
+    cluster.start(leader);
+    let target = cluster.brokers[&new_leader]
+        .partition_offsets(&partition)
+        .unwrap();
+    cluster.run_until("the restarted node caught up", |cluster| {
+        cluster.brokers[&leader]
+            .partition_offsets(&partition)
+            .is_some_and(|(_, hwm, end)| end >= target.2 && hwm >= target.1)
+    });
+    let leader_bytes = &cluster.disks[&new_leader].segments[&partition];
+    let rejoined_bytes = &cluster.disks[&leader].segments[&partition];
+    assert_eq!(
+        leader_bytes, rejoined_bytes,
+        "the rejoined log equals the leader's"
+    );
+
+    // DeleteTopics from any node removes the partitions everywhere.
+    match cluster.call(
+        follower,
+        Request::DeleteTopics {
+            names: vec!["orders".into()],
+        },
+    ) {
+        Response::DeleteTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    cluster.run_until("the topic is gone everywhere", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.partition_offsets(&partition).is_none())
+    });
+    let hosted: BTreeSet<&TopicPartition> = cluster.brokers[&1].hosted().collect();
+    assert_eq!(hosted.len(), 1, "only the metadata log is left: {hosted:?}");
+}
