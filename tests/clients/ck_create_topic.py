@@ -1,4 +1,5 @@
-"""Create a topic with confluent-kafka's AdminClient (CreateTopics, replication factor 1).
+"""Create a topic with confluent-kafka's AdminClient (CreateTopics; replication factor 1
+unless --replication-factor says otherwise).
 
 Used directly by tests whose client has no admin API (kcat), and imported by
 ck_produce.py. Prints {"client", "topic", "partitions"} and exits 1 on failure.
@@ -14,11 +15,11 @@ except ImportError as err:
     missing_module("confluent_kafka", err)
 
 
-def create_topic(bootstrap, topic, partitions, timeout):
+def create_topic(bootstrap, topic, partitions, timeout, replication_factor=1):
     """Create `topic` and wait for the broker's answer; raises on any error."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+        [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)],
         operation_timeout=timeout,
         request_timeout=timeout,
     )
@@ -30,10 +31,12 @@ def main():
     parser.add_argument("--bootstrap", required=True, help="HOST:PORT of the broker")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--replication-factor", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args()
     try:
-        create_topic(args.bootstrap, args.topic, args.partitions, args.timeout)
+        create_topic(args.bootstrap, args.topic, args.partitions, args.timeout,
+                     args.replication_factor)
     except Exception as err:  # noqa: BLE001 - any failure is reported in the JSON
         fail("create_topics failed: %s" % err)
     emit({"client": "confluent-kafka", "topic": args.topic, "partitions": args.partitions})

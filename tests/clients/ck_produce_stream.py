@@ -33,14 +33,17 @@ def main():
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to keep producing")
     parser.add_argument("--rate", type=int, default=4000, help="messages per second")
     parser.add_argument("--keys", type=int, default=20)
+    parser.add_argument("--idempotence", action="store_true",
+                        help="enable.idempotence (retries never duplicate or reorder)")
+    parser.add_argument("--message-timeout-ms", type=int, default=5000)
     args = parser.parse_args()
 
     producer = Producer({
         "bootstrap.servers": args.bootstrap,
         "acks": "all",
         "linger.ms": 2,
-        "message.timeout.ms": 5000,
-        "enable.idempotence": False,
+        "message.timeout.ms": args.message_timeout_ms,
+        "enable.idempotence": args.idempotence,
     })
     counts = {"acked": 0, "failed": 0}
 

@@ -50,6 +50,48 @@ impl NodeConfig {
     }
 }
 
+/// Starts `size` nodes of one cluster (node ids 1..=size, each with its own Kafka port,
+/// peer port and data dir) and waits until each accepts connections. `name` names the log
+/// files (`<name>.node<id>.run<N>.log`).
+pub fn start_cluster(name: &str, size: i32) -> Vec<Node> {
+    let mut peer_ports: Vec<u16> = Vec::new();
+    while peer_ports.len() < size as usize {
+        let port = free_port();
+        if !peer_ports.contains(&port) {
+            peer_ports.push(port);
+        }
+    }
+    let peers = peer_ports
+        .iter()
+        .zip(1..)
+        .map(|(port, id)| format!("{id}=127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    (1..=size)
+        .map(|id| {
+            let config = NodeConfig {
+                extra_args: vec![
+                    "--node-id".into(),
+                    id.to_string(),
+                    "--peers".into(),
+                    peers.clone(),
+                ],
+                ..NodeConfig::default()
+            };
+            Node::start_with(&format!("{name}.node{id}"), config)
+        })
+        .collect()
+}
+
+/// The bootstrap list of every running node of a cluster.
+pub fn cluster_bootstrap(nodes: &mut [Node]) -> String {
+    nodes
+        .iter_mut()
+        .filter_map(|node| node.is_running().then(|| node.bootstrap()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// A running (or stopped) node with its own data dir. Dropping it kills the process.
 pub struct Node {
     name: String,

@@ -810,9 +810,16 @@ impl Broker {
             nodes.push(self.this_node());
             nodes.sort_by_key(|node| node.node_id);
         }
+        // Clients send admin requests to the controller they are told of, and must be able
+        // to reach it: until the controller is known and listed, this node names itself
+        // (it forwards admin requests to the controller anyway).
+        let controller_id = self
+            .controller_id()
+            .filter(|controller| nodes.iter().any(|node| node.node_id == *controller))
+            .unwrap_or(self.config.node_id);
         Response::Metadata {
             cluster_id: self.metadata.cluster_id.clone(),
-            controller_id: self.controller_id().unwrap_or(self.config.node_id),
+            controller_id,
             nodes,
             topics: infos,
         }
