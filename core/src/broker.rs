@@ -112,8 +112,16 @@ pub struct Broker {
     unsynced_partitions: BTreeSet<TopicPartition>,
     waiting_produces: Vec<WaitingProduce>,
     parked_fetches: Vec<ParkedFetch>,
+    /// Set when a step may have let a waiter through (a high watermark or durable end
+    /// moved, leadership changed, a partition went away): waiters are re-examined only
+    /// then, not after every peer message.
+    progressed: bool,
     next_retention_check_ms: i64,
 }
+
+/// What decides whether a partition's waiters can move: (high watermark, durable end,
+/// epoch, leading).
+type Progress = (i64, i64, i32, bool);
 
 impl Broker {
     /// Builds the broker from what storage recovered (`Recovery::default()` on a fresh data
@@ -146,6 +154,7 @@ impl Broker {
             unsynced_partitions: BTreeSet::new(),
             waiting_produces: Vec::new(),
             parked_fetches: Vec::new(),
+            progressed: false,
             next_retention_check_ms: now_ms,
         };
         let mut recovered: BTreeMap<TopicPartition, RecoveredPartition> = recovery
@@ -174,6 +183,7 @@ impl Broker {
         match input {
             Input::Request { id, request } => self.on_request(now_ms, id, request, &mut outputs),
             Input::Synced { through_sequence } => {
+                self.progressed = true;
                 let synced: Vec<TopicPartition> =
                     self.unsynced_partitions.iter().cloned().collect();
                 for partition in synced {
@@ -190,6 +200,8 @@ impl Broker {
                 }
             }
             Input::Tick => {
+                // Long-polls expire on ticks.
+                self.progressed = true;
                 let due: Vec<TopicPartition> = self
                     .partitions
                     .iter()
@@ -223,7 +235,7 @@ impl Broker {
                     .values()
                     .map(|state| state.replica.next_wakeup_ms()),
             )
-            .chain(self.controller.next_wakeup_ms())
+            .chain(self.controller.next_wakeup_ms(self.is_registered()))
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
@@ -376,6 +388,7 @@ impl Broker {
     /// Stops hosting a partition and removes its data.
     fn close_partition(&mut self, partition: &TopicPartition, outputs: &mut Vec<Output>) {
         if self.partitions.remove(partition).is_some() {
+            self.progressed = true;
             self.unsynced_partitions.remove(partition);
             outputs.push(Output::Storage(StorageCommand::DeletePartition {
                 partition: partition.clone(),
@@ -402,6 +415,7 @@ impl Broker {
         f: impl FnOnce(&mut Replica, &mut ReplicaContext<'_>) -> R,
     ) -> Option<R> {
         let state = self.partitions.get_mut(partition)?;
+        let before = progress_of(state);
         let mut effects = Vec::new();
         let mut context = ReplicaContext {
             now_ms,
@@ -412,6 +426,7 @@ impl Broker {
             effects: &mut effects,
         };
         let result = f(&mut state.replica, &mut context);
+        self.progressed |= progress_of(state) != before;
         for effect in effects {
             self.apply_effect(partition, effect, outputs);
         }
@@ -500,6 +515,9 @@ impl Broker {
     fn after_step(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         self.apply_committed_metadata(now_ms, outputs);
         self.release_admin(now_ms, outputs);
+        if !std::mem::take(&mut self.progressed) {
+            return;
+        }
         if !self.waiting_produces.is_empty() {
             self.release_waiting_produces(outputs);
         }
@@ -1041,6 +1059,15 @@ impl Broker {
             }
         }
     }
+}
+
+fn progress_of(state: &PartitionState) -> Progress {
+    (
+        state.log.high_watermark(),
+        state.log.durable_end_offset(),
+        state.replica.epoch(),
+        state.replica.is_leader(),
+    )
 }
 
 /// Kafka's leader-epoch check of a fetch: an older epoch than the leader's is fenced (the

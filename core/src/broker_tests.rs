@@ -628,3 +628,12 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
         "the next sequence continues"
     );
 }
+
+#[test]
+fn an_idle_broker_has_no_work_due_until_its_timers() {
+    // A driver sleeps until `next_wakeup_ms`: an idle, registered node must not ask to be
+    // woken at once, or its core task spins.
+    let mut broker = broker();
+    broker.step(NOW, Input::Tick);
+    assert!(broker.next_wakeup_ms().is_some_and(|at| at > NOW));
+}

@@ -345,6 +345,35 @@ impl PartitionLog {
             .map(|batch| segment.batches[batch].leader_epoch)
     }
 
+    /// The offset after the last batch a chunk (from `read`) ends with.
+    pub fn offset_after(&self, chunk: &ReadChunk) -> Option<i64> {
+        let index = self
+            .segments
+            .partition_point(|segment| segment.base_offset <= chunk.segment_base_offset)
+            .checked_sub(1)?;
+        let segment = &self.segments[index];
+        let end = chunk.position + chunk.length;
+        let batch = segment
+            .batches
+            .partition_point(|batch| batch.position < end)
+            .checked_sub(1)?;
+        let batch = &segment.batches[batch];
+        (batch.end_position() == end).then_some(batch.last_offset + 1)
+    }
+
+    /// Base offset of the batch holding `offset`, if the log holds it. Replication sends
+    /// whole batches, so where it resumes must be a batch's first offset.
+    pub fn batch_base_offset(&self, offset: i64) -> Option<i64> {
+        let index = self
+            .segments
+            .partition_point(|segment| segment.base_offset <= offset)
+            .checked_sub(1)?;
+        let segment = &self.segments[index];
+        segment
+            .batch_index_of(offset)
+            .map(|batch| segment.batches[batch].base_offset)
+    }
+
     /// Kafka's OffsetsForLeaderEpoch: the end offset of `epoch` in this log, i.e. the first
     /// offset written under a later epoch, or the log end offset if none. Used to find where
     /// a follower's log diverges from the leader's.

@@ -67,11 +67,13 @@ pub struct ReplicationTimings {
 impl Default for ReplicationTimings {
     fn default() -> Self {
         Self {
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
-            heartbeat_interval_ms: 50,
-            append_timeout_ms: 200,
-            append_bytes_max: 1 << 20,
+            // KRaft's order of magnitude: long enough that a busy node (a flood of produces,
+            // fsyncs, two cores shared by three nodes) is not mistaken for a dead one.
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+            heartbeat_interval_ms: 100,
+            append_timeout_ms: 500,
+            append_bytes_max: 8 << 20,
         }
     }
 }
@@ -183,9 +185,15 @@ struct FollowerProgress {
     next_offset: i64,
     matched_end_offset: i64,
     durable_end_offset: i64,
+    /// When the oldest unanswered append was sent (reset by every answer).
     append_sent_ms: Option<i64>,
+    /// Appends with data sent and not answered yet.
+    in_flight: u32,
     last_heard_ms: i64,
 }
+
+/// Appends with data a leader sends a follower before it waits for an answer.
+const APPENDS_IN_FLIGHT_MAX: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
@@ -386,6 +394,7 @@ impl Replica {
                         matched_end_offset: 0,
                         durable_end_offset: 0,
                         append_sent_ms: None,
+                        in_flight: 0,
                         last_heard_ms: context.now_ms,
                     },
                 )
@@ -446,11 +455,11 @@ impl Replica {
         if self.majority() == 1 {
             return Some(appended);
         }
-        // Push the new batch at once to followers that are caught up and idle.
+        // Push the new batch at once to followers with room in their pipeline.
         let idle: Vec<NodeId> = match &self.role {
             Role::Leader { followers } => followers
                 .iter()
-                .filter(|(_, progress)| progress.append_sent_ms.is_none())
+                .filter(|(_, progress)| progress.in_flight < APPENDS_IN_FLIGHT_MAX)
                 .map(|(id, _)| *id)
                 .collect(),
             _ => Vec::new(),
@@ -461,9 +470,12 @@ impl Replica {
         Some(appended)
     }
 
-    /// Sends `follower` the batches after its `next_offset` (or an empty heartbeat).
-    /// Unless `force`, nothing is sent while an earlier append awaits its answer.
-    fn send_append(&mut self, context: &mut ReplicaContext<'_>, follower: NodeId, force: bool) {
+    /// Sends `follower` the batches after its `next_offset`, pipelined: up to
+    /// `APPENDS_IN_FLIGHT_MAX` appends may await their answers, `next_offset` moving past
+    /// each as it is sent. With nothing to send, a `heartbeat` sends an empty append at the
+    /// last offset known to match. An append unanswered for `append_timeout_ms` restarts
+    /// the pipeline from the matched end.
+    fn send_append(&mut self, context: &mut ReplicaContext<'_>, follower: NodeId, heartbeat: bool) {
         let epoch = self.state.epoch;
         let high_watermark = context.log.high_watermark();
         let append_timeout_ms = self.timings.append_timeout_ms;
@@ -474,35 +486,64 @@ impl Replica {
         let Some(progress) = followers.get_mut(&follower) else {
             return;
         };
-        let awaiting = progress
-            .append_sent_ms
-            .is_some_and(|sent| context.now_ms - sent < append_timeout_ms);
-        if awaiting && !force {
-            return;
-        }
         let log = &*context.log;
-        let next_offset = progress
+        if progress
+            .append_sent_ms
+            .is_some_and(|sent| context.now_ms - sent >= append_timeout_ms)
+        {
+            progress.next_offset = progress.matched_end_offset;
+            progress.in_flight = 0;
+            progress.append_sent_ms = None;
+        }
+        let clamped = progress
             .next_offset
             .clamp(log.log_start_offset(), log.log_end_offset());
-        progress.next_offset = next_offset;
-        let prev_epoch = if next_offset == log.log_start_offset() {
+        // A divergence hint may name an offset inside a batch: resume at that batch's start,
+        // since `prev_offset` must be where the first sent batch begins.
+        progress.next_offset = log.batch_base_offset(clamped).unwrap_or(clamped);
+        let can_send = progress.in_flight < APPENDS_IN_FLIGHT_MAX
+            && progress.next_offset < log.log_end_offset();
+        let (prev_offset, chunks) = if can_send {
+            let chunks = log.read(
+                progress.next_offset,
+                log.log_end_offset(),
+                append_bytes_max,
+                true,
+            );
+            let prev_offset = progress.next_offset;
+            if let Some(end) = chunks.last().and_then(|chunk| log.offset_after(chunk)) {
+                progress.next_offset = end;
+                progress.in_flight += 1;
+                progress.append_sent_ms.get_or_insert(context.now_ms);
+            }
+            (prev_offset, chunks)
+        } else if heartbeat {
+            // While appends are in flight, `next_offset` is ahead of the follower's log:
+            // the heartbeat checks the matched end instead.
+            let prev_offset = if progress.in_flight > 0 {
+                progress
+                    .matched_end_offset
+                    .clamp(log.log_start_offset(), log.log_end_offset())
+            } else {
+                progress.next_offset
+            };
+            (
+                log.batch_base_offset(prev_offset).unwrap_or(prev_offset),
+                Vec::new(),
+            )
+        } else {
+            return;
+        };
+        let prev_epoch = if prev_offset == log.log_start_offset() {
             -1
         } else {
-            log.epoch_at(next_offset - 1).unwrap_or(-1)
+            log.epoch_at(prev_offset - 1).unwrap_or(-1)
         };
-        let chunks = if awaiting {
-            Vec::new() // a heartbeat while data is in flight
-        } else {
-            log.read(next_offset, log.log_end_offset(), append_bytes_max, true)
-        };
-        if !chunks.is_empty() || progress.append_sent_ms.is_none() {
-            progress.append_sent_ms = Some(context.now_ms);
-        }
         context.effects.push(Effect::Send {
             to: follower,
             message: ReplicationMessage::Append {
                 epoch,
-                prev_offset: next_offset,
+                prev_offset,
                 prev_epoch,
                 records: Records::Stored(chunks),
                 high_watermark,
@@ -784,7 +825,9 @@ impl Replica {
             append_to_log(context, &header, batch, header.partition_leader_epoch);
             verified_end = end;
         }
-        self.verified_end_offset = verified_end;
+        // Within one leader's epoch a verified prefix stays verified: an append that checks
+        // an earlier point (a heartbeat while others are in flight) does not shrink it.
+        self.verified_end_offset = self.verified_end_offset.max(verified_end);
         context
             .log
             .advance_high_watermark(leader_high_watermark.min(verified_end));
@@ -807,7 +850,8 @@ impl Replica {
             return;
         };
         progress.last_heard_ms = context.now_ms;
-        progress.append_sent_ms = None;
+        progress.in_flight = progress.in_flight.saturating_sub(1);
+        progress.append_sent_ms = (progress.in_flight > 0).then_some(context.now_ms);
         match outcome {
             AppendOutcome::Matched {
                 matched_end_offset,
@@ -827,6 +871,9 @@ impl Replica {
                 // Strictly back: the next attempt checks an earlier offset.
                 let next = epoch_end.min(offset_hint).min(progress.next_offset - 1);
                 progress.next_offset = next.max(context.log.log_start_offset());
+                // What is in flight was sent after a point that does not match.
+                progress.in_flight = 0;
+                progress.append_sent_ms = None;
             }
         }
         let behind = progress.next_offset < context.log.log_end_offset();
@@ -1128,17 +1175,17 @@ mod tests {
                     }
                     self.with_node(id, |replica, context| replica.on_synced(context));
                 }
-                Action::Produce => {
+                Action::Produce(records) => {
                     if let Some(id) = self.leader() {
-                        let batch = encode_batch(
-                            &[PlainRecord {
+                        // Batches of several records: replication must resume at batch
+                        // starts, whatever offset a divergence hint names.
+                        let records: Vec<PlainRecord> = (0..1 + records % 3)
+                            .map(|_| PlainRecord {
                                 key: None,
                                 value: Some(Bytes::from_static(b"event")),
-                            }],
-                            self.now_ms,
-                            0,
-                            -1,
-                        );
+                            })
+                            .collect();
+                        let batch = encode_batch(&records, self.now_ms, 0, -1);
                         let header = crate::batch::validate(&batch).unwrap();
                         self.with_node(id, |replica, context| {
                             replica.append_as_leader(context, &header, batch);
@@ -1215,7 +1262,7 @@ mod tests {
         Deliver(prop::sample::Index),
         Drop(prop::sample::Index),
         Sync(u8),
-        Produce,
+        Produce(u8),
         Crash(u8),
     }
 
@@ -1225,7 +1272,7 @@ mod tests {
             12 => any::<prop::sample::Index>().prop_map(Action::Deliver),
             1 => any::<prop::sample::Index>().prop_map(Action::Drop),
             4 => any::<u8>().prop_map(Action::Sync),
-            4 => Just(Action::Produce),
+            4 => any::<u8>().prop_map(Action::Produce),
             1 => any::<u8>().prop_map(Action::Crash),
         ]
     }
@@ -1235,7 +1282,7 @@ mod tests {
         let mut group = Group::new(1, 1);
         group.apply(&Action::Advance(1));
         assert_eq!(group.leader(), Some(1));
-        group.apply(&Action::Produce);
+        group.apply(&Action::Produce(0));
         assert_eq!(group.nodes[&1].log.high_watermark(), 0, "not durable yet");
         group.apply(&Action::Sync(0));
         assert_eq!(
@@ -1258,7 +1305,7 @@ mod tests {
             }
         }
         let leader = group.leader().expect("a leader is elected");
-        group.apply(&Action::Produce);
+        group.apply(&Action::Produce(0));
         for _ in 0..5 {
             for node in 0..3 {
                 group.apply(&Action::Sync(node));
@@ -1268,7 +1315,7 @@ mod tests {
         group.check();
         // An empty log's first leader writes no marker: the batch is at offset 0.
         assert_eq!(group.nodes[&leader].log.high_watermark(), 1);
-        group.apply(&Action::Advance(60));
+        group.apply(&Action::Advance(110));
         group.deliver_all();
         for node in group.nodes.values() {
             assert_eq!(node.log.high_watermark(), 1, "followers learn the HWM");
@@ -1315,11 +1362,20 @@ mod tests {
                 if round == 100 {
                     prop_assert!(group.leader().is_some(), "no leader after healing");
                     committed_before = group.nodes[&group.leader().unwrap()].log.high_watermark();
-                    group.apply(&Action::Produce);
+                    group.apply(&Action::Produce(0));
                 }
             }
             let leader = group.leader().expect("a leader");
-            prop_assert!(group.nodes[&leader].log.high_watermark() > committed_before);
+            let leader_log = &group.nodes[&leader].log;
+            prop_assert!(leader_log.high_watermark() > committed_before);
+            // Every replica caught up: same log end and high watermark as the leader.
+            for (id, node) in &group.nodes {
+                prop_assert_eq!(
+                    (node.log.log_end_offset(), node.log.high_watermark()),
+                    (leader_log.log_end_offset(), leader_log.high_watermark()),
+                    "node {} did not catch up", id
+                );
+            }
         }
     }
 }

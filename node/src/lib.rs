@@ -7,10 +7,12 @@
 //!   group-commit syncs;
 //! - [`kafka`]: the Kafka wire protocol: framing, version negotiation, and the translation
 //!   of each API to and from the core's requests;
-//! - [`run_node`]: all of it put together, used by the `myelin` binary.
+//! - [`run_node`]: all of it put together, used by the `myelin` binary;
+//! - [`launcher`]: `myelin cluster`, a local cluster of node processes.
 
 pub mod config;
 pub mod kafka;
+pub mod launcher;
 pub mod peer;
 pub mod runtime;
 pub mod storage;
@@ -132,4 +134,27 @@ fn read_metadata_log(
         }
     }
     Ok(bytes.freeze())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(all(unix, not(madsim)))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(all(unix, not(madsim))))]
+    let _ = interrupt.await;
 }

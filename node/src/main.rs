@@ -1,8 +1,11 @@
-//! The `myelin` binary. `myelin node` runs one node (see `myelin node --help`).
+//! The `myelin` binary. `myelin node` runs one node (see `myelin node --help`);
+//! `myelin cluster` runs a local cluster of them.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use myelin_node::config::{NodeArgs, NodeConfig};
+use myelin_node::launcher::ClusterArgs;
+use myelin_node::shutdown_signal;
 use myelin_node::storage::file::FileStorage;
 use std::sync::Arc;
 
@@ -21,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run a node: Kafka API on --listen, data in --data-dir.
     Node(NodeArgs),
+    /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on i*10000+9092, peers on
+    /// i*10000+9093, data in <data-dir>/node-i).
+    Cluster(ClusterArgs),
 }
 
 #[tokio::main]
@@ -40,28 +46,6 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
             myelin_node::run_node(config, Arc::new(storage), shutdown_signal()).await
         }
+        Command::Cluster(args) => myelin_node::launcher::run(args).await,
     }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(all(unix, not(madsim)))]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the node");
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(all(unix, not(madsim))))]
-    let _ = interrupt.await;
 }

@@ -233,22 +233,11 @@ pub fn start_with(
         }
     }
     task.execute(initial)?;
-    if let Some(mut receiver) = peer_receiver {
-        // Waiting for room in the core's queue is the backpressure that reaches the peers.
-        let events = events_sender.clone();
-        tokio::spawn(async move {
-            while let Some((from, message)) = receiver.recv().await {
-                if events
-                    .send(CoreEvent::Peer { from, message })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-    }
-    tokio::spawn(task.run(events));
+    // Peer messages have their own queue, read before client requests: votes, heartbeats
+    // and acknowledgements must not wait behind a flood of produces, or elections churn.
+    // (Without peers the receiver is empty for good.)
+    let peer_events = peer_receiver.unwrap_or_else(|| mpsc::channel(1).1);
+    tokio::spawn(task.run(events, peer_events));
     Ok(NodeHandle {
         events: events_sender,
         storage,
@@ -256,7 +245,11 @@ pub fn start_with(
 }
 
 impl CoreTask {
-    async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<CoreEvent>,
+        mut peer_events: PeerReceiver<PeerMessage>,
+    ) {
         loop {
             let now = self.hooks.now_ms();
             let wake_at = self
@@ -267,6 +260,8 @@ impl CoreTask {
                 });
             let sleep_ms = (wake_at - now).max(0) as u64;
             let first = tokio::select! {
+                biased;
+                Some((from, message)) = peer_events.recv() => Some(CoreEvent::Peer { from, message }),
                 event = events.recv() => match event {
                     Some(event) => Some(event),
                     None => return,
@@ -275,6 +270,12 @@ impl CoreTask {
             };
             let mut batch = Vec::new();
             batch.extend(first);
+            while batch.len() < EVENTS_PER_WAKEUP_MAX {
+                match peer_events.try_recv() {
+                    Ok((from, message)) => batch.push(CoreEvent::Peer { from, message }),
+                    Err(_) => break,
+                }
+            }
             while batch.len() < EVENTS_PER_WAKEUP_MAX {
                 match events.try_recv() {
                     Ok(event) => batch.push(event),

@@ -116,9 +116,10 @@ class CpuMeter:
         return {"broker_cpu_s": broker, "client_cpu_s": client_cpu_seconds() - self.client_start}
 
 
-def create_topic(bootstrap, topic, partitions):
+def create_topic(bootstrap, topic, partitions, replication_factor=1):
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions,
+                                            replication_factor=replication_factor)],
                                   operation_timeout=30, request_timeout=30)
     futures[topic].result(timeout=30)
 
@@ -263,6 +264,9 @@ def main():
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--size", type=int, default=1024, help="message value size in bytes")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--replication-factor", type=int, default=1,
+                        help="of the benchmark topics (a cluster: start `myelin cluster` and "
+                             "pass --bootstrap)")
     parser.add_argument("--rate", type=int, default=2000, help="latency phase messages/s")
     parser.add_argument("--seconds", type=int, default=10, help="latency phase duration")
     parser.add_argument("--timeout", type=float, default=300.0, help="bound for each phase")
@@ -282,8 +286,8 @@ def main():
         run_id = "%d" % time.time()
         throughput_topic = "bench-throughput-" + run_id
         latency_topic = "bench-latency-" + run_id
-        create_topic(bootstrap, throughput_topic, args.partitions)
-        create_topic(bootstrap, latency_topic, 1)
+        create_topic(bootstrap, throughput_topic, args.partitions, args.replication_factor)
+        create_topic(bootstrap, latency_topic, 1, args.replication_factor)
 
         broker_pid = node.proc.pid if node is not None else None
         meter = CpuMeter(broker_pid)
@@ -314,7 +318,8 @@ def main():
         print(json.dumps(results, indent=2))
         return
     print("myelin produce/consume benchmark: confluent-kafka, loopback, %d x %d B, "
-          "%d partitions, acks=all" % (args.messages, args.size, args.partitions))
+          "%d partitions, replication factor %d, acks=all"
+          % (args.messages, args.size, args.partitions, args.replication_factor))
     print("%-10s %10s %10s %12s %14s %14s" % ("phase", "seconds", "MB/s", "msgs/s",
                                              "broker CPU s", "client CPU s"))
     for phase in ("produce", "consume"):

@@ -210,11 +210,15 @@ impl Controller {
         }
     }
 
-    pub(super) fn next_wakeup_ms(&self) -> Option<i64> {
+    /// The earliest time the controller's timers have work; registration retries only
+    /// while this node is not `registered`.
+    pub(super) fn next_wakeup_ms(&self, registered: bool) -> Option<i64> {
+        let register = (!registered).then_some(self.next_register_ms);
         self.forwarded
             .values()
             .map(|forwarded| forwarded.deadline_ms)
-            .chain([self.next_announce_ms, self.next_register_ms])
+            .chain([self.next_announce_ms])
+            .chain(register)
             .min()
     }
 
@@ -244,6 +248,11 @@ fn failed_result(name: &str, error: ErrorCode, message: &str) -> TopicResult {
 }
 
 impl Broker {
+    /// Whether the applied metadata lists this node with its current address.
+    pub(super) fn is_registered(&self) -> bool {
+        self.metadata.nodes.contains(&self.this_node())
+    }
+
     fn this_node(&self) -> NodeInfo {
         NodeInfo {
             node_id: self.config.node_id,
