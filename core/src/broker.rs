@@ -4,7 +4,7 @@
 //! `Broker::step(now_ms, input) -> outputs` is the only way state changes. Every partition
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
-//! whose leader is the controller (see [`controller`]). A single node is a cluster of one:
+//! whose leader is the controller (see `broker/controller.rs`). A single node is a cluster of one:
 //! every group has one voter, which leads at once.
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches

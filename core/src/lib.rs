@@ -1,26 +1,32 @@
 //! # myelin-core: the deterministic heart of Myelin
 //!
 //! Sans-IO state machines for a Kafka-compatible event-streaming broker: partition logs,
-//! idempotent producers and the broker that composes them (replication, consumer groups
-//! and transactions join in later modules). Nothing here performs I/O, reads a clock,
+//! idempotent producers, Raft-family replication of every partition and of the cluster
+//! metadata, and the broker that composes them (consumer groups and transactions join in
+//! later modules). Nothing here performs I/O, reads a clock,
 //! spawns a thread or draws from an unseeded RNG, so the same inputs give the same outputs
 //! on every machine; the networked node (`myelin-node`) and the simulator drive the same
 //! code.
 //!
 //! ## Driver's manual
-//! 1. At start, the driver asks storage what it holds (metadata snapshot and, per partition,
-//!    the CRC-valid batches of each segment) and builds the broker with
-//!    [`broker::Broker::new`], passing a seed for the broker's RNG and the current time. It
-//!    executes the returned outputs before serving.
+//! 1. At start, the driver asks storage what it holds (metadata snapshot; per partition, the
+//!    CRC-valid batches of each segment and the persisted replica state; the bytes of the
+//!    metadata log) and builds the broker with [`broker::Broker::new`] from that
+//!    [`api::Recovery`], a seed for the broker's RNG and the current time. It executes the
+//!    returned outputs before serving.
 //! 2. Each event becomes one [`api::Input`] fed to [`broker::Broker::step`] with `now_ms`:
 //!    a decoded client request (with a driver-chosen [`api::RequestId`]), a storage sync
-//!    completion (`Synced { through_sequence }`), or a `Tick`.
+//!    completion (`Synced { through_sequence }`), a message from another node (`Peer`), or
+//!    a `Tick`.
 //! 3. The driver executes the returned [`api::Output`]s **in order**:
 //!    - `Storage(command)`: carry it out before anything after it. `Append`s are numbered by
 //!      `sequence`; they may sit in the page cache until a sync. `PersistMetadata` is
 //!      durable when done.
 //!    - `Respond { id, response }`: send it to the client that made request `id` (for an
 //!      acks=0 produce, send nothing).
+//!    - `Send { to, message }`: send it to node `to`, best effort; a replication append that
+//!      names stored byte ranges (`Records::Stored`) is sent with those bytes inline.
+//!      `PersistReplicaState` and `Truncate` are durable before anything after them.
 //! 4. Durability is reported back: after a sync that covered every append up to sequence
 //!    `S`, feed `Input::Synced { through_sequence: S }`. Acknowledgements and the high
 //!    watermark advance only then. One sync may cover many produces (group commit).

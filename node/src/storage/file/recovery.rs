@@ -197,6 +197,13 @@ fn list_segments(
                 logs.insert(base_offset);
             }
             Some((base_offset, _)) => index_files.push((base_offset, path)),
+            None if entry.file_name() == REPLICA_STATE_FILE => {}
+            // A replica state written aside when a crash came: the rename never happened,
+            // so the old state stands.
+            None if entry.file_name().to_str() == Some(&format!("{REPLICA_STATE_FILE}.tmp")) => {
+                fs::remove_file(&path)
+                    .map_err(io_error(|| format!("remove {}", path.display())))?;
+            }
             None => tracing::warn!(%partition, path = %path.display(), "ignoring an unknown file"),
         }
     }
