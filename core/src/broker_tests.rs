@@ -37,23 +37,33 @@ fn sync_all(broker: &mut Broker, mut outputs: Vec<Output>) -> Vec<Output> {
     outputs
 }
 
+/// A CreateTopics request for one topic.
+fn create_request(
+    name: &str,
+    partition_count: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> Input {
+    Input::Request {
+        id: 1,
+        request: Request::CreateTopics {
+            topics: vec![CreateTopic {
+                name: name.into(),
+                partition_count,
+                replication_factor,
+                configs: configs
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect(),
+                validate_only: false,
+            }],
+        },
+    }
+}
+
 /// Creates a topic and syncs until the metadata log commits it.
 fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> {
-    let outputs = broker.step(
-        NOW,
-        Input::Request {
-            id: 1,
-            request: Request::CreateTopics {
-                topics: vec![CreateTopic {
-                    name: name.into(),
-                    partition_count,
-                    replication_factor: -1,
-                    configs: Vec::new(),
-                    validate_only: false,
-                }],
-            },
-        },
-    );
+    let outputs = broker.step(NOW, create_request(name, partition_count, -1, &[]));
     sync_all(broker, outputs)
 }
 
@@ -139,21 +149,7 @@ fn creating_a_topic_persists_metadata_before_making_partitions() {
 #[test]
 fn a_replication_factor_above_the_node_count_is_refused() {
     let mut broker = broker();
-    let outputs = broker.step(
-        NOW,
-        Input::Request {
-            id: 1,
-            request: Request::CreateTopics {
-                topics: vec![CreateTopic {
-                    name: "t".into(),
-                    partition_count: 1,
-                    replication_factor: 3,
-                    configs: Vec::new(),
-                    validate_only: false,
-                }],
-            },
-        },
-    );
+    let outputs = broker.step(NOW, create_request("t", 1, 3, &[]));
     match responses(&outputs)[0].1 {
         Response::CreateTopics(results) => {
             assert_eq!(results[0].error, ErrorCode::InvalidReplicationFactor)
@@ -439,21 +435,12 @@ fn retention_deletes_old_segments_on_tick() {
     let mut broker = broker();
     let created = broker.step(
         NOW,
-        Input::Request {
-            id: 1,
-            request: Request::CreateTopics {
-                topics: vec![CreateTopic {
-                    name: "r".into(),
-                    partition_count: 1,
-                    replication_factor: 1,
-                    configs: vec![
-                        ("segment.bytes".into(), "1024".into()),
-                        ("retention.ms".into(), "1000".into()),
-                    ],
-                    validate_only: false,
-                }],
-            },
-        },
+        create_request(
+            "r",
+            1,
+            1,
+            &[("segment.bytes", "1024"), ("retention.ms", "1000")],
+        ),
     );
     sync_all(&mut broker, created);
     let mut last_sequence = 0;

@@ -315,6 +315,21 @@ fn produce(partition: &TopicPartition, records: i32) -> Request {
     }
 }
 
+fn fetch(partition: &TopicPartition, offset: i64, current_leader_epoch: i32) -> Request {
+    Request::Fetch {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1 << 20,
+        isolation: Isolation::ReadCommitted,
+        partitions: vec![FetchPartition {
+            partition: partition.clone(),
+            fetch_offset: offset,
+            partition_max_bytes: 1 << 20,
+            current_leader_epoch,
+        }],
+    }
+}
+
 fn produce_result(response: &Response) -> &ProducePartitionResult {
     match response {
         Response::Produce(results) => &results[0],
@@ -418,21 +433,7 @@ fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     assert_eq!(produce_result(&second).error, ErrorCode::None);
     let second_offset = produce_result(&second).base_offset;
     assert!(second_offset > first_offset);
-    let fetched = cluster.call(
-        new_leader,
-        Request::Fetch {
-            max_wait_ms: 0,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            isolation: Isolation::ReadCommitted,
-            partitions: vec![FetchPartition {
-                partition: partition.clone(),
-                fetch_offset: first_offset,
-                partition_max_bytes: 1 << 20,
-                current_leader_epoch: -1,
-            }],
-        },
-    );
+    let fetched = cluster.call(new_leader, fetch(&partition, first_offset, -1));
     match fetched {
         Response::Fetch(results) => {
             assert_eq!(results[0].error, ErrorCode::None);
@@ -444,21 +445,7 @@ fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     let (old_epoch, _) = cluster.brokers[&new_leader]
         .partition_leadership(&partition)
         .unwrap();
-    let fenced = cluster.call(
-        new_leader,
-        Request::Fetch {
-            max_wait_ms: 0,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            isolation: Isolation::ReadCommitted,
-            partitions: vec![FetchPartition {
-                partition: partition.clone(),
-                fetch_offset: 0,
-                partition_max_bytes: 1 << 20,
-                current_leader_epoch: old_epoch - 1,
-            }],
-        },
-    );
+    let fenced = cluster.call(new_leader, fetch(&partition, 0, old_epoch - 1));
     match fenced {
         Response::Fetch(results) => assert_eq!(results[0].error, ErrorCode::FencedLeaderEpoch),
         other => panic!("{other:?}"),

@@ -333,25 +333,31 @@ impl PartitionLog {
             .map_or(-1, |batch| batch.leader_epoch)
     }
 
-    /// Epoch of the batch holding `offset`, if the log holds it.
-    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+    /// The segment whose range starts at or before `offset` (the one that would hold it).
+    fn segment_for(&self, offset: i64) -> Option<&Segment> {
         let index = self
             .segments
             .partition_point(|segment| segment.base_offset <= offset)
             .checked_sub(1)?;
-        let segment = &self.segments[index];
+        Some(&self.segments[index])
+    }
+
+    /// The batch holding `offset`, if the log holds it.
+    fn batch_at(&self, offset: i64) -> Option<&BatchEntry> {
+        let segment = self.segment_for(offset)?;
         segment
             .batch_index_of(offset)
-            .map(|batch| segment.batches[batch].leader_epoch)
+            .map(|batch| &segment.batches[batch])
+    }
+
+    /// Epoch of the batch holding `offset`, if the log holds it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.batch_at(offset).map(|batch| batch.leader_epoch)
     }
 
     /// The offset after the last batch a chunk (from `read`) ends with.
     pub fn offset_after(&self, chunk: &ReadChunk) -> Option<i64> {
-        let index = self
-            .segments
-            .partition_point(|segment| segment.base_offset <= chunk.segment_base_offset)
-            .checked_sub(1)?;
-        let segment = &self.segments[index];
+        let segment = self.segment_for(chunk.segment_base_offset)?;
         let end = chunk.position + chunk.length;
         let batch = segment
             .batches
@@ -364,14 +370,7 @@ impl PartitionLog {
     /// Base offset of the batch holding `offset`, if the log holds it. Replication sends
     /// whole batches, so where it resumes must be a batch's first offset.
     pub fn batch_base_offset(&self, offset: i64) -> Option<i64> {
-        let index = self
-            .segments
-            .partition_point(|segment| segment.base_offset <= offset)
-            .checked_sub(1)?;
-        let segment = &self.segments[index];
-        segment
-            .batch_index_of(offset)
-            .map(|batch| segment.batches[batch].base_offset)
+        self.batch_at(offset).map(|batch| batch.base_offset)
     }
 
     /// Kafka's OffsetsForLeaderEpoch: the end offset of `epoch` in this log, i.e. the first
