@@ -369,6 +369,8 @@ impl Broker {
         if fresh && voters.first() == Some(&self.config.node_id) {
             replica.expedite_election(now_ms);
         }
+        #[cfg(feature = "defects")]
+        replica.set_defect(self.config.defect);
         self.partitions.insert(
             partition.clone(),
             PartitionState {

@@ -1,8 +1,10 @@
 //! Deliberate defects (feature `defects` only): bugs the simulator must be able to catch.
 //!
-//! Each variant switches one real safeguard off. The core applies the first three through
-//! [`crate::api::BrokerConfig::defect`]; `SkipRecoveryCrc` is applied by the simulator's
-//! disk, whose recovery mirrors the file storage's. Without the feature this module, the
+//! Each variant switches one real safeguard off. The core applies the broker's through
+//! [`crate::api::BrokerConfig::defect`], which also reaches every partition's replica (the
+//! replication defects); `SkipRecoveryCrc` is applied by the simulator's disk, whose
+//! recovery mirrors the file storage's. The simulator's single-node runs catch `ALL`; the
+//! replication model tests (`replication.rs`) catch `REPLICATION`. Without the feature this module, the
 //! config field and every branch that reads it do not exist, so the `myelin` binary can
 //! never carry them. There is no global state: each broker gets its defect at
 //! construction, so simulated nodes in one process stay independent.
@@ -25,6 +27,15 @@ pub enum Defect {
     /// On restart, rebuild partition logs but not the idempotent producers' sequence state,
     /// so a retried or continued idempotent batch is refused or written twice.
     ForgetProducerStateOnRestart,
+    /// Replication: grant a vote without the log up-to-date check, so a replica missing
+    /// committed data can be elected and lose it.
+    VoteWithoutUpToDateCheck,
+    /// Replication: the leader counts its own durable log as a majority, so the high
+    /// watermark passes data that only a minority holds.
+    MinorityHighWatermark,
+    /// Replication: a follower keeps its own batch where the leader's differs in epoch
+    /// instead of truncating, so replicas disagree on committed offsets.
+    FollowerKeepsDivergentTail,
 }
 
 impl Defect {
@@ -36,6 +47,13 @@ impl Defect {
         Defect::ForgetProducerStateOnRestart,
     ];
 
+    /// The replication protocol's defects, caught by its model tests.
+    pub const REPLICATION: [Defect; 3] = [
+        Defect::VoteWithoutUpToDateCheck,
+        Defect::MinorityHighWatermark,
+        Defect::FollowerKeepsDivergentTail,
+    ];
+
     /// The kebab-case name used on command lines.
     pub fn name(self) -> &'static str {
         match self {
@@ -43,12 +61,18 @@ impl Defect {
             Defect::ReadAboveHighWatermark => "read-above-high-watermark",
             Defect::SkipRecoveryCrc => "skip-recovery-crc",
             Defect::ForgetProducerStateOnRestart => "forget-producer-state-on-restart",
+            Defect::VoteWithoutUpToDateCheck => "vote-without-up-to-date-check",
+            Defect::MinorityHighWatermark => "minority-high-watermark",
+            Defect::FollowerKeepsDivergentTail => "follower-keeps-divergent-tail",
         }
     }
 
     /// The defect with this kebab-case name.
     pub fn from_name(name: &str) -> Option<Defect> {
-        Defect::ALL.into_iter().find(|defect| defect.name() == name)
+        Defect::ALL
+            .into_iter()
+            .chain(Defect::REPLICATION)
+            .find(|defect| defect.name() == name)
     }
 }
 

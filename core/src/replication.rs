@@ -220,6 +220,9 @@ pub struct Replica {
     /// Follower: offsets below this are known to match the current leader's log.
     verified_end_offset: i64,
     timings: ReplicationTimings,
+    /// A deliberate bug for the model tests and the simulator (feature `defects` only).
+    #[cfg(feature = "defects")]
+    defect: Option<crate::defects::Defect>,
 }
 
 impl Replica {
@@ -247,6 +250,8 @@ impl Replica {
             heartbeat_due_ms: now_ms,
             verified_end_offset: 0,
             timings,
+            #[cfg(feature = "defects")]
+            defect: None,
         };
         // A lone voter need not wait: nobody else can lead.
         if replica.voters.len() > 1 {
@@ -257,6 +262,20 @@ impl Replica {
 
     pub fn epoch(&self) -> i32 {
         self.state.epoch
+    }
+
+    /// Runs this replica with a deliberate bug (feature `defects` only).
+    #[cfg(feature = "defects")]
+    pub fn set_defect(&mut self, defect: Option<crate::defects::Defect>) {
+        self.defect = defect;
+    }
+
+    /// Whether this replica runs with `defect` (always false without the feature).
+    fn has_defect(&self, _defect: DefectName) -> bool {
+        #[cfg(feature = "defects")]
+        return self.defect == Some(_defect.into());
+        #[cfg(not(feature = "defects"))]
+        false
     }
 
     pub fn voters(&self) -> &[NodeId] {
@@ -590,7 +609,11 @@ impl Replica {
             .collect();
         durable.push(context.log.durable_end_offset());
         durable.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = durable[self.majority() - 1];
+        let candidate = if self.has_defect(DefectName::MinorityHighWatermark) {
+            context.log.durable_end_offset()
+        } else {
+            durable[self.majority() - 1]
+        };
         if candidate <= context.log.high_watermark() {
             return;
         }
@@ -687,7 +710,8 @@ impl Replica {
             Some(voted) => voted == candidate,
         };
         let up_to_date = (last_epoch, log_end_offset)
-            >= (context.log.last_epoch(), context.log.log_end_offset());
+            >= (context.log.last_epoch(), context.log.log_end_offset())
+            || self.has_defect(DefectName::VoteWithoutUpToDateCheck);
         let granted = free_to_vote && up_to_date;
         if granted {
             if self.state.voted_for != Some(candidate) {
@@ -799,7 +823,10 @@ impl Replica {
             let end = header.base_offset + header.offset_count();
             if header.base_offset < context.log.log_end_offset() {
                 match context.log.epoch_at(header.base_offset) {
-                    Some(held) if held == header.partition_leader_epoch => {
+                    Some(held)
+                        if held == header.partition_leader_epoch
+                            || self.has_defect(DefectName::FollowerKeepsDivergentTail) =>
+                    {
                         verified_end = end;
                         continue;
                     }
@@ -884,6 +911,26 @@ impl Replica {
     }
 }
 
+/// The replication defects by name, so that the checks compile without the `defects`
+/// feature (where they are always false).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DefectName {
+    VoteWithoutUpToDateCheck,
+    MinorityHighWatermark,
+    FollowerKeepsDivergentTail,
+}
+
+#[cfg(feature = "defects")]
+impl From<DefectName> for crate::defects::Defect {
+    fn from(name: DefectName) -> Self {
+        match name {
+            DefectName::VoteWithoutUpToDateCheck => Self::VoteWithoutUpToDateCheck,
+            DefectName::MinorityHighWatermark => Self::MinorityHighWatermark,
+            DefectName::FollowerKeepsDivergentTail => Self::FollowerKeepsDivergentTail,
+        }
+    }
+}
+
 /// Places a batch at the log's end (rolling first if it does not fit) with `leader_epoch`.
 fn append_to_log(
     context: &mut ReplicaContext<'_>,
@@ -943,7 +990,15 @@ mod tests {
         /// (offset, epoch) of every batch some leader committed.
         committed: BTreeMap<i64, i32>,
         appends: u64,
+        /// The deliberate bug every replica runs with, if any.
+        defect: DefectChoice,
     }
+
+    /// The deliberate bug a model group runs with (none without the `defects` feature).
+    #[cfg(feature = "defects")]
+    type DefectChoice = Option<crate::defects::Defect>;
+    #[cfg(not(feature = "defects"))]
+    type DefectChoice = Option<std::convert::Infallible>;
 
     fn patch(bytes: &Bytes, base_offset: i64, epoch: i32) -> Bytes {
         let mut patched = bytes.to_vec();
@@ -954,12 +1009,16 @@ mod tests {
 
     impl Group {
         fn new(size: i32, seed: u64) -> Self {
+            Self::with_defect(size, seed, None)
+        }
+
+        fn with_defect(size: i32, seed: u64, defect: DefectChoice) -> Self {
             let mut rng = StdRng::seed_from_u64(seed);
             let voters: Vec<NodeId> = (1..=size).collect();
             let nodes = voters
                 .iter()
                 .map(|id| {
-                    let replica = Replica::new(
+                    let mut replica = Replica::new(
                         *id,
                         voters.clone(),
                         ReplicaState::default(),
@@ -967,6 +1026,7 @@ mod tests {
                         0,
                         &mut rng,
                     );
+                    set_defect(&mut replica, defect);
                     (
                         *id,
                         Node {
@@ -989,6 +1049,7 @@ mod tests {
                 leaders_by_epoch: BTreeMap::new(),
                 committed: BTreeMap::new(),
                 appends: 0,
+                defect,
             }
         }
 
@@ -1252,8 +1313,19 @@ mod tests {
                 now_ms,
                 &mut self.rng,
             );
+            set_defect(&mut node.replica, self.defect);
             self.network.retain(|(_, to, _)| *to != id);
         }
+    }
+
+    #[cfg(feature = "defects")]
+    fn set_defect(replica: &mut Replica, defect: DefectChoice) {
+        replica.set_defect(defect);
+    }
+
+    #[cfg(not(feature = "defects"))]
+    fn set_defect(_replica: &mut Replica, defect: DefectChoice) {
+        assert!(defect.is_none(), "defects need the `defects` feature");
     }
 
     #[derive(Debug, Clone)]
@@ -1375,6 +1447,49 @@ mod tests {
                     (leader_log.log_end_offset(), leader_log.high_watermark()),
                     "node {} did not catch up", id
                 );
+            }
+        }
+    }
+
+    /// Each deliberate replication defect breaks an invariant the model checks, and proptest
+    /// shrinks the failing schedule to a short one. (Feature `defects` only.)
+    #[cfg(feature = "defects")]
+    #[test]
+    fn each_replication_defect_is_caught_and_shrunk() {
+        use proptest::test_runner::{Config, TestError, TestRunner};
+        for defect in crate::defects::Defect::REPLICATION {
+            let mut runner = TestRunner::new(Config {
+                cases: 3000,
+                max_shrink_iters: 20_000,
+                failure_persistence: None,
+                ..Config::default()
+            });
+            let strategy = (
+                prop::sample::select(vec![3i32, 5]),
+                any::<u64>(),
+                prop::collection::vec(action(), 1..300),
+            );
+            let result = runner.run(&strategy, |(size, seed, actions)| {
+                let mut group = Group::with_defect(size, seed, Some(defect));
+                for action in &actions {
+                    group.apply(action);
+                    group.check();
+                }
+                Ok(())
+            });
+            match result {
+                Err(TestError::Fail(reason, (_, _, actions))) => {
+                    eprintln!(
+                        "{defect}: caught ({reason}), shrunk to {} actions",
+                        actions.len()
+                    );
+                    assert!(
+                        actions.len() <= 150,
+                        "{defect}: shrunk only to {} actions",
+                        actions.len()
+                    );
+                }
+                other => panic!("{defect} was not caught: {other:?}"),
             }
         }
     }
