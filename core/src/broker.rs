@@ -15,7 +15,8 @@
 //! Invariants:
 //! - only a partition's leader accepts produces, fetches and offset lookups; the others
 //!   answer NOT_LEADER_OR_FOLLOWER, and a fetch naming an older leader epoch is
-//!   FENCED_LEADER_EPOCH;
+//!   FENCED_LEADER_EPOCH; a new leader serves reads only once its high watermark reaches
+//!   the start of its epoch, so the high watermark clients see never moves back;
 //! - an acks=all produce is answered with success only when every batch it wrote (or
 //!   duplicated) is below its partition's high watermark, in the leader epoch it was written
 //!   in; if leadership changes first, that partition's result is NOT_LEADER_OR_FOLLOWER
@@ -645,6 +646,17 @@ impl Broker {
         )
     }
 
+    /// The partition a client may read: led by this node, whose high watermark has caught
+    /// up with its epoch (see `Replica::serves_reads`).
+    fn readable_partition(&self, partition: &TopicPartition) -> Result<&PartitionState, ErrorCode> {
+        let state = self.led_partition(partition)?;
+        if state.replica.serves_reads(&state.log) {
+            Ok(state)
+        } else {
+            Err(ErrorCode::NotLeaderOrFollower)
+        }
+    }
+
     /// The partition a client may use: hosted, led by this node, and not internal.
     fn led_partition(&self, partition: &TopicPartition) -> Result<&PartitionState, ErrorCode> {
         if partition.topic == METADATA_TOPIC {
@@ -894,7 +906,7 @@ impl Broker {
             log_start_offset: -1,
             chunks: Vec::new(),
         };
-        let state = match self.led_partition(&wanted.partition) {
+        let state = match self.readable_partition(&wanted.partition) {
             Ok(state) => state,
             Err(error) => {
                 result.error = error;
@@ -962,7 +974,7 @@ impl Broker {
             timestamp: -1,
             offset: -1,
         };
-        let log = match self.led_partition(&result.partition) {
+        let log = match self.readable_partition(&result.partition) {
             Ok(state) => &state.log,
             Err(error) => {
                 result.error = error;

@@ -219,6 +219,10 @@ pub struct Replica {
     heartbeat_due_ms: i64,
     /// Follower: offsets below this are known to match the current leader's log.
     verified_end_offset: i64,
+    /// Leader: the log end offset when it was elected. Everything committed before lies
+    /// below it, so once the high watermark reaches it, the HWM is at least as high as any
+    /// an earlier leader reported.
+    epoch_start_offset: i64,
     timings: ReplicationTimings,
     /// A deliberate bug for the model tests and the simulator (feature `defects` only).
     #[cfg(feature = "defects")]
@@ -249,6 +253,7 @@ impl Replica {
             election_deadline_ms: now_ms,
             heartbeat_due_ms: now_ms,
             verified_end_offset: 0,
+            epoch_start_offset: 0,
             timings,
             #[cfg(feature = "defects")]
             defect: None,
@@ -284,6 +289,13 @@ impl Replica {
 
     pub fn is_leader(&self) -> bool {
         matches!(self.role, Role::Leader { .. })
+    }
+
+    /// Whether this replica leads and its high watermark has reached the start of its
+    /// epoch: only then may it serve reads, or a consumer could see the high watermark move
+    /// back across a failover (Raft: a leader commits an entry of its term before reads).
+    pub fn serves_reads(&self, log: &PartitionLog) -> bool {
+        self.is_leader() && log.high_watermark() >= self.epoch_start_offset
     }
 
     /// The leader this replica knows of in its epoch, itself included.
@@ -401,6 +413,7 @@ impl Replica {
 
     fn become_leader(&mut self, context: &mut ReplicaContext<'_>) {
         let log_end_offset = context.log.log_end_offset();
+        self.epoch_start_offset = log_end_offset;
         let followers = self
             .voters
             .iter()

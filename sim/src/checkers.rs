@@ -8,7 +8,8 @@
 //!
 //! ## Invariants
 //! - **acknowledged-writes-survive**: a batch acknowledged at base offset `o` (acks=all,
-//!   acks=1 and idempotent alike: a single node acknowledges only durable batches) has its
+//!   acks=1 and idempotent alike: a single node acknowledges only durable batches; in a
+//!   cluster, acks=1 promises only the leader's copy and is not held to it) has its
 //!   records at `o, o+1, ...` whenever they are read, and in the final log.
 //! - **reads-survive**: a record read at offset `o` is the record at `o` forever after, and
 //!   in the final log: nothing read is later truncated or replaced.
@@ -20,7 +21,8 @@
 //! - **no-duplicates**: no record value appears at two offsets (idempotent producers retry
 //!   batches, which must be deduplicated; plain producers never resend one).
 //! - **high-watermark-monotonic**: the high watermark of a partition never moves backwards:
-//!   neither in the core's fetch responses (across restarts), nor as clients see it (a
+//!   neither in the core's fetch responses (across restarts; in a cluster, within each
+//!   node's lifetime), nor as clients see it (a
 //!   fetch that starts after another ended reports a high watermark at least as high), and
 //!   a consumer's position, always at or below a high watermark it saw, never becomes out
 //!   of range.
@@ -29,7 +31,10 @@
 //! - **idempotent-sequences-accepted**: an idempotent producer that sends its batches in
 //!   order, retrying each until acknowledged, is never refused with a sequence or epoch
 //!   error.
-//! - **liveness**: once faults heal and nodes restart, every partition can be read back.
+//! - **liveness**: once faults heal and nodes restart, every partition can be read back
+//!   (in a cluster: a leader is elected and serves it within the final read's deadline).
+//! - **one-leader-per-epoch** (clusters): at most one node sends replication appends for a
+//!   partition in one leader epoch.
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
@@ -37,7 +42,8 @@ use crate::history::{
     ClientEvent, FetchFailure, Micros, PartitionRef, ProduceOutcome, ReadRecord, Value,
 };
 use crate::scenario::ClientRole;
-use myelin_core::api::{ErrorCode, Output, Response};
+use myelin_core::api::{ErrorCode, Output, PeerMessage, Response};
+use myelin_core::replication::ReplicationMessage;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -63,10 +69,11 @@ pub enum Invariant {
     IdempotentSequencesAccepted,
     Liveness,
     Progress,
+    OneLeaderPerEpoch,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 11] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -77,6 +84,7 @@ impl Invariant {
         Invariant::IdempotentSequencesAccepted,
         Invariant::Liveness,
         Invariant::Progress,
+        Invariant::OneLeaderPerEpoch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +99,7 @@ impl Invariant {
             Invariant::IdempotentSequencesAccepted => "idempotent-sequences-accepted",
             Invariant::Liveness => "liveness",
             Invariant::Progress => "progress",
+            Invariant::OneLeaderPerEpoch => "one-leader-per-epoch",
         }
     }
 }
@@ -208,12 +217,35 @@ pub struct Checker {
     partitions: BTreeMap<PartitionRef, PartitionState>,
     /// Highest high watermark each node's core reported, per partition.
     core_high_watermarks: BTreeMap<PartitionRef, i64>,
+    /// The node that sent replication appends in each (partition, leader epoch).
+    leaders: BTreeMap<(String, i32, i32), u8>,
+    /// A replicated cluster: offsets may have gaps (leader-change control batches, which
+    /// consumers skip; offsets must still increase), and acks=1 is not durable.
+    offset_gaps_allowed: bool,
+    /// In a cluster, the high watermark a node's core reports is monotonic within the node's
+    /// lifetime (a restarted replica learns what is committed from the leader again).
+    core_high_watermark_per_lifetime: bool,
     report: CheckReport,
 }
 
 impl Checker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Checks for a replicated cluster: offsets may have gaps (control batches), and the
+    /// core's high watermark is monotonic within each node's lifetime.
+    pub fn for_cluster(&mut self) {
+        self.offset_gaps_allowed = true;
+        self.core_high_watermark_per_lifetime = true;
+    }
+
+    /// Node `node` restarted.
+    pub fn node_restarted(&mut self, node: u8) {
+        if self.core_high_watermark_per_lifetime {
+            self.core_high_watermarks
+                .retain(|partition, _| partition.node != node);
+        }
     }
 
     fn check(
@@ -320,6 +352,10 @@ impl Checker {
                     return;
                 };
                 match outcome {
+                    // In a cluster, acks=1 means only the leader held the batch: a failover
+                    // may lose it (as in Kafka), so it promises nothing the checks can hold.
+                    ProduceOutcome::Acknowledged { .. }
+                        if self.offset_gaps_allowed && role == ClientRole::ProducerAcksLeader => {}
                     ProduceOutcome::Acknowledged { base_offset } => {
                         for (index, value) in values.iter().enumerate() {
                             let offset = base_offset + index as i64;
@@ -374,7 +410,9 @@ impl Checker {
                             "{partition}: client {client} read offset {offset} from a fetch reporting high watermark {high_watermark}"
                         )
                     });
-                    self.check(Invariant::ReadsInOffsetOrder, offset == expected, Some(*at), || {
+                    let in_order =
+                        offset == expected || (self.offset_gaps_allowed && offset > expected);
+                    self.check(Invariant::ReadsInOffsetOrder, in_order, Some(*at), || {
                         format!(
                             "{partition}: client {client} fetched from {fetch_offset} and got offset {offset} where {expected} comes next"
                         )
@@ -462,6 +500,26 @@ impl Checker {
 
     /// Feeds one output of node `node`'s core.
     pub fn observe_core(&mut self, node: u8, output: &Output, at: Micros) {
+        if let Output::Send {
+            message:
+                PeerMessage::Replication {
+                    partition,
+                    message: ReplicationMessage::Append { epoch, .. },
+                },
+            ..
+        } = output
+        {
+            // Only a leader sends appends, so their senders name each epoch's leaders.
+            let key = (partition.topic.clone(), partition.partition, *epoch);
+            let leader = *self.leaders.entry(key).or_insert(node);
+            self.check(
+                Invariant::OneLeaderPerEpoch,
+                leader == node,
+                Some(at),
+                || format!("{partition}: nodes {leader} and {node} both led epoch {epoch}"),
+            );
+            return;
+        }
         let Output::Respond {
             response: Response::Fetch(results),
             ..
@@ -552,13 +610,25 @@ impl Checker {
     }
 
     fn check_final_log(&mut self, partition: PartitionRef, log: &FinalLog) {
-        let dense = log.log_start_offset == 0
-            && log.records.len() as i64 == log.high_watermark
-            && log
-                .records
-                .iter()
-                .enumerate()
-                .all(|(index, record)| record.offset == index as i64);
+        let dense = if self.offset_gaps_allowed {
+            log.log_start_offset == 0
+                && log
+                    .records
+                    .windows(2)
+                    .all(|pair| pair[0].offset < pair[1].offset)
+                && log
+                    .records
+                    .last()
+                    .is_none_or(|last| last.offset < log.high_watermark)
+        } else {
+            log.log_start_offset == 0
+                && log.records.len() as i64 == log.high_watermark
+                && log
+                    .records
+                    .iter()
+                    .enumerate()
+                    .all(|(index, record)| record.offset == index as i64)
+        };
         self.check(Invariant::ReadsInOffsetOrder, dense, None, || {
             let offsets: Vec<i64> = log.records.iter().map(|record| record.offset).collect();
             format!(

@@ -41,6 +41,10 @@ struct Args {
     /// process of its own).
     #[arg(long, hide = true)]
     report_json: bool,
+    /// Seeds name cluster scenarios (3 or 5 nodes replicating one topic, with splits and
+    /// one-way links among the faults) instead of independent nodes.
+    #[arg(long)]
+    cluster: bool,
     /// Run with a deliberate defect (needs `--features defects`): ack-before-fsync,
     /// read-above-high-watermark, skip-recovery-crc, forget-producer-state-on-restart.
     #[arg(long)]
@@ -98,7 +102,7 @@ pub fn main() -> i32 {
         return bench();
     }
     if let Some((start, end)) = args.seeds {
-        return sweep(start, end, args.jobs.max(1), &options);
+        return sweep(start, end, args.jobs.max(1), args.cluster, &options);
     }
     let scenario = match (&args.scenario, args.seed) {
         (Some(json), _) => match Scenario::from_json(json) {
@@ -108,6 +112,7 @@ pub fn main() -> i32 {
                 return 2;
             }
         },
+        (None, Some(seed)) if args.cluster => Scenario::generate_cluster(seed),
         (None, Some(seed)) => Scenario::generate(seed),
         (None, None) => {
             eprintln!("error: say what to run: --seed N, --seeds A..B, --scenario JSON or --bench (see --help)");
@@ -198,7 +203,7 @@ fn progress_bar(done: u64, total: u64, failing: usize, elapsed: Duration) {
     let _ = std::io::stderr().flush();
 }
 
-fn sweep(start: u64, end: u64, jobs: usize, options: &RunOptions) -> i32 {
+fn sweep(start: u64, end: u64, jobs: usize, cluster: bool, options: &RunOptions) -> i32 {
     let total = end - start;
     let next = AtomicU64::new(start);
     let done = AtomicU64::new(0);
@@ -214,7 +219,12 @@ fn sweep(start: u64, end: u64, jobs: usize, options: &RunOptions) -> i32 {
                 if seed >= end {
                     return;
                 }
-                let report = run(&Scenario::generate(seed), &options, &exe);
+                let scenario = if cluster {
+                    Scenario::generate_cluster(seed)
+                } else {
+                    Scenario::generate(seed)
+                };
+                let report = run(&scenario, &options, &exe);
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
                 results.push(report);
                 let failing = results.iter().filter(|r| !r.passed()).count();

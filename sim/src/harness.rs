@@ -42,6 +42,8 @@ use tokio::time::Instant;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// The Kafka port of every simulated node.
 const KAFKA_PORT: u16 = 9092;
+/// The peer port of every node of a cluster scenario.
+const PEER_PORT: u16 = 9093;
 /// How often the supervisor looks for fail-stopped nodes.
 const SUPERVISOR_POLL_MS: u64 = 20;
 /// How long a fail-stopped node stays down before its restart.
@@ -426,11 +428,17 @@ fn create_node(
         adjust_broker_config,
         broker_rng_seed: None,
     };
-    let config = NodeConfig {
+    let mut config = NodeConfig {
         listen: SocketAddr::new(node_ip(index), KAFKA_PORT),
         node_id: i32::from(index),
         ..NodeConfig::default()
     };
+    if scenario.cluster {
+        config.peer_listen = Some(SocketAddr::new(node_ip(index), PEER_PORT));
+        config.peers = (1..=scenario.nodes)
+            .map(|node| (i32::from(node), SocketAddr::new(node_ip(node), PEER_PORT)))
+            .collect();
+    }
     let starts = Arc::new(AtomicU64::new(0));
     let seed = scenario.seed;
     let node_disk = disk.clone();
@@ -476,7 +484,15 @@ enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Clog {
     Node(u8),
-    Link { client: u8, to_node: bool },
+    Link {
+        client: u8,
+        to_node: bool,
+    },
+    /// The link from one node to another (cluster scenarios).
+    NodeLink {
+        from: u8,
+        to: u8,
+    },
 }
 
 struct Supervisor<'a> {
@@ -541,6 +557,7 @@ impl Supervisor<'_> {
         handle.restart(node.id);
         node.up = true;
         self.faults.restarts += 1;
+        self.log.lock().checker.node_restarted(index);
         self.note(Source::Node(index), "restart", "restarted");
     }
 
@@ -572,6 +589,15 @@ impl Supervisor<'_> {
                     net.clog_node(id);
                 } else {
                     net.unclog_node(id);
+                }
+            }
+            Clog::NodeLink { from, to } => {
+                let from = self.nodes[usize::from(from) - 1].id;
+                let to = self.nodes[usize::from(to) - 1].id;
+                if clogged {
+                    net.clog_link(from, to);
+                } else {
+                    net.unclog_link(from, to);
                 }
             }
             Clog::Link { client, to_node } => {
@@ -628,6 +654,12 @@ impl Supervisor<'_> {
             }
             Fault::Isolate { node, .. } => {
                 self.clog(Clog::Node(*node));
+                true
+            }
+            Fault::Split { .. } | Fault::NodeLinkLoss { .. } => {
+                for clog in node_link_clogs(self.scenario.nodes, &fault) {
+                    self.clog(clog);
+                }
                 true
             }
             Fault::LinkLoss {
@@ -699,6 +731,11 @@ impl Supervisor<'_> {
                 }
             }
             Fault::Isolate { node, .. } => self.unclog(Clog::Node(*node)),
+            Fault::Split { .. } | Fault::NodeLinkLoss { .. } => {
+                for clog in node_link_clogs(self.scenario.nodes, &fault) {
+                    self.unclog(clog);
+                }
+            }
             Fault::LinkLoss {
                 client, direction, ..
             } => {
@@ -806,6 +843,40 @@ impl Supervisor<'_> {
     }
 }
 
+/// The node-to-node links a split or a one-way link loss cuts.
+fn node_link_clogs(nodes: u8, fault: &Fault) -> Vec<Clog> {
+    match fault {
+        Fault::Split { minority, .. } => {
+            let mut clogs = Vec::new();
+            for inside in minority {
+                for outside in (1..=nodes).filter(|node| !minority.contains(node)) {
+                    clogs.push(Clog::NodeLink {
+                        from: *inside,
+                        to: outside,
+                    });
+                    clogs.push(Clog::NodeLink {
+                        from: outside,
+                        to: *inside,
+                    });
+                }
+            }
+            clogs
+        }
+        Fault::NodeLinkLoss { from, to, .. } => vec![Clog::NodeLink {
+            from: *from,
+            to: *to,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// The Kafka addresses of every node.
+fn kafka_addresses(nodes: u8) -> Vec<SocketAddr> {
+    (1..=nodes)
+        .map(|node| SocketAddr::new(node_ip(node), KAFKA_PORT))
+        .collect()
+}
+
 /// Reads every partition of every node back, from offset 0 to the high watermark.
 async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead> {
     let mut finals = BTreeMap::new();
@@ -815,7 +886,7 @@ async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead
                 node: topic.node,
                 partition,
             };
-            let address = SocketAddr::new(node_ip(topic.node), KAFKA_PORT);
+            let own_address = SocketAddr::new(node_ip(topic.node), KAFKA_PORT);
             let deadline = Instant::now() + FINAL_READ_DEADLINE;
             let mut last_error = String::from("never tried");
             let read = loop {
@@ -824,6 +895,24 @@ async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead
                         "no complete read within {FINAL_READ_DEADLINE:?}; last error: {last_error}"
                     ));
                 }
+                let address = if scenario.cluster {
+                    match crate::workload::leader_address(
+                        &kafka_addresses(scenario.nodes),
+                        partition,
+                        "sim-verifier",
+                    )
+                    .await
+                    {
+                        Ok(address) => address,
+                        Err(error) => {
+                            last_error = error;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    }
+                } else {
+                    own_address
+                };
                 match read_partition(address, partition).await {
                     Ok(log) => break Ok(log),
                     Err(error) => {
@@ -1061,6 +1150,9 @@ async fn supervise(
 ) -> RunReport {
     let handle = Handle::current();
     let log = Arc::new(RunLog::new(Trace::new(writer)));
+    if scenario.cluster {
+        log.lock().checker.for_cluster();
+    }
     log.harness_event(Source::Harness, "scenario", &scenario.to_json());
     let nodes: Vec<SimNode> = (1..=scenario.nodes)
         .map(|index| create_node(&handle, &scenario, index, &log, &options))
@@ -1076,13 +1168,15 @@ async fn supervise(
             .ip(client_ip(index))
             .build();
         client_ids.push(node.id());
-        let topic = scenario.topics.iter().find(|topic| topic.node == spec.node);
+        let topic = scenario.topic_of(spec);
         let context = ClientContext {
             index,
             spec: spec.clone(),
             partitions: topic.map_or(1, |topic| topic.partitions),
             segment_bytes: topic.and_then(|topic| topic.segment_bytes),
+            topic_node: topic.map_or(spec.node, |topic| topic.node),
             address: SocketAddr::new(node_ip(spec.node), KAFKA_PORT),
+            cluster: scenario.cluster.then(|| kafka_addresses(scenario.nodes)),
             log: log.clone(),
             stop: stop.clone(),
             rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),

@@ -11,9 +11,13 @@
 //! itself decides (torn-write sizes, fsync latencies) is either in the scenario or drawn
 //! from generators seeded from it.
 //!
-//! Nodes are numbered from 1 (node `n` has IP 10.0.0.n and Kafka node id n). Nodes are
-//! independent for now (no replication): each has its own topic, and each client talks to
-//! one node.
+//! Nodes are numbered from 1 (node `n` has IP 10.0.0.n and Kafka node id n). Two shapes:
+//! - independent nodes ([`Scenario::generate`]): each node is a cluster of one with its own
+//!   topic, and each client talks to its node;
+//! - one cluster ([`Scenario::generate_cluster`], `cluster: true`): 3 or 5 nodes replicate
+//!   one topic (replication factor 3), clients bootstrap from a node and follow each
+//!   partition's leader, and faults also cut the cluster apart (majority/minority splits,
+//!   one-way links between nodes, an isolated leader).
 
 use crate::disk::{CrashSpec, Tear, TearMode};
 use rand::rngs::StdRng;
@@ -40,6 +44,9 @@ pub struct Scenario {
     pub clients: Vec<ClientSpec>,
     /// Sorted by `at_ms`.
     pub faults: Vec<ScheduledFault>,
+    /// All nodes form one cluster and `topics` holds its one topic (see the module doc).
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 /// The topic a node serves.
@@ -125,6 +132,11 @@ pub enum Fault {
         offset_ms: i64,
         for_ms: u64,
     },
+    /// Cut the `minority` nodes off from the other nodes, both ways (clients still reach
+    /// everyone).
+    Split { minority: Vec<u8>, for_ms: u64 },
+    /// Cut one direction of the link between two nodes.
+    NodeLinkLoss { from: u8, to: u8, for_ms: u64 },
 }
 
 impl Fault {
@@ -138,6 +150,8 @@ impl Fault {
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::FsyncFailure { .. } => "fsync-failure",
             Fault::ClockSkew { .. } => "clock-skew",
+            Fault::Split { .. } => "split",
+            Fault::NodeLinkLoss { .. } => "node-link-loss",
         }
     }
 
@@ -149,7 +163,9 @@ impl Fault {
             | Fault::Isolate { for_ms, .. }
             | Fault::LinkLoss { for_ms, .. }
             | Fault::PacketLoss { for_ms, .. }
-            | Fault::ClockSkew { for_ms, .. } => *for_ms,
+            | Fault::ClockSkew { for_ms, .. }
+            | Fault::Split { for_ms, .. }
+            | Fault::NodeLinkLoss { for_ms, .. } => *for_ms,
             Fault::FsyncFailure { .. } => 0,
         }
     }
@@ -163,7 +179,9 @@ impl Fault {
             | Fault::Isolate { for_ms, .. }
             | Fault::LinkLoss { for_ms, .. }
             | Fault::PacketLoss { for_ms, .. }
-            | Fault::ClockSkew { for_ms, .. } => *for_ms = duration_ms,
+            | Fault::ClockSkew { for_ms, .. }
+            | Fault::Split { for_ms, .. }
+            | Fault::NodeLinkLoss { for_ms, .. } => *for_ms = duration_ms,
             Fault::FsyncFailure { .. } => {}
         }
         fault
@@ -176,6 +194,22 @@ pub struct ScheduledFault {
     pub at_ms: u64,
     pub fault: Fault,
 }
+
+/// Mixed into a cluster scenario's seed, so that it draws differently from `generate`.
+const CLUSTER_SEED_SALT: u64 = 0x6d79_656c_696e_0003;
+
+/// The faults of cluster scenarios.
+pub const CLUSTER_FAULT_KINDS: [&str; 9] = [
+    "crash",
+    "pause",
+    "isolate",
+    "split",
+    "node-link-loss",
+    "link-loss",
+    "packet-loss",
+    "fsync-failure",
+    "clock-skew",
+];
 
 /// Every kind of fault, for generators.
 pub const FAULT_KINDS: [&str; 7] = [
@@ -299,6 +333,100 @@ impl Scenario {
             topics,
             clients,
             faults,
+            cluster: false,
+        }
+    }
+
+    /// A cluster scenario (see the module doc): 3 or 5 nodes, one replicated topic, clients
+    /// spread over the partitions and bootstrap nodes, and node, disk and network faults,
+    /// splits of the cluster among them.
+    pub fn generate_cluster(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed ^ CLUSTER_SEED_SALT);
+        let nodes: u8 = if rng.random_bool(0.7) { 3 } else { 5 };
+        let duration_ms = rng.random_range(8_000..=12_000);
+        let fsync_min = rng.random_range(1..=3);
+        let fsync_latency_ms = (fsync_min, fsync_min + rng.random_range(0..=6));
+        let partitions = rng.random_range(1..=3);
+        let segment_bytes = rng
+            .random_bool(0.5)
+            .then(|| rng.random_range(4_096..=32_768));
+        let topics = vec![TopicSpec {
+            node: 1,
+            partitions,
+            segment_bytes,
+        }];
+        let mut clients = Vec::new();
+        for partition in 0..partitions {
+            let mut roles = vec![ClientRole::ProducerAcksAll, ClientRole::Consumer];
+            if rng.random_bool(0.5) {
+                roles.push(ClientRole::ProducerAcksLeader);
+            }
+            if rng.random_bool(0.7) {
+                roles.push(ClientRole::IdempotentProducer);
+            }
+            for role in roles {
+                let think_ms = if role == ClientRole::Consumer {
+                    (0, 20)
+                } else {
+                    let low = rng.random_range(2..=15);
+                    (low, low + rng.random_range(5..=30))
+                };
+                clients.push(ClientSpec {
+                    node: rng.random_range(1..=nodes),
+                    partition,
+                    role,
+                    think_ms,
+                    records_per_batch: (1, rng.random_range(1..=4)),
+                });
+            }
+        }
+        let client_count = clients.len() as u8;
+        let fault_count = rng.random_range(2..=7);
+        let mut faults = Vec::with_capacity(fault_count);
+        for number in 0..fault_count {
+            let at_ms = rng.random_range(1_500..duration_ms - 1_500);
+            let kind = if number == 0 {
+                "crash"
+            } else {
+                CLUSTER_FAULT_KINDS[rng.random_range(0..CLUSTER_FAULT_KINDS.len())]
+            };
+            let fault = match kind {
+                "split" => {
+                    let size = rng.random_range(1..=usize::from(nodes) / 2);
+                    let mut all: Vec<u8> = (1..=nodes).collect();
+                    let mut minority = Vec::with_capacity(size);
+                    for _ in 0..size {
+                        minority.push(all.remove(rng.random_range(0..all.len())));
+                    }
+                    minority.sort_unstable();
+                    Fault::Split {
+                        minority,
+                        for_ms: rng.random_range(500..=4_000),
+                    }
+                }
+                "node-link-loss" => {
+                    let from = rng.random_range(1..=nodes);
+                    let to = (from + rng.random_range(1..nodes) - 1) % nodes + 1;
+                    Fault::NodeLinkLoss {
+                        from,
+                        to,
+                        for_ms: rng.random_range(500..=4_000),
+                    }
+                }
+                other => generate_fault(&mut rng, other, nodes, client_count),
+            };
+            faults.push(ScheduledFault { at_ms, fault });
+        }
+        faults.sort_by_key(|fault| fault.at_ms);
+        Scenario {
+            seed,
+            nodes,
+            duration_ms,
+            fsync_latency_ms,
+            topics,
+            clients,
+            faults,
+            cluster: true,
         }
     }
 
@@ -327,6 +455,9 @@ impl Scenario {
                 return Err(format!("bad topic {topic:?}"));
             }
         }
+        if self.cluster && self.topics.len() != 1 {
+            return Err("a cluster scenario has exactly one topic".into());
+        }
         for client in &self.clients {
             let partitions = self.partitions_of(client.node);
             if !node_ok(client.node) || client.partition < 0 || client.partition >= partitions {
@@ -342,6 +473,12 @@ impl Scenario {
                 | Fault::ClockSkew { node, .. } => node_ok(*node),
                 Fault::LinkLoss { client, .. } => usize::from(*client) < self.clients.len(),
                 Fault::PacketLoss { loss_per_mille, .. } => *loss_per_mille <= 1000,
+                Fault::Split { minority, .. } => {
+                    self.cluster && minority.iter().all(|node| node_ok(*node))
+                }
+                Fault::NodeLinkLoss { from, to, .. } => {
+                    self.cluster && node_ok(*from) && node_ok(*to) && from != to
+                }
             };
             if !ok {
                 return Err(format!("bad fault {scheduled:?}"));
@@ -350,17 +487,24 @@ impl Scenario {
         Ok(())
     }
 
-    /// Partitions of the topic on `node` (0 if it has none).
+    /// Partitions of the topic on `node` (0 if it has none); in a cluster, of its one topic.
     pub fn partitions_of(&self, node: u8) -> i32 {
         self.topics
             .iter()
-            .find(|topic| topic.node == node)
+            .find(|topic| self.cluster || topic.node == node)
             .map_or(0, |topic| topic.partitions)
+    }
+
+    /// The topic a client's partition belongs to (the cluster's one topic, in a cluster).
+    pub fn topic_of(&self, client: &ClientSpec) -> Option<&TopicSpec> {
+        self.topics
+            .iter()
+            .find(|topic| self.cluster || topic.node == client.node)
     }
 
     /// Whether [`Scenario::generate`] of its own seed gives exactly this scenario.
     pub fn is_generated(&self) -> bool {
-        *self == Scenario::generate(self.seed)
+        !self.cluster && *self == Scenario::generate(self.seed)
     }
 
     /// The shortest command that replays this scenario (with `defect`, if any).
@@ -515,6 +659,16 @@ impl fmt::Display for Fault {
                 "skew the clock of node {node} by {offset_ms:+} ms for {}",
                 seconds(*for_ms)
             ),
+            Fault::Split { minority, for_ms } => write!(
+                f,
+                "split nodes {minority:?} from the rest of the cluster for {}",
+                seconds(*for_ms)
+            ),
+            Fault::NodeLinkLoss { from, to, for_ms } => write!(
+                f,
+                "cut the link from node {from} to node {to} for {}",
+                seconds(*for_ms)
+            ),
         }
     }
 }
@@ -523,9 +677,10 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "scenario (seed {}): {} node(s), {} of workload, fsync {}..{} ms",
+            "scenario (seed {}): {} node(s){}, {} of workload, fsync {}..{} ms",
             self.seed,
             self.nodes,
+            if self.cluster { " in one cluster" } else { "" },
             seconds(self.duration_ms),
             self.fsync_latency_ms.0,
             self.fsync_latency_ms.1

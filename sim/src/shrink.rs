@@ -133,8 +133,12 @@ impl ScenarioTree {
                     | Fault::FsyncFailure { node: n }
                     | Fault::ClockSkew { node: n, .. } => *n == node,
                     Fault::LinkLoss { .. } | Fault::PacketLoss { .. } => false,
+                    Fault::Split { minority, .. } => minority.contains(&node),
+                    Fault::NodeLinkLoss { from, to, .. } => *from == node || *to == node,
                 };
-                let idle = scenario.nodes > 1
+                // A cluster's size is part of what is tested (majorities): keep its nodes.
+                let idle = !scenario.cluster
+                    && scenario.nodes > 1
                     && !scenario.clients.iter().any(|client| client.node == node)
                     && !scenario
                         .faults
@@ -166,7 +170,10 @@ impl ScenarioTree {
                         | Fault::Isolate { node: n, .. }
                         | Fault::FsyncFailure { node: n }
                         | Fault::ClockSkew { node: n, .. } => renumber(n),
-                        Fault::LinkLoss { .. } | Fault::PacketLoss { .. } => {}
+                        Fault::LinkLoss { .. }
+                        | Fault::PacketLoss { .. }
+                        | Fault::Split { .. }
+                        | Fault::NodeLinkLoss { .. } => {}
                     }
                 }
             }

@@ -39,7 +39,13 @@ pub(crate) struct ClientContext {
     pub spec: ClientSpec,
     pub partitions: i32,
     pub segment_bytes: Option<u32>,
+    /// The node whose topic the partition belongs to (node 1 in a cluster: one topic).
+    pub topic_node: u8,
+    /// The node the client talks to; in a cluster, the one it bootstraps from.
     pub address: SocketAddr,
+    /// In a cluster scenario, every node's Kafka address: the client creates the topic with
+    /// replication factor `min(3, nodes)` and talks to its partition's leader.
+    pub cluster: Option<Vec<SocketAddr>>,
     pub log: Arc<RunLog>,
     pub stop: Arc<AtomicBool>,
     pub rng: StdRng,
@@ -52,8 +58,19 @@ impl ClientContext {
 
     fn partition(&self) -> PartitionRef {
         PartitionRef {
-            node: self.spec.node,
+            node: self.topic_node,
             partition: self.spec.partition,
+        }
+    }
+
+    /// In a cluster, bootstrap from the next node from now on.
+    fn bootstrap_next(&mut self) {
+        if let Some(nodes) = &self.cluster {
+            let at = nodes
+                .iter()
+                .position(|node| *node == self.address)
+                .unwrap_or(0);
+            self.address = nodes[(at + 1) % nodes.len()];
         }
     }
 
@@ -75,25 +92,100 @@ impl ClientContext {
     }
 }
 
-/// A client's connection, opened (and its topic created) on demand.
+/// A client's connection, opened (and its topic created) on demand. In a cluster, the
+/// topic is created through the bootstrap node and the connection goes to the partition's
+/// leader; an error that says leadership moved drops it, to find the leader again.
 #[derive(Default)]
 struct Session {
     connection: Option<Connection>,
     topic_ready: bool,
 }
 
+/// Kafka errors that mean "ask the cluster who leads now".
+const LEADERSHIP_MOVED: [i16; 5] = [
+    3,  // UNKNOWN_TOPIC_OR_PARTITION (not created here yet)
+    5,  // LEADER_NOT_AVAILABLE
+    6,  // NOT_LEADER_OR_FOLLOWER
+    74, // FENCED_LEADER_EPOCH
+    76, // UNKNOWN_LEADER_EPOCH
+];
+
+fn client_config(client_id: &str) -> ClientConfig {
+    ClientConfig {
+        client_id: client_id.to_string(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(2),
+        max_frame_bytes: 16 * 1024 * 1024,
+    }
+}
+
+/// The address of `partition`'s leader as the cluster's metadata names it, asking each of
+/// `nodes` in turn.
+pub(crate) async fn leader_address(
+    nodes: &[SocketAddr],
+    partition: i32,
+    client_id: &str,
+) -> Result<SocketAddr, String> {
+    let mut last_error = String::from("no node to ask");
+    for address in nodes {
+        let mut connection = match Connection::connect(*address, client_config(client_id)).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                last_error = error.to_string();
+                continue;
+            }
+        };
+        let metadata = match connection.metadata(Some(&[TOPIC])).await {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                last_error = error.to_string();
+                continue;
+            }
+        };
+        let leader = metadata
+            .topic(TOPIC)
+            .and_then(|topic| topic.partition(partition))
+            .map(|partition| partition.leader_id)
+            .filter(|leader| *leader >= 0)
+            .and_then(|leader| metadata.broker(leader));
+        match leader {
+            Some(broker) => match format!("{}:{}", broker.host, broker.port).parse() {
+                Ok(leader) => return Ok(leader),
+                Err(error) => last_error = format!("leader address: {error}"),
+            },
+            None => last_error = format!("{address} names no leader for partition {partition}"),
+        }
+    }
+    Err(last_error)
+}
+
 impl Session {
     /// The open connection, connecting and creating the topic first if needed; `None` after
     /// a failure (having waited a backoff).
     async fn ready(&mut self, context: &mut ClientContext) -> Option<&mut Connection> {
+        let client_id = format!("sim-client-{}", context.index);
+        if let (Some(nodes), true) = (context.cluster.clone(), self.topic_ready) {
+            if self.connection.is_none() {
+                let leader = match leader_address(&nodes, context.spec.partition, &client_id).await
+                {
+                    Ok(leader) => leader,
+                    Err(_) => {
+                        context.backoff().await;
+                        return None;
+                    }
+                };
+                match Connection::connect(leader, client_config(&client_id)).await {
+                    Ok(connection) => self.connection = Some(connection),
+                    Err(_) => {
+                        context.backoff().await;
+                        return None;
+                    }
+                }
+            }
+            return self.connection.as_mut();
+        }
         if self.connection.is_none() {
-            let config = ClientConfig {
-                client_id: format!("sim-client-{}", context.index),
-                connect_timeout: Duration::from_secs(1),
-                request_timeout: Duration::from_secs(2),
-                max_frame_bytes: 16 * 1024 * 1024,
-            };
-            match Connection::connect(context.address, config).await {
+            match Connection::connect(context.address, client_config(&client_id)).await {
                 Ok(connection) => self.connection = Some(connection),
                 Err(_) => {
                     context.backoff().await;
@@ -107,28 +199,44 @@ impl Session {
                 .iter()
                 .map(|bytes| ("segment.bytes", bytes.as_str()))
                 .collect();
+            let replication_factor = context
+                .cluster
+                .as_ref()
+                .map_or(1, |nodes| nodes.len().min(3) as i16);
             let connection = self.connection.as_mut()?;
-            match connection
-                .create_topic(TOPIC, context.partitions, 1, &configs)
-                .await
-            {
-                Ok(()) => self.topic_ready = true,
-                Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {
-                    self.topic_ready = true;
-                }
+            let result = connection
+                .create_topic(TOPIC, context.partitions, replication_factor, &configs)
+                .await;
+            match result {
+                Ok(()) => {}
+                Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {}
                 Err(error) => {
                     self.failed(&error);
+                    if context.cluster.is_some() {
+                        // The bootstrap node may be cut off: try another next time.
+                        self.connection = None;
+                        context.bootstrap_next();
+                    }
                     context.backoff().await;
                     return None;
                 }
+            }
+            self.topic_ready = true;
+            if context.cluster.is_some() {
+                // That was the bootstrap node: from now on, talk to the partition's leader.
+                self.connection = None;
+                return None;
             }
         }
         self.connection.as_mut()
     }
 
-    /// Drops the connection if `error` broke it.
+    /// Drops the connection if `error` broke it, or said that leadership moved.
     fn failed(&mut self, error: &Error) {
-        if error.breaks_connection() {
+        let moved = error
+            .broker_code()
+            .is_some_and(|code| LEADERSHIP_MOVED.contains(&code));
+        if error.breaks_connection() || moved {
             self.connection = None;
         }
     }
@@ -163,7 +271,10 @@ fn records_of(values: &[String]) -> Vec<NewRecord> {
 fn produce_outcome(result: Result<i64, Error>) -> ProduceOutcome {
     match result {
         Ok(base_offset) => ProduceOutcome::Acknowledged { base_offset },
-        Err(error) => match error.broker_code() {
+        // A retriable refusal (NOT_LEADER_OR_FOLLOWER from a leader that stepped down, a
+        // timeout) says nothing of whether the batch was written: another leader may still
+        // commit it, as in Kafka.
+        Err(error) => match error.broker_code().filter(|_| !error.is_retriable()) {
             Some(code) => ProduceOutcome::Refused {
                 code,
                 error: error.to_string(),

@@ -1,6 +1,6 @@
 //! The checkers catch real bugs: each deliberate defect (`myelin_core::defects`) is caught
 //! by some seed of the fixed range, shrinks to a short fault schedule, and that schedule
-//! passes without the defect. (Simulation builds with the feature only:
+//! passes without the defect. The replication defects run in cluster scenarios. (Simulation builds with the feature only:
 //! `cargo sim-test --features defects --test defects`.)
 #![cfg(all(madsim, feature = "defects"))]
 
@@ -28,11 +28,20 @@ fn with_defect(defect: Defect) -> RunOptions {
     }
 }
 
+/// The scenarios a defect is hunted in: cluster ones for the replication defects.
+fn scenario_for(defect: Defect, seed: u64) -> Scenario {
+    if Defect::REPLICATION.contains(&defect) {
+        Scenario::generate_cluster(seed)
+    } else {
+        Scenario::generate(seed)
+    }
+}
+
 /// Finds the first seed that catches `defect`, shrinks it, and checks the result.
 fn catch_and_shrink(defect: Defect) -> Result<String, String> {
     let options = with_defect(defect);
     let caught: Option<RunReport> = SEEDS
-        .map(|seed| run(&Scenario::generate(seed), &options, simulator()))
+        .map(|seed| run(&scenario_for(defect, seed), &options, simulator()))
         .find(|report| !report.failure_signature().is_empty());
     let Some(caught) = caught else {
         return Err(format!("{defect}: no seed in {SEEDS:?} caught it"));
@@ -78,11 +87,12 @@ fn catch_and_shrink(defect: Defect) -> Result<String, String> {
 #[test]
 fn every_deliberate_defect_is_caught_and_shrinks_to_a_short_schedule() {
     let results: Mutex<Vec<(Defect, Result<String, String>)>> = Mutex::new(Vec::new());
+    let defects: Vec<Defect> = Defect::ALL.into_iter().chain(Defect::REPLICATION).collect();
     std::thread::scope(|scope| {
-        for pair in Defect::ALL.chunks(2) {
+        for half in defects.chunks(defects.len().div_ceil(2)) {
             let results = &results;
             scope.spawn(move || {
-                for defect in pair {
+                for defect in half {
                     let outcome = catch_and_shrink(*defect);
                     results.lock().unwrap().push((*defect, outcome));
                 }

@@ -11,8 +11,14 @@ fn simulator() -> &'static Path {
 
 #[test]
 fn one_seed_twice_gives_one_trace() {
-    for seed in [3, 8] {
-        let scenario = Scenario::generate(seed);
+    let scenarios = [
+        Scenario::generate(3),
+        Scenario::generate(8),
+        Scenario::generate_cluster(3),
+        Scenario::generate_cluster(16),
+    ];
+    for scenario in scenarios {
+        let seed = scenario.seed;
         let first = run(&scenario, &RunOptions::default(), simulator());
         let second = run(&scenario, &RunOptions::default(), simulator());
         assert!(first.trace_events > 1_000, "{}", first.summary());
