@@ -15,6 +15,12 @@
 //! peer_listen = "127.0.0.1:19093"
 //! peers = "1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093"
 //! ```
+//!
+//! Without `peers` the node is a cluster of one, as before clusters existed. With it,
+//! `peers` lists every node, this one included, as `id=host:port` (ids positive and
+//! unique; host names resolved once, at start). `peer_listen` defaults to this node's own
+//! entry; when given, it must have that entry's port, since that is where the other nodes
+//! connect, but may bind another host (`0.0.0.0:19093` for entry `10.0.0.1:19093`).
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -61,7 +67,8 @@ pub struct NodeArgs {
     /// How long a started request frame may take to arrive, in ms [default: 30000]
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
-    /// Where this node accepts connections from its peers [default: its own --peers entry]
+    /// Where this node accepts connections from its peers; the port must be that of its own
+    /// --peers entry [default: its own --peers entry]
     #[arg(long)]
     pub peer_listen: Option<SocketAddr>,
     /// Every node of the cluster and its peer address: `1=host:port,2=host:port,...`
@@ -169,17 +176,30 @@ impl NodeConfig {
         if self.frame_bytes_max < 1024 {
             bail!("frame_bytes_max must be at least 1024");
         }
-        if self.node_id < 0 {
-            bail!("node_id must not be negative");
+        if self.node_id < 1 {
+            bail!("node_id must be positive (1, 2, ...), not {}", self.node_id);
         }
-        if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
+        if self.peers.is_empty() {
+            if self.peer_listen.is_some() {
+                bail!("--peer-listen needs --peers (the cluster's nodes)");
+            }
+            return Ok(());
+        }
+        let Some(own) = self.peers.get(&self.node_id) else {
             bail!(
                 "--peers must list this node (--node-id {}) with its peer address",
                 self.node_id
             );
-        }
-        if self.peers.is_empty() && self.peer_listen.is_some() {
-            bail!("--peer-listen needs --peers (the cluster's nodes)");
+        };
+        // The other nodes dial the --peers entry: a listener on another port is never
+        // reached. The hosts may differ (listen on 0.0.0.0, be reached at a real address).
+        if let Some(listen) = self.peer_listen {
+            if listen.port() != own.port() {
+                bail!(
+                    "--peer-listen {listen} and this node's --peers entry {own} name different \
+                     ports; the other nodes would connect to {own}"
+                );
+            }
         }
         Ok(())
     }
@@ -228,8 +248,8 @@ fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<i32, SocketAddr>> {
             .trim()
             .parse()
             .with_context(|| format!("peer id '{id}' is not a number"))?;
-        if id < 0 {
-            bail!("peer id {id} is negative");
+        if id < 1 {
+            bail!("peer id {id} must be positive (1, 2, ...)");
         }
         let address = address
             .trim()
@@ -292,38 +312,157 @@ mod tests {
         assert!(NodeConfig::resolve(&args).is_err());
     }
 
+    /// The error `resolve` gives, with its context chain.
+    fn refusal(args: NodeArgs) -> String {
+        match NodeConfig::resolve(&args) {
+            Ok(config) => panic!("resolved, but should have been refused: {config:?}"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    fn cluster_args(node_id: i32, peers: &str) -> NodeArgs {
+        NodeArgs {
+            node_id: Some(node_id),
+            peers: Some(peers.into()),
+            ..NodeArgs::default()
+        }
+    }
+
+    const THREE: &str = "1=127.0.0.1:19093, 2=127.0.0.1:29093,3=127.0.0.1:39093";
+
     #[test]
     fn peers_parse_and_default_the_peer_listener() {
-        let args = NodeArgs {
-            node_id: Some(2),
-            peers: Some("1=127.0.0.1:19093, 2=127.0.0.1:29093,3=127.0.0.1:39093".into()),
+        let config = NodeConfig::resolve(&cluster_args(2, THREE)).unwrap();
+        assert_eq!(config.voters(), vec![1, 2, 3]);
+        assert_eq!(config.peers[&3], "127.0.0.1:39093".parse().unwrap());
+        assert_eq!(config.peer_listen, Some("127.0.0.1:29093".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_peers_the_node_is_a_cluster_of_one() {
+        let config = NodeConfig::resolve(&NodeArgs::default()).unwrap();
+        assert!(config.peers.is_empty());
+        assert_eq!(config.peer_listen, None);
+        assert_eq!(config.voters(), vec![1]);
+        let config = NodeConfig::resolve(&NodeArgs {
+            node_id: Some(7),
             ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.voters(), vec![7]);
+    }
+
+    #[test]
+    fn peer_listen_may_bind_another_host_on_its_own_port() {
+        let args = NodeArgs {
+            peer_listen: Some("0.0.0.0:29093".parse().unwrap()),
+            ..cluster_args(2, THREE)
         };
         let config = NodeConfig::resolve(&args).unwrap();
+        assert_eq!(config.peer_listen, Some("0.0.0.0:29093".parse().unwrap()));
+        assert_eq!(config.peers[&2], "127.0.0.1:29093".parse().unwrap());
+    }
+
+    #[test]
+    fn peer_host_names_are_resolved() {
+        let config = NodeConfig::resolve(&cluster_args(1, "1=localhost:19093")).unwrap();
+        assert!(config.peers[&1].ip().is_loopback());
+        assert_eq!(config.peers[&1].port(), 19093);
+    }
+
+    #[test]
+    fn the_file_takes_the_cluster_keys_and_flags_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node_id = 3\npeer_listen = \"0.0.0.0:39093\"\n\
+             peers = \"1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093\"\n",
+        )
+        .unwrap();
+        let from_file = NodeArgs {
+            config: Some(path.clone()),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::resolve(&from_file).unwrap();
+        assert_eq!(config.node_id, 3);
         assert_eq!(config.voters(), vec![1, 2, 3]);
-        assert_eq!(config.peer_listen.unwrap().port(), 29093);
-        assert_eq!(NodeConfig::default().voters(), vec![1]);
+        assert_eq!(config.peer_listen, Some("0.0.0.0:39093".parse().unwrap()));
+        let overridden = NodeArgs {
+            config: Some(path),
+            peers: Some("3=127.0.0.1:39093,4=127.0.0.1:49093".into()),
+            ..NodeArgs::default()
+        };
+        assert_eq!(
+            NodeConfig::resolve(&overridden).unwrap().voters(),
+            vec![3, 4]
+        );
     }
 
     #[test]
     fn bad_peer_lists_are_refused() {
-        for peers in [
-            "1=127.0.0.1:1,1=127.0.0.1:2",
-            "x=127.0.0.1:1",
-            "1:127.0.0.1:1",
-            "2=127.0.0.1:1",
+        for (node_id, peers, expected) in [
+            (
+                1,
+                "1=127.0.0.1:1,1=127.0.0.1:2",
+                "peer id 1 is listed twice",
+            ),
+            (1, "x=127.0.0.1:1", "peer id 'x' is not a number"),
+            (1, "1:127.0.0.1:1", "is not id=host:port"),
+            (
+                1,
+                "1=127.0.0.1:1,0=127.0.0.1:2",
+                "peer id 0 must be positive",
+            ),
+            (
+                1,
+                "1=127.0.0.1:1,-2=127.0.0.1:2",
+                "peer id -2 must be positive",
+            ),
+            // No port, and a port out of range: refused without a name lookup.
+            (
+                1,
+                "1=localhost",
+                "peer address 'localhost' does not resolve",
+            ),
+            (1, "1=127.0.0.1:70000", "does not resolve"),
+            (
+                2,
+                "1=127.0.0.1:1",
+                "--peers must list this node (--node-id 2)",
+            ),
         ] {
-            let args = NodeArgs {
-                node_id: Some(1),
-                peers: Some(peers.into()),
-                ..NodeArgs::default()
-            };
-            assert!(NodeConfig::resolve(&args).is_err(), "{peers}");
+            let error = refusal(cluster_args(node_id, peers));
+            assert!(error.contains(expected), "{peers}: {error}");
         }
-        let args = NodeArgs {
-            peer_listen: Some("127.0.0.1:1".parse().unwrap()),
+    }
+
+    #[test]
+    fn node_ids_must_be_positive() {
+        for node_id in [0, -1] {
+            let error = refusal(NodeArgs {
+                node_id: Some(node_id),
+                ..NodeArgs::default()
+            });
+            assert!(error.contains("node_id must be positive"), "{error}");
+        }
+    }
+
+    #[test]
+    fn peer_listen_without_peers_is_refused() {
+        let error = refusal(NodeArgs {
+            peer_listen: Some("127.0.0.1:19093".parse().unwrap()),
             ..NodeArgs::default()
-        };
-        assert!(NodeConfig::resolve(&args).is_err());
+        });
+        assert!(error.contains("--peer-listen needs --peers"), "{error}");
+    }
+
+    #[test]
+    fn peer_listen_on_another_port_than_the_own_entry_is_refused() {
+        let error = refusal(NodeArgs {
+            peer_listen: Some("127.0.0.1:29094".parse().unwrap()),
+            ..cluster_args(2, THREE)
+        });
+        assert!(error.contains("name different ports"), "{error}");
     }
 }
