@@ -24,8 +24,9 @@ struct Cli {
 enum Command {
     /// Run a node: Kafka API on --listen, data in --data-dir.
     Node(NodeArgs),
-    /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on i*10000+9092, peers on
-    /// i*10000+9093, data in <data-dir>/node-i).
+    /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on base+(i-1)*10000, by
+    /// default 19092, 29092, ...; peers on the port after it; data in <data-dir>/node-i).
+    /// Ctrl-C stops them all.
     Cluster(ClusterArgs),
 }
 
