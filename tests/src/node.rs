@@ -334,7 +334,8 @@ fn wait_until_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> R
     }
 }
 
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+/// The child's exit status, or `None` if it still runs after `timeout`.
+pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("query node process") {
@@ -433,7 +434,8 @@ fn build_myelin() -> PathBuf {
     executable
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log file, for failure messages.
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = read_lossy(path);
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);
@@ -444,7 +446,8 @@ fn tail(path: &Path, lines: usize) -> String {
     }
 }
 
-fn read_lossy(path: &Path) -> String {
+/// A file's text (lossy), or empty if it cannot be read.
+pub fn read_lossy(path: &Path) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut file) = File::open(path) {
         let _ = file.read_to_end(&mut bytes);
