@@ -31,13 +31,18 @@
 //! - **idempotent-sequences-accepted**: an idempotent producer that sends its batches in
 //!   order, retrying each until acknowledged, is never refused with a sequence or epoch
 //!   error.
-//! - **liveness**: once faults heal and nodes restart, every partition can be read back
-//!   (in a cluster: a leader is elected and serves it within the final read's deadline).
+//! - **liveness**: once faults heal and nodes restart, every partition can be read back (in
+//!   a cluster: a leader is elected and serves it, and takes an acks=all write, within the
+//!   final deadline).
 //! - **one-leader-per-epoch** (clusters): at most one node sends replication appends for a
 //!   partition in one leader epoch.
+//! - **committed-prefix-agreed** (clusters): at the end, every replica's batches below the
+//!   final high watermark are byte-for-byte the same batches at the same offsets, and a
+//!   majority of replicas holds all of them.
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
+use crate::disk::StoredBatch;
 use crate::history::{
     ClientEvent, FetchFailure, Micros, PartitionRef, ProduceOutcome, ReadRecord, Value,
 };
@@ -70,10 +75,11 @@ pub enum Invariant {
     Liveness,
     Progress,
     OneLeaderPerEpoch,
+    CommittedPrefixAgreed,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -85,6 +91,7 @@ impl Invariant {
         Invariant::Liveness,
         Invariant::Progress,
         Invariant::OneLeaderPerEpoch,
+        Invariant::CommittedPrefixAgreed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +107,7 @@ impl Invariant {
             Invariant::Liveness => "liveness",
             Invariant::Progress => "progress",
             Invariant::OneLeaderPerEpoch => "one-leader-per-epoch",
+            Invariant::CommittedPrefixAgreed => "committed-prefix-agreed",
         }
     }
 }
@@ -238,6 +246,64 @@ impl Checker {
     pub fn for_cluster(&mut self) {
         self.offset_gaps_allowed = true;
         self.core_high_watermark_per_lifetime = true;
+    }
+
+    /// At the end of a cluster run: every replica's batches of `partition`, as (node, batches
+    /// as (base offset, last offset, bytes)), against the final high watermark.
+    pub fn check_replicas(
+        &mut self,
+        partition: PartitionRef,
+        high_watermark: i64,
+        replicas: &[(u8, Vec<StoredBatch>)],
+    ) {
+        let mut first_seen: BTreeMap<i64, (u8, &[u8])> = BTreeMap::new();
+        let mut complete = 0;
+        for (node, batches) in replicas {
+            let committed: Vec<&StoredBatch> = batches
+                .iter()
+                .filter(|(_, last, _)| *last < high_watermark)
+                .collect();
+            if committed
+                .last()
+                .is_some_and(|(_, last, _)| *last + 1 >= high_watermark)
+                || high_watermark == 0
+            {
+                complete += 1;
+            }
+            for (base, _, bytes) in committed {
+                let (first_node, first_bytes) = *first_seen.entry(*base).or_insert((*node, bytes));
+                self.check(Invariant::CommittedPrefixAgreed, first_bytes == bytes.as_slice(), None, || {
+                    format!(
+                        "{partition}: nodes {first_node} and {node} hold different batches at offset {base}, below the high watermark {high_watermark}"
+                    )
+                });
+            }
+        }
+        self.check(
+            Invariant::CommittedPrefixAgreed,
+            complete > replicas.len() / 2,
+            None,
+            || {
+                format!(
+                    "{partition}: only {complete} of the replicas hold everything below the high watermark {high_watermark}"
+                )
+            },
+        );
+    }
+
+    /// At the end of a cluster run: whether an acks=all write to `partition` was
+    /// acknowledged within the deadline after every fault healed.
+    pub fn check_write_after_heal(
+        &mut self,
+        partition: PartitionRef,
+        outcome: &Result<(), String>,
+    ) {
+        self.check(Invariant::Liveness, outcome.is_ok(), None, || {
+            format!(
+                "{partition}: after healing, {}",
+                outcome.as_ref().err().map_or("", String::as_str)
+            )
+        });
     }
 
     /// Node `node` restarted.

@@ -41,6 +41,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+/// One batch as a disk holds it: (base offset, last offset, bytes).
+pub type StoredBatch = (i64, i64, Vec<u8>);
+
 /// How the last unsynced write is torn by a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -268,6 +271,28 @@ impl SimDisk {
         state.stats.torn_writes += report.torn_writes;
         state.stats.bytes_lost_in_crashes += report.bytes_lost;
         report
+    }
+
+    /// Every whole batch a partition holds, in log order: (base offset, last offset, the
+    /// batch's bytes); `None` if the disk has no such partition. For the checkers'
+    /// comparison of replicas.
+    pub fn batches(&self, partition: &TopicPartition) -> Option<Vec<StoredBatch>> {
+        let state = self.lock();
+        let files = state.partitions.get(partition)?;
+        let mut batches = Vec::new();
+        for (base, segment) in &files.segments {
+            let scan = scan_batches(&segment.bytes, *base);
+            for batch in scan.batches {
+                let start = batch.position as usize;
+                let end = start + batch.header.size_bytes as usize;
+                batches.push((
+                    batch.header.base_offset,
+                    batch.header.base_offset + i64::from(batch.header.last_offset_delta),
+                    segment.bytes[start..end].to_vec(),
+                ));
+            }
+        }
+        Some(batches)
     }
 
     /// The durable bytes of a segment (for tests).

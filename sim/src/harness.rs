@@ -15,7 +15,7 @@
 //!   logs at the end.
 
 use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, Progress};
-use crate::disk::{CrashSpec, DiskStats, SimDisk};
+use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{Fault, LinkDirection, Scenario, TOPIC};
 use crate::trace::{Source, Trace};
@@ -50,6 +50,9 @@ const SUPERVISOR_POLL_MS: u64 = 20;
 const FAIL_STOP_RESTART_MS: u64 = 300;
 /// How long clients get to finish their last operation once told to stop.
 const CLIENT_STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long followers get, after the final read and write, to catch up before replicas
+/// are compared.
+const REPLICAS_SETTLE: Duration = Duration::from_secs(3);
 /// How long the final read-back may take.
 const FINAL_READ_DEADLINE: Duration = Duration::from_secs(30);
 /// Wall time a child process gets for one run (a normal run takes well under a second).
@@ -877,63 +880,119 @@ fn kafka_addresses(nodes: u8) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Retries `attempt` every 200 ms until it succeeds or [`FINAL_READ_DEADLINE`] passes.
+async fn retry_until_deadline<T, F, Attempt>(what: &str, mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Attempt,
+    Attempt: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + FINAL_READ_DEADLINE;
+    let mut last_error = String::from("never tried");
+    loop {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{what} within {FINAL_READ_DEADLINE:?}; last error: {last_error}"
+            ));
+        }
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => {
+                last_error = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The address serving `partition`: in a cluster its leader, else the topic's own node.
+async fn serving_address(
+    scenario: &Scenario,
+    topic_node: u8,
+    partition: i32,
+) -> Result<SocketAddr, String> {
+    if scenario.cluster {
+        crate::workload::leader_address(&kafka_addresses(scenario.nodes), partition, "sim-verifier")
+            .await
+    } else {
+        Ok(SocketAddr::new(node_ip(topic_node), KAFKA_PORT))
+    }
+}
+
+fn verifier_config(max_frame_bytes: usize) -> ClientConfig {
+    ClientConfig {
+        client_id: "sim-verifier".into(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(3),
+        max_frame_bytes,
+    }
+}
+
+/// Produces one acks=all record to every partition of a healed cluster, through its leader;
+/// each partition's outcome is `Err` if no write was acknowledged within the deadline.
+async fn write_after_heal(scenario: Scenario) -> Vec<(PartitionRef, Result<(), String>)> {
+    let mut outcomes = Vec::new();
+    for key in partition_refs(&scenario) {
+        let outcome = retry_until_deadline("no acks=all write acknowledged after healing", || {
+            produce_once(&scenario, key.node, key.partition)
+        })
+        .await;
+        outcomes.push((key, outcome));
+    }
+    outcomes
+}
+
+/// Every partition of the scenario's topics.
+fn partition_refs(scenario: &Scenario) -> Vec<PartitionRef> {
+    scenario
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            (0..topic.partitions).map(|partition| PartitionRef {
+                node: topic.node,
+                partition,
+            })
+        })
+        .collect()
+}
+
+async fn produce_once(scenario: &Scenario, topic_node: u8, partition: i32) -> Result<(), String> {
+    let leader = serving_address(scenario, topic_node, partition).await?;
+    let mut connection = Connection::connect(leader, verifier_config(16 * 1024 * 1024))
+        .await
+        .map_err(|error| error.to_string())?;
+    let options = myelin_client::ProduceOptions {
+        acks: -1,
+        timeout_ms: 2_000,
+        ..myelin_client::ProduceOptions::default()
+    };
+    connection
+        .produce(
+            TOPIC,
+            partition,
+            &[myelin_client::NewRecord::new("verifier-after-heal")],
+            &options,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
 /// Reads every partition of every node back, from offset 0 to the high watermark.
 async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead> {
     let mut finals = BTreeMap::new();
-    for topic in &scenario.topics {
-        for partition in 0..topic.partitions {
-            let key = PartitionRef {
-                node: topic.node,
-                partition,
-            };
-            let own_address = SocketAddr::new(node_ip(topic.node), KAFKA_PORT);
-            let deadline = Instant::now() + FINAL_READ_DEADLINE;
-            let mut last_error = String::from("never tried");
-            let read = loop {
-                if Instant::now() >= deadline {
-                    break Err(format!(
-                        "no complete read within {FINAL_READ_DEADLINE:?}; last error: {last_error}"
-                    ));
-                }
-                let address = if scenario.cluster {
-                    match crate::workload::leader_address(
-                        &kafka_addresses(scenario.nodes),
-                        partition,
-                        "sim-verifier",
-                    )
-                    .await
-                    {
-                        Ok(address) => address,
-                        Err(error) => {
-                            last_error = error;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        }
-                    }
-                } else {
-                    own_address
-                };
-                match read_partition(address, partition).await {
-                    Ok(log) => break Ok(log),
-                    Err(error) => {
-                        last_error = error;
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            };
-            finals.insert(key, read);
-        }
+    for key in partition_refs(&scenario) {
+        let read = retry_until_deadline("no complete read", || async {
+            let address = serving_address(&scenario, key.node, key.partition).await?;
+            read_partition(address, key.partition).await
+        })
+        .await;
+        finals.insert(key, read);
     }
     finals
 }
 
 async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog, String> {
-    let config = ClientConfig {
-        client_id: "sim-verifier".into(),
-        connect_timeout: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(3),
-        max_frame_bytes: 64 * 1024 * 1024,
-    };
+    let config = verifier_config(64 * 1024 * 1024);
     let text = |error: myelin_client::Error| error.to_string();
     let mut connection = Connection::connect(address, config).await.map_err(text)?;
     let high_watermark = match connection
@@ -1226,6 +1285,41 @@ async fn supervise(
         .spawn(read_everything(scenario.clone()))
         .await
         .unwrap_or_default();
+    // A healed cluster must also take writes: one acks=all record per partition, through
+    // its leader, within the deadline; then a pause lets followers finish catching up
+    // before their logs are compared.
+    let writes_after_heal = if scenario.cluster {
+        let written = verifier
+            .spawn(write_after_heal(scenario.clone()))
+            .await
+            .unwrap_or_default();
+        tokio::time::sleep(REPLICAS_SETTLE).await;
+        written
+    } else {
+        Vec::new()
+    };
+    let replica_logs: Vec<(PartitionRef, Vec<(u8, Vec<StoredBatch>)>)> = if scenario.cluster {
+        finals
+            .keys()
+            .map(|partition| {
+                let topic_partition =
+                    myelin_core::metadata::TopicPartition::new(TOPIC, partition.partition);
+                let replicas = supervisor
+                    .nodes
+                    .iter()
+                    .zip(1u8..)
+                    .filter_map(|(node, index)| {
+                        node.disk
+                            .batches(&topic_partition)
+                            .map(|batches| (index, batches))
+                    })
+                    .collect();
+                (*partition, replicas)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let simulated = log.start.elapsed();
     let mut disk = DiskStats::default();
     for node in &supervisor.nodes {
@@ -1248,7 +1342,15 @@ async fn supervise(
         records_read: counts.records_read,
         faults_injected: faults.total_injected(),
     };
-    let checker = std::mem::take(&mut state.checker);
+    let mut checker = std::mem::take(&mut state.checker);
+    for (partition, replicas) in &replica_logs {
+        if let Some(Ok(final_log)) = finals.get(partition) {
+            checker.check_replicas(*partition, final_log.high_watermark, replicas);
+        }
+    }
+    for (partition, outcome) in &writes_after_heal {
+        checker.check_write_after_heal(*partition, outcome);
+    }
     let checks = checker.finish(&finals, progress);
     for violation in &checks.violations[state.violations_traced..] {
         state

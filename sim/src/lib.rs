@@ -19,9 +19,12 @@
 //! - `cargo sim -- --bench` measures simulated seconds and operations per wall second.
 //! - `cargo sim --features defects -- --seed 42 --defect ack-before-fsync` runs with a
 //!   deliberate bug (see `myelin_core::defects`).
-//! - `cargo sim-test` runs the simulator's tests (a fixed range of 200 seeds, determinism,
-//!   proptest-generated scenarios); `cargo sim-test --features defects` adds the test that
-//!   each deliberate defect is caught and shrinks to a short schedule.
+//! - `cargo sim -- --cluster --seed 42` runs a cluster scenario (3 or 5 nodes replicating
+//!   one topic).
+//! - `cargo sim-test` runs the simulator's tests (200 seeds of independent nodes, 1,000
+//!   cluster seeds, determinism, proptest-generated scenarios, regressions); `cargo sim-test
+//!   --features defects` adds the test that each deliberate defect is caught and shrinks to
+//!   a short schedule.
 //!
 //! docs/SIMULATION.md is the guide (reading a summary and a trace, the known bugs found).
 //!

@@ -169,8 +169,12 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
     }
 
     // Kill -9 the leader of partition 0.
-    let leader = leaders(&mut nodes)[&0];
-    assert!(leader >= 1, "partition 0 has a leader before the kill");
+    let leader = leaders(&mut nodes).get(&0).copied().unwrap_or(-1);
+    assert!(
+        leader >= 1,
+        "partition 0 has no leader before the kill\n{}",
+        diagnostics(&nodes)
+    );
     let victim = (leader - 1) as usize;
     let lines_at_kill = producer.lines().len();
     nodes[victim].kill();
@@ -203,8 +207,12 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
     }
     let (lines, _stderr) = producer.kill();
     let acked = acknowledged(&lines);
-    let new_leader = leaders(&mut nodes)[&0];
-    assert_ne!(new_leader, leader, "partition 0 has a new leader");
+    let new_leader = leaders(&mut nodes).get(&0).copied().unwrap_or(-1);
+    assert!(
+        new_leader >= 1 && new_leader != leader,
+        "partition 0 has no new leader ({new_leader})\n{}",
+        diagnostics(&nodes)
+    );
 
     // Every acknowledged message, exactly once, where it was acknowledged, in order.
     let survivors = cluster_bootstrap(&mut nodes);
