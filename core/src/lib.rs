@@ -45,6 +45,7 @@ pub mod batch;
 pub mod broker;
 #[cfg(feature = "defects")]
 pub mod defects;
+pub mod groups;
 pub mod log;
 pub mod metadata;
 pub mod producers;

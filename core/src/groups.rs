@@ -1,0 +1,864 @@
+//! Consumer groups: the membership and rebalance state machine of Kafka's classic group
+//! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), one [`Group`] per group id.
+//!
+//! This is the first part of the group coordinator (issue #5). It is not wired into the
+//! broker yet: offsets, the replicated offsets log that will hold this state, and the
+//! Kafka APIs come next. Everything here is a pure function of its inputs (time and
+//! member-id suffixes come from the caller), so it runs under the simulator unchanged.
+//!
+//! The protocol, per group:
+//! - **Joining.** A member without an id is given one and told MEMBER_ID_REQUIRED; it joins
+//!   again with that id. A join moves the group to `PreparingRebalance`, which waits until
+//!   every known member has (re)joined or the rebalance timeout passes; members that did
+//!   not rejoin are dropped. Then the generation increases, the first protocol every member
+//!   supports (in the leader's order of preference) is chosen, a leader is picked (the old
+//!   one if it rejoined), and every waiting join is answered; the leader's answer lists the
+//!   members and their metadata. The group is then `CompletingRebalance`.
+//! - **Syncing.** The leader's SyncGroup carries every member's assignment; it makes the
+//!   group `Stable` and answers every member waiting in SyncGroup with its own assignment.
+//! - **Staying.** Heartbeats keep a member's session alive and tell it when a rebalance has
+//!   started (REBALANCE_IN_PROGRESS: rejoin). A member whose session expires is removed, and
+//!   the group rebalances. LeaveGroup removes members at once.
+//! - **Static members** (`group.instance.id`) keep their place across restarts: a rejoin
+//!   with a known instance id and a new member id replaces (fences) the old member id, and
+//!   in a stable group with unchanged protocols it gets the current assignment back without
+//!   a rebalance.
+//!
+//! Invariants (checked by `check_invariants` in debug builds):
+//! - the generation never decreases, and increases exactly when a rebalance completes;
+//! - in `Stable` and `CompletingRebalance` the leader is a member, and every member joined
+//!   the current generation;
+//! - a request naming another generation, or an unknown or fenced member id, is refused
+//!   (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) and changes nothing;
+//! - an instance id names at most one member.
+
+use crate::api::RequestId;
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Kafka error codes of the group APIs.
+pub mod codes {
+    pub const NONE: i16 = 0;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
+}
+
+/// Bounds on a member's session timeout (Kafka's group.min/max.session.timeout.ms).
+pub const SESSION_TIMEOUT_MIN_MS: i32 = 1_000;
+pub const SESSION_TIMEOUT_MAX_MS: i32 = 1_800_000;
+
+/// Where a group is in its rebalance cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+/// A JoinGroup, as the coordinator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// Empty for a member joining for the first time.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub protocol_type: String,
+    /// (protocol name, member metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+}
+
+/// The answer to a JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader only: every member, its instance id and its metadata for the chosen
+    /// protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// The answer to a SyncGroup (the member's assignment) or a Heartbeat / LeaveGroup (an
+/// error code only; the assignment is empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub error: i16,
+    pub assignment: Bytes,
+}
+
+/// Answers the coordinator gives, to requests it may have held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupReply {
+    Join {
+        id: RequestId,
+        response: JoinResponse,
+    },
+    Sync {
+        id: RequestId,
+        response: SyncResponse,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    group_instance_id: Option<String>,
+    protocols: Vec<(String, Bytes)>,
+    session_timeout_ms: i64,
+    rebalance_timeout_ms: i64,
+    last_heard_ms: i64,
+    assignment: Bytes,
+    /// A JoinGroup held until the rebalance completes.
+    awaiting_join: Option<RequestId>,
+    /// A SyncGroup held until the leader syncs.
+    awaiting_sync: Option<RequestId>,
+}
+
+/// One consumer group. See the module doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol_name: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
+    pending_members: BTreeSet<String>,
+    /// Instance id -> member id, for static members.
+    static_members: BTreeMap<String, String>,
+    rebalance_deadline_ms: i64,
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Group {
+    pub fn new() -> Self {
+        Self {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_members: BTreeSet::new(),
+            static_members: BTreeMap::new(),
+            rebalance_deadline_ms: 0,
+        }
+    }
+
+    pub fn state(&self) -> GroupState {
+        self.state
+    }
+
+    pub fn generation(&self) -> i32 {
+        self.generation
+    }
+
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
+    pub fn member_ids(&self) -> impl Iterator<Item = &str> {
+        self.members.keys().map(String::as_str)
+    }
+
+    /// The earliest time `tick` has work: a rebalance deadline or a session expiry.
+    pub fn next_wakeup_ms(&self) -> Option<i64> {
+        let rebalance =
+            (self.state == GroupState::PreparingRebalance).then_some(self.rebalance_deadline_ms);
+        let sessions = self
+            .members
+            .values()
+            .filter(|member| member.awaiting_join.is_none())
+            .map(|member| member.last_heard_ms + member.session_timeout_ms);
+        rebalance.into_iter().chain(sessions).min()
+    }
+
+    /// A JoinGroup. `fresh_suffix` makes a new member id unique (the caller draws it from
+    /// its seeded RNG). Returns the replies due now (this join's, or every held join when
+    /// the rebalance completes at once).
+    pub fn join(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        request: JoinRequest,
+        fresh_suffix: u64,
+    ) -> Vec<GroupReply> {
+        let refuse = |error: i16, member_id: &str| {
+            vec![GroupReply::Join {
+                id,
+                response: join_error(error, member_id),
+            }]
+        };
+        if !(SESSION_TIMEOUT_MIN_MS..=SESSION_TIMEOUT_MAX_MS).contains(&request.session_timeout_ms)
+        {
+            return refuse(codes::INVALID_SESSION_TIMEOUT, &request.member_id);
+        }
+        if request.protocols.is_empty()
+            || self
+                .protocol_type
+                .as_ref()
+                .is_some_and(|known| *known != request.protocol_type && !self.members.is_empty())
+            || (!self.members.is_empty()
+                && self.common_protocol(Some(&request.protocols)).is_none())
+        {
+            return refuse(codes::INCONSISTENT_GROUP_PROTOCOL, &request.member_id);
+        }
+        let mut member_id = request.member_id.clone();
+        if let Some(instance) = &request.group_instance_id {
+            // A static member: a new member id (a restart) takes over the old one.
+            if member_id.is_empty() {
+                member_id = format!("{instance}-{fresh_suffix:016x}");
+            }
+            if let Some(old) = self.static_members.get(instance).cloned() {
+                if old != member_id {
+                    if !request.member_id.is_empty() {
+                        return refuse(codes::FENCED_INSTANCE_ID, &request.member_id);
+                    }
+                    return self.replace_static_member(now_ms, id, &old, member_id, request);
+                }
+            }
+        } else if member_id.is_empty() {
+            let fresh = format!("{}-{fresh_suffix:016x}", request.client_id);
+            self.pending_members.insert(fresh.clone());
+            return refuse(codes::MEMBER_ID_REQUIRED, &fresh);
+        } else if !self.members.contains_key(&member_id) && !self.pending_members.remove(&member_id)
+        {
+            return refuse(codes::UNKNOWN_MEMBER_ID, &member_id);
+        }
+        let member = self
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                group_instance_id: request.group_instance_id.clone(),
+                protocols: Vec::new(),
+                session_timeout_ms: 0,
+                rebalance_timeout_ms: 0,
+                last_heard_ms: now_ms,
+                assignment: Bytes::new(),
+                awaiting_join: None,
+                awaiting_sync: None,
+            });
+        member.protocols = request.protocols;
+        member.session_timeout_ms = i64::from(request.session_timeout_ms);
+        member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms);
+        member.last_heard_ms = now_ms;
+        member.awaiting_join = Some(id);
+        if let Some(instance) = request.group_instance_id {
+            self.static_members.insert(instance, member_id.clone());
+        }
+        self.protocol_type = Some(request.protocol_type);
+        let mut replies = Vec::new();
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now_ms, &mut replies);
+        }
+        self.maybe_complete_join(now_ms, &mut replies);
+        self.check_invariants();
+        replies
+    }
+
+    /// A static member restarted with a new member id: the old id is fenced. In a stable
+    /// group with unchanged protocols the new id gets the current generation and assignment
+    /// back without a rebalance; otherwise it joins as usual.
+    fn replace_static_member(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        old: &str,
+        new_id: String,
+        request: JoinRequest,
+    ) -> Vec<GroupReply> {
+        let Some(mut member) = self.members.remove(old) else {
+            return Vec::new();
+        };
+        let unchanged = member.protocols == request.protocols;
+        member.last_heard_ms = now_ms;
+        member.awaiting_sync = None;
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new_id.clone());
+        }
+        if let Some(instance) = &request.group_instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        let mut replies = Vec::new();
+        if let Some(held) = member.awaiting_join.take() {
+            // The old incarnation's held join is answered as fenced.
+            replies.push(GroupReply::Join {
+                id: held,
+                response: join_error(codes::FENCED_INSTANCE_ID, old),
+            });
+        }
+        if self.state == GroupState::Stable && unchanged {
+            self.members.insert(new_id.clone(), member);
+            replies.push(GroupReply::Join {
+                id,
+                response: JoinResponse {
+                    error: codes::NONE,
+                    generation: self.generation,
+                    protocol_name: self.protocol_name.clone(),
+                    leader: self.leader.clone().unwrap_or_default(),
+                    member_id: new_id,
+                    members: Vec::new(),
+                },
+            });
+            self.check_invariants();
+            return replies;
+        }
+        self.members.insert(new_id.clone(), member);
+        let mut request = request;
+        request.member_id = new_id;
+        replies.extend(self.join(now_ms, id, request, 0));
+        replies
+    }
+
+    /// A SyncGroup. The leader's carries the assignments (member id -> assignment).
+    pub fn sync(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Vec<GroupReply> {
+        let reply = |error: i16| {
+            vec![GroupReply::Sync {
+                id,
+                response: SyncResponse {
+                    error,
+                    assignment: Bytes::new(),
+                },
+            }]
+        };
+        if let Err(error) = self.check_member(member_id, generation) {
+            return reply(error);
+        }
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.last_heard_ms = now_ms;
+        }
+        match self.state {
+            GroupState::PreparingRebalance | GroupState::Empty => {
+                reply(codes::REBALANCE_IN_PROGRESS)
+            }
+            GroupState::Stable => {
+                let assignment = self.members[member_id].assignment.clone();
+                vec![GroupReply::Sync {
+                    id,
+                    response: SyncResponse {
+                        error: codes::NONE,
+                        assignment,
+                    },
+                }]
+            }
+            GroupState::CompletingRebalance => {
+                if let Some(member) = self.members.get_mut(member_id) {
+                    member.awaiting_sync = Some(id);
+                }
+                if self.leader.as_deref() != Some(member_id) {
+                    return Vec::new();
+                }
+                let mut assigned: BTreeMap<String, Bytes> = assignments.into_iter().collect();
+                let mut replies = Vec::new();
+                for (id_of_member, member) in &mut self.members {
+                    member.assignment = assigned.remove(id_of_member).unwrap_or_default();
+                    if let Some(held) = member.awaiting_sync.take() {
+                        replies.push(GroupReply::Sync {
+                            id: held,
+                            response: SyncResponse {
+                                error: codes::NONE,
+                                assignment: member.assignment.clone(),
+                            },
+                        });
+                    }
+                }
+                self.state = GroupState::Stable;
+                self.check_invariants();
+                replies
+            }
+        }
+    }
+
+    /// A Heartbeat: the error code to answer with.
+    pub fn heartbeat(&mut self, now_ms: i64, member_id: &str, generation: i32) -> i16 {
+        if let Err(error) = self.check_member(member_id, generation) {
+            return error;
+        }
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.last_heard_ms = now_ms;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => codes::REBALANCE_IN_PROGRESS,
+            _ => codes::NONE,
+        }
+    }
+
+    /// A LeaveGroup for one member: removes it (held requests are answered) and rebalances.
+    pub fn leave(&mut self, now_ms: i64, member_id: &str) -> (i16, Vec<GroupReply>) {
+        if !self.members.contains_key(member_id) {
+            return (codes::UNKNOWN_MEMBER_ID, Vec::new());
+        }
+        let mut replies = Vec::new();
+        self.remove_member(member_id, &mut replies);
+        self.after_departure(now_ms, &mut replies);
+        self.check_invariants();
+        (codes::NONE, replies)
+    }
+
+    /// Timers: expired sessions leave; a rebalance whose deadline passed completes with the
+    /// members that rejoined.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<GroupReply> {
+        let mut replies = Vec::new();
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, member)| {
+                member.awaiting_join.is_none()
+                    && now_ms >= member.last_heard_ms + member.session_timeout_ms
+            })
+            .map(|(member_id, _)| member_id.clone())
+            .collect();
+        if !expired.is_empty() {
+            for member_id in &expired {
+                tracing::debug!(member = %member_id, "group member's session expired");
+                self.remove_member(member_id, &mut replies);
+            }
+            self.after_departure(now_ms, &mut replies);
+        }
+        if self.state == GroupState::PreparingRebalance && now_ms >= self.rebalance_deadline_ms {
+            // Members that did not rejoin in time are dropped.
+            let late: Vec<String> = self
+                .members
+                .iter()
+                .filter(|(_, member)| member.awaiting_join.is_none())
+                .map(|(member_id, _)| member_id.clone())
+                .collect();
+            for member_id in &late {
+                self.remove_member(member_id, &mut replies);
+            }
+            self.complete_join(&mut replies);
+        }
+        self.check_invariants();
+        replies
+    }
+
+    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), i16> {
+        if !self.members.contains_key(member_id) {
+            return Err(codes::UNKNOWN_MEMBER_ID);
+        }
+        if generation != self.generation {
+            return Err(codes::ILLEGAL_GENERATION);
+        }
+        Ok(())
+    }
+
+    fn remove_member(&mut self, member_id: &str, replies: &mut Vec<GroupReply>) {
+        let Some(member) = self.members.remove(member_id) else {
+            return;
+        };
+        if let Some(instance) = &member.group_instance_id {
+            self.static_members.remove(instance);
+        }
+        if let Some(held) = member.awaiting_join {
+            replies.push(GroupReply::Join {
+                id: held,
+                response: join_error(codes::UNKNOWN_MEMBER_ID, member_id),
+            });
+        }
+        if let Some(held) = member.awaiting_sync {
+            replies.push(GroupReply::Sync {
+                id: held,
+                response: SyncResponse {
+                    error: codes::UNKNOWN_MEMBER_ID,
+                    assignment: Bytes::new(),
+                },
+            });
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+    }
+
+    /// After members left: an empty group rests; otherwise the rest rebalance.
+    fn after_departure(&mut self, now_ms: i64, replies: &mut Vec<GroupReply>) {
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.leader = None;
+            self.protocol_name = None;
+            return;
+        }
+        if self.state != GroupState::PreparingRebalance {
+            self.prepare_rebalance(now_ms, replies);
+        }
+        self.maybe_complete_join(now_ms, replies);
+    }
+
+    fn prepare_rebalance(&mut self, now_ms: i64, replies: &mut Vec<GroupReply>) {
+        // Members waiting in SyncGroup must rejoin.
+        for member in self.members.values_mut() {
+            if let Some(held) = member.awaiting_sync.take() {
+                replies.push(GroupReply::Sync {
+                    id: held,
+                    response: SyncResponse {
+                        error: codes::REBALANCE_IN_PROGRESS,
+                        assignment: Bytes::new(),
+                    },
+                });
+            }
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        self.rebalance_deadline_ms = now_ms + timeout;
+        self.state = GroupState::PreparingRebalance;
+    }
+
+    /// Completes the join phase once every member has rejoined.
+    fn maybe_complete_join(&mut self, _now_ms: i64, replies: &mut Vec<GroupReply>) {
+        let everyone = self
+            .members
+            .values()
+            .all(|member| member.awaiting_join.is_some());
+        if self.state == GroupState::PreparingRebalance && everyone && !self.members.is_empty() {
+            self.complete_join(replies);
+        }
+    }
+
+    fn complete_join(&mut self, replies: &mut Vec<GroupReply>) {
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.leader = None;
+            return;
+        }
+        self.generation += 1;
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|leader| !self.members.contains_key(leader))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.protocol_name = self.common_protocol(None);
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let roster: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .iter()
+            .map(|(member_id, member)| {
+                let metadata = member
+                    .protocols
+                    .iter()
+                    .find(|(name, _)| *name == protocol)
+                    .map(|(_, metadata)| metadata.clone())
+                    .unwrap_or_default();
+                (
+                    member_id.clone(),
+                    member.group_instance_id.clone(),
+                    metadata,
+                )
+            })
+            .collect();
+        for (member_id, member) in &mut self.members {
+            member.assignment = Bytes::new();
+            if let Some(held) = member.awaiting_join.take() {
+                replies.push(GroupReply::Join {
+                    id: held,
+                    response: JoinResponse {
+                        error: codes::NONE,
+                        generation: self.generation,
+                        protocol_name: self.protocol_name.clone(),
+                        leader: leader.clone(),
+                        member_id: member_id.clone(),
+                        members: if *member_id == leader {
+                            roster.clone()
+                        } else {
+                            Vec::new()
+                        },
+                    },
+                });
+            }
+        }
+        self.state = GroupState::CompletingRebalance;
+    }
+
+    /// The first protocol (in the leader's order, or the first member's) that every member
+    /// (and `candidate`, a joining member's protocols) supports.
+    fn common_protocol(&self, candidate: Option<&[(String, Bytes)]>) -> Option<String> {
+        let preference = self
+            .leader
+            .as_ref()
+            .and_then(|leader| self.members.get(leader))
+            .or_else(|| self.members.values().next())
+            .map(|member| member.protocols.as_slice())
+            .or(candidate)?;
+        preference
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| {
+                self.members
+                    .values()
+                    .map(|member| member.protocols.as_slice())
+                    .chain(candidate)
+                    .all(|protocols| protocols.iter().any(|(offered, _)| offered == *name))
+            })
+            .cloned()
+    }
+
+    /// Asserts the module's invariants (debug builds only).
+    fn check_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        if matches!(
+            self.state,
+            GroupState::Stable | GroupState::CompletingRebalance
+        ) {
+            let leader = self.leader.as_ref().expect("a settled group has a leader");
+            assert!(self.members.contains_key(leader), "the leader is a member");
+            assert!(self.generation > 0);
+        }
+        let mut instances = BTreeSet::new();
+        for member in self.members.values() {
+            if let Some(instance) = &member.group_instance_id {
+                assert!(
+                    instances.insert(instance),
+                    "an instance id names one member"
+                );
+            }
+        }
+    }
+}
+
+fn join_error(error: i16, member_id: &str) -> JoinResponse {
+    JoinResponse {
+        error,
+        generation: -1,
+        protocol_name: None,
+        leader: String::new(),
+        member_id: member_id.to_string(),
+        members: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn request(member_id: &str, instance: Option<&str>) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: instance.map(String::from),
+            client_id: "consumer".into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![
+                ("range".into(), Bytes::from_static(b"r")),
+                ("roundrobin".into(), Bytes::from_static(b"rr")),
+            ],
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 5_000,
+        }
+    }
+
+    fn join_response(replies: &[GroupReply], id: RequestId) -> &JoinResponse {
+        replies
+            .iter()
+            .find_map(|reply| match reply {
+                GroupReply::Join { id: held, response } if *held == id => Some(response),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no join answer for {id} in {replies:?}"))
+    }
+
+    fn sync_response(replies: &[GroupReply], id: RequestId) -> &SyncResponse {
+        replies
+            .iter()
+            .find_map(|reply| match reply {
+                GroupReply::Sync { id: held, response } if *held == id => Some(response),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no sync answer for {id} in {replies:?}"))
+    }
+
+    /// Joins a dynamic member through the MEMBER_ID_REQUIRED round trip; returns its id and
+    /// the replies of its second join.
+    fn join_dynamic(group: &mut Group, id: RequestId, suffix: u64) -> (String, Vec<GroupReply>) {
+        let first = group.join(NOW, id, request("", None), suffix);
+        let required = join_response(&first, id);
+        assert_eq!(required.error, codes::MEMBER_ID_REQUIRED);
+        let member_id = required.member_id.clone();
+        let replies = group.join(NOW, id + 1, request(&member_id, None), 0);
+        (member_id, replies)
+    }
+
+    #[test]
+    fn two_members_join_sync_and_get_their_assignments() {
+        let mut group = Group::new();
+        let (a, replies) = join_dynamic(&mut group, 10, 1);
+        // Alone, `a` completes the rebalance at once and leads generation 1.
+        let joined = join_response(&replies, 11);
+        assert_eq!((joined.error, joined.generation), (codes::NONE, 1));
+        assert_eq!(joined.leader, a);
+        assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+        // `b` joins: a rebalance starts; `a` learns it from its heartbeat and rejoins.
+        let (b, replies) = join_dynamic(&mut group, 20, 2);
+        assert!(replies.is_empty(), "b waits for a to rejoin");
+        assert_eq!(group.heartbeat(NOW, &a, 1), codes::REBALANCE_IN_PROGRESS);
+        let replies = group.join(NOW, 30, request(&a, None), 0);
+        let to_a = join_response(&replies, 30);
+        let to_b = join_response(&replies, 21);
+        assert_eq!((to_a.generation, to_b.generation), (2, 2));
+        assert_eq!(to_a.members.len(), 2, "the leader sees every member");
+        assert!(to_b.members.is_empty());
+        // The follower's sync waits for the leader's.
+        assert!(group.sync(NOW, 40, &b, 2, Vec::new()).is_empty());
+        let replies = group.sync(
+            NOW,
+            41,
+            &a,
+            2,
+            vec![
+                (a.clone(), Bytes::from_static(b"p0")),
+                (b.clone(), Bytes::from_static(b"p1")),
+            ],
+        );
+        assert_eq!(
+            sync_response(&replies, 41).assignment,
+            Bytes::from_static(b"p0")
+        );
+        assert_eq!(
+            sync_response(&replies, 40).assignment,
+            Bytes::from_static(b"p1")
+        );
+        assert_eq!(group.state(), GroupState::Stable);
+        assert_eq!(group.heartbeat(NOW, &b, 2), codes::NONE);
+    }
+
+    #[test]
+    fn an_old_generation_and_an_unknown_member_are_refused() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        assert_eq!(group.heartbeat(NOW, &a, 0), codes::ILLEGAL_GENERATION);
+        assert_eq!(
+            group.heartbeat(NOW, "stranger", 1),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        let replies = group.sync(NOW, 12, &a, 7, Vec::new());
+        assert_eq!(sync_response(&replies, 12).error, codes::ILLEGAL_GENERATION);
+        let replies = group.join(NOW, 13, request("made-up", None), 0);
+        assert_eq!(join_response(&replies, 13).error, codes::UNKNOWN_MEMBER_ID);
+    }
+
+    #[test]
+    fn an_expired_session_removes_the_member_and_the_rest_rebalance() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        let (b, _) = join_dynamic(&mut group, 20, 2);
+        let replies = group.join(NOW, 30, request(&a, None), 0);
+        join_response(&replies, 30);
+        group.sync(NOW, 31, &a, 2, Vec::new());
+        // `a` keeps heartbeating; `b` goes silent past its session timeout.
+        assert_eq!(group.heartbeat(NOW + 9_000, &a, 2), codes::NONE);
+        group.tick(NOW + 10_001);
+        assert_eq!(group.member_ids().collect::<Vec<_>>(), vec![a.as_str()]);
+        assert_eq!(
+            group.heartbeat(NOW + 10_001, &b, 2),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(
+            group.heartbeat(NOW + 10_001, &a, 2),
+            codes::REBALANCE_IN_PROGRESS
+        );
+        let replies = group.join(NOW + 10_002, 40, request(&a, None), 0);
+        assert_eq!(join_response(&replies, 40).generation, 3);
+    }
+
+    #[test]
+    fn a_member_that_does_not_rejoin_in_time_is_dropped_at_the_deadline() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        let (_b, replies) = join_dynamic(&mut group, 20, 2);
+        assert!(replies.is_empty());
+        assert_eq!(group.next_wakeup_ms(), Some(NOW + 5_000));
+        let replies = group.tick(NOW + 5_000);
+        let to_b = join_response(&replies, 21);
+        assert_eq!((to_b.error, to_b.generation), (codes::NONE, 2));
+        assert!(!group.member_ids().any(|member| member == a));
+    }
+
+    #[test]
+    fn leaving_rebalances_the_rest_and_an_empty_group_rests() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        let (code, _) = group.leave(NOW, &a);
+        assert_eq!(code, codes::NONE);
+        assert_eq!(group.state(), GroupState::Empty);
+        assert_eq!(group.leave(NOW, &a).0, codes::UNKNOWN_MEMBER_ID);
+    }
+
+    #[test]
+    fn a_static_member_restarting_keeps_its_assignment_without_a_rebalance() {
+        let mut group = Group::new();
+        let replies = group.join(NOW, 10, request("", Some("host-1")), 1);
+        let first = join_response(&replies, 10).clone();
+        assert_eq!((first.error, first.generation), (codes::NONE, 1));
+        group.sync(
+            NOW,
+            11,
+            &first.member_id,
+            1,
+            vec![(first.member_id.clone(), Bytes::from_static(b"p0"))],
+        );
+        assert_eq!(group.state(), GroupState::Stable);
+        // Restarted: same instance id, no member id.
+        let replies = group.join(NOW + 100, 12, request("", Some("host-1")), 2);
+        let again = join_response(&replies, 12);
+        assert_eq!(
+            (again.error, again.generation),
+            (codes::NONE, 1),
+            "no rebalance"
+        );
+        assert_ne!(again.member_id, first.member_id);
+        let replies = group.sync(NOW + 100, 13, &again.member_id.clone(), 1, Vec::new());
+        assert_eq!(
+            sync_response(&replies, 13).assignment,
+            Bytes::from_static(b"p0")
+        );
+        // The old incarnation is fenced.
+        assert_eq!(
+            group.heartbeat(NOW + 100, &first.member_id, 1),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        let replies = group.join(NOW + 100, 14, request(&first.member_id, Some("host-1")), 0);
+        assert_eq!(join_response(&replies, 14).error, codes::FENCED_INSTANCE_ID);
+    }
+
+    #[test]
+    fn members_without_a_common_protocol_are_refused() {
+        let mut group = Group::new();
+        join_dynamic(&mut group, 10, 1);
+        let mut odd = request("", None);
+        odd.protocols = vec![("sticky".into(), Bytes::new())];
+        let replies = group.join(NOW, 20, odd, 2);
+        assert_eq!(
+            join_response(&replies, 20).error,
+            codes::INCONSISTENT_GROUP_PROTOCOL
+        );
+    }
+}
