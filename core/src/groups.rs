@@ -1,9 +1,9 @@
 //! Consumer groups: the membership and rebalance state machine of Kafka's classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), one [`Group`] per group id.
 //!
-//! This is the first part of the group coordinator (issue #5). It is not wired into the
-//! broker yet: offsets, the replicated offsets log that will hold this state, and the
-//! Kafka APIs come next. Everything here is a pure function of its inputs (time and
+//! This is the first part of the group coordinator (issue #5): membership, rebalances and
+//! committed offsets. It is not wired into the broker yet: the replicated offsets log that
+//! will hold this state and the Kafka APIs come next. Everything here is a pure function of its inputs (time and
 //! member-id suffixes come from the caller), so it runs under the simulator unchanged.
 //!
 //! The protocol, per group:
@@ -30,7 +30,12 @@
 //!   the current generation;
 //! - a request naming another generation, or an unknown or fenced member id, is refused
 //!   (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) and changes nothing;
-//! - an instance id names at most one member.
+//! - an instance id names at most one member;
+//! - an offset commit from a member is accepted only in a stable group, from a current
+//!   member, in the current generation (a fenced member's commit is refused); a commit
+//!   without a member (a standalone consumer) only while the group has no members;
+//! - a group's committed offsets are deleted only once the group has been empty for the
+//!   retention period.
 
 use crate::api::RequestId;
 use bytes::Bytes;
@@ -45,7 +50,19 @@ pub mod codes {
     pub const INVALID_SESSION_TIMEOUT: i16 = 26;
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+}
+
+/// Longest metadata string an offset commit may carry (Kafka's offset.metadata.max.bytes).
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// An offset a group committed for one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: Option<String>,
+    pub committed_ms: i64,
 }
 
 /// Bounds on a member's session timeout (Kafka's group.min/max.session.timeout.ms).
@@ -137,6 +154,9 @@ pub struct Group {
     /// Instance id -> member id, for static members.
     static_members: BTreeMap<String, String>,
     rebalance_deadline_ms: i64,
+    offsets: BTreeMap<crate::metadata::TopicPartition, CommittedOffset>,
+    /// When the group last became empty (offsets expire relative to it).
+    empty_since_ms: Option<i64>,
 }
 
 impl Default for Group {
@@ -157,7 +177,77 @@ impl Group {
             pending_members: BTreeSet::new(),
             static_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
+            offsets: BTreeMap::new(),
+            empty_since_ms: None,
         }
+    }
+
+    /// An OffsetCommit: `member_id` empty and `generation` -1 for a standalone consumer.
+    /// Returns the error code for every partition of the request (all or nothing).
+    pub fn commit_offsets(
+        &mut self,
+        now_ms: i64,
+        member_id: &str,
+        generation: i32,
+        commits: Vec<(crate::metadata::TopicPartition, i64, Option<String>)>,
+    ) -> i16 {
+        let standalone = member_id.is_empty() && generation < 0;
+        let error = if standalone {
+            if self.members.is_empty() {
+                codes::NONE
+            } else {
+                codes::UNKNOWN_MEMBER_ID
+            }
+        } else if let Err(error) = self.check_member(member_id, generation) {
+            error
+        } else if self.state != GroupState::Stable {
+            codes::REBALANCE_IN_PROGRESS
+        } else {
+            codes::NONE
+        };
+        if error != codes::NONE {
+            return error;
+        }
+        if commits.iter().any(|(_, _, metadata)| {
+            metadata
+                .as_ref()
+                .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
+        }) {
+            return codes::OFFSET_METADATA_TOO_LARGE;
+        }
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.last_heard_ms = now_ms;
+        }
+        for (partition, offset, metadata) in commits {
+            self.offsets.insert(
+                partition,
+                CommittedOffset {
+                    offset,
+                    metadata,
+                    committed_ms: now_ms,
+                },
+            );
+        }
+        codes::NONE
+    }
+
+    /// An OffsetFetch: the committed offset of each partition (`None`: nothing committed).
+    pub fn committed(
+        &self,
+        partition: &crate::metadata::TopicPartition,
+    ) -> Option<&CommittedOffset> {
+        self.offsets.get(partition)
+    }
+
+    /// Deletes the offsets of a group that has been empty for `retention_ms`; returns
+    /// whether the group holds nothing any more (its state can be dropped).
+    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: i64) -> bool {
+        if let Some(since) = self.empty_since_ms {
+            if self.members.is_empty() && now_ms >= since + retention_ms {
+                self.offsets.clear();
+            }
+        }
+        self.members.is_empty() && self.offsets.is_empty()
     }
 
     pub fn state(&self) -> GroupState {
@@ -258,6 +348,7 @@ impl Group {
         member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms);
         member.last_heard_ms = now_ms;
         member.awaiting_join = Some(id);
+        self.empty_since_ms = None;
         if let Some(instance) = request.group_instance_id {
             self.static_members.insert(instance, member_id.clone());
         }
@@ -497,6 +588,7 @@ impl Group {
             self.state = GroupState::Empty;
             self.leader = None;
             self.protocol_name = None;
+            self.empty_since_ms = Some(now_ms);
             return;
         }
         if self.state != GroupState::PreparingRebalance {
@@ -860,5 +952,67 @@ mod tests {
             join_response(&replies, 20).error,
             codes::INCONSISTENT_GROUP_PROTOCOL
         );
+    }
+
+    fn partition(index: i32) -> crate::metadata::TopicPartition {
+        crate::metadata::TopicPartition::new("orders", index)
+    }
+
+    #[test]
+    fn commits_are_fenced_by_generation_and_membership() {
+        let mut group = Group::new();
+        // A standalone consumer may commit to a group without members.
+        assert_eq!(
+            group.commit_offsets(NOW, "", -1, vec![(partition(0), 5, None)]),
+            codes::NONE
+        );
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        // Generation 1 is completing, not stable yet.
+        assert_eq!(
+            group.commit_offsets(NOW, &a, 1, vec![(partition(0), 7, None)]),
+            codes::REBALANCE_IN_PROGRESS
+        );
+        group.sync(NOW, 12, &a, 1, Vec::new());
+        assert_eq!(
+            group.commit_offsets(NOW, &a, 1, vec![(partition(0), 7, None)]),
+            codes::NONE
+        );
+        assert_eq!(group.committed(&partition(0)).map(|c| c.offset), Some(7));
+        // An old generation, a stranger, and a standalone commit to a live group are refused.
+        assert_eq!(
+            group.commit_offsets(NOW, &a, 0, vec![(partition(0), 1, None)]),
+            codes::ILLEGAL_GENERATION
+        );
+        assert_eq!(
+            group.commit_offsets(NOW, "stranger", 1, vec![(partition(0), 1, None)]),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(
+            group.commit_offsets(NOW, "", -1, vec![(partition(0), 1, None)]),
+            codes::UNKNOWN_MEMBER_ID
+        );
+        assert_eq!(group.committed(&partition(0)).map(|c| c.offset), Some(7));
+        let too_long = Some("x".repeat(OFFSET_METADATA_MAX_BYTES + 1));
+        assert_eq!(
+            group.commit_offsets(NOW, &a, 1, vec![(partition(1), 1, too_long)]),
+            codes::OFFSET_METADATA_TOO_LARGE
+        );
+    }
+
+    #[test]
+    fn offsets_expire_only_after_the_group_stayed_empty_for_the_retention() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        group.sync(NOW, 12, &a, 1, Vec::new());
+        group.commit_offsets(NOW, &a, 1, vec![(partition(0), 3, None)]);
+        assert!(
+            !group.expire_offsets(NOW + 1_000_000, 1_000),
+            "a live group keeps its offsets"
+        );
+        group.leave(NOW + 10, &a);
+        assert!(!group.expire_offsets(NOW + 500, 1_000));
+        assert!(group.committed(&partition(0)).is_some());
+        assert!(group.expire_offsets(NOW + 1_010, 1_000));
+        assert!(group.committed(&partition(0)).is_none());
     }
 }
