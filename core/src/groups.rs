@@ -357,7 +357,7 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now_ms, &mut replies);
         }
-        self.maybe_complete_join(now_ms, &mut replies);
+        self.maybe_complete_join(&mut replies);
         self.check_invariants();
         replies
     }
@@ -594,7 +594,7 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now_ms, replies);
         }
-        self.maybe_complete_join(now_ms, replies);
+        self.maybe_complete_join(replies);
     }
 
     fn prepare_rebalance(&mut self, now_ms: i64, replies: &mut Vec<GroupReply>) {
@@ -621,7 +621,7 @@ impl Group {
     }
 
     /// Completes the join phase once every member has rejoined.
-    fn maybe_complete_join(&mut self, _now_ms: i64, replies: &mut Vec<GroupReply>) {
+    fn maybe_complete_join(&mut self, replies: &mut Vec<GroupReply>) {
         let everyone = self
             .members
             .values()

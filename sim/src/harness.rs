@@ -1051,6 +1051,39 @@ async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog,
     })
 }
 
+/// Runs the scenario of every seed in `seeds` (`generate` names it), `jobs` at a time, each
+/// in a child process (see [`run`]); the reports come back in seed order.
+pub fn run_seeds(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    generate: fn(u64) -> Scenario,
+    options: &RunOptions,
+    exe: &std::path::Path,
+) -> Vec<RunReport> {
+    let next = AtomicU64::new(seeds.start);
+    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    return;
+                }
+                let report = run(&generate(seed), options, exe);
+                reports
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .push(report);
+            });
+        }
+    });
+    let mut reports = reports
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    reports.sort_by_key(|report| report.scenario.seed);
+    reports
+}
+
 /// Runs `scenario` in a child process (`exe --scenario <json> --report-json ...`, where
 /// `exe` is the `myelin-sim` binary) and returns the report it prints. This is how sweeps,
 /// shrinking and the tests run scenarios; see [`run_in_process`] for why.

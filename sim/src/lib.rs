@@ -81,5 +81,5 @@ pub mod trace;
 mod workload;
 
 #[cfg(madsim)]
-pub use harness::{run, run_in_process, RunOptions, RunReport};
+pub use harness::{run, run_in_process, run_seeds, RunOptions, RunReport};
 pub use scenario::Scenario;

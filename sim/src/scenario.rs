@@ -312,19 +312,14 @@ impl Scenario {
         } else {
             0
         };
-        let mut faults = Vec::with_capacity(fault_count);
-        for number in 0..fault_count {
-            let at_ms = rng.random_range(300..duration_ms - 1_500);
-            // The first fault is always a crash, so that every run loses a page cache.
-            let kind = if number == 0 {
-                "crash"
-            } else {
-                FAULT_KINDS[rng.random_range(0..FAULT_KINDS.len())]
-            };
-            let fault = generate_fault(&mut rng, kind, nodes, client_count);
-            faults.push(ScheduledFault { at_ms, fault });
-        }
-        faults.sort_by_key(|fault| fault.at_ms);
+        let faults = schedule_faults(
+            &mut rng,
+            fault_count,
+            (300, duration_ms - 1_500),
+            &FAULT_KINDS,
+            nodes,
+            client_count,
+        );
         Scenario {
             seed,
             nodes,
@@ -382,42 +377,14 @@ impl Scenario {
         }
         let client_count = clients.len() as u8;
         let fault_count = rng.random_range(2..=7);
-        let mut faults = Vec::with_capacity(fault_count);
-        for number in 0..fault_count {
-            let at_ms = rng.random_range(1_500..duration_ms - 1_500);
-            let kind = if number == 0 {
-                "crash"
-            } else {
-                CLUSTER_FAULT_KINDS[rng.random_range(0..CLUSTER_FAULT_KINDS.len())]
-            };
-            let fault = match kind {
-                "split" => {
-                    let size = rng.random_range(1..=usize::from(nodes) / 2);
-                    let mut all: Vec<u8> = (1..=nodes).collect();
-                    let mut minority = Vec::with_capacity(size);
-                    for _ in 0..size {
-                        minority.push(all.remove(rng.random_range(0..all.len())));
-                    }
-                    minority.sort_unstable();
-                    Fault::Split {
-                        minority,
-                        for_ms: rng.random_range(500..=4_000),
-                    }
-                }
-                "node-link-loss" => {
-                    let from = rng.random_range(1..=nodes);
-                    let to = (from + rng.random_range(1..nodes) - 1) % nodes + 1;
-                    Fault::NodeLinkLoss {
-                        from,
-                        to,
-                        for_ms: rng.random_range(500..=4_000),
-                    }
-                }
-                other => generate_fault(&mut rng, other, nodes, client_count),
-            };
-            faults.push(ScheduledFault { at_ms, fault });
-        }
-        faults.sort_by_key(|fault| fault.at_ms);
+        let faults = schedule_faults(
+            &mut rng,
+            fault_count,
+            (1_500, duration_ms - 1_500),
+            &CLUSTER_FAULT_KINDS,
+            nodes,
+            client_count,
+        );
         Scenario {
             seed,
             nodes,
@@ -524,9 +491,53 @@ impl Scenario {
     }
 }
 
+/// `count` faults at times drawn from `window_ms`, sorted; the first is always a crash, so
+/// that every run loses a page cache, the others of `kinds`.
+fn schedule_faults(
+    rng: &mut StdRng,
+    count: usize,
+    window_ms: (u64, u64),
+    kinds: &[&str],
+    nodes: u8,
+    clients: u8,
+) -> Vec<ScheduledFault> {
+    let mut faults = Vec::with_capacity(count);
+    for number in 0..count {
+        let at_ms = rng.random_range(window_ms.0..window_ms.1);
+        let kind = if number == 0 {
+            "crash"
+        } else {
+            kinds[rng.random_range(0..kinds.len())]
+        };
+        let fault = generate_fault(rng, kind, nodes, clients);
+        faults.push(ScheduledFault { at_ms, fault });
+    }
+    faults.sort_by_key(|fault| fault.at_ms);
+    faults
+}
+
 fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8) -> Fault {
     let node = rng.random_range(1..=nodes);
     match kind {
+        // Splits and node links need a cluster of at least 3 (cluster scenarios only).
+        "split" => {
+            let size = rng.random_range(1..=usize::from(nodes) / 2);
+            let mut all: Vec<u8> = (1..=nodes).collect();
+            let mut minority = Vec::with_capacity(size);
+            for _ in 0..size {
+                minority.push(all.remove(rng.random_range(0..all.len())));
+            }
+            minority.sort_unstable();
+            Fault::Split {
+                minority,
+                for_ms: rng.random_range(500..=4_000),
+            }
+        }
+        "node-link-loss" => Fault::NodeLinkLoss {
+            from: node,
+            to: (node + rng.random_range(1..nodes) - 1) % nodes + 1,
+            for_ms: rng.random_range(500..=4_000),
+        },
         "crash" => {
             let tear = rng.random_bool(0.5).then(|| Tear {
                 mode: if rng.random_bool(0.5) {

@@ -164,10 +164,10 @@ impl Session {
     /// a failure (having waited a backoff).
     async fn ready(&mut self, context: &mut ClientContext) -> Option<&mut Connection> {
         let client_id = format!("sim-client-{}", context.index);
-        if let (Some(nodes), true) = (context.cluster.clone(), self.topic_ready) {
+        if self.topic_ready && context.cluster.is_some() {
             if self.connection.is_none() {
-                let leader = match leader_address(&nodes, context.spec.partition, &client_id).await
-                {
+                let nodes = context.cluster.as_deref().unwrap_or_default();
+                let leader = match leader_address(nodes, context.spec.partition, &client_id).await {
                     Ok(leader) => leader,
                     Err(_) => {
                         context.backoff().await;

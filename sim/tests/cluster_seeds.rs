@@ -8,10 +8,8 @@
 #![cfg(madsim)]
 
 use myelin_sim::checkers::{MIN_ACKNOWLEDGED, MIN_RECORDS_READ};
-use myelin_sim::{run, RunOptions, RunReport, Scenario};
+use myelin_sim::{run_seeds, RunOptions, Scenario};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// The cluster seeds CI runs on every change.
 const SEEDS: std::ops::Range<u64> = 0..1000;
@@ -21,23 +19,13 @@ const JOBS: usize = 2;
 #[test]
 fn every_cluster_seed_of_the_fixed_range_passes_with_progress() {
     let simulator = Path::new(env!("CARGO_BIN_EXE_myelin-sim"));
-    let next = AtomicU64::new(SEEDS.start);
-    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..JOBS {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= SEEDS.end {
-                    return;
-                }
-                let scenario = Scenario::generate_cluster(seed);
-                let report = run(&scenario, &RunOptions::default(), simulator);
-                reports.lock().unwrap().push(report);
-            });
-        }
-    });
-    let mut reports = reports.into_inner().unwrap();
-    reports.sort_by_key(|report| report.scenario.seed);
+    let reports = run_seeds(
+        SEEDS,
+        JOBS,
+        Scenario::generate_cluster,
+        &RunOptions::default(),
+        simulator,
+    );
     let mut problems = Vec::new();
     for report in &reports {
         if !report.passed() {

@@ -227,14 +227,18 @@ impl Controller {
     }
 }
 
-/// Failure results for every topic an operation names.
-fn admin_failure(op: &AdminOp, error: ErrorCode, message: &str) -> Vec<TopicResult> {
-    let names: Vec<&str> = match op {
+/// The topics an operation names.
+fn topic_names(op: &AdminOp) -> Vec<&str> {
+    match op {
         AdminOp::CreateTopics(topics) => topics.iter().map(|topic| topic.name.as_str()).collect(),
         AdminOp::DeleteTopics(names) => names.iter().map(String::as_str).collect(),
         AdminOp::RegisterNode(_) => Vec::new(),
-    };
-    names
+    }
+}
+
+/// Failure results for every topic an operation names.
+fn admin_failure(op: &AdminOp, error: ErrorCode, message: &str) -> Vec<TopicResult> {
+    topic_names(op)
         .into_iter()
         .map(|name| failed_result(name, error, message))
         .collect()
@@ -250,7 +254,12 @@ fn failed_result(name: &str, error: ErrorCode, message: &str) -> TopicResult {
 impl Broker {
     /// Whether the applied metadata lists this node with its current address.
     pub(super) fn is_registered(&self) -> bool {
-        self.metadata.nodes.contains(&self.this_node())
+        // Called at every wakeup: compare in place rather than build this node's info.
+        self.metadata.nodes.iter().any(|node| {
+            node.node_id == self.config.node_id
+                && node.host == self.config.advertised_host
+                && node.port == self.config.advertised_port
+        })
     }
 
     fn this_node(&self) -> NodeInfo {
@@ -370,10 +379,7 @@ impl Broker {
             Some(controller) => {
                 let forward_id = self.controller.next_forward_id;
                 self.controller.next_forward_id += 1;
-                let names = admin_failure(&op, ErrorCode::None, "")
-                    .into_iter()
-                    .map(|result| result.name)
-                    .collect();
+                let names = topic_names(&op).into_iter().map(String::from).collect();
                 self.controller.forwarded.insert(
                     forward_id,
                     ForwardedRequest {
@@ -722,15 +728,14 @@ impl Broker {
                 });
             }
         }
-        let this_node = self.this_node();
-        let registered = self.metadata.nodes.contains(&this_node);
-        if registered || now_ms < self.controller.next_register_ms {
+        if self.is_registered() || now_ms < self.controller.next_register_ms {
             if self.is_controller() {
                 self.ensure_cluster_id(now_ms, outputs);
             }
             return;
         }
         self.controller.next_register_ms = now_ms + REGISTER_RETRY_MS;
+        let this_node = self.this_node();
         match self.controller_id() {
             Some(controller) if controller == self.config.node_id => {
                 self.ensure_cluster_id(now_ms, outputs);

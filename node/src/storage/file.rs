@@ -311,18 +311,7 @@ impl FileStorage {
                 ))
             }
         }
-        let path = self.data_dir.join(METADATA_FILE);
-        let text = match fs::read(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(StorageError::io(format!("read {}", path.display()), error)),
-        };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|error| StorageError::CorruptMetadata {
-                path: path.display().to_string(),
-                reason: error.to_string(),
-            })
+        read_json_file(&self.data_dir.join(METADATA_FILE))
     }
 }
 
@@ -755,6 +744,24 @@ impl Storage for FileStorage {
             .map_err(|error| StorageError::io("encode metadata", io::Error::other(error)))?;
         write_durably(&self.data_dir, METADATA_FILE, &text)
     }
+}
+
+/// The JSON document in `path`, if the file exists. One that does not parse is an error,
+/// never `None`: a lost snapshot or vote is not a fresh start.
+pub(super) fn read_json_file<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> StorageResult<Option<T>> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(StorageError::io(format!("read {}", path.display()), error)),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|error| StorageError::CorruptMetadata {
+            path: path.display().to_string(),
+            reason: error.to_string(),
+        })
 }
 
 /// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so

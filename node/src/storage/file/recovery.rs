@@ -6,17 +6,17 @@ use super::layout::{
     SegmentFileKind, SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
 use super::{
-    create_segment, io_error, lock, open_read_write, sync_directory, ActiveSegment, ActiveState,
-    FileStorage, PartitionFiles, SegmentEntry, SegmentLog, REPLICA_STATE_FILE, SEGMENT_BYTES_MAX,
+    create_segment, io_error, lock, open_read_write, read_json_file, sync_directory, ActiveSegment,
+    ActiveState, FileStorage, PartitionFiles, SegmentEntry, SegmentLog, REPLICA_STATE_FILE,
+    SEGMENT_BYTES_MAX,
 };
-use crate::storage::{Recovered, StorageError, StorageResult};
+use crate::storage::{Recovered, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
 use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::ReplicaState;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -156,18 +156,7 @@ fn recover_partition(
 /// The partition's persisted replica state, if any. A file that does not parse is an error,
 /// not a fresh start: forgetting a vote could elect two leaders in one epoch.
 fn read_replica_state(dir: &Path) -> StorageResult<Option<ReplicaState>> {
-    let path = dir.join(REPLICA_STATE_FILE);
-    let text = match fs::read(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StorageError::io(format!("read {}", path.display()), error)),
-    };
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|error| StorageError::CorruptMetadata {
-            path: path.display().to_string(),
-            reason: error.to_string(),
-        })
+    read_json_file(&dir.join(REPLICA_STATE_FILE))
 }
 
 /// The base offsets of the segments that have a `.log`, in order. Index files without one
