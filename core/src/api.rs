@@ -5,6 +5,9 @@
 //! describe what must reach the disk; storage completions come back as inputs.
 
 use crate::batch::BatchHeader;
+pub use crate::groups::{
+    GroupDescription, GroupState, JoinRequest, JoinResponse, MemberDescription, SyncResponse,
+};
 use crate::metadata::{ClusterMetadata, NodeInfo, TopicConfig, TopicPartition};
 use crate::replication::{NodeId, ReplicationMessage, ReplicationTimings};
 use bytes::Bytes;
@@ -25,10 +28,20 @@ pub enum ErrorCode {
     MessageTooLarge = 10,
     RequestTimedOut = 7,
     NotLeaderOrFollower = 6,
+    OffsetMetadataTooLarge = 12,
+    CoordinatorLoadInProgress = 14,
+    CoordinatorNotAvailable = 15,
+    NotCoordinator = 16,
     InvalidTopicException = 17,
     RecordListTooLarge = 18,
     NotEnoughReplicas = 19,
     InvalidRequiredAcks = 21,
+    IllegalGeneration = 22,
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    RebalanceInProgress = 27,
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
@@ -42,6 +55,10 @@ pub enum ErrorCode {
     UnsupportedForMessageFormat = 43,
     KafkaStorageError = 56,
     UnknownProducerId = 59,
+    NonEmptyGroup = 68,
+    GroupIdNotFound = 69,
+    MemberIdRequired = 79,
+    FencedInstanceId = 82,
     UnknownTopicId = 100,
     FencedLeaderEpoch = 74,
     UnknownLeaderEpoch = 76,
@@ -146,6 +163,96 @@ pub enum Request {
         producer_id: i64,
         producer_epoch: i16,
     },
+    /// Coordinator lookups of consumer groups (key type 0); one result per key.
+    FindCoordinator {
+        groups: Vec<String>,
+    },
+    JoinGroup {
+        group_id: String,
+        join: JoinRequest,
+    },
+    SyncGroup {
+        group_id: String,
+        member_id: String,
+        generation: i32,
+        /// The leader's assignments (member id, assignment); empty from the others.
+        assignments: Vec<(String, Bytes)>,
+    },
+    Heartbeat {
+        group_id: String,
+        member_id: String,
+        generation: i32,
+    },
+    /// Members leaving, each by member id (or, for a static member, by instance id alone).
+    LeaveGroup {
+        group_id: String,
+        members: Vec<LeavingMember>,
+    },
+    /// `member_id` empty and `generation` -1: a standalone consumer's commit.
+    OffsetCommit {
+        group_id: String,
+        member_id: String,
+        generation: i32,
+        commits: Vec<OffsetCommitPartition>,
+    },
+    /// `partitions = None` asks for every partition the group committed.
+    OffsetFetch {
+        group_id: String,
+        partitions: Option<Vec<TopicPartition>>,
+    },
+    ListGroups,
+    DescribeGroups {
+        groups: Vec<String>,
+    },
+}
+
+/// One member of a LeaveGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitPartition {
+    pub partition: TopicPartition,
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
+/// The coordinator of one group, as FindCoordinator answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorResult {
+    pub group_id: String,
+    pub error: ErrorCode,
+    /// The coordinator's node; `None` with an error.
+    pub node: Option<NodeInfo>,
+}
+
+/// One partition of an OffsetFetch answer; offset -1 when the group committed none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    pub partition: TopicPartition,
+    pub offset: i64,
+    pub metadata: Option<String>,
+    pub error: ErrorCode,
+}
+
+/// One group of a ListGroups answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// One group of a DescribeGroups answer (`description` is `None` with an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedGroup {
+    pub group_id: String,
+    pub error: ErrorCode,
+    pub description: Option<GroupDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +359,28 @@ pub enum Response {
         producer_id: i64,
         producer_epoch: i16,
     },
+    FindCoordinator(Vec<CoordinatorResult>),
+    JoinGroup(JoinResponse),
+    SyncGroup(SyncResponse),
+    Heartbeat {
+        error: ErrorCode,
+    },
+    /// The request's error, and each member's.
+    LeaveGroup {
+        error: ErrorCode,
+        members: Vec<(LeavingMember, ErrorCode)>,
+    },
+    OffsetCommit(Vec<(TopicPartition, ErrorCode)>),
+    /// A group-level error (NOT_COORDINATOR, ...) or one result per partition.
+    OffsetFetch {
+        error: ErrorCode,
+        partitions: Vec<FetchedOffset>,
+    },
+    ListGroups {
+        error: ErrorCode,
+        groups: Vec<ListedGroup>,
+    },
+    DescribeGroups(Vec<DescribedGroup>),
 }
 
 /// What a batch append tells storage, beyond the bytes, so it can keep its indexes.

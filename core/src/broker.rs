@@ -30,6 +30,7 @@
 //!   outputs (the determinism test checks it).
 
 mod controller;
+mod coordinator;
 
 use crate::api::{
     Acks, BrokerConfig, ErrorCode, FetchPartition, FetchPartitionResult, Input, Isolation,
@@ -635,6 +636,10 @@ impl Broker {
                 producer_id,
                 producer_epoch,
             } => self.init_producer_id(transactional_id, producer_id, producer_epoch, outputs),
+            group_request => {
+                self.group_request(now_ms, id, group_request, outputs);
+                return;
+            }
         };
         outputs.push(Output::Respond { id, response });
     }

@@ -1,10 +1,11 @@
 //! Consumer groups: the membership and rebalance state machine of Kafka's classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), one [`Group`] per group id.
 //!
-//! This is the first part of the group coordinator (issue #5): membership, rebalances and
-//! committed offsets. It is not wired into the broker yet: the replicated offsets log that
-//! will hold this state and the Kafka APIs come next. Everything here is a pure function of its inputs (time and
-//! member-id suffixes come from the caller), so it runs under the simulator unchanged.
+//! The coordinator (`broker/coordinator.rs`) owns one [`Group`] per group it coordinates,
+//! persists each group's [`MembershipSnapshot`] and committed offsets in the replicated
+//! offsets log, and restores groups from it after a failover. Everything here is a pure
+//! function of its inputs (time and member-id suffixes come from the caller), so it runs
+//! under the simulator unchanged.
 //!
 //! The protocol, per group:
 //! - **Joining.** A member without an id is given one and told MEMBER_ID_REQUIRED; it joins
@@ -34,35 +35,67 @@
 //! - an offset commit from a member is accepted only in a stable group, from a current
 //!   member, in the current generation (a fenced member's commit is refused); a commit
 //!   without a member (a standalone consumer) only while the group has no members;
-//! - a group's committed offsets are deleted only once the group has been empty for the
-//!   retention period.
+//! - only `Stable` and `Empty` groups have a snapshot: a rebalance in flight is never
+//!   persisted, so a generation's assignments exist in the log only once all are known.
 
-use crate::api::RequestId;
+use crate::api::{ErrorCode, RequestId};
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Kafka error codes of the group APIs.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-}
 
 /// Longest metadata string an offset commit may carry (Kafka's offset.metadata.max.bytes).
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
 /// An offset a group committed for one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: Option<String>,
     pub committed_ms: i64,
+}
+
+/// A group's membership as the coordinator persists it in the offsets log (after a
+/// completed rebalance, or once empty), and as a new coordinator loads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipSnapshot {
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// One member in a [`MembershipSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSnapshot {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i64,
+    pub rebalance_timeout_ms: i64,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// The member's metadata for the chosen protocol.
+    pub metadata: Bytes,
+    pub assignment: Bytes,
 }
 
 /// Bounds on a member's session timeout (Kafka's group.min/max.session.timeout.ms).
@@ -78,6 +111,18 @@ pub enum GroupState {
     Stable,
 }
 
+impl GroupState {
+    /// The name Kafka's tools show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+        }
+    }
+}
+
 /// A JoinGroup, as the coordinator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinRequest {
@@ -85,6 +130,8 @@ pub struct JoinRequest {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub client_id: String,
+    /// The client's address, as DescribeGroups shows it.
+    pub client_host: String,
     pub protocol_type: String,
     /// (protocol name, member metadata), in the member's order of preference.
     pub protocols: Vec<(String, Bytes)>,
@@ -95,7 +142,7 @@ pub struct JoinRequest {
 /// The answer to a JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResponse {
-    pub error: i16,
+    pub error: ErrorCode,
     pub generation: i32,
     pub protocol_name: Option<String>,
     pub leader: String,
@@ -109,7 +156,7 @@ pub struct JoinResponse {
 /// error code only; the assignment is empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResponse {
-    pub error: i16,
+    pub error: ErrorCode,
     pub assignment: Bytes,
 }
 
@@ -129,6 +176,8 @@ pub enum GroupReply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Member {
     group_instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
     protocols: Vec<(String, Bytes)>,
     session_timeout_ms: i64,
     rebalance_timeout_ms: i64,
@@ -154,7 +203,6 @@ pub struct Group {
     /// Instance id -> member id, for static members.
     static_members: BTreeMap<String, String>,
     rebalance_deadline_ms: i64,
-    offsets: BTreeMap<crate::metadata::TopicPartition, CommittedOffset>,
     /// When the group last became empty (offsets expire relative to it).
     empty_since_ms: Option<i64>,
 }
@@ -177,77 +225,166 @@ impl Group {
             pending_members: BTreeSet::new(),
             static_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
-            offsets: BTreeMap::new(),
             empty_since_ms: None,
         }
     }
 
-    /// An OffsetCommit: `member_id` empty and `generation` -1 for a standalone consumer.
-    /// Returns the error code for every partition of the request (all or nothing).
-    pub fn commit_offsets(
+    /// Whether an OffsetCommit may be accepted: from a current member of the current
+    /// generation of a stable group, or (`member_id` empty, `generation` -1) from a
+    /// standalone consumer while the group has no members. A member's commit keeps its
+    /// session alive. The commit itself is applied by the coordinator once it is replicated.
+    pub fn check_commit(
         &mut self,
         now_ms: i64,
         member_id: &str,
         generation: i32,
-        commits: Vec<(crate::metadata::TopicPartition, i64, Option<String>)>,
-    ) -> i16 {
-        let standalone = member_id.is_empty() && generation < 0;
-        let error = if standalone {
-            if self.members.is_empty() {
-                codes::NONE
+    ) -> Result<(), ErrorCode> {
+        if member_id.is_empty() && generation < 0 {
+            return if self.members.is_empty() {
+                Ok(())
             } else {
-                codes::UNKNOWN_MEMBER_ID
-            }
-        } else if let Err(error) = self.check_member(member_id, generation) {
-            error
-        } else if self.state != GroupState::Stable {
-            codes::REBALANCE_IN_PROGRESS
-        } else {
-            codes::NONE
-        };
-        if error != codes::NONE {
-            return error;
+                Err(ErrorCode::UnknownMemberId)
+            };
         }
-        if commits.iter().any(|(_, _, metadata)| {
-            metadata
-                .as_ref()
-                .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
-        }) {
-            return codes::OFFSET_METADATA_TOO_LARGE;
+        self.check_member(member_id, generation)?;
+        if self.state != GroupState::Stable {
+            return Err(ErrorCode::RebalanceInProgress);
         }
         if let Some(member) = self.members.get_mut(member_id) {
             member.last_heard_ms = now_ms;
         }
-        for (partition, offset, metadata) in commits {
-            self.offsets.insert(
-                partition,
-                CommittedOffset {
-                    offset,
-                    metadata,
-                    committed_ms: now_ms,
+        Ok(())
+    }
+
+    /// Since when the group has had no members (`None` while it has some).
+    pub fn empty_since_ms(&self) -> Option<i64> {
+        self.empty_since_ms.filter(|_| self.members.is_empty())
+    }
+
+    /// The membership to persist: `Some` only in the states a coordinator writes to the
+    /// offsets log (`Stable`, with every assignment, and `Empty`).
+    pub fn snapshot(&self) -> Option<MembershipSnapshot> {
+        if !matches!(self.state, GroupState::Stable | GroupState::Empty) {
+            return None;
+        }
+        Some(MembershipSnapshot {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(member_id, member)| MemberSnapshot {
+                    member_id: member_id.clone(),
+                    group_instance_id: member.group_instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    session_timeout_ms: member.session_timeout_ms,
+                    rebalance_timeout_ms: member.rebalance_timeout_ms,
+                    protocols: member.protocols.clone(),
+                    assignment: member.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// A group as a new coordinator loads it from its last persisted membership: stable
+    /// (or empty), every member's session starting now.
+    pub fn restore(snapshot: &MembershipSnapshot, now_ms: i64) -> Self {
+        let mut group = Self::new();
+        group.generation = snapshot.generation;
+        group.protocol_type = snapshot.protocol_type.clone();
+        for member in &snapshot.members {
+            if let Some(instance) = &member.group_instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), member.member_id.clone());
+            }
+            group.members.insert(
+                member.member_id.clone(),
+                Member {
+                    group_instance_id: member.group_instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    protocols: member.protocols.clone(),
+                    session_timeout_ms: member.session_timeout_ms,
+                    rebalance_timeout_ms: member.rebalance_timeout_ms,
+                    last_heard_ms: now_ms,
+                    assignment: member.assignment.clone(),
+                    awaiting_join: None,
+                    awaiting_sync: None,
                 },
             );
         }
-        codes::NONE
+        if group.members.is_empty() {
+            group.empty_since_ms = Some(now_ms);
+        } else {
+            group.state = GroupState::Stable;
+            group.protocol_name = snapshot.protocol_name.clone();
+            group.leader = snapshot
+                .leader
+                .clone()
+                .filter(|leader| group.members.contains_key(leader))
+                .or_else(|| group.members.keys().next().cloned());
+        }
+        group.check_invariants();
+        group
     }
 
-    /// An OffsetFetch: the committed offset of each partition (`None`: nothing committed).
-    pub fn committed(
-        &self,
-        partition: &crate::metadata::TopicPartition,
-    ) -> Option<&CommittedOffset> {
-        self.offsets.get(partition)
-    }
-
-    /// Deletes the offsets of a group that has been empty for `retention_ms`; returns
-    /// whether the group holds nothing any more (its state can be dropped).
-    pub fn expire_offsets(&mut self, now_ms: i64, retention_ms: i64) -> bool {
-        if let Some(since) = self.empty_since_ms {
-            if self.members.is_empty() && now_ms >= since + retention_ms {
-                self.offsets.clear();
+    /// The coordinator stops coordinating this group (it lost the offsets partition's
+    /// leadership): every held request is answered with `error`.
+    pub fn abandon(self, error: ErrorCode) -> Vec<GroupReply> {
+        let mut replies = Vec::new();
+        for (member_id, member) in self.members {
+            if let Some(held) = member.awaiting_join {
+                replies.push(GroupReply::Join {
+                    id: held,
+                    response: join_error(error, &member_id),
+                });
+            }
+            if let Some(held) = member.awaiting_sync {
+                replies.push(GroupReply::Sync {
+                    id: held,
+                    response: SyncResponse {
+                        error,
+                        assignment: Bytes::new(),
+                    },
+                });
             }
         }
-        self.members.is_empty() && self.offsets.is_empty()
+        replies
+    }
+
+    /// What DescribeGroups shows.
+    pub fn describe(&self) -> GroupDescription {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupDescription {
+            state: self.state,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol_name: protocol.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(member_id, member)| MemberDescription {
+                    member_id: member_id.clone(),
+                    group_instance_id: member.group_instance_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    metadata: member
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| *name == protocol)
+                        .map(|(_, metadata)| metadata.clone())
+                        .unwrap_or_default(),
+                    assignment: member.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn protocol_type(&self) -> Option<&str> {
+        self.protocol_type.as_deref()
     }
 
     pub fn state(&self) -> GroupState {
@@ -288,7 +425,7 @@ impl Group {
         request: JoinRequest,
         fresh_suffix: u64,
     ) -> Vec<GroupReply> {
-        let refuse = |error: i16, member_id: &str| {
+        let refuse = |error: ErrorCode, member_id: &str| {
             vec![GroupReply::Join {
                 id,
                 response: join_error(error, member_id),
@@ -296,7 +433,7 @@ impl Group {
         };
         if !(SESSION_TIMEOUT_MIN_MS..=SESSION_TIMEOUT_MAX_MS).contains(&request.session_timeout_ms)
         {
-            return refuse(codes::INVALID_SESSION_TIMEOUT, &request.member_id);
+            return refuse(ErrorCode::InvalidSessionTimeout, &request.member_id);
         }
         if request.protocols.is_empty()
             || self
@@ -306,7 +443,7 @@ impl Group {
             || (!self.members.is_empty()
                 && self.common_protocol(Some(&request.protocols)).is_none())
         {
-            return refuse(codes::INCONSISTENT_GROUP_PROTOCOL, &request.member_id);
+            return refuse(ErrorCode::InconsistentGroupProtocol, &request.member_id);
         }
         let mut member_id = request.member_id.clone();
         if let Some(instance) = &request.group_instance_id {
@@ -317,7 +454,7 @@ impl Group {
             if let Some(old) = self.static_members.get(instance).cloned() {
                 if old != member_id {
                     if !request.member_id.is_empty() {
-                        return refuse(codes::FENCED_INSTANCE_ID, &request.member_id);
+                        return refuse(ErrorCode::FencedInstanceId, &request.member_id);
                     }
                     return self.replace_static_member(now_ms, id, &old, member_id, request);
                 }
@@ -325,16 +462,18 @@ impl Group {
         } else if member_id.is_empty() {
             let fresh = format!("{}-{fresh_suffix:016x}", request.client_id);
             self.pending_members.insert(fresh.clone());
-            return refuse(codes::MEMBER_ID_REQUIRED, &fresh);
+            return refuse(ErrorCode::MemberIdRequired, &fresh);
         } else if !self.members.contains_key(&member_id) && !self.pending_members.remove(&member_id)
         {
-            return refuse(codes::UNKNOWN_MEMBER_ID, &member_id);
+            return refuse(ErrorCode::UnknownMemberId, &member_id);
         }
         let member = self
             .members
             .entry(member_id.clone())
             .or_insert_with(|| Member {
                 group_instance_id: request.group_instance_id.clone(),
+                client_id: request.client_id.clone(),
+                client_host: request.client_host.clone(),
                 protocols: Vec::new(),
                 session_timeout_ms: 0,
                 rebalance_timeout_ms: 0,
@@ -390,7 +529,7 @@ impl Group {
             // The old incarnation's held join is answered as fenced.
             replies.push(GroupReply::Join {
                 id: held,
-                response: join_error(codes::FENCED_INSTANCE_ID, old),
+                response: join_error(ErrorCode::FencedInstanceId, old),
             });
         }
         if self.state == GroupState::Stable && unchanged {
@@ -398,7 +537,7 @@ impl Group {
             replies.push(GroupReply::Join {
                 id,
                 response: JoinResponse {
-                    error: codes::NONE,
+                    error: ErrorCode::None,
                     generation: self.generation,
                     protocol_name: self.protocol_name.clone(),
                     leader: self.leader.clone().unwrap_or_default(),
@@ -425,7 +564,7 @@ impl Group {
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> Vec<GroupReply> {
-        let reply = |error: i16| {
+        let reply = |error: ErrorCode| {
             vec![GroupReply::Sync {
                 id,
                 response: SyncResponse {
@@ -442,14 +581,14 @@ impl Group {
         }
         match self.state {
             GroupState::PreparingRebalance | GroupState::Empty => {
-                reply(codes::REBALANCE_IN_PROGRESS)
+                reply(ErrorCode::RebalanceInProgress)
             }
             GroupState::Stable => {
                 let assignment = self.members[member_id].assignment.clone();
                 vec![GroupReply::Sync {
                     id,
                     response: SyncResponse {
-                        error: codes::NONE,
+                        error: ErrorCode::None,
                         assignment,
                     },
                 }]
@@ -469,7 +608,7 @@ impl Group {
                         replies.push(GroupReply::Sync {
                             id: held,
                             response: SyncResponse {
-                                error: codes::NONE,
+                                error: ErrorCode::None,
                                 assignment: member.assignment.clone(),
                             },
                         });
@@ -483,7 +622,7 @@ impl Group {
     }
 
     /// A Heartbeat: the error code to answer with.
-    pub fn heartbeat(&mut self, now_ms: i64, member_id: &str, generation: i32) -> i16 {
+    pub fn heartbeat(&mut self, now_ms: i64, member_id: &str, generation: i32) -> ErrorCode {
         if let Err(error) = self.check_member(member_id, generation) {
             return error;
         }
@@ -491,21 +630,21 @@ impl Group {
             member.last_heard_ms = now_ms;
         }
         match self.state {
-            GroupState::PreparingRebalance => codes::REBALANCE_IN_PROGRESS,
-            _ => codes::NONE,
+            GroupState::PreparingRebalance => ErrorCode::RebalanceInProgress,
+            _ => ErrorCode::None,
         }
     }
 
     /// A LeaveGroup for one member: removes it (held requests are answered) and rebalances.
-    pub fn leave(&mut self, now_ms: i64, member_id: &str) -> (i16, Vec<GroupReply>) {
+    pub fn leave(&mut self, now_ms: i64, member_id: &str) -> (ErrorCode, Vec<GroupReply>) {
         if !self.members.contains_key(member_id) {
-            return (codes::UNKNOWN_MEMBER_ID, Vec::new());
+            return (ErrorCode::UnknownMemberId, Vec::new());
         }
         let mut replies = Vec::new();
         self.remove_member(member_id, &mut replies);
         self.after_departure(now_ms, &mut replies);
         self.check_invariants();
-        (codes::NONE, replies)
+        (ErrorCode::None, replies)
     }
 
     /// Timers: expired sessions leave; a rebalance whose deadline passed completes with the
@@ -545,12 +684,12 @@ impl Group {
         replies
     }
 
-    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), i16> {
+    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ErrorCode> {
         if !self.members.contains_key(member_id) {
-            return Err(codes::UNKNOWN_MEMBER_ID);
+            return Err(ErrorCode::UnknownMemberId);
         }
         if generation != self.generation {
-            return Err(codes::ILLEGAL_GENERATION);
+            return Err(ErrorCode::IllegalGeneration);
         }
         Ok(())
     }
@@ -565,14 +704,14 @@ impl Group {
         if let Some(held) = member.awaiting_join {
             replies.push(GroupReply::Join {
                 id: held,
-                response: join_error(codes::UNKNOWN_MEMBER_ID, member_id),
+                response: join_error(ErrorCode::UnknownMemberId, member_id),
             });
         }
         if let Some(held) = member.awaiting_sync {
             replies.push(GroupReply::Sync {
                 id: held,
                 response: SyncResponse {
-                    error: codes::UNKNOWN_MEMBER_ID,
+                    error: ErrorCode::UnknownMemberId,
                     assignment: Bytes::new(),
                 },
             });
@@ -604,7 +743,7 @@ impl Group {
                 replies.push(GroupReply::Sync {
                     id: held,
                     response: SyncResponse {
-                        error: codes::REBALANCE_IN_PROGRESS,
+                        error: ErrorCode::RebalanceInProgress,
                         assignment: Bytes::new(),
                     },
                 });
@@ -671,7 +810,7 @@ impl Group {
                 replies.push(GroupReply::Join {
                     id: held,
                     response: JoinResponse {
-                        error: codes::NONE,
+                        error: ErrorCode::None,
                         generation: self.generation,
                         protocol_name: self.protocol_name.clone(),
                         leader: leader.clone(),
@@ -736,7 +875,7 @@ impl Group {
     }
 }
 
-fn join_error(error: i16, member_id: &str) -> JoinResponse {
+fn join_error(error: ErrorCode, member_id: &str) -> JoinResponse {
     JoinResponse {
         error,
         generation: -1,
@@ -758,6 +897,7 @@ mod tests {
             member_id: member_id.into(),
             group_instance_id: instance.map(String::from),
             client_id: "consumer".into(),
+            client_host: "/127.0.0.1".into(),
             protocol_type: "consumer".into(),
             protocols: vec![
                 ("range".into(), Bytes::from_static(b"r")),
@@ -793,7 +933,7 @@ mod tests {
     fn join_dynamic(group: &mut Group, id: RequestId, suffix: u64) -> (String, Vec<GroupReply>) {
         let first = group.join(NOW, id, request("", None), suffix);
         let required = join_response(&first, id);
-        assert_eq!(required.error, codes::MEMBER_ID_REQUIRED);
+        assert_eq!(required.error, ErrorCode::MemberIdRequired);
         let member_id = required.member_id.clone();
         let replies = group.join(NOW, id + 1, request(&member_id, None), 0);
         (member_id, replies)
@@ -805,13 +945,13 @@ mod tests {
         let (a, replies) = join_dynamic(&mut group, 10, 1);
         // Alone, `a` completes the rebalance at once and leads generation 1.
         let joined = join_response(&replies, 11);
-        assert_eq!((joined.error, joined.generation), (codes::NONE, 1));
+        assert_eq!((joined.error, joined.generation), (ErrorCode::None, 1));
         assert_eq!(joined.leader, a);
         assert_eq!(joined.protocol_name.as_deref(), Some("range"));
         // `b` joins: a rebalance starts; `a` learns it from its heartbeat and rejoins.
         let (b, replies) = join_dynamic(&mut group, 20, 2);
         assert!(replies.is_empty(), "b waits for a to rejoin");
-        assert_eq!(group.heartbeat(NOW, &a, 1), codes::REBALANCE_IN_PROGRESS);
+        assert_eq!(group.heartbeat(NOW, &a, 1), ErrorCode::RebalanceInProgress);
         let replies = group.join(NOW, 30, request(&a, None), 0);
         let to_a = join_response(&replies, 30);
         let to_b = join_response(&replies, 21);
@@ -839,22 +979,28 @@ mod tests {
             Bytes::from_static(b"p1")
         );
         assert_eq!(group.state(), GroupState::Stable);
-        assert_eq!(group.heartbeat(NOW, &b, 2), codes::NONE);
+        assert_eq!(group.heartbeat(NOW, &b, 2), ErrorCode::None);
     }
 
     #[test]
     fn an_old_generation_and_an_unknown_member_are_refused() {
         let mut group = Group::new();
         let (a, _) = join_dynamic(&mut group, 10, 1);
-        assert_eq!(group.heartbeat(NOW, &a, 0), codes::ILLEGAL_GENERATION);
+        assert_eq!(group.heartbeat(NOW, &a, 0), ErrorCode::IllegalGeneration);
         assert_eq!(
             group.heartbeat(NOW, "stranger", 1),
-            codes::UNKNOWN_MEMBER_ID
+            ErrorCode::UnknownMemberId
         );
         let replies = group.sync(NOW, 12, &a, 7, Vec::new());
-        assert_eq!(sync_response(&replies, 12).error, codes::ILLEGAL_GENERATION);
+        assert_eq!(
+            sync_response(&replies, 12).error,
+            ErrorCode::IllegalGeneration
+        );
         let replies = group.join(NOW, 13, request("made-up", None), 0);
-        assert_eq!(join_response(&replies, 13).error, codes::UNKNOWN_MEMBER_ID);
+        assert_eq!(
+            join_response(&replies, 13).error,
+            ErrorCode::UnknownMemberId
+        );
     }
 
     #[test]
@@ -866,16 +1012,16 @@ mod tests {
         join_response(&replies, 30);
         group.sync(NOW, 31, &a, 2, Vec::new());
         // `a` keeps heartbeating; `b` goes silent past its session timeout.
-        assert_eq!(group.heartbeat(NOW + 9_000, &a, 2), codes::NONE);
+        assert_eq!(group.heartbeat(NOW + 9_000, &a, 2), ErrorCode::None);
         group.tick(NOW + 10_001);
         assert_eq!(group.member_ids().collect::<Vec<_>>(), vec![a.as_str()]);
         assert_eq!(
             group.heartbeat(NOW + 10_001, &b, 2),
-            codes::UNKNOWN_MEMBER_ID
+            ErrorCode::UnknownMemberId
         );
         assert_eq!(
             group.heartbeat(NOW + 10_001, &a, 2),
-            codes::REBALANCE_IN_PROGRESS
+            ErrorCode::RebalanceInProgress
         );
         let replies = group.join(NOW + 10_002, 40, request(&a, None), 0);
         assert_eq!(join_response(&replies, 40).generation, 3);
@@ -890,7 +1036,7 @@ mod tests {
         assert_eq!(group.next_wakeup_ms(), Some(NOW + 5_000));
         let replies = group.tick(NOW + 5_000);
         let to_b = join_response(&replies, 21);
-        assert_eq!((to_b.error, to_b.generation), (codes::NONE, 2));
+        assert_eq!((to_b.error, to_b.generation), (ErrorCode::None, 2));
         assert!(!group.member_ids().any(|member| member == a));
     }
 
@@ -899,9 +1045,9 @@ mod tests {
         let mut group = Group::new();
         let (a, _) = join_dynamic(&mut group, 10, 1);
         let (code, _) = group.leave(NOW, &a);
-        assert_eq!(code, codes::NONE);
+        assert_eq!(code, ErrorCode::None);
         assert_eq!(group.state(), GroupState::Empty);
-        assert_eq!(group.leave(NOW, &a).0, codes::UNKNOWN_MEMBER_ID);
+        assert_eq!(group.leave(NOW, &a).0, ErrorCode::UnknownMemberId);
     }
 
     #[test]
@@ -909,7 +1055,7 @@ mod tests {
         let mut group = Group::new();
         let replies = group.join(NOW, 10, request("", Some("host-1")), 1);
         let first = join_response(&replies, 10).clone();
-        assert_eq!((first.error, first.generation), (codes::NONE, 1));
+        assert_eq!((first.error, first.generation), (ErrorCode::None, 1));
         group.sync(
             NOW,
             11,
@@ -923,7 +1069,7 @@ mod tests {
         let again = join_response(&replies, 12);
         assert_eq!(
             (again.error, again.generation),
-            (codes::NONE, 1),
+            (ErrorCode::None, 1),
             "no rebalance"
         );
         assert_ne!(again.member_id, first.member_id);
@@ -935,10 +1081,13 @@ mod tests {
         // The old incarnation is fenced.
         assert_eq!(
             group.heartbeat(NOW + 100, &first.member_id, 1),
-            codes::UNKNOWN_MEMBER_ID
+            ErrorCode::UnknownMemberId
         );
         let replies = group.join(NOW + 100, 14, request(&first.member_id, Some("host-1")), 0);
-        assert_eq!(join_response(&replies, 14).error, codes::FENCED_INSTANCE_ID);
+        assert_eq!(
+            join_response(&replies, 14).error,
+            ErrorCode::FencedInstanceId
+        );
     }
 
     #[test]
@@ -950,69 +1099,85 @@ mod tests {
         let replies = group.join(NOW, 20, odd, 2);
         assert_eq!(
             join_response(&replies, 20).error,
-            codes::INCONSISTENT_GROUP_PROTOCOL
+            ErrorCode::InconsistentGroupProtocol
         );
-    }
-
-    fn partition(index: i32) -> crate::metadata::TopicPartition {
-        crate::metadata::TopicPartition::new("orders", index)
     }
 
     #[test]
     fn commits_are_fenced_by_generation_and_membership() {
         let mut group = Group::new();
         // A standalone consumer may commit to a group without members.
-        assert_eq!(
-            group.commit_offsets(NOW, "", -1, vec![(partition(0), 5, None)]),
-            codes::NONE
-        );
+        assert_eq!(group.check_commit(NOW, "", -1), Ok(()));
         let (a, _) = join_dynamic(&mut group, 10, 1);
         // Generation 1 is completing, not stable yet.
         assert_eq!(
-            group.commit_offsets(NOW, &a, 1, vec![(partition(0), 7, None)]),
-            codes::REBALANCE_IN_PROGRESS
+            group.check_commit(NOW, &a, 1),
+            Err(ErrorCode::RebalanceInProgress)
         );
         group.sync(NOW, 12, &a, 1, Vec::new());
-        assert_eq!(
-            group.commit_offsets(NOW, &a, 1, vec![(partition(0), 7, None)]),
-            codes::NONE
-        );
-        assert_eq!(group.committed(&partition(0)).map(|c| c.offset), Some(7));
+        assert_eq!(group.check_commit(NOW, &a, 1), Ok(()));
         // An old generation, a stranger, and a standalone commit to a live group are refused.
         assert_eq!(
-            group.commit_offsets(NOW, &a, 0, vec![(partition(0), 1, None)]),
-            codes::ILLEGAL_GENERATION
+            group.check_commit(NOW, &a, 0),
+            Err(ErrorCode::IllegalGeneration)
         );
         assert_eq!(
-            group.commit_offsets(NOW, "stranger", 1, vec![(partition(0), 1, None)]),
-            codes::UNKNOWN_MEMBER_ID
+            group.check_commit(NOW, "stranger", 1),
+            Err(ErrorCode::UnknownMemberId)
         );
         assert_eq!(
-            group.commit_offsets(NOW, "", -1, vec![(partition(0), 1, None)]),
-            codes::UNKNOWN_MEMBER_ID
-        );
-        assert_eq!(group.committed(&partition(0)).map(|c| c.offset), Some(7));
-        let too_long = Some("x".repeat(OFFSET_METADATA_MAX_BYTES + 1));
-        assert_eq!(
-            group.commit_offsets(NOW, &a, 1, vec![(partition(1), 1, too_long)]),
-            codes::OFFSET_METADATA_TOO_LARGE
+            group.check_commit(NOW, "", -1),
+            Err(ErrorCode::UnknownMemberId)
         );
     }
 
     #[test]
-    fn offsets_expire_only_after_the_group_stayed_empty_for_the_retention() {
+    fn a_group_is_empty_since_its_last_member_left() {
         let mut group = Group::new();
         let (a, _) = join_dynamic(&mut group, 10, 1);
-        group.sync(NOW, 12, &a, 1, Vec::new());
-        group.commit_offsets(NOW, &a, 1, vec![(partition(0), 3, None)]);
-        assert!(
-            !group.expire_offsets(NOW + 1_000_000, 1_000),
-            "a live group keeps its offsets"
-        );
+        assert_eq!(group.empty_since_ms(), None);
         group.leave(NOW + 10, &a);
-        assert!(!group.expire_offsets(NOW + 500, 1_000));
-        assert!(group.committed(&partition(0)).is_some());
-        assert!(group.expire_offsets(NOW + 1_010, 1_000));
-        assert!(group.committed(&partition(0)).is_none());
+        assert_eq!(group.empty_since_ms(), Some(NOW + 10));
+    }
+
+    #[test]
+    fn a_restored_group_is_the_persisted_one_with_fresh_sessions() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        let (b, _) = join_dynamic(&mut group, 20, 2);
+        group.join(NOW, 30, request(&a, None), 0);
+        assert_eq!(
+            group.snapshot(),
+            None,
+            "a rebalance in flight is not persisted"
+        );
+        group.sync(NOW, 31, &a, 2, vec![(b.clone(), Bytes::from_static(b"p1"))]);
+        let snapshot = group.snapshot().expect("a stable group is persisted");
+        let later = NOW + 60_000;
+        let mut restored = Group::restore(&snapshot, later);
+        assert_eq!(restored.state(), GroupState::Stable);
+        assert_eq!(
+            (restored.generation(), restored.leader()),
+            (2, Some(a.as_str()))
+        );
+        assert_eq!(restored.snapshot(), Some(snapshot));
+        // Sessions start at the load: nobody expires at once.
+        assert!(restored.tick(later + 1).is_empty());
+        assert_eq!(restored.heartbeat(later + 1, &b, 2), ErrorCode::None);
+        let replies = restored.sync(later + 1, 40, &b, 2, Vec::new());
+        assert_eq!(
+            sync_response(&replies, 40).assignment,
+            Bytes::from_static(b"p1")
+        );
+        // Held requests are answered when the coordinator gives the group up.
+        assert_eq!(
+            restored.heartbeat(later + 2, &b, 1),
+            ErrorCode::IllegalGeneration
+        );
+        restored.leave(later + 2, &a);
+        let replies = restored.join(later + 2, 50, request(&b, None), 0);
+        assert_eq!(join_response(&replies, 50).generation, 3);
+        let held = restored.abandon(ErrorCode::NotCoordinator);
+        assert!(held.is_empty(), "{held:?}");
     }
 }
