@@ -137,6 +137,9 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     pub session_timeout_ms: i32,
     pub rebalance_timeout_ms: i32,
+    /// JoinGroup v4 and later: a member without an id is told MEMBER_ID_REQUIRED and
+    /// rejoins with the id it is given. Older clients are given an id and joined at once.
+    pub require_member_id: bool,
 }
 
 /// The answer to a JoinGroup.
@@ -461,8 +464,11 @@ impl Group {
             }
         } else if member_id.is_empty() {
             let fresh = format!("{}-{fresh_suffix:016x}", request.client_id);
-            self.pending_members.insert(fresh.clone());
-            return refuse(ErrorCode::MemberIdRequired, &fresh);
+            if request.require_member_id {
+                self.pending_members.insert(fresh.clone());
+                return refuse(ErrorCode::MemberIdRequired, &fresh);
+            }
+            member_id = fresh;
         } else if !self.members.contains_key(&member_id) && !self.pending_members.remove(&member_id)
         {
             return refuse(ErrorCode::UnknownMemberId, &member_id);
@@ -905,6 +911,7 @@ mod tests {
             ],
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 5_000,
+            require_member_id: true,
         }
     }
 
@@ -1129,6 +1136,17 @@ mod tests {
             group.check_commit(NOW, "", -1),
             Err(ErrorCode::UnknownMemberId)
         );
+    }
+
+    #[test]
+    fn an_old_client_is_given_a_member_id_without_the_round_trip() {
+        let mut group = Group::new();
+        let mut old = request("", None);
+        old.require_member_id = false;
+        let replies = group.join(NOW, 10, old, 7);
+        let joined = join_response(&replies, 10);
+        assert_eq!((joined.error, joined.generation), (ErrorCode::None, 1));
+        assert_eq!(joined.member_id, format!("consumer-{:016x}", 7));
     }
 
     #[test]
