@@ -544,9 +544,10 @@ pub struct Recovery {
     /// The last persisted metadata snapshot; `None` on a fresh data directory.
     pub metadata: Option<ClusterMetadata>,
     pub partitions: Vec<RecoveredPartition>,
-    /// The batches of the metadata log's partition, concatenated in offset order (the core
-    /// holds no record bytes, but must replay metadata records past the snapshot).
-    pub metadata_log: Bytes,
+    /// The batches of each internal partition (the metadata log and the offsets topic's
+    /// partitions; see `broker::is_internal_topic`), concatenated in offset order: the core
+    /// holds no record bytes, but rebuilds the state these logs hold by replaying them.
+    pub internal_logs: std::collections::BTreeMap<TopicPartition, Bytes>,
 }
 
 /// Configuration of a broker, fixed at start.
@@ -566,6 +567,11 @@ pub struct BrokerConfig {
     /// the nodes that topics' replicas are assigned to.
     pub voters: Vec<NodeId>,
     pub replication: ReplicationTimings,
+    /// Partitions of the offsets topic, `__consumer_offsets`, when it is created.
+    pub offsets_partitions: i32,
+    /// How long a group's committed offsets outlive its last member (Kafka's
+    /// offsets.retention.minutes, default 7 days).
+    pub offsets_retention_ms: i64,
     /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
     #[cfg(feature = "defects")]
     pub defect: Option<crate::defects::Defect>,
@@ -583,6 +589,8 @@ impl Default for BrokerConfig {
             fetch_wait_max_ms: 30_000,
             voters: vec![1],
             replication: ReplicationTimings::default(),
+            offsets_partitions: 8,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             #[cfg(feature = "defects")]
             defect: None,
         }

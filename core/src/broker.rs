@@ -44,11 +44,13 @@ use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
 use crate::producers::{ProducerStateTable, SequenceVerdict};
 use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
 use controller::Controller;
+use coordinator::Coordinator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use controller::METADATA_TOPIC;
+pub use coordinator::{is_internal_topic, offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 
 /// Producer ids are reserved durably in blocks of this many.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -107,6 +109,7 @@ pub struct Broker {
     metadata: ClusterMetadata,
     partitions: BTreeMap<TopicPartition, PartitionState>,
     controller: Controller,
+    coordinator: Coordinator,
     rng: StdRng,
     next_producer_id: i64,
     append_sequence: u64,
@@ -144,12 +147,17 @@ impl Broker {
         // Ids below the persisted block end may have been handed out before a crash.
         let node_base = i64::from(config.node_id.max(0)) << PRODUCER_ID_NODE_SHIFT;
         let next_producer_id = metadata.producer_id_block_end.max(node_base);
-        let controller = Controller::new(&metadata, &recovery.metadata_log);
+        let mut internal_logs = recovery.internal_logs;
+        let metadata_log = internal_logs
+            .remove(&controller::metadata_partition())
+            .unwrap_or_default();
+        let controller = Controller::new(&metadata, &metadata_log);
         let mut broker = Self {
             config,
             metadata,
             partitions: BTreeMap::new(),
             controller,
+            coordinator: Coordinator::default(),
             rng,
             next_producer_id,
             append_sequence: 0,
@@ -166,7 +174,8 @@ impl Broker {
             .collect();
         for partition in broker.hosted_partitions() {
             let found = recovered.remove(&partition);
-            broker.open_partition(now_ms, partition, found, &mut outputs);
+            let records = internal_logs.remove(&partition);
+            broker.open_partition(now_ms, partition, found, records.as_ref(), &mut outputs);
         }
         // Orphans: their topic was deleted (or this node dropped from it) before the
         // directory was removed.
@@ -216,6 +225,7 @@ impl Broker {
                     });
                 }
                 self.controller_tick(now_ms, &mut outputs);
+                self.coordinator_tick(now_ms, &mut outputs);
                 if now_ms >= self.next_retention_check_ms {
                     self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
                     self.apply_retention(now_ms, &mut outputs);
@@ -238,6 +248,7 @@ impl Broker {
                     .map(|state| state.replica.next_wakeup_ms()),
             )
             .chain(self.controller.next_wakeup_ms(self.is_registered()))
+            .chain(self.coordinator.next_wakeup_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
@@ -266,6 +277,11 @@ impl Broker {
         self.partitions
             .get(partition)
             .map(|state| (state.replica.epoch(), state.replica.is_leader()))
+    }
+
+    /// The groups this node coordinates now, for tests and checkers.
+    pub fn coordinated_groups(&self) -> impl Iterator<Item = &str> {
+        self.coordinator.coordinated_groups()
     }
 
     /// Every hosted partition, the metadata log included.
@@ -305,11 +321,13 @@ impl Broker {
 
     /// Starts hosting a partition: from what storage recovered, or empty (then storage is
     /// told to create it). A new partition's preferred leader stands for election at once.
+    /// `records` are the stored batches of an offsets partition, for its groups' state.
     fn open_partition(
         &mut self,
         now_ms: i64,
         partition: TopicPartition,
         recovered: Option<RecoveredPartition>,
+        records: Option<&bytes::Bytes>,
         outputs: &mut Vec<Output>,
     ) {
         let voters = self.voters_of(&partition);
@@ -373,6 +391,10 @@ impl Broker {
         }
         #[cfg(feature = "defects")]
         replica.set_defect(self.config.defect);
+        if partition.topic == OFFSETS_TOPIC {
+            self.coordinator
+                .open_shard(partition.partition, records, log.log_end_offset());
+        }
         self.partitions.insert(
             partition.clone(),
             PartitionState {
@@ -393,6 +415,9 @@ impl Broker {
     fn close_partition(&mut self, partition: &TopicPartition, outputs: &mut Vec<Output>) {
         if self.partitions.remove(partition).is_some() {
             self.progressed = true;
+            if partition.topic == OFFSETS_TOPIC {
+                self.coordinator.close_shard(partition.partition);
+            }
             self.unsynced_partitions.remove(partition);
             outputs.push(Output::Storage(StorageCommand::DeletePartition {
                 partition: partition.clone(),
@@ -479,6 +504,14 @@ impl Broker {
                         batch.last_offset,
                         &bytes,
                     );
+                } else if partition.topic == OFFSETS_TOPIC {
+                    self.coordinator.on_appended(
+                        partition.partition,
+                        &header,
+                        batch.base_offset,
+                        batch.last_offset,
+                        &bytes,
+                    );
                 }
                 self.unsynced_partitions.insert(partition.clone());
                 outputs.push(Output::Storage(StorageCommand::Append {
@@ -494,6 +527,8 @@ impl Broker {
                 }
                 if partition.topic == METADATA_TOPIC {
                     self.controller.on_truncated(offset);
+                } else if partition.topic == OFFSETS_TOPIC {
+                    self.coordinator.on_truncated(partition.partition, offset);
                 }
                 outputs.push(Output::Storage(StorageCommand::Truncate {
                     partition: partition.clone(),
@@ -519,6 +554,7 @@ impl Broker {
     fn after_step(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         self.apply_committed_metadata(now_ms, outputs);
         self.release_admin(now_ms, outputs);
+        self.settle_groups(now_ms, outputs);
         if !std::mem::take(&mut self.progressed) {
             return;
         }
@@ -779,6 +815,12 @@ impl Broker {
             return failed(
                 ErrorCode::InvalidRecord,
                 "clients may not write control batches".into(),
+            );
+        }
+        if is_internal_topic(&partition.topic) {
+            return failed(
+                ErrorCode::InvalidTopicException,
+                format!("{} is internal: only the broker writes it", partition.topic),
             );
         }
         if header.is_transactional() || transactional {
@@ -1045,6 +1087,27 @@ impl Broker {
         }
     }
 
+    /// Appends one batch of broker-written records to an internal partition this node
+    /// leads; returns the offset its commit must reach and the epoch, or `None` if this
+    /// node does not lead it.
+    fn append_internal_batch(
+        &mut self,
+        now_ms: i64,
+        partition: &TopicPartition,
+        records: &[crate::records::PlainRecord],
+        outputs: &mut Vec<Output>,
+    ) -> Option<(i64, i32)> {
+        let batch = crate::records::encode_batch(records, now_ms, 0, -1);
+        let header = crate::batch::validate(&batch).expect("an encoded batch is valid");
+        let appended = self
+            .drive_replica(now_ms, partition, outputs, |replica, context| {
+                replica.append_as_leader(context, &header, batch)
+            })
+            .flatten()?;
+        let epoch = self.partitions.get(partition)?.replica.epoch();
+        Some((appended.last_offset + 1, epoch))
+    }
+
     fn persist_metadata(&self) -> Output {
         Output::Storage(StorageCommand::PersistMetadata(Box::new(
             self.metadata.clone(),
@@ -1055,8 +1118,9 @@ impl Broker {
 
     fn apply_retention(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         for (partition, state) in &mut self.partitions {
-            // The metadata log is kept whole: lagging and new nodes replay it.
-            if partition.topic == METADATA_TOPIC {
+            // Internal logs are kept whole: lagging and new nodes replay them (there is no
+            // compaction yet).
+            if is_internal_topic(&partition.topic) {
                 continue;
             }
             let config = self

@@ -101,7 +101,7 @@ impl Disk {
     /// What storage recovery would report.
     fn recovery(&self) -> Recovery {
         let mut partitions = Vec::new();
-        let mut metadata_log = Vec::new();
+        let mut internal_logs: BTreeMap<TopicPartition, Vec<u8>> = BTreeMap::new();
         for (partition, segments) in &self.segments {
             let mut recovered_segments = Vec::new();
             for (base, bytes) in segments {
@@ -110,8 +110,11 @@ impl Disk {
                 while position < bytes.len() {
                     let header = read_header(&bytes[position..]).expect("a stored batch");
                     let size = header.size_bytes as usize;
-                    if partition.topic == crate::broker::METADATA_TOPIC {
-                        metadata_log.extend_from_slice(&bytes[position..position + size]);
+                    if crate::broker::is_internal_topic(&partition.topic) {
+                        internal_logs
+                            .entry(partition.clone())
+                            .or_default()
+                            .extend_from_slice(&bytes[position..position + size]);
                     }
                     batches.push(RecoveredBatch {
                         position: position as u32,
@@ -133,7 +136,10 @@ impl Disk {
         Recovery {
             metadata: self.metadata.clone(),
             partitions,
-            metadata_log: Bytes::from(metadata_log),
+            internal_logs: internal_logs
+                .into_iter()
+                .map(|(partition, bytes)| (partition, Bytes::from(bytes)))
+                .collect(),
         }
     }
 }
@@ -486,4 +492,219 @@ fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     });
     let hosted: BTreeSet<&TopicPartition> = cluster.brokers[&1].hosted().collect();
     assert_eq!(hosted.len(), 1, "only the metadata log is left: {hosted:?}");
+}
+
+// ----- consumer groups -----
+
+/// Asks `from` for the group's coordinator until one is named.
+fn find_coordinator(cluster: &mut Cluster, from: NodeId, group: &str) -> NodeId {
+    for _ in 0..1000 {
+        let response = cluster.call(
+            from,
+            Request::FindCoordinator {
+                groups: vec![group.into()],
+            },
+        );
+        match response {
+            Response::FindCoordinator(results) => match &results[0].node {
+                Some(node) if cluster.brokers.contains_key(&node.node_id) => {
+                    assert_eq!(results[0].error, ErrorCode::None);
+                    return node.node_id;
+                }
+                _ => cluster.round(),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("no coordinator for {group}");
+}
+
+fn join(member_id: &str) -> Request {
+    Request::JoinGroup {
+        group_id: "g".into(),
+        join: JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            session_timeout_ms: 30_000,
+            rebalance_timeout_ms: 10_000,
+            require_member_id: true,
+        },
+    }
+}
+
+fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
+    Request::OffsetCommit {
+        group_id: "g".into(),
+        member_id: member_id.into(),
+        generation,
+        commits: vec![OffsetCommitPartition {
+            partition: TopicPartition::new("orders", 0),
+            offset,
+            metadata: None,
+        }],
+    }
+}
+
+fn committed_offset(cluster: &mut Cluster, node: NodeId) -> i64 {
+    match cluster.call(
+        node,
+        Request::OffsetFetch {
+            group_id: "g".into(),
+            partitions: Some(vec![TopicPartition::new("orders", 0)]),
+        },
+    ) {
+        Response::OffsetFetch { error, partitions } => {
+            assert_eq!(error, ErrorCode::None);
+            partitions[0].offset
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn commit_error(response: Response) -> ErrorCode {
+    match response {
+        Response::OffsetCommit(results) => results[0].1,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Joins one member to group "g" at `coordinator` and syncs an assignment; returns its id.
+fn join_and_sync(cluster: &mut Cluster, coordinator: NodeId) -> String {
+    let member_id = match cluster.call(coordinator, join("")) {
+        Response::JoinGroup(response) => {
+            assert_eq!(response.error, ErrorCode::MemberIdRequired);
+            response.member_id
+        }
+        other => panic!("{other:?}"),
+    };
+    match cluster.call(coordinator, join(&member_id)) {
+        Response::JoinGroup(response) => {
+            assert_eq!((response.error, response.generation), (ErrorCode::None, 1));
+            assert_eq!(response.leader, member_id);
+        }
+        other => panic!("{other:?}"),
+    }
+    let sync = Request::SyncGroup {
+        group_id: "g".into(),
+        member_id: member_id.clone(),
+        generation: 1,
+        assignments: vec![(member_id.clone(), Bytes::from_static(b"orders-0"))],
+    };
+    match cluster.call(coordinator, sync) {
+        Response::SyncGroup(response) => {
+            assert_eq!(response.error, ErrorCode::None);
+            assert_eq!(response.assignment, Bytes::from_static(b"orders-0"));
+        }
+        other => panic!("{other:?}"),
+    }
+    member_id
+}
+
+#[test]
+fn a_group_survives_its_coordinators_failover_with_its_offsets_and_generation() {
+    let mut cluster = Cluster::new(3);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit(&member, 1, 42))),
+        ErrorCode::None
+    );
+    assert_eq!(committed_offset(&mut cluster, coordinator), 42);
+    // Fenced: an older generation, and a stranger.
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit(&member, 0, 7))),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit("stranger", 1, 7))),
+        ErrorCode::UnknownMemberId
+    );
+    // Another node is not the coordinator.
+    let other = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|node| *node != coordinator)
+        .unwrap();
+    assert_eq!(
+        commit_error(cluster.call(other, commit(&member, 1, 9))),
+        ErrorCode::NotCoordinator
+    );
+
+    // The coordinator's node fails: another replica of the offsets partition takes over and
+    // rebuilds the group from the log.
+    cluster.crash(coordinator);
+    let survivor = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|node| *node != coordinator)
+        .unwrap();
+    let successor = find_coordinator(&mut cluster, survivor, "g");
+    assert_ne!(successor, coordinator);
+    cluster.run_until("the successor has loaded the group", |cluster| {
+        cluster.brokers[&successor]
+            .coordinated_groups()
+            .any(|group| group == "g")
+    });
+    assert_eq!(committed_offset(&mut cluster, successor), 42);
+    match cluster.call(
+        successor,
+        Request::Heartbeat {
+            group_id: "g".into(),
+            member_id: member.clone(),
+            generation: 1,
+        },
+    ) {
+        Response::Heartbeat { error } => assert_eq!(error, ErrorCode::None, "membership restored"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        commit_error(cluster.call(successor, commit(&member, 1, 50))),
+        ErrorCode::None
+    );
+    assert_eq!(
+        commit_error(cluster.call(successor, commit(&member, 0, 1))),
+        ErrorCode::IllegalGeneration,
+        "the generation is restored, so older ones stay fenced"
+    );
+    assert_eq!(committed_offset(&mut cluster, successor), 50);
+}
+
+#[test]
+fn a_single_nodes_offsets_survive_a_restart() {
+    let mut cluster = Cluster::new(1);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    assert_eq!(
+        commit_error(cluster.call(1, commit(&member, 1, 5))),
+        ErrorCode::None
+    );
+    assert_eq!(
+        commit_error(cluster.call(1, commit(&member, 1, 8))),
+        ErrorCode::None
+    );
+    cluster.crash(1);
+    cluster.start(1);
+    cluster.run_until(
+        "the restarted node coordinates its groups again",
+        |cluster| {
+            cluster.brokers[&1]
+                .coordinated_groups()
+                .any(|group| group == "g")
+        },
+    );
+    assert_eq!(committed_offset(&mut cluster, 1), 8);
+    // Clients may read the offsets topic but never write it.
+    let internal = TopicPartition::new(crate::broker::OFFSETS_TOPIC, 0);
+    match cluster.call(1, produce(&internal, 1)) {
+        Response::Produce(results) => {
+            assert_eq!(results[0].error, ErrorCode::InvalidTopicException)
+        }
+        other => panic!("{other:?}"),
+    }
 }

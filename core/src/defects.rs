@@ -36,6 +36,12 @@ pub enum Defect {
     /// Replication: a follower keeps its own batch where the leader's differs in epoch
     /// instead of truncating, so replicas disagree on committed offsets.
     FollowerKeepsDivergentTail,
+    /// Groups: accept an offset commit from a member of an older generation (a zombie
+    /// whose partitions were reassigned), so its stale position overwrites the new owner's.
+    AcceptStaleGenerationCommit,
+    /// Groups: a new coordinator starts from an empty offsets log instead of replaying it,
+    /// so the group's committed offsets are lost on failover.
+    LoseOffsetsOnFailover,
 }
 
 impl Defect {
@@ -54,6 +60,12 @@ impl Defect {
         Defect::FollowerKeepsDivergentTail,
     ];
 
+    /// The group coordinator's defects, caught by the simulator's group scenarios.
+    pub const GROUPS: [Defect; 2] = [
+        Defect::AcceptStaleGenerationCommit,
+        Defect::LoseOffsetsOnFailover,
+    ];
+
     /// The kebab-case name used on command lines.
     pub fn name(self) -> &'static str {
         match self {
@@ -64,6 +76,8 @@ impl Defect {
             Defect::VoteWithoutUpToDateCheck => "vote-without-up-to-date-check",
             Defect::MinorityHighWatermark => "minority-high-watermark",
             Defect::FollowerKeepsDivergentTail => "follower-keeps-divergent-tail",
+            Defect::AcceptStaleGenerationCommit => "accept-stale-generation-commit",
+            Defect::LoseOffsetsOnFailover => "lose-offsets-on-failover",
         }
     }
 
@@ -72,6 +86,7 @@ impl Defect {
         Defect::ALL
             .into_iter()
             .chain(Defect::REPLICATION)
+            .chain(Defect::GROUPS)
             .find(|defect| defect.name() == name)
     }
 }

@@ -641,6 +641,11 @@ impl Group {
         }
     }
 
+    /// The member id a static member's instance id names.
+    pub fn member_of_instance(&self, instance: &str) -> Option<&str> {
+        self.static_members.get(instance).map(String::as_str)
+    }
+
     /// A LeaveGroup for one member: removes it (held requests are answered) and rebalances.
     pub fn leave(&mut self, now_ms: i64, member_id: &str) -> (ErrorCode, Vec<GroupReply>) {
         if !self.members.contains_key(member_id) {

@@ -21,7 +21,9 @@ use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use config::NodeConfig;
 use myelin_core::api::{ReadChunk, RecoveredPartition, Recovery};
-use myelin_core::broker::{Broker, METADATA_TOPIC};
+use myelin_core::broker::{is_internal_topic, Broker};
+use myelin_core::metadata::TopicPartition;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use storage::Storage;
@@ -44,8 +46,8 @@ pub async fn run_node_with(
     hooks: runtime::NodeHooks,
 ) -> anyhow::Result<()> {
     let recovered = storage.recover().context("recovering the data directory")?;
-    let metadata_log = read_metadata_log(storage.as_ref(), &recovered.partitions)
-        .context("reading the recovered metadata log")?;
+    let internal_logs = read_internal_logs(storage.as_ref(), &recovered.partitions)
+        .context("reading the recovered internal logs")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
@@ -80,7 +82,7 @@ pub async fn run_node_with(
         Recovery {
             metadata: recovered.metadata,
             partitions: recovered.partitions,
-            metadata_log,
+            internal_logs,
         },
         hooks.broker_rng_seed.unwrap_or_else(rand::random),
         now,
@@ -111,17 +113,19 @@ pub async fn run_node_with(
     Ok(())
 }
 
-/// The recovered metadata log's batches, concatenated: the core replays the records past its
-/// snapshot from them (it holds no record bytes of its own).
-fn read_metadata_log(
+/// The batches of each recovered internal partition (the metadata log, the offsets topic),
+/// concatenated: the core rebuilds their state by replaying them (it holds no record bytes
+/// of its own).
+fn read_internal_logs(
     storage: &dyn Storage,
     partitions: &[RecoveredPartition],
-) -> Result<Bytes, storage::StorageError> {
-    let mut bytes = BytesMut::new();
-    let metadata_partitions = partitions
+) -> Result<BTreeMap<TopicPartition, Bytes>, storage::StorageError> {
+    let mut logs = BTreeMap::new();
+    let internal = partitions
         .iter()
-        .filter(|partition| partition.partition.topic == METADATA_TOPIC);
-    for partition in metadata_partitions {
+        .filter(|partition| is_internal_topic(&partition.partition.topic));
+    for partition in internal {
+        let mut bytes = BytesMut::new();
         for segment in &partition.segments {
             for batch in &segment.batches {
                 let chunk = ReadChunk {
@@ -132,8 +136,9 @@ fn read_metadata_log(
                 bytes.extend_from_slice(&storage.read(&partition.partition, &chunk)?);
             }
         }
+        logs.insert(partition.partition.clone(), bytes.freeze());
     }
-    Ok(bytes.freeze())
+    Ok(logs)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

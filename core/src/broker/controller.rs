@@ -34,7 +34,7 @@ use crate::metadata::{
     assign_replicas, is_valid_topic_name, ClusterMetadata, MetadataRecord, NodeInfo, TopicMetadata,
     TopicPartition,
 };
-use crate::records::{decode_records, encode_batch, PlainRecord};
+use crate::records::{decode_records, PlainRecord};
 use crate::replication::NodeId;
 use bytes::Bytes;
 use rand::Rng;
@@ -262,7 +262,7 @@ impl Broker {
         })
     }
 
-    fn this_node(&self) -> NodeInfo {
+    pub(super) fn this_node(&self) -> NodeInfo {
         NodeInfo {
             node_id: self.config.node_id,
             host: self.config.advertised_host.clone(),
@@ -282,7 +282,7 @@ impl Broker {
     }
 
     /// A partition's (leader epoch, leader), from this node's replica or the announcements.
-    fn partition_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
+    pub(super) fn partition_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
         let hosted = self.partitions.get(partition).and_then(|state| {
             state
                 .replica
@@ -355,7 +355,7 @@ impl Broker {
                 && !self.partitions.contains_key(&partition)
             {
                 tracing::info!(%partition, "partition created");
-                self.open_partition(now_ms, partition, None, outputs);
+                self.open_partition(now_ms, partition, None, None, outputs);
             }
         }
     }
@@ -505,16 +505,7 @@ impl Broker {
                 )),
             })
             .collect();
-        let batch = encode_batch(&encoded, now_ms, 0, -1);
-        let header = crate::batch::validate(&batch).expect("an encoded batch is valid");
-        let partition = metadata_partition();
-        let appended = self
-            .drive_replica(now_ms, &partition, outputs, |replica, context| {
-                replica.append_as_leader(context, &header, batch)
-            })
-            .flatten()?;
-        let epoch = self.partitions.get(&partition)?.replica.epoch();
-        Some((appended.last_offset + 1, epoch))
+        self.append_internal_batch(now_ms, &metadata_partition(), &encoded, outputs)
     }
 
     /// Whether `name` exists once the applied metadata and the pending records are applied.
@@ -773,6 +764,27 @@ impl Broker {
         }
     }
 
+    /// Runs an admin operation nobody waits for (auto-creation) here if this node is the
+    /// controller, else forwards it there; without a known controller it is dropped (the
+    /// requester asks again).
+    pub(super) fn submit_unanswered(
+        &mut self,
+        now_ms: i64,
+        op: AdminOp,
+        outputs: &mut Vec<Output>,
+    ) {
+        match self.controller_id() {
+            Some(controller) if controller == self.config.node_id => {
+                self.run_admin(now_ms, op, AdminOrigin::Nobody, outputs)
+            }
+            Some(controller) => outputs.push(Output::Send {
+                to: controller,
+                message: PeerMessage::Forward { id: UNANSWERED, op },
+            }),
+            None => {}
+        }
+    }
+
     // ----- Metadata, DescribeConfigs -----
 
     pub(super) fn metadata_request(
@@ -807,17 +819,7 @@ impl Broker {
             infos.push(info);
         }
         if !to_create.is_empty() {
-            let op = AdminOp::CreateTopics(to_create);
-            match self.controller_id() {
-                Some(controller) if controller == self.config.node_id => {
-                    self.run_admin(now_ms, op, AdminOrigin::Nobody, outputs)
-                }
-                Some(controller) => outputs.push(Output::Send {
-                    to: controller,
-                    message: PeerMessage::Forward { id: UNANSWERED, op },
-                }),
-                None => {}
-            }
+            self.submit_unanswered(now_ms, AdminOp::CreateTopics(to_create), outputs);
         }
         let mut nodes = self.metadata.nodes.clone();
         if !nodes.iter().any(|node| node.node_id == self.config.node_id) {
