@@ -38,6 +38,13 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::FindCoordinator, 1, 3),
+    (ApiKey::JoinGroup, 4, 7),
+    (ApiKey::SyncGroup, 3, 5),
+    (ApiKey::Heartbeat, 3, 4),
+    (ApiKey::LeaveGroup, 3, 5),
+    (ApiKey::OffsetCommit, 7, 8),
+    (ApiKey::OffsetFetch, 6, 7),
 ];
 
 /// The version range this client implements for `api`, if any.

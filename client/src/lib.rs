@@ -24,13 +24,15 @@
 //! Modules: [`connection`] (framing, correlation ids, timeouts, versions; generic
 //! [`Connection::send`] and raw frames for malformed-input tests), [`admin`] (Metadata,
 //! CreateTopics, DeleteTopics), [`produce`] (Produce, InitProducerId,
-//! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`records`] (record batches).
+//! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
+//! APIs), [`records`] (record batches).
 //! Errors are [`Error`]; a broker error code is [`Error::Broker`].
 
 pub mod admin;
 pub mod connection;
 pub mod error;
 pub mod fetch;
+pub mod groups;
 pub mod produce;
 pub mod records;
 
@@ -41,6 +43,7 @@ pub use fetch::{
     AbortedTransaction, FetchOptions, FetchedPartition, IsolationLevel, EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
 };
+pub use groups::{Coordinator, JoinedGroup};
 pub use produce::{IdempotentProducer, ProduceOptions, ProducerBatch};
 pub use records::{BatchHeader, BatchOptions, Compression, ConsumedRecord, NewRecord};
 

@@ -39,12 +39,25 @@
 //! - **committed-prefix-agreed** (clusters): at the end, every replica's batches below the
 //!   final high watermark are byte-for-byte the same batches at the same offsets, and a
 //!   majority of replicas holds all of them.
+//! - **one-owner-per-generation** (groups): within a generation of the consumer group, no
+//!   partition is assigned to two members.
+//! - **fenced-commits-rejected** (groups): an offset commit naming a generation older than
+//!   one some member had already been given its assignment in is never acknowledged (a
+//!   zombie's commit is refused).
+//! - **committed-offsets-monotonic** (groups): an acknowledged commit of a partition never
+//!   names a lower offset than one acknowledged before it was sent, and an OffsetFetch never
+//!   returns less than what was acknowledged before it was sent (no acknowledged commit is
+//!   lost, across coordinator failovers included). The workload never resets offsets.
+//! - **group-stabilizes** (groups): once faults heal and producers stop, the group settles
+//!   and commits every partition up to its high watermark within the deadline: consumption
+//!   continues from the committed offsets.
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
 use crate::disk::StoredBatch;
 use crate::history::{
-    ClientEvent, FetchFailure, Micros, PartitionRef, ProduceOutcome, ReadRecord, Value,
+    ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef, ProduceOutcome, ReadRecord,
+    Value,
 };
 use crate::scenario::ClientRole;
 use myelin_core::api::{ErrorCode, Output, PeerMessage, Response};
@@ -76,10 +89,14 @@ pub enum Invariant {
     Progress,
     OneLeaderPerEpoch,
     CommittedPrefixAgreed,
+    OneOwnerPerGeneration,
+    FencedCommitsRejected,
+    CommittedOffsetsMonotonic,
+    GroupStabilizes,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -92,6 +109,10 @@ impl Invariant {
         Invariant::Progress,
         Invariant::OneLeaderPerEpoch,
         Invariant::CommittedPrefixAgreed,
+        Invariant::OneOwnerPerGeneration,
+        Invariant::FencedCommitsRejected,
+        Invariant::CommittedOffsetsMonotonic,
+        Invariant::GroupStabilizes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -108,6 +129,10 @@ impl Invariant {
             Invariant::Progress => "progress",
             Invariant::OneLeaderPerEpoch => "one-leader-per-epoch",
             Invariant::CommittedPrefixAgreed => "committed-prefix-agreed",
+            Invariant::OneOwnerPerGeneration => "one-owner-per-generation",
+            Invariant::FencedCommitsRejected => "fenced-commits-rejected",
+            Invariant::CommittedOffsetsMonotonic => "committed-offsets-monotonic",
+            Invariant::GroupStabilizes => "group-stabilizes",
         }
     }
 }
@@ -215,6 +240,39 @@ struct PartitionState {
     client_high_watermarks: Vec<(Micros, i64)>,
 }
 
+/// What the group checkers remember.
+#[derive(Debug, Default)]
+struct GroupHistory {
+    /// (generation, partition) -> the member assigned it.
+    owners: BTreeMap<(i32, i32), String>,
+    /// (when, generation) of every assignment a member received, in order.
+    assignments: Vec<(Micros, i32)>,
+    /// Per partition: (when acknowledged, offset) of every acknowledged commit, in order.
+    acknowledged: BTreeMap<i32, Vec<(Micros, i64)>>,
+}
+
+impl GroupHistory {
+    /// The newest generation a member had been assigned in before `before`.
+    fn newest_generation_before(&self, before: Micros) -> i32 {
+        self.assignments
+            .iter()
+            .take_while(|(at, _)| *at < before)
+            .map(|(_, generation)| *generation)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The highest offset of `partition` acknowledged before `before`.
+    fn acknowledged_before(&self, partition: i32, before: Micros) -> Option<i64> {
+        self.acknowledged
+            .get(&partition)?
+            .iter()
+            .take_while(|(at, _)| *at < before)
+            .map(|(_, offset)| *offset)
+            .max()
+    }
+}
+
 /// The checkers' state over one run. Feed it with `observe_client` and `observe_core`, in
 /// the order events happen, then call `finish`.
 #[derive(Debug, Default)]
@@ -233,6 +291,7 @@ pub struct Checker {
     /// In a cluster, the high watermark a node's core reports is monotonic within the node's
     /// lifetime (a restarted replica learns what is committed from the leader again).
     core_high_watermark_per_lifetime: bool,
+    group: GroupHistory,
     report: CheckReport,
 }
 
@@ -304,6 +363,105 @@ impl Checker {
                 outcome.as_ref().err().map_or("", String::as_str)
             )
         });
+    }
+
+    /// At the end of a group run: whether the group caught up after every fault healed.
+    pub fn check_group_stabilized(&mut self, outcome: &Result<(), String>) {
+        self.check(Invariant::GroupStabilizes, outcome.is_ok(), None, || {
+            format!(
+                "after healing, {}",
+                outcome.as_ref().err().map_or("", String::as_str)
+            )
+        });
+    }
+
+    fn observe_group(&mut self, event: &ClientEvent) {
+        match event {
+            ClientEvent::GroupAssigned {
+                client,
+                member,
+                generation,
+                partitions,
+                at,
+            } => {
+                for partition in partitions {
+                    let owner = self
+                        .group
+                        .owners
+                        .entry((*generation, *partition))
+                        .or_insert_with(|| member.clone())
+                        .clone();
+                    self.check(Invariant::OneOwnerPerGeneration, owner == *member, Some(*at), || {
+                        format!(
+                            "partition {partition} is assigned to member {owner} and to member {member} (client {client}) in generation {generation}"
+                        )
+                    });
+                }
+                self.group.assignments.push((*at, *generation));
+            }
+            ClientEvent::OffsetsCommitted {
+                client,
+                member,
+                generation,
+                offsets,
+                outcome,
+                started,
+                at,
+            } => {
+                if *outcome != CommitOutcome::Acknowledged {
+                    return;
+                }
+                // Assignments are recorded as they arrive; one recorded before this commit
+                // was sent was known to the coordinator before it.
+                let newest = self.group.newest_generation_before(*started);
+                self.check(Invariant::FencedCommitsRejected, *generation >= newest, Some(*at), || {
+                    format!(
+                        "member {member} (client {client}) of generation {generation} had a commit of {offsets:?} acknowledged, sent after generation {newest} was assigned"
+                    )
+                });
+                for (partition, offset) in offsets {
+                    let before = self.group.acknowledged_before(*partition, *started);
+                    self.check(
+                        Invariant::CommittedOffsetsMonotonic,
+                        before.is_none_or(|before| *offset >= before),
+                        Some(*at),
+                        || {
+                            format!(
+                                "partition {partition}: member {member} (client {client}) had offset {offset} acknowledged, below {} acknowledged before it was sent",
+                                before.unwrap_or_default()
+                            )
+                        },
+                    );
+                    self.group
+                        .acknowledged
+                        .entry(*partition)
+                        .or_default()
+                        .push((*at, *offset));
+                }
+            }
+            ClientEvent::OffsetsFetched {
+                client,
+                offsets,
+                started,
+                at,
+            } => {
+                for (partition, offset) in offsets {
+                    let before = self.group.acknowledged_before(*partition, *started);
+                    self.check(
+                        Invariant::CommittedOffsetsMonotonic,
+                        before.is_none_or(|before| *offset >= before),
+                        Some(*at),
+                        || {
+                            format!(
+                                "partition {partition}: client {client} fetched committed offset {offset}, but {} was acknowledged before it asked",
+                                before.unwrap_or_default()
+                            )
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Node `node` restarted.
@@ -527,6 +685,10 @@ impl Checker {
                 }
                 FetchFailure::NoAnswer { .. } => {}
             },
+            ClientEvent::GroupAssigned { .. }
+            | ClientEvent::OffsetsCommitted { .. }
+            | ClientEvent::OffsetsFetched { .. }
+            | ClientEvent::GroupRead { .. } => self.observe_group(event),
         }
     }
 

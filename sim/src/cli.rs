@@ -45,6 +45,10 @@ struct Args {
     /// one-way links among the faults) instead of independent nodes.
     #[arg(long)]
     cluster: bool,
+    /// Seeds name consumer-group scenarios (3 nodes, one group of members that crash,
+    /// leave, pause and are cut off, alongside node faults).
+    #[arg(long, conflicts_with = "cluster")]
+    groups: bool,
     /// Run with a deliberate defect (needs `--features defects`): ack-before-fsync,
     /// read-above-high-watermark, skip-recovery-crc, forget-producer-state-on-restart.
     #[arg(long)]
@@ -102,7 +106,7 @@ pub fn main() -> i32 {
         return bench();
     }
     if let Some((start, end)) = args.seeds {
-        return sweep(start, end, args.jobs.max(1), args.cluster, &options);
+        return sweep(start, end, args.jobs.max(1), generator(&args), &options);
     }
     let scenario = match (&args.scenario, args.seed) {
         (Some(json), _) => match Scenario::from_json(json) {
@@ -112,8 +116,7 @@ pub fn main() -> i32 {
                 return 2;
             }
         },
-        (None, Some(seed)) if args.cluster => Scenario::generate_cluster(seed),
-        (None, Some(seed)) => Scenario::generate(seed),
+        (None, Some(seed)) => generator(&args)(seed),
         (None, None) => {
             eprintln!("error: say what to run: --seed N, --seeds A..B, --scenario JSON or --bench (see --help)");
             return 2;
@@ -203,7 +206,24 @@ fn progress_bar(done: u64, total: u64, failing: usize, elapsed: Duration) {
     let _ = std::io::stderr().flush();
 }
 
-fn sweep(start: u64, end: u64, jobs: usize, cluster: bool, options: &RunOptions) -> i32 {
+/// What a seed names, by the command line's shape flags.
+fn generator(args: &Args) -> fn(u64) -> Scenario {
+    if args.groups {
+        Scenario::generate_groups
+    } else if args.cluster {
+        Scenario::generate_cluster
+    } else {
+        Scenario::generate
+    }
+}
+
+fn sweep(
+    start: u64,
+    end: u64,
+    jobs: usize,
+    generate: fn(u64) -> Scenario,
+    options: &RunOptions,
+) -> i32 {
     let total = end - start;
     let next = AtomicU64::new(start);
     let done = AtomicU64::new(0);
@@ -219,11 +239,7 @@ fn sweep(start: u64, end: u64, jobs: usize, cluster: bool, options: &RunOptions)
                 if seed >= end {
                     return;
                 }
-                let scenario = if cluster {
-                    Scenario::generate_cluster(seed)
-                } else {
-                    Scenario::generate(seed)
-                };
+                let scenario = generate(seed);
                 let report = run(&scenario, &options, &exe);
                 let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
                 results.push(report);

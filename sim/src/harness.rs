@@ -17,9 +17,9 @@
 use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, Progress};
 use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
-use crate::scenario::{Fault, LinkDirection, Scenario, TOPIC};
+use crate::scenario::{ClientRole, Fault, LinkDirection, Scenario, GROUP, TOPIC};
 use crate::trace::{Source, Trace};
-use crate::workload::{run_client, ClientContext};
+use crate::workload::{run_client, ClientContext, MemberCommand};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -55,6 +55,8 @@ const CLIENT_STOP_GRACE: Duration = Duration::from_secs(30);
 const REPLICAS_SETTLE: Duration = Duration::from_secs(3);
 /// How long the final read-back may take.
 const FINAL_READ_DEADLINE: Duration = Duration::from_secs(30);
+/// Partitions of the offsets topic in simulated clusters.
+const SIM_OFFSETS_PARTITIONS: i32 = 2;
 /// Wall time a child process gets for one run (a normal run takes well under a second).
 const CHILD_WALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Simulated time allowed beyond the scenario's duration before madsim gives up.
@@ -405,22 +407,24 @@ fn create_node(
         Duration::from_millis(rng.random_range(fsync_low..=fsync_high.max(fsync_low)))
     });
     #[cfg(feature = "defects")]
-    let adjust_broker_config = {
-        let defect = options.defect;
-        if defect == Some(myelin_core::defects::Defect::SkipRecoveryCrc) {
+    let defect = {
+        if options.defect == Some(myelin_core::defects::Defect::SkipRecoveryCrc) {
             disk.set_skip_recovery_crc(true);
         }
-        Some(
-            Arc::new(move |config: &mut myelin_core::api::BrokerConfig| {
-                config.defect = defect;
-            }) as Arc<dyn Fn(&mut myelin_core::api::BrokerConfig) + Send + Sync>,
-        )
+        options.defect
     };
     #[cfg(not(feature = "defects"))]
-    let adjust_broker_config = {
-        let _ = options;
-        None
-    };
+    let _ = options;
+    // Two offsets partitions are enough to spread groups and keep the simulation lean.
+    let adjust_broker_config = Some(
+        Arc::new(move |config: &mut myelin_core::api::BrokerConfig| {
+            config.offsets_partitions = SIM_OFFSETS_PARTITIONS;
+            #[cfg(feature = "defects")]
+            {
+                config.defect = defect;
+            }
+        }) as Arc<dyn Fn(&mut myelin_core::api::BrokerConfig) + Send + Sync>,
+    );
     let hooks = NodeHooks {
         trace: Some(Arc::new(NodeTraceSink {
             node: index,
@@ -487,6 +491,8 @@ enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Clog {
     Node(u8),
+    /// A client cut off from every node.
+    Client(u8),
     Link {
         client: u8,
         to_node: bool,
@@ -509,6 +515,10 @@ struct Supervisor<'a> {
     agenda: BTreeMap<(u64, u64), Action>,
     agenda_sequence: u64,
     faults: FaultCounts,
+    /// Each client's command slot (used by group members).
+    member_commands: Vec<Arc<Mutex<Option<MemberCommand>>>>,
+    /// Group members paused now.
+    paused_clients: std::collections::BTreeSet<u8>,
 }
 
 impl Supervisor<'_> {
@@ -588,6 +598,14 @@ impl Supervisor<'_> {
         match clog {
             Clog::Node(index) => {
                 let id = self.nodes[usize::from(index) - 1].id;
+                if clogged {
+                    net.clog_node(id);
+                } else {
+                    net.unclog_node(id);
+                }
+            }
+            Clog::Client(client) => {
+                let id = self.client_ids[usize::from(client)];
                 if clogged {
                     net.clog_node(id);
                 } else {
@@ -702,6 +720,23 @@ impl Supervisor<'_> {
                     .store(*offset_ms, Ordering::Relaxed);
                 true
             }
+            Fault::MemberCrash { client, down_ms } => {
+                self.command_member(*client, MemberCommand::Crash { down_ms: *down_ms })
+            }
+            Fault::MemberLeave { client, down_ms } => {
+                self.command_member(*client, MemberCommand::Leave { down_ms: *down_ms })
+            }
+            Fault::MemberPause { client, .. } => {
+                let fresh = self.paused_clients.insert(*client);
+                if fresh {
+                    self.handle.pause(self.client_ids[usize::from(*client)]);
+                }
+                fresh
+            }
+            Fault::MemberIsolate { client, .. } => {
+                self.clog(Clog::Client(*client));
+                true
+            }
         };
         if injected {
             *self
@@ -710,7 +745,11 @@ impl Supervisor<'_> {
                 .entry(fault.kind().to_string())
                 .or_insert(0) += 1;
             let duration = fault.duration_ms();
-            if duration > 0 && !matches!(fault, Fault::Crash { .. }) {
+            let heals_itself = matches!(
+                fault,
+                Fault::Crash { .. } | Fault::MemberCrash { .. } | Fault::MemberLeave { .. }
+            );
+            if duration > 0 && !heals_itself {
                 self.schedule(now + duration, Action::Heal(number));
             }
         } else {
@@ -755,9 +794,33 @@ impl Supervisor<'_> {
             Fault::ClockSkew { node, .. } => {
                 self.node(*node).clock_offset_ms.store(0, Ordering::Relaxed);
             }
-            Fault::Crash { .. } | Fault::FsyncFailure { .. } => {}
+            Fault::MemberPause { client, .. } => self.resume_client(*client),
+            Fault::MemberIsolate { client, .. } => self.unclog(Clog::Client(*client)),
+            Fault::Crash { .. }
+            | Fault::FsyncFailure { .. }
+            | Fault::MemberCrash { .. }
+            | Fault::MemberLeave { .. } => {}
         }
         self.note(Source::Harness, "heal", &fault.to_string());
+    }
+
+    /// Hands a group member a command it carries out itself; false if one is pending.
+    fn command_member(&mut self, client: u8, command: MemberCommand) -> bool {
+        let Some(slot) = self.member_commands.get(usize::from(client)) else {
+            return false;
+        };
+        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(command);
+        true
+    }
+
+    fn resume_client(&mut self, client: u8) {
+        if self.paused_clients.remove(&client) {
+            self.handle.resume(self.client_ids[usize::from(client)]);
+        }
     }
 
     /// Crashes and schedules the restart of nodes whose storage failed (fail-stop).
@@ -832,6 +895,10 @@ impl Supervisor<'_> {
         }
         NetSim::current().update_config(|config| *config = madsim::net::Config::default());
         self.packet_loss_active = 0;
+        let paused: Vec<u8> = self.paused_clients.iter().copied().collect();
+        for client in paused {
+            self.resume_client(client);
+        }
         self.handle_fail_stops();
         for index in 1..=self.scenario.nodes {
             let handle = self.handle.clone();
@@ -939,6 +1006,79 @@ async fn write_after_heal(scenario: Scenario) -> Vec<(PartitionRef, Result<(), S
         outcomes.push((key, outcome));
     }
     outcomes
+}
+
+/// Waits for clients to stop, noting those that do not within their grace period.
+async fn await_clients(log: &RunLog, clients: Vec<(u8, madsim::task::JoinHandle<()>)>) {
+    for (index, client) in clients {
+        if tokio::time::timeout(CLIENT_STOP_GRACE, client)
+            .await
+            .is_err()
+        {
+            log.harness_event(
+                Source::Client(index),
+                "stuck",
+                "the client did not stop within its grace period",
+            );
+        }
+    }
+}
+
+/// Waits (up to the final deadline) until the group has committed every partition up to its
+/// high watermark.
+async fn await_group_caught_up(scenario: Scenario) -> Result<(), String> {
+    retry_until_deadline(
+        "the group did not commit every partition up to its high watermark",
+        || group_caught_up(&scenario),
+    )
+    .await
+}
+
+async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
+    let text = |error: myelin_client::Error| error.to_string();
+    let partitions: Vec<i32> = (0..scenario.partitions_of(1)).collect();
+    let mut ends = BTreeMap::new();
+    for partition in &partitions {
+        let leader = serving_address(scenario, 1, *partition).await?;
+        let mut connection = Connection::connect(leader, verifier_config(1 << 20))
+            .await
+            .map_err(text)?;
+        let end = connection
+            .list_offsets(TOPIC, *partition, LATEST_TIMESTAMP)
+            .await
+            .map_err(text)?;
+        ends.insert(*partition, end);
+    }
+    let mut bootstrap =
+        Connection::connect(kafka_addresses(scenario.nodes)[0], verifier_config(1 << 20))
+            .await
+            .map_err(text)?;
+    let coordinator = bootstrap.find_coordinator(GROUP).await.map_err(text)?;
+    let address: SocketAddr = format!("{}:{}", coordinator.host, coordinator.port)
+        .parse()
+        .map_err(|error| format!("coordinator address: {error}"))?;
+    let mut connection = Connection::connect(address, verifier_config(1 << 20))
+        .await
+        .map_err(text)?;
+    let committed = connection
+        .fetch_offsets(GROUP, TOPIC, &partitions)
+        .await
+        .map_err(text)?;
+    let behind: Vec<String> = committed
+        .iter()
+        .filter(|(partition, offset)| *offset < ends.get(partition).copied().unwrap_or(0))
+        .map(|(partition, offset)| {
+            format!(
+                "partition {partition} committed at {offset} of {}",
+                ends.get(partition).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(behind.join(", "))
+    }
 }
 
 /// Every partition of the scenario's topics.
@@ -1250,8 +1390,12 @@ async fn supervise(
         .map(|index| create_node(&handle, &scenario, index, &log, &options))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
+    // Group members outlive the producers: they must catch up once faults heal.
+    let stop_members = Arc::new(AtomicBool::new(false));
     let mut client_ids = Vec::new();
     let mut clients = Vec::new();
+    let mut members = Vec::new();
+    let mut member_commands = Vec::new();
     for (index, spec) in scenario.clients.iter().enumerate() {
         let index = index as u8;
         let node = handle
@@ -1270,10 +1414,21 @@ async fn supervise(
             address: SocketAddr::new(node_ip(spec.node), KAFKA_PORT),
             cluster: scenario.cluster.then(|| kafka_addresses(scenario.nodes)),
             log: log.clone(),
-            stop: stop.clone(),
+            stop: if spec.role == ClientRole::GroupMember {
+                stop_members.clone()
+            } else {
+                stop.clone()
+            },
             rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),
+            command: Arc::new(Mutex::new(None)),
         };
-        clients.push(node.spawn(run_client(context)));
+        member_commands.push(context.command.clone());
+        let task = node.spawn(run_client(context));
+        if spec.role == ClientRole::GroupMember {
+            members.push((index, task));
+        } else {
+            clients.push((index, task));
+        }
     }
     let mut supervisor = Supervisor {
         scenario: &scenario,
@@ -1286,24 +1441,33 @@ async fn supervise(
         agenda: BTreeMap::new(),
         agenda_sequence: 0,
         faults: FaultCounts::default(),
+        member_commands,
+        paused_clients: std::collections::BTreeSet::new(),
     };
     supervisor.run_schedule(scenario.duration_ms).await;
 
     // The workload ends: stop the clients, heal, then one more crash of every node.
     stop.store(true, Ordering::Relaxed);
     supervisor.heal_everything();
-    for (index, client) in clients.into_iter().enumerate() {
-        if tokio::time::timeout(CLIENT_STOP_GRACE, client)
+    await_clients(&log, clients).await;
+    // With the producers stopped and every fault healed, the group must settle and commit
+    // every partition to its end.
+    let group_outcome = if scenario.groups {
+        let watcher = handle
+            .create_node()
+            .name("group-watcher")
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)))
+            .build();
+        let outcome = watcher
+            .spawn(await_group_caught_up(scenario.clone()))
             .await
-            .is_err()
-        {
-            log.harness_event(
-                Source::Client(index as u8),
-                "stuck",
-                "the client did not stop within its grace period",
-            );
-        }
-    }
+            .unwrap_or_else(|_| Err("the group watcher failed".into()));
+        Some(outcome)
+    } else {
+        None
+    };
+    stop_members.store(true, Ordering::Relaxed);
+    await_clients(&log, members).await;
     supervisor.handle_fail_stops();
     for index in 1..=scenario.nodes {
         supervisor.crash(index, CrashSpec::default(), "final crash");
@@ -1383,6 +1547,9 @@ async fn supervise(
     }
     for (partition, outcome) in &writes_after_heal {
         checker.check_write_after_heal(*partition, outcome);
+    }
+    if let Some(outcome) = &group_outcome {
+        checker.check_group_stabilized(outcome);
     }
     let checks = checker.finish(&finals, progress);
     for violation in &checks.violations[state.violations_traced..] {

@@ -84,6 +84,53 @@ pub enum ClientEvent {
         failure: FetchFailure,
         at: Micros,
     },
+    /// A group member got its assignment for a generation (SyncGroup answered).
+    GroupAssigned {
+        client: u8,
+        member: String,
+        generation: i32,
+        partitions: Vec<i32>,
+        at: Micros,
+    },
+    /// A group member's OffsetCommit of (partition, next offset) pairs ended.
+    OffsetsCommitted {
+        client: u8,
+        member: String,
+        generation: i32,
+        offsets: Vec<(i32, i64)>,
+        outcome: CommitOutcome,
+        started: Micros,
+        at: Micros,
+    },
+    /// An OffsetFetch answered with the group's committed offsets (-1: none).
+    OffsetsFetched {
+        client: u8,
+        offsets: Vec<(i32, i64)>,
+        started: Micros,
+        at: Micros,
+    },
+    /// A group member read `records` records of a partition.
+    GroupRead {
+        client: u8,
+        partition: i32,
+        records: u64,
+        at: Micros,
+    },
+}
+
+/// How an OffsetCommit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Acknowledged,
+    /// The coordinator answered with a Kafka error code (the commit may still have been
+    /// written if the code came after a failover: NOT_COORDINATOR).
+    Refused {
+        code: i16,
+    },
+    /// No answer.
+    Indeterminate {
+        error: String,
+    },
 }
 
 /// Why a fetch failed.
@@ -104,7 +151,11 @@ impl ClientEvent {
             ClientEvent::ProduceStarted { at, .. }
             | ClientEvent::ProduceEnded { at, .. }
             | ClientEvent::Fetched { at, .. }
-            | ClientEvent::FetchFailed { at, .. } => *at,
+            | ClientEvent::FetchFailed { at, .. }
+            | ClientEvent::GroupAssigned { at, .. }
+            | ClientEvent::OffsetsCommitted { at, .. }
+            | ClientEvent::OffsetsFetched { at, .. }
+            | ClientEvent::GroupRead { at, .. } => *at,
         }
     }
 
@@ -153,6 +204,27 @@ impl ClientEvent {
                 failure,
                 ..
             } => format!("fetch of {partition} from {fetch_offset} failed: {failure:?}"),
+            ClientEvent::GroupAssigned {
+                member,
+                generation,
+                partitions,
+                ..
+            } => format!("member {member} assigned {partitions:?} in generation {generation}"),
+            ClientEvent::OffsetsCommitted {
+                member,
+                generation,
+                offsets,
+                outcome,
+                ..
+            } => format!(
+                "member {member} (generation {generation}) committed {offsets:?}: {outcome:?}"
+            ),
+            ClientEvent::OffsetsFetched { offsets, .. } => {
+                format!("group committed offsets fetched: {offsets:?}")
+            }
+            ClientEvent::GroupRead {
+                partition, records, ..
+            } => format!("group member read {records} record(s) of partition {partition}"),
         }
     }
 }
@@ -171,6 +243,12 @@ pub struct HistoryCounts {
     pub fetches: u64,
     pub fetches_failed: u64,
     pub records_read: u64,
+    #[serde(default)]
+    pub group_assignments: u64,
+    #[serde(default)]
+    pub group_commits_acknowledged: u64,
+    #[serde(default)]
+    pub group_commits_refused: u64,
 }
 
 impl HistoryCounts {
@@ -229,6 +307,16 @@ impl History {
             ClientEvent::FetchFailed { .. } => {
                 counts.fetches += 1;
                 counts.fetches_failed += 1;
+            }
+            ClientEvent::GroupAssigned { .. } => counts.group_assignments += 1,
+            ClientEvent::OffsetsCommitted { outcome, .. } => match outcome {
+                CommitOutcome::Acknowledged => counts.group_commits_acknowledged += 1,
+                _ => counts.group_commits_refused += 1,
+            },
+            ClientEvent::OffsetsFetched { .. } => {}
+            ClientEvent::GroupRead { records, .. } => {
+                counts.fetches += 1;
+                counts.records_read += records;
             }
         }
         self.events.push(event);

@@ -72,6 +72,8 @@
 pub mod checkers;
 pub mod disk;
 #[cfg(madsim)]
+mod group_member;
+#[cfg(madsim)]
 pub mod harness;
 pub mod history;
 pub mod scenario;

@@ -47,6 +47,9 @@ pub struct Scenario {
     /// All nodes form one cluster and `topics` holds its one topic (see the module doc).
     #[serde(default)]
     pub cluster: bool,
+    /// A cluster whose consumers are the members of one consumer group, `GROUP`.
+    #[serde(default)]
+    pub groups: bool,
 }
 
 /// The topic a node serves.
@@ -70,13 +73,20 @@ pub enum ClientRole {
     IdempotentProducer,
     /// Reads the partition by offset from 0, following the high watermark.
     Consumer,
+    /// A member of the consumer group `GROUP`: consumes the partitions the group assigns
+    /// it (its `partition` is ignored), from the committed offsets, and commits its
+    /// position.
+    GroupMember,
 }
 
 impl ClientRole {
     pub fn is_producer(self) -> bool {
-        !matches!(self, ClientRole::Consumer)
+        !matches!(self, ClientRole::Consumer | ClientRole::GroupMember)
     }
 }
+
+/// The consumer group of group scenarios.
+pub const GROUP: &str = "sim-group";
 
 /// One simulated client: its own madsim node (IP 10.0.1.<index + 1>), one partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +147,16 @@ pub enum Fault {
     Split { minority: Vec<u8>, for_ms: u64 },
     /// Cut one direction of the link between two nodes.
     NodeLinkLoss { from: u8, to: u8, for_ms: u64 },
+    /// A group member stops at once (no LeaveGroup) and starts again, as a new member,
+    /// after `down_ms`.
+    MemberCrash { client: u8, down_ms: u64 },
+    /// A group member leaves the group (LeaveGroup) and joins again after `down_ms`.
+    MemberLeave { client: u8, down_ms: u64 },
+    /// A group member's tasks stop being scheduled (a long GC pause): when it resumes it
+    /// carries on with what it knew, a zombie until the group fences it.
+    MemberPause { client: u8, for_ms: u64 },
+    /// A group member is cut off from every node.
+    MemberIsolate { client: u8, for_ms: u64 },
 }
 
 impl Fault {
@@ -152,14 +172,22 @@ impl Fault {
             Fault::ClockSkew { .. } => "clock-skew",
             Fault::Split { .. } => "split",
             Fault::NodeLinkLoss { .. } => "node-link-loss",
+            Fault::MemberCrash { .. } => "member-crash",
+            Fault::MemberLeave { .. } => "member-leave",
+            Fault::MemberPause { .. } => "member-pause",
+            Fault::MemberIsolate { .. } => "member-isolate",
         }
     }
 
     /// How long the fault lasts before it heals (0 for instantaneous ones).
     pub fn duration_ms(&self) -> u64 {
         match self {
-            Fault::Crash { down_ms, .. } => *down_ms,
+            Fault::Crash { down_ms, .. }
+            | Fault::MemberCrash { down_ms, .. }
+            | Fault::MemberLeave { down_ms, .. } => *down_ms,
             Fault::Pause { for_ms, .. }
+            | Fault::MemberPause { for_ms, .. }
+            | Fault::MemberIsolate { for_ms, .. }
             | Fault::Isolate { for_ms, .. }
             | Fault::LinkLoss { for_ms, .. }
             | Fault::PacketLoss { for_ms, .. }
@@ -170,12 +198,28 @@ impl Fault {
         }
     }
 
+    /// The client the fault targets, if it targets one.
+    pub fn client_mut(&mut self) -> Option<&mut u8> {
+        match self {
+            Fault::LinkLoss { client, .. }
+            | Fault::MemberCrash { client, .. }
+            | Fault::MemberLeave { client, .. }
+            | Fault::MemberPause { client, .. }
+            | Fault::MemberIsolate { client, .. } => Some(client),
+            _ => None,
+        }
+    }
+
     /// The same fault lasting `duration_ms` (for shrinking).
     pub fn with_duration_ms(&self, duration_ms: u64) -> Fault {
         let mut fault = self.clone();
         match &mut fault {
-            Fault::Crash { down_ms, .. } => *down_ms = duration_ms,
+            Fault::Crash { down_ms, .. }
+            | Fault::MemberCrash { down_ms, .. }
+            | Fault::MemberLeave { down_ms, .. } => *down_ms = duration_ms,
             Fault::Pause { for_ms, .. }
+            | Fault::MemberPause { for_ms, .. }
+            | Fault::MemberIsolate { for_ms, .. }
             | Fault::Isolate { for_ms, .. }
             | Fault::LinkLoss { for_ms, .. }
             | Fault::PacketLoss { for_ms, .. }
@@ -209,6 +253,22 @@ pub const CLUSTER_FAULT_KINDS: [&str; 9] = [
     "packet-loss",
     "fsync-failure",
     "clock-skew",
+];
+
+/// Mixed into a group scenario's seed.
+const GROUPS_SEED_SALT: u64 = 0x6d79_656c_696e_0005;
+
+/// The faults of group scenarios: the cluster's, and the members' own.
+pub const GROUP_FAULT_KINDS: [&str; 9] = [
+    "crash",
+    "pause",
+    "isolate",
+    "split",
+    "packet-loss",
+    "member-crash",
+    "member-leave",
+    "member-pause",
+    "member-isolate",
 ];
 
 /// Every kind of fault, for generators.
@@ -319,6 +379,7 @@ impl Scenario {
             &FAULT_KINDS,
             nodes,
             client_count,
+            &[],
         );
         Scenario {
             seed,
@@ -329,6 +390,7 @@ impl Scenario {
             clients,
             faults,
             cluster: false,
+            groups: false,
         }
     }
 
@@ -384,6 +446,7 @@ impl Scenario {
             &CLUSTER_FAULT_KINDS,
             nodes,
             client_count,
+            &[],
         );
         Scenario {
             seed,
@@ -394,6 +457,69 @@ impl Scenario {
             clients,
             faults,
             cluster: true,
+            groups: false,
+        }
+    }
+
+    /// A group scenario: a 3-node cluster, one topic of 3 or 4 partitions fed by idempotent
+    /// producers, and 3 or 4 members of one consumer group sharing it; node faults, and
+    /// members that crash, leave, pause (zombies) and are cut off.
+    pub fn generate_groups(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed ^ GROUPS_SEED_SALT);
+        let nodes = 3;
+        let duration_ms = rng.random_range(10_000..=14_000);
+        let fsync_min = rng.random_range(1..=3);
+        let fsync_latency_ms = (fsync_min, fsync_min + rng.random_range(0..=6));
+        let partitions = rng.random_range(3..=4);
+        let topics = vec![TopicSpec {
+            node: 1,
+            partitions,
+            segment_bytes: None,
+        }];
+        let mut clients = Vec::new();
+        for partition in 0..partitions {
+            let low = rng.random_range(10..=30);
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition,
+                role: ClientRole::IdempotentProducer,
+                think_ms: (low, low + rng.random_range(10..=40)),
+                records_per_batch: (1, rng.random_range(1..=3)),
+            });
+        }
+        let member_count = rng.random_range(3..=4);
+        let mut members = Vec::new();
+        for _ in 0..member_count {
+            members.push(clients.len() as u8);
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition: 0,
+                role: ClientRole::GroupMember,
+                think_ms: (0, 10),
+                records_per_batch: (1, 1),
+            });
+        }
+        let client_count = clients.len() as u8;
+        let fault_count = rng.random_range(3..=8);
+        let faults = schedule_faults(
+            &mut rng,
+            fault_count,
+            (2_000, duration_ms - 2_000),
+            &GROUP_FAULT_KINDS,
+            nodes,
+            client_count,
+            &members,
+        );
+        Scenario {
+            seed,
+            nodes,
+            duration_ms,
+            fsync_latency_ms,
+            topics,
+            clients,
+            faults,
+            cluster: true,
+            groups: true,
         }
     }
 
@@ -446,6 +572,13 @@ impl Scenario {
                 Fault::NodeLinkLoss { from, to, .. } => {
                     self.cluster && node_ok(*from) && node_ok(*to) && from != to
                 }
+                Fault::MemberCrash { client, .. }
+                | Fault::MemberLeave { client, .. }
+                | Fault::MemberPause { client, .. }
+                | Fault::MemberIsolate { client, .. } => self
+                    .clients
+                    .get(usize::from(*client))
+                    .is_some_and(|spec| spec.role == ClientRole::GroupMember),
             };
             if !ok {
                 return Err(format!("bad fault {scheduled:?}"));
@@ -471,7 +604,7 @@ impl Scenario {
 
     /// Whether [`Scenario::generate`] of its own seed gives exactly this scenario.
     pub fn is_generated(&self) -> bool {
-        !self.cluster && *self == Scenario::generate(self.seed)
+        !self.cluster && !self.groups && *self == Scenario::generate(self.seed)
     }
 
     /// The shortest command that replays this scenario (with `defect`, if any).
@@ -492,7 +625,8 @@ impl Scenario {
 }
 
 /// `count` faults at times drawn from `window_ms`, sorted; the first is always a crash, so
-/// that every run loses a page cache, the others of `kinds`.
+/// that every run loses a page cache, the others of `kinds`. Member faults pick one of
+/// `members` (client indices).
 fn schedule_faults(
     rng: &mut StdRng,
     count: usize,
@@ -500,6 +634,7 @@ fn schedule_faults(
     kinds: &[&str],
     nodes: u8,
     clients: u8,
+    members: &[u8],
 ) -> Vec<ScheduledFault> {
     let mut faults = Vec::with_capacity(count);
     for number in 0..count {
@@ -509,16 +644,33 @@ fn schedule_faults(
         } else {
             kinds[rng.random_range(0..kinds.len())]
         };
-        let fault = generate_fault(rng, kind, nodes, clients);
+        let fault = generate_fault(rng, kind, nodes, clients, members);
         faults.push(ScheduledFault { at_ms, fault });
     }
     faults.sort_by_key(|fault| fault.at_ms);
     faults
 }
 
-fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8) -> Fault {
+fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8, members: &[u8]) -> Fault {
     let node = rng.random_range(1..=nodes);
     match kind {
+        "member-crash" => Fault::MemberCrash {
+            client: members[rng.random_range(0..members.len())],
+            down_ms: rng.random_range(200..=3_000),
+        },
+        "member-leave" => Fault::MemberLeave {
+            client: members[rng.random_range(0..members.len())],
+            down_ms: rng.random_range(200..=3_000),
+        },
+        // Longer than a member's session: the group moves on without it.
+        "member-pause" => Fault::MemberPause {
+            client: members[rng.random_range(0..members.len())],
+            for_ms: rng.random_range(2_000..=4_000),
+        },
+        "member-isolate" => Fault::MemberIsolate {
+            client: members[rng.random_range(0..members.len())],
+            for_ms: rng.random_range(500..=3_000),
+        },
         // Splits and node links need a cluster of at least 3 (cluster scenarios only).
         "split" => {
             let size = rng.random_range(1..=usize::from(nodes) / 2);
@@ -680,6 +832,26 @@ impl fmt::Display for Fault {
                 "cut the link from node {from} to node {to} for {}",
                 seconds(*for_ms)
             ),
+            Fault::MemberCrash { client, down_ms } => write!(
+                f,
+                "crash group member client {client}, start it again after {}",
+                seconds(*down_ms)
+            ),
+            Fault::MemberLeave { client, down_ms } => write!(
+                f,
+                "group member client {client} leaves, joins again after {}",
+                seconds(*down_ms)
+            ),
+            Fault::MemberPause { client, for_ms } => write!(
+                f,
+                "pause group member client {client} for {}",
+                seconds(*for_ms)
+            ),
+            Fault::MemberIsolate { client, for_ms } => write!(
+                f,
+                "cut group member client {client} off every node for {}",
+                seconds(*for_ms)
+            ),
         }
     }
 }
@@ -714,6 +886,7 @@ impl fmt::Display for Scenario {
                 ClientRole::ProducerAcksLeader => "producer acks=1",
                 ClientRole::IdempotentProducer => "idempotent producer",
                 ClientRole::Consumer => "consumer by offset",
+                ClientRole::GroupMember => "consumer group member",
             };
             write!(
                 f,

@@ -114,15 +114,15 @@ impl ScenarioTree {
                 let removed = number as u8;
                 candidate
                     .faults
-                    .retain_mut(|scheduled| match &mut scheduled.fault {
-                        Fault::LinkLoss { client, .. } if *client == removed => false,
-                        Fault::LinkLoss { client, .. } => {
+                    .retain_mut(|scheduled| match scheduled.fault.client_mut() {
+                        Some(client) if *client == removed => false,
+                        Some(client) => {
                             if *client > removed {
                                 *client -= 1;
                             }
                             true
                         }
-                        _ => true,
+                        None => true,
                     });
             }
             Move::RemoveIdleNode(node) => {
@@ -132,7 +132,12 @@ impl ScenarioTree {
                     | Fault::Isolate { node: n, .. }
                     | Fault::FsyncFailure { node: n }
                     | Fault::ClockSkew { node: n, .. } => *n == node,
-                    Fault::LinkLoss { .. } | Fault::PacketLoss { .. } => false,
+                    Fault::LinkLoss { .. }
+                    | Fault::PacketLoss { .. }
+                    | Fault::MemberCrash { .. }
+                    | Fault::MemberLeave { .. }
+                    | Fault::MemberPause { .. }
+                    | Fault::MemberIsolate { .. } => false,
                     Fault::Split { minority, .. } => minority.contains(&node),
                     Fault::NodeLinkLoss { from, to, .. } => *from == node || *to == node,
                 };
@@ -173,7 +178,11 @@ impl ScenarioTree {
                         Fault::LinkLoss { .. }
                         | Fault::PacketLoss { .. }
                         | Fault::Split { .. }
-                        | Fault::NodeLinkLoss { .. } => {}
+                        | Fault::NodeLinkLoss { .. }
+                        | Fault::MemberCrash { .. }
+                        | Fault::MemberLeave { .. }
+                        | Fault::MemberPause { .. }
+                        | Fault::MemberIsolate { .. } => {}
                     }
                 }
             }

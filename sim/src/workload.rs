@@ -49,10 +49,21 @@ pub(crate) struct ClientContext {
     pub log: Arc<RunLog>,
     pub stop: Arc<AtomicBool>,
     pub rng: StdRng,
+    /// What the harness tells a group member to do next (crash, leave).
+    pub command: Arc<std::sync::Mutex<Option<MemberCommand>>>,
+}
+
+/// A fault a group member carries out itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemberCommand {
+    /// Stop at once, without leaving; start again as a new member after `down_ms`.
+    Crash { down_ms: u64 },
+    /// Leave the group; join again after `down_ms`.
+    Leave { down_ms: u64 },
 }
 
 impl ClientContext {
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
@@ -64,7 +75,7 @@ impl ClientContext {
     }
 
     /// In a cluster, bootstrap from the next node from now on.
-    fn bootstrap_next(&mut self) {
+    pub(crate) fn bootstrap_next(&mut self) {
         if let Some(nodes) = &self.cluster {
             let at = nodes
                 .iter()
@@ -79,15 +90,15 @@ impl ClientContext {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
-    async fn backoff(&mut self) {
+    pub(crate) async fn backoff(&mut self) {
         self.pause_ms((50, 250)).await;
     }
 
-    async fn think(&mut self) {
+    pub(crate) async fn think(&mut self) {
         self.pause_ms(self.spec.think_ms).await;
     }
 
-    fn record(&self, event: ClientEvent) {
+    pub(crate) fn record(&self, event: ClientEvent) {
         self.log.client_event(self.index, event);
     }
 }
@@ -110,7 +121,7 @@ const LEADERSHIP_MOVED: [i16; 5] = [
     76, // UNKNOWN_LEADER_EPOCH
 ];
 
-fn client_config(client_id: &str) -> ClientConfig {
+pub(crate) fn client_config(client_id: &str) -> ClientConfig {
     ClientConfig {
         client_id: client_id.to_string(),
         connect_timeout: Duration::from_secs(1),
@@ -249,6 +260,7 @@ pub(crate) async fn run_client(mut context: ClientContext) {
         ClientRole::ProducerAcksLeader => run_plain_producer(&mut context, 1).await,
         ClientRole::IdempotentProducer => run_idempotent_producer(&mut context).await,
         ClientRole::Consumer => run_consumer(&mut context).await,
+        ClientRole::GroupMember => crate::group_member::run_group_member(&mut context).await,
     }
 }
 
