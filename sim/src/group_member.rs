@@ -305,21 +305,21 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
     }
     let partition = assigned[member.next_partition % assigned.len()];
     member.next_partition += 1;
-    if !member.fetchers.contains_key(&partition) {
-        let nodes = context
-            .cluster
-            .clone()
-            .unwrap_or_else(|| vec![context.address]);
-        let Ok(leader) = leader_address(&nodes, partition, client_id).await else {
-            return;
-        };
-        let Ok(connection) = Connection::connect(leader, client_config(client_id)).await else {
-            return;
-        };
-        member.fetchers.insert(partition, connection);
-    }
-    let Some(fetcher) = member.fetchers.get_mut(&partition) else {
-        return;
+    let fetcher = match member.fetchers.entry(partition) {
+        std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::btree_map::Entry::Vacant(entry) => {
+            let nodes = context
+                .cluster
+                .clone()
+                .unwrap_or_else(|| vec![context.address]);
+            let Ok(leader) = leader_address(&nodes, partition, client_id).await else {
+                return;
+            };
+            let Ok(connection) = Connection::connect(leader, client_config(client_id)).await else {
+                return;
+            };
+            entry.insert(connection)
+        }
     };
     let position = member.positions.get(&partition).copied().unwrap_or(0);
     let options = FetchOptions {

@@ -1008,6 +1008,9 @@ async fn write_after_heal(scenario: Scenario) -> Vec<(PartitionRef, Result<(), S
     outcomes
 }
 
+/// Every replica's stored batches of one partition, by node.
+type ReplicaBatches = Vec<(u8, Vec<StoredBatch>)>;
+
 /// Waits for clients to stop, noting those that do not within their grace period.
 async fn await_clients(log: &RunLog, clients: Vec<(u8, madsim::task::JoinHandle<()>)>) {
     for (index, client) in clients {
@@ -1495,7 +1498,7 @@ async fn supervise(
     } else {
         Vec::new()
     };
-    let replica_logs: Vec<(PartitionRef, Vec<(u8, Vec<StoredBatch>)>)> = if scenario.cluster {
+    let replica_logs: Vec<(PartitionRef, ReplicaBatches)> = if scenario.cluster {
         finals
             .keys()
             .map(|partition| {
