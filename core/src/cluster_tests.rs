@@ -146,6 +146,8 @@ impl Disk {
 
 struct Cluster {
     voters: Vec<NodeId>,
+    /// Applied to every node's configuration.
+    adjust: fn(&mut BrokerConfig),
     brokers: BTreeMap<NodeId, Broker>,
     disks: BTreeMap<NodeId, Disk>,
     /// Highest append sequence issued per node, synced at the end of each round.
@@ -167,9 +169,14 @@ fn config(node_id: NodeId, voters: &[NodeId]) -> BrokerConfig {
 
 impl Cluster {
     fn new(size: i32) -> Self {
+        Self::with_config(size, |_| {})
+    }
+
+    fn with_config(size: i32, adjust: fn(&mut BrokerConfig)) -> Self {
         let voters: Vec<NodeId> = (1..=size).collect();
         let mut cluster = Self {
             voters: voters.clone(),
+            adjust,
             brokers: BTreeMap::new(),
             disks: BTreeMap::new(),
             appended: BTreeMap::new(),
@@ -186,8 +193,9 @@ impl Cluster {
 
     fn start(&mut self, node: NodeId) {
         let recovery = self.disks.entry(node).or_default().recovery();
-        let (broker, outputs) =
-            Broker::new(config(node, &self.voters), recovery, node as u64, self.now);
+        let mut config = config(node, &self.voters);
+        (self.adjust)(&mut config);
+        let (broker, outputs) = Broker::new(config, recovery, node as u64, self.now);
         self.brokers.insert(node, broker);
         self.execute(node, outputs);
     }
@@ -707,4 +715,75 @@ fn a_single_nodes_offsets_survive_a_restart() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn an_empty_groups_offsets_expire_after_the_retention_and_stay_deleted() {
+    let mut cluster = Cluster::with_config(1, |config| config.offsets_retention_ms = 5_000);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    assert_eq!(
+        commit_error(cluster.call(1, commit(&member, 1, 5))),
+        ErrorCode::None
+    );
+    // A live group keeps its offsets however long it lives.
+    for _ in 0..700 {
+        cluster.round();
+        if cluster.now % 1_000 == 0 {
+            let heartbeat = Request::Heartbeat {
+                group_id: "g".into(),
+                member_id: member.clone(),
+                generation: 1,
+            };
+            assert_eq!(
+                cluster.call(1, heartbeat),
+                Response::Heartbeat {
+                    error: ErrorCode::None
+                }
+            );
+        }
+    }
+    assert_eq!(committed_offset(&mut cluster, 1), 5);
+    let leave = Request::LeaveGroup {
+        group_id: "g".into(),
+        members: vec![LeavingMember {
+            member_id: member.clone(),
+            group_instance_id: None,
+        }],
+    };
+    match cluster.call(1, leave) {
+        Response::LeaveGroup { error, members } => {
+            assert_eq!(error, ErrorCode::None);
+            assert_eq!(members[0].1, ErrorCode::None);
+        }
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..300 {
+        cluster.round();
+    }
+    assert_eq!(committed_offset(&mut cluster, 1), 5, "not yet: 3 s empty");
+    cluster.run_until("the offsets expired", |cluster| {
+        !cluster.brokers[&1]
+            .coordinated_groups()
+            .any(|group| group == "g")
+    });
+    // The deletion is acknowledged to nobody: it shows once its record is committed.
+    let mut offset = committed_offset(&mut cluster, 1);
+    for _ in 0..100 {
+        if offset == -1 {
+            break;
+        }
+        cluster.round();
+        offset = committed_offset(&mut cluster, 1);
+    }
+    assert_eq!(offset, -1);
+    // The deletion is in the log: a restart does not bring the offsets back.
+    cluster.crash(1);
+    cluster.start(1);
+    cluster.run_until("the restarted node coordinates again", |cluster| {
+        cluster.brokers[&1]
+            .partition_leadership(&TopicPartition::new(crate::broker::OFFSETS_TOPIC, 0))
+            .is_some_and(|(_, leading)| leading)
+    });
+    assert_eq!(committed_offset(&mut cluster, 1), -1);
 }
