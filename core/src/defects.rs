@@ -37,7 +37,8 @@ pub enum Defect {
     /// instead of truncating, so replicas disagree on committed offsets.
     FollowerKeepsDivergentTail,
     /// Groups: accept an offset commit from a member of an older generation (a zombie
-    /// whose partitions were reassigned), so its stale position overwrites the new owner's.
+    /// fenced out of the group, whose partitions were reassigned) without checking its
+    /// generation or membership, so its stale position overwrites the new owner's.
     AcceptStaleGenerationCommit,
     /// Groups: a new coordinator starts from an empty offsets log instead of replaying it,
     /// so the group's committed offsets are lost on failover.

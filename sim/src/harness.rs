@@ -207,6 +207,14 @@ impl RunReport {
             "  reads: {} fetches ({} failed), {} records read\n",
             counts.fetches, counts.fetches_failed, counts.records_read
         ));
+        if self.scenario.groups {
+            text.push_str(&format!(
+                "  group: {} assignments, {} commits acknowledged, {} refused or unanswered\n",
+                counts.group_assignments,
+                counts.group_commits_acknowledged,
+                counts.group_commits_refused
+            ));
+        }
         let kinds: Vec<String> = faults
             .injected
             .iter()

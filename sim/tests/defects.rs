@@ -1,6 +1,7 @@
 //! The checkers catch real bugs: each deliberate defect (`myelin_core::defects`) is caught
 //! by some seed of the fixed range, shrinks to a short fault schedule, and that schedule
-//! passes without the defect. The replication defects run in cluster scenarios. (Simulation builds with the feature only:
+//! passes without the defect. The replication defects run in cluster scenarios, the group
+//! coordinator's in group scenarios. (Simulation builds with the feature only:
 //! `cargo sim-test --features defects --test defects`.)
 #![cfg(all(madsim, feature = "defects"))]
 
@@ -28,10 +29,13 @@ fn with_defect(defect: Defect) -> RunOptions {
     }
 }
 
-/// The scenarios a defect is hunted in: cluster ones for the replication defects.
+/// The scenarios a defect is hunted in: cluster ones for the replication defects, group
+/// ones for the group coordinator's.
 fn scenario_for(defect: Defect, seed: u64) -> Scenario {
     if Defect::REPLICATION.contains(&defect) {
         Scenario::generate_cluster(seed)
+    } else if Defect::GROUPS.contains(&defect) {
+        Scenario::generate_groups(seed)
     } else {
         Scenario::generate(seed)
     }
@@ -87,7 +91,11 @@ fn catch_and_shrink(defect: Defect) -> Result<String, String> {
 #[test]
 fn every_deliberate_defect_is_caught_and_shrinks_to_a_short_schedule() {
     let results: Mutex<Vec<(Defect, Result<String, String>)>> = Mutex::new(Vec::new());
-    let defects: Vec<Defect> = Defect::ALL.into_iter().chain(Defect::REPLICATION).collect();
+    let defects: Vec<Defect> = Defect::ALL
+        .into_iter()
+        .chain(Defect::REPLICATION)
+        .chain(Defect::GROUPS)
+        .collect();
     std::thread::scope(|scope| {
         for half in defects.chunks(defects.len().div_ceil(2)) {
             let results = &results;

@@ -16,6 +16,7 @@ fn one_seed_twice_gives_one_trace() {
         Scenario::generate(8),
         Scenario::generate_cluster(3),
         Scenario::generate_cluster(16),
+        Scenario::generate_groups(2),
     ];
     for scenario in scenarios {
         let seed = scenario.seed;

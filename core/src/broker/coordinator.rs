@@ -698,29 +698,29 @@ impl Broker {
             } => {
                 let group = shard.live.entry(group_id.clone()).or_default();
                 #[cfg(feature = "defects")]
-                let generation = if self.config.defect
+                let fenced = if self.config.defect
                     == Some(crate::defects::Defect::AcceptStaleGenerationCommit)
                     && !member_id.is_empty()
                 {
-                    group.generation()
+                    Ok(())
                 } else {
-                    generation
+                    group.check_commit(now_ms, &member_id, generation)
                 };
-                let checked = group
-                    .check_commit(now_ms, &member_id, generation)
-                    .and_then(|()| {
-                        let too_large = commits.iter().any(|commit| {
-                            commit
-                                .metadata
-                                .as_ref()
-                                .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
-                        });
-                        if too_large {
-                            Err(ErrorCode::OffsetMetadataTooLarge)
-                        } else {
-                            Ok(())
-                        }
+                #[cfg(not(feature = "defects"))]
+                let fenced = group.check_commit(now_ms, &member_id, generation);
+                let checked = fenced.and_then(|()| {
+                    let too_large = commits.iter().any(|commit| {
+                        commit
+                            .metadata
+                            .as_ref()
+                            .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
                     });
+                    if too_large {
+                        Err(ErrorCode::OffsetMetadataTooLarge)
+                    } else {
+                        Ok(())
+                    }
+                });
                 let error = checked.err().unwrap_or(ErrorCode::None);
                 let results = commits
                     .iter()

@@ -414,9 +414,10 @@ mod tests {
             decode_frame(unknown),
             Err(DecodeError::UnknownApiKey { api_key: 0x7f00 })
         ));
-        let find_coordinator = Bytes::from_static(&[0, 10, 0, 2, 0, 0, 0, 1, 0, 0]);
+        // AddPartitionsToTxn (24): transactions are not served yet.
+        let add_partitions = Bytes::from_static(&[0, 24, 0, 2, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(
-            decode_frame(find_coordinator),
+            decode_frame(add_partitions),
             Err(DecodeError::NotServed { .. })
         ));
         let produce_v13 = Bytes::from_static(&[0, 0, 0, 13, 0, 0, 0, 1, 0, 0]);

@@ -8,7 +8,7 @@
 use crate::kafka::codec::{encode_response, DecodedRequest};
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
-use crate::kafka::{admin, fetch, metadata, offsets, produce, producer_id};
+use crate::kafka::{admin, fetch, groups, metadata, offsets, produce, producer_id};
 use crate::runtime::{NodeHandle, RuntimeError};
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -105,6 +105,26 @@ pub(crate) async fn respond(
         }
         RequestKind::DescribeConfigs(request) => {
             admin::describe_configs(context, version, request).await?
+        }
+        RequestKind::FindCoordinator(request) => {
+            groups::find_coordinator(context, version, request).await?
+        }
+        RequestKind::JoinGroup(request) => {
+            let client_id = header.client_id.as_deref();
+            groups::join_group(context, version, request, client_id).await?
+        }
+        RequestKind::SyncGroup(request) => groups::sync_group(context, version, request).await?,
+        RequestKind::Heartbeat(request) => groups::heartbeat(context, version, request).await?,
+        RequestKind::LeaveGroup(request) => groups::leave_group(context, version, request).await?,
+        RequestKind::OffsetCommit(request) => {
+            groups::offset_commit(context, version, request).await?
+        }
+        RequestKind::OffsetFetch(request) => {
+            groups::offset_fetch(context, version, request).await?
+        }
+        RequestKind::ListGroups(request) => groups::list_groups(context, version, request).await?,
+        RequestKind::DescribeGroups(request) => {
+            groups::describe_groups(context, version, request).await?
         }
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),

@@ -143,6 +143,10 @@ fn broker(node: &NodeInfo) -> MetadataResponseBroker {
 fn topic_response(version: i16, topic: TopicInfo) -> MetadataResponseTopic {
     let mut response = MetadataResponseTopic::default();
     response.error_code = topic.error.code();
+    // is_internal exists from v1; clients must not produce to the offsets topic.
+    if version >= 1 {
+        response.is_internal = myelin_core::broker::is_internal_topic(&topic.name);
+    }
     // Unknown ids have no name: null from v10 (where the name is nullable), "" before.
     response.name = if topic.name.is_empty() && version >= 10 {
         None

@@ -11,7 +11,9 @@
 //! - One module per API group, each translating between the wire messages and the core's
 //!   `Request`/`Response` for exactly the version the client asked for: `metadata`,
 //!   `produce`, `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics,
-//!   DescribeConfigs), `producer_id` (InitProducerId). `topic_ids` maps Kafka topic UUIDs to
+//!   DescribeConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
+//!   SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
+//!   DescribeGroups). `topic_ids` maps Kafka topic UUIDs to
 //!   names for the APIs that address topics by id.
 //!
 //! Nothing here decides anything about the log: the core does. A bad request closes its own
@@ -21,6 +23,7 @@ mod admin;
 mod codec;
 mod dispatch;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod precheck;

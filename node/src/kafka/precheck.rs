@@ -173,6 +173,80 @@ const DESCRIBE_CONFIGS: &[Field] = &[
     since(Boolean, 3),
 ];
 
+const FIND_COORDINATOR: &[Field] = &[field(String, 0, 3), since(Int8, 1), since(StringArray, 4)];
+
+const JOIN_GROUP_PROTOCOL: &[Field] = &[always(String), always(Bytes)];
+const JOIN_GROUP: &[Field] = &[
+    always(String),
+    always(Int32),
+    since(Int32, 1),
+    always(String),
+    since(String, 5),
+    always(String),
+    always(StructArray(JOIN_GROUP_PROTOCOL)),
+    since(String, 8),
+];
+
+const SYNC_GROUP_ASSIGNMENT: &[Field] = &[always(String), always(Bytes)];
+const SYNC_GROUP: &[Field] = &[
+    always(String),
+    always(Int32),
+    always(String),
+    since(String, 3),
+    since(String, 5),
+    since(String, 5),
+    always(StructArray(SYNC_GROUP_ASSIGNMENT)),
+];
+
+const HEARTBEAT: &[Field] = &[
+    always(String),
+    always(Int32),
+    always(String),
+    since(String, 3),
+];
+
+const LEAVE_GROUP_MEMBER: &[Field] = &[always(String), always(String), since(String, 5)];
+const LEAVE_GROUP: &[Field] = &[
+    always(String),
+    field(String, 0, 2),
+    since(StructArray(LEAVE_GROUP_MEMBER), 3),
+];
+
+const OFFSET_COMMIT_PARTITION: &[Field] = &[
+    always(Int32),
+    always(Int64),
+    since(Int32, 6),
+    always(String),
+];
+const OFFSET_COMMIT_TOPIC: &[Field] =
+    &[always(String), always(StructArray(OFFSET_COMMIT_PARTITION))];
+const OFFSET_COMMIT: &[Field] = &[
+    always(String),
+    always(Int32),
+    always(String),
+    since(String, 7),
+    field(Int64, 2, 4),
+    always(StructArray(OFFSET_COMMIT_TOPIC)),
+];
+
+const OFFSET_FETCH_TOPIC: &[Field] = &[always(String), always(Int32Array)];
+const OFFSET_FETCH_GROUP: &[Field] = &[
+    always(String),
+    since(String, 9),
+    since(Int32, 9),
+    always(StructArray(OFFSET_FETCH_TOPIC)),
+];
+const OFFSET_FETCH: &[Field] = &[
+    field(String, 0, 7),
+    field(StructArray(OFFSET_FETCH_TOPIC), 0, 7),
+    since(StructArray(OFFSET_FETCH_GROUP), 8),
+    since(Boolean, 7),
+];
+
+const LIST_GROUPS: &[Field] = &[since(StringArray, 4), since(StringArray, 5)];
+
+const DESCRIBE_GROUPS: &[Field] = &[always(StringArray), since(Boolean, 3)];
+
 fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
     Some(match api_key {
         ApiKey::ApiVersions => API_VERSIONS,
@@ -184,6 +258,15 @@ fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
         ApiKey::CreateTopics => CREATE_TOPICS,
         ApiKey::DeleteTopics => DELETE_TOPICS,
         ApiKey::DescribeConfigs => DESCRIBE_CONFIGS,
+        ApiKey::FindCoordinator => FIND_COORDINATOR,
+        ApiKey::JoinGroup => JOIN_GROUP,
+        ApiKey::SyncGroup => SYNC_GROUP,
+        ApiKey::Heartbeat => HEARTBEAT,
+        ApiKey::LeaveGroup => LEAVE_GROUP,
+        ApiKey::OffsetCommit => OFFSET_COMMIT,
+        ApiKey::OffsetFetch => OFFSET_FETCH,
+        ApiKey::ListGroups => LIST_GROUPS,
+        ApiKey::DescribeGroups => DESCRIBE_GROUPS,
         _ => return None,
     })
 }
@@ -517,6 +600,157 @@ mod tests {
                 request.include_synonyms = true;
                 if version >= 3 {
                     request.include_documentation = true;
+                }
+                request.into()
+            }
+            ApiKey::FindCoordinator => {
+                let mut request = FindCoordinatorRequest::default();
+                if version <= 3 {
+                    request.key = StrBytes::from_static_str("group");
+                } else {
+                    request.coordinator_keys = vec![
+                        StrBytes::from_static_str("a"),
+                        StrBytes::from_static_str("b"),
+                    ];
+                }
+                if version >= 1 {
+                    request.key_type = 1;
+                }
+                request.into()
+            }
+            ApiKey::JoinGroup => {
+                let mut protocol = join_group_request::JoinGroupRequestProtocol::default();
+                protocol.name = StrBytes::from_static_str("range");
+                protocol.metadata = Bytes::from_static(b"meta");
+                let mut request = JoinGroupRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.session_timeout_ms = 10_000;
+                if version >= 1 {
+                    request.rebalance_timeout_ms = 20_000;
+                }
+                request.member_id = StrBytes::from_static_str("member");
+                if version >= 5 {
+                    request.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                }
+                request.protocol_type = StrBytes::from_static_str("consumer");
+                request.protocols = vec![protocol.clone(), protocol];
+                if version >= 8 {
+                    request.reason = Some(StrBytes::from_static_str("why"));
+                }
+                request.into()
+            }
+            ApiKey::SyncGroup => {
+                let mut assignment = sync_group_request::SyncGroupRequestAssignment::default();
+                assignment.member_id = StrBytes::from_static_str("member");
+                assignment.assignment = Bytes::from_static(b"assigned");
+                let mut request = SyncGroupRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.generation_id = 3;
+                request.member_id = StrBytes::from_static_str("member");
+                if version >= 3 {
+                    request.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                }
+                if version >= 5 {
+                    request.protocol_type = Some(StrBytes::from_static_str("consumer"));
+                    request.protocol_name = Some(StrBytes::from_static_str("range"));
+                }
+                request.assignments = vec![assignment.clone(), assignment];
+                request.into()
+            }
+            ApiKey::Heartbeat => {
+                let mut request = HeartbeatRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.generation_id = 3;
+                request.member_id = StrBytes::from_static_str("member");
+                if version >= 3 {
+                    request.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                }
+                request.into()
+            }
+            ApiKey::LeaveGroup => {
+                let mut request = LeaveGroupRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                if version <= 2 {
+                    request.member_id = StrBytes::from_static_str("member");
+                } else {
+                    let mut member = leave_group_request::MemberIdentity::default();
+                    member.member_id = StrBytes::from_static_str("member");
+                    member.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                    if version >= 5 {
+                        member.reason = Some(StrBytes::from_static_str("why"));
+                    }
+                    request.members = vec![member.clone(), member];
+                }
+                request.into()
+            }
+            ApiKey::OffsetCommit => {
+                let mut partition = offset_commit_request::OffsetCommitRequestPartition::default();
+                partition.partition_index = 1;
+                partition.committed_offset = 42;
+                if version >= 6 {
+                    partition.committed_leader_epoch = 2;
+                }
+                partition.committed_metadata = Some(StrBytes::from_static_str("meta"));
+                let mut topic = offset_commit_request::OffsetCommitRequestTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = OffsetCommitRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.generation_id_or_member_epoch = 3;
+                request.member_id = StrBytes::from_static_str("member");
+                if version >= 7 {
+                    request.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                }
+                if version <= 4 {
+                    request.retention_time_ms = 1000;
+                }
+                request.topics = vec![topic];
+                request.into()
+            }
+            ApiKey::OffsetFetch => {
+                let mut request = OffsetFetchRequest::default();
+                if version <= 7 {
+                    let mut topic = offset_fetch_request::OffsetFetchRequestTopic::default();
+                    topic.name = name("orders");
+                    topic.partition_indexes = vec![0, 1];
+                    request.group_id = GroupId(StrBytes::from_static_str("group"));
+                    request.topics = Some(vec![topic.clone(), topic]);
+                } else {
+                    let mut topic = offset_fetch_request::OffsetFetchRequestTopics::default();
+                    topic.name = name("orders");
+                    topic.partition_indexes = vec![0, 1];
+                    let mut group = offset_fetch_request::OffsetFetchRequestGroup::default();
+                    group.group_id = GroupId(StrBytes::from_static_str("group"));
+                    if version >= 9 {
+                        group.member_id = Some(StrBytes::from_static_str("member"));
+                        group.member_epoch = 4;
+                    }
+                    group.topics = Some(vec![topic.clone(), topic]);
+                    request.groups = vec![group.clone(), group];
+                }
+                if version >= 7 {
+                    request.require_stable = true;
+                }
+                request.into()
+            }
+            ApiKey::ListGroups => {
+                let mut request = ListGroupsRequest::default();
+                if version >= 4 {
+                    request.states_filter = vec![StrBytes::from_static_str("Stable")];
+                }
+                if version >= 5 {
+                    request.types_filter = vec![StrBytes::from_static_str("classic")];
+                }
+                request.into()
+            }
+            ApiKey::DescribeGroups => {
+                let mut request = DescribeGroupsRequest::default();
+                request.groups = vec![
+                    GroupId(StrBytes::from_static_str("a")),
+                    GroupId(StrBytes::from_static_str("b")),
+                ];
+                if version >= 3 {
+                    request.include_authorized_operations = true;
                 }
                 request.into()
             }

@@ -3,7 +3,7 @@
 //! Every entry must lie inside what the `kafka-protocol` crate can decode (the request
 //! type's `VERSIONS`) and encode (the response type's `VERSIONS`); `ApiKey::valid_versions`
 //! overstates some APIs, so the tests below check the request and response types directly.
-//! Group and transaction APIs are deliberately absent until the core implements them.
+//! Transaction APIs are deliberately absent until the core implements them.
 //! The codec refuses any request outside this table before decoding it.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -28,7 +28,7 @@ const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> Adve
 /// What clients may send. Lower bounds are what the crate still decodes; upper bounds stop
 /// where a newer version would need semantics the node lacks (Produce v11+ and
 /// InitProducerId v5+ belong to "transactions v2", Fetch v17+ to KRaft replicas).
-pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 9] = [
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 18] = [
     advertised(ApiKey::Produce, 3, 10),
     advertised(ApiKey::Fetch, 4, 16),
     advertised(ApiKey::ListOffsets, 1, 10),
@@ -38,6 +38,15 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 9] = [
     advertised(ApiKey::DeleteTopics, 1, 6),
     advertised(ApiKey::InitProducerId, 0, 4),
     advertised(ApiKey::DescribeConfigs, 1, 4),
+    advertised(ApiKey::FindCoordinator, 0, 6),
+    advertised(ApiKey::JoinGroup, 0, 9),
+    advertised(ApiKey::SyncGroup, 0, 5),
+    advertised(ApiKey::Heartbeat, 0, 4),
+    advertised(ApiKey::LeaveGroup, 0, 5),
+    advertised(ApiKey::OffsetCommit, 2, 9),
+    advertised(ApiKey::OffsetFetch, 1, 9),
+    advertised(ApiKey::ListGroups, 0, 5),
+    advertised(ApiKey::DescribeGroups, 0, 5),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -105,6 +114,24 @@ mod tests {
                 DescribeConfigsRequest::VERSIONS,
                 DescribeConfigsResponse::VERSIONS,
             ),
+            ApiKey::FindCoordinator => (
+                FindCoordinatorRequest::VERSIONS,
+                FindCoordinatorResponse::VERSIONS,
+            ),
+            ApiKey::JoinGroup => (JoinGroupRequest::VERSIONS, JoinGroupResponse::VERSIONS),
+            ApiKey::SyncGroup => (SyncGroupRequest::VERSIONS, SyncGroupResponse::VERSIONS),
+            ApiKey::Heartbeat => (HeartbeatRequest::VERSIONS, HeartbeatResponse::VERSIONS),
+            ApiKey::LeaveGroup => (LeaveGroupRequest::VERSIONS, LeaveGroupResponse::VERSIONS),
+            ApiKey::OffsetCommit => (
+                OffsetCommitRequest::VERSIONS,
+                OffsetCommitResponse::VERSIONS,
+            ),
+            ApiKey::OffsetFetch => (OffsetFetchRequest::VERSIONS, OffsetFetchResponse::VERSIONS),
+            ApiKey::ListGroups => (ListGroupsRequest::VERSIONS, ListGroupsResponse::VERSIONS),
+            ApiKey::DescribeGroups => (
+                DescribeGroupsRequest::VERSIONS,
+                DescribeGroupsResponse::VERSIONS,
+            ),
             other => panic!("{other:?} is advertised but has no crate range in this test"),
         }
     }
@@ -125,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn each_api_is_advertised_once_and_no_group_or_transaction_api_is() {
+    fn each_api_is_advertised_once_and_no_transaction_api_is() {
         for (index, api) in ADVERTISED_APIS.iter().enumerate() {
             assert!(
                 ADVERTISED_APIS[index + 1..]
@@ -135,11 +162,9 @@ mod tests {
             );
         }
         for absent in [
-            ApiKey::FindCoordinator,
-            ApiKey::JoinGroup,
-            ApiKey::OffsetCommit,
-            ApiKey::OffsetFetch,
             ApiKey::AddPartitionsToTxn,
+            ApiKey::AddOffsetsToTxn,
+            ApiKey::TxnOffsetCommit,
             ApiKey::EndTxn,
         ] {
             assert_eq!(advertised_range(absent), None);
@@ -149,7 +174,7 @@ mod tests {
     #[test]
     fn the_versions_every_tested_client_sends_are_advertised() {
         // From KAFKA-WIRE.md: what kcat, confluent-kafka, kafka-python and kafkajs sent.
-        let sent: [(ApiKey, &[i16]); 9] = [
+        let sent: [(ApiKey, &[i16]); 18] = [
             (ApiKey::ApiVersions, &[2, 3, 4]),
             (ApiKey::Metadata, &[4, 6, 13]),
             (ApiKey::Produce, &[7, 9, 10]),
@@ -159,6 +184,15 @@ mod tests {
             (ApiKey::CreateTopics, &[3, 4, 7]),
             (ApiKey::DeleteTopics, &[1, 4, 6]),
             (ApiKey::DescribeConfigs, &[1, 2, 4]),
+            (ApiKey::FindCoordinator, &[2, 6]),
+            (ApiKey::JoinGroup, &[5, 7]),
+            (ApiKey::SyncGroup, &[3, 5]),
+            (ApiKey::Heartbeat, &[3, 4]),
+            (ApiKey::LeaveGroup, &[1, 3, 5]),
+            (ApiKey::OffsetCommit, &[5, 7, 8, 9]),
+            (ApiKey::OffsetFetch, &[4, 7, 8, 9]),
+            (ApiKey::ListGroups, &[2, 5]),
+            (ApiKey::DescribeGroups, &[2, 5]),
         ];
         for (api_key, versions) in sent {
             for &version in versions {
@@ -174,9 +208,9 @@ mod tests {
         let response = api_versions_response(0);
         let mut encoded = BytesMut::new();
         response.encode(&mut encoded, 3).unwrap();
-        // error (2) + compact array length (1) + 9 entries of (2+2+2+1 tag byte) +
+        // error (2) + compact array length (1) + 18 entries of (2+2+2+1 tag byte) +
         // throttle (4) + an empty tagged-field section (1).
-        assert_eq!(encoded.len(), 2 + 1 + 9 * 7 + 4 + 1);
+        assert_eq!(encoded.len(), 2 + 1 + 18 * 7 + 4 + 1);
         assert_eq!(encoded[encoded.len() - 1], 0, "no tagged fields");
     }
 }

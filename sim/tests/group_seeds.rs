@@ -1,0 +1,82 @@
+//! The fixed range of consumer-group seeds CI runs: a 3-node cluster whose topic is shared
+//! by the members of one consumer group, under node crashes, pauses, isolation and splits,
+//! and members that crash, leave, pause past their session (zombies) and are cut off. Every
+//! seed must keep every invariant (within a generation no partition has two owners, a
+//! fenced member's commit is refused, committed offsets never move back or get lost, and the
+//! group settles and commits every partition to its end once faults heal) with real
+//! progress. (Simulation builds only: `cargo sim-test --test group_seeds`; by hand:
+//! `cargo sim -- --groups --seeds A..B`.)
+#![cfg(madsim)]
+
+use myelin_sim::checkers::MIN_RECORDS_READ;
+use myelin_sim::{run_seeds, RunOptions, Scenario};
+use std::path::Path;
+
+/// The group seeds CI runs on every change.
+const SEEDS: std::ops::Range<u64> = 0..300;
+/// Simulations run at once.
+const JOBS: usize = 2;
+
+#[test]
+fn every_group_seed_of_the_fixed_range_passes_with_progress() {
+    let simulator = Path::new(env!("CARGO_BIN_EXE_myelin-sim"));
+    let reports = run_seeds(
+        SEEDS,
+        JOBS,
+        Scenario::generate_groups,
+        &RunOptions::default(),
+        simulator,
+    );
+    let mut problems = Vec::new();
+    for report in &reports {
+        if !report.passed() {
+            problems.push(format!(
+                "{}\n  replay: {}",
+                report.summary(),
+                report.replay_command()
+            ));
+        } else if report.counts.group_commits_acknowledged == 0
+            || report.counts.group_assignments == 0
+            || report.counts.records_read < MIN_RECORDS_READ
+        {
+            problems.push(format!("too little happened:\n{}", report.summary()));
+        }
+    }
+    let injected = |kind: &str| -> u64 {
+        reports
+            .iter()
+            .map(|r| r.faults.injected.get(kind).copied().unwrap_or(0))
+            .sum()
+    };
+    println!(
+        "{} group seeds: {} assignments, {} commits acknowledged, {} refused; member faults: {} crashes, {} leaves, {} pauses, {} cut off; {} failing",
+        reports.len(),
+        reports.iter().map(|r| r.counts.group_assignments).sum::<u64>(),
+        reports.iter().map(|r| r.counts.group_commits_acknowledged).sum::<u64>(),
+        reports.iter().map(|r| r.counts.group_commits_refused).sum::<u64>(),
+        injected("member-crash"),
+        injected("member-leave"),
+        injected("member-pause"),
+        injected("member-isolate"),
+        problems.len()
+    );
+    assert_eq!(reports.len() as u64, SEEDS.end - SEEDS.start);
+    assert!(
+        [
+            "member-crash",
+            "member-leave",
+            "member-pause",
+            "member-isolate",
+            "crash"
+        ]
+        .iter()
+        .all(|kind| injected(kind) > 0),
+        "the range covers every member fault and node crashes"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} seed(s) failed:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
