@@ -787,3 +787,75 @@ fn an_empty_groups_offsets_expire_after_the_retention_and_stay_deleted() {
     });
     assert_eq!(committed_offset(&mut cluster, 1), -1);
 }
+
+#[test]
+fn no_member_learns_a_generations_assignment_before_it_is_replicated() {
+    let mut cluster = Cluster::new(3);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let a = join_and_sync(&mut cluster, coordinator);
+    // b joins; a learns of the rebalance and rejoins: generation 2 with both.
+    let b = match cluster.call(coordinator, join("")) {
+        Response::JoinGroup(response) => response.member_id,
+        other => panic!("{other:?}"),
+    };
+    let b_join = cluster.request(coordinator, join(&b));
+    let heartbeat = Request::Heartbeat {
+        group_id: "g".into(),
+        member_id: a.clone(),
+        generation: 1,
+    };
+    assert_eq!(
+        cluster.call(coordinator, heartbeat),
+        Response::Heartbeat {
+            error: ErrorCode::RebalanceInProgress
+        }
+    );
+    match cluster.call(coordinator, join(&a)) {
+        Response::JoinGroup(response) => assert_eq!(response.generation, 2),
+        other => panic!("{other:?}"),
+    }
+    assert!(cluster.responses.contains_key(&(coordinator, b_join)));
+    // The coordinator loses its majority: nothing it writes can commit.
+    let others: Vec<NodeId> = cluster
+        .voters
+        .iter()
+        .copied()
+        .filter(|node| *node != coordinator)
+        .collect();
+    for node in &others {
+        cluster.crash(*node);
+    }
+    let sync = |member: &str, assignments: Vec<(String, Bytes)>| Request::SyncGroup {
+        group_id: "g".into(),
+        member_id: member.to_string(),
+        generation: 2,
+        assignments,
+    };
+    let leader_sync = cluster.request(
+        coordinator,
+        sync(
+            &a,
+            vec![
+                (a.clone(), Bytes::from_static(b"p0")),
+                (b.clone(), Bytes::from_static(b"p1")),
+            ],
+        ),
+    );
+    // b syncs after the leader: the group is stable in memory, but its generation is not
+    // replicated yet, so b must not be told its assignment.
+    let follower_sync = cluster.request(coordinator, sync(&b, Vec::new()));
+    for _ in 0..50 {
+        cluster.round();
+    }
+    for id in [leader_sync, follower_sync] {
+        match cluster.responses.get(&(coordinator, id)) {
+            None => {}
+            Some(Response::SyncGroup(response)) => assert_ne!(
+                response.error,
+                ErrorCode::None,
+                "an assignment was given out before its generation was replicated"
+            ),
+            Some(other) => panic!("{other:?}"),
+        }
+    }
+}

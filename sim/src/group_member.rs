@@ -27,6 +27,8 @@ const HEARTBEAT_INTERVAL_MS: u64 = 300;
 /// Commits happen after reading, at most this often.
 const COMMIT_INTERVAL_MS: u64 = 100;
 const FETCH_MAX_WAIT_MS: i32 = 200;
+/// Kafka error code TOPIC_ALREADY_EXISTS.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 /// Kafka error codes the member loop reacts to.
 const REBALANCE_IN_PROGRESS: i16 = 27;
@@ -157,7 +159,8 @@ async fn carry_out(member: &mut Member, command: MemberCommand) {
     tokio::time::sleep(Duration::from_millis(down_ms)).await;
 }
 
-/// Asks the nodes, in turn, for the group's coordinator and connects to it.
+/// Asks the nodes, in turn, for the group's coordinator and connects to it; creates the
+/// topic first if nobody has yet (members may run without producers).
 async fn connect_to_coordinator(
     context: &mut ClientContext,
     client_id: &str,
@@ -173,6 +176,15 @@ async fn connect_to_coordinator(
         else {
             continue;
         };
+        let replication_factor = nodes.len().min(3) as i16;
+        match connection
+            .create_topic(TOPIC, context.partitions, replication_factor, &[])
+            .await
+        {
+            Ok(()) => {}
+            Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {}
+            Err(_) => continue,
+        }
         let Ok(coordinator) = connection.find_coordinator(GROUP).await else {
             continue;
         };

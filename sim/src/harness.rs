@@ -1077,7 +1077,8 @@ async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
         .map_err(text)?;
     let behind: Vec<String> = committed
         .iter()
-        .filter(|(partition, offset)| *offset < ends.get(partition).copied().unwrap_or(0))
+        // Nothing committed (-1) means starting at 0: caught up on an empty partition.
+        .filter(|(partition, offset)| (*offset).max(0) < ends.get(partition).copied().unwrap_or(0))
         .map(|(partition, offset)| {
             format!(
                 "partition {partition} committed at {offset} of {}",

@@ -262,7 +262,18 @@ impl StreamingClient {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Kills the process (SIGKILL) and returns all its stdout lines and its stderr.
+    /// Asks the process to stop (SIGTERM).
+    pub fn terminate(&self) {
+        crate::node::signal(&self.child, libc::SIGTERM);
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns whether it did.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        crate::node::wait_with_deadline(&mut self.child, timeout).is_some()
+    }
+
+    /// Kills the process (SIGKILL; nothing happens to one that has exited) and returns all
+    /// its stdout lines and its stderr.
     pub fn kill(mut self) -> (Vec<String>, String) {
         let _ = self.child.kill();
         let _ = self.child.wait();

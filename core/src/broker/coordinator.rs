@@ -27,9 +27,11 @@
 //!   group (or a standalone consumer of a memberless group): checked by `Group::check_commit`
 //!   before the record is written;
 //! - the replies of an operation that changed a group's persisted membership (a SyncGroup
-//!   that settled a generation) are held until that `Membership` record is committed, so a
-//!   member learns its assignment only once a new coordinator would load it too: within a
-//!   generation, no two members are ever given the same partition by different coordinators;
+//!   that settled a generation) are held until that `Membership` record is committed, and
+//!   so is every later reply about the group until then (another member's SyncGroup in the
+//!   now stable group): a member learns its assignment only once a new coordinator would
+//!   load it too, so within a generation no two members are ever given the same partition
+//!   by different coordinators (the simulator found the second half missing);
 //! - records are applied in offset order, once, on every replica (checked in debug builds);
 //! - only the leader of the group's offsets partition, loaded in its current epoch, answers
 //!   group requests; the others answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
@@ -111,6 +113,9 @@ pub(super) struct OffsetsShard {
     written: BTreeMap<String, MembershipSnapshot>,
     /// When each live group last had a record written (expiry waits past it).
     last_write_ms: BTreeMap<String, i64>,
+    /// Each live group's last write: (offset its commit must reach, epoch). Replies that
+    /// write nothing still wait for it.
+    last_write: BTreeMap<String, (i64, i32)>,
 }
 
 /// Replies held until a record is committed.
@@ -296,6 +301,7 @@ impl OffsetsShard {
         self.live.clear();
         self.written.clear();
         self.last_write_ms.clear();
+        self.last_write.clear();
         for (group_id, committed) in &self.committed {
             let snapshot = committed.membership.as_ref().unwrap_or(&empty);
             self.live
@@ -320,6 +326,7 @@ impl OffsetsShard {
         self.coordinating = None;
         self.written.clear();
         self.last_write_ms.clear();
+        self.last_write.clear();
         std::mem::take(&mut self.live)
             .into_values()
             .flat_map(|group| group.abandon(ErrorCode::NotCoordinator))
@@ -806,21 +813,43 @@ impl Broker {
             });
         }
         if records.is_empty() {
-            outputs.extend(
-                replies
-                    .into_iter()
-                    .map(|(id, response)| Output::Respond { id, response }),
-            );
+            // An answer may reveal what an earlier write changed (a SyncGroup of a group the
+            // leader's sync settled answers with the new assignment): it waits for that write.
+            let in_flight = shard
+                .last_write
+                .get(group_id)
+                .filter(|(commit_end, _)| *commit_end > shard.applied_end)
+                .copied();
+            match in_flight {
+                Some((commit_end, epoch)) => self.coordinator.held.push(HeldReplies {
+                    shard: index,
+                    commit_end,
+                    epoch,
+                    replies,
+                }),
+                None => outputs.extend(
+                    replies
+                        .into_iter()
+                        .map(|(id, response)| Output::Respond { id, response }),
+                ),
+            }
             return;
         }
         shard.last_write_ms.insert(group_id.to_string(), now_ms);
         match self.append_group_records(now_ms, index, &records, outputs) {
-            Some((commit_end, epoch)) => self.coordinator.held.push(HeldReplies {
-                shard: index,
-                commit_end,
-                epoch,
-                replies,
-            }),
+            Some((commit_end, epoch)) => {
+                if let Some(shard) = self.coordinator.shards.get_mut(&index) {
+                    shard
+                        .last_write
+                        .insert(group_id.to_string(), (commit_end, epoch));
+                }
+                self.coordinator.held.push(HeldReplies {
+                    shard: index,
+                    commit_end,
+                    epoch,
+                    replies,
+                })
+            }
             None => outputs.extend(replies.into_iter().map(|(id, response)| Output::Respond {
                 id,
                 response: as_failure(response, ErrorCode::NotCoordinator),
