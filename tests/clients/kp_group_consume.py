@@ -8,6 +8,7 @@ every --commit-every messages, on revocation and at the end.
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import time
@@ -37,6 +38,10 @@ def main():
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
     parser.add_argument("--commit-every", type=int, default=25)
     args = parser.parse_args()
+    # The client's own warnings (lost connections, retries) go to stderr for the test's
+    # failure report.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
 
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))

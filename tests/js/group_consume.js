@@ -28,8 +28,9 @@ async function main() {
   const commitEvery = Number(option("commit-every", "25"));
   const kafka = new Kafka({
     clientId: option("name"),
-    brokers: [option("bootstrap")],
-    logLevel: logLevel.NOTHING,
+    brokers: option("bootstrap").split(","),
+    // Its warnings and errors reach stderr, which the test shows when it fails.
+    logLevel: logLevel.WARN,
     retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 },
   });
   const consumer = kafka.consumer({
