@@ -204,6 +204,31 @@ pub enum Request {
     DescribeGroups {
         groups: Vec<String>,
     },
+    /// Where each asked epoch ends in the leader's log (consumers check their position
+    /// after a leader change; KIP-320).
+    OffsetForLeaderEpoch {
+        partitions: Vec<EpochQuery>,
+    },
+}
+
+/// One partition of an OffsetForLeaderEpoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochQuery {
+    pub partition: TopicPartition,
+    /// The leader epoch the client believes current (-1: no check), as in Fetch.
+    pub current_leader_epoch: i32,
+    /// The epoch whose end offset is asked.
+    pub leader_epoch: i32,
+}
+
+/// The answer for one partition: the largest epoch at or below the asked one that wrote
+/// to the log, and the offset where it ends (-1 and -1 when no such epoch is known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub partition: TopicPartition,
+    pub error: ErrorCode,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
 }
 
 /// One member of a LeaveGroup.
@@ -381,6 +406,7 @@ pub enum Response {
         groups: Vec<ListedGroup>,
     },
     DescribeGroups(Vec<DescribedGroup>),
+    OffsetForLeaderEpoch(Vec<EpochEnd>),
 }
 
 /// What a batch append tells storage, beyond the bytes, so it can keep its indexes.

@@ -672,6 +672,12 @@ impl Broker {
                 producer_id,
                 producer_epoch,
             } => self.init_producer_id(transactional_id, producer_id, producer_epoch, outputs),
+            Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
+                partitions
+                    .into_iter()
+                    .map(|query| self.epoch_end(query))
+                    .collect(),
+            ),
             group_request => {
                 self.group_request(now_ms, id, group_request, outputs);
                 return;
@@ -1047,6 +1053,39 @@ impl Broker {
             result.timestamp = timestamp;
         }
         result
+    }
+
+    /// One partition of an OffsetForLeaderEpoch: the leader's own current epoch ends at its
+    /// log end; an older one where the next epoch's first batch begins.
+    fn epoch_end(&self, query: crate::api::EpochQuery) -> crate::api::EpochEnd {
+        let mut answer = crate::api::EpochEnd {
+            partition: query.partition,
+            error: ErrorCode::None,
+            leader_epoch: -1,
+            end_offset: -1,
+        };
+        let state = match self.readable_partition(&answer.partition) {
+            Ok(state) => state,
+            Err(error) => {
+                answer.error = error;
+                return answer;
+            }
+        };
+        if let Err(error) = check_leader_epoch(query.current_leader_epoch, &state.replica) {
+            answer.error = error;
+            return answer;
+        }
+        let current = state.replica.epoch();
+        let found = if query.leader_epoch >= current {
+            Some((current, state.log.log_end_offset()))
+        } else {
+            state.log.epoch_end(query.leader_epoch)
+        };
+        if let Some((epoch, end_offset)) = found {
+            answer.leader_epoch = epoch;
+            answer.end_offset = end_offset;
+        }
+        answer
     }
 
     // ----- producer ids -----

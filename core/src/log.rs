@@ -384,6 +384,22 @@ impl PartitionLog {
             .map_or_else(|| self.log_end_offset(), |batch| batch.base_offset)
     }
 
+    /// Kafka's OffsetForLeaderEpoch as a leader answers it: the largest epoch at or below
+    /// `epoch` that wrote batches here and the offset where it ends (the first offset of a
+    /// later epoch, or the log end); `None` if every batch here is of a later epoch.
+    pub fn epoch_end(&self, epoch: i32) -> Option<(i32, i64)> {
+        let batches = || {
+            self.segments
+                .iter()
+                .flat_map(|segment| segment.batches.iter())
+        };
+        let found = batches()
+            .take_while(|batch| batch.leader_epoch <= epoch)
+            .last()
+            .map(|batch| batch.leader_epoch)?;
+        Some((found, self.end_offset_for_epoch(found)))
+    }
+
     /// Whether the log has appends that wait for a sync.
     pub fn has_unsynced(&self) -> bool {
         !self.unsynced.is_empty()
@@ -796,6 +812,23 @@ mod tests {
         );
         assert_eq!(log.end_offset_for_epoch(4), 8);
         assert_eq!(PartitionLog::new(0).last_epoch(), -1);
+    }
+
+    #[test]
+    fn an_epochs_end_names_the_largest_epoch_at_or_below_the_one_asked() {
+        let mut log = PartitionLog::new(0);
+        for (sequence, epoch) in [(1, 2), (2, 2), (3, 5)] {
+            log.append(&header(2, 0), sequence, epoch);
+        }
+        assert_eq!(log.epoch_end(1), None, "older than anything here");
+        assert_eq!(log.epoch_end(2), Some((2, 4)));
+        assert_eq!(
+            log.epoch_end(4),
+            Some((2, 4)),
+            "epochs 3 and 4 wrote nothing"
+        );
+        assert_eq!(log.epoch_end(5), Some((5, 6)));
+        assert_eq!(log.epoch_end(9), Some((5, 6)));
     }
 
     #[test]

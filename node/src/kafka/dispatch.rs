@@ -8,7 +8,7 @@
 use crate::kafka::codec::{encode_response, DecodedRequest};
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
-use crate::kafka::{admin, fetch, groups, metadata, offsets, produce, producer_id};
+use crate::kafka::{admin, epochs, fetch, groups, metadata, offsets, produce, producer_id};
 use crate::runtime::{NodeHandle, RuntimeError};
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -94,6 +94,9 @@ pub(crate) async fn respond(
         RequestKind::Produce(request) => produce::handle(context, version, request).await?,
         RequestKind::Fetch(request) => fetch::handle(context, version, request).await?,
         RequestKind::ListOffsets(request) => offsets::handle(context, version, request).await?,
+        RequestKind::OffsetForLeaderEpoch(request) => {
+            epochs::handle(context, version, request).await?
+        }
         RequestKind::InitProducerId(request) => {
             producer_id::handle(context, version, request).await?
         }

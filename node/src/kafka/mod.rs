@@ -10,7 +10,7 @@
 //! - `dispatch`: routes one decoded request to its API module.
 //! - One module per API group, each translating between the wire messages and the core's
 //!   `Request`/`Response` for exactly the version the client asked for: `metadata`,
-//!   `produce`, `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics,
+//!   `produce`, `fetch`, `offsets` (ListOffsets), `epochs` (OffsetForLeaderEpoch), `admin` (CreateTopics, DeleteTopics,
 //!   DescribeConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
 //!   SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
 //!   DescribeGroups). `topic_ids` maps Kafka topic UUIDs to
@@ -22,6 +22,7 @@
 mod admin;
 mod codec;
 mod dispatch;
+mod epochs;
 mod fetch;
 mod groups;
 mod metadata;

@@ -243,6 +243,10 @@ const OFFSET_FETCH: &[Field] = &[
     since(Boolean, 7),
 ];
 
+const EPOCH_PARTITION: &[Field] = &[always(Int32), always(Int32), always(Int32)];
+const EPOCH_TOPIC: &[Field] = &[always(String), always(StructArray(EPOCH_PARTITION))];
+const OFFSET_FOR_LEADER_EPOCH: &[Field] = &[since(Int32, 3), always(StructArray(EPOCH_TOPIC))];
+
 const LIST_GROUPS: &[Field] = &[since(StringArray, 4), since(StringArray, 5)];
 
 const DESCRIBE_GROUPS: &[Field] = &[always(StringArray), since(Boolean, 3)];
@@ -266,6 +270,7 @@ fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
         ApiKey::OffsetCommit => OFFSET_COMMIT,
         ApiKey::OffsetFetch => OFFSET_FETCH,
         ApiKey::ListGroups => LIST_GROUPS,
+        ApiKey::OffsetForLeaderEpoch => OFFSET_FOR_LEADER_EPOCH,
         ApiKey::DescribeGroups => DESCRIBE_GROUPS,
         _ => return None,
     })
@@ -752,6 +757,22 @@ mod tests {
                 if version >= 3 {
                     request.include_authorized_operations = true;
                 }
+                request.into()
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                let mut partition =
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+                partition.partition = 1;
+                partition.current_leader_epoch = 3;
+                partition.leader_epoch = 2;
+                let mut topic = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                topic.topic = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = OffsetForLeaderEpochRequest::default();
+                if version >= 3 {
+                    request.replica_id = BrokerId(-1);
+                }
+                request.topics = vec![topic];
                 request.into()
             }
             other => panic!("no populated request for {other:?}"),

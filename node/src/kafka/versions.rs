@@ -28,7 +28,7 @@ const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> Adve
 /// What clients may send. Lower bounds are what the crate still decodes; upper bounds stop
 /// where a newer version would need semantics the node lacks (Produce v11+ and
 /// InitProducerId v5+ belong to "transactions v2", Fetch v17+ to KRaft replicas).
-pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 18] = [
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 19] = [
     advertised(ApiKey::Produce, 3, 10),
     advertised(ApiKey::Fetch, 4, 16),
     advertised(ApiKey::ListOffsets, 1, 10),
@@ -47,6 +47,7 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 18] = [
     advertised(ApiKey::OffsetFetch, 1, 9),
     advertised(ApiKey::ListGroups, 0, 5),
     advertised(ApiKey::DescribeGroups, 0, 6),
+    advertised(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -128,6 +129,10 @@ mod tests {
             ),
             ApiKey::OffsetFetch => (OffsetFetchRequest::VERSIONS, OffsetFetchResponse::VERSIONS),
             ApiKey::ListGroups => (ListGroupsRequest::VERSIONS, ListGroupsResponse::VERSIONS),
+            ApiKey::OffsetForLeaderEpoch => (
+                OffsetForLeaderEpochRequest::VERSIONS,
+                OffsetForLeaderEpochResponse::VERSIONS,
+            ),
             ApiKey::DescribeGroups => (
                 DescribeGroupsRequest::VERSIONS,
                 DescribeGroupsResponse::VERSIONS,
@@ -208,9 +213,9 @@ mod tests {
         let response = api_versions_response(0);
         let mut encoded = BytesMut::new();
         response.encode(&mut encoded, 3).unwrap();
-        // error (2) + compact array length (1) + 18 entries of (2+2+2+1 tag byte) +
+        // error (2) + compact array length (1) + 19 entries of (2+2+2+1 tag byte) +
         // throttle (4) + an empty tagged-field section (1).
-        assert_eq!(encoded.len(), 2 + 1 + 18 * 7 + 4 + 1);
+        assert_eq!(encoded.len(), 2 + 1 + 19 * 7 + 4 + 1);
         assert_eq!(encoded[encoded.len() - 1], 0, "no tagged fields");
     }
 }
