@@ -30,6 +30,10 @@
 //!   it (duplicates reach back only to the last commit) and not beyond the next offset
 //!   anyone had consumed (no gap); within one assignment offsets run on without a skip;
 //! - the fresh consumer starts every partition exactly at the last acknowledged commit.
+//!
+//! "No gap" and "without a skip" allow passing over offsets that hold no acknowledged
+//! message: each new leader epoch opens with a control batch, which clients never hand to
+//! the application, so after a leader change a partition's offsets have a hole.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -37,6 +41,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use myelin_core::batch::scan_batches;
 use myelin_tests::clients::{self, StreamingClient, CLIENT_TIMEOUT};
 use myelin_tests::node::{cluster_bootstrap, logs_dir, start_cluster};
 use myelin_tests::records::from_summary;
@@ -188,49 +193,27 @@ fn check_history(history: &History) -> Result<Stats, String> {
             .unwrap_or_else(|| format!("consumer {consumer}"))
     };
     let mut stats = Stats::default();
-    let messages: Vec<&Event> = history
-        .events
-        .iter()
-        .filter(|e| e.kind == "message")
-        .collect();
-    stats.messages = messages.len();
-
-    // No loss, and every consumed record is the one acknowledged at its offset.
-    let consumed_at: HashMap<(i32, i64), &str> = messages
-        .iter()
-        .map(|e| ((e.partition, e.offset), e.value.as_str()))
-        .collect();
-    let missing: Vec<&Produced> = history
-        .produced
-        .iter()
-        .filter(|p| !consumed_at.contains_key(&(p.partition, p.offset)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "{} of {} acknowledged messages were never consumed, e.g. {:?}",
-            missing.len(),
-            history.produced.len(),
-            &missing[..missing.len().min(5)]
-        ));
+    // The acknowledged offsets of each partition. A consumer may pass over other offsets
+    // without reading anything there: the log also holds control batches (each new leader
+    // epoch opens with one), which clients do not hand to the application.
+    let mut acknowledged: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
+    for p in &history.produced {
+        acknowledged
+            .entry(p.partition)
+            .or_default()
+            .insert(p.offset);
     }
-    let acknowledged_at: HashMap<(i32, i64), &str> = history
-        .produced
-        .iter()
-        .map(|p| ((p.partition, p.offset), p.value.as_str()))
-        .collect();
-    for e in &messages {
-        if let Some(value) = acknowledged_at.get(&(e.partition, e.offset)) {
-            if *value != e.value {
-                return Err(format!(
-                    "{} read {:?} at partition {} offset {}, where {value:?} was acknowledged",
-                    name(e.consumer),
-                    e.value,
-                    e.partition,
-                    e.offset
-                ));
-            }
-        }
-    }
+    let skips_acknowledged = |partition: i32, from: i64, to: i64| -> Option<i64> {
+        (from < to)
+            .then(|| {
+                acknowledged
+                    .get(&partition)?
+                    .range(from..to)
+                    .next()
+                    .copied()
+            })
+            .flatten()
+    };
 
     // One owner: spans from an assignment to the revocation (or the consumer's end).
     let mut spans: BTreeMap<i32, Vec<(f64, f64, usize)>> = BTreeMap::new();
@@ -288,7 +271,7 @@ fn check_history(history: &History) -> Result<Stats, String> {
         }
     }
 
-    // Commits and where each consumer starts, in time order.
+    // Commits and where each consumer starts and goes on, in time order.
     let mut last_commit: HashMap<i32, i64> = HashMap::new();
     let mut frontier: HashMap<i32, i64> = HashMap::new(); // next offset after all consumed
     let mut position: HashMap<(usize, i32), i64> = HashMap::new(); // within an assignment
@@ -313,41 +296,59 @@ fn check_history(history: &History) -> Result<Stats, String> {
                 last_commit.insert(e.partition, e.offset);
             }
             "message" => {
+                stats.messages += 1;
                 let committed = last_commit.get(&e.partition).copied().unwrap_or(0);
                 let next = frontier.get(&e.partition).copied().unwrap_or(0);
                 match position.get(&(e.consumer, e.partition)) {
                     None => {
                         stats.starts += 1;
-                        if e.offset < committed || e.offset > next.max(committed) {
+                        // Where the consumer should start: the last commit (the fresh one),
+                        // or anywhere from there up to what had been consumed.
+                        let upto = if history.fresh == Some(e.consumer) {
+                            committed
+                        } else {
+                            next.max(committed)
+                        };
+                        let skipped = skips_acknowledged(e.partition, upto, e.offset);
+                        if e.offset < committed || skipped.is_some() {
                             return Err(format!(
                                 "{} started partition {} at offset {}, but the last acknowledged \
                                  commit was {committed} and the next offset nobody had consumed \
-                                 {next}",
+                                 {next}{}",
                                 name(e.consumer),
                                 e.partition,
-                                e.offset
+                                e.offset,
+                                if history.fresh == Some(e.consumer) {
+                                    " (it is the fresh consumer: it must start at the commit)"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
-                        if history.fresh == Some(e.consumer) && e.offset != committed {
+                    }
+                    Some(expected) => {
+                        if let Some(skipped) = skips_acknowledged(e.partition, *expected, e.offset)
+                        {
                             return Err(format!(
-                                "{} (fresh) started partition {} at offset {}, not at the last \
-                                 acknowledged commit {committed}",
+                                "{} read partition {} offset {} after offset {} within one \
+                                 assignment, passing over acknowledged offset {skipped}",
                                 name(e.consumer),
                                 e.partition,
-                                e.offset
+                                e.offset,
+                                expected - 1
+                            ));
+                        }
+                        if e.offset < *expected {
+                            return Err(format!(
+                                "{} read partition {} offset {} after offset {} within one \
+                                 assignment",
+                                name(e.consumer),
+                                e.partition,
+                                e.offset,
+                                expected - 1
                             ));
                         }
                     }
-                    Some(expected) if *expected != e.offset => {
-                        return Err(format!(
-                            "{} read partition {} offset {} after offset {} within one assignment",
-                            name(e.consumer),
-                            e.partition,
-                            e.offset,
-                            expected - 1
-                        ));
-                    }
-                    Some(_) => {}
                 }
                 if !seen.insert((e.partition, e.offset)) {
                     stats.redelivered += 1;
@@ -367,11 +368,95 @@ fn check_history(history: &History) -> Result<Stats, String> {
             _ => {}
         }
     }
+
+    // No loss, and every consumed record is the one acknowledged at its offset.
+    let consumed_at: HashSet<(i32, i64)> = history
+        .events
+        .iter()
+        .filter(|e| e.kind == "message")
+        .map(|e| (e.partition, e.offset))
+        .collect();
+    let produced_at: HashMap<(i32, i64), &Produced> = history
+        .produced
+        .iter()
+        .map(|p| ((p.partition, p.offset), p))
+        .collect();
+    let missing: Vec<&Produced> = history
+        .produced
+        .iter()
+        .filter(|p| !consumed_at.contains(&(p.partition, p.offset)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} of {} acknowledged messages were never consumed, e.g. {:?}",
+            missing.len(),
+            history.produced.len(),
+            &missing[..missing.len().min(5)]
+        ));
+    }
+    for e in history.events.iter().filter(|e| e.kind == "message") {
+        if let Some(p) = produced_at.get(&(e.partition, e.offset)) {
+            if p.value != e.value {
+                return Err(format!(
+                    "{} read {:?} at partition {} offset {}, where {:?} was acknowledged",
+                    name(e.consumer),
+                    e.value,
+                    e.partition,
+                    e.offset,
+                    p.value
+                ));
+            }
+        }
+    }
     Ok(stats)
 }
 
 // ---------------------------------------------------------------------------------------
 // The processes.
+
+/// One line per batch of a partition on a node's disk (offsets, leader epoch, producer id and
+/// sequence, record count), in log order, for the failure files.
+fn stored_batches(data_dir: &std::path::Path, topic: &str, partition: i32) -> Vec<String> {
+    let dir = data_dir.join("topics").join(format!("{topic}-{partition}"));
+    let mut segments: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    let mut lines = Vec::new();
+    for segment in segments {
+        let Some(base) = segment
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse().ok())
+        else {
+            continue;
+        };
+        let bytes = std::fs::read(&segment).unwrap_or_default();
+        let scan = scan_batches(&bytes, base);
+        for batch in &scan.batches {
+            let h = &batch.header;
+            lines.push(format!(
+                "{}..={} epoch {} producer {} seq {} records {}",
+                h.base_offset,
+                h.base_offset + i64::from(h.last_offset_delta),
+                h.partition_leader_epoch,
+                h.producer_id,
+                h.base_sequence,
+                h.record_count
+            ));
+        }
+        if let Some(reason) = &scan.stop_reason {
+            lines.push(format!("(scan of {} stopped: {reason})", segment.display()));
+        }
+    }
+    lines
+}
 
 enum Fate {
     Running(StreamingClient),
@@ -627,7 +712,7 @@ impl Run {
         }
         let _ = writeln!(
             text,
-            "(every consumer's full output: {}/consumer_groups.{}.*.out)",
+            "(full outputs and the batches on disk: {}/consumer_groups.{}.*)",
             logs_dir().display(),
             self.label
         );
@@ -639,8 +724,31 @@ impl Run {
         panic!("{:?}: {what}\n{}", self.library, self.diagnostics());
     }
 
-    /// Writes every consumer's output to target/e2e-logs for a closer look.
+    /// Writes every consumer's output, the stream producer's and each node's batch headers of
+    /// the topic to target/e2e-logs for a closer look.
     fn save_outputs(&self) {
+        let save = |what: &str, text: String| {
+            let path = logs_dir().join(format!("consumer_groups.{}.{what}", self.label));
+            let _ = std::fs::write(path, text);
+        };
+        save(
+            "stream.out",
+            format!(
+                "{}\n--- stderr ---\n{}",
+                self.stream_lines().join("\n"),
+                self.stream_stderr
+            ),
+        );
+        let mut batches = String::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            for partition in 0..PARTITIONS {
+                let _ = writeln!(batches, "node {} partition {partition}:", index + 1);
+                for line in stored_batches(node.data_dir(), &self.topic, partition) {
+                    let _ = writeln!(batches, "  {line}");
+                }
+            }
+        }
+        save("batches.txt", batches);
         for consumer in &self.consumers {
             let path = logs_dir().join(format!(
                 "consumer_groups.{}.{}.out",
@@ -1163,7 +1271,6 @@ mod history_checks {
         let mut history = good();
         history.events[7] = message(1, 9.1, 0, 5); // skips 4
         history.events.remove(8);
-        history.produced.truncate(4); // so that the loss check does not fire first
         check_fails(history, "the next offset nobody had consumed 4");
     }
 
@@ -1171,8 +1278,30 @@ mod history_checks {
     fn a_skip_within_an_assignment_fails() {
         let mut history = good();
         history.events.remove(8); // consumer 1 reads 3, then 5
-        history.produced.truncate(4);
         check_fails(history, "offset 5 after offset 3");
+    }
+
+    #[test]
+    fn passing_over_an_offset_without_an_acknowledged_message_passes() {
+        // Offset 4 holds a control batch (a new leader epoch's marker): no one reads it.
+        let mut history = good();
+        history.events.remove(8);
+        history.produced.remove(4);
+        check_history(&history).expect("a gap without acknowledged messages");
+        // The same at the start of an assignment, and for the fresh consumer: offset 6 (the
+        // last commit) holds a marker, the fresh consumer starts at 7.
+        let mut history = good();
+        history.produced[6].offset = 7;
+        history.produced[6].value = "v0-7".into();
+        history.events[13] = message(2, 10.1, 0, 7);
+        check_history(&history).expect("a start past a marker");
+    }
+
+    #[test]
+    fn a_lost_message_is_found_even_when_nobody_passed_over_it() {
+        let mut history = good();
+        history.produced.extend(produced(1, 0..1));
+        check_fails(history, "never consumed");
     }
 
     #[test]
@@ -1180,6 +1309,15 @@ mod history_checks {
         let mut history = good();
         history.events[10] = committed(1, 9.4, 0, 2);
         check_fails(history, "commit of offset 2");
+    }
+
+    #[test]
+    fn a_fresh_consumer_past_the_commit_fails() {
+        // The fresh consumer starts at 7 although 6 was committed and holds a message.
+        let mut history = good();
+        history.produced.extend(produced(0, 7..8));
+        history.events[13] = message(2, 10.1, 0, 7);
+        check_fails(history, "started partition 0 at offset 7");
     }
 
     #[test]
