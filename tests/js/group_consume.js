@@ -1,7 +1,7 @@
 // A kafkajs consumer in a consumer group that reports what it does.
 //
 // Same command line and JSON-lines output as tests/clients/ck_group_consume.py (see there):
-// started, assigned, revoked, message, stray, committed (only once acknowledged),
+// started, assigned, revoked, lost, message, stray, committed (only once acknowledged),
 // commit_failed and closed. Auto-commit is off; what was processed is committed with
 // explicit offsets every --commit-every messages or --commit-interval-ms and on SIGTERM,
 // then the consumer disconnects (which sends LeaveGroup).
@@ -63,7 +63,10 @@ async function main() {
     brokers: args.bootstrap.split(','),
     logLevel: logLevel.WARN,
     logCreator: stderrLogger,
-    retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 2000 },
+    // kafkajs keeps sending group requests to the coordinator it found, even once that
+    // node is gone, until its retries run out and the consumer restarts (and looks the
+    // coordinator up again): few, short retries keep that to seconds.
+    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
   });
   const consumer = kafka.consumer({
     groupId: args.group,
@@ -71,6 +74,8 @@ async function main() {
     heartbeatInterval: 1000,
     // Short fetch long-polls: kafkajs heartbeats from its fetch loop, not from a thread.
     maxWaitTimeInMs: 500,
+    // The consumer's own retries (of its fetch loop, before it crashes and restarts).
+    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1000 },
   });
 
   let owned = new Set();
@@ -101,8 +106,14 @@ async function main() {
       }
     }
   });
+  // kafkajs emits CRASH once it has stopped consuming; it then restarts and rejoins as a
+  // new member.
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     process.stderr.write(`consumer crashed (restart: ${payload.restart}): ${payload.error}\n`);
+    const partitions = [...owned].sort((a, b) => a - b);
+    owned = new Set();
+    pending.clear();
+    event('lost', { partitions });
   });
 
   // Commits what was processed on the owned partitions, one commit at a time; resolves to

@@ -24,7 +24,9 @@
 //! - no loss: every acknowledged message is consumed, at the partition and offset it was
 //!   acknowledged at;
 //! - one owner: per partition, the spans between a consumer's assignment and its revocation
-//!   (its kill, for the killed one) never overlap across consumers;
+//!   (its kill, for the killed one) never overlap across consumers, unless the earlier one
+//!   had been cut off from the group and is fenced: none of its commits is acknowledged
+//!   during the overlap;
 //! - acknowledged commits never go backwards on a partition, and none is lost: whenever a
 //!   consumer starts on a partition it starts at or after the last commit acknowledged for
 //!   it (duplicates reach back only to the last commit) and not beyond the next offset
@@ -182,6 +184,10 @@ struct Stats {
     failed_commits: usize,
     assignments: usize,
     stray: usize,
+    /// Spans of one partition that overlapped while the earlier holder was cut off (fenced).
+    fenced_overlaps: usize,
+    /// Messages such a cut-off holder processed meanwhile (left out of the other checks).
+    zombie_messages: usize,
 }
 
 fn check_history(history: &History) -> Result<Stats, String> {
@@ -251,25 +257,56 @@ fn check_history(history: &History) -> Result<Stats, String> {
                 .push((since, history.ends[consumer], consumer));
         }
     }
-    for (partition, list) in &mut spans {
-        list.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut latest: Option<(f64, usize)> = None; // the span reaching furthest so far
-        for (start, end, consumer) in list.iter() {
-            if let Some((until, holder)) = latest {
-                if *start < until && holder != *consumer {
+    // Two spans of one partition may overlap only when the earlier holder had been cut off
+    // from the group (it could not reach any coordinator and its session expired, so the
+    // group moved on without it, as Kafka's classic protocol does): such a member may still
+    // process what it fetched, but the broker must fence it, so none of its commits may be
+    // acknowledged while the other one holds the partition.
+    for (partition, list) in &spans {
+        for (a_start, a_end, a) in list {
+            for (b_start, b_end, b) in list {
+                if a == b || b_start < a_start || b_start >= a_end {
+                    continue;
+                }
+                let until = a_end.min(*b_end);
+                let during = |kind: &str| {
+                    history
+                        .events
+                        .iter()
+                        .filter(|e| e.consumer == *a && e.kind == kind)
+                        .filter(|e| e.ts > *b_start && e.ts < until)
+                        .count()
+                };
+                let commits = during("committed");
+                if commits > 0 {
                     return Err(format!(
-                        "partition {partition} had two owners: {} was assigned it at {start:.3} \
-                         while {} held it until {until:.3}",
-                        name(*consumer),
-                        name(holder)
+                        "partition {partition} had two owners: {} was assigned it at \
+                         {b_start:.3} while {} held it (since {a_start:.3}, until {until:.3}), \
+                         and {commits} commits of the latter were acknowledged meanwhile",
+                        name(*b),
+                        name(*a)
                     ));
                 }
-            }
-            if latest.is_none_or(|(until, _)| *end > until) {
-                latest = Some((*end, *consumer));
+                stats.fenced_overlaps += 1;
             }
         }
     }
+    // A message read by such a cut-off member after another member took its partition is
+    // not consumption: the checks below leave it out (its reader's commits were fenced).
+    let cut_off = |e: &Event| -> bool {
+        let Some(list) = spans.get(&e.partition) else {
+            return false;
+        };
+        let Some(own) = list
+            .iter()
+            .find(|(start, end, c)| *c == e.consumer && *start <= e.ts && e.ts <= *end)
+        else {
+            return false;
+        };
+        list.iter().any(|(start, end, c)| {
+            *c != e.consumer && *start > own.0 && *start <= e.ts && e.ts < *end
+        })
+    };
 
     // Commits and where each consumer starts and goes on, in time order.
     let mut last_commit: HashMap<i32, i64> = HashMap::new();
@@ -295,6 +332,7 @@ fn check_history(history: &History) -> Result<Stats, String> {
                 }
                 last_commit.insert(e.partition, e.offset);
             }
+            "message" if cut_off(e) => stats.zombie_messages += 1,
             "message" => {
                 stats.messages += 1;
                 let committed = last_commit.get(&e.partition).copied().unwrap_or(0);
@@ -373,7 +411,7 @@ fn check_history(history: &History) -> Result<Stats, String> {
     let consumed_at: HashSet<(i32, i64)> = history
         .events
         .iter()
-        .filter(|e| e.kind == "message")
+        .filter(|e| e.kind == "message" && !cut_off(e))
         .map(|e| (e.partition, e.offset))
         .collect();
     let produced_at: HashMap<(i32, i64), &Produced> = history
@@ -998,7 +1036,8 @@ impl Run {
             Ok(stats) => eprintln!(
                 "consumer_groups {}: {} acknowledged messages; {} consumed, {} of them again \
                  after a handover; {} partition starts; {} assignments; {} commits acknowledged, \
-                 {} failed; {} stray messages skipped; {:.1}s",
+                 {} failed; {} stray messages skipped; {} overlaps with a fenced member, which \
+                 processed {} messages meanwhile; {:.1}s",
                 self.label,
                 history.produced.len(),
                 stats.messages,
@@ -1008,6 +1047,8 @@ impl Run {
                 stats.commits,
                 stats.failed_commits,
                 stats.stray,
+                stats.fenced_overlaps,
+                stats.zombie_messages,
                 self.started.elapsed().as_secs_f64()
             ),
             Err(problem) => self.fail(&problem),
@@ -1252,9 +1293,32 @@ mod history_checks {
 
     #[test]
     fn two_owners_at_once_fail() {
+        // Consumer 0 still held partition 0 when consumer 1 got it, and had a commit
+        // acknowledged meanwhile: the broker took both for owners.
         let mut history = good();
-        history.ends[0] = 9.05; // consumer 0 still held partition 0 when consumer 1 got it
+        history.ends[0] = 9.5;
+        history.events.insert(8, committed(0, 9.15, 0, 4));
         check_fails(history, "two owners");
+    }
+
+    #[test]
+    fn a_cut_off_member_still_processing_but_fenced_passes() {
+        // Consumer 0 could not reach the group any more and was replaced; it still read
+        // offset 4, but no commit of it was acknowledged after consumer 1 took over.
+        let mut history = good();
+        history.ends[0] = 9.5;
+        history.events.insert(8, message(0, 9.15, 0, 4));
+        let stats = check_history(&history).expect("a fenced zombie");
+        assert_eq!((stats.fenced_overlaps, stats.zombie_messages), (1, 1));
+    }
+
+    #[test]
+    fn a_message_only_a_cut_off_member_read_is_lost() {
+        let mut history = good();
+        history.ends[0] = 9.5;
+        history.events.insert(8, message(0, 9.15, 0, 7));
+        history.produced.extend(produced(0, 7..8));
+        check_fails(history, "never consumed");
     }
 
     #[test]
