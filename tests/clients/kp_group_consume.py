@@ -13,6 +13,7 @@ commit is read again by the next owner (duplicates back to the last commit, no l
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -39,6 +40,9 @@ def main():
     parser.add_argument("--commit-interval-ms", type=int, default=200)
     parser.add_argument("--delay-ms", type=float, default=2.0)
     args = parser.parse_args()
+    # kafka-python's warnings and errors (e.g. failing requests it retries forever) to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     lock = threading.Lock()
 

@@ -45,7 +45,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use myelin_core::batch::scan_batches;
 use myelin_tests::clients::{self, StreamingClient, CLIENT_TIMEOUT};
-use myelin_tests::node::{cluster_bootstrap, logs_dir, start_cluster};
+use myelin_tests::node::{cluster_bootstrap, logs_dir, read_lossy, start_cluster};
 use myelin_tests::records::from_summary;
 use myelin_tests::{workspace_root, Node};
 use serde_json::Value;
@@ -812,7 +812,17 @@ impl Run {
             }
             for index in 0..self.nodes.len() {
                 if !self.killed_nodes.contains(&index) && !self.nodes[index].is_running() {
-                    self.fail(&format!("node {} exited while waiting: {what}", index + 1));
+                    let log = read_lossy(self.nodes[index].log_path());
+                    let hint = if log.contains("shutting down") {
+                        " (its log ends with a clean shutdown: something outside this test \
+                         sent it SIGTERM or SIGINT)"
+                    } else {
+                        ""
+                    };
+                    self.fail(&format!(
+                        "node {} exited while waiting{hint}: {what}",
+                        index + 1
+                    ));
                 }
             }
             for index in 0..self.consumers.len() {
