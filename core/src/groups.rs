@@ -32,8 +32,8 @@
 //! - a request naming another generation, or an unknown or fenced member id, is refused
 //!   (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID) and changes nothing;
 //! - an instance id names at most one member;
-//! - an offset commit from a member is accepted only in a stable group, from a current
-//!   member, in the current generation (a fenced member's commit is refused); a commit
+//! - an offset commit from a member is accepted only from a current member, in the current
+//!   generation, outside the completing phase of a rebalance (a fenced member's commit is refused); a commit
 //!   without a member (a standalone consumer) only while the group has no members;
 //! - only `Stable` and `Empty` groups have a snapshot: a rebalance in flight is never
 //!   persisted, so a generation's assignments exist in the log only once all are known.
@@ -233,7 +233,7 @@ impl Group {
     }
 
     /// Whether an OffsetCommit may be accepted: from a current member of the current
-    /// generation of a stable group, or (`member_id` empty, `generation` -1) from a
+    /// generation of a group not between its join and sync phases, or (`member_id` empty, `generation` -1) from a
     /// standalone consumer while the group has no members. A member's commit keeps its
     /// session alive. The commit itself is applied by the coordinator once it is replicated.
     pub fn check_commit(
@@ -250,7 +250,10 @@ impl Group {
             };
         }
         self.check_member(member_id, generation)?;
-        if self.state != GroupState::Stable {
+        // As in Kafka: a member of the current generation may commit while a rebalance is
+        // being prepared (consumers commit what they processed before they rejoin), not
+        // between the join and the sync, when no assignment of the generation is known.
+        if self.state == GroupState::CompletingRebalance {
             return Err(ErrorCode::RebalanceInProgress);
         }
         if let Some(member) = self.members.get_mut(member_id) {
@@ -1127,6 +1130,11 @@ mod tests {
             Err(ErrorCode::RebalanceInProgress)
         );
         group.sync(NOW, 12, &a, 1, Vec::new());
+        assert_eq!(group.check_commit(NOW, &a, 1), Ok(()));
+        // A rebalance being prepared still takes the current generation's commits (made on
+        // revocation), until the generation changes.
+        join_dynamic(&mut group, 20, 2);
+        assert_eq!(group.state(), GroupState::PreparingRebalance);
         assert_eq!(group.check_commit(NOW, &a, 1), Ok(()));
         // An old generation, a stranger, and a standalone commit to a live group are refused.
         assert_eq!(

@@ -1066,8 +1066,15 @@ impl Run {
     }
 }
 
+/// One scenario at a time: each runs up to three nodes and five client processes, which is
+/// all two cores can time fairly (session timeouts are wall-clock).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The scenario of the module doc.
 fn share_a_topic(library: Library, cluster: bool) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut run = Run::new(library, cluster);
     run.create_topic();
     run.produce(0, INITIAL_MESSAGES);
