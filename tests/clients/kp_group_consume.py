@@ -6,9 +6,11 @@ commit_failed and closed. Auto-commit is off; what was processed is committed sy
 (explicit offsets) every --commit-every messages or --commit-interval-ms and on SIGTERM,
 then the consumer is closed (which sends LeaveGroup).
 
-kafka-python 3 runs rebalance listeners on its IO thread, where a blocking commit() is
-refused, so this script does not commit on revocation: what was processed since the last
-commit is read again by the next owner (duplicates back to the last commit, no loss).
+kafka-python 3 runs rebalance listeners on its IO thread once that thread is up, and a
+blocking commit() there raises RuntimeError ("Cannot block on net.run() from the IO thread
+itself"), which poll() re-raises as "User rebalance callback throws an error". So this
+script does not commit on revocation: what was processed since the last commit is read
+again by the next owner (duplicates back to the last commit, no loss).
 """
 
 import argparse

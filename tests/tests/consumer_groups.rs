@@ -757,7 +757,18 @@ impl Run {
         text
     }
 
-    fn fail(&self, what: &str) -> ! {
+    fn fail(&mut self, what: &str) -> ! {
+        // Stopped clients give up their stderr for the report.
+        for consumer in &mut self.consumers {
+            if consumer.is_running() {
+                consumer.kill();
+            }
+        }
+        if let Some(stream) = self.stream.take() {
+            let (lines, stderr) = stream.kill();
+            self.stream_lines = lines;
+            self.stream_stderr = stderr;
+        }
         self.save_outputs();
         panic!("{:?}: {what}\n{}", self.library, self.diagnostics());
     }
@@ -1033,7 +1044,7 @@ impl Run {
     }
 
     /// Checks the whole history; prints its figures.
-    fn check(&self, fresh: usize) {
+    fn check(&mut self, fresh: usize) {
         self.save_outputs();
         let history = History {
             events: self.events(),
