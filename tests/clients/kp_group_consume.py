@@ -45,6 +45,7 @@ def main():
     # kafka-python's warnings and errors (e.g. failing requests it retries forever) to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)  # joins, syncs, revocations
 
     lock = threading.Lock()
 
@@ -111,6 +112,16 @@ def main():
             event("assigned", partitions=sorted(tp.partition for tp in assigned))
 
     event("started")
+    # Know the topic's partitions before joining. Otherwise the leader's first assignment is
+    # empty and it rejoins at once when the metadata arrives; kafka-python 3.0.12 can lose
+    # that second join if a poll() times out while it is in flight (the SyncGroup answer
+    # arrives, but it never applies the assignment and never rejoins).
+    deadline = time.monotonic() + 30
+    while not consumer.partitions_for_topic(args.topic):
+        if time.monotonic() > deadline:
+            print("no metadata for %s" % args.topic, file=sys.stderr, flush=True)
+            sys.exit(1)
+        time.sleep(0.1)
     consumer.subscribe([args.topic], listener=Listener())
     while not stopping["now"]:
         batches = consumer.poll(timeout_ms=100)
