@@ -735,6 +735,24 @@ impl Run {
     fn diagnostics(&self) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "--- timeline ---\n{}", self.timeline.join("\n"));
+        let consumed: HashSet<(i32, i64)> = self
+            .events()
+            .iter()
+            .filter(|e| e.kind == "message")
+            .map(|e| (e.partition, e.offset))
+            .collect();
+        let mut missing: BTreeMap<i32, (usize, i64)> = BTreeMap::new();
+        for p in self.produced() {
+            if !consumed.contains(&(p.partition, p.offset)) {
+                let entry = missing.entry(p.partition).or_insert((0, p.offset));
+                entry.0 += 1;
+                entry.1 = entry.1.min(p.offset);
+            }
+        }
+        let _ = writeln!(
+            text,
+            "--- acknowledged but not consumed (so far), per partition: (count, lowest offset) ---\n{missing:?}"
+        );
         for consumer in &self.consumers {
             text.push_str(&consumer.describe());
         }
