@@ -37,6 +37,7 @@
 //! message: each new leader epoch opens with a control batch, which clients never hand to
 //! the application, so after a leader change a partition's offsets have a hole.
 
+use std::cell::{Ref, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::process::Command;
@@ -504,12 +505,17 @@ enum Fate {
 
 /// One consumer process and, once it is gone, what it printed.
 struct Consumer {
+    /// Its index in `Run::consumers`, which its events carry.
+    index: usize,
     name: String,
     fate: Fate,
     lines: Vec<String>,
     stderr: String,
     /// When it stopped owning anything at the latest (exit or kill), wall clock.
     end: f64,
+    /// Its events so far, and how many of its lines they come from: each line is parsed
+    /// once, as the waits look at the events ten times a second.
+    parsed: RefCell<(usize, Vec<Event>)>,
 }
 
 impl Consumer {
@@ -520,11 +526,24 @@ impl Consumer {
         }
     }
 
-    fn events(&self, index: usize) -> Vec<Event> {
-        self.lines()
-            .iter()
-            .filter_map(|line| parse_event(index, line))
-            .collect()
+    fn events(&self) -> Ref<'_, Vec<Event>> {
+        {
+            let mut parsed = self.parsed.borrow_mut();
+            let new = match &self.fate {
+                Fate::Running(client) => client.lines_from(parsed.0),
+                Fate::Closed | Fate::Killed => self
+                    .lines
+                    .get(parsed.0..)
+                    .map(<[String]>::to_vec)
+                    .unwrap_or_default(),
+            };
+            parsed.0 += new.len();
+            let index = self.index;
+            parsed
+                .1
+                .extend(new.iter().filter_map(|line| parse_event(index, line)));
+        }
+        Ref::map(self.parsed.borrow(), |parsed| &parsed.1)
     }
 
     fn is_running(&self) -> bool {
@@ -535,7 +554,7 @@ impl Consumer {
     /// revoked or lost since.
     fn assignment(&self) -> Option<(f64, BTreeSet<i32>)> {
         let mut current: Option<(f64, BTreeSet<i32>)> = None;
-        for e in self.events(0) {
+        for e in self.events().iter() {
             match e.kind.as_str() {
                 "assigned" => current = Some((e.ts, e.partitions.iter().copied().collect())),
                 "revoked" | "lost" => {
@@ -553,7 +572,7 @@ impl Consumer {
 
     /// Whether it consumed a message and had a commit acknowledged after `since`.
     fn consumed_and_committed_since(&self, since: f64) -> bool {
-        let events = self.events(0);
+        let events = self.events();
         let after = |kind: &str| events.iter().any(|e| e.kind == kind && e.ts > since);
         after("message") && after("committed")
     }
@@ -661,6 +680,8 @@ struct Run {
     stream: Option<StreamingClient>,
     stream_lines: Vec<String>,
     stream_stderr: String,
+    /// The stream producer's acknowledged messages so far, and how many lines they come from.
+    stream_parsed: RefCell<(usize, Vec<Produced>)>,
     /// Acknowledged by the batch producer (ck_produce.py).
     batch_produced: Vec<Produced>,
     wait: Duration,
@@ -692,6 +713,7 @@ impl Run {
             stream: None,
             stream_lines: Vec::new(),
             stream_stderr: String::new(),
+            stream_parsed: RefCell::new((0, Vec::new())),
             batch_produced: Vec::new(),
             wait: if cluster { CLUSTER_WAIT } else { WAIT },
             started: Instant::now(),
@@ -955,18 +977,28 @@ impl Run {
 
     /// Every message acknowledged so far.
     fn produced(&self) -> Vec<Produced> {
-        let streamed = self.stream_lines().into_iter().filter_map(|line| {
-            let v: Value = serde_json::from_str(&line).ok()?;
+        let mut parsed = self.stream_parsed.borrow_mut();
+        let new = match &self.stream {
+            Some(stream) => stream.lines_from(parsed.0),
+            None => self
+                .stream_lines
+                .get(parsed.0..)
+                .map(<[String]>::to_vec)
+                .unwrap_or_default(),
+        };
+        parsed.0 += new.len();
+        parsed.1.extend(new.iter().filter_map(|line| {
+            let v: Value = serde_json::from_str(line).ok()?;
             Some(Produced {
                 partition: v["partition"].as_i64()? as i32,
                 offset: v["offset"].as_i64()?,
                 value: v["value"].as_str()?.to_string(),
             })
-        });
+        }));
         self.batch_produced
             .iter()
+            .chain(&parsed.1)
             .cloned()
-            .chain(streamed)
             .collect()
     }
 
@@ -976,11 +1008,13 @@ impl Run {
             .library
             .consumer(&bootstrap, &self.topic, &self.group, name);
         self.consumers.push(Consumer {
+            index: self.consumers.len(),
             name: name.to_string(),
             fate: Fate::Running(StreamingClient::spawn(command)),
             lines: Vec::new(),
             stderr: String::new(),
             end: f64::INFINITY,
+            parsed: RefCell::new((0, Vec::new())),
         });
         self.mark(&format!("consumer {name} started"));
     }
@@ -1024,8 +1058,7 @@ impl Run {
         let mut events: Vec<Event> = self
             .consumers
             .iter()
-            .enumerate()
-            .flat_map(|(index, consumer)| consumer.events(index))
+            .flat_map(|consumer| consumer.events().clone())
             .collect();
         events.sort_by(|a, b| a.ts.total_cmp(&b.ts));
         events
@@ -1033,12 +1066,16 @@ impl Run {
 
     /// Whether every acknowledged message has been consumed by someone.
     fn all_consumed(&self) -> bool {
-        let consumed: HashSet<(i32, i64)> = self
-            .events()
-            .iter()
-            .filter(|e| e.kind == "message")
-            .map(|e| (e.partition, e.offset))
-            .collect();
+        let mut consumed: HashSet<(i32, i64)> = HashSet::new();
+        for consumer in &self.consumers {
+            consumed.extend(
+                consumer
+                    .events()
+                    .iter()
+                    .filter(|e| e.kind == "message")
+                    .map(|e| (e.partition, e.offset)),
+            );
+        }
         self.produced()
             .iter()
             .all(|p| consumed.contains(&(p.partition, p.offset)))
