@@ -859,3 +859,69 @@ fn no_member_learns_a_generations_assignment_before_it_is_replicated() {
         }
     }
 }
+
+#[test]
+fn a_loaded_coordinator_sleeps_until_its_next_deadline() {
+    let mut cluster = Cluster::new(3);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit(&member, 1, 42))),
+        ErrorCode::None
+    );
+    cluster.crash(coordinator);
+    let survivor = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|node| *node != coordinator)
+        .unwrap();
+    let successor = find_coordinator(&mut cluster, survivor, "g");
+    cluster.run_until("the successor has loaded the group", |cluster| {
+        cluster.brokers[&successor]
+            .coordinated_groups()
+            .any(|group| group == "g")
+    });
+    for _ in 0..20 {
+        cluster.round();
+        let broker = &cluster.brokers[&successor];
+        let wakeup = broker.next_wakeup_ms().unwrap_or(i64::MAX);
+        assert!(
+            wakeup > cluster.now,
+            "woken at once: {wakeup} <= {}",
+            cluster.now
+        );
+    }
+}
+
+#[test]
+fn a_lone_member_rejoining_at_once_gets_each_generation_synced() {
+    let mut cluster = Cluster::new(1);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    for generation in 2..6 {
+        // Rejoin straight after the sync, before the generation's record is committed.
+        let joined = cluster.request(coordinator, join(&member));
+        let synced = cluster.request(
+            coordinator,
+            Request::SyncGroup {
+                group_id: "g".into(),
+                member_id: member.clone(),
+                generation,
+                assignments: vec![(member.clone(), Bytes::from_static(b"p"))],
+            },
+        );
+        cluster.run_until("the join and the sync are answered", |cluster| {
+            cluster.responses.contains_key(&(coordinator, joined))
+                && cluster.responses.contains_key(&(coordinator, synced))
+        });
+        match &cluster.responses[&(coordinator, joined)] {
+            Response::JoinGroup(response) => assert_eq!(response.generation, generation),
+            other => panic!("{other:?}"),
+        }
+        match &cluster.responses[&(coordinator, synced)] {
+            Response::SyncGroup(response) => assert_eq!(response.error, ErrorCode::None),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -4,6 +4,10 @@
 //! - `segment-roll-gap.json`: a crash kept a segment roll but lost the unsynced tail of the
 //!   segment before it, leaving an offset gap between segments; recovery now drops what
 //!   follows the gap (`PartitionLog::from_recovered`) and storage cuts it.
+//! - `group-sync-before-replicated.json` (group seed 45): a member syncing after its group's
+//!   leader got generation 3's assignment before the generation was replicated; after a
+//!   failover a new coordinator made another generation 3. Every reply about a group now
+//!   waits for the group's last write to commit.
 #![cfg(madsim)]
 
 use myelin_sim::{run, RunOptions, Scenario};

@@ -526,8 +526,9 @@ impl Broker {
             .into_iter()
             .map(|group_id| {
                 let index = offsets_partition_of(&group_id, partition_count);
-                let node = self
-                    .partition_leader(&TopicPartition::new(OFFSETS_TOPIC, index))
+                let leader = self.partition_leader(&TopicPartition::new(OFFSETS_TOPIC, index));
+                tracing::debug!(group = %group_id, partition = index, ?leader, "coordinator lookup");
+                let node = leader
                     .and_then(|(_, leader)| {
                         self.metadata
                             .nodes

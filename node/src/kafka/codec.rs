@@ -483,7 +483,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(
-            api_key in proptest::sample::select(vec![0i16, 1, 2, 3, 18, 19, 20, 22, 32]),
+            // Every served API: the group APIs (8-16) as well.
+            api_key in proptest::sample::select(
+                vec![0i16, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32],
+            ),
             version in 0i16..20,
             well_formed_header in proptest::prelude::any::<bool>(),
             body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),

@@ -46,7 +46,7 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 18] = [
     advertised(ApiKey::OffsetCommit, 2, 9),
     advertised(ApiKey::OffsetFetch, 1, 9),
     advertised(ApiKey::ListGroups, 0, 5),
-    advertised(ApiKey::DescribeGroups, 0, 5),
+    advertised(ApiKey::DescribeGroups, 0, 6),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -192,7 +192,7 @@ mod tests {
             (ApiKey::OffsetCommit, &[5, 7, 8, 9]),
             (ApiKey::OffsetFetch, &[4, 7, 8, 9]),
             (ApiKey::ListGroups, &[2, 5]),
-            (ApiKey::DescribeGroups, &[2, 5]),
+            (ApiKey::DescribeGroups, &[2, 5, 6]),
         ];
         for (api_key, versions) in sent {
             for &version in versions {
