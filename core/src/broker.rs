@@ -577,6 +577,7 @@ impl Broker {
             tracing::warn!(from, "message from a node outside the cluster ignored");
             return;
         }
+        self.controller.heard_from(from, now_ms);
         match message {
             PeerMessage::Replication { partition, message } => {
                 // A partition not hosted (yet: its topic's creation is not applied here) drops

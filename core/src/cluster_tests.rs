@@ -925,3 +925,38 @@ fn a_lone_member_rejoining_at_once_gets_each_generation_synced() {
         }
     }
 }
+
+#[test]
+fn metadata_leaves_out_a_node_not_heard_from() {
+    let mut cluster = Cluster::new(3);
+    let listed = |cluster: &mut Cluster| match cluster.call(
+        1,
+        Request::Metadata {
+            topics: None,
+            allow_auto_create: false,
+        },
+    ) {
+        Response::Metadata { nodes, .. } => nodes
+            .iter()
+            .map(|node| node.node_id)
+            .collect::<Vec<NodeId>>(),
+        other => panic!("{other:?}"),
+    };
+    cluster.run_until("every node registered", |cluster| {
+        cluster.brokers[&1].metadata().nodes.len() == 3
+    });
+    assert_eq!(listed(&mut cluster), vec![1, 2, 3]);
+    cluster.crash(3);
+    for _ in 0..400 {
+        cluster.round();
+    }
+    assert_eq!(listed(&mut cluster), vec![1, 2], "node 3 is silent");
+    cluster.start(3);
+    cluster.run_until("node 3 is heard again", |cluster| {
+        cluster.brokers.contains_key(&3)
+    });
+    for _ in 0..200 {
+        cluster.round();
+    }
+    assert_eq!(listed(&mut cluster), vec![1, 2, 3]);
+}

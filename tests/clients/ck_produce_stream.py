@@ -5,11 +5,13 @@ Every acknowledged message is printed as one JSON line {"partition", "offset",
 "value"} and flushed immediately, so the test knows exactly what was acknowledged
 before the crash; failed deliveries are printed as {"error", "value"}. Values are
 "c" + a 7-digit sequence number; keys are "key-NN" over --keys keys. If it is not
-killed it stops after --duration seconds and prints a final {"summary": ...} line.
+killed it stops after --duration seconds, or at SIGTERM, waits for the outstanding
+delivery reports and prints a final {"summary": ...} line.
 """
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -46,6 +48,8 @@ def main():
         "enable.idempotence": args.idempotence,
     })
     counts = {"acked": 0, "failed": 0}
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
 
     def on_delivery(err, msg):
         value = msg.value().decode()
@@ -58,7 +62,7 @@ def main():
 
     start = time.monotonic()
     sent = 0
-    while time.monotonic() - start < args.duration:
+    while time.monotonic() - start < args.duration and not stopping["now"]:
         # Pace the stream: never run more than `rate` messages/s ahead of the clock.
         due = int((time.monotonic() - start) * args.rate) + 1
         while sent < due:

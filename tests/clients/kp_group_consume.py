@@ -1,9 +1,16 @@
-"""A kafka-python consumer in a consumer group, printing what it does.
+"""A kafka-python consumer in a consumer group that reports what it does.
 
-The same command line and JSON events as ck_group_consume.py (see there): assigned,
-revoked, message, committed (only once acknowledged) and closed (after SIGTERM: the last
-commit made and the group left). Auto-commit is off; offsets are committed synchronously
-every --commit-every messages, on revocation and at the end.
+Same command line and JSON-lines output as ck_group_consume.py (see there): started,
+assigned, revoked, lost, message, stray, committed (only once acknowledged),
+commit_failed and closed. Auto-commit is off; what was processed is committed synchronously
+(explicit offsets) every --commit-every messages or --commit-interval-ms and on SIGTERM,
+then the consumer is closed (which sends LeaveGroup).
+
+kafka-python 3 runs rebalance listeners on its IO thread once that thread is up, and a
+blocking commit() there raises RuntimeError ("Cannot block on net.run() from the IO thread
+itself"), which poll() re-raises as "User rebalance callback throws an error". So this
+script does not commit on revocation: what was processed since the last commit is read
+again by the next owner (duplicates back to the last commit, no loss).
 """
 
 import argparse
@@ -11,6 +18,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 
 from e2e_common import missing_module
@@ -20,82 +28,124 @@ try:
     from kafka.errors import KafkaError
     from kafka.structs import OffsetAndMetadata
 except ImportError as err:
-    missing_module("kafka", err)
-
-
-def event(kind, **fields):
-    fields.update({"event": kind, "ts": time.time()})
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
+    missing_module("kafka (kafka-python)", err)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT...]")
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True)
-    parser.add_argument("--name", required=True)
+    parser.add_argument("--client-name", required=True)
     parser.add_argument("--session-timeout-ms", type=int, default=6000)
-    parser.add_argument("--commit-every", type=int, default=25)
+    parser.add_argument("--commit-every", type=int, default=20)
+    parser.add_argument("--commit-interval-ms", type=int, default=200)
+    parser.add_argument("--delay-ms", type=float, default=2.0)
     args = parser.parse_args()
-    # The client's own warnings (lost connections, retries) go to stderr for the test's
-    # failure report.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)
+    # kafka-python's warnings and errors (e.g. failing requests it retries forever) to stderr.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("kafka.coordinator").setLevel(logging.INFO)  # joins, syncs, revocations
+
+    lock = threading.Lock()
+
+    def event(kind, **fields):
+        fields.update({"event": kind, "client": args.client_name, "ts": time.time()})
+        with lock:
+            sys.stdout.write(json.dumps(fields) + "\n")
+            sys.stdout.flush()
 
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
         group_id=args.group,
-        client_id=args.name,
+        client_id=args.client_name,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=args.session_timeout_ms,
         heartbeat_interval_ms=1000,
+        max_poll_records=50,
     )
-    # Next offset to commit per partition: what was processed and not committed yet.
-    pending = {}
+    owned = set()
+    pending = {}  # TopicPartition -> next offset to commit (processed, not committed yet)
+    state = {"last_commit": time.monotonic(), "since_commit": 0}
 
     def commit():
-        owned = consumer.assignment()
+        """Commit what was processed on the owned partitions; returns success."""
         offsets = {tp: OffsetAndMetadata(offset, "", -1)
                    for tp, offset in pending.items() if tp in owned}
-        pending.clear()
+        state["last_commit"] = time.monotonic()
+        state["since_commit"] = 0
         if not offsets:
-            return
+            return True
         try:
             consumer.commit(offsets)
         except KafkaError as error:
-            print("commit failed: %r" % error, file=sys.stderr)
-            return
+            event("commit_failed", partitions=sorted(tp.partition for tp in offsets),
+                  error=repr(error))
+            return False
         for tp, committed in sorted(offsets.items()):
             event("committed", partition=tp.partition, offset=committed.offset)
+            if pending.get(tp) == committed.offset:
+                del pending[tp]
+        return True
+
+    def give_up(kind, partitions):
+        for tp in partitions:
+            owned.discard(tp)
+            pending.pop(tp, None)
+        event(kind, partitions=sorted(tp.partition for tp in partitions))
 
     class Listener(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked):
-            commit()
-            event("revoked", partitions=sorted(tp.partition for tp in revoked))
+            give_up("revoked", revoked)
+
+        def on_partitions_lost(self, lost):
+            give_up("lost", lost)
 
         def on_partitions_assigned(self, assigned):
+            owned.clear()
+            owned.update(assigned)
+            pending.clear()
             event("assigned", partitions=sorted(tp.partition for tp in assigned))
 
+    event("started")
+    # Know the topic's partitions before joining. Otherwise the leader's first assignment is
+    # empty and it rejoins at once when the metadata arrives; kafka-python 3.0.12 can lose
+    # that second join if a poll() times out while it is in flight (the SyncGroup answer
+    # arrives, but it never applies the assignment and never rejoins).
+    deadline = time.monotonic() + 30
+    while not consumer.partitions_for_topic(args.topic):
+        if time.monotonic() > deadline:
+            print("no metadata for %s" % args.topic, file=sys.stderr, flush=True)
+            sys.exit(1)
+        time.sleep(0.1)
     consumer.subscribe([args.topic], listener=Listener())
-    since_commit = 0
+    # A long poll: kafka-python 3.0.12 can also lose a rebalance's SyncGroup answer when a
+    # poll times out while the join is in flight (the leader then neither applies its
+    # assignment nor rejoins); a rebalance here takes about a heartbeat interval, so a 3 s
+    # poll rarely times out inside one. poll() returns as soon as records arrive.
     while not stopping["now"]:
-        batches = consumer.poll(timeout_ms=100)
+        batches = consumer.poll(timeout_ms=3000)
         for tp, records in sorted(batches.items()):
             for record in records:
+                if tp not in owned:
+                    event("stray", partition=tp.partition, offset=record.offset)
+                    continue
                 event("message", partition=tp.partition, offset=record.offset,
                       value=record.value.decode())
                 pending[tp] = record.offset + 1
-                since_commit += 1
-        if since_commit >= args.commit_every:
+                state["since_commit"] += 1
+                if args.delay_ms > 0:
+                    time.sleep(args.delay_ms / 1000.0)
+        due = time.monotonic() - state["last_commit"] >= args.commit_interval_ms / 1000.0
+        if pending and (state["since_commit"] >= args.commit_every or due):
             commit()
-            since_commit = 0
-    commit()
-    consumer.close()
-    event("closed")
+    final_ok = commit()
+    consumer.close()  # revokes (listener) and sends LeaveGroup
+    event("closed", final_commit_ok=final_ok)
 
 
 if __name__ == "__main__":

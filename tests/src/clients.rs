@@ -257,6 +257,16 @@ impl StreamingClient {
         self.lines.lock().expect("lines lock").clone()
     }
 
+    /// The stdout lines so far from the `start`th on (none if there are not that many), for
+    /// callers that follow a long output without copying it all each time.
+    pub fn lines_from(&self, start: usize) -> Vec<String> {
+        let lines = self.lines.lock().expect("lines lock");
+        lines
+            .get(start..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))

@@ -48,6 +48,10 @@ const ANNOUNCE_INTERVAL_MS: i64 = 1_000;
 const REGISTER_RETRY_MS: i64 = 1_000;
 /// How long a forwarded admin request waits for the controller's answer.
 const FORWARD_TIMEOUT_MS: i64 = 10_000;
+/// A node not heard from for this long is left out of Metadata and not named as a leader or
+/// coordinator: clients take every listed broker for alive (kafka-python gives up on one it
+/// cannot reach). Every live node is heard from at least every announcement interval.
+const NODE_LIVENESS_MS: i64 = 3 * ANNOUNCE_INTERVAL_MS;
 /// Forward id of requests whose answer nobody waits for (auto-creation, registration).
 const UNANSWERED: u64 = 0;
 
@@ -126,6 +130,8 @@ pub(super) struct Controller {
     known_leaders: BTreeMap<TopicPartition, (i32, NodeId)>,
     next_announce_ms: i64,
     next_register_ms: i64,
+    /// When each other node was last heard from (any peer message).
+    heard_from: BTreeMap<NodeId, i64>,
 }
 
 impl Controller {
@@ -199,6 +205,11 @@ impl Controller {
 
     pub(super) fn announce_soon(&mut self) {
         self.next_announce_ms = 0;
+    }
+
+    /// A message from `from` arrived.
+    pub(super) fn heard_from(&mut self, from: NodeId, now_ms: i64) {
+        self.heard_from.insert(from, now_ms);
     }
 
     pub(super) fn learn_leaders(&mut self, from: NodeId, leaders: Vec<(TopicPartition, i32)>) {
@@ -281,8 +292,23 @@ impl Broker {
         self.controller_id() == Some(self.config.node_id)
     }
 
-    /// A partition's (leader epoch, leader), from this node's replica or the announcements.
-    pub(super) fn partition_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
+    /// Whether `node` is this node or was heard from recently (see `NODE_LIVENESS_MS`).
+    pub(super) fn is_live(&self, node: NodeId, now_ms: i64) -> bool {
+        node == self.config.node_id
+            || self
+                .controller
+                .heard_from
+                .get(&node)
+                .is_some_and(|at| now_ms - at <= NODE_LIVENESS_MS)
+    }
+
+    /// A partition's (leader epoch, leader), from this node's replica or the announcements,
+    /// if that leader is live.
+    pub(super) fn partition_leader(
+        &self,
+        partition: &TopicPartition,
+        now_ms: i64,
+    ) -> Option<(i32, NodeId)> {
         let hosted = self.partitions.get(partition).and_then(|state| {
             state
                 .replica
@@ -290,7 +316,9 @@ impl Broker {
                 .map(|leader| (state.replica.epoch(), leader))
         });
         let announced = self.controller.known_leaders.get(partition).copied();
-        hosted.max(announced)
+        hosted
+            .max(announced)
+            .filter(|(_, leader)| self.is_live(*leader, now_ms))
     }
 
     // ----- applying the log -----
@@ -801,7 +829,7 @@ impl Broker {
         let mut infos = Vec::with_capacity(names.len());
         let mut to_create = Vec::new();
         for name in names {
-            let mut info = self.topic_info(&name);
+            let mut info = self.topic_info(&name, now_ms);
             if info.error == ErrorCode::UnknownTopicOrPartition
                 && allow_auto_create
                 && self.config.auto_create_topics
@@ -821,7 +849,13 @@ impl Broker {
         if !to_create.is_empty() {
             self.submit_unanswered(now_ms, AdminOp::CreateTopics(to_create), outputs);
         }
-        let mut nodes = self.metadata.nodes.clone();
+        let mut nodes: Vec<NodeInfo> = self
+            .metadata
+            .nodes
+            .iter()
+            .filter(|node| self.is_live(node.node_id, now_ms))
+            .cloned()
+            .collect();
         if !nodes.iter().any(|node| node.node_id == self.config.node_id) {
             nodes.push(self.this_node());
             nodes.sort_by_key(|node| node.node_id);
@@ -841,7 +875,7 @@ impl Broker {
         }
     }
 
-    fn topic_info(&self, name: &str) -> TopicInfo {
+    fn topic_info(&self, name: &str, now_ms: i64) -> TopicInfo {
         let Some(topic) = self.metadata.topics.get(name) else {
             return TopicInfo {
                 name: name.to_string(),
@@ -858,7 +892,7 @@ impl Broker {
             .map(|index| {
                 let partition = TopicPartition::new(name, index);
                 let replicas = topic.replicas(index, self.config.node_id);
-                match self.partition_leader(&partition) {
+                match self.partition_leader(&partition, now_ms) {
                     Some((leader_epoch, leader)) => PartitionInfo {
                         index,
                         error: ErrorCode::None,

@@ -526,7 +526,8 @@ impl Broker {
             .into_iter()
             .map(|group_id| {
                 let index = offsets_partition_of(&group_id, partition_count);
-                let leader = self.partition_leader(&TopicPartition::new(OFFSETS_TOPIC, index));
+                let leader =
+                    self.partition_leader(&TopicPartition::new(OFFSETS_TOPIC, index), now_ms);
                 tracing::debug!(group = %group_id, partition = index, ?leader, "coordinator lookup");
                 let node = leader
                     .and_then(|(_, leader)| {
