@@ -174,6 +174,8 @@ pub enum Request {
     SyncGroup {
         group_id: String,
         member_id: String,
+        /// A static member's `group.instance.id` (v3+): a replaced incarnation is fenced.
+        group_instance_id: Option<String>,
         generation: i32,
         /// The leader's assignments (member id, assignment); empty from the others.
         assignments: Vec<(String, Bytes)>,
@@ -181,6 +183,7 @@ pub enum Request {
     Heartbeat {
         group_id: String,
         member_id: String,
+        group_instance_id: Option<String>,
         generation: i32,
     },
     /// Members leaving, each by member id (or, for a static member, by instance id alone).
@@ -192,6 +195,7 @@ pub enum Request {
     OffsetCommit {
         group_id: String,
         member_id: String,
+        group_instance_id: Option<String>,
         generation: i32,
         commits: Vec<OffsetCommitPartition>,
     },

@@ -548,6 +548,7 @@ fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
     Request::OffsetCommit {
         group_id: "g".into(),
         member_id: member_id.into(),
+        group_instance_id: None,
         generation,
         commits: vec![OffsetCommitPartition {
             partition: TopicPartition::new("orders", 0),
@@ -599,6 +600,7 @@ fn join_and_sync(cluster: &mut Cluster, coordinator: NodeId) -> String {
     let sync = Request::SyncGroup {
         group_id: "g".into(),
         member_id: member_id.clone(),
+        group_instance_id: None,
         generation: 1,
         assignments: vec![(member_id.clone(), Bytes::from_static(b"orders-0"))],
     };
@@ -665,6 +667,7 @@ fn a_group_survives_its_coordinators_failover_with_its_offsets_and_generation() 
         Request::Heartbeat {
             group_id: "g".into(),
             member_id: member.clone(),
+            group_instance_id: None,
             generation: 1,
         },
     ) {
@@ -733,6 +736,7 @@ fn an_empty_groups_offsets_expire_after_the_retention_and_stay_deleted() {
             let heartbeat = Request::Heartbeat {
                 group_id: "g".into(),
                 member_id: member.clone(),
+                group_instance_id: None,
                 generation: 1,
             };
             assert_eq!(
@@ -802,6 +806,7 @@ fn no_member_learns_a_generations_assignment_before_it_is_replicated() {
     let heartbeat = Request::Heartbeat {
         group_id: "g".into(),
         member_id: a.clone(),
+        group_instance_id: None,
         generation: 1,
     };
     assert_eq!(
@@ -828,6 +833,7 @@ fn no_member_learns_a_generations_assignment_before_it_is_replicated() {
     let sync = |member: &str, assignments: Vec<(String, Bytes)>| Request::SyncGroup {
         group_id: "g".into(),
         member_id: member.to_string(),
+        group_instance_id: None,
         generation: 2,
         assignments,
     };
@@ -907,6 +913,7 @@ fn a_lone_member_rejoining_at_once_gets_each_generation_synced() {
             Request::SyncGroup {
                 group_id: "g".into(),
                 member_id: member.clone(),
+                group_instance_id: None,
                 generation,
                 assignments: vec![(member.clone(), Bytes::from_static(b"p"))],
             },

@@ -644,6 +644,15 @@ impl Group {
         }
     }
 
+    /// A request from a static member: FENCED_INSTANCE_ID if its instance id now names
+    /// another member id (a newer incarnation replaced it), as Kafka answers.
+    pub fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Result<(), ErrorCode> {
+        match instance.and_then(|instance| self.static_members.get(instance)) {
+            Some(current) if current != member_id => Err(ErrorCode::FencedInstanceId),
+            _ => Ok(()),
+        }
+    }
+
     /// The member id a static member's instance id names.
     pub fn member_of_instance(&self, instance: &str) -> Option<&str> {
         self.static_members.get(instance).map(String::as_str)
@@ -1103,6 +1112,16 @@ mod tests {
             join_response(&replies, 14).error,
             ErrorCode::FencedInstanceId
         );
+        // So are its syncs, heartbeats and commits that name the instance.
+        assert_eq!(
+            group.check_instance(&first.member_id, Some("host-1")),
+            Err(ErrorCode::FencedInstanceId)
+        );
+        assert_eq!(
+            group.check_instance(&again.member_id, Some("host-1")),
+            Ok(())
+        );
+        assert_eq!(group.check_instance(&first.member_id, None), Ok(()));
     }
 
     #[test]

@@ -643,29 +643,44 @@ impl Broker {
             }
             Request::SyncGroup {
                 member_id,
+                group_instance_id,
                 generation,
                 assignments,
                 ..
             } => {
                 let group = shard.live.entry(group_id.clone()).or_default();
-                replies.extend(
-                    group
-                        .sync(now_ms, id, &member_id, generation, assignments)
-                        .into_iter()
-                        .map(group_response),
-                );
+                match group.check_instance(&member_id, group_instance_id.as_deref()) {
+                    Ok(()) => replies.extend(
+                        group
+                            .sync(now_ms, id, &member_id, generation, assignments)
+                            .into_iter()
+                            .map(group_response),
+                    ),
+                    Err(error) => replies.push((
+                        id,
+                        Response::SyncGroup(SyncResponse {
+                            error,
+                            assignment: Bytes::new(),
+                        }),
+                    )),
+                }
             }
             Request::Heartbeat {
                 member_id,
+                group_instance_id,
                 generation,
                 ..
             } => {
-                let error = shard
-                    .live
-                    .get_mut(&group_id)
-                    .map_or(ErrorCode::UnknownMemberId, |group| {
-                        group.heartbeat(now_ms, &member_id, generation)
-                    });
+                let error =
+                    shard
+                        .live
+                        .get_mut(&group_id)
+                        .map_or(ErrorCode::UnknownMemberId, |group| {
+                            match group.check_instance(&member_id, group_instance_id.as_deref()) {
+                                Ok(()) => group.heartbeat(now_ms, &member_id, generation),
+                                Err(error) => error,
+                            }
+                        });
                 replies.push((id, Response::Heartbeat { error }));
             }
             Request::LeaveGroup { members, .. } => {
@@ -701,11 +716,13 @@ impl Broker {
             }
             Request::OffsetCommit {
                 member_id,
+                group_instance_id,
                 generation,
                 commits,
                 ..
             } => {
                 let group = shard.live.entry(group_id.clone()).or_default();
+                let instance = group_instance_id.as_deref();
                 #[cfg(feature = "defects")]
                 let fenced = if self.config.defect
                     == Some(crate::defects::Defect::AcceptStaleGenerationCommit)
@@ -713,10 +730,14 @@ impl Broker {
                 {
                     Ok(())
                 } else {
-                    group.check_commit(now_ms, &member_id, generation)
+                    group
+                        .check_instance(&member_id, instance)
+                        .and_then(|()| group.check_commit(now_ms, &member_id, generation))
                 };
                 #[cfg(not(feature = "defects"))]
-                let fenced = group.check_commit(now_ms, &member_id, generation);
+                let fenced = group
+                    .check_instance(&member_id, instance)
+                    .and_then(|()| group.check_commit(now_ms, &member_id, generation));
                 let checked = fenced.and_then(|()| {
                     let too_large = commits.iter().any(|commit| {
                         commit

@@ -298,6 +298,10 @@ fn sync_group_request(request: &SyncGroupRequest) -> Request {
     Request::SyncGroup {
         group_id: request.group_id.to_string(),
         member_id: request.member_id.to_string(),
+        group_instance_id: request
+            .group_instance_id
+            .as_ref()
+            .map(|instance| instance.to_string()),
         generation: request.generation_id,
         assignments: request
             .assignments
@@ -345,6 +349,10 @@ fn heartbeat_request(request: &HeartbeatRequest) -> Request {
     Request::Heartbeat {
         group_id: request.group_id.to_string(),
         member_id: request.member_id.to_string(),
+        group_instance_id: request
+            .group_instance_id
+            .as_ref()
+            .map(|instance| instance.to_string()),
         generation: request.generation_id,
     }
 }
@@ -440,6 +448,10 @@ fn offset_commit_request(request: &OffsetCommitRequest) -> Request {
     Request::OffsetCommit {
         group_id: request.group_id.to_string(),
         member_id: request.member_id.to_string(),
+        group_instance_id: request
+            .group_instance_id
+            .as_ref()
+            .map(|instance| instance.to_string()),
         generation: request.generation_id_or_member_epoch,
         commits: request
             .topics
@@ -1136,6 +1148,10 @@ mod tests {
                 Request::SyncGroup {
                     group_id: "g".into(),
                     member_id: "m1".into(),
+                    group_instance_id: request
+                        .group_instance_id
+                        .as_ref()
+                        .map(|instance| instance.to_string()),
                     generation: 4,
                     assignments: vec![("m2".into(), Bytes::from_static(b"for m2"))],
                 }
@@ -1179,6 +1195,10 @@ mod tests {
                 Request::Heartbeat {
                     group_id: "g".into(),
                     member_id: "m1".into(),
+                    group_instance_id: request
+                        .group_instance_id
+                        .as_ref()
+                        .map(|instance| instance.to_string()),
                     generation: 2,
                 }
             );
@@ -1281,6 +1301,10 @@ mod tests {
                 Request::OffsetCommit {
                     group_id: "g".into(),
                     member_id: "m1".into(),
+                    group_instance_id: request
+                        .group_instance_id
+                        .as_ref()
+                        .map(|instance| instance.to_string()),
                     generation: 2,
                     commits: vec![
                         OffsetCommitPartition {
