@@ -1127,17 +1127,18 @@ impl Broker {
         }
     }
 
-    /// Appends one batch of broker-written records to an internal partition this node
+    /// Appends one batch of broker-written JSON records to an internal partition this node
     /// leads; returns the offset its commit must reach and the epoch, or `None` if this
     /// node does not lead it.
-    fn append_internal_batch(
+    fn append_internal_batch<T: serde::Serialize>(
         &mut self,
         now_ms: i64,
         partition: &TopicPartition,
-        records: &[crate::records::PlainRecord],
+        records: &[T],
         outputs: &mut Vec<Output>,
     ) -> Option<(i64, i32)> {
-        let batch = crate::records::encode_batch(records, now_ms, 0, -1);
+        let encoded = crate::records::encode_json_records(records);
+        let batch = crate::records::encode_batch(&encoded, now_ms, 0, -1);
         let header = crate::batch::validate(&batch).expect("an encoded batch is valid");
         let appended = self
             .drive_replica(now_ms, partition, outputs, |replica, context| {

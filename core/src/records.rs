@@ -2,7 +2,7 @@
 //!
 //! Client batches are never decoded or rebuilt (see `batch`). The broker writes a few
 //! batches of its own, uncompressed: a control batch that opens each leader epoch, and the
-//! records of its internal logs (cluster metadata). This module encodes those batches and
+//! records of its internal logs (cluster metadata, group state; JSON documents). This module encodes those batches and
 //! decodes the records inside uncompressed batches (enough for the internal logs).
 //!
 //! Invariants: every encoded batch passes `batch::validate`; decoding refuses anything that
@@ -183,6 +183,39 @@ impl Cursor<'_> {
         self.at = end;
         Ok(Some(slice))
     }
+}
+
+/// The records of an internal log (cluster metadata, group state): one JSON document per
+/// record value, readable with any Kafka consumer.
+pub fn encode_json_records<T: serde::Serialize>(records: &[T]) -> Vec<PlainRecord> {
+    records
+        .iter()
+        .map(|record| PlainRecord {
+            key: None,
+            value: Some(Bytes::from(
+                serde_json::to_vec(record).expect("internal records always encode"),
+            )),
+        })
+        .collect()
+}
+
+/// The JSON documents of one batch of an internal log (control batches hold none); an error
+/// names what did not decode.
+pub fn decode_json_records<T: serde::de::DeserializeOwned>(
+    header: &BatchHeader,
+    batch: &Bytes,
+) -> Result<Vec<T>, String> {
+    if header.is_control() {
+        return Ok(Vec::new());
+    }
+    decode_records(header, batch)
+        .map_err(|error| error.to_string())?
+        .iter()
+        .map(|record| {
+            let value = record.value.as_deref().unwrap_or_default();
+            serde_json::from_slice(value).map_err(|error| error.to_string())
+        })
+        .collect()
 }
 
 /// Decodes the records of one validated, uncompressed batch (keys and values share the

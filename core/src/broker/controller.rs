@@ -34,7 +34,7 @@ use crate::metadata::{
     assign_replicas, is_valid_topic_name, ClusterMetadata, MetadataRecord, NodeInfo, TopicMetadata,
     TopicPartition,
 };
-use crate::records::{decode_records, PlainRecord};
+use crate::records::decode_json_records;
 use crate::replication::NodeId;
 use bytes::Bytes;
 use rand::Rng;
@@ -173,19 +173,8 @@ impl Controller {
         if header.is_control() {
             return;
         }
-        let records = decode_records(header, bytes)
-            .map_err(|error| error.to_string())
-            .and_then(|records| {
-                records
-                    .iter()
-                    .map(|record| {
-                        let value = record.value.as_deref().unwrap_or_default();
-                        serde_json::from_slice::<MetadataRecord>(value)
-                            .map_err(|error| error.to_string())
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .unwrap_or_else(|reason| {
+        let records =
+            decode_json_records::<MetadataRecord>(header, bytes).unwrap_or_else(|reason| {
                 tracing::error!(base_offset, %reason, "undecodable metadata batch skipped");
                 Vec::new()
             });
@@ -524,16 +513,7 @@ impl Broker {
         records: &[MetadataRecord],
         outputs: &mut Vec<Output>,
     ) -> Option<(i64, i32)> {
-        let encoded: Vec<PlainRecord> = records
-            .iter()
-            .map(|record| PlainRecord {
-                key: None,
-                value: Some(Bytes::from(
-                    serde_json::to_vec(record).expect("metadata records always encode"),
-                )),
-            })
-            .collect();
-        self.append_internal_batch(now_ms, &metadata_partition(), &encoded, outputs)
+        self.append_internal_batch(now_ms, &metadata_partition(), records, outputs)
     }
 
     /// Whether `name` exists once the applied metadata and the pending records are applied.

@@ -47,7 +47,7 @@ use crate::groups::{
     CommittedOffset, Group, GroupReply, MembershipSnapshot, OFFSET_METADATA_MAX_BYTES,
 };
 use crate::metadata::TopicPartition;
-use crate::records::{decode_records, PlainRecord};
+use crate::records::decode_json_records;
 use bytes::Bytes;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -219,23 +219,7 @@ impl OffsetsShard {
     ) {
         // Control batches (a new leader's epoch marker) carry no group records, but are
         // applied like any batch so that `applied_end` follows the log.
-        let records = if header.is_control() {
-            Ok(Vec::new())
-        } else {
-            decode_records(header, bytes)
-                .map_err(|error| error.to_string())
-                .and_then(|records| {
-                    records
-                        .iter()
-                        .map(|record| {
-                            let value = record.value.as_deref().unwrap_or_default();
-                            serde_json::from_slice::<GroupRecord>(value)
-                                .map_err(|error| error.to_string())
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-        }
-        .unwrap_or_else(|reason| {
+        let records = decode_json_records::<GroupRecord>(header, bytes).unwrap_or_else(|reason| {
             tracing::error!(base_offset, %reason, "undecodable offsets batch skipped");
             Vec::new()
         });
@@ -889,19 +873,10 @@ impl Broker {
         records: &[GroupRecord],
         outputs: &mut Vec<Output>,
     ) -> Option<(i64, i32)> {
-        let encoded: Vec<PlainRecord> = records
-            .iter()
-            .map(|record| PlainRecord {
-                key: None,
-                value: Some(Bytes::from(
-                    serde_json::to_vec(record).expect("group records always encode"),
-                )),
-            })
-            .collect();
         self.append_internal_batch(
             now_ms,
             &TopicPartition::new(OFFSETS_TOPIC, index),
-            &encoded,
+            records,
             outputs,
         )
     }
