@@ -2,8 +2,9 @@
 //!
 //! Client batches are never decoded or rebuilt (see `batch`). The broker writes a few
 //! batches of its own, uncompressed: a control batch that opens each leader epoch, and the
-//! records of its internal logs (cluster metadata, group state; JSON documents). This module encodes those batches and
-//! decodes the records inside uncompressed batches (enough for the internal logs).
+//! records of its internal logs (cluster metadata, group state; one JSON document each).
+//! This module encodes those batches and decodes the records inside uncompressed batches
+//! (enough for the internal logs).
 //!
 //! Invariants: every encoded batch passes `batch::validate`; decoding refuses anything that
 //! does not fit its declared lengths (never panics on bytes from a disk or a peer).
