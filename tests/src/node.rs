@@ -454,3 +454,41 @@ pub fn read_lossy(path: &Path) -> String {
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// The batches of a partition as a node stored them: every batch header of its segments in
+/// log order, and why a segment's scan stopped early (a torn or corrupt tail), if one did.
+pub fn stored_batches(
+    data_dir: &Path,
+    topic: &str,
+    partition: i32,
+) -> (Vec<myelin_core::batch::BatchHeader>, Vec<String>) {
+    let dir = data_dir.join("topics").join(format!("{topic}-{partition}"));
+    let mut segments: Vec<PathBuf> = fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    let mut headers = Vec::new();
+    let mut stops = Vec::new();
+    for segment in segments {
+        let Some(base) = segment
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .and_then(|stem| stem.parse().ok())
+        else {
+            continue;
+        };
+        let bytes = fs::read(&segment).unwrap_or_default();
+        let scan = myelin_core::batch::scan_batches(&bytes, base);
+        headers.extend(scan.batches.iter().map(|batch| batch.header));
+        if let Some(reason) = &scan.stop_reason {
+            stops.push(format!("scan of {} stopped: {reason}", segment.display()));
+        }
+    }
+    (headers, stops)
+}

@@ -18,9 +18,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use myelin_core::batch::scan_batches;
 use myelin_tests::clients::{self, StreamingClient};
-use myelin_tests::node::{cluster_bootstrap, start_cluster};
+use myelin_tests::node::{cluster_bootstrap, start_cluster, stored_batches};
 use myelin_tests::records::{by_partition, from_summary};
 use myelin_tests::Node;
 use serde_json::Value;
@@ -77,28 +76,11 @@ fn leaders(nodes: &mut [Node]) -> BTreeMap<i32, i32> {
 
 /// Every batch of a partition on a node's disk: (base offset, last offset, leader epoch,
 /// size, producer id, first sequence), in log order.
-fn stored_batches(data_dir: &Path, partition: i32) -> Vec<(i64, i64, i32, u32, i64, i32)> {
-    let dir = data_dir.join("topics").join(format!("{TOPIC}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
-    segments.sort();
-    let mut batches = Vec::new();
-    for segment in segments {
-        let base: i64 = segment
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .and_then(|stem| stem.parse().ok())
-            .expect("a segment file named by its base offset");
-        let bytes = std::fs::read(&segment).unwrap_or_default();
-        batches.extend(scan_batches(&bytes, base).batches.iter().map(|batch| {
-            let header = &batch.header;
+fn batch_summaries(data_dir: &Path, partition: i32) -> Vec<(i64, i64, i32, u32, i64, i32)> {
+    stored_batches(data_dir, TOPIC, partition)
+        .0
+        .iter()
+        .map(|header| {
             (
                 header.base_offset,
                 header.base_offset + i64::from(header.last_offset_delta),
@@ -107,9 +89,8 @@ fn stored_batches(data_dir: &Path, partition: i32) -> Vec<(i64, i64, i32, u32, i
                 header.producer_id,
                 header.base_sequence,
             )
-        }));
-    }
-    batches
+        })
+        .collect()
 }
 
 fn diagnostics(nodes: &[Node]) -> String {
@@ -276,7 +257,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
             .filter(|partition| {
                 let logs: Vec<_> = nodes
                     .iter()
-                    .map(|node| stored_batches(node.data_dir(), *partition))
+                    .map(|node| batch_summaries(node.data_dir(), *partition))
                     .collect();
                 logs.iter().any(|log| log != &logs[0])
             })
@@ -293,7 +274,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
                 .map(|p| {
                     nodes
                         .iter()
-                        .map(|node| stored_batches(node.data_dir(), p).len())
+                        .map(|node| batch_summaries(node.data_dir(), p).len())
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -306,7 +287,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
         thread::sleep(Duration::from_millis(100));
     }
     let total: usize = (0..PARTITIONS)
-        .map(|p| stored_batches(nodes[victim].data_dir(), p).len())
+        .map(|p| batch_summaries(nodes[victim].data_dir(), p).len())
         .sum();
     assert!(
         total > 0,

@@ -44,9 +44,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use myelin_core::batch::scan_batches;
 use myelin_tests::clients::{self, StreamingClient, CLIENT_TIMEOUT};
-use myelin_tests::node::{cluster_bootstrap, logs_dir, read_lossy, start_cluster};
+use myelin_tests::node::{cluster_bootstrap, logs_dir, read_lossy, start_cluster, stored_batches};
 use myelin_tests::records::from_summary;
 use myelin_tests::{workspace_root, Node};
 use serde_json::Value;
@@ -455,32 +454,12 @@ fn check_history(history: &History) -> Result<Stats, String> {
 
 /// One line per batch of a partition on a node's disk (offsets, leader epoch, producer id and
 /// sequence, record count), in log order, for the failure files.
-fn stored_batches(data_dir: &std::path::Path, topic: &str, partition: i32) -> Vec<String> {
-    let dir = data_dir.join("topics").join(format!("{topic}-{partition}"));
-    let mut segments: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-                .collect()
-        })
-        .unwrap_or_default();
-    segments.sort();
-    let mut lines = Vec::new();
-    for segment in segments {
-        let Some(base) = segment
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .and_then(|stem| stem.parse().ok())
-        else {
-            continue;
-        };
-        let bytes = std::fs::read(&segment).unwrap_or_default();
-        let scan = scan_batches(&bytes, base);
-        for batch in &scan.batches {
-            let h = &batch.header;
-            lines.push(format!(
+fn stored_batch_lines(data_dir: &std::path::Path, topic: &str, partition: i32) -> Vec<String> {
+    let (headers, stops) = stored_batches(data_dir, topic, partition);
+    let mut lines: Vec<String> = headers
+        .iter()
+        .map(|h| {
+            format!(
                 "{}..={} epoch {} producer {} seq {} records {}",
                 h.base_offset,
                 h.base_offset + i64::from(h.last_offset_delta),
@@ -488,12 +467,10 @@ fn stored_batches(data_dir: &std::path::Path, topic: &str, partition: i32) -> Ve
                 h.producer_id,
                 h.base_sequence,
                 h.record_count
-            ));
-        }
-        if let Some(reason) = &scan.stop_reason {
-            lines.push(format!("(scan of {} stopped: {reason})", segment.display()));
-        }
-    }
+            )
+        })
+        .collect();
+    lines.extend(stops.into_iter().map(|stop| format!("({stop})")));
     lines
 }
 
@@ -832,7 +809,7 @@ impl Run {
         for (index, node) in self.nodes.iter().enumerate() {
             for partition in 0..PARTITIONS {
                 let _ = writeln!(batches, "node {} partition {partition}:", index + 1);
-                for line in stored_batches(node.data_dir(), &self.topic, partition) {
+                for line in stored_batch_lines(node.data_dir(), &self.topic, partition) {
                     let _ = writeln!(batches, "  {line}");
                 }
             }
