@@ -375,6 +375,25 @@ impl Checker {
         });
     }
 
+    /// committed-offsets-monotonic: `offset` of `partition`, in an operation sent at
+    /// `started`, is at least every commit acknowledged before then.
+    fn check_not_behind_commits(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        started: Micros,
+        at: Micros,
+        detail: impl FnOnce(i64) -> String,
+    ) {
+        let before = self.group.acknowledged_before(partition, started);
+        self.check(
+            Invariant::CommittedOffsetsMonotonic,
+            before.is_none_or(|before| offset >= before),
+            Some(at),
+            || detail(before.unwrap_or_default()),
+        );
+    }
+
     fn observe_group(&mut self, event: &ClientEvent) {
         match event {
             ClientEvent::GroupAssigned {
@@ -420,18 +439,11 @@ impl Checker {
                     )
                 });
                 for (partition, offset) in offsets {
-                    let before = self.group.acknowledged_before(*partition, *started);
-                    self.check(
-                        Invariant::CommittedOffsetsMonotonic,
-                        before.is_none_or(|before| *offset >= before),
-                        Some(*at),
-                        || {
-                            format!(
-                                "partition {partition}: member {member} (client {client}) had offset {offset} acknowledged, below {} acknowledged before it was sent",
-                                before.unwrap_or_default()
-                            )
-                        },
-                    );
+                    self.check_not_behind_commits(*partition, *offset, *started, *at, |before| {
+                        format!(
+                            "partition {partition}: member {member} (client {client}) had offset {offset} acknowledged, below {before} acknowledged before it was sent"
+                        )
+                    });
                     self.group
                         .acknowledged
                         .entry(*partition)
@@ -446,18 +458,11 @@ impl Checker {
                 at,
             } => {
                 for (partition, offset) in offsets {
-                    let before = self.group.acknowledged_before(*partition, *started);
-                    self.check(
-                        Invariant::CommittedOffsetsMonotonic,
-                        before.is_none_or(|before| *offset >= before),
-                        Some(*at),
-                        || {
-                            format!(
-                                "partition {partition}: client {client} fetched committed offset {offset}, but {} was acknowledged before it asked",
-                                before.unwrap_or_default()
-                            )
-                        },
-                    );
+                    self.check_not_behind_commits(*partition, *offset, *started, *at, |before| {
+                        format!(
+                            "partition {partition}: client {client} fetched committed offset {offset}, but {before} was acknowledged before it asked"
+                        )
+                    });
                 }
             }
             _ => {}
