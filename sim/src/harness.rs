@@ -175,6 +175,22 @@ impl RunReport {
         self.scenario.replay_command(self.defect.as_deref())
     }
 
+    /// What a seed sweep reports about this run: its failure with the replay command, or
+    /// that too little happened (`made_progress` false), or nothing.
+    pub fn problem(&self, made_progress: bool) -> Option<String> {
+        if !self.passed() {
+            Some(format!(
+                "{}\n  replay: {}",
+                self.summary(),
+                self.replay_command()
+            ))
+        } else if !made_progress {
+            Some(format!("too little happened:\n{}", self.summary()))
+        } else {
+            None
+        }
+    }
+
     /// The summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let counts = &self.counts;
