@@ -19,13 +19,10 @@ SIGTERM; a commit covers only partitions currently owned. Each message takes --d
 backlog builds up and the test can act mid-stream.
 """
 
-import argparse
-import json
-import signal
 import sys
 import time
 
-from e2e_common import missing_module
+from e2e_common import event_printer, group_consumer_args, missing_module, stop_on_sigterm
 
 try:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -34,24 +31,9 @@ except ImportError as err:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT...]")
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--client-name", required=True)
-    parser.add_argument("--session-timeout-ms", type=int, default=6000)
-    parser.add_argument("--commit-every", type=int, default=20)
-    parser.add_argument("--commit-interval-ms", type=int, default=200)
-    parser.add_argument("--delay-ms", type=float, default=2.0)
-    args = parser.parse_args()
-
-    def event(kind, **fields):
-        fields.update({"event": kind, "client": args.client_name, "ts": time.time()})
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-
-    stopping = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    args = group_consumer_args(__doc__)
+    event = event_printer(args.client_name)
+    stopping = stop_on_sigterm()
 
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,

@@ -76,3 +76,45 @@ def missing_module(name, err):
     """Exit with a clear hint when a client library is not installed."""
     sys.stderr.write("cannot import %s (%s): %s\n" % (name, err, SETUP_HINT))
     sys.exit(3)
+
+
+def group_consumer_args(description):
+    """The command line the group-consumer scripts share (see tests/tests/consumer_groups.rs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT...]")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--client-name", required=True)
+    parser.add_argument("--session-timeout-ms", type=int, default=6000)
+    parser.add_argument("--commit-every", type=int, default=20)
+    parser.add_argument("--commit-interval-ms", type=int, default=200)
+    parser.add_argument("--delay-ms", type=float, default=2.0)
+    return parser.parse_args()
+
+
+def event_printer(client_name):
+    """A function printing one timestamped JSON event line for `client_name` and flushing it;
+    safe to call from a client library's own threads."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+
+    def event(kind, **fields):
+        fields.update({"event": kind, "client": client_name, "ts": time.time()})
+        with lock:
+            sys.stdout.write(json.dumps(fields) + "\n")
+            sys.stdout.flush()
+
+    return event
+
+
+def stop_on_sigterm():
+    """A flag ({"now": bool}) that SIGTERM sets, for a graceful stop."""
+    import signal
+
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    return stopping

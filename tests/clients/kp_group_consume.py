@@ -13,15 +13,11 @@ script does not commit on revocation: what was processed since the last commit i
 again by the next owner (duplicates back to the last commit, no loss).
 """
 
-import argparse
-import json
 import logging
-import signal
 import sys
-import threading
 import time
 
-from e2e_common import missing_module
+from e2e_common import event_printer, group_consumer_args, missing_module, stop_on_sigterm
 
 try:
     from kafka import ConsumerRebalanceListener, KafkaConsumer
@@ -32,31 +28,14 @@ except ImportError as err:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT...]")
-    parser.add_argument("--topic", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--client-name", required=True)
-    parser.add_argument("--session-timeout-ms", type=int, default=6000)
-    parser.add_argument("--commit-every", type=int, default=20)
-    parser.add_argument("--commit-interval-ms", type=int, default=200)
-    parser.add_argument("--delay-ms", type=float, default=2.0)
-    args = parser.parse_args()
+    args = group_consumer_args(__doc__)
     # kafka-python's warnings and errors (e.g. failing requests it retries forever) to stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("kafka.coordinator").setLevel(logging.INFO)  # joins, syncs, revocations
 
-    lock = threading.Lock()
-
-    def event(kind, **fields):
-        fields.update({"event": kind, "client": args.client_name, "ts": time.time()})
-        with lock:
-            sys.stdout.write(json.dumps(fields) + "\n")
-            sys.stdout.flush()
-
-    stopping = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    event = event_printer(args.client_name)
+    stopping = stop_on_sigterm()
 
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
