@@ -149,8 +149,13 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
         thread::sleep(Duration::from_millis(20));
     }
 
-    // Kill -9 the leader of partition 0.
-    let leader = leaders(&mut nodes).get(&0).copied().unwrap_or(-1);
+    // Kill -9 the leader of partition 0 (asking again while an election is in flight).
+    let asked = Instant::now();
+    let mut leader = leaders(&mut nodes).get(&0).copied().unwrap_or(-1);
+    while leader < 1 && asked.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_millis(200));
+        leader = leaders(&mut nodes).get(&0).copied().unwrap_or(-1);
+    }
     assert!(
         leader >= 1,
         "partition 0 has no leader before the kill\n{}",
