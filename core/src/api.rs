@@ -63,7 +63,14 @@ pub enum ErrorCode {
     FencedLeaderEpoch = 74,
     UnknownLeaderEpoch = 76,
     InvalidRecord = 87,
+    UnstableOffsetCommit = 88,
     ProducerFenced = 90,
+    InvalidProducerIdMapping = 49,
+    InvalidTransactionTimeout = 50,
+    ConcurrentTransactions = 51,
+    TransactionCoordinatorFenced = 52,
+    TransactionalIdNotFound = 105,
+    TransactionAbortable = 120,
 }
 
 impl ErrorCode {
@@ -159,9 +166,62 @@ pub enum Request {
     },
     InitProducerId {
         transactional_id: Option<String>,
-        /// -1/-1 for a new producer; an existing id and epoch asks for an epoch bump.
+        /// transaction.timeout.ms of a transactional producer (ignored without an id).
+        transaction_timeout_ms: i32,
+        /// -1/-1 for a new producer; an existing id and epoch asks for an epoch bump
+        /// (KIP-360; for a transactional id, a resume that must match the current epoch).
         producer_id: i64,
         producer_epoch: i16,
+    },
+    /// Coordinator lookups of transactional ids (key type 1); one result per key.
+    FindTransactionCoordinator {
+        transactional_ids: Vec<String>,
+    },
+    /// The partitions join the producer's transaction (starting it if none is open).
+    AddPartitionsToTxn {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<TopicPartition>,
+    },
+    /// The group's offsets partition joins the producer's transaction.
+    AddOffsetsToTxn {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: String,
+    },
+    /// Commit (`commit = true`) or abort the producer's open transaction.
+    EndTxn {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    },
+    /// Offsets committed inside a transaction, sent to the group's coordinator; they take
+    /// effect with the transaction's commit marker. `member_id` empty and `generation` -1
+    /// when the client sends no group metadata (before v3, or a standalone producer).
+    TxnOffsetCommit {
+        transactional_id: String,
+        group_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+        commits: Vec<OffsetCommitPartition>,
+    },
+    DescribeTransactions {
+        transactional_ids: Vec<String>,
+    },
+    /// This node's coordinated transactions; empty filters match everything.
+    ListTransactions {
+        state_filters: Vec<String>,
+        producer_id_filters: Vec<i64>,
+    },
+    /// The active producers of partitions this node leads.
+    DescribeProducers {
+        partitions: Vec<TopicPartition>,
     },
     /// Coordinator lookups of consumer groups (key type 0); one result per key.
     FindCoordinator {
@@ -199,10 +259,13 @@ pub enum Request {
         generation: i32,
         commits: Vec<OffsetCommitPartition>,
     },
-    /// `partitions = None` asks for every partition the group committed.
+    /// `partitions = None` asks for every partition the group committed. With
+    /// `require_stable`, a partition with transactional offsets awaiting their marker
+    /// answers UNSTABLE_OFFSET_COMMIT.
     OffsetFetch {
         group_id: String,
         partitions: Option<Vec<TopicPartition>>,
+        require_stable: bool,
     },
     ListGroups,
     DescribeGroups {
@@ -358,6 +421,88 @@ pub struct FetchPartitionResult {
     pub log_start_offset: i64,
     /// Whole batches, in offset order; the driver concatenates their bytes.
     pub chunks: Vec<ReadChunk>,
+    /// read_committed only: the aborted transactions whose records may be among the
+    /// returned batches (a consumer drops that producer's batches from `first_offset` up to
+    /// its abort marker).
+    pub aborted_transactions: Vec<AbortedTransaction>,
+}
+
+/// An aborted transaction of one partition, as Fetch reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTransaction {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// Kafka's transaction states, as the coordinator holds them (see `transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+    PrepareEpochFence,
+    Dead,
+}
+
+impl TxnState {
+    /// The name Kafka's admin APIs use.
+    pub fn kafka_name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::PrepareEpochFence => "PrepareEpochFence",
+            TxnState::Dead => "Dead",
+        }
+    }
+}
+
+/// One transactional id of a DescribeTransactions answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionDescription {
+    pub transactional_id: String,
+    /// NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS or TRANSACTIONAL_ID_NOT_FOUND.
+    pub error: ErrorCode,
+    pub state: TxnState,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    /// When the open transaction began (-1 if none).
+    pub start_ms: i64,
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// One transaction of a ListTransactions answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTransaction {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub state: TxnState,
+}
+
+/// One producer of a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerDescription {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    pub coordinator_epoch: i32,
+    /// The first offset of the producer's open transaction here (-1 if none).
+    pub current_txn_start_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedProducers {
+    pub partition: TopicPartition,
+    pub error: ErrorCode,
+    pub producers: Vec<ProducerDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,6 +556,22 @@ pub enum Response {
     },
     DescribeGroups(Vec<DescribedGroup>),
     OffsetForLeaderEpoch(Vec<EpochEnd>),
+    AddPartitionsToTxn(Vec<(TopicPartition, ErrorCode)>),
+    AddOffsetsToTxn {
+        error: ErrorCode,
+    },
+    EndTxn {
+        error: ErrorCode,
+    },
+    TxnOffsetCommit(Vec<(TopicPartition, ErrorCode)>),
+    DescribeTransactions(Vec<TransactionDescription>),
+    ListTransactions {
+        error: ErrorCode,
+        transactions: Vec<ListedTransaction>,
+        /// State filters that name no known state.
+        unknown_state_filters: Vec<String>,
+    },
+    DescribeProducers(Vec<DescribedProducers>),
 }
 
 /// What a batch append tells storage, beyond the bytes, so it can keep its indexes.
@@ -505,6 +666,38 @@ pub enum PeerMessage {
         id: u64,
         results: Vec<TopicResult>,
     },
+    /// A partition leader asks a transaction coordinator, before a transaction's first
+    /// transactional append to these partitions, whether they belong to the producer's
+    /// ongoing transaction (Kafka's KIP-890 part 1 verification).
+    VerifyTxn {
+        id: u64,
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<TopicPartition>,
+    },
+    /// The coordinator's answer to `VerifyTxn`: one error per partition, and the number the
+    /// coordinator gave the ongoing transaction (its markers carry the same number).
+    TxnVerified {
+        id: u64,
+        txn_number: u64,
+        results: Vec<(TopicPartition, ErrorCode)>,
+    },
+    /// A transaction coordinator asks a partition leader to end a transaction there with a
+    /// commit or abort marker; the answer comes once each marker is committed (like acks=all).
+    WriteTxnMarkers {
+        id: u64,
+        coordinator_epoch: i32,
+        txn_number: u64,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: Vec<TopicPartition>,
+    },
+    TxnMarkersWritten {
+        id: u64,
+        results: Vec<(TopicPartition, ErrorCode)>,
+    },
 }
 
 /// An input to `Broker::step`.
@@ -549,6 +742,10 @@ pub enum Output {
 pub struct RecoveredBatch {
     pub position: u32,
     pub header: BatchHeader,
+    /// For a control batch, the type in its record's key (0 abort, 1 commit, 2 leader
+    /// change; see `records::control_record_type`): transaction markers rebuild each
+    /// partition's transaction index at recovery. `None` for data batches.
+    pub control_type: Option<i16>,
 }
 
 /// A segment found on disk at startup; its batches are in offset order and CRC-valid.
@@ -602,6 +799,14 @@ pub struct BrokerConfig {
     /// How long a group's committed offsets outlive its last member (Kafka's
     /// offsets.retention.minutes, default 7 days).
     pub offsets_retention_ms: i64,
+    /// Partitions of the transaction-state topic, `__transaction_state`, when it is created.
+    pub transaction_state_partitions: i32,
+    /// The largest transaction.timeout.ms a producer may ask for (Kafka's
+    /// transaction.max.timeout.ms, 15 minutes).
+    pub transaction_timeout_max_ms: i32,
+    /// How long a transactional id outlives its last transaction (Kafka's
+    /// transactional.id.expiration.ms, 7 days).
+    pub transactional_id_expiration_ms: i64,
     /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
     #[cfg(feature = "defects")]
     pub defect: Option<crate::defects::Defect>,
@@ -621,6 +826,9 @@ impl Default for BrokerConfig {
             replication: ReplicationTimings::default(),
             offsets_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            transaction_state_partitions: 8,
+            transaction_timeout_max_ms: 15 * 60 * 1000,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             #[cfg(feature = "defects")]
             defect: None,
         }

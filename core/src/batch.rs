@@ -35,8 +35,10 @@ const OFFSET_PRODUCER_EPOCH: usize = 51;
 const OFFSET_BASE_SEQUENCE: usize = 53;
 const OFFSET_RECORD_COUNT: usize = 57;
 
-const ATTRIBUTE_TRANSACTIONAL: i16 = 1 << 4;
-const ATTRIBUTE_CONTROL: i16 = 1 << 5;
+/// Attribute bit of a transactional batch.
+pub const ATTRIBUTE_TRANSACTIONAL: i16 = 1 << 4;
+/// Attribute bit of a control batch.
+pub const ATTRIBUTE_CONTROL: i16 = 1 << 5;
 
 /// Producer id of a batch written without idempotence.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -290,6 +292,9 @@ pub fn scan_batches(bytes: &[u8], segment_base_offset: i64) -> BatchScan {
             // Below 4 GiB: checked against SEGMENT_BYTES_MAX above.
             position: position as u32,
             header,
+            control_type: crate::records::control_record_type(
+                &bytes[position..position + size_bytes],
+            ),
         });
         position += size_bytes;
         expected_offset = next_offset;

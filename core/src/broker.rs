@@ -31,6 +31,7 @@
 
 mod controller;
 mod coordinator;
+mod transactions;
 
 use crate::api::{
     Acks, BrokerConfig, ErrorCode, FetchPartition, FetchPartitionResult, Input, Isolation,
@@ -589,6 +590,12 @@ impl Broker {
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
             PeerMessage::Forward { id, op } => self.on_forward(now_ms, from, id, op, outputs),
             PeerMessage::Forwarded { id, results } => self.on_forwarded(id, results, outputs),
+            message @ (PeerMessage::VerifyTxn { .. }
+            | PeerMessage::TxnVerified { .. }
+            | PeerMessage::WriteTxnMarkers { .. }
+            | PeerMessage::TxnMarkersWritten { .. }) => {
+                self.on_transaction_peer(now_ms, from, message, outputs)
+            }
         }
     }
 
@@ -672,7 +679,18 @@ impl Broker {
                 transactional_id,
                 producer_id,
                 producer_epoch,
+                ..
             } => self.init_producer_id(transactional_id, producer_id, producer_epoch, outputs),
+            request @ (Request::FindTransactionCoordinator { .. }
+            | Request::AddPartitionsToTxn { .. }
+            | Request::AddOffsetsToTxn { .. }
+            | Request::EndTxn { .. }
+            | Request::DescribeTransactions { .. }
+            | Request::ListTransactions { .. }
+            | Request::DescribeProducers { .. }) => {
+                self.transaction_request(now_ms, id, request, outputs);
+                return;
+            }
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
                 partitions
                     .into_iter()
@@ -959,6 +977,7 @@ impl Broker {
             last_stable_offset: -1,
             log_start_offset: -1,
             chunks: Vec::new(),
+            aborted_transactions: Vec::new(),
         };
         let state = match self.readable_partition(&wanted.partition) {
             Ok(state) => state,

@@ -372,6 +372,7 @@ fn a_fetch_beyond_the_high_watermark_is_out_of_range() {
 fn producer_ids_are_reserved_durably_in_blocks() {
     let mut broker = broker();
     let init = Request::InitProducerId {
+        transaction_timeout_ms: 60_000,
         transactional_id: None,
         producer_id: -1,
         producer_epoch: -1,
@@ -415,6 +416,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
         Input::Request {
             id: 3,
             request: Request::InitProducerId {
+                transaction_timeout_ms: 60_000,
                 transactional_id: None,
                 producer_id: -1,
                 producer_epoch: -1,
@@ -496,6 +498,7 @@ fn arbitrary_inputs() -> impl Strategy<Value = Vec<(i64, Input)>> {
         Just(Input::Request {
             id: 0,
             request: Request::InitProducerId {
+                transaction_timeout_ms: 60_000,
                 transactional_id: None,
                 producer_id: -1,
                 producer_epoch: -1
@@ -572,6 +575,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
                 Some(RecoveredBatch {
                     position: batch.position,
                     header,
+                    control_type: crate::records::control_record_type(bytes),
                 })
             }
             _ => None,

@@ -119,6 +119,9 @@ impl Disk {
                     batches.push(RecoveredBatch {
                         position: position as u32,
                         header,
+                        control_type: crate::records::control_record_type(
+                            &bytes[position..position + size],
+                        ),
                     });
                     position += size;
                 }
@@ -562,6 +565,7 @@ fn committed_offset(cluster: &mut Cluster, node: NodeId) -> i64 {
     match cluster.call(
         node,
         Request::OffsetFetch {
+            require_stable: false,
             group_id: "g".into(),
             partitions: Some(vec![TopicPartition::new("orders", 0)]),
         },

@@ -778,6 +778,7 @@ mod tests {
                         RecoveredBatch {
                             position: batch.position,
                             header,
+                            control_type: None,
                         }
                     })
                     .collect(),

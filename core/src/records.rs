@@ -13,8 +13,7 @@ use crate::batch::{BatchHeader, BATCH_HEADER_BYTES, MAGIC_V2, NO_PRODUCER_ID};
 use bytes::Bytes;
 use thiserror::Error;
 
-/// Attribute bit of a control batch.
-pub const ATTRIBUTE_CONTROL: i16 = 1 << 5;
+pub use crate::batch::{ATTRIBUTE_CONTROL, ATTRIBUTE_TRANSACTIONAL};
 /// Control record type KRaft uses for the record that opens a leader's epoch.
 pub const CONTROL_TYPE_LEADER_CHANGE: i16 = 2;
 
@@ -146,6 +145,72 @@ pub fn leader_change_batch(leader_epoch: i32, timestamp_ms: i64) -> Bytes {
         ATTRIBUTE_CONTROL,
         leader_epoch,
     )
+}
+
+/// Control record type of a transaction's abort marker.
+pub const CONTROL_TYPE_ABORT: i16 = 0;
+/// Control record type of a transaction's commit marker.
+pub const CONTROL_TYPE_COMMIT: i16 = 1;
+/// The transaction marker a coordinator has a partition leader append (Kafka's
+/// EndTransactionMarker): a transactional control batch of the producer, base sequence -1,
+/// one record whose key is (version 0, type) and whose value is (version 0, coordinator
+/// epoch).
+pub fn transaction_marker_batch(
+    commit: bool,
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Bytes {
+    let control_type = if commit {
+        CONTROL_TYPE_COMMIT
+    } else {
+        CONTROL_TYPE_ABORT
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&control_type.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    encode_producer_batch(
+        &[PlainRecord {
+            key: Some(Bytes::from(key)),
+            value: Some(Bytes::from(value)),
+        }],
+        timestamp_ms,
+        ATTRIBUTE_CONTROL | ATTRIBUTE_TRANSACTIONAL,
+        -1,
+        ProducerFields {
+            producer_id,
+            producer_epoch,
+            base_sequence: -1,
+        },
+    )
+}
+
+/// The type in the key of a control batch's first record (0 abort, 1 commit, 2 leader
+/// change), read from the batch's bytes (at least up to that key). `None` for a data batch
+/// or bytes that do not hold a well-formed control key: never panics on stored bytes.
+pub fn control_record_type(batch: &[u8]) -> Option<i16> {
+    let header = crate::batch::read_header(batch).ok()?;
+    if !header.is_control() || header.record_count < 1 {
+        return None;
+    }
+    let bytes = Bytes::copy_from_slice(&batch[..batch.len().min(BATCH_HEADER_BYTES + 64)]);
+    let mut cursor = Cursor {
+        bytes: &bytes,
+        at: BATCH_HEADER_BYTES,
+    };
+    cursor.varint().ok()?; // record length
+    cursor.at += 1; // record attributes
+    cursor.varint().ok()?; // timestamp delta
+    cursor.varint().ok()?; // offset delta
+    let key = cursor.nullable(&bytes).ok()??;
+    if key.len() < 4 {
+        return None;
+    }
+    Some(i16::from_be_bytes([key[2], key[3]]))
 }
 
 struct Cursor<'a> {

@@ -1291,6 +1291,7 @@ mod tests {
                         crate::api::RecoveredBatch {
                             position: batch.position,
                             header: crate::batch::read_header(bytes).unwrap(),
+                            control_type: crate::records::control_record_type(bytes),
                         }
                     })
                     .collect();

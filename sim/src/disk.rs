@@ -341,6 +341,9 @@ fn scan_without_crc(bytes: &[u8], base_offset: i64) -> BatchScan {
         batches.push(RecoveredBatch {
             position: position as u32,
             header,
+            control_type: myelin_core::records::control_record_type(
+                &bytes[position..position + size],
+            ),
         });
         position += size;
         expected_offset = header.base_offset + header.offset_count();

@@ -392,6 +392,12 @@ fn group_error(request: Request, error: ErrorCode) -> Response {
                 .map(|commit| (commit.partition, error))
                 .collect(),
         ),
+        Request::TxnOffsetCommit { commits, .. } => Response::TxnOffsetCommit(
+            commits
+                .into_iter()
+                .map(|commit| (commit.partition, error))
+                .collect(),
+        ),
         Request::OffsetFetch { .. } => Response::OffsetFetch {
             error,
             partitions: Vec::new(),
@@ -423,7 +429,8 @@ fn group_of(request: &Request) -> Option<&str> {
         | Request::Heartbeat { group_id, .. }
         | Request::LeaveGroup { group_id, .. }
         | Request::OffsetCommit { group_id, .. }
-        | Request::OffsetFetch { group_id, .. } => Some(group_id),
+        | Request::OffsetFetch { group_id, .. }
+        | Request::TxnOffsetCommit { group_id, .. } => Some(group_id),
         _ => None,
     }
 }

@@ -661,6 +661,7 @@ pub(crate) async fn offset_fetch(
             Request::OffsetFetch {
                 group_id: group_id.clone(),
                 partitions,
+                require_stable: version >= 7 && request.require_stable,
             },
         )
         .await?

@@ -24,6 +24,7 @@ pub(crate) async fn handle(
             .transactional_id
             .as_ref()
             .map(|id| id.as_str().to_string()),
+        transaction_timeout_ms: request.transaction_timeout_ms,
         producer_id,
         producer_epoch,
     };

@@ -14,6 +14,7 @@ use crate::storage::{Recovered, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
 use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
 use myelin_core::metadata::TopicPartition;
+use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -21,6 +22,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+
+/// Bytes of a control batch read at recovery to learn its type: the header and the first
+/// record's key (markers are about 80 bytes).
+const CONTROL_BATCH_READ_BYTES: usize = BATCH_HEADER_BYTES + 64;
 
 /// Counts of what recovery found and repaired (logged; read by tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -483,9 +488,22 @@ fn batches_from_index(
         let Some(next_offset) = header.base_offset.checked_add(header.offset_count()) else {
             return Ok(Err(format!("entry {number}: offsets overflow")));
         };
+        // A control batch's type (a transaction marker's commit or abort) is in its record,
+        // past the header: read the whole batch, which is small.
+        let control_type = if header.is_control() {
+            let mut batch = vec![0u8; (header.size_bytes as usize).min(CONTROL_BATCH_READ_BYTES)];
+            log.read_exact_at(&mut batch, expected_position)
+                .map_err(io_error(|| {
+                    format!("read {} at {expected_position}", path.display())
+                }))?;
+            control_record_type(&batch)
+        } else {
+            None
+        };
         batches.push(RecoveredBatch {
             position: entry.position,
             header,
+            control_type,
         });
         expected_position = end;
         expected_offset = next_offset;
@@ -569,6 +587,7 @@ pub(super) fn scan_segment(
             // Below 4 GiB: checked against SEGMENT_BYTES_MAX above.
             position: position as u32,
             header,
+            control_type: control_record_type(&buffer),
         });
         position += size_bytes;
         expected_offset = next_offset;

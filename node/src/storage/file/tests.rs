@@ -118,6 +118,7 @@ impl Writer {
                     .map(|(batch, bytes)| RecoveredBatch {
                         position: batch.position,
                         header: validate(bytes).unwrap(),
+                        control_type: myelin_core::records::control_record_type(bytes),
                     })
                     .collect(),
             })
