@@ -86,13 +86,17 @@ class Batch:
 
 def produce_all(producer, args, batch):
     """Produce the batch and wait for every delivery report; returns the first error."""
-    for key, value in batch.messages:
-        kwargs = {"key": key.encode(), "value": value.encode(), "on_delivery": batch.on_delivery}
-        if args.partition >= 0:
-            kwargs["partition"] = args.partition
-        producer.produce(args.topic, **kwargs)
-        producer.poll(0)
-    remaining = producer.flush(args.timeout)
+    try:
+        for key, value in batch.messages:
+            kwargs = {"key": key.encode(), "value": value.encode(),
+                      "on_delivery": batch.on_delivery}
+            if args.partition >= 0:
+                kwargs["partition"] = args.partition
+            producer.produce(args.topic, **kwargs)
+            producer.poll(0)
+        remaining = producer.flush(args.timeout)
+    except KafkaException as err:  # e.g. a fenced producer refusing at once
+        return err
     if batch.errors:
         return KafkaException(batch.errors[0])
     if remaining:
@@ -108,7 +112,8 @@ def run_zombie(args, event):
     batch = Batch(txn_zombie_messages(args))
     failure = produce_all(zombie, args, batch)
     if failure is not None:
-        fail("the zombie producer's messages were not acknowledged", cause=error_fields(failure))
+        fail("the zombie producer's messages were not acknowledged",
+             cause=error_fields(failure))
     event("zombie_open", values=batch.values(), deliveries=batch.deliveries)
     return zombie, batch
 
