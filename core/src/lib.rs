@@ -48,9 +48,11 @@ pub mod defects;
 pub mod groups;
 pub mod log;
 pub mod metadata;
+pub mod partition_txns;
 pub mod producers;
 pub mod records;
 pub mod replication;
+pub mod transactions;
 
 #[cfg(test)]
 mod broker_tests;
