@@ -972,13 +972,11 @@ impl Broker {
                 .as_ref()
                 .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
         });
-        let checked = fenced.and_then(|()| {
-            if too_large {
-                Err(ErrorCode::OffsetMetadataTooLarge)
-            } else {
-                Ok(())
-            }
-        });
+        let checked = if too_large {
+            fenced.and(Err(ErrorCode::OffsetMetadataTooLarge))
+        } else {
+            fenced
+        };
         if let Err(error) = checked {
             outputs.push(Output::Respond {
                 id,
