@@ -531,6 +531,30 @@ fn group_of(request: &Request) -> Option<&str> {
 }
 
 impl Broker {
+    /// The committed offset of a group's partition as this node applied it (-1 if none),
+    /// for tests and checkers.
+    pub fn committed_offset_of(&self, group_id: &str, partition: &TopicPartition) -> i64 {
+        self.coordinator
+            .shards
+            .values()
+            .filter_map(|shard| shard.committed.get(group_id))
+            .filter_map(|group| group.offsets.get(partition))
+            .map(|committed| committed.offset)
+            .next()
+            .unwrap_or(-1)
+    }
+
+    /// Whether no transaction holds offsets of the group awaiting its marker here.
+    pub fn has_no_pending_txn_offsets(&self, group_id: &str) -> bool {
+        self.coordinator.shards.values().all(|shard| {
+            shard
+                .pending_txn_offsets
+                .values()
+                .flatten()
+                .all(|(group, _, _)| group != group_id)
+        })
+    }
+
     /// Every group API. See the module doc.
     pub(super) fn group_request(
         &mut self,
