@@ -201,8 +201,8 @@ impl Connection {
 }
 
 /// Turns a partition's raw record bytes into a [`FetchedPartition`] (offsets from the
-/// response header are left at -1): decodes whole batches, drops records before
-/// `fetch_offset`, skips control batches and, under read_committed, aborted transactions.
+/// response header are left at -1): decodes whole batches, keeps those
+/// [`delivered_batches`] delivers and drops their records before `fetch_offset`.
 pub fn assemble(
     records: Bytes,
     fetch_offset: i64,
@@ -214,12 +214,7 @@ pub fn assemble(
         .iter()
         .map(decode_batch)
         .collect::<Result<_>>()?;
-
-    let mut aborted: Vec<AbortedTransaction> = aborted.to_vec();
-    aborted.sort_by_key(|a| a.first_offset);
-    let mut pending = aborted.into_iter().peekable();
-    let mut aborted_producers = BTreeSet::new();
-
+    let delivered = delivered_batches(&batches, isolation, aborted);
     let mut out = FetchedPartition {
         high_watermark: -1,
         last_stable_offset: -1,
@@ -231,35 +226,68 @@ pub fn assemble(
             .last()
             .map_or(fetch_offset, |b| b.header.next_offset().max(fetch_offset)),
     };
-    for batch in batches {
-        let header = batch.header;
-        if isolation == IsolationLevel::ReadCommitted {
-            while let Some(a) = pending.next_if(|a| a.first_offset <= header.last_offset()) {
-                aborted_producers.insert(a.producer_id);
-            }
+    for (batch, keep) in batches.into_iter().zip(delivered) {
+        if keep {
+            out.records.extend(
+                batch
+                    .records
+                    .into_iter()
+                    .filter(|r| r.offset >= fetch_offset),
+            );
         }
-        if header.is_control() {
-            let is_abort = batch
-                .records
-                .first()
-                .and_then(control_record_type)
-                .is_some_and(|t| t == ControlRecordType::Abort);
-            if is_abort {
-                aborted_producers.remove(&header.producer_id);
-            }
-            continue;
-        }
-        if header.is_transactional() && aborted_producers.contains(&header.producer_id) {
-            continue;
-        }
-        out.records.extend(
-            batch
-                .records
-                .into_iter()
-                .filter(|r| r.offset >= fetch_offset),
-        );
     }
     Ok(out)
+}
+
+/// Which of one fetch response's batches (of one partition, in offset order) a consumer
+/// delivers to its application, as Kafka's consumers decide it: never a control batch; under
+/// read_uncommitted every other batch; under read_committed not the transactional batches of
+/// an aborted transaction either.
+///
+/// `aborted` is the response's `aborted_transactions` (producer id, first offset), in any
+/// order. Kafka's broker lists every aborted transaction that overlaps the fetched range,
+/// including one that began before the fetch offset, so the filter needs no state across
+/// fetches: an aborted transaction whose data spans several fetches is listed in each.
+/// Walking the batches in order, every listed transaction whose first offset is at or
+/// before the batch's last offset marks its producer aborted; that producer's
+/// transactional batches are dropped until its ABORT marker (a control record with
+/// type 0), which clears the mark. Its later transactions, committed or not listed, are
+/// delivered.
+pub fn delivered_batches(
+    batches: &[DecodedBatch],
+    isolation: IsolationLevel,
+    aborted: &[AbortedTransaction],
+) -> Vec<bool> {
+    let mut pending: Vec<AbortedTransaction> = aborted.to_vec();
+    pending.sort_by_key(|a| (a.first_offset, a.producer_id));
+    let mut pending = pending.into_iter().peekable();
+    let mut aborted_producers = BTreeSet::new();
+    batches
+        .iter()
+        .map(|batch| {
+            let header = &batch.header;
+            if isolation == IsolationLevel::ReadCommitted && header.producer_id >= 0 {
+                while let Some(a) = pending.next_if(|a| a.first_offset <= header.last_offset()) {
+                    aborted_producers.insert(a.producer_id);
+                }
+                if header.is_control() {
+                    let is_abort = batch
+                        .records
+                        .first()
+                        .and_then(control_record_type)
+                        .is_some_and(|t| t == ControlRecordType::Abort);
+                    if is_abort {
+                        aborted_producers.remove(&header.producer_id);
+                    }
+                } else if header.is_transactional()
+                    && aborted_producers.contains(&header.producer_id)
+                {
+                    return false;
+                }
+            }
+            !header.is_control()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -370,6 +398,109 @@ mod tests {
 
         let uncommitted = assemble(bytes, 0, IsolationLevel::ReadUncommitted, &aborted).unwrap();
         assert_eq!(values(&uncommitted), ["0", "1", "3", "5"]);
+    }
+
+    fn aborted(producer_id: i64, first_offset: i64) -> AbortedTransaction {
+        AbortedTransaction {
+            producer_id,
+            first_offset,
+        }
+    }
+
+    fn committed(parts: &[Bytes], fetch_offset: i64, list: &[AbortedTransaction]) -> Vec<String> {
+        let p = assemble(
+            concat(parts),
+            fetch_offset,
+            IsolationLevel::ReadCommitted,
+            list,
+        )
+        .unwrap();
+        values(&p)
+    }
+
+    #[test]
+    fn aborted_transaction_spanning_several_fetches_is_dropped_in_each() {
+        // The log: pid 1's aborted transaction at 0..=1, 2..=3 and 5, pid 2 (idempotent,
+        // not transactional) at 4, pid 1's ABORT marker at 6, plain data at 7.
+        let log = [
+            data(0, 2, 1, true),
+            data(2, 2, 1, true),
+            data(4, 1, 2, false),
+            data(5, 1, 1, true),
+            marker(6, 1, false),
+            data(7, 1, -1, false),
+        ];
+        let list = [aborted(1, 0)];
+        // Fetch 1 ends inside the transaction (max bytes), before its marker.
+        assert!(committed(&log[..2], 0, &list).is_empty());
+        // Fetch 2 starts inside it: the broker lists it again (its first offset is before
+        // the fetch offset).
+        assert_eq!(committed(&log[2..4], 4, &list), ["4"]);
+        // Fetch 3 starts mid-batch, still inside it, and reaches past the marker.
+        assert_eq!(committed(&log[1..], 3, &list), ["4", "7"]);
+        // Fetch 4 holds only the marker and later data.
+        assert_eq!(committed(&log[4..], 6, &list), ["7"]);
+        // The whole log in one fetch.
+        assert_eq!(committed(&log, 0, &list), ["4", "7"]);
+        // read_uncommitted sees everything but the marker.
+        let p = assemble(concat(&log), 0, IsolationLevel::ReadUncommitted, &list).unwrap();
+        assert_eq!(values(&p), ["0", "1", "2", "3", "4", "5", "7"]);
+    }
+
+    #[test]
+    fn committed_transaction_after_an_aborted_one_of_the_same_producer_is_kept() {
+        let log = [
+            data(0, 2, 1, true),
+            marker(2, 1, false),
+            data(3, 2, 1, true),
+            marker(5, 1, true),
+            // A second aborted transaction of the same producer, then a committed one.
+            data(6, 1, 1, true),
+            marker(7, 1, false),
+            data(8, 1, 1, true),
+            marker(9, 1, true),
+        ];
+        let list = [aborted(1, 6), aborted(1, 0)];
+        assert_eq!(committed(&log, 0, &list), ["3", "4", "8"]);
+        // Fetched from the committed transaction on: only the later abort is listed.
+        assert_eq!(committed(&log[2..], 3, &[aborted(1, 6)]), ["3", "4", "8"]);
+        // A commit marker does not end an abort (only the ABORT marker does).
+        let odd = [data(0, 1, 1, true), marker(1, 1, true), data(2, 1, 1, true)];
+        assert!(committed(&odd, 0, &[aborted(1, 0)]).is_empty());
+    }
+
+    #[test]
+    fn interleaved_producers_are_filtered_independently() {
+        // pid 1 aborts, pid 2 commits, pid 3 aborts, a plain producer writes in between.
+        let log = [
+            data(0, 1, 1, true),
+            data(1, 1, 2, true),
+            data(2, 1, -1, false),
+            data(3, 1, 1, true),
+            data(4, 1, 3, true),
+            data(5, 1, 2, true),
+            marker(6, 1, false),
+            data(7, 1, 3, true),
+            marker(8, 2, true),
+            data(9, 1, 1, true), // pid 1's next transaction, committed below
+            marker(10, 3, false),
+            marker(11, 1, true),
+        ];
+        let list = [aborted(3, 4), aborted(1, 0)];
+        assert_eq!(committed(&log, 0, &list), ["1", "2", "5", "9"]);
+        // Marker and data batches never surface as records, and headers are all reported.
+        let p = assemble(concat(&log), 0, IsolationLevel::ReadCommitted, &list).unwrap();
+        assert_eq!(p.batches.len(), log.len());
+        assert_eq!(p.next_offset, 12);
+        // The decision per batch, directly.
+        let decoded: Vec<DecodedBatch> = log.iter().map(|b| decode_batch(b).unwrap()).collect();
+        let keep = delivered_batches(&decoded, IsolationLevel::ReadCommitted, &list);
+        assert_eq!(
+            keep,
+            [false, true, true, false, false, true, false, false, false, true, false, false]
+        );
+        let keep = delivered_batches(&decoded, IsolationLevel::ReadUncommitted, &list);
+        assert_eq!(keep.iter().filter(|k| **k).count(), 8);
     }
 
     #[test]

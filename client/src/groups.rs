@@ -62,10 +62,15 @@ fn group_id(group: &str) -> GroupId {
 impl Connection {
     /// The coordinator of `group`.
     pub async fn find_coordinator(&mut self, group: &str) -> Result<Coordinator> {
+        self.find_coordinator_of(group, 0).await
+    }
+
+    /// FindCoordinator for `key` of `key_type` (0 = group, 1 = transactional id).
+    pub async fn find_coordinator_of(&mut self, key: &str, key_type: i8) -> Result<Coordinator> {
         let version = self.version(ApiKey::FindCoordinator)?;
         let request = FindCoordinatorRequest::default()
-            .with_key(text(group))
-            .with_key_type(0);
+            .with_key(text(key))
+            .with_key_type(key_type);
         let response = self.send(&request, version).await?;
         Error::check(
             ApiKey::FindCoordinator,

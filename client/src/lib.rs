@@ -25,7 +25,8 @@
 //! [`Connection::send`] and raw frames for malformed-input tests), [`admin`] (Metadata,
 //! CreateTopics, DeleteTopics), [`produce`] (Produce, InitProducerId,
 //! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
-//! APIs), [`records`] (record batches).
+//! APIs), [`transactions`] (the transaction coordinator's APIs, OffsetFetch with
+//! require_stable, [`TransactionalProducer`]), [`records`] (record batches).
 //! Errors are [`Error`]; a broker error code is [`Error::Broker`].
 
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod fetch;
 pub mod groups;
 pub mod produce;
 pub mod records;
+pub mod transactions;
 
 pub use admin::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
 pub use connection::{client_version_range, ClientConfig, Connection, CLIENT_VERSIONS};
@@ -46,6 +48,9 @@ pub use fetch::{
 pub use groups::{Coordinator, JoinedGroup};
 pub use produce::{IdempotentProducer, ProduceOptions, ProducerBatch};
 pub use records::{BatchHeader, BatchOptions, Compression, ConsumedRecord, NewRecord};
+pub use transactions::{
+    FetchedOffset, GroupMembership, PartitionCode, TransactionalProducer, TxnProducerId,
+};
 
 /// The `kafka-protocol` crate this client is built on, for use with [`Connection::send`].
 pub use kafka_protocol;

@@ -1,5 +1,5 @@
-//! Produce, InitProducerId, and [`IdempotentProducer`] for idempotent produce to one
-//! partition.
+//! Produce, InitProducerId, and [`IdempotentProducer`] for idempotent (or, with a
+//! transactional id, transactional) produce to one partition.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -198,7 +198,9 @@ pub struct IdempotentProducer {
     next_sequence: i32,
     /// `acks`, `timeout_ms` and `compression` used for every batch (acks must stay -1 for
     /// idempotence). The producer id, epoch and sequence fields are ignored (this struct
-    /// manages them) and `transactional_id` must stay `None`.
+    /// manages them). With `transactional_id` set, batches carry the transactional bit and
+    /// Produce the transactional id (what [`crate::TransactionalProducer`] does for each
+    /// partition of a transaction).
     pub options: ProduceOptions,
 }
 
@@ -267,7 +269,7 @@ impl IdempotentProducer {
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
             base_sequence: self.next_sequence,
-            transactional: false,
+            transactional: self.options.transactional_id.is_some(),
         };
         let bytes = encode_batch(records, &options)?;
         let batch = ProducerBatch {
@@ -281,12 +283,6 @@ impl IdempotentProducer {
 
     /// Sends (or re-sends) a prepared batch; returns its base offset.
     pub async fn send(&self, conn: &mut Connection, batch: &ProducerBatch) -> Result<i64> {
-        if self.options.transactional_id.is_some() {
-            return Err(Error::InvalidArgument(
-                "IdempotentProducer sends non-transactional batches: leave transactional_id unset"
-                    .into(),
-            ));
-        }
         conn.produce_batch(
             &self.topic,
             self.partition,
