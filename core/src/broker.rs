@@ -74,6 +74,8 @@ struct PartitionState {
     /// Open transactions, the last stable offset and the aborted-transaction index.
     txns: PartitionTransactions,
     replica: Replica,
+    #[cfg(feature = "defects")]
+    defect: Option<crate::defects::Defect>,
     segment_bytes: u32,
 }
 
@@ -420,8 +422,13 @@ impl Broker {
         #[cfg(feature = "defects")]
         replica.set_defect(self.config.defect);
         if partition.topic == OFFSETS_TOPIC {
-            self.coordinator
-                .open_shard(partition.partition, records, log.log_end_offset());
+            self.coordinator.open_shard(
+                partition.partition,
+                records,
+                log.log_end_offset(),
+                #[cfg(feature = "defects")]
+                self.config.defect,
+            );
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
             self.txn_coordinator
                 .open_shard(partition.partition, records, log.log_end_offset());
@@ -433,6 +440,8 @@ impl Broker {
                 producers,
                 txns,
                 replica,
+                #[cfg(feature = "defects")]
+                defect: self.config.defect,
                 segment_bytes,
             },
         );
@@ -1203,6 +1212,10 @@ impl Broker {
         if isolation == Isolation::ReadCommitted {
             result.aborted_transactions =
                 state.txns.aborted_between(wanted.fetch_offset, upper_bound);
+            #[cfg(feature = "defects")]
+            if self.config.defect == Some(crate::defects::Defect::EmptyAbortedTransactions) {
+                result.aborted_transactions.clear();
+            }
         }
         result
     }
@@ -1428,6 +1441,10 @@ fn check_leader_epoch(client_epoch: i32, replica: &Replica) -> Result<(), ErrorC
 /// The last stable offset: the high watermark, held back by the earliest transaction
 /// whose outcome is not committed yet.
 fn last_stable_offset(state: &PartitionState) -> i64 {
+    #[cfg(feature = "defects")]
+    if state.defect == Some(crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions) {
+        return state.log.high_watermark();
+    }
     state.txns.last_stable_offset(state.log.high_watermark())
 }
 

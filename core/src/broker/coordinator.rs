@@ -129,6 +129,9 @@ pub(super) struct OffsetsShard {
     pending: BTreeMap<i64, (i64, Vec<OffsetsEntry>)>,
     /// Applied transactional offsets per producer, waiting for the transaction's marker.
     pending_txn_offsets: BTreeMap<i64, PendingTxnOffsets>,
+    /// The deliberate defect `CommitOffsetsOnAbort`.
+    #[cfg(feature = "defects")]
+    commit_offsets_on_abort: bool,
     applied_end: i64,
     committed: BTreeMap<String, CommittedGroup>,
     /// The leader epoch in which this node coordinates the shard's groups.
@@ -166,8 +169,19 @@ pub(super) struct Coordinator {
 impl Coordinator {
     /// An offsets partition is hosted here from now on; `recovered` holds its stored
     /// batches (below `log_end`) to replay.
-    pub(super) fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
+    pub(super) fn open_shard(
+        &mut self,
+        partition: i32,
+        recovered: Option<&Bytes>,
+        log_end: i64,
+        #[cfg(feature = "defects")] defect: Option<crate::defects::Defect>,
+    ) {
         let mut shard = OffsetsShard::default();
+        #[cfg(feature = "defects")]
+        {
+            shard.commit_offsets_on_abort =
+                defect == Some(crate::defects::Defect::CommitOffsetsOnAbort);
+        }
         if let Some(bytes) = recovered {
             match crate::batch::validate_record_set(bytes) {
                 Ok(batches) => {
@@ -292,6 +306,8 @@ impl OffsetsShard {
                         producer_id,
                         commit,
                     } => {
+                        #[cfg(feature = "defects")]
+                        let commit = commit || self.commit_offsets_on_abort;
                         let offsets = self.pending_txn_offsets.remove(&producer_id);
                         for (group, at_ms, commits) in offsets.into_iter().flatten() {
                             if commit {

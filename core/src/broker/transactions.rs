@@ -1078,6 +1078,10 @@ impl Broker {
         if job.txn_number != request.txn_number {
             return;
         }
+        #[cfg(feature = "defects")]
+        if self.config.defect == Some(crate::defects::Defect::CompleteBeforeMarkers) {
+            job.remaining.clear();
+        }
         for (partition, error) in results {
             match error {
                 ErrorCode::None | ErrorCode::UnknownTopicOrPartition => {
