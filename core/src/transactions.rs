@@ -30,16 +30,23 @@
 //!   `partition_txns`).
 //!
 //! What the older protocol (every client Myelin serves: none uses Kafka's "transaction
-//! version 2") still allows, and what Myelin does about it: an EndTxn carries no
-//! transaction number, only the producer id and epoch, so a *client's* delayed EndTxn
-//! (sent on a connection the client gave up on, processed after the client retried on a
-//! new one and began its next transaction) would end that next transaction (Kafka's
-//! KAFKA-17754). Kafka's answer, an epoch bump per transaction (KIP-890 part 2), needs the
-//! client's help. Myelin's node serves each connection's requests in order and drops the
-//! requests still queued on a connection once it closes, which narrows the window to a
-//! request already inside the core when its connection dies; a delayed *produce* cannot
-//! land in a later transaction, because partition leaders verify every transaction's first
-//! append with the coordinator (KIP-890 part 1).
+//! version 2") still allows, and what Myelin does about it:
+//! - A *client's* delayed EndTxn. An EndTxn names only the producer id and epoch, not the
+//!   transaction, so one that a client sent, gave up on after a timeout, and retried on a
+//!   new connection, if it reaches the coordinator only after the retry succeeded and the
+//!   client began its next transaction, ends that next transaction (Kafka's KAFKA-17754): a
+//!   commit would make the next transaction's first records visible without the rest.
+//!   Kafka's answer, an epoch bump per transaction (KIP-890 part 2), needs the client's
+//!   help, which these clients do not give. Myelin narrows it: a connection's requests reach
+//!   the core in the order they were sent, and a prepared or completed transaction answers
+//!   a duplicate EndTxn harmlessly; the window left is a request delayed in the network
+//!   past a whole retry and the next AddPartitionsToTxn. The simulator's all-or-nothing
+//!   checker would report such a torn transaction.
+//! - A delayed *produce* cannot land in a later transaction: partition leaders verify every
+//!   transaction's first append with the coordinator (KIP-890 part 1), and a marker voids a
+//!   verification in flight.
+//! - A delayed *marker* request (coordinator to leader) cannot end a later transaction:
+//!   it carries the coordinator's transaction number (see `partition_txns`).
 
 use crate::api::{ErrorCode, TxnState};
 use crate::metadata::TopicPartition;
