@@ -53,6 +53,7 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 47,
     InvalidTxnState = 48,
     UnsupportedForMessageFormat = 43,
+    OperationNotAttempted = 55,
     KafkaStorageError = 56,
     UnknownProducerId = 59,
     NonEmptyGroup = 68,

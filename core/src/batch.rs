@@ -335,6 +335,28 @@ pub(crate) mod test_batches {
         encode_producer_batch(&records, timestamp, 0, 0, producer)
     }
 
+    /// A transactional batch of `record_count` records of the producer.
+    pub fn transactional(
+        record_count: i32,
+        timestamp: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> Bytes {
+        let records: Vec<PlainRecord> = (0..record_count)
+            .map(|index| PlainRecord {
+                key: None,
+                value: Some(Bytes::from(format!("t{index}"))),
+            })
+            .collect();
+        let producer = ProducerFields {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        };
+        encode_producer_batch(&records, timestamp, ATTRIBUTE_TRANSACTIONAL, 0, producer)
+    }
+
     /// A non-idempotent batch.
     pub fn plain(record_count: i32, timestamp: i64) -> Bytes {
         batch(record_count, timestamp, NO_PRODUCER_ID, -1, -1)

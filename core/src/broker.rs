@@ -42,6 +42,7 @@ use crate::api::{
 use crate::batch::validate_record_set;
 use crate::log::PartitionLog;
 use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
+use crate::partition_txns::PartitionTransactions;
 use crate::producers::{ProducerStateTable, SequenceVerdict};
 use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
 use controller::Controller;
@@ -49,7 +50,9 @@ use coordinator::Coordinator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
+use transactions::TxnCoordinator;
 
+use crate::transactions::TRANSACTION_STATE_TOPIC;
 pub use controller::METADATA_TOPIC;
 pub use coordinator::{is_internal_topic, offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 
@@ -68,7 +71,11 @@ const RETENTION_CHECK_INTERVAL_MS: i64 = 1_000;
 struct PartitionState {
     log: PartitionLog,
     producers: ProducerStateTable,
+    /// Open transactions, the last stable offset and the aborted-transaction index.
+    txns: PartitionTransactions,
     replica: Replica,
+    #[cfg(feature = "defects")]
+    defect: Option<crate::defects::Defect>,
     segment_bytes: u32,
 }
 
@@ -84,10 +91,19 @@ struct ProduceWait {
     result: usize,
 }
 
-/// A produce waiting for its batches to be committed.
+/// Who hears about a produce-like write once it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteReply {
+    /// A client's Produce.
+    Client(RequestId),
+    /// A coordinator's WriteTxnMarkers (`to` may be this node).
+    Markers { to: NodeId, id: u64 },
+}
+
+/// A produce (or a marker write) waiting for its batches to be committed.
 #[derive(Debug)]
 struct WaitingProduce {
-    id: RequestId,
+    reply: WriteReply,
     acks: Acks,
     results: Vec<ProducePartitionResult>,
     waits: Vec<ProduceWait>,
@@ -111,6 +127,7 @@ pub struct Broker {
     partitions: BTreeMap<TopicPartition, PartitionState>,
     controller: Controller,
     coordinator: Coordinator,
+    txn_coordinator: TxnCoordinator,
     rng: StdRng,
     next_producer_id: i64,
     append_sequence: u64,
@@ -159,6 +176,7 @@ impl Broker {
             partitions: BTreeMap::new(),
             controller,
             coordinator: Coordinator::default(),
+            txn_coordinator: TxnCoordinator::default(),
             rng,
             next_producer_id,
             append_sequence: 0,
@@ -227,6 +245,7 @@ impl Broker {
                 }
                 self.controller_tick(now_ms, &mut outputs);
                 self.coordinator_tick(now_ms, &mut outputs);
+                self.transactions_tick(now_ms, &mut outputs);
                 if now_ms >= self.next_retention_check_ms {
                     self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
                     self.apply_retention(now_ms, &mut outputs);
@@ -250,6 +269,7 @@ impl Broker {
             )
             .chain(self.controller.next_wakeup_ms(self.is_registered()))
             .chain(self.coordinator.next_wakeup_ms())
+            .chain(self.txn_coordinator.next_wakeup_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
@@ -340,7 +360,12 @@ impl Broker {
         let rebuilt = recovered.and_then(|recovered| {
             replica_state = recovered.replica_state.unwrap_or_default();
             match rebuild_partition(&recovered, self.forget_producers()) {
-                Ok((log, producers, dropped)) => {
+                Ok(RebuiltPartition {
+                    log,
+                    producers,
+                    txns,
+                    dropped,
+                }) => {
                     // A gap between segments (a roll persisted, the tail before it lost):
                     // what follows the gap is not part of the log; storage cuts it.
                     if !dropped.is_empty() {
@@ -354,7 +379,7 @@ impl Broker {
                             },
                         }));
                     }
-                    Some((log, producers))
+                    Some((log, producers, txns))
                 }
                 Err(reason) => {
                     tracing::error!(%partition, %reason,
@@ -367,12 +392,16 @@ impl Broker {
             }
         });
         let fresh = rebuilt.is_none();
-        let (mut log, producers) = rebuilt.unwrap_or_else(|| {
+        let (mut log, producers, txns) = rebuilt.unwrap_or_else(|| {
             outputs.push(Output::Storage(StorageCommand::CreatePartition {
                 partition: partition.clone(),
                 base_offset: 0,
             }));
-            (PartitionLog::new(0), ProducerStateTable::default())
+            (
+                PartitionLog::new(0),
+                ProducerStateTable::default(),
+                PartitionTransactions::default(),
+            )
         });
         if voters.len() > 1 {
             // What is committed is unknown until a leader says; a lone voter's durable log
@@ -393,7 +422,15 @@ impl Broker {
         #[cfg(feature = "defects")]
         replica.set_defect(self.config.defect);
         if partition.topic == OFFSETS_TOPIC {
-            self.coordinator
+            self.coordinator.open_shard(
+                partition.partition,
+                records,
+                log.log_end_offset(),
+                #[cfg(feature = "defects")]
+                self.config.defect,
+            );
+        } else if partition.topic == TRANSACTION_STATE_TOPIC {
+            self.txn_coordinator
                 .open_shard(partition.partition, records, log.log_end_offset());
         }
         self.partitions.insert(
@@ -401,7 +438,10 @@ impl Broker {
             PartitionState {
                 log,
                 producers,
+                txns,
                 replica,
+                #[cfg(feature = "defects")]
+                defect: self.config.defect,
                 segment_bytes,
             },
         );
@@ -418,6 +458,8 @@ impl Broker {
             self.progressed = true;
             if partition.topic == OFFSETS_TOPIC {
                 self.coordinator.close_shard(partition.partition);
+            } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                self.txn_coordinator.close_shard(partition.partition);
             }
             self.unsynced_partitions.remove(partition);
             outputs.push(Output::Storage(StorageCommand::DeletePartition {
@@ -456,7 +498,11 @@ impl Broker {
             effects: &mut effects,
         };
         let result = f(&mut state.replica, &mut context);
-        self.progressed |= progress_of(state) != before;
+        let after = progress_of(state);
+        if after.0 != before.0 {
+            state.txns.on_high_watermark(after.0);
+        }
+        self.progressed |= after != before;
         for effect in effects {
             self.apply_effect(partition, effect, outputs);
         }
@@ -497,6 +543,13 @@ impl Broker {
             } => {
                 if let Some(state) = self.partitions.get_mut(partition) {
                     state.producers.record(&header, batch.base_offset);
+                    let control_type = header
+                        .is_control()
+                        .then(|| crate::records::control_record_type(&bytes))
+                        .flatten();
+                    state
+                        .txns
+                        .on_batch(&header, batch.base_offset, control_type);
                 }
                 if partition.topic == METADATA_TOPIC {
                     self.controller.on_appended(
@@ -507,6 +560,14 @@ impl Broker {
                     );
                 } else if partition.topic == OFFSETS_TOPIC {
                     self.coordinator.on_appended(
+                        partition.partition,
+                        &header,
+                        batch.base_offset,
+                        batch.last_offset,
+                        &bytes,
+                    );
+                } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                    self.txn_coordinator.on_appended(
                         partition.partition,
                         &header,
                         batch.base_offset,
@@ -525,11 +586,15 @@ impl Broker {
             Effect::Truncated { offset, truncation } => {
                 if let Some(state) = self.partitions.get_mut(partition) {
                     state.producers.truncate(offset);
+                    state.txns.truncate(offset);
                 }
                 if partition.topic == METADATA_TOPIC {
                     self.controller.on_truncated(offset);
                 } else if partition.topic == OFFSETS_TOPIC {
                     self.coordinator.on_truncated(partition.partition, offset);
+                } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                    self.txn_coordinator
+                        .on_truncated(partition.partition, offset);
                 }
                 outputs.push(Output::Storage(StorageCommand::Truncate {
                     partition: partition.clone(),
@@ -556,14 +621,23 @@ impl Broker {
         self.apply_committed_metadata(now_ms, outputs);
         self.release_admin(now_ms, outputs);
         self.settle_groups(now_ms, outputs);
-        if !std::mem::take(&mut self.progressed) {
-            return;
+        self.settle_transactions(now_ms, outputs);
+        if std::mem::take(&mut self.progressed) {
+            if !self.waiting_produces.is_empty() {
+                self.release_waiting_produces(outputs);
+            }
+            if !self.parked_fetches.is_empty() {
+                self.serve_parked_fetches(now_ms, outputs);
+            }
         }
-        if !self.waiting_produces.is_empty() {
-            self.release_waiting_produces(outputs);
-        }
-        if !self.parked_fetches.is_empty() {
-            self.serve_parked_fetches(now_ms, outputs);
+        // Markers this node wrote for its own coordinator: their answers come back now, and
+        // what they complete is written in the same step.
+        while !self.txn_coordinator.local_marker_results.is_empty() {
+            let results = std::mem::take(&mut self.txn_coordinator.local_marker_results);
+            for (id, results) in results {
+                self.on_markers_written(now_ms, id, results, outputs);
+            }
+            self.settle_transactions(now_ms, outputs);
         }
     }
 
@@ -676,12 +750,13 @@ impl Broker {
                     .collect(),
             ),
             Request::InitProducerId {
-                transactional_id,
+                transactional_id: None,
                 producer_id,
                 producer_epoch,
                 ..
-            } => self.init_producer_id(transactional_id, producer_id, producer_epoch, outputs),
-            request @ (Request::FindTransactionCoordinator { .. }
+            } => self.init_producer_id(producer_id, producer_epoch, outputs),
+            request @ (Request::InitProducerId { .. }
+            | Request::FindTransactionCoordinator { .. }
             | Request::AddPartitionsToTxn { .. }
             | Request::AddOffsetsToTxn { .. }
             | Request::EndTxn { .. }
@@ -754,11 +829,58 @@ impl Broker {
         partitions: Vec<ProducePartition>,
         outputs: &mut Vec<Output>,
     ) {
+        // A transaction's first append to a partition waits for the coordinator to confirm
+        // that the partition is in the producer's open transaction (KIP-890 part 1).
+        if let Some(transactional_id) = &transactional_id {
+            let unverified: Vec<(TopicPartition, i64, i16)> = partitions
+                .iter()
+                .filter_map(|produce| self.needs_verification(produce))
+                .collect();
+            if !unverified.is_empty() {
+                let transactional_id = transactional_id.clone();
+                self.verify_then_produce(
+                    now_ms,
+                    id,
+                    acks,
+                    transactional_id,
+                    partitions,
+                    unverified,
+                    outputs,
+                );
+                return;
+            }
+        }
+        self.produce_verified(
+            now_ms,
+            id,
+            acks,
+            transactional_id.is_some(),
+            partitions,
+            &BTreeMap::new(),
+            outputs,
+        );
+    }
+
+    /// Appends a produce whose transactional partitions are verified; `refused` holds the
+    /// partitions whose verification failed, with the error they answer.
+    #[allow(clippy::too_many_arguments)]
+    fn produce_verified(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        acks: Acks,
+        transactional: bool,
+        partitions: Vec<ProducePartition>,
+        refused: &BTreeMap<TopicPartition, ErrorCode>,
+        outputs: &mut Vec<Output>,
+    ) {
         let mut results = Vec::with_capacity(partitions.len());
         let mut waits = Vec::new();
         for produce in partitions {
-            let (result, wait) =
-                self.produce_partition(now_ms, &produce, transactional_id.is_some(), outputs);
+            let (result, wait) = match refused.get(&produce.partition) {
+                Some(error) => (produce_error(produce.partition.clone(), *error, None), None),
+                None => self.produce_partition(now_ms, &produce, transactional, outputs),
+            };
             if let Some((offset, epoch)) = wait {
                 waits.push(ProduceWait {
                     partition: produce.partition.clone(),
@@ -770,7 +892,7 @@ impl Broker {
             results.push(result);
         }
         let mut waiting = WaitingProduce {
-            id,
+            reply: WriteReply::Client(id),
             acks,
             results,
             waits,
@@ -783,12 +905,35 @@ impl Broker {
         #[cfg(not(feature = "defects"))]
         let acknowledge_early = false;
         if acks == Acks::None || acknowledge_early || self.settle(&mut waiting) {
-            outputs.push(Output::Respond {
-                id,
-                response: Response::Produce(waiting.results),
-            });
+            self.answer_write(waiting, outputs);
         } else {
             self.waiting_produces.push(waiting);
+        }
+    }
+
+    /// The (partition, producer id, epoch) of a transactional batch that would open a
+    /// transaction in a partition this node leads, if it must be verified first.
+    fn needs_verification(&self, produce: &ProducePartition) -> Option<(TopicPartition, i64, i16)> {
+        let state = self.led_partition(&produce.partition).ok()?;
+        let header = crate::batch::read_header(&produce.records).ok()?;
+        if !header.is_transactional() || header.is_control() || !header.has_producer_id() {
+            return None;
+        }
+        if state
+            .txns
+            .is_open(header.producer_id, header.producer_epoch)
+        {
+            return None;
+        }
+        // A retry of a batch already written is answered from the producer state; an
+        // epoch or sequence error is answered as it is.
+        match state.producers.check(&header) {
+            Ok(SequenceVerdict::Append) => Some((
+                produce.partition.clone(),
+                header.producer_id,
+                header.producer_epoch,
+            )),
+            _ => None,
         }
     }
 
@@ -848,10 +993,16 @@ impl Broker {
                 format!("{} is internal: only the broker writes it", partition.topic),
             );
         }
-        if header.is_transactional() || transactional {
+        if header.is_transactional() != transactional {
             return failed(
-                ErrorCode::InvalidTxnState,
-                "transactions are not supported yet".into(),
+                ErrorCode::InvalidRecord,
+                "transactional batches come with a transactional id, and only they do".into(),
+            );
+        }
+        if header.is_transactional() && !header.has_producer_id() {
+            return failed(
+                ErrorCode::InvalidRecord,
+                "a transactional batch needs a producer id".into(),
             );
         }
         let verdict = match state.producers.check(header) {
@@ -866,6 +1017,22 @@ impl Broker {
                 )
             }
         };
+        if header.is_transactional()
+            && verdict == SequenceVerdict::Append
+            && !state
+                .txns
+                .is_open(header.producer_id, header.producer_epoch)
+            && !state
+                .txns
+                .is_verified(header.producer_id, header.producer_epoch)
+        {
+            // Only reachable if the verification was voided in between (a marker for the
+            // producer): the transaction it was verified for has ended.
+            return failed(
+                ErrorCode::InvalidTxnState,
+                "the transaction ended before this batch could be appended".into(),
+            );
+        }
         let (base_offset, wait_until) = match verdict {
             SequenceVerdict::Duplicate {
                 first_offset,
@@ -924,14 +1091,39 @@ impl Broker {
         waiting.waits.is_empty()
     }
 
+    /// Answers a settled write: a client's produce response, or a coordinator's marker
+    /// results (this node's own coordinator hears them after the step).
+    fn answer_write(&mut self, waiting: WaitingProduce, outputs: &mut Vec<Output>) {
+        match waiting.reply {
+            WriteReply::Client(id) => outputs.push(Output::Respond {
+                id,
+                response: Response::Produce(waiting.results),
+            }),
+            WriteReply::Markers { to, id } => {
+                let results: Vec<(TopicPartition, ErrorCode)> = waiting
+                    .results
+                    .into_iter()
+                    .map(|result| (result.partition, result.error))
+                    .collect();
+                if to == self.config.node_id {
+                    self.txn_coordinator
+                        .local_marker_results
+                        .push((id, results));
+                } else {
+                    outputs.push(Output::Send {
+                        to,
+                        message: PeerMessage::TxnMarkersWritten { id, results },
+                    });
+                }
+            }
+        }
+    }
+
     fn release_waiting_produces(&mut self, outputs: &mut Vec<Output>) {
         let waiting = std::mem::take(&mut self.waiting_produces);
         for mut produce in waiting {
             if self.settle(&mut produce) {
-                outputs.push(Output::Respond {
-                    id: produce.id,
-                    response: Response::Produce(produce.results),
-                });
+                self.answer_write(produce, outputs);
             } else {
                 self.waiting_produces.push(produce);
             }
@@ -992,7 +1184,7 @@ impl Broker {
         }
         let log = &state.log;
         result.high_watermark = log.high_watermark();
-        result.last_stable_offset = last_stable_offset(log);
+        result.last_stable_offset = last_stable_offset(state);
         result.log_start_offset = log.log_start_offset();
         let upper_bound = match isolation {
             Isolation::ReadUncommitted => result.high_watermark,
@@ -1017,6 +1209,14 @@ impl Broker {
             max_bytes.clamp(0, i64::from(u32::MAX)) as u32,
             first_with_data,
         );
+        if isolation == Isolation::ReadCommitted {
+            result.aborted_transactions =
+                state.txns.aborted_between(wanted.fetch_offset, upper_bound);
+            #[cfg(feature = "defects")]
+            if self.config.defect == Some(crate::defects::Defect::EmptyAbortedTransactions) {
+                result.aborted_transactions.clear();
+            }
+        }
         result
     }
 
@@ -1047,16 +1247,17 @@ impl Broker {
             timestamp: -1,
             offset: -1,
         };
-        let log = match self.readable_partition(&result.partition) {
-            Ok(state) => &state.log,
+        let state = match self.readable_partition(&result.partition) {
+            Ok(state) => state,
             Err(error) => {
                 result.error = error;
                 return result;
             }
         };
+        let log = &state.log;
         let upper_bound = match isolation {
             Isolation::ReadUncommitted => log.high_watermark(),
-            Isolation::ReadCommitted => last_stable_offset(log),
+            Isolation::ReadCommitted => last_stable_offset(state),
         };
         let found = match timestamp {
             LIST_OFFSETS_LATEST => Some((upper_bound, -1)),
@@ -1110,20 +1311,14 @@ impl Broker {
 
     // ----- producer ids -----
 
+    /// InitProducerId of an idempotent producer (a transactional one goes to the
+    /// transaction coordinator).
     fn init_producer_id(
         &mut self,
-        transactional_id: Option<String>,
         producer_id: i64,
         producer_epoch: i16,
         outputs: &mut Vec<Output>,
     ) -> Response {
-        if transactional_id.is_some() {
-            return Response::InitProducerId {
-                error: ErrorCode::InvalidRequest,
-                producer_id: -1,
-                producer_epoch: -1,
-            };
-        }
         // An idempotent producer may ask to bump its epoch (KIP-360) after an error; its id
         // may come from any node.
         if producer_id >= 0 && (0..i16::MAX - 1).contains(&producer_epoch) {
@@ -1133,17 +1328,23 @@ impl Broker {
                 producer_epoch: producer_epoch + 1,
             };
         }
+        Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_id: self.allocate_producer_id(outputs),
+            producer_epoch: 0,
+        }
+    }
+
+    /// A producer id no node has handed out (the block it comes from is reserved durably
+    /// first).
+    fn allocate_producer_id(&mut self, outputs: &mut Vec<Output>) -> i64 {
         if self.next_producer_id >= self.metadata.producer_id_block_end {
             self.metadata.producer_id_block_end = self.next_producer_id + PRODUCER_ID_BLOCK_SIZE;
             outputs.push(self.persist_metadata());
         }
         let allocated = self.next_producer_id;
         self.next_producer_id += 1;
-        Response::InitProducerId {
-            error: ErrorCode::None,
-            producer_id: allocated,
-            producer_epoch: 0,
-        }
+        allocated
     }
 
     /// Appends one batch of broker-written JSON records to an internal partition this node
@@ -1158,6 +1359,18 @@ impl Broker {
     ) -> Option<(i64, i32)> {
         let encoded = crate::records::encode_json_records(records);
         let batch = crate::records::encode_batch(&encoded, now_ms, 0, -1);
+        self.append_broker_batch(now_ms, partition, batch, outputs)
+    }
+
+    /// Appends a batch the broker wrote (internal records, a transaction marker) to a
+    /// partition this node leads; returns the offset its commit must reach and the epoch.
+    fn append_broker_batch(
+        &mut self,
+        now_ms: i64,
+        partition: &TopicPartition,
+        batch: bytes::Bytes,
+        outputs: &mut Vec<Output>,
+    ) -> Option<(i64, i32)> {
         let header = crate::batch::validate(&batch).expect("an encoded batch is valid");
         let appended = self
             .drive_replica(now_ms, partition, outputs, |replica, context| {
@@ -1194,6 +1407,7 @@ impl Broker {
                 config.retention_bytes,
             ) {
                 state.log.delete_oldest_segment(base_offset);
+                state.txns.delete_below(state.log.log_start_offset());
                 tracing::info!(%partition, base_offset, "retention deleted segment");
                 outputs.push(Output::Storage(StorageCommand::DeleteSegment {
                     partition: partition.clone(),
@@ -1224,32 +1438,54 @@ fn check_leader_epoch(client_epoch: i32, replica: &Replica) -> Result<(), ErrorC
     }
 }
 
-/// With no transactions yet, the last stable offset is the high watermark.
-fn last_stable_offset(log: &PartitionLog) -> i64 {
-    log.high_watermark()
+/// The last stable offset: the high watermark, held back by the earliest transaction
+/// whose outcome is not committed yet.
+fn last_stable_offset(state: &PartitionState) -> i64 {
+    #[cfg(feature = "defects")]
+    if state.defect == Some(crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions) {
+        return state.log.high_watermark();
+    }
+    state.txns.last_stable_offset(state.log.high_watermark())
+}
+
+/// A partition rebuilt from what storage recovered.
+struct RebuiltPartition {
+    log: PartitionLog,
+    producers: ProducerStateTable,
+    txns: PartitionTransactions,
+    /// Segments dropped after an offset gap (see `PartitionLog::from_recovered`).
+    dropped: Vec<i64>,
 }
 
 /// Rebuilds a partition's log and, by replaying its batch headers, its producer state
-/// (skipped only by the deliberate defect `ForgetProducerStateOnRestart`). Also returns the
-/// segments dropped after a gap (see `PartitionLog::from_recovered`).
+/// (skipped only by the deliberate defect `ForgetProducerStateOnRestart`) and its
+/// transactions (open ones, aborted ones: markers report their type).
 fn rebuild_partition(
     recovered: &RecoveredPartition,
     forget_producers: bool,
-) -> Result<(PartitionLog, ProducerStateTable, Vec<i64>), crate::log::LogError> {
+) -> Result<RebuiltPartition, crate::log::LogError> {
     let (log, dropped) = PartitionLog::from_recovered(&recovered.segments)?;
     let mut producers = ProducerStateTable::default();
-    if !forget_producers {
-        let kept = recovered
-            .segments
-            .iter()
-            .filter(|segment| !dropped.contains(&segment.base_offset));
-        for segment in kept {
-            for batch in &segment.batches {
+    let mut txns = PartitionTransactions::default();
+    let kept = recovered
+        .segments
+        .iter()
+        .filter(|segment| !dropped.contains(&segment.base_offset));
+    for segment in kept {
+        for batch in &segment.batches {
+            if !forget_producers {
                 producers.record(&batch.header, batch.header.base_offset);
             }
+            txns.on_batch(&batch.header, batch.header.base_offset, batch.control_type);
         }
     }
-    Ok((log, producers, dropped))
+    txns.delete_below(log.log_start_offset());
+    Ok(RebuiltPartition {
+        log,
+        producers,
+        txns,
+        dropped,
+    })
 }
 
 fn produce_error(

@@ -971,3 +971,596 @@ fn metadata_leaves_out_a_node_not_heard_from() {
     }
     assert_eq!(listed(&mut cluster), vec![1, 2, 3]);
 }
+
+// ----- transactions -----
+
+/// Asks `from` for the transactional id's coordinator until one is named.
+fn find_txn_coordinator(cluster: &mut Cluster, from: NodeId, transactional_id: &str) -> NodeId {
+    for _ in 0..1000 {
+        let response = cluster.call(
+            from,
+            Request::FindTransactionCoordinator {
+                transactional_ids: vec![transactional_id.into()],
+            },
+        );
+        match response {
+            Response::FindCoordinator(results) => match &results[0].node {
+                Some(node) if cluster.brokers.contains_key(&node.node_id) => {
+                    return node.node_id;
+                }
+                _ => cluster.round(),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("no transaction coordinator for {transactional_id}");
+}
+
+/// A transactional producer as a client drives it: it retries what Kafka says to retry
+/// and follows its coordinator.
+struct TxnClient {
+    transactional_id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    sequences: BTreeMap<TopicPartition, i32>,
+}
+
+impl TxnClient {
+    fn init(cluster: &mut Cluster, transactional_id: &str) -> Self {
+        let mut client = Self {
+            transactional_id: transactional_id.into(),
+            producer_id: -1,
+            producer_epoch: -1,
+            sequences: BTreeMap::new(),
+        };
+        let (producer_id, producer_epoch) = client.init_producer_id(cluster);
+        client.producer_id = producer_id;
+        client.producer_epoch = producer_epoch;
+        client
+    }
+
+    /// InitProducerId, retried while the coordinator answers CONCURRENT_TRANSACTIONS.
+    fn init_producer_id(&self, cluster: &mut Cluster) -> (i64, i16) {
+        for _ in 0..200 {
+            let node = find_txn_coordinator(
+                cluster,
+                *cluster.voters.first().unwrap(),
+                &self.transactional_id,
+            );
+            let response = cluster.call(
+                node,
+                Request::InitProducerId {
+                    transactional_id: Some(self.transactional_id.clone()),
+                    transaction_timeout_ms: 60_000,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                },
+            );
+            match response {
+                Response::InitProducerId {
+                    error: ErrorCode::None,
+                    producer_id,
+                    producer_epoch,
+                } => return (producer_id, producer_epoch),
+                Response::InitProducerId { .. } => cluster.round(),
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("InitProducerId never succeeded");
+    }
+
+    fn coordinator(&self, cluster: &mut Cluster) -> NodeId {
+        let from = *cluster.brokers.keys().next().unwrap();
+        find_txn_coordinator(cluster, from, &self.transactional_id)
+    }
+
+    fn add_partitions(&self, cluster: &mut Cluster, partitions: &[TopicPartition]) -> ErrorCode {
+        for _ in 0..200 {
+            let node = self.coordinator(cluster);
+            let response = cluster.call(
+                node,
+                Request::AddPartitionsToTxn {
+                    transactional_id: self.transactional_id.clone(),
+                    producer_id: self.producer_id,
+                    producer_epoch: self.producer_epoch,
+                    partitions: partitions.to_vec(),
+                },
+            );
+            let Response::AddPartitionsToTxn(results) = response else {
+                panic!("{response:?}")
+            };
+            match results[0].1 {
+                ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::ConcurrentTransactions => cluster.round(),
+                error => return error,
+            }
+        }
+        panic!("AddPartitionsToTxn never settled");
+    }
+
+    /// Produces `records` transactional records to a partition's leader, retrying what
+    /// Kafka clients retry.
+    fn produce(
+        &mut self,
+        cluster: &mut Cluster,
+        partition: &TopicPartition,
+        records: i32,
+    ) -> ProducePartitionResult {
+        let sequence = *self.sequences.entry(partition.clone()).or_insert(0);
+        let batch = test_batches::transactional(
+            records,
+            START,
+            self.producer_id,
+            self.producer_epoch,
+            sequence,
+        );
+        for _ in 0..200 {
+            let leader = cluster.leader_of(partition).expect("a leader");
+            let response = cluster.call(
+                leader,
+                Request::Produce {
+                    acks: Acks::All,
+                    transactional_id: Some(self.transactional_id.clone()),
+                    partitions: vec![ProducePartition {
+                        partition: partition.clone(),
+                        records: batch.clone(),
+                    }],
+                },
+            );
+            let result = produce_result(&response).clone();
+            match result.error {
+                ErrorCode::NotEnoughReplicas | ErrorCode::NotLeaderOrFollower => cluster.round(),
+                ErrorCode::None => {
+                    self.sequences.insert(partition.clone(), sequence + records);
+                    return result;
+                }
+                _ => return result,
+            }
+        }
+        panic!("the produce never settled");
+    }
+
+    fn end(&self, cluster: &mut Cluster, commit: bool) -> ErrorCode {
+        for _ in 0..200 {
+            let node = self.coordinator(cluster);
+            let response = cluster.call(
+                node,
+                Request::EndTxn {
+                    transactional_id: self.transactional_id.clone(),
+                    producer_id: self.producer_id,
+                    producer_epoch: self.producer_epoch,
+                    commit,
+                },
+            );
+            match response {
+                Response::EndTxn {
+                    error:
+                        ErrorCode::NotCoordinator
+                        | ErrorCode::CoordinatorLoadInProgress
+                        | ErrorCode::ConcurrentTransactions,
+                } => cluster.round(),
+                Response::EndTxn { error } => return error,
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("EndTxn never settled");
+    }
+}
+
+fn fetch_with(partition: &TopicPartition, offset: i64, isolation: Isolation) -> Request {
+    let Request::Fetch {
+        max_wait_ms,
+        min_bytes,
+        max_bytes,
+        partitions,
+        ..
+    } = fetch(partition, offset, -1)
+    else {
+        unreachable!()
+    };
+    Request::Fetch {
+        max_wait_ms,
+        min_bytes,
+        max_bytes,
+        isolation,
+        partitions,
+    }
+}
+
+/// A read of a partition from its leader: (last stable offset, high watermark, aborted
+/// transactions, bytes returned).
+fn read(
+    cluster: &mut Cluster,
+    partition: &TopicPartition,
+    isolation: Isolation,
+) -> (i64, i64, Vec<AbortedTransaction>, u32) {
+    for _ in 0..500 {
+        let leader = cluster.leader_of(partition).expect("a leader");
+        let Response::Fetch(results) = cluster.call(leader, fetch_with(partition, 0, isolation))
+        else {
+            panic!("a fetch response")
+        };
+        let result = &results[0];
+        if result.error == ErrorCode::NotLeaderOrFollower {
+            cluster.round();
+            continue;
+        }
+        assert_eq!(result.error, ErrorCode::None);
+        let bytes = result.chunks.iter().map(|chunk| chunk.length).sum();
+        return (
+            result.last_stable_offset,
+            result.high_watermark,
+            result.aborted_transactions.clone(),
+            bytes,
+        );
+    }
+    panic!("{partition} is never readable");
+}
+
+/// Runs rounds until the partition's last stable offset reaches its high watermark.
+fn wait_stable(
+    cluster: &mut Cluster,
+    partition: &TopicPartition,
+) -> (i64, Vec<AbortedTransaction>) {
+    for _ in 0..500 {
+        let (lso, hwm, aborted, _) = read(cluster, partition, Isolation::ReadCommitted);
+        if lso == hwm {
+            return (lso, aborted);
+        }
+        cluster.round();
+    }
+    panic!("{partition} never became stable");
+}
+
+fn transactional_cluster(size: i32) -> (Cluster, Vec<TopicPartition>) {
+    let mut cluster = Cluster::new(size);
+    cluster.run_until("a controller known to all", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.metadata().nodes.len() == size as usize)
+    });
+    let replication = size.min(3) as i16;
+    match cluster.call(1, create_request("t", 2, replication)) {
+        Response::CreateTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    let partitions = vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)];
+    for partition in &partitions {
+        cluster.run_until("the partition has a leader", |cluster| {
+            cluster.leader_of(partition).is_some()
+        });
+    }
+    (cluster, partitions)
+}
+
+#[test]
+fn committed_transactions_become_visible_together_and_aborted_ones_are_indexed() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let mut client = TxnClient::init(&mut cluster, "copier-1");
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions),
+        ErrorCode::None
+    );
+    for partition in &partitions {
+        assert_eq!(
+            client.produce(&mut cluster, partition, 3).error,
+            ErrorCode::None
+        );
+    }
+    // Open: read_committed sees nothing of it, read_uncommitted sees it all.
+    for partition in &partitions {
+        let (lso, hwm, _, committed_bytes) =
+            read(&mut cluster, partition, Isolation::ReadCommitted);
+        assert!(
+            lso < hwm,
+            "{partition}: an open transaction holds the LSO back"
+        );
+        assert_eq!(committed_bytes, 0);
+        let (_, _, _, uncommitted_bytes) =
+            read(&mut cluster, partition, Isolation::ReadUncommitted);
+        assert!(uncommitted_bytes > 0);
+    }
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::None);
+    for partition in &partitions {
+        let (lso, aborted) = wait_stable(&mut cluster, partition);
+        assert!(lso > 3, "data and marker below the LSO");
+        assert!(aborted.is_empty());
+    }
+    // The next transaction aborts: its records are reported as aborted.
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    let written = client.produce(&mut cluster, &partitions[0], 2);
+    assert_eq!(written.error, ErrorCode::None);
+    assert_eq!(client.end(&mut cluster, false), ErrorCode::None);
+    let (_, aborted) = wait_stable(&mut cluster, &partitions[0]);
+    assert_eq!(
+        aborted,
+        vec![AbortedTransaction {
+            producer_id: client.producer_id,
+            first_offset: written.base_offset
+        }]
+    );
+    assert_eq!(
+        client.end(&mut cluster, false),
+        ErrorCode::None,
+        "a retried abort of a completed abort"
+    );
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::InvalidTxnState);
+}
+
+#[test]
+fn a_transactions_first_append_is_verified_with_its_coordinator() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let mut client = TxnClient::init(&mut cluster, "verified");
+    // Not added to the transaction: refused.
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::InvalidTxnState
+    );
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[1], 1).error,
+        ErrorCode::InvalidTxnState,
+        "only the added partition"
+    );
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::None
+    );
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::None);
+    wait_stable(&mut cluster, &partitions[0]);
+    // A produce delayed past its transaction's end cannot open a transaction nobody ends.
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::InvalidTxnState
+    );
+    let (lso, hwm, _, _) = read(&mut cluster, &partitions[0], Isolation::ReadCommitted);
+    assert_eq!(lso, hwm);
+}
+
+#[test]
+fn a_new_instance_fences_the_old_and_aborts_its_open_transaction() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let mut old = TxnClient::init(&mut cluster, "shared");
+    assert_eq!(
+        old.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    let written = old.produce(&mut cluster, &partitions[0], 2);
+    assert_eq!(written.error, ErrorCode::None);
+    let new = TxnClient::init(&mut cluster, "shared");
+    assert_eq!(new.producer_id, old.producer_id);
+    assert!(new.producer_epoch > old.producer_epoch);
+    let (_, aborted) = wait_stable(&mut cluster, &partitions[0]);
+    assert_eq!(aborted.len(), 1, "the fenced transaction was aborted");
+    assert_eq!(aborted[0].first_offset, written.base_offset);
+    assert_eq!(old.end(&mut cluster, true), ErrorCode::ProducerFenced);
+    assert_eq!(
+        old.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::ProducerFenced
+    );
+    assert_eq!(
+        old.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::InvalidProducerEpoch
+    );
+}
+
+#[test]
+fn a_prepared_transaction_is_completed_by_the_next_coordinator() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let mut client = TxnClient::init(&mut cluster, "failover");
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions),
+        ErrorCode::None
+    );
+    for partition in &partitions {
+        assert_eq!(
+            client.produce(&mut cluster, partition, 2).error,
+            ErrorCode::None
+        );
+    }
+    let coordinator = client.coordinator(&mut cluster);
+    // EndTxn is answered once PrepareCommit is committed; the coordinator dies before it
+    // can finish the markers (the in-flight messages die with it).
+    let id = cluster.request(
+        coordinator,
+        Request::EndTxn {
+            transactional_id: client.transactional_id.clone(),
+            producer_id: client.producer_id,
+            producer_epoch: client.producer_epoch,
+            commit: true,
+        },
+    );
+    cluster.run_until("EndTxn answered", |cluster| {
+        cluster.responses.contains_key(&(coordinator, id))
+    });
+    cluster.crash(coordinator);
+    for partition in &partitions {
+        cluster.run_until("a leader after the crash", |cluster| {
+            cluster.leader_of(partition).is_some()
+        });
+        let (_, aborted) = wait_stable(&mut cluster, partition);
+        assert!(aborted.is_empty(), "committed, not aborted");
+    }
+    let successor = client.coordinator(&mut cluster);
+    assert_ne!(successor, coordinator);
+    let describe = Request::DescribeTransactions {
+        transactional_ids: vec![client.transactional_id.clone()],
+    };
+    for _ in 0..500 {
+        match cluster.call(successor, describe.clone()) {
+            Response::DescribeTransactions(described) => {
+                assert_eq!(described[0].error, ErrorCode::None);
+                if described[0].state == TxnState::CompleteCommit {
+                    return;
+                }
+                assert_eq!(described[0].state, TxnState::PrepareCommit);
+            }
+            other => panic!("{other:?}"),
+        }
+        cluster.round();
+    }
+    panic!("the successor never completed the transaction");
+}
+
+#[test]
+fn an_expired_transaction_is_aborted_and_its_producer_fenced() {
+    let (mut cluster, partitions) = transactional_cluster(1);
+    let mut client = TxnClient::init(&mut cluster, "slow");
+    let coordinator = client.coordinator(&mut cluster);
+    // A short timeout: re-init with it.
+    match cluster.call(
+        coordinator,
+        Request::InitProducerId {
+            transactional_id: Some("slow".into()),
+            transaction_timeout_ms: 200,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+    ) {
+        Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_epoch,
+            ..
+        } => client.producer_epoch = producer_epoch,
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::None
+    );
+    let (_, aborted) = wait_stable(&mut cluster, &partitions[0]);
+    assert_eq!(aborted.len(), 1, "the coordinator aborted it");
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::ProducerFenced);
+    match cluster.call(
+        coordinator,
+        Request::InitProducerId {
+            transactional_id: Some("slow".into()),
+            transaction_timeout_ms: 16 * 60 * 1000,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+    ) {
+        Response::InitProducerId { error, .. } => {
+            assert_eq!(error, ErrorCode::InvalidTransactionTimeout)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn transactional_offsets_take_effect_with_the_commit_marker_only() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let mut client = TxnClient::init(&mut cluster, "offsets");
+    let group_coordinator = find_coordinator(&mut cluster, 1, "g");
+    let txn_offset_commit = |client: &TxnClient, offset: i64| Request::TxnOffsetCommit {
+        transactional_id: client.transactional_id.clone(),
+        group_id: "g".into(),
+        producer_id: client.producer_id,
+        producer_epoch: client.producer_epoch,
+        member_id: String::new(),
+        group_instance_id: None,
+        generation: -1,
+        commits: vec![OffsetCommitPartition {
+            partition: TopicPartition::new("orders", 0),
+            offset,
+            metadata: None,
+        }],
+    };
+    let fetch_stable = Request::OffsetFetch {
+        group_id: "g".into(),
+        partitions: Some(vec![TopicPartition::new("orders", 0)]),
+        require_stable: true,
+    };
+    for (commit, offset) in [(false, 10), (true, 20)] {
+        assert_eq!(
+            client.add_partitions(&mut cluster, &partitions[..1]),
+            ErrorCode::None
+        );
+        assert_eq!(
+            client.produce(&mut cluster, &partitions[0], 1).error,
+            ErrorCode::None
+        );
+        let coordinator = client.coordinator(&mut cluster);
+        match cluster.call(
+            coordinator,
+            Request::AddOffsetsToTxn {
+                transactional_id: client.transactional_id.clone(),
+                producer_id: client.producer_id,
+                producer_epoch: client.producer_epoch,
+                group_id: "g".into(),
+            },
+        ) {
+            Response::AddOffsetsToTxn { error } => assert_eq!(error, ErrorCode::None),
+            other => panic!("{other:?}"),
+        }
+        match cluster.call(group_coordinator, txn_offset_commit(&client, offset)) {
+            Response::TxnOffsetCommit(results) => assert_eq!(results[0].1, ErrorCode::None),
+            other => panic!("{other:?}"),
+        }
+        match cluster.call(group_coordinator, fetch_stable.clone()) {
+            Response::OffsetFetch { partitions, .. } => {
+                assert_eq!(partitions[0].error, ErrorCode::UnstableOffsetCommit)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            committed_offset(&mut cluster, group_coordinator),
+            -1,
+            "pending"
+        );
+        assert_eq!(client.end(&mut cluster, commit), ErrorCode::None);
+        let expected = if commit { 20 } else { -1 };
+        cluster.run_until("the marker reaches the offsets", |cluster| {
+            cluster.brokers[&group_coordinator]
+                .committed_offset_of("g", &TopicPartition::new("orders", 0))
+                == expected
+                && cluster.brokers[&group_coordinator].has_no_pending_txn_offsets("g")
+        });
+    }
+}
+
+#[test]
+fn a_restarted_node_keeps_its_aborted_transactions_and_open_ones() {
+    let (mut cluster, partitions) = transactional_cluster(1);
+    let mut client = TxnClient::init(&mut cluster, "restart");
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    let aborted_write = client.produce(&mut cluster, &partitions[0], 2);
+    assert_eq!(client.end(&mut cluster, false), ErrorCode::None);
+    wait_stable(&mut cluster, &partitions[0]);
+    assert_eq!(
+        client.add_partitions(&mut cluster, &partitions[..1]),
+        ErrorCode::None
+    );
+    let open_write = client.produce(&mut cluster, &partitions[0], 1);
+    cluster.round();
+    cluster.crash(1);
+    cluster.start(1);
+    cluster.run_until("the partition leads again", |cluster| {
+        cluster.leader_of(&partitions[0]).is_some()
+    });
+    let (lso, _, aborted, _) = read(&mut cluster, &partitions[0], Isolation::ReadCommitted);
+    assert_eq!(
+        lso, open_write.base_offset,
+        "the open transaction still holds the LSO"
+    );
+    assert_eq!(aborted[0].first_offset, aborted_write.base_offset);
+    // The restarted coordinator still knows the open transaction and can end it.
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::None);
+    let (lso, _) = wait_stable(&mut cluster, &partitions[0]);
+    assert!(lso > open_write.base_offset);
+}

@@ -43,6 +43,20 @@ pub enum Defect {
     /// Groups: a new coordinator starts from an empty offsets log instead of replaying it,
     /// so the group's committed offsets are lost on failover.
     LoseOffsetsOnFailover,
+    /// Transactions: read_committed fetches report no aborted transactions (as another
+    /// Rust broker on record does), so consumers deliver aborted records.
+    EmptyAbortedTransactions,
+    /// Transactions: the last stable offset ignores open transactions (it is the high
+    /// watermark), so read_committed returns records whose transaction may still abort.
+    LastStableOffsetIgnoresOpenTransactions,
+    /// Transactions: the coordinator completes a transaction as soon as it sends its
+    /// markers, without waiting for them, so a coordinator failover or a lost marker leaves
+    /// partitions without their marker while the transaction counts as complete.
+    CompleteBeforeMarkers,
+    /// Transactions: the group coordinator applies a transaction's pending offsets on its
+    /// abort marker too, so a consume-transform-produce copier skips the input of aborted
+    /// transactions.
+    CommitOffsetsOnAbort,
 }
 
 impl Defect {
@@ -67,6 +81,14 @@ impl Defect {
         Defect::LoseOffsetsOnFailover,
     ];
 
+    /// The transaction protocol's defects, caught by the simulator's transaction scenarios.
+    pub const TRANSACTIONS: [Defect; 4] = [
+        Defect::EmptyAbortedTransactions,
+        Defect::LastStableOffsetIgnoresOpenTransactions,
+        Defect::CompleteBeforeMarkers,
+        Defect::CommitOffsetsOnAbort,
+    ];
+
     /// The kebab-case name used on command lines.
     pub fn name(self) -> &'static str {
         match self {
@@ -79,6 +101,12 @@ impl Defect {
             Defect::FollowerKeepsDivergentTail => "follower-keeps-divergent-tail",
             Defect::AcceptStaleGenerationCommit => "accept-stale-generation-commit",
             Defect::LoseOffsetsOnFailover => "lose-offsets-on-failover",
+            Defect::EmptyAbortedTransactions => "empty-aborted-transactions",
+            Defect::LastStableOffsetIgnoresOpenTransactions => {
+                "last-stable-offset-ignores-open-transactions"
+            }
+            Defect::CompleteBeforeMarkers => "complete-before-markers",
+            Defect::CommitOffsetsOnAbort => "commit-offsets-on-abort",
         }
     }
 
@@ -88,6 +116,7 @@ impl Defect {
             .into_iter()
             .chain(Defect::REPLICATION)
             .chain(Defect::GROUPS)
+            .chain(Defect::TRANSACTIONS)
             .find(|defect| defect.name() == name)
     }
 }

@@ -2,8 +2,7 @@
 //!
 //! Sans-IO state machines for a Kafka-compatible event-streaming broker: partition logs,
 //! idempotent producers, Raft-family replication of every partition and of the cluster
-//! metadata, and the broker that composes them (consumer groups and transactions join in
-//! later modules). Nothing here performs I/O, reads a clock,
+//! metadata, consumer groups, transactions, and the broker that composes them. Nothing here performs I/O, reads a clock,
 //! spawns a thread or draws from an unseeded RNG, so the same inputs give the same outputs
 //! on every machine; the networked node (`myelin-node`) and the simulator drive the same
 //! code.
@@ -38,8 +37,12 @@
 //!
 //! ## Reading order
 //! [`batch`] (the record-batch format and its checks), [`log`] (offsets, segments, high
-//! watermark), [`producers`] (idempotence), [`metadata`] (topics and nodes), [`api`] (the
-//! inputs and outputs), [`broker`] (each Kafka API's meaning).
+//! watermark), [`producers`] (idempotence), [`replication`] (one Raft-family protocol for
+//! every log), [`metadata`] (topics and nodes), [`groups`] (a consumer group),
+//! [`transactions`] (the transaction coordinator's states and decisions),
+//! [`partition_txns`] (a partition's open and aborted transactions, the last stable
+//! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning; its
+//! `controller`, `coordinator` and `transactions` submodules).
 pub mod api;
 pub mod batch;
 pub mod broker;
@@ -48,9 +51,11 @@ pub mod defects;
 pub mod groups;
 pub mod log;
 pub mod metadata;
+pub mod partition_txns;
 pub mod producers;
 pub mod records;
 pub mod replication;
+pub mod transactions;
 
 #[cfg(test)]
 mod broker_tests;

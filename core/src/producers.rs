@@ -113,6 +113,11 @@ impl ProducerStateTable {
             entry.epoch = header.producer_epoch;
             entry.recent.clear();
         }
+        // Transaction markers and the broker's own transactional records carry no sequence:
+        // they move the epoch (a fencing abort's marker carries the bumped one), nothing else.
+        if header.is_control() || header.base_sequence < 0 {
+            return;
+        }
         if entry.recent.len() == RECENT_BATCHES_MAX {
             entry.recent.pop_front();
         }
@@ -131,6 +136,19 @@ impl ProducerStateTable {
         for entry in self.producers.values_mut() {
             entry.recent.retain(|batch| batch.last_offset < offset);
         }
+    }
+
+    /// Each producer's (id, epoch, last sequence, last offset), for DescribeProducers.
+    pub fn describe(&self) -> impl Iterator<Item = (i64, i16, i32, i64)> + '_ {
+        self.producers.iter().map(|(producer_id, entry)| {
+            let last = entry.recent.back();
+            (
+                *producer_id,
+                entry.epoch,
+                last.map_or(-1, |batch| batch.last_sequence),
+                last.map_or(-1, |batch| batch.last_offset),
+            )
+        })
     }
 
     /// Number of producers with state in this partition.

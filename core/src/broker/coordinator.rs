@@ -47,7 +47,7 @@ use crate::groups::{
     CommittedOffset, Group, GroupReply, MembershipSnapshot, OFFSET_METADATA_MAX_BYTES,
 };
 use crate::metadata::TopicPartition;
-use crate::records::decode_json_records;
+use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use bytes::Bytes;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -57,12 +57,14 @@ use std::collections::BTreeMap;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often empty groups are checked for expired offsets.
 const EXPIRY_CHECK_INTERVAL_MS: i64 = 1_000;
-/// How long a requested creation of the offsets topic is left to finish before asking again.
-const OFFSETS_TOPIC_REQUEST_INTERVAL_MS: i64 = 1_000;
+/// How long a requested creation of an internal topic is left to finish before asking again.
+const INTERNAL_TOPIC_REQUEST_INTERVAL_MS: i64 = 1_000;
 
 /// Whether a topic is internal: written by the broker only, never by clients.
 pub fn is_internal_topic(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC || topic == METADATA_TOPIC
+    topic == OFFSETS_TOPIC
+        || topic == METADATA_TOPIC
+        || topic == crate::transactions::TRANSACTION_STATE_TOPIC
 }
 
 /// The offsets partition a group belongs to: Kafka's `abs(groupId.hashCode) % partitions`.
@@ -89,7 +91,29 @@ pub enum GroupRecord {
     Deleted {
         group: String,
     },
+    /// A TxnOffsetCommit: written as a transactional batch of the producer, it takes effect
+    /// with the transaction's commit marker (and never with an abort).
+    TxnOffsets {
+        group: String,
+        producer_id: i64,
+        at_ms: i64,
+        commits: Vec<(TopicPartition, i64, Option<String>)>,
+    },
 }
+
+/// What one batch of an offsets partition holds for the materialized view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OffsetsEntry {
+    Record(GroupRecord),
+    /// A transaction's marker: the producer's pending transactional offsets commit or go.
+    Marker {
+        producer_id: i64,
+        commit: bool,
+    },
+}
+
+/// Transactional offsets waiting for their marker: (group, when, commits).
+type PendingTxnOffsets = Vec<(String, i64, Vec<(TopicPartition, i64, Option<String>)>)>;
 
 /// A group's committed state, as every replica of its offsets partition applies it.
 #[derive(Debug, Clone, Default)]
@@ -102,7 +126,12 @@ struct CommittedGroup {
 #[derive(Debug, Default)]
 pub(super) struct OffsetsShard {
     /// Batches not applied yet, by base offset: (end offset, records).
-    pending: BTreeMap<i64, (i64, Vec<GroupRecord>)>,
+    pending: BTreeMap<i64, (i64, Vec<OffsetsEntry>)>,
+    /// Applied transactional offsets per producer, waiting for the transaction's marker.
+    pending_txn_offsets: BTreeMap<i64, PendingTxnOffsets>,
+    /// The deliberate defect `CommitOffsetsOnAbort`.
+    #[cfg(feature = "defects")]
+    commit_offsets_on_abort: bool,
     applied_end: i64,
     committed: BTreeMap<String, CommittedGroup>,
     /// The leader epoch in which this node coordinates the shard's groups.
@@ -133,14 +162,26 @@ pub(super) struct Coordinator {
     shards: BTreeMap<i32, OffsetsShard>,
     held: Vec<HeldReplies>,
     next_expiry_check_ms: i64,
-    offsets_topic_requested_ms: Option<i64>,
+    /// When each internal topic's creation was last asked for.
+    internal_topics_requested_ms: BTreeMap<&'static str, i64>,
 }
 
 impl Coordinator {
     /// An offsets partition is hosted here from now on; `recovered` holds its stored
     /// batches (below `log_end`) to replay.
-    pub(super) fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
+    pub(super) fn open_shard(
+        &mut self,
+        partition: i32,
+        recovered: Option<&Bytes>,
+        log_end: i64,
+        #[cfg(feature = "defects")] defect: Option<crate::defects::Defect>,
+    ) {
         let mut shard = OffsetsShard::default();
+        #[cfg(feature = "defects")]
+        {
+            shard.commit_offsets_on_abort =
+                defect == Some(crate::defects::Defect::CommitOffsetsOnAbort);
+        }
         if let Some(bytes) = recovered {
             match crate::batch::validate_record_set(bytes) {
                 Ok(batches) => {
@@ -217,13 +258,34 @@ impl OffsetsShard {
         last_offset: i64,
         bytes: &Bytes,
     ) {
-        // Control batches (a new leader's epoch marker) carry no group records, but are
-        // applied like any batch so that `applied_end` follows the log.
-        let records = decode_json_records::<GroupRecord>(header, bytes).unwrap_or_else(|reason| {
-            tracing::error!(base_offset, %reason, "undecodable offsets batch skipped");
-            Vec::new()
-        });
-        self.pending.insert(base_offset, (last_offset + 1, records));
+        // Control batches carry no group records (a new leader's epoch marker) or a
+        // transaction's marker; all are applied like any batch so that `applied_end` follows
+        // the log.
+        let entries = if header.is_control() {
+            let marker = header
+                .is_transactional()
+                .then(|| crate::records::control_record_type(bytes))
+                .flatten();
+            match marker {
+                Some(kind @ (CONTROL_TYPE_ABORT | CONTROL_TYPE_COMMIT)) => {
+                    vec![OffsetsEntry::Marker {
+                        producer_id: header.producer_id,
+                        commit: kind == CONTROL_TYPE_COMMIT,
+                    }]
+                }
+                _ => Vec::new(),
+            }
+        } else {
+            decode_json_records::<GroupRecord>(header, bytes)
+                .unwrap_or_else(|reason| {
+                    tracing::error!(base_offset, %reason, "undecodable offsets batch skipped");
+                    Vec::new()
+                })
+                .into_iter()
+                .map(OffsetsEntry::Record)
+                .collect()
+        };
+        self.pending.insert(base_offset, (last_offset + 1, entries));
     }
 
     /// Applies the batches below `committed`, in order.
@@ -237,15 +299,58 @@ impl OffsetsShard {
                 base_offset >= self.applied_end,
                 "offsets records applied in order, once"
             );
-            for record in records {
-                self.apply(record);
+            for entry in records {
+                match entry {
+                    OffsetsEntry::Record(record) => self.apply(record),
+                    OffsetsEntry::Marker {
+                        producer_id,
+                        commit,
+                    } => {
+                        #[cfg(feature = "defects")]
+                        let commit = commit || self.commit_offsets_on_abort;
+                        let offsets = self.pending_txn_offsets.remove(&producer_id);
+                        for (group, at_ms, commits) in offsets.into_iter().flatten() {
+                            if commit {
+                                self.apply(GroupRecord::Offsets {
+                                    group,
+                                    at_ms,
+                                    commits,
+                                });
+                            }
+                        }
+                    }
+                }
             }
             self.applied_end = end_offset;
         }
     }
 
+    /// Whether a transaction holds offsets of the group's partition that await its marker.
+    fn has_pending_txn_offset(&self, group_id: &str, partition: &TopicPartition) -> bool {
+        self.pending_txn_offsets
+            .values()
+            .flatten()
+            .any(|(group, _, commits)| {
+                group == group_id
+                    && commits
+                        .iter()
+                        .any(|(committed, _, _)| committed == partition)
+            })
+    }
+
     fn apply(&mut self, record: GroupRecord) {
         match record {
+            GroupRecord::TxnOffsets {
+                group,
+                producer_id,
+                at_ms,
+                commits,
+            } => {
+                self.pending_txn_offsets
+                    .entry(producer_id)
+                    .or_default()
+                    .push((group, at_ms, commits));
+            }
             GroupRecord::Membership { group, snapshot } => {
                 self.committed.entry(group).or_default().membership = Some(snapshot);
             }
@@ -348,6 +453,12 @@ fn as_failure(response: Response, error: ErrorCode) -> Response {
                 .map(|(partition, _)| (partition, error))
                 .collect(),
         ),
+        Response::TxnOffsetCommit(results) => Response::TxnOffsetCommit(
+            results
+                .into_iter()
+                .map(|(partition, _)| (partition, error))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -436,6 +547,30 @@ fn group_of(request: &Request) -> Option<&str> {
 }
 
 impl Broker {
+    /// The committed offset of a group's partition as this node applied it (-1 if none),
+    /// for tests and checkers.
+    pub fn committed_offset_of(&self, group_id: &str, partition: &TopicPartition) -> i64 {
+        self.coordinator
+            .shards
+            .values()
+            .filter_map(|shard| shard.committed.get(group_id))
+            .filter_map(|group| group.offsets.get(partition))
+            .map(|committed| committed.offset)
+            .next()
+            .unwrap_or(-1)
+    }
+
+    /// Whether no transaction holds offsets of the group awaiting its marker here.
+    pub fn has_no_pending_txn_offsets(&self, group_id: &str) -> bool {
+        self.coordinator.shards.values().all(|shard| {
+            shard
+                .pending_txn_offsets
+                .values()
+                .flatten()
+                .all(|(group, _, _)| group != group_id)
+        })
+    }
+
     /// Every group API. See the module doc.
     pub(super) fn group_request(
         &mut self,
@@ -445,7 +580,9 @@ impl Broker {
         outputs: &mut Vec<Output>,
     ) {
         let response = match request {
-            Request::FindCoordinator { groups } => self.find_coordinator(now_ms, groups, outputs),
+            Request::FindCoordinator { groups } => Response::FindCoordinator(
+                self.find_coordinators(now_ms, OFFSETS_TOPIC, groups, outputs),
+            ),
             Request::ListGroups => self.list_groups(),
             Request::DescribeGroups { groups } => self.describe_groups(groups),
             request => {
@@ -456,6 +593,10 @@ impl Broker {
                     group_error(request, ErrorCode::InvalidGroupId)
                 } else {
                     match self.coordinated_shard(&group_id) {
+                        Ok(shard) if matches!(request, Request::TxnOffsetCommit { .. }) => {
+                            self.txn_offset_commit(now_ms, id, shard, group_id, request, outputs);
+                            return;
+                        }
                         Ok(shard) => {
                             self.coordinate(now_ms, id, shard, group_id, request, outputs);
                             return;
@@ -495,31 +636,37 @@ impl Broker {
         })
     }
 
-    fn find_coordinator(
+    /// FindCoordinator of groups (`OFFSETS_TOPIC`) or transactional ids
+    /// (`TRANSACTION_STATE_TOPIC`): the leader of the key's partition of that internal topic,
+    /// which is created the first time it is asked for.
+    pub(super) fn find_coordinators(
         &mut self,
         now_ms: i64,
-        groups: Vec<String>,
+        topic: &'static str,
+        keys: Vec<String>,
         outputs: &mut Vec<Output>,
-    ) -> Response {
+    ) -> Vec<CoordinatorResult> {
         let Some(partition_count) = self
             .metadata
             .topics
-            .get(OFFSETS_TOPIC)
+            .get(topic)
             .map(|topic| topic.partition_count)
         else {
-            self.request_offsets_topic(now_ms, outputs);
-            return group_error(
-                Request::FindCoordinator { groups },
-                ErrorCode::CoordinatorNotAvailable,
-            );
+            self.request_internal_topic(now_ms, topic, outputs);
+            return keys
+                .into_iter()
+                .map(|group_id| CoordinatorResult {
+                    group_id,
+                    error: ErrorCode::CoordinatorNotAvailable,
+                    node: None,
+                })
+                .collect();
         };
-        let results = groups
-            .into_iter()
+        keys.into_iter()
             .map(|group_id| {
                 let index = offsets_partition_of(&group_id, partition_count);
-                let leader =
-                    self.partition_leader(&TopicPartition::new(OFFSETS_TOPIC, index), now_ms);
-                tracing::debug!(group = %group_id, partition = index, ?leader, "coordinator lookup");
+                let leader = self.partition_leader(&TopicPartition::new(topic, index), now_ms);
+                tracing::debug!(key = %group_id, topic, partition = index, ?leader, "coordinator lookup");
                 let node = leader
                     .and_then(|(_, leader)| {
                         self.metadata
@@ -539,23 +686,35 @@ impl Broker {
                     node,
                 }
             })
-            .collect();
-        Response::FindCoordinator(results)
+            .collect()
     }
 
-    /// Asks the controller to create the offsets topic (at most once a second).
-    fn request_offsets_topic(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    /// Asks the controller to create an internal topic (at most once a second).
+    pub(super) fn request_internal_topic(
+        &mut self,
+        now_ms: i64,
+        topic: &'static str,
+        outputs: &mut Vec<Output>,
+    ) {
         if self
             .coordinator
-            .offsets_topic_requested_ms
-            .is_some_and(|at| now_ms < at + OFFSETS_TOPIC_REQUEST_INTERVAL_MS)
+            .internal_topics_requested_ms
+            .get(topic)
+            .is_some_and(|at| now_ms < at + INTERNAL_TOPIC_REQUEST_INTERVAL_MS)
         {
             return;
         }
-        self.coordinator.offsets_topic_requested_ms = Some(now_ms);
+        self.coordinator
+            .internal_topics_requested_ms
+            .insert(topic, now_ms);
+        let partition_count = if topic == OFFSETS_TOPIC {
+            self.config.offsets_partitions
+        } else {
+            self.config.transaction_state_partitions
+        };
         let op = AdminOp::CreateTopics(vec![CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partition_count: self.config.offsets_partitions,
+            name: topic.to_string(),
+            partition_count,
             replication_factor: -1,
             configs: Vec::new(),
             validate_only: false,
@@ -765,12 +924,22 @@ impl Broker {
                 }
                 replies.push((id, Response::OffsetCommit(results)));
             }
-            Request::OffsetFetch { partitions, .. } => {
+            Request::OffsetFetch {
+                partitions,
+                require_stable,
+                ..
+            } => {
                 let committed = shard.committed.get(&group_id);
                 let fetched = match partitions {
                     Some(partitions) => partitions
                         .into_iter()
                         .map(|partition| {
+                            if require_stable && shard.has_pending_txn_offset(&group_id, &partition)
+                            {
+                                let mut unstable = fetched_offset(partition, None);
+                                unstable.error = ErrorCode::UnstableOffsetCommit;
+                                return unstable;
+                            }
                             let found = committed.and_then(|group| group.offsets.get(&partition));
                             fetched_offset(partition, found)
                         })
@@ -798,6 +967,174 @@ impl Broker {
             other => unreachable!("not a coordinated request: {other:?}"),
         }
         self.finish_group_operation(now_ms, index, &group_id, records, replies, outputs);
+    }
+
+    /// TxnOffsetCommit: offsets committed inside a transaction. The member is fenced as an
+    /// OffsetCommit would be (KIP-447, when the client names its generation); the offsets
+    /// partition must be in the producer's open transaction, which the transaction
+    /// coordinator confirms before the first such write (as for any partition).
+    fn txn_offset_commit(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        index: i32,
+        group_id: String,
+        request: Request,
+        outputs: &mut Vec<Output>,
+    ) {
+        let Request::TxnOffsetCommit {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            member_id,
+            group_instance_id,
+            generation,
+            commits,
+            ..
+        } = &request
+        else {
+            unreachable!("a TxnOffsetCommit")
+        };
+        let Some(shard) = self.coordinator.shards.get_mut(&index) else {
+            return;
+        };
+        let group = shard.live.entry(group_id).or_default();
+        let fenced = if member_id.is_empty() && *generation < 0 {
+            Ok(())
+        } else {
+            group
+                .check_instance(member_id, group_instance_id.as_deref())
+                .and_then(|()| group.check_commit(now_ms, member_id, *generation))
+        };
+        let too_large = commits.iter().any(|commit| {
+            commit
+                .metadata
+                .as_ref()
+                .is_some_and(|text| text.len() > OFFSET_METADATA_MAX_BYTES)
+        });
+        let checked = if too_large {
+            fenced.and(Err(ErrorCode::OffsetMetadataTooLarge))
+        } else {
+            fenced
+        };
+        if let Err(error) = checked {
+            outputs.push(Output::Respond {
+                id,
+                response: group_error(request, error),
+            });
+            return;
+        }
+        let partition = TopicPartition::new(OFFSETS_TOPIC, index);
+        let open = self
+            .partitions
+            .get(&partition)
+            .is_some_and(|state| state.txns.is_open(*producer_id, *producer_epoch));
+        if open {
+            self.txn_offset_commit_verified(now_ms, id, request, None, outputs);
+        } else {
+            let transactional_id = transactional_id.clone();
+            let unverified = vec![(partition, *producer_id, *producer_epoch)];
+            let then = super::transactions::AfterVerification::TxnOffsetCommit { id, request };
+            self.start_verification(now_ms, &transactional_id, unverified, then, outputs);
+        }
+    }
+
+    /// Writes a verified TxnOffsetCommit as a transactional batch of the producer in the
+    /// group's offsets partition (or answers the verification's error); the answer waits for
+    /// the record's commit.
+    pub(super) fn txn_offset_commit_verified(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        request: Request,
+        verification_error: Option<ErrorCode>,
+        outputs: &mut Vec<Output>,
+    ) {
+        if let Some(error) = verification_error {
+            let error = match error {
+                ErrorCode::ProducerFenced
+                | ErrorCode::InvalidProducerIdMapping
+                | ErrorCode::InvalidTxnState => error,
+                // The coordinator was not reached or is busy: the client retries.
+                _ => ErrorCode::CoordinatorLoadInProgress,
+            };
+            outputs.push(Output::Respond {
+                id,
+                response: group_error(request, error),
+            });
+            return;
+        }
+        let Request::TxnOffsetCommit {
+            group_id,
+            producer_id,
+            producer_epoch,
+            commits,
+            ..
+        } = request
+        else {
+            unreachable!("a TxnOffsetCommit")
+        };
+        let Ok(index) = self.coordinated_shard(&group_id) else {
+            let response = Response::TxnOffsetCommit(
+                commits
+                    .into_iter()
+                    .map(|commit| (commit.partition, ErrorCode::NotCoordinator))
+                    .collect(),
+            );
+            outputs.push(Output::Respond { id, response });
+            return;
+        };
+        let response = Response::TxnOffsetCommit(
+            commits
+                .iter()
+                .map(|commit| (commit.partition.clone(), ErrorCode::None))
+                .collect(),
+        );
+        let record = GroupRecord::TxnOffsets {
+            group: group_id.clone(),
+            producer_id,
+            at_ms: now_ms,
+            commits: commits
+                .into_iter()
+                .map(
+                    |OffsetCommitPartition {
+                         partition,
+                         offset,
+                         metadata,
+                     }| (partition, offset, metadata),
+                )
+                .collect(),
+        };
+        let batch = crate::records::encode_producer_batch(
+            &crate::records::encode_json_records(&[record]),
+            now_ms,
+            crate::records::ATTRIBUTE_TRANSACTIONAL,
+            -1,
+            crate::records::ProducerFields {
+                producer_id,
+                producer_epoch,
+                base_sequence: -1,
+            },
+        );
+        let partition = TopicPartition::new(OFFSETS_TOPIC, index);
+        match self.append_broker_batch(now_ms, &partition, batch, outputs) {
+            Some((commit_end, epoch)) => {
+                if let Some(shard) = self.coordinator.shards.get_mut(&index) {
+                    shard.last_write_ms.insert(group_id.clone(), now_ms);
+                    shard.last_write.insert(group_id, (commit_end, epoch));
+                }
+                self.coordinator.held.push(HeldReplies {
+                    shard: index,
+                    commit_end,
+                    epoch,
+                    replies: vec![(id, response)],
+                });
+            }
+            None => outputs.push(Output::Respond {
+                id,
+                response: as_failure(response, ErrorCode::NotCoordinator),
+            }),
+        }
     }
 
     /// After an operation on a group: writes its records (and its membership, if that
