@@ -102,7 +102,9 @@ fn random_bytes_do_not_crash_the_node() {
 fn random_frames_with_real_api_keys_do_not_crash_the_node() {
     let mut seeded = Seeded::start("malformed_random_frames");
     let mut rng = XorShift::new(0xf00d_f00d);
-    let keys = [0i16, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 22, 32];
+    let keys = [
+        0i16, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18, 19, 22, 24, 25, 26, 28, 32, 61, 65, 66,
+    ];
     for correlation_id in 0..60 {
         let api_key = keys[rng.below(keys.len() as u64) as usize];
         let version = rng.below(14) as i16;

@@ -414,10 +414,10 @@ mod tests {
             decode_frame(unknown),
             Err(DecodeError::UnknownApiKey { api_key: 0x7f00 })
         ));
-        // AddPartitionsToTxn (24): transactions are not served yet.
-        let add_partitions = Bytes::from_static(&[0, 24, 0, 2, 0, 0, 0, 1, 0, 0]);
+        // WriteTxnMarkers (27): a broker-to-broker API this node does not serve.
+        let write_markers = Bytes::from_static(&[0, 27, 0, 1, 0, 0, 0, 1, 0, 0]);
         assert!(matches!(
-            decode_frame(add_partitions),
+            decode_frame(write_markers),
             Err(DecodeError::NotServed { .. })
         ));
         let produce_v13 = Bytes::from_static(&[0, 0, 0, 13, 0, 0, 0, 1, 0, 0]);
@@ -425,6 +425,16 @@ mod tests {
             decode_frame(produce_v13),
             Err(DecodeError::UnsupportedVersion { .. })
         ));
+        // AddPartitionsToTxn v4 (brokers' verification) and EndTxn v5 (transactions v2).
+        for frame in [
+            Bytes::from_static(&[0, 24, 0, 4, 0, 0, 0, 1, 0, 0]),
+            Bytes::from_static(&[0, 26, 0, 5, 0, 0, 0, 1, 0, 0]),
+        ] {
+            assert!(matches!(
+                decode_frame(frame),
+                Err(DecodeError::UnsupportedVersion { .. })
+            ));
+        }
     }
 
     #[test]
@@ -483,9 +493,13 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(
-            // Every served API: the group APIs (8-16) as well.
+            // Every served API (the group and transaction APIs as well), and one that is not.
             api_key in proptest::sample::select(
-                vec![0i16, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 22, 32],
+                crate::kafka::versions::ADVERTISED_APIS
+                    .iter()
+                    .map(|api| api.api_key as i16)
+                    .chain([27])
+                    .collect::<Vec<i16>>(),
             ),
             version in 0i16..20,
             well_formed_header in proptest::prelude::any::<bool>(),

@@ -8,7 +8,9 @@
 use crate::kafka::codec::{encode_response, DecodedRequest};
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
-use crate::kafka::{admin, epochs, fetch, groups, metadata, offsets, produce, producer_id};
+use crate::kafka::{
+    admin, epochs, fetch, groups, metadata, offsets, produce, producer_id, transactions,
+};
 use crate::runtime::{NodeHandle, RuntimeError};
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -128,6 +130,25 @@ pub(crate) async fn respond(
         RequestKind::ListGroups(request) => groups::list_groups(context, version, request).await?,
         RequestKind::DescribeGroups(request) => {
             groups::describe_groups(context, version, request).await?
+        }
+        RequestKind::AddPartitionsToTxn(request) => {
+            transactions::add_partitions_to_txn(context, version, request).await?
+        }
+        RequestKind::AddOffsetsToTxn(request) => {
+            transactions::add_offsets_to_txn(context, version, request).await?
+        }
+        RequestKind::EndTxn(request) => transactions::end_txn(context, version, request).await?,
+        RequestKind::TxnOffsetCommit(request) => {
+            transactions::txn_offset_commit(context, version, request).await?
+        }
+        RequestKind::DescribeTransactions(request) => {
+            transactions::describe_transactions(context, version, request).await?
+        }
+        RequestKind::ListTransactions(request) => {
+            transactions::list_transactions(context, version, request).await?
+        }
+        RequestKind::DescribeProducers(request) => {
+            transactions::describe_producers(context, version, request).await?
         }
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),

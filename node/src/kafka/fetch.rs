@@ -9,13 +9,17 @@
 //!
 //! Fetch sessions are not kept: every response carries session id 0, which tells clients
 //! to send full fetch requests (all four tested clients accept this). Forgotten topics are
-//! therefore ignored. The core returns only data below the last stable offset for
-//! read_committed, so `aborted_transactions` is an empty list there (null otherwise).
+//! therefore ignored. For read_committed the core returns only data below the last stable
+//! offset, and each partition lists the aborted transactions (producer id, first offset)
+//! whose batches may be among the returned ones, which the client drops; for
+//! read_uncommitted the list is null, as Kafka sends it.
 
 use crate::kafka::dispatch::{call, ConnectionContext, HandlerError, Reply};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use myelin_core::api::{
     ErrorCode, FetchPartition, FetchPartitionResult, Isolation, Request, Response,
@@ -181,6 +185,7 @@ fn partition_data(
     if version >= 5 {
         data.log_start_offset = result.log_start_offset;
     }
+    data.aborted_transactions = aborted_transactions(isolation, &result);
     match read_records(context, &result) {
         Ok(records) => data.records = Some(records),
         Err(error) => {
@@ -194,6 +199,29 @@ fn partition_data(
         }
     }
     data
+}
+
+/// The partition's aborted transactions as the wire carries them: a list for read_committed
+/// (possibly empty), null for read_uncommitted (the core reports none there).
+fn aborted_transactions(
+    isolation: Isolation,
+    result: &FetchPartitionResult,
+) -> Option<Vec<AbortedTransaction>> {
+    match isolation {
+        Isolation::ReadUncommitted => None,
+        Isolation::ReadCommitted => Some(
+            result
+                .aborted_transactions
+                .iter()
+                .map(|aborted| {
+                    let mut wire = AbortedTransaction::default();
+                    wire.producer_id = ProducerId(aborted.producer_id);
+                    wire.first_offset = aborted.first_offset;
+                    wire
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// The bytes of the core's chunks, concatenated (no copy for a single chunk).
@@ -219,6 +247,70 @@ fn read_records(
 mod tests {
     use super::*;
     use kafka_protocol::protocol::{Decodable, Encodable};
+    use myelin_core::api::AbortedTransaction as CoreAborted;
+
+    #[test]
+    fn aborted_transactions_are_listed_for_read_committed_and_null_otherwise() {
+        let result = FetchPartitionResult {
+            partition: TopicPartition::new("orders", 0),
+            error: ErrorCode::None,
+            high_watermark: 40,
+            last_stable_offset: 30,
+            log_start_offset: 0,
+            chunks: Vec::new(),
+            aborted_transactions: vec![
+                CoreAborted {
+                    producer_id: 7,
+                    first_offset: 3,
+                },
+                CoreAborted {
+                    producer_id: 9,
+                    first_offset: 12,
+                },
+            ],
+        };
+        for version in 4..=16 {
+            let mut partition = PartitionData::default();
+            partition.aborted_transactions =
+                aborted_transactions(Isolation::ReadCommitted, &result);
+            partition.last_stable_offset = result.last_stable_offset;
+            partition.records = Some(Bytes::new());
+            let mut topic = FetchableTopicResponse::default();
+            if version >= 13 {
+                topic.topic_id = Uuid::from_u128(5);
+            } else {
+                topic.topic = TopicName(StrBytes::from_static_str("orders"));
+            }
+            topic.partitions = vec![partition];
+            let mut body = FetchResponse::default();
+            body.responses = vec![topic];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = FetchResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let partition = &decoded.responses[0].partitions[0];
+            let aborted: Vec<(i64, i64)> = partition
+                .aborted_transactions
+                .as_ref()
+                .expect("a list for read_committed")
+                .iter()
+                .map(|aborted| (aborted.producer_id.0, aborted.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(7, 3), (9, 12)], "v{version}");
+            assert_eq!(partition.last_stable_offset, 30);
+        }
+        assert_eq!(
+            aborted_transactions(Isolation::ReadUncommitted, &result),
+            None
+        );
+        let none = FetchPartitionResult {
+            aborted_transactions: Vec::new(),
+            ..result
+        };
+        assert_eq!(
+            aborted_transactions(Isolation::ReadCommitted, &none),
+            Some(Vec::new())
+        );
+    }
 
     #[test]
     fn empty_and_error_partitions_encode_for_every_served_version() {

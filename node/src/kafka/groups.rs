@@ -5,9 +5,9 @@
 //!
 //! The core coordinates (see `myelin_core::broker` and `groups`); this module translates.
 //! Version differences it handles:
-//! - FindCoordinator v0-3 carry one key, v4+ a batch (`coordinator_keys`). Only group keys
-//!   (type 0) reach the core: a transaction key (type 1) is answered COORDINATOR_NOT_AVAILABLE
-//!   until transactions exist, an unknown key type INVALID_REQUEST, as Kafka does.
+//! - FindCoordinator v0-3 carry one key, v4+ a batch (`coordinator_keys`). Group keys (type
+//!   0) ask the core for group coordinators, transactional ids (type 1, from v1) for
+//!   transaction coordinators; an unknown key type is answered INVALID_REQUEST, as Kafka does.
 //! - JoinGroup before v4 gets a member id at once; from v4 a new member is told
 //!   MEMBER_ID_REQUIRED and rejoins with the id it is given (KIP-394). JoinGroup v0 has no
 //!   rebalance timeout: the session timeout stands in, as in Kafka.
@@ -107,7 +107,17 @@ fn coordinator_entry(key: &str, answer: Result<&NodeInfo, (ErrorCode, String)>) 
     coordinator
 }
 
-/// The answer for `keys` of `key_type`, given the core's `results` for group keys.
+/// What a key of `key_type` is, in error messages; `None` for a key type Kafka lacks.
+fn key_kind(key_type: i8) -> Option<&'static str> {
+    match key_type {
+        KEY_TYPE_GROUP => Some("group"),
+        KEY_TYPE_TRANSACTION => Some("transactional id"),
+        _ => None,
+    }
+}
+
+/// The answer for `keys` of `key_type`, given the core's `results` for them (group keys
+/// and transactional ids alike come back as `CoordinatorResult`s named by their key).
 fn find_coordinator_response(
     version: i16,
     keys: &[String],
@@ -122,31 +132,26 @@ fn find_coordinator_response(
     let coordinators: Vec<Coordinator> = keys
         .iter()
         .map(|key| {
-            let answer = match key_type {
-                KEY_TYPE_GROUP => match by_key.get(key.as_str()) {
+            let answer = match key_kind(key_type) {
+                Some(kind) => match by_key.get(key.as_str()) {
                     Some(CoordinatorResult {
                         error: ErrorCode::None,
                         node: Some(node),
                         ..
                     }) => Ok(node),
-                    Some(CoordinatorResult { error, .. }) if *error != ErrorCode::None => {
-                        Err((*error, format!("no coordinator for group {key}: {error:?}")))
-                    }
+                    Some(CoordinatorResult { error, .. }) if *error != ErrorCode::None => Err((
+                        *error,
+                        format!("no coordinator for {kind} {key}: {error:?}"),
+                    )),
                     // The core answers every key; a missing or node-less answer is retriable.
                     _ => Err((
                         ErrorCode::CoordinatorNotAvailable,
-                        format!("no coordinator for group {key} yet"),
+                        format!("no coordinator for {kind} {key} yet"),
                     )),
                 },
-                // Transactions are not served yet; COORDINATOR_NOT_AVAILABLE is retriable,
-                // so a transactional client keeps asking instead of failing on a surprise.
-                KEY_TYPE_TRANSACTION => Err((
-                    ErrorCode::CoordinatorNotAvailable,
-                    "transactions are not supported yet".to_string(),
-                )),
-                other => Err((
+                None => Err((
                     ErrorCode::InvalidRequest,
-                    format!("unknown coordinator key type {other}"),
+                    format!("unknown coordinator key type {key_type}"),
                 )),
             };
             coordinator_entry(key, answer)
@@ -172,26 +177,37 @@ fn find_coordinator_response(
     body
 }
 
+/// The core request for `keys` of `key_type`; `None` when there is nothing to ask (no keys,
+/// or a key type Kafka does not define).
+fn find_coordinator_core_request(key_type: i8, keys: &[String]) -> Option<Request> {
+    if keys.is_empty() {
+        return None;
+    }
+    match key_type {
+        KEY_TYPE_GROUP => Some(Request::FindCoordinator {
+            groups: keys.to_vec(),
+        }),
+        KEY_TYPE_TRANSACTION => Some(Request::FindTransactionCoordinator {
+            transactional_ids: keys.to_vec(),
+        }),
+        _ => None,
+    }
+}
+
 pub(crate) async fn find_coordinator(
     context: &ConnectionContext,
     version: i16,
     request: FindCoordinatorRequest,
 ) -> Result<Reply, HandlerError> {
     let keys = coordinator_keys(version, &request);
-    let results = if request.key_type == KEY_TYPE_GROUP && !keys.is_empty() {
-        let Response::FindCoordinator(results) = call(
-            context,
-            Request::FindCoordinator {
-                groups: keys.clone(),
-            },
-        )
-        .await?
-        else {
-            return Err(unexpected("FindCoordinator"));
-        };
-        results
-    } else {
-        Vec::new()
+    let results = match find_coordinator_core_request(request.key_type, &keys) {
+        Some(core_request) => {
+            let Response::FindCoordinator(results) = call(context, core_request).await? else {
+                return Err(unexpected("FindCoordinator"));
+            };
+            results
+        }
+        None => Vec::new(),
     };
     Ok(Reply::small(find_coordinator_response(
         version,
@@ -560,6 +576,12 @@ fn offset_fetch_groups(version: i16, request: &OffsetFetchRequest) -> Vec<Fetche
     }
 }
 
+/// Whether offsets awaiting a transaction's marker are answered UNSTABLE_OFFSET_COMMIT
+/// (KIP-447, v7+; a partition-level error in both the one-group and the batched form).
+fn requires_stable(version: i16, request: &OffsetFetchRequest) -> bool {
+    version >= 7 && request.require_stable
+}
+
 /// The fetched offsets by topic, in first-seen order.
 fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
     let mut topics: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
@@ -661,7 +683,7 @@ pub(crate) async fn offset_fetch(
             Request::OffsetFetch {
                 group_id: group_id.clone(),
                 partitions,
-                require_stable: version >= 7 && request.require_stable,
+                require_stable: requires_stable(version, &request),
             },
         )
         .await?
@@ -984,31 +1006,107 @@ mod tests {
     }
 
     #[test]
-    fn find_coordinator_of_a_transaction_or_unknown_key_type_never_names_a_node() {
+    fn find_coordinator_asks_the_core_for_groups_or_transactional_ids_by_key_type() {
+        let keys = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(
+            find_coordinator_core_request(KEY_TYPE_GROUP, &keys),
+            Some(Request::FindCoordinator {
+                groups: keys.clone()
+            })
+        );
+        assert_eq!(
+            find_coordinator_core_request(KEY_TYPE_TRANSACTION, &keys),
+            Some(Request::FindTransactionCoordinator {
+                transactional_ids: keys.clone()
+            })
+        );
+        assert_eq!(find_coordinator_core_request(7, &keys), None);
+        assert_eq!(find_coordinator_core_request(KEY_TYPE_GROUP, &[]), None);
+        // v0 has no key type: its default (0) is a group.
+        let request = find_coordinator_request(0, KEY_TYPE_TRANSACTION);
+        assert_eq!(request.key_type, KEY_TYPE_GROUP);
+    }
+
+    #[test]
+    fn find_coordinator_answers_transactional_ids_like_groups_in_every_version() {
+        let node = NodeInfo {
+            node_id: 3,
+            host: "10.0.0.3".into(),
+            port: 9093,
+        };
+        // Key types exist from v1; kafka-python sends v6 (batched), librdkafka v2.
+        for version in 1..=*versions(ApiKey::FindCoordinator).end() {
+            let request = find_coordinator_request(version, KEY_TYPE_TRANSACTION);
+            let keys = coordinator_keys(version, &request);
+            let results = vec![
+                CoordinatorResult {
+                    group_id: "a".into(),
+                    error: ErrorCode::None,
+                    node: Some(node.clone()),
+                },
+                CoordinatorResult {
+                    group_id: "b".into(),
+                    error: ErrorCode::CoordinatorLoadInProgress,
+                    node: None,
+                },
+            ];
+            let body = find_coordinator_response(version, &keys, request.key_type, &results);
+            let body = over_the_wire(&body, version);
+            if version >= 4 {
+                let answers: Vec<(&str, i32, i32, i16)> = body
+                    .coordinators
+                    .iter()
+                    .map(|c| (c.key.as_str(), c.node_id.0, c.port, c.error_code))
+                    .collect();
+                assert_eq!(
+                    answers,
+                    vec![("a", 3, 9093, 0), ("b", -1, -1, 14), ("a", 3, 9093, 0)]
+                );
+            } else {
+                assert_eq!(
+                    (
+                        body.node_id.0,
+                        body.host.as_str(),
+                        body.port,
+                        body.error_code
+                    ),
+                    (3, "10.0.0.3", 9093, 0),
+                    "v{version}"
+                );
+            }
+            // A transactional id the core left unanswered is retriable, never a node.
+            let body = find_coordinator_response(version, &keys, request.key_type, &[]);
+            let body = over_the_wire(&body, version);
+            let (node_id, error) = if version >= 4 {
+                (
+                    body.coordinators[0].node_id.0,
+                    body.coordinators[0].error_code,
+                )
+            } else {
+                (body.node_id.0, body.error_code)
+            };
+            assert_eq!((node_id, error), (-1, 15), "v{version}");
+        }
+    }
+
+    #[test]
+    fn find_coordinator_of_an_unknown_key_type_never_names_a_node() {
         // Key types exist from v1.
         for version in 1..=*versions(ApiKey::FindCoordinator).end() {
-            for (key_type, error, message) in [
-                (
-                    KEY_TYPE_TRANSACTION,
-                    15,
-                    "transactions are not supported yet",
-                ),
-                (7, 42, "unknown coordinator key type 7"),
-            ] {
-                let request = find_coordinator_request(version, key_type);
-                let keys = coordinator_keys(version, &request);
-                let body = find_coordinator_response(version, &keys, request.key_type, &[]);
-                let body = over_the_wire(&body, version);
-                if version >= 4 {
-                    assert_eq!(body.coordinators.len(), 3);
-                    for coordinator in &body.coordinators {
-                        assert_eq!((coordinator.node_id.0, coordinator.error_code), (-1, error));
-                        assert_eq!(coordinator.error_message.as_deref(), Some(message));
-                    }
-                } else {
-                    assert_eq!((body.node_id.0, body.error_code), (-1, error));
-                    assert_eq!(body.error_message.as_deref(), Some(message));
+            let request = find_coordinator_request(version, 7);
+            let keys = coordinator_keys(version, &request);
+            let body = find_coordinator_response(version, &keys, request.key_type, &[]);
+            let body = over_the_wire(&body, version);
+            let message = "unknown coordinator key type 7";
+            if version >= 4 {
+                assert_eq!(body.coordinators.len(), 3);
+                for coordinator in &body.coordinators {
+                    assert_eq!((coordinator.node_id.0, coordinator.error_code), (-1, 42));
+                    assert_eq!(coordinator.error_message.as_deref(), Some(message));
                 }
+            } else {
+                assert_eq!((body.node_id.0, body.error_code), (-1, 42));
+                assert_eq!(body.error_message.as_deref(), Some(message));
             }
         }
     }
@@ -1435,6 +1533,53 @@ mod tests {
                 "v{version}"
             );
             assert_eq!(error, 0);
+        }
+    }
+
+    #[test]
+    fn offset_fetch_unstable_offsets_are_a_partition_error_from_v7() {
+        let fetched = vec![
+            FetchedOffset {
+                partition: TopicPartition::new("orders", 0),
+                offset: -1,
+                metadata: None,
+                error: ErrorCode::UnstableOffsetCommit,
+            },
+            FetchedOffset {
+                partition: TopicPartition::new("orders", 1),
+                offset: 12,
+                metadata: None,
+                error: ErrorCode::None,
+            },
+        ];
+        for version in versions(ApiKey::OffsetFetch) {
+            let mut request = OffsetFetchRequest::default();
+            if version >= 7 {
+                request.require_stable = true;
+            }
+            let request = over_the_wire(&request, version);
+            assert_eq!(requires_stable(version, &request), version >= 7);
+            if version < 7 {
+                continue;
+            }
+            let groups = vec![("g".to_string(), ErrorCode::None, fetched.clone())];
+            let body = over_the_wire(&offset_fetch_response(version, groups), version);
+            let (errors, group_error): (Vec<(i32, i64, i16)>, i16) = if version >= 8 {
+                let group = &body.groups[0];
+                let rows = group.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.error_code));
+                (rows.collect(), group.error_code)
+            } else {
+                let rows = body.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.error_code));
+                (rows.collect(), body.error_code)
+            };
+            assert_eq!(errors, vec![(0, -1, 88), (1, 12, 0)], "v{version}");
+            assert_eq!(group_error, 0, "v{version}");
         }
     }
 

@@ -13,8 +13,9 @@
 //!   `produce`, `fetch`, `offsets` (ListOffsets), `epochs` (OffsetForLeaderEpoch), `admin` (CreateTopics, DeleteTopics,
 //!   DescribeConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
 //!   SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
-//!   DescribeGroups). `topic_ids` maps Kafka topic UUIDs to
-//!   names for the APIs that address topics by id.
+//!   DescribeGroups), `transactions` (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+//!   TxnOffsetCommit, DescribeTransactions, ListTransactions, DescribeProducers).
+//!   `topic_ids` maps Kafka topic UUIDs to names for the APIs that address topics by id.
 //!
 //! Nothing here decides anything about the log: the core does. A bad request closes its own
 //! connection with a logged reason and never affects the node.
@@ -32,6 +33,7 @@ mod produce;
 mod producer_id;
 mod server;
 mod topic_ids;
+mod transactions;
 mod versions;
 
 pub use server::{serve, KafkaListenerConfig, FRAME_BYTES_MAX_DEFAULT};

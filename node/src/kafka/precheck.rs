@@ -47,6 +47,7 @@ enum Shape {
     String,
     Bytes,
     Int32Array,
+    Int64Array,
     StringArray,
     StructArray(&'static [Field]),
 }
@@ -251,6 +252,64 @@ const LIST_GROUPS: &[Field] = &[since(StringArray, 4), since(StringArray, 5)];
 
 const DESCRIBE_GROUPS: &[Field] = &[always(StringArray), since(Boolean, 3)];
 
+const TXN_TOPIC: &[Field] = &[always(String), always(Int32Array)];
+const ADD_PARTITIONS_TO_TXN_TRANSACTION: &[Field] = &[
+    always(String),
+    always(Int64),
+    always(Int16),
+    always(Boolean),
+    always(StructArray(TXN_TOPIC)),
+];
+const ADD_PARTITIONS_TO_TXN: &[Field] = &[
+    since(StructArray(ADD_PARTITIONS_TO_TXN_TRANSACTION), 4),
+    field(String, 0, 3),
+    field(Int64, 0, 3),
+    field(Int16, 0, 3),
+    field(StructArray(TXN_TOPIC), 0, 3),
+];
+
+const ADD_OFFSETS_TO_TXN: &[Field] =
+    &[always(String), always(Int64), always(Int16), always(String)];
+
+const END_TXN: &[Field] = &[
+    always(String),
+    always(Int64),
+    always(Int16),
+    always(Boolean),
+];
+
+const TXN_OFFSET_COMMIT_PARTITION: &[Field] = &[
+    always(Int32),
+    always(Int64),
+    since(Int32, 2),
+    always(String),
+];
+const TXN_OFFSET_COMMIT_TOPIC: &[Field] = &[
+    always(String),
+    always(StructArray(TXN_OFFSET_COMMIT_PARTITION)),
+];
+const TXN_OFFSET_COMMIT: &[Field] = &[
+    always(String),
+    always(String),
+    always(Int64),
+    always(Int16),
+    since(Int32, 3),
+    since(String, 3),
+    since(String, 3),
+    always(StructArray(TXN_OFFSET_COMMIT_TOPIC)),
+];
+
+const DESCRIBE_PRODUCERS: &[Field] = &[always(StructArray(TXN_TOPIC))];
+
+const DESCRIBE_TRANSACTIONS: &[Field] = &[always(StringArray)];
+
+const LIST_TRANSACTIONS: &[Field] = &[
+    always(StringArray),
+    always(Int64Array),
+    since(Int64, 1),
+    since(String, 2),
+];
+
 fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
     Some(match api_key {
         ApiKey::ApiVersions => API_VERSIONS,
@@ -272,6 +331,13 @@ fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
         ApiKey::ListGroups => LIST_GROUPS,
         ApiKey::OffsetForLeaderEpoch => OFFSET_FOR_LEADER_EPOCH,
         ApiKey::DescribeGroups => DESCRIBE_GROUPS,
+        ApiKey::AddPartitionsToTxn => ADD_PARTITIONS_TO_TXN,
+        ApiKey::AddOffsetsToTxn => ADD_OFFSETS_TO_TXN,
+        ApiKey::EndTxn => END_TXN,
+        ApiKey::TxnOffsetCommit => TXN_OFFSET_COMMIT,
+        ApiKey::DescribeProducers => DESCRIBE_PRODUCERS,
+        ApiKey::DescribeTransactions => DESCRIBE_TRANSACTIONS,
+        ApiKey::ListTransactions => LIST_TRANSACTIONS,
         _ => return None,
     })
 }
@@ -401,6 +467,13 @@ impl Walker<'_> {
                 Some(count) => {
                     let count = self.bounded(count, "array count")?;
                     (0..count).try_for_each(|_| self.take(4).map(|_| ()))
+                }
+                None => Ok(()),
+            },
+            Int64Array => match self.read_length(false)? {
+                Some(count) => {
+                    let count = self.bounded(count, "array count")?;
+                    (0..count).try_for_each(|_| self.take(8).map(|_| ()))
                 }
                 None => Ok(()),
             },
@@ -775,6 +848,84 @@ mod tests {
                 request.topics = vec![topic];
                 request.into()
             }
+            ApiKey::AddPartitionsToTxn => {
+                let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![0, 1];
+                let mut request = AddPartitionsToTxnRequest::default();
+                request.v3_and_below_transactional_id =
+                    TransactionalId(StrBytes::from_static_str("tx"));
+                request.v3_and_below_producer_id = ProducerId(7);
+                request.v3_and_below_producer_epoch = 2;
+                request.v3_and_below_topics = vec![topic.clone(), topic];
+                request.into()
+            }
+            ApiKey::AddOffsetsToTxn => {
+                let mut request = AddOffsetsToTxnRequest::default();
+                request.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                request.producer_id = ProducerId(7);
+                request.producer_epoch = 2;
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.into()
+            }
+            ApiKey::EndTxn => {
+                let mut request = EndTxnRequest::default();
+                request.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                request.producer_id = ProducerId(7);
+                request.producer_epoch = 2;
+                request.committed = true;
+                request.into()
+            }
+            ApiKey::TxnOffsetCommit => {
+                let mut partition =
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+                partition.partition_index = 1;
+                partition.committed_offset = 42;
+                if version >= 2 {
+                    partition.committed_leader_epoch = 3;
+                }
+                partition.committed_metadata = Some(StrBytes::from_static_str("meta"));
+                let mut topic = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = TxnOffsetCommitRequest::default();
+                request.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                request.group_id = GroupId(StrBytes::from_static_str("group"));
+                request.producer_id = ProducerId(7);
+                request.producer_epoch = 2;
+                if version >= 3 {
+                    request.generation_id = 4;
+                    request.member_id = StrBytes::from_static_str("member");
+                    request.group_instance_id = Some(StrBytes::from_static_str("instance"));
+                }
+                request.topics = vec![topic];
+                request.into()
+            }
+            ApiKey::DescribeProducers => {
+                let mut topic = describe_producers_request::TopicRequest::default();
+                topic.name = name("orders");
+                topic.partition_indexes = vec![0, 1];
+                let mut request = DescribeProducersRequest::default();
+                request.topics = vec![topic.clone(), topic];
+                request.into()
+            }
+            ApiKey::DescribeTransactions => {
+                let mut request = DescribeTransactionsRequest::default();
+                request.transactional_ids = vec![
+                    TransactionalId(StrBytes::from_static_str("a")),
+                    TransactionalId(StrBytes::from_static_str("b")),
+                ];
+                request.into()
+            }
+            ApiKey::ListTransactions => {
+                let mut request = ListTransactionsRequest::default();
+                request.state_filters = vec![StrBytes::from_static_str("Ongoing")];
+                request.producer_id_filters = vec![ProducerId(7), ProducerId(8)];
+                if version >= 1 {
+                    request.duration_filter = 1000;
+                }
+                request.into()
+            }
             other => panic!("no populated request for {other:?}"),
         }
     }
@@ -820,6 +971,42 @@ mod tests {
             check_request_body(ApiKey::Metadata, 1, &body),
             Err(PrecheckError::NegativeLength(-2))
         );
+    }
+
+    #[test]
+    fn the_broker_to_broker_add_partitions_form_is_walked_too() {
+        // AddPartitionsToTxn v4+ is not advertised, but its schema is right all the same.
+        for version in 4..=5 {
+            let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+            topic.name = name("orders");
+            topic.partitions = vec![0, 1];
+            let mut transaction =
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+            transaction.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+            transaction.producer_id = ProducerId(7);
+            transaction.verify_only = true;
+            transaction.topics = vec![topic];
+            let mut request = AddPartitionsToTxnRequest::default();
+            request.transactions = vec![transaction];
+            let mut body = BytesMut::new();
+            RequestKind::from(request)
+                .encode(&mut body, version)
+                .unwrap();
+            assert_eq!(
+                check_request_body(ApiKey::AddPartitionsToTxn, version, &body),
+                Ok(body.len())
+            );
+        }
+    }
+
+    #[test]
+    fn a_producer_id_filter_count_beyond_the_frame_is_refused() {
+        // ListTransactions v0: no state filters, then 2^32 - 2 producer ids (compact count).
+        let body = [0x01, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(
+            check_request_body(ApiKey::ListTransactions, 0, &body),
+            Err(PrecheckError::CountTooLarge { .. })
+        ));
     }
 
     #[test]

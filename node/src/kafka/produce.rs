@@ -3,12 +3,16 @@
 //! The record bytes go to the core untouched (it validates and assigns offsets in place).
 //! acks must be 0, 1 or -1; anything else gets INVALID_REQUIRED_ACKS for every partition
 //! without reaching the core. With acks=0 the core still answers, but the client gets no
-//! response at all, as Kafka does.
+//! response at all, as Kafka does. A transactional producer's batches carry its
+//! transactional id (v3+) to the core. No served version knows PRODUCER_FENCED or
+//! TRANSACTION_ABORTABLE: a partition gets INVALID_PRODUCER_EPOCH or INVALID_TXN_STATE
+//! instead, as Kafka's leaders answer (see `transactions::error_for_version`).
 
 use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use crate::kafka::transactions::error_for_version;
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use myelin_core::api::{
     Acks, ErrorCode, ProducePartition, ProducePartitionResult, Request, Response,
 };
@@ -36,28 +40,7 @@ pub(crate) async fn handle(
         return Ok(Reply::small(body));
     };
 
-    let partitions: Vec<ProducePartition> = request
-        .topic_data
-        .iter()
-        .flat_map(|topic| {
-            topic
-                .partition_data
-                .iter()
-                .map(move |partition| ProducePartition {
-                    partition: TopicPartition::new(topic.name.as_str(), partition.index),
-                    // A null record set is an empty one: the core refuses it as invalid.
-                    records: partition.records.clone().unwrap_or_else(Bytes::new),
-                })
-        })
-        .collect();
-    let core_request = Request::Produce {
-        acks,
-        transactional_id: request
-            .transactional_id
-            .as_ref()
-            .map(|id| id.as_str().to_string()),
-        partitions,
-    };
+    let core_request = produce_request(acks, &request);
     let Response::Produce(results) = call(context, core_request).await? else {
         return Err(HandlerError::UnexpectedResponse { request: "Produce" });
     };
@@ -84,6 +67,32 @@ pub(crate) async fn handle(
         }
     });
     Ok(Reply::small(body))
+}
+
+/// The core request: every partition's record set, untouched, with the transactional id.
+fn produce_request(acks: Acks, request: &ProduceRequest) -> Request {
+    let partitions: Vec<ProducePartition> = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partition_data
+                .iter()
+                .map(move |partition| ProducePartition {
+                    partition: TopicPartition::new(topic.name.as_str(), partition.index),
+                    // A null record set is an empty one: the core refuses it as invalid.
+                    records: partition.records.clone().unwrap_or_else(Bytes::new),
+                })
+        })
+        .collect();
+    Request::Produce {
+        acks,
+        transactional_id: request
+            .transactional_id
+            .as_ref()
+            .map(|id| id.as_str().to_string()),
+        partitions,
+    }
 }
 
 enum Answer {
@@ -124,7 +133,7 @@ fn partition_response(version: i16, index: i32, answer: Answer) -> PartitionProd
     response.index = index;
     match answer {
         Answer::Result(result) => {
-            response.error_code = result.error.code();
+            response.error_code = error_for_version(ApiKey::Produce, version, result.error).code();
             response.base_offset = result.base_offset;
             response.log_append_time_ms = result.log_append_time_ms;
             if version >= 5 {
@@ -148,6 +157,7 @@ mod tests {
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TransactionalId;
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
     fn request() -> ProduceRequest {
@@ -184,6 +194,49 @@ mod tests {
             if version >= 8 {
                 assert_eq!(partition.error_message.as_deref(), Some("bad crc"));
             }
+        }
+    }
+
+    #[test]
+    fn transaction_errors_newer_than_every_served_version_get_their_older_codes() {
+        for version in 3..=10 {
+            for (error, expected) in [
+                (ErrorCode::ProducerFenced, 47),
+                (ErrorCode::TransactionAbortable, 48),
+                (ErrorCode::InvalidProducerEpoch, 47),
+                (ErrorCode::InvalidTxnState, 48),
+            ] {
+                let body = response(version, &request(), |partition| {
+                    Answer::Result(ProducePartitionResult {
+                        partition: partition.clone(),
+                        error,
+                        message: None,
+                        base_offset: -1,
+                        log_append_time_ms: -1,
+                        log_start_offset: -1,
+                    })
+                });
+                let partition = &body.responses[0].partition_responses[0];
+                assert_eq!(partition.error_code, expected, "v{version} {error:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_transactional_id_reaches_the_core() {
+        for version in 3..=10 {
+            let mut request = request();
+            request.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+            let mut encoded = BytesMut::new();
+            request.encode(&mut encoded, version).unwrap();
+            let decoded = ProduceRequest::decode(&mut encoded.freeze(), version).unwrap();
+            let Request::Produce {
+                transactional_id, ..
+            } = produce_request(Acks::All, &decoded)
+            else {
+                panic!("not a produce");
+            };
+            assert_eq!(transactional_id.as_deref(), Some("tx"), "v{version}");
         }
     }
 }

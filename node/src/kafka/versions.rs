@@ -3,8 +3,11 @@
 //! Every entry must lie inside what the `kafka-protocol` crate can decode (the request
 //! type's `VERSIONS`) and encode (the response type's `VERSIONS`); `ApiKey::valid_versions`
 //! overstates some APIs, so the tests below check the request and response types directly.
-//! Transaction APIs are deliberately absent until the core implements them.
 //! The codec refuses any request outside this table before decoding it.
+//!
+//! No finalized features are advertised (in particular no `transaction.version`), and no
+//! version of "transaction v2" (KIP-890 part 2: Produce v12+, EndTxn v5, InitProducerId v6,
+//! AddPartitionsToTxn v4+ from clients): every client keeps the classic transaction flow.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -26,9 +29,11 @@ const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> Adve
 }
 
 /// What clients may send. Lower bounds are what the crate still decodes; upper bounds stop
-/// where a newer version would need semantics the node lacks (Produce v11+ and
-/// InitProducerId v5+ belong to "transactions v2", Fetch v17+ to KRaft replicas).
-pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 19] = [
+/// where a newer version would need semantics the node lacks (Produce v11+, InitProducerId
+/// v5+, AddOffsetsToTxn, EndTxn and TxnOffsetCommit v4+ bring TRANSACTION_ABORTABLE and
+/// "transactions v2"; AddPartitionsToTxn v4+ is broker-to-broker; Fetch v17+ is for KRaft
+/// replicas; ListTransactions v2 filters by a transactional-id pattern).
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 26] = [
     advertised(ApiKey::Produce, 3, 10),
     advertised(ApiKey::Fetch, 4, 16),
     advertised(ApiKey::ListOffsets, 1, 10),
@@ -48,6 +53,13 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 19] = [
     advertised(ApiKey::ListGroups, 0, 5),
     advertised(ApiKey::DescribeGroups, 0, 6),
     advertised(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    advertised(ApiKey::AddPartitionsToTxn, 0, 3),
+    advertised(ApiKey::AddOffsetsToTxn, 0, 3),
+    advertised(ApiKey::EndTxn, 0, 3),
+    advertised(ApiKey::TxnOffsetCommit, 0, 3),
+    advertised(ApiKey::DescribeProducers, 0, 0),
+    advertised(ApiKey::DescribeTransactions, 0, 0),
+    advertised(ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -137,6 +149,31 @@ mod tests {
                 DescribeGroupsRequest::VERSIONS,
                 DescribeGroupsResponse::VERSIONS,
             ),
+            ApiKey::AddPartitionsToTxn => (
+                AddPartitionsToTxnRequest::VERSIONS,
+                AddPartitionsToTxnResponse::VERSIONS,
+            ),
+            ApiKey::AddOffsetsToTxn => (
+                AddOffsetsToTxnRequest::VERSIONS,
+                AddOffsetsToTxnResponse::VERSIONS,
+            ),
+            ApiKey::EndTxn => (EndTxnRequest::VERSIONS, EndTxnResponse::VERSIONS),
+            ApiKey::TxnOffsetCommit => (
+                TxnOffsetCommitRequest::VERSIONS,
+                TxnOffsetCommitResponse::VERSIONS,
+            ),
+            ApiKey::DescribeProducers => (
+                DescribeProducersRequest::VERSIONS,
+                DescribeProducersResponse::VERSIONS,
+            ),
+            ApiKey::DescribeTransactions => (
+                DescribeTransactionsRequest::VERSIONS,
+                DescribeTransactionsResponse::VERSIONS,
+            ),
+            ApiKey::ListTransactions => (
+                ListTransactionsRequest::VERSIONS,
+                ListTransactionsResponse::VERSIONS,
+            ),
             other => panic!("{other:?} is advertised but has no crate range in this test"),
         }
     }
@@ -157,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn each_api_is_advertised_once_and_no_transaction_api_is() {
+    fn each_api_is_advertised_once() {
         for (index, api) in ADVERTISED_APIS.iter().enumerate() {
             assert!(
                 ADVERTISED_APIS[index + 1..]
@@ -166,26 +203,41 @@ mod tests {
                 "{api:?} twice"
             );
         }
-        for absent in [
-            ApiKey::AddPartitionsToTxn,
-            ApiKey::AddOffsetsToTxn,
-            ApiKey::TxnOffsetCommit,
-            ApiKey::EndTxn,
+    }
+
+    #[test]
+    fn no_version_of_transactions_v2_or_of_the_broker_to_broker_forms_is_advertised() {
+        // Beyond these, clients switch to the epoch bump per transaction (KIP-890 part 2)
+        // or expect TRANSACTION_ABORTABLE; AddPartitionsToTxn v4+ is brokers' verification.
+        for (api_key, version_max) in [
+            (ApiKey::Produce, 10),
+            (ApiKey::InitProducerId, 4),
+            (ApiKey::AddPartitionsToTxn, 3),
+            (ApiKey::AddOffsetsToTxn, 3),
+            (ApiKey::EndTxn, 3),
+            (ApiKey::TxnOffsetCommit, 3),
         ] {
+            let (_, max) = advertised_range(api_key).expect("advertised");
+            assert!(max <= version_max, "{api_key:?} up to v{max}");
+        }
+        for absent in [ApiKey::WriteTxnMarkers, ApiKey::DescribeCluster] {
             assert_eq!(advertised_range(absent), None);
         }
+        let response = api_versions_response(0);
+        assert!(response.finalized_features.is_empty());
+        assert!(response.supported_features.is_empty());
     }
 
     #[test]
     fn the_versions_every_tested_client_sends_are_advertised() {
         // From KAFKA-WIRE.md: what kcat, confluent-kafka, kafka-python and kafkajs sent.
-        let sent: [(ApiKey, &[i16]); 18] = [
+        let sent: [(ApiKey, &[i16]); 22] = [
             (ApiKey::ApiVersions, &[2, 3, 4]),
             (ApiKey::Metadata, &[4, 6, 13]),
             (ApiKey::Produce, &[7, 9, 10]),
             (ApiKey::Fetch, &[11, 12, 16]),
             (ApiKey::ListOffsets, &[2, 3, 7, 10]),
-            (ApiKey::InitProducerId, &[1, 4]),
+            (ApiKey::InitProducerId, &[0, 1, 3, 4]),
             (ApiKey::CreateTopics, &[3, 4, 7]),
             (ApiKey::DeleteTopics, &[1, 4, 6]),
             (ApiKey::DescribeConfigs, &[1, 2, 4]),
@@ -198,6 +250,12 @@ mod tests {
             (ApiKey::OffsetFetch, &[4, 7, 8, 9]),
             (ApiKey::ListGroups, &[2, 5]),
             (ApiKey::DescribeGroups, &[2, 5, 6]),
+            // From TRANSACTIONS.md: librdkafka 0 (and 0-3 for TxnOffsetCommit, 0-1 for
+            // EndTxn), kafkajs 0-1, kafka-python up to 3.
+            (ApiKey::AddPartitionsToTxn, &[0, 1, 3]),
+            (ApiKey::AddOffsetsToTxn, &[0, 1, 3]),
+            (ApiKey::TxnOffsetCommit, &[0, 1, 2, 3]),
+            (ApiKey::EndTxn, &[0, 1, 3]),
         ];
         for (api_key, versions) in sent {
             for &version in versions {
@@ -213,9 +271,9 @@ mod tests {
         let response = api_versions_response(0);
         let mut encoded = BytesMut::new();
         response.encode(&mut encoded, 3).unwrap();
-        // error (2) + compact array length (1) + 19 entries of (2+2+2+1 tag byte) +
+        // error (2) + compact array length (1) + an entry per API of (2+2+2+1 tag byte) +
         // throttle (4) + an empty tagged-field section (1).
-        assert_eq!(encoded.len(), 2 + 1 + 19 * 7 + 4 + 1);
+        assert_eq!(encoded.len(), 2 + 1 + ADVERTISED_APIS.len() * 7 + 4 + 1);
         assert_eq!(encoded[encoded.len() - 1], 0, "no tagged fields");
     }
 }
