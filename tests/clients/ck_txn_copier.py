@@ -117,6 +117,7 @@ class Copier:
         self.delivery_errors = []
         self.consumer = Consumer({
             "bootstrap.servers": args.bootstrap,
+            "error_cb": lambda err: sys.stderr.write("consumer error: %s\n" % err),
             "group.id": args.group,
             "client.id": args.client_name,
             "isolation.level": "read_committed",
@@ -128,6 +129,9 @@ class Copier:
         })
         self.producer = Producer({
             "bootstrap.servers": args.bootstrap,
+            # Without an error_cb confluent-kafka raises a fatal error (e.g. _FENCED) from
+            # inside the next callback; the transactional calls report it instead.
+            "error_cb": lambda err: sys.stderr.write("producer error: %s\n" % err),
             "transactional.id": args.transactional_id,
             "transaction.timeout.ms": args.transaction_timeout_ms,
             "message.timeout.ms": min(int(args.timeout * 1000), args.transaction_timeout_ms),

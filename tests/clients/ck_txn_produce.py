@@ -26,6 +26,7 @@ prints {"error": ...} last and exits 1. A watchdog bounds the whole run.
 """
 
 import os
+import sys
 import time
 
 from e2e_common import (emit, event_printer, fail, missing_module, txn_messages,
@@ -53,9 +54,16 @@ def error_fields(err):
             "fatal": None, "retriable": None, "abortable": None}
 
 
+def log_client_error(err):
+    """error_cb: without one, confluent-kafka raises a fatal error (e.g. _FENCED) from inside
+    whatever callback runs next; the script sees it in the calls' results instead."""
+    sys.stderr.write("client error: %s\n" % err)
+
+
 def make_producer(args):
     return Producer({
         "bootstrap.servers": args.bootstrap,
+        "error_cb": log_client_error,
         "transactional.id": args.transactional_id,
         "transaction.timeout.ms": args.transaction_timeout_ms,
         "message.timeout.ms": min(int(args.timeout * 1000), args.transaction_timeout_ms),
@@ -95,8 +103,14 @@ def produce_all(producer, args, batch):
             producer.produce(args.topic, **kwargs)
             producer.poll(0)
         remaining = producer.flush(args.timeout)
-    except KafkaException as err:  # e.g. a fenced producer refusing at once
+    except (KafkaException, BufferError) as err:  # e.g. a fenced producer refusing at once
         return err
+    except SystemError as err:
+        # confluent-kafka 2.x raises a fatal error (_FENCED) while it runs a delivery
+        # callback, which surfaces as a SystemError caused by the KafkaException.
+        if isinstance(err.__cause__, KafkaException):
+            return err.__cause__
+        raise
     if batch.errors:
         return KafkaException(batch.errors[0])
     if remaining:
@@ -125,7 +139,7 @@ def check_fenced(args, event, zombie):
     if failure is None:
         event("fenced", stage="send", error=None, code=None, name=None, fatal=None)
     else:
-        event("fenced", stage="send", cause=error_fields(failure))
+        event("fenced", stage="send", **error_fields(failure))
     try:
         zombie.commit_transaction(args.timeout)
     except KafkaException as err:
