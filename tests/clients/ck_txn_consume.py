@@ -6,8 +6,9 @@ Reads every partition from its start until no message arrived for --idle seconds
 object:
   {"event": "message", "partition": p, "offset": o, "key": k, "value": v}   in arrival order
   {"event": "done", "client": "confluent-kafka", "topic": t, "isolation": level,
-   "messages": n, "stopped": "idle"|"max-messages", "positions": {"p": next offset},
-   "high_watermarks": {"p": hwm}}   last line
+   "messages": n, "stopped": "idle"|"max-messages", "positions": {"p": last offset read + 1},
+   "end_offsets": {"p": o}}   last line; end offsets as ListOffsets answers them under the
+   isolation level: the last stable offset under read_committed, else the high watermark
 Keys and values are text (null for a null key). Under read_committed the consumer sees
 nothing of an open transaction nor anything after its first message until it ends, and
 never an aborted message; control records are never delivered. Errors print
@@ -96,18 +97,18 @@ def main():
         emit({"event": "message", "partition": msg.partition(), "offset": msg.offset(),
               "key": text(msg.key()), "value": text(msg.value())})
 
-    high = {}
+    end = {}
     for partition in partitions:
         try:
             _, hi = consumer.get_watermark_offsets(TopicPartition(args.topic, partition),
                                                    timeout=args.timeout, cached=False)
         except KafkaException:
             hi = -1
-        high[str(partition)] = hi
+        end[str(partition)] = hi
     consumer.close()
     emit({"event": "done", "client": "confluent-kafka", "topic": args.topic,
           "isolation": args.isolation, "messages": count, "stopped": stopped,
-          "positions": positions, "high_watermarks": high})
+          "positions": positions, "end_offsets": end})
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ committed offsets. A fenced copier (fatal error) reports it and exits 1.
 
 It runs until the group's committed offsets of every input partition reached the end offsets
 (--end-offsets, or the high watermarks read at start), no transaction is open, and no record
-arrived for --idle seconds. (If the input topic ends with a transaction marker, its high
-watermark lies one past the last record: pass --end-offsets then.) SIGTERM stops it early:
-the open transaction is aborted, the consumer closed.
+arrived for --idle seconds. (librdkafka's positions move past transaction markers, so an
+input topic that ends with one is done at its high watermark too.) SIGTERM stops it early:
+the open transaction is aborted, the consumer closed, "done" printed with "stopped": true.
 
 Every line on stdout is one JSON object with "event", "client" (--client-name) and "ts":
   {"event": "started", "transactional_id", "group", "end_offsets": {"p": o}}
@@ -358,6 +358,7 @@ def main():
 
     if copier.in_txn:
         copier.abort("stopping", rewind=False)
+    committed = copier.committed_offsets(partitions) or committed
     copier.consumer.close()
     copier.producer.flush(args.timeout)
     emit({"event": "done", "client": args.client_name, "ts": time.time(),
