@@ -219,6 +219,8 @@ pub enum Request {
     ListTransactions {
         state_filters: Vec<String>,
         producer_id_filters: Vec<i64>,
+        /// Only transactions open at least this long (v1; -1: no filter).
+        min_duration_ms: i64,
     },
     /// The active producers of partitions this node leads.
     DescribeProducers {

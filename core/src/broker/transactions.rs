@@ -412,7 +412,10 @@ impl Broker {
             Request::ListTransactions {
                 state_filters,
                 producer_id_filters,
-            } => self.list_transactions(state_filters, producer_id_filters),
+                min_duration_ms,
+            } => {
+                self.list_transactions(now_ms, state_filters, producer_id_filters, min_duration_ms)
+            }
             Request::DescribeProducers { partitions } => Response::DescribeProducers(
                 partitions
                     .into_iter()
@@ -795,8 +798,10 @@ impl Broker {
 
     fn list_transactions(
         &self,
+        now_ms: i64,
         state_filters: Vec<String>,
         producer_id_filters: Vec<i64>,
+        min_duration_ms: i64,
     ) -> Response {
         const STATES: [TxnState; 8] = [
             TxnState::Empty,
@@ -831,6 +836,10 @@ impl Broker {
             })
             .filter(|state| {
                 producer_id_filters.is_empty() || producer_id_filters.contains(&state.producer_id)
+            })
+            .filter(|state| {
+                min_duration_ms < 0
+                    || (state.txn_start_ms >= 0 && now_ms - state.txn_start_ms >= min_duration_ms)
             })
             .map(|state| ListedTransaction {
                 transactional_id: state.transactional_id.clone(),

@@ -20,8 +20,7 @@
 //! - TxnOffsetCommit v3 carries the consumer's generation, member id and instance id
 //!   (KIP-447); before v3 the core gets member id "" and generation -1 (no membership check).
 //!   The committed leader epoch (v2+) is not kept, as for OffsetCommit.
-//! - ListTransactions v1 adds a duration filter; it is decoded but not applied (the core's
-//!   request has none), so every transaction matching the other filters is listed.
+//! - ListTransactions v1 adds a duration filter: only transactions open at least that long.
 //!
 //! Results keep the order of the request. The pure translations (`*_request` /
 //! `*_response`) are separate from the handlers so the tests can check every advertised
@@ -410,7 +409,6 @@ pub(crate) async fn describe_transactions(
     )))
 }
 
-/// v1's duration filter is not part of the core's request (see the module notes).
 fn list_transactions_request(request: &ListTransactionsRequest) -> Request {
     Request::ListTransactions {
         state_filters: request
@@ -419,6 +417,7 @@ fn list_transactions_request(request: &ListTransactionsRequest) -> Request {
             .map(|state| state.to_string())
             .collect(),
         producer_id_filters: request.producer_id_filters.iter().map(|id| id.0).collect(),
+        min_duration_ms: request.duration_filter,
     }
 }
 
@@ -938,6 +937,7 @@ mod tests {
                 Request::ListTransactions {
                     state_filters: vec!["Ongoing".into(), "Nonsense".into()],
                     producer_id_filters: vec![7],
+                    min_duration_ms: if version >= 1 { 5_000 } else { -1 },
                 }
             );
             let listed = vec![ListedTransaction {
