@@ -145,6 +145,8 @@ pub(super) struct TxnCoordinator {
     pub(super) local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
     verifications: BTreeMap<u64, PendingVerification>,
     next_timeout_check_ms: i64,
+    /// The newest client connection seen per transactional id (this node's numbering).
+    newest_connections: BTreeMap<String, u64>,
 }
 
 impl TxnCoordinator {
@@ -215,6 +217,29 @@ impl TxnCoordinator {
             .min()
     }
 
+    /// Whether a request for `transactional_id` came on a connection older than the newest
+    /// one this node has seen for that id (a request delayed on a connection its client
+    /// gave up on; see `transactions`); remembers the newest. Connection 0 is unknown.
+    fn is_from_stale_connection(&mut self, transactional_id: &str, connection_id: u64) -> bool {
+        if connection_id == 0 {
+            return false;
+        }
+        match self.newest_connections.get_mut(transactional_id) {
+            Some(newest) if connection_id < *newest => true,
+            Some(newest) => {
+                *newest = connection_id;
+                false
+            }
+            None => {
+                if self.newest_connections.len() < TRANSACTIONAL_IDS_MAX {
+                    self.newest_connections
+                        .insert(transactional_id.to_string(), connection_id);
+                }
+                false
+            }
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_request_id += 1;
         self.next_request_id
@@ -273,6 +298,56 @@ impl TxnShard {
     }
 }
 
+/// The transactional id and client connection of a request that changes a transaction.
+fn transactional_connection(request: &Request) -> Option<(&str, u64)> {
+    match request {
+        Request::InitProducerId {
+            transactional_id: Some(transactional_id),
+            connection_id,
+            ..
+        }
+        | Request::AddPartitionsToTxn {
+            transactional_id,
+            connection_id,
+            ..
+        }
+        | Request::AddOffsetsToTxn {
+            transactional_id,
+            connection_id,
+            ..
+        }
+        | Request::EndTxn {
+            transactional_id,
+            connection_id,
+            ..
+        } => Some((transactional_id.as_str(), *connection_id)),
+        _ => None,
+    }
+}
+
+/// The shape of the answer to a transactional request (its error is set by `txn_failure`).
+fn stale_request_response(request: Request) -> Response {
+    match request {
+        Request::AddPartitionsToTxn { partitions, .. } => Response::AddPartitionsToTxn(
+            partitions
+                .into_iter()
+                .map(|partition| (partition, ErrorCode::None))
+                .collect(),
+        ),
+        Request::AddOffsetsToTxn { .. } => Response::AddOffsetsToTxn {
+            error: ErrorCode::None,
+        },
+        Request::EndTxn { .. } => Response::EndTxn {
+            error: ErrorCode::None,
+        },
+        _ => Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+    }
+}
+
 /// The answer a held reply gets instead when its record could not be committed.
 fn txn_failure(response: Response, error: ErrorCode) -> Response {
     match response {
@@ -315,6 +390,19 @@ impl Broker {
         request: Request,
         outputs: &mut Vec<Output>,
     ) {
+        if let Some((transactional_id, connection_id)) = transactional_connection(&request) {
+            if self
+                .txn_coordinator
+                .is_from_stale_connection(transactional_id, connection_id)
+            {
+                tracing::info!(%transactional_id, connection_id,
+                    "a transactional request from a connection older than one already seen for its id: refused");
+                let response =
+                    txn_failure(stale_request_response(request), ErrorCode::NotCoordinator);
+                outputs.push(Output::Respond { id, response });
+                return;
+            }
+        }
         let response = match request {
             Request::FindTransactionCoordinator { transactional_ids } => Response::FindCoordinator(
                 self.find_coordinators(now_ms, TRANSACTION_STATE_TOPIC, transactional_ids, outputs),
@@ -324,6 +412,7 @@ impl Broker {
                 transaction_timeout_ms,
                 producer_id,
                 producer_epoch,
+                ..
             } => {
                 let expected = (producer_id >= 0).then_some((producer_id, producer_epoch));
                 self.init_transactional_producer(
@@ -341,6 +430,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 partitions,
+                ..
             } => {
                 self.add_partitions_to_txn(
                     now_ms,
@@ -358,6 +448,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 group_id,
+                ..
             } => {
                 self.add_offsets_to_txn(
                     now_ms,
@@ -375,6 +466,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 commit,
+                ..
             } => {
                 let Some(index) =
                     self.txn_shard_or_reply(id, &transactional_id, outputs, |error| {

@@ -101,6 +101,7 @@ fn partitions_of<'a>(
 
 fn add_partitions_request(request: &AddPartitionsToTxnRequest) -> Request {
     Request::AddPartitionsToTxn {
+        connection_id: 0,
         transactional_id: request.v3_and_below_transactional_id.to_string(),
         producer_id: request.v3_and_below_producer_id.0,
         producer_epoch: request.v3_and_below_producer_epoch,
@@ -169,6 +170,7 @@ pub(crate) async fn add_partitions_to_txn(
 
 fn add_offsets_request(request: &AddOffsetsToTxnRequest) -> Request {
     Request::AddOffsetsToTxn {
+        connection_id: 0,
         transactional_id: request.transactional_id.to_string(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
@@ -197,6 +199,7 @@ pub(crate) async fn add_offsets_to_txn(
 
 fn end_txn_request(request: &EndTxnRequest) -> Request {
     Request::EndTxn {
+        connection_id: 0,
         transactional_id: request.transactional_id.to_string(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
@@ -645,6 +648,7 @@ mod tests {
             assert_eq!(
                 core,
                 Request::AddPartitionsToTxn {
+                    connection_id: 0,
                     transactional_id: "tx".into(),
                     producer_id: 7,
                     producer_epoch: 3,
@@ -702,6 +706,7 @@ mod tests {
             assert_eq!(
                 add_offsets_request(&request),
                 Request::AddOffsetsToTxn {
+                    connection_id: 0,
                     transactional_id: "tx".into(),
                     producer_id: 7,
                     producer_epoch: 3,
@@ -731,6 +736,7 @@ mod tests {
                 assert_eq!(
                     end_txn_request(&request),
                     Request::EndTxn {
+                        connection_id: 0,
                         transactional_id: "tx".into(),
                         producer_id: 7,
                         producer_epoch: 3,
