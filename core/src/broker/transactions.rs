@@ -36,6 +36,7 @@
 //!   coordinator confirmed the partition is in that transaction (`verify_then_produce`),
 //!   and a marker that arrived meanwhile voids the confirmation.
 
+use super::internal_log::{replay_recovered, CommitQueue};
 use super::{Broker, WaitingProduce, WriteReply};
 use crate::api::{
     Acks, DescribedProducers, ErrorCode, ListedTransaction, Output, PeerMessage, ProducePartition,
@@ -68,9 +69,8 @@ pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
 /// The transactional ids of one `__transaction_state` partition hosted here.
 #[derive(Debug, Default)]
 struct TxnShard {
-    /// Batches not applied yet, by base offset: (end offset, records).
-    pending: BTreeMap<i64, (i64, Vec<TxnRecord>)>,
-    applied_end: i64,
+    /// Batches not applied yet.
+    log: CommitQueue<TxnRecord>,
     committed: BTreeMap<String, TxnMetadata>,
     /// The leader epoch in which this node coordinates the shard's ids.
     coordinating: Option<i32>,
@@ -154,21 +154,13 @@ impl TxnCoordinator {
     /// stored batches (below `log_end`) to replay.
     pub(super) fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
         let mut shard = TxnShard::default();
-        if let Some(bytes) = recovered {
-            match crate::batch::validate_record_set(bytes) {
-                Ok(batches) => {
-                    for (header, bytes) in batches {
-                        let last = header.base_offset + header.offset_count() - 1;
-                        if last < log_end {
-                            shard.on_appended(&header, header.base_offset, last, &bytes);
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(partition, %error, "the recovered transaction-state log does not parse; replaying none of it");
-                }
-            }
-        }
+        replay_recovered(
+            TRANSACTION_STATE_TOPIC,
+            partition,
+            recovered,
+            log_end,
+            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+        );
         self.shards.insert(partition, shard);
     }
 
@@ -191,11 +183,7 @@ impl TxnCoordinator {
 
     pub(super) fn on_truncated(&mut self, partition: i32, offset: i64) {
         if let Some(shard) = self.shards.get_mut(&partition) {
-            debug_assert!(
-                offset >= shard.applied_end,
-                "a committed transaction-state record was truncated"
-            );
-            shard.pending.split_off(&offset);
+            shard.log.truncate(offset);
         }
     }
 
@@ -260,35 +248,25 @@ impl TxnShard {
             tracing::error!(base_offset, %reason, "undecodable transaction-state batch skipped");
             Vec::new()
         });
-        self.pending.insert(base_offset, (last_offset + 1, records));
+        self.log.push(base_offset, last_offset, records);
     }
 
     /// Applies the batches below `committed`, in order.
     fn apply_committed(&mut self, committed: i64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.get().0 > committed {
-                break;
-            }
-            let (base_offset, (end_offset, records)) = entry.remove_entry();
-            assert!(
-                base_offset >= self.applied_end,
-                "transaction-state records are applied in order, once"
-            );
-            for record in records {
-                match record {
-                    TxnRecord::Metadata(metadata) => {
-                        self.committed
-                            .insert(metadata.transactional_id.clone(), metadata);
-                    }
-                    TxnRecord::Expired { transactional_id } => {
-                        self.committed.remove(&transactional_id);
-                    }
+        let applied_before = self.log.applied_end();
+        for record in self.log.take_committed(committed) {
+            match record {
+                TxnRecord::Metadata(metadata) => {
+                    self.committed
+                        .insert(metadata.transactional_id.clone(), metadata);
+                }
+                TxnRecord::Expired { transactional_id } => {
+                    self.committed.remove(&transactional_id);
                 }
             }
-            self.applied_end = end_offset;
-            self.dirty = true;
         }
-        let applied_end = self.applied_end;
+        let applied_end = self.log.applied_end();
+        self.dirty |= applied_end != applied_before;
         self.writes
             .retain(|_, commit_end| *commit_end > applied_end);
     }
@@ -990,7 +968,7 @@ impl Broker {
             shard.apply_committed(state.log.high_watermark());
             let leading = (state.replica.is_leader()
                 && state.replica.serves_reads(&state.log)
-                && shard.applied_end >= state.log.high_watermark())
+                && shard.log.applied_end() >= state.log.high_watermark())
             .then(|| state.replica.epoch());
             if shard.coordinating != leading {
                 if shard.coordinating.is_some() {
@@ -1045,7 +1023,7 @@ impl Broker {
         let held = std::mem::take(&mut self.txn_coordinator.held);
         for replies in held {
             let shard = self.txn_coordinator.shards.get(&replies.shard);
-            let applied = shard.is_some_and(|shard| shard.applied_end >= replies.commit_end);
+            let applied = shard.is_some_and(|shard| shard.log.applied_end() >= replies.commit_end);
             let still_leading =
                 shard.is_some_and(|shard| shard.coordinating == Some(replies.epoch));
             if applied && still_leading {
