@@ -926,15 +926,17 @@ impl Broker {
         {
             return None;
         }
-        // A retry of a batch already written is answered from the producer state; an
-        // epoch or sequence error is answered as it is.
+        // A retry of a batch already written is answered from the producer state, and a
+        // fenced epoch at once. Anything else waits for the verification, a batch whose
+        // sequence does not follow yet too: it may be pipelined behind a first batch that
+        // is itself waiting (its verification answers after the first's).
         match state.producers.check(&header) {
-            Ok(SequenceVerdict::Append) => Some((
+            Ok(SequenceVerdict::Duplicate { .. }) | Err(ErrorCode::InvalidProducerEpoch) => None,
+            _ => Some((
                 produce.partition.clone(),
                 header.producer_id,
                 header.producer_epoch,
             )),
-            _ => None,
         }
     }
 

@@ -1645,3 +1645,57 @@ fn a_delayed_end_txn_on_an_abandoned_connection_does_not_end_the_next_transactio
         Some(second.base_offset)
     );
 }
+
+#[test]
+fn batches_pipelined_behind_a_transactions_first_batch_wait_for_its_verification() {
+    let (mut cluster, partitions) = transactional_cluster(3);
+    let client = TxnClient::init(&mut cluster, "pipelined");
+    let coordinator = client.coordinator(&mut cluster);
+    // A partition led elsewhere than the coordinator: its verification takes a round trip.
+    let partition = partitions
+        .iter()
+        .find(|partition| cluster.leader_of(partition) != Some(coordinator))
+        .cloned()
+        .unwrap_or_else(|| {
+            // Both led by the coordinator: move nothing, the local path is synchronous.
+            partitions[0].clone()
+        });
+    assert_eq!(
+        client.add_partitions(&mut cluster, std::slice::from_ref(&partition)),
+        ErrorCode::None
+    );
+    let leader = cluster.leader_of(&partition).unwrap();
+    let batch = |sequence: i32| Request::Produce {
+        acks: Acks::All,
+        transactional_id: Some(client.transactional_id.clone()),
+        partitions: vec![ProducePartition {
+            partition: partition.clone(),
+            records: test_batches::transactional(
+                2,
+                START,
+                client.producer_id,
+                client.producer_epoch,
+                sequence,
+            ),
+        }],
+    };
+    // Three batches in flight at once, as librdkafka pipelines them.
+    let ids: Vec<RequestId> = (0..3)
+        .map(|n| cluster.request(leader, batch(n * 2)))
+        .collect();
+    cluster.run_until("every batch answered", |cluster| {
+        ids.iter()
+            .all(|id| cluster.responses.contains_key(&(leader, *id)))
+    });
+    let mut offsets = Vec::new();
+    for id in ids {
+        let response = cluster.responses.remove(&(leader, id)).unwrap();
+        let result = produce_result(&response);
+        assert_eq!(result.error, ErrorCode::None, "{result:?}");
+        offsets.push(result.base_offset);
+    }
+    assert!(
+        offsets.windows(2).all(|pair| pair[1] == pair[0] + 2),
+        "{offsets:?}"
+    );
+}
