@@ -1699,3 +1699,44 @@ fn batches_pipelined_behind_a_transactions_first_batch_wait_for_its_verification
         "{offsets:?}"
     );
 }
+
+#[test]
+fn add_offsets_to_txn_works_before_the_offsets_topic_exists() {
+    let (mut cluster, _) = transactional_cluster(1);
+    let client = TxnClient::init(&mut cluster, "fresh-offsets");
+    let coordinator = client.coordinator(&mut cluster);
+    match cluster.call(
+        coordinator,
+        Request::AddOffsetsToTxn {
+            connection_id: 0,
+            transactional_id: client.transactional_id.clone(),
+            producer_id: client.producer_id,
+            producer_epoch: client.producer_epoch,
+            group_id: "g".into(),
+        },
+    ) {
+        Response::AddOffsetsToTxn { error } => assert_eq!(error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.end(&mut cluster, true), ErrorCode::None);
+    let describe = Request::DescribeTransactions {
+        transactional_ids: vec![client.transactional_id.clone()],
+    };
+    cluster.run_until("the transaction completes", |cluster| {
+        cluster.brokers[&1]
+            .metadata()
+            .topics
+            .contains_key(crate::broker::OFFSETS_TOPIC)
+    });
+    for _ in 0..500 {
+        if let Response::DescribeTransactions(described) =
+            cluster.call(coordinator, describe.clone())
+        {
+            if described[0].state == TxnState::CompleteCommit {
+                return;
+            }
+        }
+        cluster.round();
+    }
+    panic!("the transaction never completed");
+}

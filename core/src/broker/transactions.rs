@@ -700,20 +700,15 @@ impl Broker {
         }) else {
             return;
         };
-        let Some(offsets_partitions) = self
-            .metadata
-            .topics
-            .get(super::OFFSETS_TOPIC)
-            .map(|topic| topic.partition_count)
-        else {
-            self.request_internal_topic(now_ms, super::OFFSETS_TOPIC, outputs);
-            outputs.push(Output::Respond {
-                id,
-                response: Response::AddOffsetsToTxn {
-                    error: ErrorCode::CoordinatorNotAvailable,
-                },
-            });
-            return;
+        // As in Kafka, the group's partition comes from the configured partition count
+        // when the offsets topic does not exist yet (it is created with that count); the
+        // client's TxnOffsetCommit will find the group's coordinator there.
+        let offsets_partitions = match self.metadata.topics.get(super::OFFSETS_TOPIC) {
+            Some(topic) => topic.partition_count,
+            None => {
+                self.request_internal_topic(now_ms, super::OFFSETS_TOPIC, outputs);
+                self.config.offsets_partitions
+            }
         };
         let partition = TopicPartition::new(
             super::OFFSETS_TOPIC,
