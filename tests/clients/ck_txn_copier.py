@@ -9,7 +9,8 @@ carries the consumer's positions (send_offsets_to_transaction(consumer.position(
 consumer.consumer_group_metadata())), then commits; with probability --abort-probability
 it aborts on purpose instead and seeks the consumer back to the group's committed offsets
 (as Kafka's copier does), so those records are copied again. A transaction is also ended
-when no record arrived for --flush-after seconds.
+when no record arrived for --flush-after seconds. --max-rate bounds the copy rate (a pause
+after each record), so a test's faults land while the copy runs.
 
 Rebalances: on revoke (or loss) the open transaction is aborted; on assignment the consumer
 starts from the committed offsets (librdkafka fetches them, with require_stable under
@@ -70,6 +71,9 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=None, help="seed of the random aborts")
     parser.add_argument("--end-offsets", default="",
                         help="P:OFFSET,... of the input (default: high watermarks at start)")
+    parser.add_argument("--max-rate", type=float, default=0.0,
+                        help="copy at most this many records per second (0: no limit), so "
+                             "a test's faults land while the copy runs")
     parser.add_argument("--flush-after", type=float, default=0.5,
                         help="end the open transaction after this many idle seconds")
     parser.add_argument("--idle", type=float, default=3.0,
@@ -353,6 +357,8 @@ def main():
         if msg.partition() not in copier.owned:
             continue
         copier.copy(msg)
+        if args.max_rate > 0:
+            time.sleep(1.0 / args.max_rate)
         if copier.txn_records >= args.transaction_size:
             copier.finish()
 
