@@ -41,6 +41,7 @@ On a fatal error the last line is {"error": ..., "cause": {...}} and the exit st
 """
 
 import argparse
+import faulthandler
 import random
 import sys
 import time
@@ -326,6 +327,9 @@ def main():
     last_progress = time.monotonic()
     committed = {}
     while not stopping["now"]:
+        # A loop iteration stuck for a minute (a client call that does not return) dumps
+        # every thread's Python stack to stderr, so the test's report shows where.
+        faulthandler.dump_traceback_later(60, repeat=True)
         now = time.monotonic()
         if now > deadline:
             fail("not done within %.0f s" % args.max_seconds, copied=copier.copied,
@@ -362,6 +366,7 @@ def main():
         if copier.txn_records >= args.transaction_size:
             copier.finish()
 
+    faulthandler.cancel_dump_traceback_later()
     if copier.in_txn:
         copier.abort("stopping", rewind=False)
     committed = copier.committed_offsets(partitions) or committed

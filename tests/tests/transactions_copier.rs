@@ -212,16 +212,16 @@ impl Copier {
                     .collect::<Vec<_>>()
                     .join("\n")
             );
-            let stderr: Vec<&str> = stderr.lines().collect();
+            let tail: Vec<&str> = stderr.lines().collect();
             let _ = writeln!(
                 text,
                 "--- {name} stderr (last lines) ---\n{}",
-                stderr[stderr.len().saturating_sub(15)..].join("\n")
+                tail[tail.len().saturating_sub(15)..].join("\n")
             );
             let path = logs_dir().join(format!("transactions.copier.{name}.out"));
             let _ = std::fs::write(
                 path,
-                format!("{}\n--- stderr ---\n{stderr:?}", lines.join("\n")),
+                format!("{}\n--- stderr ---\n{stderr}", lines.join("\n")),
             );
         }
         text
