@@ -205,6 +205,13 @@ class Copier:
                 except BufferError:
                     self.producer.poll(0.05)
         except KafkaException as err:
+            kerr = kafka_error(err)
+            if self.in_txn and kerr is not None and not kerr.fatal():
+                # The transaction failed (an abortable error; produce then refuses with
+                # _STATE): abort it and copy again from the committed offsets, as Kafka's
+                # copier does. The record is consumed again after the rewind.
+                self.abort("error: %s" % kerr.str(), rewind=True)
+                return
             self.fatal("produce", err)
         self.producer.poll(0)
         self.txn_records += 1
