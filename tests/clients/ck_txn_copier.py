@@ -9,7 +9,8 @@ carries the consumer's positions (send_offsets_to_transaction(consumer.position(
 consumer.consumer_group_metadata())), then commits; with probability --abort-probability
 it aborts on purpose instead and seeks the consumer back to the group's committed offsets
 (as Kafka's copier does), so those records are copied again. A transaction is also ended
-when no record arrived for --flush-after seconds.
+when no record arrived for --flush-after seconds. --max-rate bounds the copy rate (a pause
+after each record), so a test's faults land while the copy runs.
 
 Rebalances: on revoke (or loss) the open transaction is aborted; on assignment the consumer
 starts from the committed offsets (librdkafka fetches them, with require_stable under
@@ -40,6 +41,7 @@ On a fatal error the last line is {"error": ..., "cause": {...}} and the exit st
 """
 
 import argparse
+import faulthandler
 import random
 import sys
 import time
@@ -70,6 +72,9 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=None, help="seed of the random aborts")
     parser.add_argument("--end-offsets", default="",
                         help="P:OFFSET,... of the input (default: high watermarks at start)")
+    parser.add_argument("--max-rate", type=float, default=0.0,
+                        help="copy at most this many records per second (0: no limit), so "
+                             "a test's faults land while the copy runs")
     parser.add_argument("--flush-after", type=float, default=0.5,
                         help="end the open transaction after this many idle seconds")
     parser.add_argument("--idle", type=float, default=3.0,
@@ -200,6 +205,13 @@ class Copier:
                 except BufferError:
                     self.producer.poll(0.05)
         except KafkaException as err:
+            kerr = kafka_error(err)
+            if self.in_txn and kerr is not None and not kerr.fatal():
+                # The transaction failed (an abortable error; produce then refuses with
+                # _STATE): abort it and copy again from the committed offsets, as Kafka's
+                # copier does. The record is consumed again after the rewind.
+                self.abort("error: %s" % kerr.str(), rewind=True)
+                return
             self.fatal("produce", err)
         self.producer.poll(0)
         self.txn_records += 1
@@ -322,6 +334,9 @@ def main():
     last_progress = time.monotonic()
     committed = {}
     while not stopping["now"]:
+        # A loop iteration stuck for a minute (a client call that does not return) dumps
+        # every thread's Python stack to stderr, so the test's report shows where.
+        faulthandler.dump_traceback_later(60, repeat=True)
         now = time.monotonic()
         if now > deadline:
             fail("not done within %.0f s" % args.max_seconds, copied=copier.copied,
@@ -353,9 +368,12 @@ def main():
         if msg.partition() not in copier.owned:
             continue
         copier.copy(msg)
+        if args.max_rate > 0:
+            time.sleep(1.0 / args.max_rate)
         if copier.txn_records >= args.transaction_size:
             copier.finish()
 
+    faulthandler.cancel_dump_traceback_later()
     if copier.in_txn:
         copier.abort("stopping", rewind=False)
     committed = copier.committed_offsets(partitions) or committed
