@@ -74,7 +74,9 @@ pub struct PartitionTransactions {
     verifications: BTreeMap<i64, Verification>,
     next_token: u64,
     /// The transaction number of each producer's last marker written by this node.
-    last_marker_number: BTreeMap<i64, u64>,
+    /// With the marker's offset: a truncation that cuts the marker forgets it (the
+    /// transaction is open again and its marker must be written again).
+    last_marker_number: BTreeMap<i64, (u64, i64)>,
     /// The coordinator epoch of each producer's last marker written by this node: a marker
     /// from an older coordinator is fenced (TRANSACTION_COORDINATOR_FENCED).
     coordinator_epochs: BTreeMap<i64, i32>,
@@ -167,6 +169,8 @@ impl PartitionTransactions {
             }
         }
         self.aborted.retain(|entry| entry.last_offset < offset);
+        self.last_marker_number
+            .retain(|_, (_, marker_offset)| *marker_offset < offset);
     }
 
     /// Retention deleted everything below `log_start_offset`.
@@ -275,7 +279,7 @@ impl PartitionTransactions {
         let stale_by_marker = self
             .last_marker_number
             .get(&producer_id)
-            .is_some_and(|number| txn_number <= *number);
+            .is_some_and(|(number, _)| txn_number <= *number);
         if stale_by_open || stale_by_marker {
             MarkerAction::AlreadyDone
         } else {
@@ -283,11 +287,22 @@ impl PartitionTransactions {
         }
     }
 
-    /// This node wrote the marker of transaction `txn_number` of the producer, for the
-    /// coordinator of `coordinator_epoch`.
-    pub fn marker_written(&mut self, producer_id: i64, txn_number: u64, coordinator_epoch: i32) {
-        let number = self.last_marker_number.entry(producer_id).or_default();
-        *number = (*number).max(txn_number);
+    /// This node wrote the marker of transaction `txn_number` of the producer at
+    /// `marker_offset`, for the coordinator of `coordinator_epoch`.
+    pub fn marker_written(
+        &mut self,
+        producer_id: i64,
+        txn_number: u64,
+        marker_offset: i64,
+        coordinator_epoch: i32,
+    ) {
+        let last = self
+            .last_marker_number
+            .entry(producer_id)
+            .or_insert((txn_number, marker_offset));
+        if txn_number >= last.0 {
+            *last = (txn_number, marker_offset);
+        }
         let epoch = self
             .coordinator_epochs
             .entry(producer_id)
@@ -437,7 +452,7 @@ mod tests {
             "stale marker"
         );
         assert_eq!(txns.marker_action(1, 4), MarkerAction::Write);
-        txns.marker_written(1, 4, 2);
+        txns.marker_written(1, 4, 2, 2);
         assert_eq!(
             txns.check_coordinator_epoch(1, 1),
             Err(crate::api::ErrorCode::TransactionCoordinatorFenced)
@@ -452,6 +467,27 @@ mod tests {
             txns.marker_action(2, 4),
             MarkerAction::AlreadyDone,
             "nothing open"
+        );
+    }
+
+    #[test]
+    fn a_truncated_marker_must_be_written_again() {
+        let mut txns = PartitionTransactions::default();
+        let token = txns.begin_verification(1, 0).unwrap();
+        assert!(txns.verified(1, token, 5));
+        txns.on_batch(&data(1, 1), 0, None);
+        assert_eq!(txns.marker_action(1, 5), MarkerAction::Write);
+        let (header, kind) = marker(1, true);
+        txns.on_batch(&header, 1, kind);
+        txns.marker_written(1, 5, 1, 3);
+        assert_eq!(txns.marker_action(1, 5), MarkerAction::AlreadyDone);
+        // The marker was never committed: a new leader's log cut it.
+        txns.truncate(1);
+        assert!(txns.is_open(1, 0));
+        assert_eq!(
+            txns.marker_action(1, 5),
+            MarkerAction::Write,
+            "the transaction is open again here: its marker must be written again"
         );
     }
 

@@ -1582,6 +1582,7 @@ impl Broker {
                             state.txns.marker_written(
                                 markers.producer_id,
                                 markers.txn_number,
+                                wait.0 - 1,
                                 markers.coordinator_epoch,
                             );
                         }
