@@ -832,10 +832,17 @@ impl Broker {
     ) {
         // A transaction's first append to a partition waits for the coordinator to confirm
         // that the partition is in the producer's open transaction (KIP-890 part 1).
+        // A produce of a producer whose earlier produce waits for a verification waits
+        // behind it (whole), or it would overtake batches held there and break the
+        // producer's sequence in a partition both write to.
         if let Some(transactional_id) = &transactional_id {
+            let behind_a_verification = partitions
+                .iter()
+                .filter_map(|produce| crate::batch::read_header(&produce.records).ok())
+                .any(|header| self.txn_coordinator.is_verifying(header.producer_id));
             let unverified: Vec<(TopicPartition, i64, i16)> = partitions
                 .iter()
-                .filter_map(|produce| self.needs_verification(produce))
+                .filter_map(|produce| self.needs_verification(produce, behind_a_verification))
                 .collect();
             if !unverified.is_empty() {
                 let transactional_id = transactional_id.clone();
@@ -912,9 +919,14 @@ impl Broker {
         }
     }
 
-    /// The (partition, producer id, epoch) of a transactional batch that would open a
-    /// transaction in a partition this node leads, if it must be verified first.
-    fn needs_verification(&self, produce: &ProducePartition) -> Option<(TopicPartition, i64, i16)> {
+    /// The (partition, producer id, epoch) of a transactional batch that must be verified
+    /// first: one that would open a transaction in a partition this node leads, or any, when
+    /// the producer has a produce waiting for a verification here.
+    fn needs_verification(
+        &self,
+        produce: &ProducePartition,
+        behind_a_verification: bool,
+    ) -> Option<(TopicPartition, i64, i16)> {
         let state = self.led_partition(&produce.partition).ok()?;
         let header = crate::batch::read_header(&produce.records).ok()?;
         if !header.is_transactional() || header.is_control() || !header.has_producer_id() {
@@ -923,6 +935,7 @@ impl Broker {
         if state
             .txns
             .is_open(header.producer_id, header.producer_epoch)
+            && !behind_a_verification
         {
             return None;
         }

@@ -1740,3 +1740,93 @@ fn add_offsets_to_txn_works_before_the_offsets_topic_exists() {
     }
     panic!("the transaction never completed");
 }
+
+#[test]
+fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification() {
+    let (mut cluster, _) = transactional_cluster(3);
+    match cluster.call(1, create_request("u", 6, 3)) {
+        Response::CreateTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    let partitions: Vec<TopicPartition> = (0..6)
+        .map(|index| TopicPartition::new("u", index))
+        .collect();
+    for partition in &partitions {
+        cluster.run_until("a leader", |cluster| cluster.leader_of(partition).is_some());
+    }
+    let mut client = TxnClient::init(&mut cluster, "overtaken");
+    let coordinator = client.coordinator(&mut cluster);
+    // Two partitions with one leader that is not the coordinator.
+    let mut by_leader: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
+    for partition in &partitions {
+        let leader = cluster.leader_of(partition).unwrap();
+        if leader != coordinator {
+            by_leader.entry(leader).or_default().push(partition.clone());
+        }
+    }
+    let Some((leader, pair)) = by_leader.into_iter().find(|(_, pair)| pair.len() >= 2) else {
+        return; // no such pair in this layout: nothing to show
+    };
+    let (first, second) = (pair[0].clone(), pair[1].clone());
+    assert_eq!(
+        client.add_partitions(&mut cluster, &[second.clone()]),
+        ErrorCode::None
+    );
+    assert_eq!(
+        client.produce(&mut cluster, &second, 1).error,
+        ErrorCode::None
+    );
+    assert_eq!(
+        client.add_partitions(&mut cluster, &[first.clone()]),
+        ErrorCode::None
+    );
+    let batch = |sequence: i32| {
+        test_batches::transactional(
+            1,
+            START,
+            client.producer_id,
+            client.producer_epoch,
+            sequence,
+        )
+    };
+    // R1 opens the transaction in `first` (held for verification) and continues `second`;
+    // R2 continues `second` again: it must not overtake R1.
+    let r1 = Request::Produce {
+        acks: Acks::All,
+        transactional_id: Some(client.transactional_id.clone()),
+        partitions: vec![
+            ProducePartition {
+                partition: first.clone(),
+                records: batch(0),
+            },
+            ProducePartition {
+                partition: second.clone(),
+                records: batch(1),
+            },
+        ],
+    };
+    let r2 = Request::Produce {
+        acks: Acks::All,
+        transactional_id: Some(client.transactional_id.clone()),
+        partitions: vec![ProducePartition {
+            partition: second.clone(),
+            records: batch(2),
+        }],
+    };
+    let ids = [cluster.request(leader, r1), cluster.request(leader, r2)];
+    cluster.run_until("both answered", |cluster| {
+        ids.iter()
+            .all(|id| cluster.responses.contains_key(&(leader, *id)))
+    });
+    for id in ids {
+        match cluster.responses.remove(&(leader, id)).unwrap() {
+            Response::Produce(results) => {
+                for result in results {
+                    assert_eq!(result.error, ErrorCode::None, "{result:?}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    client.sequences.insert(second, 3);
+}

@@ -128,6 +128,7 @@ pub(super) enum AfterVerification {
 /// A transaction's first append waiting for the coordinator's answer.
 #[derive(Debug)]
 struct PendingVerification {
+    producer_id: i64,
     deadline_ms: i64,
     /// (partition, producer id, token) of each partition being verified.
     tokens: Vec<(TopicPartition, i64, u64)>,
@@ -144,6 +145,9 @@ pub(super) struct TxnCoordinator {
     /// Answers of marker writes this node made for its own coordinator.
     pub(super) local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
     verifications: BTreeMap<u64, PendingVerification>,
+    /// How many of `verifications` each producer has waiting: its next produces queue
+    /// behind them.
+    verifying_producers: BTreeMap<i64, usize>,
     next_timeout_check_ms: i64,
     /// The newest client connection seen per transactional id (this node's numbering).
     newest_connections: BTreeMap<String, u64>,
@@ -226,6 +230,23 @@ impl TxnCoordinator {
                 false
             }
         }
+    }
+
+    /// Whether the producer has a produce waiting for a verification on this node.
+    pub(super) fn is_verifying(&self, producer_id: i64) -> bool {
+        self.verifying_producers.contains_key(&producer_id)
+    }
+
+    /// Takes a waiting verification out (answered or timed out).
+    fn take_verification(&mut self, id: u64) -> Option<PendingVerification> {
+        let pending = self.verifications.remove(&id)?;
+        if let Some(count) = self.verifying_producers.get_mut(&pending.producer_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.verifying_producers.remove(&pending.producer_id);
+            }
+        }
+        Some(pending)
     }
 
     fn next_id(&mut self) -> u64 {
@@ -1196,7 +1217,7 @@ impl Broker {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(pending) = self.txn_coordinator.verifications.remove(&id) {
+            if let Some(pending) = self.txn_coordinator.take_verification(id) {
                 self.finish_verification(now_ms, pending, Vec::new(), 0, outputs);
             }
         }
@@ -1303,6 +1324,7 @@ impl Broker {
             .map(|(partition, _, _)| partition.clone())
             .collect();
         let pending = PendingVerification {
+            producer_id,
             deadline_ms: now_ms + VERIFY_TIMEOUT_MS,
             tokens,
             then,
@@ -1327,6 +1349,11 @@ impl Broker {
             {
                 let id = self.txn_coordinator.next_id();
                 self.txn_coordinator.verifications.insert(id, pending);
+                *self
+                    .txn_coordinator
+                    .verifying_producers
+                    .entry(producer_id)
+                    .or_default() += 1;
                 outputs.push(Output::Send {
                     to: leader,
                     message: PeerMessage::VerifyTxn {
@@ -1463,7 +1490,7 @@ impl Broker {
                 txn_number,
                 results,
             } => {
-                if let Some(pending) = self.txn_coordinator.verifications.remove(&id) {
+                if let Some(pending) = self.txn_coordinator.take_verification(id) {
                     self.finish_verification(now_ms, pending, results, txn_number, outputs);
                 }
             }
