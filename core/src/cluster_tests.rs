@@ -1769,7 +1769,7 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
     };
     let (first, second) = (pair[0].clone(), pair[1].clone());
     assert_eq!(
-        client.add_partitions(&mut cluster, &[second.clone()]),
+        client.add_partitions(&mut cluster, std::slice::from_ref(&second)),
         ErrorCode::None
     );
     assert_eq!(
@@ -1777,7 +1777,7 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
         ErrorCode::None
     );
     assert_eq!(
-        client.add_partitions(&mut cluster, &[first.clone()]),
+        client.add_partitions(&mut cluster, std::slice::from_ref(&first)),
         ErrorCode::None
     );
     let batch = |sequence: i32| {
