@@ -80,6 +80,8 @@ pub mod scenario;
 pub mod shrink;
 pub mod trace;
 #[cfg(madsim)]
+mod txn_clients;
+#[cfg(madsim)]
 mod workload;
 
 #[cfg(madsim)]
