@@ -742,8 +742,9 @@ impl Checker {
     }
 
     /// The final transaction checks, against the output topic read back in full (both
-    /// isolation levels, by output partition), the input topic's final logs, and whether
-    /// the copiers finished and every transaction ended after the faults healed.
+    /// isolation levels, by output partition), the input topic's final logs (empty when
+    /// there is no copier: nothing to copy), and whether the copiers finished and every
+    /// transaction ended after the faults healed.
     pub fn check_transactions(
         &mut self,
         outputs: &BTreeMap<i32, OutputLogs>,
