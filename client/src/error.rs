@@ -115,6 +115,28 @@ impl Error {
         }
     }
 
+    /// True for failures a transactional client retries (as Kafka's clients do): those of
+    /// [`Error::is_retriable`] and CONCURRENT_TRANSACTIONS (51), which Kafka's error table
+    /// does not mark retriable but which only says "the coordinator is still busy with the
+    /// previous transition".
+    pub fn is_transaction_retriable(&self) -> bool {
+        self.is_retriable() || self.is_broker_error(ResponseError::ConcurrentTransactions)
+    }
+
+    /// True if the request went to a node that is not (or not yet) the coordinator:
+    /// NOT_COORDINATOR (16) or COORDINATOR_NOT_AVAILABLE (15). Look the coordinator up again.
+    pub fn needs_coordinator_lookup(&self) -> bool {
+        self.is_broker_error(ResponseError::NotCoordinator)
+            || self.is_broker_error(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// True if this producer was fenced by a newer one with the same transactional id (or
+    /// its epoch is stale): PRODUCER_FENCED (90) or INVALID_PRODUCER_EPOCH (47).
+    pub fn is_fenced(&self) -> bool {
+        self.is_broker_error(ResponseError::ProducerFenced)
+            || self.is_broker_error(ResponseError::InvalidProducerEpoch)
+    }
+
     /// True if the connection can no longer be used after this error.
     pub fn breaks_connection(&self) -> bool {
         matches!(
@@ -180,5 +202,21 @@ mod tests {
         assert!(Error::check(ApiKey::Fetch, 0, None).is_ok());
         let retriable = Error::check(ApiKey::Fetch, 6, None).unwrap_err();
         assert!(retriable.is_retriable()); // NOT_LEADER_OR_FOLLOWER
+    }
+
+    #[test]
+    fn transaction_error_classes() {
+        let code = |code| Error::Broker {
+            api: ApiKey::EndTxn,
+            code,
+            message: None,
+        };
+        assert!(!code(51).is_retriable());
+        assert!(code(51).is_transaction_retriable());
+        assert!(code(14).is_transaction_retriable());
+        assert!(!code(90).is_transaction_retriable());
+        assert!(code(16).needs_coordinator_lookup() && code(15).needs_coordinator_lookup());
+        assert!(!code(14).needs_coordinator_lookup());
+        assert!(code(90).is_fenced() && code(47).is_fenced() && !code(48).is_fenced());
     }
 }

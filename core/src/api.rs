@@ -173,6 +173,9 @@ pub enum Request {
         /// (KIP-360; for a transactional id, a resume that must match the current epoch).
         producer_id: i64,
         producer_epoch: i16,
+        /// The client connection this came on, numbered by the node in the order it
+        /// accepted them (0: unknown). See `transactions` on delayed requests.
+        connection_id: u64,
     },
     /// Coordinator lookups of transactional ids (key type 1); one result per key.
     FindTransactionCoordinator {
@@ -184,6 +187,9 @@ pub enum Request {
         producer_id: i64,
         producer_epoch: i16,
         partitions: Vec<TopicPartition>,
+        /// The client connection this came on, numbered by the node in the order it
+        /// accepted them (0: unknown). See `transactions` on delayed requests.
+        connection_id: u64,
     },
     /// The group's offsets partition joins the producer's transaction.
     AddOffsetsToTxn {
@@ -191,6 +197,9 @@ pub enum Request {
         producer_id: i64,
         producer_epoch: i16,
         group_id: String,
+        /// The client connection this came on, numbered by the node in the order it
+        /// accepted them (0: unknown). See `transactions` on delayed requests.
+        connection_id: u64,
     },
     /// Commit (`commit = true`) or abort the producer's open transaction.
     EndTxn {
@@ -198,6 +207,9 @@ pub enum Request {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
+        /// The client connection this came on, numbered by the node in the order it
+        /// accepted them (0: unknown). See `transactions` on delayed requests.
+        connection_id: u64,
     },
     /// Offsets committed inside a transaction, sent to the group's coordinator; they take
     /// effect with the transaction's commit marker. `member_id` empty and `generation` -1
@@ -219,6 +231,8 @@ pub enum Request {
     ListTransactions {
         state_filters: Vec<String>,
         producer_id_filters: Vec<i64>,
+        /// Only transactions open at least this long (v1; -1: no filter).
+        min_duration_ms: i64,
     },
     /// The active producers of partitions this node leads.
     DescribeProducers {
@@ -377,6 +391,21 @@ pub struct TopicResult {
     pub partition_count: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+}
+
+impl Request {
+    /// Stamps the client connection a transactional request came on (see
+    /// `connection_id`); other requests are returned as they are.
+    pub fn on_connection(mut self, connection: u64) -> Self {
+        match &mut self {
+            Request::InitProducerId { connection_id, .. }
+            | Request::AddPartitionsToTxn { connection_id, .. }
+            | Request::AddOffsetsToTxn { connection_id, .. }
+            | Request::EndTxn { connection_id, .. } => *connection_id = connection,
+            _ => {}
+        }
+        self
+    }
 }
 
 impl TopicResult {

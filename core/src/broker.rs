@@ -31,6 +31,7 @@
 
 mod controller;
 mod coordinator;
+mod internal_log;
 mod transactions;
 
 use crate::api::{

@@ -372,6 +372,7 @@ fn a_fetch_beyond_the_high_watermark_is_out_of_range() {
 fn producer_ids_are_reserved_durably_in_blocks() {
     let mut broker = broker();
     let init = Request::InitProducerId {
+        connection_id: 0,
         transaction_timeout_ms: 60_000,
         transactional_id: None,
         producer_id: -1,
@@ -416,6 +417,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
         Input::Request {
             id: 3,
             request: Request::InitProducerId {
+                connection_id: 0,
                 transaction_timeout_ms: 60_000,
                 transactional_id: None,
                 producer_id: -1,
@@ -498,6 +500,7 @@ fn arbitrary_inputs() -> impl Strategy<Value = Vec<(i64, Input)>> {
         Just(Input::Request {
             id: 0,
             request: Request::InitProducerId {
+                connection_id: 0,
                 transaction_timeout_ms: 60_000,
                 transactional_id: None,
                 producer_id: -1,

@@ -1030,6 +1030,7 @@ impl TxnClient {
             let response = cluster.call(
                 node,
                 Request::InitProducerId {
+                    connection_id: 0,
                     transactional_id: Some(self.transactional_id.clone()),
                     transaction_timeout_ms: 60_000,
                     producer_id: -1,
@@ -1060,6 +1061,7 @@ impl TxnClient {
             let response = cluster.call(
                 node,
                 Request::AddPartitionsToTxn {
+                    connection_id: 0,
                     transactional_id: self.transactional_id.clone(),
                     producer_id: self.producer_id,
                     producer_epoch: self.producer_epoch,
@@ -1127,6 +1129,7 @@ impl TxnClient {
             let response = cluster.call(
                 node,
                 Request::EndTxn {
+                    connection_id: 0,
                     transactional_id: self.transactional_id.clone(),
                     producer_id: self.producer_id,
                     producer_epoch: self.producer_epoch,
@@ -1372,6 +1375,7 @@ fn a_prepared_transaction_is_completed_by_the_next_coordinator() {
     let id = cluster.request(
         coordinator,
         Request::EndTxn {
+            connection_id: 0,
             transactional_id: client.transactional_id.clone(),
             producer_id: client.producer_id,
             producer_epoch: client.producer_epoch,
@@ -1419,6 +1423,7 @@ fn an_expired_transaction_is_aborted_and_its_producer_fenced() {
     match cluster.call(
         coordinator,
         Request::InitProducerId {
+            connection_id: 0,
             transactional_id: Some("slow".into()),
             transaction_timeout_ms: 200,
             producer_id: -1,
@@ -1446,6 +1451,7 @@ fn an_expired_transaction_is_aborted_and_its_producer_fenced() {
     match cluster.call(
         coordinator,
         Request::InitProducerId {
+            connection_id: 0,
             transactional_id: Some("slow".into()),
             transaction_timeout_ms: 16 * 60 * 1000,
             producer_id: -1,
@@ -1496,6 +1502,7 @@ fn transactional_offsets_take_effect_with_the_commit_marker_only() {
         match cluster.call(
             coordinator,
             Request::AddOffsetsToTxn {
+                connection_id: 0,
                 transactional_id: client.transactional_id.clone(),
                 producer_id: client.producer_id,
                 producer_epoch: client.producer_epoch,
@@ -1563,4 +1570,78 @@ fn a_restarted_node_keeps_its_aborted_transactions_and_open_ones() {
     assert_eq!(client.end(&mut cluster, true), ErrorCode::None);
     let (lso, _) = wait_stable(&mut cluster, &partitions[0]);
     assert!(lso > open_write.base_offset);
+}
+
+#[test]
+fn a_delayed_end_txn_on_an_abandoned_connection_does_not_end_the_next_transaction() {
+    let (mut cluster, partitions) = transactional_cluster(1);
+    let mut client = TxnClient::init(&mut cluster, "late");
+    let coordinator = client.coordinator(&mut cluster);
+    let end = |client: &TxnClient, connection_id: u64, commit: bool| Request::EndTxn {
+        connection_id,
+        transactional_id: client.transactional_id.clone(),
+        producer_id: client.producer_id,
+        producer_epoch: client.producer_epoch,
+        commit,
+    };
+    let add = |client: &TxnClient, connection_id: u64| Request::AddPartitionsToTxn {
+        connection_id,
+        transactional_id: client.transactional_id.clone(),
+        producer_id: client.producer_id,
+        producer_epoch: client.producer_epoch,
+        partitions: partitions[..1].to_vec(),
+    };
+    // Transaction 1 on connection 1; its EndTxn times out there and is retried on
+    // connection 2, where the client goes on with transaction 2.
+    assert!(matches!(
+        cluster.call(coordinator, add(&client, 1)),
+        Response::AddPartitionsToTxn(results) if results[0].1 == ErrorCode::None
+    ));
+    assert_eq!(
+        client.produce(&mut cluster, &partitions[0], 1).error,
+        ErrorCode::None
+    );
+    assert_eq!(
+        cluster.call(coordinator, end(&client, 2, true)),
+        Response::EndTxn {
+            error: ErrorCode::None
+        }
+    );
+    wait_stable(&mut cluster, &partitions[0]);
+    for _ in 0..100 {
+        match cluster.call(coordinator, add(&client, 2)) {
+            Response::AddPartitionsToTxn(results) if results[0].1 == ErrorCode::None => break,
+            Response::AddPartitionsToTxn(results)
+                if results[0].1 == ErrorCode::ConcurrentTransactions =>
+            {
+                cluster.round()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let second = client.produce(&mut cluster, &partitions[0], 1);
+    assert_eq!(second.error, ErrorCode::None);
+    // The first EndTxn arrives at last, on the abandoned connection: refused.
+    assert_eq!(
+        cluster.call(coordinator, end(&client, 1, true)),
+        Response::EndTxn {
+            error: ErrorCode::NotCoordinator
+        }
+    );
+    for _ in 0..20 {
+        cluster.round();
+    }
+    let (lso, _, _, _) = read(&mut cluster, &partitions[0], Isolation::ReadCommitted);
+    assert_eq!(lso, second.base_offset, "transaction 2 is still open");
+    assert_eq!(
+        cluster.call(coordinator, end(&client, 2, false)),
+        Response::EndTxn {
+            error: ErrorCode::None
+        }
+    );
+    let (_, aborted) = wait_stable(&mut cluster, &partitions[0]);
+    assert_eq!(
+        aborted.last().map(|a| a.first_offset),
+        Some(second.base_offset)
+    );
 }

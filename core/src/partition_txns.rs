@@ -15,8 +15,9 @@
 //! - the index follows the log: truncating the log at `offset` undoes exactly the batches
 //!   at or above it (a transaction whose marker is cut is open again);
 //! - a transaction's first append is made only after the coordinator verified it
-//!   (`begin_verification` / `verified`): a marker for the producer in between voids the
-//!   verification, so data never lands after the marker that ended its transaction;
+//!   (`begin_verification` / `verified`); the verification stands for the rest of that
+//!   transaction (pipelined produces share it) and only the producer's next marker ends it,
+//!   so data never lands after the marker that ended its transaction;
 //! - a marker carrying an older transaction number than the open transaction's is stale and
 //!   not written (`is_stale_marker`): a delayed marker never ends a later transaction.
 
@@ -123,7 +124,7 @@ impl PartitionTransactions {
         }
         let verified_number = self
             .verifications
-            .remove(&producer_id)
+            .get(&producer_id)
             .filter(|verification| verification.producer_epoch == header.producer_epoch)
             .and_then(|verification| verification.txn_number);
         self.open.entry(producer_id).or_insert(OpenTxn {
@@ -208,11 +209,14 @@ impl PartitionTransactions {
     }
 
     /// Starts a verification of the producer's next transactional append; returns the
-    /// token `verified` checks, or `None` when too many are in flight.
+    /// token `verified` checks, or `None` when too many are in flight. Produces pipelined
+    /// behind the first one share its token: only a marker (or another epoch) ends it.
     pub fn begin_verification(&mut self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
-        if self.verifications.len() >= VERIFICATIONS_MAX
-            && !self.verifications.contains_key(&producer_id)
-        {
+        if let Some(verification) = self.verifications.get(&producer_id) {
+            if verification.producer_epoch == producer_epoch {
+                return Some(verification.token);
+            }
+        } else if self.verifications.len() >= VERIFICATIONS_MAX {
             return None;
         }
         self.next_token += 1;
@@ -249,12 +253,14 @@ impl PartitionTransactions {
             })
     }
 
-    /// A verification ended without an append (an error, a timeout).
+    /// A verification failed (an error, a timeout): the next append asks again.
     pub fn end_verification(&mut self, producer_id: i64, token: u64) {
         if self
             .verifications
             .get(&producer_id)
-            .is_some_and(|verification| verification.token == token)
+            .is_some_and(|verification| {
+                verification.token == token && verification.txn_number.is_none()
+            })
         {
             self.verifications.remove(&producer_id);
         }
@@ -389,6 +395,30 @@ mod tests {
         txns.truncate(0);
         assert!(!txns.is_open(1, 0));
         assert_eq!(txns.last_stable_offset(0), 0);
+    }
+
+    #[test]
+    fn pipelined_first_appends_share_one_verification() {
+        let mut txns = PartitionTransactions::default();
+        let first = txns.begin_verification(1, 0).unwrap();
+        let second = txns.begin_verification(1, 0).unwrap();
+        assert_eq!(first, second);
+        assert!(txns.verified(1, first, 7));
+        txns.on_batch(&data(1, 1), 0, None);
+        assert!(
+            txns.verified(1, second, 7),
+            "the first append does not void the second"
+        );
+        txns.end_verification(1, second);
+        assert!(
+            txns.is_verified(1, 0),
+            "a confirmed verification stays until a marker"
+        );
+        let (header, kind) = marker(1, true);
+        txns.on_batch(&header, 1, kind);
+        assert!(!txns.is_verified(1, 0));
+        let other_epoch = txns.begin_verification(1, 1).unwrap();
+        assert_ne!(other_epoch, first);
     }
 
     #[test]

@@ -1436,8 +1436,11 @@ mod tests {
             for action in &actions {
                 group.apply(action);
             }
-            let mut committed_before = 0;
-            for round in 0..400 {
+            // Elections take 1 to 2 s and a split vote costs another: a leader must be
+            // there within 7.5 s (several elections), then a write must commit.
+            let mut committed_before = None;
+            let mut rounds_after_write = 0;
+            for round in 0..700 {
                 group.apply(&Action::Advance(25));
                 group.deliver_all();
                 for node in 0..3 {
@@ -1445,12 +1448,20 @@ mod tests {
                 }
                 group.deliver_all();
                 group.check();
-                if round == 100 {
-                    prop_assert!(group.leader().is_some(), "no leader after healing");
-                    committed_before = group.nodes[&group.leader().unwrap()].log.high_watermark();
-                    group.apply(&Action::Produce(0));
+                match (committed_before, group.leader()) {
+                    (None, Some(leader)) if round >= 100 => {
+                        committed_before = Some(group.nodes[&leader].log.high_watermark());
+                        group.apply(&Action::Produce(0));
+                    }
+                    (None, None) => prop_assert!(round < 300, "no leader after healing"),
+                    (Some(_), _) => rounds_after_write += 1,
+                    _ => {}
+                }
+                if rounds_after_write == 300 {
+                    break;
                 }
             }
+            let committed_before = committed_before.unwrap_or_default();
             let leader = group.leader().expect("a leader");
             let leader_log = &group.nodes[&leader].log;
             prop_assert!(leader_log.high_watermark() > committed_before);

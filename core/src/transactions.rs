@@ -37,11 +37,16 @@
 //!   client began its next transaction, ends that next transaction (Kafka's KAFKA-17754): a
 //!   commit would make the next transaction's first records visible without the rest.
 //!   Kafka's answer, an epoch bump per transaction (KIP-890 part 2), needs the client's
-//!   help, which these clients do not give. Myelin narrows it: a connection's requests reach
-//!   the core in the order they were sent, and a prepared or completed transaction answers
-//!   a duplicate EndTxn harmlessly; the window left is a request delayed in the network
-//!   past a whole retry and the next AddPartitionsToTxn. The simulator's all-or-nothing
-//!   checker would report such a torn transaction.
+//!   help, which these clients do not give. Myelin's answer needs none: the node numbers
+//!   client connections in the order it accepts them, and the coordinator refuses
+//!   (NOT_COORDINATOR) a transactional request for an id from a connection older than the
+//!   newest it has seen for that id (`broker/transactions.rs`, `is_from_stale_connection`):
+//!   a client that retried on a new connection has abandoned the old one, so what still
+//!   arrives there is late. The numbering is per node, which suffices: a request delayed
+//!   on a connection can only reach that connection's node. The cost: a client that spread
+//!   one transactional id's requests over two live connections to one broker would be
+//!   refused on the older one (none of the four clients does: each sends them on its one
+//!   connection to the coordinator).
 //! - A delayed *produce* cannot land in a later transaction: partition leaders verify every
 //!   transaction's first append with the coordinator (KIP-890 part 1), and a marker voids a
 //!   verification in flight.

@@ -36,6 +36,7 @@
 //! - only the leader of the group's offsets partition, loaded in its current epoch, answers
 //!   group requests; the others answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
 
+use super::internal_log::{replay_recovered, CommitQueue};
 use super::{Broker, METADATA_TOPIC};
 use crate::api::{
     AdminOp, CoordinatorResult, CreateTopic, DescribedGroup, ErrorCode, FetchedOffset,
@@ -125,14 +126,13 @@ struct CommittedGroup {
 /// The groups of one offsets partition hosted here. See the module doc.
 #[derive(Debug, Default)]
 pub(super) struct OffsetsShard {
-    /// Batches not applied yet, by base offset: (end offset, records).
-    pending: BTreeMap<i64, (i64, Vec<OffsetsEntry>)>,
+    /// Batches not applied yet.
+    log: CommitQueue<OffsetsEntry>,
     /// Applied transactional offsets per producer, waiting for the transaction's marker.
     pending_txn_offsets: BTreeMap<i64, PendingTxnOffsets>,
     /// The deliberate defect `CommitOffsetsOnAbort`.
     #[cfg(feature = "defects")]
     commit_offsets_on_abort: bool,
-    applied_end: i64,
     committed: BTreeMap<String, CommittedGroup>,
     /// The leader epoch in which this node coordinates the shard's groups.
     coordinating: Option<i32>,
@@ -182,21 +182,13 @@ impl Coordinator {
             shard.commit_offsets_on_abort =
                 defect == Some(crate::defects::Defect::CommitOffsetsOnAbort);
         }
-        if let Some(bytes) = recovered {
-            match crate::batch::validate_record_set(bytes) {
-                Ok(batches) => {
-                    for (header, bytes) in batches {
-                        let last = header.base_offset + header.offset_count() - 1;
-                        if last < log_end {
-                            shard.on_appended(&header, header.base_offset, last, &bytes);
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(partition, %error, "the recovered offsets log does not parse; replaying none of it");
-                }
-            }
-        }
+        replay_recovered(
+            OFFSETS_TOPIC,
+            partition,
+            recovered,
+            log_end,
+            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+        );
         self.shards.insert(partition, shard);
     }
 
@@ -219,11 +211,7 @@ impl Coordinator {
 
     pub(super) fn on_truncated(&mut self, partition: i32, offset: i64) {
         if let Some(shard) = self.shards.get_mut(&partition) {
-            debug_assert!(
-                offset >= shard.applied_end,
-                "a committed offsets record was truncated"
-            );
-            shard.pending.split_off(&offset);
+            shard.log.truncate(offset);
         }
     }
 
@@ -285,43 +273,32 @@ impl OffsetsShard {
                 .map(OffsetsEntry::Record)
                 .collect()
         };
-        self.pending.insert(base_offset, (last_offset + 1, entries));
+        self.log.push(base_offset, last_offset, entries);
     }
 
     /// Applies the batches below `committed`, in order.
     fn apply_committed(&mut self, committed: i64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.get().0 > committed {
-                break;
-            }
-            let (base_offset, (end_offset, records)) = entry.remove_entry();
-            debug_assert!(
-                base_offset >= self.applied_end,
-                "offsets records applied in order, once"
-            );
-            for entry in records {
-                match entry {
-                    OffsetsEntry::Record(record) => self.apply(record),
-                    OffsetsEntry::Marker {
-                        producer_id,
-                        commit,
-                    } => {
-                        #[cfg(feature = "defects")]
-                        let commit = commit || self.commit_offsets_on_abort;
-                        let offsets = self.pending_txn_offsets.remove(&producer_id);
-                        for (group, at_ms, commits) in offsets.into_iter().flatten() {
-                            if commit {
-                                self.apply(GroupRecord::Offsets {
-                                    group,
-                                    at_ms,
-                                    commits,
-                                });
-                            }
+        for entry in self.log.take_committed(committed) {
+            match entry {
+                OffsetsEntry::Record(record) => self.apply(record),
+                OffsetsEntry::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    #[cfg(feature = "defects")]
+                    let commit = commit || self.commit_offsets_on_abort;
+                    let offsets = self.pending_txn_offsets.remove(&producer_id);
+                    for (group, at_ms, commits) in offsets.into_iter().flatten() {
+                        if commit {
+                            self.apply(GroupRecord::Offsets {
+                                group,
+                                at_ms,
+                                commits,
+                            });
                         }
                     }
                 }
             }
-            self.applied_end = end_offset;
         }
     }
 
@@ -1169,7 +1146,7 @@ impl Broker {
             let in_flight = shard
                 .last_write
                 .get(group_id)
-                .filter(|(commit_end, _)| *commit_end > shard.applied_end)
+                .filter(|(commit_end, _)| *commit_end > shard.log.applied_end())
                 .copied();
             match in_flight {
                 Some((commit_end, epoch)) => self.coordinator.held.push(HeldReplies {
@@ -1239,7 +1216,7 @@ impl Broker {
             shard.apply_committed(state.log.high_watermark());
             let leading = (state.replica.is_leader()
                 && state.replica.serves_reads(&state.log)
-                && shard.applied_end >= state.log.high_watermark())
+                && shard.log.applied_end() >= state.log.high_watermark())
             .then(|| state.replica.epoch());
             if shard.coordinating != leading {
                 if shard.coordinating.is_some() {
@@ -1273,7 +1250,7 @@ impl Broker {
         let held = std::mem::take(&mut self.coordinator.held);
         for replies in held {
             let shard = self.coordinator.shards.get(&replies.shard);
-            let applied = shard.is_some_and(|shard| shard.applied_end >= replies.commit_end);
+            let applied = shard.is_some_and(|shard| shard.log.applied_end() >= replies.commit_end);
             let still_leading =
                 shard.is_some_and(|shard| shard.coordinating == Some(replies.epoch));
             if applied && still_leading {

@@ -36,6 +36,7 @@
 //!   coordinator confirmed the partition is in that transaction (`verify_then_produce`),
 //!   and a marker that arrived meanwhile voids the confirmation.
 
+use super::internal_log::{replay_recovered, CommitQueue};
 use super::{Broker, WaitingProduce, WriteReply};
 use crate::api::{
     Acks, DescribedProducers, ErrorCode, ListedTransaction, Output, PeerMessage, ProducePartition,
@@ -68,9 +69,8 @@ pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
 /// The transactional ids of one `__transaction_state` partition hosted here.
 #[derive(Debug, Default)]
 struct TxnShard {
-    /// Batches not applied yet, by base offset: (end offset, records).
-    pending: BTreeMap<i64, (i64, Vec<TxnRecord>)>,
-    applied_end: i64,
+    /// Batches not applied yet.
+    log: CommitQueue<TxnRecord>,
     committed: BTreeMap<String, TxnMetadata>,
     /// The leader epoch in which this node coordinates the shard's ids.
     coordinating: Option<i32>,
@@ -145,6 +145,8 @@ pub(super) struct TxnCoordinator {
     pub(super) local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
     verifications: BTreeMap<u64, PendingVerification>,
     next_timeout_check_ms: i64,
+    /// The newest client connection seen per transactional id (this node's numbering).
+    newest_connections: BTreeMap<String, u64>,
 }
 
 impl TxnCoordinator {
@@ -152,21 +154,13 @@ impl TxnCoordinator {
     /// stored batches (below `log_end`) to replay.
     pub(super) fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
         let mut shard = TxnShard::default();
-        if let Some(bytes) = recovered {
-            match crate::batch::validate_record_set(bytes) {
-                Ok(batches) => {
-                    for (header, bytes) in batches {
-                        let last = header.base_offset + header.offset_count() - 1;
-                        if last < log_end {
-                            shard.on_appended(&header, header.base_offset, last, &bytes);
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(partition, %error, "the recovered transaction-state log does not parse; replaying none of it");
-                }
-            }
-        }
+        replay_recovered(
+            TRANSACTION_STATE_TOPIC,
+            partition,
+            recovered,
+            log_end,
+            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+        );
         self.shards.insert(partition, shard);
     }
 
@@ -189,11 +183,7 @@ impl TxnCoordinator {
 
     pub(super) fn on_truncated(&mut self, partition: i32, offset: i64) {
         if let Some(shard) = self.shards.get_mut(&partition) {
-            debug_assert!(
-                offset >= shard.applied_end,
-                "a committed transaction-state record was truncated"
-            );
-            shard.pending.split_off(&offset);
+            shard.log.truncate(offset);
         }
     }
 
@@ -213,6 +203,29 @@ impl TxnCoordinator {
             )
             .chain(coordinating.then_some(self.next_timeout_check_ms))
             .min()
+    }
+
+    /// Whether a request for `transactional_id` came on a connection older than the newest
+    /// one this node has seen for that id (a request delayed on a connection its client
+    /// gave up on; see `transactions`); remembers the newest. Connection 0 is unknown.
+    fn is_from_stale_connection(&mut self, transactional_id: &str, connection_id: u64) -> bool {
+        if connection_id == 0 {
+            return false;
+        }
+        match self.newest_connections.get_mut(transactional_id) {
+            Some(newest) if connection_id < *newest => true,
+            Some(newest) => {
+                *newest = connection_id;
+                false
+            }
+            None => {
+                if self.newest_connections.len() < TRANSACTIONAL_IDS_MAX {
+                    self.newest_connections
+                        .insert(transactional_id.to_string(), connection_id);
+                }
+                false
+            }
+        }
     }
 
     fn next_id(&mut self) -> u64 {
@@ -235,41 +248,81 @@ impl TxnShard {
             tracing::error!(base_offset, %reason, "undecodable transaction-state batch skipped");
             Vec::new()
         });
-        self.pending.insert(base_offset, (last_offset + 1, records));
+        self.log.push(base_offset, last_offset, records);
     }
 
     /// Applies the batches below `committed`, in order.
     fn apply_committed(&mut self, committed: i64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.get().0 > committed {
-                break;
-            }
-            let (base_offset, (end_offset, records)) = entry.remove_entry();
-            assert!(
-                base_offset >= self.applied_end,
-                "transaction-state records are applied in order, once"
-            );
-            for record in records {
-                match record {
-                    TxnRecord::Metadata(metadata) => {
-                        self.committed
-                            .insert(metadata.transactional_id.clone(), metadata);
-                    }
-                    TxnRecord::Expired { transactional_id } => {
-                        self.committed.remove(&transactional_id);
-                    }
+        let applied_before = self.log.applied_end();
+        for record in self.log.take_committed(committed) {
+            match record {
+                TxnRecord::Metadata(metadata) => {
+                    self.committed
+                        .insert(metadata.transactional_id.clone(), metadata);
+                }
+                TxnRecord::Expired { transactional_id } => {
+                    self.committed.remove(&transactional_id);
                 }
             }
-            self.applied_end = end_offset;
-            self.dirty = true;
         }
-        let applied_end = self.applied_end;
+        let applied_end = self.log.applied_end();
+        self.dirty |= applied_end != applied_before;
         self.writes
             .retain(|_, commit_end| *commit_end > applied_end);
     }
 
     fn is_pending(&self, transactional_id: &str) -> bool {
         self.writes.contains_key(transactional_id)
+    }
+}
+
+/// The transactional id and client connection of a request that changes a transaction.
+fn transactional_connection(request: &Request) -> Option<(&str, u64)> {
+    match request {
+        Request::InitProducerId {
+            transactional_id: Some(transactional_id),
+            connection_id,
+            ..
+        }
+        | Request::AddPartitionsToTxn {
+            transactional_id,
+            connection_id,
+            ..
+        }
+        | Request::AddOffsetsToTxn {
+            transactional_id,
+            connection_id,
+            ..
+        }
+        | Request::EndTxn {
+            transactional_id,
+            connection_id,
+            ..
+        } => Some((transactional_id.as_str(), *connection_id)),
+        _ => None,
+    }
+}
+
+/// The shape of the answer to a transactional request (its error is set by `txn_failure`).
+fn stale_request_response(request: Request) -> Response {
+    match request {
+        Request::AddPartitionsToTxn { partitions, .. } => Response::AddPartitionsToTxn(
+            partitions
+                .into_iter()
+                .map(|partition| (partition, ErrorCode::None))
+                .collect(),
+        ),
+        Request::AddOffsetsToTxn { .. } => Response::AddOffsetsToTxn {
+            error: ErrorCode::None,
+        },
+        Request::EndTxn { .. } => Response::EndTxn {
+            error: ErrorCode::None,
+        },
+        _ => Response::InitProducerId {
+            error: ErrorCode::None,
+            producer_id: -1,
+            producer_epoch: -1,
+        },
     }
 }
 
@@ -315,6 +368,19 @@ impl Broker {
         request: Request,
         outputs: &mut Vec<Output>,
     ) {
+        if let Some((transactional_id, connection_id)) = transactional_connection(&request) {
+            if self
+                .txn_coordinator
+                .is_from_stale_connection(transactional_id, connection_id)
+            {
+                tracing::info!(%transactional_id, connection_id,
+                    "a transactional request from a connection older than one already seen for its id: refused");
+                let response =
+                    txn_failure(stale_request_response(request), ErrorCode::NotCoordinator);
+                outputs.push(Output::Respond { id, response });
+                return;
+            }
+        }
         let response = match request {
             Request::FindTransactionCoordinator { transactional_ids } => Response::FindCoordinator(
                 self.find_coordinators(now_ms, TRANSACTION_STATE_TOPIC, transactional_ids, outputs),
@@ -324,6 +390,7 @@ impl Broker {
                 transaction_timeout_ms,
                 producer_id,
                 producer_epoch,
+                ..
             } => {
                 let expected = (producer_id >= 0).then_some((producer_id, producer_epoch));
                 self.init_transactional_producer(
@@ -341,6 +408,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 partitions,
+                ..
             } => {
                 self.add_partitions_to_txn(
                     now_ms,
@@ -358,6 +426,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 group_id,
+                ..
             } => {
                 self.add_offsets_to_txn(
                     now_ms,
@@ -375,6 +444,7 @@ impl Broker {
                 producer_id,
                 producer_epoch,
                 commit,
+                ..
             } => {
                 let Some(index) =
                     self.txn_shard_or_reply(id, &transactional_id, outputs, |error| {
@@ -412,7 +482,10 @@ impl Broker {
             Request::ListTransactions {
                 state_filters,
                 producer_id_filters,
-            } => self.list_transactions(state_filters, producer_id_filters),
+                min_duration_ms,
+            } => {
+                self.list_transactions(now_ms, state_filters, producer_id_filters, min_duration_ms)
+            }
             Request::DescribeProducers { partitions } => Response::DescribeProducers(
                 partitions
                     .into_iter()
@@ -795,8 +868,10 @@ impl Broker {
 
     fn list_transactions(
         &self,
+        now_ms: i64,
         state_filters: Vec<String>,
         producer_id_filters: Vec<i64>,
+        min_duration_ms: i64,
     ) -> Response {
         const STATES: [TxnState; 8] = [
             TxnState::Empty,
@@ -831,6 +906,10 @@ impl Broker {
             })
             .filter(|state| {
                 producer_id_filters.is_empty() || producer_id_filters.contains(&state.producer_id)
+            })
+            .filter(|state| {
+                min_duration_ms < 0
+                    || (state.txn_start_ms >= 0 && now_ms - state.txn_start_ms >= min_duration_ms)
             })
             .map(|state| ListedTransaction {
                 transactional_id: state.transactional_id.clone(),
@@ -889,7 +968,7 @@ impl Broker {
             shard.apply_committed(state.log.high_watermark());
             let leading = (state.replica.is_leader()
                 && state.replica.serves_reads(&state.log)
-                && shard.applied_end >= state.log.high_watermark())
+                && shard.log.applied_end() >= state.log.high_watermark())
             .then(|| state.replica.epoch());
             if shard.coordinating != leading {
                 if shard.coordinating.is_some() {
@@ -944,7 +1023,7 @@ impl Broker {
         let held = std::mem::take(&mut self.txn_coordinator.held);
         for replies in held {
             let shard = self.txn_coordinator.shards.get(&replies.shard);
-            let applied = shard.is_some_and(|shard| shard.applied_end >= replies.commit_end);
+            let applied = shard.is_some_and(|shard| shard.log.applied_end() >= replies.commit_end);
             let still_leading =
                 shard.is_some_and(|shard| shard.coordinating == Some(replies.epoch));
             if applied && still_leading {

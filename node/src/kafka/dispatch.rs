@@ -23,6 +23,8 @@ use thiserror::Error;
 pub(crate) struct ConnectionContext {
     pub handle: NodeHandle,
     pub peer: SocketAddr,
+    /// This connection's number, in the order the node accepted them.
+    pub connection_id: u64,
     pub topic_ids: TopicIdCache,
 }
 
@@ -76,7 +78,10 @@ pub(crate) async fn call(
     context: &ConnectionContext,
     request: Request,
 ) -> Result<Response, HandlerError> {
-    Ok(context.handle.call(request).await?)
+    Ok(context
+        .handle
+        .call(request.on_connection(context.connection_id))
+        .await?)
 }
 
 /// Handles one request: `Ok(None)` when no response is due (acks=0).

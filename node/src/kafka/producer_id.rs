@@ -18,6 +18,7 @@ fn init_producer_id_request(version: i16, request: &InitProducerIdRequest) -> Re
         (-1, -1)
     };
     Request::InitProducerId {
+        connection_id: 0,
         transactional_id: request
             .transactional_id
             .as_ref()
@@ -98,6 +99,7 @@ mod tests {
             assert_eq!(
                 init_producer_id_request(version, &request),
                 Request::InitProducerId {
+                    connection_id: 0,
                     transactional_id: Some("tx".into()),
                     transaction_timeout_ms: 60_000,
                     producer_id: resume.0,

@@ -80,6 +80,10 @@ pub async fn serve(
     }
     let config = Arc::new(config);
     let connection_slots = Arc::new(Semaphore::new(config.connections_max));
+    // Connections are numbered in the order they are accepted: the transaction coordinator
+    // tells a request delayed on a connection its client gave up on from the retry on a
+    // newer one (see myelin_core::transactions).
+    let mut connections_accepted: u64 = 0;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -101,8 +105,10 @@ pub async fn serve(
         };
         let handle = handle.clone();
         let config = config.clone();
+        connections_accepted += 1;
+        let connection_id = connections_accepted;
         tokio::spawn(async move {
-            serve_connection(stream, peer, handle, &config).await;
+            serve_connection(stream, peer, connection_id, handle, &config).await;
             drop(slot);
         });
     }
@@ -125,6 +131,7 @@ enum WriterError {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    connection_id: u64,
     handle: NodeHandle,
     config: &KafkaListenerConfig,
 ) {
@@ -137,6 +144,7 @@ async fn serve_connection(
     let context = Arc::new(ConnectionContext {
         handle,
         peer,
+        connection_id,
         topic_ids: TopicIdCache::default(),
     });
     // Capacity 1: the writer's in-flight set is the real bound; this only hands over.

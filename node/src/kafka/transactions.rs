@@ -20,8 +20,7 @@
 //! - TxnOffsetCommit v3 carries the consumer's generation, member id and instance id
 //!   (KIP-447); before v3 the core gets member id "" and generation -1 (no membership check).
 //!   The committed leader epoch (v2+) is not kept, as for OffsetCommit.
-//! - ListTransactions v1 adds a duration filter; it is decoded but not applied (the core's
-//!   request has none), so every transaction matching the other filters is listed.
+//! - ListTransactions v1 adds a duration filter: only transactions open at least that long.
 //!
 //! Results keep the order of the request. The pure translations (`*_request` /
 //! `*_response`) are separate from the handlers so the tests can check every advertised
@@ -102,6 +101,7 @@ fn partitions_of<'a>(
 
 fn add_partitions_request(request: &AddPartitionsToTxnRequest) -> Request {
     Request::AddPartitionsToTxn {
+        connection_id: 0,
         transactional_id: request.v3_and_below_transactional_id.to_string(),
         producer_id: request.v3_and_below_producer_id.0,
         producer_epoch: request.v3_and_below_producer_epoch,
@@ -170,6 +170,7 @@ pub(crate) async fn add_partitions_to_txn(
 
 fn add_offsets_request(request: &AddOffsetsToTxnRequest) -> Request {
     Request::AddOffsetsToTxn {
+        connection_id: 0,
         transactional_id: request.transactional_id.to_string(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
@@ -198,6 +199,7 @@ pub(crate) async fn add_offsets_to_txn(
 
 fn end_txn_request(request: &EndTxnRequest) -> Request {
     Request::EndTxn {
+        connection_id: 0,
         transactional_id: request.transactional_id.to_string(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
@@ -410,7 +412,6 @@ pub(crate) async fn describe_transactions(
     )))
 }
 
-/// v1's duration filter is not part of the core's request (see the module notes).
 fn list_transactions_request(request: &ListTransactionsRequest) -> Request {
     Request::ListTransactions {
         state_filters: request
@@ -419,6 +420,7 @@ fn list_transactions_request(request: &ListTransactionsRequest) -> Request {
             .map(|state| state.to_string())
             .collect(),
         producer_id_filters: request.producer_id_filters.iter().map(|id| id.0).collect(),
+        min_duration_ms: request.duration_filter,
     }
 }
 
@@ -646,6 +648,7 @@ mod tests {
             assert_eq!(
                 core,
                 Request::AddPartitionsToTxn {
+                    connection_id: 0,
                     transactional_id: "tx".into(),
                     producer_id: 7,
                     producer_epoch: 3,
@@ -703,6 +706,7 @@ mod tests {
             assert_eq!(
                 add_offsets_request(&request),
                 Request::AddOffsetsToTxn {
+                    connection_id: 0,
                     transactional_id: "tx".into(),
                     producer_id: 7,
                     producer_epoch: 3,
@@ -732,6 +736,7 @@ mod tests {
                 assert_eq!(
                     end_txn_request(&request),
                     Request::EndTxn {
+                        connection_id: 0,
                         transactional_id: "tx".into(),
                         producer_id: 7,
                         producer_epoch: 3,
@@ -938,6 +943,7 @@ mod tests {
                 Request::ListTransactions {
                     state_filters: vec!["Ongoing".into(), "Nonsense".into()],
                     producer_id_filters: vec![7],
+                    min_duration_ms: if version >= 1 { 5_000 } else { -1 },
                 }
             );
             let listed = vec![ListedTransaction {

@@ -1,0 +1,126 @@
+//! What the coordinators' internal logs share (`__consumer_offsets`,
+//! `__transaction_state`): replaying the batches recovered from disk, and applying a
+//! partition's batches once they are committed, in offset order, exactly once.
+//!
+//! Invariants (asserted, in every build): batches are applied in offset order and each
+//! once; a truncation never cuts what was applied (committed data is never truncated).
+
+use crate::batch::BatchHeader;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+
+/// Calls `on_batch(header, base offset, last offset, bytes)` for each recovered batch of an
+/// internal partition that lies below `log_end` (what the log kept).
+pub(super) fn replay_recovered(
+    topic: &str,
+    partition: i32,
+    recovered: Option<&Bytes>,
+    log_end: i64,
+    mut on_batch: impl FnMut(&BatchHeader, i64, i64, &Bytes),
+) {
+    let Some(bytes) = recovered else {
+        return;
+    };
+    match crate::batch::validate_record_set(bytes) {
+        Ok(batches) => {
+            for (header, bytes) in batches {
+                let last = header.base_offset + header.offset_count() - 1;
+                if last < log_end {
+                    on_batch(&header, header.base_offset, last, &bytes);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(topic, partition, %error, "the recovered internal log does not parse; replaying none of it");
+        }
+    }
+}
+
+/// The decoded batches of one internal partition waiting for their commit.
+#[derive(Debug)]
+pub(super) struct CommitQueue<T> {
+    /// By base offset: (end offset, entries).
+    pending: BTreeMap<i64, (i64, Vec<T>)>,
+    applied_end: i64,
+}
+
+impl<T> Default for CommitQueue<T> {
+    fn default() -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            applied_end: 0,
+        }
+    }
+}
+
+impl<T> CommitQueue<T> {
+    /// A batch appended at `base_offset ..= last_offset`, decoded to `entries` (none for
+    /// a batch that carries nothing to apply: it still moves `applied_end`).
+    pub(super) fn push(&mut self, base_offset: i64, last_offset: i64, entries: Vec<T>) {
+        self.pending.insert(base_offset, (last_offset + 1, entries));
+    }
+
+    /// The log lost its tail from `offset` on.
+    pub(super) fn truncate(&mut self, offset: i64) {
+        assert!(
+            offset >= self.applied_end,
+            "a committed internal-log batch was truncated (at {offset}, applied to {})",
+            self.applied_end
+        );
+        self.pending.split_off(&offset);
+    }
+
+    /// Takes the entries of every batch wholly below `committed`, in offset order.
+    pub(super) fn take_committed(&mut self, committed: i64) -> Vec<T> {
+        let mut entries = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().0 > committed {
+                break;
+            }
+            let (base_offset, (end_offset, batch)) = entry.remove_entry();
+            assert!(
+                base_offset >= self.applied_end,
+                "internal-log batches are applied in order, once"
+            );
+            entries.extend(batch);
+            self.applied_end = end_offset;
+        }
+        entries
+    }
+
+    /// Where applying has reached: every batch below is applied.
+    pub(super) fn applied_end(&self) -> i64 {
+        self.applied_end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_apply_in_order_once_they_are_committed() {
+        let mut queue = CommitQueue::default();
+        queue.push(0, 1, vec!["a", "b"]);
+        queue.push(2, 2, vec![]);
+        queue.push(3, 4, vec!["c"]);
+        assert!(
+            queue.take_committed(1).is_empty(),
+            "the first batch ends at 2"
+        );
+        assert_eq!(queue.take_committed(3), vec!["a", "b"]);
+        assert_eq!(queue.applied_end(), 3);
+        queue.truncate(3);
+        assert!(queue.take_committed(10).is_empty());
+        assert_eq!(queue.applied_end(), 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "committed internal-log batch was truncated")]
+    fn truncating_applied_batches_is_refused() {
+        let mut queue = CommitQueue::default();
+        queue.push(0, 0, vec![1]);
+        queue.take_committed(1);
+        queue.truncate(0);
+    }
+}
