@@ -934,11 +934,9 @@ impl Checker {
         }
         // The copiers' output: each input record exactly once.
         let mut input: BTreeMap<String, u32> = BTreeMap::new();
-        for read in inputs.values() {
-            if let Ok(log) = read {
-                for value in log.records.iter().filter_map(|record| record.value.clone()) {
-                    *input.entry(value).or_insert(0) += 1;
-                }
+        for log in inputs.values().flatten() {
+            for value in log.records.iter().filter_map(|record| record.value.clone()) {
+                *input.entry(value).or_insert(0) += 1;
             }
         }
         let mut missing = Vec::new();
