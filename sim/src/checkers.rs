@@ -51,13 +51,36 @@
 //! - **group-stabilizes** (groups): once faults heal and producers stop, the group settles
 //!   and commits every partition up to its high watermark within the deadline: consumption
 //!   continues from the committed offsets.
+//! - **aborted-reads** (transactions; Jepsen's G1a): no record of an aborted transaction
+//!   is ever read as committed: not by a read_committed consumer, not in the final
+//!   read_committed log. A transaction is aborted for sure once its abort was acknowledged,
+//!   or at the end if its client never asked to commit it (crashed, fenced, expired).
+//! - **read-committed-isolation** (transactions): a read_committed fetch returns only
+//!   records below the last stable offset it reports (itself at most the high watermark),
+//!   and never a record of a transaction whose commit had not been requested by then (an
+//!   open transaction's data).
+//! - **transactions-atomic** (transactions): a transaction's records become visible all
+//!   together or not at all: at the end, a transaction with any record in the final
+//!   read_committed log has there every record it wrote (in every partition); and an input
+//!   offset a copier reads back as committed was sent in a transaction whose commit was
+//!   requested (offsets are not visible without their transaction's commit).
+//! - **read-committed-no-skips** (transactions): a read_committed consumer never goes
+//!   backwards (each fetch starts where the previous one ended) and never skips a committed
+//!   record: what it was given from each fetch is exactly the final read_committed log over
+//!   that range (gaps only at control batches and aborted records).
+//! - **copied-exactly-once** (transactions): at the end, the copiers' committed output holds
+//!   each input record exactly once, and nothing else.
+//! - **transactions-settle** (transactions): once faults heal and producers stop, the
+//!   copiers finish the input (the group's committed offsets reach the input's end) and no
+//!   transaction stays open (every output partition's last stable offset reaches its high
+//!   watermark) within the deadline.
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
 use crate::disk::StoredBatch;
 use crate::history::{
-    ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef, ProduceOutcome, ReadRecord,
-    Value,
+    split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
+    ProduceOutcome, ReadRecord, Value,
 };
 use crate::scenario::ClientRole;
 use myelin_core::api::{ErrorCode, Output, PeerMessage, Response};
@@ -93,10 +116,16 @@ pub enum Invariant {
     FencedCommitsRejected,
     CommittedOffsetsMonotonic,
     GroupStabilizes,
+    AbortedReads,
+    ReadCommittedIsolation,
+    TransactionsAtomic,
+    ReadCommittedNoSkips,
+    CopiedExactlyOnce,
+    TransactionsSettle,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 16] = [
+    pub const ALL: [Invariant; 22] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -113,6 +142,12 @@ impl Invariant {
         Invariant::FencedCommitsRejected,
         Invariant::CommittedOffsetsMonotonic,
         Invariant::GroupStabilizes,
+        Invariant::AbortedReads,
+        Invariant::ReadCommittedIsolation,
+        Invariant::TransactionsAtomic,
+        Invariant::ReadCommittedNoSkips,
+        Invariant::CopiedExactlyOnce,
+        Invariant::TransactionsSettle,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,6 +168,12 @@ impl Invariant {
             Invariant::FencedCommitsRejected => "fenced-commits-rejected",
             Invariant::CommittedOffsetsMonotonic => "committed-offsets-monotonic",
             Invariant::GroupStabilizes => "group-stabilizes",
+            Invariant::AbortedReads => "aborted-reads",
+            Invariant::ReadCommittedIsolation => "read-committed-isolation",
+            Invariant::TransactionsAtomic => "transactions-atomic",
+            Invariant::ReadCommittedNoSkips => "read-committed-no-skips",
+            Invariant::CopiedExactlyOnce => "copied-exactly-once",
+            Invariant::TransactionsSettle => "transactions-settle",
         }
     }
 }
@@ -273,6 +314,59 @@ impl GroupHistory {
     }
 }
 
+/// What the transaction checkers know of one transaction.
+#[derive(Debug, Default)]
+struct TxnInfo {
+    /// EndTxn(commit) was sent (so the transaction may have committed).
+    commit_requested: bool,
+    abort_requested: bool,
+    committed: bool,
+    aborted: bool,
+    /// (partition, offset, value) of every record whose produce was acknowledged.
+    acknowledged: Vec<(i32, i64, String)>,
+    /// (input partition, offset) pairs sent in its TxnOffsetCommits (answered or not).
+    offsets: Vec<(i32, i64)>,
+}
+
+impl TxnInfo {
+    /// Aborted for sure: its abort was acknowledged, or (at the end of the run) its commit
+    /// was never requested.
+    fn aborted_for_sure(&self, at_the_end: bool) -> bool {
+        self.aborted || (at_the_end && !self.commit_requested)
+    }
+}
+
+/// One fetch of a consumer of the output topic, kept for the final checks.
+#[derive(Debug, Clone)]
+struct OutputRead {
+    client: u8,
+    partition: i32,
+    read_committed: bool,
+    fetch_offset: i64,
+    next_offset: i64,
+    records: Vec<ReadRecord>,
+}
+
+/// What the transaction checkers remember.
+#[derive(Debug, Default)]
+struct TxnHistory {
+    txns: BTreeMap<String, TxnInfo>,
+    reads: Vec<OutputRead>,
+    /// Where each consumer's next fetch of a partition must start.
+    positions: BTreeMap<(u8, i32), i64>,
+    committed: u64,
+    aborted: u64,
+}
+
+/// The output topic's partitions as read back at the end, for the transaction checkers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLogs {
+    /// Everything up to the high watermark (read_uncommitted).
+    pub uncommitted: FinalRead,
+    /// Everything delivered read_committed up to the last stable offset.
+    pub committed: FinalRead,
+}
+
 /// The checkers' state over one run. Feed it with `observe_client` and `observe_core`, in
 /// the order events happen, then call `finish`.
 #[derive(Debug, Default)]
@@ -282,7 +376,7 @@ pub struct Checker {
     open_produces: BTreeMap<u64, (PartitionRef, ClientRole, Vec<String>)>,
     partitions: BTreeMap<PartitionRef, PartitionState>,
     /// Highest high watermark each node's core reported, per partition.
-    core_high_watermarks: BTreeMap<PartitionRef, i64>,
+    core_high_watermarks: BTreeMap<(PartitionRef, String), i64>,
     /// The node that sent replication appends in each (partition, leader epoch).
     leaders: BTreeMap<(String, i32, i32), u8>,
     /// A replicated cluster: offsets may have gaps (leader-change control batches, which
@@ -292,6 +386,7 @@ pub struct Checker {
     /// lifetime (a restarted replica learns what is committed from the leader again).
     core_high_watermark_per_lifetime: bool,
     group: GroupHistory,
+    txn: TxnHistory,
     report: CheckReport,
 }
 
@@ -469,11 +564,422 @@ impl Checker {
         }
     }
 
+    fn observe_transaction(&mut self, event: &ClientEvent) {
+        match event {
+            ClientEvent::TxnProduced {
+                txn,
+                partition,
+                values,
+                outcome,
+                ..
+            } => {
+                let info = self.txn.txns.entry(txn.clone()).or_default();
+                if let ProduceOutcome::Acknowledged { base_offset } = outcome {
+                    for (index, value) in values.iter().enumerate() {
+                        info.acknowledged.push((
+                            *partition,
+                            base_offset + index as i64,
+                            value.clone(),
+                        ));
+                    }
+                }
+            }
+            ClientEvent::TxnOffsetsSent { txn, offsets, .. } => {
+                let info = self.txn.txns.entry(txn.clone()).or_default();
+                info.offsets.extend(offsets.iter().copied());
+            }
+            ClientEvent::TxnEndRequested { txn, commit, .. } => {
+                let info = self.txn.txns.entry(txn.clone()).or_default();
+                if *commit {
+                    info.commit_requested = true;
+                } else {
+                    info.abort_requested = true;
+                }
+            }
+            ClientEvent::TxnEnded {
+                txn,
+                commit,
+                outcome,
+                ..
+            } => {
+                let info = self.txn.txns.entry(txn.clone()).or_default();
+                if *outcome == CommitOutcome::Acknowledged {
+                    if *commit {
+                        info.committed = true;
+                        self.txn.committed += 1;
+                    } else {
+                        info.aborted = true;
+                        self.txn.aborted += 1;
+                    }
+                }
+            }
+            ClientEvent::TxnStarted { txn, .. } => {
+                self.txn.txns.entry(txn.clone()).or_default();
+            }
+            ClientEvent::TxnAbandoned { .. } => {}
+            ClientEvent::OutputFetched {
+                client,
+                partition,
+                read_committed,
+                fetch_offset,
+                next_offset,
+                high_watermark,
+                last_stable_offset,
+                records,
+                at,
+                ..
+            } => {
+                let (client, partition, at) = (*client, *partition, *at);
+                let who = format!(
+                    "client {client} ({}) on output partition {partition}",
+                    if *read_committed {
+                        "read_committed"
+                    } else {
+                        "read_uncommitted"
+                    }
+                );
+                if *read_committed {
+                    let expected = self.txn.positions.get(&(client, partition)).copied();
+                    let ok = expected.is_none_or(|expected| expected == *fetch_offset)
+                        && next_offset >= fetch_offset;
+                    self.check(Invariant::ReadCommittedNoSkips, ok, Some(at), || {
+                        format!(
+                            "{who} fetched from {fetch_offset} to {next_offset}, but its previous fetch ended at {}",
+                            expected.unwrap_or_default()
+                        )
+                    });
+                    self.txn.positions.insert((client, partition), *next_offset);
+                    let stable = *last_stable_offset <= *high_watermark;
+                    self.check(Invariant::ReadCommittedIsolation, stable, Some(at), || {
+                        format!("{who}: last stable offset {last_stable_offset} above the high watermark {high_watermark}")
+                    });
+                }
+                let limit = if *read_committed {
+                    *last_stable_offset
+                } else {
+                    *high_watermark
+                };
+                let mut previous = fetch_offset - 1;
+                for record in records {
+                    let offset = record.offset;
+                    let below = offset < limit;
+                    let invariant = if *read_committed {
+                        Invariant::ReadCommittedIsolation
+                    } else {
+                        Invariant::ReadsBelowHighWatermark
+                    };
+                    self.check(invariant, below, Some(at), || {
+                        format!("{who} read offset {offset}, at or above {limit} (high watermark {high_watermark}, last stable offset {last_stable_offset})")
+                    });
+                    let in_order = offset > previous && offset < *next_offset;
+                    self.check(Invariant::ReadsInOffsetOrder, in_order, Some(at), || {
+                        format!("{who} fetched from {fetch_offset} to {next_offset} and got offset {offset} after {previous}")
+                    });
+                    previous = offset;
+                    let txn = record
+                        .value
+                        .as_deref()
+                        .and_then(split_transactional_value)
+                        .map(|(_, txn)| txn);
+                    let status = txn
+                        .and_then(|txn| self.txn.txns.get(txn))
+                        .map(|info| (info.aborted_for_sure(false), info.commit_requested));
+                    self.check(
+                        Invariant::NoPhantomRecords,
+                        status.is_some(),
+                        Some(at),
+                        || {
+                            format!(
+                                "{who} read {:?} at offset {offset}, which no transaction wrote",
+                                record.value
+                            )
+                        },
+                    );
+                    let (Some(txn), Some((aborted, requested))) = (txn, status) else {
+                        continue;
+                    };
+                    if !*read_committed {
+                        continue;
+                    }
+                    self.check(Invariant::AbortedReads, !aborted, Some(at), || {
+                        format!("{who} read {:?} at offset {offset}, of transaction {txn}, whose abort was acknowledged", record.value)
+                    });
+                    self.check(Invariant::ReadCommittedIsolation, aborted || requested, Some(at), || {
+                        format!("{who} read {:?} at offset {offset}, of transaction {txn}, whose commit had not been requested (an open transaction)", record.value)
+                    });
+                }
+                self.txn.reads.push(OutputRead {
+                    client,
+                    partition,
+                    read_committed: *read_committed,
+                    fetch_offset: *fetch_offset,
+                    next_offset: *next_offset,
+                    records: records.clone(),
+                });
+            }
+            ClientEvent::CopierOffsetsFetched {
+                client,
+                offsets,
+                at,
+                ..
+            } => {
+                for (partition, offset) in offsets {
+                    if *offset < 0 {
+                        continue;
+                    }
+                    let sent_by_committing = self.txn.txns.values().any(|info| {
+                        info.commit_requested && info.offsets.contains(&(*partition, *offset))
+                    });
+                    self.check(Invariant::TransactionsAtomic, sent_by_committing, Some(*at), || {
+                        format!(
+                            "copier client {client} read committed offset {offset} of input partition {partition}, which no transaction whose commit was requested sent"
+                        )
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The final transaction checks, against the output topic read back in full (both
+    /// isolation levels, by output partition), the input topic's final logs (empty when
+    /// there is no copier: nothing to copy), and whether the copiers finished and every
+    /// transaction ended after the faults healed.
+    pub fn check_transactions(
+        &mut self,
+        outputs: &BTreeMap<i32, OutputLogs>,
+        inputs: &BTreeMap<PartitionRef, FinalRead>,
+        settled: &Result<(), String>,
+    ) {
+        self.check(Invariant::TransactionsSettle, settled.is_ok(), None, || {
+            format!(
+                "after healing, {}",
+                settled.as_ref().err().map_or("", String::as_str)
+            )
+        });
+        let mut logs: BTreeMap<i32, (&FinalLog, &FinalLog)> = BTreeMap::new();
+        for (partition, output) in outputs {
+            match (&output.uncommitted, &output.committed) {
+                (Ok(uncommitted), Ok(committed)) => {
+                    self.check(Invariant::Liveness, true, None, String::new);
+                    logs.insert(*partition, (uncommitted, committed));
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    self.check(Invariant::Liveness, false, None, || {
+                        format!("output partition {partition} could not be read back: {error}")
+                    });
+                }
+            }
+        }
+        // Every record of every transaction, as written and as committed.
+        let mut written: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+        let mut visible: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+        let mut copied: BTreeMap<String, u32> = BTreeMap::new();
+        for (partition, (uncommitted, committed)) in &logs {
+            let partition = *partition;
+            let all: BTreeMap<i64, &Value> = uncommitted
+                .records
+                .iter()
+                .map(|record| (record.offset, &record.value))
+                .collect();
+            for record in &uncommitted.records {
+                let txn = record.value.as_deref().and_then(split_transactional_value);
+                let known = txn.is_some_and(|(_, txn)| self.txn.txns.contains_key(txn));
+                self.check(Invariant::NoPhantomRecords, known, None, || {
+                    format!(
+                        "output partition {partition}: the final log has {:?} at offset {}, which no transaction wrote",
+                        record.value, record.offset
+                    )
+                });
+                if let Some((_, txn)) = txn {
+                    written
+                        .entry(txn.to_string())
+                        .or_default()
+                        .push((partition, record.offset));
+                }
+            }
+            for record in &committed.records {
+                let same = all.get(&record.offset) == Some(&&record.value);
+                self.check(Invariant::ReadsSurvive, same, None, || {
+                    format!(
+                        "output partition {partition}: the final read_committed log has {:?} at offset {}, the read_uncommitted one does not",
+                        record.value, record.offset
+                    )
+                });
+                let Some((payload, txn)) =
+                    record.value.as_deref().and_then(split_transactional_value)
+                else {
+                    continue;
+                };
+                visible
+                    .entry(txn.to_string())
+                    .or_default()
+                    .push((partition, record.offset));
+                let aborted = self
+                    .txn
+                    .txns
+                    .get(txn)
+                    .is_some_and(|info| info.aborted_for_sure(true));
+                self.check(Invariant::AbortedReads, !aborted, None, || {
+                    format!(
+                        "output partition {partition}: the final read_committed log has {:?} at offset {}, of transaction {txn}, which was aborted",
+                        record.value, record.offset
+                    )
+                });
+                if txn_is_copier(txn) {
+                    *copied.entry(payload.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        for (txn, visible_records) in &visible {
+            let all = written.get(txn).cloned().unwrap_or_default();
+            let whole = visible_records.len() == all.len();
+            self.check(Invariant::TransactionsAtomic, whole, None, || {
+                format!(
+                    "transaction {txn}: {} of its {} written record(s) are visible read_committed: {visible_records:?} of {all:?}",
+                    visible_records.len(),
+                    all.len()
+                )
+            });
+        }
+        let committed_records: Vec<(String, i32, i64, String)> = self
+            .txn
+            .txns
+            .iter()
+            .filter(|(_, info)| info.committed)
+            .flat_map(|(txn, info)| {
+                info.acknowledged
+                    .iter()
+                    .map(move |(p, o, v)| (txn.clone(), *p, *o, v.clone()))
+            })
+            .collect();
+        for (txn, partition, offset, value) in committed_records {
+            let found = logs.get(&partition).map(|(_, committed)| {
+                committed.records.iter().any(|record| {
+                    record.offset == offset && record.value.as_deref() == Some(&value)
+                })
+            });
+            // A partition that could not be read back is reported as such above.
+            self.check(
+                Invariant::AcknowledgedWritesSurvive,
+                found != Some(false),
+                None,
+                || {
+                    format!(
+                        "transaction {txn} committed, but its record {value:?} acknowledged at output partition {partition} offset {offset} is not in the final read_committed log"
+                    )
+                },
+            );
+        }
+        // What consumers read, against the final logs.
+        let reads = std::mem::take(&mut self.txn.reads);
+        for read in &reads {
+            let Some((uncommitted, committed)) = logs.get(&read.partition) else {
+                continue;
+            };
+            let who = format!(
+                "client {} ({}) on output partition {}",
+                read.client,
+                if read.read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+                read.partition
+            );
+            let log = if read.read_committed {
+                committed
+            } else {
+                uncommitted
+            };
+            for record in &read.records {
+                let found = log
+                    .records
+                    .iter()
+                    .find(|final_record| final_record.offset == record.offset);
+                let same = found.is_some_and(|found| found.value == record.value);
+                self.check(Invariant::ReadsSurvive, same, None, || {
+                    format!(
+                        "{who} read {:?} at offset {}, the final log has {:?}",
+                        record.value,
+                        record.offset,
+                        found.map(|found| &found.value)
+                    )
+                });
+            }
+            if read.read_committed && read.next_offset <= log.high_watermark {
+                let expected: Vec<i64> = log
+                    .records
+                    .iter()
+                    .filter(|record| {
+                        record.offset >= read.fetch_offset && record.offset < read.next_offset
+                    })
+                    .map(|record| record.offset)
+                    .collect();
+                let got: Vec<i64> = read.records.iter().map(|record| record.offset).collect();
+                let skipped: Vec<i64> = expected
+                    .iter()
+                    .filter(|offset| !got.contains(offset))
+                    .copied()
+                    .collect();
+                self.check(Invariant::ReadCommittedNoSkips, skipped.is_empty(), None, || {
+                    format!(
+                        "{who} fetched from {} to {} and skipped the committed records at offsets {}",
+                        read.fetch_offset,
+                        read.next_offset,
+                        describe_offsets(&skipped)
+                    )
+                });
+            }
+        }
+        // The copiers' output: each input record exactly once.
+        let mut input: BTreeMap<String, u32> = BTreeMap::new();
+        for log in inputs.values().flatten() {
+            for value in log.records.iter().filter_map(|record| record.value.clone()) {
+                *input.entry(value).or_insert(0) += 1;
+            }
+        }
+        let mut missing = Vec::new();
+        for value in input.keys() {
+            let count = copied.get(value).copied().unwrap_or(0);
+            if count == 0 {
+                missing.push(value.clone());
+            }
+            self.check(Invariant::CopiedExactlyOnce, count <= 1, None, || {
+                format!("input record {value:?} was copied {count} times")
+            });
+        }
+        self.check(
+            Invariant::CopiedExactlyOnce,
+            missing.is_empty(),
+            None,
+            || {
+                format!(
+                    "{} input record(s) never copied, e.g. {:?}",
+                    missing.len(),
+                    missing.iter().take(5).collect::<Vec<_>>()
+                )
+            },
+        );
+        for (payload, count) in &copied {
+            self.check(
+                Invariant::CopiedExactlyOnce,
+                input.contains_key(payload),
+                None,
+                || format!("the copiers' output has {payload:?} ({count} times), which is not in the input"),
+            );
+        }
+        let (committed, aborted) = (self.txn.committed, self.txn.aborted);
+        self.check(Invariant::Progress, committed > 0 && aborted > 0, None, || {
+            format!("{committed} transaction(s) committed and {aborted} aborted (at least one of each needed)")
+        });
+    }
+
     /// Node `node` restarted.
     pub fn node_restarted(&mut self, node: u8) {
         if self.core_high_watermark_per_lifetime {
             self.core_high_watermarks
-                .retain(|partition, _| partition.node != node);
+                .retain(|(partition, _), _| partition.node != node);
         }
     }
 
@@ -694,6 +1200,14 @@ impl Checker {
             | ClientEvent::OffsetsCommitted { .. }
             | ClientEvent::OffsetsFetched { .. }
             | ClientEvent::GroupRead { .. } => self.observe_group(event),
+            ClientEvent::TxnStarted { .. }
+            | ClientEvent::TxnProduced { .. }
+            | ClientEvent::TxnOffsetsSent { .. }
+            | ClientEvent::TxnEndRequested { .. }
+            | ClientEvent::TxnEnded { .. }
+            | ClientEvent::TxnAbandoned { .. }
+            | ClientEvent::OutputFetched { .. }
+            | ClientEvent::CopierOffsetsFetched { .. } => self.observe_transaction(event),
         }
     }
 
@@ -768,18 +1282,21 @@ impl Checker {
                 node,
                 partition: result.partition.partition,
             };
+            // Keyed by topic too: transaction scenarios fetch two topics.
+            let key = (partition, result.partition.topic.clone());
             let previous = self
                 .core_high_watermarks
-                .insert(partition, result.high_watermark);
+                .insert(key.clone(), result.high_watermark);
             let ok = previous.is_none_or(|previous| result.high_watermark >= previous);
             if !ok {
                 // Keep the highest seen, so one regression is reported once.
                 self.core_high_watermarks
-                    .insert(partition, previous.unwrap_or_default());
+                    .insert(key, previous.unwrap_or_default());
             }
             self.check(Invariant::HighWatermarkMonotonic, ok, Some(at), || {
                 format!(
-                    "{partition}: the core reported high watermark {} after {}",
+                    "{partition} ({}): the core reported high watermark {} after {}",
+                    result.partition.topic,
                     result.high_watermark,
                     previous.unwrap_or_default()
                 )
@@ -936,6 +1453,11 @@ impl Checker {
             });
         }
     }
+}
+
+/// Whether `txn` is a copier's (see `history`: copiers' transactions are `xc...`).
+fn txn_is_copier(txn: &str) -> bool {
+    txn.starts_with("xc")
 }
 
 /// Offsets as ranges: "0..=41, 45..=60".
@@ -1108,5 +1630,313 @@ mod tests {
                 "{invariant} not caught: {violations:?}"
             );
         }
+    }
+
+    // ---- transactions ----
+
+    fn rec(offset: i64, value: &str) -> ReadRecord {
+        record(offset, value)
+    }
+
+    fn txn_produced(txn: &str, partition: i32, values: &[&str], base_offset: i64) -> ClientEvent {
+        ClientEvent::TxnProduced {
+            client: 1,
+            txn: txn.into(),
+            partition,
+            values: values.iter().map(|v| v.to_string()).collect(),
+            outcome: ProduceOutcome::Acknowledged { base_offset },
+            at: 10,
+        }
+    }
+
+    fn txn_end(txn: &str, commit: bool) -> [ClientEvent; 2] {
+        [
+            ClientEvent::TxnEndRequested {
+                client: 1,
+                txn: txn.into(),
+                commit,
+                at: 20,
+            },
+            ClientEvent::TxnEnded {
+                client: 1,
+                txn: txn.into(),
+                commit,
+                attempts: 1,
+                outcome: CommitOutcome::Acknowledged,
+                at: 30,
+            },
+        ]
+    }
+
+    fn output_fetch(
+        read_committed: bool,
+        fetch_offset: i64,
+        next_offset: i64,
+        last_stable_offset: i64,
+        records: Vec<ReadRecord>,
+    ) -> ClientEvent {
+        ClientEvent::OutputFetched {
+            client: 7,
+            partition: 0,
+            read_committed,
+            fetch_offset,
+            next_offset,
+            high_watermark: 100,
+            last_stable_offset,
+            records,
+            started: 40,
+            at: 50,
+        }
+    }
+
+    fn log_of(records: Vec<ReadRecord>, high_watermark: i64) -> FinalRead {
+        Ok(FinalLog {
+            log_start_offset: 0,
+            high_watermark,
+            records,
+        })
+    }
+
+    /// A history: copier transaction xc2.0.1 copies input "in-0" and "in-1" to output
+    /// partition 0 (offsets 0, 1; its marker at 2) and commits input offset 2; producer
+    /// transaction xp1.0.1 writes "r0-0" (offset 3) and aborts (marker at 4); a
+    /// read_committed consumer reads offsets 0..5.
+    fn clean_transactions() -> Checker {
+        let mut checker = Checker::new();
+        checker.observe_client(&txn_produced(
+            "xc2.0.1",
+            0,
+            &["in-0@xc2.0.1", "in-1@xc2.0.1"],
+            0,
+        ));
+        checker.observe_client(&ClientEvent::TxnOffsetsSent {
+            client: 2,
+            txn: "xc2.0.1".into(),
+            member: "m".into(),
+            generation: 1,
+            offsets: vec![(0, 2)],
+            outcome: CommitOutcome::Acknowledged,
+            at: 15,
+        });
+        for event in txn_end("xc2.0.1", true) {
+            checker.observe_client(&event);
+        }
+        checker.observe_client(&txn_produced("xp1.0.1", 0, &["r0-0@xp1.0.1"], 3));
+        for event in txn_end("xp1.0.1", false) {
+            checker.observe_client(&event);
+        }
+        checker
+    }
+
+    fn clean_outputs() -> BTreeMap<i32, OutputLogs> {
+        BTreeMap::from([(
+            0,
+            OutputLogs {
+                uncommitted: log_of(
+                    vec![
+                        rec(0, "in-0@xc2.0.1"),
+                        rec(1, "in-1@xc2.0.1"),
+                        rec(3, "r0-0@xp1.0.1"),
+                    ],
+                    5,
+                ),
+                committed: log_of(vec![rec(0, "in-0@xc2.0.1"), rec(1, "in-1@xc2.0.1")], 5),
+            },
+        )])
+    }
+
+    fn inputs(values: &[&str]) -> BTreeMap<PartitionRef, FinalRead> {
+        final_log(values)
+    }
+
+    fn transaction_violations(
+        checker: Checker,
+        outputs: &BTreeMap<i32, OutputLogs>,
+        input: &[&str],
+        settled: Result<(), String>,
+    ) -> Vec<Invariant> {
+        let mut checker = checker;
+        checker.check_transactions(outputs, &inputs(input), &settled);
+        let mut found = broken(&checker.finish(&BTreeMap::new(), progress()));
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    #[test]
+    fn a_clean_transaction_history_passes() {
+        let mut checker = clean_transactions();
+        checker.observe_client(&output_fetch(
+            true,
+            0,
+            5,
+            5,
+            vec![rec(0, "in-0@xc2.0.1"), rec(1, "in-1@xc2.0.1")],
+        ));
+        checker.observe_client(&ClientEvent::CopierOffsetsFetched {
+            client: 2,
+            offsets: vec![(0, 2), (1, -1)],
+            started: 60,
+            at: 70,
+        });
+        let found = transaction_violations(checker, &clean_outputs(), &["in-0", "in-1"], Ok(()));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn an_aborted_record_read_as_committed_is_caught() {
+        let mut checker = clean_transactions();
+        checker.observe_client(&output_fetch(true, 3, 5, 5, vec![rec(3, "r0-0@xp1.0.1")]));
+        assert!(checker
+            .violations()
+            .iter()
+            .any(|v| v.invariant == Invariant::AbortedReads));
+        // And at the end, in the final read_committed log.
+        let mut outputs = clean_outputs();
+        outputs.get_mut(&0).unwrap().committed = log_of(
+            vec![
+                rec(0, "in-0@xc2.0.1"),
+                rec(1, "in-1@xc2.0.1"),
+                rec(3, "r0-0@xp1.0.1"),
+            ],
+            5,
+        );
+        let found =
+            transaction_violations(clean_transactions(), &outputs, &["in-0", "in-1"], Ok(()));
+        assert_eq!(found, vec![Invariant::AbortedReads]);
+    }
+
+    #[test]
+    fn open_transaction_data_and_reads_past_the_last_stable_offset_are_caught() {
+        let mut checker = Checker::new();
+        checker.observe_client(&txn_produced("xp1.0.1", 0, &["r0-0@xp1.0.1"], 0));
+        // Read before the commit was requested: an open transaction's data.
+        checker.observe_client(&output_fetch(true, 0, 1, 1, vec![rec(0, "r0-0@xp1.0.1")]));
+        // Read at the last stable offset.
+        for event in txn_end("xp1.0.1", true) {
+            checker.observe_client(&event);
+        }
+        let mut reader = Checker::new();
+        reader.observe_client(&txn_produced("xp1.0.1", 0, &["r0-0@xp1.0.1"], 0));
+        for event in txn_end("xp1.0.1", true) {
+            reader.observe_client(&event);
+        }
+        reader.observe_client(&output_fetch(true, 0, 1, 0, vec![rec(0, "r0-0@xp1.0.1")]));
+        for checker in [checker, reader] {
+            let invariants: Vec<Invariant> =
+                checker.violations().iter().map(|v| v.invariant).collect();
+            assert_eq!(invariants, vec![Invariant::ReadCommittedIsolation]);
+        }
+    }
+
+    #[test]
+    fn a_torn_transaction_and_offsets_without_their_commit_are_caught() {
+        let mut checker = clean_transactions();
+        checker.observe_client(&txn_produced("xc2.0.2", 1, &["in-2@xc2.0.2"], 0));
+        checker.observe_client(&txn_produced("xc2.0.2", 2, &["in-3@xc2.0.2"], 0));
+        checker.observe_client(&ClientEvent::TxnOffsetsSent {
+            client: 2,
+            txn: "xc2.0.2".into(),
+            member: "m".into(),
+            generation: 1,
+            offsets: vec![(0, 4)],
+            outcome: CommitOutcome::Acknowledged,
+            at: 15,
+        });
+        for event in txn_end("xc2.0.2", false) {
+            checker.observe_client(&event);
+        }
+        // The aborted transaction's offsets are read back as committed.
+        checker.observe_client(&ClientEvent::CopierOffsetsFetched {
+            client: 2,
+            offsets: vec![(0, 4)],
+            started: 60,
+            at: 70,
+        });
+        assert_eq!(
+            checker
+                .violations()
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>(),
+            vec![Invariant::TransactionsAtomic]
+        );
+        // A committed transaction visible in one partition only.
+        let mut checker = clean_transactions();
+        checker.observe_client(&txn_produced("xp1.0.2", 1, &["r1-0@xp1.0.2"], 0));
+        checker.observe_client(&txn_produced("xp1.0.2", 2, &["r2-0@xp1.0.2"], 0));
+        for event in txn_end("xp1.0.2", true) {
+            checker.observe_client(&event);
+        }
+        let mut outputs = clean_outputs();
+        outputs.insert(
+            1,
+            OutputLogs {
+                uncommitted: log_of(vec![rec(0, "r1-0@xp1.0.2")], 2),
+                committed: log_of(vec![rec(0, "r1-0@xp1.0.2")], 2),
+            },
+        );
+        outputs.insert(
+            2,
+            OutputLogs {
+                uncommitted: log_of(vec![rec(0, "r2-0@xp1.0.2")], 2),
+                committed: log_of(vec![], 2),
+            },
+        );
+        let found = transaction_violations(checker, &outputs, &["in-0", "in-1"], Ok(()));
+        assert_eq!(
+            found,
+            vec![
+                Invariant::AcknowledgedWritesSurvive,
+                Invariant::TransactionsAtomic
+            ]
+        );
+    }
+
+    #[test]
+    fn a_read_committed_consumer_that_skips_or_goes_back_is_caught() {
+        let mut checker = clean_transactions();
+        // Skips offset 1 (a committed record).
+        checker.observe_client(&output_fetch(true, 0, 5, 5, vec![rec(0, "in-0@xc2.0.1")]));
+        // Goes back to 0.
+        checker.observe_client(&output_fetch(true, 0, 5, 5, vec![]));
+        assert_eq!(
+            checker
+                .violations()
+                .iter()
+                .map(|v| v.invariant)
+                .collect::<Vec<_>>(),
+            vec![Invariant::ReadCommittedNoSkips]
+        );
+        let found = transaction_violations(checker, &clean_outputs(), &["in-0", "in-1"], Ok(()));
+        assert_eq!(found, vec![Invariant::ReadCommittedNoSkips]);
+    }
+
+    #[test]
+    fn a_copy_twice_a_lost_copy_and_an_unsettled_end_are_caught() {
+        let found = transaction_violations(
+            clean_transactions(),
+            &clean_outputs(),
+            &["in-0", "in-1", "in-2"],
+            Err("output partition 0: last stable offset 3, high watermark 5".into()),
+        );
+        assert_eq!(
+            found,
+            vec![Invariant::CopiedExactlyOnce, Invariant::TransactionsSettle]
+        );
+        let mut checker = clean_transactions();
+        checker.observe_client(&txn_produced("xc2.0.2", 0, &["in-1@xc2.0.2"], 5));
+        for event in txn_end("xc2.0.2", true) {
+            checker.observe_client(&event);
+        }
+        let mut outputs = clean_outputs();
+        let logs = outputs.get_mut(&0).unwrap();
+        for log in [&mut logs.uncommitted, &mut logs.committed] {
+            let log = log.as_mut().unwrap();
+            log.records.push(rec(5, "in-1@xc2.0.2"));
+            log.high_watermark = 7;
+        }
+        let found = transaction_violations(checker, &outputs, &["in-0", "in-1"], Ok(()));
+        assert_eq!(found, vec![Invariant::CopiedExactlyOnce]);
     }
 }

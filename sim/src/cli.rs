@@ -49,6 +49,11 @@ struct Args {
     /// leave, pause and are cut off, alongside node faults).
     #[arg(long, conflicts_with = "cluster")]
     groups: bool,
+    /// Seeds name transaction scenarios (3 nodes; transactional producers, exactly-once
+    /// copiers in a consumer group, read_committed and read_uncommitted consumers, with
+    /// client crashes, expirations and coordinator failovers among the faults).
+    #[arg(long, conflicts_with_all = ["cluster", "groups"])]
+    transactions: bool,
     /// Run with a deliberate defect (needs `--features defects`): ack-before-fsync,
     /// read-above-high-watermark, skip-recovery-crc, forget-producer-state-on-restart.
     #[arg(long)]
@@ -208,7 +213,9 @@ fn progress_bar(done: u64, total: u64, failing: usize, elapsed: Duration) {
 
 /// What a seed names, by the command line's shape flags.
 fn generator(args: &Args) -> fn(u64) -> Scenario {
-    if args.groups {
+    if args.transactions {
+        Scenario::generate_transactions
+    } else if args.groups {
         Scenario::generate_groups
     } else if args.cluster {
         Scenario::generate_cluster

@@ -14,16 +14,22 @@
 //! - the checkers see every client event and core output as it happens, and the final
 //!   logs at the end.
 
-use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, Progress};
+use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, OutputLogs, Progress};
 use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
-use crate::scenario::{ClientRole, Fault, LinkDirection, Scenario, GROUP, TOPIC};
+use crate::scenario::{
+    ClientRole, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP, OUTPUT_PARTITIONS,
+    OUTPUT_TOPIC, TOPIC,
+};
 use crate::trace::{Source, Trace};
+use crate::txn_clients::EndTxnSignal;
 use crate::workload::{run_client, ClientContext, MemberCommand};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
-use myelin_client::{ClientConfig, Connection, FetchOptions, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use myelin_client::{
+    ClientConfig, Connection, FetchOptions, IsolationLevel, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
+};
 use myelin_node::config::NodeConfig;
 use myelin_node::runtime::{NodeHooks, SyncDelay, TraceEvent, TraceSink};
 use rand::rngs::StdRng;
@@ -38,6 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Kafka error code TOPIC_ALREADY_EXISTS.
+const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Kafka error code UNKNOWN_TOPIC_OR_PARTITION.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// The Kafka port of every simulated node.
@@ -229,6 +237,16 @@ impl RunReport {
                 counts.group_assignments,
                 counts.group_commits_acknowledged,
                 counts.group_commits_refused
+            ));
+        }
+        if self.scenario.transactions {
+            text.push_str(&format!(
+                "  transactions: {} committed, {} aborted, {} in doubt, {} abandoned ({} fenced)\n",
+                counts.transactions_committed,
+                counts.transactions_aborted,
+                counts.transactions_in_doubt,
+                counts.transactions_abandoned,
+                counts.transactions_fenced
             ));
         }
         let kinds: Vec<String> = faults
@@ -526,6 +544,8 @@ enum Clog {
         from: u8,
         to: u8,
     },
+    /// Everything sent to a client (its requests still go out).
+    ClientIn(u8),
 }
 
 struct Supervisor<'a> {
@@ -543,6 +563,12 @@ struct Supervisor<'a> {
     member_commands: Vec<Arc<Mutex<Option<MemberCommand>>>>,
     /// Group members paused now.
     paused_clients: std::collections::BTreeSet<u8>,
+    /// Fired when a coordinator answers an EndTxn while a coordinator fault is armed.
+    end_txn_signal: Arc<EndTxnSignal>,
+    /// Coordinator faults waiting for the next EndTxn answer, in schedule order.
+    armed: std::collections::VecDeque<usize>,
+    /// The node each coordinator fault struck.
+    struck: BTreeMap<usize, u8>,
 }
 
 impl Supervisor<'_> {
@@ -634,6 +660,14 @@ impl Supervisor<'_> {
                     net.clog_node(id);
                 } else {
                     net.unclog_node(id);
+                }
+            }
+            Clog::ClientIn(client) => {
+                let id = self.client_ids[usize::from(client)];
+                if clogged {
+                    net.clog_node_in(id);
+                } else {
+                    net.unclog_node_in(id);
                 }
             }
             Clog::NodeLink { from, to } => {
@@ -761,6 +795,27 @@ impl Supervisor<'_> {
                 self.clog(Clog::Client(*client));
                 true
             }
+            Fault::ClientCrash { client, down_ms } => {
+                self.command_member(*client, MemberCommand::Crash { down_ms: *down_ms })
+            }
+            Fault::ClientPause { client, .. } => {
+                let fresh = self.paused_clients.insert(*client);
+                if fresh {
+                    self.handle.pause(self.client_ids[usize::from(*client)]);
+                }
+                fresh
+            }
+            Fault::ClientDeaf { client, .. } => {
+                self.clog(Clog::ClientIn(*client));
+                true
+            }
+            Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
+                // Carried out when the next EndTxn is answered (`strike_coordinator`).
+                self.armed.push_back(number);
+                self.end_txn_signal.arm();
+                self.note(Source::Harness, "fault-armed", &fault.to_string());
+                return true;
+            }
         };
         if injected {
             *self
@@ -771,7 +826,10 @@ impl Supervisor<'_> {
             let duration = fault.duration_ms();
             let heals_itself = matches!(
                 fault,
-                Fault::Crash { .. } | Fault::MemberCrash { .. } | Fault::MemberLeave { .. }
+                Fault::Crash { .. }
+                    | Fault::MemberCrash { .. }
+                    | Fault::MemberLeave { .. }
+                    | Fault::ClientCrash { .. }
             );
             if duration > 0 && !heals_itself {
                 self.schedule(now + duration, Action::Heal(number));
@@ -818,14 +876,77 @@ impl Supervisor<'_> {
             Fault::ClockSkew { node, .. } => {
                 self.node(*node).clock_offset_ms.store(0, Ordering::Relaxed);
             }
-            Fault::MemberPause { client, .. } => self.resume_client(*client),
+            Fault::MemberPause { client, .. } | Fault::ClientPause { client, .. } => {
+                self.resume_client(*client)
+            }
             Fault::MemberIsolate { client, .. } => self.unclog(Clog::Client(*client)),
+            Fault::ClientDeaf { client, .. } => self.unclog(Clog::ClientIn(*client)),
+            Fault::CoordinatorSplit { .. } => {
+                if let Some(node) = self.struck.get(&number).copied() {
+                    for clog in coordinator_split_clogs(self.scenario.nodes, node) {
+                        self.unclog(clog);
+                    }
+                }
+            }
             Fault::Crash { .. }
             | Fault::FsyncFailure { .. }
             | Fault::MemberCrash { .. }
-            | Fault::MemberLeave { .. } => {}
+            | Fault::MemberLeave { .. }
+            | Fault::ClientCrash { .. }
+            | Fault::CoordinatorCrash { .. } => {}
         }
         self.note(Source::Harness, "heal", &fault.to_string());
+    }
+
+    /// Carries out the first armed coordinator fault on `node`, the coordinator that just
+    /// answered an EndTxn.
+    fn strike_coordinator(&mut self, node: u8) {
+        let Some(number) = self.armed.pop_front() else {
+            return;
+        };
+        if !self.armed.is_empty() {
+            self.end_txn_signal.arm();
+        }
+        let fault = self.scenario.faults[number].fault.clone();
+        let now = self.now_ms();
+        let injected = match &fault {
+            Fault::CoordinatorCrash { down_ms } => {
+                let crashed = self.crash(
+                    node,
+                    CrashSpec::default(),
+                    "crash of the transaction coordinator right after an EndTxn",
+                );
+                if crashed {
+                    self.faults.crashes += 1;
+                    self.schedule(now + down_ms, Action::Restart(node));
+                }
+                crashed
+            }
+            Fault::CoordinatorSplit { for_ms } => {
+                for clog in coordinator_split_clogs(self.scenario.nodes, node) {
+                    self.clog(clog);
+                }
+                self.struck.insert(number, node);
+                self.schedule(now + for_ms, Action::Heal(number));
+                true
+            }
+            _ => false,
+        };
+        if injected {
+            *self
+                .faults
+                .injected
+                .entry(fault.kind().to_string())
+                .or_insert(0) += 1;
+        } else {
+            self.faults.skipped += 1;
+        }
+        let verdict = if injected { "fault" } else { "fault-skipped" };
+        self.note(
+            Source::Harness,
+            verdict,
+            &format!("{fault}: node {node} answered an EndTxn"),
+        );
     }
 
     /// Hands a group member a command it carries out itself; false if one is pending.
@@ -890,7 +1011,15 @@ impl Supervisor<'_> {
                     Action::Restart(index) => self.restart(index),
                 }
             }
+            if let Some(node) = self.end_txn_signal.take_fired() {
+                self.strike_coordinator(node);
+                continue;
+            }
             if now >= end_ms {
+                // Coordinator faults still armed found no EndTxn in time.
+                self.faults.skipped += self.armed.len() as u64;
+                self.armed.clear();
+                self.end_txn_signal.take_fired();
                 return;
             }
             let next = self
@@ -899,7 +1028,17 @@ impl Supervisor<'_> {
                 .map_or(end_ms, |((at, _), _)| *at)
                 .min(end_ms)
                 .min(now + SUPERVISOR_POLL_MS);
-            tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(1))).await;
+            let sleep = tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(1)));
+            if self.end_txn_signal.is_armed() {
+                // Wake up as soon as an EndTxn is answered: "right after" it.
+                let signal = self.end_txn_signal.clone();
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = signal.notify.notified() => {}
+                }
+            } else {
+                sleep.await;
+            }
         }
     }
 
@@ -935,6 +1074,17 @@ impl Supervisor<'_> {
             self.restart(index);
         }
     }
+}
+
+/// The links between a coordinator's node and every other node, both ways.
+fn coordinator_split_clogs(nodes: u8, node: u8) -> Vec<Clog> {
+    node_link_clogs(
+        nodes,
+        &Fault::Split {
+            minority: vec![node],
+            for_ms: 0,
+        },
+    )
 }
 
 /// The node-to-node links a split or a one-way link loss cuts.
@@ -1053,15 +1203,15 @@ async fn await_clients(log: &RunLog, clients: Vec<(u8, madsim::task::JoinHandle<
 
 /// Waits (up to the final deadline) until the group has committed every partition up to its
 /// high watermark.
-async fn await_group_caught_up(scenario: Scenario) -> Result<(), String> {
+async fn await_group_caught_up(scenario: Scenario, group: &'static str) -> Result<(), String> {
     retry_until_deadline(
         "the group did not commit every partition up to its high watermark",
-        || group_caught_up(&scenario),
+        || group_caught_up(&scenario, group),
     )
     .await
 }
 
-async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
+async fn group_caught_up(scenario: &Scenario, group: &str) -> Result<(), String> {
     let text = |error: myelin_client::Error| error.to_string();
     let partitions: Vec<i32> = (0..scenario.partitions_of(1)).collect();
     let mut ends = BTreeMap::new();
@@ -1080,7 +1230,7 @@ async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
         Connection::connect(kafka_addresses(scenario.nodes)[0], verifier_config(1 << 20))
             .await
             .map_err(text)?;
-    let coordinator = bootstrap.find_coordinator(GROUP).await.map_err(text)?;
+    let coordinator = bootstrap.find_coordinator(group).await.map_err(text)?;
     let address: SocketAddr = format!("{}:{}", coordinator.host, coordinator.port)
         .parse()
         .map_err(|error| format!("coordinator address: {error}"))?;
@@ -1088,7 +1238,7 @@ async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
         .await
         .map_err(text)?;
     let committed = connection
-        .fetch_offsets(GROUP, TOPIC, &partitions)
+        .fetch_offsets(group, TOPIC, &partitions)
         .await
         .map_err(text)?;
     let behind: Vec<String> = committed
@@ -1107,6 +1257,11 @@ async fn group_caught_up(scenario: &Scenario) -> Result<(), String> {
     } else {
         Err(behind.join(", "))
     }
+}
+
+/// Group members and copiers keep running after the producers stop, until they caught up.
+fn outlives_producers(role: ClientRole) -> bool {
+    matches!(role, ClientRole::GroupMember | ClientRole::Copier)
 }
 
 /// Every partition of the scenario's topics.
@@ -1151,7 +1306,13 @@ async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead
     for key in partition_refs(&scenario) {
         let read = retry_until_deadline("no complete read", || async {
             let address = serving_address(&scenario, key.node, key.partition).await?;
-            read_partition(address, key.partition).await
+            read_partition(
+                address,
+                TOPIC,
+                key.partition,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
         })
         .await;
         finals.insert(key, read);
@@ -1159,12 +1320,19 @@ async fn read_everything(scenario: Scenario) -> BTreeMap<PartitionRef, FinalRead
     finals
 }
 
-async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog, String> {
+/// Reads `topic`'s `partition` from its start to its high watermark (read_uncommitted)
+/// or its last stable offset (read_committed: what is delivered, aborted records left out).
+async fn read_partition(
+    address: SocketAddr,
+    topic: &str,
+    partition: i32,
+    isolation: IsolationLevel,
+) -> Result<FinalLog, String> {
     let config = verifier_config(64 * 1024 * 1024);
     let text = |error: myelin_client::Error| error.to_string();
     let mut connection = Connection::connect(address, config).await.map_err(text)?;
     let high_watermark = match connection
-        .list_offsets(TOPIC, partition, LATEST_TIMESTAMP)
+        .list_offsets_isolated(topic, partition, LATEST_TIMESTAMP, isolation)
         .await
     {
         Ok(offset) => offset,
@@ -1180,20 +1348,20 @@ async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog,
         Err(error) => return Err(text(error)),
     };
     let log_start_offset = connection
-        .list_offsets(TOPIC, partition, EARLIEST_TIMESTAMP)
+        .list_offsets(topic, partition, EARLIEST_TIMESTAMP)
         .await
         .map_err(text)?;
     let options = FetchOptions {
         max_wait_ms: 0,
         min_bytes: 0,
         max_bytes: 1024 * 1024,
-        ..FetchOptions::default()
+        isolation,
     };
     let mut records = Vec::new();
     let mut position = log_start_offset;
     while position < high_watermark {
         let fetched = connection
-            .fetch(TOPIC, partition, position, &options)
+            .fetch(topic, partition, position, &options)
             .await
             .map_err(text)?;
         if fetched.next_offset <= position {
@@ -1217,6 +1385,107 @@ async fn read_partition(address: SocketAddr, partition: i32) -> Result<FinalLog,
         high_watermark,
         records,
     })
+}
+
+/// Waits (up to the final deadline) until no transaction is open on the output topic (each
+/// partition's last stable offset is its high watermark), then reads every output partition
+/// back at both isolation levels.
+async fn settle_and_read_outputs(
+    scenario: Scenario,
+) -> (Result<(), String>, BTreeMap<i32, OutputLogs>) {
+    // The output exists even if no client lived to create it (a shrunk scenario).
+    let created = retry_until_deadline("the output topic could not be created", || {
+        create_output_topic(&scenario)
+    })
+    .await;
+    if let Err(error) = created {
+        return (Err(error), BTreeMap::new());
+    }
+    let settled = retry_until_deadline("a transaction stayed open on the output", || {
+        outputs_settled(&scenario)
+    })
+    .await;
+    let mut outputs = BTreeMap::new();
+    for partition in 0..OUTPUT_PARTITIONS {
+        let read = |isolation| {
+            let scenario = &scenario;
+            retry_until_deadline("no complete read of the output", move || async move {
+                let address = output_leader(scenario, partition).await?;
+                read_partition(address, OUTPUT_TOPIC, partition, isolation).await
+            })
+        };
+        let uncommitted = read(IsolationLevel::ReadUncommitted).await;
+        let committed = read(IsolationLevel::ReadCommitted).await;
+        outputs.insert(
+            partition,
+            OutputLogs {
+                uncommitted,
+                committed,
+            },
+        );
+    }
+    (settled, outputs)
+}
+
+async fn create_output_topic(scenario: &Scenario) -> Result<(), String> {
+    let mut connection =
+        Connection::connect(kafka_addresses(scenario.nodes)[0], verifier_config(1 << 20))
+            .await
+            .map_err(|error| error.to_string())?;
+    let replication_factor = scenario.nodes.min(3) as i16;
+    match connection
+        .create_topic(OUTPUT_TOPIC, OUTPUT_PARTITIONS, replication_factor, &[])
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+async fn output_leader(scenario: &Scenario, partition: i32) -> Result<SocketAddr, String> {
+    crate::workload::leader_address_of(
+        &kafka_addresses(scenario.nodes),
+        OUTPUT_TOPIC,
+        partition,
+        "sim-verifier",
+    )
+    .await
+}
+
+/// Whether every output partition's last stable offset has reached its high watermark.
+async fn outputs_settled(scenario: &Scenario) -> Result<(), String> {
+    let text = |error: myelin_client::Error| error.to_string();
+    let mut open = Vec::new();
+    for partition in 0..OUTPUT_PARTITIONS {
+        let address = output_leader(scenario, partition).await?;
+        let mut connection = Connection::connect(address, verifier_config(1 << 20))
+            .await
+            .map_err(text)?;
+        let high_watermark = connection
+            .list_offsets(OUTPUT_TOPIC, partition, LATEST_TIMESTAMP)
+            .await
+            .map_err(text)?;
+        let last_stable_offset = connection
+            .list_offsets_isolated(
+                OUTPUT_TOPIC,
+                partition,
+                LATEST_TIMESTAMP,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .map_err(text)?;
+        if last_stable_offset < high_watermark {
+            open.push(format!(
+                "output partition {partition}: last stable offset {last_stable_offset}, high watermark {high_watermark}"
+            ));
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(open.join(", "))
+    }
 }
 
 /// Runs the scenario of every seed in `seeds` (`generate` names it), `jobs` at a time, each
@@ -1418,8 +1687,10 @@ async fn supervise(
         .map(|index| create_node(&handle, &scenario, index, &log, &options))
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
-    // Group members outlive the producers: they must catch up once faults heal.
+    // Group members (and copiers) outlive the producers: they must catch up once faults
+    // heal.
     let stop_members = Arc::new(AtomicBool::new(false));
+    let end_txn_signal = Arc::new(EndTxnSignal::default());
     let mut client_ids = Vec::new();
     let mut clients = Vec::new();
     let mut members = Vec::new();
@@ -1442,17 +1713,18 @@ async fn supervise(
             address: SocketAddr::new(node_ip(spec.node), KAFKA_PORT),
             cluster: scenario.cluster.then(|| kafka_addresses(scenario.nodes)),
             log: log.clone(),
-            stop: if spec.role == ClientRole::GroupMember {
+            stop: if outlives_producers(spec.role) {
                 stop_members.clone()
             } else {
                 stop.clone()
             },
             rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),
             command: Arc::new(Mutex::new(None)),
+            end_txn_signal: end_txn_signal.clone(),
         };
         member_commands.push(context.command.clone());
         let task = node.spawn(run_client(context));
-        if spec.role == ClientRole::GroupMember {
+        if outlives_producers(spec.role) {
             members.push((index, task));
         } else {
             clients.push((index, task));
@@ -1471,6 +1743,9 @@ async fn supervise(
         faults: FaultCounts::default(),
         member_commands,
         paused_clients: std::collections::BTreeSet::new(),
+        end_txn_signal,
+        armed: std::collections::VecDeque::new(),
+        struck: BTreeMap::new(),
     };
     supervisor.run_schedule(scenario.duration_ms).await;
 
@@ -1480,14 +1755,23 @@ async fn supervise(
     await_clients(&log, clients).await;
     // With the producers stopped and every fault healed, the group must settle and commit
     // every partition to its end.
-    let group_outcome = if scenario.groups {
+    let copiers = scenario
+        .clients
+        .iter()
+        .any(|client| client.role == ClientRole::Copier);
+    let group_outcome = if scenario.groups || (scenario.transactions && copiers) {
+        let group = if scenario.transactions {
+            COPIER_GROUP
+        } else {
+            GROUP
+        };
         let watcher = handle
             .create_node()
             .name("group-watcher")
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2)))
             .build();
         let outcome = watcher
-            .spawn(await_group_caught_up(scenario.clone()))
+            .spawn(await_group_caught_up(scenario.clone(), group))
             .await
             .unwrap_or_else(|_| Err("the group watcher failed".into()));
         Some(outcome)
@@ -1510,6 +1794,15 @@ async fn supervise(
         .spawn(read_everything(scenario.clone()))
         .await
         .unwrap_or_default();
+    let transaction_outcome = if scenario.transactions {
+        let outcome = verifier
+            .spawn(settle_and_read_outputs(scenario.clone()))
+            .await
+            .unwrap_or_else(|_| (Err("the output reader failed".into()), BTreeMap::new()));
+        Some(outcome)
+    } else {
+        None
+    };
     // A healed cluster must also take writes: one acks=all record per partition, through
     // its leader, within the deadline; then a pause lets followers finish catching up
     // before their logs are compared.
@@ -1576,8 +1869,24 @@ async fn supervise(
     for (partition, outcome) in &writes_after_heal {
         checker.check_write_after_heal(*partition, outcome);
     }
-    if let Some(outcome) = &group_outcome {
-        checker.check_group_stabilized(outcome);
+    match (&group_outcome, &transaction_outcome) {
+        (copied, Some((settled, outputs))) => {
+            let settled = match (copied, settled) {
+                (Some(Err(error)), _) => {
+                    Err(format!("the copiers did not finish the input: {error}"))
+                }
+                (_, settled) => settled.clone(),
+            };
+            // Without copiers (a shrunk scenario), nobody copies the input.
+            let inputs = if copiers {
+                finals.clone()
+            } else {
+                BTreeMap::new()
+            };
+            checker.check_transactions(outputs, &inputs, &settled);
+        }
+        (Some(outcome), None) => checker.check_group_stabilized(outcome),
+        (None, None) => {}
     }
     let checks = checker.finish(&finals, progress);
     for violation in &checks.violations[state.violations_traced..] {

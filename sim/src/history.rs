@@ -5,6 +5,12 @@
 //! the checkers directly from each node's trace (see `trace` and `checkers`). Record values
 //! are unique strings (`c<client>-<op>-<record>`), so a value read names the write it came
 //! from.
+//!
+//! In transaction scenarios every record of the output topic is written inside a
+//! transaction, and its value names it: `<payload>@<transaction>`, where the transaction is
+//! `xp<client>.<instance>.<number>` for a transactional producer and `xc...` for a copier
+//! (an instance is one life of a client, between crashes), and the payload is a producer's own (`r<partition>-<index>`) or, for a copier, the value of
+//! the input record it copies. [`split_transactional_value`] takes a value apart.
 
 use crate::scenario::ClientRole;
 use std::fmt;
@@ -116,6 +122,82 @@ pub enum ClientEvent {
         records: u64,
         at: Micros,
     },
+    /// A transactional client begins transaction `txn` (before it adds a partition).
+    TxnStarted { client: u8, txn: String, at: Micros },
+    /// A transactional client wrote a batch to a partition of the output topic inside
+    /// transaction `txn` (retries of the same batch included).
+    TxnProduced {
+        client: u8,
+        txn: String,
+        partition: i32,
+        values: Vec<String>,
+        outcome: ProduceOutcome,
+        at: Micros,
+    },
+    /// A copier's TxnOffsetCommit of (input partition, next offset) pairs inside `txn`.
+    TxnOffsetsSent {
+        client: u8,
+        txn: String,
+        member: String,
+        generation: i32,
+        offsets: Vec<(i32, i64)>,
+        outcome: CommitOutcome,
+        at: Micros,
+    },
+    /// EndTxn of `txn` is about to be sent for the first time (commit or abort).
+    TxnEndRequested {
+        client: u8,
+        txn: String,
+        commit: bool,
+        at: Micros,
+    },
+    /// EndTxn of `txn` ended (after retries of the same result).
+    TxnEnded {
+        client: u8,
+        txn: String,
+        commit: bool,
+        attempts: u32,
+        outcome: CommitOutcome,
+        at: Micros,
+    },
+    /// The client will never end `txn`: it crashed, or it learned it was fenced (its
+    /// transaction expired, or a successor took over its transactional id).
+    TxnAbandoned {
+        client: u8,
+        txn: String,
+        why: String,
+        at: Micros,
+    },
+    /// A consumer of the output topic fetched its partition: the records delivered from
+    /// `fetch_offset` on (control batches, and under read_committed aborted transactions,
+    /// left out), up to `next_offset`.
+    OutputFetched {
+        client: u8,
+        partition: i32,
+        read_committed: bool,
+        fetch_offset: i64,
+        next_offset: i64,
+        high_watermark: i64,
+        last_stable_offset: i64,
+        records: Vec<ReadRecord>,
+        started: Micros,
+        at: Micros,
+    },
+    /// A copier read its group's committed input offsets (OffsetFetch, require_stable;
+    /// -1: none).
+    CopierOffsetsFetched {
+        client: u8,
+        offsets: Vec<(i32, i64)>,
+        started: Micros,
+        at: Micros,
+    },
+}
+
+/// A transactional value's (payload, transaction), or `None` for any other value.
+pub fn split_transactional_value(value: &str) -> Option<(&str, &str)> {
+    value
+        .rsplit_once('@')
+        .filter(|(_, txn)| txn.starts_with('x'))
 }
 
 /// How an OffsetCommit ended.
@@ -155,7 +237,15 @@ impl ClientEvent {
             | ClientEvent::GroupAssigned { at, .. }
             | ClientEvent::OffsetsCommitted { at, .. }
             | ClientEvent::OffsetsFetched { at, .. }
-            | ClientEvent::GroupRead { at, .. } => *at,
+            | ClientEvent::GroupRead { at, .. }
+            | ClientEvent::TxnStarted { at, .. }
+            | ClientEvent::TxnProduced { at, .. }
+            | ClientEvent::TxnOffsetsSent { at, .. }
+            | ClientEvent::TxnEndRequested { at, .. }
+            | ClientEvent::TxnEnded { at, .. }
+            | ClientEvent::TxnAbandoned { at, .. }
+            | ClientEvent::OutputFetched { at, .. }
+            | ClientEvent::CopierOffsetsFetched { at, .. } => *at,
         }
     }
 
@@ -225,6 +315,61 @@ impl ClientEvent {
             ClientEvent::GroupRead {
                 partition, records, ..
             } => format!("group member read {records} record(s) of partition {partition}"),
+            ClientEvent::TxnStarted { txn, .. } => format!("transaction {txn} begins"),
+            ClientEvent::TxnProduced {
+                txn,
+                partition,
+                values,
+                outcome,
+                ..
+            } => format!(
+                "transaction {txn} wrote {} record(s) to output partition {partition}: {outcome:?}",
+                values.len()
+            ),
+            ClientEvent::TxnOffsetsSent {
+                txn,
+                member,
+                generation,
+                offsets,
+                outcome,
+                ..
+            } => format!(
+                "transaction {txn} committed input offsets {offsets:?} as member {member} (generation {generation}): {outcome:?}"
+            ),
+            ClientEvent::TxnEndRequested { txn, commit, .. } => format!(
+                "transaction {txn}: EndTxn {} sent",
+                if *commit { "commit" } else { "abort" }
+            ),
+            ClientEvent::TxnEnded {
+                txn,
+                commit,
+                attempts,
+                outcome,
+                ..
+            } => format!(
+                "transaction {txn}: EndTxn {} ended after {attempts} attempt(s): {outcome:?}",
+                if *commit { "commit" } else { "abort" }
+            ),
+            ClientEvent::TxnAbandoned { txn, why, .. } => {
+                format!("transaction {txn} abandoned: {why}")
+            }
+            ClientEvent::OutputFetched {
+                partition,
+                read_committed,
+                fetch_offset,
+                next_offset,
+                high_watermark,
+                last_stable_offset,
+                records,
+                ..
+            } => format!(
+                "fetched output partition {partition} ({}) from {fetch_offset} to {next_offset}: {} record(s), high watermark {high_watermark}, last stable offset {last_stable_offset}",
+                if *read_committed { "read_committed" } else { "read_uncommitted" },
+                records.len()
+            ),
+            ClientEvent::CopierOffsetsFetched { offsets, .. } => {
+                format!("copier group committed offsets fetched: {offsets:?}")
+            }
         }
     }
 }
@@ -249,6 +394,21 @@ pub struct HistoryCounts {
     pub group_commits_acknowledged: u64,
     #[serde(default)]
     pub group_commits_refused: u64,
+    /// Transactions whose commit was acknowledged.
+    #[serde(default)]
+    pub transactions_committed: u64,
+    /// Transactions whose abort was acknowledged.
+    #[serde(default)]
+    pub transactions_aborted: u64,
+    /// Transactions whose EndTxn got no definite answer.
+    #[serde(default)]
+    pub transactions_in_doubt: u64,
+    /// Transactions abandoned by a crashed or fenced client.
+    #[serde(default)]
+    pub transactions_abandoned: u64,
+    /// Of those, abandoned because the client found itself fenced (expired, or taken over).
+    #[serde(default)]
+    pub transactions_fenced: u64,
 }
 
 impl HistoryCounts {
@@ -318,6 +478,28 @@ impl History {
                 counts.fetches += 1;
                 counts.records_read += records;
             }
+            ClientEvent::TxnEnded {
+                commit, outcome, ..
+            } => match (outcome, commit) {
+                (CommitOutcome::Acknowledged, true) => counts.transactions_committed += 1,
+                (CommitOutcome::Acknowledged, false) => counts.transactions_aborted += 1,
+                _ => counts.transactions_in_doubt += 1,
+            },
+            ClientEvent::TxnAbandoned { why, .. } => {
+                counts.transactions_abandoned += 1;
+                if why.contains("fenced") {
+                    counts.transactions_fenced += 1;
+                }
+            }
+            ClientEvent::OutputFetched { records, .. } => {
+                counts.fetches += 1;
+                counts.records_read += records.len() as u64;
+            }
+            ClientEvent::TxnStarted { .. }
+            | ClientEvent::TxnProduced { .. }
+            | ClientEvent::TxnOffsetsSent { .. }
+            | ClientEvent::TxnEndRequested { .. }
+            | ClientEvent::CopierOffsetsFetched { .. } => {}
         }
         self.events.push(event);
     }

@@ -20,9 +20,11 @@
 //! - `cargo sim --features defects -- --seed 42 --defect ack-before-fsync` runs with a
 //!   deliberate bug (see `myelin_core::defects`).
 //! - `cargo sim -- --cluster --seed 42` runs a cluster scenario (3 or 5 nodes replicating
-//!   one topic).
+//!   one topic); `--groups` a consumer-group scenario; `--transactions` a transaction
+//!   scenario (transactional producers, exactly-once copiers, read_committed consumers,
+//!   coordinator failovers right after an EndTxn).
 //! - `cargo sim-test` runs the simulator's tests (200 seeds of independent nodes, 1,000
-//!   cluster seeds, determinism, proptest-generated scenarios, regressions); `cargo sim-test
+//!   cluster seeds, 300 group seeds, 500 transaction seeds, determinism, proptest-generated scenarios, regressions); `cargo sim-test
 //!   --features defects` adds the test that each deliberate defect is caught and shrinks to
 //!   a short schedule.
 //!
@@ -30,7 +32,9 @@
 //!
 //! ## Reading order
 //! [`scenario`] (what a run does, from a seed), [`disk`] (the crash model), `harness`
-//! (how a run is carried out), `workload` (the clients), [`history`] and [`checkers`]
+//! (how a run is carried out), `workload` (the clients), `group_member` and `txn_clients`
+//! (consumer-group members; transactional producers, copiers and output consumers),
+//! [`history`] and [`checkers`]
 //! (what is recorded and which invariants are checked), [`trace`] (the trace and its
 //! digest), [`shrink`] (minimal failing schedules).
 //!
@@ -79,6 +83,8 @@ pub mod history;
 pub mod scenario;
 pub mod shrink;
 pub mod trace;
+#[cfg(madsim)]
+mod txn_clients;
 #[cfg(madsim)]
 mod workload;
 

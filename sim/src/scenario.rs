@@ -17,7 +17,14 @@
 //! - one cluster ([`Scenario::generate_cluster`], `cluster: true`): 3 or 5 nodes replicate
 //!   one topic (replication factor 3), clients bootstrap from a node and follow each
 //!   partition's leader, and faults also cut the cluster apart (majority/minority splits,
-//!   one-way links between nodes, an isolated leader).
+//!   one-way links between nodes, an isolated leader);
+//! - transactions ([`Scenario::generate_transactions`], `transactions: true`): a 3-node
+//!   cluster, the input topic [`TOPIC`] (2 partitions) fed by idempotent producers, the
+//!   output topic [`OUTPUT_TOPIC`] ([`OUTPUT_PARTITIONS`] partitions) written by
+//!   transactional producers and by consume-transform-produce copiers (members of
+//!   [`COPIER_GROUP`]), and read by read_committed and read_uncommitted consumers; faults
+//!   add crashes and pauses of transactional clients, answers lost on their way to a
+//!   client, and a crash or a cut of the transaction coordinator right after an EndTxn.
 
 use crate::disk::{CrashSpec, Tear, TearMode};
 use rand::rngs::StdRng;
@@ -25,8 +32,19 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The topic every node serves.
+/// The topic every node serves (in transaction scenarios: the copiers' input).
 pub const TOPIC: &str = "events";
+/// The output topic of transaction scenarios.
+pub const OUTPUT_TOPIC: &str = "copied";
+/// Partitions of [`OUTPUT_TOPIC`].
+pub const OUTPUT_PARTITIONS: i32 = 3;
+/// Partitions of the input topic of transaction scenarios.
+pub const INPUT_PARTITIONS: i32 = 2;
+/// The consumer group of the copiers.
+pub const COPIER_GROUP: &str = "sim-copiers";
+/// `transaction.timeout.ms` of every transactional client: short, so that a paused client's
+/// transaction expires within a run (the coordinator checks timeouts every second).
+pub const TRANSACTION_TIMEOUT_MS: i32 = 2_000;
 
 /// Everything one run does. See the module doc.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +68,9 @@ pub struct Scenario {
     /// A cluster whose consumers are the members of one consumer group, `GROUP`.
     #[serde(default)]
     pub groups: bool,
+    /// A transaction scenario (see the module doc).
+    #[serde(default)]
+    pub transactions: bool,
 }
 
 /// The topic a node serves.
@@ -77,11 +98,42 @@ pub enum ClientRole {
     /// it (its `partition` is ignored), from the committed offsets, and commits its
     /// position.
     GroupMember,
+    /// Writes transactions of random size to several partitions of [`OUTPUT_TOPIC`],
+    /// committing or aborting at random (transactional id `producer-<client>`).
+    TransactionalProducer,
+    /// A consume-transform-produce copier, member of [`COPIER_GROUP`]: reads its input
+    /// partitions read_committed and writes each record's value to [`OUTPUT_TOPIC`] in a
+    /// transaction that also commits the input offsets (transactional id `copier-<client>`).
+    Copier,
+    /// Reads its partition of [`OUTPUT_TOPIC`] read_committed.
+    ReadCommittedConsumer,
+    /// Reads its partition of [`OUTPUT_TOPIC`] read_uncommitted.
+    ReadUncommittedConsumer,
 }
 
 impl ClientRole {
     pub fn is_producer(self) -> bool {
-        !matches!(self, ClientRole::Consumer | ClientRole::GroupMember)
+        matches!(
+            self,
+            ClientRole::ProducerAcksAll
+                | ClientRole::ProducerAcksLeader
+                | ClientRole::IdempotentProducer
+                | ClientRole::TransactionalProducer
+        )
+    }
+
+    /// Transactional clients: they crash, pause and lose answers as clients (faults
+    /// `client-*`), and are fenced by their successors.
+    pub fn is_transactional(self) -> bool {
+        matches!(self, ClientRole::TransactionalProducer | ClientRole::Copier)
+    }
+
+    /// Clients whose `partition` is one of [`OUTPUT_TOPIC`]'s.
+    pub fn reads_output(self) -> bool {
+        matches!(
+            self,
+            ClientRole::ReadCommittedConsumer | ClientRole::ReadUncommittedConsumer
+        )
     }
 }
 
@@ -157,6 +209,21 @@ pub enum Fault {
     MemberPause { client: u8, for_ms: u64 },
     /// A group member is cut off from every node.
     MemberIsolate { client: u8, for_ms: u64 },
+    /// A transactional client stops at once (its open transaction left behind) and starts
+    /// again after `down_ms` as a new instance, whose InitProducerId fences the old one.
+    ClientCrash { client: u8, down_ms: u64 },
+    /// A transactional client's tasks stop being scheduled for longer than its transaction
+    /// timeout: its open transaction expires, and it resumes as a fenced zombie.
+    ClientPause { client: u8, for_ms: u64 },
+    /// Every answer to a transactional client is lost (its requests still arrive): its
+    /// requests time out and are retried over new connections.
+    ClientDeaf { client: u8, for_ms: u64 },
+    /// Crash the transaction coordinator right after it answers the next EndTxn (from
+    /// `at_ms` on): the transaction is prepared, its markers maybe not written.
+    CoordinatorCrash { down_ms: u64 },
+    /// Cut the transaction coordinator off from the other nodes right after it answers the
+    /// next EndTxn: its markers cannot reach the partition leaders.
+    CoordinatorSplit { for_ms: u64 },
 }
 
 impl Fault {
@@ -176,6 +243,11 @@ impl Fault {
             Fault::MemberLeave { .. } => "member-leave",
             Fault::MemberPause { .. } => "member-pause",
             Fault::MemberIsolate { .. } => "member-isolate",
+            Fault::ClientCrash { .. } => "client-crash",
+            Fault::ClientPause { .. } => "client-pause",
+            Fault::ClientDeaf { .. } => "client-deaf",
+            Fault::CoordinatorCrash { .. } => "coordinator-crash",
+            Fault::CoordinatorSplit { .. } => "coordinator-split",
         }
     }
 
@@ -184,8 +256,13 @@ impl Fault {
         match self {
             Fault::Crash { down_ms, .. }
             | Fault::MemberCrash { down_ms, .. }
-            | Fault::MemberLeave { down_ms, .. } => *down_ms,
-            Fault::Pause { for_ms, .. }
+            | Fault::MemberLeave { down_ms, .. }
+            | Fault::ClientCrash { down_ms, .. }
+            | Fault::CoordinatorCrash { down_ms } => *down_ms,
+            Fault::ClientPause { for_ms, .. }
+            | Fault::ClientDeaf { for_ms, .. }
+            | Fault::CoordinatorSplit { for_ms }
+            | Fault::Pause { for_ms, .. }
             | Fault::MemberPause { for_ms, .. }
             | Fault::MemberIsolate { for_ms, .. }
             | Fault::Isolate { for_ms, .. }
@@ -205,7 +282,10 @@ impl Fault {
             | Fault::MemberCrash { client, .. }
             | Fault::MemberLeave { client, .. }
             | Fault::MemberPause { client, .. }
-            | Fault::MemberIsolate { client, .. } => Some(client),
+            | Fault::MemberIsolate { client, .. }
+            | Fault::ClientCrash { client, .. }
+            | Fault::ClientPause { client, .. }
+            | Fault::ClientDeaf { client, .. } => Some(client),
             _ => None,
         }
     }
@@ -216,8 +296,13 @@ impl Fault {
         match &mut fault {
             Fault::Crash { down_ms, .. }
             | Fault::MemberCrash { down_ms, .. }
-            | Fault::MemberLeave { down_ms, .. } => *down_ms = duration_ms,
-            Fault::Pause { for_ms, .. }
+            | Fault::MemberLeave { down_ms, .. }
+            | Fault::ClientCrash { down_ms, .. }
+            | Fault::CoordinatorCrash { down_ms } => *down_ms = duration_ms,
+            Fault::ClientPause { for_ms, .. }
+            | Fault::ClientDeaf { for_ms, .. }
+            | Fault::CoordinatorSplit { for_ms }
+            | Fault::Pause { for_ms, .. }
             | Fault::MemberPause { for_ms, .. }
             | Fault::MemberIsolate { for_ms, .. }
             | Fault::Isolate { for_ms, .. }
@@ -269,6 +354,24 @@ pub const GROUP_FAULT_KINDS: [&str; 9] = [
     "member-leave",
     "member-pause",
     "member-isolate",
+];
+
+/// Mixed into a transaction scenario's seed.
+const TRANSACTIONS_SEED_SALT: u64 = 0x6d79_656c_696e_0007;
+
+/// The faults of transaction scenarios: the cluster's, the transactional clients' own, and
+/// the coordinator's right after an EndTxn.
+pub const TRANSACTION_FAULT_KINDS: [&str; 10] = [
+    "crash",
+    "pause",
+    "isolate",
+    "split",
+    "packet-loss",
+    "client-crash",
+    "client-pause",
+    "client-deaf",
+    "coordinator-crash",
+    "coordinator-split",
 ];
 
 /// Every kind of fault, for generators.
@@ -391,6 +494,7 @@ impl Scenario {
             faults,
             cluster: false,
             groups: false,
+            transactions: false,
         }
     }
 
@@ -458,6 +562,7 @@ impl Scenario {
             faults,
             cluster: true,
             groups: false,
+            transactions: false,
         }
     }
 
@@ -520,6 +625,97 @@ impl Scenario {
             faults,
             cluster: true,
             groups: true,
+            transactions: false,
+        }
+    }
+
+    /// A transaction scenario (see the module doc): a 3-node cluster, an input topic of 2
+    /// partitions fed by idempotent producers, 1-2 transactional producers, 2-3 copiers,
+    /// 2-3 read_committed consumers and one read_uncommitted consumer of the output; node
+    /// faults, transactional clients that crash, pause past their transaction timeout and
+    /// lose answers, and coordinators that crash or are cut off right after an EndTxn.
+    pub fn generate_transactions(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed ^ TRANSACTIONS_SEED_SALT);
+        let nodes = 3;
+        let duration_ms = rng.random_range(10_000..=14_000);
+        let fsync_min = rng.random_range(1..=3);
+        let fsync_latency_ms = (fsync_min, fsync_min + rng.random_range(0..=6));
+        let topics = vec![TopicSpec {
+            node: 1,
+            partitions: INPUT_PARTITIONS,
+            segment_bytes: None,
+        }];
+        let mut clients = Vec::new();
+        for partition in 0..INPUT_PARTITIONS {
+            let low = rng.random_range(15..=40);
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition,
+                role: ClientRole::IdempotentProducer,
+                think_ms: (low, low + rng.random_range(10..=40)),
+                records_per_batch: (1, rng.random_range(1..=3)),
+            });
+        }
+        let mut transactional = Vec::new();
+        for _ in 0..rng.random_range(1..=2) {
+            transactional.push(clients.len() as u8);
+            let low = rng.random_range(10..=60);
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition: 0,
+                role: ClientRole::TransactionalProducer,
+                think_ms: (low, low + rng.random_range(10..=60)),
+                records_per_batch: (1, rng.random_range(1..=4)),
+            });
+        }
+        for _ in 0..rng.random_range(2..=3) {
+            transactional.push(clients.len() as u8);
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition: 0,
+                role: ClientRole::Copier,
+                think_ms: (0, rng.random_range(5..=30)),
+                records_per_batch: (1, 1),
+            });
+        }
+        let first_partition = rng.random_range(0..OUTPUT_PARTITIONS);
+        let read_committed = rng.random_range(2..=3);
+        for number in 0..=read_committed {
+            let role = if number < read_committed {
+                ClientRole::ReadCommittedConsumer
+            } else {
+                ClientRole::ReadUncommittedConsumer
+            };
+            clients.push(ClientSpec {
+                node: rng.random_range(1..=nodes),
+                partition: (first_partition + number) % OUTPUT_PARTITIONS,
+                role,
+                think_ms: (0, 20),
+                records_per_batch: (1, 1),
+            });
+        }
+        let client_count = clients.len() as u8;
+        let fault_count = rng.random_range(3..=7);
+        let faults = schedule_faults(
+            &mut rng,
+            fault_count,
+            (2_000, duration_ms - 2_000),
+            &TRANSACTION_FAULT_KINDS,
+            nodes,
+            client_count,
+            &transactional,
+        );
+        Scenario {
+            seed,
+            nodes,
+            duration_ms,
+            fsync_latency_ms,
+            topics,
+            clients,
+            faults,
+            cluster: true,
+            groups: false,
+            transactions: true,
         }
     }
 
@@ -552,7 +748,11 @@ impl Scenario {
             return Err("a cluster scenario has exactly one topic".into());
         }
         for client in &self.clients {
-            let partitions = self.partitions_of(client.node);
+            let partitions = if client.role.reads_output() {
+                OUTPUT_PARTITIONS
+            } else {
+                self.partitions_of(client.node)
+            };
             if !node_ok(client.node) || client.partition < 0 || client.partition >= partitions {
                 return Err(format!("bad client {client:?}"));
             }
@@ -579,6 +779,15 @@ impl Scenario {
                     .clients
                     .get(usize::from(*client))
                     .is_some_and(|spec| spec.role == ClientRole::GroupMember),
+                Fault::ClientCrash { client, .. }
+                | Fault::ClientPause { client, .. }
+                | Fault::ClientDeaf { client, .. } => self
+                    .clients
+                    .get(usize::from(*client))
+                    .is_some_and(|spec| spec.role.is_transactional()),
+                Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
+                    self.transactions
+                }
             };
             if !ok {
                 return Err(format!("bad fault {scheduled:?}"));
@@ -604,7 +813,10 @@ impl Scenario {
 
     /// Whether [`Scenario::generate`] of its own seed gives exactly this scenario.
     pub fn is_generated(&self) -> bool {
-        !self.cluster && !self.groups && *self == Scenario::generate(self.seed)
+        !self.cluster
+            && !self.groups
+            && !self.transactions
+            && *self == Scenario::generate(self.seed)
     }
 
     /// The shortest command that replays this scenario (with `defect`, if any).
@@ -654,6 +866,27 @@ fn schedule_faults(
 fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8, members: &[u8]) -> Fault {
     let node = rng.random_range(1..=nodes);
     match kind {
+        "client-crash" => Fault::ClientCrash {
+            client: members[rng.random_range(0..members.len())],
+            down_ms: rng.random_range(100..=2_000),
+        },
+        // Past the transaction timeout and the coordinator's next check of it.
+        "client-pause" => Fault::ClientPause {
+            client: members[rng.random_range(0..members.len())],
+            for_ms: rng.random_range(
+                TRANSACTION_TIMEOUT_MS as u64 + 1_500..=TRANSACTION_TIMEOUT_MS as u64 + 3_000,
+            ),
+        },
+        "client-deaf" => Fault::ClientDeaf {
+            client: members[rng.random_range(0..members.len())],
+            for_ms: rng.random_range(300..=2_500),
+        },
+        "coordinator-crash" => Fault::CoordinatorCrash {
+            down_ms: rng.random_range(100..=2_000),
+        },
+        "coordinator-split" => Fault::CoordinatorSplit {
+            for_ms: rng.random_range(500..=3_000),
+        },
         "member-crash" => Fault::MemberCrash {
             client: members[rng.random_range(0..members.len())],
             down_ms: rng.random_range(200..=3_000),
@@ -852,6 +1085,31 @@ impl fmt::Display for Fault {
                 "cut group member client {client} off every node for {}",
                 seconds(*for_ms)
             ),
+            Fault::ClientCrash { client, down_ms } => write!(
+                f,
+                "crash transactional client {client} mid-transaction, start a new instance after {}",
+                seconds(*down_ms)
+            ),
+            Fault::ClientPause { client, for_ms } => write!(
+                f,
+                "pause transactional client {client} for {} (past its transaction timeout)",
+                seconds(*for_ms)
+            ),
+            Fault::ClientDeaf { client, for_ms } => write!(
+                f,
+                "lose every answer to transactional client {client} for {}",
+                seconds(*for_ms)
+            ),
+            Fault::CoordinatorCrash { down_ms } => write!(
+                f,
+                "crash the transaction coordinator right after its next EndTxn answer, restart after {}",
+                seconds(*down_ms)
+            ),
+            Fault::CoordinatorSplit { for_ms } => write!(
+                f,
+                "cut the transaction coordinator off the other nodes right after its next EndTxn answer, for {}",
+                seconds(*for_ms)
+            ),
         }
     }
 }
@@ -868,6 +1126,12 @@ impl fmt::Display for Scenario {
             self.fsync_latency_ms.0,
             self.fsync_latency_ms.1
         )?;
+        if self.transactions {
+            writeln!(
+                f,
+                "  transactions: input topic {TOPIC} ({INPUT_PARTITIONS} partitions), output topic {OUTPUT_TOPIC} ({OUTPUT_PARTITIONS} partitions), copier group {COPIER_GROUP}, transaction.timeout.ms {TRANSACTION_TIMEOUT_MS}"
+            )?;
+        }
         for topic in &self.topics {
             let segment = topic
                 .segment_bytes
@@ -887,12 +1151,24 @@ impl fmt::Display for Scenario {
                 ClientRole::IdempotentProducer => "idempotent producer",
                 ClientRole::Consumer => "consumer by offset",
                 ClientRole::GroupMember => "consumer group member",
+                ClientRole::TransactionalProducer => "transactional producer (output topic)",
+                ClientRole::Copier => "copier (input -> output, exactly once)",
+                ClientRole::ReadCommittedConsumer => "read_committed consumer of the output",
+                ClientRole::ReadUncommittedConsumer => "read_uncommitted consumer of the output",
             };
-            write!(
-                f,
-                "  client {index}: {role} on node {} partition {}, pause {}..{} ms",
-                client.node, client.partition, client.think_ms.0, client.think_ms.1
-            )?;
+            if client.role.is_transactional() {
+                write!(
+                    f,
+                    "  client {index}: {role}, bootstrap node {}, pause {}..{} ms",
+                    client.node, client.think_ms.0, client.think_ms.1
+                )?;
+            } else {
+                write!(
+                    f,
+                    "  client {index}: {role} on node {} partition {}, pause {}..{} ms",
+                    client.node, client.partition, client.think_ms.0, client.think_ms.1
+                )?;
+            }
             if client.role.is_producer() {
                 write!(
                     f,
@@ -957,6 +1233,34 @@ mod tests {
             }
         }
         assert_ne!(Scenario::generate(1), Scenario::generate(2));
+    }
+
+    #[test]
+    fn a_transaction_seed_names_one_scenario_with_every_kind_of_client() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let scenario = Scenario::generate_transactions(seed);
+            assert_eq!(scenario, Scenario::generate_transactions(seed));
+            assert!(scenario.check().is_ok(), "{scenario}");
+            assert!(scenario.transactions && scenario.cluster && !scenario.groups);
+            for role in [
+                ClientRole::IdempotentProducer,
+                ClientRole::TransactionalProducer,
+                ClientRole::Copier,
+                ClientRole::ReadCommittedConsumer,
+                ClientRole::ReadUncommittedConsumer,
+            ] {
+                assert!(
+                    scenario.clients.iter().any(|client| client.role == role),
+                    "no {role:?}: {scenario}"
+                );
+            }
+            kinds.extend(scenario.faults.iter().map(|f| f.fault.kind()));
+            let round_trip = Scenario::from_json(&scenario.to_json()).unwrap();
+            assert_eq!(round_trip, scenario);
+            assert!(scenario.replay_command(None).contains("--scenario"));
+        }
+        assert_eq!(kinds.len(), TRANSACTION_FAULT_KINDS.len(), "{kinds:?}");
     }
 
     #[test]

@@ -137,7 +137,12 @@ impl ScenarioTree {
                     | Fault::MemberCrash { .. }
                     | Fault::MemberLeave { .. }
                     | Fault::MemberPause { .. }
-                    | Fault::MemberIsolate { .. } => false,
+                    | Fault::MemberIsolate { .. }
+                    | Fault::ClientCrash { .. }
+                    | Fault::ClientPause { .. }
+                    | Fault::ClientDeaf { .. }
+                    | Fault::CoordinatorCrash { .. }
+                    | Fault::CoordinatorSplit { .. } => false,
                     Fault::Split { minority, .. } => minority.contains(&node),
                     Fault::NodeLinkLoss { from, to, .. } => *from == node || *to == node,
                 };
@@ -182,7 +187,12 @@ impl ScenarioTree {
                         | Fault::MemberCrash { .. }
                         | Fault::MemberLeave { .. }
                         | Fault::MemberPause { .. }
-                        | Fault::MemberIsolate { .. } => {}
+                        | Fault::MemberIsolate { .. }
+                        | Fault::ClientCrash { .. }
+                        | Fault::ClientPause { .. }
+                        | Fault::ClientDeaf { .. }
+                        | Fault::CoordinatorCrash { .. }
+                        | Fault::CoordinatorSplit { .. } => {}
                     }
                 }
             }

@@ -49,8 +49,12 @@ pub(crate) struct ClientContext {
     pub log: Arc<RunLog>,
     pub stop: Arc<AtomicBool>,
     pub rng: StdRng,
-    /// What the harness tells a group member to do next (crash, leave).
+    /// What the harness tells a group member or transactional client to do next (crash,
+    /// leave).
     pub command: Arc<std::sync::Mutex<Option<MemberCommand>>>,
+    /// Fired by a transactional client when the coordinator answers its EndTxn (for the
+    /// faults that strike the coordinator right after one).
+    pub end_txn_signal: Arc<crate::txn_clients::EndTxnSignal>,
 }
 
 /// A fault a group member carries out itself.
@@ -137,6 +141,16 @@ pub(crate) async fn leader_address(
     partition: i32,
     client_id: &str,
 ) -> Result<SocketAddr, String> {
+    leader_address_of(nodes, TOPIC, partition, client_id).await
+}
+
+/// The address of the leader of `topic`'s `partition`, as [`leader_address`] finds it.
+pub(crate) async fn leader_address_of(
+    nodes: &[SocketAddr],
+    topic: &str,
+    partition: i32,
+    client_id: &str,
+) -> Result<SocketAddr, String> {
     let mut last_error = String::from("no node to ask");
     for address in nodes {
         let mut connection = match Connection::connect(*address, client_config(client_id)).await {
@@ -146,7 +160,7 @@ pub(crate) async fn leader_address(
                 continue;
             }
         };
-        let metadata = match connection.metadata(Some(&[TOPIC])).await {
+        let metadata = match connection.metadata(Some(&[topic])).await {
             Ok(metadata) => metadata,
             Err(error) => {
                 last_error = error.to_string();
@@ -154,7 +168,7 @@ pub(crate) async fn leader_address(
             }
         };
         let leader = metadata
-            .topic(TOPIC)
+            .topic(topic)
             .and_then(|topic| topic.partition(partition))
             .map(|partition| partition.leader_id)
             .filter(|leader| *leader >= 0)
@@ -261,6 +275,13 @@ pub(crate) async fn run_client(mut context: ClientContext) {
         ClientRole::IdempotentProducer => run_idempotent_producer(&mut context).await,
         ClientRole::Consumer => run_consumer(&mut context).await,
         ClientRole::GroupMember => crate::group_member::run_group_member(&mut context).await,
+        ClientRole::TransactionalProducer => {
+            crate::txn_clients::run_transactional_producer(&mut context).await
+        }
+        ClientRole::Copier => crate::txn_clients::run_copier(&mut context).await,
+        ClientRole::ReadCommittedConsumer | ClientRole::ReadUncommittedConsumer => {
+            crate::txn_clients::run_output_consumer(&mut context).await
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The checkers catch real bugs: each deliberate defect (`myelin_core::defects`) is caught
 //! by some seed of the fixed range, shrinks to a short fault schedule, and that schedule
 //! passes without the defect. The replication defects run in cluster scenarios, the group
-//! coordinator's in group scenarios. (Simulation builds with the feature only:
+//! coordinator's in group scenarios, the transaction protocol's in transaction scenarios. (Simulation builds with the feature only:
 //! `cargo sim-test --features defects --test defects`.)
 #![cfg(all(madsim, feature = "defects"))]
 
@@ -30,12 +30,14 @@ fn with_defect(defect: Defect) -> RunOptions {
 }
 
 /// The scenarios a defect is hunted in: cluster ones for the replication defects, group
-/// ones for the group coordinator's.
+/// ones for the group coordinator's, transaction ones for the transaction protocol's.
 fn scenario_for(defect: Defect, seed: u64) -> Scenario {
     if Defect::REPLICATION.contains(&defect) {
         Scenario::generate_cluster(seed)
     } else if Defect::GROUPS.contains(&defect) {
         Scenario::generate_groups(seed)
+    } else if Defect::TRANSACTIONS.contains(&defect) {
+        Scenario::generate_transactions(seed)
     } else {
         Scenario::generate(seed)
     }
@@ -95,6 +97,7 @@ fn every_deliberate_defect_is_caught_and_shrinks_to_a_short_schedule() {
         .into_iter()
         .chain(Defect::REPLICATION)
         .chain(Defect::GROUPS)
+        .chain(Defect::TRANSACTIONS)
         .collect();
     std::thread::scope(|scope| {
         for half in defects.chunks(defects.len().div_ceil(2)) {

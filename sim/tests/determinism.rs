@@ -17,6 +17,7 @@ fn one_seed_twice_gives_one_trace() {
         Scenario::generate_cluster(3),
         Scenario::generate_cluster(16),
         Scenario::generate_groups(2),
+        Scenario::generate_transactions(4),
     ];
     for scenario in scenarios {
         let seed = scenario.seed;
