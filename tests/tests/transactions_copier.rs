@@ -5,8 +5,11 @@
 //! and restarted in turn; the output read committed equals the input as a set, with no
 //! duplicate, and the group's committed offsets are the input's end offsets.
 //!
-//! Not run by `cargo test` / `tests/run` (`test = false` in tests/Cargo.toml) until the
-//! broker bug it exposes is fixed: run it with
+//! Not run by `cargo test` / `tests/run` (`test = false` in tests/Cargo.toml) until it
+//! passes every run: it found two broker bugs (transactional batches pipelined behind a
+//! verification, in one partition and across requests, refused OUT_OF_ORDER_SEQUENCE),
+//! both fixed; it still fails about one run in three, not yet diagnosed (see the failure
+//! files it writes to target/e2e-logs). Run it with
 //! `cargo test -p myelin-tests --test transactions_copier`.
 
 mod txn_support;
