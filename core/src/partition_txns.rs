@@ -46,6 +46,9 @@ struct EndedTxn {
     open: OpenTxn,
     marker_offset: i64,
     aborted: bool,
+    /// Set when this node wrote the marker as leader (`marker_written`): the producer's
+    /// `last_marker_number` before it, restored if a truncation cuts the marker.
+    marker_number_before: Option<Option<u64>>,
 }
 
 /// An aborted transaction of the index.
@@ -111,6 +114,7 @@ impl PartitionTransactions {
                     open,
                     marker_offset: base_offset,
                     aborted,
+                    marker_number_before: None,
                 });
                 if aborted {
                     self.aborted.push_back(AbortedEntry {
@@ -161,9 +165,23 @@ impl PartitionTransactions {
             .drain(..)
             .partition(|ended| ended.marker_offset >= offset);
         self.ended = kept;
-        for ended in cut {
+        // Newest first, so that a producer's number goes back to what it was before the
+        // oldest cut marker.
+        for ended in cut.into_iter().rev() {
             if ended.open.first_offset < offset {
                 self.open.insert(ended.producer_id, ended.open);
+            }
+            // A marker this node wrote (as a leader about to learn it was deposed) is gone:
+            // its transaction is open again and its marker must be written again, so the
+            // number must not make that marker look stale (`marker_action`).
+            match ended.marker_number_before {
+                Some(Some(number)) => {
+                    self.last_marker_number.insert(ended.producer_id, number);
+                }
+                Some(None) => {
+                    self.last_marker_number.remove(&ended.producer_id);
+                }
+                None => {}
             }
         }
         self.aborted.retain(|entry| entry.last_offset < offset);
@@ -286,6 +304,15 @@ impl PartitionTransactions {
     /// This node wrote the marker of transaction `txn_number` of the producer, for the
     /// coordinator of `coordinator_epoch`.
     pub fn marker_written(&mut self, producer_id: i64, txn_number: u64, coordinator_epoch: i32) {
+        let before = self.last_marker_number.get(&producer_id).copied();
+        if let Some(ended) = self
+            .ended
+            .iter_mut()
+            .rev()
+            .find(|ended| ended.producer_id == producer_id)
+        {
+            ended.marker_number_before = Some(before);
+        }
         let number = self.last_marker_number.entry(producer_id).or_default();
         *number = (*number).max(txn_number);
         let epoch = self
@@ -379,6 +406,29 @@ mod tests {
             }]
         );
         assert!(txns.aborted_between(15, 20).is_empty());
+    }
+
+    #[test]
+    fn a_marker_cut_by_truncation_is_written_again_when_its_coordinator_retries() {
+        // Simulator transaction seed 1488: a deposed leader appended a delayed marker for
+        // transaction 9, then truncated it as a follower; leader again, it answered the
+        // coordinator's retry "already done" without writing it, and the committed
+        // transaction stayed open here until the producer's next (abort) marker ended it.
+        let mut txns = PartitionTransactions::default();
+        txns.on_batch(&data(1, 1), 0, None);
+        let (header, kind) = marker(1, true);
+        txns.on_batch(&header, 1, kind);
+        txns.marker_written(1, 8, 1);
+        txns.on_batch(&data(1, 1), 2, None);
+        txns.on_high_watermark(3);
+        txns.on_batch(&header, 3, kind);
+        txns.marker_written(1, 9, 1);
+        assert_eq!(txns.marker_action(1, 9), MarkerAction::AlreadyDone);
+        txns.truncate(3);
+        assert!(txns.is_open(1, 0));
+        assert_eq!(txns.marker_action(1, 9), MarkerAction::Write);
+        // The number of the marker that survived still makes older markers stale.
+        assert_eq!(txns.marker_action(1, 8), MarkerAction::AlreadyDone);
     }
 
     #[test]
