@@ -46,6 +46,9 @@ struct EndedTxn {
     open: OpenTxn,
     marker_offset: i64,
     aborted: bool,
+    /// Set when this node wrote the marker as leader (`marker_written`): the producer's
+    /// `last_marker_number` before it, restored if a truncation cuts the marker.
+    marker_number_before: Option<Option<u64>>,
 }
 
 /// An aborted transaction of the index.
@@ -74,9 +77,7 @@ pub struct PartitionTransactions {
     verifications: BTreeMap<i64, Verification>,
     next_token: u64,
     /// The transaction number of each producer's last marker written by this node.
-    /// With the marker's offset: a truncation that cuts the marker forgets it (the
-    /// transaction is open again and its marker must be written again).
-    last_marker_number: BTreeMap<i64, (u64, i64)>,
+    last_marker_number: BTreeMap<i64, u64>,
     /// The coordinator epoch of each producer's last marker written by this node: a marker
     /// from an older coordinator is fenced (TRANSACTION_COORDINATOR_FENCED).
     coordinator_epochs: BTreeMap<i64, i32>,
@@ -113,6 +114,7 @@ impl PartitionTransactions {
                     open,
                     marker_offset: base_offset,
                     aborted,
+                    marker_number_before: None,
                 });
                 if aborted {
                     self.aborted.push_back(AbortedEntry {
@@ -163,14 +165,26 @@ impl PartitionTransactions {
             .drain(..)
             .partition(|ended| ended.marker_offset >= offset);
         self.ended = kept;
-        for ended in cut {
+        // Newest first, so that a producer's number goes back to what it was before the
+        // oldest cut marker.
+        for ended in cut.into_iter().rev() {
             if ended.open.first_offset < offset {
                 self.open.insert(ended.producer_id, ended.open);
             }
+            // A marker this node wrote (as a leader about to learn it was deposed) is gone:
+            // its transaction is open again and its marker must be written again, so the
+            // number must not make that marker look stale (`marker_action`).
+            match ended.marker_number_before {
+                Some(Some(number)) => {
+                    self.last_marker_number.insert(ended.producer_id, number);
+                }
+                Some(None) => {
+                    self.last_marker_number.remove(&ended.producer_id);
+                }
+                None => {}
+            }
         }
         self.aborted.retain(|entry| entry.last_offset < offset);
-        self.last_marker_number
-            .retain(|_, (_, marker_offset)| *marker_offset < offset);
     }
 
     /// Retention deleted everything below `log_start_offset`.
@@ -279,7 +293,7 @@ impl PartitionTransactions {
         let stale_by_marker = self
             .last_marker_number
             .get(&producer_id)
-            .is_some_and(|(number, _)| txn_number <= *number);
+            .is_some_and(|number| txn_number <= *number);
         if stale_by_open || stale_by_marker {
             MarkerAction::AlreadyDone
         } else {
@@ -287,22 +301,20 @@ impl PartitionTransactions {
         }
     }
 
-    /// This node wrote the marker of transaction `txn_number` of the producer at
-    /// `marker_offset`, for the coordinator of `coordinator_epoch`.
-    pub fn marker_written(
-        &mut self,
-        producer_id: i64,
-        txn_number: u64,
-        marker_offset: i64,
-        coordinator_epoch: i32,
-    ) {
-        let last = self
-            .last_marker_number
-            .entry(producer_id)
-            .or_insert((txn_number, marker_offset));
-        if txn_number >= last.0 {
-            *last = (txn_number, marker_offset);
+    /// This node wrote the marker of transaction `txn_number` of the producer, for the
+    /// coordinator of `coordinator_epoch`.
+    pub fn marker_written(&mut self, producer_id: i64, txn_number: u64, coordinator_epoch: i32) {
+        let before = self.last_marker_number.get(&producer_id).copied();
+        if let Some(ended) = self
+            .ended
+            .iter_mut()
+            .rev()
+            .find(|ended| ended.producer_id == producer_id)
+        {
+            ended.marker_number_before = Some(before);
         }
+        let number = self.last_marker_number.entry(producer_id).or_default();
+        *number = (*number).max(txn_number);
         let epoch = self
             .coordinator_epochs
             .entry(producer_id)
@@ -397,6 +409,29 @@ mod tests {
     }
 
     #[test]
+    fn a_marker_cut_by_truncation_is_written_again_when_its_coordinator_retries() {
+        // Simulator transaction seed 1488: a deposed leader appended a delayed marker for
+        // transaction 9, then truncated it as a follower; leader again, it answered the
+        // coordinator's retry "already done" without writing it, and the committed
+        // transaction stayed open here until the producer's next (abort) marker ended it.
+        let mut txns = PartitionTransactions::default();
+        txns.on_batch(&data(1, 1), 0, None);
+        let (header, kind) = marker(1, true);
+        txns.on_batch(&header, 1, kind);
+        txns.marker_written(1, 8, 1);
+        txns.on_batch(&data(1, 1), 2, None);
+        txns.on_high_watermark(3);
+        txns.on_batch(&header, 3, kind);
+        txns.marker_written(1, 9, 1);
+        assert_eq!(txns.marker_action(1, 9), MarkerAction::AlreadyDone);
+        txns.truncate(3);
+        assert!(txns.is_open(1, 0));
+        assert_eq!(txns.marker_action(1, 9), MarkerAction::Write);
+        // The number of the marker that survived still makes older markers stale.
+        assert_eq!(txns.marker_action(1, 8), MarkerAction::AlreadyDone);
+    }
+
+    #[test]
     fn truncation_reopens_a_transaction_whose_marker_is_cut() {
         let mut txns = PartitionTransactions::default();
         txns.on_batch(&data(1, 1), 0, None);
@@ -452,7 +487,7 @@ mod tests {
             "stale marker"
         );
         assert_eq!(txns.marker_action(1, 4), MarkerAction::Write);
-        txns.marker_written(1, 4, 2, 2);
+        txns.marker_written(1, 4, 2);
         assert_eq!(
             txns.check_coordinator_epoch(1, 1),
             Err(crate::api::ErrorCode::TransactionCoordinatorFenced)
@@ -467,27 +502,6 @@ mod tests {
             txns.marker_action(2, 4),
             MarkerAction::AlreadyDone,
             "nothing open"
-        );
-    }
-
-    #[test]
-    fn a_truncated_marker_must_be_written_again() {
-        let mut txns = PartitionTransactions::default();
-        let token = txns.begin_verification(1, 0).unwrap();
-        assert!(txns.verified(1, token, 5));
-        txns.on_batch(&data(1, 1), 0, None);
-        assert_eq!(txns.marker_action(1, 5), MarkerAction::Write);
-        let (header, kind) = marker(1, true);
-        txns.on_batch(&header, 1, kind);
-        txns.marker_written(1, 5, 1, 3);
-        assert_eq!(txns.marker_action(1, 5), MarkerAction::AlreadyDone);
-        // The marker was never committed: a new leader's log cut it.
-        txns.truncate(1);
-        assert!(txns.is_open(1, 0));
-        assert_eq!(
-            txns.marker_action(1, 5),
-            MarkerAction::Write,
-            "the transaction is open again here: its marker must be written again"
         );
     }
 

@@ -546,6 +546,17 @@ enum Clog {
     },
     /// Everything sent to a client (its requests still go out).
     ClientIn(u8),
+    /// Everything a client sends (held on its connections, delivered after the heal).
+    ClientOut(u8),
+}
+
+/// What a `ClientDeaf` fault cuts: the answers to the client, or its requests.
+fn client_deaf_clog(client: u8, requests_held: bool) -> Clog {
+    if requests_held {
+        Clog::ClientOut(client)
+    } else {
+        Clog::ClientIn(client)
+    }
 }
 
 struct Supervisor<'a> {
@@ -668,6 +679,14 @@ impl Supervisor<'_> {
                     net.clog_node_in(id);
                 } else {
                     net.unclog_node_in(id);
+                }
+            }
+            Clog::ClientOut(client) => {
+                let id = self.client_ids[usize::from(client)];
+                if clogged {
+                    net.clog_node_out(id);
+                } else {
+                    net.unclog_node_out(id);
                 }
             }
             Clog::NodeLink { from, to } => {
@@ -805,8 +824,12 @@ impl Supervisor<'_> {
                 }
                 fresh
             }
-            Fault::ClientDeaf { client, .. } => {
-                self.clog(Clog::ClientIn(*client));
+            Fault::ClientDeaf {
+                client,
+                requests_held,
+                ..
+            } => {
+                self.clog(client_deaf_clog(*client, *requests_held));
                 true
             }
             Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
@@ -880,7 +903,11 @@ impl Supervisor<'_> {
                 self.resume_client(*client)
             }
             Fault::MemberIsolate { client, .. } => self.unclog(Clog::Client(*client)),
-            Fault::ClientDeaf { client, .. } => self.unclog(Clog::ClientIn(*client)),
+            Fault::ClientDeaf {
+                client,
+                requests_held,
+                ..
+            } => self.unclog(client_deaf_clog(*client, *requests_held)),
             Fault::CoordinatorSplit { .. } => {
                 if let Some(node) = self.struck.get(&number).copied() {
                     for clog in coordinator_split_clogs(self.scenario.nodes, node) {

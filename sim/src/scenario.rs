@@ -216,8 +216,16 @@ pub enum Fault {
     /// timeout: its open transaction expires, and it resumes as a fenced zombie.
     ClientPause { client: u8, for_ms: u64 },
     /// Every answer to a transactional client is lost (its requests still arrive): its
-    /// requests time out and are retried over new connections.
-    ClientDeaf { client: u8, for_ms: u64 },
+    /// requests time out and are retried over new connections. With `requests_held`, its
+    /// requests are held instead, and delivered when the fault heals, late, on the
+    /// connections the client gave up on (a delayed EndTxn may then meet the client's next
+    /// transaction: KAFKA-17754).
+    ClientDeaf {
+        client: u8,
+        for_ms: u64,
+        #[serde(default)]
+        requests_held: bool,
+    },
     /// Crash the transaction coordinator right after it answers the next EndTxn (from
     /// `at_ms` on): the transaction is prepared, its markers maybe not written.
     CoordinatorCrash { down_ms: u64 },
@@ -245,6 +253,10 @@ impl Fault {
             Fault::MemberIsolate { .. } => "member-isolate",
             Fault::ClientCrash { .. } => "client-crash",
             Fault::ClientPause { .. } => "client-pause",
+            Fault::ClientDeaf {
+                requests_held: true,
+                ..
+            } => "client-mute",
             Fault::ClientDeaf { .. } => "client-deaf",
             Fault::CoordinatorCrash { .. } => "coordinator-crash",
             Fault::CoordinatorSplit { .. } => "coordinator-split",
@@ -880,6 +892,7 @@ fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8, members:
         "client-deaf" => Fault::ClientDeaf {
             client: members[rng.random_range(0..members.len())],
             for_ms: rng.random_range(300..=2_500),
+            requests_held: rng.random_bool(0.5),
         },
         "coordinator-crash" => Fault::CoordinatorCrash {
             down_ms: rng.random_range(100..=2_000),
@@ -1095,9 +1108,22 @@ impl fmt::Display for Fault {
                 "pause transactional client {client} for {} (past its transaction timeout)",
                 seconds(*for_ms)
             ),
-            Fault::ClientDeaf { client, for_ms } => write!(
+            Fault::ClientDeaf {
+                client,
+                for_ms,
+                requests_held: false,
+            } => write!(
                 f,
                 "lose every answer to transactional client {client} for {}",
+                seconds(*for_ms)
+            ),
+            Fault::ClientDeaf {
+                client,
+                for_ms,
+                requests_held: true,
+            } => write!(
+                f,
+                "hold every request of transactional client {client} for {}, then deliver them late",
                 seconds(*for_ms)
             ),
             Fault::CoordinatorCrash { down_ms } => write!(
@@ -1260,7 +1286,8 @@ mod tests {
             assert_eq!(round_trip, scenario);
             assert!(scenario.replay_command(None).contains("--scenario"));
         }
-        assert_eq!(kinds.len(), TRANSACTION_FAULT_KINDS.len(), "{kinds:?}");
+        // client-deaf comes in two kinds, client-mute being the other.
+        assert_eq!(kinds.len(), TRANSACTION_FAULT_KINDS.len() + 1, "{kinds:?}");
     }
 
     #[test]

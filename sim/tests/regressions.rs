@@ -8,6 +8,12 @@
 //!   leader got generation 3's assignment before the generation was replicated; after a
 //!   failover a new coordinator made another generation 3. Every reply about a group now
 //!   waits for the group's last write to commit.
+//! - `txn-marker-cut-by-truncation.json` (transaction seed 1488): a deposed leader wrote a
+//!   delayed commit marker, truncated it as a follower, and, leader again, answered the
+//!   coordinator's retry of that marker "already done" without writing it: a committed
+//!   transaction torn across partitions. A truncation now restores the producer's last
+//!   marker number (`PartitionTransactions::truncate`); core test
+//!   `a_marker_cut_by_truncation_is_written_again_when_its_coordinator_retries`.
 #![cfg(madsim)]
 
 use myelin_sim::{run, RunOptions, Scenario};

@@ -47,7 +47,7 @@ fn every_transaction_seed_of_the_fixed_range_passes_with_progress() {
     };
     let sum = |count: fn(&myelin_sim::RunReport) -> u64| -> u64 { reports.iter().map(count).sum() };
     println!(
-        "{} transaction seeds in {:.1} s: {} committed, {} aborted, {} in doubt, {} abandoned ({} fenced); faults: {} coordinator crashes, {} coordinator splits, {} client crashes, {} client pauses (expirations), {} deaf clients, {} node crashes; {} failing",
+        "{} transaction seeds in {:.1} s: {} committed, {} aborted, {} in doubt, {} abandoned ({} fenced); faults: {} coordinator crashes, {} coordinator splits, {} client crashes, {} client pauses (expirations), {} deaf clients, {} mute clients (late requests), {} node crashes; {} failing",
         reports.len(),
         started.elapsed().as_secs_f64(),
         sum(|r| r.counts.transactions_committed),
@@ -60,6 +60,7 @@ fn every_transaction_seed_of_the_fixed_range_passes_with_progress() {
         injected("client-crash"),
         injected("client-pause"),
         injected("client-deaf"),
+        injected("client-mute"),
         injected("crash"),
         problems.len()
     );
@@ -71,6 +72,7 @@ fn every_transaction_seed_of_the_fixed_range_passes_with_progress() {
             "client-crash",
             "client-pause",
             "client-deaf",
+            "client-mute",
             "crash"
         ]
         .iter()

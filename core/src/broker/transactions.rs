@@ -1609,7 +1609,6 @@ impl Broker {
                             state.txns.marker_written(
                                 markers.producer_id,
                                 markers.txn_number,
-                                wait.0 - 1,
                                 markers.coordinator_epoch,
                             );
                         }
