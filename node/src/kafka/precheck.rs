@@ -506,6 +506,42 @@ impl Walker<'_> {
     }
 }
 
+/// For the API modules' tests: encodes each request at `version`, then replaces each byte
+/// in turn by values that make lengths huge, negative, null or zero and strings invalid
+/// UTF-8; what passes this precheck and decodes is handed to `answer` (which must not
+/// panic). Returns how many corrupted requests decoded, so a test can show it exercised
+/// something.
+#[cfg(test)]
+pub(crate) fn decode_corrupted_requests(
+    version: i16,
+    requests: Vec<(ApiKey, kafka_protocol::messages::RequestKind)>,
+    mut answer: impl FnMut(kafka_protocol::messages::RequestKind),
+) -> usize {
+    use kafka_protocol::messages::RequestKind;
+    let mut decoded_count = 0;
+    for (api_key, request) in requests {
+        let mut encoded = bytes::BytesMut::new();
+        request
+            .encode(&mut encoded, version)
+            .unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"));
+        for index in 0..encoded.len() {
+            for value in [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff] {
+                let mut corrupted = encoded.clone();
+                corrupted[index] = value;
+                if check_request_body(api_key, version, &corrupted).is_err() {
+                    continue;
+                }
+                let mut bytes = corrupted.freeze();
+                if let Ok(request) = RequestKind::decode(api_key, &mut bytes, version) {
+                    decoded_count += 1;
+                    answer(request);
+                }
+            }
+        }
+    }
+    decoded_count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
