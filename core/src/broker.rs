@@ -846,15 +846,12 @@ impl Broker {
                 .collect();
             if !unverified.is_empty() {
                 let transactional_id = transactional_id.clone();
-                self.verify_then_produce(
-                    now_ms,
+                let then = transactions::AfterVerification::Produce {
                     id,
                     acks,
-                    transactional_id,
                     partitions,
-                    unverified,
-                    outputs,
-                );
+                };
+                self.start_verification(now_ms, &transactional_id, unverified, then, outputs);
                 return;
             }
         }

@@ -335,11 +335,6 @@ impl PartitionTransactions {
             _ => Ok(()),
         }
     }
-
-    /// Number of producers with a transaction open here.
-    pub fn open_count(&self) -> usize {
-        self.open.len()
-    }
 }
 
 #[cfg(test)]

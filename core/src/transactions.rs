@@ -353,7 +353,6 @@ pub fn end_transaction(
 /// the transaction's number.
 pub fn verify_partition(
     current: Option<&TxnMetadata>,
-    pending: bool,
     producer_id: i64,
     producer_epoch: i16,
     partition: &TopicPartition,
@@ -369,7 +368,6 @@ pub fn verify_partition(
     }
     // A pending AddPartitionsToTxn is not answered yet: the client has not produced under
     // it, so the committed state decides.
-    let _ = pending;
     if current.state == TxnState::Ongoing && current.partitions.contains(partition) {
         (ErrorCode::None, current.txn_number)
     } else {
@@ -579,24 +577,24 @@ mod tests {
     fn verification_admits_only_partitions_of_the_open_transaction() {
         let open = ongoing();
         assert_eq!(
-            verify_partition(Some(&open), false, 7, 0, &tp("a", 0)),
+            verify_partition(Some(&open), 7, 0, &tp("a", 0)),
             (ErrorCode::None, 1)
         );
         assert_eq!(
-            verify_partition(Some(&open), false, 7, 0, &tp("a", 1)).0,
+            verify_partition(Some(&open), 7, 0, &tp("a", 1)).0,
             ErrorCode::InvalidTxnState
         );
         assert_eq!(
-            verify_partition(Some(&open), false, 7, 3, &tp("a", 0)).0,
+            verify_partition(Some(&open), 7, 3, &tp("a", 0)).0,
             ErrorCode::ProducerFenced
         );
         assert_eq!(
-            verify_partition(Some(&open), false, 8, 0, &tp("a", 0)).0,
+            verify_partition(Some(&open), 8, 0, &tp("a", 0)).0,
             ErrorCode::InvalidProducerIdMapping
         );
         let complete = written(end_transaction(Some(&open), false, 7, 0, false, 11)).completed(12);
         assert_eq!(
-            verify_partition(Some(&complete), false, 7, 0, &tp("a", 0)).0,
+            verify_partition(Some(&complete), 7, 0, &tp("a", 0)).0,
             ErrorCode::InvalidTxnState,
             "a produce delayed past its transaction's end is refused"
         );

@@ -33,7 +33,7 @@
 //! - an open transaction past its timeout is aborted under a bumped epoch, fencing its
 //!   producer (`transactions_tick`);
 //! - a leader appends a transaction's first batch to a partition only after the
-//!   coordinator confirmed the partition is in that transaction (`verify_then_produce`),
+//!   coordinator confirmed the partition is in that transaction (`start_verification`),
 //!   and a marker that arrived meanwhile voids the confirmation.
 
 use super::internal_log::{replay_recovered, CommitQueue};
@@ -602,7 +602,6 @@ impl Broker {
             });
             return;
         }
-        let mut allocated = None;
         let decision = transactions::init_producer_id(
             current.as_ref(),
             pending,
@@ -610,11 +609,7 @@ impl Broker {
             timeout_ms,
             expected,
             now_ms,
-            || {
-                let producer_id = self.allocate_producer_id(outputs);
-                allocated = Some(producer_id);
-                producer_id
-            },
+            || self.allocate_producer_id(outputs),
         );
         self.carry_out(
             now_ms,
@@ -1268,31 +1263,6 @@ impl Broker {
 
     // ----- verification (KIP-890 part 1) -----
 
-    /// Holds a produce until the coordinator confirms its transaction's first appends.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn verify_then_produce(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        acks: Acks,
-        transactional_id: String,
-        partitions: Vec<ProducePartition>,
-        unverified: Vec<(TopicPartition, i64, i16)>,
-        outputs: &mut Vec<Output>,
-    ) {
-        self.start_verification(
-            now_ms,
-            &transactional_id,
-            unverified,
-            AfterVerification::Produce {
-                id,
-                acks,
-                partitions,
-            },
-            outputs,
-        );
-    }
-
     /// Asks the coordinator of `transactional_id` whether the partitions belong to the
     /// producer's open transaction; `then` continues once it answers (or does not in time).
     pub(super) fn start_verification(
@@ -1383,18 +1353,12 @@ impl Broker {
         };
         let shard = &self.txn_coordinator.shards[&index];
         let current = shard.committed.get(transactional_id);
-        let pending = shard.is_pending(transactional_id);
         let mut txn_number = 0;
         let results = partitions
             .iter()
             .map(|partition| {
-                let (error, number) = transactions::verify_partition(
-                    current,
-                    pending,
-                    producer_id,
-                    producer_epoch,
-                    partition,
-                );
+                let (error, number) =
+                    transactions::verify_partition(current, producer_id, producer_epoch, partition);
                 txn_number = number;
                 (partition.clone(), error)
             })
