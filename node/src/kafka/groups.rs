@@ -836,7 +836,7 @@ pub(crate) async fn describe_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::versions::advertised_range;
+    use crate::kafka::test_support::{over_the_wire, text, versions};
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -848,38 +848,15 @@ mod tests {
     };
     use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
     use kafka_protocol::messages::{ApiKey, RequestKind};
-    use kafka_protocol::protocol::{Decodable, Encodable};
+    use kafka_protocol::protocol::Encodable;
     use myelin_core::api::{GroupDescription, GroupState, MemberDescription};
 
     fn peer() -> SocketAddr {
         "127.0.0.1:50000".parse().unwrap()
     }
 
-    fn text(value: &'static str) -> StrBytes {
-        StrBytes::from_static_str(value)
-    }
-
     fn group(value: &'static str) -> GroupId {
         GroupId(text(value))
-    }
-
-    fn versions(api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
-        let (min, max) = advertised_range(api_key).expect("advertised");
-        min..=max
-    }
-
-    /// `message` as the other side reads it: encoded for `version` (which fails if a field
-    /// the version lacks is set) and decoded again, every byte consumed.
-    fn over_the_wire<T: Encodable + Decodable>(message: &T, version: i16) -> T {
-        let mut buffer = BytesMut::new();
-        message
-            .encode(&mut buffer, version)
-            .unwrap_or_else(|error| panic!("encoding v{version}: {error}"));
-        let mut bytes = buffer.freeze();
-        let decoded = T::decode(&mut bytes, version)
-            .unwrap_or_else(|error| panic!("decoding v{version}: {error}"));
-        assert!(bytes.is_empty(), "v{version}: {} bytes left", bytes.len());
-        decoded
     }
 
     fn stable_description() -> GroupDescription {

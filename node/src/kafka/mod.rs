@@ -32,6 +32,8 @@ mod precheck;
 mod produce;
 mod producer_id;
 mod server;
+#[cfg(test)]
+mod test_support;
 mod topic_ids;
 mod transactions;
 mod versions;

@@ -550,7 +550,7 @@ pub(crate) async fn describe_producers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::versions::advertised_range;
+    use crate::kafka::test_support::{over_the_wire, text, versions};
     use bytes::BytesMut;
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
     use kafka_protocol::messages::describe_producers_request::TopicRequest;
@@ -558,34 +558,11 @@ mod tests {
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{GroupId, RequestKind};
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use kafka_protocol::protocol::Encodable;
     use myelin_core::api::{ProducerDescription, TxnState};
-
-    fn text(value: &'static str) -> StrBytes {
-        StrBytes::from_static_str(value)
-    }
 
     fn txn_id(value: &'static str) -> TransactionalId {
         TransactionalId(text(value))
-    }
-
-    fn versions(api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
-        let (min, max) = advertised_range(api_key).expect("advertised");
-        min..=max
-    }
-
-    /// `message` as the other side reads it: encoded for `version` (which fails if a field
-    /// the version lacks is set) and decoded again, every byte consumed.
-    fn over_the_wire<T: Encodable + Decodable>(message: &T, version: i16) -> T {
-        let mut buffer = BytesMut::new();
-        message
-            .encode(&mut buffer, version)
-            .unwrap_or_else(|error| panic!("encoding v{version}: {error}"));
-        let mut bytes = buffer.freeze();
-        let decoded = T::decode(&mut bytes, version)
-            .unwrap_or_else(|error| panic!("decoding v{version}: {error}"));
-        assert!(bytes.is_empty(), "v{version}: {} bytes left", bytes.len());
-        decoded
     }
 
     #[test]
