@@ -18,8 +18,12 @@
 //!   (`begin_verification` / `verified`); the verification stands for the rest of that
 //!   transaction (pipelined produces share it) and only the producer's next marker ends it,
 //!   so data never lands after the marker that ended its transaction;
-//! - a marker carrying an older transaction number than the open transaction's is stale and
-//!   not written (`is_stale_marker`): a delayed marker never ends a later transaction.
+//! - a marker carrying an older transaction number than the open (or verified)
+//!   transaction's is stale and not written (`marker_action`): a delayed marker never ends
+//!   a later transaction;
+//! - any other marker is written, even where its transaction wrote nothing: it voids a
+//!   verification still in flight there, so a late confirmation (from a deposed
+//!   coordinator) cannot open a transaction that no marker will end.
 
 use crate::api::AbortedTransaction;
 use crate::batch::BatchHeader;
@@ -88,8 +92,9 @@ pub struct PartitionTransactions {
 pub enum MarkerAction {
     /// Append the marker.
     Write,
-    /// Nothing of this transaction is open here (its marker is already written, or it
-    /// wrote nothing here): answer once what is written is committed.
+    /// The marker is stale: this node already wrote it (or a later transaction's), or a
+    /// later transaction is open or verified here. Answer once what is written is
+    /// committed.
     AlreadyDone,
 }
 
@@ -285,16 +290,27 @@ impl PartitionTransactions {
     }
 
     /// What a marker for transaction `txn_number` of the producer should do here.
+    ///
+    /// A marker is written even when the transaction wrote nothing here (as Kafka does):
+    /// its first append may still be waiting for a verification that a deposed
+    /// coordinator will confirm, and only a marker in the log voids that verification
+    /// and carries a fencing abort's bumped epoch to every replica (simulator transaction
+    /// seed 811, `sim/scenarios/txn-verified-by-a-deposed-coordinator.json`).
     pub fn marker_action(&self, producer_id: i64, txn_number: u64) -> MarkerAction {
-        let Some(open) = self.open.get(&producer_id) else {
-            return MarkerAction::AlreadyDone;
-        };
-        let stale_by_open = open.txn_number.is_some_and(|number| txn_number < number);
+        let stale_by_open = self
+            .open
+            .get(&producer_id)
+            .is_some_and(|open| open.txn_number.is_some_and(|number| txn_number < number));
+        let stale_by_verification = self
+            .verifications
+            .get(&producer_id)
+            .and_then(|verification| verification.txn_number)
+            .is_some_and(|number| txn_number < number);
         let stale_by_marker = self
             .last_marker_number
             .get(&producer_id)
             .is_some_and(|number| txn_number <= *number);
-        if stale_by_open || stale_by_marker {
+        if stale_by_open || stale_by_verification || stale_by_marker {
             MarkerAction::AlreadyDone
         } else {
             MarkerAction::Write
@@ -494,10 +510,34 @@ mod tests {
             "written already"
         );
         assert_eq!(
-            txns.marker_action(2, 4),
-            MarkerAction::AlreadyDone,
-            "nothing open"
+            txns.marker_action(1, 5),
+            MarkerAction::Write,
+            "the next transaction's marker, though it wrote nothing here"
         );
+    }
+
+    #[test]
+    fn a_marker_is_written_where_its_transaction_wrote_nothing() {
+        // Simulator transaction seed 811: a coordinator aborted a transaction whose first
+        // append here was still waiting for its verification, which a deposed coordinator
+        // confirmed later. Answering the abort "already done" without a marker left the
+        // verification standing, and the late append opened a transaction no marker would
+        // ever end.
+        let mut txns = PartitionTransactions::default();
+        let token = txns.begin_verification(1, 0).unwrap();
+        assert_eq!(txns.marker_action(1, 5), MarkerAction::Write);
+        let (header, kind) = marker(1, false);
+        txns.on_batch(&header, 0, kind);
+        txns.marker_written(1, 5, 4);
+        assert!(!txns.verified(1, token, 5), "the marker voided it");
+        assert_eq!(txns.last_stable_offset(1), 1);
+        assert!(txns.aborted_between(0, 1).is_empty(), "nothing to abort here");
+        assert_eq!(txns.marker_action(1, 5), MarkerAction::AlreadyDone);
+        // A verification confirmed for a later transaction makes an older marker stale.
+        let token = txns.begin_verification(1, 0).unwrap();
+        assert!(txns.verified(1, token, 7));
+        assert_eq!(txns.marker_action(1, 6), MarkerAction::AlreadyDone);
+        assert_eq!(txns.marker_action(1, 7), MarkerAction::Write);
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //!   transaction torn across partitions. A truncation now restores the producer's last
 //!   marker number (`PartitionTransactions::truncate`); core test
 //!   `a_marker_cut_by_truncation_is_written_again_when_its_coordinator_retries`.
+//! - `txn-verified-by-a-deposed-coordinator.json` (transaction seed 811): a coordinator
+//!   aborted a transaction whose first append to a partition was still waiting for its
+//!   verification; the leader answered the abort "already done" since nothing was written
+//!   there, and a deposed coordinator, cut off until then, confirmed the verification: the
+//!   late append opened a transaction no marker would end (its last stable offset stuck,
+//!   committed transactions torn). A marker is now written wherever its transaction was
+//!   added (`PartitionTransactions::marker_action`); core test
+//!   `a_marker_is_written_where_its_transaction_wrote_nothing`.
 #![cfg(madsim)]
 
 use myelin_sim::{run, RunOptions, Scenario};

@@ -42,6 +42,7 @@ On a fatal error the last line is {"error": ..., "cause": {...}} and the exit st
 
 import argparse
 import faulthandler
+import os
 import random
 import sys
 import time
@@ -143,6 +144,8 @@ class Copier:
             "acks": "all",
             "linger.ms": 5,
             "client.id": args.client_name,
+            # e.g. LIBRDKAFKA_DEBUG=eos,msg to trace sequences and retries when diagnosing.
+            **({"debug": os.environ["LIBRDKAFKA_DEBUG"]} if os.environ.get("LIBRDKAFKA_DEBUG") else {}),
         })
 
     # --- setup -------------------------------------------------------------------------
