@@ -531,7 +531,10 @@ mod tests {
         txns.marker_written(1, 5, 4);
         assert!(!txns.verified(1, token, 5), "the marker voided it");
         assert_eq!(txns.last_stable_offset(1), 1);
-        assert!(txns.aborted_between(0, 1).is_empty(), "nothing to abort here");
+        assert!(
+            txns.aborted_between(0, 1).is_empty(),
+            "nothing to abort here"
+        );
         assert_eq!(txns.marker_action(1, 5), MarkerAction::AlreadyDone);
         // A verification confirmed for a later transaction makes an older marker stale.
         let token = txns.begin_verification(1, 0).unwrap();
