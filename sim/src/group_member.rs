@@ -12,36 +12,20 @@
 //! it notices it was fenced: the zombie commit the coordinator must refuse. Every
 //! assignment, commit and offset fetch is recorded for the group checkers.
 
+use crate::group_protocol::{
+    self, connect_to_coordinator, TopicToCreate, FIND_COORDINATOR_AGAIN, HEARTBEAT_INTERVAL_MS,
+    REBALANCE_IN_PROGRESS, REJOIN_AS_NEW,
+};
 use crate::history::{ClientEvent, CommitOutcome};
 use crate::scenario::{GROUP, TOPIC};
 use crate::workload::{client_config, leader_address, ClientContext, MemberCommand};
-use bytes::Bytes;
 use myelin_client::{Connection, Error, FetchOptions};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-const SESSION_TIMEOUT_MS: i32 = 1_500;
-const REBALANCE_TIMEOUT_MS: i32 = 3_000;
-const HEARTBEAT_INTERVAL_MS: u64 = 300;
 /// Commits happen after reading, at most this often.
 const COMMIT_INTERVAL_MS: u64 = 100;
 const FETCH_MAX_WAIT_MS: i32 = 200;
-/// Kafka error code TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
-
-/// Kafka error codes the member loop reacts to.
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const REJOIN_AS_NEW: [i16; 3] = [
-    22, // ILLEGAL_GENERATION
-    25, // UNKNOWN_MEMBER_ID
-    82, // FENCED_INSTANCE_ID
-];
-const FIND_COORDINATOR_AGAIN: [i16; 3] = [
-    14, // COORDINATOR_LOAD_IN_PROGRESS
-    15, // COORDINATOR_NOT_AVAILABLE
-    16, // NOT_COORDINATOR
-];
 
 /// What one member knows.
 #[derive(Default)]
@@ -108,7 +92,11 @@ pub(crate) async fn run_group_member(context: &mut ClientContext) {
             continue;
         }
         if member.coordinator.is_none() {
-            match connect_to_coordinator(context, &client_id).await {
+            let topic = TopicToCreate {
+                name: TOPIC,
+                partitions: context.partitions,
+            };
+            match connect_to_coordinator(context, &client_id, GROUP, Some(topic)).await {
                 Some(connection) => member.coordinator = Some(connection),
                 None => {
                     context.backoff().await;
@@ -159,47 +147,6 @@ async fn carry_out(member: &mut Member, command: MemberCommand) {
     tokio::time::sleep(Duration::from_millis(down_ms)).await;
 }
 
-/// Asks the nodes, in turn, for the group's coordinator and connects to it; creates the
-/// topic first if nobody has yet (members may run without producers).
-async fn connect_to_coordinator(
-    context: &mut ClientContext,
-    client_id: &str,
-) -> Option<Connection> {
-    let nodes = context
-        .cluster
-        .clone()
-        .unwrap_or_else(|| vec![context.address]);
-    for _ in 0..nodes.len() {
-        let bootstrap = context.address;
-        context.bootstrap_next();
-        let Ok(mut connection) = Connection::connect(bootstrap, client_config(client_id)).await
-        else {
-            continue;
-        };
-        let replication_factor = nodes.len().min(3) as i16;
-        match connection
-            .create_topic(TOPIC, context.partitions, replication_factor, &[])
-            .await
-        {
-            Ok(()) => {}
-            Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {}
-            Err(_) => continue,
-        }
-        let Ok(coordinator) = connection.find_coordinator(GROUP).await else {
-            continue;
-        };
-        let Ok(address) =
-            format!("{}:{}", coordinator.host, coordinator.port).parse::<SocketAddr>()
-        else {
-            continue;
-        };
-        if let Ok(connection) = Connection::connect(address, client_config(client_id)).await {
-            return Some(connection);
-        }
-    }
-    None
-}
-
 /// Joins, syncs (assigning, as the leader) and fetches the committed offsets of the
 /// member's partitions.
 async fn join_and_sync(context: &mut ClientContext, member: &mut Member) -> Result<(), Error> {
@@ -207,55 +154,22 @@ async fn join_and_sync(context: &mut ClientContext, member: &mut Member) -> Resu
     let Some(coordinator) = member.coordinator.as_mut() else {
         return Ok(());
     };
-    let joined = coordinator
-        .join_group(
-            GROUP,
-            &member.member_id,
-            "consumer",
-            &[("round-robin", Bytes::new())],
-            SESSION_TIMEOUT_MS,
-            REBALANCE_TIMEOUT_MS,
-        )
-        .await;
-    let joined = match joined {
-        Ok(joined) => joined,
+    let synced = group_protocol::join_and_sync(
+        context,
+        coordinator,
+        GROUP,
+        &mut member.member_id,
+        &mut member.generation,
+        partitions,
+    )
+    .await;
+    let assigned = match synced {
+        Ok(assigned) => assigned,
         Err(error) => {
             member.on_group_error(&error);
             return Err(error);
         }
     };
-    member.member_id = joined.member_id.clone();
-    member.generation = joined.generation;
-    let assignments = if joined.is_leader() {
-        assign_round_robin(&joined.members, partitions)
-    } else {
-        Vec::new()
-    };
-    let wait = Duration::from_millis(REBALANCE_TIMEOUT_MS as u64);
-    let synced = coordinator
-        .sync_group(
-            GROUP,
-            &joined.member_id,
-            joined.generation,
-            &assignments,
-            wait,
-        )
-        .await;
-    let assignment = match synced {
-        Ok(assignment) => assignment,
-        Err(error) => {
-            member.on_group_error(&error);
-            return Err(error);
-        }
-    };
-    let assigned = parse_assignment(&assignment);
-    context.record(ClientEvent::GroupAssigned {
-        client: context.index,
-        member: joined.member_id.clone(),
-        generation: joined.generation,
-        partitions: assigned.clone(),
-        at: context.log.now_us(),
-    });
     let started = context.log.now_us();
     let fetched = coordinator.fetch_offsets(GROUP, TOPIC, &assigned).await;
     let offsets = match fetched {
@@ -281,32 +195,6 @@ async fn join_and_sync(context: &mut ClientContext, member: &mut Member) -> Resu
     member.active = true;
     member.next_heartbeat_ms = now_ms(context) + HEARTBEAT_INTERVAL_MS;
     Ok(())
-}
-
-/// The leader's assignment: partitions dealt round-robin over the sorted member ids. Each
-/// assignment is the partition list as text ("0,3").
-fn assign_round_robin(members: &[(String, Bytes)], partitions: i32) -> Vec<(String, Bytes)> {
-    let mut ids: Vec<&String> = members.iter().map(|(id, _)| id).collect();
-    ids.sort();
-    let mut lists: Vec<Vec<String>> = vec![Vec::new(); ids.len()];
-    for partition in 0..partitions {
-        if let Some(list) = lists.get_mut(partition as usize % ids.len().max(1)) {
-            list.push(partition.to_string());
-        }
-    }
-    ids.into_iter()
-        .zip(lists)
-        .map(|(id, list)| (id.clone(), Bytes::from(list.join(","))))
-        .collect()
-}
-
-/// A member's assignment as `assign_round_robin` wrote it; anything else assigns nothing.
-fn parse_assignment(assignment: &[u8]) -> Vec<i32> {
-    std::str::from_utf8(assignment)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|text| text.parse().ok())
-        .collect()
 }
 
 /// Reads the next assigned partition once, from its leader.

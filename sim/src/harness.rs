@@ -23,7 +23,7 @@ use crate::scenario::{
 };
 use crate::trace::{Source, Trace};
 use crate::txn_clients::EndTxnSignal;
-use crate::workload::{run_client, ClientContext, MemberCommand};
+use crate::workload::{run_client, ClientContext, MemberCommand, TOPIC_ALREADY_EXISTS};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -44,8 +44,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Kafka error code TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Kafka error code UNKNOWN_TOPIC_OR_PARTITION.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// The Kafka port of every simulated node.

@@ -25,13 +25,18 @@
 //! the old one. Every transaction's records, offsets and end are recorded (see `history`:
 //! values name their transaction) for the transaction checkers.
 
+use crate::group_protocol::{
+    self, connect_to_coordinator, FIND_COORDINATOR_AGAIN, HEARTBEAT_INTERVAL_MS,
+    REBALANCE_IN_PROGRESS, REJOIN_AS_NEW,
+};
 use crate::history::{ClientEvent, CommitOutcome, ProduceOutcome, ReadRecord};
 use crate::scenario::{
     ClientRole, COPIER_GROUP, INPUT_PARTITIONS, OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
     TRANSACTION_TIMEOUT_MS,
 };
-use crate::workload::{client_config, leader_address_of, ClientContext, MemberCommand};
-use bytes::Bytes;
+use crate::workload::{
+    client_config, leader_address_of, ClientContext, MemberCommand, TOPIC_ALREADY_EXISTS,
+};
 use myelin_client::kafka_protocol::messages::ApiKey;
 use myelin_client::{
     Connection, Error, FetchOptions, GroupMembership, IsolationLevel, NewRecord,
@@ -45,22 +50,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Kafka error codes the transactional clients react to.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
-const REBALANCE_IN_PROGRESS: i16 = 27;
 /// The producer was fenced or lost its transaction: abandon it, take a new epoch.
 const FENCED: [i16; 4] = [
     47, // INVALID_PRODUCER_EPOCH
     48, // INVALID_TXN_STATE
     49, // INVALID_PRODUCER_ID_MAPPING
     90, // PRODUCER_FENCED
-];
-/// The group no longer knows this member as it was: rejoin (as a new member).
-const REJOIN_AS_NEW: [i16; 3] = [
-    22, // ILLEGAL_GENERATION
-    25, // UNKNOWN_MEMBER_ID
-    82, // FENCED_INSTANCE_ID
 ];
 /// Coordinator answers to retry (over a new connection unless CONCURRENT_TRANSACTIONS).
 const RETRY: [i16; 4] = [
@@ -71,9 +68,6 @@ const RETRY: [i16; 4] = [
 ];
 /// Attempts of one EndTxn, one batch or one coordinator request before giving up.
 const ATTEMPTS_MAX: u32 = 30;
-const SESSION_TIMEOUT_MS: i32 = 1_500;
-const REBALANCE_TIMEOUT_MS: i32 = 3_000;
-const HEARTBEAT_INTERVAL_MS: u64 = 300;
 const FETCH_MAX_WAIT_MS: i32 = 100;
 
 /// The harness's hook on EndTxn answers: a fault armed to strike the transaction
@@ -647,7 +641,7 @@ impl Membership {
         match error.broker_code() {
             Some(REBALANCE_IN_PROGRESS) => self.rejoin(false),
             Some(code) if REJOIN_AS_NEW.contains(&code) => self.rejoin(true),
-            Some(code) if [14, 15, 16].contains(&code) => {
+            Some(code) if FIND_COORDINATOR_AGAIN.contains(&code) => {
                 self.coordinator = None;
                 self.active = false;
             }
@@ -679,7 +673,7 @@ pub(crate) async fn run_copier(context: &mut ClientContext) {
             continue;
         }
         if member.coordinator.is_none() {
-            match connect_group_coordinator(context, &client.client_id()).await {
+            match connect_to_coordinator(context, &client.client_id(), COPIER_GROUP, None).await {
                 Some(connection) => member.coordinator = Some(connection),
                 None => {
                     context.backoff().await;
@@ -722,107 +716,28 @@ pub(crate) async fn run_copier(context: &mut ClientContext) {
     }
 }
 
-/// Finds the copier group's coordinator through the bootstrap nodes and connects to it.
-async fn connect_group_coordinator(
-    context: &mut ClientContext,
-    client_id: &str,
-) -> Option<Connection> {
-    let nodes = context
-        .cluster
-        .clone()
-        .unwrap_or_else(|| vec![context.address]);
-    for _ in 0..nodes.len() {
-        let bootstrap = context.address;
-        context.bootstrap_next();
-        let Ok(mut connection) = Connection::connect(bootstrap, client_config(client_id)).await
-        else {
-            continue;
-        };
-        let Ok(coordinator) = connection.find_coordinator(COPIER_GROUP).await else {
-            continue;
-        };
-        let Ok(address) =
-            format!("{}:{}", coordinator.host, coordinator.port).parse::<SocketAddr>()
-        else {
-            continue;
-        };
-        if let Ok(connection) = Connection::connect(address, client_config(client_id)).await {
-            return Some(connection);
-        }
-    }
-    None
-}
-
 /// Joins the group, syncs (assigning the input partitions round-robin, as the leader) and
 /// reads the committed offsets of the assignment.
 async fn join_and_fetch(context: &mut ClientContext, member: &mut Membership) -> Result<(), Error> {
     let Some(coordinator) = member.coordinator.as_mut() else {
         return Ok(());
     };
-    let joined = coordinator
-        .join_group(
-            COPIER_GROUP,
-            &member.member_id,
-            "consumer",
-            &[("round-robin", Bytes::new())],
-            SESSION_TIMEOUT_MS,
-            REBALANCE_TIMEOUT_MS,
-        )
-        .await;
-    let joined = match joined {
-        Ok(joined) => joined,
+    let synced = group_protocol::join_and_sync(
+        context,
+        coordinator,
+        COPIER_GROUP,
+        &mut member.member_id,
+        &mut member.generation,
+        INPUT_PARTITIONS,
+    )
+    .await;
+    let assigned = match synced {
+        Ok(assigned) => assigned,
         Err(error) => {
             member.on_error(&error);
             return Err(error);
         }
     };
-    member.member_id = joined.member_id.clone();
-    member.generation = joined.generation;
-    let assignments = if joined.is_leader() {
-        let mut ids: Vec<&String> = joined.members.iter().map(|(id, _)| id).collect();
-        ids.sort();
-        let mut lists: Vec<Vec<String>> = vec![Vec::new(); ids.len()];
-        for partition in 0..INPUT_PARTITIONS {
-            if let Some(list) = lists.get_mut(partition as usize % ids.len().max(1)) {
-                list.push(partition.to_string());
-            }
-        }
-        ids.into_iter()
-            .zip(lists)
-            .map(|(id, list)| (id.clone(), Bytes::from(list.join(","))))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let wait = Duration::from_millis(REBALANCE_TIMEOUT_MS as u64);
-    let synced = coordinator
-        .sync_group(
-            COPIER_GROUP,
-            &joined.member_id,
-            joined.generation,
-            &assignments,
-            wait,
-        )
-        .await;
-    let assignment = match synced {
-        Ok(assignment) => assignment,
-        Err(error) => {
-            member.on_error(&error);
-            return Err(error);
-        }
-    };
-    let assigned: Vec<i32> = std::str::from_utf8(&assignment)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|text| text.parse().ok())
-        .collect();
-    context.record(ClientEvent::GroupAssigned {
-        client: context.index,
-        member: joined.member_id.clone(),
-        generation: joined.generation,
-        partitions: assigned.clone(),
-        at: context.log.now_us(),
-    });
     member.positions = fetch_committed(context, member, &assigned).await?;
     member.assigned = assigned;
     member.rewind = false;

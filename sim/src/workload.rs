@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Kafka error code TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub(crate) const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// Kafka error code OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// How long the broker may hold a produce for its acknowledgement.
