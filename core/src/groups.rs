@@ -25,7 +25,7 @@
 //!   in a stable group with unchanged protocols it gets the current assignment back without
 //!   a rebalance.
 //!
-//! Invariants (checked by `check_invariants` in debug builds):
+//! Invariants (checked by `check_invariants` in debug and simulation builds):
 //! - the generation never decreases, and increases exactly when a rebalance completes;
 //! - in `Stable` and `CompletingRebalance` the leader is a member, and every member joined
 //!   the current generation;
@@ -873,9 +873,9 @@ impl Group {
             .cloned()
     }
 
-    /// Asserts the module's invariants (debug builds only).
+    /// Asserts the module's invariants (debug and simulation builds).
     fn check_invariants(&self) {
-        if !cfg!(debug_assertions) {
+        if !crate::INVARIANT_CHECKS {
             return;
         }
         if matches!(

@@ -43,6 +43,28 @@
 //! [`partition_txns`] (a partition's open and aborted transactions, the last stable
 //! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning; its
 //! `controller`, `coordinator` and `transactions` submodules).
+//!
+//! ## Invariant checks
+//! Each module states its invariants in its doc and checks them with [`invariant!`] (or,
+//! for whole-structure checks, behind [`INVARIANT_CHECKS`]). They are on in debug builds
+//! and in simulation builds (`--cfg madsim`, whose release build the simulator runs), so
+//! a violation stops the simulated node where the fault provoked it; the release node
+//! binary leaves them out.
+
+/// Whether invariant checks run: debug builds and simulation builds.
+pub const INVARIANT_CHECKS: bool = cfg!(any(debug_assertions, madsim));
+
+/// Asserts a protocol invariant where [`INVARIANT_CHECKS`] holds (debug and simulation
+/// builds); takes `assert!`'s arguments.
+#[macro_export]
+macro_rules! invariant {
+    ($($argument:tt)*) => {
+        if $crate::INVARIANT_CHECKS {
+            assert!($($argument)*);
+        }
+    };
+}
+
 pub mod api;
 pub mod batch;
 pub mod broker;

@@ -10,7 +10,8 @@
 //! - high watermark (HWM): offsets below it are durable (and, once replicated, committed);
 //!   consumers never see data at or above it.
 //!
-//! Invariants (checked by `check_invariants` in debug builds after every mutation):
+//! Invariants (checked by `check_invariants` in debug and simulation builds after every
+//! mutation):
 //! - offsets are dense and increasing: each batch starts at the previous batch's last
 //!   offset + 1, each segment's first batch at the segment's base offset;
 //! - positions are dense: each batch starts where the previous one in its segment ended,
@@ -270,7 +271,7 @@ impl PartitionLog {
             max_timestamp: entry.max_timestamp,
             leader_epoch,
         };
-        debug_assert!(
+        crate::invariant!(
             self.unsynced
                 .back()
                 .is_none_or(|(last, _)| *last < sequence),
@@ -572,9 +573,9 @@ impl PartitionLog {
         Ok(truncation)
     }
 
-    /// Asserts the module's invariants (debug builds only).
+    /// Asserts the module's invariants (debug and simulation builds).
     pub fn check_invariants(&self) {
-        if !cfg!(debug_assertions) {
+        if !crate::INVARIANT_CHECKS {
             return;
         }
         assert!(!self.segments.is_empty(), "a log has an active segment");

@@ -30,7 +30,8 @@
 //! - **Check quorum.** A leader that has not heard from a majority within the maximum
 //!   election timeout steps down, so an isolated leader stops accepting writes.
 //!
-//! Invariants (asserted in debug builds, checked by the simulator):
+//! Invariants (asserted with `invariant!`, on in debug and simulation builds; the simulator
+//! also checks them from outside):
 //! - at most one leader per epoch: a replica votes once per epoch, durably;
 //! - the epoch never decreases on a replica, and is persisted before it is acted upon;
 //! - the HWM never moves backwards within a replica's lifetime and never passes what a
@@ -337,7 +338,7 @@ impl Replica {
     }
 
     fn persist(&mut self, context: &mut ReplicaContext<'_>, state: ReplicaState) {
-        debug_assert!(state.epoch >= self.state.epoch, "the epoch never decreases");
+        crate::invariant!(state.epoch >= self.state.epoch, "the epoch never decreases");
         self.state = state;
         context.effects.push(Effect::PersistState(state));
     }
@@ -770,7 +771,7 @@ impl Replica {
         records: Records,
         leader_high_watermark: i64,
     ) {
-        debug_assert!(
+        crate::invariant!(
             !self.is_leader(),
             "two leaders in epoch {}",
             self.state.epoch
@@ -849,7 +850,7 @@ impl Replica {
                             truncation,
                         }),
                         Err(error) => {
-                            debug_assert!(
+                            crate::invariant!(
                                 false,
                                 "replication would truncate committed data: {error}"
                             );

@@ -403,7 +403,7 @@ impl CoreTask {
                 sequence,
             } => {
                 self.storage.append(&partition, &batch, &bytes)?;
-                debug_assert!(
+                myelin_core::invariant!(
                     sequence > self.appended_sequence,
                     "append sequences increase"
                 );

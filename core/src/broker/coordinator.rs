@@ -32,7 +32,8 @@
 //!   now stable group): a member learns its assignment only once a new coordinator would
 //!   load it too, so within a generation no two members are ever given the same partition
 //!   by different coordinators (the simulator found the second half missing);
-//! - records are applied in offset order, once, on every replica (checked in debug builds);
+//! - records are applied in offset order, once, on every replica (asserted always, in
+//!   `internal_log::CommitQueue`);
 //! - only the leader of the group's offsets partition, loaded in its current epoch, answers
 //!   group requests; the others answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
 
