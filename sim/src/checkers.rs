@@ -39,6 +39,14 @@
 //! - **committed-prefix-agreed** (clusters): at the end, every replica's batches below the
 //!   final high watermark are byte-for-byte the same batches at the same offsets, and a
 //!   majority of replicas holds all of them.
+//! - **epoch-monotonic** (clusters, after every event): the leader epoch and vote a node
+//!   persists for a partition never go backwards, across its restarts too: a later persist
+//!   names a higher epoch, or the same epoch and the same vote (or a first vote).
+//! - **high-watermark-majority-durable** (clusters, after every event): when a leader
+//!   announces a high watermark above any announced before for that partition, enough of
+//!   its followers have reported that offset durable to it (in this epoch, or an earlier
+//!   one it also led) to make a majority with the leader. Followers' reports are seen as
+//!   they are sent, so the check never blames a leader for a report it could not have had.
 //! - **one-owner-per-generation** (groups): within a generation of the consumer group, no
 //!   partition is assigned to two members.
 //! - **fenced-commits-rejected** (groups): an offset commit naming a generation older than
@@ -83,10 +91,11 @@ use crate::history::{
     ProduceOutcome, ReadRecord, Value,
 };
 use crate::scenario::ClientRole;
-use myelin_core::api::{ErrorCode, Output, PeerMessage, Response};
-use myelin_core::replication::ReplicationMessage;
+use myelin_core::api::{ErrorCode, Output, PeerMessage, Response, StorageCommand};
+use myelin_core::metadata::TopicPartition;
+use myelin_core::replication::{AppendOutcome, ReplicaState, ReplicationMessage};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Fewest acknowledged batches a run must have.
@@ -112,6 +121,8 @@ pub enum Invariant {
     Progress,
     OneLeaderPerEpoch,
     CommittedPrefixAgreed,
+    EpochMonotonic,
+    HighWatermarkMajorityDurable,
     OneOwnerPerGeneration,
     FencedCommitsRejected,
     CommittedOffsetsMonotonic,
@@ -125,7 +136,7 @@ pub enum Invariant {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 22] = [
+    pub const ALL: [Invariant; 24] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -138,6 +149,8 @@ impl Invariant {
         Invariant::Progress,
         Invariant::OneLeaderPerEpoch,
         Invariant::CommittedPrefixAgreed,
+        Invariant::EpochMonotonic,
+        Invariant::HighWatermarkMajorityDurable,
         Invariant::OneOwnerPerGeneration,
         Invariant::FencedCommitsRejected,
         Invariant::CommittedOffsetsMonotonic,
@@ -164,6 +177,8 @@ impl Invariant {
             Invariant::Progress => "progress",
             Invariant::OneLeaderPerEpoch => "one-leader-per-epoch",
             Invariant::CommittedPrefixAgreed => "committed-prefix-agreed",
+            Invariant::EpochMonotonic => "epoch-monotonic",
+            Invariant::HighWatermarkMajorityDurable => "high-watermark-majority-durable",
             Invariant::OneOwnerPerGeneration => "one-owner-per-generation",
             Invariant::FencedCommitsRejected => "fenced-commits-rejected",
             Invariant::CommittedOffsetsMonotonic => "committed-offsets-monotonic",
@@ -379,6 +394,14 @@ pub struct Checker {
     core_high_watermarks: BTreeMap<(PartitionRef, String), i64>,
     /// The node that sent replication appends in each (partition, leader epoch).
     leaders: BTreeMap<(String, i32, i32), u8>,
+    /// The replica state each node last persisted, per (node, topic, partition).
+    persisted_states: BTreeMap<(u8, String, i32), ReplicaState>,
+    /// The durable end each follower reported, per (topic, partition, epoch, follower).
+    durable_reports: BTreeMap<(String, i32, i32, u8), i64>,
+    /// The replicas seen sending or receiving appends, per (topic, partition).
+    replicas: BTreeMap<(String, i32), BTreeSet<u8>>,
+    /// The highest high watermark any leader announced, per (topic, partition).
+    announced_high_watermarks: BTreeMap<(String, i32), i64>,
     /// A replicated cluster: offsets may have gaps (leader-change control batches, which
     /// consumers skip; offsets must still increase), and acks=1 is not durable.
     offset_gaps_allowed: bool,
@@ -1247,25 +1270,67 @@ impl Checker {
 
     /// Feeds one output of node `node`'s core.
     pub fn observe_core(&mut self, node: u8, output: &Output, at: Micros) {
-        if let Output::Send {
-            message:
-                PeerMessage::Replication {
+        match output {
+            Output::Send {
+                to,
+                message:
+                    PeerMessage::Replication {
+                        partition,
+                        message:
+                            ReplicationMessage::Append {
+                                epoch,
+                                high_watermark,
+                                ..
+                            },
+                    },
+            } => {
+                // Only a leader sends appends, so their senders name each epoch's leaders.
+                let key = (partition.topic.clone(), partition.partition, *epoch);
+                let leader = *self.leaders.entry(key).or_insert(node);
+                self.check(
+                    Invariant::OneLeaderPerEpoch,
+                    leader == node,
+                    Some(at),
+                    || format!("{partition}: nodes {leader} and {node} both led epoch {epoch}"),
+                );
+                let to = u8::try_from(*to).unwrap_or(u8::MAX);
+                self.observe_announced_high_watermark(
                     partition,
-                    message: ReplicationMessage::Append { epoch, .. },
-                },
-            ..
-        } = output
-        {
-            // Only a leader sends appends, so their senders name each epoch's leaders.
-            let key = (partition.topic.clone(), partition.partition, *epoch);
-            let leader = *self.leaders.entry(key).or_insert(node);
-            self.check(
-                Invariant::OneLeaderPerEpoch,
-                leader == node,
-                Some(at),
-                || format!("{partition}: nodes {leader} and {node} both led epoch {epoch}"),
-            );
-            return;
+                    *epoch,
+                    (node, to),
+                    *high_watermark,
+                    at,
+                );
+                return;
+            }
+            Output::Send {
+                message:
+                    PeerMessage::Replication {
+                        partition,
+                        message:
+                            ReplicationMessage::AppendResponse {
+                                epoch,
+                                outcome:
+                                    AppendOutcome::Matched {
+                                        durable_end_offset, ..
+                                    },
+                            },
+                    },
+                ..
+            } => {
+                let key = (partition.topic.clone(), partition.partition, *epoch, node);
+                let reported = self
+                    .durable_reports
+                    .entry(key)
+                    .or_insert(*durable_end_offset);
+                *reported = (*reported).max(*durable_end_offset);
+                return;
+            }
+            Output::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
+                self.observe_persisted_state(node, partition, *state, at);
+                return;
+            }
+            _ => {}
         }
         let Output::Respond {
             response: Response::Fetch(results),
@@ -1302,6 +1367,89 @@ impl Checker {
                 )
             });
         }
+    }
+
+    /// A node persisted `state` for `partition`: epochs never go back, and a vote, once
+    /// cast in an epoch, stays.
+    fn observe_persisted_state(
+        &mut self,
+        node: u8,
+        partition: &TopicPartition,
+        state: ReplicaState,
+        at: Micros,
+    ) {
+        let key = (node, partition.topic.clone(), partition.partition);
+        let previous = self.persisted_states.insert(key, state);
+        let ok = previous.is_none_or(|previous| {
+            state.epoch > previous.epoch
+                || (state.epoch == previous.epoch
+                    && (previous.voted_for.is_none() || previous.voted_for == state.voted_for))
+        });
+        self.check(Invariant::EpochMonotonic, ok, Some(at), || {
+            format!(
+                "{partition}: node {node} persisted {state:?} after {:?}",
+                previous.unwrap_or_default()
+            )
+        });
+    }
+
+    /// The leader of `epoch` sent a follower an append announcing `high_watermark`: if
+    /// that raises the partition's high watermark, a majority must hold it durably.
+    fn observe_announced_high_watermark(
+        &mut self,
+        partition: &TopicPartition,
+        epoch: i32,
+        (leader, follower): (u8, u8),
+        high_watermark: i64,
+        at: Micros,
+    ) {
+        let key = (partition.topic.clone(), partition.partition);
+        let replicas = self.replicas.entry(key.clone()).or_default();
+        replicas.insert(leader);
+        replicas.insert(follower);
+        let announced = self.announced_high_watermarks.entry(key).or_insert(0);
+        if high_watermark <= *announced {
+            return;
+        }
+        *announced = high_watermark;
+        // A majority of the replicas, the leader counting for itself.
+        let followers_needed = replicas.len() / 2;
+        // A leader may announce, leading again, a high watermark it reached in an earlier
+        // epoch it led: reports to it in any epoch it led up to this one count.
+        let topic = &partition.topic;
+        let led_by_leader = |reported_epoch: i32| {
+            self.leaders
+                .get(&(topic.clone(), partition.partition, reported_epoch))
+                .is_some_and(|node| *node == leader)
+        };
+        let durable = replicas
+            .iter()
+            .filter(|replica| **replica != leader)
+            .filter(|follower| {
+                (0..=epoch).any(|reported_epoch| {
+                    led_by_leader(reported_epoch)
+                        && self
+                            .durable_reports
+                            .get(&(
+                                topic.clone(),
+                                partition.partition,
+                                reported_epoch,
+                                **follower,
+                            ))
+                            .is_some_and(|durable_end| *durable_end >= high_watermark)
+                })
+            })
+            .count();
+        self.check(
+            Invariant::HighWatermarkMajorityDurable,
+            durable >= followers_needed,
+            Some(at),
+            || {
+                format!(
+                    "{partition}: the leader of epoch {epoch} announced high watermark {high_watermark}, but only {durable} of its followers (of {followers_needed} needed) had reported it durable in an epoch it led"
+                )
+            },
+        );
     }
 
     /// The final check, against every partition read back; consumes the checker.
@@ -1592,6 +1740,84 @@ mod tests {
         assert_eq!(
             broken(&report),
             vec![Invariant::ReadsBelowHighWatermark, Invariant::ReadsSurvive]
+        );
+    }
+
+    /// Node `node`'s core persisting replica state `(epoch, vote)` for `events-0`.
+    fn persisted(epoch: i32, voted_for: Option<i32>) -> Output {
+        Output::Storage(StorageCommand::PersistReplicaState {
+            partition: TopicPartition::new("events", 0),
+            state: ReplicaState { epoch, voted_for },
+        })
+    }
+
+    fn append(to: i32, epoch: i32, high_watermark: i64) -> Output {
+        Output::Send {
+            to,
+            message: PeerMessage::Replication {
+                partition: TopicPartition::new("events", 0),
+                message: ReplicationMessage::Append {
+                    epoch,
+                    prev_offset: 0,
+                    prev_epoch: 0,
+                    records: myelin_core::replication::Records::Inline(Default::default()),
+                    high_watermark,
+                },
+            },
+        }
+    }
+
+    fn durable(to: i32, epoch: i32, durable_end_offset: i64) -> Output {
+        Output::Send {
+            to,
+            message: PeerMessage::Replication {
+                partition: TopicPartition::new("events", 0),
+                message: ReplicationMessage::AppendResponse {
+                    epoch,
+                    outcome: AppendOutcome::Matched {
+                        matched_end_offset: durable_end_offset,
+                        durable_end_offset,
+                    },
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_persisted_epoch_or_vote_going_back_is_caught() {
+        let mut checker = Checker::new();
+        checker.observe_core(1, &persisted(1, None), 1);
+        checker.observe_core(1, &persisted(1, Some(2)), 2);
+        checker.observe_core(1, &persisted(2, Some(1)), 3);
+        checker.observe_core(2, &persisted(1, Some(3)), 3);
+        assert!(checker.report.violations.is_empty(), "{:?}", checker.report);
+        checker.observe_core(1, &persisted(2, Some(3)), 4);
+        checker.observe_core(1, &persisted(1, Some(1)), 5);
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::EpochMonotonic, Invariant::EpochMonotonic],
+            "a second vote in epoch 2, then epoch 1 after 2"
+        );
+    }
+
+    #[test]
+    fn a_high_watermark_without_a_durable_majority_is_caught() {
+        let mut checker = Checker::new();
+        // Node 1 leads epoch 1 of three replicas; node 2 reports offset 5 durable.
+        checker.observe_core(1, &append(2, 1, 0), 1);
+        checker.observe_core(1, &append(3, 1, 0), 1);
+        checker.observe_core(2, &durable(1, 1, 5), 2);
+        checker.observe_core(1, &append(2, 1, 5), 3);
+        // Leading again in epoch 3, it may announce what it reached in epoch 1.
+        checker.observe_core(1, &append(2, 3, 5), 4);
+        assert!(checker.report.violations.is_empty(), "{:?}", checker.report);
+        // Node 3 reported 9 durable to another leader (node 2, epoch 2): not to node 1.
+        checker.observe_core(2, &append(3, 2, 5), 5);
+        checker.observe_core(3, &durable(2, 2, 9), 6);
+        checker.observe_core(1, &append(3, 3, 9), 7);
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::HighWatermarkMajorityDurable]
         );
     }
 
