@@ -21,6 +21,10 @@
 //! - the producer epoch never decreases for a producer id, and a request with any other
 //!   epoch than the current one is fenced (PRODUCER_FENCED): a zombie can neither add to,
 //!   nor end, its successor's transaction;
+//! - only the producer that asked for the last bump (naming its epoch, KIP-360) may have
+//!   its InitProducerId retried into the current epoch: a bump by a new instance, or a
+//!   fencing abort, leaves no previous epoch (`last_producer_epoch` -1), so a fenced
+//!   producer can never be handed its successor's epoch;
 //! - a prepared transaction is never reverted: once PrepareCommit (PrepareAbort) is
 //!   committed to the log, the only way on is CompleteCommit (CompleteAbort), after every
 //!   partition holds the marker;
@@ -65,6 +69,8 @@ pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 pub const PARTITIONS_PER_TRANSACTION_MAX: usize = 10_000;
 /// The last usable epoch: at it, a bump allocates a new producer id (as Kafka does).
 const PRODUCER_EPOCH_MAX: i16 = i16::MAX - 1;
+/// No epoch (Kafka's RecordBatch.NO_PRODUCER_EPOCH).
+const NO_PRODUCER_EPOCH: i16 = -1;
 
 /// One transactional id's state, as its `__transaction_state` records hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +137,7 @@ impl TxnMetadata {
             transactional_id: transactional_id.to_string(),
             producer_id,
             producer_epoch: 0,
-            last_producer_epoch: -1,
+            last_producer_epoch: NO_PRODUCER_EPOCH,
             timeout_ms,
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
@@ -167,7 +173,9 @@ impl TxnMetadata {
         // keeps the old id (its epoch is exhausted, so no write of it is accepted anyway).
         if producer_id == self.producer_id {
             next.producer_epoch = producer_epoch;
-            next.last_producer_epoch = self.producer_epoch;
+            // The fenced epoch must not pass for a retry of this bump (as in Kafka's
+            // prepareFenceProducerEpoch): its producer is the one being fenced.
+            next.last_producer_epoch = NO_PRODUCER_EPOCH;
         }
         next.state = TxnState::PrepareAbort;
         next.updated_ms = now_ms;
@@ -248,10 +256,14 @@ pub fn init_producer_id(
     }
     let (producer_id, producer_epoch) = current.bumped(new_producer_id);
     let mut next = current.clone();
-    next.last_producer_epoch = if producer_id == current.producer_id {
+    // Only the producer that named the current epoch (KIP-360) may later pass for a retry
+    // of this bump. A new instance (no epoch named) fences the old one, whose epoch must
+    // then not pass for a retry: it would be handed its successor's epoch (as Kafka's
+    // prepareIncrementProducerEpoch does; found by specs/transactions).
+    next.last_producer_epoch = if producer_id == current.producer_id && expected.is_some() {
         current.producer_epoch
     } else {
-        -1
+        NO_PRODUCER_EPOCH
     };
     next.producer_id = producer_id;
     next.producer_epoch = producer_epoch;
@@ -441,7 +453,69 @@ mod tests {
             || 99,
         ));
         assert_eq!((second.producer_id, second.producer_epoch), (7, 1));
-        assert_eq!(second.last_producer_epoch, 0);
+        assert_eq!(
+            second.last_producer_epoch, NO_PRODUCER_EPOCH,
+            "a new instance's bump is no one's to retry"
+        );
+        // A producer resuming under its own epoch (KIP-360) may retry its bump.
+        let third = written(init_producer_id(
+            Some(&second),
+            false,
+            "t",
+            60_000,
+            Some((7, 1)),
+            6,
+            || 99,
+        ));
+        assert_eq!((third.producer_epoch, third.last_producer_epoch), (2, 1));
+        assert_eq!(
+            init_producer_id(Some(&third), false, "t", 60_000, Some((7, 1)), 7, || 99),
+            Decision::Reply(ErrorCode::None)
+        );
+    }
+
+    #[test]
+    fn a_fenced_producer_never_gets_its_successors_epoch() {
+        // Found by specs/transactions (`fencing_by_epoch`): instance A at epoch 0 is fenced
+        // when B takes the id over (epoch 1); A, unaware, asks to bump naming epoch 0 and
+        // must be fenced, not handed epoch 1.
+        let first = fresh();
+        let taken_over = written(init_producer_id(
+            Some(&first),
+            false,
+            "t",
+            60_000,
+            None,
+            5,
+            || 99,
+        ));
+        assert_eq!(
+            init_producer_id(
+                Some(&taken_over),
+                false,
+                "t",
+                60_000,
+                Some((7, 0)),
+                6,
+                || 99
+            ),
+            Decision::Reply(ErrorCode::ProducerFenced)
+        );
+        // The same after a fencing abort of an open transaction.
+        let fenced = ongoing().fenced_abort(7, || 99);
+        let aborted = fenced.completed(8);
+        assert_eq!(
+            init_producer_id(
+                Some(&aborted),
+                false,
+                "t",
+                60_000,
+                Some((aborted.producer_id, aborted.producer_epoch - 1)),
+                9,
+                || 99
+            ),
+            Decision::Reply(ErrorCode::ProducerFenced)
+        );
     }
 
     #[test]
