@@ -77,6 +77,7 @@ pub mod checkers;
 pub mod disk;
 #[cfg(madsim)]
 mod group_member;
+#[cfg(madsim)]
 mod group_protocol;
 #[cfg(madsim)]
 pub mod harness;
