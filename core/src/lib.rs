@@ -84,4 +84,6 @@ mod broker_tests;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod replication_exhaustive;
+#[cfg(test)]
 mod replication_model;

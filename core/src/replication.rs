@@ -971,6 +971,96 @@ fn append_to_log(
     batch
 }
 
+/// A replica's state as the exhaustive search (`replication_exhaustive.rs`) identifies it:
+/// everything that decides its next steps, with its clocks relative to the current time
+/// and clamped where the protocol stops telling them apart (a deadline already passed, a
+/// follower unheard for longer than check-quorum allows, an append older than its timeout).
+/// Fields the role never reads are left out; so are the timings and the defect, the same
+/// for every state of a search.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ReplicaView {
+    pub node_id: NodeId,
+    pub epoch: i32,
+    pub voted_for: Option<NodeId>,
+    pub role: RoleView,
+}
+
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum RoleView {
+    Follower {
+        leader: Option<NodeId>,
+        election_in_ms: i64,
+        verified_end_offset: i64,
+    },
+    Candidate {
+        votes: Vec<NodeId>,
+        election_in_ms: i64,
+    },
+    Leader {
+        heartbeat_in_ms: i64,
+        epoch_start_offset: i64,
+        followers: Vec<FollowerView>,
+    },
+}
+
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FollowerView {
+    pub id: NodeId,
+    pub next_offset: i64,
+    pub matched_end_offset: i64,
+    pub durable_end_offset: i64,
+    pub append_sent_ago_ms: Option<i64>,
+    pub in_flight: u32,
+    pub heard_ago_ms: i64,
+}
+
+#[cfg(test)]
+impl Replica {
+    /// This replica's [`ReplicaView`] at `now_ms`.
+    pub(crate) fn view(&self, now_ms: i64) -> ReplicaView {
+        let until = |deadline: i64| (deadline - now_ms).max(0);
+        let role = match &self.role {
+            Role::Follower { leader } => RoleView::Follower {
+                leader: *leader,
+                election_in_ms: until(self.election_deadline_ms),
+                verified_end_offset: self.verified_end_offset,
+            },
+            Role::Candidate { votes } => RoleView::Candidate {
+                votes: votes.iter().copied().collect(),
+                election_in_ms: until(self.election_deadline_ms),
+            },
+            Role::Leader { followers } => RoleView::Leader {
+                heartbeat_in_ms: until(self.heartbeat_due_ms),
+                epoch_start_offset: self.epoch_start_offset,
+                followers: followers
+                    .iter()
+                    .map(|(id, progress)| FollowerView {
+                        id: *id,
+                        next_offset: progress.next_offset,
+                        matched_end_offset: progress.matched_end_offset,
+                        durable_end_offset: progress.durable_end_offset,
+                        append_sent_ago_ms: progress
+                            .append_sent_ms
+                            .map(|sent| (now_ms - sent).min(self.timings.append_timeout_ms)),
+                        in_flight: progress.in_flight,
+                        heard_ago_ms: (now_ms - progress.last_heard_ms)
+                            .min(self.timings.election_timeout_max_ms + 1),
+                    })
+                    .collect(),
+            },
+        };
+        ReplicaView {
+            node_id: self.node_id,
+            epoch: self.state.epoch,
+            voted_for: self.state.voted_for,
+            role,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A group of replicas on an in-memory network with loss, reordering, crashes and

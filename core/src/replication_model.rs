@@ -542,6 +542,12 @@ impl Group {
         }
     }
 
+    /// Time moves on to node `id`'s next timer (if it lies ahead), which runs.
+    pub fn fire_timer(&mut self, id: NodeId) {
+        self.now_ms = self.now_ms.max(self.nodes[&id].replica.next_wakeup_ms());
+        self.with_node(id, |replica, context| replica.tick(context));
+    }
+
     /// A sync of everything node `id` has appended completes.
     pub fn sync(&mut self, id: NodeId) {
         let sequence = self.sequence;
