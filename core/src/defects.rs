@@ -4,7 +4,8 @@
 //! [`crate::api::BrokerConfig::defect`], which also reaches every partition's replica (the
 //! replication defects); `SkipRecoveryCrc` is applied by the simulator's disk, whose
 //! recovery mirrors the file storage's. The simulator's single-node runs catch `ALL`; the
-//! replication model tests (`replication.rs`) catch `REPLICATION`. Without the feature this module, the
+//! replication model tests (`replication.rs`) and the exhaustive search
+//! (`replication_exhaustive.rs`) catch `REPLICATION`. Without the feature this module, the
 //! config field and every branch that reads it do not exist, so the `myelin` binary can
 //! never carry them. There is no global state: each broker gets its defect at
 //! construction, so simulated nodes in one process stay independent.

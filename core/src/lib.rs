@@ -83,3 +83,7 @@ pub mod transactions;
 mod broker_tests;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod replication_exhaustive;
+#[cfg(test)]
+mod replication_model;

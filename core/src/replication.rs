@@ -971,270 +971,112 @@ fn append_to_log(
     batch
 }
 
+/// A replica's state as the exhaustive search (`replication_exhaustive.rs`) identifies it:
+/// everything that decides its next steps, with its clocks relative to the current time
+/// and clamped where the protocol stops telling them apart (a deadline already passed, a
+/// follower unheard for longer than check-quorum allows, an append older than its timeout).
+/// Fields the role never reads are left out; so are the timings and the defect, the same
+/// for every state of a search.
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ReplicaView {
+    pub node_id: NodeId,
+    pub epoch: i32,
+    pub voted_for: Option<NodeId>,
+    pub role: RoleView,
+}
+
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum RoleView {
+    Follower {
+        leader: Option<NodeId>,
+        election_in_ms: i64,
+        verified_end_offset: i64,
+    },
+    Candidate {
+        votes: Vec<NodeId>,
+        election_in_ms: i64,
+    },
+    Leader {
+        heartbeat_in_ms: i64,
+        epoch_start_offset: i64,
+        followers: Vec<FollowerView>,
+    },
+}
+
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct FollowerView {
+    pub id: NodeId,
+    pub next_offset: i64,
+    pub matched_end_offset: i64,
+    pub durable_end_offset: i64,
+    pub append_sent_ago_ms: Option<i64>,
+    pub in_flight: u32,
+    pub heard_ago_ms: i64,
+}
+
+#[cfg(test)]
+impl Replica {
+    /// This replica's [`ReplicaView`] at `now_ms`.
+    pub(crate) fn view(&self, now_ms: i64) -> ReplicaView {
+        let until = |deadline: i64| (deadline - now_ms).max(0);
+        let role = match &self.role {
+            Role::Follower { leader } => RoleView::Follower {
+                leader: *leader,
+                election_in_ms: until(self.election_deadline_ms),
+                verified_end_offset: self.verified_end_offset,
+            },
+            Role::Candidate { votes } => RoleView::Candidate {
+                votes: votes.iter().copied().collect(),
+                election_in_ms: until(self.election_deadline_ms),
+            },
+            Role::Leader { followers } => RoleView::Leader {
+                heartbeat_in_ms: until(self.heartbeat_due_ms),
+                epoch_start_offset: self.epoch_start_offset,
+                followers: followers
+                    .iter()
+                    .map(|(id, progress)| FollowerView {
+                        id: *id,
+                        next_offset: progress.next_offset,
+                        matched_end_offset: progress.matched_end_offset,
+                        durable_end_offset: progress.durable_end_offset,
+                        append_sent_ago_ms: progress
+                            .append_sent_ms
+                            .map(|sent| (now_ms - sent).min(self.timings.append_timeout_ms)),
+                        in_flight: progress.in_flight,
+                        heard_ago_ms: (now_ms - progress.last_heard_ms)
+                            .min(self.timings.election_timeout_max_ms + 1),
+                    })
+                    .collect(),
+            },
+        };
+        ReplicaView {
+            node_id: self.node_id,
+            epoch: self.state.epoch,
+            voted_for: self.state.voted_for,
+            role,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! A group of replicas on an in-memory network with loss, reordering, crashes and
-    //! restarts, checked after every step against the module's invariants.
-    use super::*;
-    use crate::log::PartitionLog;
-    use crate::records::{encode_batch, PlainRecord};
+    //! restarts (`replication_model.rs`), driven by random schedules and checked after every
+    //! step against the module's invariants.
+    use super::NodeId;
+    use crate::replication_model::Group;
     use proptest::prelude::*;
-    use rand::SeedableRng;
-    use std::collections::BTreeMap;
-
-    /// One node: its log, the bytes "on disk" and what survives a crash.
-    struct Node {
-        replica: Replica,
-        log: PartitionLog,
-        /// (segment base, position) -> stored bytes (base offset and epoch patched in).
-        stored: BTreeMap<(i64, u32), Bytes>,
-        /// Last persisted replica state.
-        persisted: ReplicaState,
-        highest_hwm: i64,
-        up: bool,
-    }
-
-    struct Group {
-        nodes: BTreeMap<NodeId, Node>,
-        network: Vec<(NodeId, NodeId, ReplicationMessage)>,
-        now_ms: i64,
-        sequence: u64,
-        rng: StdRng,
-        leaders_by_epoch: BTreeMap<i32, NodeId>,
-        /// (offset, epoch) of every batch some leader committed.
-        committed: BTreeMap<i64, i32>,
-        appends: u64,
-        /// The deliberate bug every replica runs with, if any.
-        defect: DefectChoice,
-    }
-
-    /// The deliberate bug a model group runs with (none without the `defects` feature).
-    #[cfg(feature = "defects")]
-    type DefectChoice = Option<crate::defects::Defect>;
-    #[cfg(not(feature = "defects"))]
-    type DefectChoice = Option<std::convert::Infallible>;
-
-    fn patch(bytes: &Bytes, base_offset: i64, epoch: i32) -> Bytes {
-        let mut patched = bytes.to_vec();
-        patched[..8].copy_from_slice(&base_offset.to_be_bytes());
-        patched[12..16].copy_from_slice(&epoch.to_be_bytes());
-        Bytes::from(patched)
-    }
 
     impl Group {
-        fn new(size: i32, seed: u64) -> Self {
-            Self::with_defect(size, seed, None)
-        }
-
-        fn with_defect(size: i32, seed: u64, defect: DefectChoice) -> Self {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let voters: Vec<NodeId> = (1..=size).collect();
-            let nodes = voters
-                .iter()
-                .map(|id| {
-                    let mut replica = Replica::new(
-                        *id,
-                        voters.clone(),
-                        ReplicaState::default(),
-                        ReplicationTimings::default(),
-                        0,
-                        &mut rng,
-                    );
-                    set_defect(&mut replica, defect);
-                    (
-                        *id,
-                        Node {
-                            replica,
-                            log: PartitionLog::new(0),
-                            stored: BTreeMap::new(),
-                            persisted: ReplicaState::default(),
-                            highest_hwm: 0,
-                            up: true,
-                        },
-                    )
-                })
-                .collect();
-            Self {
-                nodes,
-                network: Vec::new(),
-                now_ms: 0,
-                sequence: 0,
-                rng,
-                leaders_by_epoch: BTreeMap::new(),
-                committed: BTreeMap::new(),
-                appends: 0,
-                defect,
-            }
-        }
-
-        fn with_node(
-            &mut self,
-            id: NodeId,
-            step: impl FnOnce(&mut Replica, &mut ReplicaContext<'_>),
-        ) {
-            let node = self.nodes.get_mut(&id).unwrap();
-            if !node.up {
-                return;
-            }
-            let mut effects = Vec::new();
-            let mut context = ReplicaContext {
-                now_ms: self.now_ms,
-                log: &mut node.log,
-                segment_bytes_max: 4096,
-                append_sequence: &mut self.sequence,
-                rng: &mut self.rng,
-                effects: &mut effects,
-            };
-            step(&mut node.replica, &mut context);
-            for effect in effects {
-                match effect {
-                    Effect::PersistState(state) => node.persisted = state,
-                    Effect::Send { to, message } => {
-                        let message = match message {
-                            ReplicationMessage::Append {
-                                epoch,
-                                prev_offset,
-                                prev_epoch,
-                                records: Records::Stored(chunks),
-                                high_watermark,
-                            } => {
-                                let mut bytes = Vec::new();
-                                for chunk in chunks {
-                                    for ((segment, position), batch) in node
-                                        .stored
-                                        .range((chunk.segment_base_offset, chunk.position)..)
-                                    {
-                                        if *segment != chunk.segment_base_offset
-                                            || *position >= chunk.position + chunk.length
-                                        {
-                                            break;
-                                        }
-                                        bytes.extend_from_slice(batch);
-                                    }
-                                }
-                                ReplicationMessage::Append {
-                                    epoch,
-                                    prev_offset,
-                                    prev_epoch,
-                                    records: Records::Inline(Bytes::from(bytes)),
-                                    high_watermark,
-                                }
-                            }
-                            other => other,
-                        };
-                        self.network.push((id, to, message));
-                    }
-                    Effect::Appended { batch, bytes, .. } => {
-                        node.stored.insert(
-                            (batch.segment_base_offset, batch.position),
-                            patch(
-                                &bytes,
-                                batch.base_offset,
-                                node.log.epoch_at(batch.base_offset).unwrap(),
-                            ),
-                        );
-                    }
-                    Effect::Truncated { truncation, .. } => {
-                        node.stored.retain(|(segment, position), _| {
-                            *segment < truncation.active_segment_base
-                                || (*segment == truncation.active_segment_base
-                                    && *position < truncation.active_segment_bytes)
-                        });
-                    }
-                    Effect::Rolled { .. } | Effect::RoleChanged => {}
-                }
-            }
-        }
-
-        fn check(&mut self) {
-            for (id, node) in &mut self.nodes {
-                if !node.up {
-                    continue;
-                }
-                let hwm = node.log.high_watermark();
-                assert!(
-                    hwm >= node.highest_hwm,
-                    "node {id}: HWM moved back from {} to {hwm}",
-                    node.highest_hwm
-                );
-                node.highest_hwm = hwm;
-                if node.replica.is_leader() {
-                    let epoch = node.replica.epoch();
-                    let previous = self.leaders_by_epoch.insert(epoch, *id);
-                    assert!(
-                        previous.is_none_or(|other| other == *id),
-                        "two leaders in epoch {epoch}"
-                    );
-                    // Everything below a leader's HWM is committed, forever.
-                    let mut offset = node.log.log_start_offset();
-                    while offset < hwm {
-                        let epoch_there = node.log.epoch_at(offset).unwrap();
-                        let known = *self.committed.entry(offset).or_insert(epoch_there);
-                        assert_eq!(
-                            known, epoch_there,
-                            "leader {id} holds a different batch at committed offset {offset}"
-                        );
-                        offset += 1;
-                    }
-                }
-            }
-            // Leader completeness and agreement: any replica's batch at a committed offset
-            // below its own HWM is the committed one.
-            for (id, node) in &self.nodes {
-                for (offset, epoch) in self.committed.range(..node.log.high_watermark()) {
-                    assert_eq!(
-                        node.log.epoch_at(*offset),
-                        Some(*epoch),
-                        "node {id} disagrees at committed offset {offset}"
-                    );
-                }
-                if node.up && node.replica.is_leader() {
-                    for (offset, epoch) in &self.committed {
-                        assert_eq!(
-                            node.log.epoch_at(*offset),
-                            Some(*epoch),
-                            "leader {id} lacks committed offset {offset}"
-                        );
-                    }
-                }
-            }
-        }
-
-        /// Delivers every message in flight, oldest first, including those sent meanwhile.
-        fn deliver_all(&mut self) {
-            let mut delivered = 0;
-            while !self.network.is_empty() && delivered < 10_000 {
-                let (from, to, message) = self.network.remove(0);
-                self.with_node(to, |replica, context| {
-                    replica.handle(context, from, message)
-                });
-                delivered += 1;
-            }
-        }
-
-        fn leader(&self) -> Option<NodeId> {
-            self.nodes
-                .iter()
-                .find(|(_, node)| node.up && node.replica.is_leader())
-                .map(|(id, _)| *id)
-        }
-
         fn apply(&mut self, action: &Action) {
             match action {
-                Action::Advance(ms) => {
-                    self.now_ms += i64::from(*ms);
-                    let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
-                    for id in ids {
-                        self.with_node(id, |replica, context| replica.tick(context));
-                    }
-                }
+                Action::Advance(ms) => self.advance(i64::from(*ms)),
                 Action::Deliver(pick) => {
                     if !self.network.is_empty() {
-                        let (from, to, message) =
-                            self.network.remove(pick.index(self.network.len()));
-                        self.with_node(to, |replica, context| {
-                            replica.handle(context, from, message)
-                        });
+                        self.deliver(pick.index(self.network.len()));
                     }
                 }
                 Action::Drop(pick) => {
@@ -1242,30 +1084,12 @@ mod tests {
                         self.network.remove(pick.index(self.network.len()));
                     }
                 }
-                Action::Sync(node) => {
-                    let id = (*node % self.nodes.len() as u8) as NodeId + 1;
-                    let sequence = self.sequence;
-                    if let Some(node) = self.nodes.get_mut(&id) {
-                        node.log.on_synced(sequence);
-                    }
-                    self.with_node(id, |replica, context| replica.on_synced(context));
-                }
+                Action::Sync(node) => self.sync((*node % self.nodes.len() as u8) as NodeId + 1),
                 Action::Produce(records) => {
                     if let Some(id) = self.leader() {
                         // Batches of several records: replication must resume at batch
                         // starts, whatever offset a divergence hint names.
-                        let records: Vec<PlainRecord> = (0..1 + records % 3)
-                            .map(|_| PlainRecord {
-                                key: None,
-                                value: Some(Bytes::from_static(b"event")),
-                            })
-                            .collect();
-                        let batch = encode_batch(&records, self.now_ms, 0, -1);
-                        let header = crate::batch::validate(&batch).unwrap();
-                        self.with_node(id, |replica, context| {
-                            replica.append_as_leader(context, &header, batch);
-                        });
-                        self.appends += 1;
+                        self.produce(id, 1 + usize::from(records % 3));
                     }
                 }
                 Action::Crash(node) => {
@@ -1274,73 +1098,6 @@ mod tests {
                 }
             }
         }
-
-        /// The node loses everything not durable and restarts from its disk.
-        fn crash_and_restart(&mut self, id: NodeId) {
-            let voters: Vec<NodeId> = self.nodes.keys().copied().collect();
-            let now_ms = self.now_ms;
-            let node = self.nodes.get_mut(&id).unwrap();
-            let durable = node.log.durable_end_offset();
-            let mut recovered: Vec<crate::api::RecoveredSegment> = Vec::new();
-            for segment in node.log.segments() {
-                let batches: Vec<crate::api::RecoveredBatch> = segment
-                    .batches
-                    .iter()
-                    .filter(|batch| batch.last_offset < durable)
-                    .map(|batch| {
-                        let bytes = &node.stored[&(segment.base_offset, batch.position)];
-                        crate::api::RecoveredBatch {
-                            position: batch.position,
-                            header: crate::batch::read_header(bytes).unwrap(),
-                            control_type: crate::records::control_record_type(bytes),
-                        }
-                    })
-                    .collect();
-                if batches.is_empty() && !recovered.is_empty() {
-                    break;
-                }
-                recovered.push(crate::api::RecoveredSegment {
-                    base_offset: segment.base_offset,
-                    batches,
-                });
-            }
-            let kept: std::collections::BTreeSet<(i64, u32)> = recovered
-                .iter()
-                .flat_map(|segment| {
-                    segment
-                        .batches
-                        .iter()
-                        .map(move |batch| (segment.base_offset, batch.position))
-                })
-                .collect();
-            node.stored.retain(|key, _| kept.contains(key));
-            let mut rebuilt = PartitionLog::from_recovered(&recovered).unwrap();
-            // A restarted replica of a replicated log knows nothing committed until a
-            // leader tells it.
-            rebuilt.0.reset_high_watermark_to_start();
-            node.log = rebuilt.0;
-            node.highest_hwm = node.log.high_watermark();
-            node.replica = Replica::new(
-                id,
-                voters,
-                node.persisted,
-                ReplicationTimings::default(),
-                now_ms,
-                &mut self.rng,
-            );
-            set_defect(&mut node.replica, self.defect);
-            self.network.retain(|(_, to, _)| *to != id);
-        }
-    }
-
-    #[cfg(feature = "defects")]
-    fn set_defect(replica: &mut Replica, defect: DefectChoice) {
-        replica.set_defect(defect);
-    }
-
-    #[cfg(not(feature = "defects"))]
-    fn set_defect(_replica: &mut Replica, defect: DefectChoice) {
-        assert!(defect.is_none(), "defects need the `defects` feature");
     }
 
     #[derive(Debug, Clone)]
