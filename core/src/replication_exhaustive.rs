@@ -61,6 +61,8 @@ use crate::replication::{
     AppendOutcome, NodeId, Records, ReplicaView, ReplicationMessage, ReplicationTimings, RoleView,
 };
 use crate::replication_model::{batch_value, BatchView, DefectChoice, Group, Violation};
+// Test-only: the visited map is looked up, never iterated, so its order reaches nothing;
+// the wall clock only times the report, never steers the search.
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};

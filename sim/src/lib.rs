@@ -53,9 +53,10 @@
 //! - **Fail-stop without exiting.** Under madsim a node whose storage fails stops its core
 //!   task instead of exiting the process; the supervisor sees the failed sync on the disk,
 //!   crashes the disk and restarts the node.
-//! - **Nodes are independent for now**: three nodes are three single-node clusters, one
-//!   topic each; clients talk to one node. Replication arrives later, and the checkers
-//!   already key everything by (node, partition).
+//! - **Independent nodes or one cluster**: plain seeds run three single-node clusters, one
+//!   topic each, clients talking to one node; `--cluster`, `--groups` and
+//!   `--transactions` seeds run one replicated cluster. The checkers key everything by
+//!   (node, partition).
 //! - **The final check survives a power loss**: after the workload, every fault heals, every
 //!   node crashes once more and restarts, and each partition is read back in full. What
 //!   was acknowledged (or read) must be there.
