@@ -84,6 +84,8 @@ mod broker_tests;
 #[cfg(test)]
 mod cluster_tests;
 #[cfg(test)]
+mod mbt;
+#[cfg(test)]
 mod replication_exhaustive;
 #[cfg(test)]
 mod replication_model;
