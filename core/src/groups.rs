@@ -409,6 +409,24 @@ impl Group {
         self.members.keys().map(String::as_str)
     }
 
+    /// The members whose JoinGroup is held (the model-based tests compare them).
+    #[cfg(test)]
+    pub(crate) fn awaiting_join(&self) -> impl Iterator<Item = &str> {
+        self.members
+            .iter()
+            .filter(|(_, member)| member.awaiting_join.is_some())
+            .map(|(member_id, _)| member_id.as_str())
+    }
+
+    /// The members whose SyncGroup is held (the model-based tests compare them).
+    #[cfg(test)]
+    pub(crate) fn awaiting_sync(&self) -> impl Iterator<Item = &str> {
+        self.members
+            .iter()
+            .filter(|(_, member)| member.awaiting_sync.is_some())
+            .map(|(member_id, _)| member_id.as_str())
+    }
+
     /// The earliest time `tick` has work: a rebalance deadline or a session expiry.
     pub fn next_wakeup_ms(&self) -> Option<i64> {
         let rebalance =

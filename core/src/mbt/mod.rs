@@ -17,6 +17,7 @@
 //! - `MYELIN_MBT_TRACE`: replay this ITF file (or every `*.itf.json` in this directory)
 //!   instead of generating traces; the replays of the other specs then have nothing to do.
 
+mod groups;
 mod replication;
 
 use serde_json::Value;
@@ -335,6 +336,20 @@ pub(crate) fn boolean(value: &Value) -> bool {
     value
         .as_bool()
         .unwrap_or_else(|| panic!("not an ITF boolean: {value}"))
+}
+
+pub(crate) fn string(value: &Value) -> &str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("not an ITF string: {value}"))
+}
+
+/// A tuple's elements (`{"#tup": [...]}`).
+pub(crate) fn tuple(value: &Value) -> &[Value] {
+    value["#tup"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_else(|| panic!("not an ITF tuple: {value}"))
 }
 
 /// A list (a JSON array).
