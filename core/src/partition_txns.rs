@@ -353,6 +353,46 @@ impl PartitionTransactions {
     }
 }
 
+/// One producer's part of a partition's transactions, as the model-based tests compare it
+/// (`mbt/transactions.rs`).
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducerView {
+    /// The open transaction: first offset, producer epoch, transaction number if verified.
+    pub open: Option<(i64, i16, Option<u64>)>,
+    /// The verification in flight or confirmed: producer epoch, token, transaction number.
+    pub verification: Option<(i16, u64, Option<u64>)>,
+    /// The aborted index: (first offset, abort marker offset).
+    pub aborted: Vec<(i64, i64)>,
+    pub last_marker_number: Option<u64>,
+}
+
+#[cfg(test)]
+impl PartitionTransactions {
+    pub(crate) fn producer_view(&self, producer_id: i64) -> ProducerView {
+        ProducerView {
+            open: self
+                .open
+                .get(&producer_id)
+                .map(|open| (open.first_offset, open.producer_epoch, open.txn_number)),
+            verification: self.verifications.get(&producer_id).map(|verification| {
+                (
+                    verification.producer_epoch,
+                    verification.token,
+                    verification.txn_number,
+                )
+            }),
+            aborted: self
+                .aborted
+                .iter()
+                .filter(|entry| entry.producer_id == producer_id)
+                .map(|entry| (entry.first_offset, entry.last_offset))
+                .collect(),
+            last_marker_number: self.last_marker_number.get(&producer_id).copied(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@
 
 mod groups;
 mod replication;
+mod transactions;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -1,0 +1,865 @@
+//! The transactions spec (`specs/transactions/transactions.qnt`, module `transactions`)
+//! replayed against the core's transaction coordinator decisions (`transactions.rs`:
+//! `init_producer_id`, `add_partitions`, `end_transaction`, `verify_partition`,
+//! `TxnMetadata::fenced_abort` and `completed`) and, per data partition, its
+//! `PartitionTransactions` (open transactions, verifications, markers, aborted index, last
+//! stable offset) and `ProducerStateTable` (epochs and sequences).
+//!
+//! The glue between them lives in the broker (`broker.rs`, `broker/transactions.rs`: which
+//! produce needs a verification, the open-or-verified check before an append, the marker
+//! job that completes a transaction once every partition answered), which another change
+//! is refactoring. The replay does not drive it: it keeps a stand-in that does what the
+//! spec's actions say (`DeliverProduce`, `DeliverVerifyAnswer`, `producePartition`,
+//! `DeliverMarker`, `prepare`) and asks the code for every decision. The partition logs are
+//! the stand-in's too (a list of data batches and markers): what is compared is which
+//! batches and markers the code's decisions let in.
+//!
+//! A request names what the spec's client knows in the state before the step (its epoch,
+//! whether it must bump its epoch: KIP-360's expected epoch); batches are the spec's picks.
+//! Verification tokens are per partition in the code and one counter in the spec: the
+//! replay pairs them as they are handed out and compares verifications without them.
+//!
+//! After every step the replay compares: the coordinator's state, producer epoch, last
+//! producer epoch, partitions, transaction number and the partitions whose marker is still
+//! awaited; the marker requests in flight and the verification answers in flight; per
+//! partition the log (data: epoch and sequence; markers: commit or abort, epoch,
+//! transaction number), the open transaction (first offset, epoch, number), the
+//! verification (epoch, number), the aborted index, the last marker's number, the producer
+//! state's epoch and last sequence, and the last stable offset (the high watermark is the
+//! log end: replication is not modelled); and the step's reply (API and error).
+
+use super::{
+    boolean, differences, int, list, map, set, string, Divergence, Replayed, SpecRun, State, Trace,
+};
+use crate::api::{ErrorCode, TxnState};
+use crate::batch::{BatchHeader, ATTRIBUTE_CONTROL, ATTRIBUTE_TRANSACTIONAL};
+use crate::metadata::TopicPartition;
+use crate::partition_txns::{MarkerAction, PartitionTransactions};
+use crate::producers::{ProducerStateTable, SequenceVerdict};
+use crate::records::{CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
+use crate::transactions::{self, Decision, TxnMetadata};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+const SPEC: SpecRun = SpecRun {
+    protocol: "transactions",
+    file: "transactions.qnt",
+    main: "transactions",
+    traces: 60,
+    steps: 25,
+};
+
+static TRACES: OnceLock<Vec<Trace>> = OnceLock::new();
+
+/// The transactional id's producer id (never bumped past: the spec's epochs stay small).
+const PRODUCER_ID: i64 = 7;
+const TRANSACTIONAL_ID: &str = "txn";
+const TIMEOUT_MS: i32 = 60_000;
+const PARTITIONS: [i64; 2] = [0, 1];
+
+fn topic_partition(p: i64) -> TopicPartition {
+    TopicPartition::new(
+        "t",
+        i32::try_from(p).expect("a partition index fits an i32"),
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    kind: String,
+    epoch: i64,
+    /// A data batch's sequence (-1 for a marker).
+    seq: i64,
+    /// A marker's transaction number (-1 for data: the spec's is a ghost there).
+    txn: i64,
+    commit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Batch {
+    partition: i64,
+    epoch: i64,
+    seq: i64,
+    txn: i64,
+    producer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Marker {
+    partition: i64,
+    txn: i64,
+    commit: bool,
+    epoch: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct VerifyAnswer {
+    batch: Batch,
+    error: String,
+    txn_number: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartitionAbstraction {
+    log: Vec<Entry>,
+    /// (first offset, epoch, transaction number), (-1, -1, -1) for none.
+    open: (i64, i64, i64),
+    /// (epoch, transaction number), (-1, -1) for none.
+    verification: (i64, i64),
+    aborted: BTreeSet<(i64, i64)>,
+    last_marker_number: i64,
+    state_epoch: i64,
+    last_sequence: i64,
+    last_stable_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Abstraction {
+    txn_state: String,
+    producer_epoch: i64,
+    last_producer_epoch: i64,
+    txn_partitions: BTreeSet<i64>,
+    txn_number: i64,
+    markers_remaining: BTreeSet<i64>,
+    marker_requests: BTreeSet<Marker>,
+    verify_answers: BTreeSet<VerifyAnswer>,
+    partitions: BTreeMap<i64, PartitionAbstraction>,
+    reply: (String, String),
+}
+
+impl Abstraction {
+    fn parts(spec: &Self, code: &Self) -> Vec<(String, String, String)> {
+        let part = |name: String, spec: &dyn std::fmt::Debug, code: &dyn std::fmt::Debug| {
+            (name, format!("{spec:?}"), format!("{code:?}"))
+        };
+        let mut parts = vec![
+            part("txnState".into(), &spec.txn_state, &code.txn_state),
+            part(
+                "producerEpoch".into(),
+                &spec.producer_epoch,
+                &code.producer_epoch,
+            ),
+            part(
+                "lastProducerEpoch".into(),
+                &spec.last_producer_epoch,
+                &code.last_producer_epoch,
+            ),
+            part(
+                "txnPartitions".into(),
+                &spec.txn_partitions,
+                &code.txn_partitions,
+            ),
+            part("txnNumber".into(), &spec.txn_number, &code.txn_number),
+            part(
+                "markersRemaining".into(),
+                &spec.markers_remaining,
+                &code.markers_remaining,
+            ),
+            part(
+                "markerRequests".into(),
+                &spec.marker_requests,
+                &code.marker_requests,
+            ),
+            part(
+                "verifyAnswers".into(),
+                &spec.verify_answers,
+                &code.verify_answers,
+            ),
+            part("reply".into(), &spec.reply, &code.reply),
+        ];
+        for (p, s) in &spec.partitions {
+            let Some(c) = code.partitions.get(p) else {
+                continue;
+            };
+            parts.push(part(format!("partition {p} log"), &s.log, &c.log));
+            parts.push(part(format!("partition {p} openTxn"), &s.open, &c.open));
+            parts.push(part(
+                format!("partition {p} verification"),
+                &s.verification,
+                &c.verification,
+            ));
+            parts.push(part(
+                format!("partition {p} abortedIndex"),
+                &s.aborted,
+                &c.aborted,
+            ));
+            parts.push(part(
+                format!("partition {p} lastMarkerNumber"),
+                &s.last_marker_number,
+                &c.last_marker_number,
+            ));
+            parts.push(part(
+                format!("partition {p} stateEpoch"),
+                &s.state_epoch,
+                &c.state_epoch,
+            ));
+            parts.push(part(
+                format!("partition {p} last sequence"),
+                &s.last_sequence,
+                &c.last_sequence,
+            ));
+            parts.push(part(
+                format!("partition {p} last stable offset"),
+                &s.last_stable_offset,
+                &c.last_stable_offset,
+            ));
+        }
+        parts
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The spec's state
+
+fn per_partition<'a>(state: &'a State, name: &str, p: i64) -> &'a Value {
+    map(state.var(name))
+        .into_iter()
+        .find(|(key, _)| int(key) == p)
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("{name} has no partition {p}"))
+}
+
+fn spec_batch(value: &Value) -> Batch {
+    Batch {
+        partition: int(&value["partition"]),
+        epoch: int(&value["epoch"]),
+        seq: int(&value["seq"]),
+        txn: int(&value["txn"]),
+        producer: string(&value["producer"]).into(),
+    }
+}
+
+fn spec_marker(value: &Value) -> Marker {
+    Marker {
+        partition: int(&value["partition"]),
+        txn: int(&value["txn"]),
+        commit: boolean(&value["commit"]),
+        epoch: int(&value["epoch"]),
+    }
+}
+
+fn spec_abstraction(state: &State) -> Abstraction {
+    let partitions = PARTITIONS
+        .iter()
+        .map(|&p| {
+            let log: Vec<Entry> = list(per_partition(state, "log", p))
+                .iter()
+                .map(|entry| {
+                    let kind = string(&entry["kind"]).to_string();
+                    let marker = kind == "marker";
+                    Entry {
+                        epoch: int(&entry["epoch"]),
+                        seq: if marker { -1 } else { int(&entry["seq"]) },
+                        txn: if marker { int(&entry["txn"]) } else { -1 },
+                        commit: marker && boolean(&entry["commit"]),
+                        kind,
+                    }
+                })
+                .collect();
+            let open = per_partition(state, "openTxn", p);
+            let verification = per_partition(state, "verification", p);
+            let open = (
+                int(&open["firstOffset"]),
+                int(&open["epoch"]),
+                int(&open["txnNumber"]),
+            );
+            let high_watermark = log.len() as i64;
+            let partition = PartitionAbstraction {
+                // transactions.qnt's lastStableOffset (the correct spec's).
+                last_stable_offset: if open.0 >= 0 { open.0 } else { high_watermark },
+                log,
+                open,
+                verification: (int(&verification["epoch"]), int(&verification["txnNumber"])),
+                aborted: set(per_partition(state, "abortedIndex", p))
+                    .iter()
+                    .map(|entry| (int(&entry["first"]), int(&entry["last"])))
+                    .collect(),
+                last_marker_number: int(per_partition(state, "lastMarkerNumber", p)),
+                state_epoch: int(per_partition(state, "stateEpoch", p)),
+                last_sequence: set(per_partition(state, "sequences", p))
+                    .iter()
+                    .map(int)
+                    .max()
+                    .unwrap_or(-1),
+            };
+            (p, partition)
+        })
+        .collect();
+    let reply = state.var("reply");
+    Abstraction {
+        txn_state: string(state.var("txnState")).into(),
+        producer_epoch: int(state.var("producerEpoch")),
+        last_producer_epoch: int(state.var("lastProducerEpoch")),
+        txn_partitions: set(state.var("txnPartitions")).iter().map(int).collect(),
+        txn_number: int(state.var("txnNumber")),
+        markers_remaining: set(state.var("markersRemaining")).iter().map(int).collect(),
+        marker_requests: set(state.var("markerRequests"))
+            .iter()
+            .map(spec_marker)
+            .collect(),
+        verify_answers: set(state.var("verifyAnswers"))
+            .iter()
+            .map(|answer| VerifyAnswer {
+                batch: spec_batch(&answer["batch"]),
+                error: string(&answer["error"]).into(),
+                txn_number: int(&answer["txnNumber"]),
+            })
+            .collect(),
+        partitions,
+        reply: (string(&reply["api"]).into(), string(&reply["error"]).into()),
+    }
+}
+
+/// What a request of spec client `c` names, from the state before the step.
+struct Client {
+    state: String,
+    epoch: i16,
+}
+
+fn spec_client(state: &State, c: &str) -> Client {
+    let client = map(state.var("clients"))
+        .into_iter()
+        .find(|(name, _)| string(name) == c)
+        .map(|(_, client)| client)
+        .unwrap_or_else(|| panic!("no client {c}"));
+    Client {
+        state: string(&client["state"]).into(),
+        epoch: i16::try_from(int(&client["epoch"])).expect("an epoch fits an i16"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The code's side
+
+/// Kafka's name of an error (`ConcurrentTransactions` -> `CONCURRENT_TRANSACTIONS`).
+fn error_name(error: ErrorCode) -> String {
+    let mut name = String::new();
+    for (index, ch) in format!("{error:?}").chars().enumerate() {
+        if ch.is_ascii_uppercase() && index > 0 {
+            name.push('_');
+        }
+        name.push(ch.to_ascii_uppercase());
+    }
+    name
+}
+
+fn state_name(state: TxnState) -> String {
+    format!("{state:?}")
+}
+
+/// A one-record transactional data batch's header.
+fn data_header(batch: &Batch) -> BatchHeader {
+    BatchHeader {
+        base_offset: 0,
+        size_bytes: 0,
+        partition_leader_epoch: 0,
+        attributes: ATTRIBUTE_TRANSACTIONAL,
+        last_offset_delta: 0,
+        base_timestamp: 0,
+        max_timestamp: 0,
+        producer_id: PRODUCER_ID,
+        producer_epoch: i16::try_from(batch.epoch).expect("an epoch fits an i16"),
+        base_sequence: i32::try_from(batch.seq).expect("a sequence fits an i32"),
+        record_count: 1,
+    }
+}
+
+/// A transaction marker's header.
+fn marker_header(marker: &Marker) -> BatchHeader {
+    BatchHeader {
+        attributes: ATTRIBUTE_TRANSACTIONAL | ATTRIBUTE_CONTROL,
+        base_sequence: -1,
+        ..data_header(&Batch {
+            partition: marker.partition,
+            epoch: marker.epoch,
+            seq: 0,
+            txn: marker.txn,
+            producer: String::new(),
+        })
+    }
+}
+
+/// A verification answer on its way, with the spec's token and the code's.
+#[derive(Debug, Clone)]
+struct AnswerInFlight {
+    answer: VerifyAnswer,
+    spec_token: i64,
+    code_token: u64,
+}
+
+/// One data partition: the code's transaction and producer state, and the stand-in's log.
+#[derive(Debug, Clone, Default)]
+struct Partition {
+    txns: PartitionTransactions,
+    producers: ProducerStateTable,
+    log: Vec<Entry>,
+}
+
+/// The coordinator's decisions and the partitions' state, with the stand-in glue.
+struct System {
+    metadata: Option<TxnMetadata>,
+    markers_remaining: BTreeSet<i64>,
+    marker_requests: BTreeSet<Marker>,
+    answers: Vec<AnswerInFlight>,
+    partitions: BTreeMap<i64, Partition>,
+    reply: (String, String),
+    now_ms: i64,
+    /// A transaction defect the stand-in runs with (they live in the broker).
+    #[cfg(feature = "defects")]
+    defect: Option<crate::defects::Defect>,
+}
+
+impl System {
+    fn new() -> Self {
+        Self {
+            metadata: None,
+            markers_remaining: BTreeSet::new(),
+            marker_requests: BTreeSet::new(),
+            answers: Vec::new(),
+            partitions: PARTITIONS
+                .iter()
+                .map(|p| (*p, Partition::default()))
+                .collect(),
+            reply: (String::new(), String::new()),
+            now_ms: 0,
+            #[cfg(feature = "defects")]
+            defect: None,
+        }
+    }
+
+    fn has_defect(&self, _defect: &str) -> bool {
+        #[cfg(feature = "defects")]
+        return self.defect.is_some_and(|defect| defect.name() == _defect);
+        #[cfg(not(feature = "defects"))]
+        false
+    }
+
+    fn reply(&mut self, api: &str, error: &str) {
+        self.reply = (api.into(), error.into());
+    }
+
+    /// Applies the coordinator's decision; a transaction that starts preparing sends its
+    /// markers (the spec's `prepare`). Returns the error to answer with.
+    fn decide(&mut self, decision: Decision) -> ErrorCode {
+        match decision {
+            Decision::Reply(error) => error,
+            Decision::Write { next, reply } => {
+                let was_preparing = self
+                    .metadata
+                    .as_ref()
+                    .is_some_and(TxnMetadata::is_preparing);
+                if !was_preparing && next.is_preparing() {
+                    let commit = next.state == TxnState::PrepareCommit;
+                    self.markers_remaining = next
+                        .partitions
+                        .iter()
+                        .map(|tp| i64::from(tp.partition))
+                        .collect();
+                    for tp in &next.partitions {
+                        self.marker_requests.insert(Marker {
+                            partition: tp.partition.into(),
+                            txn: i64::try_from(next.txn_number).expect("a small number"),
+                            commit,
+                            epoch: next.producer_epoch.into(),
+                        });
+                    }
+                }
+                self.metadata = Some(next);
+                reply
+            }
+        }
+    }
+
+    /// The spec's `producePartition`: the sequence check, the open-or-verified check, the
+    /// append.
+    fn produce_partition(&mut self, batch: &Batch) {
+        let header = data_header(batch);
+        let partition = self
+            .partitions
+            .get_mut(&batch.partition)
+            .expect("a data partition");
+        let verdict = partition.producers.check(&header);
+        let allowed = partition.txns.is_open(PRODUCER_ID, header.producer_epoch)
+            || partition
+                .txns
+                .is_verified(PRODUCER_ID, header.producer_epoch);
+        let error = match verdict {
+            Ok(SequenceVerdict::Append) if allowed => {
+                let offset = partition.log.len() as i64;
+                partition.txns.on_batch(&header, offset, None);
+                partition.producers.record(&header, offset);
+                partition.log.push(Entry {
+                    kind: "data".into(),
+                    epoch: batch.epoch,
+                    seq: batch.seq,
+                    txn: -1,
+                    commit: false,
+                });
+                ErrorCode::None
+            }
+            Ok(SequenceVerdict::Append) => ErrorCode::InvalidTxnState,
+            Ok(SequenceVerdict::Duplicate { .. }) => ErrorCode::None,
+            Err(error) => error,
+        };
+        self.reply("Produce", &error_name(error));
+    }
+
+    fn apply(&mut self, before: &State, state: &State) {
+        let c = state.pick("c").map(|c| string(c).to_string());
+        let client = || spec_client(before, c.as_deref().expect("the action names a client"));
+        let again = state.pick("again").is_some_and(boolean);
+        self.reply("", "");
+        match state.action.as_str() {
+            "InitProducerId" => {
+                let client = client();
+                // A client that must bump its epoch names its current one (KIP-360).
+                let expected = (client.state == "bump").then_some((PRODUCER_ID, client.epoch));
+                let decision = transactions::init_producer_id(
+                    self.metadata.as_ref(),
+                    false,
+                    TRANSACTIONAL_ID,
+                    TIMEOUT_MS,
+                    expected,
+                    self.now_ms,
+                    || PRODUCER_ID,
+                );
+                let error = self.decide(decision);
+                self.reply("InitProducerId", &error_name(error));
+            }
+            "AddPartitionsToTxn" => {
+                let client = client();
+                let p = int(state.picked("p"));
+                let decision = transactions::add_partitions(
+                    self.metadata.as_ref(),
+                    false,
+                    PRODUCER_ID,
+                    client.epoch,
+                    &[topic_partition(p)],
+                    self.now_ms,
+                );
+                let error = self.decide(decision);
+                self.reply("AddPartitionsToTxn", &error_name(error));
+            }
+            "CommitTxn" | "AbortTxn" => {
+                let client = client();
+                let decision = transactions::end_transaction(
+                    self.metadata.as_ref(),
+                    false,
+                    PRODUCER_ID,
+                    client.epoch,
+                    state.action == "CommitTxn",
+                    self.now_ms,
+                );
+                let error = self.decide(decision);
+                self.reply("EndTxn", &error_name(error));
+            }
+            "Produce" | "Fetch" => {
+                // The client's and the consumer's alone (the last stable offset a fetch
+                // reads up to is compared after every step).
+                if state.action == "Fetch" {
+                    self.reply("Fetch", "NONE");
+                }
+            }
+            "Timeout" => {
+                let metadata = self.metadata.as_ref().expect("a transaction to time out");
+                let aborted = metadata.fenced_abort(self.now_ms, || PRODUCER_ID + 1);
+                self.decide(Decision::Write {
+                    next: aborted,
+                    reply: ErrorCode::None,
+                });
+            }
+            "DeliverProduce" => {
+                let batch = spec_batch(state.picked("b"));
+                let header = data_header(&batch);
+                let partition = &self.partitions[&batch.partition];
+                let verdict = partition.producers.check(&header);
+                let skip_verification = partition.txns.is_open(PRODUCER_ID, header.producer_epoch)
+                    || matches!(
+                        verdict,
+                        Ok(SequenceVerdict::Duplicate { .. })
+                            | Err(ErrorCode::InvalidProducerEpoch)
+                    );
+                if skip_verification {
+                    self.produce_partition(&batch);
+                } else {
+                    let partition = self
+                        .partitions
+                        .get_mut(&batch.partition)
+                        .expect("a data partition");
+                    let code_token = partition
+                        .txns
+                        .begin_verification(PRODUCER_ID, header.producer_epoch)
+                        .expect("few verifications in flight");
+                    let (error, txn_number) = transactions::verify_partition(
+                        self.metadata.as_ref(),
+                        PRODUCER_ID,
+                        header.producer_epoch,
+                        &topic_partition(batch.partition),
+                    );
+                    // The spec's token for this verification is its partition's after the
+                    // step.
+                    let spec_token =
+                        int(&per_partition(state, "verification", batch.partition)["token"]);
+                    self.answers.push(AnswerInFlight {
+                        answer: VerifyAnswer {
+                            batch,
+                            error: error_name(error),
+                            txn_number: i64::try_from(txn_number).expect("a small number"),
+                        },
+                        spec_token,
+                        code_token,
+                    });
+                }
+            }
+            "DeliverVerifyAnswer" => {
+                let picked = state.picked("v");
+                let batch = spec_batch(&picked["batch"]);
+                let spec_token = int(&picked["token"]);
+                let answer = VerifyAnswer {
+                    batch: batch.clone(),
+                    error: string(&picked["error"]).into(),
+                    txn_number: int(&picked["txnNumber"]),
+                };
+                let index = self
+                    .answers
+                    .iter()
+                    .position(|a| a.answer == answer && a.spec_token == spec_token)
+                    .expect("the spec delivers an answer the code gave");
+                let in_flight = self.answers.remove(index);
+                // The spec's set holds identical answers once.
+                self.answers
+                    .retain(|a| a.answer != in_flight.answer || a.spec_token != spec_token);
+                let partition = self
+                    .partitions
+                    .get_mut(&batch.partition)
+                    .expect("a data partition");
+                let txn_number =
+                    u64::try_from(in_flight.answer.txn_number).expect("a transaction number");
+                if in_flight.answer.error == "NONE"
+                    && partition
+                        .txns
+                        .verified(PRODUCER_ID, in_flight.code_token, txn_number)
+                {
+                    self.produce_partition(&batch);
+                } else {
+                    partition
+                        .txns
+                        .end_verification(PRODUCER_ID, in_flight.code_token);
+                    // broker/transactions.rs produce_error_of_verification.
+                    let error = match in_flight.answer.error.as_str() {
+                        "NONE" => "INVALID_TXN_STATE",
+                        "PRODUCER_FENCED" => "INVALID_PRODUCER_EPOCH",
+                        "INVALID_PRODUCER_ID_MAPPING" => "INVALID_PRODUCER_ID_MAPPING",
+                        "INVALID_TXN_STATE" => "INVALID_TXN_STATE",
+                        _ => "NOT_ENOUGH_REPLICAS",
+                    };
+                    self.reply("Produce", error);
+                }
+            }
+            "DeliverMarker" => {
+                let marker = spec_marker(state.picked("m"));
+                if !again {
+                    self.marker_requests.remove(&marker);
+                }
+                let number = u64::try_from(marker.txn).expect("a transaction number");
+                let partition = self
+                    .partitions
+                    .get_mut(&marker.partition)
+                    .expect("a data partition");
+                if partition.txns.marker_action(PRODUCER_ID, number) == MarkerAction::Write {
+                    let header = marker_header(&marker);
+                    let offset = partition.log.len() as i64;
+                    let control = if marker.commit {
+                        CONTROL_TYPE_COMMIT
+                    } else {
+                        CONTROL_TYPE_ABORT
+                    };
+                    partition.txns.on_batch(&header, offset, Some(control));
+                    partition.txns.marker_written(PRODUCER_ID, number, 0);
+                    partition.producers.record(&header, offset);
+                    partition.log.push(Entry {
+                        kind: "marker".into(),
+                        epoch: marker.epoch,
+                        seq: -1,
+                        txn: marker.txn,
+                        commit: marker.commit,
+                    });
+                }
+                // The coordinator's marker job: the transaction completes once every
+                // partition answered (at once, under CompleteBeforeMarkers).
+                if let Some(metadata) = &self.metadata {
+                    let answered = metadata.is_preparing()
+                        && i64::try_from(metadata.txn_number).ok() == Some(marker.txn)
+                        && self.markers_remaining.contains(&marker.partition);
+                    if answered {
+                        if self.has_defect("complete-before-markers") {
+                            self.markers_remaining.clear();
+                        } else {
+                            self.markers_remaining.remove(&marker.partition);
+                        }
+                        if self.markers_remaining.is_empty() {
+                            self.metadata = Some(metadata.completed(self.now_ms));
+                        }
+                    }
+                }
+                self.reply("WriteTxnMarkers", "NONE");
+            }
+            other => panic!("the transactions replay does not know action {other}"),
+        }
+    }
+
+    fn abstraction(&self) -> Abstraction {
+        let metadata = self.metadata.as_ref();
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|(p, partition)| {
+                let view = partition.txns.producer_view(PRODUCER_ID);
+                let number = |n: Option<u64>| n.map_or(-1, |n| n as i64);
+                let producer = partition
+                    .producers
+                    .describe()
+                    .find(|(id, ..)| *id == PRODUCER_ID);
+                let high_watermark = partition.log.len() as i64;
+                let abstraction = PartitionAbstraction {
+                    log: partition.log.clone(),
+                    open: view.open.map_or((-1, -1, -1), |(first, epoch, n)| {
+                        (first, epoch.into(), number(n))
+                    }),
+                    verification: view
+                        .verification
+                        .map_or((-1, -1), |(epoch, _, n)| (epoch.into(), number(n))),
+                    aborted: view.aborted.iter().copied().collect(),
+                    last_marker_number: number(view.last_marker_number),
+                    state_epoch: producer.map_or(-1, |(_, epoch, ..)| epoch.into()),
+                    last_sequence: producer.map_or(-1, |(_, _, sequence, _)| sequence.into()),
+                    // broker.rs last_stable_offset (the high watermark under the defect).
+                    last_stable_offset: if self
+                        .has_defect("last-stable-offset-ignores-open-transactions")
+                    {
+                        high_watermark
+                    } else {
+                        partition.txns.last_stable_offset(high_watermark)
+                    },
+                };
+                (*p, abstraction)
+            })
+            .collect();
+        Abstraction {
+            txn_state: metadata.map_or("None".into(), |m| state_name(m.state)),
+            producer_epoch: metadata.map_or(-1, |m| m.producer_epoch.into()),
+            last_producer_epoch: metadata.map_or(-1, |m| m.last_producer_epoch.into()),
+            txn_partitions: metadata.map_or_else(BTreeSet::new, |m| {
+                m.partitions
+                    .iter()
+                    .map(|tp| i64::from(tp.partition))
+                    .collect()
+            }),
+            txn_number: metadata.map_or(0, |m| m.txn_number as i64),
+            markers_remaining: self.markers_remaining.clone(),
+            marker_requests: self.marker_requests.clone(),
+            verify_answers: self.answers.iter().map(|a| a.answer.clone()).collect(),
+            partitions,
+            reply: self.reply.clone(),
+        }
+    }
+}
+
+/// Replays `trace`; `defect` is a transaction defect the stand-in runs with.
+fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
+    let mut system = System::new();
+    #[cfg(feature = "defects")]
+    {
+        system.defect = _defect.and_then(crate::defects::Defect::from_name);
+    }
+    for (index, state) in trace.states.iter().enumerate() {
+        if index > 0 {
+            system.apply(&trace.states[index - 1], state);
+        }
+        let spec = spec_abstraction(state);
+        let code = system.abstraction();
+        if spec != code {
+            return Err(Box::new(Divergence {
+                trace: trace.path.clone(),
+                step: index,
+                action: state.action.clone(),
+                picks: format!("{:?}", state.picks),
+                differences: differences(&Abstraction::parts(&spec, &code)),
+                spec_state: format!("{spec:#?}"),
+                code_state: format!("{code:#?}"),
+            }));
+        }
+    }
+    Ok(Replayed::Complete {
+        steps: trace.states.len() - 1,
+    })
+}
+
+fn traces() -> &'static [Trace] {
+    super::traces(&SPEC, &TRACES)
+}
+
+/// Every trace of the spec replays on the code without a divergence.
+#[test]
+fn transactions_spec_traces_replay_on_the_code() {
+    let traces = traces();
+    let mut compared = 0;
+    for trace in traces {
+        match replay(trace, None) {
+            Ok(replayed) => compared += replayed.steps(),
+            Err(divergence) => panic!("{divergence}"),
+        }
+    }
+    eprintln!(
+        "mbt transactions: {} traces, {compared} steps compared",
+        traces.len()
+    );
+}
+
+/// The comparison is not vacuous: a trace whose spec state was altered at one step (the
+/// coordinator's transaction number one higher) diverges at that step.
+#[test]
+fn transactions_replay_reports_an_altered_spec_state() {
+    let mut trace = traces()
+        .iter()
+        .find(|trace| trace.states.len() > 5)
+        .expect("a trace of more than 5 states")
+        .clone();
+    let number = int(trace.states[5].var("txnNumber"));
+    trace.states[5].vars.insert(
+        "txnNumber".into(),
+        serde_json::json!({ "#bigint": (number + 1).to_string() }),
+    );
+    let divergence = replay(&trace, None).expect_err("the altered state is noticed");
+    assert_eq!(divergence.step, 5);
+    assert!(
+        divergence.differences[0].starts_with("txnNumber:"),
+        "{divergence}"
+    );
+}
+
+/// The transaction defects the spec models (both live in the broker), run by the replay's
+/// stand-in, make some trace of the correct spec diverge.
+#[cfg(feature = "defects")]
+#[test]
+fn transaction_defects_in_the_stand_in_diverge_from_the_spec() {
+    for defect in [
+        crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions,
+        crate::defects::Defect::CompleteBeforeMarkers,
+    ] {
+        let caught = traces()
+            .iter()
+            .find_map(|trace| replay(trace, Some(defect.name())).err());
+        match caught {
+            Some(divergence) => eprintln!(
+                "mbt transactions: {defect} caught at step {} of {} ({}): {}",
+                divergence.step,
+                divergence.trace.display(),
+                divergence.action,
+                divergence.differences.join("; ")
+            ),
+            None => panic!("{defect}: no trace diverged"),
+        }
+    }
+}
