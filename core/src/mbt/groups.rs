@@ -731,6 +731,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
                 differences: differences(&Abstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),
+                test: "mbt::groups::groups_spec_traces_replay_on_the_code",
             }));
         }
     }

@@ -651,6 +651,7 @@ fn replay(trace: &Trace, defect: DefectChoice) -> Result<Replayed, Box<Divergenc
                 differences: differences(&GroupAbstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),
+                test: "mbt::replication::replication_spec_traces_replay_on_the_code",
             }));
         }
     }

@@ -788,6 +788,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
                 differences: differences(&Abstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),
+                test: "mbt::transactions::transactions_spec_traces_replay_on_the_code",
             }));
         }
     }
