@@ -239,6 +239,27 @@ fn generate(spec: &SpecRun) -> Vec<Trace> {
     let out = workspace_dir()
         .join("target/mbt")
         .join(format!("{}-seed{seed}", spec.main));
+    // Quint's runs are a function of the spec, the Quint installed, the seed and the
+    // counts: traces written from the same ones (by another test binary of this workspace,
+    // e.g. the core's tests with and without `defects`) are reused, not generated again.
+    let stamp_path = out.join("stamp");
+    let stamp = format!(
+        "{} {traces} traces {steps} steps seed {seed}\n{}\n{}",
+        spec.main,
+        std::fs::read_to_string(specs.join(spec.protocol).join(spec.file)).unwrap_or_default(),
+        std::fs::read_to_string(specs.join("package-lock.json")).unwrap_or_default()
+    );
+    if std::fs::read_to_string(&stamp_path).is_ok_and(|written| written == stamp) {
+        let files = itf_files(&out);
+        if files.len() == traces {
+            eprintln!(
+                "mbt: {traces} traces of {} reused from {}",
+                spec.main,
+                out.display()
+            );
+            return files.iter().map(|file| read_trace(file)).collect();
+        }
+    }
     // Traces of an earlier run with other counts must not mix with these.
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)
@@ -277,6 +298,8 @@ fn generate(spec: &SpecRun) -> Vec<Trace> {
         spec.main,
         out.display()
     );
+    std::fs::write(&stamp_path, stamp)
+        .unwrap_or_else(|error| panic!("cannot write {}: {error}", stamp_path.display()));
     eprintln!(
         "mbt: {traces} traces of {} ({steps} steps at most, seed {seed}) generated in {:.1} s \
          into {}",

@@ -700,6 +700,28 @@ fn replication_spec_traces_replay_on_the_code() {
     );
 }
 
+/// The comparison is not vacuous: a trace whose spec state was altered at one step (a
+/// replica's epoch one higher) diverges at that step.
+#[test]
+fn replication_replay_reports_an_altered_spec_state() {
+    let mut trace = traces()
+        .iter()
+        .find(|trace| trace.states.len() > 5)
+        .expect("a trace of more than 5 states")
+        .clone();
+    let state = &mut trace.states[5];
+    let mut epochs = state.var("epoch").clone();
+    let first = &mut epochs["#map"][0][1];
+    *first = serde_json::json!({ "#bigint": (int(first) + 1).to_string() });
+    state.vars.insert("epoch".into(), epochs);
+    let divergence = replay(&trace, None).expect_err("the altered state is noticed");
+    assert_eq!(divergence.step, 5);
+    assert!(
+        divergence.differences[0].starts_with("replica 1 epoch:"),
+        "{divergence}"
+    );
+}
+
 /// Each replication defect makes some trace of the correct spec diverge from the code.
 #[cfg(feature = "defects")]
 #[test]
