@@ -719,7 +719,14 @@ impl Group {
             for member_id in &late {
                 self.remove_member(member_id, &mut replies);
             }
-            self.complete_join(&mut replies);
+            if self.members.is_empty() {
+                // Nobody rejoined: the group rests as when its last member leaves (empty
+                // since now, for offsets retention; no protocol, as a restore of its
+                // snapshot has none).
+                self.after_departure(now_ms, &mut replies);
+            } else {
+                self.complete_join(&mut replies);
+            }
         }
         self.check_invariants();
         replies
@@ -1080,6 +1087,29 @@ mod tests {
         let to_b = join_response(&replies, 21);
         assert_eq!((to_b.error, to_b.generation), (ErrorCode::None, 2));
         assert!(!group.member_ids().any(|member| member == a));
+    }
+
+    #[test]
+    fn a_group_emptied_at_the_rebalance_deadline_rests_as_if_its_last_member_left() {
+        let mut group = Group::new();
+        let (a, _) = join_dynamic(&mut group, 10, 1);
+        group.sync(NOW, 12, &a, 1, vec![(a.clone(), Bytes::from_static(b"p0"))]);
+        let (b, _) = join_dynamic(&mut group, 20, 2);
+        group.leave(NOW, &b);
+        // `a` never rejoins: it is dropped at the deadline, and the group is empty.
+        group.tick(NOW + 5_000);
+        assert_eq!(group.state(), GroupState::Empty);
+        // Offsets retention counts from here, as for a group whose last member left.
+        assert_eq!(group.empty_since_ms(), Some(NOW + 5_000));
+        // A new coordinator restores what was persisted, no protocol included (found by the
+        // groups model-based test: a stale protocol name made the restored group's
+        // membership differ from the one written, so it was written again).
+        let snapshot = group.snapshot().expect("an empty group is persisted");
+        assert_eq!(snapshot.protocol_name, None);
+        assert_eq!(
+            Group::restore(&snapshot, NOW + 6_000).snapshot(),
+            Some(snapshot)
+        );
     }
 
     #[test]
