@@ -34,8 +34,8 @@
 //! whether the group is loaded.
 
 use super::{
-    boolean, differences, int, list, map, option, set, string, tuple, variant, Divergence,
-    Replayed, SpecRun, State, Trace,
+    boolean, differences, int, list, map, set, string, tuple, variant, Divergence, Replayed,
+    SpecRun, State, Trace,
 };
 use crate::api::{ErrorCode, RequestId};
 use crate::groups::{Group, GroupReply, GroupState, JoinRequest, MembershipSnapshot};
@@ -720,14 +720,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
                 trace: trace.path.clone(),
                 step: index,
                 action: state.action.clone(),
-                picks: format!(
-                    "{:?}",
-                    state
-                        .picks
-                        .iter()
-                        .filter_map(|(name, value)| Some((name, option(value)?)))
-                        .collect::<Vec<_>>()
-                ),
+                picks: state.picks_made(),
                 differences: differences(&Abstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),

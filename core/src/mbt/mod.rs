@@ -65,6 +65,16 @@ impl State {
         self.picks.get(name).and_then(option)
     }
 
+    /// The picks this state's action made, as `name=value` (ITF JSON), for a report.
+    pub fn picks_made(&self) -> String {
+        let made: Vec<String> = self
+            .picks
+            .keys()
+            .filter_map(|name| Some(format!("{name}={}", self.pick(name)?)))
+            .collect();
+        made.join(" ")
+    }
+
     /// Like `pick`, for a pick the action always makes.
     pub fn picked(&self, name: &str) -> &Value {
         self.pick(name).unwrap_or_else(|| {

@@ -647,7 +647,7 @@ fn replay(trace: &Trace, defect: DefectChoice) -> Result<Replayed, Box<Divergenc
                 trace: trace.path.clone(),
                 step: index,
                 action: state.action.clone(),
-                picks: format!("{:?}", state.picks),
+                picks: state.picks_made(),
                 differences: differences(&GroupAbstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),

@@ -784,7 +784,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
                 trace: trace.path.clone(),
                 step: index,
                 action: state.action.clone(),
-                picks: format!("{:?}", state.picks),
+                picks: state.picks_made(),
                 differences: differences(&Abstraction::parts(&spec, &code)),
                 spec_state: format!("{spec:#?}"),
                 code_state: format!("{code:#?}"),
