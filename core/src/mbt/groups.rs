@@ -42,17 +42,14 @@ use crate::groups::{Group, GroupReply, GroupState, JoinRequest, MembershipSnapsh
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
-const SPEC: SpecRun = SpecRun {
+pub(super) const SPEC: SpecRun = SpecRun {
     protocol: "groups",
     file: "groups.qnt",
     main: "groups",
     traces: 60,
     steps: 25,
 };
-
-static TRACES: OnceLock<Vec<Trace>> = OnceLock::new();
 
 const PARTITIONS: [&str; 2] = ["p0", "p1"];
 /// The shortest session the code allows: each expiry moves the clock by this.
@@ -734,7 +731,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
 }
 
 fn traces() -> &'static [Trace] {
-    super::traces(&SPEC, &TRACES)
+    super::traces(&SPEC)
 }
 
 /// Every trace of the spec replays on the code without a divergence.

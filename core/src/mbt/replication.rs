@@ -31,17 +31,14 @@ use crate::replication::{
 use crate::replication_model::{batch_value, DefectChoice, Group};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
-const SPEC: SpecRun = SpecRun {
+pub(super) const SPEC: SpecRun = SpecRun {
     protocol: "replication",
     file: "replication.qnt",
     main: "replication3",
     traces: 30,
     steps: 60,
 };
-
-static TRACES: OnceLock<Vec<Trace>> = OnceLock::new();
 
 const REPLICAS: i32 = 3;
 /// Every election timeout (min = max): longer than any replay's clocks move otherwise.
@@ -661,7 +658,7 @@ fn replay(trace: &Trace, defect: DefectChoice) -> Result<Replayed, Box<Divergenc
 }
 
 fn traces() -> &'static [Trace] {
-    super::traces(&SPEC, &TRACES)
+    super::traces(&SPEC)
 }
 
 /// Every trace of the spec replays on the code without a divergence.

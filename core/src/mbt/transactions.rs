@@ -40,17 +40,14 @@ use crate::records::{CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use crate::transactions::{self, Decision, TxnMetadata};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
-const SPEC: SpecRun = SpecRun {
+pub(super) const SPEC: SpecRun = SpecRun {
     protocol: "transactions",
     file: "transactions.qnt",
     main: "transactions",
     traces: 60,
     steps: 25,
 };
-
-static TRACES: OnceLock<Vec<Trace>> = OnceLock::new();
 
 /// The transactional id's producer id (never bumped past: the spec's epochs stay small).
 const PRODUCER_ID: i64 = 7;
@@ -798,7 +795,7 @@ fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergen
 }
 
 fn traces() -> &'static [Trace] {
-    super::traces(&SPEC, &TRACES)
+    super::traces(&SPEC)
 }
 
 /// Every trace of the spec replays on the code without a divergence.
