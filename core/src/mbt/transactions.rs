@@ -25,8 +25,9 @@
 //! partition the log (data: epoch and sequence; markers: commit or abort, epoch,
 //! transaction number), the open transaction (first offset, epoch, number), the
 //! verification (epoch, number), the aborted index, the last marker's number, the producer
-//! state's epoch and last sequence, and the last stable offset (the high watermark is the
-//! log end: replication is not modelled); and the step's reply (API and error).
+//! state's epoch and last sequence, the last stable offset (the high watermark is the log
+//! end: replication is not modelled), the read_committed consumer's position and the
+//! offsets it was given; and the step's reply (API and error).
 
 use super::{
     boolean, differences, int, list, map, set, string, Divergence, Replayed, SpecRun, State, Trace,
@@ -109,6 +110,9 @@ struct PartitionAbstraction {
     state_epoch: i64,
     last_sequence: i64,
     last_stable_offset: i64,
+    consumer_position: i64,
+    /// The offsets the read_committed consumer was given.
+    consumed: BTreeSet<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +205,16 @@ impl Abstraction {
                 &s.last_stable_offset,
                 &c.last_stable_offset,
             ));
+            parts.push(part(
+                format!("partition {p} consumer position"),
+                &s.consumer_position,
+                &c.consumer_position,
+            ));
+            parts.push(part(
+                format!("partition {p} consumed"),
+                &s.consumed,
+                &c.consumed,
+            ));
         }
         parts
     }
@@ -279,6 +293,12 @@ fn spec_abstraction(state: &State) -> Abstraction {
                     .map(int)
                     .max()
                     .unwrap_or(-1),
+                consumer_position: int(per_partition(state, "consumerPosition", p)),
+                consumed: set(state.var("consumed"))
+                    .iter()
+                    .filter(|read| int(&read["partition"]) == p)
+                    .map(|read| int(&read["offset"]))
+                    .collect(),
             };
             (p, partition)
         })
@@ -391,6 +411,9 @@ struct Partition {
     txns: PartitionTransactions,
     producers: ProducerStateTable,
     log: Vec<Entry>,
+    /// The read_committed consumer's position, and the offsets it was given.
+    position: i64,
+    consumed: BTreeSet<i64>,
 }
 
 /// The coordinator's decisions and the partitions' state, with the stand-in glue.
@@ -430,6 +453,52 @@ impl System {
         return self.defect.is_some_and(|defect| defect.name() == _defect);
         #[cfg(not(feature = "defects"))]
         false
+    }
+
+    /// broker.rs last_stable_offset, with the high watermark at the log end (the high
+    /// watermark itself under the defect).
+    fn last_stable_offset(&self, partition: &Partition) -> i64 {
+        let high_watermark = partition.log.len() as i64;
+        if self.has_defect("last-stable-offset-ignores-open-transactions") {
+            high_watermark
+        } else {
+            partition.txns.last_stable_offset(high_watermark)
+        }
+    }
+
+    /// A read_committed fetch from the consumer's position to the last stable offset, read
+    /// as a Kafka consumer reads it: the aborted transactions the fetch reports
+    /// (`aborted_between`; none under the defect) make their producer's data skipped from
+    /// their first offset to the producer's abort marker.
+    fn fetch(&mut self, p: i64) {
+        let partition = &self.partitions[&p];
+        let start = partition.position;
+        let stable = self.last_stable_offset(partition);
+        let mut reported = if self.has_defect("empty-aborted-transactions") {
+            Vec::new()
+        } else {
+            partition.txns.aborted_between(start, stable)
+        };
+        reported.sort_by_key(|aborted| aborted.first_offset);
+        let mut reported = reported.into_iter().peekable();
+        let mut aborting = BTreeSet::new();
+        let mut given = Vec::new();
+        for offset in start..stable {
+            while let Some(aborted) = reported.next_if(|aborted| aborted.first_offset <= offset) {
+                aborting.insert(aborted.producer_id);
+            }
+            let entry = &partition.log[usize::try_from(offset).expect("an offset in the log")];
+            if entry.kind == "data" {
+                if !aborting.contains(&PRODUCER_ID) {
+                    given.push(offset);
+                }
+            } else if !entry.commit {
+                aborting.remove(&PRODUCER_ID);
+            }
+        }
+        let partition = self.partitions.get_mut(&p).expect("a data partition");
+        partition.consumed.extend(given);
+        partition.position = partition.position.max(stable);
     }
 
     fn reply(&mut self, api: &str, error: &str) {
@@ -551,12 +620,12 @@ impl System {
                 let error = self.decide(decision);
                 self.reply("EndTxn", &error_name(error));
             }
-            "Produce" | "Fetch" => {
-                // The client's and the consumer's alone (the last stable offset a fetch
-                // reads up to is compared after every step).
-                if state.action == "Fetch" {
-                    self.reply("Fetch", "NONE");
-                }
+            "Produce" => {
+                // The client's alone.
+            }
+            "Fetch" => {
+                self.fetch(int(state.picked("p")));
+                self.reply("Fetch", "NONE");
             }
             "Timeout" => {
                 let metadata = self.metadata.as_ref().expect("a transaction to time out");
@@ -718,7 +787,6 @@ impl System {
                     .producers
                     .describe()
                     .find(|(id, ..)| *id == PRODUCER_ID);
-                let high_watermark = partition.log.len() as i64;
                 let abstraction = PartitionAbstraction {
                     log: partition.log.clone(),
                     open: view.open.map_or((-1, -1, -1), |(first, epoch, n)| {
@@ -731,14 +799,9 @@ impl System {
                     last_marker_number: number(view.last_marker_number),
                     state_epoch: producer.map_or(-1, |(_, epoch, ..)| epoch.into()),
                     last_sequence: producer.map_or(-1, |(_, _, sequence, _)| sequence.into()),
-                    // broker.rs last_stable_offset (the high watermark under the defect).
-                    last_stable_offset: if self
-                        .has_defect("last-stable-offset-ignores-open-transactions")
-                    {
-                        high_watermark
-                    } else {
-                        partition.txns.last_stable_offset(high_watermark)
-                    },
+                    last_stable_offset: self.last_stable_offset(partition),
+                    consumer_position: partition.position,
+                    consumed: partition.consumed.clone(),
                 };
                 (*p, abstraction)
             })
@@ -837,12 +900,13 @@ fn transactions_replay_reports_an_altered_spec_state() {
     );
 }
 
-/// The transaction defects the spec models (both live in the broker), run by the replay's
+/// The transaction defects the spec models (they live in the broker), run by the replay's
 /// stand-in, make some trace of the correct spec diverge.
 #[cfg(feature = "defects")]
 #[test]
 fn transaction_defects_in_the_stand_in_diverge_from_the_spec() {
     for defect in [
+        crate::defects::Defect::EmptyAbortedTransactions,
         crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions,
         crate::defects::Defect::CompleteBeforeMarkers,
     ] {
