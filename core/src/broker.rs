@@ -5,7 +5,8 @@
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
 //! whose leader is the controller (see `broker/controller.rs`). A single node is a cluster of one:
-//! every group has one voter, which leads at once.
+//! every group has one voter, which leads at once. The group coordinator is a state machine
+//! of its own ([`crate::group_coordinator`]) that the broker drives (`broker/group_driver.rs`).
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches
 //! are below the high watermark (held durably by a majority of the partition's replicas),
@@ -30,8 +31,8 @@
 //!   outputs (the determinism test checks it).
 
 mod controller;
-mod coordinator;
-mod internal_log;
+mod coordinator_lookup;
+mod group_driver;
 mod transactions;
 
 use crate::api::{
@@ -41,21 +42,27 @@ use crate::api::{
     LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use crate::batch::validate_record_set;
+use crate::group_coordinator::GroupCoordinator;
+use crate::internal_log::{InternalPartitions, ShardStatus};
 use crate::log::PartitionLog;
 use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
 use crate::partition_txns::PartitionTransactions;
 use crate::producers::{ProducerStateTable, SequenceVerdict};
 use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
 use controller::Controller;
-use coordinator::Coordinator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use transactions::TxnCoordinator;
 
+pub use crate::group_coordinator::{offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 pub use controller::METADATA_TOPIC;
-pub use coordinator::{is_internal_topic, offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
+
+/// Whether a topic is internal: written by the broker only, never by clients.
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC || topic == METADATA_TOPIC || topic == TRANSACTION_STATE_TOPIC
+}
 
 /// Producer ids are reserved durably in blocks of this many.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -127,8 +134,10 @@ pub struct Broker {
     metadata: ClusterMetadata,
     partitions: BTreeMap<TopicPartition, PartitionState>,
     controller: Controller,
-    coordinator: Coordinator,
+    group_coordinator: GroupCoordinator,
     txn_coordinator: TxnCoordinator,
+    /// When each internal topic's creation was last asked for (see `coordinator_lookup`).
+    internal_topics_requested_ms: BTreeMap<&'static str, i64>,
     rng: StdRng,
     next_producer_id: i64,
     append_sequence: u64,
@@ -141,6 +150,34 @@ pub struct Broker {
     /// then, not after every peer message.
     progressed: bool,
     next_retention_check_ms: i64,
+}
+
+/// The partitions of one internal topic hosted here, as its coordinator sees them.
+struct InternalPartitionsView<'a> {
+    topic: &'static str,
+    metadata: &'a ClusterMetadata,
+    partitions: &'a BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl InternalPartitions for InternalPartitionsView<'_> {
+    fn partition_count(&self) -> Option<i32> {
+        self.metadata
+            .topics
+            .get(self.topic)
+            .map(|topic| topic.partition_count)
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        let state = self
+            .partitions
+            .get(&TopicPartition::new(self.topic, index))?;
+        Some(ShardStatus {
+            high_watermark: state.log.high_watermark(),
+            epoch: state.replica.epoch(),
+            leader: state.replica.is_leader(),
+            serves_reads: state.replica.serves_reads(&state.log),
+        })
+    }
 }
 
 /// What decides whether a partition's waiters can move: (high watermark, durable end,
@@ -171,13 +208,17 @@ impl Broker {
             .remove(&controller::metadata_partition())
             .unwrap_or_default();
         let controller = Controller::new(&metadata, &metadata_log);
+        let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
+        #[cfg(feature = "defects")]
+        let group_coordinator = group_coordinator.with_defect(config.defect);
         let mut broker = Self {
             config,
             metadata,
             partitions: BTreeMap::new(),
             controller,
-            coordinator: Coordinator::default(),
+            group_coordinator,
             txn_coordinator: TxnCoordinator::default(),
+            internal_topics_requested_ms: BTreeMap::new(),
             rng,
             next_producer_id,
             append_sequence: 0,
@@ -269,7 +310,7 @@ impl Broker {
                     .map(|state| state.replica.next_wakeup_ms()),
             )
             .chain(self.controller.next_wakeup_ms(self.is_registered()))
-            .chain(self.coordinator.next_wakeup_ms())
+            .chain(self.group_coordinator.next_wakeup_ms())
             .chain(self.txn_coordinator.next_wakeup_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
@@ -303,7 +344,7 @@ impl Broker {
 
     /// The groups this node coordinates now, for tests and checkers.
     pub fn coordinated_groups(&self) -> impl Iterator<Item = &str> {
-        self.coordinator.coordinated_groups()
+        self.group_coordinator.coordinated_groups()
     }
 
     /// Every hosted partition, the metadata log included.
@@ -423,13 +464,8 @@ impl Broker {
         #[cfg(feature = "defects")]
         replica.set_defect(self.config.defect);
         if partition.topic == OFFSETS_TOPIC {
-            self.coordinator.open_shard(
-                partition.partition,
-                records,
-                log.log_end_offset(),
-                #[cfg(feature = "defects")]
-                self.config.defect,
-            );
+            self.group_coordinator
+                .open_shard(partition.partition, records, log.log_end_offset());
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
             self.txn_coordinator
                 .open_shard(partition.partition, records, log.log_end_offset());
@@ -458,7 +494,7 @@ impl Broker {
         if self.partitions.remove(partition).is_some() {
             self.progressed = true;
             if partition.topic == OFFSETS_TOPIC {
-                self.coordinator.close_shard(partition.partition);
+                self.group_coordinator.close_shard(partition.partition);
             } else if partition.topic == TRANSACTION_STATE_TOPIC {
                 self.txn_coordinator.close_shard(partition.partition);
             }
@@ -560,7 +596,7 @@ impl Broker {
                         &bytes,
                     );
                 } else if partition.topic == OFFSETS_TOPIC {
-                    self.coordinator.on_appended(
+                    self.group_coordinator.on_appended(
                         partition.partition,
                         &header,
                         batch.base_offset,
@@ -592,7 +628,8 @@ impl Broker {
                 if partition.topic == METADATA_TOPIC {
                     self.controller.on_truncated(offset);
                 } else if partition.topic == OFFSETS_TOPIC {
-                    self.coordinator.on_truncated(partition.partition, offset);
+                    self.group_coordinator
+                        .on_truncated(partition.partition, offset);
                 } else if partition.topic == TRANSACTION_STATE_TOPIC {
                     self.txn_coordinator
                         .on_truncated(partition.partition, offset);

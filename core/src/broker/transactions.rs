@@ -36,7 +36,6 @@
 //!   coordinator confirmed the partition is in that transaction (`start_verification`),
 //!   and a marker that arrived meanwhile voids the confirmation.
 
-use super::internal_log::{replay_recovered, CommitQueue};
 use super::{Broker, WaitingProduce, WriteReply};
 use crate::api::{
     Acks, DescribedProducers, ErrorCode, ListedTransaction, Output, PeerMessage, ProducePartition,
@@ -44,6 +43,7 @@ use crate::api::{
     TransactionDescription, TxnState,
 };
 use crate::batch::BatchHeader;
+use crate::internal_log::{replay_recovered, CommitQueue};
 use crate::metadata::TopicPartition;
 use crate::partition_txns::MarkerAction;
 use crate::records::decode_json_records;
