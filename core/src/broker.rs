@@ -5,8 +5,10 @@
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
 //! whose leader is the controller (see `broker/controller.rs`). A single node is a cluster of one:
-//! every group has one voter, which leads at once. The group coordinator is a state machine
-//! of its own ([`crate::group_coordinator`]) that the broker drives (`broker/group_driver.rs`).
+//! every group has one voter, which leads at once. The group coordinator and the
+//! transaction coordinator are state machines of their own ([`crate::group_coordinator`],
+//! [`crate::transaction_coordinator`]) that the broker drives (`broker/group_driver.rs`,
+//! `broker/transactions.rs`).
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches
 //! are below the high watermark (held durably by a majority of the partition's replicas),
@@ -49,11 +51,13 @@ use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
 use crate::partition_txns::PartitionTransactions;
 use crate::producers::{ProducerStateTable, SequenceVerdict};
 use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
+use crate::transaction_coordinator::{
+    TransactionCoordinator, TransactionNode, TxnCoordinatorConfig,
+};
 use controller::Controller;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
-use transactions::TxnCoordinator;
 
 pub use crate::group_coordinator::{offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
@@ -135,7 +139,14 @@ pub struct Broker {
     partitions: BTreeMap<TopicPartition, PartitionState>,
     controller: Controller,
     group_coordinator: GroupCoordinator,
-    txn_coordinator: TxnCoordinator,
+    txn_coordinator: TransactionCoordinator,
+    /// The verifications of transactions' first appends this node's leaders wait for.
+    verifications: transactions::Verifications,
+    /// The numbering of this node's transaction messages (marker requests, verifications).
+    txn_message_ids: u64,
+    /// Answers of marker writes this node made for its own coordinator, fed to it after the
+    /// step that settled them.
+    local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
     /// When each internal topic's creation was last asked for (see `coordinator_lookup`).
     internal_topics_requested_ms: BTreeMap<&'static str, i64>,
     rng: StdRng,
@@ -180,6 +191,75 @@ impl InternalPartitions for InternalPartitionsView<'_> {
     }
 }
 
+/// What the transaction coordinator sees of this node.
+struct TxnNodeView<'a> {
+    transaction_state: InternalPartitionsView<'a>,
+    node_id: NodeId,
+    now_ms: i64,
+    controller: &'a Controller,
+}
+
+impl<'a> TxnNodeView<'a> {
+    fn new(
+        node_id: NodeId,
+        now_ms: i64,
+        metadata: &'a ClusterMetadata,
+        partitions: &'a BTreeMap<TopicPartition, PartitionState>,
+        controller: &'a Controller,
+    ) -> Self {
+        Self {
+            transaction_state: InternalPartitionsView {
+                topic: TRANSACTION_STATE_TOPIC,
+                metadata,
+                partitions,
+            },
+            node_id,
+            now_ms,
+            controller,
+        }
+    }
+}
+
+impl InternalPartitions for TxnNodeView<'_> {
+    fn partition_count(&self) -> Option<i32> {
+        self.transaction_state.partition_count()
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        self.transaction_state.status(index)
+    }
+}
+
+impl TransactionNode for TxnNodeView<'_> {
+    fn topic_partition_count(&self, topic: &str) -> Option<i32> {
+        self.transaction_state
+            .metadata
+            .topics
+            .get(topic)
+            .map(|topic| topic.partition_count)
+    }
+
+    fn partition_leader(&self, partition: &TopicPartition) -> Option<NodeId> {
+        let hosted = hosted_leader(self.transaction_state.partitions, partition);
+        self.controller
+            .live_leader(self.node_id, partition, hosted, self.now_ms)
+            .map(|(_, leader)| leader)
+    }
+}
+
+/// A hosted partition's (leader epoch, leader) as its replica here knows it.
+fn hosted_leader(
+    partitions: &BTreeMap<TopicPartition, PartitionState>,
+    partition: &TopicPartition,
+) -> Option<(i32, NodeId)> {
+    partitions.get(partition).and_then(|state| {
+        state
+            .replica
+            .leader()
+            .map(|leader| (state.replica.epoch(), leader))
+    })
+}
+
 /// What decides whether a partition's waiters can move: (high watermark, durable end,
 /// epoch, leading).
 type Progress = (i64, i64, i32, bool);
@@ -211,13 +291,23 @@ impl Broker {
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
+        let txn_coordinator = TransactionCoordinator::new(TxnCoordinatorConfig {
+            transaction_timeout_max_ms: config.transaction_timeout_max_ms,
+            transactional_id_expiration_ms: config.transactional_id_expiration_ms,
+            offsets_partitions: config.offsets_partitions,
+        });
+        #[cfg(feature = "defects")]
+        let txn_coordinator = txn_coordinator.with_defect(config.defect);
         let mut broker = Self {
             config,
             metadata,
             partitions: BTreeMap::new(),
             controller,
             group_coordinator,
-            txn_coordinator: TxnCoordinator::default(),
+            txn_coordinator,
+            verifications: transactions::Verifications::default(),
+            txn_message_ids: 0,
+            local_marker_results: Vec::new(),
             internal_topics_requested_ms: BTreeMap::new(),
             rng,
             next_producer_id,
@@ -312,6 +402,7 @@ impl Broker {
             .chain(self.controller.next_wakeup_ms(self.is_registered()))
             .chain(self.group_coordinator.next_wakeup_ms())
             .chain(self.txn_coordinator.next_wakeup_ms())
+            .chain(self.verifications.next_deadline_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
@@ -670,8 +761,8 @@ impl Broker {
         }
         // Markers this node wrote for its own coordinator: their answers come back now, and
         // what they complete is written in the same step.
-        while !self.txn_coordinator.local_marker_results.is_empty() {
-            let results = std::mem::take(&mut self.txn_coordinator.local_marker_results);
+        while !self.local_marker_results.is_empty() {
+            let results = std::mem::take(&mut self.local_marker_results);
             for (id, results) in results {
                 self.on_markers_written(now_ms, id, results, outputs);
             }
@@ -876,7 +967,7 @@ impl Broker {
             let behind_a_verification = partitions
                 .iter()
                 .filter_map(|produce| crate::batch::read_header(&produce.records).ok())
-                .any(|header| self.txn_coordinator.is_verifying(header.producer_id));
+                .any(|header| self.verifications.is_verifying(header.producer_id));
             let unverified: Vec<(TopicPartition, i64, i16)> = partitions
                 .iter()
                 .filter_map(|produce| self.needs_verification(produce, behind_a_verification))
@@ -1156,9 +1247,7 @@ impl Broker {
                     .map(|result| (result.partition, result.error))
                     .collect();
                 if to == self.config.node_id {
-                    self.txn_coordinator
-                        .local_marker_results
-                        .push((id, results));
+                    self.local_marker_results.push((id, results));
                 } else {
                     outputs.push(Output::Send {
                         to,

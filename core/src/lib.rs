@@ -41,10 +41,11 @@
 //! every log), [`metadata`] (topics and nodes), [`groups`] (a consumer group),
 //! [`internal_log`] (what the coordinators' internal logs share), [`group_coordinator`]
 //! (the consumer groups of a node, over `__consumer_offsets`), [`transactions`] (the
-//! transaction coordinator's states and decisions), [`partition_txns`] (a partition's open
-//! and aborted transactions, the last stable offset), [`api`] (the inputs and outputs),
-//! [`broker`] (each Kafka API's meaning, composing the above; its `controller` and
-//! `transactions` submodules).
+//! transaction coordinator's states and decisions), [`transaction_coordinator`] (the
+//! transactional ids of a node, over `__transaction_state`, and their markers),
+//! [`partition_txns`] (a partition's open and aborted transactions, the last stable
+//! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning,
+//! composing the above; its `controller` and `transactions` submodules).
 //!
 //! ## Invariant checks
 //! Each module states its invariants in its doc and checks them with [`invariant!`] (or,
@@ -81,6 +82,7 @@ pub mod partition_txns;
 pub mod producers;
 pub mod records;
 pub mod replication;
+pub mod transaction_coordinator;
 pub mod transactions;
 
 #[cfg(test)]
