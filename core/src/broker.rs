@@ -5,7 +5,10 @@
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
 //! whose leader is the controller (see `broker/controller.rs`). A single node is a cluster of one:
-//! every group has one voter, which leads at once.
+//! every group has one voter, which leads at once. The group coordinator and the
+//! transaction coordinator are state machines of their own ([`crate::group_coordinator`],
+//! [`crate::transaction_coordinator`]) that the broker drives (`broker/group_driver.rs`,
+//! `broker/transactions.rs`).
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches
 //! are below the high watermark (held durably by a majority of the partition's replicas),
@@ -30,8 +33,8 @@
 //!   outputs (the determinism test checks it).
 
 mod controller;
-mod coordinator;
-mod internal_log;
+mod coordinator_lookup;
+mod group_driver;
 mod transactions;
 
 use crate::api::{
@@ -41,21 +44,29 @@ use crate::api::{
     LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use crate::batch::validate_record_set;
+use crate::group_coordinator::GroupCoordinator;
+use crate::internal_log::{InternalPartitions, ShardStatus};
 use crate::log::PartitionLog;
 use crate::metadata::{ClusterMetadata, TopicConfig, TopicPartition};
 use crate::partition_txns::PartitionTransactions;
 use crate::producers::{ProducerStateTable, SequenceVerdict};
 use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
+use crate::transaction_coordinator::{
+    TransactionCoordinator, TransactionNode, TxnCoordinatorConfig,
+};
 use controller::Controller;
-use coordinator::Coordinator;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
-use transactions::TxnCoordinator;
 
+pub use crate::group_coordinator::{offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 pub use controller::METADATA_TOPIC;
-pub use coordinator::{is_internal_topic, offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
+
+/// Whether a topic is internal: written by the broker only, never by clients.
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC || topic == METADATA_TOPIC || topic == TRANSACTION_STATE_TOPIC
+}
 
 /// Producer ids are reserved durably in blocks of this many.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -127,8 +138,17 @@ pub struct Broker {
     metadata: ClusterMetadata,
     partitions: BTreeMap<TopicPartition, PartitionState>,
     controller: Controller,
-    coordinator: Coordinator,
-    txn_coordinator: TxnCoordinator,
+    group_coordinator: GroupCoordinator,
+    txn_coordinator: TransactionCoordinator,
+    /// The verifications of transactions' first appends this node's leaders wait for.
+    verifications: transactions::Verifications,
+    /// The numbering of this node's transaction messages (marker requests, verifications).
+    txn_message_ids: u64,
+    /// Answers of marker writes this node made for its own coordinator, fed to it after the
+    /// step that settled them.
+    local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
+    /// When each internal topic's creation was last asked for (see `coordinator_lookup`).
+    internal_topics_requested_ms: BTreeMap<&'static str, i64>,
     rng: StdRng,
     next_producer_id: i64,
     append_sequence: u64,
@@ -141,6 +161,103 @@ pub struct Broker {
     /// then, not after every peer message.
     progressed: bool,
     next_retention_check_ms: i64,
+}
+
+/// The partitions of one internal topic hosted here, as its coordinator sees them.
+struct InternalPartitionsView<'a> {
+    topic: &'static str,
+    metadata: &'a ClusterMetadata,
+    partitions: &'a BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl InternalPartitions for InternalPartitionsView<'_> {
+    fn partition_count(&self) -> Option<i32> {
+        self.metadata
+            .topics
+            .get(self.topic)
+            .map(|topic| topic.partition_count)
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        let state = self
+            .partitions
+            .get(&TopicPartition::new(self.topic, index))?;
+        Some(ShardStatus {
+            high_watermark: state.log.high_watermark(),
+            epoch: state.replica.epoch(),
+            leader: state.replica.is_leader(),
+            serves_reads: state.replica.serves_reads(&state.log),
+        })
+    }
+}
+
+/// What the transaction coordinator sees of this node.
+struct TxnNodeView<'a> {
+    transaction_state: InternalPartitionsView<'a>,
+    node_id: NodeId,
+    now_ms: i64,
+    controller: &'a Controller,
+}
+
+impl<'a> TxnNodeView<'a> {
+    fn new(
+        node_id: NodeId,
+        now_ms: i64,
+        metadata: &'a ClusterMetadata,
+        partitions: &'a BTreeMap<TopicPartition, PartitionState>,
+        controller: &'a Controller,
+    ) -> Self {
+        Self {
+            transaction_state: InternalPartitionsView {
+                topic: TRANSACTION_STATE_TOPIC,
+                metadata,
+                partitions,
+            },
+            node_id,
+            now_ms,
+            controller,
+        }
+    }
+}
+
+impl InternalPartitions for TxnNodeView<'_> {
+    fn partition_count(&self) -> Option<i32> {
+        self.transaction_state.partition_count()
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        self.transaction_state.status(index)
+    }
+}
+
+impl TransactionNode for TxnNodeView<'_> {
+    fn topic_partition_count(&self, topic: &str) -> Option<i32> {
+        self.transaction_state
+            .metadata
+            .topics
+            .get(topic)
+            .map(|topic| topic.partition_count)
+    }
+
+    fn partition_leader(&self, partition: &TopicPartition) -> Option<NodeId> {
+        let hosted = hosted_leader(self.transaction_state.partitions, partition);
+        self.controller
+            .live_leader(self.node_id, partition, hosted, self.now_ms)
+            .map(|(_, leader)| leader)
+    }
+}
+
+/// A hosted partition's (leader epoch, leader) as its replica here knows it.
+fn hosted_leader(
+    partitions: &BTreeMap<TopicPartition, PartitionState>,
+    partition: &TopicPartition,
+) -> Option<(i32, NodeId)> {
+    partitions.get(partition).and_then(|state| {
+        state
+            .replica
+            .leader()
+            .map(|leader| (state.replica.epoch(), leader))
+    })
 }
 
 /// What decides whether a partition's waiters can move: (high watermark, durable end,
@@ -171,13 +288,27 @@ impl Broker {
             .remove(&controller::metadata_partition())
             .unwrap_or_default();
         let controller = Controller::new(&metadata, &metadata_log);
+        let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
+        #[cfg(feature = "defects")]
+        let group_coordinator = group_coordinator.with_defect(config.defect);
+        let txn_coordinator = TransactionCoordinator::new(TxnCoordinatorConfig {
+            transaction_timeout_max_ms: config.transaction_timeout_max_ms,
+            transactional_id_expiration_ms: config.transactional_id_expiration_ms,
+            offsets_partitions: config.offsets_partitions,
+        });
+        #[cfg(feature = "defects")]
+        let txn_coordinator = txn_coordinator.with_defect(config.defect);
         let mut broker = Self {
             config,
             metadata,
             partitions: BTreeMap::new(),
             controller,
-            coordinator: Coordinator::default(),
-            txn_coordinator: TxnCoordinator::default(),
+            group_coordinator,
+            txn_coordinator,
+            verifications: transactions::Verifications::default(),
+            txn_message_ids: 0,
+            local_marker_results: Vec::new(),
+            internal_topics_requested_ms: BTreeMap::new(),
             rng,
             next_producer_id,
             append_sequence: 0,
@@ -269,8 +400,9 @@ impl Broker {
                     .map(|state| state.replica.next_wakeup_ms()),
             )
             .chain(self.controller.next_wakeup_ms(self.is_registered()))
-            .chain(self.coordinator.next_wakeup_ms())
+            .chain(self.group_coordinator.next_wakeup_ms())
             .chain(self.txn_coordinator.next_wakeup_ms())
+            .chain(self.verifications.next_deadline_ms())
             .chain(std::iter::once(self.next_retention_check_ms))
             .min()
     }
@@ -303,7 +435,7 @@ impl Broker {
 
     /// The groups this node coordinates now, for tests and checkers.
     pub fn coordinated_groups(&self) -> impl Iterator<Item = &str> {
-        self.coordinator.coordinated_groups()
+        self.group_coordinator.coordinated_groups()
     }
 
     /// Every hosted partition, the metadata log included.
@@ -423,13 +555,8 @@ impl Broker {
         #[cfg(feature = "defects")]
         replica.set_defect(self.config.defect);
         if partition.topic == OFFSETS_TOPIC {
-            self.coordinator.open_shard(
-                partition.partition,
-                records,
-                log.log_end_offset(),
-                #[cfg(feature = "defects")]
-                self.config.defect,
-            );
+            self.group_coordinator
+                .open_shard(partition.partition, records, log.log_end_offset());
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
             self.txn_coordinator
                 .open_shard(partition.partition, records, log.log_end_offset());
@@ -458,7 +585,7 @@ impl Broker {
         if self.partitions.remove(partition).is_some() {
             self.progressed = true;
             if partition.topic == OFFSETS_TOPIC {
-                self.coordinator.close_shard(partition.partition);
+                self.group_coordinator.close_shard(partition.partition);
             } else if partition.topic == TRANSACTION_STATE_TOPIC {
                 self.txn_coordinator.close_shard(partition.partition);
             }
@@ -560,7 +687,7 @@ impl Broker {
                         &bytes,
                     );
                 } else if partition.topic == OFFSETS_TOPIC {
-                    self.coordinator.on_appended(
+                    self.group_coordinator.on_appended(
                         partition.partition,
                         &header,
                         batch.base_offset,
@@ -592,7 +719,8 @@ impl Broker {
                 if partition.topic == METADATA_TOPIC {
                     self.controller.on_truncated(offset);
                 } else if partition.topic == OFFSETS_TOPIC {
-                    self.coordinator.on_truncated(partition.partition, offset);
+                    self.group_coordinator
+                        .on_truncated(partition.partition, offset);
                 } else if partition.topic == TRANSACTION_STATE_TOPIC {
                     self.txn_coordinator
                         .on_truncated(partition.partition, offset);
@@ -633,8 +761,8 @@ impl Broker {
         }
         // Markers this node wrote for its own coordinator: their answers come back now, and
         // what they complete is written in the same step.
-        while !self.txn_coordinator.local_marker_results.is_empty() {
-            let results = std::mem::take(&mut self.txn_coordinator.local_marker_results);
+        while !self.local_marker_results.is_empty() {
+            let results = std::mem::take(&mut self.local_marker_results);
             for (id, results) in results {
                 self.on_markers_written(now_ms, id, results, outputs);
             }
@@ -839,7 +967,7 @@ impl Broker {
             let behind_a_verification = partitions
                 .iter()
                 .filter_map(|produce| crate::batch::read_header(&produce.records).ok())
-                .any(|header| self.txn_coordinator.is_verifying(header.producer_id));
+                .any(|header| self.verifications.is_verifying(header.producer_id));
             let unverified: Vec<(TopicPartition, i64, i16)> = partitions
                 .iter()
                 .filter_map(|produce| self.needs_verification(produce, behind_a_verification))
@@ -1119,9 +1247,7 @@ impl Broker {
                     .map(|result| (result.partition, result.error))
                     .collect();
                 if to == self.config.node_id {
-                    self.txn_coordinator
-                        .local_marker_results
-                        .push((id, results));
+                    self.local_marker_results.push((id, results));
                 } else {
                     outputs.push(Output::Send {
                         to,

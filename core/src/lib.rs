@@ -39,10 +39,13 @@
 //! [`batch`] (the record-batch format and its checks), [`log`] (offsets, segments, high
 //! watermark), [`producers`] (idempotence), [`replication`] (one Raft-family protocol for
 //! every log), [`metadata`] (topics and nodes), [`groups`] (a consumer group),
-//! [`transactions`] (the transaction coordinator's states and decisions),
+//! [`internal_log`] (what the coordinators' internal logs share), [`group_coordinator`]
+//! (the consumer groups of a node, over `__consumer_offsets`), [`transactions`] (the
+//! transaction coordinator's states and decisions), [`transaction_coordinator`] (the
+//! transactional ids of a node, over `__transaction_state`, and their markers),
 //! [`partition_txns`] (a partition's open and aborted transactions, the last stable
-//! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning; its
-//! `controller`, `coordinator` and `transactions` submodules).
+//! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning,
+//! composing the above; its `controller` and `transactions` submodules).
 //!
 //! ## Invariant checks
 //! Each module states its invariants in its doc and checks them with [`invariant!`] (or,
@@ -70,13 +73,16 @@ pub mod batch;
 pub mod broker;
 #[cfg(feature = "defects")]
 pub mod defects;
+pub mod group_coordinator;
 pub mod groups;
+pub mod internal_log;
 pub mod log;
 pub mod metadata;
 pub mod partition_txns;
 pub mod producers;
 pub mod records;
 pub mod replication;
+pub mod transaction_coordinator;
 pub mod transactions;
 
 #[cfg(test)]

@@ -135,6 +135,30 @@ pub(super) struct Controller {
 }
 
 impl Controller {
+    /// Whether `node` is `this_node` or was heard from recently (see `NODE_LIVENESS_MS`).
+    pub(super) fn is_live(&self, this_node: NodeId, node: NodeId, now_ms: i64) -> bool {
+        node == this_node
+            || self
+                .heard_from
+                .get(&node)
+                .is_some_and(|at| now_ms - at <= NODE_LIVENESS_MS)
+    }
+
+    /// A partition's (leader epoch, leader): the newer of what this node's replica knows
+    /// (`hosted`) and what its leader announced, if that leader is live.
+    pub(super) fn live_leader(
+        &self,
+        this_node: NodeId,
+        partition: &TopicPartition,
+        hosted: Option<(i32, NodeId)>,
+        now_ms: i64,
+    ) -> Option<(i32, NodeId)> {
+        let announced = self.known_leaders.get(partition).copied();
+        hosted
+            .max(announced)
+            .filter(|(_, leader)| self.is_live(this_node, *leader, now_ms))
+    }
+
     /// Starts from the snapshot; the records of `metadata_log` past its applied end wait to
     /// be committed again.
     pub(super) fn new(metadata: &ClusterMetadata, metadata_log: &Bytes) -> Self {
@@ -283,12 +307,7 @@ impl Broker {
 
     /// Whether `node` is this node or was heard from recently (see `NODE_LIVENESS_MS`).
     pub(super) fn is_live(&self, node: NodeId, now_ms: i64) -> bool {
-        node == self.config.node_id
-            || self
-                .controller
-                .heard_from
-                .get(&node)
-                .is_some_and(|at| now_ms - at <= NODE_LIVENESS_MS)
+        self.controller.is_live(self.config.node_id, node, now_ms)
     }
 
     /// A partition's (leader epoch, leader), from this node's replica or the announcements,
@@ -298,16 +317,9 @@ impl Broker {
         partition: &TopicPartition,
         now_ms: i64,
     ) -> Option<(i32, NodeId)> {
-        let hosted = self.partitions.get(partition).and_then(|state| {
-            state
-                .replica
-                .leader()
-                .map(|leader| (state.replica.epoch(), leader))
-        });
-        let announced = self.controller.known_leaders.get(partition).copied();
-        hosted
-            .max(announced)
-            .filter(|(_, leader)| self.is_live(*leader, now_ms))
+        let hosted = super::hosted_leader(&self.partitions, partition);
+        self.controller
+            .live_leader(self.config.node_id, partition, hosted, now_ms)
     }
 
     // ----- applying the log -----

@@ -1,115 +1,33 @@
-//! The transaction coordinator in the broker: transactional ids whose state lives in the
-//! replicated topic `__transaction_state`, markers written into every partition of a
-//! transaction, and the partition leaders' side of the protocol (verification of a
-//! transaction's first append, marker writes).
-//!
-//! The topic ([`TRANSACTION_STATE_TOPIC`], `transaction_state_partitions` partitions,
-//! replicated like any topic) is created the first time a client looks for a transaction
-//! coordinator. A transactional id belongs to the partition its id hashes to (Kafka's hash),
-//! and its coordinator is that partition's leader. Each batch holds JSON [`TxnRecord`]s:
-//! the whole [`TxnMetadata`] of an id after a transition.
-//!
-//! Every replica applies the committed records in offset order to a view of each id's
-//! state. The leader, once its high watermark has reached its epoch, coordinates: it
-//! decides each request with the pure functions of [`crate::transactions`], writes the
-//! resulting state, and answers once that record is committed (so an answer is never
-//! undone by a failover). On taking over, it finishes every transaction it finds prepared
-//! (PrepareCommit or PrepareAbort) by writing the missing markers.
-//!
-//! Markers: once a PrepareCommit/PrepareAbort record is committed, the coordinator asks
-//! each partition's leader (`WriteTxnMarkers`, or a call on this node) to append the marker;
-//! a leader answers once the marker is committed, like an acks=all write. Partitions not
-//! answered are asked again every `MARKER_RETRY_MS`, at whichever node leads them then.
-//! When every partition has answered, the coordinator writes CompleteCommit/CompleteAbort.
+//! The broker's side of transactions: it drives its transaction coordinator
+//! ([`crate::transaction_coordinator`]) and plays the partition leaders' part of the
+//! protocol: a transaction's first append to a partition is verified with the coordinator
+//! (KIP-890 part 1), and marker writes (`WriteTxnMarkers`) are appended and answered once
+//! committed.
 //!
 //! Invariants:
-//! - a coordinator's answer that changed an id's state is sent only once the record is
-//!   committed in its epoch, and only while it still coordinates: a later coordinator
-//!   loads the same state;
-//! - a prepared transaction completes only after every one of its partitions holds its
-//!   marker, committed (`on_markers_written`);
-//! - while an id has a record in flight, requests that would change it answer
-//!   CONCURRENT_TRANSACTIONS;
-//! - an open transaction past its timeout is aborted under a bumped epoch, fencing its
-//!   producer (`transactions_tick`);
 //! - a leader appends a transaction's first batch to a partition only after the
 //!   coordinator confirmed the partition is in that transaction (`start_verification`),
-//!   and a marker that arrived meanwhile voids the confirmation.
+//!   and a marker that arrived meanwhile voids the confirmation;
+//! - a marker answer says a partition holds its marker only once it is committed there
+//!   (`write_markers` waits like an acks=all produce).
 
-use super::internal_log::{replay_recovered, CommitQueue};
-use super::{Broker, WaitingProduce, WriteReply};
+use super::{Broker, TxnNodeView, WaitingProduce, WriteReply};
 use crate::api::{
-    Acks, DescribedProducers, ErrorCode, ListedTransaction, Output, PeerMessage, ProducePartition,
+    Acks, DescribedProducers, ErrorCode, Output, PeerMessage, ProducePartition,
     ProducePartitionResult, ProducerDescription, Request, RequestId, Response,
-    TransactionDescription, TxnState,
 };
-use crate::batch::BatchHeader;
+use crate::group_coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicPartition;
 use crate::partition_txns::MarkerAction;
-use crate::records::decode_json_records;
 use crate::replication::NodeId;
-use crate::transactions::{
-    self, transaction_partition_of, Decision, TxnMetadata, TxnRecord, TRANSACTION_STATE_TOPIC,
-};
-use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::transaction_coordinator::{MarkerWrite, TransactionCoordinator, TxnContext, TxnOutput};
+use crate::transactions::{transaction_partition_of, TRANSACTION_STATE_TOPIC};
+use std::collections::BTreeMap;
 
-/// How long a marker request goes unanswered before it is sent again.
-const MARKER_RETRY_MS: i64 = 500;
 /// How long a leader waits for the coordinator to verify a transaction's first append.
 const VERIFY_TIMEOUT_MS: i64 = 5_000;
-/// How often open transactions are checked against their timeouts (Kafka: 10 s).
-const TIMEOUT_CHECK_INTERVAL_MS: i64 = 1_000;
 /// Verifications a leader keeps waiting at once; more are refused (retriable).
 const VERIFICATIONS_IN_FLIGHT_MAX: usize = 10_000;
-/// Transactional ids one coordinator holds; InitProducerId of a new id beyond it is
-/// refused (Kafka has no such limit; memory is finite).
-pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
-
-/// The transactional ids of one `__transaction_state` partition hosted here.
-#[derive(Debug, Default)]
-struct TxnShard {
-    /// Batches not applied yet.
-    log: CommitQueue<TxnRecord>,
-    committed: BTreeMap<String, TxnMetadata>,
-    /// The leader epoch in which this node coordinates the shard's ids.
-    coordinating: Option<i32>,
-    /// Ids with a record written and not applied yet: the offset its commit must reach.
-    writes: BTreeMap<String, i64>,
-    /// Prepared transactions whose markers are being written.
-    markers: BTreeMap<String, MarkerJob>,
-    /// Set when applied state changed: prepared transactions get marker jobs.
-    dirty: bool,
-}
-
-/// The markers of one prepared transaction.
-#[derive(Debug, Clone)]
-struct MarkerJob {
-    txn_number: u64,
-    commit: bool,
-    producer_id: i64,
-    producer_epoch: i16,
-    remaining: BTreeSet<TopicPartition>,
-    next_send_ms: i64,
-}
-
-/// A marker request in flight.
-#[derive(Debug, Clone)]
-struct MarkerRequest {
-    shard: i32,
-    transactional_id: String,
-    txn_number: u64,
-    sent_ms: i64,
-}
-
-/// Replies held until a record is committed.
-#[derive(Debug)]
-struct HeldTxnReplies {
-    shard: i32,
-    commit_end: i64,
-    epoch: i32,
-    replies: Vec<(RequestId, Response)>,
-}
 
 /// What continues once a verification is answered.
 #[derive(Debug)]
@@ -135,235 +53,42 @@ struct PendingVerification {
     then: AfterVerification,
 }
 
-/// The transaction coordinator's state on this node (and its partition-leader side).
+/// The verifications this node's partition leaders wait for.
 #[derive(Debug, Default)]
-pub(super) struct TxnCoordinator {
-    shards: BTreeMap<i32, TxnShard>,
-    held: Vec<HeldTxnReplies>,
-    marker_requests: BTreeMap<u64, MarkerRequest>,
-    next_request_id: u64,
-    /// Answers of marker writes this node made for its own coordinator.
-    pub(super) local_marker_results: Vec<(u64, Vec<(TopicPartition, ErrorCode)>)>,
-    verifications: BTreeMap<u64, PendingVerification>,
-    /// How many of `verifications` each producer has waiting: its next produces queue
-    /// behind them.
-    verifying_producers: BTreeMap<i64, usize>,
-    next_timeout_check_ms: i64,
-    /// The newest client connection seen per transactional id (this node's numbering).
-    newest_connections: BTreeMap<String, u64>,
+pub(super) struct Verifications {
+    waiting: BTreeMap<u64, PendingVerification>,
+    /// How many of `waiting` each producer has: its next produces queue behind them.
+    producers: BTreeMap<i64, usize>,
 }
 
-impl TxnCoordinator {
-    /// A `__transaction_state` partition is hosted here from now on; `recovered` holds its
-    /// stored batches (below `log_end`) to replay.
-    pub(super) fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
-        let mut shard = TxnShard::default();
-        replay_recovered(
-            TRANSACTION_STATE_TOPIC,
-            partition,
-            recovered,
-            log_end,
-            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
-        );
-        self.shards.insert(partition, shard);
-    }
-
-    pub(super) fn close_shard(&mut self, partition: i32) {
-        self.shards.remove(&partition);
-    }
-
-    pub(super) fn on_appended(
-        &mut self,
-        partition: i32,
-        header: &BatchHeader,
-        base_offset: i64,
-        last_offset: i64,
-        bytes: &Bytes,
-    ) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.on_appended(header, base_offset, last_offset, bytes);
-        }
-    }
-
-    pub(super) fn on_truncated(&mut self, partition: i32, offset: i64) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.log.truncate(offset);
-        }
-    }
-
-    /// The earliest time the coordinator's timers have work.
-    pub(super) fn next_wakeup_ms(&self) -> Option<i64> {
-        let coordinating = self
-            .shards
-            .values()
-            .any(|shard| shard.coordinating.is_some());
-        self.shards
-            .values()
-            .flat_map(|shard| shard.markers.values().map(|job| job.next_send_ms))
-            .chain(
-                self.verifications
-                    .values()
-                    .map(|verification| verification.deadline_ms),
-            )
-            .chain(coordinating.then_some(self.next_timeout_check_ms))
-            .min()
-    }
-
-    /// Whether a request for `transactional_id` came on a connection older than the newest
-    /// one this node has seen for that id (a request delayed on a connection its client
-    /// gave up on; see `transactions`); remembers the newest. Connection 0 is unknown.
-    fn is_from_stale_connection(&mut self, transactional_id: &str, connection_id: u64) -> bool {
-        if connection_id == 0 {
-            return false;
-        }
-        match self.newest_connections.get_mut(transactional_id) {
-            Some(newest) if connection_id < *newest => true,
-            Some(newest) => {
-                *newest = connection_id;
-                false
-            }
-            None => {
-                if self.newest_connections.len() < TRANSACTIONAL_IDS_MAX {
-                    self.newest_connections
-                        .insert(transactional_id.to_string(), connection_id);
-                }
-                false
-            }
-        }
-    }
-
+impl Verifications {
     /// Whether the producer has a produce waiting for a verification on this node.
     pub(super) fn is_verifying(&self, producer_id: i64) -> bool {
-        self.verifying_producers.contains_key(&producer_id)
+        self.producers.contains_key(&producer_id)
+    }
+
+    fn insert(&mut self, id: u64, pending: PendingVerification) {
+        *self.producers.entry(pending.producer_id).or_default() += 1;
+        self.waiting.insert(id, pending);
     }
 
     /// Takes a waiting verification out (answered or timed out).
-    fn take_verification(&mut self, id: u64) -> Option<PendingVerification> {
-        let pending = self.verifications.remove(&id)?;
-        if let Some(count) = self.verifying_producers.get_mut(&pending.producer_id) {
+    fn take(&mut self, id: u64) -> Option<PendingVerification> {
+        let pending = self.waiting.remove(&id)?;
+        if let Some(count) = self.producers.get_mut(&pending.producer_id) {
             *count -= 1;
             if *count == 0 {
-                self.verifying_producers.remove(&pending.producer_id);
+                self.producers.remove(&pending.producer_id);
             }
         }
         Some(pending)
     }
 
-    fn next_id(&mut self) -> u64 {
-        self.next_request_id += 1;
-        self.next_request_id
-    }
-}
-
-impl TxnShard {
-    fn on_appended(
-        &mut self,
-        header: &BatchHeader,
-        base_offset: i64,
-        last_offset: i64,
-        bytes: &Bytes,
-    ) {
-        // Control batches (a new leader's epoch marker) carry no records but are applied
-        // like any batch so that `applied_end` follows the log.
-        let records = decode_json_records::<TxnRecord>(header, bytes).unwrap_or_else(|reason| {
-            tracing::error!(base_offset, %reason, "undecodable transaction-state batch skipped");
-            Vec::new()
-        });
-        self.log.push(base_offset, last_offset, records);
-    }
-
-    /// Applies the batches below `committed`, in order.
-    fn apply_committed(&mut self, committed: i64) {
-        let applied_before = self.log.applied_end();
-        for record in self.log.take_committed(committed) {
-            match record {
-                TxnRecord::Metadata(metadata) => {
-                    self.committed
-                        .insert(metadata.transactional_id.clone(), metadata);
-                }
-                TxnRecord::Expired { transactional_id } => {
-                    self.committed.remove(&transactional_id);
-                }
-            }
-        }
-        let applied_end = self.log.applied_end();
-        self.dirty |= applied_end != applied_before;
-        self.writes
-            .retain(|_, commit_end| *commit_end > applied_end);
-    }
-
-    fn is_pending(&self, transactional_id: &str) -> bool {
-        self.writes.contains_key(transactional_id)
-    }
-}
-
-/// The transactional id and client connection of a request that changes a transaction.
-fn transactional_connection(request: &Request) -> Option<(&str, u64)> {
-    match request {
-        Request::InitProducerId {
-            transactional_id: Some(transactional_id),
-            connection_id,
-            ..
-        }
-        | Request::AddPartitionsToTxn {
-            transactional_id,
-            connection_id,
-            ..
-        }
-        | Request::AddOffsetsToTxn {
-            transactional_id,
-            connection_id,
-            ..
-        }
-        | Request::EndTxn {
-            transactional_id,
-            connection_id,
-            ..
-        } => Some((transactional_id.as_str(), *connection_id)),
-        _ => None,
-    }
-}
-
-/// The shape of the answer to a transactional request (its error is set by `txn_failure`).
-fn stale_request_response(request: Request) -> Response {
-    match request {
-        Request::AddPartitionsToTxn { partitions, .. } => Response::AddPartitionsToTxn(
-            partitions
-                .into_iter()
-                .map(|partition| (partition, ErrorCode::None))
-                .collect(),
-        ),
-        Request::AddOffsetsToTxn { .. } => Response::AddOffsetsToTxn {
-            error: ErrorCode::None,
-        },
-        Request::EndTxn { .. } => Response::EndTxn {
-            error: ErrorCode::None,
-        },
-        _ => Response::InitProducerId {
-            error: ErrorCode::None,
-            producer_id: -1,
-            producer_epoch: -1,
-        },
-    }
-}
-
-/// The answer a held reply gets instead when its record could not be committed.
-fn txn_failure(response: Response, error: ErrorCode) -> Response {
-    match response {
-        Response::InitProducerId { .. } => Response::InitProducerId {
-            error,
-            producer_id: -1,
-            producer_epoch: -1,
-        },
-        Response::AddPartitionsToTxn(results) => Response::AddPartitionsToTxn(
-            results
-                .into_iter()
-                .map(|(partition, _)| (partition, error))
-                .collect(),
-        ),
-        Response::AddOffsetsToTxn { .. } => Response::AddOffsetsToTxn { error },
-        Response::EndTxn { .. } => Response::EndTxn { error },
-        other => other,
+    pub(super) fn next_deadline_ms(&self) -> Option<i64> {
+        self.waiting
+            .values()
+            .map(|verification| verification.deadline_ms)
+            .min()
     }
 }
 
@@ -381,7 +106,9 @@ fn produce_error_of_verification(error: ErrorCode) -> ErrorCode {
 }
 
 impl Broker {
-    /// Every transaction API except TxnOffsetCommit (a group API, in `coordinator.rs`).
+    /// Every transaction API except TxnOffsetCommit (a group API): FindCoordinator of a
+    /// transactional id and DescribeProducers (a partition leader's) are answered here, the
+    /// others by the coordinator.
     pub(super) fn transaction_request(
         &mut self,
         now_ms: i64,
@@ -389,550 +116,25 @@ impl Broker {
         request: Request,
         outputs: &mut Vec<Output>,
     ) {
-        if let Some((transactional_id, connection_id)) = transactional_connection(&request) {
-            if self
-                .txn_coordinator
-                .is_from_stale_connection(transactional_id, connection_id)
-            {
-                tracing::info!(%transactional_id, connection_id,
-                    "a transactional request from a connection older than one already seen for its id: refused");
-                let response =
-                    txn_failure(stale_request_response(request), ErrorCode::NotCoordinator);
-                outputs.push(Output::Respond { id, response });
-                return;
-            }
-        }
         let response = match request {
             Request::FindTransactionCoordinator { transactional_ids } => Response::FindCoordinator(
                 self.find_coordinators(now_ms, TRANSACTION_STATE_TOPIC, transactional_ids, outputs),
             ),
-            Request::InitProducerId {
-                transactional_id: Some(transactional_id),
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-                ..
-            } => {
-                let expected = (producer_id >= 0).then_some((producer_id, producer_epoch));
-                self.init_transactional_producer(
-                    now_ms,
-                    id,
-                    transactional_id,
-                    transaction_timeout_ms,
-                    expected,
-                    outputs,
-                );
-                return;
-            }
-            Request::AddPartitionsToTxn {
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                partitions,
-                ..
-            } => {
-                self.add_partitions_to_txn(
-                    now_ms,
-                    id,
-                    transactional_id,
-                    producer_id,
-                    producer_epoch,
-                    partitions,
-                    outputs,
-                );
-                return;
-            }
-            Request::AddOffsetsToTxn {
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                group_id,
-                ..
-            } => {
-                self.add_offsets_to_txn(
-                    now_ms,
-                    id,
-                    transactional_id,
-                    producer_id,
-                    producer_epoch,
-                    group_id,
-                    outputs,
-                );
-                return;
-            }
-            Request::EndTxn {
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                commit,
-                ..
-            } => {
-                let Some(index) =
-                    self.txn_shard_or_reply(id, &transactional_id, outputs, |error| {
-                        Response::EndTxn { error }
-                    })
-                else {
-                    return;
-                };
-                let shard = &self.txn_coordinator.shards[&index];
-                let decision = transactions::end_transaction(
-                    shard.committed.get(&transactional_id),
-                    shard.is_pending(&transactional_id),
-                    producer_id,
-                    producer_epoch,
-                    commit,
-                    now_ms,
-                );
-                self.carry_out(
-                    now_ms,
-                    id,
-                    index,
-                    &transactional_id,
-                    decision,
-                    outputs,
-                    |error, _| Response::EndTxn { error },
-                );
-                return;
-            }
-            Request::DescribeTransactions { transactional_ids } => Response::DescribeTransactions(
-                transactional_ids
-                    .into_iter()
-                    .map(|transactional_id| self.describe_transaction(transactional_id))
-                    .collect(),
-            ),
-            Request::ListTransactions {
-                state_filters,
-                producer_id_filters,
-                min_duration_ms,
-            } => {
-                self.list_transactions(now_ms, state_filters, producer_id_filters, min_duration_ms)
-            }
             Request::DescribeProducers { partitions } => Response::DescribeProducers(
                 partitions
                     .into_iter()
                     .map(|partition| self.describe_producers(partition))
                     .collect(),
             ),
-            other => unreachable!("not a transaction request: {other:?}"),
+            request => {
+                let txn_outputs = self.drive_txn_coordinator(now_ms, |coordinator, context| {
+                    coordinator.handle_request(context, id, request)
+                });
+                self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+                return;
+            }
         };
         outputs.push(Output::Respond { id, response });
-    }
-
-    /// The `__transaction_state` partition of an id this node coordinates, or why not.
-    fn coordinated_txn_shard(&self, transactional_id: &str) -> Result<i32, ErrorCode> {
-        if transactional_id.is_empty() {
-            return Err(ErrorCode::InvalidRequest);
-        }
-        let topic = self
-            .metadata
-            .topics
-            .get(TRANSACTION_STATE_TOPIC)
-            .ok_or(ErrorCode::NotCoordinator)?;
-        let index = transaction_partition_of(transactional_id, topic.partition_count);
-        let shard = self
-            .txn_coordinator
-            .shards
-            .get(&index)
-            .ok_or(ErrorCode::NotCoordinator)?;
-        if shard.coordinating.is_some() {
-            return Ok(index);
-        }
-        let leading = self
-            .partitions
-            .get(&TopicPartition::new(TRANSACTION_STATE_TOPIC, index))
-            .is_some_and(|state| state.replica.is_leader());
-        Err(if leading {
-            ErrorCode::CoordinatorLoadInProgress
-        } else {
-            ErrorCode::NotCoordinator
-        })
-    }
-
-    /// The coordinated shard of an id, or answers the request with `failure(error)`.
-    fn txn_shard_or_reply(
-        &self,
-        id: RequestId,
-        transactional_id: &str,
-        outputs: &mut Vec<Output>,
-        failure: impl FnOnce(ErrorCode) -> Response,
-    ) -> Option<i32> {
-        match self.coordinated_txn_shard(transactional_id) {
-            Ok(index) => Some(index),
-            Err(error) => {
-                outputs.push(Output::Respond {
-                    id,
-                    response: failure(error),
-                });
-                None
-            }
-        }
-    }
-
-    fn init_transactional_producer(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        transactional_id: String,
-        timeout_ms: i32,
-        expected: Option<(i64, i16)>,
-        outputs: &mut Vec<Output>,
-    ) {
-        let failure = |error| Response::InitProducerId {
-            error,
-            producer_id: -1,
-            producer_epoch: -1,
-        };
-        if timeout_ms <= 0 || timeout_ms > self.config.transaction_timeout_max_ms {
-            outputs.push(Output::Respond {
-                id,
-                response: failure(ErrorCode::InvalidTransactionTimeout),
-            });
-            return;
-        }
-        let Some(index) = self.txn_shard_or_reply(id, &transactional_id, outputs, failure) else {
-            return;
-        };
-        let shard = &self.txn_coordinator.shards[&index];
-        let current = shard.committed.get(&transactional_id).cloned();
-        let pending = shard.is_pending(&transactional_id);
-        if current.is_none() && shard.committed.len() >= TRANSACTIONAL_IDS_MAX {
-            outputs.push(Output::Respond {
-                id,
-                response: failure(ErrorCode::CoordinatorNotAvailable),
-            });
-            return;
-        }
-        let decision = transactions::init_producer_id(
-            current.as_ref(),
-            pending,
-            &transactional_id,
-            timeout_ms,
-            expected,
-            now_ms,
-            || self.allocate_producer_id(outputs),
-        );
-        self.carry_out(
-            now_ms,
-            id,
-            index,
-            &transactional_id,
-            decision,
-            outputs,
-            |error, state| match (error, state) {
-                (ErrorCode::None, Some(state)) => Response::InitProducerId {
-                    error,
-                    producer_id: state.producer_id,
-                    producer_epoch: state.producer_epoch,
-                },
-                _ => failure(error),
-            },
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add_partitions_to_txn(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: Vec<TopicPartition>,
-        outputs: &mut Vec<Output>,
-    ) {
-        let each = |error: ErrorCode, partitions: &[TopicPartition]| {
-            Response::AddPartitionsToTxn(partitions.iter().map(|p| (p.clone(), error)).collect())
-        };
-        let Some(index) = self.txn_shard_or_reply(id, &transactional_id, outputs, |error| {
-            each(error, &partitions)
-        }) else {
-            return;
-        };
-        // Unknown or internal partitions fail the request; the others are not attempted.
-        let unknown: BTreeSet<&TopicPartition> = partitions
-            .iter()
-            .filter(|partition| {
-                crate::broker::is_internal_topic(&partition.topic)
-                    || !self
-                        .metadata
-                        .topics
-                        .get(&partition.topic)
-                        .is_some_and(|topic| {
-                            (0..topic.partition_count).contains(&partition.partition)
-                        })
-            })
-            .collect();
-        if !unknown.is_empty() {
-            let results = partitions
-                .iter()
-                .map(|partition| {
-                    let error = if unknown.contains(partition) {
-                        ErrorCode::UnknownTopicOrPartition
-                    } else {
-                        ErrorCode::OperationNotAttempted
-                    };
-                    (partition.clone(), error)
-                })
-                .collect();
-            outputs.push(Output::Respond {
-                id,
-                response: Response::AddPartitionsToTxn(results),
-            });
-            return;
-        }
-        let shard = &self.txn_coordinator.shards[&index];
-        let decision = transactions::add_partitions(
-            shard.committed.get(&transactional_id),
-            shard.is_pending(&transactional_id),
-            producer_id,
-            producer_epoch,
-            &partitions,
-            now_ms,
-        );
-        self.carry_out(
-            now_ms,
-            id,
-            index,
-            &transactional_id,
-            decision,
-            outputs,
-            |error, _| each(error, &partitions),
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add_offsets_to_txn(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        group_id: String,
-        outputs: &mut Vec<Output>,
-    ) {
-        let Some(index) = self.txn_shard_or_reply(id, &transactional_id, outputs, |error| {
-            Response::AddOffsetsToTxn { error }
-        }) else {
-            return;
-        };
-        // As in Kafka, the group's partition comes from the configured partition count
-        // when the offsets topic does not exist yet (it is created with that count); the
-        // client's TxnOffsetCommit will find the group's coordinator there.
-        let offsets_partitions = match self.metadata.topics.get(super::OFFSETS_TOPIC) {
-            Some(topic) => topic.partition_count,
-            None => {
-                self.request_internal_topic(now_ms, super::OFFSETS_TOPIC, outputs);
-                self.config.offsets_partitions
-            }
-        };
-        let partition = TopicPartition::new(
-            super::OFFSETS_TOPIC,
-            super::offsets_partition_of(&group_id, offsets_partitions),
-        );
-        let shard = &self.txn_coordinator.shards[&index];
-        let decision = transactions::add_partitions(
-            shard.committed.get(&transactional_id),
-            shard.is_pending(&transactional_id),
-            producer_id,
-            producer_epoch,
-            &[partition],
-            now_ms,
-        );
-        self.carry_out(
-            now_ms,
-            id,
-            index,
-            &transactional_id,
-            decision,
-            outputs,
-            |error, _| Response::AddOffsetsToTxn { error },
-        );
-    }
-
-    /// Carries out a coordinator decision: answers at once, or writes the new state and
-    /// holds the answer until it is committed. `respond` builds the answer from the error
-    /// and the state the client should learn (the new one, or the current one).
-    #[allow(clippy::too_many_arguments)]
-    fn carry_out(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        index: i32,
-        transactional_id: &str,
-        decision: Decision,
-        outputs: &mut Vec<Output>,
-        respond: impl FnOnce(ErrorCode, Option<&TxnMetadata>) -> Response,
-    ) {
-        match decision {
-            Decision::Reply(error) => {
-                let current = self.txn_coordinator.shards[&index]
-                    .committed
-                    .get(transactional_id);
-                outputs.push(Output::Respond {
-                    id,
-                    response: respond(error, current),
-                });
-            }
-            Decision::Write { next, reply } => {
-                let response = respond(reply, Some(&next));
-                self.write_txn_record(
-                    now_ms,
-                    index,
-                    transactional_id,
-                    TxnRecord::Metadata(next),
-                    Some((id, response)),
-                    outputs,
-                );
-            }
-        }
-    }
-
-    /// Writes one record of an id to its shard's partition; the reply (if any) waits for
-    /// its commit.
-    fn write_txn_record(
-        &mut self,
-        now_ms: i64,
-        index: i32,
-        transactional_id: &str,
-        record: TxnRecord,
-        reply: Option<(RequestId, Response)>,
-        outputs: &mut Vec<Output>,
-    ) {
-        if let TxnRecord::Metadata(next) = &record {
-            let current = self.txn_coordinator.shards[&index]
-                .committed
-                .get(transactional_id)
-                .map_or(TxnState::Empty, |current| current.state);
-            let through_fence =
-                current == TxnState::Ongoing && next.state == TxnState::PrepareAbort;
-            if !through_fence {
-                if let Err(reason) = TxnMetadata::check_transition(current, next.state) {
-                    // Fresh ids start Empty from nothing; anything else is a bug.
-                    assert!(
-                        next.state == TxnState::Empty,
-                        "{transactional_id}: {reason}"
-                    );
-                }
-            }
-        }
-        let partition = TopicPartition::new(TRANSACTION_STATE_TOPIC, index);
-        match self.append_internal_batch(now_ms, &partition, &[record], outputs) {
-            Some((commit_end, epoch)) => {
-                if let Some(shard) = self.txn_coordinator.shards.get_mut(&index) {
-                    shard
-                        .writes
-                        .insert(transactional_id.to_string(), commit_end);
-                }
-                if let Some(reply) = reply {
-                    self.txn_coordinator.held.push(HeldTxnReplies {
-                        shard: index,
-                        commit_end,
-                        epoch,
-                        replies: vec![reply],
-                    });
-                }
-            }
-            None => {
-                if let Some((id, response)) = reply {
-                    outputs.push(Output::Respond {
-                        id,
-                        response: txn_failure(response, ErrorCode::NotCoordinator),
-                    });
-                }
-            }
-        }
-    }
-
-    fn describe_transaction(&self, transactional_id: String) -> TransactionDescription {
-        let mut description = TransactionDescription {
-            transactional_id,
-            error: ErrorCode::None,
-            state: TxnState::Empty,
-            producer_id: -1,
-            producer_epoch: -1,
-            timeout_ms: -1,
-            start_ms: -1,
-            partitions: Vec::new(),
-        };
-        let index = match self.coordinated_txn_shard(&description.transactional_id) {
-            Ok(index) => index,
-            Err(error) => {
-                description.error = error;
-                return description;
-            }
-        };
-        let shard = &self.txn_coordinator.shards[&index];
-        match shard.committed.get(&description.transactional_id) {
-            Some(state) => {
-                description.state = state.state;
-                description.producer_id = state.producer_id;
-                description.producer_epoch = state.producer_epoch;
-                description.timeout_ms = state.timeout_ms;
-                description.start_ms = state.txn_start_ms;
-                description.partitions = state.partitions.iter().cloned().collect();
-            }
-            None => description.error = ErrorCode::TransactionalIdNotFound,
-        }
-        description
-    }
-
-    fn list_transactions(
-        &self,
-        now_ms: i64,
-        state_filters: Vec<String>,
-        producer_id_filters: Vec<i64>,
-        min_duration_ms: i64,
-    ) -> Response {
-        const STATES: [TxnState; 8] = [
-            TxnState::Empty,
-            TxnState::Ongoing,
-            TxnState::PrepareCommit,
-            TxnState::PrepareAbort,
-            TxnState::CompleteCommit,
-            TxnState::CompleteAbort,
-            TxnState::PrepareEpochFence,
-            TxnState::Dead,
-        ];
-        let unknown_state_filters: Vec<String> = state_filters
-            .iter()
-            .filter(|name| {
-                !STATES
-                    .iter()
-                    .any(|state| state.kafka_name() == name.as_str())
-            })
-            .cloned()
-            .collect();
-        let transactions = self
-            .txn_coordinator
-            .shards
-            .values()
-            .filter(|shard| shard.coordinating.is_some())
-            .flat_map(|shard| shard.committed.values())
-            .filter(|state| {
-                state_filters.is_empty()
-                    || state_filters
-                        .iter()
-                        .any(|name| name.as_str() == state.state.kafka_name())
-            })
-            .filter(|state| {
-                producer_id_filters.is_empty() || producer_id_filters.contains(&state.producer_id)
-            })
-            .filter(|state| {
-                min_duration_ms < 0
-                    || (state.txn_start_ms >= 0 && now_ms - state.txn_start_ms >= min_duration_ms)
-            })
-            .map(|state| ListedTransaction {
-                transactional_id: state.transactional_id.clone(),
-                producer_id: state.producer_id,
-                state: state.state,
-            })
-            .collect();
-        Response::ListTransactions {
-            error: ErrorCode::None,
-            transactions,
-            unknown_state_filters,
-        }
     }
 
     fn describe_producers(&self, partition: TopicPartition) -> DescribedProducers {
@@ -963,192 +165,109 @@ impl Broker {
         }
     }
 
-    // ----- after every step and on ticks -----
+    // ----- driving the coordinator -----
 
-    /// After every step: applies what the transaction-state partitions committed, loads or
-    /// drops the ids of partitions whose leadership changed, releases held replies, and
-    /// sends the markers that are due.
-    pub(super) fn settle_transactions(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        for (index, shard) in &mut self.txn_coordinator.shards {
-            let Some(state) = self
-                .partitions
-                .get(&TopicPartition::new(TRANSACTION_STATE_TOPIC, *index))
-            else {
-                continue;
-            };
-            shard.apply_committed(state.log.high_watermark());
-            let leading = (state.replica.is_leader()
-                && state.replica.serves_reads(&state.log)
-                && shard.log.applied_end() >= state.log.high_watermark())
-            .then(|| state.replica.epoch());
-            if shard.coordinating != leading {
-                if shard.coordinating.is_some() {
-                    tracing::info!(partition = index, "no longer coordinating its transactions");
-                    shard.markers.clear();
-                    shard.writes.clear();
+    /// Calls the transaction coordinator with its view of this node.
+    fn drive_txn_coordinator<R>(
+        &mut self,
+        now_ms: i64,
+        call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> R,
+    ) -> R {
+        let node = TxnNodeView::new(
+            self.config.node_id,
+            now_ms,
+            &self.metadata,
+            &self.partitions,
+            &self.controller,
+        );
+        let mut context = TxnContext {
+            now_ms,
+            node: &node,
+            next_producer_id: self.next_producer_id,
+            message_ids: &mut self.txn_message_ids,
+        };
+        call(&mut self.txn_coordinator, &mut context)
+    }
+
+    /// Carries out the coordinator's outputs in order, reporting each append back before
+    /// the next.
+    fn execute_txn_outputs(
+        &mut self,
+        now_ms: i64,
+        txn_outputs: Vec<TxnOutput>,
+        outputs: &mut Vec<Output>,
+    ) {
+        for txn_output in txn_outputs {
+            match txn_output {
+                TxnOutput::Respond { id, response } => {
+                    outputs.push(Output::Respond { id, response })
                 }
-                if let Some(epoch) = leading {
-                    tracing::info!(
-                        partition = index,
-                        epoch,
-                        ids = shard.committed.len(),
-                        "coordinating the transactional ids of a transaction-state partition"
+                TxnOutput::TakeProducerId(taken) => {
+                    let allocated = self.allocate_producer_id(outputs);
+                    crate::invariant!(
+                        allocated == taken,
+                        "the coordinator took producer id {taken}, the node handed out {allocated}"
                     );
-                    shard.dirty = true;
                 }
-                shard.coordinating = leading;
-            }
-            if shard.coordinating.is_some() && std::mem::take(&mut shard.dirty) {
-                // Every prepared transaction gets its markers written (those a previous
-                // coordinator left unfinished too).
-                for (transactional_id, txn) in &shard.committed {
-                    let preparing =
-                        matches!(txn.state, TxnState::PrepareCommit | TxnState::PrepareAbort);
-                    if preparing
-                        && !shard.markers.contains_key(transactional_id)
-                        && !shard.writes.contains_key(transactional_id)
-                    {
-                        shard.markers.insert(
-                            transactional_id.clone(),
-                            MarkerJob {
-                                txn_number: txn.txn_number,
-                                commit: txn.state == TxnState::PrepareCommit,
-                                producer_id: txn.producer_id,
-                                producer_epoch: txn.producer_epoch,
-                                remaining: txn.partitions.clone(),
-                                next_send_ms: now_ms,
+                TxnOutput::Append {
+                    partition,
+                    batch,
+                    write,
+                } => {
+                    let partition = TopicPartition::new(TRANSACTION_STATE_TOPIC, partition);
+                    let appended = self.append_broker_batch(now_ms, &partition, batch, outputs);
+                    let replies = self.txn_coordinator.appended(write, appended);
+                    outputs.extend(
+                        replies
+                            .into_iter()
+                            .map(|(id, response)| Output::Respond { id, response }),
+                    );
+                }
+                TxnOutput::CreateOffsetsTopic => {
+                    self.request_internal_topic(now_ms, OFFSETS_TOPIC, outputs)
+                }
+                TxnOutput::WriteMarkers {
+                    leader,
+                    id,
+                    markers,
+                    partitions,
+                } => {
+                    if leader == self.config.node_id {
+                        let reply = WriteReply::Markers {
+                            to: self.config.node_id,
+                            id,
+                        };
+                        self.write_markers(now_ms, reply, markers, partitions, outputs);
+                    } else {
+                        outputs.push(Output::Send {
+                            to: leader,
+                            message: PeerMessage::WriteTxnMarkers {
+                                id,
+                                coordinator_epoch: markers.coordinator_epoch,
+                                txn_number: markers.txn_number,
+                                producer_id: markers.producer_id,
+                                producer_epoch: markers.producer_epoch,
+                                commit: markers.commit,
+                                partitions,
                             },
-                        );
+                        });
                     }
                 }
-            }
-        }
-        self.release_held_txn_replies(outputs);
-        self.send_due_markers(now_ms, outputs);
-    }
-
-    fn release_held_txn_replies(&mut self, outputs: &mut Vec<Output>) {
-        if self.txn_coordinator.held.is_empty() {
-            return;
-        }
-        let held = std::mem::take(&mut self.txn_coordinator.held);
-        for replies in held {
-            let shard = self.txn_coordinator.shards.get(&replies.shard);
-            let applied = shard.is_some_and(|shard| shard.log.applied_end() >= replies.commit_end);
-            let still_leading =
-                shard.is_some_and(|shard| shard.coordinating == Some(replies.epoch));
-            if applied && still_leading {
-                outputs.extend(
-                    replies
-                        .replies
-                        .into_iter()
-                        .map(|(id, response)| Output::Respond { id, response }),
-                );
-            } else if !still_leading {
-                outputs.extend(
-                    replies
-                        .replies
-                        .into_iter()
-                        .map(|(id, response)| Output::Respond {
-                            id,
-                            response: txn_failure(response, ErrorCode::NotCoordinator),
-                        }),
-                );
-            } else {
-                self.txn_coordinator.held.push(replies);
-            }
-        }
-    }
-
-    /// Sends the marker requests that are due, grouped by partition leader.
-    fn send_due_markers(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        let mut due = Vec::new();
-        for (index, shard) in &mut self.txn_coordinator.shards {
-            let Some(coordinator_epoch) = shard.coordinating else {
-                continue;
-            };
-            for (transactional_id, job) in &mut shard.markers {
-                if job.next_send_ms <= now_ms && !job.remaining.is_empty() {
-                    job.next_send_ms = now_ms + MARKER_RETRY_MS;
-                    due.push((
-                        *index,
-                        coordinator_epoch,
-                        transactional_id.clone(),
-                        job.clone(),
-                    ));
-                }
-            }
-        }
-        for (index, coordinator_epoch, transactional_id, job) in due {
-            let mut by_leader: BTreeMap<NodeId, Vec<TopicPartition>> = BTreeMap::new();
-            let mut gone = Vec::new();
-            for partition in &job.remaining {
-                if !self.metadata.topics.contains_key(&partition.topic) {
-                    // A deleted topic holds nothing to mark.
-                    gone.push((partition.clone(), ErrorCode::UnknownTopicOrPartition));
-                    continue;
-                }
-                if let Some((_, leader)) = self.partition_leader(partition, now_ms) {
-                    by_leader.entry(leader).or_default().push(partition.clone());
-                }
-            }
-            if !gone.is_empty() {
-                let id = self.txn_coordinator.next_id();
-                self.txn_coordinator.marker_requests.insert(
-                    id,
-                    MarkerRequest {
-                        shard: index,
-                        transactional_id: transactional_id.clone(),
-                        txn_number: job.txn_number,
-                        sent_ms: now_ms,
-                    },
-                );
-                self.txn_coordinator.local_marker_results.push((id, gone));
-            }
-            for (leader, partitions) in by_leader {
-                let id = self.txn_coordinator.next_id();
-                self.txn_coordinator.marker_requests.insert(
-                    id,
-                    MarkerRequest {
-                        shard: index,
-                        transactional_id: transactional_id.clone(),
-                        txn_number: job.txn_number,
-                        sent_ms: now_ms,
-                    },
-                );
-                let markers = MarkerWrite {
-                    coordinator_epoch,
-                    txn_number: job.txn_number,
-                    producer_id: job.producer_id,
-                    producer_epoch: job.producer_epoch,
-                    commit: job.commit,
-                };
-                if leader == self.config.node_id {
-                    let reply = WriteReply::Markers {
-                        to: self.config.node_id,
-                        id,
-                    };
-                    self.write_markers(now_ms, reply, markers, partitions, outputs);
-                } else {
-                    outputs.push(Output::Send {
-                        to: leader,
-                        message: PeerMessage::WriteTxnMarkers {
-                            id,
-                            coordinator_epoch,
-                            txn_number: job.txn_number,
-                            producer_id: job.producer_id,
-                            producer_epoch: job.producer_epoch,
-                            commit: job.commit,
-                            partitions,
-                        },
-                    });
+                TxnOutput::MarkersAnswered { id, results } => {
+                    self.local_marker_results.push((id, results))
                 }
             }
         }
     }
 
-    /// A partition leader's answer to a marker request: the partitions that hold their
-    /// marker are done; when none is left, the transaction completes.
+    /// After every step: see `TransactionCoordinator::settle`.
+    pub(super) fn settle_transactions(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        let txn_outputs =
+            self.drive_txn_coordinator(now_ms, |coordinator, context| coordinator.settle(context));
+        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+    }
+
+    /// A partition leader's answer to one of this node's marker requests.
     pub(super) fn on_markers_written(
         &mut self,
         now_ms: i64,
@@ -1156,109 +275,47 @@ impl Broker {
         results: Vec<(TopicPartition, ErrorCode)>,
         outputs: &mut Vec<Output>,
     ) {
-        let Some(request) = self.txn_coordinator.marker_requests.remove(&id) else {
-            return;
-        };
-        let Some(shard) = self.txn_coordinator.shards.get_mut(&request.shard) else {
-            return;
-        };
-        let Some(job) = shard.markers.get_mut(&request.transactional_id) else {
-            return;
-        };
-        if job.txn_number != request.txn_number {
-            return;
-        }
-        #[cfg(feature = "defects")]
-        if self.config.defect == Some(crate::defects::Defect::CompleteBeforeMarkers) {
-            job.remaining.clear();
-        }
-        for (partition, error) in results {
-            match error {
-                ErrorCode::None | ErrorCode::UnknownTopicOrPartition => {
-                    job.remaining.remove(&partition);
-                }
-                other => {
-                    tracing::debug!(%partition, ?other, "marker not written yet; retrying");
-                }
-            }
-        }
-        if !job.remaining.is_empty() {
-            return;
-        }
-        shard.markers.remove(&request.transactional_id);
-        let Some(prepared) = shard.committed.get(&request.transactional_id) else {
-            return;
-        };
-        let completed = prepared.completed(now_ms);
-        tracing::debug!(transactional_id = %request.transactional_id, state = ?completed.state, "transaction complete");
-        self.write_txn_record(
-            now_ms,
-            request.shard,
-            &request.transactional_id,
-            TxnRecord::Metadata(completed),
-            None,
-            outputs,
-        );
+        let txn_outputs = self.txn_coordinator.on_markers_written(now_ms, id, results);
+        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
     }
 
-    /// Timers: verifications that waited too long, open transactions past their timeout,
-    /// ids past their expiration, forgotten marker requests.
+    /// Timers: verifications that waited too long, then the coordinator's.
     pub(super) fn transactions_tick(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         let expired: Vec<u64> = self
-            .txn_coordinator
             .verifications
+            .waiting
             .iter()
             .filter(|(_, verification)| verification.deadline_ms <= now_ms)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            if let Some(pending) = self.txn_coordinator.take_verification(id) {
+            if let Some(pending) = self.verifications.take(id) {
                 self.finish_verification(now_ms, pending, Vec::new(), 0, outputs);
             }
         }
-        if now_ms < self.txn_coordinator.next_timeout_check_ms {
-            return;
-        }
-        self.txn_coordinator.next_timeout_check_ms = now_ms + TIMEOUT_CHECK_INTERVAL_MS;
-        self.txn_coordinator
-            .marker_requests
-            .retain(|_, request| now_ms - request.sent_ms < 60_000);
-        let expiration_ms = self.config.transactional_id_expiration_ms;
-        let mut work = Vec::new();
-        for (index, shard) in &self.txn_coordinator.shards {
-            if shard.coordinating.is_none() {
-                continue;
-            }
-            for (transactional_id, txn) in &shard.committed {
-                if shard.is_pending(transactional_id) {
-                    continue;
-                }
-                if transactions::is_expired_transaction(txn, now_ms) {
-                    work.push((*index, transactional_id.clone(), true));
-                } else if transactions::is_expired_id(txn, now_ms, expiration_ms) {
-                    work.push((*index, transactional_id.clone(), false));
-                }
-            }
-        }
-        for (index, transactional_id, abort) in work {
-            let Some(txn) = self.txn_coordinator.shards[&index]
-                .committed
-                .get(&transactional_id)
-                .cloned()
-            else {
-                continue;
-            };
-            let record = if abort {
-                tracing::info!(%transactional_id, "transaction timed out: aborting it and fencing its producer");
-                TxnRecord::Metadata(txn.fenced_abort(now_ms, || self.allocate_producer_id(outputs)))
-            } else {
-                tracing::info!(%transactional_id, "transactional id expired");
-                TxnRecord::Expired {
-                    transactional_id: transactional_id.clone(),
-                }
-            };
-            self.write_txn_record(now_ms, index, &transactional_id, record, None, outputs);
-        }
+        let txn_outputs =
+            self.drive_txn_coordinator(now_ms, |coordinator, context| coordinator.tick(context));
+        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+    }
+
+    /// The coordinator's answer to a verification asked of this node.
+    fn verify_locally(
+        &mut self,
+        now_ms: i64,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[TopicPartition],
+    ) -> (Vec<(TopicPartition, ErrorCode)>, u64) {
+        self.drive_txn_coordinator(now_ms, |coordinator, context| {
+            coordinator.verify(
+                context.node,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+            )
+        })
     }
 
     // ----- verification (KIP-890 part 1) -----
@@ -1310,20 +367,20 @@ impl Broker {
             .map(|(_, leader)| leader);
         match coordinator {
             Some(leader) if leader == self.config.node_id => {
-                let (results, txn_number) =
-                    self.verify_locally(transactional_id, producer_id, producer_epoch, &partitions);
+                let (results, txn_number) = self.verify_locally(
+                    now_ms,
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &partitions,
+                );
                 self.finish_verification(now_ms, pending, results, txn_number, outputs);
             }
-            Some(leader)
-                if self.txn_coordinator.verifications.len() < VERIFICATIONS_IN_FLIGHT_MAX =>
-            {
-                let id = self.txn_coordinator.next_id();
-                self.txn_coordinator.verifications.insert(id, pending);
-                *self
-                    .txn_coordinator
-                    .verifying_producers
-                    .entry(producer_id)
-                    .or_default() += 1;
+            Some(leader) if self.verifications.waiting.len() < VERIFICATIONS_IN_FLIGHT_MAX => {
+                // One numbering with the coordinator's marker requests (see `TxnContext`).
+                self.txn_message_ids += 1;
+                let id = self.txn_message_ids;
+                self.verifications.insert(id, pending);
                 outputs.push(Output::Send {
                     to: leader,
                     message: PeerMessage::VerifyTxn {
@@ -1337,33 +394,6 @@ impl Broker {
             }
             _ => self.finish_verification(now_ms, pending, Vec::new(), 0, outputs),
         }
-    }
-
-    /// The coordinator's side of a verification.
-    fn verify_locally(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: &[TopicPartition],
-    ) -> (Vec<(TopicPartition, ErrorCode)>, u64) {
-        let index = match self.coordinated_txn_shard(transactional_id) {
-            Ok(index) => index,
-            Err(error) => return (partitions.iter().map(|p| (p.clone(), error)).collect(), 0),
-        };
-        let shard = &self.txn_coordinator.shards[&index];
-        let current = shard.committed.get(transactional_id);
-        let mut txn_number = 0;
-        let results = partitions
-            .iter()
-            .map(|partition| {
-                let (error, number) =
-                    transactions::verify_partition(current, producer_id, producer_epoch, partition);
-                txn_number = number;
-                (partition.clone(), error)
-            })
-            .collect();
-        (results, txn_number)
     }
 
     /// Continues what waited for a verification: partitions the coordinator confirmed
@@ -1435,6 +465,7 @@ impl Broker {
                 partitions,
             } => {
                 let (results, txn_number) = self.verify_locally(
+                    now_ms,
                     &transactional_id,
                     producer_id,
                     producer_epoch,
@@ -1454,7 +485,7 @@ impl Broker {
                 txn_number,
                 results,
             } => {
-                if let Some(pending) = self.txn_coordinator.take_verification(id) {
+                if let Some(pending) = self.verifications.take(id) {
                     self.finish_verification(now_ms, pending, results, txn_number, outputs);
                 }
             }
@@ -1583,14 +614,4 @@ impl Broker {
             }
         }
     }
-}
-
-/// What a marker request asks a partition leader to write.
-#[derive(Debug, Clone, Copy)]
-struct MarkerWrite {
-    coordinator_epoch: i32,
-    txn_number: u64,
-    producer_id: i64,
-    producer_epoch: i16,
-    commit: bool,
 }

@@ -1,5 +1,6 @@
 //! What the coordinators' internal logs share (`__consumer_offsets`,
-//! `__transaction_state`): replaying the batches recovered from disk, and applying a
+//! `__transaction_state`): what a coordinator sees of its node's replicas of them
+//! ([`InternalPartitions`]), replaying the batches recovered from disk, and applying a
 //! partition's batches once they are committed, in offset order, exactly once.
 //!
 //! Invariants (asserted, in every build): batches are applied in offset order and each
@@ -9,9 +10,35 @@ use crate::batch::BatchHeader;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
+/// What a coordinator knows of one partition of its internal topic hosted on its node, as
+/// the node's replica of it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardStatus {
+    /// The replica's high watermark: what is committed and may be applied.
+    pub high_watermark: i64,
+    /// The replica's leader epoch.
+    pub epoch: i32,
+    /// Whether this node leads the partition.
+    pub leader: bool,
+    /// Whether it leads and its high watermark has reached the start of its epoch, so that
+    /// everything earlier leaders acknowledged is committed here (`Replica::serves_reads`).
+    pub serves_reads: bool,
+}
+
+/// A coordinator's narrow view of its node: its internal topic in the applied metadata and
+/// the state of the replicas hosted here. The broker implements it over its partitions; a
+/// test implements it over a map.
+pub trait InternalPartitions {
+    /// The internal topic's partition count in the applied metadata, `None` until the topic
+    /// is created.
+    fn partition_count(&self) -> Option<i32>;
+    /// The state of partition `index` of the internal topic, `None` if not hosted here.
+    fn status(&self, index: i32) -> Option<ShardStatus>;
+}
+
 /// Calls `on_batch(header, base offset, last offset, bytes)` for each recovered batch of an
 /// internal partition that lies below `log_end` (what the log kept).
-pub(super) fn replay_recovered(
+pub(crate) fn replay_recovered(
     topic: &str,
     partition: i32,
     recovered: Option<&Bytes>,
@@ -38,7 +65,7 @@ pub(super) fn replay_recovered(
 
 /// The decoded batches of one internal partition waiting for their commit.
 #[derive(Debug)]
-pub(super) struct CommitQueue<T> {
+pub(crate) struct CommitQueue<T> {
     /// By base offset: (end offset, entries).
     pending: BTreeMap<i64, (i64, Vec<T>)>,
     applied_end: i64,
@@ -56,12 +83,12 @@ impl<T> Default for CommitQueue<T> {
 impl<T> CommitQueue<T> {
     /// A batch appended at `base_offset ..= last_offset`, decoded to `entries` (none for
     /// a batch that carries nothing to apply: it still moves `applied_end`).
-    pub(super) fn push(&mut self, base_offset: i64, last_offset: i64, entries: Vec<T>) {
+    pub(crate) fn push(&mut self, base_offset: i64, last_offset: i64, entries: Vec<T>) {
         self.pending.insert(base_offset, (last_offset + 1, entries));
     }
 
     /// The log lost its tail from `offset` on.
-    pub(super) fn truncate(&mut self, offset: i64) {
+    pub(crate) fn truncate(&mut self, offset: i64) {
         assert!(
             offset >= self.applied_end,
             "a committed internal-log batch was truncated (at {offset}, applied to {})",
@@ -71,7 +98,7 @@ impl<T> CommitQueue<T> {
     }
 
     /// Takes the entries of every batch wholly below `committed`, in offset order.
-    pub(super) fn take_committed(&mut self, committed: i64) -> Vec<T> {
+    pub(crate) fn take_committed(&mut self, committed: i64) -> Vec<T> {
         let mut entries = Vec::new();
         while let Some(entry) = self.pending.first_entry() {
             if entry.get().0 > committed {
@@ -89,7 +116,7 @@ impl<T> CommitQueue<T> {
     }
 
     /// Where applying has reached: every batch below is applied.
-    pub(super) fn applied_end(&self) -> i64 {
+    pub(crate) fn applied_end(&self) -> i64 {
         self.applied_end
     }
 }

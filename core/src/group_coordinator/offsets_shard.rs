@@ -1,0 +1,250 @@
+//! One offsets partition as the group coordinator holds it: the records of the offsets log
+//! ([`GroupRecord`]), the materialized view every replica applies from them (committed
+//! offsets, the last persisted membership of each group, transactional offsets awaiting
+//! their marker), and the live groups its leader coordinates once loaded.
+
+use crate::api::ErrorCode;
+use crate::batch::BatchHeader;
+use crate::groups::{CommittedOffset, Group, GroupReply, MembershipSnapshot};
+use crate::internal_log::CommitQueue;
+use crate::metadata::TopicPartition;
+use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One record of the offsets log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRecord {
+    Membership {
+        group: String,
+        snapshot: MembershipSnapshot,
+    },
+    Offsets {
+        group: String,
+        at_ms: i64,
+        commits: Vec<(TopicPartition, i64, Option<String>)>,
+    },
+    Deleted {
+        group: String,
+    },
+    /// A TxnOffsetCommit: written as a transactional batch of the producer, it takes effect
+    /// with the transaction's commit marker (and never with an abort).
+    TxnOffsets {
+        group: String,
+        producer_id: i64,
+        at_ms: i64,
+        commits: Vec<(TopicPartition, i64, Option<String>)>,
+    },
+}
+
+/// What one batch of an offsets partition holds for the materialized view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum OffsetsEntry {
+    Record(GroupRecord),
+    /// A transaction's marker: the producer's pending transactional offsets commit or go.
+    Marker {
+        producer_id: i64,
+        commit: bool,
+    },
+}
+
+/// Transactional offsets waiting for their marker: (group, when, commits).
+pub(super) type PendingTxnOffsets = Vec<(String, i64, Vec<(TopicPartition, i64, Option<String>)>)>;
+
+/// A group's committed state, as every replica of its offsets partition applies it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct CommittedGroup {
+    pub(super) membership: Option<MembershipSnapshot>,
+    pub(super) offsets: BTreeMap<TopicPartition, CommittedOffset>,
+}
+
+/// The groups of one offsets partition hosted here. See the module doc.
+#[derive(Debug, Default)]
+pub(super) struct OffsetsShard {
+    /// Batches not applied yet.
+    pub(super) log: CommitQueue<OffsetsEntry>,
+    /// Applied transactional offsets per producer, waiting for the transaction's marker.
+    pub(super) pending_txn_offsets: BTreeMap<i64, PendingTxnOffsets>,
+    /// The deliberate defect `CommitOffsetsOnAbort`.
+    #[cfg(feature = "defects")]
+    pub(super) commit_offsets_on_abort: bool,
+    pub(super) committed: BTreeMap<String, CommittedGroup>,
+    /// The leader epoch in which this node coordinates the shard's groups.
+    pub(super) coordinating: Option<i32>,
+    pub(super) live: BTreeMap<String, Group>,
+    /// The membership last written per live group (committed or not): only changes are
+    /// written.
+    pub(super) written: BTreeMap<String, MembershipSnapshot>,
+    /// When each live group last had a record written (expiry waits past it).
+    pub(super) last_write_ms: BTreeMap<String, i64>,
+    /// Each live group's last write: (offset its commit must reach, epoch). Replies that
+    /// write nothing still wait for it.
+    pub(super) last_write: BTreeMap<String, (i64, i32)>,
+}
+
+impl OffsetsShard {
+    pub(super) fn on_appended(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+        bytes: &Bytes,
+    ) {
+        // Control batches carry no group records (a new leader's epoch marker) or a
+        // transaction's marker; all are applied like any batch so that `applied_end` follows
+        // the log.
+        let entries = if header.is_control() {
+            let marker = header
+                .is_transactional()
+                .then(|| crate::records::control_record_type(bytes))
+                .flatten();
+            match marker {
+                Some(kind @ (CONTROL_TYPE_ABORT | CONTROL_TYPE_COMMIT)) => {
+                    vec![OffsetsEntry::Marker {
+                        producer_id: header.producer_id,
+                        commit: kind == CONTROL_TYPE_COMMIT,
+                    }]
+                }
+                _ => Vec::new(),
+            }
+        } else {
+            decode_json_records::<GroupRecord>(header, bytes)
+                .unwrap_or_else(|reason| {
+                    tracing::error!(base_offset, %reason, "undecodable offsets batch skipped");
+                    Vec::new()
+                })
+                .into_iter()
+                .map(OffsetsEntry::Record)
+                .collect()
+        };
+        self.log.push(base_offset, last_offset, entries);
+    }
+
+    /// Applies the batches below `committed`, in order.
+    pub(super) fn apply_committed(&mut self, committed: i64) {
+        for entry in self.log.take_committed(committed) {
+            match entry {
+                OffsetsEntry::Record(record) => self.apply(record),
+                OffsetsEntry::Marker {
+                    producer_id,
+                    commit,
+                } => {
+                    #[cfg(feature = "defects")]
+                    let commit = commit || self.commit_offsets_on_abort;
+                    let offsets = self.pending_txn_offsets.remove(&producer_id);
+                    for (group, at_ms, commits) in offsets.into_iter().flatten() {
+                        if commit {
+                            self.apply(GroupRecord::Offsets {
+                                group,
+                                at_ms,
+                                commits,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a transaction holds offsets of the group's partition that await its marker.
+    pub(super) fn has_pending_txn_offset(
+        &self,
+        group_id: &str,
+        partition: &TopicPartition,
+    ) -> bool {
+        self.pending_txn_offsets
+            .values()
+            .flatten()
+            .any(|(group, _, commits)| {
+                group == group_id
+                    && commits
+                        .iter()
+                        .any(|(committed, _, _)| committed == partition)
+            })
+    }
+
+    fn apply(&mut self, record: GroupRecord) {
+        match record {
+            GroupRecord::TxnOffsets {
+                group,
+                producer_id,
+                at_ms,
+                commits,
+            } => {
+                self.pending_txn_offsets
+                    .entry(producer_id)
+                    .or_default()
+                    .push((group, at_ms, commits));
+            }
+            GroupRecord::Membership { group, snapshot } => {
+                self.committed.entry(group).or_default().membership = Some(snapshot);
+            }
+            GroupRecord::Offsets {
+                group,
+                at_ms,
+                commits,
+            } => {
+                let offsets = &mut self.committed.entry(group).or_default().offsets;
+                for (partition, offset, metadata) in commits {
+                    offsets.insert(
+                        partition,
+                        CommittedOffset {
+                            offset,
+                            metadata,
+                            committed_ms: at_ms,
+                        },
+                    );
+                }
+            }
+            GroupRecord::Deleted { group } => {
+                self.committed.remove(&group);
+            }
+        }
+    }
+
+    /// Becomes the coordinator of the shard's groups: each is restored from its committed
+    /// state, every session starting now.
+    pub(super) fn load(&mut self, epoch: i32, now_ms: i64) {
+        let empty = MembershipSnapshot {
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: Vec::new(),
+        };
+        self.live.clear();
+        self.written.clear();
+        self.last_write_ms.clear();
+        self.last_write.clear();
+        for (group_id, committed) in &self.committed {
+            let snapshot = committed.membership.as_ref().unwrap_or(&empty);
+            self.live
+                .insert(group_id.clone(), Group::restore(snapshot, now_ms));
+            if let Some(snapshot) = &committed.membership {
+                self.written.insert(group_id.clone(), snapshot.clone());
+            }
+            let last_commit = committed
+                .offsets
+                .values()
+                .map(|offset| offset.committed_ms)
+                .max();
+            if let Some(last_commit) = last_commit {
+                self.last_write_ms.insert(group_id.clone(), last_commit);
+            }
+        }
+        self.coordinating = Some(epoch);
+    }
+
+    /// Stops coordinating: the held requests of every live group are answered.
+    pub(super) fn unload(&mut self) -> Vec<GroupReply> {
+        self.coordinating = None;
+        self.written.clear();
+        self.last_write_ms.clear();
+        self.last_write.clear();
+        std::mem::take(&mut self.live)
+            .into_values()
+            .flat_map(|group| group.abandon(ErrorCode::NotCoordinator))
+            .collect()
+    }
+}

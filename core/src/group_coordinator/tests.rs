@@ -1,0 +1,557 @@
+//! The group coordinator driven alone: no broker, no replicas. [`Node`] stands in for the
+//! node: it holds one offsets partition's state as a map, appends the coordinator's batches
+//! to a plain list, and moves the high watermark and the leadership by hand.
+
+use super::*;
+use crate::api::{JoinRequest, OffsetCommitPartition};
+use crate::internal_log::ShardStatus;
+use rand::SeedableRng;
+
+const GROUP: &str = "g";
+
+/// A node hosting every offsets partition of a one-partition offsets topic.
+struct Node {
+    coordinator: GroupCoordinator,
+    status: ShardStatus,
+    /// Every batch appended to the offsets partition: (base offset, last offset, bytes).
+    log: Vec<(i64, i64, Bytes)>,
+    rng: StdRng,
+    now_ms: i64,
+    next_id: RequestId,
+}
+
+/// The view the coordinator gets of a [`Node`]: partition 0 is hosted, in `status`.
+struct OneShard(ShardStatus);
+
+impl InternalPartitions for OneShard {
+    fn partition_count(&self) -> Option<i32> {
+        Some(1)
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        (index == 0).then_some(self.0)
+    }
+}
+
+impl Node {
+    /// A node hosting the offsets partition as a follower, in epoch 1.
+    fn new() -> Self {
+        let mut coordinator = GroupCoordinator::new(60_000);
+        coordinator.open_shard(0, None, 0);
+        Self {
+            coordinator,
+            status: ShardStatus {
+                high_watermark: 0,
+                epoch: 1,
+                leader: false,
+                serves_reads: false,
+            },
+            log: Vec::new(),
+            rng: StdRng::seed_from_u64(7),
+            now_ms: 1_000,
+            next_id: 1,
+        }
+    }
+
+    /// Leads the partition in `epoch`, everything appended committed.
+    fn lead(&mut self, epoch: i32) -> Vec<Reply> {
+        self.status = ShardStatus {
+            high_watermark: self.log_end(),
+            epoch,
+            leader: true,
+            serves_reads: true,
+        };
+        self.settle()
+    }
+
+    fn log_end(&self) -> i64 {
+        self.log.last().map_or(0, |(_, last, _)| last + 1)
+    }
+
+    /// Appends a batch to the partition and tells the coordinator.
+    fn append(&mut self, batch: Bytes) -> (i64, i64) {
+        let header = crate::batch::validate(&batch).expect("a valid batch");
+        let base_offset = self.log_end();
+        let last_offset = base_offset + header.offset_count() - 1;
+        self.coordinator
+            .on_appended(0, &header, base_offset, last_offset, &batch);
+        self.log.push((base_offset, last_offset, batch));
+        (base_offset, last_offset)
+    }
+
+    /// Executes the coordinator's outputs as the broker does; returns the replies sent and
+    /// the TxnOffsetCommits to verify.
+    fn execute(&mut self, outputs: Vec<GroupOutput>) -> (Vec<Reply>, Vec<GroupOutput>) {
+        let mut replies = Vec::new();
+        let mut to_verify = Vec::new();
+        for output in outputs {
+            match output {
+                GroupOutput::Respond { id, response } => replies.push((id, response)),
+                GroupOutput::Append {
+                    partition,
+                    batch,
+                    write,
+                } => {
+                    assert_eq!(partition, 0);
+                    let appended = self.status.leader.then(|| {
+                        let (_, last_offset) = self.append(batch);
+                        (last_offset + 1, self.status.epoch)
+                    });
+                    replies.extend(self.coordinator.appended(write, appended));
+                }
+                verify @ GroupOutput::VerifyTxnOffsetCommit { .. } => to_verify.push(verify),
+            }
+        }
+        (replies, to_verify)
+    }
+
+    /// Sends a request; returns the replies sent at once.
+    fn request(&mut self, request: Request) -> (RequestId, Vec<Reply>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let offsets = OneShard(self.status);
+        let mut context = GroupContext {
+            now_ms: self.now_ms,
+            offsets: &offsets,
+            rng: &mut self.rng,
+        };
+        let outputs = self.coordinator.handle_request(&mut context, id, request);
+        let (replies, to_verify) = self.execute(outputs);
+        assert!(to_verify.is_empty(), "{to_verify:?}");
+        (id, replies)
+    }
+
+    /// A request's response, once what it wrote (if anything) is committed.
+    fn call(&mut self, request: Request) -> Response {
+        let (id, mut replies) = self.request(request);
+        if replies.is_empty() {
+            self.commit_all();
+            replies = self.settle();
+        }
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let (replied, response) = replies.remove(0);
+        assert_eq!(replied, id);
+        response
+    }
+
+    /// A request whose answer waits for its record's commit: commits it, returns the answer.
+    fn call_and_commit(&mut self, request: Request) -> Response {
+        let (id, replies) = self.request(request);
+        assert!(
+            replies.is_empty(),
+            "answered before its commit: {replies:?}"
+        );
+        assert!(self.settle().is_empty(), "answered before its commit");
+        self.commit_all();
+        let mut replies = self.settle();
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let (replied, response) = replies.remove(0);
+        assert_eq!(replied, id);
+        response
+    }
+
+    fn commit_all(&mut self) {
+        self.status.high_watermark = self.log_end();
+    }
+
+    fn settle(&mut self) -> Vec<Reply> {
+        let offsets = OneShard(self.status);
+        let context = GroupContext {
+            now_ms: self.now_ms,
+            offsets: &offsets,
+            rng: &mut self.rng,
+        };
+        self.coordinator.settle(&context)
+    }
+
+    /// Joins one member and syncs its assignment; returns its id.
+    fn join_and_sync(&mut self) -> String {
+        let member_id = match self.call(join("")) {
+            Response::JoinGroup(joined) => {
+                assert_eq!(joined.error, ErrorCode::MemberIdRequired);
+                joined.member_id
+            }
+            other => panic!("{other:?}"),
+        };
+        match self.call(join(&member_id)) {
+            Response::JoinGroup(joined) => {
+                assert_eq!((joined.error, joined.generation), (ErrorCode::None, 1));
+                assert_eq!(joined.leader, member_id);
+            }
+            other => panic!("{other:?}"),
+        }
+        let sync = Request::SyncGroup {
+            group_id: GROUP.into(),
+            member_id: member_id.clone(),
+            group_instance_id: None,
+            generation: 1,
+            assignments: vec![(member_id.clone(), Bytes::from_static(b"orders-0"))],
+        };
+        // The settled generation is written first: the assignment waits for its commit.
+        match self.call_and_commit(sync) {
+            Response::SyncGroup(synced) => {
+                assert_eq!(synced.error, ErrorCode::None);
+                assert_eq!(synced.assignment, Bytes::from_static(b"orders-0"));
+            }
+            other => panic!("{other:?}"),
+        }
+        member_id
+    }
+
+    fn committed(&mut self) -> i64 {
+        match self.call(fetch(false)) {
+            Response::OffsetFetch { error, partitions } => {
+                assert_eq!(error, ErrorCode::None);
+                partitions[0].offset
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn join(member_id: &str) -> Request {
+    Request::JoinGroup {
+        group_id: GROUP.into(),
+        join: JoinRequest {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            session_timeout_ms: 30_000,
+            rebalance_timeout_ms: 10_000,
+            require_member_id: true,
+        },
+    }
+}
+
+fn orders() -> TopicPartition {
+    TopicPartition::new("orders", 0)
+}
+
+fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
+    Request::OffsetCommit {
+        group_id: GROUP.into(),
+        member_id: member_id.into(),
+        group_instance_id: None,
+        generation,
+        commits: vec![OffsetCommitPartition {
+            partition: orders(),
+            offset,
+            metadata: None,
+        }],
+    }
+}
+
+fn txn_commit(member_id: &str, offset: i64) -> Request {
+    Request::TxnOffsetCommit {
+        transactional_id: "copier".into(),
+        group_id: GROUP.into(),
+        producer_id: 5,
+        producer_epoch: 0,
+        member_id: member_id.into(),
+        group_instance_id: None,
+        generation: 1,
+        commits: vec![OffsetCommitPartition {
+            partition: orders(),
+            offset,
+            metadata: None,
+        }],
+    }
+}
+
+fn fetch(require_stable: bool) -> Request {
+    Request::OffsetFetch {
+        require_stable,
+        group_id: GROUP.into(),
+        partitions: Some(vec![orders()]),
+    }
+}
+
+fn commit_error(response: &Response) -> ErrorCode {
+    match response {
+        Response::OffsetCommit(results) | Response::TxnOffsetCommit(results) => results[0].1,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn groups_hash_to_the_partition_kafka_would_pick() {
+    let java_hash = |text: &str| {
+        text.encode_utf16().fold(0i32, |hash, unit| {
+            hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+        })
+    };
+    assert_eq!(java_hash("a"), 97);
+    assert_eq!(java_hash("ab"), 97 * 31 + 98);
+    assert_eq!(offsets_partition_of("ab", 50), (97 * 31 + 98) % 50);
+    assert_eq!(offsets_partition_of("anything", 1), 0);
+    for group in ["", "g", "consumer-group-with-a-long-name", "ünïcode"] {
+        assert!((0..8).contains(&offsets_partition_of(group, 8)));
+    }
+}
+
+#[test]
+fn records_round_trip_through_json() {
+    let record = GroupRecord::Offsets {
+        group: "g".into(),
+        at_ms: 5,
+        commits: vec![(TopicPartition::new("t", 1), 42, Some("meta".into()))],
+    };
+    let bytes = serde_json::to_vec(&record).expect("encodes");
+    assert_eq!(
+        serde_json::from_slice::<GroupRecord>(&bytes).ok(),
+        Some(record)
+    );
+}
+
+#[test]
+fn only_the_loaded_leader_of_the_offsets_partition_coordinates() {
+    let mut node = Node::new();
+    let not_coordinator = |response: Response| match response {
+        Response::JoinGroup(joined) => joined.error,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        not_coordinator(node.call(join(""))),
+        ErrorCode::NotCoordinator
+    );
+    // Leading, but its high watermark has not reached its epoch yet.
+    node.status.leader = true;
+    assert!(node.settle().is_empty());
+    assert_eq!(
+        not_coordinator(node.call(join(""))),
+        ErrorCode::CoordinatorLoadInProgress
+    );
+    node.lead(1);
+    assert_eq!(
+        not_coordinator(node.call(join(""))),
+        ErrorCode::MemberIdRequired
+    );
+    assert_eq!(node.coordinated_groups_now(), vec![GROUP.to_string()]);
+}
+
+impl Node {
+    fn coordinated_groups_now(&self) -> Vec<String> {
+        self.coordinator
+            .coordinated_groups()
+            .map(String::from)
+            .collect()
+    }
+}
+
+#[test]
+fn a_commit_is_acknowledged_once_its_record_is_committed() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let log_end = node.log_end();
+    let response = node.call_and_commit(commit(&member, 1, 42));
+    assert_eq!(commit_error(&response), ErrorCode::None);
+    assert_eq!(node.log_end(), log_end + 1, "one Offsets record written");
+    assert_eq!(node.committed(), 42);
+    assert_eq!(node.coordinator.committed_offset(GROUP, &orders()), 42);
+}
+
+#[test]
+fn a_commit_from_an_old_generation_or_a_stranger_is_refused_unwritten() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let log_end = node.log_end();
+    let stale = node.call(commit(&member, 0, 7));
+    assert_eq!(commit_error(&stale), ErrorCode::IllegalGeneration);
+    let stranger = node.call(commit("stranger", 1, 7));
+    assert_eq!(commit_error(&stranger), ErrorCode::UnknownMemberId);
+    assert_eq!(
+        node.log_end(),
+        log_end,
+        "nothing written for a refused commit"
+    );
+    assert_eq!(node.committed(), -1);
+}
+
+#[test]
+fn a_new_leader_replays_offsets_and_generation_from_the_appended_records() {
+    let mut leader = Node::new();
+    leader.lead(1);
+    let member = leader.join_and_sync();
+    assert_eq!(
+        commit_error(&leader.call_and_commit(commit(&member, 1, 42))),
+        ErrorCode::None
+    );
+    // A follower replica applied the same batches as they were replicated.
+    let mut follower = Node::new();
+    for (_, _, batch) in leader.log.clone() {
+        follower.append(batch);
+    }
+    follower.commit_all();
+    assert!(follower.settle().is_empty());
+    assert_eq!(follower.coordinator.committed_offset(GROUP, &orders()), 42);
+    // Leadership moves: the old leader stops coordinating, the follower loads the groups.
+    leader.status.leader = false;
+    assert!(leader.settle().is_empty());
+    assert!(leader.coordinated_groups_now().is_empty());
+    follower.lead(2);
+    assert_eq!(follower.committed(), 42);
+    // The generation survived: the member goes on committing in it.
+    assert_eq!(
+        commit_error(&follower.call_and_commit(commit(&member, 1, 43))),
+        ErrorCode::None
+    );
+    assert_eq!(follower.committed(), 43);
+}
+
+#[test]
+fn a_held_reply_is_refused_when_leadership_moves_before_its_commit() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let (id, replies) = node.request(commit(&member, 1, 42));
+    assert!(replies.is_empty());
+    node.status.leader = false;
+    let replies = node.settle();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].0, id);
+    assert_eq!(commit_error(&replies[0].1), ErrorCode::NotCoordinator);
+}
+
+#[test]
+fn a_write_the_node_cannot_append_is_answered_not_coordinator() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    // The replica stepped down within the step, before the coordinator settled.
+    node.status.leader = false;
+    let (_, replies) = node.request(commit(&member, 1, 42));
+    assert_eq!(replies.len(), 1);
+    assert_eq!(commit_error(&replies[0].1), ErrorCode::NotCoordinator);
+}
+
+/// Sends a TxnOffsetCommit through its verification; returns its answer once committed.
+fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
+    let offsets = OneShard(node.status);
+    let mut context = GroupContext {
+        now_ms: node.now_ms,
+        offsets: &offsets,
+        rng: &mut node.rng,
+    };
+    let outputs = node
+        .coordinator
+        .handle_request(&mut context, 99, txn_commit(member, offset));
+    let (replies, mut to_verify) = node.execute(outputs);
+    assert!(replies.is_empty());
+    let Some(GroupOutput::VerifyTxnOffsetCommit {
+        id,
+        partition,
+        producer_id,
+        request,
+        ..
+    }) = to_verify.pop()
+    else {
+        panic!("a verification is asked for")
+    };
+    assert_eq!((id, partition, producer_id), (99, 0, 5));
+    let offsets = OneShard(node.status);
+    let context = GroupContext {
+        now_ms: node.now_ms,
+        offsets: &offsets,
+        rng: &mut node.rng,
+    };
+    let outputs = node
+        .coordinator
+        .txn_offset_commit_verified(&context, id, request, None);
+    let (replies, _) = node.execute(outputs);
+    assert!(replies.is_empty(), "answered before its commit");
+    node.commit_all();
+    let mut replies = node.settle();
+    assert_eq!(replies.len(), 1);
+    replies.remove(0).1
+}
+
+#[test]
+fn transactional_offsets_take_effect_with_the_commit_marker_only() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let answer = txn_offset_commit(&mut node, &member, 42);
+    assert_eq!(commit_error(&answer), ErrorCode::None);
+    // Pending: a stable read is refused, a plain one sees the previous offset.
+    match node.call(fetch(true)) {
+        Response::OffsetFetch { partitions, .. } => {
+            assert_eq!(partitions[0].error, ErrorCode::UnstableOffsetCommit);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.committed(), -1);
+    assert!(!node.coordinator.has_no_pending_txn_offsets(GROUP));
+    // The transaction's abort marker discards them.
+    node.append(crate::records::transaction_marker_batch(false, 5, 0, 1, 0));
+    node.commit_all();
+    node.settle();
+    assert!(node.coordinator.has_no_pending_txn_offsets(GROUP));
+    assert_eq!(node.committed(), -1);
+    // The next transaction commits: its offsets take effect with the marker.
+    assert_eq!(
+        commit_error(&txn_offset_commit(&mut node, &member, 43)),
+        ErrorCode::None
+    );
+    node.append(crate::records::transaction_marker_batch(true, 5, 0, 1, 0));
+    assert_eq!(node.committed(), -1, "the marker is not committed yet");
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.committed(), 43);
+}
+
+#[test]
+fn a_refused_verification_fails_the_txn_offset_commit_unwritten() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let log_end = node.log_end();
+    let offsets = OneShard(node.status);
+    let context = GroupContext {
+        now_ms: node.now_ms,
+        offsets: &offsets,
+        rng: &mut node.rng,
+    };
+    let outputs = node.coordinator.txn_offset_commit_verified(
+        &context,
+        7,
+        txn_commit(&member, 42),
+        Some(ErrorCode::ProducerFenced),
+    );
+    let (replies, _) = node.execute(outputs);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(commit_error(&replies[0].1), ErrorCode::ProducerFenced);
+    assert_eq!(node.log_end(), log_end);
+}
+
+#[test]
+fn an_empty_group_expires_after_the_retention_period_with_a_deleted_record() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    assert_eq!(
+        commit_error(&node.call_and_commit(commit(&member, 1, 42))),
+        ErrorCode::None
+    );
+    let left = Request::LeaveGroup {
+        group_id: GROUP.into(),
+        members: vec![crate::api::LeavingMember {
+            member_id: member.clone(),
+            group_instance_id: None,
+        }],
+    };
+    node.call_and_commit(left);
+    let log_end = node.log_end();
+    node.now_ms += 60_000 + EXPIRY_CHECK_INTERVAL_MS;
+    let outputs = node.coordinator.tick(node.now_ms);
+    let (replies, _) = node.execute(outputs);
+    assert!(replies.is_empty());
+    assert_eq!(node.log_end(), log_end + 1, "a Deleted record written");
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.committed(), -1);
+}

@@ -1,0 +1,80 @@
+//! One `__transaction_state` partition as the transaction coordinator holds it: the state
+//! of each transactional id as applied from the committed records, the ids with a record in
+//! flight, and the marker jobs of the prepared transactions its leader finishes.
+
+use crate::batch::BatchHeader;
+use crate::internal_log::CommitQueue;
+use crate::metadata::TopicPartition;
+use crate::records::decode_json_records;
+use crate::transactions::{TxnMetadata, TxnRecord};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The transactional ids of one `__transaction_state` partition hosted here.
+#[derive(Debug, Default)]
+pub(super) struct TxnShard {
+    /// Batches not applied yet.
+    pub(super) log: CommitQueue<TxnRecord>,
+    pub(super) committed: BTreeMap<String, TxnMetadata>,
+    /// The leader epoch in which this node coordinates the shard's ids.
+    pub(super) coordinating: Option<i32>,
+    /// Ids with a record written and not applied yet: the offset its commit must reach.
+    pub(super) writes: BTreeMap<String, i64>,
+    /// Prepared transactions whose markers are being written.
+    pub(super) markers: BTreeMap<String, MarkerJob>,
+    /// Set when applied state changed: prepared transactions get marker jobs.
+    pub(super) dirty: bool,
+}
+
+/// The markers of one prepared transaction.
+#[derive(Debug, Clone)]
+pub(super) struct MarkerJob {
+    pub(super) txn_number: u64,
+    pub(super) commit: bool,
+    pub(super) producer_id: i64,
+    pub(super) producer_epoch: i16,
+    pub(super) remaining: BTreeSet<TopicPartition>,
+    pub(super) next_send_ms: i64,
+}
+
+impl TxnShard {
+    pub(super) fn on_appended(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+        bytes: &Bytes,
+    ) {
+        // Control batches (a new leader's epoch marker) carry no records but are applied
+        // like any batch so that `applied_end` follows the log.
+        let records = decode_json_records::<TxnRecord>(header, bytes).unwrap_or_else(|reason| {
+            tracing::error!(base_offset, %reason, "undecodable transaction-state batch skipped");
+            Vec::new()
+        });
+        self.log.push(base_offset, last_offset, records);
+    }
+
+    /// Applies the batches below `committed`, in order.
+    pub(super) fn apply_committed(&mut self, committed: i64) {
+        let applied_before = self.log.applied_end();
+        for record in self.log.take_committed(committed) {
+            match record {
+                TxnRecord::Metadata(metadata) => {
+                    self.committed
+                        .insert(metadata.transactional_id.clone(), metadata);
+                }
+                TxnRecord::Expired { transactional_id } => {
+                    self.committed.remove(&transactional_id);
+                }
+            }
+        }
+        let applied_end = self.log.applied_end();
+        self.dirty |= applied_end != applied_before;
+        self.writes
+            .retain(|_, commit_end| *commit_end > applied_end);
+    }
+
+    pub(super) fn is_pending(&self, transactional_id: &str) -> bool {
+        self.writes.contains_key(transactional_id)
+    }
+}
