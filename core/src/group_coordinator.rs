@@ -267,6 +267,51 @@ impl GroupCoordinator {
         })
     }
 
+    /// A live group coordinated here (the model-based tests compare it).
+    #[cfg(test)]
+    pub(crate) fn live_group(&self, group_id: &str) -> Option<&Group> {
+        self.shards
+            .values()
+            .find_map(|shard| shard.live.get(group_id))
+    }
+
+    /// A group's last applied membership (what a new coordinator restores) and its last
+    /// written one, committed or not (the model-based tests compare them).
+    #[cfg(test)]
+    pub(crate) fn memberships(
+        &self,
+        group_id: &str,
+    ) -> (
+        Option<&crate::groups::MembershipSnapshot>,
+        Option<&crate::groups::MembershipSnapshot>,
+    ) {
+        let applied = self
+            .shards
+            .values()
+            .filter_map(|shard| shard.committed.get(group_id))
+            .find_map(|group| group.membership.as_ref());
+        let written = self
+            .shards
+            .values()
+            .find_map(|shard| shard.written.get(group_id));
+        (applied, written)
+    }
+
+    /// Where hosted offsets partition `partition`'s applied records end.
+    #[cfg(test)]
+    pub(crate) fn applied_end(&self, partition: i32) -> Option<i64> {
+        self.shards
+            .get(&partition)
+            .map(|shard| shard.log.applied_end())
+    }
+
+    /// The replies held until a write's commit (the model-based tests count them as the
+    /// step's answers).
+    #[cfg(test)]
+    pub(crate) fn held_replies(&self) -> impl Iterator<Item = &Reply> {
+        self.held.iter().flat_map(|held| held.replies.iter())
+    }
+
     /// The earliest time the coordinator's timers have work.
     pub fn next_wakeup_ms(&self) -> Option<i64> {
         self.shards

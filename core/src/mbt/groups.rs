@@ -1,47 +1,65 @@
 //! The groups spec (`specs/groups/groups.qnt`, module `groups`) replayed against the
-//! core's [`Group`] state machine.
+//! core's real [`GroupCoordinator`], driven alone as the broker drives it
+//! (`broker/group_driver.rs`): Kafka requests into `handle_request`, its batches appended
+//! to the group's `__consumer_offsets` partition and reported with `appended`, `settle`
+//! after every step, `tick` for the timers.
 //!
-//! Each spec action is the `Group` call its header names: `JoinGroup` `Group::join` (no
-//! MEMBER_ID_REQUIRED round trip: the spec folds it into the join, so the replay's clients
-//! join with `require_member_id` false; the spec's member id `(c, n)`, the n-th id client
-//! `c` was given, is the code's `c-<n as 16 hex digits>`, which sorts as the spec's
-//! `MEMBER_ORDER`), `SyncGroup` `Group::sync` (the leader's carries the assignment the spec
-//! picked, one partition name list per member), `Heartbeat`, `LeaveGroup`, `CommitOffset`
-//! `Group::check_commit`, `SessionExpiry` and `RebalanceTimeout` `Group::tick`. What a
-//! request names (member id, generation, roster, whether it leads) is the spec client's,
-//! read from the state before the step: the clients are the test's side.
+//! Each spec action is the request its header names: `JoinGroup` a `Request::JoinGroup`
+//! (no MEMBER_ID_REQUIRED round trip: the spec folds it into the join, so the replay's
+//! clients join with `require_member_id` false), `SyncGroup` (the leader's carries the
+//! assignment the spec picked, one partition name list per member), `Heartbeat`,
+//! `LeaveGroup`, `CommitOffset` an `OffsetCommit` of the client's position, `SessionExpiry`
+//! and `RebalanceTimeout` the coordinator's `tick`. What a request names (member id,
+//! generation, roster, whether it leads) is the spec client's, read from the state before
+//! the step: the clients are the test's side.
+//!
+//! Member ids: the coordinator makes them, `<client id>-<suffix>`, the suffix drawn from the
+//! node's RNG. The replay seeds that RNG, for a fresh member `(c, n)` of the spec (the n-th
+//! id client `c` was given), with a seed whose first draw has n in its top byte
+//! ([`member_seeds`]), so the code's ids of one client sort as the spec's `MEMBER_ORDER`
+//! (the group's leader is its first member in id order).
+//!
+//! The node around the coordinator is the replay's: the offsets topic has one partition,
+//! which it leads, a list of batches (no epoch-opening marker: the spec's offsets are its
+//! records) whose high watermark moves one record per `CommitRecord`. A `Failover` closes
+//! the shard on the old coordinator and opens it, with the committed batches as recovered
+//! bytes, on a new one in the next leader epoch, which `settle` loads. The offsets topic's
+//! replication is the replication replay's business.
 //!
 //! Time: nothing moves the clock but the two timers. A `SessionExpiry(m)` ticks one session
 //! timeout later, after heartbeats from every other member at that time (they change
-//! nothing but the member's last contact), so that `m` alone expires; a `RebalanceTimeout`
-//! ticks one rebalance timeout later (every member has the same one), after heartbeats from
-//! every member. Rebalance timeouts are far longer than a run's session expiries add up to.
+//! nothing but the member's last contact; their replies are not the spec's), so that `m`
+//! alone expires; a `RebalanceTimeout` ticks one rebalance timeout later (every member has
+//! the same one), after heartbeats from every member. Rebalance timeouts are far longer
+//! than a run's session expiries add up to; offsets never expire (the spec has no expiry).
 //!
-//! The coordinator around the group (`broker/coordinator.rs`: the `__consumer_offsets`
-//! records, the offsets and membership a new coordinator loads, held replies, failover) is
-//! not driven: the broker is another module's, being refactored. The replay keeps a
-//! stand-in of it that does what the spec's `finish`, `CommitRecord` and `Failover` say,
-//! with the code's own `Group::snapshot` (what is written) and `Group::restore` (what a new
-//! coordinator starts from): comparing the offsets log, the applied offsets and the
-//! membership checks those two functions and `check_commit`'s verdicts, not the broker's
-//! bookkeeping.
-//!
-//! After every step the replay compares: the group's state, generation, leader, members,
-//! the members whose JoinGroup or SyncGroup is held, every member's assignment; the replies
-//! the step's `Group` call produced (member, API, error, generation, leader, the leader's
-//! roster, assignment, offset commit's partition and offset); and the stand-in's offsets
-//! log, applied end, committed offsets, last applied and last written membership, and
-//! whether the group is loaded.
+//! After every step the replay compares: the live group's state, generation, leader,
+//! members, the members whose JoinGroup or SyncGroup is held, every member's assignment;
+//! the replies the step's request or tick produced, sent at once or held until a commit
+//! (member, API, error, generation, leader, the leader's roster, assignment, an offset
+//! commit's partition and offset); the records appended to the offsets partition (decoded
+//! `GroupRecord`s), the coordinator's applied end, the committed offsets
+//! (`committed_offset`, what OffsetFetch answers from), the last applied and last written
+//! membership, and whether the group is live (loaded).
 
 use super::{
     boolean, differences, int, list, map, set, string, tuple, variant, Divergence, Replayed,
     SpecRun, State, Trace,
 };
-use crate::api::{ErrorCode, RequestId};
-use crate::groups::{Group, GroupReply, GroupState, JoinRequest, MembershipSnapshot};
+use crate::api::{
+    ErrorCode, JoinRequest, LeavingMember, OffsetCommitPartition, Request, RequestId, Response,
+};
+use crate::group_coordinator::{GroupContext, GroupCoordinator, GroupOutput, GroupRecord};
+use crate::groups::{Group, GroupState, MembershipSnapshot};
+use crate::internal_log::{InternalPartitions, ShardStatus};
+use crate::metadata::TopicPartition;
+use crate::records::decode_json_records;
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 pub(super) const SPEC: SpecRun = SpecRun {
     protocol: "groups",
@@ -56,6 +74,13 @@ const PARTITIONS: [&str; 2] = ["p0", "p1"];
 const SESSION_TIMEOUT_MS: i32 = crate::groups::SESSION_TIMEOUT_MIN_MS;
 /// Far longer than a run's session expiries add up to.
 const REBALANCE_TIMEOUT_MS: i32 = 1_000_000_000;
+/// The replay's group.
+const GROUP: &str = "g";
+/// Longer than any run: the spec does not expire offsets.
+const OFFSETS_RETENTION_MS: i64 = i64::MAX / 4;
+
+/// A reply as the coordinator sends it.
+type CoordinatorReply = (RequestId, Response);
 
 /// A member id: (client, n), `("", -1)` for none.
 type Member = (String, i64);
@@ -269,26 +294,48 @@ fn spec_client(state: &State, c: &str) -> Client {
 // ---------------------------------------------------------------------------------------
 // The code's side
 
-/// The code's member id for the spec's.
+/// The code's member id for the spec's `(client, n)`: the coordinator makes it,
+/// `<client>-<suffix>`, with a suffix drawn from the node's RNG, which the replay seeds so
+/// that the suffix's top byte is n (see [`member_seeds`]).
 fn member_id((client, n): &Member) -> String {
     if *n < 0 {
-        String::new()
-    } else {
-        format!("{client}-{n:016x}")
+        return String::new();
     }
+    let n = usize::try_from(*n).expect("n is counted from 0");
+    format!("{client}-{:016x}", member_seeds()[n].1)
 }
 
-/// The spec's member id for the code's.
+/// For each n < 256, a seed of the node's RNG whose first draw (the member-id suffix the
+/// coordinator gives a fresh member) has n in its top byte, and that draw: the code's
+/// member ids of one client then sort as the spec's `(client, n)`, its `MEMBER_ORDER`.
+fn member_seeds() -> &'static [(u64, u64); 256] {
+    static SEEDS: OnceLock<[(u64, u64); 256]> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let mut seeds = [None; 256];
+        let mut seed = 0;
+        while seeds.iter().any(Option::is_none) {
+            let suffix: u64 = StdRng::seed_from_u64(seed).random();
+            seeds[usize::try_from(suffix >> 56).unwrap_or(0)].get_or_insert((seed, suffix));
+            seed += 1;
+        }
+        seeds.map(|found| found.unwrap_or_default())
+    })
+}
+
+/// The spec's member id for the code's: the client, and the suffix's top byte.
 fn code_member(member_id: &str) -> Member {
     if member_id.is_empty() {
         return no_member();
     }
-    let (client, n) = member_id
+    let (client, suffix) = member_id
         .rsplit_once('-')
-        .unwrap_or_else(|| panic!("member id {member_id} is not <client>-<n>"));
-    let n = i64::from_str_radix(n, 16)
+        .unwrap_or_else(|| panic!("member id {member_id} is not <client>-<suffix>"));
+    let suffix = u64::from_str_radix(suffix, 16)
         .unwrap_or_else(|_| panic!("member id {member_id} does not end in hex"));
-    (client.to_string(), n)
+    (
+        client.to_string(),
+        i64::try_from(suffix >> 56).unwrap_or(-1),
+    )
 }
 
 /// An assignment as the replay's leader encodes it: partition names, comma-separated.
@@ -316,7 +363,7 @@ fn error_name(error: ErrorCode) -> String {
     }
 }
 
-fn code_snapshot(snapshot: &Option<MembershipSnapshot>) -> Snapshot {
+fn code_snapshot(snapshot: Option<&MembershipSnapshot>) -> Snapshot {
     let Some(snapshot) = snapshot else {
         return no_snapshot();
     };
@@ -344,126 +391,270 @@ fn code_snapshot(snapshot: &Option<MembershipSnapshot>) -> Snapshot {
     }
 }
 
-/// A record of the offsets log, as the stand-in coordinator writes it.
-#[derive(Debug, Clone)]
-enum CodeRecord {
-    Offsets { partition: String, offset: i64 },
-    Membership(Option<MembershipSnapshot>),
+/// The offsets topic's one partition as the replay's node sees it.
+struct OffsetsPartition(ShardStatus);
+
+impl InternalPartitions for OffsetsPartition {
+    fn partition_count(&self) -> Option<i32> {
+        Some(1)
+    }
+
+    fn status(&self, index: i32) -> Option<ShardStatus> {
+        (index == 0).then_some(self.0)
+    }
 }
 
-/// The group, and a stand-in for the coordinator around it (see the module doc).
+/// The data partition the spec names `p`: `p0` is partition 0 of topic `t`.
+fn topic_partition(p: &str) -> TopicPartition {
+    TopicPartition {
+        topic: "t".into(),
+        partition: p
+            .strip_prefix('p')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("partition {p} is not p<n>")),
+    }
+}
+
+/// The real group coordinator, hosting the offsets partition of the replay's group, and
+/// the node around it: the offsets partition as a list of batches whose high watermark
+/// moves when the spec commits a record.
 struct System {
-    group: Group,
+    coordinator: GroupCoordinator,
+    status: ShardStatus,
+    /// The batches appended to the offsets partition, their base offsets set.
+    batches: Vec<(i64, Bytes)>,
+    /// Every record of the offsets partition, decoded as the spec sees it.
+    records: Vec<Record>,
     now_ms: i64,
     next_request: RequestId,
-    /// Who sent each request, to attribute the replies.
-    senders: BTreeMap<RequestId, Member>,
-    log: Vec<CodeRecord>,
-    applied_end: usize,
-    committed: BTreeMap<String, i64>,
-    membership: Option<MembershipSnapshot>,
-    written: Option<MembershipSnapshot>,
-    loaded: bool,
+    /// Who sent each request (and an OffsetCommit's partition and offset), to attribute
+    /// the replies.
+    senders: BTreeMap<RequestId, (Member, String, i64)>,
+    /// The heartbeats the replay sends to keep sessions alive: their replies are not the
+    /// spec's.
+    keep_alives: BTreeSet<RequestId>,
     replies: BTreeSet<Reply>,
-    /// The group coordinator's defect the stand-in runs with (it lives in the broker).
     #[cfg(feature = "defects")]
     defect: Option<crate::defects::Defect>,
 }
 
 impl System {
-    fn new() -> Self {
-        Self {
-            group: Group::new(),
+    fn new(_defect: Option<&str>) -> Self {
+        let mut system = Self {
+            coordinator: GroupCoordinator::new(OFFSETS_RETENTION_MS),
+            // The spec's coordinator epoch 0 is the partition's leader epoch 1.
+            status: ShardStatus {
+                high_watermark: 0,
+                epoch: 1,
+                leader: true,
+                serves_reads: true,
+            },
+            batches: Vec::new(),
+            records: Vec::new(),
             now_ms: 0,
             next_request: 0,
             senders: BTreeMap::new(),
-            log: Vec::new(),
-            applied_end: 0,
-            committed: PARTITIONS.iter().map(|p| (p.to_string(), -1)).collect(),
-            membership: None,
-            written: None,
-            loaded: false,
+            keep_alives: BTreeSet::new(),
             replies: BTreeSet::new(),
             #[cfg(feature = "defects")]
-            defect: None,
-        }
+            defect: _defect.and_then(crate::defects::Defect::from_name),
+        };
+        system.coordinator = system.new_coordinator();
+        system.coordinator.open_shard(0, None, 0);
+        system.settle();
+        system
     }
 
-    fn has_defect(&self, _defect: &str) -> bool {
+    fn new_coordinator(&self) -> GroupCoordinator {
+        let coordinator = GroupCoordinator::new(OFFSETS_RETENTION_MS);
         #[cfg(feature = "defects")]
-        return self.defect.is_some_and(|defect| defect.name() == _defect);
-        #[cfg(not(feature = "defects"))]
-        false
+        let coordinator = coordinator.with_defect(self.defect);
+        coordinator
     }
 
-    fn request(&mut self, sender: &Member) -> RequestId {
-        self.next_request += 1;
-        self.senders.insert(self.next_request, sender.clone());
-        self.next_request
+    fn log_end(&self) -> i64 {
+        self.records.len() as i64
     }
 
-    /// The spec's view of the code's replies.
-    fn replies(&self, replies: Vec<GroupReply>) -> BTreeSet<Reply> {
+    fn settle(&mut self) -> Vec<CoordinatorReply> {
+        let offsets = OffsetsPartition(self.status);
+        let mut rng = StdRng::seed_from_u64(0);
+        let context = GroupContext {
+            now_ms: self.now_ms,
+            offsets: &offsets,
+            rng: &mut rng,
+        };
+        self.coordinator.settle(&context)
+    }
+
+    /// Does what the coordinator asks, as the broker does (the replay's node leads the
+    /// offsets partition): appends its batches and reports them. Returns the replies sent.
+    fn execute(&mut self, outputs: Vec<GroupOutput>) -> Vec<CoordinatorReply> {
+        let mut replies = Vec::new();
+        for output in outputs {
+            match output {
+                GroupOutput::Respond { id, response } => replies.push((id, response)),
+                GroupOutput::Append {
+                    partition,
+                    batch,
+                    write,
+                } => {
+                    assert_eq!(partition, 0, "the group's offsets partition");
+                    let base_offset = self.log_end();
+                    let mut bytes = batch.to_vec();
+                    bytes[..8].copy_from_slice(&crate::batch::base_offset_bytes(base_offset));
+                    let bytes = Bytes::from(bytes);
+                    let header = crate::batch::validate(&bytes).expect("a valid batch");
+                    let last_offset = base_offset + header.offset_count() - 1;
+                    self.coordinator
+                        .on_appended(0, &header, base_offset, last_offset, &bytes);
+                    let records = decode_json_records::<GroupRecord>(&header, &bytes)
+                        .expect("the coordinator's records decode");
+                    for record in records {
+                        self.records.extend(spec_records(record));
+                    }
+                    assert_eq!(
+                        self.log_end(),
+                        last_offset + 1,
+                        "one spec record per record"
+                    );
+                    self.batches.push((base_offset, bytes));
+                    replies.extend(
+                        self.coordinator
+                            .appended(write, Some((last_offset + 1, self.status.epoch))),
+                    );
+                }
+                other => panic!("the groups replay sends no transactional request: {other:?}"),
+            }
+        }
         replies
-            .into_iter()
-            .map(|reply| match reply {
-                GroupReply::Join { id, response } => Reply {
-                    member: self.senders[&id].clone(),
-                    api: "JoinGroup".into(),
-                    error: error_name(response.error),
-                    generation: response.generation.into(),
-                    leader: code_member(&response.leader),
-                    roster: response
-                        .members
-                        .iter()
-                        .map(|(member, _, _)| code_member(member))
-                        .collect(),
-                    assignment: BTreeSet::new(),
-                    partition: String::new(),
-                    offset: -1,
-                },
-                GroupReply::Sync { id, response } => Reply {
-                    member: self.senders[&id].clone(),
-                    api: "SyncGroup".into(),
-                    error: error_name(response.error),
-                    // A SyncResponse carries no generation: a successful one is the
-                    // group's current generation, as the spec's reply names it.
-                    generation: if response.error == ErrorCode::None {
-                        self.group.generation().into()
-                    } else {
-                        -1
-                    },
-                    leader: no_member(),
-                    roster: BTreeSet::new(),
-                    assignment: decode_assignment(&response.assignment),
-                    partition: String::new(),
-                    offset: -1,
-                },
-            })
+    }
+
+    /// Sends `request` from `sender` (the coordinator's RNG seeded with `seed`); returns the
+    /// replies sent at once.
+    fn send(
+        &mut self,
+        sender: Member,
+        committing: Option<(String, i64)>,
+        seed: u64,
+        request: Request,
+    ) -> Vec<CoordinatorReply> {
+        self.next_request += 1;
+        let id = self.next_request;
+        let (partition, offset) = committing.unwrap_or((String::new(), -1));
+        self.senders.insert(id, (sender, partition, offset));
+        let offsets = OffsetsPartition(self.status);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut context = GroupContext {
+            now_ms: self.now_ms,
+            offsets: &offsets,
+            rng: &mut rng,
+        };
+        let outputs = self.coordinator.handle_request(&mut context, id, request);
+        self.execute(outputs)
+    }
+
+    /// The replies of a step: those sent, and those held from now on (the spec's `replies`
+    /// counts both), but the replay's keep-alive heartbeats'.
+    fn step_replies(
+        &self,
+        sent: Vec<CoordinatorReply>,
+        held_before: &BTreeSet<RequestId>,
+    ) -> BTreeSet<Reply> {
+        let held = self
+            .coordinator
+            .held_replies()
+            .filter(|(id, _)| !held_before.contains(id))
+            .cloned();
+        sent.into_iter()
+            .chain(held)
+            .filter(|(id, _)| !self.keep_alives.contains(id))
+            .map(|reply| self.reply(reply))
             .collect()
     }
 
-    /// Broker::finish_group_operation as the spec's `finish` says: the membership written
-    /// if `Group::snapshot` changed (for a loaded group), after `records`.
-    fn finish(&mut self, records: Vec<CodeRecord>, replies: BTreeSet<Reply>, creates: bool) {
-        let snapshot = self.group.snapshot();
-        let loaded = self.loaded || creates;
-        self.log.extend(records);
-        if loaded && snapshot.is_some() && snapshot != self.written {
-            self.log.push(CodeRecord::Membership(snapshot.clone()));
-            self.written = snapshot;
+    fn held_ids(&self) -> BTreeSet<RequestId> {
+        self.coordinator.held_replies().map(|(id, _)| *id).collect()
+    }
+
+    /// The spec's view of one of the coordinator's replies.
+    fn reply(&self, (id, response): CoordinatorReply) -> Reply {
+        let (member, partition, offset) = self.senders[&id].clone();
+        match response {
+            Response::JoinGroup(response) => Reply {
+                generation: response.generation.into(),
+                leader: code_member(&response.leader),
+                roster: response
+                    .members
+                    .iter()
+                    .map(|(member, _, _)| code_member(member))
+                    .collect(),
+                ..answer(member, "JoinGroup", &error_name(response.error))
+            },
+            Response::SyncGroup(response) => Reply {
+                // A SyncResponse carries no generation: a successful one is the group's
+                // current generation, as the spec's reply names it.
+                generation: if response.error == ErrorCode::None {
+                    self.coordinator
+                        .live_group(GROUP)
+                        .map_or(-1, |group| group.generation().into())
+                } else {
+                    -1
+                },
+                assignment: decode_assignment(&response.assignment),
+                ..answer(member, "SyncGroup", &error_name(response.error))
+            },
+            Response::Heartbeat { error } => answer(member, "Heartbeat", &error_name(error)),
+            Response::LeaveGroup { error, members } => {
+                let error = members.first().map_or(error, |(_, error)| *error);
+                answer(member, "LeaveGroup", &error_name(error))
+            }
+            Response::OffsetCommit(results) => {
+                let error = results.first().map_or(ErrorCode::None, |(_, error)| *error);
+                Reply {
+                    partition,
+                    offset,
+                    ..answer(member, "OffsetCommit", &error_name(error))
+                }
+            }
+            other => panic!("not a reply the groups replay expects: {other:?}"),
         }
-        self.loaded = loaded;
-        self.replies = replies;
     }
 
     /// Heartbeats from `members` at the current time: they keep those sessions alive and
     /// change nothing else.
     fn keep_alive(&mut self, members: &[String]) {
-        let generation = self.group.generation();
+        let generation = self
+            .coordinator
+            .live_group(GROUP)
+            .map_or(0, Group::generation);
         for member in members {
-            self.group.heartbeat(self.now_ms, member, generation);
+            let request = Request::Heartbeat {
+                group_id: GROUP.into(),
+                member_id: member.clone(),
+                group_instance_id: None,
+                generation,
+            };
+            let sent = self.send(code_member(member), None, 0, request);
+            self.keep_alives.insert(self.next_request);
+            assert!(
+                sent.iter().all(|(id, _)| self.keep_alives.contains(id)),
+                "a keep-alive heartbeat released other replies: {sent:?}"
+            );
         }
+    }
+
+    fn live_members(&self) -> Vec<String> {
+        self.coordinator
+            .live_group(GROUP)
+            .map(|group| group.member_ids().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The coordinator's timers at the current time.
+    fn tick(&mut self) -> Vec<CoordinatorReply> {
+        let outputs = self.coordinator.tick(self.now_ms);
+        self.execute(outputs)
     }
 
     fn apply(&mut self, before: &State, state: &State) {
@@ -472,7 +663,8 @@ impl System {
             let c = c.as_deref().expect("the action names a client");
             spec_client(before, c)
         };
-        match state.action.as_str() {
+        let held_before = self.held_ids();
+        let sent = match state.action.as_str() {
             "JoinGroup" => {
                 let client = client();
                 let c = c.as_deref().unwrap_or_default();
@@ -482,8 +674,7 @@ impl System {
                 } else {
                     client.member.clone()
                 };
-                let id = self.request(&sender);
-                let request = JoinRequest {
+                let join = JoinRequest {
                     member_id: if fresh {
                         String::new()
                     } else {
@@ -498,10 +689,17 @@ impl System {
                     rebalance_timeout_ms: REBALANCE_TIMEOUT_MS,
                     require_member_id: false,
                 };
-                let suffix = u64::try_from(client.joins).expect("joins are counted from 0");
-                let replies = self.group.join(self.now_ms, id, request, suffix);
-                let replies = self.replies(replies);
-                self.finish(Vec::new(), replies, true);
+                let seed = if fresh {
+                    member_seeds()[usize::try_from(client.joins).expect("joins are counted from 0")]
+                        .0
+                } else {
+                    0
+                };
+                let request = Request::JoinGroup {
+                    group_id: GROUP.into(),
+                    join,
+                };
+                self.send(sender, None, seed, request)
             }
             "SyncGroup" => {
                 let client = client();
@@ -529,145 +727,133 @@ impl System {
                 } else {
                     Vec::new()
                 };
-                let id = self.request(&client.member);
-                let replies = self.group.sync(
-                    self.now_ms,
-                    id,
-                    &member_id(&client.member),
-                    client.generation,
+                let request = Request::SyncGroup {
+                    group_id: GROUP.into(),
+                    member_id: member_id(&client.member),
+                    group_instance_id: None,
+                    generation: client.generation,
                     assignments,
-                );
-                let replies = self.replies(replies);
-                self.finish(Vec::new(), replies, true);
+                };
+                self.send(client.member, None, 0, request)
             }
             "Heartbeat" => {
                 let client = client();
-                let error = self.group.heartbeat(
-                    self.now_ms,
-                    &member_id(&client.member),
-                    client.generation,
-                );
-                let reply = answer(client.member, "Heartbeat", &error_name(error));
-                self.finish(Vec::new(), BTreeSet::from([reply]), false);
+                let request = Request::Heartbeat {
+                    group_id: GROUP.into(),
+                    member_id: member_id(&client.member),
+                    group_instance_id: None,
+                    generation: client.generation,
+                };
+                self.send(client.member, None, 0, request)
             }
             "LeaveGroup" => {
                 let client = client();
-                let (error, replies) = self.group.leave(self.now_ms, &member_id(&client.member));
-                let mut replies = self.replies(replies);
-                replies.insert(answer(client.member, "LeaveGroup", &error_name(error)));
-                self.finish(Vec::new(), replies, false);
+                let request = Request::LeaveGroup {
+                    group_id: GROUP.into(),
+                    members: vec![LeavingMember {
+                        member_id: member_id(&client.member),
+                        group_instance_id: None,
+                    }],
+                };
+                self.send(client.member, None, 0, request)
             }
             "SessionExpiry" => {
                 let expiring = member_id(&spec_member(state.picked("m")));
                 self.now_ms += i64::from(SESSION_TIMEOUT_MS);
                 let others: Vec<String> = self
-                    .group
-                    .member_ids()
+                    .live_members()
+                    .into_iter()
                     .filter(|member| *member != expiring)
-                    .map(str::to_string)
                     .collect();
                 self.keep_alive(&others);
-                let replies = self.group.tick(self.now_ms);
-                let replies = self.replies(replies);
-                self.finish(Vec::new(), replies, false);
+                self.tick()
             }
             "RebalanceTimeout" => {
                 self.now_ms += i64::from(REBALANCE_TIMEOUT_MS);
-                let everyone: Vec<String> = self.group.member_ids().map(str::to_string).collect();
+                let everyone = self.live_members();
                 self.keep_alive(&everyone);
-                let replies = self.group.tick(self.now_ms);
-                let replies = self.replies(replies);
-                self.finish(Vec::new(), replies, false);
+                self.tick()
             }
             "CommitOffset" => {
                 let client = client();
                 let partition = string(state.picked("p")).to_string();
                 let offset = client.position[&partition];
-                let member = member_id(&client.member);
-                // coordinator.rs under AcceptStaleGenerationCommit: a member's commit is
-                // not checked.
-                let verdict =
-                    if self.has_defect("accept-stale-generation-commit") && !member.is_empty() {
-                        Ok(())
-                    } else {
-                        self.group
-                            .check_commit(self.now_ms, &member, client.generation)
-                    };
-                let error = verdict.err().unwrap_or(ErrorCode::None);
-                let records = if error == ErrorCode::None {
-                    vec![CodeRecord::Offsets {
-                        partition: partition.clone(),
+                let request = Request::OffsetCommit {
+                    group_id: GROUP.into(),
+                    member_id: member_id(&client.member),
+                    group_instance_id: None,
+                    generation: client.generation,
+                    commits: vec![OffsetCommitPartition {
+                        partition: topic_partition(&partition),
                         offset,
-                    }]
-                } else {
-                    Vec::new()
+                        metadata: None,
+                    }],
                 };
-                let reply = Reply {
-                    partition,
-                    offset,
-                    ..answer(client.member, "OffsetCommit", &error_name(error))
-                };
-                self.finish(records, BTreeSet::from([reply]), true);
+                self.send(client.member, Some((partition, offset)), 0, request)
             }
             "Consume" => {
                 // The client's alone.
-                self.replies.clear();
+                Vec::new()
             }
             "CommitRecord" => {
-                let record = self.log[self.applied_end].clone();
-                match record {
-                    CodeRecord::Offsets { partition, offset } => {
-                        self.committed.insert(partition, offset);
-                    }
-                    CodeRecord::Membership(snapshot) => self.membership = snapshot,
-                }
-                self.applied_end += 1;
+                // The replies it releases were the replies of the steps that held them.
+                self.status.high_watermark += 1;
+                self.settle();
                 self.replies.clear();
+                return;
             }
             "Failover" => {
-                // coordinator.rs under LoseOffsetsOnFailover: the new coordinator starts
-                // from nothing.
-                if self.has_defect("lose-offsets-on-failover") {
-                    self.membership = None;
-                    for offset in self.committed.values_mut() {
-                        *offset = -1;
-                    }
-                }
-                let group = match &self.membership {
-                    Some(snapshot) => Group::restore(snapshot, self.now_ms),
-                    None => Group::new(),
-                };
-                // The old coordinator answers what it held NOT_COORDINATOR; the spec's
-                // clients learn it by themselves.
-                let _ =
-                    std::mem::replace(&mut self.group, group).abandon(ErrorCode::NotCoordinator);
-                self.log.truncate(self.applied_end);
-                self.written = self.membership.clone();
-                self.loaded =
-                    self.membership.is_some() || self.committed.values().any(|offset| *offset >= 0);
+                // Another node leads the offsets partition in the next epoch, with what
+                // was committed: the old coordinator closes the shard (the requests it
+                // held are answered NOT_COORDINATOR; the spec's clients learn it by
+                // themselves), the new one opens it with the committed batches and loads
+                // its groups.
+                self.coordinator.close_shard(0);
+                let committed = self.status.high_watermark;
+                self.batches
+                    .retain(|(base_offset, _)| *base_offset < committed);
+                self.records
+                    .truncate(usize::try_from(committed).unwrap_or(0));
+                let recovered: Vec<u8> = self
+                    .batches
+                    .iter()
+                    .flat_map(|(_, bytes)| bytes.iter().copied())
+                    .collect();
+                self.coordinator = self.new_coordinator();
+                self.coordinator
+                    .open_shard(0, Some(&Bytes::from(recovered)), committed);
+                self.status.epoch += 1;
+                self.settle();
                 self.replies.clear();
+                return;
             }
             other => panic!("the groups replay does not know action {other}"),
-        }
+        };
+        let mut sent = sent;
+        // The node settles after every step (nothing was committed: it releases nothing).
+        sent.extend(self.settle());
+        self.replies = self.step_replies(sent, &held_before);
     }
 
     fn abstraction(&self) -> Abstraction {
-        let members: BTreeSet<Member> = self.group.member_ids().map(code_member).collect();
+        let new_group = Group::new();
+        let live = self.coordinator.live_group(GROUP);
+        let group = live.unwrap_or(&new_group);
+        let (membership, written) = self.coordinator.memberships(GROUP);
         Abstraction {
-            state: match self.group.state() {
+            state: match group.state() {
                 GroupState::Empty => "Empty",
                 GroupState::PreparingRebalance => "PreparingRebalance",
                 GroupState::CompletingRebalance => "CompletingRebalance",
                 GroupState::Stable => "Stable",
             }
             .into(),
-            generation: self.group.generation().into(),
-            leader: self.group.leader().map_or_else(no_member, code_member),
-            members,
-            awaiting_join: self.group.awaiting_join().map(code_member).collect(),
-            awaiting_sync: self.group.awaiting_sync().map(code_member).collect(),
-            assignment: self
-                .group
+            generation: group.generation().into(),
+            leader: group.leader().map_or_else(no_member, code_member),
+            members: group.member_ids().map(code_member).collect(),
+            awaiting_join: group.awaiting_join().map(code_member).collect(),
+            awaiting_sync: group.awaiting_sync().map(code_member).collect(),
+            assignment: group
                 .describe()
                 .members
                 .iter()
@@ -678,34 +864,45 @@ impl System {
                     )
                 })
                 .collect(),
-            offsets_log: self
-                .log
+            offsets_log: self.records.clone(),
+            applied_end: self.coordinator.applied_end(0).unwrap_or(-1),
+            committed: PARTITIONS
                 .iter()
-                .map(|record| match record {
-                    CodeRecord::Offsets { partition, offset } => Record::Offsets {
-                        partition: partition.clone(),
-                        offset: *offset,
-                    },
-                    CodeRecord::Membership(snapshot) => Record::Membership(code_snapshot(snapshot)),
+                .map(|p| {
+                    let offset = self
+                        .coordinator
+                        .committed_offset(GROUP, &topic_partition(p));
+                    (p.to_string(), offset)
                 })
                 .collect(),
-            applied_end: self.applied_end as i64,
-            committed: self.committed.clone(),
-            membership: code_snapshot(&self.membership),
-            written: code_snapshot(&self.written),
-            loaded: self.loaded,
+            membership: code_snapshot(membership),
+            written: code_snapshot(written),
+            loaded: live.is_some(),
             replies: self.replies.clone(),
         }
     }
 }
 
-/// Replays `trace`; `defect` is a group coordinator defect the stand-in runs with.
-fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
-    let mut system = System::new();
-    #[cfg(feature = "defects")]
-    {
-        system.defect = _defect.and_then(crate::defects::Defect::from_name);
+/// The spec's records for one of the offsets log's.
+fn spec_records(record: GroupRecord) -> Vec<Record> {
+    match record {
+        GroupRecord::Offsets { commits, .. } => commits
+            .into_iter()
+            .map(|(partition, offset, _)| Record::Offsets {
+                partition: format!("p{}", partition.partition),
+                offset,
+            })
+            .collect(),
+        GroupRecord::Membership { snapshot, .. } => {
+            vec![Record::Membership(code_snapshot(Some(&snapshot)))]
+        }
+        other => panic!("a record the spec does not write: {other:?}"),
     }
+}
+
+/// Replays `trace`; `defect` is a group coordinator defect the coordinator runs with.
+fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
+    let mut system = System::new(_defect);
     for (index, state) in trace.states.iter().enumerate() {
         if index > 0 {
             system.apply(&trace.states[index - 1], state);
@@ -773,8 +970,8 @@ fn groups_replay_reports_an_altered_spec_state() {
     );
 }
 
-/// The group coordinator's defects, run by the replay's stand-in coordinator, make some
-/// trace of the correct spec diverge.
+/// The group coordinator's defects, switched on in the real coordinator, make some trace
+/// of the correct spec diverge.
 #[cfg(feature = "defects")]
 #[test]
 fn group_coordinator_defects_diverge_from_the_spec() {
