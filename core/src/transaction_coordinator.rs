@@ -300,6 +300,17 @@ impl TransactionCoordinator {
             .find_map(|shard| shard.committed.get(transactional_id))
     }
 
+    /// The partitions whose marker a prepared transaction still awaits (the model-based
+    /// tests compare them).
+    #[cfg(test)]
+    pub(crate) fn markers_remaining(&self, transactional_id: &str) -> Vec<&TopicPartition> {
+        self.shards
+            .values()
+            .filter_map(|shard| shard.markers.get(transactional_id))
+            .flat_map(|job| job.remaining.iter())
+            .collect()
+    }
+
     /// Whether a request for `transactional_id` came on a connection older than the newest
     /// one this node has seen for that id (a request delayed on a connection its client
     /// gave up on; see `transactions`); remembers the newest. Connection 0 is unknown.
