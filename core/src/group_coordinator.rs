@@ -305,11 +305,15 @@ impl GroupCoordinator {
             .map(|shard| shard.log.applied_end())
     }
 
-    /// The replies held until a write's commit (the model-based tests count them as the
-    /// step's answers).
+    /// The replies held until a write's commit, each with the offset that commit must
+    /// reach (the model-based tests compare them).
     #[cfg(test)]
-    pub(crate) fn held_replies(&self) -> impl Iterator<Item = &Reply> {
-        self.held.iter().flat_map(|held| held.replies.iter())
+    pub(crate) fn held_replies(&self) -> impl Iterator<Item = (i64, &Reply)> {
+        self.held.iter().flat_map(|held| {
+            held.replies
+                .iter()
+                .map(move |reply| (held.commit_end, reply))
+        })
     }
 
     /// The earliest time the coordinator's timers have work.

@@ -40,7 +40,9 @@
 //! commit's partition and offset); the records appended to the offsets partition (decoded
 //! `GroupRecord`s), the coordinator's applied end, the committed offsets
 //! (`committed_offset`, what OffsetFetch answers from), the last applied and last written
-//! membership, and whether the group is live (loaded).
+//! membership, whether the group is live (loaded), and the replies held until a commit with
+//! the offset it must reach (as the spec rendered them when held; the keep-alive
+//! heartbeats' aside).
 
 use super::{
     boolean, differences, int, list, map, set, string, tuple, variant, Divergence, Replayed,
@@ -155,6 +157,8 @@ struct Abstraction {
     membership: Snapshot,
     written: Snapshot,
     loaded: bool,
+    /// Replies held until the offsets log's end reaches the offset with them.
+    held: BTreeSet<(Reply, i64)>,
     replies: BTreeSet<Reply>,
 }
 
@@ -177,6 +181,7 @@ impl Abstraction {
             part("membership", &spec.membership, &code.membership),
             part("written", &spec.written, &code.written),
             part("loaded", &spec.loaded, &code.loaded),
+            part("held", &spec.held, &code.held),
             part("replies", &spec.replies, &code.replies),
         ]
     }
@@ -258,6 +263,10 @@ fn spec_abstraction(state: &State) -> Abstraction {
         membership: spec_snapshot(state.var("membership")),
         written: spec_snapshot(state.var("written")),
         loaded: boolean(state.var("loaded")),
+        held: set(state.var("held"))
+            .iter()
+            .map(|held| (spec_reply(held), int(&held["waitFor"])))
+            .collect(),
         replies: set(state.var("replies")).iter().map(spec_reply).collect(),
     }
 }
@@ -434,6 +443,9 @@ struct System {
     /// spec's.
     keep_alives: BTreeSet<RequestId>,
     replies: BTreeSet<Reply>,
+    /// The held replies, as the spec saw them when they were held (a SyncGroup answer's
+    /// generation is the group's then).
+    held: BTreeMap<RequestId, Reply>,
     #[cfg(feature = "defects")]
     defect: Option<crate::defects::Defect>,
 }
@@ -456,6 +468,7 @@ impl System {
             senders: BTreeMap::new(),
             keep_alives: BTreeSet::new(),
             replies: BTreeSet::new(),
+            held: BTreeMap::new(),
             #[cfg(feature = "defects")]
             defect: _defect.and_then(crate::defects::Defect::from_name),
         };
@@ -557,15 +570,21 @@ impl System {
     /// The replies of a step: those sent, and those held from now on (the spec's `replies`
     /// counts both), but the replay's keep-alive heartbeats'.
     fn step_replies(
-        &self,
+        &mut self,
         sent: Vec<CoordinatorReply>,
         held_before: &BTreeSet<RequestId>,
     ) -> BTreeSet<Reply> {
-        let held = self
+        let held: Vec<CoordinatorReply> = self
             .coordinator
             .held_replies()
+            .map(|(_, reply)| reply)
             .filter(|(id, _)| !held_before.contains(id))
-            .cloned();
+            .cloned()
+            .collect();
+        for (id, response) in &held {
+            let rendered = self.reply((*id, response.clone()));
+            self.held.insert(*id, rendered);
+        }
         sent.into_iter()
             .chain(held)
             .filter(|(id, _)| !self.keep_alives.contains(id))
@@ -574,7 +593,10 @@ impl System {
     }
 
     fn held_ids(&self) -> BTreeSet<RequestId> {
-        self.coordinator.held_replies().map(|(id, _)| *id).collect()
+        self.coordinator
+            .held_replies()
+            .map(|(_, (id, _))| *id)
+            .collect()
     }
 
     /// The spec's view of one of the coordinator's replies.
@@ -878,6 +900,12 @@ impl System {
             membership: code_snapshot(membership),
             written: code_snapshot(written),
             loaded: live.is_some(),
+            held: self
+                .coordinator
+                .held_replies()
+                .filter(|(_, (id, _))| !self.keep_alives.contains(id))
+                .map(|(commit_end, (id, _))| (self.held[id].clone(), commit_end))
+                .collect(),
             replies: self.replies.clone(),
         }
     }
