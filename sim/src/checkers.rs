@@ -36,9 +36,14 @@
 //!   final deadline).
 //! - **one-leader-per-epoch** (clusters): at most one node sends replication appends for a
 //!   partition in one leader epoch.
-//! - **committed-prefix-agreed** (clusters): at the end, every replica's batches below the
-//!   final high watermark are byte-for-byte the same batches at the same offsets, and a
-//!   majority of replicas holds all of them.
+//! - **committed-prefix-agreed** (clusters): after every event, replicas agree on the
+//!   committed prefix: a batch a replica holds below a high watermark it is known to agree
+//!   with (a leader's own announcement; a follower's match with a leader, up to what was
+//!   announced by that leader's epoch) is the same batch, at the same offsets, on every
+//!   replica that commits it, and committed batches never overlap (see the `prefix`
+//!   module); and at the end, every replica's batches below the final high watermark are
+//!   byte-for-byte the same batches at the same offsets, and a majority of replicas holds
+//!   all of them.
 //! - **epoch-monotonic** (clusters, after every event): the leader epoch and vote a node
 //!   persists for a partition never go backwards, across its restarts too: a later persist
 //!   names a higher epoch, or the same epoch and the same vote (or a first vote).
@@ -85,7 +90,9 @@
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
-use crate::disk::StoredBatch;
+mod prefix;
+
+use crate::disk::{HeldBatches, StoredBatch};
 use crate::history::{
     split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
     ProduceOutcome, ReadRecord, Value,
@@ -402,6 +409,8 @@ pub struct Checker {
     replicas: BTreeMap<(String, i32), BTreeSet<u8>>,
     /// The highest high watermark any leader announced, per (topic, partition).
     announced_high_watermarks: BTreeMap<(String, i32), i64>,
+    /// Every replica's log, for committed-prefix-agreed after every event (clusters).
+    prefixes: prefix::PrefixTracker,
     /// A replicated cluster: offsets may have gaps (leader-change control batches, which
     /// consumers skip; offsets must still increase), and acks=1 is not durable.
     offset_gaps_allowed: bool,
@@ -998,6 +1007,36 @@ impl Checker {
         });
     }
 
+    /// committed-prefix-agreed: `compared` batches were compared with the committed ones,
+    /// and these disagreed.
+    fn prefix_checked(&mut self, compared: u64, found: Vec<prefix::Disagreement>, at: Micros) {
+        *self
+            .report
+            .checks
+            .entry(Invariant::CommittedPrefixAgreed)
+            .or_insert(0) += compared;
+        for (partition, offset, first, node, what) in found {
+            self.check(Invariant::CommittedPrefixAgreed, false, Some(at), || {
+                format!(
+                    "{partition}: below the high watermark, node {first} committed and node {node} holds different batches at offset {offset}: {what}"
+                )
+            });
+        }
+    }
+
+    /// Node `node` crashed; its disk kept `kept` (clusters: the replicas' logs for
+    /// committed-prefix-agreed).
+    pub fn node_crashed(&mut self, node: u8, kept: HeldBatches) {
+        if self.offset_gaps_allowed {
+            self.prefixes.replica_crashed(node, kept);
+        }
+    }
+
+    /// Whether the checker follows replicas' logs (and wants `node_crashed`).
+    pub fn follows_replicas(&self) -> bool {
+        self.offset_gaps_allowed
+    }
+
     /// Node `node` restarted.
     pub fn node_restarted(&mut self, node: u8) {
         if self.core_high_watermark_per_lifetime {
@@ -1301,6 +1340,15 @@ impl Checker {
                     *high_watermark,
                     at,
                 );
+                let mut found = Vec::new();
+                let compared = self.prefixes.leader_announced(
+                    node,
+                    partition,
+                    *epoch,
+                    *high_watermark,
+                    &mut found,
+                );
+                self.prefix_checked(compared, found, at);
                 return;
             }
             Output::Send {
@@ -1312,7 +1360,8 @@ impl Checker {
                                 epoch,
                                 outcome:
                                     AppendOutcome::Matched {
-                                        durable_end_offset, ..
+                                        durable_end_offset,
+                                        matched_end_offset,
                                     },
                             },
                     },
@@ -1324,10 +1373,45 @@ impl Checker {
                     .entry(key)
                     .or_insert(*durable_end_offset);
                 *reported = (*reported).max(*durable_end_offset);
+                let mut found = Vec::new();
+                let compared = self.prefixes.follower_matched(
+                    node,
+                    partition,
+                    *epoch,
+                    *matched_end_offset,
+                    &mut found,
+                );
+                self.prefix_checked(compared, found, at);
                 return;
             }
             Output::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
                 self.observe_persisted_state(node, partition, *state, at);
+                return;
+            }
+            Output::Storage(command) if self.offset_gaps_allowed => {
+                match command {
+                    StorageCommand::Append {
+                        partition,
+                        batch,
+                        bytes,
+                        ..
+                    } => self.prefixes.appended(node, partition, batch, bytes),
+                    StorageCommand::Truncate {
+                        partition,
+                        truncation,
+                    } => self.prefixes.truncated(node, partition, truncation),
+                    StorageCommand::DeleteSegment {
+                        partition,
+                        base_offset,
+                    } => self.prefixes.segment_deleted(node, partition, *base_offset),
+                    StorageCommand::CreatePartition { partition, .. }
+                    | StorageCommand::DeletePartition { partition } => {
+                        self.prefixes.partition_reset(node, partition)
+                    }
+                    StorageCommand::RollSegment { .. }
+                    | StorageCommand::PersistReplicaState { .. }
+                    | StorageCommand::PersistMetadata(_) => {}
+                }
                 return;
             }
             _ => {}
@@ -1781,6 +1865,59 @@ mod tests {
                 },
             },
         }
+    }
+
+    /// A batch of one record `value` appended at `base` in `leader_epoch`.
+    fn stored(base: i64, leader_epoch: i32, position: u32, value: &str) -> Output {
+        let bytes = myelin_client::records::encode_batch(
+            &[myelin_client::NewRecord::new(value.to_string()).with_timestamp(0)],
+            &myelin_client::BatchOptions::default(),
+        )
+        .unwrap();
+        Output::Storage(StorageCommand::Append {
+            partition: TopicPartition::new("events", 0),
+            batch: myelin_core::api::AppendedBatch {
+                segment_base_offset: 0,
+                position,
+                base_offset: base,
+                last_offset: base,
+                max_timestamp: 0,
+                leader_epoch,
+            },
+            bytes,
+            sequence: 0,
+        })
+    }
+
+    #[test]
+    fn replicas_disagreeing_below_the_high_watermark_are_caught_as_it_happens() {
+        let mut checker = Checker::new();
+        checker.for_cluster();
+        // Node 1 leads epoch 1 and writes a at 0 and b at 1; node 2 copies a, then holds c
+        // (a stale tail of an old leader) at 1, matched only to offset 1.
+        checker.observe_core(1, &stored(0, 1, 0, "a"), 1);
+        checker.observe_core(1, &stored(1, 1, 100, "b"), 2);
+        checker.observe_core(2, &stored(0, 1, 0, "a"), 3);
+        checker.observe_core(2, &stored(1, 0, 100, "c"), 4);
+        checker.observe_core(2, &durable(1, 1, 2), 5);
+        checker.observe_core(3, &durable(1, 1, 2), 5);
+        checker.observe_core(1, &append(2, 1, 1), 6);
+        checker.observe_core(2, &durable(1, 1, 1), 7);
+        assert!(checker.report.violations.is_empty(), "{:?}", checker.report);
+        assert!(checker.report.checks[&Invariant::CommittedPrefixAgreed] >= 2);
+        // The high watermark reaches 2: node 2's c, which it claims matches, is not b.
+        checker.observe_core(1, &append(2, 1, 2), 8);
+        checker.observe_core(2, &durable(1, 1, 2), 9);
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::CommittedPrefixAgreed]
+        );
+        // A crash that loses c, then the right batch: no further violation.
+        checker.node_crashed(2, Vec::new());
+        checker.observe_core(2, &stored(0, 1, 0, "a"), 10);
+        checker.observe_core(2, &stored(1, 1, 100, "b"), 11);
+        checker.observe_core(2, &durable(1, 1, 2), 12);
+        assert_eq!(checker.report.violations.len(), 1);
     }
 
     #[test]

@@ -609,6 +609,12 @@ impl Supervisor<'_> {
         let report = node.disk.crash(spec);
         node.up = false;
         node.paused = false;
+        let disk = node.disk.clone();
+        let mut state = self.log.lock();
+        if state.checker.follows_replicas() {
+            state.checker.node_crashed(index, disk.held_batches());
+        }
+        drop(state);
         self.note(
             Source::Node(index),
             "crash",
