@@ -140,10 +140,13 @@ pub enum Invariant {
     ReadCommittedNoSkips,
     CopiedExactlyOnce,
     TransactionsSettle,
+    ConsumerNeverBackwards,
+    ConsumerNoSkips,
+    GroupConsumesAcknowledged,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 24] = [
+    pub const ALL: [Invariant; 27] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -168,6 +171,9 @@ impl Invariant {
         Invariant::ReadCommittedNoSkips,
         Invariant::CopiedExactlyOnce,
         Invariant::TransactionsSettle,
+        Invariant::ConsumerNeverBackwards,
+        Invariant::ConsumerNoSkips,
+        Invariant::GroupConsumesAcknowledged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -196,6 +202,9 @@ impl Invariant {
             Invariant::ReadCommittedNoSkips => "read-committed-no-skips",
             Invariant::CopiedExactlyOnce => "copied-exactly-once",
             Invariant::TransactionsSettle => "transactions-settle",
+            Invariant::ConsumerNeverBackwards => "consumer-never-backwards",
+            Invariant::ConsumerNoSkips => "consumer-no-skips",
+            Invariant::GroupConsumesAcknowledged => "group-consumes-acknowledged",
         }
     }
 }
@@ -336,6 +345,35 @@ impl GroupHistory {
     }
 }
 
+/// One assignment of a consumer: (partition, client, member, generation, the client's
+/// assignment number). A plain consumer is member "" and generation 0; its assignment
+/// number moves on when it starts over after OFFSET_OUT_OF_RANGE. A group member's moves
+/// on with every assignment it receives (a new generation, or the same one again).
+type AssignmentKey = (PartitionRef, u8, String, i32, u32);
+
+/// What one assignment read, in order.
+#[derive(Debug, Default)]
+struct AssignmentReads {
+    /// Where the next read must start (the previous read's next offset).
+    next: Option<i64>,
+    /// (from, to, offsets got): the consumer moved its position from `from` to `to` and
+    /// was given these records on the way. A jump ahead between reads is a read that got
+    /// nothing.
+    reads: Vec<(i64, i64, Vec<i64>)>,
+}
+
+/// What the consumer checkers remember.
+#[derive(Debug, Default)]
+struct ConsumerHistory {
+    assignments: BTreeMap<AssignmentKey, AssignmentReads>,
+    /// Each client's current assignment number.
+    assignment_numbers: BTreeMap<u8, u32>,
+    /// Offsets the group's members read, per partition.
+    group_read: BTreeMap<PartitionRef, BTreeSet<i64>>,
+    /// The run had a consumer group that stabilized (so it must have read everything).
+    group_stabilized: bool,
+}
+
 /// What the transaction checkers know of one transaction.
 #[derive(Debug, Default)]
 struct TxnInfo {
@@ -418,6 +456,7 @@ pub struct Checker {
     /// lifetime (a restarted replica learns what is committed from the leader again).
     core_high_watermark_per_lifetime: bool,
     group: GroupHistory,
+    consumers: ConsumerHistory,
     txn: TxnHistory,
     report: CheckReport,
 }
@@ -494,6 +533,7 @@ impl Checker {
 
     /// At the end of a group run: whether the group caught up after every fault healed.
     pub fn check_group_stabilized(&mut self, outcome: &Result<(), String>) {
+        self.consumers.group_stabilized = outcome.is_ok();
         self.check(Invariant::GroupStabilizes, outcome.is_ok(), None, || {
             format!(
                 "after healing, {}",
@@ -544,6 +584,11 @@ impl Checker {
                     });
                 }
                 self.group.assignments.push((*at, *generation));
+                *self
+                    .consumers
+                    .assignment_numbers
+                    .entry(*client)
+                    .or_insert(0) += 1;
             }
             ClientEvent::OffsetsCommitted {
                 client,
@@ -577,6 +622,41 @@ impl Checker {
                         .or_default()
                         .push((*at, *offset));
                 }
+            }
+            ClientEvent::GroupRead {
+                client,
+                member,
+                generation,
+                partition,
+                fetch_offset,
+                next_offset,
+                high_watermark,
+                records,
+                at,
+            } => {
+                let who = format!("member {member} (client {client}, generation {generation})");
+                self.observe_records(
+                    *partition,
+                    &who,
+                    *fetch_offset,
+                    *high_watermark,
+                    records,
+                    *at,
+                );
+                let number = self
+                    .consumers
+                    .assignment_numbers
+                    .get(client)
+                    .copied()
+                    .unwrap_or(0);
+                let key = (*partition, *client, member.clone(), *generation, number);
+                let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+                self.consumers
+                    .group_read
+                    .entry(*partition)
+                    .or_default()
+                    .extend(offsets.iter().copied());
+                self.observe_consumer_read(key, &who, *fetch_offset, *next_offset, offsets, *at);
             }
             ClientEvent::OffsetsFetched {
                 client,
@@ -1007,6 +1087,78 @@ impl Checker {
         });
     }
 
+    /// consumer-no-skips and group-consumes-acknowledged, against the final logs.
+    fn check_consumer_skips(&mut self, finals: &BTreeMap<PartitionRef, FinalRead>) {
+        let assignments = std::mem::take(&mut self.consumers.assignments);
+        for ((partition, client, member, generation, _), reads) in &assignments {
+            let Some(Ok(log)) = finals.get(partition) else {
+                continue;
+            };
+            let who = if member.is_empty() {
+                format!("client {client}")
+            } else {
+                format!("member {member} (client {client}, generation {generation})")
+            };
+            for (from, to, got) in &reads.reads {
+                let start = log.records.partition_point(|record| record.offset < *from);
+                let skipped: Vec<i64> = log.records[start..]
+                    .iter()
+                    .take_while(|record| record.offset < *to)
+                    .map(|record| record.offset)
+                    .filter(|offset| got.binary_search(offset).is_err())
+                    .collect();
+                self.check(Invariant::ConsumerNoSkips, skipped.is_empty(), None, || {
+                    format!(
+                        "{partition}: {who} moved from {from} to {to} without reading the committed records at offsets {}",
+                        describe_offsets(&skipped)
+                    )
+                });
+            }
+        }
+        if !self.consumers.group_stabilized {
+            return;
+        }
+        let mut unread: BTreeMap<PartitionRef, Vec<i64>> = BTreeMap::new();
+        for write in self.writes.values() {
+            let Some(offset) = write.acknowledged_at else {
+                continue;
+            };
+            let in_final_log = finals.get(&write.partition).is_some_and(|read| {
+                read.as_ref().is_ok_and(|log| {
+                    log.records
+                        .binary_search_by_key(&offset, |record| record.offset)
+                        .is_ok()
+                })
+            });
+            // A lost write is acknowledged-writes-survive's to report.
+            if !in_final_log {
+                continue;
+            }
+            let read = self
+                .consumers
+                .group_read
+                .get(&write.partition)
+                .is_some_and(|offsets| offsets.contains(&offset));
+            *self
+                .report
+                .checks
+                .entry(Invariant::GroupConsumesAcknowledged)
+                .or_insert(0) += 1;
+            if !read {
+                unread.entry(write.partition).or_default().push(offset);
+            }
+        }
+        for (partition, mut offsets) in unread {
+            offsets.sort_unstable();
+            self.check(Invariant::GroupConsumesAcknowledged, false, None, || {
+                format!(
+                    "{partition}: the group stabilized, but no member ever read the acknowledged records at offsets {}",
+                    describe_offsets(&offsets)
+                )
+            });
+        }
+    }
+
     /// committed-prefix-agreed: `compared` batches were compared with the committed ones,
     /// and these disagreed.
     fn prefix_checked(&mut self, compared: u64, found: Vec<prefix::Disagreement>, at: Micros) {
@@ -1193,46 +1345,31 @@ impl Checker {
                 client,
                 partition,
                 fetch_offset,
+                next_offset,
                 high_watermark,
                 records,
                 started,
                 at,
             } => {
                 self.observe_client_high_watermark(*partition, *started, *at, *high_watermark);
-                let mut expected = *fetch_offset;
-                for record in records {
-                    let (offset, value) = (record.offset, &record.value);
-                    self.check(Invariant::ReadsBelowHighWatermark, offset < *high_watermark, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} read offset {offset} from a fetch reporting high watermark {high_watermark}"
-                        )
-                    });
-                    let in_order =
-                        offset == expected || (self.offset_gaps_allowed && offset > expected);
-                    self.check(Invariant::ReadsInOffsetOrder, in_order, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} fetched from {fetch_offset} and got offset {offset} where {expected} comes next"
-                        )
-                    });
-                    expected = offset + 1;
-                    let written_here = value
-                        .as_ref()
-                        .and_then(|value| self.writes.get(value))
-                        .is_some_and(|write| write.partition == *partition);
-                    self.check(Invariant::NoPhantomRecords, written_here, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} read {value:?} at offset {offset}, which no client sent there"
-                        )
-                    });
-                    self.observe_at(
-                        *partition,
-                        offset,
-                        value,
-                        format!("client {client}'s fetch"),
-                        *at,
-                        Invariant::ReadsSurvive,
-                    );
-                }
+                let who = format!("client {client}");
+                self.observe_records(
+                    *partition,
+                    &who,
+                    *fetch_offset,
+                    *high_watermark,
+                    records,
+                    *at,
+                );
+                let number = self
+                    .consumers
+                    .assignment_numbers
+                    .get(client)
+                    .copied()
+                    .unwrap_or(0);
+                let key = (*partition, *client, String::new(), 0, number);
+                let offsets = records.iter().map(|record| record.offset).collect();
+                self.observe_consumer_read(key, &who, *fetch_offset, *next_offset, offsets, *at);
             }
             ClientEvent::FetchFailed {
                 client,
@@ -1243,6 +1380,14 @@ impl Checker {
             } => match failure {
                 FetchFailure::Broker { code } => {
                     let ok = *code != ErrorCode::OffsetOutOfRange.code();
+                    if !ok {
+                        // The consumer starts over from 0: a new assignment.
+                        *self
+                            .consumers
+                            .assignment_numbers
+                            .entry(*client)
+                            .or_insert(0) += 1;
+                    }
                     self.check(Invariant::HighWatermarkMonotonic, ok, Some(*at), || {
                         format!(
                             "{partition}: client {client}'s position {fetch_offset}, below a high watermark it saw, is now out of range"
@@ -1271,6 +1416,81 @@ impl Checker {
             | ClientEvent::OutputFetched { .. }
             | ClientEvent::CopierOffsetsFetched { .. } => self.observe_transaction(event),
         }
+    }
+
+    /// Checks the records one fetch of `partition` from `fetch_offset` returned (by `who`).
+    fn observe_records(
+        &mut self,
+        partition: PartitionRef,
+        who: &str,
+        fetch_offset: i64,
+        high_watermark: i64,
+        records: &[ReadRecord],
+        at: Micros,
+    ) {
+        let mut expected = fetch_offset;
+        for record in records {
+            let (offset, value) = (record.offset, &record.value);
+            self.check(Invariant::ReadsBelowHighWatermark, offset < high_watermark, Some(at), || {
+                format!(
+                    "{partition}: {who} read offset {offset} from a fetch reporting high watermark {high_watermark}"
+                )
+            });
+            let in_order = offset == expected || (self.offset_gaps_allowed && offset > expected);
+            self.check(Invariant::ReadsInOffsetOrder, in_order, Some(at), || {
+                format!(
+                    "{partition}: {who} fetched from {fetch_offset} and got offset {offset} where {expected} comes next"
+                )
+            });
+            expected = offset + 1;
+            let written_here = value
+                .as_ref()
+                .and_then(|value| self.writes.get(value))
+                .is_some_and(|write| write.partition == partition);
+            self.check(Invariant::NoPhantomRecords, written_here, Some(at), || {
+                format!(
+                    "{partition}: {who} read {value:?} at offset {offset}, which no client sent there"
+                )
+            });
+            self.observe_at(
+                partition,
+                offset,
+                value,
+                format!("{who}'s fetch"),
+                at,
+                Invariant::ReadsSurvive,
+            );
+        }
+    }
+
+    /// consumer-never-backwards: an assignment's reads follow on from each other; the
+    /// ranges they cover are kept for consumer-no-skips.
+    fn observe_consumer_read(
+        &mut self,
+        key: AssignmentKey,
+        who: &str,
+        fetch_offset: i64,
+        next_offset: i64,
+        offsets: Vec<i64>,
+        at: Micros,
+    ) {
+        let partition = key.0;
+        let reads = self.consumers.assignments.entry(key).or_default();
+        let previous = reads.next;
+        if let Some(previous) = previous.filter(|previous| fetch_offset > *previous) {
+            reads.reads.push((previous, fetch_offset, Vec::new()));
+        }
+        let forward = previous.is_none_or(|previous| fetch_offset >= previous)
+            && next_offset >= fetch_offset
+            && offsets.last().is_none_or(|last| *last < next_offset);
+        reads.next = Some(next_offset.max(previous.unwrap_or(next_offset)));
+        reads.reads.push((fetch_offset, next_offset, offsets));
+        self.check(Invariant::ConsumerNeverBackwards, forward, Some(at), || {
+            format!(
+                "{partition}: {who} read from {fetch_offset} to {next_offset}, after its previous read of the same assignment ended at {}",
+                previous.unwrap_or_default()
+            )
+        });
     }
 
     /// Real-time order: a fetch that started after another ended must not report a lower
@@ -1555,6 +1775,7 @@ impl Checker {
             self.check(Invariant::Liveness, true, None, String::new);
             self.check_final_log(*partition, log);
         }
+        self.check_consumer_skips(finals);
         self.check(
             Invariant::Progress,
             progress.acknowledged >= MIN_ACKNOWLEDGED,
@@ -1786,6 +2007,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 2,
             high_watermark: 2,
             records: vec![record(0, "a"), record(1, "b")],
             started: 20,
@@ -1815,6 +2037,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 1,
             high_watermark: 0,
             records: vec![record(0, "a")],
             started: 20,
@@ -1865,6 +2088,146 @@ mod tests {
                 },
             },
         }
+    }
+
+    fn group_read(
+        client: u8,
+        generation: i32,
+        fetch_offset: i64,
+        next_offset: i64,
+        records: Vec<ReadRecord>,
+    ) -> ClientEvent {
+        ClientEvent::GroupRead {
+            client,
+            member: format!("m{client}"),
+            generation,
+            partition: P,
+            fetch_offset,
+            next_offset,
+            high_watermark: 4,
+            records,
+            at: 40,
+        }
+    }
+
+    fn assigned(client: u8, generation: i32) -> ClientEvent {
+        ClientEvent::GroupAssigned {
+            client,
+            member: format!("m{client}"),
+            generation,
+            partitions: vec![0],
+            at: 35,
+        }
+    }
+
+    /// A clean group history over the final log a, b, c, d (all acknowledged): member 1
+    /// reads 0..2 in generation 1, member 2 reads 2..4 in generation 2.
+    fn clean_group() -> Checker {
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&group_read(1, 1, 0, 1, vec![record(0, "a")]));
+        checker.observe_client(&group_read(1, 1, 1, 2, vec![record(1, "b")]));
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&group_read(
+            2,
+            2,
+            2,
+            4,
+            vec![record(2, "c"), record(3, "d")],
+        ));
+        checker.check_group_stabilized(&Ok(()));
+        checker
+    }
+
+    #[test]
+    fn a_consumer_that_skips_or_goes_back_within_an_assignment_is_caught() {
+        let finals = final_log(&["a", "b", "c", "d"]);
+        let report = clean_group().finish(&finals, progress());
+        assert!(report.passed(), "{:?}", report.violations);
+        assert!(report.checks[&Invariant::ConsumerNoSkips] >= 3);
+        // Member 1 reads 0..2 but was given only offset 0: b is skipped inside a read.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(1, 3, 0, 2, vec![record(0, "a")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+        // Member 1 jumps from 2 to 3 between two reads: c is skipped between reads.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(
+            1,
+            3,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.observe_client(&group_read(1, 3, 3, 4, vec![record(3, "d")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+        // Member 1 reads 0..2, then from 1 again in the same assignment: backwards.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(
+            1,
+            3,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.observe_client(&group_read(1, 3, 1, 2, vec![record(1, "b")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNeverBackwards]
+        );
+        // A plain consumer that skips offset 1 between fetches.
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        for (from, to, got) in [
+            (0, 1, vec![record(0, "a")]),
+            (2, 4, vec![record(2, "c"), record(3, "d")]),
+        ] {
+            checker.observe_client(&ClientEvent::Fetched {
+                client: 7,
+                partition: P,
+                fetch_offset: from,
+                next_offset: to,
+                high_watermark: 4,
+                records: got,
+                started: 20,
+                at: 30,
+            });
+        }
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_record_the_group_never_read_is_caught() {
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&group_read(
+            1,
+            1,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.check_group_stabilized(&Ok(()));
+        assert_eq!(
+            broken(&checker.finish(&final_log(&["a", "b", "c", "d"]), progress())),
+            vec![Invariant::GroupConsumesAcknowledged]
+        );
     }
 
     /// A batch of one record `value` appended at `base` in `leader_epoch`.
@@ -1966,6 +2329,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 4,
             high_watermark: 5,
             records: vec![record(0, "a"), record(2, "a"), record(3, "zz")],
             started: 20,
@@ -1975,6 +2339,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 4,
+            next_offset: 4,
             high_watermark: 4,
             records: vec![],
             started: 40,

@@ -16,7 +16,7 @@ use crate::group_protocol::{
     self, connect_to_coordinator, TopicToCreate, FIND_COORDINATOR_AGAIN, HEARTBEAT_INTERVAL_MS,
     REBALANCE_IN_PROGRESS, REJOIN_AS_NEW,
 };
-use crate::history::{ClientEvent, CommitOutcome};
+use crate::history::{ClientEvent, CommitOutcome, PartitionRef, ReadRecord};
 use crate::scenario::{GROUP, TOPIC};
 use crate::workload::{client_config, leader_address, ClientContext, MemberCommand};
 use myelin_client::{Connection, Error, FetchOptions};
@@ -230,10 +230,29 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
     };
     match fetcher.fetch(TOPIC, partition, position, &options).await {
         Ok(fetched) => {
+            let records = fetched
+                .records
+                .iter()
+                .map(|record| ReadRecord {
+                    offset: record.offset,
+                    value: record
+                        .value
+                        .as_ref()
+                        .map(|value| String::from_utf8_lossy(value).into_owned()),
+                })
+                .collect();
             context.record(ClientEvent::GroupRead {
                 client: context.index,
-                partition,
-                records: fetched.records.len() as u64,
+                member: member.member_id.clone(),
+                generation: member.generation,
+                partition: PartitionRef {
+                    node: context.topic_node,
+                    partition,
+                },
+                fetch_offset: position,
+                next_offset: fetched.next_offset,
+                high_watermark: fetched.high_watermark,
+                records,
                 at: context.log.now_us(),
             });
             member.positions.insert(partition, fetched.next_offset);
