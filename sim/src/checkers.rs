@@ -143,10 +143,11 @@ pub enum Invariant {
     ConsumerNeverBackwards,
     ConsumerNoSkips,
     GroupConsumesAcknowledged,
+    ExpiredMemberFenced,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 27] = [
+    pub const ALL: [Invariant; 28] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -174,6 +175,7 @@ impl Invariant {
         Invariant::ConsumerNeverBackwards,
         Invariant::ConsumerNoSkips,
         Invariant::GroupConsumesAcknowledged,
+        Invariant::ExpiredMemberFenced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -205,6 +207,7 @@ impl Invariant {
             Invariant::ConsumerNeverBackwards => "consumer-never-backwards",
             Invariant::ConsumerNoSkips => "consumer-no-skips",
             Invariant::GroupConsumesAcknowledged => "group-consumes-acknowledged",
+            Invariant::ExpiredMemberFenced => "expired-member-fenced",
         }
     }
 }
@@ -611,6 +614,15 @@ impl Checker {
                     )
                 });
                 for (partition, offset) in offsets {
+                    // The generation that owns the partition: the commit's, and in it, this
+                    // member.
+                    let owner = self.group.owners.get(&(*generation, *partition)).cloned();
+                    self.check(Invariant::FencedCommitsRejected, owner.as_ref() == Some(member), Some(*at), || {
+                        format!(
+                            "member {member} (client {client}) of generation {generation} had a commit of partition {partition} acknowledged, which {} in generation {generation}",
+                            owner.map_or("nobody was assigned".to_string(), |owner| format!("member {owner} owns"))
+                        )
+                    });
                     self.check_not_behind_commits(*partition, *offset, *started, *at, |before| {
                         format!(
                             "partition {partition}: member {member} (client {client}) had offset {offset} acknowledged, below {before} acknowledged before it was sent"
@@ -622,6 +634,21 @@ impl Checker {
                         .or_default()
                         .push((*at, *offset));
                 }
+            }
+            ClientEvent::Heartbeat {
+                client,
+                member,
+                generation,
+                outcome: CommitOutcome::Acknowledged,
+                started,
+                at,
+            } => {
+                let newest = self.group.newest_generation_before(*started);
+                self.check(Invariant::ExpiredMemberFenced, *generation >= newest, Some(*at), || {
+                    format!(
+                        "member {member} (client {client}) of generation {generation} had a heartbeat acknowledged, sent after generation {newest} was assigned: its session in generation {generation} was over"
+                    )
+                });
             }
             ClientEvent::GroupRead {
                 client,
@@ -1406,6 +1433,7 @@ impl Checker {
             ClientEvent::GroupAssigned { .. }
             | ClientEvent::OffsetsCommitted { .. }
             | ClientEvent::OffsetsFetched { .. }
+            | ClientEvent::Heartbeat { .. }
             | ClientEvent::GroupRead { .. } => self.observe_group(event),
             ClientEvent::TxnStarted { .. }
             | ClientEvent::TxnProduced { .. }
@@ -2207,6 +2235,62 @@ mod tests {
         assert_eq!(
             broken(&checker.finish(&finals, progress())),
             vec![Invariant::ConsumerNoSkips]
+        );
+    }
+
+    fn commit(client: u8, generation: i32, partition: i32, started: Micros) -> ClientEvent {
+        ClientEvent::OffsetsCommitted {
+            client,
+            member: format!("m{client}"),
+            generation,
+            offsets: vec![(partition, 2)],
+            outcome: CommitOutcome::Acknowledged,
+            started,
+            at: started + 5,
+        }
+    }
+
+    #[test]
+    fn a_commit_outside_the_owning_generation_is_caught() {
+        // Member 1 owns partition 0 in generation 1 and commits it: fine.
+        let mut checker = Checker::new();
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&commit(1, 1, 0, 50));
+        assert!(checker.report.violations.is_empty());
+        // Member 2 commits partition 0 in generation 1, where member 1 owns it; then member
+        // 1 commits partition 1, which nobody was assigned in generation 1.
+        checker.observe_client(&commit(2, 1, 0, 60));
+        checker.observe_client(&commit(1, 1, 1, 70));
+        // Generation 2 is assigned to member 2; member 1's commit of generation 1 after
+        // that (a zombie) is acknowledged.
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&commit(1, 1, 0, 80));
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::FencedCommitsRejected; 3]
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_accepted_after_the_session_moved_on_is_caught() {
+        let heartbeat = |generation, started| ClientEvent::Heartbeat {
+            client: 1,
+            member: "m1".into(),
+            generation,
+            outcome: CommitOutcome::Acknowledged,
+            started,
+            at: started + 5,
+        };
+        let mut checker = Checker::new();
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&heartbeat(1, 50));
+        assert!(checker.report.violations.is_empty());
+        // Member 1 was paused past its session; generation 2 went to member 2 without it.
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&heartbeat(1, 60));
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::ExpiredMemberFenced]
         );
     }
 

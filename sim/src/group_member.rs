@@ -120,7 +120,17 @@ pub(crate) async fn run_group_member(context: &mut ClientContext) {
             let (group, member_id, generation) =
                 (GROUP, member.member_id.clone(), member.generation);
             if let Some(coordinator) = member.coordinator.as_mut() {
-                if let Err(error) = coordinator.heartbeat(group, &member_id, generation).await {
+                let started = context.log.now_us();
+                let result = coordinator.heartbeat(group, &member_id, generation).await;
+                context.record(ClientEvent::Heartbeat {
+                    client: context.index,
+                    member: member_id,
+                    generation,
+                    outcome: commit_outcome(&result),
+                    started,
+                    at: context.log.now_us(),
+                });
+                if let Err(error) = result {
                     member.on_group_error(&error);
                 }
             }
@@ -264,6 +274,19 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
     }
 }
 
+/// How a group request ended, as the history records it.
+fn commit_outcome(result: &Result<(), Error>) -> CommitOutcome {
+    match result {
+        Ok(()) => CommitOutcome::Acknowledged,
+        Err(error) => match error.broker_code() {
+            Some(code) => CommitOutcome::Refused { code },
+            None => CommitOutcome::Indeterminate {
+                error: error.to_string(),
+            },
+        },
+    }
+}
+
 /// Commits the positions that moved, at most every `COMMIT_INTERVAL_MS`.
 async fn commit_if_due(context: &mut ClientContext, member: &mut Member) -> Result<(), Error> {
     if now_ms(context) < member.next_commit_ms || member.positions == member.committed {
@@ -283,15 +306,7 @@ async fn commit_if_due(context: &mut ClientContext, member: &mut Member) -> Resu
     let result = coordinator
         .commit_offsets(GROUP, &member.member_id, member.generation, TOPIC, &offsets)
         .await;
-    let outcome = match &result {
-        Ok(()) => CommitOutcome::Acknowledged,
-        Err(error) => match error.broker_code() {
-            Some(code) => CommitOutcome::Refused { code },
-            None => CommitOutcome::Indeterminate {
-                error: error.to_string(),
-            },
-        },
-    };
+    let outcome = commit_outcome(&result);
     context.record(ClientEvent::OffsetsCommitted {
         client: context.index,
         member: member.member_id.clone(),

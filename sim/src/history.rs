@@ -111,6 +111,16 @@ pub enum ClientEvent {
         started: Micros,
         at: Micros,
     },
+    /// A group member's Heartbeat in `generation` ended (a refusal carries the coordinator's
+    /// error code).
+    Heartbeat {
+        client: u8,
+        member: String,
+        generation: i32,
+        outcome: CommitOutcome,
+        started: Micros,
+        at: Micros,
+    },
     /// An OffsetFetch answered with the group's committed offsets (-1: none).
     OffsetsFetched {
         client: u8,
@@ -246,6 +256,7 @@ impl ClientEvent {
             | ClientEvent::GroupAssigned { at, .. }
             | ClientEvent::OffsetsCommitted { at, .. }
             | ClientEvent::OffsetsFetched { at, .. }
+            | ClientEvent::Heartbeat { at, .. }
             | ClientEvent::GroupRead { at, .. }
             | ClientEvent::TxnStarted { at, .. }
             | ClientEvent::TxnProduced { at, .. }
@@ -321,6 +332,12 @@ impl ClientEvent {
             ClientEvent::OffsetsFetched { offsets, .. } => {
                 format!("group committed offsets fetched: {offsets:?}")
             }
+            ClientEvent::Heartbeat {
+                member,
+                generation,
+                outcome,
+                ..
+            } => format!("member {member} (generation {generation}) heartbeat: {outcome:?}"),
             ClientEvent::GroupRead {
                 member,
                 generation,
@@ -491,7 +508,7 @@ impl History {
                 CommitOutcome::Acknowledged => counts.group_commits_acknowledged += 1,
                 _ => counts.group_commits_refused += 1,
             },
-            ClientEvent::OffsetsFetched { .. } => {}
+            ClientEvent::OffsetsFetched { .. } | ClientEvent::Heartbeat { .. } => {}
             ClientEvent::GroupRead { records, .. } => {
                 counts.fetches += 1;
                 counts.records_read += records.len() as u64;
