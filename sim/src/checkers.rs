@@ -56,7 +56,27 @@
 //!   partition is assigned to two members.
 //! - **fenced-commits-rejected** (groups): an offset commit naming a generation older than
 //!   one some member had already been given its assignment in is never acknowledged (a
-//!   zombie's commit is refused).
+//!   zombie's commit is refused), and an acknowledged commit comes from the generation that
+//!   owns each of its partitions: the member committing was assigned the partition in the
+//!   generation it names.
+//! - **expired-member-fenced** (groups): a heartbeat naming a generation older than one some
+//!   member had already been given its assignment in is never acknowledged: a member whose
+//!   session ended (paused, cut off, or it missed the rebalance) is out of the group, and
+//!   (with fenced-commits-rejected) neither its heartbeats nor its commits are accepted.
+//! - **consumer-never-backwards** (every run with consumers): within one *assignment* (a
+//!   plain consumer's life, until it starts over after OFFSET_OUT_OF_RANGE; a group
+//!   member's (member, generation, partition) from one SyncGroup to the next), each read
+//!   starts at or after the offset the previous one ended at, and ends after every record
+//!   it returned.
+//! - **consumer-no-skips** (every run with consumers, at the end): over every range an
+//!   assignment moved its position across (a read's fetch offset to its next offset, and a
+//!   jump ahead between two reads), the consumer was given every record the final log holds
+//!   there. What counts as a record is the final log's say: it holds the data records below
+//!   the final high watermark, so the offsets of control batches (leader-change and
+//!   transaction markers), of aborted transactions' records (none on the consumers' topic)
+//!   and of compacted records (none: no topic is compacted) are legitimate gaps.
+//! - **group-consumes-acknowledged** (groups, at the end, once the group stabilized): every
+//!   acknowledged record of the final log was read by some member of the group.
 //! - **committed-offsets-monotonic** (groups): an acknowledged commit of a partition never
 //!   names a lower offset than one acknowledged before it was sent, and an OffsetFetch never
 //!   returns less than what was acknowledged before it was sent (no acknowledged commit is
@@ -1209,6 +1229,17 @@ impl Checker {
         if self.offset_gaps_allowed {
             self.prefixes.replica_crashed(node, kept);
         }
+    }
+
+    /// The leader of `topic`'s `partition` as last seen: the node that sent appends in the
+    /// newest leader epoch (clusters).
+    pub fn current_leader(&self, topic: &str, partition: i32) -> Option<u8> {
+        self.leaders
+            .range(
+                (topic.to_string(), partition, i32::MIN)..=(topic.to_string(), partition, i32::MAX),
+            )
+            .next_back()
+            .map(|(_, node)| *node)
     }
 
     /// Whether the checker follows replicas' logs (and wants `node_crashed`).
