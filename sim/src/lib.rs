@@ -57,7 +57,7 @@
 //!   topic each, clients talking to one node; `--cluster`, `--groups` and
 //!   `--transactions` seeds run one replicated cluster. The checkers key everything by
 //!   (node, partition).
-//! - **Faults aimed at roles**: cluster and group scenarios aim some crashes and
+//! - **Faults aimed at roles**: group scenarios (not cluster ones yet) aim some crashes and
 //!   isolations at the current leader of a partition, the controller or the group
 //!   coordinator (`scenario::Aim`), resolved when they strike from the leadership the
 //!   checkers observed, so the faults land where the protocols are busiest.
