@@ -36,9 +36,14 @@
 //!   final deadline).
 //! - **one-leader-per-epoch** (clusters): at most one node sends replication appends for a
 //!   partition in one leader epoch.
-//! - **committed-prefix-agreed** (clusters): at the end, every replica's batches below the
-//!   final high watermark are byte-for-byte the same batches at the same offsets, and a
-//!   majority of replicas holds all of them.
+//! - **committed-prefix-agreed** (clusters): after every event, replicas agree on the
+//!   committed prefix: a batch a replica holds below a high watermark it is known to agree
+//!   with (a leader's own announcement; a follower's match with a leader, up to what was
+//!   announced by that leader's epoch) is the same batch, at the same offsets, on every
+//!   replica that commits it, and committed batches never overlap (see the `prefix`
+//!   module); and at the end, every replica's batches below the final high watermark are
+//!   byte-for-byte the same batches at the same offsets, and a majority of replicas holds
+//!   all of them.
 //! - **epoch-monotonic** (clusters, after every event): the leader epoch and vote a node
 //!   persists for a partition never go backwards, across its restarts too: a later persist
 //!   names a higher epoch, or the same epoch and the same vote (or a first vote).
@@ -51,7 +56,27 @@
 //!   partition is assigned to two members.
 //! - **fenced-commits-rejected** (groups): an offset commit naming a generation older than
 //!   one some member had already been given its assignment in is never acknowledged (a
-//!   zombie's commit is refused).
+//!   zombie's commit is refused), and an acknowledged commit comes from the generation that
+//!   owns each of its partitions: the member committing was assigned the partition in the
+//!   generation it names.
+//! - **expired-member-fenced** (groups): a heartbeat naming a generation older than one some
+//!   member had already been given its assignment in is never acknowledged: a member whose
+//!   session ended (paused, cut off, or it missed the rebalance) is out of the group, and
+//!   (with fenced-commits-rejected) neither its heartbeats nor its commits are accepted.
+//! - **consumer-never-backwards** (every run with consumers): within one *assignment* (a
+//!   plain consumer's life, until it starts over after OFFSET_OUT_OF_RANGE; a group
+//!   member's (member, generation, partition) from one SyncGroup to the next), each read
+//!   starts at or after the offset the previous one ended at, and ends after every record
+//!   it returned.
+//! - **consumer-no-skips** (every run with consumers, at the end): over every range an
+//!   assignment moved its position across (a read's fetch offset to its next offset, and a
+//!   jump ahead between two reads), the consumer was given every record the final log holds
+//!   there. What counts as a record is the final log's say: it holds the data records below
+//!   the final high watermark, so the offsets of control batches (leader-change and
+//!   transaction markers), of aborted transactions' records (none on the consumers' topic)
+//!   and of compacted records (none: no topic is compacted) are legitimate gaps.
+//! - **group-consumes-acknowledged** (groups, at the end, once the group stabilized): every
+//!   acknowledged record of the final log was read by some member of the group.
 //! - **committed-offsets-monotonic** (groups): an acknowledged commit of a partition never
 //!   names a lower offset than one acknowledged before it was sent, and an OffsetFetch never
 //!   returns less than what was acknowledged before it was sent (no acknowledged commit is
@@ -85,7 +110,9 @@
 //! - **progress**: the run acknowledged at least [`MIN_ACKNOWLEDGED`] batches, read at least
 //!   [`MIN_RECORDS_READ`] records and injected at least one fault, so an idle run cannot pass.
 
-use crate::disk::StoredBatch;
+mod prefix;
+
+use crate::disk::{HeldBatches, StoredBatch};
 use crate::history::{
     split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
     ProduceOutcome, ReadRecord, Value,
@@ -133,10 +160,14 @@ pub enum Invariant {
     ReadCommittedNoSkips,
     CopiedExactlyOnce,
     TransactionsSettle,
+    ConsumerNeverBackwards,
+    ConsumerNoSkips,
+    GroupConsumesAcknowledged,
+    ExpiredMemberFenced,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 24] = [
+    pub const ALL: [Invariant; 28] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -161,6 +192,10 @@ impl Invariant {
         Invariant::ReadCommittedNoSkips,
         Invariant::CopiedExactlyOnce,
         Invariant::TransactionsSettle,
+        Invariant::ConsumerNeverBackwards,
+        Invariant::ConsumerNoSkips,
+        Invariant::GroupConsumesAcknowledged,
+        Invariant::ExpiredMemberFenced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -189,6 +224,10 @@ impl Invariant {
             Invariant::ReadCommittedNoSkips => "read-committed-no-skips",
             Invariant::CopiedExactlyOnce => "copied-exactly-once",
             Invariant::TransactionsSettle => "transactions-settle",
+            Invariant::ConsumerNeverBackwards => "consumer-never-backwards",
+            Invariant::ConsumerNoSkips => "consumer-no-skips",
+            Invariant::GroupConsumesAcknowledged => "group-consumes-acknowledged",
+            Invariant::ExpiredMemberFenced => "expired-member-fenced",
         }
     }
 }
@@ -329,6 +368,35 @@ impl GroupHistory {
     }
 }
 
+/// One assignment of a consumer: (partition, client, member, generation, the client's
+/// assignment number). A plain consumer is member "" and generation 0; its assignment
+/// number moves on when it starts over after OFFSET_OUT_OF_RANGE. A group member's moves
+/// on with every assignment it receives (a new generation, or the same one again).
+type AssignmentKey = (PartitionRef, u8, String, i32, u32);
+
+/// What one assignment read, in order.
+#[derive(Debug, Default)]
+struct AssignmentReads {
+    /// Where the next read must start (the previous read's next offset).
+    next: Option<i64>,
+    /// (from, to, offsets got): the consumer moved its position from `from` to `to` and
+    /// was given these records on the way. A jump ahead between reads is a read that got
+    /// nothing.
+    reads: Vec<(i64, i64, Vec<i64>)>,
+}
+
+/// What the consumer checkers remember.
+#[derive(Debug, Default)]
+struct ConsumerHistory {
+    assignments: BTreeMap<AssignmentKey, AssignmentReads>,
+    /// Each client's current assignment number.
+    assignment_numbers: BTreeMap<u8, u32>,
+    /// Offsets the group's members read, per partition.
+    group_read: BTreeMap<PartitionRef, BTreeSet<i64>>,
+    /// The run had a consumer group that stabilized (so it must have read everything).
+    group_stabilized: bool,
+}
+
 /// What the transaction checkers know of one transaction.
 #[derive(Debug, Default)]
 struct TxnInfo {
@@ -402,6 +470,8 @@ pub struct Checker {
     replicas: BTreeMap<(String, i32), BTreeSet<u8>>,
     /// The highest high watermark any leader announced, per (topic, partition).
     announced_high_watermarks: BTreeMap<(String, i32), i64>,
+    /// Every replica's log, for committed-prefix-agreed after every event (clusters).
+    prefixes: prefix::PrefixTracker,
     /// A replicated cluster: offsets may have gaps (leader-change control batches, which
     /// consumers skip; offsets must still increase), and acks=1 is not durable.
     offset_gaps_allowed: bool,
@@ -409,6 +479,7 @@ pub struct Checker {
     /// lifetime (a restarted replica learns what is committed from the leader again).
     core_high_watermark_per_lifetime: bool,
     group: GroupHistory,
+    consumers: ConsumerHistory,
     txn: TxnHistory,
     report: CheckReport,
 }
@@ -485,6 +556,7 @@ impl Checker {
 
     /// At the end of a group run: whether the group caught up after every fault healed.
     pub fn check_group_stabilized(&mut self, outcome: &Result<(), String>) {
+        self.consumers.group_stabilized = outcome.is_ok();
         self.check(Invariant::GroupStabilizes, outcome.is_ok(), None, || {
             format!(
                 "after healing, {}",
@@ -535,6 +607,11 @@ impl Checker {
                     });
                 }
                 self.group.assignments.push((*at, *generation));
+                *self
+                    .consumers
+                    .assignment_numbers
+                    .entry(*client)
+                    .or_insert(0) += 1;
             }
             ClientEvent::OffsetsCommitted {
                 client,
@@ -557,6 +634,15 @@ impl Checker {
                     )
                 });
                 for (partition, offset) in offsets {
+                    // The generation that owns the partition: the commit's, and in it, this
+                    // member.
+                    let owner = self.group.owners.get(&(*generation, *partition)).cloned();
+                    self.check(Invariant::FencedCommitsRejected, owner.as_ref() == Some(member), Some(*at), || {
+                        format!(
+                            "member {member} (client {client}) of generation {generation} had a commit of partition {partition} acknowledged, which {} in generation {generation}",
+                            owner.map_or("nobody was assigned".to_string(), |owner| format!("member {owner} owns"))
+                        )
+                    });
                     self.check_not_behind_commits(*partition, *offset, *started, *at, |before| {
                         format!(
                             "partition {partition}: member {member} (client {client}) had offset {offset} acknowledged, below {before} acknowledged before it was sent"
@@ -568,6 +654,56 @@ impl Checker {
                         .or_default()
                         .push((*at, *offset));
                 }
+            }
+            ClientEvent::Heartbeat {
+                client,
+                member,
+                generation,
+                outcome: CommitOutcome::Acknowledged,
+                started,
+                at,
+            } => {
+                let newest = self.group.newest_generation_before(*started);
+                self.check(Invariant::ExpiredMemberFenced, *generation >= newest, Some(*at), || {
+                    format!(
+                        "member {member} (client {client}) of generation {generation} had a heartbeat acknowledged, sent after generation {newest} was assigned: its session in generation {generation} was over"
+                    )
+                });
+            }
+            ClientEvent::GroupRead {
+                client,
+                member,
+                generation,
+                partition,
+                fetch_offset,
+                next_offset,
+                high_watermark,
+                records,
+                at,
+            } => {
+                let who = format!("member {member} (client {client}, generation {generation})");
+                self.observe_records(
+                    *partition,
+                    &who,
+                    *fetch_offset,
+                    *high_watermark,
+                    records,
+                    *at,
+                );
+                let number = self
+                    .consumers
+                    .assignment_numbers
+                    .get(client)
+                    .copied()
+                    .unwrap_or(0);
+                let key = (*partition, *client, member.clone(), *generation, number);
+                let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+                self.consumers
+                    .group_read
+                    .entry(*partition)
+                    .or_default()
+                    .extend(offsets.iter().copied());
+                self.observe_consumer_read(key, &who, *fetch_offset, *next_offset, offsets, *at);
             }
             ClientEvent::OffsetsFetched {
                 client,
@@ -998,6 +1134,119 @@ impl Checker {
         });
     }
 
+    /// consumer-no-skips and group-consumes-acknowledged, against the final logs.
+    fn check_consumer_skips(&mut self, finals: &BTreeMap<PartitionRef, FinalRead>) {
+        let assignments = std::mem::take(&mut self.consumers.assignments);
+        for ((partition, client, member, generation, _), reads) in &assignments {
+            let Some(Ok(log)) = finals.get(partition) else {
+                continue;
+            };
+            let who = if member.is_empty() {
+                format!("client {client}")
+            } else {
+                format!("member {member} (client {client}, generation {generation})")
+            };
+            for (from, to, got) in &reads.reads {
+                let start = log.records.partition_point(|record| record.offset < *from);
+                let skipped: Vec<i64> = log.records[start..]
+                    .iter()
+                    .take_while(|record| record.offset < *to)
+                    .map(|record| record.offset)
+                    .filter(|offset| got.binary_search(offset).is_err())
+                    .collect();
+                self.check(Invariant::ConsumerNoSkips, skipped.is_empty(), None, || {
+                    format!(
+                        "{partition}: {who} moved from {from} to {to} without reading the committed records at offsets {}",
+                        describe_offsets(&skipped)
+                    )
+                });
+            }
+        }
+        if !self.consumers.group_stabilized {
+            return;
+        }
+        let mut unread: BTreeMap<PartitionRef, Vec<i64>> = BTreeMap::new();
+        for write in self.writes.values() {
+            let Some(offset) = write.acknowledged_at else {
+                continue;
+            };
+            let in_final_log = finals.get(&write.partition).is_some_and(|read| {
+                read.as_ref().is_ok_and(|log| {
+                    log.records
+                        .binary_search_by_key(&offset, |record| record.offset)
+                        .is_ok()
+                })
+            });
+            // A lost write is acknowledged-writes-survive's to report.
+            if !in_final_log {
+                continue;
+            }
+            let read = self
+                .consumers
+                .group_read
+                .get(&write.partition)
+                .is_some_and(|offsets| offsets.contains(&offset));
+            *self
+                .report
+                .checks
+                .entry(Invariant::GroupConsumesAcknowledged)
+                .or_insert(0) += 1;
+            if !read {
+                unread.entry(write.partition).or_default().push(offset);
+            }
+        }
+        for (partition, mut offsets) in unread {
+            offsets.sort_unstable();
+            self.check(Invariant::GroupConsumesAcknowledged, false, None, || {
+                format!(
+                    "{partition}: the group stabilized, but no member ever read the acknowledged records at offsets {}",
+                    describe_offsets(&offsets)
+                )
+            });
+        }
+    }
+
+    /// committed-prefix-agreed: `compared` batches were compared with the committed ones,
+    /// and these disagreed.
+    fn prefix_checked(&mut self, compared: u64, found: Vec<prefix::Disagreement>, at: Micros) {
+        *self
+            .report
+            .checks
+            .entry(Invariant::CommittedPrefixAgreed)
+            .or_insert(0) += compared;
+        for (partition, offset, first, node, what) in found {
+            self.check(Invariant::CommittedPrefixAgreed, false, Some(at), || {
+                format!(
+                    "{partition}: below the high watermark, node {first} committed and node {node} holds different batches at offset {offset}: {what}"
+                )
+            });
+        }
+    }
+
+    /// Node `node` crashed; its disk kept `kept` (clusters: the replicas' logs for
+    /// committed-prefix-agreed).
+    pub fn node_crashed(&mut self, node: u8, kept: HeldBatches) {
+        if self.offset_gaps_allowed {
+            self.prefixes.replica_crashed(node, kept);
+        }
+    }
+
+    /// The leader of `topic`'s `partition` as last seen: the node that sent appends in the
+    /// newest leader epoch (clusters).
+    pub fn current_leader(&self, topic: &str, partition: i32) -> Option<u8> {
+        self.leaders
+            .range(
+                (topic.to_string(), partition, i32::MIN)..=(topic.to_string(), partition, i32::MAX),
+            )
+            .next_back()
+            .map(|(_, node)| *node)
+    }
+
+    /// Whether the checker follows replicas' logs (and wants `node_crashed`).
+    pub fn follows_replicas(&self) -> bool {
+        self.offset_gaps_allowed
+    }
+
     /// Node `node` restarted.
     pub fn node_restarted(&mut self, node: u8) {
         if self.core_high_watermark_per_lifetime {
@@ -1154,46 +1403,31 @@ impl Checker {
                 client,
                 partition,
                 fetch_offset,
+                next_offset,
                 high_watermark,
                 records,
                 started,
                 at,
             } => {
                 self.observe_client_high_watermark(*partition, *started, *at, *high_watermark);
-                let mut expected = *fetch_offset;
-                for record in records {
-                    let (offset, value) = (record.offset, &record.value);
-                    self.check(Invariant::ReadsBelowHighWatermark, offset < *high_watermark, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} read offset {offset} from a fetch reporting high watermark {high_watermark}"
-                        )
-                    });
-                    let in_order =
-                        offset == expected || (self.offset_gaps_allowed && offset > expected);
-                    self.check(Invariant::ReadsInOffsetOrder, in_order, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} fetched from {fetch_offset} and got offset {offset} where {expected} comes next"
-                        )
-                    });
-                    expected = offset + 1;
-                    let written_here = value
-                        .as_ref()
-                        .and_then(|value| self.writes.get(value))
-                        .is_some_and(|write| write.partition == *partition);
-                    self.check(Invariant::NoPhantomRecords, written_here, Some(*at), || {
-                        format!(
-                            "{partition}: client {client} read {value:?} at offset {offset}, which no client sent there"
-                        )
-                    });
-                    self.observe_at(
-                        *partition,
-                        offset,
-                        value,
-                        format!("client {client}'s fetch"),
-                        *at,
-                        Invariant::ReadsSurvive,
-                    );
-                }
+                let who = format!("client {client}");
+                self.observe_records(
+                    *partition,
+                    &who,
+                    *fetch_offset,
+                    *high_watermark,
+                    records,
+                    *at,
+                );
+                let number = self
+                    .consumers
+                    .assignment_numbers
+                    .get(client)
+                    .copied()
+                    .unwrap_or(0);
+                let key = (*partition, *client, String::new(), 0, number);
+                let offsets = records.iter().map(|record| record.offset).collect();
+                self.observe_consumer_read(key, &who, *fetch_offset, *next_offset, offsets, *at);
             }
             ClientEvent::FetchFailed {
                 client,
@@ -1204,6 +1438,14 @@ impl Checker {
             } => match failure {
                 FetchFailure::Broker { code } => {
                     let ok = *code != ErrorCode::OffsetOutOfRange.code();
+                    if !ok {
+                        // The consumer starts over from 0: a new assignment.
+                        *self
+                            .consumers
+                            .assignment_numbers
+                            .entry(*client)
+                            .or_insert(0) += 1;
+                    }
                     self.check(Invariant::HighWatermarkMonotonic, ok, Some(*at), || {
                         format!(
                             "{partition}: client {client}'s position {fetch_offset}, below a high watermark it saw, is now out of range"
@@ -1222,6 +1464,7 @@ impl Checker {
             ClientEvent::GroupAssigned { .. }
             | ClientEvent::OffsetsCommitted { .. }
             | ClientEvent::OffsetsFetched { .. }
+            | ClientEvent::Heartbeat { .. }
             | ClientEvent::GroupRead { .. } => self.observe_group(event),
             ClientEvent::TxnStarted { .. }
             | ClientEvent::TxnProduced { .. }
@@ -1232,6 +1475,81 @@ impl Checker {
             | ClientEvent::OutputFetched { .. }
             | ClientEvent::CopierOffsetsFetched { .. } => self.observe_transaction(event),
         }
+    }
+
+    /// Checks the records one fetch of `partition` from `fetch_offset` returned (by `who`).
+    fn observe_records(
+        &mut self,
+        partition: PartitionRef,
+        who: &str,
+        fetch_offset: i64,
+        high_watermark: i64,
+        records: &[ReadRecord],
+        at: Micros,
+    ) {
+        let mut expected = fetch_offset;
+        for record in records {
+            let (offset, value) = (record.offset, &record.value);
+            self.check(Invariant::ReadsBelowHighWatermark, offset < high_watermark, Some(at), || {
+                format!(
+                    "{partition}: {who} read offset {offset} from a fetch reporting high watermark {high_watermark}"
+                )
+            });
+            let in_order = offset == expected || (self.offset_gaps_allowed && offset > expected);
+            self.check(Invariant::ReadsInOffsetOrder, in_order, Some(at), || {
+                format!(
+                    "{partition}: {who} fetched from {fetch_offset} and got offset {offset} where {expected} comes next"
+                )
+            });
+            expected = offset + 1;
+            let written_here = value
+                .as_ref()
+                .and_then(|value| self.writes.get(value))
+                .is_some_and(|write| write.partition == partition);
+            self.check(Invariant::NoPhantomRecords, written_here, Some(at), || {
+                format!(
+                    "{partition}: {who} read {value:?} at offset {offset}, which no client sent there"
+                )
+            });
+            self.observe_at(
+                partition,
+                offset,
+                value,
+                format!("{who}'s fetch"),
+                at,
+                Invariant::ReadsSurvive,
+            );
+        }
+    }
+
+    /// consumer-never-backwards: an assignment's reads follow on from each other; the
+    /// ranges they cover are kept for consumer-no-skips.
+    fn observe_consumer_read(
+        &mut self,
+        key: AssignmentKey,
+        who: &str,
+        fetch_offset: i64,
+        next_offset: i64,
+        offsets: Vec<i64>,
+        at: Micros,
+    ) {
+        let partition = key.0;
+        let reads = self.consumers.assignments.entry(key).or_default();
+        let previous = reads.next;
+        if let Some(previous) = previous.filter(|previous| fetch_offset > *previous) {
+            reads.reads.push((previous, fetch_offset, Vec::new()));
+        }
+        let forward = previous.is_none_or(|previous| fetch_offset >= previous)
+            && next_offset >= fetch_offset
+            && offsets.last().is_none_or(|last| *last < next_offset);
+        reads.next = Some(next_offset.max(previous.unwrap_or(next_offset)));
+        reads.reads.push((fetch_offset, next_offset, offsets));
+        self.check(Invariant::ConsumerNeverBackwards, forward, Some(at), || {
+            format!(
+                "{partition}: {who} read from {fetch_offset} to {next_offset}, after its previous read of the same assignment ended at {}",
+                previous.unwrap_or_default()
+            )
+        });
     }
 
     /// Real-time order: a fetch that started after another ended must not report a lower
@@ -1301,6 +1619,15 @@ impl Checker {
                     *high_watermark,
                     at,
                 );
+                let mut found = Vec::new();
+                let compared = self.prefixes.leader_announced(
+                    node,
+                    partition,
+                    *epoch,
+                    *high_watermark,
+                    &mut found,
+                );
+                self.prefix_checked(compared, found, at);
                 return;
             }
             Output::Send {
@@ -1312,7 +1639,8 @@ impl Checker {
                                 epoch,
                                 outcome:
                                     AppendOutcome::Matched {
-                                        durable_end_offset, ..
+                                        durable_end_offset,
+                                        matched_end_offset,
                                     },
                             },
                     },
@@ -1324,10 +1652,45 @@ impl Checker {
                     .entry(key)
                     .or_insert(*durable_end_offset);
                 *reported = (*reported).max(*durable_end_offset);
+                let mut found = Vec::new();
+                let compared = self.prefixes.follower_matched(
+                    node,
+                    partition,
+                    *epoch,
+                    *matched_end_offset,
+                    &mut found,
+                );
+                self.prefix_checked(compared, found, at);
                 return;
             }
             Output::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
                 self.observe_persisted_state(node, partition, *state, at);
+                return;
+            }
+            Output::Storage(command) if self.offset_gaps_allowed => {
+                match command {
+                    StorageCommand::Append {
+                        partition,
+                        batch,
+                        bytes,
+                        ..
+                    } => self.prefixes.appended(node, partition, batch, bytes),
+                    StorageCommand::Truncate {
+                        partition,
+                        truncation,
+                    } => self.prefixes.truncated(node, partition, truncation),
+                    StorageCommand::DeleteSegment {
+                        partition,
+                        base_offset,
+                    } => self.prefixes.segment_deleted(node, partition, *base_offset),
+                    StorageCommand::CreatePartition { partition, .. }
+                    | StorageCommand::DeletePartition { partition } => {
+                        self.prefixes.partition_reset(node, partition)
+                    }
+                    StorageCommand::RollSegment { .. }
+                    | StorageCommand::PersistReplicaState { .. }
+                    | StorageCommand::PersistMetadata(_) => {}
+                }
                 return;
             }
             _ => {}
@@ -1471,6 +1834,7 @@ impl Checker {
             self.check(Invariant::Liveness, true, None, String::new);
             self.check_final_log(*partition, log);
         }
+        self.check_consumer_skips(finals);
         self.check(
             Invariant::Progress,
             progress.acknowledged >= MIN_ACKNOWLEDGED,
@@ -1702,6 +2066,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 2,
             high_watermark: 2,
             records: vec![record(0, "a"), record(1, "b")],
             started: 20,
@@ -1731,6 +2096,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 1,
             high_watermark: 0,
             records: vec![record(0, "a")],
             started: 20,
@@ -1783,6 +2149,255 @@ mod tests {
         }
     }
 
+    fn group_read(
+        client: u8,
+        generation: i32,
+        fetch_offset: i64,
+        next_offset: i64,
+        records: Vec<ReadRecord>,
+    ) -> ClientEvent {
+        ClientEvent::GroupRead {
+            client,
+            member: format!("m{client}"),
+            generation,
+            partition: P,
+            fetch_offset,
+            next_offset,
+            high_watermark: 4,
+            records,
+            at: 40,
+        }
+    }
+
+    fn assigned(client: u8, generation: i32) -> ClientEvent {
+        ClientEvent::GroupAssigned {
+            client,
+            member: format!("m{client}"),
+            generation,
+            partitions: vec![0],
+            at: 35,
+        }
+    }
+
+    /// A clean group history over the final log a, b, c, d (all acknowledged): member 1
+    /// reads 0..2 in generation 1, member 2 reads 2..4 in generation 2.
+    fn clean_group() -> Checker {
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&group_read(1, 1, 0, 1, vec![record(0, "a")]));
+        checker.observe_client(&group_read(1, 1, 1, 2, vec![record(1, "b")]));
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&group_read(
+            2,
+            2,
+            2,
+            4,
+            vec![record(2, "c"), record(3, "d")],
+        ));
+        checker.check_group_stabilized(&Ok(()));
+        checker
+    }
+
+    #[test]
+    fn a_consumer_that_skips_or_goes_back_within_an_assignment_is_caught() {
+        let finals = final_log(&["a", "b", "c", "d"]);
+        let report = clean_group().finish(&finals, progress());
+        assert!(report.passed(), "{:?}", report.violations);
+        assert!(report.checks[&Invariant::ConsumerNoSkips] >= 3);
+        // Member 1 reads 0..2 but was given only offset 0: b is skipped inside a read.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(1, 3, 0, 2, vec![record(0, "a")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+        // Member 1 jumps from 2 to 3 between two reads: c is skipped between reads.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(
+            1,
+            3,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.observe_client(&group_read(1, 3, 3, 4, vec![record(3, "d")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+        // Member 1 reads 0..2, then from 1 again in the same assignment: backwards.
+        let mut checker = clean_group();
+        checker.observe_client(&assigned(1, 3));
+        checker.observe_client(&group_read(
+            1,
+            3,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.observe_client(&group_read(1, 3, 1, 2, vec![record(1, "b")]));
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNeverBackwards]
+        );
+        // A plain consumer that skips offset 1 between fetches.
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        for (from, to, got) in [
+            (0, 1, vec![record(0, "a")]),
+            (2, 4, vec![record(2, "c"), record(3, "d")]),
+        ] {
+            checker.observe_client(&ClientEvent::Fetched {
+                client: 7,
+                partition: P,
+                fetch_offset: from,
+                next_offset: to,
+                high_watermark: 4,
+                records: got,
+                started: 20,
+                at: 30,
+            });
+        }
+        assert_eq!(
+            broken(&checker.finish(&finals, progress())),
+            vec![Invariant::ConsumerNoSkips]
+        );
+    }
+
+    fn commit(client: u8, generation: i32, partition: i32, started: Micros) -> ClientEvent {
+        ClientEvent::OffsetsCommitted {
+            client,
+            member: format!("m{client}"),
+            generation,
+            offsets: vec![(partition, 2)],
+            outcome: CommitOutcome::Acknowledged,
+            started,
+            at: started + 5,
+        }
+    }
+
+    #[test]
+    fn a_commit_outside_the_owning_generation_is_caught() {
+        // Member 1 owns partition 0 in generation 1 and commits it: fine.
+        let mut checker = Checker::new();
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&commit(1, 1, 0, 50));
+        assert!(checker.report.violations.is_empty());
+        // Member 2 commits partition 0 in generation 1, where member 1 owns it; then member
+        // 1 commits partition 1, which nobody was assigned in generation 1.
+        checker.observe_client(&commit(2, 1, 0, 60));
+        checker.observe_client(&commit(1, 1, 1, 70));
+        // Generation 2 is assigned to member 2; member 1's commit of generation 1 after
+        // that (a zombie) is acknowledged.
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&commit(1, 1, 0, 80));
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::FencedCommitsRejected; 3]
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_accepted_after_the_session_moved_on_is_caught() {
+        let heartbeat = |generation, started| ClientEvent::Heartbeat {
+            client: 1,
+            member: "m1".into(),
+            generation,
+            outcome: CommitOutcome::Acknowledged,
+            started,
+            at: started + 5,
+        };
+        let mut checker = Checker::new();
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&heartbeat(1, 50));
+        assert!(checker.report.violations.is_empty());
+        // Member 1 was paused past its session; generation 2 went to member 2 without it.
+        checker.observe_client(&assigned(2, 2));
+        checker.observe_client(&heartbeat(1, 60));
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::ExpiredMemberFenced]
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_record_the_group_never_read_is_caught() {
+        let mut checker = Checker::new();
+        checker.observe_client(&started(1, &["a", "b", "c", "d"]));
+        checker.observe_client(&acked(1, 0));
+        checker.observe_client(&assigned(1, 1));
+        checker.observe_client(&group_read(
+            1,
+            1,
+            0,
+            2,
+            vec![record(0, "a"), record(1, "b")],
+        ));
+        checker.check_group_stabilized(&Ok(()));
+        assert_eq!(
+            broken(&checker.finish(&final_log(&["a", "b", "c", "d"]), progress())),
+            vec![Invariant::GroupConsumesAcknowledged]
+        );
+    }
+
+    /// A batch of one record `value` appended at `base` in `leader_epoch`.
+    fn stored(base: i64, leader_epoch: i32, position: u32, value: &str) -> Output {
+        let bytes = myelin_client::records::encode_batch(
+            &[myelin_client::NewRecord::new(value.to_string()).with_timestamp(0)],
+            &myelin_client::BatchOptions::default(),
+        )
+        .unwrap();
+        Output::Storage(StorageCommand::Append {
+            partition: TopicPartition::new("events", 0),
+            batch: myelin_core::api::AppendedBatch {
+                segment_base_offset: 0,
+                position,
+                base_offset: base,
+                last_offset: base,
+                max_timestamp: 0,
+                leader_epoch,
+            },
+            bytes,
+            sequence: 0,
+        })
+    }
+
+    #[test]
+    fn replicas_disagreeing_below_the_high_watermark_are_caught_as_it_happens() {
+        let mut checker = Checker::new();
+        checker.for_cluster();
+        // Node 1 leads epoch 1 and writes a at 0 and b at 1; node 2 copies a, then holds c
+        // (a stale tail of an old leader) at 1, matched only to offset 1.
+        checker.observe_core(1, &stored(0, 1, 0, "a"), 1);
+        checker.observe_core(1, &stored(1, 1, 100, "b"), 2);
+        checker.observe_core(2, &stored(0, 1, 0, "a"), 3);
+        checker.observe_core(2, &stored(1, 0, 100, "c"), 4);
+        checker.observe_core(2, &durable(1, 1, 2), 5);
+        checker.observe_core(3, &durable(1, 1, 2), 5);
+        checker.observe_core(1, &append(2, 1, 1), 6);
+        checker.observe_core(2, &durable(1, 1, 1), 7);
+        assert!(checker.report.violations.is_empty(), "{:?}", checker.report);
+        assert!(checker.report.checks[&Invariant::CommittedPrefixAgreed] >= 2);
+        // The high watermark reaches 2: node 2's c, which it claims matches, is not b.
+        checker.observe_core(1, &append(2, 1, 2), 8);
+        checker.observe_core(2, &durable(1, 1, 2), 9);
+        assert_eq!(
+            broken(&checker.report),
+            vec![Invariant::CommittedPrefixAgreed]
+        );
+        // A crash that loses c, then the right batch: no further violation.
+        checker.node_crashed(2, Vec::new());
+        checker.observe_core(2, &stored(0, 1, 0, "a"), 10);
+        checker.observe_core(2, &stored(1, 1, 100, "b"), 11);
+        checker.observe_core(2, &durable(1, 1, 2), 12);
+        assert_eq!(checker.report.violations.len(), 1);
+    }
+
     #[test]
     fn a_persisted_epoch_or_vote_going_back_is_caught() {
         let mut checker = Checker::new();
@@ -1829,6 +2444,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 0,
+            next_offset: 4,
             high_watermark: 5,
             records: vec![record(0, "a"), record(2, "a"), record(3, "zz")],
             started: 20,
@@ -1838,6 +2454,7 @@ mod tests {
             client: 1,
             partition: P,
             fetch_offset: 4,
+            next_offset: 4,
             high_watermark: 4,
             records: vec![],
             started: 40,

@@ -44,6 +44,10 @@ use std::sync::{Mutex, MutexGuard};
 /// One batch as a disk holds it: (base offset, last offset, bytes).
 pub type StoredBatch = (i64, i64, Vec<u8>);
 
+/// Every partition's whole batches as (segment base offset, position in the segment, base
+/// offset, last offset, bytes), in log order (see [`SimDisk::held_batches`]).
+pub type HeldBatches = Vec<(TopicPartition, Vec<(i64, u32, i64, i64, Vec<u8>)>)>;
+
 /// How the last unsynced write is torn by a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -293,6 +297,34 @@ impl SimDisk {
             }
         }
         Some(batches)
+    }
+
+    /// Every whole batch of every partition, with its place in its segment: what recovery
+    /// will find (for the checkers' per-replica logs after a crash).
+    pub fn held_batches(&self) -> HeldBatches {
+        let state = self.lock();
+        state
+            .partitions
+            .iter()
+            .map(|(partition, files)| {
+                let mut batches = Vec::new();
+                for (base, segment) in &files.segments {
+                    let scan = scan(&state, &segment.bytes, *base);
+                    for batch in scan.batches {
+                        let start = batch.position as usize;
+                        let end = start + batch.header.size_bytes as usize;
+                        batches.push((
+                            *base,
+                            batch.position,
+                            batch.header.base_offset,
+                            batch.header.base_offset + i64::from(batch.header.last_offset_delta),
+                            segment.bytes[start..end].to_vec(),
+                        ));
+                    }
+                }
+                (partition.clone(), batches)
+            })
+            .collect()
     }
 
     /// The durable bytes of a segment (for tests).

@@ -16,7 +16,7 @@ use crate::group_protocol::{
     self, connect_to_coordinator, TopicToCreate, FIND_COORDINATOR_AGAIN, HEARTBEAT_INTERVAL_MS,
     REBALANCE_IN_PROGRESS, REJOIN_AS_NEW,
 };
-use crate::history::{ClientEvent, CommitOutcome};
+use crate::history::{ClientEvent, CommitOutcome, PartitionRef, ReadRecord};
 use crate::scenario::{GROUP, TOPIC};
 use crate::workload::{client_config, leader_address, ClientContext, MemberCommand};
 use myelin_client::{Connection, Error, FetchOptions};
@@ -120,7 +120,17 @@ pub(crate) async fn run_group_member(context: &mut ClientContext) {
             let (group, member_id, generation) =
                 (GROUP, member.member_id.clone(), member.generation);
             if let Some(coordinator) = member.coordinator.as_mut() {
-                if let Err(error) = coordinator.heartbeat(group, &member_id, generation).await {
+                let started = context.log.now_us();
+                let result = coordinator.heartbeat(group, &member_id, generation).await;
+                context.record(ClientEvent::Heartbeat {
+                    client: context.index,
+                    member: member_id,
+                    generation,
+                    outcome: commit_outcome(&result),
+                    started,
+                    at: context.log.now_us(),
+                });
+                if let Err(error) = result {
                     member.on_group_error(&error);
                 }
             }
@@ -230,10 +240,29 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
     };
     match fetcher.fetch(TOPIC, partition, position, &options).await {
         Ok(fetched) => {
+            let records = fetched
+                .records
+                .iter()
+                .map(|record| ReadRecord {
+                    offset: record.offset,
+                    value: record
+                        .value
+                        .as_ref()
+                        .map(|value| String::from_utf8_lossy(value).into_owned()),
+                })
+                .collect();
             context.record(ClientEvent::GroupRead {
                 client: context.index,
-                partition,
-                records: fetched.records.len() as u64,
+                member: member.member_id.clone(),
+                generation: member.generation,
+                partition: PartitionRef {
+                    node: context.topic_node,
+                    partition,
+                },
+                fetch_offset: position,
+                next_offset: fetched.next_offset,
+                high_watermark: fetched.high_watermark,
+                records,
                 at: context.log.now_us(),
             });
             member.positions.insert(partition, fetched.next_offset);
@@ -242,6 +271,19 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
             // Leadership moved, or the connection broke: find the leader again next time.
             member.fetchers.remove(&partition);
         }
+    }
+}
+
+/// How a group request ended, as the history records it.
+fn commit_outcome(result: &Result<(), Error>) -> CommitOutcome {
+    match result {
+        Ok(()) => CommitOutcome::Acknowledged,
+        Err(error) => match error.broker_code() {
+            Some(code) => CommitOutcome::Refused { code },
+            None => CommitOutcome::Indeterminate {
+                error: error.to_string(),
+            },
+        },
     }
 }
 
@@ -264,15 +306,7 @@ async fn commit_if_due(context: &mut ClientContext, member: &mut Member) -> Resu
     let result = coordinator
         .commit_offsets(GROUP, &member.member_id, member.generation, TOPIC, &offsets)
         .await;
-    let outcome = match &result {
-        Ok(()) => CommitOutcome::Acknowledged,
-        Err(error) => match error.broker_code() {
-            Some(code) => CommitOutcome::Refused { code },
-            None => CommitOutcome::Indeterminate {
-                error: error.to_string(),
-            },
-        },
-    };
+    let outcome = commit_outcome(&result);
     context.record(ClientEvent::OffsetsCommitted {
         client: context.index,
         member: member.member_id.clone(),

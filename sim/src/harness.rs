@@ -18,7 +18,7 @@ use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, OutputLogs, Pro
 use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{
-    ClientRole, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP, OUTPUT_PARTITIONS,
+    Aim, ClientRole, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP, OUTPUT_PARTITIONS,
     OUTPUT_TOPIC, TOPIC,
 };
 use crate::trace::{Source, Trace};
@@ -122,6 +122,9 @@ pub struct FaultCounts {
     pub crashes: u64,
     pub fail_stops: u64,
     pub restarts: u64,
+    /// Of the injected faults, those aimed at a role (see `scenario::Aim`).
+    #[serde(default)]
+    pub aimed: u64,
 }
 
 impl FaultCounts {
@@ -253,9 +256,10 @@ impl RunReport {
             .map(|(kind, count)| format!("{kind} {count}"))
             .collect();
         text.push_str(&format!(
-            "  faults: {} injected ({}), {} skipped; {} crashes ({} after fail-stop), {} restarts; disk: {} syncs, {} failed, {} torn writes, {} bytes lost\n",
+            "  faults: {} injected ({}; {} aimed at a role), {} skipped; {} crashes ({} after fail-stop), {} restarts; disk: {} syncs, {} failed, {} torn writes, {} bytes lost\n",
             faults.total_injected(),
             kinds.join(", "),
+            faults.aimed,
             faults.skipped,
             faults.crashes,
             faults.fail_stops,
@@ -609,6 +613,12 @@ impl Supervisor<'_> {
         let report = node.disk.crash(spec);
         node.up = false;
         node.paused = false;
+        let disk = node.disk.clone();
+        let mut state = self.log.lock();
+        if state.checker.follows_replicas() {
+            state.checker.node_crashed(index, disk.held_batches());
+        }
+        drop(state);
         self.note(
             Source::Node(index),
             "crash",
@@ -730,11 +740,13 @@ impl Supervisor<'_> {
                 node,
                 down_ms,
                 crash,
+                aim,
             } => {
-                let crashed = self.crash(*node, *crash, "scheduled crash");
+                let node = self.aimed_node(*aim, *node);
+                let crashed = self.crash(node, *crash, "scheduled crash");
                 if crashed {
                     self.faults.crashes += 1;
-                    self.schedule(now + down_ms, Action::Restart(*node));
+                    self.schedule(now + down_ms, Action::Restart(node));
                 }
                 crashed
             }
@@ -748,8 +760,10 @@ impl Supervisor<'_> {
                 }
                 pausable
             }
-            Fault::Isolate { node, .. } => {
-                self.clog(Clog::Node(*node));
+            Fault::Isolate { node, aim, .. } => {
+                let node = self.aimed_node(*aim, *node);
+                self.struck.insert(number, node);
+                self.clog(Clog::Node(node));
                 true
             }
             Fault::Split { .. } | Fault::NodeLinkLoss { .. } => {
@@ -844,6 +858,9 @@ impl Supervisor<'_> {
                 .injected
                 .entry(fault.kind().to_string())
                 .or_insert(0) += 1;
+            if let Fault::Crash { aim: Some(_), .. } | Fault::Isolate { aim: Some(_), .. } = fault {
+                self.faults.aimed += 1;
+            }
             let duration = fault.duration_ms();
             let heals_itself = matches!(
                 fault,
@@ -863,6 +880,42 @@ impl Supervisor<'_> {
         injected
     }
 
+    /// The node a fault aimed at `aim` strikes: the role's holder as the checkers last saw
+    /// it, else `node`.
+    fn aimed_node(&self, aim: Option<Aim>, node: u8) -> u8 {
+        let Some(aim) = aim else {
+            return node;
+        };
+        let group = if self.scenario.transactions {
+            COPIER_GROUP
+        } else {
+            GROUP
+        };
+        let (topic, partition) = match aim {
+            Aim::PartitionLeader { partition } => (TOPIC, partition),
+            Aim::GroupCoordinator => (
+                myelin_core::broker::OFFSETS_TOPIC,
+                myelin_core::broker::offsets_partition_of(group, SIM_OFFSETS_PARTITIONS),
+            ),
+            Aim::Controller => (myelin_core::broker::METADATA_TOPIC, 0),
+        };
+        let holder = self
+            .log
+            .lock()
+            .checker
+            .current_leader(topic, partition)
+            .filter(|holder| (1..=self.scenario.nodes).contains(holder));
+        self.note(
+            Source::Harness,
+            "aim",
+            &match holder {
+                Some(holder) => format!("{aim} is node {holder}"),
+                None => format!("{aim} is not known: node {node} instead"),
+            },
+        );
+        holder.unwrap_or(node)
+    }
+
     /// Undoes fault `number` (which was injected).
     fn heal(&mut self, number: usize) {
         let fault = self.scenario.faults[number].fault.clone();
@@ -875,7 +928,10 @@ impl Supervisor<'_> {
                     target.paused = false;
                 }
             }
-            Fault::Isolate { node, .. } => self.unclog(Clog::Node(*node)),
+            Fault::Isolate { node, .. } => {
+                let node = self.struck.get(&number).copied().unwrap_or(*node);
+                self.unclog(Clog::Node(node));
+            }
             Fault::Split { .. } | Fault::NodeLinkLoss { .. } => {
                 for clog in node_link_clogs(self.scenario.nodes, &fault) {
                     self.unclog(clog);

@@ -72,11 +72,14 @@ pub enum ClientEvent {
         outcome: ProduceOutcome,
         at: Micros,
     },
-    /// A fetch answered: the records from `fetch_offset` on, below `high_watermark`.
+    /// A fetch answered: the records from `fetch_offset` on, below `high_watermark`; the
+    /// consumer's next fetch starts at `next_offset` (past the batches it got, control
+    /// batches included).
     Fetched {
         client: u8,
         partition: PartitionRef,
         fetch_offset: i64,
+        next_offset: i64,
         high_watermark: i64,
         records: Vec<ReadRecord>,
         started: Micros,
@@ -108,6 +111,16 @@ pub enum ClientEvent {
         started: Micros,
         at: Micros,
     },
+    /// A group member's Heartbeat in `generation` ended (a refusal carries the coordinator's
+    /// error code).
+    Heartbeat {
+        client: u8,
+        member: String,
+        generation: i32,
+        outcome: CommitOutcome,
+        started: Micros,
+        at: Micros,
+    },
     /// An OffsetFetch answered with the group's committed offsets (-1: none).
     OffsetsFetched {
         client: u8,
@@ -115,11 +128,17 @@ pub enum ClientEvent {
         started: Micros,
         at: Micros,
     },
-    /// A group member read `records` records of a partition.
+    /// A group member, in its assignment of `generation`, read `partition` from
+    /// `fetch_offset`: `records`, and its position moved to `next_offset`.
     GroupRead {
         client: u8,
-        partition: i32,
-        records: u64,
+        member: String,
+        generation: i32,
+        partition: PartitionRef,
+        fetch_offset: i64,
+        next_offset: i64,
+        high_watermark: i64,
+        records: Vec<ReadRecord>,
         at: Micros,
     },
     /// A transactional client begins transaction `txn` (before it adds a partition).
@@ -237,6 +256,7 @@ impl ClientEvent {
             | ClientEvent::GroupAssigned { at, .. }
             | ClientEvent::OffsetsCommitted { at, .. }
             | ClientEvent::OffsetsFetched { at, .. }
+            | ClientEvent::Heartbeat { at, .. }
             | ClientEvent::GroupRead { at, .. }
             | ClientEvent::TxnStarted { at, .. }
             | ClientEvent::TxnProduced { at, .. }
@@ -312,9 +332,24 @@ impl ClientEvent {
             ClientEvent::OffsetsFetched { offsets, .. } => {
                 format!("group committed offsets fetched: {offsets:?}")
             }
+            ClientEvent::Heartbeat {
+                member,
+                generation,
+                outcome,
+                ..
+            } => format!("member {member} (generation {generation}) heartbeat: {outcome:?}"),
             ClientEvent::GroupRead {
-                partition, records, ..
-            } => format!("group member read {records} record(s) of partition {partition}"),
+                member,
+                generation,
+                partition,
+                fetch_offset,
+                next_offset,
+                records,
+                ..
+            } => format!(
+                "member {member} (generation {generation}) read {} record(s) of {partition} from {fetch_offset} to {next_offset}",
+                records.len()
+            ),
             ClientEvent::TxnStarted { txn, .. } => format!("transaction {txn} begins"),
             ClientEvent::TxnProduced {
                 txn,
@@ -473,10 +508,10 @@ impl History {
                 CommitOutcome::Acknowledged => counts.group_commits_acknowledged += 1,
                 _ => counts.group_commits_refused += 1,
             },
-            ClientEvent::OffsetsFetched { .. } => {}
+            ClientEvent::OffsetsFetched { .. } | ClientEvent::Heartbeat { .. } => {}
             ClientEvent::GroupRead { records, .. } => {
                 counts.fetches += 1;
-                counts.records_read += records;
+                counts.records_read += records.len() as u64;
             }
             ClientEvent::TxnEnded {
                 commit, outcome, ..

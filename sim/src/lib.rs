@@ -57,6 +57,10 @@
 //!   topic each, clients talking to one node; `--cluster`, `--groups` and
 //!   `--transactions` seeds run one replicated cluster. The checkers key everything by
 //!   (node, partition).
+//! - **Faults aimed at roles**: group scenarios (not cluster ones yet) aim some crashes and
+//!   isolations at the current leader of a partition, the controller or the group
+//!   coordinator (`scenario::Aim`), resolved when they strike from the leadership the
+//!   checkers observed, so the faults land where the protocols are busiest.
 //! - **The final check survives a power loss**: after the workload, every fault heals, every
 //!   node crashes once more and restarts, and each partition is read back in full. What
 //!   was acknowledged (or read) must be there.

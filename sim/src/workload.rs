@@ -484,6 +484,7 @@ async fn run_consumer(context: &mut ClientContext) {
                     client: context.index,
                     partition: context.partition(),
                     fetch_offset: position,
+                    next_offset: fetched.next_offset,
                     high_watermark: fetched.high_watermark,
                     records,
                     started,
