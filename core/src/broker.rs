@@ -86,8 +86,6 @@ struct PartitionState {
     /// Open transactions, the last stable offset and the aborted-transaction index.
     txns: PartitionTransactions,
     replica: Replica,
-    #[cfg(feature = "defects")]
-    defect: Option<crate::defects::Defect>,
     segment_bytes: u32,
 }
 
@@ -525,7 +523,8 @@ impl Broker {
             }
         });
         let fresh = rebuilt.is_none();
-        let (mut log, producers, txns) = rebuilt.unwrap_or_else(|| {
+        #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
+        let (mut log, producers, mut txns) = rebuilt.unwrap_or_else(|| {
             outputs.push(Output::Storage(StorageCommand::CreatePartition {
                 partition: partition.clone(),
                 base_offset: 0,
@@ -553,7 +552,10 @@ impl Broker {
             replica.expedite_election(now_ms);
         }
         #[cfg(feature = "defects")]
-        replica.set_defect(self.config.defect);
+        {
+            replica.set_defect(self.config.defect);
+            txns.set_defect(self.config.defect);
+        }
         if partition.topic == OFFSETS_TOPIC {
             self.group_coordinator
                 .open_shard(partition.partition, records, log.log_end_offset());
@@ -568,8 +570,6 @@ impl Broker {
                 producers,
                 txns,
                 replica,
-                #[cfg(feature = "defects")]
-                defect: self.config.defect,
                 segment_bytes,
             },
         );
@@ -1351,10 +1351,6 @@ impl Broker {
         if isolation == Isolation::ReadCommitted {
             result.aborted_transactions =
                 state.txns.aborted_between(wanted.fetch_offset, upper_bound);
-            #[cfg(feature = "defects")]
-            if self.config.defect == Some(crate::defects::Defect::EmptyAbortedTransactions) {
-                result.aborted_transactions.clear();
-            }
         }
         result
     }
@@ -1580,10 +1576,6 @@ fn check_leader_epoch(client_epoch: i32, replica: &Replica) -> Result<(), ErrorC
 /// The last stable offset: the high watermark, held back by the earliest transaction
 /// whose outcome is not committed yet.
 fn last_stable_offset(state: &PartitionState) -> i64 {
-    #[cfg(feature = "defects")]
-    if state.defect == Some(crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions) {
-        return state.log.high_watermark();
-    }
     state.txns.last_stable_offset(state.log.high_watermark())
 }
 

@@ -85,6 +85,9 @@ pub struct PartitionTransactions {
     /// The coordinator epoch of each producer's last marker written by this node: a marker
     /// from an older coordinator is fenced (TRANSACTION_COORDINATOR_FENCED).
     coordinator_epochs: BTreeMap<i64, i32>,
+    /// A deliberate defect of the read_committed view (see `core/src/defects.rs`).
+    #[cfg(feature = "defects")]
+    defect: Option<crate::defects::Defect>,
 }
 
 /// What a marker request should do in this partition.
@@ -99,6 +102,13 @@ pub enum MarkerAction {
 }
 
 impl PartitionTransactions {
+    /// Switches on a deliberate defect (only those of this type take effect:
+    /// `LastStableOffsetIgnoresOpenTransactions`, `EmptyAbortedTransactions`).
+    #[cfg(feature = "defects")]
+    pub fn set_defect(&mut self, defect: Option<crate::defects::Defect>) {
+        self.defect = defect;
+    }
+
     /// Takes a batch appended at `base_offset` into account (`control_type` as
     /// `records::control_record_type` reads it).
     pub fn on_batch(&mut self, header: &BatchHeader, base_offset: i64, control_type: Option<i16>) {
@@ -145,6 +155,10 @@ impl PartitionTransactions {
 
     /// The last stable offset under high watermark `high_watermark`.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        #[cfg(feature = "defects")]
+        if self.defect == Some(crate::defects::Defect::LastStableOffsetIgnoresOpenTransactions) {
+            return high_watermark;
+        }
         let open = self.open.values().map(|open| open.first_offset);
         let unreplicated = self
             .ended
@@ -206,6 +220,10 @@ impl PartitionTransactions {
     /// The aborted transactions a read_committed fetch of `[from, to)` must report: those
     /// with records there.
     pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTransaction> {
+        #[cfg(feature = "defects")]
+        if self.defect == Some(crate::defects::Defect::EmptyAbortedTransactions) {
+            return Vec::new();
+        }
         self.aborted
             .iter()
             .filter(|entry| entry.last_offset >= from && entry.first_offset < to)

@@ -433,6 +433,20 @@ struct Partition {
     consumed: BTreeSet<i64>,
 }
 
+impl Partition {
+    /// A fresh partition, its read_committed view with `defect` (a defect name) if it is
+    /// one of `PartitionTransactions`'.
+    fn with_defect(_defect: Option<&str>) -> Self {
+        #[allow(unused_mut)]
+        let mut partition = Self::default();
+        #[cfg(feature = "defects")]
+        partition
+            .txns
+            .set_defect(_defect.and_then(crate::defects::Defect::from_name));
+        partition
+    }
+}
+
 /// What the coordinator sees of the replay's node: its one `__transaction_state`
 /// partition, led here, and topic `t`, whose partition p is led by node `10 + p` (so that
 /// each marker request names one partition, as the spec's do).
@@ -508,7 +522,7 @@ impl System {
             answers: Vec::new(),
             partitions: PARTITIONS
                 .iter()
-                .map(|p| (*p, Partition::default()))
+                .map(|p| (*p, Partition::with_defect(_defect)))
                 .collect(),
             reply: (String::new(), String::new()),
             now_ms: 0,
@@ -944,7 +958,8 @@ impl System {
     }
 }
 
-/// Replays `trace`; `defect` is a transaction coordinator defect the coordinator runs with.
+/// Replays `trace`; `defect` names a deliberate defect the coordinator and the partitions
+/// run with.
 fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
     let mut system = System::new(_defect);
     for (index, state) in trace.states.iter().enumerate() {
@@ -1014,25 +1029,30 @@ fn transactions_replay_reports_an_altered_spec_state() {
     );
 }
 
-/// The transaction coordinator's defect the spec models, switched on in the real
-/// coordinator, makes some trace of the correct spec diverge. (The spec's other two,
-/// `empty-aborted-transactions` and `last-stable-offset-ignores-open-transactions`, live
-/// in the broker's fetch path, `broker.rs`, which the replay does not drive.)
+/// Each defect of the transaction coordinator and of a partition's read_committed view
+/// (`PartitionTransactions`) that the spec models, switched on in the real code, makes some
+/// trace of the correct spec diverge.
 #[cfg(feature = "defects")]
 #[test]
-fn transaction_coordinator_defect_diverges_from_the_spec() {
-    let defect = crate::defects::Defect::CompleteBeforeMarkers;
-    let caught = traces()
-        .iter()
-        .find_map(|trace| replay(trace, Some(defect.name())).err());
-    match caught {
-        Some(divergence) => eprintln!(
-            "mbt transactions: {defect} caught at step {} of {} ({}): {}",
-            divergence.step,
-            divergence.trace.display(),
-            divergence.action,
-            divergence.differences.join("; ")
-        ),
-        None => panic!("{defect}: no trace diverged"),
+fn transaction_defects_diverge_from_the_spec() {
+    use crate::defects::Defect;
+    for defect in [
+        Defect::CompleteBeforeMarkers,
+        Defect::EmptyAbortedTransactions,
+        Defect::LastStableOffsetIgnoresOpenTransactions,
+    ] {
+        let caught = traces()
+            .iter()
+            .find_map(|trace| replay(trace, Some(defect.name())).err());
+        match caught {
+            Some(divergence) => eprintln!(
+                "mbt transactions: {defect} caught at step {} of {} ({}): {}",
+                divergence.step,
+                divergence.trace.display(),
+                divergence.action,
+                divergence.differences.join("; ")
+            ),
+            None => panic!("{defect}: no trace diverged"),
+        }
     }
 }
