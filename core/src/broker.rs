@@ -4,11 +4,11 @@
 //! `Broker::step(now_ms, input) -> outputs` is the only way state changes. Every partition
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
-//! whose leader is the controller (see `broker/controller.rs`). A single node is a cluster of one:
-//! every group has one voter, which leads at once. The group coordinator and the
-//! transaction coordinator are state machines of their own ([`crate::group_coordinator`],
-//! [`crate::transaction_coordinator`]) that the broker drives (`broker/group_driver.rs`,
-//! `broker/transactions.rs`).
+//! whose leader is the controller (see [`crate::controller`]). A single node is a cluster of one:
+//! every group has one voter, which leads at once. The controller, the group coordinator
+//! and the transaction coordinator are state machines of their own ([`crate::controller`],
+//! [`crate::group_coordinator`], [`crate::transaction_coordinator`]) that the broker drives
+//! (`broker/controller_driver.rs`, `broker/group_driver.rs`, `broker/transactions.rs`).
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches
 //! are below the high watermark (held durably by a majority of the partition's replicas),
@@ -32,7 +32,7 @@
 //! - iteration that reaches an output is over ordered maps: the same inputs give the same
 //!   outputs (the determinism test checks it).
 
-mod controller;
+mod controller_driver;
 mod coordinator_lookup;
 mod group_driver;
 mod transactions;
@@ -44,6 +44,7 @@ use crate::api::{
     LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use crate::batch::validate_record_set;
+use crate::controller::{Controller, ControllerConfig};
 use crate::group_coordinator::GroupCoordinator;
 use crate::internal_log::{InternalPartitions, ShardStatus};
 use crate::log::PartitionLog;
@@ -54,14 +55,13 @@ use crate::replication::{Effect, NodeId, Replica, ReplicaContext, ReplicaState};
 use crate::transaction_coordinator::{
     TransactionCoordinator, TransactionNode, TxnCoordinatorConfig,
 };
-use controller::Controller;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::controller::{METADATA_TOPIC, PARTITIONS_PER_TOPIC_MAX};
 pub use crate::group_coordinator::{offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
-pub use controller::METADATA_TOPIC;
 
 /// Whether a topic is internal: written by the broker only, never by clients.
 pub fn is_internal_topic(topic: &str) -> bool {
@@ -73,8 +73,6 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 /// A node's producer ids are `node_id << PRODUCER_ID_NODE_SHIFT | counter`, so nodes never
 /// hand out the same id without asking each other.
 pub const PRODUCER_ID_NODE_SHIFT: u32 = 40;
-/// Most partitions a topic may have.
-pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// How often retention runs.
 const RETENTION_CHECK_INTERVAL_MS: i64 = 1_000;
 
@@ -192,14 +190,12 @@ impl InternalPartitions for InternalPartitionsView<'_> {
 /// What the transaction coordinator sees of this node.
 struct TxnNodeView<'a> {
     transaction_state: InternalPartitionsView<'a>,
-    node_id: NodeId,
     now_ms: i64,
     controller: &'a Controller,
 }
 
 impl<'a> TxnNodeView<'a> {
     fn new(
-        node_id: NodeId,
         now_ms: i64,
         metadata: &'a ClusterMetadata,
         partitions: &'a BTreeMap<TopicPartition, PartitionState>,
@@ -211,7 +207,6 @@ impl<'a> TxnNodeView<'a> {
                 metadata,
                 partitions,
             },
-            node_id,
             now_ms,
             controller,
         }
@@ -240,7 +235,7 @@ impl TransactionNode for TxnNodeView<'_> {
     fn partition_leader(&self, partition: &TopicPartition) -> Option<NodeId> {
         let hosted = hosted_leader(self.transaction_state.partitions, partition);
         self.controller
-            .live_leader(self.node_id, partition, hosted, self.now_ms)
+            .live_leader(partition, hosted, self.now_ms)
             .map(|(_, leader)| leader)
     }
 }
@@ -283,9 +278,20 @@ impl Broker {
         let next_producer_id = metadata.producer_id_block_end.max(node_base);
         let mut internal_logs = recovery.internal_logs;
         let metadata_log = internal_logs
-            .remove(&controller::metadata_partition())
+            .remove(&crate::controller::metadata_partition())
             .unwrap_or_default();
-        let controller = Controller::new(&metadata, &metadata_log);
+        let controller_config = ControllerConfig {
+            this_node: crate::metadata::NodeInfo {
+                node_id: config.node_id,
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+            },
+            voters: config.voters.clone(),
+            default_partition_count: config.default_partition_count,
+            topic_defaults: config.topic_defaults.clone(),
+            auto_create_topics: config.auto_create_topics,
+        };
+        let controller = Controller::new(controller_config, &metadata, &metadata_log);
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
@@ -447,7 +453,7 @@ impl Broker {
     /// and every partition whose replicas include this node.
     fn hosted_partitions(&self) -> Vec<TopicPartition> {
         let node = self.config.node_id;
-        let mut hosted = vec![controller::metadata_partition()];
+        let mut hosted = vec![crate::controller::metadata_partition()];
         for topic in self.metadata.topics.values() {
             for index in 0..topic.partition_count {
                 if topic.replicas(index, node).contains(&node) {
@@ -792,7 +798,9 @@ impl Broker {
             }
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
             PeerMessage::Forward { id, op } => self.on_forward(now_ms, from, id, op, outputs),
-            PeerMessage::Forwarded { id, results } => self.on_forwarded(id, results, outputs),
+            PeerMessage::Forwarded { id, results } => {
+                self.on_forwarded(now_ms, id, results, outputs)
+            }
             message @ (PeerMessage::VerifyTxn { .. }
             | PeerMessage::TxnVerified { .. }
             | PeerMessage::WriteTxnMarkers { .. }
@@ -1480,21 +1488,6 @@ impl Broker {
         let allocated = self.next_producer_id;
         self.next_producer_id += 1;
         allocated
-    }
-
-    /// Appends one batch of broker-written JSON records to an internal partition this node
-    /// leads; returns the offset its commit must reach and the epoch, or `None` if this
-    /// node does not lead it.
-    fn append_internal_batch<T: serde::Serialize>(
-        &mut self,
-        now_ms: i64,
-        partition: &TopicPartition,
-        records: &[T],
-        outputs: &mut Vec<Output>,
-    ) -> Option<(i64, i32)> {
-        let encoded = crate::records::encode_json_records(records);
-        let batch = crate::records::encode_batch(&encoded, now_ms, 0, -1);
-        self.append_broker_batch(now_ms, partition, batch, outputs)
     }
 
     /// Appends a batch the broker wrote (internal records, a transaction marker) to a

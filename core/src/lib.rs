@@ -44,8 +44,9 @@
 //! transaction coordinator's states and decisions), [`transaction_coordinator`] (the
 //! transactional ids of a node, over `__transaction_state`, and their markers),
 //! [`partition_txns`] (a partition's open and aborted transactions, the last stable
-//! offset), [`api`] (the inputs and outputs), [`broker`] (each Kafka API's meaning,
-//! composing the above; its `controller` and `transactions` submodules).
+//! offset), [`controller`] (the metadata log and its controller), [`api`] (the inputs and
+//! outputs), [`broker`] (each Kafka API's meaning, composing the above and driving the
+//! controller and the coordinators).
 //!
 //! ## Invariant checks
 //! Each module states its invariants in its doc and checks them with [`invariant!`] (or,
@@ -71,6 +72,7 @@ macro_rules! invariant {
 pub mod api;
 pub mod batch;
 pub mod broker;
+pub mod controller;
 #[cfg(feature = "defects")]
 pub mod defects;
 pub mod group_coordinator;

@@ -173,13 +173,7 @@ impl Broker {
         now_ms: i64,
         call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> R,
     ) -> R {
-        let node = TxnNodeView::new(
-            self.config.node_id,
-            now_ms,
-            &self.metadata,
-            &self.partitions,
-            &self.controller,
-        );
+        let node = TxnNodeView::new(now_ms, &self.metadata, &self.partitions, &self.controller);
         let mut context = TxnContext {
             now_ms,
             node: &node,

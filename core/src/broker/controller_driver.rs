@@ -1,0 +1,248 @@
+//! How the broker drives its controller ([`crate::controller`]): the controller's view of
+//! this node, executing its outputs (appending its batches to the metadata log and
+//! reporting each back), and the node's part of applying the metadata log: persisting the
+//! snapshot, then opening and removing the partitions a change gives or takes.
+
+use super::{hosted_leader, Broker, PartitionState};
+use crate::api::{AdminOp, Output, RequestId, Response, TopicResult};
+use crate::controller::{
+    metadata_partition, Controller, ControllerContext, ControllerNode, ControllerOutput,
+};
+use crate::metadata::{ClusterMetadata, NodeInfo, TopicPartition};
+use crate::replication::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What the controller sees of this node.
+struct ControllerView<'a> {
+    metadata: &'a ClusterMetadata,
+    partitions: &'a BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl ControllerNode for ControllerView<'_> {
+    fn metadata(&self) -> &ClusterMetadata {
+        self.metadata
+    }
+
+    fn controller_id(&self) -> Option<NodeId> {
+        self.partitions
+            .get(&metadata_partition())
+            .and_then(|state| state.replica.leader())
+    }
+
+    fn metadata_leader_epoch(&self) -> Option<i32> {
+        self.partitions
+            .get(&metadata_partition())
+            .filter(|state| state.replica.is_leader())
+            .map(|state| state.replica.epoch())
+    }
+
+    fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
+        hosted_leader(self.partitions, partition)
+    }
+
+    fn led_partitions(&self) -> Vec<(TopicPartition, i32)> {
+        self.partitions
+            .iter()
+            .filter(|(_, state)| state.replica.is_leader())
+            .map(|(partition, state)| (partition.clone(), state.replica.epoch()))
+            .collect()
+    }
+}
+
+impl Broker {
+    /// Whether the applied metadata lists this node with its current address.
+    pub(super) fn is_registered(&self) -> bool {
+        self.controller.is_registered(&self.metadata)
+    }
+
+    pub(super) fn this_node(&self) -> NodeInfo {
+        self.controller.this_node()
+    }
+
+    /// The controller (the metadata log's leader), if known.
+    pub fn controller_id(&self) -> Option<NodeId> {
+        self.partitions
+            .get(&metadata_partition())
+            .and_then(|state| state.replica.leader())
+    }
+
+    /// A partition's (leader epoch, leader), from this node's replica or the announcements,
+    /// if that leader is live.
+    pub(super) fn partition_leader(
+        &self,
+        partition: &TopicPartition,
+        now_ms: i64,
+    ) -> Option<(i32, NodeId)> {
+        let hosted = hosted_leader(&self.partitions, partition);
+        self.controller.live_leader(partition, hosted, now_ms)
+    }
+
+    /// Applies every committed metadata batch not applied yet; persists the snapshot, then
+    /// opens and removes the partitions the changes give or take from this node.
+    pub(super) fn apply_committed_metadata(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        let Some(committed) = self
+            .partitions
+            .get(&metadata_partition())
+            .map(|state| state.log.high_watermark())
+        else {
+            return;
+        };
+        let Some(changed_topics) = self
+            .controller
+            .apply_committed(&mut self.metadata, committed)
+        else {
+            return;
+        };
+        outputs.push(self.persist_metadata());
+        let hosted: BTreeSet<TopicPartition> = self.hosted_partitions().into_iter().collect();
+        let stale: Vec<TopicPartition> = self
+            .partitions
+            .keys()
+            .filter(|partition| changed_topics.contains(&partition.topic))
+            .filter(|partition| !hosted.contains(*partition))
+            .cloned()
+            .collect();
+        for partition in stale {
+            tracing::info!(%partition, "partition removed");
+            self.close_partition(&partition, outputs);
+        }
+        for partition in hosted {
+            if changed_topics.contains(&partition.topic)
+                && !self.partitions.contains_key(&partition)
+            {
+                tracing::info!(%partition, "partition created");
+                self.open_partition(now_ms, partition, None, None, outputs);
+            }
+        }
+    }
+
+    /// A client's CreateTopics or DeleteTopics.
+    pub(super) fn admin_request(
+        &mut self,
+        now_ms: i64,
+        id: RequestId,
+        op: AdminOp,
+        outputs: &mut Vec<Output>,
+    ) {
+        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+            controller.admin_request(context, id, op)
+        });
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    pub(super) fn on_forward(
+        &mut self,
+        now_ms: i64,
+        from: NodeId,
+        id: u64,
+        op: AdminOp,
+        outputs: &mut Vec<Output>,
+    ) {
+        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+            controller.on_forward(context, from, id, op)
+        });
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    pub(super) fn on_forwarded(
+        &mut self,
+        now_ms: i64,
+        id: u64,
+        results: Vec<TopicResult>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let controller_outputs = self.controller.on_forwarded(id, results);
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    /// After every step: see `Controller::release_admin`.
+    pub(super) fn release_admin(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+            controller.release_admin(context)
+        });
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    /// Timers: leader announcements, this node's registration, the cluster id.
+    pub(super) fn controller_tick(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        let controller_outputs =
+            self.drive_controller(now_ms, |controller, context| controller.tick(context));
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    /// Runs an admin operation nobody waits for (auto-creation) at the controller.
+    pub(super) fn submit_unanswered(
+        &mut self,
+        now_ms: i64,
+        op: AdminOp,
+        outputs: &mut Vec<Output>,
+    ) {
+        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+            controller.submit_unanswered(context, op)
+        });
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    }
+
+    pub(super) fn metadata_request(
+        &mut self,
+        now_ms: i64,
+        topics: Option<Vec<String>>,
+        allow_auto_create: bool,
+        outputs: &mut Vec<Output>,
+    ) -> Response {
+        let (response, controller_outputs) = self
+            .drive_controller(now_ms, |controller, context| {
+                controller.metadata_request(context, topics, allow_auto_create)
+            });
+        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        response
+    }
+
+    pub(super) fn describe_configs(&self, name: &str) -> TopicResult {
+        crate::controller::describe_configs(&self.metadata, name)
+    }
+
+    /// Calls the controller with its view of this node.
+    fn drive_controller<R>(
+        &mut self,
+        now_ms: i64,
+        call: impl FnOnce(&mut Controller, &mut ControllerContext<'_>) -> R,
+    ) -> R {
+        let node = ControllerView {
+            metadata: &self.metadata,
+            partitions: &self.partitions,
+        };
+        let mut context = ControllerContext {
+            now_ms,
+            node: &node,
+            rng: &mut self.rng,
+        };
+        call(&mut self.controller, &mut context)
+    }
+
+    /// Carries out the controller's outputs in order, reporting each append back before
+    /// the next.
+    fn execute_controller_outputs(
+        &mut self,
+        now_ms: i64,
+        controller_outputs: Vec<ControllerOutput>,
+        outputs: &mut Vec<Output>,
+    ) {
+        for controller_output in controller_outputs {
+            match controller_output {
+                ControllerOutput::Respond { id, response } => {
+                    outputs.push(Output::Respond { id, response })
+                }
+                ControllerOutput::Send { to, message } => {
+                    outputs.push(Output::Send { to, message })
+                }
+                ControllerOutput::Append { batch, write } => {
+                    let appended =
+                        self.append_broker_batch(now_ms, &metadata_partition(), batch, outputs);
+                    let replies = self.controller.appended(write, appended);
+                    self.execute_controller_outputs(now_ms, replies, outputs);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1007 @@
+//! The controller: cluster metadata as a replicated log, as in KRaft. A state machine of its
+//! own, driven by the broker (or by a test): it reads what it needs of its node through
+//! [`ControllerNode`] and returns what the node must do as [`ControllerOutput`]s.
+//!
+//! The metadata log is the partition `__cluster_metadata-0`; its voters are every node of the
+//! cluster, and its leader is the controller. Each batch holds JSON-encoded
+//! [`MetadataRecord`]s (readable with any Kafka consumer tool that can reach the files). Only
+//! the controller appends: CreateTopics, DeleteTopics and node registrations sent to another
+//! node are forwarded to it (`PeerMessage::Forward`), and its answer comes back
+//! (`PeerMessage::Forwarded`) once the records are committed and applied.
+//!
+//! Every node applies committed records in log order to its [`ClusterMetadata`]
+//! ([`Controller::apply_committed`]); the node persists the result as a snapshot (with the
+//! offset it has applied up to), and only then opens or removes the partitions the change
+//! gives it. At restart, the snapshot is the starting point and the records past it are
+//! replayed as the log commits them again.
+//!
+//! Partition leadership is not in the log (elections are per partition): every node
+//! announces the partitions it leads to every other node, at once on a change and every
+//! second, so that any node can name any partition's leader in a Metadata response.
+//!
+//! ## Driving it
+//! - Every batch appended to the metadata log and every truncation of it:
+//!   [`Controller::on_appended`], [`Controller::on_truncated`]; after every step, what is
+//!   committed: [`Controller::apply_committed`], then [`Controller::release_admin`].
+//! - Admin requests: [`Controller::admin_request`]; forwarded ones and their answers:
+//!   [`Controller::on_forward`], [`Controller::on_forwarded`]; an operation nobody waits
+//!   for (auto-creation): [`Controller::submit_unanswered`]; Metadata and DescribeConfigs:
+//!   [`Controller::metadata_request`], [`describe_configs`].
+//! - Peers: [`Controller::heard_from`] on every message, [`Controller::learn_leaders`] on an
+//!   announcement; this node's replica became a leader: [`Controller::announce_soon`].
+//! - Timers: [`Controller::tick`] by [`Controller::next_wakeup_ms`].
+//! - Outputs are executed in order; an `Append`'s result is reported with
+//!   [`Controller::appended`] before the next output.
+//!
+//! Invariants:
+//! - a record is applied only once committed (below the metadata log's high watermark), in
+//!   offset order, once: the snapshot's `applied_end_offset` says where replay resumes;
+//! - the snapshot is persisted before the partitions a change opens or removes (the node's
+//!   part: `Broker::apply_committed_metadata`);
+//! - the controller validates a change against the applied metadata and the records still
+//!   pending in its log, so two records never create the same topic or topic id;
+//! - a client is told a change succeeded only once it is committed and applied here.
+
+#[cfg(test)]
+mod tests;
+
+use crate::api::{
+    AdminOp, CreateTopic, ErrorCode, PartitionInfo, PeerMessage, RequestId, Response, TopicInfo,
+    TopicResult,
+};
+use crate::batch::{validate_record_set, BatchHeader};
+use crate::metadata::{
+    assign_replicas, is_valid_topic_name, ClusterMetadata, MetadataRecord, NodeInfo, TopicConfig,
+    TopicMetadata, TopicPartition,
+};
+use crate::records::decode_json_records;
+use crate::replication::NodeId;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The metadata log's topic (one partition).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// Most partitions a topic may have.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// How often a node re-announces the partitions it leads.
+const ANNOUNCE_INTERVAL_MS: i64 = 1_000;
+/// How often a node not yet registered asks the controller again.
+const REGISTER_RETRY_MS: i64 = 1_000;
+/// How long a forwarded admin request waits for the controller's answer.
+const FORWARD_TIMEOUT_MS: i64 = 10_000;
+/// A node not heard from for this long is left out of Metadata and not named as a leader or
+/// coordinator: clients take every listed broker for alive (kafka-python gives up on one it
+/// cannot reach). Every live node is heard from at least every announcement interval.
+const NODE_LIVENESS_MS: i64 = 3 * ANNOUNCE_INTERVAL_MS;
+/// Forward id of requests whose answer nobody waits for (auto-creation, registration).
+const UNANSWERED: u64 = 0;
+
+pub fn metadata_partition() -> TopicPartition {
+    TopicPartition::new(METADATA_TOPIC, 0)
+}
+
+/// What the controller sees of its node.
+pub trait ControllerNode {
+    /// The applied cluster metadata.
+    fn metadata(&self) -> &ClusterMetadata;
+    /// The metadata log's leader (the controller) as this node's replica knows it.
+    fn controller_id(&self) -> Option<NodeId>;
+    /// The epoch in which this node's replica leads the metadata log, if it does.
+    fn metadata_leader_epoch(&self) -> Option<i32>;
+    /// A hosted partition's (leader epoch, leader) as its replica here knows it.
+    fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)>;
+    /// The partitions this node leads, with their epochs (for the announcements).
+    fn led_partitions(&self) -> Vec<(TopicPartition, i32)>;
+}
+
+/// What the controller needs from its node for one call.
+pub struct ControllerContext<'a> {
+    pub now_ms: i64,
+    pub node: &'a dyn ControllerNode,
+    /// The node's seeded RNG (topic ids, replica placement, the cluster id).
+    pub rng: &'a mut StdRng,
+}
+
+/// What the node must do for the controller, in order.
+#[derive(Debug)]
+pub enum ControllerOutput {
+    /// Answer a client request.
+    Respond { id: RequestId, response: Response },
+    /// Send a message to another node.
+    Send { to: NodeId, message: PeerMessage },
+    /// Append `batch` (made by the controller) to the metadata log as its leader, then
+    /// report the result with [`Controller::appended`].
+    Append { batch: Bytes, write: MetadataWrite },
+}
+
+/// A write the controller asked for, handed back with its result through
+/// [`Controller::appended`].
+#[derive(Debug)]
+pub struct MetadataWrite {
+    /// Who waits for the operation, its results once applied, and its results if the
+    /// batch cannot be appended (`None` for the cluster id, which nobody waits for).
+    waiting: Option<(AdminOrigin, Vec<TopicResult>, Vec<TopicResult>)>,
+}
+
+/// The settings of a controller (from the broker's configuration).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// This node as it registers itself.
+    pub this_node: NodeInfo,
+    /// Every node of the cluster (the metadata log's voters).
+    pub voters: Vec<NodeId>,
+    pub default_partition_count: i32,
+    pub topic_defaults: TopicConfig,
+    pub auto_create_topics: bool,
+}
+
+/// Which response an admin request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminKind {
+    Create,
+    Delete,
+    Register,
+}
+
+impl AdminKind {
+    fn of(op: &AdminOp) -> Self {
+        match op {
+            AdminOp::CreateTopics(_) => Self::Create,
+            AdminOp::DeleteTopics(_) => Self::Delete,
+            AdminOp::RegisterNode(_) => Self::Register,
+        }
+    }
+
+    fn response(self, results: Vec<TopicResult>) -> Option<Response> {
+        match self {
+            Self::Create => Some(Response::CreateTopics(results)),
+            Self::Delete => Some(Response::DeleteTopics(results)),
+            Self::Register => None,
+        }
+    }
+}
+
+/// Who waits for an admin operation's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminOrigin {
+    Client { id: RequestId, kind: AdminKind },
+    Peer { node: NodeId, id: u64 },
+    Nobody,
+}
+
+/// An operation the controller appended, waiting for its records to be applied.
+#[derive(Debug)]
+struct PendingAdmin {
+    origin: AdminOrigin,
+    results: Vec<TopicResult>,
+    commit_end: i64,
+    epoch: i32,
+}
+
+/// A client's admin request forwarded to the controller.
+#[derive(Debug)]
+struct ForwardedRequest {
+    request: RequestId,
+    kind: AdminKind,
+    names: Vec<String>,
+    deadline_ms: i64,
+}
+
+/// A committed-or-not batch of the metadata log, decoded, waiting to be applied.
+#[derive(Debug, Clone)]
+struct PendingBatch {
+    end_offset: i64,
+    records: Vec<MetadataRecord>,
+}
+
+/// The controller's and the metadata applier's state. See the module doc.
+#[derive(Debug)]
+pub struct Controller {
+    config: ControllerConfig,
+    /// Batches at or past the applied end, by base offset.
+    pending: BTreeMap<i64, PendingBatch>,
+    waiting: Vec<PendingAdmin>,
+    forwarded: BTreeMap<u64, ForwardedRequest>,
+    next_forward_id: u64,
+    /// Leaders other nodes announced: partition -> (epoch, leader).
+    known_leaders: BTreeMap<TopicPartition, (i32, NodeId)>,
+    next_announce_ms: i64,
+    next_register_ms: i64,
+    /// When each other node was last heard from (any peer message).
+    heard_from: BTreeMap<NodeId, i64>,
+}
+
+impl Controller {
+    /// Starts from the snapshot; the records of `metadata_log` past its applied end wait to
+    /// be committed again.
+    pub fn new(config: ControllerConfig, metadata: &ClusterMetadata, metadata_log: &Bytes) -> Self {
+        let mut controller = Self {
+            config,
+            pending: BTreeMap::new(),
+            waiting: Vec::new(),
+            forwarded: BTreeMap::new(),
+            next_forward_id: UNANSWERED + 1,
+            known_leaders: BTreeMap::new(),
+            next_announce_ms: 0,
+            next_register_ms: 0,
+            heard_from: BTreeMap::new(),
+        };
+        match validate_record_set(metadata_log) {
+            Ok(batches) => {
+                for (header, bytes) in batches {
+                    if header.base_offset >= metadata.applied_end_offset {
+                        controller.on_appended(
+                            &header,
+                            header.base_offset,
+                            header.base_offset + header.offset_count() - 1,
+                            &bytes,
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "the recovered metadata log does not parse; replaying none of it");
+            }
+        }
+        controller
+    }
+
+    fn node_id(&self) -> NodeId {
+        self.config.this_node.node_id
+    }
+
+    /// This node as it registers itself.
+    pub fn this_node(&self) -> NodeInfo {
+        self.config.this_node.clone()
+    }
+
+    /// Whether the applied metadata lists this node with its current address.
+    pub fn is_registered(&self, metadata: &ClusterMetadata) -> bool {
+        metadata.nodes.contains(&self.config.this_node)
+    }
+
+    // ----- the metadata log -----
+
+    /// A batch reached the metadata log (as leader or follower).
+    pub fn on_appended(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+        bytes: &Bytes,
+    ) {
+        if header.is_control() {
+            return;
+        }
+        let records =
+            decode_json_records::<MetadataRecord>(header, bytes).unwrap_or_else(|reason| {
+                tracing::error!(base_offset, %reason, "undecodable metadata batch skipped");
+                Vec::new()
+            });
+        self.pending.insert(
+            base_offset,
+            PendingBatch {
+                end_offset: last_offset + 1,
+                records,
+            },
+        );
+    }
+
+    /// The metadata log lost its tail from `offset` on.
+    pub fn on_truncated(&mut self, offset: i64) {
+        self.pending.split_off(&offset);
+    }
+
+    /// Applies every batch below `committed` not applied yet to `metadata`, in order;
+    /// returns the topics created or deleted, or `None` if nothing was applied (then
+    /// there is nothing to persist). Leaders announced for those topics are forgotten.
+    pub fn apply_committed(
+        &mut self,
+        metadata: &mut ClusterMetadata,
+        committed: i64,
+    ) -> Option<BTreeSet<String>> {
+        let mut changed_topics = BTreeSet::new();
+        let mut applied_any = false;
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().end_offset > committed {
+                break;
+            }
+            let batch = entry.remove();
+            for record in &batch.records {
+                match metadata.apply(record) {
+                    Ok(()) => match record {
+                        MetadataRecord::CreateTopic(topic) => {
+                            changed_topics.insert(topic.name.clone());
+                        }
+                        MetadataRecord::DeleteTopic { name } => {
+                            changed_topics.insert(name.clone());
+                        }
+                        _ => {}
+                    },
+                    Err(reason) => {
+                        tracing::warn!(%reason, "metadata record refused (every node refuses it)")
+                    }
+                }
+            }
+            metadata.applied_end_offset = batch.end_offset;
+            applied_any = true;
+        }
+        if !applied_any {
+            return None;
+        }
+        self.known_leaders
+            .retain(|partition, _| !changed_topics.contains(&partition.topic));
+        Some(changed_topics)
+    }
+
+    fn pending_records(&self) -> impl Iterator<Item = &MetadataRecord> {
+        self.pending.values().flat_map(|batch| batch.records.iter())
+    }
+
+    // ----- liveness and leaders -----
+
+    /// Whether `node` is this node or was heard from recently (see `NODE_LIVENESS_MS`).
+    pub fn is_live(&self, node: NodeId, now_ms: i64) -> bool {
+        node == self.node_id()
+            || self
+                .heard_from
+                .get(&node)
+                .is_some_and(|at| now_ms - at <= NODE_LIVENESS_MS)
+    }
+
+    /// A partition's (leader epoch, leader): the newer of what this node's replica knows
+    /// (`hosted`) and what its leader announced, if that leader is live.
+    pub fn live_leader(
+        &self,
+        partition: &TopicPartition,
+        hosted: Option<(i32, NodeId)>,
+        now_ms: i64,
+    ) -> Option<(i32, NodeId)> {
+        let announced = self.known_leaders.get(partition).copied();
+        hosted
+            .max(announced)
+            .filter(|(_, leader)| self.is_live(*leader, now_ms))
+    }
+
+    /// This node's replica became a leader: announce it at the next tick.
+    pub fn announce_soon(&mut self) {
+        self.next_announce_ms = 0;
+    }
+
+    /// A message from `from` arrived.
+    pub fn heard_from(&mut self, from: NodeId, now_ms: i64) {
+        self.heard_from.insert(from, now_ms);
+    }
+
+    /// `from` announced the partitions it leads.
+    pub fn learn_leaders(&mut self, from: NodeId, leaders: Vec<(TopicPartition, i32)>) {
+        for (partition, epoch) in leaders {
+            let known = self.known_leaders.entry(partition).or_insert((epoch, from));
+            if epoch >= known.0 {
+                *known = (epoch, from);
+            }
+        }
+    }
+
+    /// The earliest time the controller's timers have work; registration retries only
+    /// while this node is not `registered`.
+    pub fn next_wakeup_ms(&self, registered: bool) -> Option<i64> {
+        let register = (!registered).then_some(self.next_register_ms);
+        self.forwarded
+            .values()
+            .map(|forwarded| forwarded.deadline_ms)
+            .chain([self.next_announce_ms])
+            .chain(register)
+            .min()
+    }
+
+    // ----- admin operations -----
+
+    /// A client's CreateTopics or DeleteTopics: run here if this node is the controller,
+    /// else forwarded to it.
+    pub fn admin_request(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        id: RequestId,
+        op: AdminOp,
+    ) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        let kind = AdminKind::of(&op);
+        match context.node.controller_id() {
+            Some(controller) if controller == self.node_id() => {
+                self.run_admin(context, op, AdminOrigin::Client { id, kind }, &mut outputs)
+            }
+            Some(controller) => {
+                let forward_id = self.next_forward_id;
+                self.next_forward_id += 1;
+                let names = topic_names(&op).into_iter().map(String::from).collect();
+                self.forwarded.insert(
+                    forward_id,
+                    ForwardedRequest {
+                        request: id,
+                        kind,
+                        names,
+                        deadline_ms: context.now_ms + FORWARD_TIMEOUT_MS,
+                    },
+                );
+                outputs.push(ControllerOutput::Send {
+                    to: controller,
+                    message: PeerMessage::Forward { id: forward_id, op },
+                });
+            }
+            None => {
+                let results = admin_failure(&op, ErrorCode::NotController, "no controller yet");
+                respond(AdminOrigin::Client { id, kind }, results, &mut outputs);
+            }
+        }
+        outputs
+    }
+
+    /// An admin operation another node forwarded (`id` 0: nobody waits for the answer).
+    pub fn on_forward(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        from: NodeId,
+        id: u64,
+        op: AdminOp,
+    ) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        let origin = if id == UNANSWERED {
+            AdminOrigin::Nobody
+        } else {
+            AdminOrigin::Peer { node: from, id }
+        };
+        if context.node.controller_id() == Some(self.node_id()) {
+            self.run_admin(context, op, origin, &mut outputs);
+        } else {
+            let results = admin_failure(&op, ErrorCode::NotController, "not the controller");
+            respond(origin, results, &mut outputs);
+        }
+        outputs
+    }
+
+    /// The controller's answer to a request this node forwarded.
+    pub fn on_forwarded(&mut self, id: u64, results: Vec<TopicResult>) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        if let Some(forwarded) = self.forwarded.remove(&id) {
+            let origin = AdminOrigin::Client {
+                id: forwarded.request,
+                kind: forwarded.kind,
+            };
+            respond(origin, results, &mut outputs);
+        }
+        outputs
+    }
+
+    /// Runs an admin operation nobody waits for (auto-creation) here if this node is the
+    /// controller, else forwards it there; without a known controller it is dropped (the
+    /// requester asks again).
+    pub fn submit_unanswered(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        op: AdminOp,
+    ) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        match context.node.controller_id() {
+            Some(controller) if controller == self.node_id() => {
+                self.run_admin(context, op, AdminOrigin::Nobody, &mut outputs)
+            }
+            Some(controller) => outputs.push(ControllerOutput::Send {
+                to: controller,
+                message: PeerMessage::Forward { id: UNANSWERED, op },
+            }),
+            None => {}
+        }
+        outputs
+    }
+
+    /// As controller: validates the operation, asks for its records to be appended, and
+    /// answers once they are applied (or at once if nothing is to be written).
+    fn run_admin(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        op: AdminOp,
+        origin: AdminOrigin,
+        outputs: &mut Vec<ControllerOutput>,
+    ) {
+        let metadata = context.node.metadata();
+        let mut records = Vec::new();
+        let results = match &op {
+            AdminOp::CreateTopics(topics) => topics
+                .iter()
+                .map(|topic| self.validate_create(metadata, context.rng, topic, &mut records))
+                .collect(),
+            AdminOp::DeleteTopics(names) => names
+                .iter()
+                .map(|name| self.validate_delete(metadata, name, &mut records))
+                .collect(),
+            AdminOp::RegisterNode(node) => {
+                let record = MetadataRecord::RegisterNode(node.clone());
+                let known = metadata.nodes.contains(node)
+                    || self.pending_records().any(|pending| *pending == record);
+                if !known {
+                    records.push(record);
+                }
+                Vec::new()
+            }
+        };
+        if records.is_empty() {
+            respond(origin, results, outputs);
+            return;
+        }
+        let failure = admin_failure(&op, ErrorCode::NotController, "not the controller");
+        outputs.push(ControllerOutput::Append {
+            batch: encode_metadata_batch(&records, context.now_ms),
+            write: MetadataWrite {
+                waiting: Some((origin, results, failure)),
+            },
+        });
+    }
+
+    /// The node appended a write's batch (`Some((offset its commit must reach, epoch))`) or
+    /// could not (`None`: it does not lead the metadata log).
+    pub fn appended(
+        &mut self,
+        write: MetadataWrite,
+        appended: Option<(i64, i32)>,
+    ) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        let Some((origin, results, failure)) = write.waiting else {
+            return outputs;
+        };
+        match appended {
+            Some((commit_end, epoch)) => self.waiting.push(PendingAdmin {
+                origin,
+                results,
+                commit_end,
+                epoch,
+            }),
+            None => respond(origin, failure, &mut outputs),
+        }
+        outputs
+    }
+
+    /// Whether `name` exists once the applied metadata and the pending records are applied.
+    fn topic_exists_eventually(&self, metadata: &ClusterMetadata, name: &str) -> bool {
+        let mut exists = metadata.topics.contains_key(name);
+        for record in self.pending_records() {
+            match record {
+                MetadataRecord::CreateTopic(topic) if topic.name == name => exists = true,
+                MetadataRecord::DeleteTopic { name: deleted } if deleted == name => exists = false,
+                _ => {}
+            }
+        }
+        exists
+    }
+
+    fn validate_create(
+        &self,
+        metadata: &ClusterMetadata,
+        rng: &mut StdRng,
+        request: &CreateTopic,
+        records: &mut Vec<MetadataRecord>,
+    ) -> TopicResult {
+        let mut result = TopicResult::empty(&request.name);
+        let fail =
+            |error: ErrorCode, message: String| failed_result(&request.name, error, &message);
+        if !is_valid_topic_name(&request.name) || request.name == METADATA_TOPIC {
+            return fail(
+                ErrorCode::InvalidTopicException,
+                format!("'{}' is not a valid topic name", request.name),
+            );
+        }
+        let created_here = records.iter().any(|record| {
+            matches!(record, MetadataRecord::CreateTopic(topic) if topic.name == request.name)
+        });
+        if created_here || self.topic_exists_eventually(metadata, &request.name) {
+            return fail(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", request.name),
+            );
+        }
+        let partition_count = if request.partition_count == -1 {
+            self.config.default_partition_count
+        } else {
+            request.partition_count
+        };
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
+            return fail(
+                ErrorCode::InvalidPartitions,
+                format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+            );
+        }
+        let voters = &self.config.voters;
+        let node_count = voters.len() as i16;
+        let replication_factor = if request.replication_factor == -1 {
+            node_count.min(3)
+        } else {
+            request.replication_factor
+        };
+        if replication_factor < 1 || replication_factor > node_count {
+            return fail(ErrorCode::InvalidReplicationFactor, format!("replication factor {replication_factor} is not between 1 and the {node_count} node(s) of the cluster"));
+        }
+        let mut config = self.config.topic_defaults.clone();
+        for (key, value) in &request.configs {
+            if let Err(message) = config.set(key, value) {
+                return fail(ErrorCode::InvalidConfig, message);
+            }
+        }
+        result.partition_count = partition_count;
+        result.replication_factor = replication_factor;
+        result.configs = config
+            .entries()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect();
+        if request.validate_only {
+            return result;
+        }
+        let topic_id = self.fresh_topic_id(metadata, rng, records);
+        result.topic_id = topic_id;
+        // A random start spreads preferred leaders of successive topics over the nodes.
+        let start = rng.random_range(0..voters.len());
+        records.push(MetadataRecord::CreateTopic(TopicMetadata {
+            name: request.name.clone(),
+            topic_id,
+            partition_count,
+            config,
+            assignments: assign_replicas(voters, partition_count, replication_factor, start),
+        }));
+        result
+    }
+
+    /// A random, non-zero topic id used by no topic, applied or pending.
+    fn fresh_topic_id(
+        &self,
+        metadata: &ClusterMetadata,
+        rng: &mut StdRng,
+        records: &[MetadataRecord],
+    ) -> u128 {
+        loop {
+            let candidate: u128 = rng.random();
+            let taken = metadata.topic_by_id(candidate).is_some()
+                || self.pending_records().chain(records).any(|record| {
+                    matches!(record, MetadataRecord::CreateTopic(topic) if topic.topic_id == candidate)
+                });
+            if candidate != 0 && !taken {
+                return candidate;
+            }
+        }
+    }
+
+    fn validate_delete(
+        &self,
+        metadata: &ClusterMetadata,
+        name: &str,
+        records: &mut Vec<MetadataRecord>,
+    ) -> TopicResult {
+        let deleted_here = records.iter().any(
+            |record| matches!(record, MetadataRecord::DeleteTopic { name: deleted } if deleted == name),
+        );
+        if deleted_here || !self.topic_exists_eventually(metadata, name) {
+            return failed_result(
+                name,
+                ErrorCode::UnknownTopicOrPartition,
+                &format!("topic '{name}' does not exist"),
+            );
+        }
+        let mut result = TopicResult::empty(name);
+        result.topic_id = metadata.topics.get(name).map_or(0, |topic| topic.topic_id);
+        records.push(MetadataRecord::DeleteTopic {
+            name: name.to_string(),
+        });
+        result
+    }
+
+    /// After every step: answers admin operations whose records are applied, fails those
+    /// whose controller lost its leadership, and times out forwarded requests.
+    pub fn release_admin(&mut self, context: &ControllerContext<'_>) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        if !self.waiting.is_empty() {
+            let leading_epoch = context.node.metadata_leader_epoch();
+            let applied_end = context.node.metadata().applied_end_offset;
+            let waiting = std::mem::take(&mut self.waiting);
+            for admin in waiting {
+                if applied_end >= admin.commit_end {
+                    respond(admin.origin, admin.results, &mut outputs);
+                } else if leading_epoch != Some(admin.epoch) {
+                    let results = admin
+                        .results
+                        .iter()
+                        .map(|result| {
+                            failed_result(
+                                &result.name,
+                                ErrorCode::NotController,
+                                "the controller changed before the change was committed",
+                            )
+                        })
+                        .collect();
+                    respond(admin.origin, results, &mut outputs);
+                } else {
+                    self.waiting.push(admin);
+                }
+            }
+        }
+        let now_ms = context.now_ms;
+        let expired: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, forwarded)| forwarded.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(forwarded) = self.forwarded.remove(&id) {
+                let results = forwarded
+                    .names
+                    .iter()
+                    .map(|name| {
+                        failed_result(
+                            name,
+                            ErrorCode::RequestTimedOut,
+                            "the controller did not answer",
+                        )
+                    })
+                    .collect();
+                let origin = AdminOrigin::Client {
+                    id: forwarded.request,
+                    kind: forwarded.kind,
+                };
+                respond(origin, results, &mut outputs);
+            }
+        }
+        outputs
+    }
+
+    /// Timers: leader announcements, this node's registration, the cluster id.
+    pub fn tick(&mut self, context: &mut ControllerContext<'_>) -> Vec<ControllerOutput> {
+        let now_ms = context.now_ms;
+        let mut outputs = Vec::new();
+        if now_ms >= self.next_announce_ms {
+            self.next_announce_ms = now_ms + ANNOUNCE_INTERVAL_MS;
+            let led = context.node.led_partitions();
+            let others = self
+                .config
+                .voters
+                .iter()
+                .filter(|node| **node != self.node_id());
+            for node in others {
+                outputs.push(ControllerOutput::Send {
+                    to: *node,
+                    message: PeerMessage::Leaders(led.clone()),
+                });
+            }
+        }
+        let is_controller = context.node.controller_id() == Some(self.node_id());
+        if self.is_registered(context.node.metadata()) || now_ms < self.next_register_ms {
+            if is_controller {
+                self.ensure_cluster_id(context, &mut outputs);
+            }
+            return outputs;
+        }
+        self.next_register_ms = now_ms + REGISTER_RETRY_MS;
+        let this_node = self.this_node();
+        match context.node.controller_id() {
+            Some(controller) if controller == self.node_id() => {
+                self.ensure_cluster_id(context, &mut outputs);
+                self.run_admin(
+                    context,
+                    AdminOp::RegisterNode(this_node),
+                    AdminOrigin::Nobody,
+                    &mut outputs,
+                );
+            }
+            Some(controller) => outputs.push(ControllerOutput::Send {
+                to: controller,
+                message: PeerMessage::Forward {
+                    id: UNANSWERED,
+                    op: AdminOp::RegisterNode(this_node),
+                },
+            }),
+            None => {}
+        }
+        outputs
+    }
+
+    /// As controller: a cluster without an id gets one (the first record of its log).
+    fn ensure_cluster_id(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        outputs: &mut Vec<ControllerOutput>,
+    ) {
+        let pending = self
+            .pending_records()
+            .any(|record| matches!(record, MetadataRecord::InitCluster { .. }));
+        if context.node.metadata().cluster_id.is_empty() && !pending {
+            let cluster_id = format!("myelin-{:016x}", context.rng.random::<u64>());
+            outputs.push(ControllerOutput::Append {
+                batch: encode_metadata_batch(
+                    &[MetadataRecord::InitCluster { cluster_id }],
+                    context.now_ms,
+                ),
+                write: MetadataWrite { waiting: None },
+            });
+        }
+    }
+
+    // ----- Metadata, DescribeConfigs -----
+
+    /// A Metadata request (any node answers it); unknown topics are created if asked and
+    /// allowed.
+    pub fn metadata_request(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        topics: Option<Vec<String>>,
+        allow_auto_create: bool,
+    ) -> (Response, Vec<ControllerOutput>) {
+        let metadata = context.node.metadata();
+        let now_ms = context.now_ms;
+        let names: Vec<String> = match topics {
+            Some(names) => names,
+            None => metadata.topics.keys().cloned().collect(),
+        };
+        let mut infos = Vec::with_capacity(names.len());
+        let mut to_create = Vec::new();
+        for name in names {
+            let mut info = self.topic_info(context.node, &name, now_ms);
+            if info.error == ErrorCode::UnknownTopicOrPartition
+                && allow_auto_create
+                && self.config.auto_create_topics
+            {
+                // Kafka's answer while a topic is being created; clients ask again.
+                info.error = ErrorCode::LeaderNotAvailable;
+                to_create.push(CreateTopic {
+                    name: name.clone(),
+                    partition_count: -1,
+                    replication_factor: -1,
+                    configs: Vec::new(),
+                    validate_only: false,
+                });
+            }
+            infos.push(info);
+        }
+        let mut nodes: Vec<NodeInfo> = metadata
+            .nodes
+            .iter()
+            .filter(|node| self.is_live(node.node_id, now_ms))
+            .cloned()
+            .collect();
+        if !nodes.iter().any(|node| node.node_id == self.node_id()) {
+            nodes.push(self.this_node());
+            nodes.sort_by_key(|node| node.node_id);
+        }
+        // Clients send admin requests to the controller they are told of, and must be able
+        // to reach it: until the controller is known and listed, this node names itself
+        // (it forwards admin requests to the controller anyway).
+        let controller_id = context
+            .node
+            .controller_id()
+            .filter(|controller| nodes.iter().any(|node| node.node_id == *controller))
+            .unwrap_or(self.node_id());
+        let response = Response::Metadata {
+            cluster_id: metadata.cluster_id.clone(),
+            controller_id,
+            nodes,
+            topics: infos,
+        };
+        let outputs = if to_create.is_empty() {
+            Vec::new()
+        } else {
+            self.submit_unanswered(context, AdminOp::CreateTopics(to_create))
+        };
+        (response, outputs)
+    }
+
+    fn topic_info(&self, node: &dyn ControllerNode, name: &str, now_ms: i64) -> TopicInfo {
+        let Some(topic) = node.metadata().topics.get(name) else {
+            return TopicInfo {
+                name: name.to_string(),
+                topic_id: 0,
+                error: if is_valid_topic_name(name) && name != METADATA_TOPIC {
+                    ErrorCode::UnknownTopicOrPartition
+                } else {
+                    ErrorCode::InvalidTopicException
+                },
+                partitions: Vec::new(),
+            };
+        };
+        let partitions = (0..topic.partition_count)
+            .map(|index| {
+                let partition = TopicPartition::new(name, index);
+                let replicas = topic.replicas(index, self.node_id());
+                let hosted = node.hosted_leader(&partition);
+                match self.live_leader(&partition, hosted, now_ms) {
+                    Some((leader_epoch, leader)) => PartitionInfo {
+                        index,
+                        error: ErrorCode::None,
+                        leader,
+                        leader_epoch,
+                        replicas,
+                    },
+                    None => PartitionInfo {
+                        index,
+                        error: ErrorCode::LeaderNotAvailable,
+                        leader: -1,
+                        leader_epoch: -1,
+                        replicas,
+                    },
+                }
+            })
+            .collect();
+        TopicInfo {
+            name: name.to_string(),
+            topic_id: topic.topic_id,
+            error: ErrorCode::None,
+            partitions,
+        }
+    }
+}
+
+/// A topic's configuration as DescribeConfigs answers it.
+pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
+    let mut result = TopicResult::empty(name);
+    match metadata.topics.get(name) {
+        Some(topic) => {
+            result.topic_id = topic.topic_id;
+            result.partition_count = topic.partition_count;
+            result.configs = topic
+                .config
+                .entries()
+                .into_iter()
+                .map(|(key, value)| (key.to_string(), value))
+                .collect();
+        }
+        None => {
+            result.error = ErrorCode::UnknownTopicOrPartition;
+            result.message = Some(format!("topic '{name}' does not exist"));
+        }
+    }
+    result
+}
+
+/// One batch of controller-written records, as the broker's internal writes are encoded.
+fn encode_metadata_batch(records: &[MetadataRecord], now_ms: i64) -> Bytes {
+    let encoded = crate::records::encode_json_records(records);
+    crate::records::encode_batch(&encoded, now_ms, 0, -1)
+}
+
+/// The topics an operation names.
+fn topic_names(op: &AdminOp) -> Vec<&str> {
+    match op {
+        AdminOp::CreateTopics(topics) => topics.iter().map(|topic| topic.name.as_str()).collect(),
+        AdminOp::DeleteTopics(names) => names.iter().map(String::as_str).collect(),
+        AdminOp::RegisterNode(_) => Vec::new(),
+    }
+}
+
+/// Failure results for every topic an operation names.
+fn admin_failure(op: &AdminOp, error: ErrorCode, message: &str) -> Vec<TopicResult> {
+    topic_names(op)
+        .into_iter()
+        .map(|name| failed_result(name, error, message))
+        .collect()
+}
+
+fn failed_result(name: &str, error: ErrorCode, message: &str) -> TopicResult {
+    let mut result = TopicResult::empty(name);
+    result.error = error;
+    result.message = Some(message.to_string());
+    result
+}
+
+/// Sends an admin operation's results to whoever waits for them.
+fn respond(origin: AdminOrigin, results: Vec<TopicResult>, outputs: &mut Vec<ControllerOutput>) {
+    match origin {
+        AdminOrigin::Client { id, kind } => {
+            if let Some(response) = kind.response(results) {
+                outputs.push(ControllerOutput::Respond { id, response });
+            }
+        }
+        AdminOrigin::Peer { node, id } => outputs.push(ControllerOutput::Send {
+            to: node,
+            message: PeerMessage::Forwarded { id, results },
+        }),
+        AdminOrigin::Nobody => {}
+    }
+}

@@ -1,0 +1,359 @@
+//! The controller driven alone: no broker, no replicas. [`Node`] stands in for the node: the
+//! metadata log as a list of batches committed by hand, the applied metadata, and who
+//! leads the log.
+
+use super::*;
+use rand::SeedableRng;
+
+const THIS_NODE: NodeId = 1;
+
+/// What the controller sees of a [`Node`].
+struct View {
+    metadata: ClusterMetadata,
+    controller_id: Option<NodeId>,
+    metadata_leader_epoch: Option<i32>,
+    hosted: BTreeMap<TopicPartition, (i32, NodeId)>,
+}
+
+impl ControllerNode for View {
+    fn metadata(&self) -> &ClusterMetadata {
+        &self.metadata
+    }
+
+    fn controller_id(&self) -> Option<NodeId> {
+        self.controller_id
+    }
+
+    fn metadata_leader_epoch(&self) -> Option<i32> {
+        self.metadata_leader_epoch
+    }
+
+    fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
+        self.hosted.get(partition).copied()
+    }
+
+    fn led_partitions(&self) -> Vec<(TopicPartition, i32)> {
+        self.hosted
+            .iter()
+            .filter(|(_, (_, leader))| *leader == THIS_NODE)
+            .map(|(partition, (epoch, _))| (partition.clone(), *epoch))
+            .collect()
+    }
+}
+
+struct Node {
+    controller: Controller,
+    view: View,
+    log_end: i64,
+    rng: StdRng,
+    now_ms: i64,
+    /// Replies and messages the node was asked to send.
+    sent: Vec<ControllerOutput>,
+}
+
+impl Node {
+    /// Node 1 of three, leading the metadata log in epoch 1 (the controller).
+    fn new() -> Self {
+        let this_node = NodeInfo {
+            node_id: THIS_NODE,
+            host: "localhost".into(),
+            port: 9092,
+        };
+        let config = ControllerConfig {
+            this_node,
+            voters: vec![1, 2, 3],
+            default_partition_count: 2,
+            topic_defaults: TopicConfig::default(),
+            auto_create_topics: true,
+        };
+        let metadata = ClusterMetadata::new(String::new(), Vec::new());
+        Self {
+            controller: Controller::new(config, &metadata, &Bytes::new()),
+            view: View {
+                metadata,
+                controller_id: Some(THIS_NODE),
+                metadata_leader_epoch: Some(1),
+                hosted: BTreeMap::new(),
+            },
+            log_end: 0,
+            rng: StdRng::seed_from_u64(3),
+            now_ms: 1_000,
+            sent: Vec::new(),
+        }
+    }
+
+    /// Calls the controller, executes what it returned; returns how many batches it
+    /// appended.
+    fn drive(
+        &mut self,
+        call: impl FnOnce(&mut Controller, &mut ControllerContext<'_>) -> Vec<ControllerOutput>,
+    ) -> usize {
+        let mut context = ControllerContext {
+            now_ms: self.now_ms,
+            node: &self.view,
+            rng: &mut self.rng,
+        };
+        let outputs = call(&mut self.controller, &mut context);
+        let mut appended = 0;
+        for output in outputs {
+            match output {
+                ControllerOutput::Append { batch, write } => {
+                    let result = self.view.metadata_leader_epoch.map(|epoch| {
+                        let header = crate::batch::validate(&batch).expect("a valid batch");
+                        let base_offset = self.log_end;
+                        self.log_end += header.offset_count();
+                        self.controller
+                            .on_appended(&header, base_offset, self.log_end - 1, &batch);
+                        appended += 1;
+                        (self.log_end, epoch)
+                    });
+                    let replies = self.controller.appended(write, result);
+                    self.sent.extend(replies);
+                }
+                other => self.sent.push(other),
+            }
+        }
+        appended
+    }
+
+    fn admin(&mut self, op: AdminOp) -> usize {
+        self.drive(|controller, context| controller.admin_request(context, 9, op))
+    }
+
+    /// Commits the whole log, applies it, and releases the answers; returns the topics
+    /// the change created or deleted.
+    fn commit(&mut self) -> Option<BTreeSet<String>> {
+        let changed = self
+            .controller
+            .apply_committed(&mut self.view.metadata, self.log_end);
+        self.release();
+        changed
+    }
+
+    fn release(&mut self) {
+        self.drive(|controller, context| controller.release_admin(context));
+    }
+
+    /// The results of the one client answer sent.
+    fn answer(&mut self) -> Vec<TopicResult> {
+        assert_eq!(self.sent.len(), 1, "{:?}", self.sent);
+        match self.sent.remove(0) {
+            ControllerOutput::Respond {
+                id: 9,
+                response: Response::CreateTopics(results) | Response::DeleteTopics(results),
+            } => results,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn create(name: &str, partition_count: i32) -> AdminOp {
+    AdminOp::CreateTopics(vec![CreateTopic {
+        name: name.into(),
+        partition_count,
+        replication_factor: -1,
+        configs: Vec::new(),
+        validate_only: false,
+    }])
+}
+
+#[test]
+fn a_created_topic_is_a_metadata_record_answered_once_applied() {
+    let mut node = Node::new();
+    assert_eq!(node.admin(create("orders", 3)), 1, "one batch written");
+    assert!(
+        node.sent.is_empty(),
+        "no answer before the record is applied"
+    );
+    assert!(!node.view.metadata.topics.contains_key("orders"));
+    let changed = node.commit().expect("applied");
+    assert!(changed.contains("orders"));
+    let topic = node.view.metadata.topics["orders"].clone();
+    assert_eq!(topic.partition_count, 3);
+    for replicas in &topic.assignments {
+        assert_eq!(replicas.len(), 3, "replication factor: min(3, nodes)");
+        assert!(replicas.iter().all(|node| [1, 2, 3].contains(node)));
+    }
+    let results = node.answer();
+    assert_eq!(results[0].error, ErrorCode::None);
+    assert_eq!(results[0].topic_id, topic.topic_id);
+    assert_ne!(topic.topic_id, 0);
+}
+
+#[test]
+fn a_topic_pending_in_the_log_cannot_be_created_twice() {
+    let mut node = Node::new();
+    node.admin(create("orders", 3));
+    assert_eq!(node.admin(create("orders", 1)), 0, "nothing written");
+    assert_eq!(node.answer()[0].error, ErrorCode::TopicAlreadyExists);
+    assert_eq!(node.admin(create("bad name!", 1)), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::InvalidTopicException);
+    assert_eq!(node.admin(create("huge", PARTITIONS_PER_TOPIC_MAX + 1)), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::InvalidPartitions);
+}
+
+#[test]
+fn a_deleted_topic_leaves_the_metadata_once_applied() {
+    let mut node = Node::new();
+    node.admin(create("orders", 1));
+    node.commit();
+    node.answer();
+    assert_eq!(node.admin(AdminOp::DeleteTopics(vec!["orders".into()])), 1);
+    assert!(node.view.metadata.topics.contains_key("orders"));
+    assert!(node.commit().expect("applied").contains("orders"));
+    assert!(!node.view.metadata.topics.contains_key("orders"));
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+    assert_eq!(node.admin(AdminOp::DeleteTopics(vec!["orders".into()])), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::UnknownTopicOrPartition);
+}
+
+#[test]
+fn a_change_is_refused_when_the_controller_loses_the_log_before_its_commit() {
+    let mut node = Node::new();
+    node.admin(create("orders", 1));
+    node.view.metadata_leader_epoch = None;
+    node.view.controller_id = Some(2);
+    node.release();
+    assert_eq!(node.answer()[0].error, ErrorCode::NotController);
+}
+
+#[test]
+fn another_node_forwards_admin_requests_to_the_controller() {
+    let mut node = Node::new();
+    node.view.controller_id = Some(2);
+    node.view.metadata_leader_epoch = None;
+    assert_eq!(node.admin(create("orders", 1)), 0);
+    let forward_id = match node.sent.remove(0) {
+        ControllerOutput::Send {
+            to: 2,
+            message: PeerMessage::Forward { id, op },
+        } => {
+            assert_eq!(op, create("orders", 1));
+            id
+        }
+        other => panic!("{other:?}"),
+    };
+    // The controller's answer is the client's.
+    let mut result = TopicResult::empty("orders");
+    result.topic_id = 7;
+    let replies = node
+        .controller
+        .on_forwarded(forward_id, vec![result.clone()]);
+    node.sent.extend(replies);
+    assert_eq!(node.answer(), vec![result]);
+    // Unanswered, a forwarded request times out.
+    node.admin(create("later", 1));
+    node.sent.clear();
+    node.now_ms += FORWARD_TIMEOUT_MS;
+    node.release();
+    assert_eq!(node.answer()[0].error, ErrorCode::RequestTimedOut);
+}
+
+#[test]
+fn without_a_controller_an_admin_request_fails_at_once() {
+    let mut node = Node::new();
+    node.view.controller_id = None;
+    assert_eq!(node.admin(create("orders", 1)), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::NotController);
+}
+
+#[test]
+fn a_forward_reaching_a_node_that_is_not_the_controller_is_answered_not_controller() {
+    let mut node = Node::new();
+    node.view.controller_id = Some(3);
+    let written =
+        node.drive(|controller, context| controller.on_forward(context, 2, 5, create("orders", 1)));
+    assert_eq!(written, 0);
+    match node.sent.remove(0) {
+        ControllerOutput::Send {
+            to: 2,
+            message: PeerMessage::Forwarded { id: 5, results },
+        } => assert_eq!(results[0].error, ErrorCode::NotController),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_controller_names_the_cluster_and_registers_itself() {
+    let mut node = Node::new();
+    let written = node.drive(|controller, context| controller.tick(context));
+    assert_eq!(written, 2, "InitCluster, then this node's registration");
+    node.commit();
+    assert!(node.view.metadata.cluster_id.starts_with("myelin-"));
+    assert!(node.controller.is_registered(&node.view.metadata));
+    // Registered and named: later ticks write nothing.
+    node.now_ms += REGISTER_RETRY_MS;
+    assert_eq!(
+        node.drive(|controller, context| controller.tick(context)),
+        0
+    );
+}
+
+#[test]
+fn an_unregistered_node_asks_the_controller_to_register_it() {
+    let mut node = Node::new();
+    node.view.controller_id = Some(2);
+    node.view.metadata_leader_epoch = None;
+    node.drive(|controller, context| controller.tick(context));
+    let forwarded = node.sent.iter().any(|output| {
+        matches!(output, ControllerOutput::Send {
+            to: 2,
+            message: PeerMessage::Forward { id: UNANSWERED, op: AdminOp::RegisterNode(info) },
+        } if info.node_id == THIS_NODE)
+    });
+    assert!(forwarded, "{:?}", node.sent);
+}
+
+#[test]
+fn metadata_names_an_announced_leader_only_while_it_is_live() {
+    let mut node = Node::new();
+    node.admin(create("orders", 1));
+    node.commit();
+    node.sent.clear();
+    node.controller.heard_from(2, node.now_ms);
+    node.controller
+        .learn_leaders(2, vec![(TopicPartition::new("orders", 0), 4)]);
+    let leader = |node: &mut Node| {
+        let mut context = ControllerContext {
+            now_ms: node.now_ms,
+            node: &node.view,
+            rng: &mut node.rng,
+        };
+        match node
+            .controller
+            .metadata_request(&mut context, Some(vec!["orders".into()]), false)
+        {
+            (Response::Metadata { topics, .. }, _) => {
+                let partition = &topics[0].partitions[0];
+                (partition.error, partition.leader, partition.leader_epoch)
+            }
+            (other, _) => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(leader(&mut node), (ErrorCode::None, 2, 4));
+    node.now_ms += NODE_LIVENESS_MS + 1;
+    assert_eq!(leader(&mut node).0, ErrorCode::LeaderNotAvailable);
+}
+
+#[test]
+fn metadata_of_an_unknown_topic_asks_for_its_creation() {
+    let mut node = Node::new();
+    let mut context = ControllerContext {
+        now_ms: node.now_ms,
+        node: &node.view,
+        rng: &mut node.rng,
+    };
+    let (response, outputs) =
+        node.controller
+            .metadata_request(&mut context, Some(vec!["fresh".into()]), true);
+    match response {
+        Response::Metadata { topics, .. } => {
+            assert_eq!(topics[0].error, ErrorCode::LeaderNotAvailable)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        outputs.as_slice(),
+        [ControllerOutput::Append { .. }]
+    ));
+}
