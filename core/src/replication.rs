@@ -1239,14 +1239,20 @@ mod tests {
     #[cfg(feature = "defects")]
     #[test]
     fn each_replication_defect_is_caught_and_shrunk() {
-        use proptest::test_runner::{Config, TestError, TestRunner};
+        use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
         for defect in crate::defects::Defect::REPLICATION {
-            let mut runner = TestRunner::new(Config {
-                cases: 3000,
-                max_shrink_iters: 20_000,
-                failure_persistence: None,
-                ..Config::default()
-            });
+            // A fixed RNG: whether a defect is found, and how far it shrinks, must not
+            // depend on the run (a randomly seeded runner made this test flaky: seeds 1, 2
+            // and 3 each find all three defects and shrink them below the bound).
+            let mut runner = TestRunner::new_with_rng(
+                Config {
+                    cases: 3000,
+                    max_shrink_iters: 20_000,
+                    failure_persistence: None,
+                    ..Config::default()
+                },
+                TestRng::from_seed(RngAlgorithm::ChaCha, &[1; 32]),
+            );
             let strategy = (
                 prop::sample::select(vec![3i32, 5]),
                 any::<u64>(),
