@@ -1,7 +1,7 @@
 //! Consumer groups: the membership and rebalance state machine of Kafka's classic group
 //! protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), one [`Group`] per group id.
 //!
-//! The coordinator (`broker/coordinator.rs`) owns one [`Group`] per group it coordinates,
+//! The coordinator (`group_coordinator.rs`) owns one [`Group`] per group it coordinates,
 //! persists each group's [`MembershipSnapshot`] and committed offsets in the replicated
 //! offsets log, and restores groups from it after a failover. Everything here is a pure
 //! function of its inputs (time and member-id suffixes come from the caller), so it runs

@@ -44,8 +44,8 @@
 //!   help, which these clients do not give. Myelin's answer needs none: the node numbers
 //!   client connections in the order it accepts them, and the coordinator refuses
 //!   (NOT_COORDINATOR) a transactional request for an id from a connection older than the
-//!   newest it has seen for that id (`broker/transactions.rs`, `is_from_stale_connection`):
-//!   a client that retried on a new connection has abandoned the old one, so what still
+//!   newest it has seen for that id (`transaction_coordinator.rs`,
+//!   `is_from_stale_connection`): a client that retried on a new connection has abandoned the old one, so what still
 //!   arrives there is late. The numbering is per node, which suffices: a request delayed
 //!   on a connection can only reach that connection's node. The cost: a client that spread
 //!   one transactional id's requests over two live connections to one broker would be
