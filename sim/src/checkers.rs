@@ -84,6 +84,18 @@
 //! - **group-stabilizes** (groups): once faults heal and producers stop, the group settles
 //!   and commits every partition up to its high watermark within the deadline: consumption
 //!   continues from the committed offsets.
+//! - **group-owned-after-heal** (groups, at the end): from the heal (every fault healed,
+//!   paused members resumed, crashed members back), within a session timeout + a rebalance
+//!   timeout + a heartbeat interval + twice the members' longest retry backoff (the
+//!   harness's `OWNED_AFTER_HEAL_MS`), some generation assigns every partition of the topic
+//!   to a member whose heartbeat in that generation, sent after the heal, was accepted: a
+//!   live member owns each partition.
+//! - **expired-member-loses-partitions** (groups, at the end): a member paused longer than
+//!   its session timeout (judged only when no node or network fault was in force from a
+//!   session before the pause to its end, since a coordinator that moved may start
+//!   sessions afresh) never has a heartbeat or commit, sent after it resumed, accepted for
+//!   the generation it held when paused; and every partition it held then is assigned in a
+//!   later generation to another member, or to itself only after it resumed and rejoined.
 //! - **aborted-reads** (transactions; Jepsen's G1a): no record of an aborted transaction
 //!   is ever read as committed: not by a read_committed consumer, not in the final
 //!   read_committed log. A transaction is aborted for sure once its abort was acknowledged,
@@ -164,10 +176,12 @@ pub enum Invariant {
     ConsumerNoSkips,
     GroupConsumesAcknowledged,
     ExpiredMemberFenced,
+    GroupOwnedAfterHeal,
+    ExpiredMemberLosesPartitions,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 28] = [
+    pub const ALL: [Invariant; 30] = [
         Invariant::AcknowledgedWritesSurvive,
         Invariant::ReadsSurvive,
         Invariant::ReadsBelowHighWatermark,
@@ -196,6 +210,8 @@ impl Invariant {
         Invariant::ConsumerNoSkips,
         Invariant::GroupConsumesAcknowledged,
         Invariant::ExpiredMemberFenced,
+        Invariant::GroupOwnedAfterHeal,
+        Invariant::ExpiredMemberLosesPartitions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -228,6 +244,8 @@ impl Invariant {
             Invariant::ConsumerNoSkips => "consumer-no-skips",
             Invariant::GroupConsumesAcknowledged => "group-consumes-acknowledged",
             Invariant::ExpiredMemberFenced => "expired-member-fenced",
+            Invariant::GroupOwnedAfterHeal => "group-owned-after-heal",
+            Invariant::ExpiredMemberLosesPartitions => "expired-member-loses-partitions",
         }
     }
 }
@@ -292,6 +310,10 @@ pub struct CheckReport {
     /// Individual checks made, per invariant.
     pub checks: BTreeMap<Invariant, u64>,
     pub violations: Vec<Violation>,
+    /// Group commits sent naming a generation older than one already assigned (a zombie's
+    /// commit): the window fenced-commits-rejected judges.
+    #[serde(default)]
+    pub zombie_commits: u64,
 }
 
 impl CheckReport {
@@ -344,6 +366,15 @@ struct GroupHistory {
     assignments: Vec<(Micros, i32)>,
     /// Per partition: (when acknowledged, offset) of every acknowledged commit, in order.
     acknowledged: BTreeMap<i32, Vec<(Micros, i64)>>,
+    /// Every assignment, in order: (when, client, member, generation, partitions).
+    synced: Vec<(Micros, u8, String, i32, Vec<i32>)>,
+    /// Every acknowledged heartbeat and commit, in order: (member, generation, started,
+    /// answered, what it was).
+    accepted: Vec<(String, i32, Micros, Micros, &'static str)>,
+    /// Member pauses, in order: (client, from, to); `to` is `None` while it lasts.
+    pauses: Vec<(u8, Micros, Option<Micros>)>,
+    /// Node-level faults, in order: (from, until) they could have been in force.
+    node_faults: Vec<(Micros, Micros)>,
 }
 
 impl GroupHistory {
@@ -565,6 +596,152 @@ impl Checker {
         });
     }
 
+    /// A group member's task was paused at `at`.
+    pub fn member_paused(&mut self, client: u8, at: Micros) {
+        self.group.pauses.push((client, at, None));
+    }
+
+    /// A paused group member's task resumed at `at`.
+    pub fn member_resumed(&mut self, client: u8, at: Micros) {
+        if let Some(pause) = self
+            .group
+            .pauses
+            .iter_mut()
+            .rev()
+            .find(|(paused, _, to)| *paused == client && to.is_none())
+        {
+            pause.2 = Some(at);
+        }
+    }
+
+    /// A fault that is not aimed at one client (a node's, the network's) may have been in
+    /// force from `from` until `until`: the coordinator may have moved, and a new one
+    /// starts its members' sessions afresh.
+    pub fn node_fault(&mut self, from: Micros, until: Micros) {
+        self.group.node_faults.push((from, until));
+    }
+
+    /// group-owned-after-heal (at the end of a group run): within `within` of `healed` (every
+    /// fault healed, every member resumed and back from its crash), some generation assigns
+    /// every one of the topic's `partitions` to a member whose heartbeat in that generation,
+    /// sent after `healed`, was accepted by then: a live member owns each partition.
+    pub fn check_group_owned_after_heal(
+        &mut self,
+        partitions: i32,
+        healed: Micros,
+        within: Micros,
+    ) {
+        let deadline = healed + within;
+        let group = &self.group;
+        let generations: BTreeSet<i32> = group
+            .synced
+            .iter()
+            .map(|(_, _, _, generation, _)| *generation)
+            .collect();
+        // (generation, owners without such a heartbeat, partitions nobody was assigned)
+        let mut closest: Option<(i32, Vec<String>, Vec<i32>)> = None;
+        let mut owned = false;
+        for generation in generations {
+            let unassigned: Vec<i32> = (0..partitions)
+                .filter(|partition| !group.owners.contains_key(&(generation, *partition)))
+                .collect();
+            let owners: BTreeSet<&String> = (0..partitions)
+                .filter_map(|partition| group.owners.get(&(generation, partition)))
+                .collect();
+            let silent: Vec<String> = owners
+                .into_iter()
+                .filter(|owner| {
+                    !group.accepted.iter().any(|(member, g, started, at, what)| {
+                        member == *owner
+                            && *g == generation
+                            && *what == "heartbeat"
+                            && *started >= healed
+                            && *at <= deadline
+                    })
+                })
+                .cloned()
+                .collect();
+            if unassigned.is_empty() && silent.is_empty() {
+                owned = true;
+                break;
+            }
+            closest = Some((generation, silent, unassigned));
+        }
+        self.check(Invariant::GroupOwnedAfterHeal, owned, None, || {
+            let newest = closest.map_or("no generation was assigned".to_string(), |(generation, silent, unassigned)| {
+                format!(
+                    "in the newest, generation {generation}, partitions {unassigned:?} were not assigned and owners {silent:?} had no heartbeat accepted"
+                )
+            });
+            format!(
+                "no generation owned all {partitions} partitions by live members within {} ms of the heal at {}.{:06} s: {newest}",
+                within / 1000,
+                healed / 1_000_000,
+                healed % 1_000_000
+            )
+        });
+    }
+
+    /// expired-member-loses-partitions (at the end of a group run): a member paused for
+    /// longer than `session` (with no node or network fault in force from `session` before
+    /// the pause to its end, so the coordinator that timed its session stayed put) has
+    /// neither a heartbeat nor a commit accepted, sent after it resumed, for the generation
+    /// it held when paused; and every partition it held then is assigned in a later
+    /// generation, to another member or to itself after it resumed (rejoined).
+    pub fn check_expired_members(&mut self, session: Micros) {
+        let pauses = self.group.pauses.clone();
+        for (client, from, to) in pauses {
+            let Some(to) = to else { continue };
+            if to - from <= session
+                || self
+                    .group
+                    .node_faults
+                    .iter()
+                    .any(|(start, until)| *start <= to && *until + session >= from)
+            {
+                continue;
+            }
+            let Some((_, _, member, generation, held)) = self
+                .group
+                .synced
+                .iter()
+                .rev()
+                .find(|(at, synced, ..)| *synced == client && *at < from)
+                .cloned()
+            else {
+                continue;
+            };
+            let accepted: Vec<(Micros, &'static str)> = self
+                .group
+                .accepted
+                .iter()
+                .filter(|(m, g, started, ..)| *m == member && *g == generation && *started >= to)
+                .map(|(_, _, _, at, what)| (*at, *what))
+                .collect();
+            for (at, what) in accepted {
+                self.check(Invariant::ExpiredMemberLosesPartitions, false, Some(at), || {
+                    format!(
+                        "member {member} (client {client}), paused for {} ms (over its {} ms session) while it held generation {generation}, had a {what} in generation {generation} accepted after it resumed",
+                        (to - from) / 1000,
+                        session / 1000
+                    )
+                });
+            }
+            for partition in held {
+                let reassigned = self.group.synced.iter().any(|(at, _, m, g, partitions)| {
+                    *g > generation && partitions.contains(&partition) && (*m != member || *at > to)
+                });
+                self.check(Invariant::ExpiredMemberLosesPartitions, reassigned, None, || {
+                    format!(
+                        "member {member} (client {client}) held partition {partition} in generation {generation} and was paused for {} ms (over its {} ms session), but no later generation assigned the partition to another member (or to it after it resumed)",
+                        (to - from) / 1000,
+                        session / 1000
+                    )
+                });
+            }
+        }
+    }
+
     /// committed-offsets-monotonic: `offset` of `partition`, in an operation sent at
     /// `started`, is at least every commit acknowledged before then.
     fn check_not_behind_commits(
@@ -607,6 +784,13 @@ impl Checker {
                     });
                 }
                 self.group.assignments.push((*at, *generation));
+                self.group.synced.push((
+                    *at,
+                    *client,
+                    member.clone(),
+                    *generation,
+                    partitions.clone(),
+                ));
                 *self
                     .consumers
                     .assignment_numbers
@@ -622,9 +806,15 @@ impl Checker {
                 started,
                 at,
             } => {
+                if *generation < self.group.newest_generation_before(*started) {
+                    self.report.zombie_commits += 1;
+                }
                 if *outcome != CommitOutcome::Acknowledged {
                     return;
                 }
+                self.group
+                    .accepted
+                    .push((member.clone(), *generation, *started, *at, "commit"));
                 // Assignments are recorded as they arrive; one recorded before this commit
                 // was sent was known to the coordinator before it.
                 let newest = self.group.newest_generation_before(*started);
@@ -663,6 +853,9 @@ impl Checker {
                 started,
                 at,
             } => {
+                self.group
+                    .accepted
+                    .push((member.clone(), *generation, *started, *at, "heartbeat"));
                 let newest = self.group.newest_generation_before(*started);
                 self.check(Invariant::ExpiredMemberFenced, *generation >= newest, Some(*at), || {
                     format!(
@@ -2300,6 +2493,8 @@ mod tests {
             broken(&checker.report),
             vec![Invariant::FencedCommitsRejected; 3]
         );
+        // Only the last commit was sent after a newer generation was assigned.
+        assert_eq!(checker.report.zombie_commits, 1);
     }
 
     #[test]
@@ -2323,6 +2518,133 @@ mod tests {
             broken(&checker.report),
             vec![Invariant::ExpiredMemberFenced]
         );
+    }
+
+    fn assigned_at(client: u8, generation: i32, partitions: Vec<i32>, at: Micros) -> ClientEvent {
+        ClientEvent::GroupAssigned {
+            client,
+            member: format!("m{client}"),
+            generation,
+            partitions,
+            at,
+        }
+    }
+
+    fn heartbeat_of(client: u8, generation: i32, started: Micros) -> ClientEvent {
+        ClientEvent::Heartbeat {
+            client,
+            member: format!("m{client}"),
+            generation,
+            outcome: CommitOutcome::Acknowledged,
+            started,
+            at: started + 5,
+        }
+    }
+
+    #[test]
+    fn a_group_left_unowned_after_the_heal_is_caught() {
+        // Two partitions, healed at 1000, deadline 500 later.
+        let owned_by = |events: &[ClientEvent]| {
+            let mut checker = Checker::new();
+            for event in events {
+                checker.observe_client(event);
+            }
+            checker.check_group_owned_after_heal(2, 1_000, 500);
+            broken(&checker.report)
+        };
+        // Generation 2 deals both partitions; both owners heartbeat in it after the heal.
+        let good = [
+            assigned_at(1, 2, vec![0], 900),
+            assigned_at(2, 2, vec![1], 900),
+            heartbeat_of(1, 2, 1_100),
+            heartbeat_of(2, 2, 1_200),
+        ];
+        assert!(owned_by(&good).is_empty());
+        // Partition 1 is never assigned.
+        assert_eq!(
+            owned_by(&[assigned_at(1, 2, vec![0], 900), heartbeat_of(1, 2, 1_100)]),
+            vec![Invariant::GroupOwnedAfterHeal]
+        );
+        // Member 2's only heartbeat was sent before the heal (it may have died since).
+        assert_eq!(
+            owned_by(&[
+                assigned_at(1, 2, vec![0], 900),
+                assigned_at(2, 2, vec![1], 900),
+                heartbeat_of(1, 2, 1_100),
+                heartbeat_of(2, 2, 950),
+            ]),
+            vec![Invariant::GroupOwnedAfterHeal]
+        );
+        // Member 2's heartbeat came too late.
+        assert_eq!(
+            owned_by(&[
+                assigned_at(1, 2, vec![0], 900),
+                assigned_at(2, 2, vec![1], 900),
+                heartbeat_of(1, 2, 1_100),
+                heartbeat_of(2, 2, 1_600),
+            ]),
+            vec![Invariant::GroupOwnedAfterHeal]
+        );
+        // Heartbeats after the heal, but each in a generation where the other partition is
+        // not owned.
+        assert_eq!(
+            owned_by(&[
+                assigned_at(1, 2, vec![0], 900),
+                heartbeat_of(1, 2, 1_100),
+                assigned_at(2, 3, vec![1], 1_150),
+                heartbeat_of(2, 3, 1_200),
+            ]),
+            vec![Invariant::GroupOwnedAfterHeal]
+        );
+    }
+
+    #[test]
+    fn an_expired_member_that_keeps_its_partitions_is_caught() {
+        // Member 1 holds partition 0 in generation 1 and is paused from 100 to 400, past
+        // its 200 session.
+        let expired = |events: &[ClientEvent], node_fault: Option<(Micros, Micros)>| {
+            let mut checker = Checker::new();
+            checker.observe_client(&assigned_at(1, 1, vec![0], 50));
+            checker.observe_client(&assigned_at(2, 1, vec![1], 50));
+            checker.member_paused(1, 100);
+            checker.member_resumed(1, 400);
+            if let Some((from, until)) = node_fault {
+                checker.node_fault(from, until);
+            }
+            for event in events {
+                checker.observe_client(event);
+            }
+            checker.check_expired_members(200);
+            broken(&checker.report)
+        };
+        // The group moves on: generation 2 deals partition 0 to member 2; member 1's
+        // heartbeat in generation 1 is refused, it rejoins and gets partition 0 back in
+        // generation 3.
+        let mut refused = heartbeat_of(1, 1, 410);
+        if let ClientEvent::Heartbeat { outcome, .. } = &mut refused {
+            *outcome = CommitOutcome::Refused { code: 22 };
+        }
+        let moved_on = [
+            assigned_at(2, 2, vec![0, 1], 350),
+            refused,
+            assigned_at(1, 3, vec![0], 500),
+        ];
+        assert!(expired(&moved_on, None).is_empty());
+        // Member 1's heartbeat and commit in generation 1 are accepted after it resumed,
+        // and no later generation deals partition 0 to anyone else.
+        assert_eq!(
+            expired(&[heartbeat_of(1, 1, 410), commit(1, 1, 0, 420)], None),
+            vec![Invariant::ExpiredMemberLosesPartitions; 3]
+        );
+        // Only member 1 itself is dealt partition 0 later, by a generation synced before it
+        // resumed (so it never rejoined: it is not the member it was).
+        assert_eq!(
+            expired(&[assigned_at(1, 2, vec![0], 300)], None),
+            vec![Invariant::ExpiredMemberLosesPartitions]
+        );
+        // A node fault around the pause (the coordinator may have moved, restarting the
+        // session): the member is not held to it.
+        assert!(expired(&[heartbeat_of(1, 1, 410)], Some((150, 250))).is_empty());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, OutputLogs, Progress};
 use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
+use crate::group_protocol::{HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS, SESSION_TIMEOUT_MS};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{
     Aim, ClientRole, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP, OUTPUT_PARTITIONS,
@@ -23,7 +24,7 @@ use crate::scenario::{
 };
 use crate::trace::{Source, Trace};
 use crate::txn_clients::EndTxnSignal;
-use crate::workload::{run_client, ClientContext, MemberCommand, TOPIC_ALREADY_EXISTS};
+use crate::workload::{run_client, ClientContext, MemberCommand, BACKOFF_MS, TOPIC_ALREADY_EXISTS};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -66,6 +67,15 @@ const SIM_OFFSETS_PARTITIONS: i32 = 2;
 /// Wall time a child process gets for one run (a normal run takes well under a second).
 const CHILD_WALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Simulated time allowed beyond the scenario's duration before madsim gives up.
+/// group-owned-after-heal's deadline, from the heal: a session timeout (a member that died
+/// before the heal is expired by then), a rebalance timeout (the longest a rebalance waits
+/// for members to rejoin), and the members' own slack: a heartbeat interval (to learn of
+/// the rebalance and to send the heartbeat that shows they own their partitions) and the
+/// longest retry backoff, once for the join and once for the sync.
+const OWNED_AFTER_HEAL_MS: u64 = SESSION_TIMEOUT_MS as u64
+    + REBALANCE_TIMEOUT_MS as u64
+    + HEARTBEAT_INTERVAL_MS
+    + 2 * BACKOFF_MS.1;
 const TIME_LIMIT_SLACK: Duration = Duration::from_secs(300);
 
 /// How to run a scenario.
@@ -234,10 +244,11 @@ impl RunReport {
         ));
         if self.scenario.groups {
             text.push_str(&format!(
-                "  group: {} assignments, {} commits acknowledged, {} refused or unanswered\n",
+                "  group: {} assignments, {} commits acknowledged, {} refused or unanswered, {} zombie commits (naming a superseded generation)\n",
                 counts.group_assignments,
                 counts.group_commits_acknowledged,
-                counts.group_commits_refused
+                counts.group_commits_refused,
+                self.checks.zombie_commits
             ));
         }
         if self.scenario.transactions {
@@ -576,6 +587,8 @@ struct Supervisor<'a> {
     member_commands: Vec<Arc<Mutex<Option<MemberCommand>>>>,
     /// Group members paused now.
     paused_clients: std::collections::BTreeSet<u8>,
+    /// When the last member crash (or leave) ends: the member is back.
+    members_back_ms: u64,
     /// Fired when a coordinator answers an EndTxn while a coordinator fault is armed.
     end_txn_signal: Arc<EndTxnSignal>,
     /// Coordinator faults waiting for the next EndTxn answer, in schedule order.
@@ -819,6 +832,8 @@ impl Supervisor<'_> {
                 let fresh = self.paused_clients.insert(*client);
                 if fresh {
                     self.handle.pause(self.client_ids[usize::from(*client)]);
+                    let at = self.log.now_us();
+                    self.log.lock().checker.member_paused(*client, at);
                 }
                 fresh
             }
@@ -833,6 +848,8 @@ impl Supervisor<'_> {
                 let fresh = self.paused_clients.insert(*client);
                 if fresh {
                     self.handle.pause(self.client_ids[usize::from(*client)]);
+                    let at = self.log.now_us();
+                    self.log.lock().checker.member_paused(*client, at);
                 }
                 fresh
             }
@@ -858,6 +875,17 @@ impl Supervisor<'_> {
                 .injected
                 .entry(fault.kind().to_string())
                 .or_insert(0) += 1;
+            let duration_us = fault.duration_ms() * 1000;
+            if fault.clone().client_mut().is_none() {
+                let at = self.log.now_us();
+                self.log.lock().checker.node_fault(at, at + duration_us);
+            }
+            if matches!(
+                fault,
+                Fault::MemberCrash { .. } | Fault::MemberLeave { .. } | Fault::ClientCrash { .. }
+            ) {
+                self.members_back_ms = self.members_back_ms.max(now + fault.duration_ms());
+            }
             if let Fault::Crash { aim: Some(_), .. } | Fault::Isolate { aim: Some(_), .. } = fault {
                 self.faults.aimed += 1;
             }
@@ -1046,6 +1074,8 @@ impl Supervisor<'_> {
     fn resume_client(&mut self, client: u8) {
         if self.paused_clients.remove(&client) {
             self.handle.resume(self.client_ids[usize::from(client)]);
+            let at = self.log.now_us();
+            self.log.lock().checker.member_resumed(client, at);
         }
     }
 
@@ -1063,6 +1093,11 @@ impl Supervisor<'_> {
                 self.faults.crashes += 1;
                 self.faults.fail_stops += 1;
                 self.schedule(now + FAIL_STOP_RESTART_MS, Action::Restart(index));
+                let at = self.log.now_us();
+                self.log
+                    .lock()
+                    .checker
+                    .node_fault(at, at + FAIL_STOP_RESTART_MS * 1000);
             }
         }
     }
@@ -1824,6 +1859,7 @@ async fn supervise(
         faults: FaultCounts::default(),
         member_commands,
         paused_clients: std::collections::BTreeSet::new(),
+        members_back_ms: 0,
         end_txn_signal,
         armed: std::collections::VecDeque::new(),
         struck: BTreeMap::new(),
@@ -1833,6 +1869,7 @@ async fn supervise(
     // The workload ends: stop the clients, heal, then one more crash of every node.
     stop.store(true, Ordering::Relaxed);
     supervisor.heal_everything();
+    let heal_us = log.now_us();
     await_clients(&log, clients).await;
     // With the producers stopped and every fault healed, the group must settle and commit
     // every partition to its end.
@@ -1856,6 +1893,19 @@ async fn supervise(
             .await
             .unwrap_or_else(|_| Err("the group watcher failed".into()));
         Some(outcome)
+    } else {
+        None
+    };
+    // group-owned-after-heal judges the members until the heal (and the last member's
+    // return) plus its deadline: they run at least that long.
+    let group_healed_us = if scenario.groups && !scenario.transactions {
+        let healed_us = heal_us.max(supervisor.members_back_ms * 1000);
+        let until = healed_us + OWNED_AFTER_HEAL_MS * 1000;
+        let now = log.now_us();
+        if until > now {
+            tokio::time::sleep(Duration::from_micros(until - now)).await;
+        }
+        Some(healed_us)
     } else {
         None
     };
@@ -1968,6 +2018,14 @@ async fn supervise(
         }
         (Some(outcome), None) => checker.check_group_stabilized(outcome),
         (None, None) => {}
+    }
+    if let Some(healed_us) = group_healed_us {
+        checker.check_group_owned_after_heal(
+            scenario.partitions_of(1),
+            healed_us,
+            OWNED_AFTER_HEAL_MS * 1000,
+        );
+        checker.check_expired_members(SESSION_TIMEOUT_MS as u64 * 1000);
     }
     let checks = checker.finish(&finals, progress);
     for violation in &checks.violations[state.violations_traced..] {

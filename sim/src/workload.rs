@@ -32,6 +32,8 @@ const OFFSET_OUT_OF_RANGE: i16 = 1;
 const PRODUCE_TIMEOUT_MS: i32 = 1_500;
 /// A consumer's long-poll wait.
 const FETCH_MAX_WAIT_MS: i32 = 250;
+/// A client's retry backoff after a failure: (shortest, longest) milliseconds.
+pub(crate) const BACKOFF_MS: (u64, u64) = (50, 250);
 
 /// Everything one client needs.
 pub(crate) struct ClientContext {
@@ -95,7 +97,7 @@ impl ClientContext {
     }
 
     pub(crate) async fn backoff(&mut self) {
-        self.pause_ms((50, 250)).await;
+        self.pause_ms(BACKOFF_MS).await;
     }
 
     pub(crate) async fn think(&mut self) {

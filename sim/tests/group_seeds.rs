@@ -3,7 +3,9 @@
 //! and members that crash, leave, pause past their session (zombies) and are cut off. Every
 //! seed must keep every invariant (within a generation no partition has two owners, a
 //! fenced member's commit is refused, committed offsets never move back or get lost, and the
-//! group settles and commits every partition to its end once faults heal) with real
+//! group settles and commits every partition to its end once faults heal, live members own
+//! every partition within the session and rebalance timeouts of the heal, and a member
+//! paused past its session loses its partitions) with real
 //! progress. (Simulation builds only: `cargo sim-test --test group_seeds`; by hand:
 //! `cargo sim -- --groups --seeds A..B`.)
 #![cfg(madsim)]
@@ -41,11 +43,13 @@ fn every_group_seed_of_the_fixed_range_passes_with_progress() {
             .sum()
     };
     println!(
-        "{} group seeds: {} assignments, {} commits acknowledged, {} refused; member faults: {} crashes, {} leaves, {} pauses, {} cut off; {} failing",
+        "{} group seeds: {} assignments, {} commits acknowledged, {} refused, {} zombie commits (seeds with one: {}); member faults: {} crashes, {} leaves, {} pauses, {} cut off; {} failing",
         reports.len(),
         reports.iter().map(|r| r.counts.group_assignments).sum::<u64>(),
         reports.iter().map(|r| r.counts.group_commits_acknowledged).sum::<u64>(),
         reports.iter().map(|r| r.counts.group_commits_refused).sum::<u64>(),
+        reports.iter().map(|r| r.checks.zombie_commits).sum::<u64>(),
+        reports.iter().filter(|r| r.checks.zombie_commits > 0).count(),
         injected("member-crash"),
         injected("member-leave"),
         injected("member-pause"),
