@@ -70,7 +70,7 @@ use crate::api::{
 };
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
-use crate::internal_log::{replay_recovered, InternalPartitions};
+use crate::internal_log::{open_shard, shard_appended, shard_truncated, InternalPartitions};
 use crate::metadata::TopicPartition;
 use bytes::Bytes;
 use offsets_shard::OffsetsShard;
@@ -194,20 +194,21 @@ impl GroupCoordinator {
     /// An offsets partition is hosted here from now on; `recovered` holds its stored
     /// batches (below `log_end`) to replay.
     pub fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
+        #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
         let mut shard = OffsetsShard::default();
         #[cfg(feature = "defects")]
         {
             shard.commit_offsets_on_abort =
                 self.has_defect(crate::defects::Defect::CommitOffsetsOnAbort);
         }
-        replay_recovered(
+        open_shard(
+            &mut self.shards,
             OFFSETS_TOPIC,
             partition,
             recovered,
             log_end,
-            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+            shard,
         );
-        self.shards.insert(partition, shard);
     }
 
     pub fn close_shard(&mut self, partition: i32) {
@@ -223,16 +224,19 @@ impl GroupCoordinator {
         last_offset: i64,
         bytes: &Bytes,
     ) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.on_appended(header, base_offset, last_offset, bytes);
-        }
+        shard_appended(
+            &mut self.shards,
+            partition,
+            header,
+            base_offset,
+            last_offset,
+            bytes,
+        );
     }
 
     /// Hosted offsets partition `partition` lost its tail from `offset` on.
     pub fn on_truncated(&mut self, partition: i32, offset: i64) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.log.truncate(offset);
-        }
+        shard_truncated(&mut self.shards, partition, offset);
     }
 
     // ----- what it holds, for the node, tests and checkers -----

@@ -36,9 +36,67 @@ pub trait InternalPartitions {
     fn status(&self, index: i32) -> Option<ShardStatus>;
 }
 
+/// What a coordinator keeps per hosted partition of its internal topic: it follows the
+/// partition's log, batch by batch, and loses the tail a truncation cuts.
+pub(crate) trait InternalShard {
+    fn on_appended(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+        bytes: &Bytes,
+    );
+    fn truncate(&mut self, offset: i64);
+}
+
+/// A coordinator's hosted partitions of its internal topic, by partition index: `shard`
+/// starts hosting `partition`, with the recovered batches below `log_end` replayed into it.
+pub(crate) fn open_shard<S: InternalShard>(
+    shards: &mut BTreeMap<i32, S>,
+    topic: &str,
+    partition: i32,
+    recovered: Option<&Bytes>,
+    log_end: i64,
+    mut shard: S,
+) {
+    replay_recovered(
+        topic,
+        partition,
+        recovered,
+        log_end,
+        |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+    );
+    shards.insert(partition, shard);
+}
+
+/// A batch was appended to hosted partition `partition` (ignored if not hosted).
+pub(crate) fn shard_appended<S: InternalShard>(
+    shards: &mut BTreeMap<i32, S>,
+    partition: i32,
+    header: &BatchHeader,
+    base_offset: i64,
+    last_offset: i64,
+    bytes: &Bytes,
+) {
+    if let Some(shard) = shards.get_mut(&partition) {
+        shard.on_appended(header, base_offset, last_offset, bytes);
+    }
+}
+
+/// Hosted partition `partition` lost its tail from `offset` on (ignored if not hosted).
+pub(crate) fn shard_truncated<S: InternalShard>(
+    shards: &mut BTreeMap<i32, S>,
+    partition: i32,
+    offset: i64,
+) {
+    if let Some(shard) = shards.get_mut(&partition) {
+        shard.truncate(offset);
+    }
+}
+
 /// Calls `on_batch(header, base offset, last offset, bytes)` for each recovered batch of an
 /// internal partition that lies below `log_end` (what the log kept).
-pub(crate) fn replay_recovered(
+fn replay_recovered(
     topic: &str,
     partition: i32,
     recovered: Option<&Bytes>,

@@ -63,7 +63,7 @@ use crate::api::{
 };
 use crate::batch::BatchHeader;
 use crate::group_coordinator::{offsets_partition_of, OFFSETS_TOPIC};
-use crate::internal_log::{replay_recovered, InternalPartitions};
+use crate::internal_log::{open_shard, shard_appended, shard_truncated, InternalPartitions};
 use crate::metadata::TopicPartition;
 use crate::replication::NodeId;
 use crate::transactions::{
@@ -244,15 +244,14 @@ impl TransactionCoordinator {
     /// A `__transaction_state` partition is hosted here from now on; `recovered` holds its
     /// stored batches (below `log_end`) to replay.
     pub fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
-        let mut shard = TxnShard::default();
-        replay_recovered(
+        open_shard(
+            &mut self.shards,
             TRANSACTION_STATE_TOPIC,
             partition,
             recovered,
             log_end,
-            |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
+            TxnShard::default(),
         );
-        self.shards.insert(partition, shard);
     }
 
     pub fn close_shard(&mut self, partition: i32) {
@@ -268,16 +267,19 @@ impl TransactionCoordinator {
         last_offset: i64,
         bytes: &Bytes,
     ) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.on_appended(header, base_offset, last_offset, bytes);
-        }
+        shard_appended(
+            &mut self.shards,
+            partition,
+            header,
+            base_offset,
+            last_offset,
+            bytes,
+        );
     }
 
     /// Hosted partition `partition` lost its tail from `offset` on.
     pub fn on_truncated(&mut self, partition: i32, offset: i64) {
-        if let Some(shard) = self.shards.get_mut(&partition) {
-            shard.log.truncate(offset);
-        }
+        shard_truncated(&mut self.shards, partition, offset);
     }
 
     /// The earliest time the coordinator's timers have work.

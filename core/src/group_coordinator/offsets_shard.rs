@@ -6,7 +6,7 @@
 use crate::api::ErrorCode;
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, MembershipSnapshot};
-use crate::internal_log::CommitQueue;
+use crate::internal_log::{CommitQueue, InternalShard};
 use crate::metadata::TopicPartition;
 use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use bytes::Bytes;
@@ -83,8 +83,8 @@ pub(super) struct OffsetsShard {
     pub(super) last_write: BTreeMap<String, (i64, i32)>,
 }
 
-impl OffsetsShard {
-    pub(super) fn on_appended(
+impl InternalShard for OffsetsShard {
+    fn on_appended(
         &mut self,
         header: &BatchHeader,
         base_offset: i64,
@@ -121,6 +121,12 @@ impl OffsetsShard {
         self.log.push(base_offset, last_offset, entries);
     }
 
+    fn truncate(&mut self, offset: i64) {
+        self.log.truncate(offset);
+    }
+}
+
+impl OffsetsShard {
     /// Applies the batches below `committed`, in order.
     pub(super) fn apply_committed(&mut self, committed: i64) {
         for entry in self.log.take_committed(committed) {

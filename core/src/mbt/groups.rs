@@ -45,8 +45,8 @@
 //! heartbeats' aside).
 
 use super::{
-    boolean, differences, int, list, map, set, string, tuple, variant, Divergence, Replayed,
-    SpecRun, State, Trace,
+    boolean, int, list, map, set, string, tuple, variant, Divergence, Replay, Replayed, SpecRun,
+    State, Trace,
 };
 use crate::api::{
     ErrorCode, JoinRequest, LeavingMember, OffsetCommitPartition, Request, RequestId, Response,
@@ -679,7 +679,7 @@ impl System {
         self.execute(outputs)
     }
 
-    fn apply(&mut self, before: &State, state: &State) {
+    fn take_step(&mut self, before: &State, state: &State) {
         let c = state.pick("c").map(|c| string(c).to_string());
         let client = || {
             let c = c.as_deref().expect("the action names a client");
@@ -928,31 +928,31 @@ fn spec_records(record: GroupRecord) -> Vec<Record> {
     }
 }
 
-/// Replays `trace`; `defect` is a group coordinator defect the coordinator runs with.
-fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
-    let mut system = System::new(_defect);
-    for (index, state) in trace.states.iter().enumerate() {
-        if index > 0 {
-            system.apply(&trace.states[index - 1], state);
-        }
-        let spec = spec_abstraction(state);
-        let code = system.abstraction();
-        if spec != code {
-            return Err(Box::new(Divergence {
-                trace: trace.path.clone(),
-                step: index,
-                action: state.action.clone(),
-                picks: state.picks_made(),
-                differences: differences(&Abstraction::parts(&spec, &code)),
-                spec_state: format!("{spec:#?}"),
-                code_state: format!("{code:#?}"),
-                test: "mbt::groups::groups_spec_traces_replay_on_the_code",
-            }));
-        }
+impl Replay for System {
+    type Abstraction = Abstraction;
+    const TEST: &'static str = "mbt::groups::groups_spec_traces_replay_on_the_code";
+
+    fn apply(&mut self, before: &State, state: &State) -> Result<(), String> {
+        self.take_step(before, state);
+        Ok(())
     }
-    Ok(Replayed::Complete {
-        steps: trace.states.len() - 1,
-    })
+
+    fn spec_abstraction(state: &State) -> Abstraction {
+        spec_abstraction(state)
+    }
+
+    fn code_abstraction(&self) -> Abstraction {
+        self.abstraction()
+    }
+
+    fn parts(spec: &Abstraction, code: &Abstraction) -> Vec<(String, String, String)> {
+        Abstraction::parts(spec, code)
+    }
+}
+
+/// Replays `trace`; `defect` is a group coordinator defect the coordinator runs with.
+fn replay(trace: &Trace, defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
+    super::replay_on(trace, System::new(defect))
 }
 
 fn traces() -> &'static [Trace] {
@@ -1004,18 +1004,8 @@ fn groups_replay_reports_an_altered_spec_state() {
 #[test]
 fn group_coordinator_defects_diverge_from_the_spec() {
     for defect in crate::defects::Defect::GROUPS {
-        let caught = traces()
-            .iter()
-            .find_map(|trace| replay(trace, Some(defect.name())).err());
-        match caught {
-            Some(divergence) => eprintln!(
-                "mbt groups: {defect} caught at step {} of {} ({}): {}",
-                divergence.step,
-                divergence.trace.display(),
-                divergence.action,
-                divergence.differences.join("; ")
-            ),
-            None => panic!("{defect}: no trace diverged"),
-        }
+        super::assert_defect_caught("groups", defect, traces(), |trace| {
+            replay(trace, Some(defect.name()))
+        });
     }
 }

@@ -153,9 +153,79 @@ impl Replayed {
     }
 }
 
+/// One spec's replay: the core's state machines driven by a trace's actions, and the state
+/// both sides are compared on.
+pub(crate) trait Replay {
+    type Abstraction: PartialEq + std::fmt::Debug;
+    /// The test that replays every trace of the spec (a divergence names it).
+    const TEST: &'static str;
+    /// Takes the step from `before` to `state` on the code. An error says the code cannot
+    /// be driven to take it (the spec is more liberal there): the replay stops, not fails.
+    fn apply(&mut self, before: &State, state: &State) -> Result<(), String>;
+    fn spec_abstraction(state: &State) -> Self::Abstraction;
+    fn code_abstraction(&self) -> Self::Abstraction;
+    /// The abstractions' parts, as (name, spec, code) triples, for a divergence's report.
+    fn parts(spec: &Self::Abstraction, code: &Self::Abstraction) -> Vec<(String, String, String)>;
+}
+
+/// Replays `trace` on `system`, comparing the states after every step.
+pub(crate) fn replay_on<R: Replay>(
+    trace: &Trace,
+    mut system: R,
+) -> Result<Replayed, Box<Divergence>> {
+    for (index, state) in trace.states.iter().enumerate() {
+        if index > 0 {
+            if let Err(reason) = system.apply(&trace.states[index - 1], state) {
+                return Ok(Replayed::Stopped {
+                    steps: index - 1,
+                    reason: format!("step {index} ({}): {reason}", state.action),
+                });
+            }
+        }
+        let spec = R::spec_abstraction(state);
+        let code = system.code_abstraction();
+        if spec != code {
+            return Err(Box::new(Divergence {
+                trace: trace.path.clone(),
+                step: index,
+                action: state.action.clone(),
+                picks: state.picks_made(),
+                differences: differences(&R::parts(&spec, &code)),
+                spec_state: format!("{spec:#?}"),
+                code_state: format!("{code:#?}"),
+                test: R::TEST,
+            }));
+        }
+    }
+    Ok(Replayed::Complete {
+        steps: trace.states.len() - 1,
+    })
+}
+
+/// Asserts that some trace diverges when the code runs `defect` (`replay` replays a trace
+/// with it), and prints where.
+#[cfg(feature = "defects")]
+pub(crate) fn assert_defect_caught(
+    protocol: &str,
+    defect: crate::defects::Defect,
+    traces: &[Trace],
+    replay: impl Fn(&Trace) -> Result<Replayed, Box<Divergence>>,
+) {
+    match traces.iter().find_map(|trace| replay(trace).err()) {
+        Some(divergence) => eprintln!(
+            "mbt {protocol}: {defect} caught at step {} of {} ({}): {}",
+            divergence.step,
+            divergence.trace.display(),
+            divergence.action,
+            divergence.differences.join("; ")
+        ),
+        None => panic!("{defect}: no trace diverged"),
+    }
+}
+
 /// Compares two renderings of the same abstraction field by field: `parts` are
 /// (name, spec, code) triples; the names of those that differ come back as report lines.
-pub(crate) fn differences(parts: &[(String, String, String)]) -> Vec<String> {
+fn differences(parts: &[(String, String, String)]) -> Vec<String> {
     parts
         .iter()
         .filter(|(_, spec, code)| spec != code)

@@ -24,7 +24,7 @@
 //! offset, the log (epoch and value of each offset), durable end and high watermark; and
 //! the network: the set of messages in flight, fields and carried batches included.
 
-use super::{differences, int, list, map, set, variant, Divergence, Replayed, SpecRun, Trace};
+use super::{int, list, map, set, variant, Divergence, Replay, Replayed, SpecRun, Trace};
 use crate::replication::{
     AppendOutcome, NodeId, Records, ReplicationMessage, ReplicationTimings, RoleView,
 };
@@ -515,7 +515,7 @@ impl System {
     }
 
     /// Applies one spec step. `Err` says why the code cannot be driven to take it.
-    fn apply(&mut self, state: &super::State) -> Result<(), String> {
+    fn take_step(&mut self, state: &super::State) -> Result<(), String> {
         let node = |name: &str| -> NodeId {
             i32::try_from(int(state.picked(name))).expect("a node id fits an i32")
         };
@@ -625,36 +625,30 @@ impl System {
     }
 }
 
+impl Replay for System {
+    type Abstraction = GroupAbstraction;
+    const TEST: &'static str = "mbt::replication::replication_spec_traces_replay_on_the_code";
+
+    fn apply(&mut self, _before: &super::State, state: &super::State) -> Result<(), String> {
+        self.take_step(state)
+    }
+
+    fn spec_abstraction(state: &super::State) -> GroupAbstraction {
+        spec_abstraction(state)
+    }
+
+    fn code_abstraction(&self) -> GroupAbstraction {
+        code_abstraction(&self.group, &self.clocks)
+    }
+
+    fn parts(spec: &GroupAbstraction, code: &GroupAbstraction) -> Vec<(String, String, String)> {
+        GroupAbstraction::parts(spec, code)
+    }
+}
+
 /// Replays `trace` with every replica running `defect`.
 fn replay(trace: &Trace, defect: DefectChoice) -> Result<Replayed, Box<Divergence>> {
-    let mut system = System::new(defect);
-    for (index, state) in trace.states.iter().enumerate() {
-        if index > 0 {
-            if let Err(reason) = system.apply(state) {
-                return Ok(Replayed::Stopped {
-                    steps: index - 1,
-                    reason: format!("step {index} ({}): {reason}", state.action),
-                });
-            }
-        }
-        let spec = spec_abstraction(state);
-        let code = code_abstraction(&system.group, &system.clocks);
-        if spec != code {
-            return Err(Box::new(Divergence {
-                trace: trace.path.clone(),
-                step: index,
-                action: state.action.clone(),
-                picks: state.picks_made(),
-                differences: differences(&GroupAbstraction::parts(&spec, &code)),
-                spec_state: format!("{spec:#?}"),
-                code_state: format!("{code:#?}"),
-                test: "mbt::replication::replication_spec_traces_replay_on_the_code",
-            }));
-        }
-    }
-    Ok(Replayed::Complete {
-        steps: trace.states.len() - 1,
-    })
+    super::replay_on(trace, System::new(defect))
 }
 
 fn traces() -> &'static [Trace] {
@@ -724,18 +718,8 @@ fn replication_replay_reports_an_altered_spec_state() {
 #[test]
 fn replication_defects_diverge_from_the_spec() {
     for defect in crate::defects::Defect::REPLICATION {
-        let caught = traces()
-            .iter()
-            .find_map(|trace| replay(trace, Some(defect)).err());
-        match caught {
-            Some(divergence) => eprintln!(
-                "mbt replication: {defect} caught at step {} of {} ({}): {}",
-                divergence.step,
-                divergence.trace.display(),
-                divergence.action,
-                divergence.differences.join("; ")
-            ),
-            None => panic!("{defect}: no trace diverged"),
-        }
+        super::assert_defect_caught("replication", defect, traces(), |trace| {
+            replay(trace, Some(defect))
+        });
     }
 }

@@ -41,7 +41,7 @@
 //! step's reply (API and error).
 
 use super::{
-    boolean, differences, int, list, map, set, string, Divergence, Replayed, SpecRun, State, Trace,
+    boolean, int, list, map, set, string, Divergence, Replay, Replayed, SpecRun, State, Trace,
 };
 use crate::api::{ErrorCode, TxnState};
 use crate::api::{Request, RequestId, Response};
@@ -699,7 +699,7 @@ impl System {
         self.reply("Produce", &error_name(error));
     }
 
-    fn apply(&mut self, before: &State, state: &State) {
+    fn take_step(&mut self, before: &State, state: &State) {
         let c = state.pick("c").map(|c| string(c).to_string());
         let client = || spec_client(before, c.as_deref().expect("the action names a client"));
         let again = state.pick("again").is_some_and(boolean);
@@ -958,32 +958,32 @@ impl System {
     }
 }
 
+impl Replay for System {
+    type Abstraction = Abstraction;
+    const TEST: &'static str = "mbt::transactions::transactions_spec_traces_replay_on_the_code";
+
+    fn apply(&mut self, before: &State, state: &State) -> Result<(), String> {
+        self.take_step(before, state);
+        Ok(())
+    }
+
+    fn spec_abstraction(state: &State) -> Abstraction {
+        spec_abstraction(state)
+    }
+
+    fn code_abstraction(&self) -> Abstraction {
+        self.abstraction()
+    }
+
+    fn parts(spec: &Abstraction, code: &Abstraction) -> Vec<(String, String, String)> {
+        Abstraction::parts(spec, code)
+    }
+}
+
 /// Replays `trace`; `defect` names a deliberate defect the coordinator and the partitions
 /// run with.
-fn replay(trace: &Trace, _defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
-    let mut system = System::new(_defect);
-    for (index, state) in trace.states.iter().enumerate() {
-        if index > 0 {
-            system.apply(&trace.states[index - 1], state);
-        }
-        let spec = spec_abstraction(state);
-        let code = system.abstraction();
-        if spec != code {
-            return Err(Box::new(Divergence {
-                trace: trace.path.clone(),
-                step: index,
-                action: state.action.clone(),
-                picks: state.picks_made(),
-                differences: differences(&Abstraction::parts(&spec, &code)),
-                spec_state: format!("{spec:#?}"),
-                code_state: format!("{code:#?}"),
-                test: "mbt::transactions::transactions_spec_traces_replay_on_the_code",
-            }));
-        }
-    }
-    Ok(Replayed::Complete {
-        steps: trace.states.len() - 1,
-    })
+fn replay(trace: &Trace, defect: Option<&str>) -> Result<Replayed, Box<Divergence>> {
+    super::replay_on(trace, System::new(defect))
 }
 
 fn traces() -> &'static [Trace] {
@@ -1041,18 +1041,8 @@ fn transaction_defects_diverge_from_the_spec() {
         Defect::EmptyAbortedTransactions,
         Defect::LastStableOffsetIgnoresOpenTransactions,
     ] {
-        let caught = traces()
-            .iter()
-            .find_map(|trace| replay(trace, Some(defect.name())).err());
-        match caught {
-            Some(divergence) => eprintln!(
-                "mbt transactions: {defect} caught at step {} of {} ({}): {}",
-                divergence.step,
-                divergence.trace.display(),
-                divergence.action,
-                divergence.differences.join("; ")
-            ),
-            None => panic!("{defect}: no trace diverged"),
-        }
+        super::assert_defect_caught("transactions", defect, traces(), |trace| {
+            replay(trace, Some(defect.name()))
+        });
     }
 }

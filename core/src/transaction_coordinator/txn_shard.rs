@@ -3,7 +3,7 @@
 //! flight, and the marker jobs of the prepared transactions its leader finishes.
 
 use crate::batch::BatchHeader;
-use crate::internal_log::CommitQueue;
+use crate::internal_log::{CommitQueue, InternalShard};
 use crate::metadata::TopicPartition;
 use crate::records::decode_json_records;
 use crate::transactions::{TxnMetadata, TxnRecord};
@@ -37,8 +37,8 @@ pub(super) struct MarkerJob {
     pub(super) next_send_ms: i64,
 }
 
-impl TxnShard {
-    pub(super) fn on_appended(
+impl InternalShard for TxnShard {
+    fn on_appended(
         &mut self,
         header: &BatchHeader,
         base_offset: i64,
@@ -54,6 +54,12 @@ impl TxnShard {
         self.log.push(base_offset, last_offset, records);
     }
 
+    fn truncate(&mut self, offset: i64) {
+        self.log.truncate(offset);
+    }
+}
+
+impl TxnShard {
     /// Applies the batches below `committed`, in order.
     pub(super) fn apply_committed(&mut self, committed: i64) {
         let applied_before = self.log.applied_end();
