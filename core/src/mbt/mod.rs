@@ -91,6 +91,8 @@ impl State {
 #[derive(Debug, Clone)]
 pub(crate) struct Trace {
     pub path: PathBuf,
+    /// The module the trace is a run of: the prefix its variables carry (`main::...`).
+    pub main: String,
     pub states: Vec<State>,
 }
 
@@ -306,14 +308,8 @@ fn read_given(given: &Path, spec: &SpecRun) -> Vec<Trace> {
     files
         .iter()
         .map(|file| read_trace(file))
-        .filter(|trace| trace_of(trace, spec))
+        .filter(|trace| trace.main == spec.main)
         .collect()
-}
-
-/// Whether `trace` is a run of `spec`: its variables carry the module's prefix.
-fn trace_of(trace: &Trace, spec: &SpecRun) -> bool {
-    let text = std::fs::read_to_string(&trace.path).unwrap_or_default();
-    text.contains(&format!("\"{}::", spec.main))
 }
 
 fn itf_files(dir: &Path) -> Vec<PathBuf> {
@@ -354,8 +350,8 @@ fn generate(spec: &SpecRun) -> Vec<Trace> {
     let stamp = format!(
         "{} {traces} traces {steps} steps seed {seed}\n{}\n{}",
         spec.main,
-        std::fs::read_to_string(specs.join(spec.protocol).join(spec.file)).unwrap_or_default(),
-        std::fs::read_to_string(specs.join("package-lock.json")).unwrap_or_default()
+        read_text(&specs.join(spec.protocol).join(spec.file)),
+        read_text(&specs.join("package-lock.json"))
     );
     if std::fs::read_to_string(&stamp_path).is_ok_and(|written| written == stamp) {
         let files = itf_files(&out);
@@ -419,9 +415,13 @@ fn generate(spec: &SpecRun) -> Vec<Trace> {
 }
 
 /// Reads an ITF trace written by `quint run --mbt`.
+fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
 pub(crate) fn read_trace(path: &Path) -> Trace {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    let text = read_text(path);
     let json: Value = serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("{} is not JSON: {error}", path.display()));
     let states = json["states"]
@@ -462,8 +462,16 @@ pub(crate) fn read_trace(path: &Path) -> Trace {
             }
         })
         .collect();
+    let main = json["vars"]
+        .as_array()
+        .and_then(|vars| vars.first())
+        .and_then(Value::as_str)
+        .and_then(|var| var.split("::").next())
+        .unwrap_or_default()
+        .to_string();
     Trace {
         path: path.to_path_buf(),
+        main,
         states,
     }
 }
