@@ -582,16 +582,7 @@ impl GroupCoordinator {
                     records.push(GroupRecord::Offsets {
                         group: group_id.clone(),
                         at_ms: now_ms,
-                        commits: commits
-                            .into_iter()
-                            .map(
-                                |OffsetCommitPartition {
-                                     partition,
-                                     offset,
-                                     metadata,
-                                 }| (partition, offset, metadata),
-                            )
-                            .collect(),
+                        commits: offset_entries(commits),
                     });
                 }
                 replies.push((id, Response::OffsetCommit(results)));
@@ -759,16 +750,7 @@ impl GroupCoordinator {
             group: group_id.clone(),
             producer_id,
             at_ms: now_ms,
-            commits: commits
-                .into_iter()
-                .map(
-                    |OffsetCommitPartition {
-                         partition,
-                         offset,
-                         metadata,
-                     }| (partition, offset, metadata),
-                )
-                .collect(),
+            commits: offset_entries(commits),
         };
         let batch = crate::records::encode_producer_batch(
             &crate::records::encode_json_records(&[record]),
@@ -1133,6 +1115,8 @@ fn group_of(request: &Request) -> Option<&str> {
         _ => None,
     }
 }
+
+/// An OffsetFetch answer for one partition: what was committed, or -1.
 fn fetched_offset(partition: TopicPartition, found: Option<&CommittedOffset>) -> FetchedOffset {
     FetchedOffset {
         partition,
@@ -1140,4 +1124,20 @@ fn fetched_offset(partition: TopicPartition, found: Option<&CommittedOffset>) ->
         metadata: found.and_then(|committed| committed.metadata.clone()),
         error: ErrorCode::None,
     }
+}
+
+/// A commit's partitions as the offsets log records them.
+fn offset_entries(
+    commits: Vec<OffsetCommitPartition>,
+) -> Vec<(TopicPartition, i64, Option<String>)> {
+    commits
+        .into_iter()
+        .map(
+            |OffsetCommitPartition {
+                 partition,
+                 offset,
+                 metadata,
+             }| (partition, offset, metadata),
+        )
+        .collect()
 }
