@@ -69,8 +69,12 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 const ANNOUNCE_INTERVAL_MS: i64 = 1_000;
 /// How often a node not yet registered asks the controller again.
 const REGISTER_RETRY_MS: i64 = 1_000;
-/// How long a forwarded admin request waits for the controller's answer.
+/// How long a forwarded admin request waits for the controller's answer, and how long a
+/// request that arrives while no controller is known waits for one to be elected.
 const FORWARD_TIMEOUT_MS: i64 = 10_000;
+/// Most client admin requests waiting for a controller to be elected; past it they are
+/// answered NOT_CONTROLLER at once (clients retry that).
+const CONTROLLERLESS_WAITING_MAX: usize = 64;
 /// A node not heard from for this long is left out of Metadata and not named as a leader or
 /// coordinator: clients take every listed broker for alive (kafka-python gives up on one it
 /// cannot reach). Every live node is heard from at least every announcement interval.
@@ -189,6 +193,14 @@ struct ForwardedRequest {
     deadline_ms: i64,
 }
 
+/// A client's admin request that arrived while no controller was known.
+#[derive(Debug)]
+struct ControllerlessRequest {
+    request: RequestId,
+    op: AdminOp,
+    deadline_ms: i64,
+}
+
 /// A committed-or-not batch of the metadata log, decoded, waiting to be applied.
 #[derive(Debug, Clone)]
 struct PendingBatch {
@@ -204,6 +216,9 @@ pub struct Controller {
     pending: BTreeMap<i64, PendingBatch>,
     waiting: Vec<PendingAdmin>,
     forwarded: BTreeMap<u64, ForwardedRequest>,
+    /// Client requests waiting for a controller to be elected (at most
+    /// [`CONTROLLERLESS_WAITING_MAX`]), in arrival order.
+    controllerless: Vec<ControllerlessRequest>,
     next_forward_id: u64,
     /// Leaders other nodes announced: partition -> (epoch, leader).
     known_leaders: BTreeMap<TopicPartition, (i32, NodeId)>,
@@ -222,6 +237,7 @@ impl Controller {
             pending: BTreeMap::new(),
             waiting: Vec::new(),
             forwarded: BTreeMap::new(),
+            controllerless: Vec::new(),
             next_forward_id: UNANSWERED + 1,
             known_leaders: BTreeMap::new(),
             next_announce_ms: 0,
@@ -392,6 +408,11 @@ impl Controller {
         self.forwarded
             .values()
             .map(|forwarded| forwarded.deadline_ms)
+            .chain(
+                self.controllerless
+                    .iter()
+                    .map(|waiting| waiting.deadline_ms),
+            )
             .chain([self.next_announce_ms])
             .chain(register)
             .min()
@@ -400,7 +421,8 @@ impl Controller {
     // ----- admin operations -----
 
     /// A client's CreateTopics or DeleteTopics: run here if this node is the controller,
-    /// else forwarded to it.
+    /// else forwarded to it; while no controller is known (a cluster starting, an election),
+    /// it waits for one (see [`Controller::release_admin`]).
     pub fn admin_request(
         &mut self,
         context: &mut ControllerContext<'_>,
@@ -431,8 +453,19 @@ impl Controller {
                     message: PeerMessage::Forward { id: forward_id, op },
                 });
             }
+            None if self.controllerless.len() < CONTROLLERLESS_WAITING_MAX => {
+                self.controllerless.push(ControllerlessRequest {
+                    request: id,
+                    op,
+                    deadline_ms: context.now_ms + FORWARD_TIMEOUT_MS,
+                });
+            }
             None => {
-                let results = admin_failure(&op, ErrorCode::NotController, "no controller yet");
+                let results = admin_failure(
+                    &op,
+                    ErrorCode::NotController,
+                    "no controller yet, and too many requests wait for one",
+                );
                 respond(AdminOrigin::Client { id, kind }, results, &mut outputs);
             }
         }
@@ -696,9 +729,10 @@ impl Controller {
     }
 
     /// After every step: answers admin operations whose records are applied, fails those
-    /// whose controller lost its leadership, and times out forwarded requests.
-    pub fn release_admin(&mut self, context: &ControllerContext<'_>) -> Vec<ControllerOutput> {
-        let mut outputs = Vec::new();
+    /// whose controller lost its leadership, times out forwarded requests, and runs (or
+    /// forwards) the requests that waited for a controller once one is known.
+    pub fn release_admin(&mut self, context: &mut ControllerContext<'_>) -> Vec<ControllerOutput> {
+        let mut outputs = self.release_controllerless(context);
         if !self.waiting.is_empty() {
             let leading_epoch = context.node.metadata_leader_epoch();
             let applied_end = context.node.metadata().applied_end_offset;
@@ -749,6 +783,38 @@ impl Controller {
                     kind: forwarded.kind,
                 };
                 respond(origin, results, &mut outputs);
+            }
+        }
+        outputs
+    }
+
+    /// The requests that waited for a controller: run or forwarded once one is known,
+    /// answered NOT_CONTROLLER (which clients retry) once their wait is over.
+    fn release_controllerless(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+    ) -> Vec<ControllerOutput> {
+        let mut outputs = Vec::new();
+        if self.controllerless.is_empty() {
+            return outputs;
+        }
+        let controller_known = context.node.controller_id().is_some();
+        for waiting in std::mem::take(&mut self.controllerless) {
+            if controller_known {
+                outputs.extend(self.admin_request(context, waiting.request, waiting.op));
+            } else if waiting.deadline_ms <= context.now_ms {
+                let origin = AdminOrigin::Client {
+                    id: waiting.request,
+                    kind: AdminKind::of(&waiting.op),
+                };
+                let results = admin_failure(
+                    &waiting.op,
+                    ErrorCode::NotController,
+                    "no controller was elected in time",
+                );
+                respond(origin, results, &mut outputs);
+            } else {
+                self.controllerless.push(waiting);
             }
         }
         outputs

@@ -250,11 +250,69 @@ fn another_node_forwards_admin_requests_to_the_controller() {
 }
 
 #[test]
-fn without_a_controller_an_admin_request_fails_at_once() {
+fn without_a_controller_an_admin_request_waits_for_one_to_be_elected() {
     let mut node = Node::new();
     node.view.controller_id = None;
+    node.view.metadata_leader_epoch = None;
     assert_eq!(node.admin(create("orders", 1)), 0);
+    node.release();
+    assert!(node.sent.is_empty(), "{:?}", node.sent);
+    assert!(node
+        .controller
+        .next_wakeup_ms(true)
+        .is_some_and(|at| at <= node.now_ms + FORWARD_TIMEOUT_MS));
+    // This node is elected: the request runs here and is answered once committed.
+    node.view.controller_id = Some(THIS_NODE);
+    node.view.metadata_leader_epoch = Some(1);
+    assert_eq!(
+        node.drive(|controller, context| controller.release_admin(context)),
+        1
+    );
+    assert!(node.sent.is_empty(), "{:?}", node.sent);
+    node.commit().expect("applied");
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+    assert!(node.view.metadata.topics.contains_key("orders"));
+}
+
+#[test]
+fn a_request_waiting_for_a_controller_is_forwarded_once_another_node_is_elected() {
+    let mut node = Node::new();
+    node.view.controller_id = None;
+    node.view.metadata_leader_epoch = None;
+    node.admin(create("orders", 1));
+    node.view.controller_id = Some(2);
+    node.release();
+    match node.sent.remove(0) {
+        ControllerOutput::Send {
+            to: 2,
+            message: PeerMessage::Forward { op, .. },
+        } => assert_eq!(op, create("orders", 1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_wait_for_a_controller_is_bounded_in_time_and_in_number() {
+    let mut node = Node::new();
+    node.view.controller_id = None;
+    node.view.metadata_leader_epoch = None;
+    for _ in 0..CONTROLLERLESS_WAITING_MAX {
+        node.admin(create("orders", 1));
+    }
+    assert!(node.sent.is_empty());
+    // One too many is refused at once, with an error clients retry.
+    node.admin(create("orders", 1));
     assert_eq!(node.answer()[0].error, ErrorCode::NotController);
+    node.now_ms += FORWARD_TIMEOUT_MS - 1;
+    node.release();
+    assert!(node.sent.is_empty());
+    node.now_ms += 1;
+    node.release();
+    assert_eq!(node.sent.len(), CONTROLLERLESS_WAITING_MAX);
+    for sent in std::mem::take(&mut node.sent) {
+        node.sent.push(sent);
+        assert_eq!(node.answer()[0].error, ErrorCode::NotController);
+    }
 }
 
 #[test]
