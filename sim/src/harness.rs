@@ -19,12 +19,13 @@ use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::group_protocol::{HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS, SESSION_TIMEOUT_MS};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{
-    Aim, ClientRole, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP, OUTPUT_PARTITIONS,
-    OUTPUT_TOPIC, TOPIC,
+    Aim, ClientRole, ClientStep, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP,
+    OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
 };
 use crate::trace::{Source, Trace};
-use crate::txn_clients::EndTxnSignal;
-use crate::workload::{run_client, ClientContext, MemberCommand, BACKOFF_MS, TOPIC_ALREADY_EXISTS};
+use crate::workload::{
+    run_client, ClientContext, MemberCommand, StepSignals, BACKOFF_MS, TOPIC_ALREADY_EXISTS,
+};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -538,6 +539,11 @@ fn create_node(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Inject(usize),
+    /// Fault `number`, armed for a client step, strikes `node`, the node that served it.
+    Strike {
+        number: usize,
+        node: u8,
+    },
     Heal(usize),
     Restart(u8),
 }
@@ -589,11 +595,11 @@ struct Supervisor<'a> {
     paused_clients: std::collections::BTreeSet<u8>,
     /// When the last member crash (or leave) ends: the member is back.
     members_back_ms: u64,
-    /// Fired when a coordinator answers an EndTxn while a coordinator fault is armed.
-    end_txn_signal: Arc<EndTxnSignal>,
-    /// Coordinator faults waiting for the next EndTxn answer, in schedule order.
-    armed: std::collections::VecDeque<usize>,
-    /// The node each coordinator fault struck.
+    /// Fired by the client steps faults are armed for ([`Fault::trigger`]).
+    signals: Arc<StepSignals>,
+    /// Faults waiting for their client step, in schedule order.
+    armed: BTreeMap<ClientStep, std::collections::VecDeque<usize>>,
+    /// The node each isolation (aimed, or armed for a client step) struck.
     struck: BTreeMap<usize, u8>,
 }
 
@@ -861,10 +867,15 @@ impl Supervisor<'_> {
                 self.clog(client_deaf_clog(*client, *requests_held));
                 true
             }
-            Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
-                // Carried out when the next EndTxn is answered (`strike_coordinator`).
-                self.armed.push_back(number);
-                self.end_txn_signal.arm();
+            Fault::CoordinatorCrash { .. }
+            | Fault::CoordinatorSplit { .. }
+            | Fault::ProduceLeaderCrash { .. }
+            | Fault::ProduceLeaderIsolate { .. } => {
+                // Carried out after its client step (`step_taken`, then `strike`).
+                if let Some((step, _)) = fault.trigger() {
+                    self.armed.entry(step).or_default().push_back(number);
+                    self.signals.of(step).arm();
+                }
                 self.note(Source::Harness, "fault-armed", &fault.to_string());
                 return true;
             }
@@ -960,6 +971,11 @@ impl Supervisor<'_> {
                 let node = self.struck.get(&number).copied().unwrap_or(*node);
                 self.unclog(Clog::Node(node));
             }
+            Fault::ProduceLeaderIsolate { .. } => {
+                if let Some(node) = self.struck.get(&number).copied() {
+                    self.unclog(Clog::Node(node));
+                }
+            }
             Fault::Split { .. } | Fault::NodeLinkLoss { .. } => {
                 for clog in node_link_clogs(self.scenario.nodes, &fault) {
                     self.unclog(clog);
@@ -1002,29 +1018,45 @@ impl Supervisor<'_> {
             | Fault::MemberCrash { .. }
             | Fault::MemberLeave { .. }
             | Fault::ClientCrash { .. }
-            | Fault::CoordinatorCrash { .. } => {}
+            | Fault::CoordinatorCrash { .. }
+            | Fault::ProduceLeaderCrash { .. } => {}
         }
         self.note(Source::Harness, "heal", &fault.to_string());
     }
 
-    /// Carries out the first armed coordinator fault on `node`, the coordinator that just
-    /// answered an EndTxn.
-    fn strike_coordinator(&mut self, node: u8) {
-        let Some(number) = self.armed.pop_front() else {
+    /// A client step armed faults wait for was served by `node`: the first fault armed
+    /// for it strikes that node after its delay (`Action::Strike`).
+    fn step_taken(&mut self, step: ClientStep, node: u8) {
+        let Some(armed) = self.armed.get_mut(&step) else {
             return;
         };
-        if !self.armed.is_empty() {
-            self.end_txn_signal.arm();
+        let Some(number) = armed.pop_front() else {
+            return;
+        };
+        if !armed.is_empty() {
+            self.signals.of(step).arm();
         }
+        let delay_ms = self.scenario.faults[number]
+            .fault
+            .trigger()
+            .map_or(0, |(_, delay_ms)| delay_ms);
+        let now = self.now_ms();
+        self.schedule(now + delay_ms, Action::Strike { number, node });
+    }
+
+    /// Carries out fault `number`, armed for a client step, on `node`, the node that served
+    /// the step.
+    fn strike(&mut self, number: usize, node: u8) {
         let fault = self.scenario.faults[number].fault.clone();
         let now = self.now_ms();
         let injected = match &fault {
-            Fault::CoordinatorCrash { down_ms } => {
-                let crashed = self.crash(
-                    node,
-                    CrashSpec::default(),
-                    "crash of the transaction coordinator right after an EndTxn",
-                );
+            Fault::CoordinatorCrash { down_ms } | Fault::ProduceLeaderCrash { down_ms, .. } => {
+                let why = if matches!(fault, Fault::CoordinatorCrash { .. }) {
+                    "crash of the transaction coordinator right after an EndTxn"
+                } else {
+                    "crash of the leader right after an idempotent producer's send"
+                };
+                let crashed = self.crash(node, CrashSpec::default(), why);
                 if crashed {
                     self.faults.crashes += 1;
                     self.schedule(now + down_ms, Action::Restart(node));
@@ -1039,6 +1071,12 @@ impl Supervisor<'_> {
                 self.schedule(now + for_ms, Action::Heal(number));
                 true
             }
+            Fault::ProduceLeaderIsolate { for_ms, .. } => {
+                self.clog(Clog::Node(node));
+                self.struck.insert(number, node);
+                self.schedule(now + for_ms, Action::Heal(number));
+                true
+            }
             _ => false,
         };
         if injected {
@@ -1047,6 +1085,11 @@ impl Supervisor<'_> {
                 .injected
                 .entry(fault.kind().to_string())
                 .or_insert(0) += 1;
+            let at = self.log.now_us();
+            self.log
+                .lock()
+                .checker
+                .node_fault(at, at + fault.duration_ms() * 1000);
         } else {
             self.faults.skipped += 1;
         }
@@ -1054,7 +1097,7 @@ impl Supervisor<'_> {
         self.note(
             Source::Harness,
             verdict,
-            &format!("{fault}: node {node} answered an EndTxn"),
+            &format!("{fault}: node {node} served the step"),
         );
     }
 
@@ -1123,19 +1166,32 @@ impl Supervisor<'_> {
                     Action::Inject(number) => {
                         self.inject(number);
                     }
+                    Action::Strike { number, node } => self.strike(number, node),
                     Action::Heal(number) => self.heal(number),
                     Action::Restart(index) => self.restart(index),
                 }
             }
-            if let Some(node) = self.end_txn_signal.take_fired() {
-                self.strike_coordinator(node);
+            let fired = ClientStep::ALL.into_iter().find_map(|step| {
+                let node = self.signals.of(step).take_fired()?;
+                Some((step, node))
+            });
+            if let Some((step, node)) = fired {
+                self.step_taken(step, node);
                 continue;
             }
             if now >= end_ms {
-                // Coordinator faults still armed found no EndTxn in time.
-                self.faults.skipped += self.armed.len() as u64;
+                // Faults still armed found no client step in time (or struck too late).
+                let armed: usize = self.armed.values().map(|armed| armed.len()).sum();
+                let striking = self
+                    .agenda
+                    .values()
+                    .filter(|action| matches!(action, Action::Strike { .. }))
+                    .count();
+                self.faults.skipped += (armed + striking) as u64;
                 self.armed.clear();
-                self.end_txn_signal.take_fired();
+                for step in ClientStep::ALL {
+                    self.signals.of(step).take_fired();
+                }
                 return;
             }
             let next = self
@@ -1145,15 +1201,14 @@ impl Supervisor<'_> {
                 .min(end_ms)
                 .min(now + SUPERVISOR_POLL_MS);
             let sleep = tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(1)));
-            if self.end_txn_signal.is_armed() {
-                // Wake up as soon as an EndTxn is answered: "right after" it.
-                let signal = self.end_txn_signal.clone();
-                tokio::select! {
-                    _ = sleep => {}
-                    _ = signal.notify.notified() => {}
-                }
-            } else {
-                sleep.await;
+            // Wake up as soon as an armed client step is taken: "right after" it.
+            let signals = self.signals.clone();
+            let end_txn = signals.of(ClientStep::EndTxnAnswered);
+            let produce = signals.of(ClientStep::ProduceSent);
+            tokio::select! {
+                _ = sleep => {}
+                _ = end_txn.notify.notified(), if end_txn.is_armed() => {}
+                _ = produce.notify.notified(), if produce.is_armed() => {}
             }
         }
     }
@@ -1164,7 +1219,7 @@ impl Supervisor<'_> {
         for action in pending {
             match action {
                 Action::Heal(number) => self.heal(number),
-                Action::Restart(_) | Action::Inject(_) => {}
+                Action::Restart(_) | Action::Inject(_) | Action::Strike { .. } => {}
             }
         }
         let clogs: Vec<Clog> = self.clogs.keys().copied().collect();
@@ -1806,7 +1861,7 @@ async fn supervise(
     // Group members (and copiers) outlive the producers: they must catch up once faults
     // heal.
     let stop_members = Arc::new(AtomicBool::new(false));
-    let end_txn_signal = Arc::new(EndTxnSignal::default());
+    let signals = Arc::new(StepSignals::default());
     let mut client_ids = Vec::new();
     let mut clients = Vec::new();
     let mut members = Vec::new();
@@ -1836,7 +1891,7 @@ async fn supervise(
             },
             rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),
             command: Arc::new(Mutex::new(None)),
-            end_txn_signal: end_txn_signal.clone(),
+            signals: signals.clone(),
         };
         member_commands.push(context.command.clone());
         let task = node.spawn(run_client(context));
@@ -1860,8 +1915,8 @@ async fn supervise(
         member_commands,
         paused_clients: std::collections::BTreeSet::new(),
         members_back_ms: 0,
-        end_txn_signal,
-        armed: std::collections::VecDeque::new(),
+        signals,
+        armed: BTreeMap::new(),
         struck: BTreeMap::new(),
     };
     supervisor.run_schedule(scenario.duration_ms).await;

@@ -417,6 +417,10 @@ pub struct HistoryCounts {
     pub acknowledged_acks_all: u64,
     pub acknowledged_acks_leader: u64,
     pub acknowledged_idempotent: u64,
+    /// Of those, acknowledged only after a retry (the first attempt failed or went
+    /// unanswered: a leader change, a lost connection).
+    #[serde(default)]
+    pub acknowledged_idempotent_retried: u64,
     pub refused: u64,
     pub indeterminate: u64,
     pub records_acknowledged: u64,
@@ -487,7 +491,12 @@ impl History {
                         counts.records_acknowledged += records;
                         match role {
                             ClientRole::ProducerAcksLeader => counts.acknowledged_acks_leader += 1,
-                            ClientRole::IdempotentProducer => counts.acknowledged_idempotent += 1,
+                            ClientRole::IdempotentProducer => {
+                                counts.acknowledged_idempotent += 1;
+                                if *attempts > 1 {
+                                    counts.acknowledged_idempotent_retried += 1;
+                                }
+                            }
                             _ => counts.acknowledged_acks_all += 1,
                         }
                     }

@@ -266,6 +266,29 @@ pub enum Fault {
     /// Cut the transaction coordinator off from the other nodes right after it answers the
     /// next EndTxn: its markers cannot reach the partition leaders.
     CoordinatorSplit { for_ms: u64 },
+    /// Crash the node an idempotent producer sends its next batch to (from `at_ms` on),
+    /// `after_ms` after the send, and restart it after `down_ms`: the batch may be lost,
+    /// held by that leader alone, or replicated but not acknowledged, and the producer
+    /// retries it at the next leader, over a log that may have been truncated.
+    ProduceLeaderCrash { after_ms: u64, down_ms: u64 },
+    /// Cut the node an idempotent producer sends its next batch to off every other node and
+    /// client, `after_ms` after the send, for `for_ms`: it may append the batch alone while
+    /// another leader is elected, and truncate it when it is back.
+    ProduceLeaderIsolate { after_ms: u64, for_ms: u64 },
+}
+
+/// A client's step that a fault can be armed to strike right after (at the node that
+/// served it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientStep {
+    /// A transaction coordinator answered an EndTxn.
+    EndTxnAnswered,
+    /// An idempotent producer sent a batch to a partition leader.
+    ProduceSent,
+}
+
+impl ClientStep {
+    pub const ALL: [ClientStep; 2] = [ClientStep::EndTxnAnswered, ClientStep::ProduceSent];
 }
 
 impl Fault {
@@ -294,6 +317,23 @@ impl Fault {
             Fault::ClientDeaf { .. } => "client-deaf",
             Fault::CoordinatorCrash { .. } => "coordinator-crash",
             Fault::CoordinatorSplit { .. } => "coordinator-split",
+            Fault::ProduceLeaderCrash { .. } => "produce-leader-crash",
+            Fault::ProduceLeaderIsolate { .. } => "produce-leader-isolate",
+        }
+    }
+
+    /// The client step this fault waits for, once its time comes, and how long after that
+    /// step it strikes; `None` for faults that strike at their time.
+    pub fn trigger(&self) -> Option<(ClientStep, u64)> {
+        match self {
+            Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
+                Some((ClientStep::EndTxnAnswered, 0))
+            }
+            Fault::ProduceLeaderCrash { after_ms, .. }
+            | Fault::ProduceLeaderIsolate { after_ms, .. } => {
+                Some((ClientStep::ProduceSent, *after_ms))
+            }
+            _ => None,
         }
     }
 
@@ -304,10 +344,12 @@ impl Fault {
             | Fault::MemberCrash { down_ms, .. }
             | Fault::MemberLeave { down_ms, .. }
             | Fault::ClientCrash { down_ms, .. }
-            | Fault::CoordinatorCrash { down_ms } => *down_ms,
+            | Fault::CoordinatorCrash { down_ms }
+            | Fault::ProduceLeaderCrash { down_ms, .. } => *down_ms,
             Fault::ClientPause { for_ms, .. }
             | Fault::ClientDeaf { for_ms, .. }
             | Fault::CoordinatorSplit { for_ms }
+            | Fault::ProduceLeaderIsolate { for_ms, .. }
             | Fault::Pause { for_ms, .. }
             | Fault::MemberPause { for_ms, .. }
             | Fault::MemberIsolate { for_ms, .. }
@@ -344,10 +386,12 @@ impl Fault {
             | Fault::MemberCrash { down_ms, .. }
             | Fault::MemberLeave { down_ms, .. }
             | Fault::ClientCrash { down_ms, .. }
-            | Fault::CoordinatorCrash { down_ms } => *down_ms = duration_ms,
+            | Fault::CoordinatorCrash { down_ms }
+            | Fault::ProduceLeaderCrash { down_ms, .. } => *down_ms = duration_ms,
             Fault::ClientPause { for_ms, .. }
             | Fault::ClientDeaf { for_ms, .. }
             | Fault::CoordinatorSplit { for_ms }
+            | Fault::ProduceLeaderIsolate { for_ms, .. }
             | Fault::Pause { for_ms, .. }
             | Fault::MemberPause { for_ms, .. }
             | Fault::MemberIsolate { for_ms, .. }
@@ -390,8 +434,9 @@ pub const CLUSTER_FAULT_KINDS: [&str; 9] = [
 /// aimed at a role (a stream of its own, so the rest of the scenario is as before).
 const AIM_SEED_SALT: u64 = 0x6d79_656c_696e_0011;
 
-/// Aims about half of the crashes and isolations (of group scenarios) at a role: the leader of a partition of
-/// the topic, the controller, or (with a group) the group coordinator.
+/// Aims about half of the crashes and isolations of a cluster or group scenario at a role:
+/// the leader of a partition of the topic, the controller, or (with a group) the group
+/// coordinator.
 fn aim_faults(seed: u64, faults: &mut [ScheduledFault], partitions: i32, group: bool) {
     let mut rng = StdRng::seed_from_u64(seed ^ AIM_SEED_SALT);
     for scheduled in faults.iter_mut() {
@@ -410,6 +455,34 @@ fn aim_faults(seed: u64, faults: &mut [ScheduledFault], partitions: i32, group: 
             _ => Aim::GroupCoordinator,
         });
     }
+}
+
+/// Mixed into a cluster scenario's seed to draw the faults that strike a leader right after
+/// an idempotent producer's send (a stream of its own, so the rest of the scenario is as
+/// before).
+const PRODUCE_STRIKE_SEED_SALT: u64 = 0x6d79_656c_696e_0012;
+
+/// Adds one or two faults that strike the leader an idempotent producer just sent a batch
+/// to (crash or cut off), so that its retries meet leader changes and truncated logs.
+fn add_produce_strikes(
+    seed: u64,
+    faults: &mut Vec<ScheduledFault>,
+    window_ms: (u64, u64),
+    nodes: u8,
+    clients: u8,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ PRODUCE_STRIKE_SEED_SALT);
+    for _ in 0..rng.random_range(1..=2) {
+        let kind = if rng.random_bool(0.5) {
+            "produce-leader-crash"
+        } else {
+            "produce-leader-isolate"
+        };
+        let at_ms = rng.random_range(window_ms.0..window_ms.1);
+        let fault = generate_fault(&mut rng, kind, nodes, clients, &[]);
+        faults.push(ScheduledFault { at_ms, fault });
+    }
+    faults.sort_by_key(|fault| fault.at_ms);
 }
 
 /// Mixed into a group scenario's seed.
@@ -615,18 +688,23 @@ impl Scenario {
         }
         let client_count = clients.len() as u8;
         let fault_count = rng.random_range(2..=7);
-        let faults = schedule_faults(
+        let window_ms = (1_500, duration_ms - 1_500);
+        let mut faults = schedule_faults(
             &mut rng,
             fault_count,
-            (1_500, duration_ms - 1_500),
+            window_ms,
             &CLUSTER_FAULT_KINDS,
             nodes,
             client_count,
             &[],
         );
-        // Cluster seeds aim nothing yet (`aim_faults`): aiming them moved the hunt for
-        // `follower-keeps-divergent-tail` to a seed that does not shrink to 3 faults within
-        // the budget of `sim/tests/defects.rs`.
+        if clients
+            .iter()
+            .any(|client| client.role == ClientRole::IdempotentProducer)
+        {
+            add_produce_strikes(seed, &mut faults, window_ms, nodes, client_count);
+        }
+        aim_faults(seed, &mut faults, partitions, false);
         Scenario {
             seed,
             nodes,
@@ -864,6 +942,13 @@ impl Scenario {
                 Fault::CoordinatorCrash { .. } | Fault::CoordinatorSplit { .. } => {
                     self.transactions
                 }
+                Fault::ProduceLeaderCrash { .. } | Fault::ProduceLeaderIsolate { .. } => {
+                    self.cluster
+                        && self
+                            .clients
+                            .iter()
+                            .any(|client| client.role == ClientRole::IdempotentProducer)
+                }
             };
             if !ok {
                 return Err(format!("bad fault {scheduled:?}"));
@@ -962,6 +1047,15 @@ fn generate_fault(rng: &mut StdRng, kind: &str, nodes: u8, clients: u8, members:
             down_ms: rng.random_range(100..=2_000),
         },
         "coordinator-split" => Fault::CoordinatorSplit {
+            for_ms: rng.random_range(500..=3_000),
+        },
+        // From before the batch arrives to after it is replicated (a few round trips).
+        "produce-leader-crash" => Fault::ProduceLeaderCrash {
+            after_ms: rng.random_range(0..=15),
+            down_ms: rng.random_range(100..=2_000),
+        },
+        "produce-leader-isolate" => Fault::ProduceLeaderIsolate {
+            after_ms: rng.random_range(0..=15),
             for_ms: rng.random_range(500..=3_000),
         },
         "member-crash" => Fault::MemberCrash {
@@ -1214,6 +1308,16 @@ impl fmt::Display for Fault {
                 "cut the transaction coordinator off the other nodes right after its next EndTxn answer, for {}",
                 seconds(*for_ms)
             ),
+            Fault::ProduceLeaderCrash { after_ms, down_ms } => write!(
+                f,
+                "crash the leader an idempotent producer sends its next batch to, {after_ms} ms after the send, restart after {}",
+                seconds(*down_ms)
+            ),
+            Fault::ProduceLeaderIsolate { after_ms, for_ms } => write!(
+                f,
+                "cut off the leader an idempotent producer sends its next batch to, {after_ms} ms after the send, for {}",
+                seconds(*for_ms)
+            ),
         }
     }
 }
@@ -1392,6 +1496,46 @@ mod tests {
         let fault: Fault = serde_json::from_str(json).unwrap();
         assert!(matches!(fault, Fault::Crash { aim: None, .. }));
         assert_eq!(serde_json::to_string(&fault).unwrap(), json);
+    }
+
+    #[test]
+    fn cluster_seeds_with_an_idempotent_producer_strike_its_leaders_after_a_send() {
+        let is_strike = |scheduled: &ScheduledFault| scheduled.fault.trigger().is_some();
+        for seed in 0..100 {
+            let scenario = Scenario::generate_cluster(seed);
+            let idempotent = scenario
+                .clients
+                .iter()
+                .any(|client| client.role == ClientRole::IdempotentProducer);
+            let strikes = scenario.faults.iter().filter(|f| is_strike(f)).count();
+            if idempotent {
+                assert!((1..=2).contains(&strikes), "{scenario}");
+            } else {
+                assert_eq!(strikes, 0, "{scenario}");
+            }
+            assert!(scenario.faults.is_sorted_by_key(|f| f.at_ms), "{scenario}");
+        }
+        // Without an idempotent producer, or outside a cluster, such a fault is refused.
+        let mut scenario = (0..)
+            .map(Scenario::generate_cluster)
+            .find(|scenario| scenario.faults.iter().any(is_strike))
+            .unwrap();
+        assert!(scenario.check().is_ok());
+        for client in &mut scenario.clients {
+            if client.role == ClientRole::IdempotentProducer {
+                client.role = ClientRole::ProducerAcksAll;
+            }
+        }
+        assert!(scenario.check().is_err());
+        let mut single = Scenario::generate(1);
+        single.faults.push(ScheduledFault {
+            at_ms: 1_000,
+            fault: Fault::ProduceLeaderCrash {
+                after_ms: 0,
+                down_ms: 100,
+            },
+        });
+        assert!(single.check().is_err());
     }
 
     #[test]

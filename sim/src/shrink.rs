@@ -142,7 +142,9 @@ impl ScenarioTree {
                     | Fault::ClientPause { .. }
                     | Fault::ClientDeaf { .. }
                     | Fault::CoordinatorCrash { .. }
-                    | Fault::CoordinatorSplit { .. } => false,
+                    | Fault::CoordinatorSplit { .. }
+                    | Fault::ProduceLeaderCrash { .. }
+                    | Fault::ProduceLeaderIsolate { .. } => false,
                     Fault::Split { minority, .. } => minority.contains(&node),
                     Fault::NodeLinkLoss { from, to, .. } => *from == node || *to == node,
                 };
@@ -192,7 +194,9 @@ impl ScenarioTree {
                         | Fault::ClientPause { .. }
                         | Fault::ClientDeaf { .. }
                         | Fault::CoordinatorCrash { .. }
-                        | Fault::CoordinatorSplit { .. } => {}
+                        | Fault::CoordinatorSplit { .. }
+                        | Fault::ProduceLeaderCrash { .. }
+                        | Fault::ProduceLeaderIsolate { .. } => {}
                     }
                 }
             }
@@ -210,6 +214,9 @@ impl ScenarioTree {
                 candidate.duration_ms = shorter;
             }
         }
+        // A move may leave a fault without what it needs (a producer-triggered fault
+        // without its producer): such a candidate is not a scenario.
+        candidate.check().ok()?;
         Some(candidate)
     }
 
@@ -307,6 +314,7 @@ pub fn shrink(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::ClientRole;
 
     #[test]
     fn shrinking_keeps_only_the_fault_that_matters() {
@@ -327,6 +335,32 @@ mod tests {
         );
         assert!(shrunk.duration_ms <= original.duration_ms);
         assert!(shrunk.check().is_ok());
+    }
+
+    #[test]
+    fn a_fault_triggered_by_a_producer_keeps_its_producer() {
+        // The run fails as long as a leader is struck after an idempotent send: shrinking
+        // may drop every other client, never the idempotent producer the fault needs.
+        let original = (0..)
+            .map(Scenario::generate_cluster)
+            .find(|scenario| {
+                scenario
+                    .faults
+                    .iter()
+                    .any(|scheduled| scheduled.fault.kind() == "produce-leader-isolate")
+            })
+            .expect("some cluster seed cuts off a leader after an idempotent send");
+        let fails = |scenario: &Scenario| {
+            scenario
+                .faults
+                .iter()
+                .any(|scheduled| scheduled.fault.kind() == "produce-leader-isolate")
+        };
+        let shrunk = shrink(original, 1_000, fails);
+        assert!(shrunk.check().is_ok(), "{shrunk}");
+        assert_eq!(shrunk.faults.len(), 1, "{shrunk}");
+        assert_eq!(shrunk.clients.len(), 1, "{shrunk}");
+        assert_eq!(shrunk.clients[0].role, ClientRole::IdempotentProducer);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::group_protocol::{
 };
 use crate::history::{ClientEvent, CommitOutcome, ProduceOutcome, ReadRecord};
 use crate::scenario::{
-    ClientRole, COPIER_GROUP, INPUT_PARTITIONS, OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
+    ClientRole, ClientStep, COPIER_GROUP, INPUT_PARTITIONS, OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
     TRANSACTION_TIMEOUT_MS,
 };
 use crate::workload::{
@@ -45,8 +45,6 @@ use myelin_client::{
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Kafka error codes the transactional clients react to.
@@ -69,44 +67,6 @@ const RETRY: [i16; 4] = [
 /// Attempts of one EndTxn, one batch or one coordinator request before giving up.
 const ATTEMPTS_MAX: u32 = 30;
 const FETCH_MAX_WAIT_MS: i32 = 100;
-
-/// The harness's hook on EndTxn answers: a fault armed to strike the transaction
-/// coordinator "right after the next EndTxn" learns here which node answered one.
-#[derive(Debug, Default)]
-pub(crate) struct EndTxnSignal {
-    armed: AtomicBool,
-    fired: Mutex<Option<u8>>,
-    pub(crate) notify: tokio::sync::Notify,
-}
-
-impl EndTxnSignal {
-    /// The next EndTxn answer fires the signal.
-    pub(crate) fn arm(&self) {
-        self.armed.store(true, Ordering::Relaxed);
-    }
-
-    /// Disarms; returns the node whose EndTxn answer fired it, if one did.
-    pub(crate) fn take_fired(&self) -> Option<u8> {
-        self.fired
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-
-    pub(crate) fn is_armed(&self) -> bool {
-        self.armed.load(Ordering::Relaxed)
-    }
-
-    fn fire(&self, node: i32) {
-        if self.armed.swap(false, Ordering::Relaxed) {
-            *self
-                .fired
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = u8::try_from(node).ok();
-            self.notify.notify_one();
-        }
-    }
-}
 
 /// Why a transactional step failed.
 enum Failure {
@@ -491,7 +451,9 @@ impl TxnClient {
         };
         if result.is_ok() {
             if let Some((_, node)) = &self.coordinator {
-                context.end_txn_signal.fire(*node);
+                if let Ok(node) = u8::try_from(*node) {
+                    context.signals.of(ClientStep::EndTxnAnswered).fire(node);
+                }
             }
         }
         context.record(ClientEvent::TxnEnded {

@@ -13,7 +13,7 @@
 
 use crate::harness::RunLog;
 use crate::history::{ClientEvent, FetchFailure, PartitionRef, ProduceOutcome, ReadRecord};
-use crate::scenario::{ClientRole, ClientSpec, TOPIC};
+use crate::scenario::{ClientRole, ClientSpec, ClientStep, TOPIC};
 use myelin_client::{
     ClientConfig, Connection, Error, FetchOptions, IdempotentProducer, NewRecord, ProduceOptions,
 };
@@ -21,7 +21,7 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Kafka error code TOPIC_ALREADY_EXISTS.
@@ -54,9 +54,65 @@ pub(crate) struct ClientContext {
     /// What the harness tells a group member or transactional client to do next (crash,
     /// leave).
     pub command: Arc<std::sync::Mutex<Option<MemberCommand>>>,
-    /// Fired by a transactional client when the coordinator answers its EndTxn (for the
-    /// faults that strike the coordinator right after one).
-    pub end_txn_signal: Arc<crate::txn_clients::EndTxnSignal>,
+    /// Fired by a transactional client when the coordinator answers its EndTxn, and by an
+    /// idempotent producer when it sends a batch (for the faults that strike the node that
+    /// served that step: [`crate::scenario::Fault::trigger`]).
+    pub signals: Arc<StepSignals>,
+}
+
+/// The harness's hook on one kind of client step ([`ClientStep`]): a fault armed to strike
+/// "right after the next such step" learns here which node served it.
+#[derive(Debug, Default)]
+pub(crate) struct StepSignal {
+    armed: AtomicBool,
+    fired: Mutex<Option<u8>>,
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+impl StepSignal {
+    /// The next such step fires the signal.
+    pub(crate) fn arm(&self) {
+        self.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Disarms; returns the node whose step fired it, if one did.
+    pub(crate) fn take_fired(&self) -> Option<u8> {
+        self.fired
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
+    /// A step served by `node` (1-based) happened.
+    pub(crate) fn fire(&self, node: u8) {
+        if self.armed.swap(false, Ordering::Relaxed) {
+            *self
+                .fired
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(node);
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// One [`StepSignal`] per kind of client step.
+#[derive(Debug, Default)]
+pub(crate) struct StepSignals {
+    end_txn_answered: StepSignal,
+    produce_sent: StepSignal,
+}
+
+impl StepSignals {
+    pub(crate) fn of(&self, step: ClientStep) -> &StepSignal {
+        match step {
+            ClientStep::EndTxnAnswered => &self.end_txn_answered,
+            ClientStep::ProduceSent => &self.produce_sent,
+        }
+    }
 }
 
 /// A fault a group member carries out itself.
@@ -78,6 +134,17 @@ impl ClientContext {
             node: self.topic_node,
             partition: self.spec.partition,
         }
+    }
+
+    /// The cluster node (1-based) `connection` goes to.
+    fn node_of(&self, connection: &Connection) -> Option<u8> {
+        let peer = connection.peer_addr().ok()?;
+        let position = self
+            .cluster
+            .as_ref()?
+            .iter()
+            .position(|node| *node == peer)?;
+        u8::try_from(position + 1).ok()
     }
 
     /// In a cluster, bootstrap from the next node from now on.
@@ -419,6 +486,9 @@ async fn run_idempotent_producer(context: &mut ClientContext) {
                 continue;
             };
             attempts += 1;
+            if let Some(node) = context.node_of(connection) {
+                context.signals.of(ClientStep::ProduceSent).fire(node);
+            }
             match active.send(connection, &batch).await {
                 Ok(base_offset) => break ProduceOutcome::Acknowledged { base_offset },
                 Err(error) => {

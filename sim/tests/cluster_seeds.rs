@@ -1,9 +1,11 @@
 //! The fixed range of cluster seeds CI runs: 3- and 5-node clusters replicating one topic
 //! under crashes, pauses, isolated nodes, majority/minority splits, one-way links, packet
-//! loss, fsync failures and clock skew. Every seed must pass every invariant (one leader per
-//! epoch, no acknowledged acks=all write lost, committed reads never taken back, high
-//! watermark monotonic, a leader serving every partition after the faults heal) with real
-//! progress. Each seed runs in a process of its own, two at a time. (Simulation builds only:
+//! loss, fsync failures and clock skew, some aimed at the current leader or controller, and
+//! leaders struck right after an idempotent producer's send (its retries must be
+//! deduplicated across the new leader and a truncated log). Every seed must pass every
+//! invariant (one leader per epoch, no acknowledged acks=all write lost, committed reads
+//! never taken back, high watermark monotonic, no duplicates, a leader serving every
+//! partition after the faults heal) with real progress. Each seed runs in a process of its own, two at a time. (Simulation builds only:
 //! `cargo sim-test --test cluster_seeds`; by hand: `cargo sim -- --cluster --seeds A..B`.)
 #![cfg(madsim)]
 
@@ -34,12 +36,20 @@ fn every_cluster_seed_of_the_fixed_range_passes_with_progress() {
         problems.extend(report.problem(made_progress));
     }
     let five_nodes = reports.iter().filter(|r| r.scenario.nodes == 5).count();
-    let splits: u64 = reports
+    let injected = |kind: &str| -> u64 {
+        reports
+            .iter()
+            .map(|r| r.faults.injected.get(kind).copied().unwrap_or(0))
+            .sum()
+    };
+    let splits = injected("split");
+    let leader_strikes = injected("produce-leader-crash") + injected("produce-leader-isolate");
+    let retried: u64 = reports
         .iter()
-        .map(|r| r.faults.injected.get("split").copied().unwrap_or(0))
+        .map(|r| r.counts.acknowledged_idempotent_retried)
         .sum();
     println!(
-        "{} cluster seeds ({five_nodes} of 5 nodes): {} batches acknowledged, {} crashes, {splits} splits, {} failing",
+        "{} cluster seeds ({five_nodes} of 5 nodes): {} batches acknowledged ({retried} idempotent ones after a retry), {} crashes, {splits} splits, {leader_strikes} leaders struck right after an idempotent send, {} failing",
         reports.len(),
         reports.iter().map(|r| r.counts.acknowledged()).sum::<u64>(),
         reports.iter().map(|r| r.faults.crashes).sum::<u64>(),
@@ -49,6 +59,14 @@ fn every_cluster_seed_of_the_fixed_range_passes_with_progress() {
     assert!(
         five_nodes > 0 && splits > 0,
         "the range covers 5-node clusters and splits"
+    );
+    assert!(
+        injected("produce-leader-crash") > 0 && injected("produce-leader-isolate") > 0,
+        "the range crashes and cuts off leaders right after idempotent sends"
+    );
+    assert!(
+        retried > 0,
+        "idempotent producers retry batches across those faults"
     );
     assert!(
         problems.is_empty(),
