@@ -150,6 +150,9 @@ pub enum Request {
     },
     Produce {
         acks: Acks,
+        /// How long the produce may wait for its acknowledgement: past it, the partitions
+        /// still waiting are answered REQUEST_TIMED_OUT (the data stays written).
+        timeout_ms: i32,
         transactional_id: Option<String>,
         partitions: Vec<ProducePartition>,
     },
@@ -750,9 +753,24 @@ pub enum Input {
     },
 }
 
+/// Stored data that is not what this node (or its leader) wrote: an internal-log batch whose
+/// records do not decode, a recovered partition whose batches do not follow each other.
+/// The node stops rather than skip, delete or rewrite it ([`Output::FailStop`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("partition {partition}, offset {offset}: {reason}")]
+pub struct CorruptData {
+    pub partition: TopicPartition,
+    /// The first offset found wrong (for a batch, its base offset).
+    pub offset: i64,
+    pub reason: String,
+}
+
 /// An output of `Broker::step`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
+    /// Stop the node (after the outputs before this one): stored data is corrupt. Nothing
+    /// after it in the same step may be carried out.
+    FailStop(CorruptData),
     Storage(StorageCommand),
     Respond {
         id: RequestId,
@@ -837,6 +855,10 @@ pub struct BrokerConfig {
     /// How long a transactional id outlives its last transaction (Kafka's
     /// transactional.id.expiration.ms, 7 days).
     pub transactional_id_expiration_ms: i64,
+    /// How long a partition keeps an idle idempotent producer's state (Kafka's
+    /// producer.id.expiration.ms, 1 day); then its next batch gets UNKNOWN_PRODUCER_ID
+    /// unless it starts a new sequence.
+    pub producer_id_expiration_ms: i64,
     /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
     #[cfg(feature = "defects")]
     pub defect: Option<crate::defects::Defect>,
@@ -859,6 +881,7 @@ impl Default for BrokerConfig {
             transaction_state_partitions: 8,
             transaction_timeout_max_ms: 15 * 60 * 1000,
             transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             #[cfg(feature = "defects")]
             defect: None,
         }

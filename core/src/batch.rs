@@ -189,26 +189,43 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Splits a produce request's record set into its batches, validating each.
 pub fn validate_record_set(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
-    let mut batches = Vec::new();
+    record_set_batches(records).collect()
+}
+
+/// A record set's batches in order, each validated; the first invalid one ends it with its
+/// error (so a caller knows which batches before it were whole).
+pub fn record_set_batches(
+    records: &Bytes,
+) -> impl Iterator<Item = Result<(BatchHeader, Bytes), BatchError>> + '_ {
     let mut at = 0usize;
-    while at < records.len() {
+    std::iter::from_fn(move || {
+        if at >= records.len() {
+            return None;
+        }
         let rest = &records[at..];
-        if rest.len() < LOG_OVERHEAD {
-            return Err(BatchError::TooShort(rest.len()));
+        let batch = if rest.len() < LOG_OVERHEAD {
+            Err(BatchError::TooShort(rest.len()))
+        } else {
+            let declared = i64::from(read_i32(rest, OFFSET_BATCH_LENGTH)) + LOG_OVERHEAD as i64;
+            if declared < BATCH_HEADER_BYTES as i64 || declared > rest.len() as i64 {
+                Err(BatchError::LengthMismatch {
+                    declared,
+                    present: rest.len(),
+                })
+            } else {
+                let end = at + declared as usize;
+                validate(&records[at..end]).map(|header| {
+                    let bytes = records.slice(at..end);
+                    at = end;
+                    (header, bytes)
+                })
+            }
+        };
+        if batch.is_err() {
+            at = records.len();
         }
-        let declared = i64::from(read_i32(rest, OFFSET_BATCH_LENGTH)) + LOG_OVERHEAD as i64;
-        if declared < BATCH_HEADER_BYTES as i64 || declared > rest.len() as i64 {
-            return Err(BatchError::LengthMismatch {
-                declared,
-                present: rest.len(),
-            });
-        }
-        let end = at + declared as usize;
-        let header = validate(&records[at..end])?;
-        batches.push((header, records.slice(at..end)));
-        at = end;
-    }
-    Ok(batches)
+        Some(batch)
+    })
 }
 
 /// The 8 bytes that replace a batch's base offset as it is written (outside the CRC).

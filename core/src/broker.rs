@@ -12,8 +12,14 @@
 //!
 //! Requests that can be answered at once are. A produce waits: acks=all until its batches
 //! are below the high watermark (held durably by a majority of the partition's replicas),
-//! acks=1 until the leader holds them durably. A fetch waits (long-poll) until `min_bytes`
-//! are readable or its deadline passes. Waiters are re-examined after every step.
+//! acks=1 until the leader holds them durably, at most its `timeout_ms` (then the
+//! partitions still waiting answer REQUEST_TIMED_OUT). A fetch waits (long-poll) until
+//! `min_bytes` are readable or its deadline passes. Waiters are re-examined after every
+//! step; both kinds are bounded in number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`).
+//!
+//! Stored data that is not what it should be (a recovered partition whose batches do not
+//! follow each other, an internal-log batch that does not decode) is never skipped or
+//! emptied: the step returns [`Output::FailStop`] and the node stops.
 //!
 //! Invariants:
 //! - only a partition's leader accepts produces, fetches and offset lookups; the others
@@ -38,8 +44,8 @@ mod group_driver;
 mod transactions;
 
 use crate::api::{
-    Acks, BrokerConfig, ErrorCode, FetchPartition, FetchPartitionResult, Input, Isolation,
-    ListOffsetsResult, Output, PeerMessage, ProducePartition, ProducePartitionResult,
+    Acks, BrokerConfig, CorruptData, ErrorCode, FetchPartition, FetchPartitionResult, Input,
+    Isolation, ListOffsetsResult, Output, PeerMessage, ProducePartition, ProducePartitionResult,
     RecoveredPartition, Recovery, Request, RequestId, Response, StorageCommand,
     LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
@@ -75,6 +81,12 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 pub const PRODUCER_ID_NODE_SHIFT: u32 = 40;
 /// How often retention runs.
 const RETENTION_CHECK_INTERVAL_MS: i64 = 1_000;
+/// Most produces waiting for their acknowledgement; past it a produce is refused with
+/// REQUEST_TIMED_OUT before anything is written (clients retry it).
+pub(crate) const WAITING_PRODUCES_MAX: usize = 10_000;
+/// Most fetches long-polling at once; past it a fetch is answered at once with what there
+/// is (as if its wait were over).
+const PARKED_FETCHES_MAX: usize = 10_000;
 
 /// One partition's state on this node.
 #[derive(Debug, Clone)]
@@ -112,9 +124,35 @@ enum WriteReply {
 #[derive(Debug)]
 struct WaitingProduce {
     reply: WriteReply,
-    acks: Acks,
+    terms: WriteTerms,
     results: Vec<ProducePartitionResult>,
     waits: Vec<ProduceWait>,
+}
+
+/// What a write waits for, and until when.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WriteTerms {
+    acks: Acks,
+    /// Past it, the partitions still waiting are answered REQUEST_TIMED_OUT.
+    deadline_ms: i64,
+}
+
+impl WriteTerms {
+    /// A client's produce: its acks and timeout (Kafka's `timeout_ms`; a negative one
+    /// counts as 0, so an unmet acks=all is answered at the next tick).
+    fn of_produce(acks: Acks, timeout_ms: i32, now_ms: i64) -> Self {
+        Self {
+            acks,
+            deadline_ms: now_ms + i64::from(timeout_ms.max(0)),
+        }
+    }
+
+    /// This node's own writes (transaction markers): acks=all, waiting as long as the
+    /// partition keeps its leader (the coordinator resends what is not answered).
+    pub(super) const MARKERS: WriteTerms = WriteTerms {
+        acks: Acks::All,
+        deadline_ms: i64::MAX,
+    };
 }
 
 /// A fetch waiting for data (long-poll).
@@ -291,7 +329,8 @@ impl Broker {
             topic_defaults: config.topic_defaults.clone(),
             auto_create_topics: config.auto_create_topics,
         };
-        let controller = Controller::new(controller_config, &metadata, &metadata_log);
+        let mut controller = Controller::new(controller_config);
+        let corrupt_metadata_log = controller.replay_recovered(&metadata, &metadata_log).err();
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
@@ -322,6 +361,10 @@ impl Broker {
             progressed: false,
             next_retention_check_ms: now_ms,
         };
+        if let Some(corrupt) = corrupt_metadata_log {
+            outputs.push(Output::FailStop(corrupt));
+            return (broker, outputs);
+        }
         let mut recovered: BTreeMap<TopicPartition, RecoveredPartition> = recovery
             .partitions
             .into_iter()
@@ -379,10 +422,12 @@ impl Broker {
                         replica.tick(context)
                     });
                 }
+                self.expire_waiting_produces(now_ms, &mut outputs);
                 self.controller_tick(now_ms, &mut outputs);
                 self.coordinator_tick(now_ms, &mut outputs);
                 self.transactions_tick(now_ms, &mut outputs);
                 if now_ms >= self.next_retention_check_ms {
+                    // Retention and the expiry of idle producers' state.
                     self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
                     self.apply_retention(now_ms, &mut outputs);
                 }
@@ -398,6 +443,11 @@ impl Broker {
         self.parked_fetches
             .iter()
             .map(|fetch| fetch.deadline_ms)
+            .chain(
+                self.waiting_produces
+                    .iter()
+                    .map(|produce| produce.terms.deadline_ms),
+            )
             .chain(
                 self.partitions
                     .values()
@@ -494,7 +544,7 @@ impl Broker {
         }
         let segment_bytes = self.topic_config(&partition.topic).segment_bytes;
         let mut replica_state = ReplicaState::default();
-        let rebuilt = recovered.and_then(|recovered| {
+        let rebuilt = recovered.map(|recovered| {
             replica_state = recovered.replica_state.unwrap_or_default();
             match rebuild_partition(&recovered, self.forget_producers()) {
                 Ok(RebuiltPartition {
@@ -516,18 +566,22 @@ impl Broker {
                             },
                         }));
                     }
-                    Some((log, producers, txns))
+                    Ok((log, producers, txns))
                 }
                 Err(reason) => {
-                    tracing::error!(%partition, %reason,
-                        "recovered partition is inconsistent; starting it empty");
-                    outputs.push(Output::Storage(StorageCommand::DeletePartition {
+                    outputs.push(Output::FailStop(CorruptData {
                         partition: partition.clone(),
+                        offset: reason.offset(),
+                        reason: format!("the recovered partition is inconsistent: {reason}"),
                     }));
-                    None
+                    Err(())
                 }
             }
         });
+        // Corrupt: the node stops; the partition is neither opened nor emptied.
+        let Ok(rebuilt) = rebuilt.transpose() else {
+            return;
+        };
         let fresh = rebuilt.is_none();
         #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
         let (mut log, producers, mut txns) = rebuilt.unwrap_or_else(|| {
@@ -562,12 +616,18 @@ impl Broker {
             replica.set_defect(self.config.defect);
             txns.set_defect(self.config.defect);
         }
-        if partition.topic == OFFSETS_TOPIC {
+        let shard = if partition.topic == OFFSETS_TOPIC {
             self.group_coordinator
-                .open_shard(partition.partition, records, log.log_end_offset());
+                .open_shard(partition.partition, records, log.log_end_offset())
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
             self.txn_coordinator
-                .open_shard(partition.partition, records, log.log_end_offset());
+                .open_shard(partition.partition, records, log.log_end_offset())
+        } else {
+            Ok(())
+        };
+        if let Err(corrupt) = shard {
+            outputs.push(Output::FailStop(corrupt));
+            return;
         }
         self.partitions.insert(
             partition.clone(),
@@ -685,13 +745,13 @@ impl Broker {
                         .txns
                         .on_batch(&header, batch.base_offset, control_type);
                 }
-                if partition.topic == METADATA_TOPIC {
+                let decoded = if partition.topic == METADATA_TOPIC {
                     self.controller.on_appended(
                         &header,
                         batch.base_offset,
                         batch.last_offset,
                         &bytes,
-                    );
+                    )
                 } else if partition.topic == OFFSETS_TOPIC {
                     self.group_coordinator.on_appended(
                         partition.partition,
@@ -699,7 +759,7 @@ impl Broker {
                         batch.base_offset,
                         batch.last_offset,
                         &bytes,
-                    );
+                    )
                 } else if partition.topic == TRANSACTION_STATE_TOPIC {
                     self.txn_coordinator.on_appended(
                         partition.partition,
@@ -707,7 +767,12 @@ impl Broker {
                         batch.base_offset,
                         batch.last_offset,
                         &bytes,
-                    );
+                    )
+                } else {
+                    Ok(())
+                };
+                if let Err(corrupt) = decoded {
+                    outputs.push(Output::FailStop(corrupt));
                 }
                 self.unsynced_partitions.insert(partition.clone());
                 outputs.push(Output::Storage(StorageCommand::Append {
@@ -848,10 +913,12 @@ impl Broker {
             ),
             Request::Produce {
                 acks,
+                timeout_ms,
                 transactional_id,
                 partitions,
             } => {
-                self.produce(now_ms, id, acks, transactional_id, partitions, outputs);
+                let terms = WriteTerms::of_produce(acks, timeout_ms, now_ms);
+                self.produce(now_ms, id, terms, transactional_id, partitions, outputs);
                 return;
             }
             Request::Fetch {
@@ -861,7 +928,11 @@ impl Broker {
                 isolation,
                 partitions,
             } => {
-                let wait_ms = max_wait_ms.clamp(0, self.config.fetch_wait_max_ms);
+                let wait_ms = if self.parked_fetches.len() >= PARKED_FETCHES_MAX {
+                    0
+                } else {
+                    max_wait_ms.clamp(0, self.config.fetch_wait_max_ms)
+                };
                 let fetch = ParkedFetch {
                     id,
                     deadline_ms: now_ms + wait_ms,
@@ -961,11 +1032,30 @@ impl Broker {
         &mut self,
         now_ms: i64,
         id: RequestId,
-        acks: Acks,
+        terms: WriteTerms,
         transactional_id: Option<String>,
         partitions: Vec<ProducePartition>,
         outputs: &mut Vec<Output>,
     ) {
+        if terms.acks != Acks::None && self.waiting_produces.len() >= WAITING_PRODUCES_MAX {
+            // Refused before anything is written, so a retry cannot duplicate it.
+            let results = partitions
+                .into_iter()
+                .map(|produce| {
+                    let message = "too many produces wait for their acknowledgement here";
+                    produce_error(
+                        produce.partition,
+                        ErrorCode::RequestTimedOut,
+                        Some(message.into()),
+                    )
+                })
+                .collect();
+            outputs.push(Output::Respond {
+                id,
+                response: Response::Produce(results),
+            });
+            return;
+        }
         // A transaction's first append to a partition waits for the coordinator to confirm
         // that the partition is in the producer's open transaction (KIP-890 part 1).
         // A produce of a producer whose earlier produce waits for a verification waits
@@ -984,7 +1074,7 @@ impl Broker {
                 let transactional_id = transactional_id.clone();
                 let then = transactions::AfterVerification::Produce {
                     id,
-                    acks,
+                    terms,
                     partitions,
                 };
                 self.start_verification(now_ms, &transactional_id, unverified, then, outputs);
@@ -994,7 +1084,7 @@ impl Broker {
         self.produce_verified(
             now_ms,
             id,
-            acks,
+            terms,
             transactional_id.is_some(),
             partitions,
             &BTreeMap::new(),
@@ -1009,7 +1099,7 @@ impl Broker {
         &mut self,
         now_ms: i64,
         id: RequestId,
-        acks: Acks,
+        terms: WriteTerms,
         transactional: bool,
         partitions: Vec<ProducePartition>,
         refused: &BTreeMap<TopicPartition, ErrorCode>,
@@ -1034,10 +1124,11 @@ impl Broker {
         }
         let mut waiting = WaitingProduce {
             reply: WriteReply::Client(id),
-            acks,
+            terms,
             results,
             waits,
         };
+        let acks = terms.acks;
         // acks=0 gets an immediate answer that the driver does not send: the core still
         // closes every request it was given.
         #[cfg(feature = "defects")]
@@ -1217,7 +1308,7 @@ impl Broker {
     /// gets NOT_LEADER_OR_FOLLOWER; one that reached its offset is done. Returns whether
     /// nothing is left to wait for.
     fn settle(&self, waiting: &mut WaitingProduce) -> bool {
-        let acks = waiting.acks;
+        let acks = waiting.terms.acks;
         let results = &mut waiting.results;
         waiting.waits.retain(|wait| {
             let state = self
@@ -1263,6 +1354,36 @@ impl Broker {
                     });
                 }
             }
+        }
+    }
+
+    /// Answers the produces whose deadline passed: the partitions still waiting get
+    /// REQUEST_TIMED_OUT (their batches stay written and may still commit, as in Kafka).
+    fn expire_waiting_produces(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+        if !self
+            .waiting_produces
+            .iter()
+            .any(|produce| produce.terms.deadline_ms <= now_ms)
+        {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.waiting_produces);
+        for mut produce in waiting {
+            if self.settle(&mut produce) {
+                self.answer_write(produce, outputs);
+                continue;
+            }
+            if produce.terms.deadline_ms > now_ms {
+                self.waiting_produces.push(produce);
+                continue;
+            }
+            for wait in std::mem::take(&mut produce.waits) {
+                let result = &mut produce.results[wait.result];
+                result.error = ErrorCode::RequestTimedOut;
+                result.message = Some("not acknowledged within the request's timeout".into());
+                result.base_offset = -1;
+            }
+            self.answer_write(produce, outputs);
         }
     }
 
@@ -1519,6 +1640,15 @@ impl Broker {
 
     fn apply_retention(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
         for (partition, state) in &mut self.partitions {
+            let txns = &state.txns;
+            let expired = state.producers.expire(
+                now_ms,
+                self.config.producer_id_expiration_ms,
+                |producer_id| txns.open_first_offset(producer_id) >= 0,
+            );
+            if expired > 0 {
+                tracing::debug!(%partition, expired, "idle producers' state expired");
+            }
             // Internal logs are kept whole: lagging and new nodes replay them (there is no
             // compaction yet).
             if is_internal_topic(&partition.topic) {

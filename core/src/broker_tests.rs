@@ -8,6 +8,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 const NOW: i64 = 1_000_000;
+/// A produce's timeout, as clients send it (librdkafka's default request timeout).
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// A single-node broker whose first outputs (its metadata log's first records) are synced.
 fn broker() -> Broker {
@@ -70,6 +72,7 @@ fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> 
 fn produce_request(topic: &str, records: Bytes, acks: Acks) -> Request {
     Request::Produce {
         acks,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
         transactional_id: None,
         partitions: vec![ProducePartition {
             partition: TopicPartition::new(topic, 0),
@@ -98,7 +101,7 @@ fn responses(outputs: &[Output]) -> Vec<(RequestId, &Response)> {
         .iter()
         .filter_map(|output| match output {
             Output::Respond { id, response } => Some((*id, response)),
-            Output::Storage(_) | Output::Send { .. } => None,
+            Output::Storage(_) | Output::Send { .. } | Output::FailStop(_) => None,
         })
         .collect()
 }
@@ -547,9 +550,34 @@ proptest! {
     }
 }
 
+/// What storage would report after a restart: every batch `outputs` appended to `topic`,
+/// at the offsets the core gave them.
+fn recovered_batches(outputs: &[Output], topic: &str) -> Vec<RecoveredBatch> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Storage(StorageCommand::Append {
+                partition,
+                batch,
+                bytes,
+                ..
+            }) if partition.topic == topic => {
+                let mut header = crate::batch::read_header(bytes).unwrap();
+                header.base_offset = batch.base_offset;
+                header.partition_leader_epoch = batch.leader_epoch;
+                Some(RecoveredBatch {
+                    position: batch.position,
+                    header,
+                    control_type: crate::records::control_record_type(bytes),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
-    use crate::batch::read_header;
     let mut broker = broker();
     let mut outputs = create(&mut broker, "t", 1);
     let batch = test_batches::batch(3, NOW, 5, 0, 0);
@@ -561,29 +589,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
         },
     );
     outputs.extend(sync_all(&mut broker, first));
-    // What storage would report after a restart: every batch appended to "t", at the
-    // offsets the core gave them.
-    let batches = outputs
-        .iter()
-        .filter_map(|output| match output {
-            Output::Storage(StorageCommand::Append {
-                partition,
-                batch,
-                bytes,
-                ..
-            }) if partition.topic == "t" => {
-                let mut header = read_header(bytes).unwrap();
-                header.base_offset = batch.base_offset;
-                header.partition_leader_epoch = batch.leader_epoch;
-                Some(RecoveredBatch {
-                    position: batch.position,
-                    header,
-                    control_type: crate::records::control_record_type(bytes),
-                })
-            }
-            _ => None,
-        })
-        .collect();
+    let batches = recovered_batches(&outputs, "t");
     let recovered = vec![RecoveredPartition {
         partition: TopicPartition::new("t", 0),
         segments: vec![RecoveredSegment {
@@ -620,6 +626,175 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
     assert!(
         last_append_sequence(&appended).is_some(),
         "the next sequence continues"
+    );
+}
+
+/// The node stops on corrupt data, naming the partition and offset, and asks storage to
+/// change nothing of it.
+fn assert_fail_stop_leaves_it_as_is(outputs: &[Output], partition: &TopicPartition, offset: i64) {
+    let stops: Vec<&CorruptData> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::FailStop(corrupt) => Some(corrupt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops.len(), 1, "{outputs:?}");
+    assert_eq!((&stops[0].partition, stops[0].offset), (partition, offset));
+    let touched = outputs.iter().any(|output| match output {
+        Output::Storage(
+            StorageCommand::DeletePartition { partition: p }
+            | StorageCommand::CreatePartition { partition: p, .. }
+            | StorageCommand::Truncate { partition: p, .. }
+            | StorageCommand::DeleteSegment { partition: p, .. },
+        ) => p == partition,
+        _ => false,
+    });
+    assert!(!touched, "{outputs:?}");
+}
+
+#[test]
+fn a_recovered_partition_with_an_offset_gap_stops_the_node_and_is_left_as_is() {
+    let mut broker = broker();
+    let mut outputs = create(&mut broker, "t", 1);
+    for (id, sequence) in [(2, 0), (3, 2)] {
+        let batch = test_batches::batch(2, NOW, 5, 0, sequence);
+        let produced = broker.step(
+            NOW,
+            Input::Request {
+                id,
+                request: produce_request("t", batch, Acks::All),
+            },
+        );
+        outputs.extend(sync_all(&mut broker, produced));
+    }
+    let mut batches = recovered_batches(&outputs, "t");
+    assert_eq!(batches.len(), 2);
+    // The second batch claims offset 3 where 2 is due: not what this node wrote.
+    batches[1].header.base_offset += 1;
+    let partition = TopicPartition::new("t", 0);
+    let recovery = Recovery {
+        metadata: Some(broker.metadata().clone()),
+        partitions: vec![RecoveredPartition {
+            partition: partition.clone(),
+            segments: vec![RecoveredSegment {
+                base_offset: 0,
+                batches,
+            }],
+            replica_state: None,
+        }],
+        ..Recovery::default()
+    };
+    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    assert_fail_stop_leaves_it_as_is(&outputs, &partition, 2);
+}
+
+#[test]
+fn a_recovered_metadata_batch_that_does_not_decode_stops_the_node() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let metadata_partition = crate::controller::metadata_partition();
+    let metadata = broker.metadata().clone();
+    // The log past the snapshot holds a valid batch whose records are not metadata records.
+    let offset = metadata.applied_end_offset;
+    let mut garbage = test_batches::batch(1, NOW, -1, -1, -1).to_vec();
+    garbage[..8].copy_from_slice(&offset.to_be_bytes());
+    let recovery = Recovery {
+        metadata: Some(metadata),
+        internal_logs: [(metadata_partition.clone(), Bytes::from(garbage))].into(),
+        ..Recovery::default()
+    };
+    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    assert_fail_stop_leaves_it_as_is(&outputs, &metadata_partition, offset);
+}
+
+#[test]
+fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    // The batch is written, but its sync never completes.
+    let written = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
+        },
+    );
+    assert!(last_append_sequence(&written).is_some());
+    assert!(
+        responses(&written).is_empty(),
+        "acks=all waits for the sync"
+    );
+    let deadline = NOW + i64::from(PRODUCE_TIMEOUT_MS);
+    assert!(broker.next_wakeup_ms().is_some_and(|at| at <= deadline));
+    assert!(responses(&broker.step(deadline - 1, Input::Tick)).is_empty());
+    let expired = broker.step(deadline, Input::Tick);
+    let answered = responses(&expired);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].0, 2);
+    assert_eq!(produced(answered[0].1).error, ErrorCode::RequestTimedOut);
+    // The entry is gone: a late sync answers nothing more.
+    let late = broker.step(
+        deadline,
+        Input::Synced {
+            through_sequence: u64::MAX,
+        },
+    );
+    assert!(responses(&late).is_empty(), "{late:?}");
+}
+
+#[test]
+fn produces_waiting_for_acknowledgement_are_bounded_and_refused_before_writing() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let mut id = 100;
+    let mut produce = |broker: &mut Broker| {
+        id += 1;
+        broker.step(
+            NOW,
+            Input::Request {
+                id,
+                request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
+            },
+        )
+    };
+    for _ in 0..crate::broker::WAITING_PRODUCES_MAX {
+        assert!(responses(&produce(&mut broker)).is_empty());
+    }
+    let refused = produce(&mut broker);
+    assert!(last_append_sequence(&refused).is_none(), "nothing written");
+    assert_eq!(
+        produced(responses(&refused)[0].1).error,
+        ErrorCode::RequestTimedOut
+    );
+}
+
+#[test]
+fn an_idle_producers_state_expires_and_its_next_batch_is_unknown_producer_id() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    let first = broker.step(
+        NOW,
+        Input::Request {
+            id: 2,
+            request: produce_request("t", test_batches::batch(1, NOW, 5, 0, 0), Acks::All),
+        },
+    );
+    sync_all(&mut broker, first);
+    let expiration_ms = BrokerConfig::default().producer_id_expiration_ms;
+    let later = NOW + expiration_ms + 1_000;
+    broker.step(later, Input::Tick);
+    let next = broker.step(
+        later,
+        Input::Request {
+            id: 3,
+            request: produce_request("t", test_batches::batch(1, later, 5, 0, 1), Acks::All),
+        },
+    );
+    assert!(last_append_sequence(&next).is_none(), "nothing written");
+    assert_eq!(
+        produced(responses(&next)[0].1).error,
+        ErrorCode::UnknownProducerId
     );
 }
 

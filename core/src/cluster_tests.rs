@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const START: i64 = 1_000_000;
 const ROUND_MS: i64 = 10;
+/// A produce's timeout, as clients send it (librdkafka's default request timeout).
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 
 /// One node's disk: segment bytes, the replica states and the metadata snapshot.
 #[derive(Default, Clone)]
@@ -214,6 +216,7 @@ impl Cluster {
     fn execute(&mut self, node: NodeId, outputs: Vec<Output>) {
         for output in outputs {
             match output {
+                Output::FailStop(corrupt) => panic!("node {node} stopped: {corrupt}"),
                 Output::Storage(command) => {
                     if let StorageCommand::Append { sequence, .. } = &command {
                         self.appended.insert(node, *sequence);
@@ -324,6 +327,7 @@ fn create_request(name: &str, partitions: i32, replication_factor: i16) -> Reque
 fn produce(partition: &TopicPartition, records: i32) -> Request {
     Request::Produce {
         acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
         transactional_id: None,
         partitions: vec![ProducePartition {
             partition: partition.clone(),
@@ -1103,6 +1107,7 @@ impl TxnClient {
                 leader,
                 Request::Produce {
                     acks: Acks::All,
+                    timeout_ms: PRODUCE_TIMEOUT_MS,
                     transactional_id: Some(self.transactional_id.clone()),
                     partitions: vec![ProducePartition {
                         partition: partition.clone(),
@@ -1667,6 +1672,7 @@ fn batches_pipelined_behind_a_transactions_first_batch_wait_for_its_verification
     let leader = cluster.leader_of(&partition).unwrap();
     let batch = |sequence: i32| Request::Produce {
         acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
         transactional_id: Some(client.transactional_id.clone()),
         partitions: vec![ProducePartition {
             partition: partition.clone(),
@@ -1793,6 +1799,7 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
     // R2 continues `second` again: it must not overtake R1.
     let r1 = Request::Produce {
         acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
         transactional_id: Some(client.transactional_id.clone()),
         partitions: vec![
             ProducePartition {
@@ -1807,6 +1814,7 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
     };
     let r2 = Request::Produce {
         acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
         transactional_id: Some(client.transactional_id.clone()),
         partitions: vec![ProducePartition {
             partition: second.clone(),

@@ -46,10 +46,11 @@
 mod tests;
 
 use crate::api::{
-    AdminOp, CreateTopic, ErrorCode, PartitionInfo, PeerMessage, RequestId, Response, TopicInfo,
-    TopicResult,
+    AdminOp, CorruptData, CreateTopic, ErrorCode, PartitionInfo, PeerMessage, RequestId, Response,
+    TopicInfo, TopicResult,
 };
-use crate::batch::{validate_record_set, BatchHeader};
+use crate::batch::BatchHeader;
+use crate::internal_log::replay_recovered;
 use crate::metadata::{
     assign_replicas, is_valid_topic_name, ClusterMetadata, MetadataRecord, NodeInfo, TopicConfig,
     TopicMetadata, TopicPartition,
@@ -229,10 +230,9 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts from the snapshot; the records of `metadata_log` past its applied end wait to
-    /// be committed again.
-    pub fn new(config: ControllerConfig, metadata: &ClusterMetadata, metadata_log: &Bytes) -> Self {
-        let mut controller = Self {
+    /// Starts with nothing pending: see [`Controller::replay_recovered`].
+    pub fn new(config: ControllerConfig) -> Self {
+        Self {
             config,
             pending: BTreeMap::new(),
             waiting: Vec::new(),
@@ -243,25 +243,27 @@ impl Controller {
             next_announce_ms: 0,
             next_register_ms: 0,
             heard_from: BTreeMap::new(),
-        };
-        match validate_record_set(metadata_log) {
-            Ok(batches) => {
-                for (header, bytes) in batches {
-                    if header.base_offset >= metadata.applied_end_offset {
-                        controller.on_appended(
-                            &header,
-                            header.base_offset,
-                            header.base_offset + header.offset_count() - 1,
-                            &bytes,
-                        );
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "the recovered metadata log does not parse; replaying none of it");
-            }
         }
-        controller
+    }
+
+    /// The recovered metadata log: its records past the snapshot's applied end wait to be
+    /// committed again. A batch that does not parse or decode is corrupt data.
+    pub fn replay_recovered(
+        &mut self,
+        metadata: &ClusterMetadata,
+        metadata_log: &Bytes,
+    ) -> Result<(), CorruptData> {
+        replay_recovered(
+            &metadata_partition(),
+            Some(metadata_log),
+            i64::MAX,
+            |header, base_offset, last_offset, bytes| {
+                if base_offset < metadata.applied_end_offset {
+                    return Ok(());
+                }
+                self.decode_appended(header, base_offset, last_offset, bytes)
+            },
+        )
     }
 
     fn node_id(&self) -> NodeId {
@@ -280,22 +282,35 @@ impl Controller {
 
     // ----- the metadata log -----
 
-    /// A batch reached the metadata log (as leader or follower).
+    /// A batch reached the metadata log (as leader or follower). One whose records do not
+    /// decode is corrupt data: the node stops rather than skip a change every other node
+    /// applies.
     pub fn on_appended(
         &mut self,
         header: &BatchHeader,
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    ) {
+    ) -> Result<(), CorruptData> {
+        self.decode_appended(header, base_offset, last_offset, bytes)
+            .map_err(|reason| CorruptData {
+                partition: metadata_partition(),
+                offset: base_offset,
+                reason: format!("a metadata batch does not decode: {reason}"),
+            })
+    }
+
+    fn decode_appended(
+        &mut self,
+        header: &BatchHeader,
+        base_offset: i64,
+        last_offset: i64,
+        bytes: &Bytes,
+    ) -> Result<(), String> {
         if header.is_control() {
-            return;
+            return Ok(());
         }
-        let records =
-            decode_json_records::<MetadataRecord>(header, bytes).unwrap_or_else(|reason| {
-                tracing::error!(base_offset, %reason, "undecodable metadata batch skipped");
-                Vec::new()
-            });
+        let records = decode_json_records::<MetadataRecord>(header, bytes)?;
         self.pending.insert(
             base_offset,
             PendingBatch {
@@ -303,6 +318,7 @@ impl Controller {
                 records,
             },
         );
+        Ok(())
     }
 
     /// The metadata log lost its tail from `offset` on.

@@ -65,8 +65,8 @@ mod tests;
 pub use offsets_shard::GroupRecord;
 
 use crate::api::{
-    CoordinatorResult, DescribedGroup, ErrorCode, FetchedOffset, JoinResponse, ListedGroup,
-    OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
+    CoordinatorResult, CorruptData, DescribedGroup, ErrorCode, FetchedOffset, JoinResponse,
+    ListedGroup, OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
 };
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
@@ -193,7 +193,13 @@ impl GroupCoordinator {
 
     /// An offsets partition is hosted here from now on; `recovered` holds its stored
     /// batches (below `log_end`) to replay.
-    pub fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
+    /// A recovered batch that does not decode is corrupt data (the shard is not opened).
+    pub fn open_shard(
+        &mut self,
+        partition: i32,
+        recovered: Option<&Bytes>,
+        log_end: i64,
+    ) -> Result<(), CorruptData> {
         #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
         let mut shard = OffsetsShard::default();
         #[cfg(feature = "defects")]
@@ -203,12 +209,11 @@ impl GroupCoordinator {
         }
         open_shard(
             &mut self.shards,
-            OFFSETS_TOPIC,
-            partition,
+            &TopicPartition::new(OFFSETS_TOPIC, partition),
             recovered,
             log_end,
             shard,
-        );
+        )
     }
 
     pub fn close_shard(&mut self, partition: i32) {
@@ -223,15 +228,15 @@ impl GroupCoordinator {
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    ) {
+    ) -> Result<(), CorruptData> {
         shard_appended(
             &mut self.shards,
-            partition,
+            &TopicPartition::new(OFFSETS_TOPIC, partition),
             header,
             base_offset,
             last_offset,
             bytes,
-        );
+        )
     }
 
     /// Hosted offsets partition `partition` lost its tail from `offset` on.

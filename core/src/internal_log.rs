@@ -4,9 +4,12 @@
 //! partition's batches once they are committed, in offset order, exactly once.
 //!
 //! Invariants (asserted, in every build): batches are applied in offset order and each
-//! once; a truncation never cuts what was applied (committed data is never truncated).
+//! once; a truncation never cuts what was applied (committed data is never truncated); a
+//! batch that does not decode is never skipped: it stops the node ([`CorruptData`]).
 
+use crate::api::CorruptData;
 use crate::batch::BatchHeader;
+use crate::metadata::TopicPartition;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
@@ -39,48 +42,56 @@ pub trait InternalPartitions {
 /// What a coordinator keeps per hosted partition of its internal topic: it follows the
 /// partition's log, batch by batch, and loses the tail a truncation cuts.
 pub(crate) trait InternalShard {
+    /// `Err(reason)` if the batch's records do not decode: the node stops (fail-stop).
     fn on_appended(
         &mut self,
         header: &BatchHeader,
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    );
+    ) -> Result<(), String>;
     fn truncate(&mut self, offset: i64);
 }
 
 /// A coordinator's hosted partitions of its internal topic, by partition index: `shard`
 /// starts hosting `partition`, with the recovered batches below `log_end` replayed into it.
+/// A recovered batch that does not parse or decode is corrupt data: the shard is not opened.
 pub(crate) fn open_shard<S: InternalShard>(
     shards: &mut BTreeMap<i32, S>,
-    topic: &str,
-    partition: i32,
+    partition: &TopicPartition,
     recovered: Option<&Bytes>,
     log_end: i64,
     mut shard: S,
-) {
+) -> Result<(), CorruptData> {
     replay_recovered(
-        topic,
         partition,
         recovered,
         log_end,
         |header, base, last, bytes| shard.on_appended(header, base, last, bytes),
-    );
-    shards.insert(partition, shard);
+    )?;
+    shards.insert(partition.partition, shard);
+    Ok(())
 }
 
 /// A batch was appended to hosted partition `partition` (ignored if not hosted).
 pub(crate) fn shard_appended<S: InternalShard>(
     shards: &mut BTreeMap<i32, S>,
-    partition: i32,
+    partition: &TopicPartition,
     header: &BatchHeader,
     base_offset: i64,
     last_offset: i64,
     bytes: &Bytes,
-) {
-    if let Some(shard) = shards.get_mut(&partition) {
-        shard.on_appended(header, base_offset, last_offset, bytes);
-    }
+) -> Result<(), CorruptData> {
+    let Some(shard) = shards.get_mut(&partition.partition) else {
+        return Ok(());
+    };
+    shard
+        .on_appended(header, base_offset, last_offset, bytes)
+        .map_err(|reason| CorruptData {
+            partition: partition.clone(),
+            offset: base_offset,
+            reason: format!("an internal-log batch does not decode: {reason}"),
+        })
 }
 
 /// Hosted partition `partition` lost its tail from `offset` on (ignored if not hosted).
@@ -95,30 +106,44 @@ pub(crate) fn shard_truncated<S: InternalShard>(
 }
 
 /// Calls `on_batch(header, base offset, last offset, bytes)` for each recovered batch of an
-/// internal partition that lies below `log_end` (what the log kept).
-fn replay_recovered(
-    topic: &str,
-    partition: i32,
+/// internal partition that lies below `log_end` (what the log kept). Recovery checked these
+/// batches already, so one that does not parse, or whose records do not decode, is corrupt
+/// data, reported with the offset where it starts.
+pub(crate) fn replay_recovered(
+    partition: &TopicPartition,
     recovered: Option<&Bytes>,
     log_end: i64,
-    mut on_batch: impl FnMut(&BatchHeader, i64, i64, &Bytes),
-) {
+    mut on_batch: impl FnMut(&BatchHeader, i64, i64, &Bytes) -> Result<(), String>,
+) -> Result<(), CorruptData> {
     let Some(bytes) = recovered else {
-        return;
+        return Ok(());
     };
-    match crate::batch::validate_record_set(bytes) {
-        Ok(batches) => {
-            for (header, bytes) in batches {
-                let last = header.base_offset + header.offset_count() - 1;
-                if last < log_end {
-                    on_batch(&header, header.base_offset, last, &bytes);
-                }
-            }
+    // Where the next batch starts: the offset named if it is the corrupt one.
+    let mut next_offset = None;
+    for batch in crate::batch::record_set_batches(bytes) {
+        let corrupt = |offset: Option<i64>, reason: String| CorruptData {
+            partition: partition.clone(),
+            offset: offset.unwrap_or(0),
+            reason,
+        };
+        let (header, bytes) = batch.map_err(|error| {
+            corrupt(
+                next_offset,
+                format!("a recovered internal-log batch does not parse: {error}"),
+            )
+        })?;
+        let last = header.base_offset + header.offset_count() - 1;
+        if last < log_end {
+            on_batch(&header, header.base_offset, last, &bytes).map_err(|reason| {
+                corrupt(
+                    Some(header.base_offset),
+                    format!("a recovered internal-log batch does not decode: {reason}"),
+                )
+            })?;
         }
-        Err(error) => {
-            tracing::error!(topic, partition, %error, "the recovered internal log does not parse; replaying none of it");
-        }
+        next_offset = Some(last + 1);
     }
+    Ok(())
 }
 
 /// The decoded batches of one internal partition waiting for their commit.

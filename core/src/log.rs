@@ -106,6 +106,18 @@ pub enum LogError {
     TruncateBelowHighWatermark { offset: i64, high_watermark: i64 },
 }
 
+impl LogError {
+    /// The offset the error is about (for a position, the segment's base offset).
+    pub fn offset(&self) -> i64 {
+        match self {
+            LogError::OffsetGap { expected, .. } => *expected,
+            LogError::PositionGap { segment_base, .. } => *segment_base,
+            LogError::SegmentOrder(base_offset) => *base_offset,
+            LogError::TruncateBelowHighWatermark { offset, .. } => *offset,
+        }
+    }
+}
+
 /// What a truncation asks storage to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Truncation {

@@ -79,6 +79,10 @@ pub const TOPIC_CONFIG_KEYS: [&str; 5] = [
 
 /// Smallest segment size accepted, so that a segment always holds at least a header.
 pub const SEGMENT_BYTES_MIN: u32 = 1024;
+/// The largest `max.message.bytes`: one batch must fit in one replication message (a
+/// leader sends at least one whole batch per append); the node's peer frames are sized for
+/// it (a compile-time check next to `node::peer::FRAME_BYTES_MAX_DEFAULT`).
+pub const MESSAGE_BYTES_MAX: u32 = 32 << 20;
 
 impl TopicConfig {
     /// Applies one `key=value` override, as CreateTopics sends them.
@@ -103,8 +107,10 @@ impl TopicConfig {
             }
             "max.message.bytes" => {
                 let bytes = parse_i64(value)?;
-                if bytes < 0 || bytes > i64::from(i32::MAX) {
-                    return Err("max.message.bytes must be between 0 and 2^31-1".into());
+                if bytes < 0 || bytes > i64::from(MESSAGE_BYTES_MAX) {
+                    return Err(format!(
+                        "max.message.bytes must be between 0 and {MESSAGE_BYTES_MAX} (a batch must fit in one replication message)"
+                    ));
                 }
                 self.max_message_bytes = bytes as u32;
             }
@@ -348,5 +354,13 @@ mod tests {
         assert!(config.set("retention.ms", "soon").is_err());
         assert!(config.set("cleanup.policy", "compact").is_err());
         assert!(config.set("no.such.key", "1").is_err());
+        // A batch must fit in one replication message.
+        config
+            .set("max.message.bytes", &MESSAGE_BYTES_MAX.to_string())
+            .unwrap();
+        assert_eq!(config.max_message_bytes, MESSAGE_BYTES_MAX);
+        assert!(config
+            .set("max.message.bytes", &(MESSAGE_BYTES_MAX + 1).to_string())
+            .is_err());
     }
 }

@@ -5,14 +5,20 @@
 //! partition from 0. The broker keeps, for each (partition, producer id), the epoch and the
 //! last `RECENT_BATCHES_MAX` batches (Kafka's max.in.flight.requests.per.connection bound).
 //!
+//! An entry expires once the producer has written nothing for `producer.id.expiration.ms`
+//! (by its batches' timestamps, as Kafka does) and has no transaction open here; a
+//! producer this partition does not know (expired, or its batches all deleted by
+//! retention) and whose batch does not start at sequence 0 gets UNKNOWN_PRODUCER_ID, which
+//! clients handle by starting a new epoch, not OUT_OF_ORDER_SEQUENCE_NUMBER.
+//!
 //! Invariants:
 //! - a batch is appended only if its sequence continues the producer's last one exactly
-//!   (or starts at 0 under a new epoch / for a producer never seen);
+//!   (or starts at 0 under a new epoch / for a producer not known);
 //! - a batch identical in (epoch, first sequence, last sequence) to a recent one is a
 //!   duplicate: it is answered with the original offset and never appended again;
 //! - an epoch below the producer's current epoch is fenced (INVALID_PRODUCER_EPOCH);
-//! - the state is a function of the batches in the log, so replaying the log's batch
-//!   headers at recovery rebuilds it exactly.
+//! - the state is a function of the batches in the log (and of the clock, for expiry), so
+//!   replaying the log's batch headers at recovery rebuilds it exactly.
 
 use crate::api::ErrorCode;
 use crate::batch::{sequence_add, BatchHeader};
@@ -33,6 +39,8 @@ struct RecentBatch {
 struct ProducerEntry {
     epoch: i16,
     recent: VecDeque<RecentBatch>,
+    /// The largest timestamp of the producer's batches here: expiry counts from it.
+    last_timestamp_ms: i64,
 }
 
 /// What to do with a batch from an idempotent producer.
@@ -61,7 +69,7 @@ impl ProducerStateTable {
             return if header.base_sequence == 0 {
                 Ok(SequenceVerdict::Append)
             } else {
-                Err(ErrorCode::OutOfOrderSequenceNumber)
+                Err(ErrorCode::UnknownProducerId)
             };
         };
         if header.producer_epoch < entry.epoch {
@@ -108,7 +116,9 @@ impl ProducerStateTable {
             .or_insert_with(|| ProducerEntry {
                 epoch: header.producer_epoch,
                 recent: VecDeque::new(),
+                last_timestamp_ms: header.max_timestamp,
             });
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.recent.clear();
@@ -127,6 +137,16 @@ impl ProducerStateTable {
             first_offset,
             last_offset: first_offset + i64::from(header.last_offset_delta),
         });
+    }
+
+    /// Forgets the producers that wrote nothing for `expiration_ms` before `now_ms`, except
+    /// those `keep` names (a transaction open here); returns how many were forgotten.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64, keep: impl Fn(i64) -> bool) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|producer_id, entry| {
+            now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms || keep(*producer_id)
+        });
+        before - self.producers.len()
     }
 
     /// Forgets the batches at or above `offset` (the log was truncated there, in
@@ -201,7 +221,7 @@ mod tests {
         let mut table = ProducerStateTable::default();
         assert_eq!(
             table.check(&header(7, 0, 5, 1)),
-            Err(ErrorCode::OutOfOrderSequenceNumber),
+            Err(ErrorCode::UnknownProducerId),
             "an unknown producer starts at 0"
         );
         table.record(&header(7, 1, 0, 1), 0);
@@ -220,6 +240,43 @@ mod tests {
         assert_eq!(
             table.check(&header(7, 2, 1, 1)),
             Err(ErrorCode::OutOfOrderSequenceNumber)
+        );
+    }
+
+    #[test]
+    fn an_idle_producer_expires_unless_a_transaction_is_open_and_then_is_unknown() {
+        const EXPIRATION_MS: i64 = 60_000;
+        let stamped = |producer_id: i64, sequence: i32, timestamp: i64| {
+            read_header(&test_batches::batch(1, timestamp, producer_id, 0, sequence)).unwrap()
+        };
+        let mut table = ProducerStateTable::default();
+        table.record(&stamped(7, 0, 1_000), 0);
+        table.record(&stamped(8, 0, 1_000), 1);
+        table.record(&stamped(9, 0, 50_000), 2);
+        // Not yet: 59.999 s after producer 7's last batch.
+        assert_eq!(table.expire(60_999, EXPIRATION_MS, |_| false), 0);
+        // 7 expires; 8 is kept by its open transaction; 9 wrote more recently.
+        assert_eq!(
+            table.expire(61_000, EXPIRATION_MS, |producer| producer == 8),
+            1
+        );
+        assert_eq!(
+            table.check(&stamped(7, 1, 70_000)),
+            Err(ErrorCode::UnknownProducerId),
+            "its next batch meets no state"
+        );
+        assert_eq!(
+            table.check(&stamped(8, 1, 70_000)),
+            Ok(SequenceVerdict::Append)
+        );
+        assert_eq!(
+            table.check(&stamped(9, 1, 70_000)),
+            Ok(SequenceVerdict::Append)
+        );
+        assert_eq!(
+            table.check(&stamped(7, 0, 70_000)),
+            Ok(SequenceVerdict::Append),
+            "a new epoch's first batch starts it again"
         );
     }
 

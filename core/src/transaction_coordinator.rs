@@ -59,7 +59,8 @@ mod tests;
 mod txn_shard;
 
 use crate::api::{
-    ErrorCode, ListedTransaction, Request, RequestId, Response, TransactionDescription, TxnState,
+    CorruptData, ErrorCode, ListedTransaction, Request, RequestId, Response,
+    TransactionDescription, TxnState,
 };
 use crate::batch::BatchHeader;
 use crate::group_coordinator::{offsets_partition_of, OFFSETS_TOPIC};
@@ -243,15 +244,20 @@ impl TransactionCoordinator {
 
     /// A `__transaction_state` partition is hosted here from now on; `recovered` holds its
     /// stored batches (below `log_end`) to replay.
-    pub fn open_shard(&mut self, partition: i32, recovered: Option<&Bytes>, log_end: i64) {
+    /// A recovered batch that does not decode is corrupt data (the shard is not opened).
+    pub fn open_shard(
+        &mut self,
+        partition: i32,
+        recovered: Option<&Bytes>,
+        log_end: i64,
+    ) -> Result<(), CorruptData> {
         open_shard(
             &mut self.shards,
-            TRANSACTION_STATE_TOPIC,
-            partition,
+            &TopicPartition::new(TRANSACTION_STATE_TOPIC, partition),
             recovered,
             log_end,
             TxnShard::default(),
-        );
+        )
     }
 
     pub fn close_shard(&mut self, partition: i32) {
@@ -266,15 +272,15 @@ impl TransactionCoordinator {
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    ) {
+    ) -> Result<(), CorruptData> {
         shard_appended(
             &mut self.shards,
-            partition,
+            &TopicPartition::new(TRANSACTION_STATE_TOPIC, partition),
             header,
             base_offset,
             last_offset,
             bytes,
-        );
+        )
     }
 
     /// Hosted partition `partition` lost its tail from `offset` on.

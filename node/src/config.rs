@@ -11,6 +11,7 @@
 //! retention_bytes = -1
 //! frame_bytes_max = 104857600
 //! request_timeout_ms = 30000
+//! request_bytes_budget = 268435456
 //! node_id = 1
 //! peer_listen = "127.0.0.1:19093"
 //! peers = "1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093"
@@ -67,6 +68,10 @@ pub struct NodeArgs {
     /// How long a started request frame may take to arrive, in ms [default: 30000]
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Bytes of requests read and not yet answered, across every connection; reading from
+    /// sockets pauses while they are spent [default: 256 MiB]
+    #[arg(long)]
+    pub request_bytes_budget: Option<usize>,
     /// Where this node accepts connections from its peers; the port must be that of its own
     /// --peers entry [default: its own --peers entry]
     #[arg(long)]
@@ -91,6 +96,7 @@ struct FileConfig {
     retention_bytes: Option<i64>,
     frame_bytes_max: Option<usize>,
     request_timeout_ms: Option<u64>,
+    request_bytes_budget: Option<usize>,
     peer_listen: Option<SocketAddr>,
     peers: Option<String>,
 }
@@ -106,6 +112,7 @@ pub struct NodeConfig {
     pub topic_defaults: TopicConfig,
     pub frame_bytes_max: usize,
     pub request_timeout_ms: u64,
+    pub request_bytes_budget: usize,
     /// Where peers connect; `None` for a cluster of one.
     pub peer_listen: Option<SocketAddr>,
     /// Every node of the cluster (this one included) and its peer address; empty for a
@@ -124,6 +131,7 @@ impl Default for NodeConfig {
             topic_defaults: TopicConfig::default(),
             frame_bytes_max: 100 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            request_bytes_budget: crate::kafka::REQUEST_BYTES_BUDGET_DEFAULT,
             peer_listen: None,
             peers: BTreeMap::new(),
         }
@@ -155,6 +163,7 @@ impl NodeConfig {
         layer!(retention_bytes => config.topic_defaults.retention_bytes);
         layer!(frame_bytes_max => config.frame_bytes_max);
         layer!(request_timeout_ms => config.request_timeout_ms);
+        layer!(request_bytes_budget => config.request_bytes_budget);
         if let Some(peers) = args.peers.as_ref().or(file.peers.as_ref()) {
             config.peers = parse_peers(peers)?;
         }
@@ -175,6 +184,9 @@ impl NodeConfig {
         }
         if self.frame_bytes_max < 1024 {
             bail!("frame_bytes_max must be at least 1024");
+        }
+        if self.request_bytes_budget < 1024 {
+            bail!("request_bytes_budget must be at least 1024");
         }
         if self.node_id < 1 {
             bail!("node_id must be positive (1, 2, ...), not {}", self.node_id);

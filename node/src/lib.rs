@@ -98,6 +98,7 @@ pub async fn run_node_with(
     let listener_config = kafka::KafkaListenerConfig {
         frame_bytes_max: config.frame_bytes_max,
         request_timeout_ms: config.request_timeout_ms,
+        request_bytes_budget: config.request_bytes_budget,
         ..kafka::KafkaListenerConfig::default()
     };
     tokio::select! {

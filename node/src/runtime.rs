@@ -21,7 +21,7 @@
 //! it answers nothing more, and the simulator treats the node as crashed.
 
 use crate::peer::{PeerReceiver, PeerTransport};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{read_verified, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use myelin_core::api::{
     BrokerConfig, Input, Output, PeerMessage, ReadChunk, RecoveredPartition, Request, RequestId,
@@ -92,7 +92,7 @@ impl NodeHandle {
         partition: &TopicPartition,
         chunk: &ReadChunk,
     ) -> Result<Bytes, StorageError> {
-        self.storage.read(partition, chunk)
+        read_verified(self.storage.as_ref(), partition, chunk)
     }
 
     /// Asks the core task to finish: it syncs outstanding appends and returns.
@@ -232,7 +232,13 @@ pub fn start_with(
             task.hooks.trace(now, TraceEvent::Output(output));
         }
     }
-    task.execute(initial)?;
+    if let Err(error) = task.execute(initial) {
+        // Stored data found corrupt at start (or storage failing): fail-stop, as below.
+        tracing::error!(%error, "the node cannot start from its data; it stops");
+        task.hooks
+            .trace(task.hooks.now_ms(), TraceEvent::FailStop(&error));
+        return Err(error);
+    }
     // Peer messages have their own queue, read before client requests: votes, heartbeats
     // and acknowledgements must not wait behind a flood of produces, or elections churn.
     // (Without peers the receiver is empty for good.)
@@ -347,6 +353,13 @@ impl CoreTask {
     fn execute(&mut self, outputs: Vec<Output>) -> Result<(), StorageError> {
         for output in outputs {
             match output {
+                Output::FailStop(corrupt) => {
+                    return Err(StorageError::CorruptData {
+                        location: self.storage.locate(&corrupt.partition, corrupt.offset),
+                        offset: corrupt.offset,
+                        reason: corrupt.reason,
+                    })
+                }
                 Output::Storage(command) => self.apply(command)?,
                 Output::Respond { id, response } => {
                     if let Some(reply) = self.pending.remove(&id) {
@@ -377,7 +390,16 @@ impl CoreTask {
             if let Records::Stored(chunks) = records {
                 let mut bytes = BytesMut::new();
                 for chunk in chunks.iter() {
-                    bytes.extend_from_slice(&self.storage.read(partition, chunk)?);
+                    match read_verified(self.storage.as_ref(), partition, chunk) {
+                        Ok(read) => bytes.extend_from_slice(&read),
+                        Err(error @ StorageError::CorruptData { .. }) => {
+                            // Never sent: the follower stays behind (and the partition
+                            // under-replicated) rather than copy a damaged batch.
+                            tracing::error!(%partition, to, %error, "a stored batch is damaged; not replicated");
+                            return Ok(());
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 *records = Records::Inline(bytes.freeze());
             }

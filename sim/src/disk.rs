@@ -643,6 +643,21 @@ impl Storage for SimDisk {
         self.lock().metadata = Some(metadata.clone());
         Ok(())
     }
+
+    fn locate(&self, partition: &TopicPartition, offset: i64) -> String {
+        let state = self.lock();
+        let segment = state
+            .partitions
+            .get(partition)
+            .and_then(|files| files.segments.range(..=offset).next_back())
+            .map(|(base_offset, _)| *base_offset);
+        match segment {
+            Some(base_offset) => {
+                format!("segment {base_offset} of {partition} on the simulated disk")
+            }
+            None => format!("{partition} on the simulated disk"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -200,6 +200,7 @@ fn describe_input(input: &Input) -> String {
                     acks,
                     transactional_id,
                     partitions,
+                    ..
                 },
         } => {
             let partitions: Vec<String> = partitions

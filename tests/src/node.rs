@@ -148,6 +148,11 @@ impl Node {
         &self.log_path
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -206,6 +211,28 @@ impl Node {
         self.spawn();
     }
 
+    /// Starts the node again on the same data dir and expects it to refuse to start: waits
+    /// for the process to exit and returns its status and its whole log. Panics if it
+    /// still runs after `timeout`.
+    pub fn restart_expecting_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        assert!(
+            self.child.is_none(),
+            "restart: stop or kill the node before restarting it"
+        );
+        let mut child = self.next_run();
+        match wait_with_deadline(&mut child, timeout) {
+            Some(status) => (status, read_lossy(&self.log_path)),
+            None => {
+                signal(&child, libc::SIGKILL);
+                let _ = child.wait();
+                panic!(
+                    "the node still runs {timeout:?} after its start\n{}",
+                    self.diagnostics()
+                );
+            }
+        }
+    }
+
     /// The last lines of the current log file.
     pub fn log_tail(&self) -> String {
         tail(&self.log_path, 60)
@@ -244,31 +271,33 @@ impl Node {
         }
     }
 
+    /// Spawns the process for the next run, its output to that run's log file.
+    fn next_run(&mut self) -> Child {
+        let binary = myelin_binary();
+        self.runs += 1;
+        self.log_path = logs_dir().join(format!("{}.run{}.log", self.name, self.runs));
+        let log = File::create(&self.log_path).expect("create node log file");
+        Command::new(binary)
+            .arg("node")
+            .arg("--listen")
+            .arg(self.bootstrap())
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(self.config.args())
+            // Plain log files (tracing-subscriber honours NO_COLOR).
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()))
+    }
+
     /// Spawns the process and waits until the port accepts connections. Retries with a
     /// new port (at most twice) only when the log says the address was already in use.
     fn spawn(&mut self) {
-        let binary = myelin_binary();
-        let logs = logs_dir();
         for attempt in 0..3 {
-            self.runs += 1;
-            self.log_path = logs.join(format!("{}.run{}.log", self.name, self.runs));
-            let log = File::create(&self.log_path).expect("create node log file");
-            let mut command = Command::new(binary);
-            command
-                .arg("node")
-                .arg("--listen")
-                .arg(self.bootstrap())
-                .arg("--data-dir")
-                .arg(self.data_dir.path())
-                .args(self.config.args())
-                // Plain log files (tracing-subscriber honours NO_COLOR).
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("clone log handle"))
-                .stderr(log);
-            let mut child = command
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+            let mut child = self.next_run();
             match wait_until_ready(&mut child, self.addr(), START_TIMEOUT) {
                 Ready::Yes => {
                     self.child = Some(child);

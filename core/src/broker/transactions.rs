@@ -11,10 +11,10 @@
 //! - a marker answer says a partition holds its marker only once it is committed there
 //!   (`write_markers` waits like an acks=all produce).
 
-use super::{Broker, TxnNodeView, WaitingProduce, WriteReply};
+use super::{Broker, TxnNodeView, WaitingProduce, WriteReply, WriteTerms};
 use crate::api::{
-    Acks, DescribedProducers, ErrorCode, Output, PeerMessage, ProducePartition,
-    ProducePartitionResult, ProducerDescription, Request, RequestId, Response,
+    DescribedProducers, ErrorCode, Output, PeerMessage, ProducePartition, ProducePartitionResult,
+    ProducerDescription, Request, RequestId, Response,
 };
 use crate::group_coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicPartition;
@@ -34,7 +34,7 @@ const VERIFICATIONS_IN_FLIGHT_MAX: usize = 10_000;
 pub(super) enum AfterVerification {
     Produce {
         id: RequestId,
-        acks: Acks,
+        terms: WriteTerms,
         partitions: Vec<ProducePartition>,
     },
     TxnOffsetCommit {
@@ -425,14 +425,14 @@ impl Broker {
         match pending.then {
             AfterVerification::Produce {
                 id,
-                acks,
+                terms,
                 partitions,
             } => {
                 let refused = refused
                     .into_iter()
                     .map(|(partition, error)| (partition, produce_error_of_verification(error)))
                     .collect();
-                self.produce_verified(now_ms, id, acks, true, partitions, &refused, outputs)
+                self.produce_verified(now_ms, id, terms, true, partitions, &refused, outputs)
             }
             AfterVerification::TxnOffsetCommit { id, request } => {
                 let error = refused.values().next().copied();
@@ -547,7 +547,7 @@ impl Broker {
         }
         let mut waiting = WaitingProduce {
             reply,
-            acks: Acks::All,
+            terms: WriteTerms::MARKERS,
             results,
             waits,
         };

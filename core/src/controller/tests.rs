@@ -68,7 +68,7 @@ impl Node {
         };
         let metadata = ClusterMetadata::new(String::new(), Vec::new());
         Self {
-            controller: Controller::new(config, &metadata, &Bytes::new()),
+            controller: Controller::new(config),
             view: View {
                 metadata,
                 controller_id: Some(THIS_NODE),
@@ -103,7 +103,8 @@ impl Node {
                         let base_offset = self.log_end;
                         self.log_end += header.offset_count();
                         self.controller
-                            .on_appended(&header, base_offset, self.log_end - 1, &batch);
+                            .on_appended(&header, base_offset, self.log_end - 1, &batch)
+                            .expect("the controller's batches decode");
                         appended += 1;
                         (self.log_end, epoch)
                     });
@@ -414,4 +415,20 @@ fn metadata_of_an_unknown_topic_asks_for_its_creation() {
         outputs.as_slice(),
         [ControllerOutput::Append { .. }]
     ));
+}
+
+#[test]
+fn a_metadata_batch_that_does_not_decode_is_corrupt_data_never_skipped() {
+    let mut node = Node::new();
+    let garbage = crate::batch::test_batches::batch(1, 0, -1, -1, -1);
+    let header = crate::batch::validate(&garbage).expect("a valid batch");
+    let corrupt = node
+        .controller
+        .on_appended(&header, 4, 4, &garbage)
+        .expect_err("not metadata records");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (metadata_partition(), 4)
+    );
+    assert_eq!(node.controller.pending_records().count(), 0);
 }

@@ -90,7 +90,7 @@ impl InternalShard for OffsetsShard {
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    ) {
+    ) -> Result<(), String> {
         // Control batches carry no group records (a new leader's epoch marker) or a
         // transaction's marker; all are applied like any batch so that `applied_end` follows
         // the log.
@@ -109,16 +109,13 @@ impl InternalShard for OffsetsShard {
                 _ => Vec::new(),
             }
         } else {
-            decode_json_records::<GroupRecord>(header, bytes)
-                .unwrap_or_else(|reason| {
-                    tracing::error!(base_offset, %reason, "undecodable offsets batch skipped");
-                    Vec::new()
-                })
+            decode_json_records::<GroupRecord>(header, bytes)?
                 .into_iter()
                 .map(OffsetsEntry::Record)
                 .collect()
         };
         self.log.push(base_offset, last_offset, entries);
+        Ok(())
     }
 
     fn truncate(&mut self, offset: i64) {

@@ -37,7 +37,9 @@ impl Node {
     /// A node hosting the offsets partition as a follower, in epoch 1.
     fn new() -> Self {
         let mut coordinator = GroupCoordinator::new(60_000);
-        coordinator.open_shard(0, None, 0);
+        coordinator
+            .open_shard(0, None, 0)
+            .expect("nothing to replay");
         Self {
             coordinator,
             status: ShardStatus {
@@ -74,7 +76,8 @@ impl Node {
         let base_offset = self.log_end();
         let last_offset = base_offset + header.offset_count() - 1;
         self.coordinator
-            .on_appended(0, &header, base_offset, last_offset, &batch);
+            .on_appended(0, &header, base_offset, last_offset, &batch)
+            .expect("the coordinator's batches decode");
         self.log.push((base_offset, last_offset, batch));
         (base_offset, last_offset)
     }
@@ -554,4 +557,26 @@ fn an_empty_group_expires_after_the_retention_period_with_a_deleted_record() {
     node.commit_all();
     node.settle();
     assert_eq!(node.committed(), -1);
+}
+
+#[test]
+fn an_offsets_batch_that_does_not_decode_is_corrupt_data_never_skipped() {
+    // A valid batch whose records are not group records.
+    let garbage = crate::batch::test_batches::batch(1, 0, -1, -1, -1);
+    let header = crate::batch::validate(&garbage).expect("a valid batch");
+    let mut coordinator = GroupCoordinator::new(60_000);
+    let corrupt = coordinator
+        .open_shard(0, Some(&garbage), 1)
+        .expect_err("replayed from disk");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (TopicPartition::new(OFFSETS_TOPIC, 0), 0)
+    );
+    coordinator
+        .open_shard(0, None, 0)
+        .expect("nothing to replay");
+    let corrupt = coordinator
+        .on_appended(0, &header, 5, 5, &garbage)
+        .expect_err("replicated");
+    assert_eq!(corrupt.offset, 5);
 }

@@ -473,7 +473,10 @@ impl System {
             defect: _defect.and_then(crate::defects::Defect::from_name),
         };
         system.coordinator = system.new_coordinator();
-        system.coordinator.open_shard(0, None, 0);
+        system
+            .coordinator
+            .open_shard(0, None, 0)
+            .expect("nothing to replay");
         system.settle();
         system
     }
@@ -520,7 +523,8 @@ impl System {
                     let header = crate::batch::validate(&bytes).expect("a valid batch");
                     let last_offset = base_offset + header.offset_count() - 1;
                     self.coordinator
-                        .on_appended(0, &header, base_offset, last_offset, &bytes);
+                        .on_appended(0, &header, base_offset, last_offset, &bytes)
+                        .expect("the coordinator's batches decode");
                     let records = decode_json_records::<GroupRecord>(&header, &bytes)
                         .expect("the coordinator's records decode");
                     for record in records {
@@ -843,7 +847,8 @@ impl System {
                     .collect();
                 self.coordinator = self.new_coordinator();
                 self.coordinator
-                    .open_shard(0, Some(&Bytes::from(recovered)), committed);
+                    .open_shard(0, Some(&Bytes::from(recovered)), committed)
+                    .expect("the recovered batches decode");
                 self.status.epoch += 1;
                 self.settle();
                 self.replies.clear();

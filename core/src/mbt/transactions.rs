@@ -527,7 +527,10 @@ impl System {
             reply: (String::new(), String::new()),
             now_ms: 0,
         };
-        system.coordinator.open_shard(0, None, 0);
+        system
+            .coordinator
+            .open_shard(0, None, 0)
+            .expect("nothing to replay");
         system.drive(|coordinator, context| coordinator.settle(context));
         system
     }
@@ -567,7 +570,8 @@ impl System {
                         let base_offset = self.txn_log_end;
                         let last_offset = base_offset + header.offset_count() - 1;
                         self.coordinator
-                            .on_appended(0, &header, base_offset, last_offset, &batch);
+                            .on_appended(0, &header, base_offset, last_offset, &batch)
+                            .expect("the coordinator's batches decode");
                         self.txn_log_end = last_offset + 1;
                         let sent = self
                             .coordinator

@@ -68,7 +68,9 @@ impl Node {
             transactional_id_expiration_ms: 7 * 24 * 3_600_000,
             offsets_partitions: 4,
         });
-        coordinator.open_shard(0, None, 0);
+        coordinator
+            .open_shard(0, None, 0)
+            .expect("nothing to replay");
         Self {
             coordinator,
             view: View {
@@ -99,7 +101,8 @@ impl Node {
         let base_offset = self.log_end();
         let last_offset = base_offset + header.offset_count() - 1;
         self.coordinator
-            .on_appended(0, &header, base_offset, last_offset, &batch);
+            .on_appended(0, &header, base_offset, last_offset, &batch)
+            .expect("the coordinator's batches decode");
         self.log.push((base_offset, last_offset, batch));
     }
 
@@ -571,4 +574,32 @@ fn an_open_transaction_past_its_timeout_is_aborted_under_a_bumped_epoch() {
         end_error(node.call(end(producer, true, 0))),
         ErrorCode::ProducerFenced
     );
+}
+
+#[test]
+fn a_transaction_state_log_that_does_not_parse_or_decode_is_corrupt_data_never_skipped() {
+    let config = TxnCoordinatorConfig {
+        transaction_timeout_max_ms: 60_000,
+        transactional_id_expiration_ms: 60_000,
+        offsets_partitions: 1,
+    };
+    // A valid batch whose records are not transaction records, then a torn one.
+    let garbage = crate::batch::test_batches::batch(2, 0, -1, -1, -1);
+    let mut recovered = garbage.to_vec();
+    recovered.extend_from_slice(&garbage[..20]);
+    let mut coordinator = TransactionCoordinator::new(config);
+    let corrupt = coordinator
+        .open_shard(0, Some(&Bytes::from(recovered.clone())), 10)
+        .expect_err("does not decode");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (TopicPartition::new(TRANSACTION_STATE_TOPIC, 0), 0)
+    );
+    // Below the log end only the torn batch is read: it does not parse, at offset 2.
+    let mut coordinator = TransactionCoordinator::new(config);
+    let torn_after_one = Bytes::from(recovered);
+    let corrupt = coordinator
+        .open_shard(0, Some(&torn_after_one), 0)
+        .expect_err("does not parse");
+    assert_eq!(corrupt.offset, 2);
 }

@@ -44,14 +44,12 @@ impl InternalShard for TxnShard {
         base_offset: i64,
         last_offset: i64,
         bytes: &Bytes,
-    ) {
+    ) -> Result<(), String> {
         // Control batches (a new leader's epoch marker) carry no records but are applied
         // like any batch so that `applied_end` follows the log.
-        let records = decode_json_records::<TxnRecord>(header, bytes).unwrap_or_else(|reason| {
-            tracing::error!(base_offset, %reason, "undecodable transaction-state batch skipped");
-            Vec::new()
-        });
+        let records = decode_json_records::<TxnRecord>(header, bytes)?;
         self.log.push(base_offset, last_offset, records);
+        Ok(())
     }
 
     fn truncate(&mut self, offset: i64) {

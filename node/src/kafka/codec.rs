@@ -18,9 +18,11 @@ use crate::kafka::versions::{advertised_range, api_versions_response, UNSUPPORTE
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Api key (2), api version (2) and correlation id (4): the least a request frame holds.
 pub(crate) const FRAME_BYTES_MIN: usize = 8;
@@ -62,21 +64,72 @@ pub(crate) fn check_frame_length(length: i32, frame_bytes_max: usize) -> Result<
     Ok(size)
 }
 
-/// Reads one frame (without its length prefix). `Ok(None)` is a clean end of stream
-/// between frames. Waiting for a frame to start has no limit (idle connections are fine);
-/// once its first byte has arrived, the whole frame must arrive within `request_timeout`.
+/// The bytes of requests read and not yet answered, across every connection of a listener:
+/// a connection reads a frame's body only once its length is admitted, and waits (reading
+/// nothing more) while the budget is spent. One frame is admitted even if it is larger
+/// than the whole budget (alone).
+#[derive(Debug, Clone)]
+pub(crate) struct RequestBudget {
+    permits: Arc<Semaphore>,
+    bytes: u32,
+}
+
+/// Budget held by one request until its answer is ready.
+pub(crate) type BudgetPermit = OwnedSemaphorePermit;
+
+impl RequestBudget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        Self {
+            permits: Arc::new(Semaphore::new(bytes as usize)),
+            bytes,
+        }
+    }
+
+    /// Waits until `size` bytes fit in the budget.
+    pub(crate) async fn admit(&self, size: usize) -> BudgetPermit {
+        let wanted = u32::try_from(size).unwrap_or(u32::MAX).min(self.bytes);
+        self.permits
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+
+    /// Bytes not held by any request now.
+    #[cfg(test)]
+    pub(crate) fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// Reads one frame (without its length prefix) once the budget admits its length, and
+/// returns it with its share of the budget. `Ok(None)` is a clean end of stream between
+/// frames. Waiting for a frame to start has no limit (idle connections are fine), nor has
+/// waiting for the budget (others' requests release it as they are answered); the frame's
+/// length, then its body, must each arrive within `request_timeout`.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     frame_bytes_max: usize,
     request_timeout: Duration,
-) -> Result<Option<Bytes>, FrameError> {
+    budget: &RequestBudget,
+) -> Result<Option<(Bytes, BudgetPermit)>, FrameError> {
     let mut length_bytes = [0u8; 4];
     if reader.read(&mut length_bytes[..1]).await? == 0 {
         return Ok(None);
     }
-    let rest_of_frame = async {
-        read_exact_or_truncated(reader, &mut length_bytes[1..]).await?;
-        let size = check_frame_length(i32::from_be_bytes(length_bytes), frame_bytes_max)?;
+    let timed_out = |_| FrameError::Timeout {
+        timeout_ms: request_timeout.as_millis(),
+    };
+    tokio::time::timeout(
+        request_timeout,
+        read_exact_or_truncated(reader, &mut length_bytes[1..]),
+    )
+    .await
+    .map_err(timed_out)??;
+    let size = check_frame_length(i32::from_be_bytes(length_bytes), frame_bytes_max)?;
+    let permit = budget.admit(size).await;
+    let body = async {
         let mut frame = BytesMut::with_capacity(size.min(FRAME_READ_CHUNK_BYTES));
         while frame.len() < size {
             let missing = size - frame.len();
@@ -91,12 +144,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         }
         Ok(frame.freeze())
     };
-    match tokio::time::timeout(request_timeout, rest_of_frame).await {
-        Ok(result) => result.map(Some),
-        Err(_elapsed) => Err(FrameError::Timeout {
-            timeout_ms: request_timeout.as_millis(),
-        }),
-    }
+    let frame = tokio::time::timeout(request_timeout, body)
+        .await
+        .map_err(timed_out)??;
+    Ok(Some((frame, permit)))
 }
 
 async fn read_exact_or_truncated<R: AsyncRead + Unpin>(
@@ -317,12 +368,58 @@ mod tests {
         assert_eq!(check_frame_length(1024, 1024).unwrap(), 1024);
     }
 
+    fn unlimited() -> RequestBudget {
+        RequestBudget::new(usize::MAX)
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_read_only_once_the_budget_admits_it_and_releases_it_when_done() {
+        // Two 16-byte frames, a budget of 24 bytes: the second waits for the first.
+        let budget = RequestBudget::new(24);
+        let frame: &[u8] = &[0, 0, 0, 16, 0, 18, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut first_stream = frame;
+        let mut second_stream = frame;
+        let (_, first_permit) =
+            read_frame(&mut first_stream, 1024, Duration::from_secs(1), &budget)
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(budget.available(), 8);
+        let second = read_frame(&mut second_stream, 1024, Duration::from_secs(1), &budget);
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err(),
+            "the second frame waits while the budget is spent"
+        );
+        drop(first_permit);
+        let (body, _) = second.await.unwrap().unwrap();
+        assert_eq!(body.len(), 16);
+        // A frame larger than the whole budget is admitted alone.
+        let mut large: &[u8] = &[
+            0, 0, 0, 40, 0, 18, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let (body, _permit) = read_frame(&mut large, 1024, Duration::from_secs(1), &budget)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((body.len(), budget.available()), (40, 0));
+    }
+
     #[tokio::test]
     async fn an_oversized_frame_is_refused_after_reading_only_its_length() {
         // 2 GiB announced; the rest of the stream would be garbage. The reader must stop
         // after the 4-byte length, having allocated nothing for the body.
         let mut stream: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 7, 8];
-        let result = read_frame(&mut stream, FRAME_BYTES_MAX, Duration::from_secs(1)).await;
+        let result = read_frame(
+            &mut stream,
+            FRAME_BYTES_MAX,
+            Duration::from_secs(1),
+            &unlimited(),
+        )
+        .await;
         assert!(
             matches!(result, Err(FrameError::TooLong { .. })),
             "{result:?}"
@@ -339,20 +436,34 @@ mod tests {
         let mut stream: &[u8] = &[
             0, 0, 0, 8, 0, 18, 0, 3, 0, 0, 0, 7, 0, 0, 0, 10, 0, 3, 0, 0, 0, 0, 0, 1, 0,
         ];
-        let first = read_frame(&mut stream, FRAME_BYTES_MAX, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&first[..], &[0, 18, 0, 3, 0, 0, 0, 7]);
-        let second = read_frame(&mut stream, FRAME_BYTES_MAX, Duration::from_secs(1)).await;
+        let first = read_frame(
+            &mut stream,
+            FRAME_BYTES_MAX,
+            Duration::from_secs(1),
+            &unlimited(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&first.0[..], &[0, 18, 0, 3, 0, 0, 0, 7]);
+        let second = read_frame(
+            &mut stream,
+            FRAME_BYTES_MAX,
+            Duration::from_secs(1),
+            &unlimited(),
+        )
+        .await;
         assert!(matches!(second, Err(FrameError::Truncated)), "{second:?}");
         let mut empty: &[u8] = &[];
-        assert!(
-            read_frame(&mut empty, FRAME_BYTES_MAX, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(read_frame(
+            &mut empty,
+            FRAME_BYTES_MAX,
+            Duration::from_secs(1),
+            &unlimited()
+        )
+        .await
+        .unwrap()
+        .is_none());
     }
 
     #[tokio::test]
@@ -361,7 +472,13 @@ mod tests {
         tokio::io::AsyncWriteExt::write_all(&mut client, &[0, 0, 0, 100, 0, 18])
             .await
             .unwrap();
-        let result = read_frame(&mut server, FRAME_BYTES_MAX, Duration::from_millis(50)).await;
+        let result = read_frame(
+            &mut server,
+            FRAME_BYTES_MAX,
+            Duration::from_millis(50),
+            &unlimited(),
+        )
+        .await;
         assert!(
             matches!(result, Err(FrameError::Timeout { .. })),
             "{result:?}"

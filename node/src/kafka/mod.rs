@@ -38,4 +38,6 @@ mod topic_ids;
 mod transactions;
 mod versions;
 
-pub use server::{serve, KafkaListenerConfig, FRAME_BYTES_MAX_DEFAULT};
+pub use server::{
+    serve, KafkaListenerConfig, FRAME_BYTES_MAX_DEFAULT, REQUEST_BYTES_BUDGET_DEFAULT,
+};

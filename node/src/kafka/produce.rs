@@ -87,6 +87,7 @@ fn produce_request(acks: Acks, request: &ProduceRequest) -> Request {
         .collect();
     Request::Produce {
         acks,
+        timeout_ms: request.timeout_ms,
         transactional_id: request
             .transactional_id
             .as_ref()

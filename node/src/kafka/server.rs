@@ -10,13 +10,15 @@
 //! it from reaching the core.
 //!
 //! Limits: `connections_max` connections, `IN_FLIGHT_REQUESTS_MAX` unanswered requests per
-//! connection (the reader stops reading beyond that), `frame_bytes_max` per frame, and
+//! connection (the reader stops reading beyond that), `frame_bytes_max` per frame,
+//! `request_bytes_budget` bytes of requests read and not yet answered across every
+//! connection (readers wait while it is spent: [`RequestBudget`]), and
 //! `request_timeout_ms` for a started frame to arrive and for a response to be written.
 //! Bad input closes only its connection, with a logged reason; earlier requests still get
 //! their responses first.
 
 use crate::kafka::codec::{
-    decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame,
+    decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame, RequestBudget,
 };
 use crate::kafka::dispatch::{respond, ConnectionContext, HandlerError};
 use crate::kafka::topic_ids::TopicIdCache;
@@ -40,6 +42,8 @@ pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
 /// Kafka's default `request.timeout.ms` on the client side.
 pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const CONNECTIONS_MAX_DEFAULT: usize = 4096;
+/// Bytes of requests read and not yet answered, across every connection, by default.
+pub const REQUEST_BYTES_BUDGET_DEFAULT: usize = 256 * 1024 * 1024;
 /// Requests read from one connection and not yet answered, at most.
 const IN_FLIGHT_REQUESTS_MAX: usize = 64;
 /// Pause after a failed accept (for example out of file descriptors) before the next one.
@@ -56,6 +60,9 @@ pub struct KafkaListenerConfig {
     pub request_timeout_ms: u64,
     /// Connections served at once; further ones are closed on accept.
     pub connections_max: usize,
+    /// Bytes of requests read and not yet answered, across every connection; reading
+    /// pauses while they are spent (one request larger than it is read alone).
+    pub request_bytes_budget: usize,
 }
 
 impl Default for KafkaListenerConfig {
@@ -64,6 +71,7 @@ impl Default for KafkaListenerConfig {
             frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            request_bytes_budget: REQUEST_BYTES_BUDGET_DEFAULT,
         }
     }
 }
@@ -80,6 +88,7 @@ pub async fn serve(
     }
     let config = Arc::new(config);
     let connection_slots = Arc::new(Semaphore::new(config.connections_max));
+    let budget = RequestBudget::new(config.request_bytes_budget);
     // Connections are numbered in the order they are accepted: the transaction coordinator
     // tells a request delayed on a connection its client gave up on from the retry on a
     // newer one (see myelin_core::transactions).
@@ -105,10 +114,11 @@ pub async fn serve(
         };
         let handle = handle.clone();
         let config = config.clone();
+        let budget = budget.clone();
         connections_accepted += 1;
         let connection_id = connections_accepted;
         tokio::spawn(async move {
-            serve_connection(stream, peer, connection_id, handle, &config).await;
+            serve_connection(stream, peer, connection_id, handle, &config, &budget).await;
             drop(slot);
         });
     }
@@ -134,6 +144,7 @@ async fn serve_connection(
     connection_id: u64,
     handle: NodeHandle,
     config: &KafkaListenerConfig,
+    budget: &RequestBudget,
 ) {
     tracing::debug!(%peer, "Kafka connection accepted");
     // Small responses must not wait for Nagle's algorithm.
@@ -154,6 +165,7 @@ async fn serve_connection(
         replies_sender,
         context,
         config,
+        budget,
     );
     let writer = write_responses(write_half, replies, config.request_timeout_ms);
     tokio::pin!(writer);
@@ -188,12 +200,14 @@ async fn read_requests<R: AsyncRead + Unpin>(
     replies: mpsc::Sender<PendingReply>,
     context: Arc<ConnectionContext>,
     config: &KafkaListenerConfig,
+    budget: &RequestBudget,
 ) {
     let peer = context.peer;
     let request_timeout = Duration::from_millis(config.request_timeout_ms);
     loop {
-        let frame = match read_frame(&mut reader, config.frame_bytes_max, request_timeout).await {
-            Ok(Some(frame)) => frame,
+        let read = read_frame(&mut reader, config.frame_bytes_max, request_timeout, budget);
+        let (frame, permit) = match read.await {
+            Ok(Some(read)) => read,
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%peer, reason = %error, "closing Kafka connection");
@@ -203,7 +217,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let pending: PendingReply = match decode_frame(frame) {
             Ok(DecodedFrame::Request(request)) => {
                 let context = context.clone();
-                Box::pin(async move { respond(&context, *request).await })
+                Box::pin(async move {
+                    let reply = respond(&context, *request).await;
+                    // The request's bytes are released once it is answered.
+                    drop(permit);
+                    reply
+                })
             }
             Ok(DecodedFrame::UnsupportedApiVersions {
                 correlation_id,

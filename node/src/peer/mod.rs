@@ -71,6 +71,10 @@ pub type PeerReceiver<M> = mpsc::Receiver<(NodeId, M)>;
 
 /// Largest frame read or written by default.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+// A leader sends at least one whole batch per replication message: the node's peer frames
+// carry the largest batch a topic may allow, with room to spare.
+const _: () =
+    assert!(FRAME_BYTES_MAX_DEFAULT >= 2 * myelin_core::metadata::MESSAGE_BYTES_MAX as usize);
 /// Messages queued for one peer at most, by default; further ones are dropped.
 pub const SEND_QUEUE_DEPTH_DEFAULT: usize = 1024;
 pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 1000;

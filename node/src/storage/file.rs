@@ -738,6 +738,20 @@ impl Storage for FileStorage {
         Ok(Bytes::from(buffer))
     }
 
+    fn locate(&self, partition: &TopicPartition, offset: i64) -> String {
+        let Ok(handle) = self.partition_files(partition) else {
+            return self.partition_dir(partition).display().to_string();
+        };
+        let files = lock(&handle);
+        match files.segments.range(..=offset).next_back() {
+            Some((base_offset, _)) => SegmentPaths::new(&files.dir, *base_offset)
+                .log
+                .display()
+                .to_string(),
+            None => files.dir.display().to_string(),
+        }
+    }
+
     fn persist_metadata(&self, metadata: &ClusterMetadata) -> StorageResult<()> {
         let _serial = lock(&self.metadata_serial);
         let text = serde_json::to_vec_pretty(metadata)
