@@ -59,6 +59,7 @@ pub enum ErrorCode {
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
     MemberIdRequired = 79,
+    GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
     UnknownTopicId = 100,
     FencedLeaderEpoch = 74,

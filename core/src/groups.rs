@@ -101,6 +101,9 @@ pub struct MemberDescription {
 /// Bounds on a member's session timeout (Kafka's group.min/max.session.timeout.ms).
 pub const SESSION_TIMEOUT_MIN_MS: i32 = 1_000;
 pub const SESSION_TIMEOUT_MAX_MS: i32 = 1_800_000;
+/// Most members a group holds, those told MEMBER_ID_REQUIRED and not back yet included
+/// (Kafka's group.max.size); a newcomer past it is refused GROUP_MAX_SIZE_REACHED.
+pub const GROUP_SIZE_MAX: usize = 1_000;
 
 /// Where a group is in its rebalance cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +205,9 @@ pub struct Group {
     leader: Option<String>,
     members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
-    pending_members: BTreeSet<String>,
+    /// Members told MEMBER_ID_REQUIRED, until their session timeout: by id, when they
+    /// are forgotten if they have not joined again.
+    pending_members: BTreeMap<String, i64>,
     /// Instance id -> member id, for static members.
     static_members: BTreeMap<String, String>,
     rebalance_deadline_ms: i64,
@@ -225,7 +230,7 @@ impl Group {
             protocol_name: None,
             leader: None,
             members: BTreeMap::new(),
-            pending_members: BTreeSet::new(),
+            pending_members: BTreeMap::new(),
             static_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             empty_since_ms: None,
@@ -436,7 +441,8 @@ impl Group {
             .values()
             .filter(|member| member.awaiting_join.is_none())
             .map(|member| member.last_heard_ms + member.session_timeout_ms);
-        rebalance.into_iter().chain(sessions).min()
+        let pending = self.pending_members.values().copied();
+        rebalance.into_iter().chain(sessions).chain(pending).min()
     }
 
     /// A JoinGroup. `fresh_suffix` makes a new member id unique (the caller draws it from
@@ -469,6 +475,14 @@ impl Group {
         {
             return refuse(ErrorCode::InconsistentGroupProtocol, &request.member_id);
         }
+        let newcomer = request.member_id.is_empty()
+            && request
+                .group_instance_id
+                .as_ref()
+                .is_none_or(|instance| !self.static_members.contains_key(instance));
+        if newcomer && self.members.len() + self.pending_members.len() >= GROUP_SIZE_MAX {
+            return refuse(ErrorCode::GroupMaxSizeReached, "");
+        }
         let mut member_id = request.member_id.clone();
         if let Some(instance) = &request.group_instance_id {
             // A static member: a new member id (a restart) takes over the old one.
@@ -486,11 +500,13 @@ impl Group {
         } else if member_id.is_empty() {
             let fresh = format!("{}-{fresh_suffix:016x}", request.client_id);
             if request.require_member_id {
-                self.pending_members.insert(fresh.clone());
+                let forget_at = now_ms + i64::from(request.session_timeout_ms);
+                self.pending_members.insert(fresh.clone(), forget_at);
                 return refuse(ErrorCode::MemberIdRequired, &fresh);
             }
             member_id = fresh;
-        } else if !self.members.contains_key(&member_id) && !self.pending_members.remove(&member_id)
+        } else if !self.members.contains_key(&member_id)
+            && self.pending_members.remove(&member_id).is_none()
         {
             return refuse(ErrorCode::UnknownMemberId, &member_id);
         }
@@ -692,6 +708,8 @@ impl Group {
     /// members that rejoined.
     pub fn tick(&mut self, now_ms: i64) -> Vec<GroupReply> {
         let mut replies = Vec::new();
+        self.pending_members
+            .retain(|_, forget_at_ms| *forget_at_ms > now_ms);
         let expired: Vec<String> = self
             .members
             .iter()
@@ -986,6 +1004,30 @@ mod tests {
         let member_id = required.member_id.clone();
         let replies = group.join(NOW, id + 1, request(&member_id, None), 0);
         (member_id, replies)
+    }
+
+    #[test]
+    fn a_group_is_bounded_and_forgets_members_that_never_came_back_for_their_id() {
+        let mut group = Group::new();
+        // Newcomers told MEMBER_ID_REQUIRED who never join again fill the group ...
+        for suffix in 0..GROUP_SIZE_MAX as u64 {
+            let replies = group.join(NOW, suffix, request("", None), suffix);
+            assert_eq!(
+                join_response(&replies, suffix).error,
+                ErrorCode::MemberIdRequired
+            );
+        }
+        let full = group.join(NOW, 9_000_000, request("", None), 9_000_000);
+        assert_eq!(
+            join_response(&full, 9_000_000).error,
+            ErrorCode::GroupMaxSizeReached
+        );
+        // ... until their session timeout passes.
+        assert!(group.next_wakeup_ms().is_some_and(|at| at <= NOW + 10_000));
+        group.tick(NOW + 10_000);
+        let (member_id, replies) = join_dynamic(&mut group, 9_000_001, 9_000_001);
+        assert_eq!(join_response(&replies, 9_000_002).error, ErrorCode::None);
+        assert!(!member_id.is_empty());
     }
 
     #[test]
