@@ -223,8 +223,7 @@ impl Node {
         match wait_with_deadline(&mut child, timeout) {
             Some(status) => (status, read_lossy(&self.log_path)),
             None => {
-                signal(&child, libc::SIGKILL);
-                let _ = child.wait();
+                kill_and_reap(&mut child);
                 panic!(
                     "the node still runs {timeout:?} after its start\n{}",
                     self.diagnostics()
@@ -256,8 +255,7 @@ impl Node {
         let status = wait_with_deadline(&mut child, STOP_TIMEOUT);
         match status {
             None => {
-                signal(&child, libc::SIGKILL);
-                let _ = child.wait();
+                kill_and_reap(&mut child);
                 panic!(
                     "the node did not exit within {STOP_TIMEOUT:?} of {sig_name}\n{}",
                     self.diagnostics()
@@ -315,8 +313,7 @@ impl Node {
                     );
                 }
                 Ready::TimedOut => {
-                    signal(&child, libc::SIGKILL);
-                    let _ = child.wait();
+                    kill_and_reap(&mut child);
                     panic!(
                         "the node did not accept connections on {} within {START_TIMEOUT:?}\n{}",
                         self.addr(),
@@ -361,6 +358,12 @@ fn wait_until_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> R
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// SIGKILL, then waits for the process so that it leaves no zombie.
+fn kill_and_reap(child: &mut Child) {
+    signal(child, libc::SIGKILL);
+    let _ = child.wait();
 }
 
 /// The child's exit status, or `None` if it still runs after `timeout`.
