@@ -2,6 +2,9 @@
 //! fsync, and a recovery that truncates a torn tail.
 //!
 //! This is the `Storage` the real binary runs on (the simulator has its own in-memory disk).
+//! Every file-system call goes through a `storage::fs::FileSystem` (the operating system's,
+//! `OsFileSystem`, unless opened with `open_on`), so that the same engine can run over a
+//! simulated file system.
 //! The core decides every offset, position and segment boundary; this module writes the
 //! bytes where it is told, checks that "where" is the end of the active segment, and at start
 //! reports what survived.
@@ -77,6 +80,7 @@ mod recovery;
 #[cfg(test)]
 mod tests;
 
+use super::fs::{FileSystem, FsFile, OpenMode, OsFileSystem};
 use super::{Recovered, Storage, StorageError, StorageResult};
 use bytes::Bytes;
 use layout::{
@@ -89,9 +93,7 @@ use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
 use myelin_core::replication::ReplicaState;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -105,12 +107,15 @@ const TOPICS_DIR: &str = "topics";
 /// Largest size of a segment: positions inside it are u32.
 const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 
-/// Segment files under a data directory. See the module doc.
-pub struct FileStorage {
+/// Segment files under a data directory, on file system `F` (the operating system's unless
+/// told otherwise). See the module doc.
+pub struct FileStorage<F: FileSystem = OsFileSystem> {
+    /// Every file-system operation goes through it (see `storage::fs`).
+    fs: F,
     data_dir: PathBuf,
     topics_dir: PathBuf,
-    partitions: Mutex<BTreeMap<TopicPartition, Arc<Mutex<PartitionFiles>>>>,
-    dirty: Mutex<DirtySet>,
+    partitions: Mutex<BTreeMap<TopicPartition, PartitionHandle<F::File>>>,
+    dirty: Mutex<DirtySet<F::File>>,
     /// Held for a whole sync: syncs run one at a time (see `sync`).
     sync_serial: Mutex<()>,
     /// Set by the first failed fsync; every later sync fails.
@@ -120,53 +125,66 @@ pub struct FileStorage {
 }
 
 /// A segment's `.log` file. Shared with readers, so that a deleted segment stays readable by
-/// a read already under way (the open file outlives its directory entry).
-struct SegmentLog {
+/// a read already under way (the open file outlives its directory entry). `H` is the file
+/// system's file handle, as in the structs below.
+struct SegmentLog<H> {
     path: PathBuf,
-    file: File,
+    file: H,
 }
 
 /// A segment as the partition tracks it.
-struct SegmentEntry {
-    log: Arc<SegmentLog>,
+struct SegmentEntry<H> {
+    log: Arc<SegmentLog<H>>,
     /// Bytes of whole batches in the log: where the next append goes (active segment).
     size_bytes: u64,
 }
 
 /// The files of the segment that takes appends.
-struct ActiveSegment {
+struct ActiveSegment<H> {
     base_offset: i64,
-    log: Arc<SegmentLog>,
-    offset_index: File,
-    time_index: File,
+    log: Arc<SegmentLog<H>>,
+    offset_index: H,
+    time_index: H,
     paths: SegmentPaths,
     /// True while this segment waits in the dirty list; changed only under the dirty lock.
     dirty: AtomicBool,
 }
 
-struct ActiveState {
-    files: Arc<ActiveSegment>,
+struct ActiveState<H> {
+    files: Arc<ActiveSegment<H>>,
     /// Entries in each index: the number of batches in the active segment.
     index_entries: u64,
 }
 
 /// One partition's open files.
-struct PartitionFiles {
+struct PartitionFiles<H> {
     partition: TopicPartition,
     dir: PathBuf,
     /// Every segment by base offset, the active one included (it is the last).
-    segments: BTreeMap<i64, SegmentEntry>,
-    active: ActiveState,
+    segments: BTreeMap<i64, SegmentEntry<H>>,
+    active: ActiveState<H>,
     /// Set by `delete_partition`, for a caller that found the partition just before.
     deleted: bool,
 }
 
+/// A partition's files, shared by the map and whoever works on the partition.
+type PartitionHandle<H> = Arc<Mutex<PartitionFiles<H>>>;
+
 /// What the next sync must make durable.
-#[derive(Default)]
-struct DirtySet {
-    segments: Vec<Arc<ActiveSegment>>,
+struct DirtySet<H> {
+    segments: Vec<Arc<ActiveSegment<H>>>,
     /// Partition directories whose entries changed (segment files created or removed).
     directories: BTreeSet<PathBuf>,
+}
+
+// By hand: a derive would require `H: Default`, which file handles are not.
+impl<H> Default for DirtySet<H> {
+    fn default() -> Self {
+        DirtySet {
+            segments: Vec::new(),
+            directories: BTreeSet::new(),
+        }
+    }
 }
 
 /// Locks a mutex, ignoring poisoning: no critical section here leaves its data half-changed
@@ -180,31 +198,46 @@ fn io_error(context: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> Stora
 }
 
 /// Makes a directory's entries (files created, renamed or removed in it) durable.
-fn sync_directory(dir: &Path) -> StorageResult<()> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
+fn sync_directory<F: FileSystem>(fs: &F, dir: &Path) -> StorageResult<()> {
+    fs.sync_dir(dir)
         .map_err(io_error(|| format!("fsync directory {}", dir.display())))
 }
 
-fn open_read_write(path: &Path, create_new: bool) -> StorageResult<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(create_new)
-        .open(path)
+fn open_read_write<F: FileSystem>(fs: &F, path: &Path, create_new: bool) -> StorageResult<F::File> {
+    let mode = if create_new {
+        OpenMode::CreateNew
+    } else {
+        OpenMode::ReadWrite
+    };
+    fs.open(path, mode)
         .map_err(io_error(|| format!("open {}", path.display())))
+}
+
+/// A whole file's bytes, read through `file` (which the caller holds open).
+fn read_all<H: FsFile>(file: &H) -> io::Result<Vec<u8>> {
+    let length = file.len()?;
+    let length = usize::try_from(length).map_err(io::Error::other)?;
+    let mut bytes = vec![0u8; length];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(bytes)
 }
 
 /// Creates the three empty files of a new segment; it becomes the partition's active one.
 /// The caller makes the directory entries durable.
-fn create_segment(dir: &Path, base_offset: i64) -> StorageResult<(SegmentEntry, ActiveState)> {
+// The pair is unpacked by every caller at once; a struct for it would only be renamed.
+#[allow(clippy::type_complexity)]
+fn create_segment<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    base_offset: i64,
+) -> StorageResult<(SegmentEntry<F::File>, ActiveState<F::File>)> {
     let paths = SegmentPaths::new(dir, base_offset);
     let log = Arc::new(SegmentLog {
-        file: open_read_write(&paths.log, true)?,
+        file: open_read_write(fs, &paths.log, true)?,
         path: paths.log.clone(),
     });
-    let offset_index = open_read_write(&paths.offset_index, true)?;
-    let time_index = open_read_write(&paths.time_index, true)?;
+    let offset_index = open_read_write(fs, &paths.offset_index, true)?;
+    let time_index = open_read_write(fs, &paths.time_index, true)?;
     let entry = SegmentEntry {
         log: Arc::clone(&log),
         size_bytes: 0,
@@ -224,11 +257,12 @@ fn create_segment(dir: &Path, base_offset: i64) -> StorageResult<(SegmentEntry, 
 }
 
 /// Removes a segment's three files; index files that are already gone are no error.
-fn remove_segment_files(dir: &Path, base_offset: i64) -> StorageResult<()> {
+fn remove_segment_files<F: FileSystem>(fs: &F, dir: &Path, base_offset: i64) -> StorageResult<()> {
     let paths = SegmentPaths::new(dir, base_offset);
-    fs::remove_file(&paths.log).map_err(io_error(|| format!("remove {}", paths.log.display())))?;
+    fs.remove_file(&paths.log)
+        .map_err(io_error(|| format!("remove {}", paths.log.display())))?;
     for path in [&paths.offset_index, &paths.time_index] {
-        match fs::remove_file(path) {
+        match fs.remove_file(path) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
             Err(error) => {
@@ -242,25 +276,34 @@ fn remove_segment_files(dir: &Path, base_offset: i64) -> StorageResult<()> {
     Ok(())
 }
 
-impl FileStorage {
-    /// Opens (creating if missing) a data directory. Call `recover` before anything else: the
-    /// partitions on disk are opened there.
+impl FileStorage<OsFileSystem> {
+    /// Opens (creating if missing) a data directory on the operating system's file system.
+    /// Call `recover` before anything else: the partitions on disk are opened there.
     pub fn open(data_dir: &Path) -> StorageResult<FileStorage> {
+        Self::open_on(OsFileSystem, data_dir)
+    }
+}
+
+impl<F: FileSystem> FileStorage<F> {
+    /// Opens (creating if missing) a data directory on file system `fs`. Call `recover`
+    /// before anything else: the partitions on disk are opened there.
+    pub fn open_on(fs: F, data_dir: &Path) -> StorageResult<FileStorage<F>> {
         let topics_dir = data_dir.join(TOPICS_DIR);
-        let data_dir_is_new = !data_dir.exists();
-        fs::create_dir_all(&topics_dir).map_err(io_error(|| {
+        let data_dir_is_new = !fs.exists(data_dir);
+        fs.create_dir_all(&topics_dir).map_err(io_error(|| {
             format!("create directory {}", topics_dir.display())
         }))?;
-        sync_directory(data_dir)?;
+        sync_directory(&fs, data_dir)?;
         if data_dir_is_new {
             // The data directory's own entry, in its parent.
             let parent = data_dir
                 .parent()
                 .filter(|parent| !parent.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            sync_directory(parent)?;
+            sync_directory(&fs, parent)?;
         }
         Ok(FileStorage {
+            fs,
             data_dir: data_dir.to_path_buf(),
             topics_dir,
             partitions: Mutex::new(BTreeMap::new()),
@@ -284,7 +327,7 @@ impl FileStorage {
     fn partition_files(
         &self,
         partition: &TopicPartition,
-    ) -> StorageResult<Arc<Mutex<PartitionFiles>>> {
+    ) -> StorageResult<PartitionHandle<F::File>> {
         lock(&self.partitions)
             .get(partition)
             .cloned()
@@ -298,7 +341,7 @@ impl FileStorage {
     /// Reads and parses `metadata.json`; a leftover temporary file is removed.
     fn recover_metadata(&self) -> StorageResult<Option<ClusterMetadata>> {
         let temp_path = self.data_dir.join(METADATA_TEMP_FILE);
-        match fs::remove_file(&temp_path) {
+        match self.fs.remove_file(&temp_path) {
             Ok(()) => {
                 // A crash between writing the snapshot and renaming it: the previous one holds.
                 tracing::warn!(path = %temp_path.display(), "removed an unfinished metadata snapshot");
@@ -311,11 +354,11 @@ impl FileStorage {
                 ))
             }
         }
-        read_json_file(&self.data_dir.join(METADATA_FILE))
+        read_json_file(&self.fs, &self.data_dir.join(METADATA_FILE))
     }
 }
 
-impl Storage for FileStorage {
+impl<F: FileSystem> Storage for FileStorage<F> {
     fn recover(&self) -> StorageResult<Recovered> {
         let (recovered, stats) = self.recover_with_stats()?;
         tracing::info!(
@@ -342,14 +385,16 @@ impl Storage for FileStorage {
             return self.recreate_empty_partition(&existing, base_offset);
         }
         let dir = self.partition_dir(partition);
-        match fs::create_dir(&dir) {
+        match self.fs.create_dir(&dir) {
             Ok(()) => {}
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 // Not recovered (or recovered and deleted since): only an empty leftover is
                 // reused, never files whose meaning we do not know.
-                let mut entries =
-                    fs::read_dir(&dir).map_err(io_error(|| format!("list {}", dir.display())))?;
-                if entries.next().is_some() {
+                let entries = self
+                    .fs
+                    .read_dir(&dir)
+                    .map_err(io_error(|| format!("list {}", dir.display())))?;
+                if !entries.is_empty() {
                     return Err(StorageError::io(
                         format!("create partition {partition}"),
                         io::Error::new(
@@ -366,11 +411,11 @@ impl Storage for FileStorage {
                 ))
             }
         }
-        sync_directory(&self.topics_dir)?;
-        let (entry, active) = create_segment(&dir, base_offset)?;
+        sync_directory(&self.fs, &self.topics_dir)?;
+        let (entry, active) = create_segment(&self.fs, &dir, base_offset)?;
         // Partitions are created rarely: make the segment files' existence durable now rather
         // than wait for a sync that may not come before the first append.
-        sync_directory(&dir)?;
+        sync_directory(&self.fs, &dir)?;
         let files = PartitionFiles {
             partition: partition.clone(),
             dir,
@@ -391,8 +436,8 @@ impl Storage for FileStorage {
             lock(files).deleted = true;
         }
         let dir = self.partition_dir(partition);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => sync_directory(&self.topics_dir),
+        match self.fs.remove_dir_all(&dir) {
+            Ok(()) => sync_directory(&self.fs, &self.topics_dir),
             // Deleting what is not there is done already (the core may repeat a deletion that
             // a crash interrupted).
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -530,7 +575,7 @@ impl Storage for FileStorage {
                 format!("the active segment is at {active_base}; new ones must start above it"),
             ));
         }
-        let (entry, active) = create_segment(&files.dir, base_offset)?;
+        let (entry, active) = create_segment(&self.fs, &files.dir, base_offset)?;
         files.segments.insert(base_offset, entry);
         // The old active segment stays readable; if it has unsynced appends, the dirty list
         // keeps its index files open until the next sync.
@@ -561,7 +606,7 @@ impl Storage for FileStorage {
         }
         let dir = files.dir.clone();
         drop(files);
-        remove_segment_files(&dir, base_offset)?;
+        remove_segment_files(&self.fs, &dir, base_offset)?;
         self.mark_directory_dirty(&dir);
         Ok(())
     }
@@ -600,18 +645,15 @@ impl Storage for FileStorage {
         }
         for removed in &later {
             files.segments.remove(removed);
-            remove_segment_files(&dir, *removed)?;
+            remove_segment_files(&self.fs, &dir, *removed)?;
         }
         // The cut segment becomes the active one, its indexes cut to the batches it keeps.
         let paths = SegmentPaths::new(&dir, base);
-        let offset_index = open_read_write(&paths.offset_index, false)?;
-        let time_index = open_read_write(&paths.time_index, false)?;
-        let mut index_bytes = Vec::new();
-        (&offset_index)
-            .read_to_end(&mut index_bytes)
-            .map_err(io_error(|| {
-                format!("read {}", paths.offset_index.display())
-            }))?;
+        let offset_index = open_read_write(&self.fs, &paths.offset_index, false)?;
+        let time_index = open_read_write(&self.fs, &paths.time_index, false)?;
+        let index_bytes = read_all(&offset_index).map_err(io_error(|| {
+            format!("read {}", paths.offset_index.display())
+        }))?;
         let cut = u64::from(truncation.active_segment_bytes);
         let kept_entries = index_bytes
             .chunks_exact(OFFSET_INDEX_ENTRY_BYTES)
@@ -661,7 +703,7 @@ impl Storage for FileStorage {
             index_entries: kept_entries,
         };
         drop(files);
-        sync_directory(&dir)
+        sync_directory(&self.fs, &dir)
     }
 
     fn persist_replica_state(
@@ -672,7 +714,7 @@ impl Storage for FileStorage {
         let dir = self.partition_dir(partition);
         let text = serde_json::to_vec(state)
             .map_err(|error| StorageError::io("encode replica state", io::Error::other(error)))?;
-        write_durably(&dir, REPLICA_STATE_FILE, &text)
+        write_durably(&self.fs, &dir, REPLICA_STATE_FILE, &text)
     }
 
     fn sync(&self) -> StorageResult<()> {
@@ -695,7 +737,7 @@ impl Storage for FileStorage {
             }
             (segments, std::mem::take(&mut dirty.directories))
         };
-        let result = sync_all_of(&segments, &directories);
+        let result = sync_all_of(&self.fs, &segments, &directories);
         if result.is_err() {
             self.sync_failed.store(true, Ordering::Relaxed);
         }
@@ -756,16 +798,17 @@ impl Storage for FileStorage {
         let _serial = lock(&self.metadata_serial);
         let text = serde_json::to_vec_pretty(metadata)
             .map_err(|error| StorageError::io("encode metadata", io::Error::other(error)))?;
-        write_durably(&self.data_dir, METADATA_FILE, &text)
+        write_durably(&self.fs, &self.data_dir, METADATA_FILE, &text)
     }
 }
 
 /// The JSON document in `path`, if the file exists. One that does not parse is an error,
 /// never `None`: a lost snapshot or vote is not a fresh start.
-pub(super) fn read_json_file<T: serde::de::DeserializeOwned>(
+pub(super) fn read_json_file<F: FileSystem, T: serde::de::DeserializeOwned>(
+    fs: &F,
     path: &Path,
 ) -> StorageResult<Option<T>> {
-    let text = match fs::read(path) {
+    let text = match fs.read(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(StorageError::io(format!("read {}", path.display()), error)),
@@ -780,31 +823,29 @@ pub(super) fn read_json_file<T: serde::de::DeserializeOwned>(
 
 /// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so
 /// a crash leaves the old or the new contents, never half of them.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {
+fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {
     let temp_path = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut temp = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp_path)
+    let temp = fs
+        .open(&temp_path, OpenMode::WriteTruncate)
         .map_err(io_error(|| format!("open {}", temp_path.display())))?;
-    temp.write_all(bytes)
+    // The file was just emptied: writing at 0 is writing it whole.
+    temp.write_all_at(bytes, 0)
         .and_then(|()| temp.sync_all())
         .map_err(io_error(|| format!("write {}", temp_path.display())))?;
     drop(temp);
-    fs::rename(&temp_path, &path).map_err(io_error(|| {
+    fs.rename(&temp_path, &path).map_err(io_error(|| {
         format!("rename {} to {}", temp_path.display(), path.display())
     }))?;
-    sync_directory(dir)
+    sync_directory(fs, dir)
 }
 
-impl FileStorage {
+impl<F: FileSystem> FileStorage<F> {
     /// `create_partition` on a partition already open: idempotent when it holds just one
     /// empty segment; that segment moves to `base_offset` if it is elsewhere.
     fn recreate_empty_partition(
         &self,
-        handle: &Arc<Mutex<PartitionFiles>>,
+        handle: &PartitionHandle<F::File>,
         base_offset: i64,
     ) -> StorageResult<()> {
         let mut files = lock(handle);
@@ -828,18 +869,19 @@ impl FileStorage {
             return Ok(());
         }
         let dir = files.dir.clone();
-        let (entry, active) = create_segment(&dir, base_offset)?;
+        let (entry, active) = create_segment(&self.fs, &dir, base_offset)?;
         files.segments = BTreeMap::from([(base_offset, entry)]);
         files.active = active;
         drop(files);
-        remove_segment_files(&dir, active_base)?;
-        sync_directory(&dir)
+        remove_segment_files(&self.fs, &dir, active_base)?;
+        sync_directory(&self.fs, &dir)
     }
 }
 
 /// The fsyncs of one sync: data then directories.
-fn sync_all_of(
-    segments: &[Arc<ActiveSegment>],
+fn sync_all_of<F: FileSystem>(
+    fs: &F,
+    segments: &[Arc<ActiveSegment<F::File>>],
     directories: &BTreeSet<PathBuf>,
 ) -> StorageResult<()> {
     for segment in segments {
@@ -856,7 +898,7 @@ fn sync_all_of(
         }
     }
     for dir in directories {
-        match sync_directory(dir) {
+        match sync_directory(fs, dir) {
             Ok(()) => {}
             // The partition was deleted since: nothing of it is left to make durable.
             Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}

@@ -15,6 +15,7 @@
 //!   be trusted, so the runtime stops the node rather than acknowledge anything.
 
 pub mod file;
+pub mod fs;
 
 use bytes::Bytes;
 use myelin_core::api::{AppendedBatch, ReadChunk, RecoveredPartition};

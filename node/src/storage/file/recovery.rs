@@ -10,6 +10,7 @@ use super::{
     ActiveState, FileStorage, PartitionFiles, SegmentEntry, SegmentLog, REPLICA_STATE_FILE,
     SEGMENT_BYTES_MAX,
 };
+use crate::storage::fs::{EntryKind, FileSystem, FsFile, OpenMode};
 use crate::storage::{Recovered, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
 use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
@@ -17,8 +18,6 @@ use myelin_core::metadata::TopicPartition;
 use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -41,24 +40,21 @@ pub(super) struct RecoveryStats {
     pub(super) stray_files_removed: usize,
 }
 
-impl FileStorage {
+impl<F: FileSystem> FileStorage<F> {
     /// `recover`, with the counts of what it repaired.
     pub(super) fn recover_with_stats(&self) -> StorageResult<(Recovered, RecoveryStats)> {
         let metadata = self.recover_metadata()?;
         let mut stats = RecoveryStats::default();
         let mut found = BTreeMap::new();
-        let entries = fs::read_dir(&self.topics_dir)
+        let entries = self
+            .fs
+            .read_dir(&self.topics_dir)
             .map_err(io_error(|| format!("list {}", self.topics_dir.display())))?;
         for entry in entries {
-            let entry =
-                entry.map_err(io_error(|| format!("list {}", self.topics_dir.display())))?;
-            let path = entry.path();
-            let is_dir = entry
-                .file_type()
-                .map_err(io_error(|| format!("stat {}", path.display())))?
-                .is_dir();
+            let path = self.topics_dir.join(&entry.name);
+            let is_dir = entry.kind == EntryKind::Dir;
             let partition = entry
-                .file_name()
+                .name
                 .to_str()
                 .and_then(parse_partition_dir_name)
                 .filter(|_| is_dir);
@@ -74,7 +70,7 @@ impl FileStorage {
         let mut partitions = Vec::with_capacity(found.len());
         let mut opened = BTreeMap::new();
         for (partition, dir) in found {
-            let (report, files) = recover_partition(&partition, &dir, &mut stats)?;
+            let (report, files) = recover_partition(&self.fs, &partition, &dir, &mut stats)?;
             stats.partitions += 1;
             stats.segments += report.segments.len();
             partitions.push(report);
@@ -92,18 +88,19 @@ impl FileStorage {
 }
 
 /// Recovers one partition directory: its report for the core and its open files.
-fn recover_partition(
+fn recover_partition<F: FileSystem>(
+    fs: &F,
     partition: &TopicPartition,
     dir: &Path,
     stats: &mut RecoveryStats,
-) -> StorageResult<(RecoveredPartition, PartitionFiles)> {
-    let base_offsets = list_segments(partition, dir, stats)?;
+) -> StorageResult<(RecoveredPartition, PartitionFiles<F::File>)> {
+    let base_offsets = list_segments(fs, partition, dir, stats)?;
     let mut segments = BTreeMap::new();
     let mut reports = Vec::with_capacity(base_offsets.len().max(1));
     let mut active = None;
     for (number, &base_offset) in base_offsets.iter().enumerate() {
         let is_last = number + 1 == base_offsets.len();
-        let recovered = recover_segment(partition, dir, base_offset, is_last, stats)?;
+        let recovered = recover_segment(fs, partition, dir, base_offset, is_last, stats)?;
         segments.insert(
             base_offset,
             SegmentEntry {
@@ -132,7 +129,7 @@ fn recover_partition(
             // The core rebuilds a partition with no segment as an empty log at offset 0 and
             // appends there without asking first: give it that segment.
             tracing::warn!(%partition, "partition directory has no segment; creating an empty one at offset 0");
-            let (entry, active) = create_segment(dir, 0)?;
+            let (entry, active) = create_segment(fs, dir, 0)?;
             segments.insert(0, entry);
             reports.push(RecoveredSegment {
                 base_offset: 0,
@@ -142,7 +139,7 @@ fn recover_partition(
         }
     };
     // Stray removals, truncations and a created segment: make the directory itself durable.
-    sync_directory(dir)?;
+    sync_directory(fs, dir)?;
     let files = PartitionFiles {
         partition: partition.clone(),
         dir: dir.to_path_buf(),
@@ -153,36 +150,35 @@ fn recover_partition(
     let report = RecoveredPartition {
         partition: partition.clone(),
         segments: reports,
-        replica_state: read_replica_state(dir)?,
+        replica_state: read_replica_state(fs, dir)?,
     };
     Ok((report, files))
 }
 
 /// The partition's persisted replica state, if any. A file that does not parse is an error,
 /// not a fresh start: forgetting a vote could elect two leaders in one epoch.
-fn read_replica_state(dir: &Path) -> StorageResult<Option<ReplicaState>> {
-    read_json_file(&dir.join(REPLICA_STATE_FILE))
+fn read_replica_state<F: FileSystem>(fs: &F, dir: &Path) -> StorageResult<Option<ReplicaState>> {
+    read_json_file(fs, &dir.join(REPLICA_STATE_FILE))
 }
 
 /// The base offsets of the segments that have a `.log`, in order. Index files without one
 /// are removed; unknown files are left alone.
-fn list_segments(
+fn list_segments<F: FileSystem>(
+    fs: &F,
     partition: &TopicPartition,
     dir: &Path,
     stats: &mut RecoveryStats,
 ) -> StorageResult<Vec<i64>> {
     let mut logs = std::collections::BTreeSet::new();
     let mut index_files = Vec::new();
-    let entries = fs::read_dir(dir).map_err(io_error(|| format!("list {}", dir.display())))?;
+    let entries = fs
+        .read_dir(dir)
+        .map_err(io_error(|| format!("list {}", dir.display())))?;
     for entry in entries {
-        let entry = entry.map_err(io_error(|| format!("list {}", dir.display())))?;
-        let path = entry.path();
-        let is_file = entry
-            .file_type()
-            .map_err(io_error(|| format!("stat {}", path.display())))?
-            .is_file();
+        let path = dir.join(&entry.name);
+        let is_file = entry.kind == EntryKind::File;
         let parsed = entry
-            .file_name()
+            .name
             .to_str()
             .and_then(parse_segment_file_name)
             .filter(|_| is_file);
@@ -191,11 +187,11 @@ fn list_segments(
                 logs.insert(base_offset);
             }
             Some((base_offset, _)) => index_files.push((base_offset, path)),
-            None if entry.file_name() == REPLICA_STATE_FILE => {}
+            None if entry.name == REPLICA_STATE_FILE => {}
             // A replica state written aside when a crash came: the rename never happened,
             // so the old state stands.
-            None if entry.file_name().to_str() == Some(&format!("{REPLICA_STATE_FILE}.tmp")) => {
-                fs::remove_file(&path)
+            None if entry.name.to_str() == Some(&format!("{REPLICA_STATE_FILE}.tmp")) => {
+                fs.remove_file(&path)
                     .map_err(io_error(|| format!("remove {}", path.display())))?;
             }
             None => tracing::warn!(%partition, path = %path.display(), "ignoring an unknown file"),
@@ -204,7 +200,8 @@ fn list_segments(
     for (base_offset, path) in index_files {
         if !logs.contains(&base_offset) {
             tracing::warn!(%partition, path = %path.display(), "removing an index file whose log is gone");
-            fs::remove_file(&path).map_err(io_error(|| format!("remove {}", path.display())))?;
+            fs.remove_file(&path)
+                .map_err(io_error(|| format!("remove {}", path.display())))?;
             stats.stray_files_removed += 1;
         }
     }
@@ -212,31 +209,31 @@ fn list_segments(
 }
 
 /// One segment after recovery.
-struct SegmentRecovery {
+struct SegmentRecovery<H> {
     report: RecoveredSegment,
-    log: Arc<SegmentLog>,
+    log: Arc<SegmentLog<H>>,
     size_bytes: u64,
     /// The index files, kept open for the last segment only (it takes appends).
-    indexes: Option<(File, File)>,
+    indexes: Option<(H, H)>,
 }
 
-fn recover_segment(
+fn recover_segment<F: FileSystem>(
+    fs: &F,
     partition: &TopicPartition,
     dir: &Path,
     base_offset: i64,
     is_last: bool,
     stats: &mut RecoveryStats,
-) -> StorageResult<SegmentRecovery> {
+) -> StorageResult<SegmentRecovery<F::File>> {
     let paths = SegmentPaths::new(dir, base_offset);
-    let log = open_read_write(&paths.log, false)?;
+    let log = open_read_write(fs, &paths.log, false)?;
     let log_bytes = log
-        .metadata()
-        .map_err(io_error(|| format!("stat {}", paths.log.display())))?
-        .len();
+        .len()
+        .map_err(io_error(|| format!("stat {}", paths.log.display())))?;
     // Missing index files are created empty: an empty index is simply inconsistent with a
     // non-empty log, and right for an empty one.
-    let offset_index = open_index(&paths.offset_index)?;
-    let time_index = open_index(&paths.time_index)?;
+    let offset_index = open_index(fs, &paths.offset_index)?;
+    let time_index = open_index(fs, &paths.time_index)?;
     let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
 
     if !is_last {
@@ -338,17 +335,12 @@ fn recover_segment(
     })
 }
 
-fn open_index(path: &Path) -> StorageResult<File> {
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
+fn open_index<F: FileSystem>(fs: &F, path: &Path) -> StorageResult<F::File> {
+    fs.open(path, OpenMode::ReadWriteCreate)
         .map_err(io_error(|| format!("open {}", path.display())))
 }
 
-fn sync_data(file: &File, path: &Path) -> StorageResult<()> {
+fn sync_data<H: FsFile>(file: &H, path: &Path) -> StorageResult<()> {
     file.sync_data()
         .map_err(io_error(|| format!("fsync {}", path.display())))
 }
@@ -360,10 +352,10 @@ fn relative_offset(batch_base_offset: i64, segment_base_offset: i64) -> u32 {
 }
 
 /// Reads and decodes both index files. `Ok(Err(reason))` when they are unusable.
-fn read_indexes(
+fn read_indexes<H: FsFile>(
     paths: &SegmentPaths,
-    offset_index: &File,
-    time_index: &File,
+    offset_index: &H,
+    time_index: &H,
     log_bytes: u64,
 ) -> StorageResult<Result<Vec<IndexEntry>, String>> {
     // Every batch is at least a header long, which bounds the entries a log can need (and
@@ -389,11 +381,14 @@ fn read_indexes(
 }
 
 /// A whole file's bytes, or `Ok(Err(reason))` when it is longer than `bytes_max`.
-fn read_whole(file: &File, path: &Path, bytes_max: u64) -> StorageResult<Result<Vec<u8>, String>> {
+fn read_whole<H: FsFile>(
+    file: &H,
+    path: &Path,
+    bytes_max: u64,
+) -> StorageResult<Result<Vec<u8>, String>> {
     let length = file
-        .metadata()
-        .map_err(io_error(|| format!("stat {}", path.display())))?
-        .len();
+        .len()
+        .map_err(io_error(|| format!("stat {}", path.display())))?;
     if length > bytes_max {
         return Ok(Err(format!(
             "{length} bytes, more than its log could need ({bytes_max})"
@@ -406,10 +401,10 @@ fn read_whole(file: &File, path: &Path, bytes_max: u64) -> StorageResult<Result<
 }
 
 /// Rewrites both index files to hold exactly `entries`, durably.
-fn write_indexes(
+fn write_indexes<H: FsFile>(
     paths: &SegmentPaths,
-    offset_index: &File,
-    time_index: &File,
+    offset_index: &H,
+    time_index: &H,
     entries: &[IndexEntry],
 ) -> StorageResult<()> {
     let (offset_bytes, time_bytes) = encode_indexes(entries);
@@ -426,8 +421,8 @@ fn write_indexes(
 }
 
 /// Reads the 61-byte header at `position` (the caller checked it lies within the log).
-fn read_header_at(
-    log: &File,
+fn read_header_at<H: FsFile>(
+    log: &H,
     path: &Path,
     position: u64,
 ) -> StorageResult<Result<BatchHeader, String>> {
@@ -441,8 +436,8 @@ fn read_header_at(
 
 /// The batches of a non-active segment, as its indexes describe them, each checked against the
 /// header in the log. `Ok(Err(reason))` at the first disagreement.
-fn batches_from_index(
-    log: &File,
+fn batches_from_index<H: FsFile>(
+    log: &H,
     path: &Path,
     base_offset: i64,
     log_bytes: u64,
@@ -528,8 +523,8 @@ pub(super) struct ScanOutcome {
 
 /// Reads a segment batch by batch from position 0, validating each whole batch (lengths,
 /// CRC-32C) and offset continuity, up to the end or the first invalid batch.
-pub(super) fn scan_segment(
-    log: &File,
+pub(super) fn scan_segment<H: FsFile>(
+    log: &H,
     path: &Path,
     base_offset: i64,
     log_bytes: u64,

@@ -4,10 +4,13 @@
 use super::layout::{segment_file_name, SegmentFileKind};
 use super::recovery::RecoveryStats;
 use super::*;
+use crate::storage::fs::DirEntry;
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
 use myelin_core::batch::{validate, BatchHeader};
 use myelin_core::metadata::NodeInfo;
 use proptest::prelude::*;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::sync::atomic::AtomicUsize;
 use tempfile::TempDir;
 
@@ -52,7 +55,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn create(storage: &FileStorage, partition: TopicPartition) -> Writer {
+    fn create<F: FileSystem>(storage: &FileStorage<F>, partition: TopicPartition) -> Writer {
         storage.create_partition(&partition, 0).unwrap();
         Writer {
             partition,
@@ -63,9 +66,9 @@ impl Writer {
         }
     }
 
-    fn append(
+    fn append<F: FileSystem>(
         &mut self,
-        storage: &FileStorage,
+        storage: &FileStorage<F>,
         record_count: i32,
         payload_bytes: usize,
     ) -> AppendedBatch {
@@ -95,7 +98,7 @@ impl Writer {
         batch
     }
 
-    fn roll(&mut self, storage: &FileStorage) {
+    fn roll<F: FileSystem>(&mut self, storage: &FileStorage<F>) {
         storage
             .roll_segment(&self.partition, self.next_offset)
             .unwrap();
@@ -946,4 +949,104 @@ fn replica_state_survives_a_reopen_and_a_corrupt_file_is_an_error() {
         }
         other => panic!("a corrupt replica state must not be ignored: {other:?}"),
     }
+}
+
+/// The operating system's file system, recording the calls made to it: shows that the engine
+/// runs over any `FileSystem` and makes its directory entries durable through it.
+#[derive(Clone, Default)]
+struct RecordingFs {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl RecordingFs {
+    fn record(&self, call: String) {
+        lock(&self.calls).push(call);
+    }
+
+    fn saw(&self, call: &str) -> bool {
+        lock(&self.calls).iter().any(|seen| seen == call)
+    }
+}
+
+impl FileSystem for RecordingFs {
+    type File = <OsFileSystem as FileSystem>::File;
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File> {
+        self.record(format!("open {} {mode:?}", path.display()));
+        OsFileSystem.open(path, mode)
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("create_dir {}", path.display()));
+        OsFileSystem.create_dir(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("create_dir_all {}", path.display()));
+        OsFileSystem.create_dir_all(path)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        OsFileSystem.exists(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.record(format!("read_dir {}", path.display()));
+        OsFileSystem.read_dir(path)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.record(format!("read {}", path.display()));
+        OsFileSystem.read(path)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("remove_file {}", path.display()));
+        OsFileSystem.remove_file(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("remove_dir_all {}", path.display()));
+        OsFileSystem.remove_dir_all(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record(format!("rename {} {}", from.display(), to.display()));
+        OsFileSystem.rename(from, to)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("sync_dir {}", path.display()));
+        OsFileSystem.sync_dir(path)
+    }
+}
+
+#[test]
+fn storage_runs_over_any_file_system_and_syncs_directories_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = RecordingFs::default();
+    let storage = FileStorage::open_on(fs.clone(), dir.path()).unwrap();
+    storage.recover().unwrap();
+    let mut writer = Writer::create(&storage, TopicPartition::new("t", 0));
+    writer.append(&storage, 2, 10);
+    writer.roll(&storage);
+    writer.append(&storage, 1, 10);
+    storage.sync().unwrap();
+    storage.persist_metadata(&sample_metadata()).unwrap();
+
+    let partition_dir = storage.partition_dir(&writer.partition);
+    let rolled = SegmentPaths::new(&partition_dir, 2);
+    assert!(fs.saw(&format!("open {} CreateNew", rolled.log.display())));
+    // The rolled segment's entries, and the metadata snapshot's rename.
+    assert!(fs.saw(&format!("sync_dir {}", partition_dir.display())));
+    assert!(fs.saw(&format!("sync_dir {}", dir.path().display())));
+    drop(storage);
+
+    let again = RecordingFs::default();
+    let storage = FileStorage::open_on(again.clone(), dir.path()).unwrap();
+    let (recovered, stats) = storage.recover_with_stats().unwrap();
+    assert_eq!(recovered.metadata, Some(sample_metadata()));
+    assert_eq!(recovered.partitions, vec![writer.expected(&[0, 2], 2)]);
+    assert_eq!(stats.indexes_rebuilt, 0);
+    assert!(again.saw(&format!("read_dir {}", partition_dir.display())));
 }
