@@ -29,7 +29,7 @@
 //!   did not). (A file whose last unsynced change is a size change loses all its unsynced
 //!   changes.) Every handle opened before the crash is dead: its operations fail.
 //! - **Failures.** [`SimFileSystem::fail_next_sync`] makes the next sync (of a file or a
-//!   directory) fail; after a failed sync every later sync fails too, until the next crash (a
+//!   directory) fail ([`SimFileSystem::fail_sync_after`] a later one); after a failed sync every later sync fails too, until the next crash (a
 //!   reboot), as the storage engine assumes. A failed sync makes nothing durable.
 //!   [`SimFileSystem::fail_reads`] makes the next reads fail.
 //!
@@ -182,7 +182,8 @@ struct State {
     open_handles: BTreeMap<InodeId, usize>,
     /// Bumped by every crash: handles of an older generation are dead.
     generation: u64,
-    fail_next_sync: bool,
+    /// Syncs to let succeed before one fails.
+    fail_sync_after: Option<u64>,
     /// A sync failed: every later sync fails until the next crash.
     sync_failed: bool,
     /// A sync failed since the last `take_sync_failure`.
@@ -198,7 +199,7 @@ impl Default for State {
             next_inode: ROOT + 1,
             open_handles: BTreeMap::new(),
             generation: 0,
-            fail_next_sync: false,
+            fail_sync_after: None,
             sync_failed: false,
             sync_failure_unreported: false,
             failing_reads: 0,
@@ -288,6 +289,20 @@ impl State {
         Ok((id, name))
     }
 
+    /// Whether `inner` is `outer` or lies (by current names) under it.
+    fn contains(&self, outer: InodeId, inner: InodeId) -> bool {
+        let mut pending = vec![outer];
+        while let Some(id) = pending.pop() {
+            if id == inner {
+                return true;
+            }
+            if let Some(dir) = self.dir(id) {
+                pending.extend(dir.entries.values().copied());
+            }
+        }
+        false
+    }
+
     fn entry(&self, dir: InodeId, name: &OsStr) -> Option<InodeId> {
         self.dir(dir)?.entries.get(name).copied()
     }
@@ -304,9 +319,15 @@ impl State {
 
     /// Takes a sync's turn: `Err` if it is to fail (and then every later one too).
     fn check_sync(&mut self) -> io::Result<()> {
-        if self.fail_next_sync || self.sync_failed {
-            self.fail_next_sync = false;
-            self.sync_failed = true;
+        match self.fail_sync_after {
+            Some(0) => {
+                self.fail_sync_after = None;
+                self.sync_failed = true;
+            }
+            Some(count) => self.fail_sync_after = Some(count - 1),
+            None => {}
+        }
+        if self.sync_failed {
             self.sync_failure_unreported = true;
             return Err(error(io::ErrorKind::Other, "sync failed (injected)"));
         }
@@ -389,7 +410,13 @@ impl SimFileSystem {
     /// The next sync (`sync_data`, `sync_all` or `sync_dir`) fails, and every one after it
     /// until the next crash.
     pub fn fail_next_sync(&self) {
-        self.lock().fail_next_sync = true;
+        self.fail_sync_after(0);
+    }
+
+    /// The sync after the next `count` ones fails, and every one after it until the next
+    /// crash.
+    pub fn fail_sync_after(&self, count: u64) {
+        self.lock().fail_sync_after = Some(count);
     }
 
     /// Whether a sync failed since the last call.
@@ -480,7 +507,7 @@ impl SimFileSystem {
             file.durable = kept;
             file.unsynced.clear();
         }
-        state.fail_next_sync = false;
+        state.fail_sync_after = None;
         state.sync_failed = false;
         state.sync_failure_unreported = false;
         report
@@ -755,6 +782,12 @@ impl FileSystem for SimFileSystem {
         let id = state
             .entry(from_parent, from_name)
             .ok_or_else(|| error(io::ErrorKind::NotFound, from.display()))?;
+        if state.contains(id, to_parent) {
+            return Err(error(
+                io::ErrorKind::InvalidInput,
+                format!("{} would move into itself", from.display()),
+            ));
+        }
         if let Some(target) = state.entry(to_parent, to_name) {
             if target == id {
                 return Ok(());
@@ -1094,6 +1127,14 @@ mod tests {
             io::ErrorKind::AlreadyExists
         );
         fs.create_dir_all(Path::new("/d")).unwrap();
+        fs.create_dir(Path::new("/d/e")).unwrap();
+        assert_eq!(
+            fs.rename(Path::new("/d"), Path::new("/d/e/d"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+        fs.remove_dir_all(Path::new("/d/e")).unwrap();
         let write_only = fs.open(Path::new("/d/f"), OpenMode::WriteTruncate).unwrap();
         assert!(write_only.read_exact_at(&mut [0; 1], 0).is_err());
         let names: Vec<_> = fs
@@ -1111,6 +1152,16 @@ mod tests {
 
     /// Appends a one-record batch at `position` of segment 0; returns its size.
     fn append(storage: &dyn Storage, base_offset: i64, position: u32) -> u32 {
+        try_append(storage, 0, base_offset, position).unwrap()
+    }
+
+    /// Appends a one-record batch at `position` of segment `segment`; returns its size.
+    fn try_append(
+        storage: &dyn Storage,
+        segment: i64,
+        base_offset: i64,
+        position: u32,
+    ) -> Result<u32, myelin_node::storage::StorageError> {
         let bytes: Bytes = encode_batch(
             &[NewRecord {
                 value: Some(Bytes::from(format!("value {base_offset}"))),
@@ -1120,15 +1171,15 @@ mod tests {
         )
         .unwrap();
         let batch = AppendedBatch {
-            segment_base_offset: 0,
+            segment_base_offset: segment,
             position,
             base_offset,
             last_offset: base_offset,
             max_timestamp: 0,
             leader_epoch: 0,
         };
-        storage.append(&partition(), &batch, &bytes).unwrap();
-        bytes.len() as u32
+        storage.append(&partition(), &batch, &bytes)?;
+        Ok(bytes.len() as u32)
     }
 
     fn recovered_offsets(fs: &SimFileSystem) -> Vec<i64> {
@@ -1203,5 +1254,209 @@ mod tests {
         }
         crash(&fs, PowerLoss::default());
         assert_eq!(recovered_offsets(&fs), Vec::<i64>::new());
+    }
+
+    /// A life of a partition, stopped by a failed sync at any point: every step the engine
+    /// takes with the file system. Returns the offsets a successful `sync` covered and every
+    /// offset appended; stops at the first error.
+    fn partition_life(fs: &SimFileSystem, acked: &mut Vec<i64>, written: &mut Vec<i64>) {
+        use myelin_core::log::Truncation;
+        use myelin_core::replication::ReplicaState;
+        type Res = Result<(), myelin_node::storage::StorageError>;
+        let mut run = || -> Res {
+            let storage = FileStorage::open_on(fs.clone(), Path::new("/data"))?;
+            storage.recover()?;
+            storage.create_partition(&partition(), 0)?;
+            storage.persist_replica_state(
+                &partition(),
+                &ReplicaState {
+                    epoch: 1,
+                    voted_for: None,
+                },
+            )?;
+            let mut position = 0;
+            let mut sizes = Vec::new();
+            for offset in 0..3 {
+                written.push(offset);
+                let size = try_append(&storage, 0, offset, position)?;
+                sizes.push(size);
+                position += size;
+            }
+            storage.sync()?;
+            acked.extend(0..3);
+            storage.roll_segment(&partition(), 3)?;
+            let mut position = 0;
+            for offset in 3..5 {
+                written.push(offset);
+                position += try_append(&storage, 3, offset, position)?;
+            }
+            storage.sync()?;
+            acked.extend(3..5);
+            // Back to offset 2: segment 3 goes, segment 0 keeps offsets 0 and 1.
+            acked.retain(|offset| *offset < 2);
+            storage.truncate(
+                &partition(),
+                &Truncation {
+                    deleted_segments: vec![3],
+                    active_segment_base: 0,
+                    active_segment_bytes: sizes[0] + sizes[1],
+                },
+            )?;
+            written.push(2);
+            try_append(&storage, 0, 2, sizes[0] + sizes[1])?;
+            storage.sync()?;
+            acked.push(2);
+            storage.persist_metadata(&myelin_core::metadata::ClusterMetadata::new(
+                "c",
+                Vec::new(),
+            ))?;
+            Ok(())
+        };
+        let _ = run();
+    }
+
+    #[test]
+    fn file_storage_recovers_after_a_power_loss_at_any_sync() {
+        let specs = [
+            PowerLoss::default(),
+            PowerLoss {
+                tear: None,
+                keep_unsynced_directory_ops: true,
+            },
+            PowerLoss {
+                tear: Some(Tear {
+                    mode: TearMode::ZeroedTail,
+                    kept_per_mille: 500,
+                }),
+                keep_unsynced_directory_ops: false,
+            },
+            PowerLoss {
+                tear: Some(Tear {
+                    mode: TearMode::Truncated,
+                    kept_per_mille: 900,
+                }),
+                keep_unsynced_directory_ops: true,
+            },
+        ];
+        let (mut failure_points, mut gaps) = (0, 0);
+        for spec in specs {
+            for fail_after in 0.. {
+                let fs = SimFileSystem::new();
+                fs.fail_sync_after(fail_after);
+                let (mut acked, mut written) = (Vec::new(), Vec::new());
+                partition_life(&fs, &mut acked, &mut written);
+                if !fs.take_sync_failure() {
+                    break;
+                }
+                failure_points += 1;
+                crash(&fs, spec);
+                let storage = FileStorage::open_on(fs.clone(), Path::new("/data"))
+                    .unwrap_or_else(|error| panic!("{spec:?} at {fail_after}: {error}"));
+                let recovered = storage
+                    .recover()
+                    .unwrap_or_else(|error| panic!("{spec:?} at {fail_after}: {error}"));
+                let offsets: Vec<i64> = recovered
+                    .partitions
+                    .iter()
+                    .flat_map(|partition| &partition.segments)
+                    .flat_map(|segment| segment.batches.iter().map(|b| b.header.base_offset))
+                    .collect();
+                // The core keeps the log up to its first gap (and deletes the segments
+                // after it): that much must hold every acknowledged offset.
+                let contiguous: Vec<i64> = offsets
+                    .iter()
+                    .zip(0..)
+                    .take_while(|(offset, expected)| **offset == *expected)
+                    .map(|(offset, _)| *offset)
+                    .collect();
+                assert!(
+                    contiguous.starts_with(&acked),
+                    "{spec:?} at sync {fail_after}: recovered {offsets:?}, acked {acked:?}"
+                );
+                assert!(
+                    offsets.iter().all(|offset| written.contains(offset)),
+                    "{spec:?} at sync {fail_after}: recovered {offsets:?}, written {written:?}"
+                );
+                if contiguous.len() < offsets.len() {
+                    gaps += 1;
+                }
+            }
+        }
+        assert!(failure_points > 20, "{failure_points}");
+        eprintln!("{failure_points} failure points, {gaps} recoveries with a gap");
+    }
+
+    /// Recovery repairs (cuts a torn tail, rewrites indexes) and syncs what it repaired; a
+    /// power loss in the middle of a recovery, at any of its syncs, must leave a state the
+    /// next recovery handles the same way.
+    #[test]
+    fn a_power_loss_during_recovery_is_recovered_from() {
+        let torn = PowerLoss {
+            tear: Some(Tear {
+                mode: TearMode::ZeroedTail,
+                kept_per_mille: 500,
+            }),
+            keep_unsynced_directory_ops: false,
+        };
+        let mut failure_points = 0;
+        for fail_after in 0.. {
+            let fs = SimFileSystem::new();
+            {
+                let storage = FileStorage::open_on(fs.clone(), Path::new("/data")).unwrap();
+                storage.recover().unwrap();
+                storage.create_partition(&partition(), 0).unwrap();
+                let mut position = 0;
+                for offset in 0..3 {
+                    position += append(&storage, offset, position);
+                }
+                storage.sync().unwrap();
+                for offset in 3..5 {
+                    position += append(&storage, offset, position);
+                }
+            }
+            crash(&fs, torn);
+            fs.fail_sync_after(fail_after);
+            let interrupted = FileStorage::open_on(fs.clone(), Path::new("/data"))
+                .and_then(|storage| storage.recover().map(|_| ()));
+            if !fs.take_sync_failure() {
+                interrupted.unwrap();
+                break;
+            }
+            assert!(interrupted.is_err());
+            failure_points += 1;
+            crash(&fs, torn);
+            assert_eq!(
+                recovered_offsets(&fs),
+                vec![0, 1, 2, 3],
+                "at sync {fail_after}"
+            );
+        }
+        assert!(failure_points > 3, "{failure_points}");
+    }
+
+    /// Finding: `FileStorage::open_on` makes durable the entries of the data directory and of
+    /// its parent only. Ancestors that `create_dir_all` created above the parent stay
+    /// unsynced for ever, so a power loss can take the whole data directory, synced batches
+    /// included.
+    #[test]
+    #[ignore = "finding in node/src/storage/file.rs (FileStorage::open_on), not fixed here"]
+    fn file_storage_keeps_synced_batches_under_a_new_nested_data_dir() {
+        let fs = SimFileSystem::new();
+        let data_dir = Path::new("/var/lib/myelin/data");
+        {
+            let storage = FileStorage::open_on(fs.clone(), data_dir).unwrap();
+            storage.recover().unwrap();
+            storage.create_partition(&partition(), 0).unwrap();
+            append(&storage, 0, 0);
+            storage.sync().unwrap();
+        }
+        crash(&fs, PowerLoss::default());
+        let storage = FileStorage::open_on(fs.clone(), data_dir).unwrap();
+        let recovered = storage.recover().unwrap();
+        assert_eq!(
+            recovered.partitions.len(),
+            1,
+            "the synced partition is gone"
+        );
     }
 }
