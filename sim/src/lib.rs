@@ -89,6 +89,7 @@ pub mod harness;
 pub mod history;
 pub mod scenario;
 pub mod shrink;
+pub mod simfs;
 pub mod trace;
 #[cfg(madsim)]
 mod txn_clients;
