@@ -1434,12 +1434,11 @@ mod tests {
         assert!(failure_points > 3, "{failure_points}");
     }
 
-    /// Finding: `FileStorage::open_on` makes durable the entries of the data directory and of
-    /// its parent only. Ancestors that `create_dir_all` created above the parent stay
-    /// unsynced for ever, so a power loss can take the whole data directory, synced batches
-    /// included.
+    /// Found by this model: `FileStorage::open_on` made durable the entries of the data
+    /// directory and of its parent only; ancestors `create_dir_all` created above the parent
+    /// stayed unsynced for ever, so a power loss could take the whole data directory,
+    /// synced batches included. It now syncs the parent of every directory it creates.
     #[test]
-    #[ignore = "finding in node/src/storage/file.rs (FileStorage::open_on), not fixed here"]
     fn file_storage_keeps_synced_batches_under_a_new_nested_data_dir() {
         let fs = SimFileSystem::new();
         let data_dir = Path::new("/var/lib/myelin/data");

@@ -289,14 +289,21 @@ impl<F: FileSystem> FileStorage<F> {
     /// before anything else: the partitions on disk are opened there.
     pub fn open_on(fs: F, data_dir: &Path) -> StorageResult<FileStorage<F>> {
         let topics_dir = data_dir.join(TOPICS_DIR);
-        let data_dir_is_new = !fs.exists(data_dir);
+        // Every directory `create_dir_all` is about to make: each one's entry is durable
+        // only once its parent is synced (a data dir under new ancestors would otherwise
+        // vanish at a power loss, synced batches and all).
+        let mut created = Vec::new();
+        let mut missing = Some(topics_dir.as_path());
+        while let Some(dir) = missing.filter(|dir| !dir.as_os_str().is_empty() && !fs.exists(dir)) {
+            created.push(dir.to_path_buf());
+            missing = dir.parent();
+        }
         fs.create_dir_all(&topics_dir).map_err(io_error(|| {
             format!("create directory {}", topics_dir.display())
         }))?;
         sync_directory(&fs, data_dir)?;
-        if data_dir_is_new {
-            // The data directory's own entry, in its parent.
-            let parent = data_dir
+        for dir in &created {
+            let parent = dir
                 .parent()
                 .filter(|parent| !parent.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
