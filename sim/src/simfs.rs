@@ -398,6 +398,26 @@ pub struct SimFileSystem {
 }
 
 impl SimFileSystem {
+    /// Removes `path`'s entry from its parent (a directory's whole subtree goes with it):
+    /// `NotADirectory` / `IsADirectory` when it is not of the kind `directory` asks.
+    fn unlink(&self, path: &Path, directory: bool) -> io::Result<()> {
+        let mut state = self.lock();
+        let (parent, name) = state.parent_of(path)?;
+        let id = state
+            .entry(parent, name)
+            .ok_or_else(|| error(io::ErrorKind::NotFound, path.display()))?;
+        match (state.dir(id).is_some(), directory) {
+            (true, false) => return Err(error(io::ErrorKind::IsADirectory, path.display())),
+            (false, true) => return Err(error(io::ErrorKind::NotADirectory, path.display())),
+            _ => {}
+        }
+        if let Some(dir) = state.dir_mut(parent) {
+            dir.entries.remove(name);
+        }
+        state.collect_garbage();
+        Ok(())
+    }
+
     /// An empty file system: the root directory only.
     pub fn new() -> Self {
         Self::default()
@@ -742,37 +762,13 @@ impl FileSystem for SimFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let mut state = self.lock();
-        let (parent, name) = state.parent_of(path)?;
-        let id = state
-            .entry(parent, name)
-            .ok_or_else(|| error(io::ErrorKind::NotFound, path.display()))?;
-        if state.dir(id).is_some() {
-            return Err(error(io::ErrorKind::IsADirectory, path.display()));
-        }
-        if let Some(dir) = state.dir_mut(parent) {
-            dir.entries.remove(name);
-        }
-        state.collect_garbage();
-        Ok(())
+        self.unlink(path, false)
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        let mut state = self.lock();
-        let (parent, name) = state.parent_of(path)?;
-        let id = state
-            .entry(parent, name)
-            .ok_or_else(|| error(io::ErrorKind::NotFound, path.display()))?;
-        if state.dir(id).is_none() {
-            return Err(error(io::ErrorKind::NotADirectory, path.display()));
-        }
         // Only the entry in the parent goes: until the parent is synced, a power loss brings
         // the directory back with its durable entries.
-        if let Some(dir) = state.dir_mut(parent) {
-            dir.entries.remove(name);
-        }
-        state.collect_garbage();
-        Ok(())
+        self.unlink(path, true)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
