@@ -138,9 +138,8 @@ pub struct NodeHooks {
     /// Milliseconds added to the wall clock before the core sees it (clock skew); shared,
     /// so the driver may change it while the node runs.
     pub clock_offset_ms: Option<Arc<AtomicI64>>,
-    /// Called as each group-commit sync starts: the sync is reported that long after the
-    /// storage's sync returned (fsync latency). It made durable only what was appended
-    /// before it began; appends made meanwhile wait for the next sync.
+    /// Called before each group-commit sync starts; the sync waits that long (fsync
+    /// latency). Appends made meanwhile are covered by the same sync.
     pub sync_delay: Option<SyncDelay>,
     /// Adjusts the core's configuration before the broker is built.
     pub adjust_broker_config: Option<AdjustBrokerConfig>,
@@ -463,15 +462,13 @@ impl CoreTask {
         let events = self.events_sender.clone();
         let delay = self.hooks.sync_delay.as_ref().map(|delay| delay());
         tokio::spawn(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
             // madsim deprecates spawn_blocking (it runs the closure as a plain task), which
             // is right for the simulator's in-memory disk.
             #[cfg_attr(madsim, allow(deprecated))]
             let result = tokio::task::spawn_blocking(move || storage.sync()).await;
-            // The simulated fsync's latency comes after the call: it made durable what was
-            // written before it began, and what is written while it "runs" stays volatile.
-            if let Some(delay) = delay {
-                tokio::time::sleep(delay).await;
-            }
             let event = match result {
                 Ok(Ok(())) => CoreEvent::Synced { through_sequence },
                 Ok(Err(error)) => CoreEvent::SyncFailed(error),
