@@ -1050,3 +1050,39 @@ fn storage_runs_over_any_file_system_and_syncs_directories_through_it() {
     assert_eq!(stats.indexes_rebuilt, 0);
     assert!(again.saw(&format!("read_dir {}", partition_dir.display())));
 }
+
+#[test]
+fn a_damaged_batch_is_never_read_out_and_the_error_names_the_file_and_offset() {
+    let (_dir, storage) = fresh();
+    let mut writer = Writer::create(&storage, TopicPartition::new("t", 0));
+    writer.append(&storage, 2, 100);
+    let second = writer.append(&storage, 2, 100);
+    storage.sync().unwrap();
+    let whole = ReadChunk {
+        segment_base_offset: 0,
+        position: 0,
+        length: writer.position,
+    };
+    let read = crate::storage::read_verified(&storage, &writer.partition, &whole).unwrap();
+    assert_eq!(read.len(), writer.position as usize);
+    // A bit flipped inside the second batch's records: its CRC no longer matches.
+    let log = writer.segment_paths(&storage, 0).log;
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[second.position as usize + 70] ^= 0x01;
+    fs::write(&log, &bytes).unwrap();
+    match crate::storage::read_verified(&storage, &writer.partition, &whole) {
+        Err(StorageError::CorruptData {
+            location, offset, ..
+        }) => {
+            assert_eq!(offset, second.base_offset);
+            assert_eq!(Path::new(&location), log.as_path());
+        }
+        other => panic!("a damaged batch must not be read out: {other:?}"),
+    }
+    // The batch before it still reads.
+    let first = ReadChunk {
+        length: second.position,
+        ..whole
+    };
+    assert!(crate::storage::read_verified(&storage, &writer.partition, &first).is_ok());
+}
