@@ -1178,6 +1178,22 @@ mod tests {
         Ok(bytes.len() as u32)
     }
 
+    /// A fresh storage on `fs`: one partition, batches 0..3 appended and synced, 3..5
+    /// appended after the sync.
+    fn write_three_synced_two_not(fs: &SimFileSystem) {
+        let storage = FileStorage::open_on(fs.clone(), Path::new("/data")).unwrap();
+        storage.recover().unwrap();
+        storage.create_partition(&partition(), 0).unwrap();
+        let mut position = 0;
+        for offset in 0..3 {
+            position += append(&storage, offset, position);
+        }
+        storage.sync().unwrap();
+        for offset in 3..5 {
+            position += append(&storage, offset, position);
+        }
+    }
+
     fn recovered_offsets(fs: &SimFileSystem) -> Vec<i64> {
         let storage = FileStorage::open_on(fs.clone(), Path::new("/data")).unwrap();
         let recovered = storage.recover().unwrap();
@@ -1204,20 +1220,8 @@ mod tests {
         ] {
             for keep_unsynced_directory_ops in [false, true] {
                 let fs = SimFileSystem::new();
-                {
-                    let storage = FileStorage::open_on(fs.clone(), Path::new("/data")).unwrap();
-                    storage.recover().unwrap();
-                    storage.create_partition(&partition(), 0).unwrap();
-                    let mut position = 0;
-                    for offset in 0..3 {
-                        position += append(&storage, offset, position);
-                    }
-                    storage.sync().unwrap();
-                    for offset in 3..5 {
-                        position += append(&storage, offset, position);
-                    }
-                    assert!(fs.unsynced_bytes() > 0);
-                }
+                write_three_synced_two_not(&fs);
+                assert!(fs.unsynced_bytes() > 0);
                 let spec = PowerLoss {
                     tear,
                     keep_unsynced_directory_ops,
@@ -1397,19 +1401,7 @@ mod tests {
         let mut failure_points = 0;
         for fail_after in 0.. {
             let fs = SimFileSystem::new();
-            {
-                let storage = FileStorage::open_on(fs.clone(), Path::new("/data")).unwrap();
-                storage.recover().unwrap();
-                storage.create_partition(&partition(), 0).unwrap();
-                let mut position = 0;
-                for offset in 0..3 {
-                    position += append(&storage, offset, position);
-                }
-                storage.sync().unwrap();
-                for offset in 3..5 {
-                    position += append(&storage, offset, position);
-                }
-            }
+            write_three_synced_two_not(&fs);
             crash(&fs, torn);
             fs.fail_sync_after(fail_after);
             let interrupted = FileStorage::open_on(fs.clone(), Path::new("/data"))
