@@ -631,24 +631,10 @@ impl TransactionCoordinator {
             });
             return;
         }
-        let shard = &self.shards[&index];
-        let decision = transactions::add_partitions(
-            shard.committed.get(&transactional_id),
-            shard.is_pending(&transactional_id),
-            producer_id,
-            producer_epoch,
-            &partitions,
-            context.now_ms,
-        );
-        self.carry_out(
-            context.now_ms,
-            id,
-            index,
-            &transactional_id,
-            decision,
-            outputs,
-            |error, _| each(error, &partitions),
-        );
+        let respond = |error, _: Option<&TxnMetadata>| each(error, &partitions);
+        let request = (id, index, transactional_id.as_str());
+        let producer = (producer_id, producer_epoch);
+        self.add_to_transaction(context, request, producer, &partitions, outputs, respond);
     }
 
     fn add_offsets_to_txn(
@@ -681,23 +667,40 @@ impl TransactionCoordinator {
             OFFSETS_TOPIC,
             offsets_partition_of(&group_id, offsets_partitions),
         );
+        let respond = |error, _: Option<&TxnMetadata>| Response::AddOffsetsToTxn { error };
+        let request = (id, index, transactional_id.as_str());
+        let producer = (producer_id, producer_epoch);
+        self.add_to_transaction(context, request, producer, &[partition], outputs, respond);
+    }
+
+    /// AddPartitionsToTxn and AddOffsetsToTxn once their partitions are known: the
+    /// coordinator's decision for `(request id, shard, transactional id)`, carried out.
+    fn add_to_transaction(
+        &mut self,
+        context: &TxnContext<'_>,
+        (id, index, transactional_id): (RequestId, i32, &str),
+        (producer_id, producer_epoch): (i64, i16),
+        partitions: &[TopicPartition],
+        outputs: &mut Vec<TxnOutput>,
+        respond: impl FnOnce(ErrorCode, Option<&TxnMetadata>) -> Response,
+    ) {
         let shard = &self.shards[&index];
         let decision = transactions::add_partitions(
-            shard.committed.get(&transactional_id),
-            shard.is_pending(&transactional_id),
+            shard.committed.get(transactional_id),
+            shard.is_pending(transactional_id),
             producer_id,
             producer_epoch,
-            &[partition],
+            partitions,
             context.now_ms,
         );
         self.carry_out(
             context.now_ms,
             id,
             index,
-            &transactional_id,
+            transactional_id,
             decision,
             outputs,
-            |error, _| Response::AddOffsetsToTxn { error },
+            respond,
         );
     }
 
