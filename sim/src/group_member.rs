@@ -240,17 +240,7 @@ async fn consume_one(context: &mut ClientContext, member: &mut Member, client_id
     };
     match fetcher.fetch(TOPIC, partition, position, &options).await {
         Ok(fetched) => {
-            let records = fetched
-                .records
-                .iter()
-                .map(|record| ReadRecord {
-                    offset: record.offset,
-                    value: record
-                        .value
-                        .as_ref()
-                        .map(|value| String::from_utf8_lossy(value).into_owned()),
-                })
-                .collect();
+            let records = ReadRecord::all_of(&fetched);
             context.record(ClientEvent::GroupRead {
                 client: context.index,
                 member: member.member_id.clone(),

@@ -41,6 +41,25 @@ pub struct ReadRecord {
     pub value: Value,
 }
 
+impl ReadRecord {
+    /// The records of a fetch answer, values read as (lossy) UTF-8 (for the simulated
+    /// clients, which exist in simulation builds only).
+    #[cfg(madsim)]
+    pub(crate) fn all_of(fetched: &myelin_client::FetchedPartition) -> Vec<ReadRecord> {
+        fetched
+            .records
+            .iter()
+            .map(|record| ReadRecord {
+                offset: record.offset,
+                value: record
+                    .value
+                    .as_ref()
+                    .map(|value| String::from_utf8_lossy(value).into_owned()),
+            })
+            .collect()
+    }
+}
+
 /// How a produce operation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProduceOutcome {

@@ -949,17 +949,7 @@ pub(crate) async fn run_output_consumer(context: &mut ClientContext) {
             .await
         {
             Ok(fetched) => {
-                let records = fetched
-                    .records
-                    .iter()
-                    .map(|record| ReadRecord {
-                        offset: record.offset,
-                        value: record
-                            .value
-                            .as_ref()
-                            .map(|value| String::from_utf8_lossy(value).into_owned()),
-                    })
-                    .collect();
+                let records = ReadRecord::all_of(&fetched);
                 context.record(ClientEvent::OutputFetched {
                     client: context.index,
                     partition,

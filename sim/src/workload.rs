@@ -541,17 +541,7 @@ async fn run_consumer(context: &mut ClientContext) {
         let at = context.log.now_us();
         match result {
             Ok(fetched) => {
-                let records = fetched
-                    .records
-                    .iter()
-                    .map(|record| ReadRecord {
-                        offset: record.offset,
-                        value: record
-                            .value
-                            .as_ref()
-                            .map(|value| String::from_utf8_lossy(value).into_owned()),
-                    })
-                    .collect();
+                let records = ReadRecord::all_of(&fetched);
                 context.record(ClientEvent::Fetched {
                     client: context.index,
                     partition: context.partition(),
