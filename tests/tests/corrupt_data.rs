@@ -52,8 +52,7 @@ fn newest_metadata_segment(data_dir: &Path) -> (PathBuf, i64) {
 #[test]
 fn a_metadata_batch_that_does_not_decode_stops_the_node_and_the_file_is_left_as_it_was() {
     let mut node = Node::start("corrupt_data_metadata");
-    // Let the metadata log take its first records (the cluster id, this node).
-    std::thread::sleep(Duration::from_millis(1_500));
+    wait_for_cluster_id(&node);
     node.stop();
 
     let (segment, base_offset) = newest_metadata_segment(node.data_dir());
@@ -93,6 +92,34 @@ fn a_metadata_batch_that_does_not_decode_stops_the_node_and_the_file_is_left_as_
     // It stops again, the same way, on every start: nothing was repaired.
     let (again, _) = node.restart_expecting_exit(Duration::from_secs(20));
     assert!(!again.success());
+}
+
+/// Waits until the node reports a cluster id: its metadata log holds its first records
+/// (the cluster id, this node's registration), committed and applied.
+fn wait_for_cluster_id(node: &Node) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut connection) =
+                Connection::connect(node.addr(), ClientConfig::default()).await
+            {
+                if let Ok(metadata) = connection.metadata(Some(&[])).await {
+                    if metadata.cluster_id.is_some_and(|id| !id.is_empty()) {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no cluster id within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
 }
 
 /// Fetches `topic`-0 from `offset` over the Kafka API.
