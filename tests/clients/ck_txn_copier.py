@@ -38,6 +38,13 @@ Every line on stdout is one JSON object with "event", "client" (--client-name) a
    "aborted_transactions", "committed_offsets": {"p": o}, "end_offsets": {"p": o},
    "stopped": bool}   last line, exit 0
 On a fatal error the last line is {"error": ..., "cause": {...}} and the exit status 1.
+
+A transactional call still running HANG_GRACE seconds past its own --timeout is a client
+hang, not a broker answer: librdkafka (through 2.16) can wait forever in
+send_offsets_to_transaction when the group coordinator it cached left the cluster's metadata
+while down (librdkafka#5511; the call's timeout is not applied there: #5456). The copier then
+exits 4 with {"error": "... client call hung ..."} as its last line, and the test restarts it
+as an operator would.
 """
 
 import argparse
@@ -56,6 +63,8 @@ except ImportError as err:
     missing_module("confluent_kafka", err)
 
 RETRIES = 5
+# Seconds past a call's own timeout after which the call counts as hung (see the doc).
+HANG_GRACE = 5.0
 
 
 def parse_args():
@@ -223,11 +232,20 @@ class Copier:
         self.event("fatal", stage=stage, **error_fields(err))
         fail("%s failed fatally: %s" % (stage, err), cause=error_fields(err))
 
+    def bounded(self, stage, call):
+        """Runs a transactional call; exits 4 if it outlives its timeout (see the doc)."""
+        guard = watchdog(self.args.timeout + HANG_GRACE,
+                         "%s (client call hung past its %.0f s timeout)" % (stage, self.args.timeout))
+        try:
+            return call()
+        finally:
+            guard.cancel()
+
     def retrying(self, stage, call):
         """Runs call(); retriable errors are retried, abortable ones returned, fatal fail."""
         for attempt in range(RETRIES):
             try:
-                call()
+                self.bounded(stage, call)
                 return None
             except KafkaException as err:
                 kerr = kafka_error(err)
@@ -268,7 +286,7 @@ class Copier:
     def abort(self, reason, rewind):
         records = self.txn_records
         try:
-            self.producer.abort_transaction(self.args.timeout)
+            self.bounded("abort", lambda: self.producer.abort_transaction(self.args.timeout))
         except KafkaException as err:
             self.fatal("abort", err)
         self.in_txn = False
@@ -324,7 +342,8 @@ def main():
     else:
         end = dict(high)
     try:
-        copier.producer.init_transactions(args.timeout)
+        copier.bounded("init_transactions",
+                       lambda: copier.producer.init_transactions(args.timeout))
     except KafkaException as err:
         fail("init_transactions failed", cause=error_fields(err))
     event("started", transactional_id=args.transactional_id, group=args.group,

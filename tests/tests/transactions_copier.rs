@@ -7,10 +7,11 @@
 //!
 //! It found three broker bugs, all fixed: transactional batches pipelined behind a
 //! verification, in one partition and across requests, refused OUT_OF_ORDER_SEQUENCE; and
-//! (with the simulator) a marker skipped where a transaction wrote nothing. One failure is
-//! the client's own and is handled as an application must: librdkafka's fatal "sequence
-//! desynchronization" after a leader dies mid-write (see `Copier::desynchronized`); the
-//! copier is restarted, at most twice per run. On failure the batches on every node's disk
+//! (with the simulator) a marker skipped where a transaction wrote nothing. Two failures
+//! are the client's own and are handled as an application must (see `ClientFailure`):
+//! librdkafka's fatal "sequence desynchronization" after a leader dies mid-write, and its
+//! send_offsets_to_transaction hanging past its timeout after the group coordinator was
+//! killed; the copier is restarted, at most three times per run. On failure the batches on every node's disk
 //! and each copier's output are written to target/e2e-logs (LIBRDKAFKA_DEBUG=eos,msg adds
 //! the client's trace). Alone: `cargo test -p myelin-tests --test transactions_copier`.
 
@@ -36,9 +37,49 @@ const COPY_RECORDS: usize = 20_000;
 const COPIERS: usize = 2;
 /// Records per second per copier: the copy lasts about a minute, so every fault lands in it.
 const COPY_RATE: &str = "200";
-/// Copier restarts tolerated after librdkafka's fatal sequence desynchronization, over the
-/// whole run (seen about once in six runs).
-const DESYNCHRONIZED_RESTARTS_MAX: usize = 2;
+/// Copier restarts tolerated after a known client failure (`ClientFailure`), over the whole
+/// run (each is seen in about one run of six).
+const CLIENT_FAILURE_RESTARTS_MAX: usize = 3;
+
+/// A copier's exit that is librdkafka's own failure, not the broker's. An application's
+/// only way on is a new producer with the same transactional id, whose InitProducerId
+/// fences the dead one and aborts its transaction.
+#[derive(Debug, Clone, Copy)]
+enum ClientFailure {
+    /// Fatal "sequence desynchronization" (OUT_OF_ORDER_SEQUENCE_NUMBER on the first batch
+    /// in flight after a write that failed in transport and may have been persisted). The
+    /// client rebuilds the retried batches with other bounds, which no broker can take as
+    /// duplicates; it happens against Kafka too when a leader dies (confluent-kafka-go#830,
+    /// librdkafka#3584).
+    SequenceDesynchronization,
+    /// A transactional call that outlived its own timeout (the copier's guard exits 4):
+    /// send_offsets_to_transaction waits forever once the group coordinator it cached, killed,
+    /// has left the Metadata's brokers (librdkafka#5511, fixed after 2.16; #5456). Kafka
+    /// leaves a dead broker out of Metadata too (after broker.session.timeout.ms).
+    CallHung,
+}
+
+impl ClientFailure {
+    /// The known failure a copier's last output line reports, if any.
+    fn of_last_line(line: &str) -> Option<Self> {
+        if line.contains("OUT_OF_ORDER_SEQUENCE_NUMBER")
+            && line.contains("sequence desynchronization")
+        {
+            Some(Self::SequenceDesynchronization)
+        } else if line.contains("client call hung past its") {
+            Some(Self::CallHung)
+        } else {
+            None
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::SequenceDesynchronization => "librdkafka's fatal sequence desynchronization",
+            Self::CallHung => "a transactional call hung past its timeout (librdkafka#5511)",
+        }
+    }
+}
 
 /// Checks that `output` holds each input value exactly once and nothing else.
 fn check_copy(input: &[Rec], output: &[Rec]) -> Result<(), String> {
@@ -105,8 +146,8 @@ struct Copier {
     index: usize,
     runs: usize,
     client: Option<StreamingClient>,
-    /// Restarts after librdkafka's sequence desynchronization (see `desynchronized`).
-    desynchronized_restarts: usize,
+    /// Restarts after a known client failure (see `ClientFailure`).
+    client_failure_restarts: usize,
     /// Finished processes: (name, stdout lines, stderr, how it ended).
     past: Vec<(String, Vec<String>, String, String)>,
 }
@@ -191,19 +232,10 @@ impl Copier {
                 .count()
     }
 
-    /// Whether its last process failed with librdkafka's fatal "sequence
-    /// desynchronization" (OUT_OF_ORDER_SEQUENCE_NUMBER on the first batch in flight after
-    /// a write that failed in transport and may have been persisted). The client rebuilds
-    /// the retried batches with other bounds, which no broker can take as duplicates; it
-    /// happens against Kafka too when a leader dies (confluent-kafka-go#830,
-    /// librdkafka#3584), and the client's only way on is a new producer.
-    fn desynchronized(&self) -> bool {
-        self.past.last().is_some_and(|(_, lines, _, _)| {
-            lines.last().is_some_and(|line| {
-                line.contains("OUT_OF_ORDER_SEQUENCE_NUMBER")
-                    && line.contains("sequence desynchronization")
-            })
-        })
+    /// The known client failure its last process exited with, if any.
+    fn client_failure(&self) -> Option<ClientFailure> {
+        let (_, lines, _, _) = self.past.last()?;
+        ClientFailure::of_last_line(lines.last()?)
     }
 
     /// None while running; else whether it finished with a "done" line.
@@ -325,12 +357,10 @@ impl CopyRun {
             }
             for index in 0..self.copiers.len() {
                 match self.copiers[index].exited() {
-                    Some(false) if self.copiers[index].desynchronized() => {
-                        self.restart_after_desynchronization(index, what)
-                    }
-                    Some(false) => {
-                        self.fail(&format!("copier {index} failed while waiting: {what}"))
-                    }
+                    Some(false) => match self.copiers[index].client_failure() {
+                        Some(failure) => self.restart_after_client_failure(index, failure, what),
+                        None => self.fail(&format!("copier {index} failed while waiting: {what}")),
+                    },
                     Some(true) => self.env.mark(&format!("copier {index} finished")),
                     None => {}
                 }
@@ -347,22 +377,22 @@ impl CopyRun {
         }
     }
 
-    /// A copier whose librdkafka producer lost track of its sequence numbers (see
-    /// [`Copier::desynchronized`]) is restarted with the same transactional id, as an
-    /// application must after a fatal producer error: its InitProducerId fences the dead
-    /// producer and aborts its transaction. At most [`DESYNCHRONIZED_RESTARTS_MAX`] times.
-    fn restart_after_desynchronization(&mut self, index: usize, what: &str) {
-        let restarts: usize = self.copiers.iter().map(|c| c.desynchronized_restarts).sum();
-        if restarts >= DESYNCHRONIZED_RESTARTS_MAX {
+    /// A copier that exited with a known client failure (see [`ClientFailure`]) is
+    /// restarted with the same transactional id, as an application must. At most
+    /// [`CLIENT_FAILURE_RESTARTS_MAX`] times per run.
+    fn restart_after_client_failure(&mut self, index: usize, failure: ClientFailure, what: &str) {
+        let restarts: usize = self.copiers.iter().map(|c| c.client_failure_restarts).sum();
+        if restarts >= CLIENT_FAILURE_RESTARTS_MAX {
             self.fail(&format!(
-                "copier {index} lost its sequence numbers again ({restarts} restarts already) \
-                 while waiting: {what}"
+                "copier {index}: {} ({restarts} restarts after client failures already) \
+                 while waiting: {what}",
+                failure.describe()
             ));
         }
-        self.copiers[index].desynchronized_restarts += 1;
+        self.copiers[index].client_failure_restarts += 1;
         self.env.mark(&format!(
-            "copier {index}'s producer hit librdkafka's fatal sequence desynchronization; \
-             restarting it"
+            "copier {index}: {}; restarting it",
+            failure.describe()
         ));
         let end_offsets = self.end_offsets.clone();
         self.copiers[index].start(&mut self.env, &end_offsets);
@@ -470,7 +500,7 @@ fn transactional_copiers_copy_exactly_once_while_nodes_and_copiers_are_killed() 
                 index,
                 runs: 0,
                 client: None,
-                desynchronized_restarts: 0,
+                client_failure_restarts: 0,
                 past: Vec::new(),
             })
             .collect(),
