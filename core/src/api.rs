@@ -660,6 +660,13 @@ pub enum StorageCommand {
         partition: TopicPartition,
         truncation: crate::log::Truncation,
     },
+    /// Drop every segment of the partition and start its log over, empty, at `base_offset`
+    /// (a follower behind its leader's log start: everything it held is below what the
+    /// leader's retention kept). Durable when done.
+    RestartLog {
+        partition: TopicPartition,
+        base_offset: i64,
+    },
     /// Replace the partition's persisted replica state (epoch and vote), durably, before
     /// anything later is executed.
     PersistReplicaState {

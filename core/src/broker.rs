@@ -801,6 +801,26 @@ impl Broker {
                     truncation,
                 }));
             }
+            Effect::LogRestarted { base_offset } => {
+                // Internal logs are kept whole (no retention), so their leaders' logs start
+                // at 0 and no follower falls behind them.
+                crate::invariant!(
+                    !is_internal_topic(&partition.topic),
+                    "internal log {partition} restarted at {base_offset}"
+                );
+                if let Some(state) = self.partitions.get_mut(partition) {
+                    state.txns.delete_below(base_offset);
+                }
+                tracing::info!(
+                    %partition,
+                    base_offset,
+                    "this replica's whole log lies below its leader's log start: restarted there"
+                );
+                outputs.push(Output::Storage(StorageCommand::RestartLog {
+                    partition: partition.clone(),
+                    base_offset,
+                }));
+            }
             // Waiters are re-examined after every step; leadership is announced by the
             // controller's tick.
             Effect::RoleChanged => {

@@ -87,6 +87,15 @@ impl Disk {
                     active.truncate(truncation.active_segment_bytes as usize);
                 }
             }
+            StorageCommand::RestartLog {
+                partition,
+                base_offset,
+            } => {
+                self.segments.insert(
+                    partition.clone(),
+                    BTreeMap::from([(*base_offset, Vec::new())]),
+                );
+            }
             StorageCommand::PersistReplicaState { partition, state } => {
                 self.replica_states.insert(partition.clone(), *state);
             }
@@ -1837,4 +1846,87 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
         }
     }
     client.sequences.insert(second, 3);
+}
+
+/// A follower down while retention deleted everything it held comes back behind the
+/// leader's log start: it must restart its log there and catch up, not stay stuck asking for
+/// offsets nobody holds any more.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there_and_catches_up() {
+    let mut cluster = Cluster::new(3);
+    cluster.run_until("a controller known to all", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.controller_id().is_some())
+    });
+    let create = Request::CreateTopics {
+        topics: vec![CreateTopic {
+            name: "short".into(),
+            partition_count: 1,
+            replication_factor: 3,
+            configs: vec![
+                ("segment.bytes".into(), "1024".into()),
+                ("retention.ms".into(), "1000".into()),
+            ],
+            validate_only: false,
+        }],
+    };
+    let created = cluster.call(1, create);
+    assert!(
+        matches!(&created, Response::CreateTopics(results) if results[0].error == ErrorCode::None),
+        "{created:?}"
+    );
+    let partition = TopicPartition::new("short", 0);
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).expect("a leader");
+    let follower = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|n| *n != leader)
+        .expect("a follower");
+    let written = cluster.call(leader, produce(&partition, 5));
+    assert_eq!(produce_result(&written).error, ErrorCode::None);
+    cluster.run_until("the follower holds the first batch", |cluster| {
+        cluster.brokers[&follower]
+            .partition_offsets(&partition)
+            .is_some_and(|(_, _, end)| end == 5)
+    });
+
+    cluster.crash(follower);
+    // Records stamped START; once the clock passes START + retention, every inactive
+    // segment is past retention.
+    for _ in 0..40 {
+        let answer = cluster.call(leader, produce(&partition, 10));
+        assert_eq!(produce_result(&answer).error, ErrorCode::None);
+    }
+    cluster.run_until("retention deleted what the follower held", |cluster| {
+        cluster.brokers[&leader]
+            .partition_offsets(&partition)
+            .is_some_and(|(start, _, _)| start > 5)
+    });
+    let (leader_start, _, leader_end) = cluster.brokers[&leader]
+        .partition_offsets(&partition)
+        .expect("hosted");
+
+    cluster.start(follower);
+    cluster.run_until(
+        "the follower caught up from the leader's log start",
+        |cluster| {
+            cluster.brokers[&follower]
+                .partition_offsets(&partition)
+                .is_some_and(|(_, _, end)| end >= leader_end)
+        },
+    );
+    let (follower_start, _, _) = cluster.brokers[&follower]
+        .partition_offsets(&partition)
+        .expect("hosted");
+    assert!(
+        follower_start >= leader_start,
+        "the follower restarted its log at or past the leader's log start {leader_start}, \
+         not at {follower_start}"
+    );
 }

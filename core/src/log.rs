@@ -104,6 +104,8 @@ pub enum LogError {
     SegmentOrder(i64),
     #[error("cannot truncate to {offset}: the high watermark is {high_watermark}")]
     TruncateBelowHighWatermark { offset: i64, high_watermark: i64 },
+    #[error("cannot restart the log at {offset}: it holds offsets up to {log_end_offset}")]
+    RestartWithinLog { offset: i64, log_end_offset: i64 },
 }
 
 impl LogError {
@@ -113,7 +115,8 @@ impl LogError {
             LogError::OffsetGap { expected, .. } => *expected,
             LogError::PositionGap { segment_base, .. } => *segment_base,
             LogError::SegmentOrder(base_offset) => *base_offset,
-            LogError::TruncateBelowHighWatermark { offset, .. } => *offset,
+            LogError::TruncateBelowHighWatermark { offset, .. }
+            | LogError::RestartWithinLog { offset, .. } => *offset,
         }
     }
 }
@@ -543,6 +546,23 @@ impl PartitionLog {
         );
         self.log_start_offset = self.segments[0].base_offset;
         self.check_invariants();
+    }
+
+    /// Drops the whole log and starts it over, empty, at `offset`, which lies past its end:
+    /// a follower that fell behind its leader's log start, where retention deleted
+    /// everything this log holds (see `replication`). Refused at or below the log end: no
+    /// offset this log holds is skipped.
+    pub fn restart_at(&mut self, offset: i64) -> Result<(), LogError> {
+        let log_end_offset = self.log_end_offset();
+        if offset <= log_end_offset {
+            return Err(LogError::RestartWithinLog {
+                offset,
+                log_end_offset,
+            });
+        }
+        *self = Self::new(offset);
+        self.check_invariants();
+        Ok(())
     }
 
     /// Removes every offset at or above `offset` (a divergent tail, in replication).

@@ -37,7 +37,9 @@
 //! - the HWM never moves backwards within a replica's lifetime and never passes what a
 //!   majority holds durably (leader) or what the leader reported and this replica
 //!   verified (follower);
-//! - a replica never truncates below its HWM: committed data is never removed;
+//! - a replica never truncates below its HWM: committed data is never removed (a follower
+//!   whose whole log lies below its leader's log start drops it and starts over there, as
+//!   retention removed it on the leader: `restart_behind_log_start`);
 //! - logs agree on their committed prefix: same offset and epoch means same batch.
 
 use crate::api::ReadChunk;
@@ -49,6 +51,9 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The `prev_epoch` of an append that starts at the leader's log start: no batch precedes it.
+pub const LOG_START_EPOCH: i32 = -1;
 
 /// A node's id, as Kafka numbers brokers.
 pub type NodeId = i32;
@@ -99,8 +104,8 @@ pub enum ReplicationMessage {
         epoch: i32,
         granted: bool,
     },
-    /// The batches from `prev_offset` on; the batch before them is in `prev_epoch` (-1 when
-    /// `prev_offset` is the start of the log).
+    /// The batches from `prev_offset` on; the batch before them is in `prev_epoch`
+    /// ([`LOG_START_EPOCH`] when `prev_offset` is the start of the leader's log).
     Append {
         epoch: i32,
         prev_offset: i64,
@@ -165,6 +170,9 @@ pub enum Effect {
     },
     /// The log lost its tail from `offset` on; storage must cut it.
     Truncated { offset: i64, truncation: Truncation },
+    /// The log was dropped whole and starts over, empty, at `base_offset` (a follower behind
+    /// its leader's log start); storage must do the same.
+    LogRestarted { base_offset: i64 },
     /// Leadership changed (this replica became or stopped being leader, or learned of a
     /// new leader): waiting requests must be re-examined.
     RoleChanged,
@@ -568,7 +576,7 @@ impl Replica {
             return;
         };
         let prev_epoch = if prev_offset == log.log_start_offset() {
-            -1
+            LOG_START_EPOCH
         } else {
             log.epoch_at(prev_offset - 1).unwrap_or(-1)
         };
@@ -762,6 +770,35 @@ impl Replica {
         }
     }
 
+    /// A follower whose whole log lies below its leader's log start `leader_log_start`
+    /// drops it and starts over, empty, there (Kafka's truncate-fully-and-start-at). What it
+    /// drops is either committed, and deleted by retention on the leader too, or a tail above
+    /// its HWM that the leader's log does not hold: its tail above the HWM goes first, as a
+    /// truncation, so that what derives from the log (producer state, transaction indexes)
+    /// forgets it; then the committed rest goes as retention would take it.
+    fn restart_behind_log_start(
+        &mut self,
+        context: &mut ReplicaContext<'_>,
+        leader_log_start: i64,
+    ) {
+        let high_watermark = context.log.high_watermark();
+        if context.log.log_end_offset() > high_watermark {
+            match context.log.truncate_to(high_watermark) {
+                Ok(truncation) => context.effects.push(Effect::Truncated {
+                    offset: high_watermark,
+                    truncation,
+                }),
+                Err(error) => unreachable!("truncating to the HWM is always allowed: {error}"),
+            }
+        }
+        match context.log.restart_at(leader_log_start) {
+            Ok(()) => context.effects.push(Effect::LogRestarted {
+                base_offset: leader_log_start,
+            }),
+            Err(error) => unreachable!("checked: the leader's log start is past this log: {error}"),
+        }
+    }
+
     fn on_append(
         &mut self,
         context: &mut ReplicaContext<'_>,
@@ -789,7 +826,11 @@ impl Replica {
             message: ReplicationMessage::AppendResponse { epoch, outcome },
         };
         let log_end_offset = context.log.log_end_offset();
-        if prev_offset > log_end_offset {
+        if prev_offset > log_end_offset && prev_epoch == LOG_START_EPOCH {
+            // The leader's log starts past everything held here: retention deleted it there,
+            // and the leader can send nothing this log could follow.
+            self.restart_behind_log_start(context, prev_offset);
+        } else if prev_offset > log_end_offset {
             context.effects.push(reply(AppendOutcome::Mismatch {
                 epoch_hint: context.log.last_epoch(),
                 offset_hint: log_end_offset,

@@ -332,6 +332,10 @@ impl Group {
                                 && *position < truncation.active_segment_bytes)
                     });
                 }
+                Effect::LogRestarted { base_offset } => unreachable!(
+                    "the model never trims a log, so no follower falls behind a log start \
+                     (restarted at {base_offset})"
+                ),
                 Effect::Rolled { .. } | Effect::RoleChanged => {}
             }
         }

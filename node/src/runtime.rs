@@ -444,6 +444,10 @@ impl CoreTask {
                 partition,
                 truncation,
             } => self.storage.truncate(&partition, &truncation),
+            StorageCommand::RestartLog {
+                partition,
+                base_offset,
+            } => self.storage.restart_log(&partition, base_offset),
             StorageCommand::PersistReplicaState { partition, state } => {
                 self.storage.persist_replica_state(&partition, &state)
             }

@@ -1877,7 +1877,8 @@ impl Checker {
                         base_offset,
                     } => self.prefixes.segment_deleted(node, partition, *base_offset),
                     StorageCommand::CreatePartition { partition, .. }
-                    | StorageCommand::DeletePartition { partition } => {
+                    | StorageCommand::DeletePartition { partition }
+                    | StorageCommand::RestartLog { partition, .. } => {
                         self.prefixes.partition_reset(node, partition)
                     }
                     StorageCommand::RollSegment { .. }

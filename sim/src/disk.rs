@@ -579,6 +579,25 @@ impl Storage for SimDisk {
         Ok(())
     }
 
+    fn restart_log(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
+        let mut state = self.lock();
+        let files = state
+            .partitions
+            .get_mut(partition)
+            .ok_or_else(|| missing_partition(partition))?;
+        if files.segments.keys().next_back() >= Some(&base_offset) {
+            return Err(invalid(format!(
+                "restart {partition} at {base_offset}: a segment starts at or past it"
+            )));
+        }
+        // Durable at once, like the file storage's (it syncs the directory).
+        files.segments = BTreeMap::from([(base_offset, Segment::default())]);
+        state
+            .unsynced_deletions
+            .retain(|(deleted, _, _)| deleted != partition);
+        Ok(())
+    }
+
     fn persist_replica_state(
         &self,
         partition: &TopicPartition,

@@ -618,6 +618,22 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         Ok(())
     }
 
+    fn restart_log(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
+        let handle = self.partition_files(partition)?;
+        let files = lock(&handle);
+        if files.deleted {
+            return Err(StorageError::UnknownPartition(partition.clone()));
+        }
+        let active_base = files.active.files.base_offset;
+        if base_offset <= active_base {
+            return Err(invalid_input(
+                format!("restart partition {partition} at {base_offset}"),
+                format!("the active segment is at {active_base}; the new start must be past it"),
+            ));
+        }
+        self.start_over_at(files, base_offset)
+    }
+
     fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()> {
         let handle = self.partition_files(partition)?;
         let mut files = lock(&handle);
@@ -855,7 +871,7 @@ impl<F: FileSystem> FileStorage<F> {
         handle: &PartitionHandle<F::File>,
         base_offset: i64,
     ) -> StorageResult<()> {
-        let mut files = lock(handle);
+        let files = lock(handle);
         let active_base = files.active.files.base_offset;
         let empty = files.segments.len() == 1 && files.active.index_entries == 0 && {
             files
@@ -875,12 +891,27 @@ impl<F: FileSystem> FileStorage<F> {
         if active_base == base_offset {
             return Ok(());
         }
+        self.start_over_at(files, base_offset)
+    }
+
+    /// Replaces every segment of the partition with one empty segment at `base_offset`,
+    /// which starts past them all. The new segment is durable before any old one goes: a
+    /// crash in between leaves old segments, which recovery reads as a log (the empty new one
+    /// follows a gap, and recovery drops what follows a gap), or the new segment alone.
+    fn start_over_at(
+        &self,
+        mut files: MutexGuard<'_, PartitionFiles<F::File>>,
+        base_offset: i64,
+    ) -> StorageResult<()> {
         let dir = files.dir.clone();
         let (entry, active) = create_segment(&self.fs, &dir, base_offset)?;
-        files.segments = BTreeMap::from([(base_offset, entry)]);
+        sync_directory(&self.fs, &dir)?;
+        let old = std::mem::replace(&mut files.segments, BTreeMap::from([(base_offset, entry)]));
         files.active = active;
         drop(files);
-        remove_segment_files(&self.fs, &dir, active_base)?;
+        for old_base in old.keys() {
+            remove_segment_files(&self.fs, &dir, *old_base)?;
+        }
         sync_directory(&self.fs, &dir)
     }
 }

@@ -124,6 +124,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes one whole segment: the oldest (retention) or any but the active one (the
     /// segments after a gap found at recovery).
     fn delete_segment(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
+    /// Drops every segment and starts the log over, empty, at `base_offset`, past every
+    /// segment held (see `StorageCommand::RestartLog`); durable on return.
+    fn restart_log(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
     /// Cuts the log to `truncation` (see `StorageCommand::Truncate`); durable on return.
     fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()>;
     /// Replaces the partition's replica state; durable on return.

@@ -57,11 +57,16 @@ struct Writer {
 impl Writer {
     fn create<F: FileSystem>(storage: &FileStorage<F>, partition: TopicPartition) -> Writer {
         storage.create_partition(&partition, 0).unwrap();
+        Writer::create_at(&partition, 0)
+    }
+
+    /// A writer of a partition whose (empty) active segment is at `base_offset` already.
+    fn create_at(partition: &TopicPartition, base_offset: i64) -> Writer {
         Writer {
-            partition,
-            segment_base_offset: 0,
+            partition: partition.clone(),
+            segment_base_offset: base_offset,
             position: 0,
-            next_offset: 0,
+            next_offset: base_offset,
             written: Vec::new(),
         }
     }
@@ -1085,4 +1090,31 @@ fn a_damaged_batch_is_never_read_out_and_the_error_names_the_file_and_offset() {
         ..whole
     };
     assert!(crate::storage::read_verified(&storage, &writer.partition, &first).is_ok());
+}
+
+#[test]
+fn restart_log_replaces_every_segment_with_an_empty_one_past_them_and_appends_go_on_there() {
+    let (dir, writer) = three_segments();
+    let (storage, _, _) = reopen(&dir);
+    let end = writer.next_offset;
+    assert!(
+        storage.restart_log(&writer.partition, 20).is_err(),
+        "a start at or below the active segment's base is refused"
+    );
+    storage.restart_log(&writer.partition, end + 100).unwrap();
+    for base in THREE_SEGMENT_BASES {
+        let paths = writer.segment_paths(&storage, base);
+        for path in [&paths.log, &paths.offset_index, &paths.time_index] {
+            assert!(!path.exists(), "{}", path.display());
+        }
+    }
+    let mut restarted = Writer::create_at(&writer.partition, end + 100);
+    restarted.append(&storage, 3, 20);
+    storage.sync().unwrap();
+    drop(storage);
+    let (_, recovered, _) = reopen(&dir);
+    assert_eq!(
+        recovered.partitions,
+        vec![restarted.expected(&[end + 100], usize::MAX)]
+    );
 }
