@@ -200,7 +200,7 @@ impl Cluster {
         let recovery = self.disks.entry(node).or_default().recovery();
         let mut config = config(node, &self.voters);
         (self.adjust)(&mut config);
-        let (broker, outputs) = Broker::new(config, recovery, node as u64, self.now);
+        let (broker, outputs) = Broker::new(config, recovery, node as u64, Now::aligned(self.now));
         self.brokers.insert(node, broker);
         self.execute(node, outputs);
     }
@@ -249,7 +249,7 @@ impl Cluster {
 
     fn step(&mut self, node: NodeId, input: Input) {
         if let Some(broker) = self.brokers.get_mut(&node) {
-            let outputs = broker.step(self.now, input);
+            let outputs = broker.step(Now::aligned(self.now), input);
             self.execute(node, outputs);
         }
     }

@@ -114,7 +114,7 @@ impl Node {
         self.next_id += 1;
         let offsets = OneShard(self.status);
         let mut context = GroupContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut self.rng,
         };
@@ -160,7 +160,7 @@ impl Node {
     fn settle(&mut self) -> Vec<Reply> {
         let offsets = OneShard(self.status);
         let context = GroupContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut self.rng,
         };
@@ -436,7 +436,7 @@ fn a_write_the_node_cannot_append_is_answered_not_coordinator() {
 fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
     let offsets = OneShard(node.status);
     let mut context = GroupContext {
-        now_ms: node.now_ms,
+        now: Now::aligned(node.now_ms),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -458,7 +458,7 @@ fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
     assert_eq!((id, partition, producer_id), (99, 0, 5));
     let offsets = OneShard(node.status);
     let context = GroupContext {
-        now_ms: node.now_ms,
+        now: Now::aligned(node.now_ms),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -515,7 +515,7 @@ fn a_refused_verification_fails_the_txn_offset_commit_unwritten() {
     let log_end = node.log_end();
     let offsets = OneShard(node.status);
     let context = GroupContext {
-        now_ms: node.now_ms,
+        now: Now::aligned(node.now_ms),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -550,7 +550,7 @@ fn an_empty_group_expires_after_the_retention_period_with_a_deleted_record() {
     node.call_and_commit(left);
     let log_end = node.log_end();
     node.now_ms += 60_000 + EXPIRY_CHECK_INTERVAL_MS;
-    let outputs = node.coordinator.tick(node.now_ms);
+    let outputs = node.coordinator.tick(Now::aligned(node.now_ms));
     let (replies, _) = node.execute(outputs);
     assert!(replies.is_empty());
     assert_eq!(node.log_end(), log_end + 1, "a Deleted record written");

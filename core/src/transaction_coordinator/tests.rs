@@ -127,7 +127,7 @@ impl Node {
         call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> Vec<TxnOutput>,
     ) -> Vec<Reply> {
         let mut context = TxnContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             node: &self.view,
             next_producer_id: self.next_producer_id,
             message_ids: &mut self.message_ids,
@@ -308,7 +308,7 @@ fn a_transaction_commits_through_prepare_markers_and_complete() {
     // The first request's answer completes the transaction.
     let log_end = node.log_end();
     node.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, id, vec![(orders(0), ErrorCode::None)])
+        coordinator.on_markers_written(context.now.wall_ms, id, vec![(orders(0), ErrorCode::None)])
     });
     assert_eq!(node.log_end(), log_end + 1, "CompleteCommit written");
     node.commit_all();
@@ -318,7 +318,7 @@ fn a_transaction_commits_through_prepare_markers_and_complete() {
     let log_end = node.log_end();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             retried_id,
             vec![(orders(0), ErrorCode::None)],
         )
@@ -345,7 +345,7 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (first, first_partition) = ids[0].clone();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             first,
             vec![(first_partition, ErrorCode::None)],
         )
@@ -358,7 +358,7 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (second, second_partition) = ids[1].clone();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             second,
             vec![(second_partition, ErrorCode::NotLeaderOrFollower)],
         )
@@ -373,7 +373,11 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (_, retry, _, partitions) = node.asked.markers.last().cloned().expect("retried");
     assert_eq!(partitions, vec![orders(1)]);
     node.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, retry, vec![(orders(1), ErrorCode::None)])
+        coordinator.on_markers_written(
+            context.now.wall_ms,
+            retry,
+            vec![(orders(1), ErrorCode::None)],
+        )
     });
     node.commit_all();
     node.settle();
@@ -514,7 +518,7 @@ fn a_new_coordinator_finishes_the_prepared_transaction_it_loads() {
     assert_eq!(partitions, vec![orders(0)]);
     assert_eq!((markers.commit, markers.coordinator_epoch), (true, 2));
     follower.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, id, vec![(orders(0), ErrorCode::None)])
+        coordinator.on_markers_written(context.now.wall_ms, id, vec![(orders(0), ErrorCode::None)])
     });
     follower.commit_all();
     follower.settle();
@@ -551,7 +555,9 @@ fn markers_for_a_deleted_topic_are_answered_at_once() {
         results,
         vec![(orders(0), ErrorCode::UnknownTopicOrPartition)]
     );
-    node.drive(|coordinator, context| coordinator.on_markers_written(context.now_ms, id, results));
+    node.drive(|coordinator, context| {
+        coordinator.on_markers_written(context.now.wall_ms, id, results)
+    });
     node.commit_all();
     node.settle();
     assert_eq!(node.state(), TxnState::CompleteAbort);
