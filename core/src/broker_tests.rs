@@ -815,3 +815,138 @@ fn an_idle_broker_has_no_work_due_until_its_timers() {
     broker.step(Now::aligned(NOW), Input::Tick);
     assert!(broker.next_wakeup_ms().is_some_and(|at| at > NOW));
 }
+
+// ----- which clock drives what (see `api::Now`) -----
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Steps of the wall clock, applied one after the other: back and forth by hours.
+const WALL_CLOCK_STEPS_MS: [i64; 4] = [5 * HOUR_MS, -24 * HOUR_MS, 24 * HOUR_MS, -5 * HOUR_MS];
+
+/// `monotonic_ms` on the monotonic clock, the wall clock stepped by `wall_step_ms`.
+fn stepped(monotonic_ms: i64, wall_step_ms: i64) -> Now {
+    Now {
+        monotonic_ms,
+        wall_ms: monotonic_ms + wall_step_ms,
+    }
+}
+
+#[test]
+fn a_wall_clock_step_neither_fires_nor_stalls_a_produce_timeout_or_a_long_poll() {
+    let mut broker = broker();
+    create(&mut broker, "t", 1);
+    // A produce whose sync never completes, and a fetch waiting for what it wrote.
+    let waiting = broker.step(
+        Now::aligned(NOW),
+        Input::Request {
+            id: 2,
+            request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
+        },
+    );
+    assert!(responses(&waiting).is_empty());
+    let parked = broker.step(
+        Now::aligned(NOW),
+        Input::Request {
+            id: 3,
+            request: fetch_request("t", 0, 500, 1),
+        },
+    );
+    assert!(responses(&parked).is_empty());
+    for (index, wall_step_ms) in WALL_CLOCK_STEPS_MS.into_iter().enumerate() {
+        let monotonic_ms = NOW + 100 * index as i64;
+        let ticked = broker.step(stepped(monotonic_ms, wall_step_ms), Input::Tick);
+        assert!(
+            responses(&ticked).is_empty(),
+            "a wall clock stepped by {wall_step_ms} ms expired nothing"
+        );
+    }
+    let long_poll_over = broker.step(stepped(NOW + 500, -24 * HOUR_MS), Input::Tick);
+    let answered = responses(&long_poll_over);
+    assert_eq!(
+        answered.len(),
+        1,
+        "the fetch's wait is over; the produce's is not"
+    );
+    assert_eq!(answered[0].0, 3);
+    let deadline = NOW + i64::from(PRODUCE_TIMEOUT_MS);
+    assert_eq!(
+        broker.next_wakeup_ms(),
+        Some(NOW + 1_000),
+        "retention's next run"
+    );
+    for wall_step_ms in WALL_CLOCK_STEPS_MS {
+        let ticked = broker.step(stepped(deadline - 1, wall_step_ms), Input::Tick);
+        assert!(responses(&ticked).is_empty());
+    }
+    let timed_out = broker.step(stepped(deadline, -24 * HOUR_MS), Input::Tick);
+    let answered = responses(&timed_out);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(produced(answered[0].1).error, ErrorCode::RequestTimedOut);
+}
+
+#[test]
+fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
+    let mut broker = broker();
+    // The monotonic clock restarted near zero (a new process); the wall clock reads NOW.
+    let now = Now {
+        monotonic_ms: 5,
+        wall_ms: NOW,
+    };
+    let created = broker.step(
+        now,
+        create_request(
+            "r",
+            1,
+            1,
+            &[("segment.bytes", "1024"), ("retention.ms", "3600000")],
+        ),
+    );
+    let metadata_append = created.iter().find_map(|output| match output {
+        Output::Storage(StorageCommand::Append { bytes, .. }) => Some(bytes),
+        _ => None,
+    });
+    let header = crate::batch::read_header(metadata_append.expect("the topic's record")).unwrap();
+    assert_eq!(header.max_timestamp, NOW, "stamped by the wall clock");
+    sync_all(&mut broker, created);
+    let mut last_sequence = 0;
+    for id in 0..20 {
+        let outputs = broker.step(
+            now,
+            Input::Request {
+                id: 10 + id,
+                request: produce_request("r", test_batches::plain(10, NOW), Acks::All),
+            },
+        );
+        last_sequence = last_append_sequence(&outputs).unwrap_or(last_sequence);
+    }
+    broker.step(
+        now,
+        Input::Synced {
+            through_sequence: last_sequence,
+        },
+    );
+    let deleted = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Storage(StorageCommand::DeleteSegment { .. })))
+            .count()
+    };
+    // Days pass on the monotonic clock while the wall clock was stepped back: the records
+    // are not older than an hour by the wall clock, so nothing is deleted.
+    let stepped_back = broker.step(
+        Now {
+            monotonic_ms: 48 * HOUR_MS,
+            wall_ms: NOW,
+        },
+        Input::Tick,
+    );
+    assert_eq!(deleted(&stepped_back), 0);
+    // A second later the wall clock is stepped two hours forward: retention deletes.
+    let stepped_forward = broker.step(
+        Now {
+            monotonic_ms: 48 * HOUR_MS + 1_000,
+            wall_ms: NOW + 2 * HOUR_MS,
+        },
+        Input::Tick,
+    );
+    assert!(deleted(&stepped_forward) > 0);
+}
