@@ -17,6 +17,12 @@
 //! `min_bytes` are readable or its deadline passes. Waiters are re-examined after every
 //! step; both kinds are bounded in number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`).
 //!
+//! Each step's [`Now`] carries two clocks. Deadlines (produce timeouts, long-polls,
+//! verifications, when retention runs) and every state machine's timers are on the
+//! monotonic one; the wall clock stamps the batches the broker writes (markers,
+//! internal-log records) and is what retention and producer-state expiry compare record
+//! timestamps with. [`Now`] says which clock drives what.
+//!
 //! Stored data that is not what it should be (a recovered partition whose batches do not
 //! follow each other, an internal-log batch that does not decode) is never skipped or
 //! emptied: the step returns [`Output::FailStop`] and the node stops.
@@ -438,7 +444,7 @@ impl Broker {
         outputs
     }
 
-    /// The earliest time at which a `Tick` has work to do.
+    /// The earliest monotonic time (`Now::monotonic_ms`) at which a `Tick` has work to do.
     pub fn next_wakeup_ms(&self) -> Option<i64> {
         self.parked_fetches
             .iter()

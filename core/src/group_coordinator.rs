@@ -22,6 +22,13 @@
 //! requests NOT_COORDINATOR. Clients then ask FindCoordinator again and reach the new
 //! leader, which has loaded the same state from the log.
 //!
+//! Clocks (see `api::Now`): sessions, rebalance and pending-member timeouts and offsets
+//! expiry run on the monotonic clock; offset commits and the batches are stamped with the
+//! wall clock. A loaded group's timers start at its load: every session begins anew, and
+//! offsets expiry counts from the load, not from the commits' timestamps (another
+//! process's wall clock), so a coordinator failover or restart only ever retains offsets
+//! longer.
+//!
 //! ## Driving it
 //! - The node hosts an offsets partition: [`GroupCoordinator::open_shard`] (with the stored
 //!   batches to replay); it stops: [`GroupCoordinator::close_shard`].

@@ -29,6 +29,10 @@
 //!   waits for the HWM; acks=1 for the leader's own durable end.
 //! - **Check quorum.** A leader that has not heard from a majority within the maximum
 //!   election timeout steps down, so an isolated leader stops accepting writes.
+//! - **Clocks.** Election deadlines, heartbeats, check quorum and append retries run on the
+//!   monotonic clock (`now_ms` here; `ReplicaContext::now.monotonic_ms`), so a stepped wall
+//!   clock neither starts an election nor silences a leader; the wall clock only stamps a
+//!   new leader's epoch marker (see `api::Now`).
 //!
 //! Invariants (asserted with `invariant!`, on in debug and simulation builds; the simulator
 //! also checks them from outside):

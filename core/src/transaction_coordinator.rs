@@ -26,6 +26,15 @@
 //! ([`TransactionCoordinator::on_markers_written`]), the coordinator writes
 //! CompleteCommit/CompleteAbort.
 //!
+//! Clocks (see `api::Now`): a transaction's timeout, an idle id's expiration and marker
+//! retries run on the monotonic clock; the records' `txn_start_ms` and `updated_ms` (shown
+//! by DescribeTransactions and ListTransactions, as Kafka's) and the batches are stamped
+//! with the wall clock. Timeout and expiration count from when this node *applied* the
+//! record that began the transaction or last changed the id (`txn_shard::IdTimers`), never
+//! from the record's timestamps, which are another process's wall clock: a node that loads
+//! the log (at start, or as a follower turned coordinator) restarts those timers then, so
+//! after a failover an open transaction may live up to one timeout longer, never shorter.
+//!
 //! ## Driving it
 //! - Hosting a `__transaction_state` partition: [`TransactionCoordinator::open_shard`] and
 //!   [`TransactionCoordinator::close_shard`]; each batch appended to one and each truncation
