@@ -717,11 +717,11 @@ fn a_recovered_metadata_batch_that_does_not_decode_stops_the_node() {
     assert_fail_stop_leaves_it_as_is(&outputs, &metadata_partition, offset);
 }
 
-#[test]
-fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out() {
+/// A broker with topic `t` and an acks=all produce (request 2) written to it at `NOW`, whose
+/// sync the caller never reports; returns the broker and the produce's outputs.
+fn a_produce_never_synced() -> (Broker, Vec<Output>) {
     let mut broker = broker();
     create(&mut broker, "t", 1);
-    // The batch is written, but its sync never completes.
     let written = broker.step(
         Now::aligned(NOW),
         Input::Request {
@@ -729,6 +729,13 @@ fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out()
             request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
         },
     );
+    (broker, written)
+}
+
+#[test]
+fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out() {
+    // The batch is written, but its sync never completes.
+    let (mut broker, written) = a_produce_never_synced();
     assert!(last_append_sequence(&written).is_some());
     assert!(
         responses(&written).is_empty(),
@@ -832,16 +839,8 @@ fn stepped(monotonic_ms: i64, wall_step_ms: i64) -> Now {
 
 #[test]
 fn a_wall_clock_step_neither_fires_nor_stalls_a_produce_timeout_or_a_long_poll() {
-    let mut broker = broker();
-    create(&mut broker, "t", 1);
     // A produce whose sync never completes, and a fetch waiting for what it wrote.
-    let waiting = broker.step(
-        Now::aligned(NOW),
-        Input::Request {
-            id: 2,
-            request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
-        },
-    );
+    let (mut broker, waiting) = a_produce_never_synced();
     assert!(responses(&waiting).is_empty());
     let parked = broker.step(
         Now::aligned(NOW),

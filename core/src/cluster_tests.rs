@@ -313,6 +313,17 @@ impl Cluster {
         self.responses.remove(&(node, id)).expect("answered")
     }
 
+    /// Runs until every node knows the controller; returns it.
+    fn wait_for_controller(&mut self) -> NodeId {
+        self.run_until("a controller known to all", |cluster| {
+            cluster
+                .brokers
+                .values()
+                .all(|broker| broker.controller_id().is_some())
+        });
+        self.brokers[&1].controller_id().expect("a controller")
+    }
+
     fn leader_of(&self, partition: &TopicPartition) -> Option<NodeId> {
         self.brokers
             .iter()
@@ -374,13 +385,7 @@ fn produce_result(response: &Response) -> &ProducePartitionResult {
 #[test]
 fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     let mut cluster = Cluster::new(3);
-    cluster.run_until("a controller known to all", |cluster| {
-        cluster
-            .brokers
-            .values()
-            .all(|broker| broker.controller_id().is_some())
-    });
-    let controller = cluster.brokers[&1].controller_id().expect("a controller");
+    let controller = cluster.wait_for_controller();
     let other = cluster
         .voters
         .iter()
@@ -1856,13 +1861,7 @@ fn a_produce_waits_behind_an_earlier_one_of_its_producer_held_for_verification()
 fn wall_clocks_stepped_hours_back_and_forth_elect_no_new_leader_and_stall_no_replication() {
     const HOUR_MS: i64 = 60 * 60 * 1000;
     let mut cluster = Cluster::new(3);
-    cluster.run_until("a controller known to all", |cluster| {
-        cluster
-            .brokers
-            .values()
-            .all(|broker| broker.controller_id().is_some())
-    });
-    let controller = cluster.brokers[&1].controller_id().expect("a controller");
+    let controller = cluster.wait_for_controller();
     match cluster.call(controller, create_request("orders", 1, 3)) {
         Response::CreateTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
         other => panic!("{other:?}"),
