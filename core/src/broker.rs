@@ -201,6 +201,8 @@ pub struct Broker {
     /// then, not after every peer message.
     progressed: bool,
     next_retention_check_ms: i64,
+    /// The monotonic reading of the last step: no later step may read less.
+    last_monotonic_ms: i64,
 }
 
 /// The partitions of one internal topic hosted here, as its coordinator sees them.
@@ -366,6 +368,7 @@ impl Broker {
             parked_fetches: Vec::new(),
             progressed: false,
             next_retention_check_ms: now.monotonic_ms,
+            last_monotonic_ms: now.monotonic_ms,
         };
         if let Some(corrupt) = corrupt_metadata_log {
             outputs.push(Output::FailStop(corrupt));
@@ -394,6 +397,15 @@ impl Broker {
 
     /// Feeds one input; returns what the driver must do, in order.
     pub fn step(&mut self, now: Now, input: Input) -> Vec<Output> {
+        // A driver passing the wall clock as the monotonic one would let a clock step fire
+        // or stall every timer.
+        crate::invariant!(
+            now.monotonic_ms >= self.last_monotonic_ms,
+            "the monotonic clock went back from {} ms to {} ms",
+            self.last_monotonic_ms,
+            now.monotonic_ms
+        );
+        self.last_monotonic_ms = now.monotonic_ms;
         let mut outputs = Vec::new();
         match input {
             Input::Request { id, request } => self.on_request(now, id, request, &mut outputs),

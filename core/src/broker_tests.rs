@@ -885,10 +885,11 @@ fn a_wall_clock_step_neither_fires_nor_stalls_a_produce_timeout_or_a_long_poll()
 #[test]
 fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
     let mut broker = broker();
-    // The monotonic clock restarted near zero (a new process); the wall clock reads NOW.
+    // The wall clock reads hours away from the monotonic one.
+    let wall_ms = NOW + 7 * HOUR_MS;
     let now = Now {
-        monotonic_ms: 5,
-        wall_ms: NOW,
+        monotonic_ms: NOW,
+        wall_ms,
     };
     let created = broker.step(
         now,
@@ -904,7 +905,7 @@ fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
         _ => None,
     });
     let header = crate::batch::read_header(metadata_append.expect("the topic's record")).unwrap();
-    assert_eq!(header.max_timestamp, NOW, "stamped by the wall clock");
+    assert_eq!(header.max_timestamp, wall_ms, "stamped by the wall clock");
     sync_all(&mut broker, created);
     let mut last_sequence = 0;
     for id in 0..20 {
@@ -912,7 +913,7 @@ fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
             now,
             Input::Request {
                 id: 10 + id,
-                request: produce_request("r", test_batches::plain(10, NOW), Acks::All),
+                request: produce_request("r", test_batches::plain(10, wall_ms), Acks::All),
             },
         );
         last_sequence = last_append_sequence(&outputs).unwrap_or(last_sequence);
@@ -934,7 +935,7 @@ fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
     let stepped_back = broker.step(
         Now {
             monotonic_ms: 48 * HOUR_MS,
-            wall_ms: NOW,
+            wall_ms,
         },
         Input::Tick,
     );
@@ -943,7 +944,7 @@ fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
     let stepped_forward = broker.step(
         Now {
             monotonic_ms: 48 * HOUR_MS + 1_000,
-            wall_ms: NOW + 2 * HOUR_MS,
+            wall_ms: wall_ms + 2 * HOUR_MS,
         },
         Input::Tick,
     );
