@@ -13,6 +13,42 @@ use crate::replication::{NodeId, ReplicationMessage, ReplicationTimings};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// When a step happens, read from the node's two clocks at once.
+///
+/// Which clock drives what (the one place this is decided):
+/// - `monotonic_ms` drives every timer, deadline, timeout and expiry: elections, heartbeats,
+///   leader liveness, produce `timeout_ms`, long-poll deadlines, group sessions and
+///   rebalances, transaction timeouts, the controller's and the coordinators' periodic work,
+///   when retention runs. Throughout the core a bare `now_ms` is this reading.
+/// - `wall_ms` only stamps what the broker writes (batch timestamps of internal-log records
+///   and markers, offset-commit and transaction timestamps, which are persisted and read by
+///   other nodes and clients) and decides time-based retention, which compares record
+///   timestamps (wall-clock values set by producers) with it.
+///
+/// A wall clock may be stepped backwards or forwards (NTP, an operator); a monotonic one
+/// never moves back, so a step of the wall clock neither fires nor stalls a timer. A timer
+/// whose start was read from disk or from another node (a transaction's start, an offset
+/// commit) is restarted on the monotonic clock when this node loads it: monotonic readings
+/// mean nothing across processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Milliseconds since an arbitrary origin fixed when the node's process started; never
+    /// decreases from one step to the next.
+    pub monotonic_ms: i64,
+    /// Milliseconds since the Unix epoch, as the node's wall clock says; may jump either way.
+    pub wall_ms: i64,
+}
+
+impl Now {
+    /// Both clocks read `ms`: for tests (and tools) where the two never drift apart.
+    pub fn aligned(ms: i64) -> Self {
+        Self {
+            monotonic_ms: ms,
+            wall_ms: ms,
+        }
+    }
+}
+
 /// The driver's handle for a client request, echoed in the response.
 pub type RequestId = u64;
 

@@ -1,7 +1,7 @@
 //! The broker: one node's state machine, composing the cluster metadata, replicated
 //! partition logs and producer state, and giving each Kafka API its meaning.
 //!
-//! `Broker::step(now_ms, input) -> outputs` is the only way state changes. Every partition
+//! `Broker::step(now, input) -> outputs` is the only way state changes. Every partition
 //! hosted here is a [`Replica`] of its replication group (see [`crate::replication`]); so is
 //! the metadata log, `__cluster_metadata-0`, whose voters are every node of the cluster and
 //! whose leader is the controller (see [`crate::controller`]). A single node is a cluster of one:
@@ -16,6 +16,12 @@
 //! partitions still waiting answer REQUEST_TIMED_OUT). A fetch waits (long-poll) until
 //! `min_bytes` are readable or its deadline passes. Waiters are re-examined after every
 //! step; both kinds are bounded in number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`).
+//!
+//! Each step's [`Now`] carries two clocks. Deadlines (produce timeouts, long-polls,
+//! verifications, when retention runs) and every state machine's timers are on the
+//! monotonic one; the wall clock stamps the batches the broker writes (markers,
+//! internal-log records) and is what retention and producer-state expiry compare record
+//! timestamps with. [`Now`] says which clock drives what.
 //!
 //! Stored data that is not what it should be (a recovered partition whose batches do not
 //! follow each other, an internal-log batch that does not decode) is never skipped or
@@ -45,9 +51,9 @@ mod transactions;
 
 use crate::api::{
     Acks, BrokerConfig, CorruptData, ErrorCode, FetchPartition, FetchPartitionResult, Input,
-    Isolation, ListOffsetsResult, Output, PeerMessage, ProducePartition, ProducePartitionResult,
-    RecoveredPartition, Recovery, Request, RequestId, Response, StorageCommand,
-    LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
+    Isolation, ListOffsetsResult, Now, Output, PeerMessage, ProducePartition,
+    ProducePartitionResult, RecoveredPartition, Recovery, Request, RequestId, Response,
+    StorageCommand, LIST_OFFSETS_EARLIEST, LIST_OFFSETS_LATEST, LIST_OFFSETS_MAX_TIMESTAMP,
 };
 use crate::batch::validate_record_set;
 use crate::controller::{Controller, ControllerConfig};
@@ -140,10 +146,10 @@ pub(super) struct WriteTerms {
 impl WriteTerms {
     /// A client's produce: its acks and timeout (Kafka's `timeout_ms`; a negative one
     /// counts as 0, so an unmet acks=all is answered at the next tick).
-    fn of_produce(acks: Acks, timeout_ms: i32, now_ms: i64) -> Self {
+    fn of_produce(acks: Acks, timeout_ms: i32, now: Now) -> Self {
         Self {
             acks,
-            deadline_ms: now_ms + i64::from(timeout_ms.max(0)),
+            deadline_ms: now.monotonic_ms + i64::from(timeout_ms.max(0)),
         }
     }
 
@@ -195,6 +201,8 @@ pub struct Broker {
     /// then, not after every peer message.
     progressed: bool,
     next_retention_check_ms: i64,
+    /// The monotonic reading of the last step: no later step may read less.
+    last_monotonic_ms: i64,
 }
 
 /// The partitions of one internal topic hosted here, as its coordinator sees them.
@@ -228,13 +236,13 @@ impl InternalPartitions for InternalPartitionsView<'_> {
 /// What the transaction coordinator sees of this node.
 struct TxnNodeView<'a> {
     transaction_state: InternalPartitionsView<'a>,
-    now_ms: i64,
+    now: Now,
     controller: &'a Controller,
 }
 
 impl<'a> TxnNodeView<'a> {
     fn new(
-        now_ms: i64,
+        now: Now,
         metadata: &'a ClusterMetadata,
         partitions: &'a BTreeMap<TopicPartition, PartitionState>,
         controller: &'a Controller,
@@ -245,7 +253,7 @@ impl<'a> TxnNodeView<'a> {
                 metadata,
                 partitions,
             },
-            now_ms,
+            now,
             controller,
         }
     }
@@ -273,7 +281,7 @@ impl TransactionNode for TxnNodeView<'_> {
     fn partition_leader(&self, partition: &TopicPartition) -> Option<NodeId> {
         let hosted = hosted_leader(self.transaction_state.partitions, partition);
         self.controller
-            .live_leader(partition, hosted, self.now_ms)
+            .live_leader(partition, hosted, self.now.monotonic_ms)
             .map(|(_, leader)| leader)
     }
 }
@@ -304,7 +312,7 @@ impl Broker {
         config: BrokerConfig,
         recovery: Recovery,
         rng_seed: u64,
-        now_ms: i64,
+        now: Now,
     ) -> (Self, Vec<Output>) {
         let rng = StdRng::seed_from_u64(rng_seed);
         let mut outputs = Vec::new();
@@ -359,7 +367,8 @@ impl Broker {
             waiting_produces: Vec::new(),
             parked_fetches: Vec::new(),
             progressed: false,
-            next_retention_check_ms: now_ms,
+            next_retention_check_ms: now.monotonic_ms,
+            last_monotonic_ms: now.monotonic_ms,
         };
         if let Some(corrupt) = corrupt_metadata_log {
             outputs.push(Output::FailStop(corrupt));
@@ -373,7 +382,7 @@ impl Broker {
         for partition in broker.hosted_partitions() {
             let found = recovered.remove(&partition);
             let records = internal_logs.remove(&partition);
-            broker.open_partition(now_ms, partition, found, records.as_ref(), &mut outputs);
+            broker.open_partition(now, partition, found, records.as_ref(), &mut outputs);
         }
         // Orphans: their topic was deleted (or this node dropped from it) before the
         // directory was removed.
@@ -382,15 +391,24 @@ impl Broker {
                 partition,
             }));
         }
-        broker.after_step(now_ms, &mut outputs);
+        broker.after_step(now, &mut outputs);
         (broker, outputs)
     }
 
     /// Feeds one input; returns what the driver must do, in order.
-    pub fn step(&mut self, now_ms: i64, input: Input) -> Vec<Output> {
+    pub fn step(&mut self, now: Now, input: Input) -> Vec<Output> {
+        // A driver passing the wall clock as the monotonic one would let a clock step fire
+        // or stall every timer.
+        crate::invariant!(
+            now.monotonic_ms >= self.last_monotonic_ms,
+            "the monotonic clock went back from {} ms to {} ms",
+            self.last_monotonic_ms,
+            now.monotonic_ms
+        );
+        self.last_monotonic_ms = now.monotonic_ms;
         let mut outputs = Vec::new();
         match input {
-            Input::Request { id, request } => self.on_request(now_ms, id, request, &mut outputs),
+            Input::Request { id, request } => self.on_request(now, id, request, &mut outputs),
             Input::Synced { through_sequence } => {
                 self.progressed = true;
                 let synced: Vec<TopicPartition> =
@@ -403,7 +421,7 @@ impl Broker {
                     if still_unsynced != Some(true) {
                         self.unsynced_partitions.remove(&partition);
                     }
-                    self.drive_replica(now_ms, &partition, &mut outputs, |replica, context| {
+                    self.drive_replica(now, &partition, &mut outputs, |replica, context| {
                         replica.on_synced(context)
                     });
                 }
@@ -414,31 +432,31 @@ impl Broker {
                 let due: Vec<TopicPartition> = self
                     .partitions
                     .iter()
-                    .filter(|(_, state)| state.replica.next_wakeup_ms() <= now_ms)
+                    .filter(|(_, state)| state.replica.next_wakeup_ms() <= now.monotonic_ms)
                     .map(|(partition, _)| partition.clone())
                     .collect();
                 for partition in due {
-                    self.drive_replica(now_ms, &partition, &mut outputs, |replica, context| {
+                    self.drive_replica(now, &partition, &mut outputs, |replica, context| {
                         replica.tick(context)
                     });
                 }
-                self.expire_waiting_produces(now_ms, &mut outputs);
-                self.controller_tick(now_ms, &mut outputs);
-                self.coordinator_tick(now_ms, &mut outputs);
-                self.transactions_tick(now_ms, &mut outputs);
-                if now_ms >= self.next_retention_check_ms {
+                self.expire_waiting_produces(now, &mut outputs);
+                self.controller_tick(now, &mut outputs);
+                self.coordinator_tick(now, &mut outputs);
+                self.transactions_tick(now, &mut outputs);
+                if now.monotonic_ms >= self.next_retention_check_ms {
                     // Retention and the expiry of idle producers' state.
-                    self.next_retention_check_ms = now_ms + RETENTION_CHECK_INTERVAL_MS;
-                    self.apply_retention(now_ms, &mut outputs);
+                    self.next_retention_check_ms = now.monotonic_ms + RETENTION_CHECK_INTERVAL_MS;
+                    self.apply_retention(now, &mut outputs);
                 }
             }
-            Input::Peer { from, message } => self.on_peer(now_ms, from, message, &mut outputs),
+            Input::Peer { from, message } => self.on_peer(now, from, message, &mut outputs),
         }
-        self.after_step(now_ms, &mut outputs);
+        self.after_step(now, &mut outputs);
         outputs
     }
 
-    /// The earliest time at which a `Tick` has work to do.
+    /// The earliest monotonic time (`Now::monotonic_ms`) at which a `Tick` has work to do.
     pub fn next_wakeup_ms(&self) -> Option<i64> {
         self.parked_fetches
             .iter()
@@ -532,7 +550,7 @@ impl Broker {
     /// `records` are the stored batches of an offsets partition, for its groups' state.
     fn open_partition(
         &mut self,
-        now_ms: i64,
+        now: Now,
         partition: TopicPartition,
         recovered: Option<RecoveredPartition>,
         records: Option<&bytes::Bytes>,
@@ -605,11 +623,11 @@ impl Broker {
             voters.clone(),
             replica_state,
             self.config.replication.clone(),
-            now_ms,
+            now.monotonic_ms,
             &mut self.rng,
         );
         if fresh && voters.first() == Some(&self.config.node_id) {
-            replica.expedite_election(now_ms);
+            replica.expedite_election(now.monotonic_ms);
         }
         #[cfg(feature = "defects")]
         {
@@ -639,8 +657,8 @@ impl Broker {
                 segment_bytes,
             },
         );
-        self.drive_replica(now_ms, &partition, outputs, |replica, context| {
-            if replica.next_wakeup_ms() <= context.now_ms {
+        self.drive_replica(now, &partition, outputs, |replica, context| {
+            if replica.next_wakeup_ms() <= context.now.monotonic_ms {
                 replica.tick(context);
             }
         });
@@ -675,7 +693,7 @@ impl Broker {
     /// Runs `f` on a hosted partition's replica and turns its effects into outputs.
     fn drive_replica<R>(
         &mut self,
-        now_ms: i64,
+        now: Now,
         partition: &TopicPartition,
         outputs: &mut Vec<Output>,
         f: impl FnOnce(&mut Replica, &mut ReplicaContext<'_>) -> R,
@@ -684,7 +702,7 @@ impl Broker {
         let before = progress_of(state);
         let mut effects = Vec::new();
         let mut context = ReplicaContext {
-            now_ms,
+            now,
             log: &mut state.log,
             segment_bytes_max: state.segment_bytes,
             append_sequence: &mut self.append_sequence,
@@ -837,17 +855,17 @@ impl Broker {
 
     /// After every step: apply what the metadata log committed, then answer the waiters
     /// whose condition now holds (or whose partition changed leader).
-    fn after_step(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        self.apply_committed_metadata(now_ms, outputs);
-        self.release_admin(now_ms, outputs);
-        self.settle_groups(now_ms, outputs);
-        self.settle_transactions(now_ms, outputs);
+    fn after_step(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        self.apply_committed_metadata(now, outputs);
+        self.release_admin(now, outputs);
+        self.settle_groups(now, outputs);
+        self.settle_transactions(now, outputs);
         if std::mem::take(&mut self.progressed) {
             if !self.waiting_produces.is_empty() {
                 self.release_waiting_produces(outputs);
             }
             if !self.parked_fetches.is_empty() {
-                self.serve_parked_fetches(now_ms, outputs);
+                self.serve_parked_fetches(now, outputs);
             }
         }
         // Markers this node wrote for its own coordinator: their answers come back now, and
@@ -855,74 +873,50 @@ impl Broker {
         while !self.local_marker_results.is_empty() {
             let results = std::mem::take(&mut self.local_marker_results);
             for (id, results) in results {
-                self.on_markers_written(now_ms, id, results, outputs);
+                self.on_markers_written(now, id, results, outputs);
             }
-            self.settle_transactions(now_ms, outputs);
+            self.settle_transactions(now, outputs);
         }
     }
 
-    fn on_peer(
-        &mut self,
-        now_ms: i64,
-        from: NodeId,
-        message: PeerMessage,
-        outputs: &mut Vec<Output>,
-    ) {
+    fn on_peer(&mut self, now: Now, from: NodeId, message: PeerMessage, outputs: &mut Vec<Output>) {
         if from == self.config.node_id || !self.config.voters.contains(&from) {
             tracing::warn!(from, "message from a node outside the cluster ignored");
             return;
         }
-        self.controller.heard_from(from, now_ms);
+        self.controller.heard_from(from, now.monotonic_ms);
         match message {
             PeerMessage::Replication { partition, message } => {
                 // A partition not hosted (yet: its topic's creation is not applied here) drops
                 // the message; the leader resends.
-                self.drive_replica(now_ms, &partition, outputs, |replica, context| {
+                self.drive_replica(now, &partition, outputs, |replica, context| {
                     replica.handle(context, from, message)
                 });
             }
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
-            PeerMessage::Forward { id, op } => self.on_forward(now_ms, from, id, op, outputs),
-            PeerMessage::Forwarded { id, results } => {
-                self.on_forwarded(now_ms, id, results, outputs)
-            }
+            PeerMessage::Forward { id, op } => self.on_forward(now, from, id, op, outputs),
+            PeerMessage::Forwarded { id, results } => self.on_forwarded(now, id, results, outputs),
             message @ (PeerMessage::VerifyTxn { .. }
             | PeerMessage::TxnVerified { .. }
             | PeerMessage::WriteTxnMarkers { .. }
             | PeerMessage::TxnMarkersWritten { .. }) => {
-                self.on_transaction_peer(now_ms, from, message, outputs)
+                self.on_transaction_peer(now, from, message, outputs)
             }
         }
     }
 
-    fn on_request(
-        &mut self,
-        now_ms: i64,
-        id: RequestId,
-        request: Request,
-        outputs: &mut Vec<Output>,
-    ) {
+    fn on_request(&mut self, now: Now, id: RequestId, request: Request, outputs: &mut Vec<Output>) {
         let response = match request {
             Request::Metadata {
                 topics,
                 allow_auto_create,
-            } => self.metadata_request(now_ms, topics, allow_auto_create, outputs),
+            } => self.metadata_request(now, topics, allow_auto_create, outputs),
             Request::CreateTopics { topics } => {
-                self.admin_request(
-                    now_ms,
-                    id,
-                    crate::api::AdminOp::CreateTopics(topics),
-                    outputs,
-                );
+                self.admin_request(now, id, crate::api::AdminOp::CreateTopics(topics), outputs);
                 return;
             }
             Request::DeleteTopics { names } => {
-                self.admin_request(
-                    now_ms,
-                    id,
-                    crate::api::AdminOp::DeleteTopics(names),
-                    outputs,
-                );
+                self.admin_request(now, id, crate::api::AdminOp::DeleteTopics(names), outputs);
                 return;
             }
             Request::DescribeConfigs { topics } => Response::DescribeConfigs(
@@ -937,8 +931,8 @@ impl Broker {
                 transactional_id,
                 partitions,
             } => {
-                let terms = WriteTerms::of_produce(acks, timeout_ms, now_ms);
-                self.produce(now_ms, id, terms, transactional_id, partitions, outputs);
+                let terms = WriteTerms::of_produce(acks, timeout_ms, now);
+                self.produce(now, id, terms, transactional_id, partitions, outputs);
                 return;
             }
             Request::Fetch {
@@ -955,13 +949,13 @@ impl Broker {
                 };
                 let fetch = ParkedFetch {
                     id,
-                    deadline_ms: now_ms + wait_ms,
+                    deadline_ms: now.monotonic_ms + wait_ms,
                     min_bytes,
                     max_bytes,
                     isolation,
                     partitions,
                 };
-                if let Some(response) = self.try_fetch(&fetch, now_ms) {
+                if let Some(response) = self.try_fetch(&fetch, now) {
                     response
                 } else {
                     self.parked_fetches.push(fetch);
@@ -991,7 +985,7 @@ impl Broker {
             | Request::DescribeTransactions { .. }
             | Request::ListTransactions { .. }
             | Request::DescribeProducers { .. }) => {
-                self.transaction_request(now_ms, id, request, outputs);
+                self.transaction_request(now, id, request, outputs);
                 return;
             }
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
@@ -1001,7 +995,7 @@ impl Broker {
                     .collect(),
             ),
             group_request => {
-                self.group_request(now_ms, id, group_request, outputs);
+                self.group_request(now, id, group_request, outputs);
                 return;
             }
         };
@@ -1050,7 +1044,7 @@ impl Broker {
 
     fn produce(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         terms: WriteTerms,
         transactional_id: Option<String>,
@@ -1097,12 +1091,12 @@ impl Broker {
                     terms,
                     partitions,
                 };
-                self.start_verification(now_ms, &transactional_id, unverified, then, outputs);
+                self.start_verification(now, &transactional_id, unverified, then, outputs);
                 return;
             }
         }
         self.produce_verified(
-            now_ms,
+            now,
             id,
             terms,
             transactional_id.is_some(),
@@ -1117,7 +1111,7 @@ impl Broker {
     #[allow(clippy::too_many_arguments)]
     fn produce_verified(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         terms: WriteTerms,
         transactional: bool,
@@ -1130,7 +1124,7 @@ impl Broker {
         for produce in partitions {
             let (result, wait) = match refused.get(&produce.partition) {
                 Some(error) => (produce_error(produce.partition.clone(), *error, None), None),
-                None => self.produce_partition(now_ms, &produce, transactional, outputs),
+                None => self.produce_partition(now, &produce, transactional, outputs),
             };
             if let Some((offset, epoch)) = wait {
                 waits.push(ProduceWait {
@@ -1201,7 +1195,7 @@ impl Broker {
     /// when data was written or duplicated, the offset to wait for and the leader epoch.
     fn produce_partition(
         &mut self,
-        now_ms: i64,
+        now: Now,
         produce: &ProducePartition,
         transactional: bool,
         outputs: &mut Vec<Output>,
@@ -1300,7 +1294,7 @@ impl Broker {
             } => (first_offset, last_offset + 1),
             SequenceVerdict::Append => {
                 let appended = self
-                    .drive_replica(now_ms, &partition, outputs, |replica, context| {
+                    .drive_replica(now, &partition, outputs, |replica, context| {
                         replica.append_as_leader(context, header, bytes.clone())
                     })
                     .flatten();
@@ -1379,11 +1373,11 @@ impl Broker {
 
     /// Answers the produces whose deadline passed: the partitions still waiting get
     /// REQUEST_TIMED_OUT (their batches stay written and may still commit, as in Kafka).
-    fn expire_waiting_produces(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    fn expire_waiting_produces(&mut self, now: Now, outputs: &mut Vec<Output>) {
         if !self
             .waiting_produces
             .iter()
-            .any(|produce| produce.terms.deadline_ms <= now_ms)
+            .any(|produce| produce.terms.deadline_ms <= now.monotonic_ms)
         {
             return;
         }
@@ -1393,7 +1387,7 @@ impl Broker {
                 self.answer_write(produce, outputs);
                 continue;
             }
-            if produce.terms.deadline_ms > now_ms {
+            if produce.terms.deadline_ms > now.monotonic_ms {
                 self.waiting_produces.push(produce);
                 continue;
             }
@@ -1421,7 +1415,7 @@ impl Broker {
     // ----- fetch -----
 
     /// Answers a fetch if it has enough data, an error, or has reached its deadline.
-    fn try_fetch(&self, fetch: &ParkedFetch, now_ms: i64) -> Option<Response> {
+    fn try_fetch(&self, fetch: &ParkedFetch, now: Now) -> Option<Response> {
         let mut results = Vec::with_capacity(fetch.partitions.len());
         let mut total_bytes: i64 = 0;
         let mut any_error = false;
@@ -1438,8 +1432,9 @@ impl Broker {
             any_error |= result.error != ErrorCode::None;
             results.push(result);
         }
-        let ready =
-            any_error || total_bytes >= i64::from(fetch.min_bytes) || now_ms >= fetch.deadline_ms;
+        let ready = any_error
+            || total_bytes >= i64::from(fetch.min_bytes)
+            || now.monotonic_ms >= fetch.deadline_ms;
         ready.then_some(Response::Fetch(results))
     }
 
@@ -1504,10 +1499,10 @@ impl Broker {
         result
     }
 
-    fn serve_parked_fetches(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    fn serve_parked_fetches(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let parked = std::mem::take(&mut self.parked_fetches);
         for fetch in parked {
-            match self.try_fetch(&fetch, now_ms) {
+            match self.try_fetch(&fetch, now) {
                 Some(response) => outputs.push(Output::Respond {
                     id: fetch.id,
                     response,
@@ -1635,14 +1630,14 @@ impl Broker {
     /// partition this node leads; returns the offset its commit must reach and the epoch.
     fn append_broker_batch(
         &mut self,
-        now_ms: i64,
+        now: Now,
         partition: &TopicPartition,
         batch: bytes::Bytes,
         outputs: &mut Vec<Output>,
     ) -> Option<(i64, i32)> {
         let header = crate::batch::validate(&batch).expect("an encoded batch is valid");
         let appended = self
-            .drive_replica(now_ms, partition, outputs, |replica, context| {
+            .drive_replica(now, partition, outputs, |replica, context| {
                 replica.append_as_leader(context, &header, batch)
             })
             .flatten()?;
@@ -1658,11 +1653,11 @@ impl Broker {
 
     // ----- retention -----
 
-    fn apply_retention(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    fn apply_retention(&mut self, now: Now, outputs: &mut Vec<Output>) {
         for (partition, state) in &mut self.partitions {
             let txns = &state.txns;
             let expired = state.producers.expire(
-                now_ms,
+                now.wall_ms,
                 self.config.producer_id_expiration_ms,
                 |producer_id| txns.open_first_offset(producer_id) >= 0,
             );
@@ -1680,7 +1675,7 @@ impl Broker {
                 .get(&partition.topic)
                 .map_or(&self.config.topic_defaults, |topic| &topic.config);
             for base_offset in state.log.segments_past_retention(
-                now_ms,
+                now.wall_ms,
                 config.retention_ms,
                 config.retention_bytes,
             ) {

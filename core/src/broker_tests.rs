@@ -17,7 +17,8 @@ fn broker() -> Broker {
 }
 
 fn restart(recovery: Recovery) -> Broker {
-    let (mut broker, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    let (mut broker, outputs) =
+        Broker::new(BrokerConfig::default(), recovery, 7, Now::aligned(NOW));
     sync_all(&mut broker, outputs);
     broker
 }
@@ -29,7 +30,7 @@ fn sync_all(broker: &mut Broker, mut outputs: Vec<Output>) -> Vec<Output> {
     while let Some(sequence) = last_append_sequence(&outputs).filter(|s| *s > synced) {
         synced = sequence;
         let more = broker.step(
-            NOW,
+            Now::aligned(NOW),
             Input::Synced {
                 through_sequence: sequence,
             },
@@ -65,7 +66,10 @@ fn create_request(
 
 /// Creates a topic and syncs until the metadata log commits it.
 fn create(broker: &mut Broker, name: &str, partition_count: i32) -> Vec<Output> {
-    let outputs = broker.step(NOW, create_request(name, partition_count, -1, &[]));
+    let outputs = broker.step(
+        Now::aligned(NOW),
+        create_request(name, partition_count, -1, &[]),
+    );
     sync_all(broker, outputs)
 }
 
@@ -152,7 +156,7 @@ fn creating_a_topic_persists_metadata_before_making_partitions() {
 #[test]
 fn a_replication_factor_above_the_node_count_is_refused() {
     let mut broker = broker();
-    let outputs = broker.step(NOW, create_request("t", 1, 3, &[]));
+    let outputs = broker.step(Now::aligned(NOW), create_request("t", 1, 3, &[]));
     match responses(&outputs)[0].1 {
         Response::CreateTopics(results) => {
             assert_eq!(results[0].error, ErrorCode::InvalidReplicationFactor)
@@ -166,7 +170,7 @@ fn acks_all_is_answered_only_after_the_sync() {
     let mut broker = broker();
     create(&mut broker, "t", 1);
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", test_batches::plain(3, NOW), Acks::All),
@@ -175,7 +179,7 @@ fn acks_all_is_answered_only_after_the_sync() {
     assert!(responses(&outputs).is_empty(), "no ack before durability");
     let sequence = last_append_sequence(&outputs).expect("an append");
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Synced {
             through_sequence: sequence,
         },
@@ -194,7 +198,7 @@ fn acks_zero_is_answered_at_once_and_the_data_still_waits_for_the_sync() {
     let mut broker = broker();
     create(&mut broker, "t", 1);
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", test_batches::plain(1, NOW), Acks::None),
@@ -215,7 +219,7 @@ fn a_corrupt_batch_is_refused_and_the_log_is_untouched() {
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", Bytes::from(corrupt), Acks::All),
@@ -236,7 +240,7 @@ fn a_corrupt_batch_is_refused_and_the_log_is_untouched() {
 fn a_produce_to_a_missing_topic_gets_unknown_topic() {
     let mut broker = broker();
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("nope", test_batches::plain(1, NOW), Acks::All),
@@ -254,14 +258,14 @@ fn a_retried_batch_gets_its_original_offset_only_once_durable() {
     create(&mut broker, "t", 1);
     let batch = test_batches::batch(2, NOW, 0, 0, 0);
     let first = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", batch.clone(), Acks::All),
         },
     );
     let retry = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 3,
             request: produce_request("t", batch.clone(), Acks::All),
@@ -276,7 +280,7 @@ fn a_retried_batch_gets_its_original_offset_only_once_durable() {
         "a duplicate waits for the original's durability"
     );
     let synced = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Synced {
             through_sequence: last_append_sequence(&first).unwrap(),
         },
@@ -291,7 +295,7 @@ fn a_retried_batch_gets_its_original_offset_only_once_durable() {
         Some((0, 2, 2))
     );
     let late = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 4,
             request: produce_request("t", batch, Acks::All),
@@ -305,7 +309,7 @@ fn a_fetch_long_polls_until_data_is_durable_or_the_deadline() {
     let mut broker = broker();
     create(&mut broker, "t", 1);
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: fetch_request("t", 0, 500, 1),
@@ -317,14 +321,14 @@ fn a_fetch_long_polls_until_data_is_durable_or_the_deadline() {
     );
     assert!(broker.next_wakeup_ms().is_some_and(|at| at <= NOW + 500));
     let produce = broker.step(
-        NOW + 10,
+        Now::aligned(NOW + 10),
         Input::Request {
             id: 3,
             request: produce_request("t", test_batches::plain(1, NOW), Acks::All),
         },
     );
     let synced = broker.step(
-        NOW + 20,
+        Now::aligned(NOW + 20),
         Input::Synced {
             through_sequence: last_append_sequence(&produce).unwrap(),
         },
@@ -339,15 +343,15 @@ fn a_fetch_long_polls_until_data_is_durable_or_the_deadline() {
         other => panic!("{other:?}"),
     }
     let empty = broker.step(
-        NOW + 30,
+        Now::aligned(NOW + 30),
         Input::Request {
             id: 4,
             request: fetch_request("t", 1, 500, 1),
         },
     );
     assert!(responses(&empty).is_empty());
-    assert!(responses(&broker.step(NOW + 529, Input::Tick)).is_empty());
-    let expired = broker.step(NOW + 530, Input::Tick);
+    assert!(responses(&broker.step(Now::aligned(NOW + 529), Input::Tick)).is_empty());
+    let expired = broker.step(Now::aligned(NOW + 530), Input::Tick);
     match responses(&expired)[0].1 {
         Response::Fetch(results) => assert!(results[0].chunks.is_empty()),
         other => panic!("{other:?}"),
@@ -359,7 +363,7 @@ fn a_fetch_beyond_the_high_watermark_is_out_of_range() {
     let mut broker = broker();
     create(&mut broker, "t", 1);
     let outputs = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: fetch_request("t", 5, 0, 1),
@@ -382,7 +386,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
         producer_epoch: -1,
     };
     let first = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 1,
             request: init.clone(),
@@ -393,7 +397,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
         Output::Storage(StorageCommand::PersistMetadata(_))
     ));
     let second = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: init,
@@ -416,7 +420,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
         ..Recovery::default()
     });
     let after = restarted.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 3,
             request: Request::InitProducerId {
@@ -441,7 +445,7 @@ fn producer_ids_are_reserved_durably_in_blocks() {
 fn retention_deletes_old_segments_on_tick() {
     let mut broker = broker();
     let created = broker.step(
-        NOW,
+        Now::aligned(NOW),
         create_request(
             "r",
             1,
@@ -453,7 +457,7 @@ fn retention_deletes_old_segments_on_tick() {
     let mut last_sequence = 0;
     for id in 0..20 {
         let outputs = broker.step(
-            NOW,
+            Now::aligned(NOW),
             Input::Request {
                 id: 10 + id,
                 request: produce_request("r", test_batches::plain(10, NOW), Acks::All),
@@ -462,12 +466,12 @@ fn retention_deletes_old_segments_on_tick() {
         last_sequence = last_append_sequence(&outputs).unwrap_or(last_sequence);
     }
     broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Synced {
             through_sequence: last_sequence,
         },
     );
-    let outputs = broker.step(NOW + 60_000, Input::Tick);
+    let outputs = broker.step(Now::aligned(NOW + 60_000), Input::Tick);
     let deleted = outputs
         .iter()
         .filter(|o| matches!(o, Output::Storage(StorageCommand::DeleteSegment { .. })))
@@ -515,7 +519,12 @@ fn arbitrary_inputs() -> impl Strategy<Value = Vec<(i64, Input)>> {
 }
 
 fn run(inputs: &[(i64, Input)]) -> Vec<Output> {
-    let (mut broker, outputs) = Broker::new(BrokerConfig::default(), Recovery::default(), 99, NOW);
+    let (mut broker, outputs) = Broker::new(
+        BrokerConfig::default(),
+        Recovery::default(),
+        99,
+        Now::aligned(NOW),
+    );
     let mut outputs = sync_all(&mut broker, outputs);
     outputs.extend(create(&mut broker, "d", 1));
     let mut now = NOW;
@@ -525,7 +534,7 @@ fn run(inputs: &[(i64, Input)]) -> Vec<Output> {
         if let Input::Request { id, .. } = &mut input {
             *id = index as u64 + 100;
         }
-        outputs.extend(broker.step(now, input));
+        outputs.extend(broker.step(Now::aligned(now), input));
     }
     outputs
 }
@@ -582,7 +591,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
     let mut outputs = create(&mut broker, "t", 1);
     let batch = test_batches::batch(3, NOW, 5, 0, 0);
     let first = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", batch.clone(), Acks::All),
@@ -604,7 +613,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
         ..Recovery::default()
     });
     let retry = restarted.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 3,
             request: produce_request("t", batch, Acks::All),
@@ -617,7 +626,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
     assert_eq!(produced(responses(&retry)[0].1).base_offset, 0);
     let next = test_batches::batch(1, NOW, 5, 0, 3);
     let appended = restarted.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 4,
             request: produce_request("t", next, Acks::All),
@@ -660,7 +669,7 @@ fn a_recovered_partition_with_an_offset_gap_stops_the_node_and_is_left_as_is() {
     for (id, sequence) in [(2, 0), (3, 2)] {
         let batch = test_batches::batch(2, NOW, 5, 0, sequence);
         let produced = broker.step(
-            NOW,
+            Now::aligned(NOW),
             Input::Request {
                 id,
                 request: produce_request("t", batch, Acks::All),
@@ -685,7 +694,7 @@ fn a_recovered_partition_with_an_offset_gap_stops_the_node_and_is_left_as_is() {
         }],
         ..Recovery::default()
     };
-    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, Now::aligned(NOW));
     assert_fail_stop_leaves_it_as_is(&outputs, &partition, 2);
 }
 
@@ -704,22 +713,29 @@ fn a_recovered_metadata_batch_that_does_not_decode_stops_the_node() {
         internal_logs: [(metadata_partition.clone(), Bytes::from(garbage))].into(),
         ..Recovery::default()
     };
-    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, NOW);
+    let (_, outputs) = Broker::new(BrokerConfig::default(), recovery, 7, Now::aligned(NOW));
     assert_fail_stop_leaves_it_as_is(&outputs, &metadata_partition, offset);
 }
 
-#[test]
-fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out() {
+/// A broker with topic `t` and an acks=all produce (request 2) written to it at `NOW`, whose
+/// sync the caller never reports; returns the broker and the produce's outputs.
+fn a_produce_never_synced() -> (Broker, Vec<Output>) {
     let mut broker = broker();
     create(&mut broker, "t", 1);
-    // The batch is written, but its sync never completes.
     let written = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
         },
     );
+    (broker, written)
+}
+
+#[test]
+fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out() {
+    // The batch is written, but its sync never completes.
+    let (mut broker, written) = a_produce_never_synced();
     assert!(last_append_sequence(&written).is_some());
     assert!(
         responses(&written).is_empty(),
@@ -727,15 +743,15 @@ fn a_produce_not_acknowledged_within_its_timeout_is_answered_request_timed_out()
     );
     let deadline = NOW + i64::from(PRODUCE_TIMEOUT_MS);
     assert!(broker.next_wakeup_ms().is_some_and(|at| at <= deadline));
-    assert!(responses(&broker.step(deadline - 1, Input::Tick)).is_empty());
-    let expired = broker.step(deadline, Input::Tick);
+    assert!(responses(&broker.step(Now::aligned(deadline - 1), Input::Tick)).is_empty());
+    let expired = broker.step(Now::aligned(deadline), Input::Tick);
     let answered = responses(&expired);
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0].0, 2);
     assert_eq!(produced(answered[0].1).error, ErrorCode::RequestTimedOut);
     // The entry is gone: a late sync answers nothing more.
     let late = broker.step(
-        deadline,
+        Now::aligned(deadline),
         Input::Synced {
             through_sequence: u64::MAX,
         },
@@ -751,7 +767,7 @@ fn produces_waiting_for_acknowledgement_are_bounded_and_refused_before_writing()
     let mut produce = |broker: &mut Broker| {
         id += 1;
         broker.step(
-            NOW,
+            Now::aligned(NOW),
             Input::Request {
                 id,
                 request: produce_request("t", test_batches::batch(1, NOW, -1, -1, -1), Acks::All),
@@ -774,7 +790,7 @@ fn an_idle_producers_state_expires_and_its_next_batch_is_unknown_producer_id() {
     let mut broker = broker();
     create(&mut broker, "t", 1);
     let first = broker.step(
-        NOW,
+        Now::aligned(NOW),
         Input::Request {
             id: 2,
             request: produce_request("t", test_batches::batch(1, NOW, 5, 0, 0), Acks::All),
@@ -783,9 +799,9 @@ fn an_idle_producers_state_expires_and_its_next_batch_is_unknown_producer_id() {
     sync_all(&mut broker, first);
     let expiration_ms = BrokerConfig::default().producer_id_expiration_ms;
     let later = NOW + expiration_ms + 1_000;
-    broker.step(later, Input::Tick);
+    broker.step(Now::aligned(later), Input::Tick);
     let next = broker.step(
-        later,
+        Now::aligned(later),
         Input::Request {
             id: 3,
             request: produce_request("t", test_batches::batch(1, later, 5, 0, 1), Acks::All),
@@ -803,6 +819,134 @@ fn an_idle_broker_has_no_work_due_until_its_timers() {
     // A driver sleeps until `next_wakeup_ms`: an idle, registered node must not ask to be
     // woken at once, or its core task spins.
     let mut broker = broker();
-    broker.step(NOW, Input::Tick);
+    broker.step(Now::aligned(NOW), Input::Tick);
     assert!(broker.next_wakeup_ms().is_some_and(|at| at > NOW));
+}
+
+// ----- which clock drives what (see `api::Now`) -----
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+/// Steps of the wall clock, applied one after the other: back and forth by hours.
+const WALL_CLOCK_STEPS_MS: [i64; 4] = [5 * HOUR_MS, -24 * HOUR_MS, 24 * HOUR_MS, -5 * HOUR_MS];
+
+/// `monotonic_ms` on the monotonic clock, the wall clock stepped by `wall_step_ms`.
+fn stepped(monotonic_ms: i64, wall_step_ms: i64) -> Now {
+    Now {
+        monotonic_ms,
+        wall_ms: monotonic_ms + wall_step_ms,
+    }
+}
+
+#[test]
+fn a_wall_clock_step_neither_fires_nor_stalls_a_produce_timeout_or_a_long_poll() {
+    // A produce whose sync never completes, and a fetch waiting for what it wrote.
+    let (mut broker, waiting) = a_produce_never_synced();
+    assert!(responses(&waiting).is_empty());
+    let parked = broker.step(
+        Now::aligned(NOW),
+        Input::Request {
+            id: 3,
+            request: fetch_request("t", 0, 500, 1),
+        },
+    );
+    assert!(responses(&parked).is_empty());
+    for (index, wall_step_ms) in WALL_CLOCK_STEPS_MS.into_iter().enumerate() {
+        let monotonic_ms = NOW + 100 * index as i64;
+        let ticked = broker.step(stepped(monotonic_ms, wall_step_ms), Input::Tick);
+        assert!(
+            responses(&ticked).is_empty(),
+            "a wall clock stepped by {wall_step_ms} ms expired nothing"
+        );
+    }
+    let long_poll_over = broker.step(stepped(NOW + 500, -24 * HOUR_MS), Input::Tick);
+    let answered = responses(&long_poll_over);
+    assert_eq!(
+        answered.len(),
+        1,
+        "the fetch's wait is over; the produce's is not"
+    );
+    assert_eq!(answered[0].0, 3);
+    let deadline = NOW + i64::from(PRODUCE_TIMEOUT_MS);
+    assert_eq!(
+        broker.next_wakeup_ms(),
+        Some(NOW + 1_000),
+        "retention's next run"
+    );
+    for wall_step_ms in WALL_CLOCK_STEPS_MS {
+        let ticked = broker.step(stepped(deadline - 1, wall_step_ms), Input::Tick);
+        assert!(responses(&ticked).is_empty());
+    }
+    let timed_out = broker.step(stepped(deadline, -24 * HOUR_MS), Input::Tick);
+    let answered = responses(&timed_out);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(produced(answered[0].1).error, ErrorCode::RequestTimedOut);
+}
+
+#[test]
+fn retention_and_the_timestamps_the_broker_writes_follow_the_wall_clock() {
+    let mut broker = broker();
+    // The wall clock reads hours away from the monotonic one.
+    let wall_ms = NOW + 7 * HOUR_MS;
+    let now = Now {
+        monotonic_ms: NOW,
+        wall_ms,
+    };
+    let created = broker.step(
+        now,
+        create_request(
+            "r",
+            1,
+            1,
+            &[("segment.bytes", "1024"), ("retention.ms", "3600000")],
+        ),
+    );
+    let metadata_append = created.iter().find_map(|output| match output {
+        Output::Storage(StorageCommand::Append { bytes, .. }) => Some(bytes),
+        _ => None,
+    });
+    let header = crate::batch::read_header(metadata_append.expect("the topic's record")).unwrap();
+    assert_eq!(header.max_timestamp, wall_ms, "stamped by the wall clock");
+    sync_all(&mut broker, created);
+    let mut last_sequence = 0;
+    for id in 0..20 {
+        let outputs = broker.step(
+            now,
+            Input::Request {
+                id: 10 + id,
+                request: produce_request("r", test_batches::plain(10, wall_ms), Acks::All),
+            },
+        );
+        last_sequence = last_append_sequence(&outputs).unwrap_or(last_sequence);
+    }
+    broker.step(
+        now,
+        Input::Synced {
+            through_sequence: last_sequence,
+        },
+    );
+    let deleted = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Storage(StorageCommand::DeleteSegment { .. })))
+            .count()
+    };
+    // Days pass on the monotonic clock while the wall clock was stepped back: the records
+    // are not older than an hour by the wall clock, so nothing is deleted.
+    let stepped_back = broker.step(
+        Now {
+            monotonic_ms: 48 * HOUR_MS,
+            wall_ms,
+        },
+        Input::Tick,
+    );
+    assert_eq!(deleted(&stepped_back), 0);
+    // A second later the wall clock is stepped two hours forward: retention deletes.
+    let stepped_forward = broker.step(
+        Now {
+            monotonic_ms: 48 * HOUR_MS + 1_000,
+            wall_ms: wall_ms + 2 * HOUR_MS,
+        },
+        Input::Tick,
+    );
+    assert!(deleted(&stepped_forward) > 0);
 }

@@ -168,7 +168,10 @@ struct Cluster {
     appended: BTreeMap<NodeId, u64>,
     in_flight: Vec<(NodeId, NodeId, PeerMessage)>,
     responses: BTreeMap<(NodeId, RequestId), Response>,
+    /// Monotonic milliseconds, the same on every node.
     now: i64,
+    /// How far each node's wall clock is stepped away from `now` (none: not at all).
+    wall_steps_ms: BTreeMap<NodeId, i64>,
     next_request: RequestId,
 }
 
@@ -197,6 +200,7 @@ impl Cluster {
             in_flight: Vec::new(),
             responses: BTreeMap::new(),
             now: START,
+            wall_steps_ms: BTreeMap::new(),
             next_request: 1,
         };
         for node in voters {
@@ -209,7 +213,7 @@ impl Cluster {
         let recovery = self.disks.entry(node).or_default().recovery();
         let mut config = config(node, &self.voters);
         (self.adjust)(&mut config);
-        let (broker, outputs) = Broker::new(config, recovery, node as u64, self.now);
+        let (broker, outputs) = Broker::new(config, recovery, node as u64, self.now_at(node));
         self.brokers.insert(node, broker);
         self.execute(node, outputs);
     }
@@ -256,9 +260,18 @@ impl Cluster {
         }
     }
 
+    /// What node `node`'s clocks read now.
+    fn now_at(&self, node: NodeId) -> Now {
+        Now {
+            monotonic_ms: self.now,
+            wall_ms: self.now + self.wall_steps_ms.get(&node).copied().unwrap_or(0),
+        }
+    }
+
     fn step(&mut self, node: NodeId, input: Input) {
+        let now = self.now_at(node);
         if let Some(broker) = self.brokers.get_mut(&node) {
-            let outputs = broker.step(self.now, input);
+            let outputs = broker.step(now, input);
             self.execute(node, outputs);
         }
     }
@@ -307,6 +320,17 @@ impl Cluster {
             cluster.responses.contains_key(&(node, id))
         });
         self.responses.remove(&(node, id)).expect("answered")
+    }
+
+    /// Runs until every node knows the controller; returns it.
+    fn wait_for_controller(&mut self) -> NodeId {
+        self.run_until("a controller known to all", |cluster| {
+            cluster
+                .brokers
+                .values()
+                .all(|broker| broker.controller_id().is_some())
+        });
+        self.brokers[&1].controller_id().expect("a controller")
     }
 
     fn leader_of(&self, partition: &TopicPartition) -> Option<NodeId> {
@@ -370,13 +394,7 @@ fn produce_result(response: &Response) -> &ProducePartitionResult {
 #[test]
 fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     let mut cluster = Cluster::new(3);
-    cluster.run_until("a controller known to all", |cluster| {
-        cluster
-            .brokers
-            .values()
-            .all(|broker| broker.controller_id().is_some())
-    });
-    let controller = cluster.brokers[&1].controller_id().expect("a controller");
+    let controller = cluster.wait_for_controller();
     let other = cluster
         .voters
         .iter()
@@ -1929,4 +1947,49 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_and_catches_up() {
         "the follower restarted its log at or past the leader's log start {leader_start}, \
          not at {follower_start}"
     );
+}
+
+#[test]
+fn wall_clocks_stepped_hours_back_and_forth_elect_no_new_leader_and_stall_no_replication() {
+    const HOUR_MS: i64 = 60 * 60 * 1000;
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    match cluster.call(controller, create_request("orders", 1, 3)) {
+        Response::CreateTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    let partition = TopicPartition::new("orders", 0);
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    let epochs = |cluster: &Cluster| -> Vec<(i32, bool)> {
+        [partition.clone(), crate::controller::metadata_partition()]
+            .iter()
+            .flat_map(|p| {
+                let brokers = cluster.brokers.values();
+                brokers.map(|broker| broker.partition_leadership(p).expect("hosted"))
+            })
+            .collect()
+    };
+    let before = epochs(&cluster);
+    // For ten seconds of monotonic time (many election timeouts), every node's wall clock
+    // jumps by hours, each its own way, every 100 ms.
+    let steps_ms = [5 * HOUR_MS, -24 * HOUR_MS, 24 * HOUR_MS, -5 * HOUR_MS, 0];
+    for round in 0..1_000usize {
+        if round % 10 == 0 {
+            for node in cluster.voters.clone() {
+                let step_ms = steps_ms[(round / 10 + node as usize) % steps_ms.len()];
+                cluster.wall_steps_ms.insert(node, step_ms);
+            }
+        }
+        cluster.round();
+    }
+    assert_eq!(epochs(&cluster), before, "no election, no lost leadership");
+    for broker in cluster.brokers.values() {
+        assert_eq!(broker.controller_id(), Some(controller));
+    }
+    // Replication did not stall: an acks=all produce commits within a few rounds.
+    let produced = cluster.call(leader, produce(&partition, 3));
+    assert_eq!(produce_result(&produced).error, ErrorCode::None);
 }

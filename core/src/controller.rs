@@ -46,8 +46,8 @@
 mod tests;
 
 use crate::api::{
-    AdminOp, CorruptData, CreateTopic, ErrorCode, PartitionInfo, PeerMessage, RequestId, Response,
-    TopicInfo, TopicResult,
+    AdminOp, CorruptData, CreateTopic, ErrorCode, Now, PartitionInfo, PeerMessage, RequestId,
+    Response, TopicInfo, TopicResult,
 };
 use crate::batch::BatchHeader;
 use crate::internal_log::replay_recovered;
@@ -103,7 +103,8 @@ pub trait ControllerNode {
 
 /// What the controller needs from its node for one call.
 pub struct ControllerContext<'a> {
-    pub now_ms: i64,
+    /// Timers run on `now.monotonic_ms`; the wall clock only stamps metadata batches.
+    pub now: Now,
     pub node: &'a dyn ControllerNode,
     /// The node's seeded RNG (topic ids, replica placement, the cluster id).
     pub rng: &'a mut StdRng,
@@ -461,7 +462,7 @@ impl Controller {
                         request: id,
                         kind,
                         names,
-                        deadline_ms: context.now_ms + FORWARD_TIMEOUT_MS,
+                        deadline_ms: context.now.monotonic_ms + FORWARD_TIMEOUT_MS,
                     },
                 );
                 outputs.push(ControllerOutput::Send {
@@ -473,7 +474,7 @@ impl Controller {
                 self.controllerless.push(ControllerlessRequest {
                     request: id,
                     op,
-                    deadline_ms: context.now_ms + FORWARD_TIMEOUT_MS,
+                    deadline_ms: context.now.monotonic_ms + FORWARD_TIMEOUT_MS,
                 });
             }
             None => {
@@ -582,7 +583,7 @@ impl Controller {
         }
         let failure = admin_failure(&op, ErrorCode::NotController, "not the controller");
         outputs.push(ControllerOutput::Append {
-            batch: encode_metadata_batch(&records, context.now_ms),
+            batch: encode_metadata_batch(&records, context.now.wall_ms),
             write: MetadataWrite {
                 waiting: Some((origin, results, failure)),
             },
@@ -774,7 +775,7 @@ impl Controller {
                 }
             }
         }
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         let expired: Vec<u64> = self
             .forwarded
             .iter()
@@ -818,7 +819,7 @@ impl Controller {
         for waiting in std::mem::take(&mut self.controllerless) {
             if controller_known {
                 outputs.extend(self.admin_request(context, waiting.request, waiting.op));
-            } else if waiting.deadline_ms <= context.now_ms {
+            } else if waiting.deadline_ms <= context.now.monotonic_ms {
                 let origin = AdminOrigin::Client {
                     id: waiting.request,
                     kind: AdminKind::of(&waiting.op),
@@ -838,7 +839,7 @@ impl Controller {
 
     /// Timers: leader announcements, this node's registration, the cluster id.
     pub fn tick(&mut self, context: &mut ControllerContext<'_>) -> Vec<ControllerOutput> {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         let mut outputs = Vec::new();
         if now_ms >= self.next_announce_ms {
             self.next_announce_ms = now_ms + ANNOUNCE_INTERVAL_MS;
@@ -900,7 +901,7 @@ impl Controller {
             outputs.push(ControllerOutput::Append {
                 batch: encode_metadata_batch(
                     &[MetadataRecord::InitCluster { cluster_id }],
-                    context.now_ms,
+                    context.now.wall_ms,
                 ),
                 write: MetadataWrite { waiting: None },
             });
@@ -918,7 +919,7 @@ impl Controller {
         allow_auto_create: bool,
     ) -> (Response, Vec<ControllerOutput>) {
         let metadata = context.node.metadata();
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         let names: Vec<String> = match topics {
             Some(names) => names,
             None => metadata.topics.keys().cloned().collect(),
@@ -1043,9 +1044,9 @@ pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
 }
 
 /// One batch of controller-written records, as the broker's internal writes are encoded.
-fn encode_metadata_batch(records: &[MetadataRecord], now_ms: i64) -> Bytes {
+fn encode_metadata_batch(records: &[MetadataRecord], wall_ms: i64) -> Bytes {
     let encoded = crate::records::encode_json_records(records);
-    crate::records::encode_batch(&encoded, now_ms, 0, -1)
+    crate::records::encode_batch(&encoded, wall_ms, 0, -1)
 }
 
 /// The topics an operation names.

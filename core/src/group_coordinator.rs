@@ -22,6 +22,13 @@
 //! requests NOT_COORDINATOR. Clients then ask FindCoordinator again and reach the new
 //! leader, which has loaded the same state from the log.
 //!
+//! Clocks (see `api::Now`): sessions, rebalance and pending-member timeouts and offsets
+//! expiry run on the monotonic clock; offset commits and the batches are stamped with the
+//! wall clock. A loaded group's timers start at its load: every session begins anew, and
+//! offsets expiry counts from the load, not from the commits' timestamps (another
+//! process's wall clock), so a coordinator failover or restart only ever retains offsets
+//! longer.
+//!
 //! ## Driving it
 //! - The node hosts an offsets partition: [`GroupCoordinator::open_shard`] (with the stored
 //!   batches to replay); it stops: [`GroupCoordinator::close_shard`].
@@ -66,7 +73,7 @@ pub use offsets_shard::GroupRecord;
 
 use crate::api::{
     CoordinatorResult, CorruptData, DescribedGroup, ErrorCode, FetchedOffset, JoinResponse,
-    ListedGroup, OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
+    ListedGroup, Now, OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
 };
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
@@ -97,7 +104,9 @@ pub type Reply = (RequestId, Response);
 
 /// What the coordinator needs from its node for one call.
 pub struct GroupContext<'a> {
-    pub now_ms: i64,
+    /// Sessions, rebalances and offsets expiry run on `now.monotonic_ms`; the wall clock
+    /// only stamps offset commits and the offsets log's batches.
+    pub now: Now,
     /// The offsets topic as the node sees it.
     pub offsets: &'a dyn InternalPartitions,
     /// The node's seeded RNG (new member ids).
@@ -363,7 +372,7 @@ impl GroupCoordinator {
                     match self.coordinated_shard(context.offsets, &group_id) {
                         Ok(shard) if matches!(request, Request::TxnOffsetCommit { .. }) => {
                             return self.txn_offset_commit(
-                                context.now_ms,
+                                context.now.monotonic_ms,
                                 id,
                                 shard,
                                 group_id,
@@ -449,7 +458,8 @@ impl GroupCoordinator {
         group_id: String,
         request: Request,
     ) -> Vec<GroupOutput> {
-        let now_ms = context.now_ms;
+        let now = context.now;
+        let now_ms = now.monotonic_ms;
         // Drawn for every coordinated request, as the node always has: the RNG's sequence
         // (and so every later draw) stays what it was.
         let suffix: u64 = context.rng.random();
@@ -586,7 +596,7 @@ impl GroupCoordinator {
                 if error == ErrorCode::None && !commits.is_empty() {
                     records.push(GroupRecord::Offsets {
                         group: group_id.clone(),
-                        at_ms: now_ms,
+                        at_ms: now.wall_ms,
                         commits: offset_entries(commits),
                     });
                 }
@@ -634,7 +644,7 @@ impl GroupCoordinator {
             }
             other => unreachable!("not a coordinated request: {other:?}"),
         }
-        self.finish_group_operation(now_ms, index, &group_id, records, replies)
+        self.finish_group_operation(now, index, &group_id, records, replies)
     }
 
     /// TxnOffsetCommit: offsets committed inside a transaction. The member is fenced as an
@@ -712,7 +722,7 @@ impl GroupCoordinator {
         request: Request,
         verification_error: Option<ErrorCode>,
     ) -> Vec<GroupOutput> {
-        let now_ms = context.now_ms;
+        let now = context.now;
         if let Some(error) = verification_error {
             let error = match error {
                 ErrorCode::ProducerFenced
@@ -754,12 +764,12 @@ impl GroupCoordinator {
         let record = GroupRecord::TxnOffsets {
             group: group_id.clone(),
             producer_id,
-            at_ms: now_ms,
+            at_ms: now.wall_ms,
             commits: offset_entries(commits),
         };
         let batch = crate::records::encode_producer_batch(
             &crate::records::encode_json_records(&[record]),
-            now_ms,
+            now.wall_ms,
             crate::records::ATTRIBUTE_TRANSACTIONAL,
             -1,
             crate::records::ProducerFields {
@@ -774,7 +784,7 @@ impl GroupCoordinator {
             write: GroupWrite {
                 partition: index,
                 group_id,
-                stamp_ms: Some(now_ms),
+                stamp_ms: Some(now.monotonic_ms),
                 replies: vec![(id, response)],
             },
         }]
@@ -814,7 +824,7 @@ impl GroupCoordinator {
     /// changed), then sends the replies, or holds them until what was written is committed.
     fn finish_group_operation(
         &mut self,
-        now_ms: i64,
+        now: Now,
         index: i32,
         group_id: &str,
         mut records: Vec<GroupRecord>,
@@ -862,11 +872,13 @@ impl GroupCoordinator {
                     .collect(),
             };
         }
-        shard.last_write_ms.insert(group_id.to_string(), now_ms);
+        shard
+            .last_write_ms
+            .insert(group_id.to_string(), now.monotonic_ms);
         let encoded = crate::records::encode_json_records(&records);
         vec![GroupOutput::Append {
             partition: index,
-            batch: crate::records::encode_batch(&encoded, now_ms, 0, -1),
+            batch: crate::records::encode_batch(&encoded, now.wall_ms, 0, -1),
             write: GroupWrite {
                 partition: index,
                 group_id: group_id.to_string(),
@@ -882,7 +894,7 @@ impl GroupCoordinator {
     /// drops the groups of the partitions whose leadership changed, and releases held
     /// replies (answered NOT_COORDINATOR if leadership moved before their commit).
     pub fn settle(&mut self, context: &GroupContext<'_>) -> Vec<Reply> {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         #[cfg(feature = "defects")]
         let lose_offsets_on_failover =
             self.has_defect(crate::defects::Defect::LoseOffsetsOnFailover);
@@ -942,7 +954,8 @@ impl GroupCoordinator {
     }
 
     /// Timers of the coordinated groups: sessions, rebalance deadlines, offsets expiry.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<GroupOutput> {
+    pub fn tick(&mut self, now: Now) -> Vec<GroupOutput> {
+        let now_ms = now.monotonic_ms;
         let expiry_due = now_ms >= self.next_expiry_check_ms;
         if expiry_due {
             self.next_expiry_check_ms = now_ms + EXPIRY_CHECK_INTERVAL_MS;
@@ -992,7 +1005,7 @@ impl GroupCoordinator {
         }
         let mut outputs = Vec::new();
         for (index, group_id, records, replies) in work {
-            outputs.extend(self.finish_group_operation(now_ms, index, &group_id, records, replies));
+            outputs.extend(self.finish_group_operation(now, index, &group_id, records, replies));
         }
         outputs
     }

@@ -13,7 +13,10 @@
 //!    metadata log) and builds the broker with [`broker::Broker::new`] from that
 //!    [`api::Recovery`], a seed for the broker's RNG and the current time. It executes the
 //!    returned outputs before serving.
-//! 2. Each event becomes one [`api::Input`] fed to [`broker::Broker::step`] with `now_ms`:
+//!    Time is an [`api::Now`], read before each step: a monotonic clock (milliseconds
+//!    since the process started, never going back), which runs every timer, and the wall
+//!    clock, which only stamps what the broker writes and decides time-based retention.
+//! 2. Each event becomes one [`api::Input`] fed to [`broker::Broker::step`] with `now`:
 //!    a decoded client request (with a driver-chosen [`api::RequestId`]), a storage sync
 //!    completion (`Synced { through_sequence }`), a message from another node (`Peer`), or
 //!    a `Tick`.
@@ -29,8 +32,8 @@
 //! 4. Durability is reported back: after a sync that covered every append up to sequence
 //!    `S`, feed `Input::Synced { through_sequence: S }`. Acknowledgements and the high
 //!    watermark advance only then. One sync may cover many produces (group commit).
-//! 5. Call `step(now, Input::Tick)` no later than [`broker::Broker::next_wakeup_ms`]: it
-//!    expires long-polling fetches and applies retention.
+//! 5. Call `step(now, Input::Tick)` no later than [`broker::Broker::next_wakeup_ms`] (a
+//!    monotonic time): it expires long-polling fetches and applies retention.
 //! 6. A fetch response names byte ranges of segments ([`api::ReadChunk`]); the driver reads
 //!    them from storage and sends the bytes as they are. Record bytes never pass through
 //!    the core on the way out, and on the way in they are only checked, never copied.

@@ -501,10 +501,11 @@ impl PartitionLog {
     }
 
     /// The oldest segments that retention removes now: whole, inactive segments below the
-    /// high watermark that are older than `retention_ms` or beyond `retention_bytes`.
+    /// high watermark that are older than `retention_ms` or beyond `retention_bytes`. Age
+    /// compares the records' timestamps with `wall_ms`, the wall clock (see `api::Now`).
     pub fn segments_past_retention(
         &self,
-        now_ms: i64,
+        wall_ms: i64,
         retention_ms: i64,
         retention_bytes: i64,
     ) -> Vec<i64> {
@@ -518,7 +519,7 @@ impl PartitionLog {
             let too_old = retention_ms >= 0
                 && segment
                     .max_timestamp()
-                    .is_some_and(|newest| newest < now_ms.saturating_sub(retention_ms));
+                    .is_some_and(|newest| newest < wall_ms.saturating_sub(retention_ms));
             let too_big = retention_bytes >= 0
                 && remaining_bytes - u64::from(segment.size_bytes()) >= retention_bytes as u64;
             if !(too_old || too_big) {

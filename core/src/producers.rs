@@ -6,7 +6,10 @@
 //! last `RECENT_BATCHES_MAX` batches (Kafka's max.in.flight.requests.per.connection bound).
 //!
 //! An entry expires once the producer has written nothing for `producer.id.expiration.ms`
-//! (by its batches' timestamps, as Kafka does) and has no transaction open here; a
+//! (by its batches' timestamps, as Kafka does) and has no transaction open here. Those
+//! timestamps are the producers' wall clocks, so expiry compares them with the broker's
+//! wall clock, not its monotonic one: a wall clock stepped forward may forget an idle
+//! producer early, which costs it only the UNKNOWN_PRODUCER_ID below. A
 //! producer this partition does not know (expired, or its batches all deleted by
 //! retention) and whose batch does not start at sequence 0 gets UNKNOWN_PRODUCER_ID, which
 //! clients handle by starting a new epoch, not OUT_OF_ORDER_SEQUENCE_NUMBER.
@@ -139,12 +142,18 @@ impl ProducerStateTable {
         });
     }
 
-    /// Forgets the producers that wrote nothing for `expiration_ms` before `now_ms`, except
-    /// those `keep` names (a transaction open here); returns how many were forgotten.
-    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64, keep: impl Fn(i64) -> bool) -> usize {
+    /// Forgets the producers that wrote nothing for `expiration_ms` before `wall_ms` (the wall
+    /// clock, as their batches' timestamps), except those `keep` names (a transaction open
+    /// here); returns how many were forgotten.
+    pub fn expire(
+        &mut self,
+        wall_ms: i64,
+        expiration_ms: i64,
+        keep: impl Fn(i64) -> bool,
+    ) -> usize {
         let before = self.producers.len();
         self.producers.retain(|producer_id, entry| {
-            now_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms || keep(*producer_id)
+            wall_ms.saturating_sub(entry.last_timestamp_ms) < expiration_ms || keep(*producer_id)
         });
         before - self.producers.len()
     }

@@ -29,6 +29,10 @@
 //!   waits for the HWM; acks=1 for the leader's own durable end.
 //! - **Check quorum.** A leader that has not heard from a majority within the maximum
 //!   election timeout steps down, so an isolated leader stops accepting writes.
+//! - **Clocks.** Election deadlines, heartbeats, check quorum and append retries run on the
+//!   monotonic clock (`now_ms` here; `ReplicaContext::now.monotonic_ms`), so a stepped wall
+//!   clock neither starts an election nor silences a leader; the wall clock only stamps a
+//!   new leader's epoch marker (see `api::Now`).
 //!
 //! Invariants (asserted with `invariant!`, on in debug and simulation builds; the simulator
 //! also checks them from outside):
@@ -42,7 +46,7 @@
 //!   retention removed it on the leader: `restart_behind_log_start`);
 //! - logs agree on their committed prefix: same offset and epoch means same batch.
 
-use crate::api::ReadChunk;
+use crate::api::{Now, ReadChunk};
 use crate::batch::{validate_record_set, BatchHeader};
 use crate::log::{PartitionLog, Truncation};
 use crate::records::leader_change_batch;
@@ -180,7 +184,8 @@ pub enum Effect {
 
 /// What a replica borrows from its owner for one step.
 pub struct ReplicaContext<'a> {
-    pub now_ms: i64,
+    /// Timers run on `now.monotonic_ms`; the wall clock only stamps a new leader's marker.
+    pub now: Now,
     pub log: &'a mut PartitionLog,
     pub segment_bytes_max: u32,
     /// The owner's append counter (shared by all logs of a node, for group commit).
@@ -354,7 +359,7 @@ impl Replica {
     /// Timers: elections for followers and candidates, heartbeats and check-quorum for
     /// leaders.
     pub fn tick(&mut self, context: &mut ReplicaContext<'_>) {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         match &self.role {
             Role::Leader { followers } => {
                 if now_ms < self.heartbeat_due_ms {
@@ -402,7 +407,7 @@ impl Replica {
         self.role = Role::Candidate {
             votes: BTreeSet::from([self.node_id]),
         };
-        self.reset_election_deadline(context.now_ms, context.rng);
+        self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         if self.majority() == 1 {
             self.become_leader(context);
             return;
@@ -436,7 +441,7 @@ impl Replica {
                         durable_end_offset: 0,
                         append_sent_ms: None,
                         in_flight: 0,
-                        last_heard_ms: context.now_ms,
+                        last_heard_ms: context.now.monotonic_ms,
                     },
                 )
             })
@@ -452,11 +457,11 @@ impl Replica {
         // one to count (a lone voter: its durable log is committed) it is not needed, and
         // clients of a fresh partition see their first record at its first offset.
         if self.majority() > 1 && context.log.log_end_offset() > context.log.log_start_offset() {
-            let marker = leader_change_batch(self.state.epoch, context.now_ms);
+            let marker = leader_change_batch(self.state.epoch, context.now.wall_ms);
             let header = crate::batch::validate(&marker).expect("the marker batch is valid");
             self.append_as_leader(context, &header, marker);
         }
-        self.heartbeat_due_ms = context.now_ms;
+        self.heartbeat_due_ms = context.now.monotonic_ms;
         self.tick(context);
     }
 
@@ -475,7 +480,7 @@ impl Replica {
         self.role = Role::Follower { leader };
         self.verified_end_offset = context.log.high_watermark();
         if restart_election_timer || was_leader {
-            self.reset_election_deadline(context.now_ms, context.rng);
+            self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         }
         if was_leader || was != leader {
             context.effects.push(Effect::RoleChanged);
@@ -530,7 +535,7 @@ impl Replica {
         let log = &*context.log;
         if progress
             .append_sent_ms
-            .is_some_and(|sent| context.now_ms - sent >= append_timeout_ms)
+            .is_some_and(|sent| context.now.monotonic_ms - sent >= append_timeout_ms)
         {
             progress.next_offset = progress.matched_end_offset;
             progress.in_flight = 0;
@@ -555,7 +560,9 @@ impl Replica {
             if let Some(end) = chunks.last().and_then(|chunk| log.offset_after(chunk)) {
                 progress.next_offset = end;
                 progress.in_flight += 1;
-                progress.append_sent_ms.get_or_insert(context.now_ms);
+                progress
+                    .append_sent_ms
+                    .get_or_insert(context.now.monotonic_ms);
             }
             (prev_offset, chunks)
         } else if heartbeat {
@@ -746,7 +753,7 @@ impl Replica {
                     },
                 );
             }
-            self.reset_election_deadline(context.now_ms, context.rng);
+            self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         }
         context.effects.push(Effect::Send {
             to: candidate,
@@ -819,7 +826,7 @@ impl Replica {
         if self.leader() != Some(leader) {
             self.become_follower(context, Some(leader), true);
         }
-        self.reset_election_deadline(context.now_ms, context.rng);
+        self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         let epoch = self.state.epoch;
         let reply = |outcome| Effect::Send {
             to: leader,
@@ -931,9 +938,9 @@ impl Replica {
         let Some(progress) = followers.get_mut(&follower) else {
             return;
         };
-        progress.last_heard_ms = context.now_ms;
+        progress.last_heard_ms = context.now.monotonic_ms;
         progress.in_flight = progress.in_flight.saturating_sub(1);
-        progress.append_sent_ms = (progress.in_flight > 0).then_some(context.now_ms);
+        progress.append_sent_ms = (progress.in_flight > 0).then_some(context.now.monotonic_ms);
         match outcome {
             AppendOutcome::Matched {
                 matched_end_offset,

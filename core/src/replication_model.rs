@@ -13,6 +13,7 @@
 //! by proptest) and the exhaustive search of every schedule of a small scope in
 //! `replication_exhaustive.rs`.
 
+use crate::api::Now;
 use crate::log::PartitionLog;
 use crate::records::{encode_batch, PlainRecord};
 use crate::replication::{
@@ -251,7 +252,7 @@ impl Group {
         }
         let mut effects = Vec::new();
         let mut context = ReplicaContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             log: &mut node.log,
             segment_bytes_max: 4096,
             append_sequence: &mut self.sequence,

@@ -26,6 +26,15 @@
 //! ([`TransactionCoordinator::on_markers_written`]), the coordinator writes
 //! CompleteCommit/CompleteAbort.
 //!
+//! Clocks (see `api::Now`): a transaction's timeout, an idle id's expiration and marker
+//! retries run on the monotonic clock; the records' `txn_start_ms` and `updated_ms` (shown
+//! by DescribeTransactions and ListTransactions, as Kafka's) and the batches are stamped
+//! with the wall clock. Timeout and expiration count from when this node *applied* the
+//! record that began the transaction or last changed the id (`txn_shard::IdTimers`), never
+//! from the record's timestamps, which are another process's wall clock: a node that loads
+//! the log (at start, or as a follower turned coordinator) restarts those timers then, so
+//! after a failover an open transaction may live up to one timeout longer, never shorter.
+//!
 //! ## Driving it
 //! - Hosting a `__transaction_state` partition: [`TransactionCoordinator::open_shard`] and
 //!   [`TransactionCoordinator::close_shard`]; each batch appended to one and each truncation
@@ -59,7 +68,7 @@ mod tests;
 mod txn_shard;
 
 use crate::api::{
-    CorruptData, ErrorCode, ListedTransaction, Request, RequestId, Response,
+    CorruptData, ErrorCode, ListedTransaction, Now, Request, RequestId, Response,
     TransactionDescription, TxnState,
 };
 use crate::batch::BatchHeader;
@@ -99,7 +108,9 @@ pub trait TransactionNode: InternalPartitions {
 
 /// What the coordinator needs from its node for one call.
 pub struct TxnContext<'a> {
-    pub now_ms: i64,
+    /// Timeouts, expiry and marker retries run on `now.monotonic_ms`; the wall clock only
+    /// stamps the `__transaction_state` records (`txn_start_ms`, `updated_ms`) and batches.
+    pub now: Now,
     pub node: &'a dyn TransactionNode,
     /// The producer id the node hands out next. Each one the coordinator takes is reported,
     /// in order, as [`TxnOutput::TakeProducerId`] (the node reserves its block durably).
@@ -438,10 +449,10 @@ impl TransactionCoordinator {
                     producer_id,
                     producer_epoch,
                     commit,
-                    context.now_ms,
+                    context.now.wall_ms,
                 );
                 self.carry_out(
-                    context.now_ms,
+                    context.now.wall_ms,
                     id,
                     index,
                     &transactional_id,
@@ -464,7 +475,7 @@ impl TransactionCoordinator {
                 producer_id_filters,
                 min_duration_ms,
             } => self.list_transactions(
-                context.now_ms,
+                context.now.wall_ms,
                 state_filters,
                 producer_id_filters,
                 min_duration_ms,
@@ -555,18 +566,18 @@ impl TransactionCoordinator {
             });
             return;
         }
-        let now_ms = context.now_ms;
+        let wall_ms = context.now.wall_ms;
         let decision = transactions::init_producer_id(
             current.as_ref(),
             pending,
             &transactional_id,
             timeout_ms,
             expected,
-            now_ms,
+            wall_ms,
             || context.take_producer_id(outputs),
         );
         self.carry_out(
-            now_ms,
+            wall_ms,
             id,
             index,
             &transactional_id,
@@ -691,10 +702,10 @@ impl TransactionCoordinator {
             producer_id,
             producer_epoch,
             partitions,
-            context.now_ms,
+            context.now.wall_ms,
         );
         self.carry_out(
-            context.now_ms,
+            context.now.wall_ms,
             id,
             index,
             transactional_id,
@@ -710,7 +721,7 @@ impl TransactionCoordinator {
     #[allow(clippy::too_many_arguments)]
     fn carry_out(
         &mut self,
-        now_ms: i64,
+        wall_ms: i64,
         id: RequestId,
         index: i32,
         transactional_id: &str,
@@ -729,7 +740,7 @@ impl TransactionCoordinator {
             Decision::Write { next, reply } => {
                 let response = respond(reply, Some(&next));
                 outputs.push(self.write_txn_record(
-                    now_ms,
+                    wall_ms,
                     index,
                     transactional_id,
                     TxnRecord::Metadata(next),
@@ -743,7 +754,7 @@ impl TransactionCoordinator {
     /// any) waits for its commit.
     fn write_txn_record(
         &self,
-        now_ms: i64,
+        wall_ms: i64,
         index: i32,
         transactional_id: &str,
         record: TxnRecord,
@@ -769,7 +780,7 @@ impl TransactionCoordinator {
         let encoded = crate::records::encode_json_records(&[record]);
         TxnOutput::Append {
             partition: index,
-            batch: crate::records::encode_batch(&encoded, now_ms, 0, -1),
+            batch: crate::records::encode_batch(&encoded, wall_ms, 0, -1),
             write: TxnWrite {
                 partition: index,
                 transactional_id: transactional_id.to_string(),
@@ -845,7 +856,7 @@ impl TransactionCoordinator {
     }
     fn list_transactions(
         &self,
-        now_ms: i64,
+        wall_ms: i64,
         state_filters: Vec<String>,
         producer_id_filters: Vec<i64>,
         min_duration_ms: i64,
@@ -885,7 +896,7 @@ impl TransactionCoordinator {
             })
             .filter(|state| {
                 min_duration_ms < 0
-                    || (state.txn_start_ms >= 0 && now_ms - state.txn_start_ms >= min_duration_ms)
+                    || (state.txn_start_ms >= 0 && wall_ms - state.txn_start_ms >= min_duration_ms)
             })
             .map(|state| ListedTransaction {
                 transactional_id: state.transactional_id.clone(),
@@ -937,12 +948,12 @@ impl TransactionCoordinator {
     /// committed, loads or drops the ids of partitions whose leadership changed, releases
     /// held replies, and asks for the markers that are due.
     pub fn settle(&mut self, context: &mut TxnContext<'_>) -> Vec<TxnOutput> {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         for (index, shard) in &mut self.shards {
             let Some(status) = context.node.status(*index) else {
                 continue;
             };
-            shard.apply_committed(status.high_watermark);
+            shard.apply_committed(status.high_watermark, now_ms);
             let leading = (status.leader
                 && status.serves_reads
                 && shard.log.applied_end() >= status.high_watermark)
@@ -1028,7 +1039,7 @@ impl TransactionCoordinator {
 
     /// Asks for the marker writes that are due, grouped by partition leader.
     fn ask_for_due_markers(&mut self, context: &mut TxnContext<'_>, outputs: &mut Vec<TxnOutput>) {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
         let mut due = Vec::new();
         for (index, shard) in &mut self.shards {
             let Some(coordinator_epoch) = shard.coordinating else {
@@ -1097,7 +1108,7 @@ impl TransactionCoordinator {
     /// marker are done; when none is left, the transaction completes.
     pub fn on_markers_written(
         &mut self,
-        now_ms: i64,
+        wall_ms: i64,
         id: u64,
         results: Vec<(TopicPartition, ErrorCode)>,
     ) -> Vec<TxnOutput> {
@@ -1137,10 +1148,10 @@ impl TransactionCoordinator {
         let Some(prepared) = shard.committed.get(&request.transactional_id) else {
             return Vec::new();
         };
-        let completed = prepared.completed(now_ms);
+        let completed = prepared.completed(wall_ms);
         tracing::debug!(transactional_id = %request.transactional_id, state = ?completed.state, "transaction complete");
         vec![self.write_txn_record(
-            now_ms,
+            wall_ms,
             request.shard,
             &request.transactional_id,
             TxnRecord::Metadata(completed),
@@ -1151,7 +1162,8 @@ impl TransactionCoordinator {
     /// Timers: open transactions past their timeout, ids past their expiration, forgotten
     /// marker requests.
     pub fn tick(&mut self, context: &mut TxnContext<'_>) -> Vec<TxnOutput> {
-        let now_ms = context.now_ms;
+        let now_ms = context.now.monotonic_ms;
+        let wall_ms = context.now.wall_ms;
         let mut outputs = Vec::new();
         if now_ms < self.next_timeout_check_ms {
             return outputs;
@@ -1169,9 +1181,13 @@ impl TransactionCoordinator {
                 if shard.is_pending(transactional_id) {
                     continue;
                 }
-                if transactions::is_expired_transaction(txn, now_ms) {
+                let Some(timers) = shard.timers.get(transactional_id) else {
+                    continue;
+                };
+                if transactions::is_expired_transaction(txn, timers.began_ms, now_ms) {
                     work.push((*index, transactional_id.clone(), true));
-                } else if transactions::is_expired_id(txn, now_ms, expiration_ms) {
+                } else if transactions::is_expired_id(txn, timers.changed_ms, now_ms, expiration_ms)
+                {
                     work.push((*index, transactional_id.clone(), false));
                 }
             }
@@ -1187,7 +1203,7 @@ impl TransactionCoordinator {
             let record = if abort {
                 tracing::info!(%transactional_id, "transaction timed out: aborting it and fencing its producer");
                 TxnRecord::Metadata(
-                    txn.fenced_abort(now_ms, || context.take_producer_id(&mut outputs)),
+                    txn.fenced_abort(wall_ms, || context.take_producer_id(&mut outputs)),
                 )
             } else {
                 tracing::info!(%transactional_id, "transactional id expired");
@@ -1195,7 +1211,7 @@ impl TransactionCoordinator {
                     transactional_id: transactional_id.clone(),
                 }
             };
-            let write = self.write_txn_record(now_ms, index, &transactional_id, record, None);
+            let write = self.write_txn_record(wall_ms, index, &transactional_id, record, None);
             outputs.push(write);
         }
         outputs

@@ -84,8 +84,10 @@ pub struct TxnMetadata {
     pub timeout_ms: i32,
     pub state: TxnState,
     pub partitions: BTreeSet<TopicPartition>,
-    /// When the open transaction began (-1 when none is open).
+    /// When the open transaction began (-1 when none is open), on the coordinator's wall
+    /// clock (like Kafka's txnStartTimestamp: shown to clients, never a timer's start).
     pub txn_start_ms: i64,
+    /// When the id last changed, on the coordinator's wall clock.
     pub updated_ms: i64,
     /// The number of the current (or last) transaction of this id.
     pub txn_number: u64,
@@ -132,7 +134,7 @@ impl TxnMetadata {
     }
 
     /// A fresh id's state: Empty, epoch 0 of a new producer id.
-    pub fn new(transactional_id: &str, producer_id: i64, timeout_ms: i32, now_ms: i64) -> Self {
+    pub fn new(transactional_id: &str, producer_id: i64, timeout_ms: i32, wall_ms: i64) -> Self {
         Self {
             transactional_id: transactional_id.to_string(),
             producer_id,
@@ -142,7 +144,7 @@ impl TxnMetadata {
             state: TxnState::Empty,
             partitions: BTreeSet::new(),
             txn_start_ms: -1,
-            updated_ms: now_ms,
+            updated_ms: wall_ms,
             txn_number: 0,
         }
     }
@@ -166,7 +168,7 @@ impl TxnMetadata {
 
     /// The state that aborts the open transaction under a bumped epoch, fencing its
     /// producer (InitProducerId from a new instance, or the transaction's timeout).
-    pub fn fenced_abort(&self, now_ms: i64, new_producer_id: impl FnOnce() -> i64) -> Self {
+    pub fn fenced_abort(&self, wall_ms: i64, new_producer_id: impl FnOnce() -> i64) -> Self {
         let (producer_id, producer_epoch) = self.bumped(new_producer_id);
         let mut next = self.clone();
         // A new producer id would not match the markers of the old one's data: the abort
@@ -178,12 +180,12 @@ impl TxnMetadata {
             next.last_producer_epoch = NO_PRODUCER_EPOCH;
         }
         next.state = TxnState::PrepareAbort;
-        next.updated_ms = now_ms;
+        next.updated_ms = wall_ms;
         next
     }
 
     /// The state after the markers of a prepared transaction are all written.
-    pub fn completed(&self, now_ms: i64) -> Self {
+    pub fn completed(&self, wall_ms: i64) -> Self {
         let mut next = self.clone();
         next.state = if self.state == TxnState::PrepareCommit {
             TxnState::CompleteCommit
@@ -192,7 +194,7 @@ impl TxnMetadata {
         };
         next.partitions.clear();
         next.txn_start_ms = -1;
-        next.updated_ms = now_ms;
+        next.updated_ms = wall_ms;
         next
     }
 
@@ -217,7 +219,7 @@ pub fn init_producer_id(
     transactional_id: &str,
     timeout_ms: i32,
     expected: Option<(i64, i16)>,
-    now_ms: i64,
+    wall_ms: i64,
     new_producer_id: impl FnOnce() -> i64,
 ) -> Decision {
     let Some(current) = current.filter(|current| current.state != TxnState::Dead) else {
@@ -225,7 +227,7 @@ pub fn init_producer_id(
             return Decision::Reply(ErrorCode::ProducerFenced);
         }
         return Decision::Write {
-            next: TxnMetadata::new(transactional_id, new_producer_id(), timeout_ms, now_ms),
+            next: TxnMetadata::new(transactional_id, new_producer_id(), timeout_ms, wall_ms),
             reply: ErrorCode::None,
         };
     };
@@ -250,7 +252,7 @@ pub fn init_producer_id(
         // A new instance fences the old one: the open transaction aborts under a bumped
         // epoch; the client retries on CONCURRENT_TRANSACTIONS until the abort completes.
         return Decision::Write {
-            next: current.fenced_abort(now_ms, new_producer_id),
+            next: current.fenced_abort(wall_ms, new_producer_id),
             reply: ErrorCode::ConcurrentTransactions,
         };
     }
@@ -271,7 +273,7 @@ pub fn init_producer_id(
     next.state = TxnState::Empty;
     next.partitions.clear();
     next.txn_start_ms = -1;
-    next.updated_ms = now_ms;
+    next.updated_ms = wall_ms;
     Decision::Write {
         next,
         reply: ErrorCode::None,
@@ -286,7 +288,7 @@ pub fn add_partitions(
     producer_id: i64,
     producer_epoch: i16,
     partitions: &[TopicPartition],
-    now_ms: i64,
+    wall_ms: i64,
 ) -> Decision {
     let Some(current) = current.filter(|current| current.state != TxnState::Dead) else {
         return Decision::Reply(ErrorCode::InvalidProducerIdMapping);
@@ -308,10 +310,10 @@ pub fn add_partitions(
     }
     if !ongoing {
         next.state = TxnState::Ongoing;
-        next.txn_start_ms = now_ms;
+        next.txn_start_ms = wall_ms;
         next.txn_number = current.txn_number + 1;
     }
-    next.updated_ms = now_ms;
+    next.updated_ms = wall_ms;
     Decision::Write {
         next,
         reply: ErrorCode::None,
@@ -326,7 +328,7 @@ pub fn end_transaction(
     producer_id: i64,
     producer_epoch: i16,
     commit: bool,
-    now_ms: i64,
+    wall_ms: i64,
 ) -> Decision {
     let Some(current) = current.filter(|current| current.state != TxnState::Dead) else {
         return Decision::Reply(ErrorCode::InvalidProducerIdMapping);
@@ -346,7 +348,7 @@ pub fn end_transaction(
             } else {
                 TxnState::PrepareAbort
             };
-            next.updated_ms = now_ms;
+            next.updated_ms = wall_ms;
             Decision::Write {
                 next,
                 reply: ErrorCode::None,
@@ -387,19 +389,26 @@ pub fn verify_partition(
     }
 }
 
-/// Whether the id's open transaction has outlived its timeout.
-pub fn is_expired_transaction(current: &TxnMetadata, now_ms: i64) -> bool {
-    current.state == TxnState::Ongoing
-        && current.txn_start_ms >= 0
-        && now_ms >= current.txn_start_ms + i64::from(current.timeout_ms)
+/// Whether the id's open transaction has outlived its timeout. `began_ms` and `now_ms` are
+/// monotonic readings (when the coordinator's node applied the transaction's start, and
+/// now), never the record's wall-clock `txn_start_ms`: a step of the wall clock must not
+/// abort a transaction early or keep it open for good.
+pub fn is_expired_transaction(current: &TxnMetadata, began_ms: i64, now_ms: i64) -> bool {
+    current.state == TxnState::Ongoing && now_ms >= began_ms + i64::from(current.timeout_ms)
 }
 
-/// Whether an idle id has outlived `transactional.id.expiration.ms`.
-pub fn is_expired_id(current: &TxnMetadata, now_ms: i64, expiration_ms: i64) -> bool {
+/// Whether an idle id has outlived `transactional.id.expiration.ms` since its last change
+/// (`changed_ms`, monotonic like `now_ms`; see [`is_expired_transaction`]).
+pub fn is_expired_id(
+    current: &TxnMetadata,
+    changed_ms: i64,
+    now_ms: i64,
+    expiration_ms: i64,
+) -> bool {
     matches!(
         current.state,
         TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-    ) && now_ms >= current.updated_ms + expiration_ms
+    ) && now_ms >= changed_ms + expiration_ms
 }
 
 /// The transactional id's partition of `__transaction_state`: Kafka's
@@ -707,8 +716,8 @@ mod tests {
     #[test]
     fn transactions_expire_after_their_timeout_only() {
         let open = ongoing();
-        assert!(!is_expired_transaction(&open, 10 + 59_999));
-        assert!(is_expired_transaction(&open, 10 + 60_000));
-        assert!(!is_expired_transaction(&fresh(), i64::MAX / 2));
+        assert!(!is_expired_transaction(&open, 10, 10 + 59_999));
+        assert!(is_expired_transaction(&open, 10, 10 + 60_000));
+        assert!(!is_expired_transaction(&fresh(), 10, i64::MAX / 2));
     }
 }

@@ -57,7 +57,8 @@ pub async fn run_node_with(
     if let Some(adjust) = &hooks.adjust_broker_config {
         adjust(&mut broker_config);
     }
-    let now = hooks.now_ms();
+    let clock = runtime::NodeClock::start(&hooks);
+    let now = clock.now();
     hooks.trace(
         now,
         runtime::TraceEvent::Started {
@@ -87,7 +88,7 @@ pub async fn run_node_with(
         hooks.broker_rng_seed.unwrap_or_else(rand::random),
         now,
     );
-    let handle = runtime::start_with(broker, storage, initial, peers, hooks)
+    let handle = runtime::start_with(broker, storage, initial, peers, hooks, clock)
         .context("applying recovery outputs")?;
     tracing::info!(
         address = %bound,

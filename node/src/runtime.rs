@@ -8,11 +8,15 @@
 //! completion comes back as `Input::Synced`, which releases the acknowledgements waiting for
 //! it. Produce requests that arrive during a sync share the next one.
 //!
-//! The core never reads a clock: this task passes wall-clock milliseconds as `now`.
+//! The core never reads a clock: this task reads the node's two ([`NodeClock`]) before each
+//! step and passes both as `Now`: a monotonic one, which drives every timer in the core, and
+//! the wall clock, which only stamps records and decides time-based retention (see
+//! `myelin_core::api::Now`). A step of the wall clock (NTP, an operator) so fires no
+//! election, session expiry or timeout early and stalls none.
 //!
 //! [`NodeHooks`] let a driver observe and perturb a node without changing what it does: a
-//! [`TraceSink`] sees every core input and output in order, a clock offset skews the `now`
-//! the core sees, a sync delay models fsync latency, and the core's configuration can be
+//! [`TraceSink`] sees every core input and output in order, a clock offset skews (or steps)
+//! the wall clock the core sees, a sync delay models fsync latency, and the core's configuration can be
 //! adjusted before the broker is built. The real binary passes no hooks; the simulator
 //! passes all of them.
 //!
@@ -24,8 +28,8 @@ use crate::peer::{PeerReceiver, PeerTransport};
 use crate::storage::{read_verified, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use myelin_core::api::{
-    BrokerConfig, Input, Output, PeerMessage, ReadChunk, RecoveredPartition, Request, RequestId,
-    Response, StorageCommand,
+    BrokerConfig, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition, Request,
+    RequestId, Response, StorageCommand,
 };
 use myelin_core::broker::Broker;
 use myelin_core::metadata::TopicPartition;
@@ -120,9 +124,9 @@ pub enum TraceEvent<'a> {
     FailStop(&'a StorageError),
 }
 
-/// Receives a node's trace; `now_ms` is the time the core was given.
+/// Receives a node's trace; `wall_ms` is the wall clock the core was given.
 pub trait TraceSink: Send + Sync {
-    fn record(&self, now_ms: i64, event: TraceEvent<'_>);
+    fn record(&self, wall_ms: i64, event: TraceEvent<'_>);
 }
 
 /// Adjusts a broker's configuration before it is built (see [`NodeHooks`]).
@@ -135,8 +139,9 @@ pub type SyncDelay = Arc<dyn Fn() -> Duration + Send + Sync>;
 pub struct NodeHooks {
     /// Sees every core input and output, in order.
     pub trace: Option<Arc<dyn TraceSink>>,
-    /// Milliseconds added to the wall clock before the core sees it (clock skew); shared,
-    /// so the driver may change it while the node runs.
+    /// Milliseconds added to the wall clock before the core sees it (clock skew, or a step
+    /// of the wall clock); shared, so the driver may change it while the node runs. The
+    /// monotonic clock is never offset.
     pub clock_offset_ms: Option<Arc<AtomicI64>>,
     /// Called before each group-commit sync starts; the sync waits that long (fsync
     /// latency). Appends made meanwhile are covered by the same sync.
@@ -148,19 +153,44 @@ pub struct NodeHooks {
 }
 
 impl NodeHooks {
-    /// The `now` the core sees: wall-clock milliseconds plus the clock offset.
-    pub fn now_ms(&self) -> i64 {
-        let offset = self
-            .clock_offset_ms
-            .as_ref()
-            .map_or(0, |offset| offset.load(Ordering::Relaxed));
-        wall_clock_ms() + offset
+    /// Shows `event`, which happened at `now`, to the trace sink, if any.
+    pub fn trace(&self, now: Now, event: TraceEvent<'_>) {
+        if let Some(sink) = &self.trace {
+            sink.record(now.wall_ms, event);
+        }
+    }
+}
+
+/// A node's two clocks, read together as the core's [`Now`].
+#[derive(Clone)]
+pub struct NodeClock {
+    /// The monotonic clock's zero: when the node started. `tokio::time::Instant` is the
+    /// simulator's virtual clock under madsim, so simulated runs stay deterministic.
+    origin: tokio::time::Instant,
+    /// The hooks' wall-clock offset, if any.
+    wall_offset_ms: Option<Arc<AtomicI64>>,
+}
+
+impl NodeClock {
+    /// Starts the monotonic clock at zero now.
+    pub fn start(hooks: &NodeHooks) -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+            wall_offset_ms: hooks.clock_offset_ms.clone(),
+        }
     }
 
-    /// Shows `event` to the trace sink, if any.
-    pub fn trace(&self, now_ms: i64, event: TraceEvent<'_>) {
-        if let Some(sink) = &self.trace {
-            sink.record(now_ms, event);
+    /// Reads both clocks: monotonic milliseconds since the node started, and wall-clock
+    /// milliseconds plus the hooks' offset.
+    pub fn now(&self) -> Now {
+        let monotonic_ms = i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let offset_ms = self
+            .wall_offset_ms
+            .as_ref()
+            .map_or(0, |offset| offset.load(Ordering::Relaxed));
+        Now {
+            monotonic_ms,
+            wall_ms: wall_clock_ms() + offset_ms,
         }
     }
 }
@@ -188,15 +218,18 @@ struct CoreTask {
     /// The transport to the other nodes; `None` for a single-node cluster.
     peers: Option<PeerTransport<PeerMessage>>,
     hooks: NodeHooks,
+    clock: NodeClock,
 }
 
-/// Starts the core task and returns the handle connection tasks use.
+/// Starts the core task and returns the handle connection tasks use. `clock` is the one the
+/// broker was built with (`Broker::new` took its first reading).
 pub fn start(
     broker: Broker,
     storage: Arc<dyn Storage>,
     initial: Vec<Output>,
+    clock: NodeClock,
 ) -> Result<NodeHandle, StorageError> {
-    start_with(broker, storage, initial, None, NodeHooks::default())
+    start_with(broker, storage, initial, None, NodeHooks::default(), clock)
 }
 
 /// [`start`], with the peer transport of a cluster and hooks. Messages from peers become
@@ -208,6 +241,7 @@ pub fn start_with(
     initial: Vec<Output>,
     peers: Option<(PeerTransport<PeerMessage>, PeerReceiver<PeerMessage>)>,
     hooks: NodeHooks,
+    clock: NodeClock,
 ) -> Result<NodeHandle, StorageError> {
     let (events_sender, events) = mpsc::channel(CORE_QUEUE_DEPTH);
     let (peers, peer_receiver) = match peers {
@@ -225,9 +259,10 @@ pub fn start_with(
         sync_in_flight: false,
         peers,
         hooks,
+        clock,
     };
     if task.hooks.trace.is_some() {
-        let now = task.hooks.now_ms();
+        let now = task.clock.now();
         for output in &initial {
             task.hooks.trace(now, TraceEvent::Output(output));
         }
@@ -236,7 +271,7 @@ pub fn start_with(
         // Stored data found corrupt at start (or storage failing): fail-stop, as below.
         tracing::error!(%error, "the node cannot start from its data; it stops");
         task.hooks
-            .trace(task.hooks.now_ms(), TraceEvent::FailStop(&error));
+            .trace(task.clock.now(), TraceEvent::FailStop(&error));
         return Err(error);
     }
     // Peer messages have their own queue, read before client requests: votes, heartbeats
@@ -257,7 +292,8 @@ impl CoreTask {
         mut peer_events: PeerReceiver<PeerMessage>,
     ) {
         loop {
-            let now = self.hooks.now_ms();
+            // Timers are due on the monotonic clock (see `Broker::next_wakeup_ms`).
+            let now = self.clock.now().monotonic_ms;
             let wake_at = self
                 .broker
                 .next_wakeup_ms()
@@ -308,7 +344,7 @@ impl CoreTask {
     fn fail_stop(&self, error: &StorageError) {
         tracing::error!(%error, "storage failed; the node stops serving");
         self.hooks
-            .trace(self.hooks.now_ms(), TraceEvent::FailStop(error));
+            .trace(self.clock.now(), TraceEvent::FailStop(error));
         #[cfg(not(madsim))]
         std::process::exit(70);
     }
@@ -337,7 +373,7 @@ impl CoreTask {
     }
 
     fn step(&mut self, input: Input) -> Result<(), StorageError> {
-        let now = self.hooks.now_ms();
+        let now = self.clock.now();
         if self.hooks.trace.is_none() {
             let outputs = self.broker.step(now, input);
             return self.execute(outputs);

@@ -222,7 +222,8 @@ pub enum Fault {
     },
     /// The node's next fsync fails: the node fail-stops and is restarted after a crash.
     FsyncFailure { node: u8 },
-    /// The node's core sees its clock shifted by `offset_ms`.
+    /// The node's wall clock is stepped by `offset_ms` (and back at the heal), as NTP or an
+    /// operator might; its monotonic clock, which runs the core's timers, is not.
     ClockSkew {
         node: u8,
         offset_ms: i64,
@@ -1237,7 +1238,7 @@ impl fmt::Display for Fault {
                 for_ms,
             } => write!(
                 f,
-                "skew the clock of node {node} by {offset_ms:+} ms for {}",
+                "step the wall clock of node {node} by {offset_ms:+} ms for {}",
                 seconds(*for_ms)
             ),
             Fault::Split { minority, for_ms } => write!(

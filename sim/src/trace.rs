@@ -7,7 +7,8 @@
 //! - `t_us`: simulated time since the start of the run, in microseconds;
 //! - `node`: the node (1-based) for core events and node faults, else absent; `client`: the
 //!   client for its operations;
-//! - `now_ms`: the clock the core was given (it differs from `t_us` under clock skew);
+//! - `now_ms`: the wall clock the core was given (it differs from `t_us` under clock skew;
+//!   the core's monotonic clock is the node's time since it started);
 //! - `kind`: from a node's core: `start` (the node recovered and builds its broker), `in`
 //!   (an input to `Broker::step`), `out` (one of its outputs, in order), `fail-stop`; from
 //!   the harness: `scenario` (the first line: the scenario as JSON), `fault`,

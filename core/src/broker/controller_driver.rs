@@ -4,7 +4,7 @@
 //! snapshot, then opening and removing the partitions a change gives or takes.
 
 use super::{hosted_leader, Broker, PartitionState};
-use crate::api::{AdminOp, Output, RequestId, Response, TopicResult};
+use crate::api::{AdminOp, Now, Output, RequestId, Response, TopicResult};
 use crate::controller::{
     metadata_partition, Controller, ControllerContext, ControllerNode, ControllerOutput,
 };
@@ -71,15 +71,16 @@ impl Broker {
     pub(super) fn partition_leader(
         &self,
         partition: &TopicPartition,
-        now_ms: i64,
+        now: Now,
     ) -> Option<(i32, NodeId)> {
         let hosted = hosted_leader(&self.partitions, partition);
-        self.controller.live_leader(partition, hosted, now_ms)
+        self.controller
+            .live_leader(partition, hosted, now.monotonic_ms)
     }
 
     /// Applies every committed metadata batch not applied yet; persists the snapshot, then
     /// opens and removes the partitions the changes give or take from this node.
-    pub(super) fn apply_committed_metadata(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    pub(super) fn apply_committed_metadata(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let Some(committed) = self
             .partitions
             .get(&metadata_partition())
@@ -111,7 +112,7 @@ impl Broker {
                 && !self.partitions.contains_key(&partition)
             {
                 tracing::info!(%partition, "partition created");
-                self.open_partition(now_ms, partition, None, None, outputs);
+                self.open_partition(now, partition, None, None, outputs);
             }
         }
     }
@@ -119,82 +120,75 @@ impl Broker {
     /// A client's CreateTopics or DeleteTopics.
     pub(super) fn admin_request(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         op: AdminOp,
         outputs: &mut Vec<Output>,
     ) {
-        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+        let controller_outputs = self.drive_controller(now, |controller, context| {
             controller.admin_request(context, id, op)
         });
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     pub(super) fn on_forward(
         &mut self,
-        now_ms: i64,
+        now: Now,
         from: NodeId,
         id: u64,
         op: AdminOp,
         outputs: &mut Vec<Output>,
     ) {
-        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+        let controller_outputs = self.drive_controller(now, |controller, context| {
             controller.on_forward(context, from, id, op)
         });
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     pub(super) fn on_forwarded(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: u64,
         results: Vec<TopicResult>,
         outputs: &mut Vec<Output>,
     ) {
         let controller_outputs = self.controller.on_forwarded(id, results);
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     /// After every step: see `Controller::release_admin`.
-    pub(super) fn release_admin(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
-            controller.release_admin(context)
-        });
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+    pub(super) fn release_admin(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        let controller_outputs =
+            self.drive_controller(now, |controller, context| controller.release_admin(context));
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     /// Timers: leader announcements, this node's registration, the cluster id.
-    pub(super) fn controller_tick(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    pub(super) fn controller_tick(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let controller_outputs =
-            self.drive_controller(now_ms, |controller, context| controller.tick(context));
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+            self.drive_controller(now, |controller, context| controller.tick(context));
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     /// Runs an admin operation nobody waits for (auto-creation) at the controller.
-    pub(super) fn submit_unanswered(
-        &mut self,
-        now_ms: i64,
-        op: AdminOp,
-        outputs: &mut Vec<Output>,
-    ) {
-        let controller_outputs = self.drive_controller(now_ms, |controller, context| {
+    pub(super) fn submit_unanswered(&mut self, now: Now, op: AdminOp, outputs: &mut Vec<Output>) {
+        let controller_outputs = self.drive_controller(now, |controller, context| {
             controller.submit_unanswered(context, op)
         });
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        self.execute_controller_outputs(now, controller_outputs, outputs);
     }
 
     pub(super) fn metadata_request(
         &mut self,
-        now_ms: i64,
+        now: Now,
         topics: Option<Vec<String>>,
         allow_auto_create: bool,
         outputs: &mut Vec<Output>,
     ) -> Response {
-        let (response, controller_outputs) = self
-            .drive_controller(now_ms, |controller, context| {
-                controller.metadata_request(context, topics, allow_auto_create)
-            });
-        self.execute_controller_outputs(now_ms, controller_outputs, outputs);
+        let (response, controller_outputs) = self.drive_controller(now, |controller, context| {
+            controller.metadata_request(context, topics, allow_auto_create)
+        });
+        self.execute_controller_outputs(now, controller_outputs, outputs);
         response
     }
 
@@ -205,7 +199,7 @@ impl Broker {
     /// Calls the controller with its view of this node.
     fn drive_controller<R>(
         &mut self,
-        now_ms: i64,
+        now: Now,
         call: impl FnOnce(&mut Controller, &mut ControllerContext<'_>) -> R,
     ) -> R {
         let node = ControllerView {
@@ -213,7 +207,7 @@ impl Broker {
             partitions: &self.partitions,
         };
         let mut context = ControllerContext {
-            now_ms,
+            now,
             node: &node,
             rng: &mut self.rng,
         };
@@ -224,7 +218,7 @@ impl Broker {
     /// the next.
     fn execute_controller_outputs(
         &mut self,
-        now_ms: i64,
+        now: Now,
         controller_outputs: Vec<ControllerOutput>,
         outputs: &mut Vec<Output>,
     ) {
@@ -238,9 +232,9 @@ impl Broker {
                 }
                 ControllerOutput::Append { batch, write } => {
                     let appended =
-                        self.append_broker_batch(now_ms, &metadata_partition(), batch, outputs);
+                        self.append_broker_batch(now, &metadata_partition(), batch, outputs);
                     let replies = self.controller.appended(write, appended);
-                    self.execute_controller_outputs(now_ms, replies, outputs);
+                    self.execute_controller_outputs(now, replies, outputs);
                 }
             }
         }

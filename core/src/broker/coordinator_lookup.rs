@@ -3,7 +3,7 @@
 //! that internal topic, and asks the controller to create the topic the first time.
 
 use super::Broker;
-use crate::api::{AdminOp, CoordinatorResult, CreateTopic, ErrorCode, Output};
+use crate::api::{AdminOp, CoordinatorResult, CreateTopic, ErrorCode, Now, Output};
 use crate::group_coordinator::{offsets_partition_of, OFFSETS_TOPIC};
 use crate::metadata::TopicPartition;
 
@@ -16,7 +16,7 @@ impl Broker {
     /// which is created the first time it is asked for.
     pub(super) fn find_coordinators(
         &mut self,
-        now_ms: i64,
+        now: Now,
         topic: &'static str,
         keys: Vec<String>,
         outputs: &mut Vec<Output>,
@@ -27,7 +27,7 @@ impl Broker {
             .get(topic)
             .map(|topic| topic.partition_count)
         else {
-            self.request_internal_topic(now_ms, topic, outputs);
+            self.request_internal_topic(now, topic, outputs);
             return keys
                 .into_iter()
                 .map(|group_id| CoordinatorResult {
@@ -40,7 +40,7 @@ impl Broker {
         keys.into_iter()
             .map(|group_id| {
                 let index = offsets_partition_of(&group_id, partition_count);
-                let leader = self.partition_leader(&TopicPartition::new(topic, index), now_ms);
+                let leader = self.partition_leader(&TopicPartition::new(topic, index), now);
                 tracing::debug!(key = %group_id, topic, partition = index, ?leader, "coordinator lookup");
                 let node = leader
                     .and_then(|(_, leader)| {
@@ -67,18 +67,19 @@ impl Broker {
     /// Asks the controller to create an internal topic (at most once a second).
     pub(super) fn request_internal_topic(
         &mut self,
-        now_ms: i64,
+        now: Now,
         topic: &'static str,
         outputs: &mut Vec<Output>,
     ) {
         if self
             .internal_topics_requested_ms
             .get(topic)
-            .is_some_and(|at| now_ms < at + INTERNAL_TOPIC_REQUEST_INTERVAL_MS)
+            .is_some_and(|at| now.monotonic_ms < at + INTERNAL_TOPIC_REQUEST_INTERVAL_MS)
         {
             return;
         }
-        self.internal_topics_requested_ms.insert(topic, now_ms);
+        self.internal_topics_requested_ms
+            .insert(topic, now.monotonic_ms);
         let partition_count = if topic == OFFSETS_TOPIC {
             self.config.offsets_partitions
         } else {
@@ -91,6 +92,6 @@ impl Broker {
             configs: Vec::new(),
             validate_only: false,
         }]);
-        self.submit_unanswered(now_ms, op, outputs);
+        self.submit_unanswered(now, op, outputs);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::transactions::AfterVerification;
 use super::{Broker, InternalPartitionsView};
-use crate::api::{ErrorCode, Output, Request, RequestId, Response};
+use crate::api::{ErrorCode, Now, Output, Request, RequestId, Response};
 use crate::group_coordinator::{GroupContext, GroupCoordinator, GroupOutput, OFFSETS_TOPIC};
 use crate::metadata::TopicPartition;
 
@@ -24,45 +24,45 @@ impl Broker {
     /// Every group API: FindCoordinator is answered here, the others by the coordinator.
     pub(super) fn group_request(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         request: Request,
         outputs: &mut Vec<Output>,
     ) {
         if let Request::FindCoordinator { groups } = request {
-            let found = self.find_coordinators(now_ms, OFFSETS_TOPIC, groups, outputs);
+            let found = self.find_coordinators(now, OFFSETS_TOPIC, groups, outputs);
             outputs.push(Output::Respond {
                 id,
                 response: Response::FindCoordinator(found),
             });
             return;
         }
-        let group_outputs = self.drive_group_coordinator(now_ms, |coordinator, context| {
+        let group_outputs = self.drive_group_coordinator(now, |coordinator, context| {
             coordinator.handle_request(context, id, request)
         });
-        self.execute_group_outputs(now_ms, group_outputs, outputs);
+        self.execute_group_outputs(now, group_outputs, outputs);
     }
 
     /// Continues a TxnOffsetCommit once the transaction coordinator confirmed (or refused)
     /// that the offsets partition is in the producer's transaction.
     pub(super) fn txn_offset_commit_verified(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         request: Request,
         verification_error: Option<ErrorCode>,
         outputs: &mut Vec<Output>,
     ) {
-        let group_outputs = self.drive_group_coordinator(now_ms, |coordinator, context| {
+        let group_outputs = self.drive_group_coordinator(now, |coordinator, context| {
             coordinator.txn_offset_commit_verified(context, id, request, verification_error)
         });
-        self.execute_group_outputs(now_ms, group_outputs, outputs);
+        self.execute_group_outputs(now, group_outputs, outputs);
     }
 
     /// After every step: see `GroupCoordinator::settle`.
-    pub(super) fn settle_groups(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        let replies = self
-            .drive_group_coordinator(now_ms, |coordinator, context| coordinator.settle(context));
+    pub(super) fn settle_groups(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        let replies =
+            self.drive_group_coordinator(now, |coordinator, context| coordinator.settle(context));
         outputs.extend(
             replies
                 .into_iter()
@@ -71,15 +71,15 @@ impl Broker {
     }
 
     /// Timers of the coordinated groups.
-    pub(super) fn coordinator_tick(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
-        let group_outputs = self.group_coordinator.tick(now_ms);
-        self.execute_group_outputs(now_ms, group_outputs, outputs);
+    pub(super) fn coordinator_tick(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        let group_outputs = self.group_coordinator.tick(now);
+        self.execute_group_outputs(now, group_outputs, outputs);
     }
 
     /// Calls the group coordinator with its view of this node.
     fn drive_group_coordinator<R>(
         &mut self,
-        now_ms: i64,
+        now: Now,
         call: impl FnOnce(&mut GroupCoordinator, &mut GroupContext<'_>) -> R,
     ) -> R {
         let offsets = InternalPartitionsView {
@@ -88,7 +88,7 @@ impl Broker {
             partitions: &self.partitions,
         };
         let mut context = GroupContext {
-            now_ms,
+            now,
             offsets: &offsets,
             rng: &mut self.rng,
         };
@@ -99,7 +99,7 @@ impl Broker {
     /// the next.
     fn execute_group_outputs(
         &mut self,
-        now_ms: i64,
+        now: Now,
         group_outputs: Vec<GroupOutput>,
         outputs: &mut Vec<Output>,
     ) {
@@ -114,7 +114,7 @@ impl Broker {
                     write,
                 } => {
                     let partition = TopicPartition::new(OFFSETS_TOPIC, partition);
-                    let appended = self.append_broker_batch(now_ms, &partition, batch, outputs);
+                    let appended = self.append_broker_batch(now, &partition, batch, outputs);
                     let replies = self.group_coordinator.appended(write, appended);
                     outputs.extend(
                         replies
@@ -138,17 +138,11 @@ impl Broker {
                         .get(&partition)
                         .is_some_and(|state| state.txns.is_open(producer_id, producer_epoch));
                     if open {
-                        self.txn_offset_commit_verified(now_ms, id, request, None, outputs);
+                        self.txn_offset_commit_verified(now, id, request, None, outputs);
                     } else {
                         let unverified = vec![(partition, producer_id, producer_epoch)];
                         let then = AfterVerification::TxnOffsetCommit { id, request };
-                        self.start_verification(
-                            now_ms,
-                            &transactional_id,
-                            unverified,
-                            then,
-                            outputs,
-                        );
+                        self.start_verification(now, &transactional_id, unverified, then, outputs);
                     }
                 }
             }

@@ -13,8 +13,8 @@
 
 use super::{Broker, TxnNodeView, WaitingProduce, WriteReply, WriteTerms};
 use crate::api::{
-    DescribedProducers, ErrorCode, Output, PeerMessage, ProducePartition, ProducePartitionResult,
-    ProducerDescription, Request, RequestId, Response,
+    DescribedProducers, ErrorCode, Now, Output, PeerMessage, ProducePartition,
+    ProducePartitionResult, ProducerDescription, Request, RequestId, Response,
 };
 use crate::group_coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicPartition;
@@ -111,14 +111,14 @@ impl Broker {
     /// others by the coordinator.
     pub(super) fn transaction_request(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: RequestId,
         request: Request,
         outputs: &mut Vec<Output>,
     ) {
         let response = match request {
             Request::FindTransactionCoordinator { transactional_ids } => Response::FindCoordinator(
-                self.find_coordinators(now_ms, TRANSACTION_STATE_TOPIC, transactional_ids, outputs),
+                self.find_coordinators(now, TRANSACTION_STATE_TOPIC, transactional_ids, outputs),
             ),
             Request::DescribeProducers { partitions } => Response::DescribeProducers(
                 partitions
@@ -127,10 +127,10 @@ impl Broker {
                     .collect(),
             ),
             request => {
-                let txn_outputs = self.drive_txn_coordinator(now_ms, |coordinator, context| {
+                let txn_outputs = self.drive_txn_coordinator(now, |coordinator, context| {
                     coordinator.handle_request(context, id, request)
                 });
-                self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+                self.execute_txn_outputs(now, txn_outputs, outputs);
                 return;
             }
         };
@@ -170,12 +170,12 @@ impl Broker {
     /// Calls the transaction coordinator with its view of this node.
     fn drive_txn_coordinator<R>(
         &mut self,
-        now_ms: i64,
+        now: Now,
         call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> R,
     ) -> R {
-        let node = TxnNodeView::new(now_ms, &self.metadata, &self.partitions, &self.controller);
+        let node = TxnNodeView::new(now, &self.metadata, &self.partitions, &self.controller);
         let mut context = TxnContext {
-            now_ms,
+            now,
             node: &node,
             next_producer_id: self.next_producer_id,
             message_ids: &mut self.txn_message_ids,
@@ -187,7 +187,7 @@ impl Broker {
     /// the next.
     fn execute_txn_outputs(
         &mut self,
-        now_ms: i64,
+        now: Now,
         txn_outputs: Vec<TxnOutput>,
         outputs: &mut Vec<Output>,
     ) {
@@ -209,7 +209,7 @@ impl Broker {
                     write,
                 } => {
                     let partition = TopicPartition::new(TRANSACTION_STATE_TOPIC, partition);
-                    let appended = self.append_broker_batch(now_ms, &partition, batch, outputs);
+                    let appended = self.append_broker_batch(now, &partition, batch, outputs);
                     let replies = self.txn_coordinator.appended(write, appended);
                     outputs.extend(
                         replies
@@ -218,7 +218,7 @@ impl Broker {
                     );
                 }
                 TxnOutput::CreateOffsetsTopic => {
-                    self.request_internal_topic(now_ms, OFFSETS_TOPIC, outputs)
+                    self.request_internal_topic(now, OFFSETS_TOPIC, outputs)
                 }
                 TxnOutput::WriteMarkers {
                     leader,
@@ -231,7 +231,7 @@ impl Broker {
                             to: self.config.node_id,
                             id,
                         };
-                        self.write_markers(now_ms, reply, markers, partitions, outputs);
+                        self.write_markers(now, reply, markers, partitions, outputs);
                     } else {
                         outputs.push(Output::Send {
                             to: leader,
@@ -255,53 +255,55 @@ impl Broker {
     }
 
     /// After every step: see `TransactionCoordinator::settle`.
-    pub(super) fn settle_transactions(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    pub(super) fn settle_transactions(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let txn_outputs =
-            self.drive_txn_coordinator(now_ms, |coordinator, context| coordinator.settle(context));
-        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+            self.drive_txn_coordinator(now, |coordinator, context| coordinator.settle(context));
+        self.execute_txn_outputs(now, txn_outputs, outputs);
     }
 
     /// A partition leader's answer to one of this node's marker requests.
     pub(super) fn on_markers_written(
         &mut self,
-        now_ms: i64,
+        now: Now,
         id: u64,
         results: Vec<(TopicPartition, ErrorCode)>,
         outputs: &mut Vec<Output>,
     ) {
-        let txn_outputs = self.txn_coordinator.on_markers_written(now_ms, id, results);
-        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+        let txn_outputs = self
+            .txn_coordinator
+            .on_markers_written(now.wall_ms, id, results);
+        self.execute_txn_outputs(now, txn_outputs, outputs);
     }
 
     /// Timers: verifications that waited too long, then the coordinator's.
-    pub(super) fn transactions_tick(&mut self, now_ms: i64, outputs: &mut Vec<Output>) {
+    pub(super) fn transactions_tick(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let expired: Vec<u64> = self
             .verifications
             .waiting
             .iter()
-            .filter(|(_, verification)| verification.deadline_ms <= now_ms)
+            .filter(|(_, verification)| verification.deadline_ms <= now.monotonic_ms)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
             if let Some(pending) = self.verifications.take(id) {
-                self.finish_verification(now_ms, pending, Vec::new(), 0, outputs);
+                self.finish_verification(now, pending, Vec::new(), 0, outputs);
             }
         }
         let txn_outputs =
-            self.drive_txn_coordinator(now_ms, |coordinator, context| coordinator.tick(context));
-        self.execute_txn_outputs(now_ms, txn_outputs, outputs);
+            self.drive_txn_coordinator(now, |coordinator, context| coordinator.tick(context));
+        self.execute_txn_outputs(now, txn_outputs, outputs);
     }
 
     /// The coordinator's answer to a verification asked of this node.
     fn verify_locally(
         &mut self,
-        now_ms: i64,
+        now: Now,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[TopicPartition],
     ) -> (Vec<(TopicPartition, ErrorCode)>, u64) {
-        self.drive_txn_coordinator(now_ms, |coordinator, context| {
+        self.drive_txn_coordinator(now, |coordinator, context| {
             coordinator.verify(
                 context.node,
                 transactional_id,
@@ -318,7 +320,7 @@ impl Broker {
     /// producer's open transaction; `then` continues once it answers (or does not in time).
     pub(super) fn start_verification(
         &mut self,
-        now_ms: i64,
+        now: Now,
         transactional_id: &str,
         unverified: Vec<(TopicPartition, i64, i16)>,
         then: AfterVerification,
@@ -346,7 +348,7 @@ impl Broker {
             .collect();
         let pending = PendingVerification {
             producer_id,
-            deadline_ms: now_ms + VERIFY_TIMEOUT_MS,
+            deadline_ms: now.monotonic_ms + VERIFY_TIMEOUT_MS,
             tokens,
             then,
         };
@@ -356,19 +358,19 @@ impl Broker {
             .get(TRANSACTION_STATE_TOPIC)
             .map(|topic| transaction_partition_of(transactional_id, topic.partition_count))
             .and_then(|index| {
-                self.partition_leader(&TopicPartition::new(TRANSACTION_STATE_TOPIC, index), now_ms)
+                self.partition_leader(&TopicPartition::new(TRANSACTION_STATE_TOPIC, index), now)
             })
             .map(|(_, leader)| leader);
         match coordinator {
             Some(leader) if leader == self.config.node_id => {
                 let (results, txn_number) = self.verify_locally(
-                    now_ms,
+                    now,
                     transactional_id,
                     producer_id,
                     producer_epoch,
                     &partitions,
                 );
-                self.finish_verification(now_ms, pending, results, txn_number, outputs);
+                self.finish_verification(now, pending, results, txn_number, outputs);
             }
             Some(leader) if self.verifications.waiting.len() < VERIFICATIONS_IN_FLIGHT_MAX => {
                 // One numbering with the coordinator's marker requests (see `TxnContext`).
@@ -386,7 +388,7 @@ impl Broker {
                     },
                 });
             }
-            _ => self.finish_verification(now_ms, pending, Vec::new(), 0, outputs),
+            _ => self.finish_verification(now, pending, Vec::new(), 0, outputs),
         }
     }
 
@@ -394,7 +396,7 @@ impl Broker {
     /// (and no marker voided since) go ahead, the others are refused.
     fn finish_verification(
         &mut self,
-        now_ms: i64,
+        now: Now,
         pending: PendingVerification,
         results: Vec<(TopicPartition, ErrorCode)>,
         txn_number: u64,
@@ -432,11 +434,11 @@ impl Broker {
                     .into_iter()
                     .map(|(partition, error)| (partition, produce_error_of_verification(error)))
                     .collect();
-                self.produce_verified(now_ms, id, terms, true, partitions, &refused, outputs)
+                self.produce_verified(now, id, terms, true, partitions, &refused, outputs)
             }
             AfterVerification::TxnOffsetCommit { id, request } => {
                 let error = refused.values().next().copied();
-                self.txn_offset_commit_verified(now_ms, id, request, error, outputs)
+                self.txn_offset_commit_verified(now, id, request, error, outputs)
             }
         }
     }
@@ -445,7 +447,7 @@ impl Broker {
 
     pub(super) fn on_transaction_peer(
         &mut self,
-        now_ms: i64,
+        now: Now,
         from: NodeId,
         message: PeerMessage,
         outputs: &mut Vec<Output>,
@@ -459,7 +461,7 @@ impl Broker {
                 partitions,
             } => {
                 let (results, txn_number) = self.verify_locally(
-                    now_ms,
+                    now,
                     &transactional_id,
                     producer_id,
                     producer_epoch,
@@ -480,7 +482,7 @@ impl Broker {
                 results,
             } => {
                 if let Some(pending) = self.verifications.take(id) {
-                    self.finish_verification(now_ms, pending, results, txn_number, outputs);
+                    self.finish_verification(now, pending, results, txn_number, outputs);
                 }
             }
             PeerMessage::WriteTxnMarkers {
@@ -500,7 +502,7 @@ impl Broker {
                     commit,
                 };
                 self.write_markers(
-                    now_ms,
+                    now,
                     WriteReply::Markers { to: from, id },
                     markers,
                     partitions,
@@ -508,7 +510,7 @@ impl Broker {
                 );
             }
             PeerMessage::TxnMarkersWritten { id, results } => {
-                self.on_markers_written(now_ms, id, results, outputs)
+                self.on_markers_written(now, id, results, outputs)
             }
             other => unreachable!("not a transaction message: {other:?}"),
         }
@@ -518,7 +520,7 @@ impl Broker {
     /// committed (or its partition fails).
     fn write_markers(
         &mut self,
-        now_ms: i64,
+        now: Now,
         reply: WriteReply,
         markers: MarkerWrite,
         partitions: Vec<TopicPartition>,
@@ -527,7 +529,7 @@ impl Broker {
         let mut results = Vec::with_capacity(partitions.len());
         let mut waits = Vec::new();
         for partition in partitions {
-            let (error, wait) = self.write_marker(now_ms, &partition, &markers, outputs);
+            let (error, wait) = self.write_marker(now, &partition, &markers, outputs);
             if let Some((offset, epoch)) = wait {
                 waits.push(super::ProduceWait {
                     partition: partition.clone(),
@@ -561,7 +563,7 @@ impl Broker {
     /// One partition's marker: the error, and the offset whose commitment answers it.
     fn write_marker(
         &mut self,
-        now_ms: i64,
+        now: Now,
         partition: &TopicPartition,
         markers: &MarkerWrite,
         outputs: &mut Vec<Output>,
@@ -590,9 +592,9 @@ impl Broker {
                     markers.producer_id,
                     markers.producer_epoch,
                     markers.coordinator_epoch,
-                    now_ms,
+                    now.wall_ms,
                 );
-                match self.append_broker_batch(now_ms, partition, batch, outputs) {
+                match self.append_broker_batch(now, partition, batch, outputs) {
                     Some(wait) => {
                         if let Some(state) = self.partitions.get_mut(partition) {
                             state.txns.marker_written(

@@ -89,7 +89,7 @@ impl Node {
         call: impl FnOnce(&mut Controller, &mut ControllerContext<'_>) -> Vec<ControllerOutput>,
     ) -> usize {
         let mut context = ControllerContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             node: &self.view,
             rng: &mut self.rng,
         };
@@ -374,7 +374,7 @@ fn metadata_names_an_announced_leader_only_while_it_is_live() {
         .learn_leaders(2, vec![(TopicPartition::new("orders", 0), 4)]);
     let leader = |node: &mut Node| {
         let mut context = ControllerContext {
-            now_ms: node.now_ms,
+            now: Now::aligned(node.now_ms),
             node: &node.view,
             rng: &mut node.rng,
         };
@@ -398,7 +398,7 @@ fn metadata_names_an_announced_leader_only_while_it_is_live() {
 fn metadata_of_an_unknown_topic_asks_for_its_creation() {
     let mut node = Node::new();
     let mut context = ControllerContext {
-        now_ms: node.now_ms,
+        now: Now::aligned(node.now_ms),
         node: &node.view,
         rng: &mut node.rng,
     };

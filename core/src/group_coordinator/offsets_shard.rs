@@ -76,7 +76,8 @@ pub(super) struct OffsetsShard {
     /// The membership last written per live group (committed or not): only changes are
     /// written.
     pub(super) written: BTreeMap<String, MembershipSnapshot>,
-    /// When each live group last had a record written (expiry waits past it).
+    /// When each live group last had a record written, on the monotonic clock (expiry waits
+    /// past it); a loaded group's counts from its load.
     pub(super) last_write_ms: BTreeMap<String, i64>,
     /// Each live group's last write: (offset its commit must reach, epoch). Replies that
     /// write nothing still wait for it.
@@ -227,13 +228,10 @@ impl OffsetsShard {
             if let Some(snapshot) = &committed.membership {
                 self.written.insert(group_id.clone(), snapshot.clone());
             }
-            let last_commit = committed
-                .offsets
-                .values()
-                .map(|offset| offset.committed_ms)
-                .max();
-            if let Some(last_commit) = last_commit {
-                self.last_write_ms.insert(group_id.clone(), last_commit);
+            // The commits' timestamps are another process's wall clock: offsets expiry
+            // counts from now on this node's monotonic clock instead.
+            if !committed.offsets.is_empty() {
+                self.last_write_ms.insert(group_id.clone(), now_ms);
             }
         }
         self.coordinating = Some(epoch);

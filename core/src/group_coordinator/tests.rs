@@ -16,7 +16,10 @@ struct Node {
     /// Every batch appended to the offsets partition: (base offset, last offset, bytes).
     log: Vec<(i64, i64, Bytes)>,
     rng: StdRng,
+    /// The monotonic clock.
     now_ms: i64,
+    /// How far the wall clock is stepped away from `now_ms`.
+    wall_step_ms: i64,
     next_id: RequestId,
 }
 
@@ -34,6 +37,13 @@ impl InternalPartitions for OneShard {
 }
 
 impl Node {
+    fn now(&self) -> Now {
+        Now {
+            monotonic_ms: self.now_ms,
+            wall_ms: self.now_ms + self.wall_step_ms,
+        }
+    }
+
     /// A node hosting the offsets partition as a follower, in epoch 1.
     fn new() -> Self {
         let mut coordinator = GroupCoordinator::new(60_000);
@@ -51,6 +61,7 @@ impl Node {
             log: Vec::new(),
             rng: StdRng::seed_from_u64(7),
             now_ms: 1_000,
+            wall_step_ms: 0,
             next_id: 1,
         }
     }
@@ -114,7 +125,7 @@ impl Node {
         self.next_id += 1;
         let offsets = OneShard(self.status);
         let mut context = GroupContext {
-            now_ms: self.now_ms,
+            now: self.now(),
             offsets: &offsets,
             rng: &mut self.rng,
         };
@@ -160,7 +171,7 @@ impl Node {
     fn settle(&mut self) -> Vec<Reply> {
         let offsets = OneShard(self.status);
         let context = GroupContext {
-            now_ms: self.now_ms,
+            now: self.now(),
             offsets: &offsets,
             rng: &mut self.rng,
         };
@@ -436,7 +447,7 @@ fn a_write_the_node_cannot_append_is_answered_not_coordinator() {
 fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
     let offsets = OneShard(node.status);
     let mut context = GroupContext {
-        now_ms: node.now_ms,
+        now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -458,7 +469,7 @@ fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
     assert_eq!((id, partition, producer_id), (99, 0, 5));
     let offsets = OneShard(node.status);
     let context = GroupContext {
-        now_ms: node.now_ms,
+        now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -515,7 +526,7 @@ fn a_refused_verification_fails_the_txn_offset_commit_unwritten() {
     let log_end = node.log_end();
     let offsets = OneShard(node.status);
     let context = GroupContext {
-        now_ms: node.now_ms,
+        now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
     };
@@ -550,7 +561,7 @@ fn an_empty_group_expires_after_the_retention_period_with_a_deleted_record() {
     node.call_and_commit(left);
     let log_end = node.log_end();
     node.now_ms += 60_000 + EXPIRY_CHECK_INTERVAL_MS;
-    let outputs = node.coordinator.tick(node.now_ms);
+    let outputs = node.coordinator.tick(node.now());
     let (replies, _) = node.execute(outputs);
     assert!(replies.is_empty());
     assert_eq!(node.log_end(), log_end + 1, "a Deleted record written");
@@ -579,4 +590,41 @@ fn an_offsets_batch_that_does_not_decode_is_corrupt_data_never_skipped() {
         .on_appended(0, &header, 5, 5, &garbage)
         .expect_err("replicated");
     assert_eq!(corrupt.offset, 5);
+}
+
+#[test]
+fn a_wall_clock_step_neither_expires_a_session_early_nor_keeps_it_alive() {
+    const HOUR_MS: i64 = 60 * 60 * 1000;
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let tick = |node: &mut Node| {
+        let outputs = node.coordinator.tick(node.now());
+        node.execute(outputs);
+        node.commit_all();
+        node.settle();
+    };
+    // Within the 30 s session, the wall clock jumps a day forward and back: the member
+    // stays, and its commits are stamped with the wall clock.
+    for (wall_step_ms, offset) in [(24 * HOUR_MS, 1), (-24 * HOUR_MS, 2), (5 * HOUR_MS, 3)] {
+        node.now_ms += 9_000;
+        node.wall_step_ms = wall_step_ms;
+        tick(&mut node);
+        let log_end = node.log_end();
+        let committed = node.call_and_commit(commit(&member, 1, offset));
+        assert_eq!(commit_error(&committed), ErrorCode::None, "still a member");
+        let (_, _, batch) = node.log.last().expect("the commit's batch");
+        assert_eq!(node.log_end(), log_end + 1);
+        let header = crate::batch::read_header(batch).unwrap();
+        assert_eq!(header.max_timestamp, node.now().wall_ms);
+    }
+    // No heartbeat for the session timeout on the monotonic clock, the wall clock stepped
+    // back a day: the session expires all the same.
+    node.now_ms += 30_000;
+    node.wall_step_ms = -24 * HOUR_MS;
+    tick(&mut node);
+    assert_eq!(
+        commit_error(&node.call(commit(&member, 1, 4))),
+        ErrorCode::UnknownMemberId
+    );
 }

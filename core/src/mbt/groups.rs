@@ -49,7 +49,7 @@ use super::{
     State, Trace,
 };
 use crate::api::{
-    ErrorCode, JoinRequest, LeavingMember, OffsetCommitPartition, Request, RequestId, Response,
+    ErrorCode, JoinRequest, LeavingMember, Now, OffsetCommitPartition, Request, RequestId, Response,
 };
 use crate::group_coordinator::{GroupContext, GroupCoordinator, GroupOutput, GroupRecord};
 use crate::groups::{Group, GroupState, MembershipSnapshot};
@@ -496,7 +496,7 @@ impl System {
         let offsets = OffsetsPartition(self.status);
         let mut rng = StdRng::seed_from_u64(0);
         let context = GroupContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut rng,
         };
@@ -563,7 +563,7 @@ impl System {
         let offsets = OffsetsPartition(self.status);
         let mut rng = StdRng::seed_from_u64(seed);
         let mut context = GroupContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut rng,
         };
@@ -679,7 +679,7 @@ impl System {
 
     /// The coordinator's timers at the current time.
     fn tick(&mut self) -> Vec<CoordinatorReply> {
-        let outputs = self.coordinator.tick(self.now_ms);
+        let outputs = self.coordinator.tick(Now::aligned(self.now_ms));
         self.execute(outputs)
     }
 

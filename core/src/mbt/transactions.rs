@@ -44,7 +44,7 @@ use super::{
     boolean, int, list, map, set, string, Divergence, Replay, Replayed, SpecRun, State, Trace,
 };
 use crate::api::{ErrorCode, TxnState};
-use crate::api::{Request, RequestId, Response};
+use crate::api::{Now, Request, RequestId, Response};
 use crate::batch::{BatchHeader, ATTRIBUTE_CONTROL, ATTRIBUTE_TRANSACTIONAL};
 use crate::internal_log::{InternalPartitions, ShardStatus};
 use crate::metadata::TopicPartition;
@@ -544,7 +544,7 @@ impl System {
         call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> Vec<TxnOutput>,
     ) -> Vec<Response> {
         let mut context = TxnContext {
-            now_ms: self.now_ms,
+            now: Now::aligned(self.now_ms),
             node: &self.view,
             next_producer_id: self.next_producer_id,
             message_ids: &mut self.message_ids,
@@ -603,7 +603,7 @@ impl System {
             }
             self.view.status.high_watermark = self.txn_log_end;
             let mut context = TxnContext {
-                now_ms: self.now_ms,
+                now: Now::aligned(self.now_ms),
                 node: &self.view,
                 next_producer_id: self.next_producer_id,
                 message_ids: &mut self.message_ids,
@@ -897,7 +897,7 @@ impl System {
                 // The partition leader's answer to the coordinator.
                 let results = vec![(topic_partition(marker.partition), ErrorCode::None)];
                 let answers = self.drive(|coordinator, context| {
-                    coordinator.on_markers_written(context.now_ms, id, results)
+                    coordinator.on_markers_written(context.now.wall_ms, id, results)
                 });
                 assert!(answers.is_empty(), "{answers:?}");
                 self.reply("WriteTxnMarkers", "NONE");

@@ -50,7 +50,10 @@ struct Node {
     log: Vec<(i64, i64, Bytes)>,
     next_producer_id: i64,
     message_ids: u64,
+    /// The monotonic clock.
     now_ms: i64,
+    /// How far the wall clock is stepped away from `now_ms`.
+    wall_step_ms: i64,
     next_request: RequestId,
     asked: Asked,
 }
@@ -87,6 +90,7 @@ impl Node {
             next_producer_id: FIRST_PRODUCER_ID,
             message_ids: 0,
             now_ms: 1_000,
+            wall_step_ms: 0,
             next_request: 1,
             asked: Asked::default(),
         }
@@ -127,7 +131,10 @@ impl Node {
         call: impl FnOnce(&mut TransactionCoordinator, &mut TxnContext<'_>) -> Vec<TxnOutput>,
     ) -> Vec<Reply> {
         let mut context = TxnContext {
-            now_ms: self.now_ms,
+            now: Now {
+                monotonic_ms: self.now_ms,
+                wall_ms: self.now_ms + self.wall_step_ms,
+            },
             node: &self.view,
             next_producer_id: self.next_producer_id,
             message_ids: &mut self.message_ids,
@@ -308,7 +315,7 @@ fn a_transaction_commits_through_prepare_markers_and_complete() {
     // The first request's answer completes the transaction.
     let log_end = node.log_end();
     node.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, id, vec![(orders(0), ErrorCode::None)])
+        coordinator.on_markers_written(context.now.wall_ms, id, vec![(orders(0), ErrorCode::None)])
     });
     assert_eq!(node.log_end(), log_end + 1, "CompleteCommit written");
     node.commit_all();
@@ -318,7 +325,7 @@ fn a_transaction_commits_through_prepare_markers_and_complete() {
     let log_end = node.log_end();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             retried_id,
             vec![(orders(0), ErrorCode::None)],
         )
@@ -345,7 +352,7 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (first, first_partition) = ids[0].clone();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             first,
             vec![(first_partition, ErrorCode::None)],
         )
@@ -358,7 +365,7 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (second, second_partition) = ids[1].clone();
     node.drive(|coordinator, context| {
         coordinator.on_markers_written(
-            context.now_ms,
+            context.now.wall_ms,
             second,
             vec![(second_partition, ErrorCode::NotLeaderOrFollower)],
         )
@@ -373,7 +380,11 @@ fn a_transaction_completes_only_once_every_partition_holds_its_marker() {
     let (_, retry, _, partitions) = node.asked.markers.last().cloned().expect("retried");
     assert_eq!(partitions, vec![orders(1)]);
     node.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, retry, vec![(orders(1), ErrorCode::None)])
+        coordinator.on_markers_written(
+            context.now.wall_ms,
+            retry,
+            vec![(orders(1), ErrorCode::None)],
+        )
     });
     node.commit_all();
     node.settle();
@@ -514,7 +525,7 @@ fn a_new_coordinator_finishes_the_prepared_transaction_it_loads() {
     assert_eq!(partitions, vec![orders(0)]);
     assert_eq!((markers.commit, markers.coordinator_epoch), (true, 2));
     follower.drive(|coordinator, context| {
-        coordinator.on_markers_written(context.now_ms, id, vec![(orders(0), ErrorCode::None)])
+        coordinator.on_markers_written(context.now.wall_ms, id, vec![(orders(0), ErrorCode::None)])
     });
     follower.commit_all();
     follower.settle();
@@ -551,7 +562,9 @@ fn markers_for_a_deleted_topic_are_answered_at_once() {
         results,
         vec![(orders(0), ErrorCode::UnknownTopicOrPartition)]
     );
-    node.drive(|coordinator, context| coordinator.on_markers_written(context.now_ms, id, results));
+    node.drive(|coordinator, context| {
+        coordinator.on_markers_written(context.now.wall_ms, id, results)
+    });
     node.commit_all();
     node.settle();
     assert_eq!(node.state(), TxnState::CompleteAbort);
@@ -602,4 +615,58 @@ fn a_transaction_state_log_that_does_not_parse_or_decode_is_corrupt_data_never_s
         .open_shard(0, Some(&torn_after_one), 0)
         .expect_err("does not parse");
     assert_eq!(corrupt.offset, 2);
+}
+
+#[test]
+fn a_transaction_times_out_on_the_monotonic_clock_counted_from_its_load_at_a_new_coordinator() {
+    const HOUR_MS: i64 = 60 * 60 * 1000;
+    let tick = |node: &mut Node| {
+        node.drive(|coordinator, context| coordinator.tick(context));
+        node.commit_all();
+        node.settle();
+    };
+    let state = |node: &Node| node.coordinator.transaction_state(ID).expect("known").state;
+    let mut node = Node::new();
+    node.lead(1);
+    let producer = node.init(0);
+    node.call(add(producer, vec![orders(0)]));
+    let started = node.coordinator.transaction_state(ID).expect("known");
+    assert_eq!(
+        started.txn_start_ms, node.now_ms,
+        "the record holds the wall clock"
+    );
+    // Nine of its ten seconds pass while the wall clock jumps by a day either way.
+    for wall_step_ms in [24 * HOUR_MS, -24 * HOUR_MS, 5 * HOUR_MS] {
+        node.now_ms += 3_000;
+        node.wall_step_ms = wall_step_ms;
+        tick(&mut node);
+        assert_eq!(
+            state(&node),
+            TxnState::Ongoing,
+            "wall clock at {wall_step_ms} ms"
+        );
+    }
+
+    // A new coordinator (another process, its monotonic clock near zero, its wall clock a
+    // day ahead) loads the open transaction: its timeout counts from the load.
+    let mut successor = Node::new();
+    for (_, _, batch) in node.log.clone() {
+        successor.append(batch);
+    }
+    successor.now_ms = 50;
+    successor.wall_step_ms = 24 * HOUR_MS;
+    successor.lead(2);
+    successor.now_ms += 9_999;
+    tick(&mut successor);
+    assert_eq!(state(&successor), TxnState::Ongoing);
+    // The next timeout check (one a second), past the ten seconds, the wall clock a day
+    // behind: the transaction is aborted all the same.
+    successor.now_ms += TIMEOUT_CHECK_INTERVAL_MS;
+    successor.wall_step_ms = -24 * HOUR_MS;
+    tick(&mut successor);
+    assert_eq!(
+        state(&successor),
+        TxnState::PrepareAbort,
+        "timed out, fenced"
+    );
 }

@@ -24,6 +24,20 @@ pub(super) struct TxnShard {
     pub(super) markers: BTreeMap<String, MarkerJob>,
     /// Set when applied state changed: prepared transactions get marker jobs.
     pub(super) dirty: bool,
+    /// Each id's timers on this node's monotonic clock.
+    pub(super) timers: BTreeMap<String, IdTimers>,
+}
+
+/// When this node applied the start of an id's open transaction and the id's last change,
+/// on its monotonic clock: a transaction's timeout and an id's expiration count from there.
+/// The records' own timestamps are another process's wall clock, so a node that loads the
+/// records (at start, or as a new coordinator) starts the timers when it applies them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IdTimers {
+    /// The transaction `began_ms` belongs to.
+    txn_number: u64,
+    pub(super) began_ms: i64,
+    pub(super) changed_ms: i64,
 }
 
 /// The markers of one prepared transaction.
@@ -58,16 +72,31 @@ impl InternalShard for TxnShard {
 }
 
 impl TxnShard {
-    /// Applies the batches below `committed`, in order.
-    pub(super) fn apply_committed(&mut self, committed: i64) {
+    /// Applies the batches below `committed`, in order, at monotonic time `now_ms`.
+    pub(super) fn apply_committed(&mut self, committed: i64, now_ms: i64) {
         let applied_before = self.log.applied_end();
         for record in self.log.take_committed(committed) {
             match record {
                 TxnRecord::Metadata(metadata) => {
+                    let timers = self
+                        .timers
+                        .entry(metadata.transactional_id.clone())
+                        .or_insert(IdTimers {
+                            txn_number: metadata.txn_number,
+                            began_ms: now_ms,
+                            changed_ms: now_ms,
+                        });
+                    if timers.txn_number != metadata.txn_number {
+                        // The next transaction began: its timeout counts from here.
+                        timers.txn_number = metadata.txn_number;
+                        timers.began_ms = now_ms;
+                    }
+                    timers.changed_ms = now_ms;
                     self.committed
                         .insert(metadata.transactional_id.clone(), metadata);
                 }
                 TxnRecord::Expired { transactional_id } => {
+                    self.timers.remove(&transactional_id);
                     self.committed.remove(&transactional_id);
                 }
             }
