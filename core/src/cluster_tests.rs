@@ -27,7 +27,12 @@ struct Disk {
 impl Disk {
     fn apply(&mut self, command: &StorageCommand) {
         match command {
+            // A restarted log is a new partition's: one empty segment, its old ones gone.
             StorageCommand::CreatePartition {
+                partition,
+                base_offset,
+            }
+            | StorageCommand::RestartLog {
                 partition,
                 base_offset,
             } => {
@@ -86,15 +91,6 @@ impl Disk {
                 if let Some(active) = segments.get_mut(&truncation.active_segment_base) {
                     active.truncate(truncation.active_segment_bytes as usize);
                 }
-            }
-            StorageCommand::RestartLog {
-                partition,
-                base_offset,
-            } => {
-                self.segments.insert(
-                    partition.clone(),
-                    BTreeMap::from([(*base_offset, Vec::new())]),
-                );
             }
             StorageCommand::PersistReplicaState { partition, state } => {
                 self.replica_states.insert(partition.clone(), *state);

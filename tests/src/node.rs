@@ -83,6 +83,15 @@ pub fn start_cluster(name: &str, size: i32) -> Vec<Node> {
         .collect()
 }
 
+/// Every node's diagnostics (status and log tail), for a failing cluster test's message.
+pub fn cluster_diagnostics(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .map(Node::diagnostics)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The bootstrap list of every running node of a cluster.
 pub fn cluster_bootstrap(nodes: &mut [Node]) -> String {
     nodes

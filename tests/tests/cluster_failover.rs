@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use myelin_tests::clients::{self, StreamingClient};
-use myelin_tests::node::{cluster_bootstrap, start_cluster, stored_batches};
+use myelin_tests::node::{cluster_bootstrap, cluster_diagnostics, start_cluster, stored_batches};
 use myelin_tests::records::{by_partition, from_summary};
 use myelin_tests::Node;
 use serde_json::Value;
@@ -93,14 +93,6 @@ fn batch_summaries(data_dir: &Path, partition: i32) -> Vec<(i64, i64, i32, u32, 
         .collect()
 }
 
-fn diagnostics(nodes: &[Node]) -> String {
-    nodes
-        .iter()
-        .map(Node::diagnostics)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_up() {
     let mut nodes = start_cluster("cluster_failover", 3);
@@ -143,7 +135,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
             panic!(
                 "too few acks before the kill:\n{}\n{stderr}\n{}",
                 lines.join("\n"),
-                diagnostics(&nodes)
+                cluster_diagnostics(&nodes)
             );
         }
         thread::sleep(Duration::from_millis(20));
@@ -159,7 +151,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
     assert!(
         leader >= 1,
         "partition 0 has no leader before the kill\n{}",
-        diagnostics(&nodes)
+        cluster_diagnostics(&nodes)
     );
     let victim = (leader - 1) as usize;
     let lines_at_kill = producer.lines().len();
@@ -186,7 +178,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
             panic!(
                 "partition 0 did not resume after its leader was killed ({resumed} acks):\n{}\n{stderr}\n{}",
                 lines[lines.len().saturating_sub(20)..].join("\n"),
-                diagnostics(&nodes)
+                cluster_diagnostics(&nodes)
             );
         }
         thread::sleep(Duration::from_millis(20));
@@ -197,7 +189,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
     assert!(
         new_leader >= 1 && new_leader != leader,
         "partition 0 has no new leader ({new_leader})\n{}",
-        diagnostics(&nodes)
+        cluster_diagnostics(&nodes)
     );
 
     // Every acknowledged message, exactly once, where it was acknowledged, in order.
@@ -286,7 +278,7 @@ fn killing_a_partition_leader_loses_no_acknowledged_write_and_the_node_catches_u
             panic!(
                 "the restarted node did not catch up: partitions {differing:?} differ \
                  (batches per node per partition: {sizes:?})\n{}",
-                diagnostics(&nodes)
+                cluster_diagnostics(&nodes)
             );
         }
         thread::sleep(Duration::from_millis(100));

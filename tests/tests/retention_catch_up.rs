@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use myelin_tests::clients;
-use myelin_tests::node::{cluster_bootstrap, start_cluster, stored_batches};
+use myelin_tests::node::{cluster_bootstrap, cluster_diagnostics, start_cluster, stored_batches};
 use myelin_tests::Node;
 
 const TOPIC: &str = "short-lived";
@@ -52,20 +52,15 @@ fn produce(nodes: &mut [Node], from: usize, start: usize, messages: usize) {
     clients::run_json(&nodes[from], command);
 }
 
-fn diagnostics(nodes: &[Node]) -> String {
-    nodes
-        .iter()
-        .map(Node::diagnostics)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// Polls `done` every 100 ms; panics with the nodes' logs after [`WAIT_LIMIT`].
 fn wait_until(nodes: &[Node], what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         if started.elapsed() > WAIT_LIMIT {
-            panic!("not within {WAIT_LIMIT:?}: {what}\n{}", diagnostics(nodes));
+            panic!(
+                "not within {WAIT_LIMIT:?}: {what}\n{}",
+                cluster_diagnostics(nodes)
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }
