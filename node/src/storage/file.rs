@@ -77,6 +77,7 @@
 
 mod layout;
 mod recovery;
+mod recovery_point;
 #[cfg(test)]
 mod tests;
 
@@ -92,10 +93,14 @@ use myelin_core::batch::{read_header, stored_header_prefix};
 use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
 use myelin_core::replication::ReplicaState;
+use recovery_point::{
+    encode_recovery_points, RecoveryPoint, RecoveryPoints, CHECKPOINT_INTERVAL_BYTES,
+    RECOVERY_POINTS_FILE,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 const METADATA_FILE: &str = "metadata.json";
@@ -122,6 +127,13 @@ pub struct FileStorage<F: FileSystem = OsFileSystem> {
     sync_failed: AtomicBool,
     /// Held while a metadata snapshot is written: one writer of the temporary file at a time.
     metadata_serial: Mutex<()>,
+    /// The recovery points as last written to disk. Held while new ones are computed and
+    /// written, and by a truncation or deletion for as long as it changes a partition, so
+    /// that no point above what a partition holds ever reaches the disk.
+    /// Lock order: this lock, then the map's, then a partition's.
+    recovery_points: Mutex<RecoveryPoints>,
+    /// Bytes appended since the recovery points were last written (see `sync`).
+    appended_since_checkpoint: AtomicU64,
 }
 
 /// A segment's `.log` file. Shared with readers, so that a deleted segment stays readable by
@@ -148,6 +160,35 @@ struct ActiveSegment<H> {
     paths: SegmentPaths,
     /// True while this segment waits in the dirty list; changed only under the dirty lock.
     dirty: AtomicBool,
+    /// Bytes of whole batches written to the log (index entries included), set after the
+    /// writes: what a sync that starts now covers.
+    written_bytes: AtomicU64,
+    /// Bytes of the log known durable, with their index entries: the partition's recovery
+    /// point while this segment is active (every earlier segment is durable whole).
+    synced_bytes: AtomicU64,
+}
+
+impl<H> ActiveSegment<H> {
+    /// A segment whose first `durable_bytes` are already written and durable.
+    fn new(
+        base_offset: i64,
+        log: Arc<SegmentLog<H>>,
+        offset_index: H,
+        time_index: H,
+        paths: SegmentPaths,
+        durable_bytes: u64,
+    ) -> Self {
+        ActiveSegment {
+            base_offset,
+            log,
+            offset_index,
+            time_index,
+            paths,
+            dirty: AtomicBool::new(false),
+            written_bytes: AtomicU64::new(durable_bytes),
+            synced_bytes: AtomicU64::new(durable_bytes),
+        }
+    }
 }
 
 struct ActiveState<H> {
@@ -243,17 +284,54 @@ fn create_segment<F: FileSystem>(
         size_bytes: 0,
     };
     let active = ActiveState {
-        files: Arc::new(ActiveSegment {
+        files: Arc::new(ActiveSegment::new(
             base_offset,
             log,
             offset_index,
             time_index,
             paths,
-            dirty: AtomicBool::new(false),
-        }),
+            0,
+        )),
         index_entries: 0,
     };
     Ok((entry, active))
+}
+
+/// Where `active`'s durable bytes end: the partition's recovery point.
+fn recovery_point_of<H>(active: &ActiveState<H>) -> RecoveryPoint {
+    let synced_bytes = active.files.synced_bytes.load(Ordering::Acquire);
+    RecoveryPoint {
+        segment_base_offset: active.files.base_offset,
+        // Segments stay below 4 GiB (see `append`); were one not to, a lower point is safe.
+        position: u32::try_from(synced_bytes).unwrap_or(0),
+    }
+}
+
+/// Makes everything written to `segment` durable, with its directory entry, unless a sync
+/// already did.
+fn sync_whole_segment<F: FileSystem>(
+    fs: &F,
+    segment: &ActiveSegment<F::File>,
+    dir: &Path,
+) -> StorageResult<()> {
+    let written_bytes = segment.written_bytes.load(Ordering::Acquire);
+    if segment.synced_bytes.load(Ordering::Acquire) >= written_bytes {
+        return Ok(());
+    }
+    let files = [
+        (&segment.log.file, &segment.paths.log),
+        (&segment.offset_index, &segment.paths.offset_index),
+        (&segment.time_index, &segment.paths.time_index),
+    ];
+    for (file, path) in files {
+        file.sync_data()
+            .map_err(io_error(|| format!("fsync {}", path.display())))?;
+    }
+    sync_directory(fs, dir)?;
+    segment
+        .synced_bytes
+        .fetch_max(written_bytes, Ordering::Release);
+    Ok(())
 }
 
 /// Removes a segment's three files; index files that are already gone are no error.
@@ -318,6 +396,8 @@ impl<F: FileSystem> FileStorage<F> {
             sync_serial: Mutex::new(()),
             sync_failed: AtomicBool::new(false),
             metadata_serial: Mutex::new(()),
+            recovery_points: Mutex::new(RecoveryPoints::new()),
+            appended_since_checkpoint: AtomicU64::new(0),
         })
     }
 
@@ -436,6 +516,8 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn delete_partition(&self, partition: &TopicPartition) -> StorageResult<()> {
         check_partition(partition)?;
+        let mut persisted = lock(&self.recovery_points);
+        self.lower_recovery_point(&mut persisted, partition, None)?;
         let removed = lock(&self.partitions).remove(partition);
         if let Some(files) = &removed {
             // Waits for an append in progress; the handles close when the last reader or the
@@ -561,6 +643,10 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             }))?;
         entry.size_bytes = end;
         active.index_entries += 1;
+        // After the writes: a sync that reads this covers them.
+        segment.written_bytes.store(end, Ordering::Release);
+        self.appended_since_checkpoint
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
 
         let mut dirty = lock(&self.dirty);
         if !segment.dirty.swap(true, Ordering::Relaxed) {
@@ -582,9 +668,13 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("the active segment is at {active_base}; new ones must start above it"),
             ));
         }
+        // The partition's recovery point moves to the new segment, which says every earlier
+        // segment is durable whole: make the old one so first (a roll comes once per
+        // segment, and group commit has usually synced all but its last appends).
+        sync_whole_segment(&self.fs, &files.active.files, &files.dir)?;
         let (entry, active) = create_segment(&self.fs, &files.dir, base_offset)?;
         files.segments.insert(base_offset, entry);
-        // The old active segment stays readable; if it has unsynced appends, the dirty list
+        // The old active segment stays readable; if it is still in the dirty list, the list
         // keeps its index files open until the next sync.
         files.active = active;
         let dir = files.dir.clone();
@@ -620,6 +710,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()> {
         let handle = self.partition_files(partition)?;
+        let mut persisted = lock(&self.recovery_points);
         let mut files = lock(&handle);
         if files.deleted {
             return Err(StorageError::UnknownPartition(partition.clone()));
@@ -650,6 +741,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("the segments after {base} are {later:?}"),
             ));
         }
+        let kept = RecoveryPoint {
+            segment_base_offset: base,
+            position: truncation.active_segment_bytes,
+        };
+        self.lower_recovery_point(&mut persisted, partition, Some(kept))?;
         for removed in &later {
             files.segments.remove(removed);
             remove_segment_files(&self.fs, &dir, *removed)?;
@@ -699,18 +795,21 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("truncate {}", paths.time_index.display())
             }))?;
         files.active = ActiveState {
-            files: Arc::new(ActiveSegment {
-                base_offset: base,
+            // Everything kept was synced just above.
+            files: Arc::new(ActiveSegment::new(
+                base,
                 log,
                 offset_index,
                 time_index,
                 paths,
-                dirty: AtomicBool::new(false),
-            }),
+                cut,
+            )),
             index_entries: kept_entries,
         };
         drop(files);
-        sync_directory(&self.fs, &dir)
+        sync_directory(&self.fs, &dir)?;
+        drop(persisted);
+        Ok(())
     }
 
     fn persist_replica_state(
@@ -744,11 +843,23 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             }
             (segments, std::mem::take(&mut dirty.directories))
         };
+        // What each segment held before its fsync began: what the fsync makes durable.
+        let covered: Vec<u64> = segments
+            .iter()
+            .map(|segment| segment.written_bytes.load(Ordering::Acquire))
+            .collect();
         let result = sync_all_of(&self.fs, &segments, &directories);
         if result.is_err() {
             self.sync_failed.store(true, Ordering::Relaxed);
+            return result;
         }
-        result
+        for (segment, covered) in segments.iter().zip(covered) {
+            segment.synced_bytes.fetch_max(covered, Ordering::Release);
+        }
+        if self.appended_since_checkpoint.load(Ordering::Relaxed) >= CHECKPOINT_INTERVAL_BYTES {
+            self.write_recovery_points()?;
+        }
+        Ok(())
     }
 
     fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> StorageResult<Bytes> {
@@ -848,6 +959,61 @@ fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) ->
 }
 
 impl<F: FileSystem> FileStorage<F> {
+    /// Writes every partition's recovery point (see `recovery_point`): where its durable
+    /// bytes end. Called by `sync` every `CHECKPOINT_INTERVAL_BYTES` appended, at the end of
+    /// recovery, and by the binary at a clean shutdown, after its last sync, so that the next
+    /// start scans nothing.
+    pub fn write_recovery_points(&self) -> StorageResult<()> {
+        let mut persisted = lock(&self.recovery_points);
+        self.appended_since_checkpoint.store(0, Ordering::Relaxed);
+        let handles: Vec<PartitionHandle<F::File>> =
+            lock(&self.partitions).values().cloned().collect();
+        let mut points = RecoveryPoints::new();
+        for handle in handles {
+            let files = lock(&handle);
+            if !files.deleted {
+                points.insert(files.partition.clone(), recovery_point_of(&files.active));
+            }
+        }
+        write_durably(
+            &self.fs,
+            &self.data_dir,
+            RECOVERY_POINTS_FILE,
+            &encode_recovery_points(&points)?,
+        )?;
+        *persisted = points;
+        Ok(())
+    }
+
+    /// Before `partition` loses bytes or segments: if its recovery point on disk lies past
+    /// `keep` (or `keep` is `None`: the partition goes away), lower it on disk first, so a
+    /// crash during the change never leaves a point above what the partition holds. The
+    /// caller holds `persisted` until the change is done.
+    fn lower_recovery_point(
+        &self,
+        persisted: &mut RecoveryPoints,
+        partition: &TopicPartition,
+        keep: Option<RecoveryPoint>,
+    ) -> StorageResult<()> {
+        let Some(current) = persisted.get(partition).copied() else {
+            return Ok(());
+        };
+        let mut points = persisted.clone();
+        match keep {
+            Some(keep) if keep >= current => return Ok(()),
+            Some(keep) => points.insert(partition.clone(), keep),
+            None => points.remove(partition),
+        };
+        write_durably(
+            &self.fs,
+            &self.data_dir,
+            RECOVERY_POINTS_FILE,
+            &encode_recovery_points(&points)?,
+        )?;
+        *persisted = points;
+        Ok(())
+    }
+
     /// `create_partition` on a partition already open: idempotent when it holds just one
     /// empty segment; that segment moves to `base_offset` if it is elsewhere.
     fn recreate_empty_partition(
@@ -855,6 +1021,7 @@ impl<F: FileSystem> FileStorage<F> {
         handle: &PartitionHandle<F::File>,
         base_offset: i64,
     ) -> StorageResult<()> {
+        let mut persisted = lock(&self.recovery_points);
         let mut files = lock(handle);
         let active_base = files.active.files.base_offset;
         let empty = files.segments.len() == 1 && files.active.index_entries == 0 && {
@@ -875,6 +1042,9 @@ impl<F: FileSystem> FileStorage<F> {
         if active_base == base_offset {
             return Ok(());
         }
+        // A point at the old base would vouch for segments below it: the new one, unsynced.
+        let partition = files.partition.clone();
+        self.lower_recovery_point(&mut persisted, &partition, None)?;
         let dir = files.dir.clone();
         let (entry, active) = create_segment(&self.fs, &dir, base_offset)?;
         files.segments = BTreeMap::from([(base_offset, entry)]);
