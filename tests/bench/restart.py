@@ -3,11 +3,13 @@
 Starts a node on a temporary data dir (under --tmp, /tmp by default), fills --gigabytes of
 log across --partitions partitions with confluent-kafka (16 KiB values in 1 MB batches,
 acks=all: a fast fill, not a produce benchmark), then restarts the node --restarts times
-and reports how long each restart took, from spawning the process until it answers a
+with each --binary (given twice, A and B take turns on the same data, so that both see the
+same machine load) and reports how long each restart took, from spawning the process until it answers a
 Metadata request that lists every partition of the topic with a leader. Two kinds of stop:
   - clean: SIGTERM, the node syncs and exits;
   - crash: SIGKILL right after a short burst of appends, so nothing is shut down cleanly.
-The page cache is left as it is (warm): the figure is the node's own work at start, not
+Each binary's turn starts with a clean restart that is not counted (it settles what the
+other binary left). The page cache is left as it is (warm): the figure is the node's own work at start, not
 the disk's read speed. The data dir is removed at the end, also on failure.
 Usage: tests/bench/run restart [options] (builds the release binary first).
 """
@@ -129,13 +131,13 @@ class Node:
     def bootstrap(self):
         return "127.0.0.1:%d" % self.port
 
-    def start(self, topic=None, partitions=0, timeout=120):
+    def start(self, topic=None, partitions=0, timeout=120, binary=None):
         """Spawns the node; returns the seconds until it served Metadata for the topic (or,
         without a topic, until it accepted a connection)."""
         self.log = open(os.path.join(self.data_dir, "node.log"), "ab")
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            [self.binary, "node", "--listen", self.bootstrap,
+            [binary or self.binary, "node", "--listen", self.bootstrap,
              "--data-dir", os.path.join(self.data_dir, "data")] + self.extra_args,
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + timeout
@@ -241,7 +243,8 @@ def data_bytes(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/myelin"))
+    parser.add_argument("--binary", action="append",
+                        help="myelin binary (repeatable; default target/release/myelin)")
     parser.add_argument("--gigabytes", type=float, default=10.0,
                         help="log to fill, in 10^9 bytes of values (default 10)")
     parser.add_argument("--partitions", type=int, default=16)
@@ -257,7 +260,8 @@ def main():
 
     topic = "restart"
     work = tempfile.mkdtemp(prefix="myelin-restart-", dir=args.tmp)
-    node = Node(args.binary, work, args.node_arg)
+    binaries = args.binary or [os.path.join(ROOT, "target/release/myelin")]
+    node = Node(binaries[0], work, args.node_arg)
     try:
         node.start()
         admin = AdminClient({"bootstrap.servers": node.bootstrap})
@@ -268,33 +272,38 @@ def main():
         stored = data_bytes(os.path.join(work, "data"))
         print("filled %.2f GB in %.1f s; %.2f GB on disk" % (args.gigabytes, fill_s, stored / 1e9),
               file=sys.stderr)
-        timings = {"clean": [], "crash": []}
+        timings = {(binary, how): [] for binary in binaries for how in ("clean", "crash")}
         for _ in range(args.restarts):
-            for how in ("clean", "crash"):
-                if how == "crash":
-                    burst(node.bootstrap, topic, args.partitions, args.burst_megabytes << 20)
-                node.stop(how)
-                seconds = node.start(topic, args.partitions)
-                timings[how].append(seconds)
-                print("%s stop: restarted in %.3f s" % (how, seconds), file=sys.stderr)
+            for binary in binaries:
+                node.stop("clean")
+                node.start(topic, args.partitions, binary=binary)  # settles; not counted
+                for how in ("clean", "crash"):
+                    if how == "crash":
+                        burst(node.bootstrap, topic, args.partitions, args.burst_megabytes << 20)
+                    node.stop(how)
+                    seconds = node.start(topic, args.partitions, binary=binary)
+                    timings[(binary, how)].append(seconds)
+                    print("%s, %s stop: restarted in %.3f s" % (binary, how, seconds),
+                          file=sys.stderr)
         result = {
             "partitions": args.partitions,
             "log_gb_on_disk": round(stored / 1e9, 2),
-            "restart_after_clean_stop_s": {
-                "median": round(statistics.median(timings["clean"]), 3),
-                "all": [round(s, 3) for s in timings["clean"]]},
-            "restart_after_crash_s": {
-                "median": round(statistics.median(timings["crash"]), 3),
-                "all": [round(s, 3) for s in timings["crash"]]},
+            "binaries": {binary: {
+                "restart_after_%s_stop_s" % how: {
+                    "median": round(statistics.median(timings[(binary, how)]), 3),
+                    "all": [round(s, 3) for s in timings[(binary, how)]]}
+                for how in ("clean", "crash")} for binary in binaries},
         }
         if args.json:
             print(json.dumps(result))
         else:
             print("log on disk: %.2f GB in %d partitions" % (stored / 1e9, args.partitions))
-            for how, key in (("clean stop", "restart_after_clean_stop_s"),
-                             ("crash (SIGKILL)", "restart_after_crash_s")):
-                print("restart after %-16s median %.3f s  (%s)" % (
-                    how, result[key]["median"], ", ".join("%.3f" % s for s in result[key]["all"])))
+            for binary in binaries:
+                for how in ("clean", "crash"):
+                    values = timings[(binary, how)]
+                    print("%s: restart after a %s stop: median %.3f s  (%s)" % (
+                        binary, how, statistics.median(values),
+                        ", ".join("%.3f" % s for s in values)))
     finally:
         node.stop("clean")
         shutil.rmtree(work, ignore_errors=True)

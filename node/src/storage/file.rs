@@ -13,6 +13,7 @@
 //! ```text
 //! <data_dir>/metadata.json                 the ClusterMetadata snapshot (serde_json)
 //! <data_dir>/metadata.json.tmp             a snapshot being written; removed by recovery
+//! <data_dir>/recovery-points.json          each partition's recovery point (see below)
 //! <data_dir>/topics/<topic>-<partition>/   one directory per partition (the partition
 //!                                          number follows the LAST '-': topics may hold '-')
 //!     00000000000000000000.log             batches back to back, base offsets patched in
@@ -38,8 +39,28 @@
 //! one at a time, so a sync returns only once every append issued before it is durable. After
 //! one failed fsync every later sync fails too: the page cache can no longer be trusted.
 //!
+//! # Recovery points
+//! A partition's recovery point (`recovery_point`) is a segment and a byte position in it:
+//! every earlier segment and the bytes before the position were durable, indexes included,
+//! when the point was written. The points are written (one file, replaced durably) every
+//! `CHECKPOINT_INTERVAL_BYTES` appended, at the end of recovery and at a clean shutdown. A
+//! roll first makes the old active segment durable, so the point can always be "the active
+//! segment, its synced bytes". A truncation, a deletion or a moved empty partition lowers or
+//! drops the point on disk before it changes anything.
+//!
 //! # Recovery rules
 //! For each partition directory, segments are taken in base-offset order.
+//! - What lies below the partition's recovery point is loaded from the indexes, each entry
+//!   checked against its batch's header; a disagreement, or a log that ends before the
+//!   point, stops recovery (`StorageError::DamagedBelowRecoveryPoint`, naming the file, the
+//!   byte and the offset): those bytes were synced, so they are damaged, and nothing is cut.
+//!   Index files that are missing altogether are rebuilt from a scan, which must pass the
+//!   point. Batches are not CRC-checked there: every read checks them
+//!   (`storage::read_verified`). The bytes of the point's segment past it are scanned and cut
+//!   as an active segment's are (below).
+//!
+//! Past the recovery point (all of a partition without one, as in a data directory written
+//! before recovery points):
 //! - Every segment but the last is loaded from its indexes when they agree with the log:
 //!   whole entries, equal counts, the same relative offsets in both, entry 0 at position 0,
 //!   each next entry exactly where the previous batch (its 61-byte header read from the log)
@@ -71,8 +92,9 @@
 //! Concurrency: a map of partitions under one mutex, each partition under its own mutex; the
 //! map lock is held only to find a partition, a partition's lock only for bookkeeping and
 //! an append's writes. Readers clone an `Arc` of the segment's file and read without locks,
-//! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the map lock
-//! is never held while taking another; a partition's lock may be held while taking the dirty
+//! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the recovery
+//! points' lock (held across a truncation or deletion) before the map's; the map lock is
+//! never held while taking another; a partition's lock may be held while taking the dirty
 //! list's; `sync` holds only its own serializing lock while it fsyncs.
 
 mod layout;
