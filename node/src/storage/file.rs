@@ -34,8 +34,12 @@
 //! segment's current size: the 8 patched base-offset bytes, then the rest straight from the
 //! request's buffer (two positional writes, no copy of the records), then one entry to each
 //! index. The segment joins the dirty list. `sync` takes the dirty list under a short lock,
-//! releases it, and fsyncs each listed file (log and both indexes) plus every partition
-//! directory that gained or lost a segment file, so appends, reads and syncs overlap. Syncs run
+//! releases it, and fsyncs each listed segment's log plus every partition directory that
+//! gained or lost a segment file, so appends, reads and syncs overlap. The index files are not
+//! fsynced by a sync: one fsync per partition instead of three is what keeps many partitions
+//! from costing throughput, and recovery rebuilds index entries past the recovery point from
+//! the log anyway. They are fsynced before a recovery point vouches for them (a roll, writing
+//! the recovery points). Syncs run
 //! one at a time, so a sync returns only once every append issued before it is durable. After
 //! one failed fsync every later sync fails too: the page cache can no longer be trusted.
 //!
@@ -185,8 +189,9 @@ struct ActiveSegment<H> {
     /// Bytes of whole batches written to the log (index entries included), set after the
     /// writes: what a sync that starts now covers.
     written_bytes: AtomicU64,
-    /// Bytes of the log known durable, with their index entries: the partition's recovery
-    /// point while this segment is active (every earlier segment is durable whole).
+    /// Bytes of the log known durable (their index entries are made durable before a
+    /// recovery point is written): the partition's recovery point while this segment is
+    /// active (every earlier segment is durable whole).
     synced_bytes: AtomicU64,
 }
 
@@ -329,30 +334,36 @@ fn recovery_point_of<H>(active: &ActiveState<H>) -> RecoveryPoint {
     }
 }
 
-/// Makes everything written to `segment` durable, with its directory entry, unless a sync
-/// already did.
+/// Makes everything written to `segment` durable, indexes and directory entry included.
 fn sync_whole_segment<F: FileSystem>(
     fs: &F,
     segment: &ActiveSegment<F::File>,
     dir: &Path,
 ) -> StorageResult<()> {
     let written_bytes = segment.written_bytes.load(Ordering::Acquire);
-    if segment.synced_bytes.load(Ordering::Acquire) >= written_bytes {
-        return Ok(());
+    sync_indexes(segment)?;
+    // Once a sync covered the log, it covered its directory entry too.
+    if segment.synced_bytes.load(Ordering::Acquire) < written_bytes {
+        segment.log.file.sync_data().map_err(io_error(|| {
+            format!("fsync {}", segment.paths.log.display())
+        }))?;
+        sync_directory(fs, dir)?;
+        segment
+            .synced_bytes
+            .fetch_max(written_bytes, Ordering::Release);
     }
-    let files = [
-        (&segment.log.file, &segment.paths.log),
+    Ok(())
+}
+
+/// Makes a segment's index entries durable (`sync` leaves them to the page cache).
+fn sync_indexes<H: FsFile>(segment: &ActiveSegment<H>) -> StorageResult<()> {
+    for (file, path) in [
         (&segment.offset_index, &segment.paths.offset_index),
         (&segment.time_index, &segment.paths.time_index),
-    ];
-    for (file, path) in files {
+    ] {
         file.sync_data()
             .map_err(io_error(|| format!("fsync {}", path.display())))?;
     }
-    sync_directory(fs, dir)?;
-    segment
-        .synced_bytes
-        .fetch_max(written_bytes, Ordering::Release);
     Ok(())
 }
 
@@ -993,9 +1004,16 @@ impl<F: FileSystem> FileStorage<F> {
         let mut points = RecoveryPoints::new();
         for handle in handles {
             let files = lock(&handle);
-            if !files.deleted {
-                points.insert(files.partition.clone(), recovery_point_of(&files.active));
+            if files.deleted {
+                continue;
             }
+            // The point first, then its index entries made durable: they were written before
+            // the log bytes the point counts.
+            let point = recovery_point_of(&files.active);
+            if persisted.get(&files.partition) != Some(&point) {
+                sync_indexes(&files.active.files)?;
+            }
+            points.insert(files.partition.clone(), point);
         }
         write_durably(
             &self.fs,
@@ -1084,17 +1102,12 @@ fn sync_all_of<F: FileSystem>(
     directories: &BTreeSet<PathBuf>,
 ) -> StorageResult<()> {
     for segment in segments {
-        let files = [
-            (&segment.log.file, &segment.paths.log),
-            (&segment.offset_index, &segment.paths.offset_index),
-            (&segment.time_index, &segment.paths.time_index),
-        ];
-        for (file, path) in files {
-            // fdatasync also writes the file size when it grew, which is all the metadata a
-            // reader after a crash needs.
-            file.sync_data()
-                .map_err(io_error(|| format!("fsync {}", path.display())))?;
-        }
+        // fdatasync also writes the file size when it grew, which is all the metadata a
+        // reader after a crash needs. The indexes wait for a recovery point (see the module
+        // doc).
+        segment.log.file.sync_data().map_err(io_error(|| {
+            format!("fsync {}", segment.paths.log.display())
+        }))?;
     }
     for dir in directories {
         match sync_directory(fs, dir) {
