@@ -23,18 +23,7 @@ import sys
 import tempfile
 import time
 
-try:
-    from confluent_kafka.admin import AdminClient, NewTopic
-except ImportError as err:
-    sys.exit("cannot import confluent_kafka (%s): run tests/setup or tests/bench/run" % err)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from produce_consume import ROOT, create_topic, free_port, process_cpu_seconds
 
 
 def port_is_free(port):
@@ -81,16 +70,8 @@ def fail(proc, log_path, message):
 
 
 def cpu_seconds(pids):
-    """User + system CPU seconds of the given processes (from /proc)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    """User + system CPU seconds of the given processes."""
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def child_pids(pid):
@@ -141,15 +122,6 @@ class Brokers:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def create_topic(bootstrap, topic, partitions, replication_factor):
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions,
-                                            replication_factor=replication_factor)],
-                                  operation_timeout=30, request_timeout=30)
-    futures[topic].result(timeout=30)
-    time.sleep(1)  # let every partition elect its leader before the clock starts
-
-
 def run_phase(load_generator, brokers, topic, partitions, messages, size, phase):
     before = cpu_seconds(brokers.pids)
     output = subprocess.run(
@@ -183,6 +155,7 @@ def main():
         for partitions in [int(count) for count in args.partitions.split(",")]:
             topic = "native-%d" % partitions
             create_topic(brokers.bootstrap, topic, partitions, replication_factor)
+            time.sleep(1)  # every partition elects its leader before the clock starts
             produced, produce_cpu = run_phase(args.load_generator, brokers, topic, partitions,
                                               args.messages, args.size, "produce")
             consumed, consume_cpu = run_phase(args.load_generator, brokers, topic, partitions,

@@ -1015,6 +1015,15 @@ impl<F: FileSystem> FileStorage<F> {
             }
             points.insert(files.partition.clone(), point);
         }
+        self.replace_recovery_points(&mut persisted, points)
+    }
+
+    /// Writes `points` durably over the file, then makes them the `persisted` ones.
+    fn replace_recovery_points(
+        &self,
+        persisted: &mut RecoveryPoints,
+        points: RecoveryPoints,
+    ) -> StorageResult<()> {
         write_durably(
             &self.fs,
             &self.data_dir,
@@ -1044,14 +1053,7 @@ impl<F: FileSystem> FileStorage<F> {
             Some(keep) => points.insert(partition.clone(), keep),
             None => points.remove(partition),
         };
-        write_durably(
-            &self.fs,
-            &self.data_dir,
-            RECOVERY_POINTS_FILE,
-            &encode_recovery_points(&points)?,
-        )?;
-        *persisted = points;
-        Ok(())
+        self.replace_recovery_points(persisted, points)
     }
 
     /// `create_partition` on a partition already open: idempotent when it holds just one

@@ -19,7 +19,7 @@ use myelin_core::metadata::TopicPartition;
 use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Bytes of a control batch read at recovery to learn its type: the header and the first
@@ -241,6 +241,27 @@ struct SegmentRecovery<H> {
     indexes: Option<(H, H)>,
 }
 
+impl<H> SegmentRecovery<H> {
+    fn new(
+        base_offset: i64,
+        batches: Vec<RecoveredBatch>,
+        path: PathBuf,
+        log: H,
+        size_bytes: u64,
+        indexes: Option<(H, H)>,
+    ) -> Self {
+        SegmentRecovery {
+            report: RecoveredSegment {
+                base_offset,
+                batches,
+            },
+            log: Arc::new(SegmentLog { path, file: log }),
+            size_bytes,
+            indexes,
+        }
+    }
+}
+
 fn recover_segment<F: FileSystem>(
     fs: &F,
     partition: &TopicPartition,
@@ -270,18 +291,14 @@ fn recover_segment<F: FileSystem>(
                 // Loaded without a scan. The log may still hold appends that were only in the
                 // page cache when the process died: make them durable before reporting them.
                 sync_data(&log, &paths.log)?;
-                return Ok(SegmentRecovery {
-                    report: RecoveredSegment {
-                        base_offset,
-                        batches,
-                    },
-                    log: Arc::new(SegmentLog {
-                        path: paths.log,
-                        file: log,
-                    }),
-                    size_bytes: log_bytes,
-                    indexes: None,
-                });
+                return Ok(SegmentRecovery::new(
+                    base_offset,
+                    batches,
+                    paths.log,
+                    log,
+                    log_bytes,
+                    None,
+                ));
             }
             Err(reason) => tracing::warn!(
                 %partition,
@@ -294,42 +311,22 @@ fn recover_segment<F: FileSystem>(
 
     let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
     stats.bytes_scanned += log_bytes;
-    if let Some(reason) = &scan.stop_reason {
-        tracing::warn!(
-            %partition,
-            segment = base_offset,
-            position = scan.valid_bytes,
-            bytes_dropped = log_bytes - scan.valid_bytes,
-            %reason,
-            "truncating the segment at its first invalid batch"
-        );
-        log.set_len(scan.valid_bytes).map_err(io_error(|| {
-            format!("truncate {} to {}", paths.log.display(), scan.valid_bytes)
-        }))?;
-        stats.segments_truncated += 1;
-        stats.bytes_truncated += log_bytes - scan.valid_bytes;
-    }
+    cut_invalid_tail(
+        partition,
+        base_offset,
+        &log,
+        &paths.log,
+        log_bytes,
+        &scan,
+        stats,
+    )?;
     log.sync_all()
         .map_err(io_error(|| format!("fsync {}", paths.log.display())))?;
 
-    let scanned: Vec<IndexEntry> = scan
-        .batches
-        .iter()
-        .map(|batch| IndexEntry {
-            relative_offset: relative_offset(batch.header.base_offset, base_offset),
-            position: batch.position,
-            max_timestamp: batch.header.max_timestamp,
-        })
-        .collect();
+    let scanned = index_entries_of(&scan.batches, base_offset);
     // Indexes that already describe the scanned batches are kept (with the timestamps the
     // appends wrote); anything else is rewritten from the scan.
-    let agree = indexed.as_ref().is_ok_and(|entries| {
-        entries.len() == scanned.len()
-            && entries.iter().zip(&scanned).all(|(on_disk, found)| {
-                on_disk.relative_offset == found.relative_offset
-                    && on_disk.position == found.position
-            })
-    });
+    let agree = indexes_describe(&indexed, &scanned);
     if agree {
         sync_data(&offset_index, &paths.offset_index)?;
         sync_data(&time_index, &paths.time_index)?;
@@ -346,18 +343,14 @@ fn recover_segment<F: FileSystem>(
         write_indexes(&paths, &offset_index, &time_index, &scanned)?;
         stats.indexes_rebuilt += 1;
     }
-    Ok(SegmentRecovery {
-        report: RecoveredSegment {
-            base_offset,
-            batches: scan.batches,
-        },
-        log: Arc::new(SegmentLog {
-            path: paths.log,
-            file: log,
-        }),
-        size_bytes: scan.valid_bytes,
-        indexes: is_last.then_some((offset_index, time_index)),
-    })
+    Ok(SegmentRecovery::new(
+        base_offset,
+        scan.batches,
+        paths.log,
+        log,
+        scan.valid_bytes,
+        is_last.then_some((offset_index, time_index)),
+    ))
 }
 
 /// How much of a segment its partition's recovery point vouches for.
@@ -507,21 +500,15 @@ fn recover_trusted_segment<F: FileSystem>(
         log_bytes,
     )?;
     stats.bytes_scanned += log_bytes - trusted_bytes;
-    if let Some(reason) = &tail.stop_reason {
-        tracing::warn!(
-            %partition,
-            segment = base_offset,
-            position = tail.valid_bytes,
-            bytes_dropped = log_bytes - tail.valid_bytes,
-            %reason,
-            "truncating the segment past its recovery point at its first invalid batch"
-        );
-        log.set_len(tail.valid_bytes).map_err(io_error(|| {
-            format!("truncate {} to {}", paths.log.display(), tail.valid_bytes)
-        }))?;
-        stats.segments_truncated += 1;
-        stats.bytes_truncated += log_bytes - tail.valid_bytes;
-    }
+    cut_invalid_tail(
+        partition,
+        base_offset,
+        &log,
+        &paths.log,
+        log_bytes,
+        &tail,
+        stats,
+    )?;
     if tail.valid_bytes != trusted_bytes || tail.stop_reason.is_some() {
         // Bytes past the point may have been only in the page cache when the process died.
         log.sync_all()
@@ -529,22 +516,8 @@ fn recover_trusted_segment<F: FileSystem>(
     }
     let mut batches = below;
     batches.extend(tail.batches);
-    let entries: Vec<IndexEntry> = batches
-        .iter()
-        .map(|batch| IndexEntry {
-            relative_offset: relative_offset(batch.header.base_offset, base_offset),
-            position: batch.position,
-            max_timestamp: batch.header.max_timestamp,
-        })
-        .collect();
-    let agree = !indexes_missing
-        && indexed.as_ref().is_ok_and(|on_disk| {
-            on_disk.len() == entries.len()
-                && on_disk.iter().zip(&entries).all(|(on_disk, found)| {
-                    on_disk.relative_offset == found.relative_offset
-                        && on_disk.position == found.position
-                })
-        });
+    let entries = index_entries_of(&batches, base_offset);
+    let agree = !indexes_missing && indexes_describe(&indexed, &entries);
     if agree {
         if tail.valid_bytes != trusted_bytes {
             sync_data(&offset_index, &paths.offset_index)?;
@@ -555,17 +528,67 @@ fn recover_trusted_segment<F: FileSystem>(
         write_indexes(&paths, &offset_index, &time_index, &entries)?;
         stats.indexes_rebuilt += 1;
     }
-    Ok(SegmentRecovery {
-        report: RecoveredSegment {
-            base_offset,
-            batches,
-        },
-        log: Arc::new(SegmentLog {
-            path: paths.log,
-            file: log,
-        }),
-        size_bytes: tail.valid_bytes,
-        indexes: is_last.then_some((offset_index, time_index)),
+    Ok(SegmentRecovery::new(
+        base_offset,
+        batches,
+        paths.log,
+        log,
+        tail.valid_bytes,
+        is_last.then_some((offset_index, time_index)),
+    ))
+}
+
+/// Cuts the log where `scan` stopped, if it stopped before the end (the scan only ever
+/// covers bytes past the recovery point).
+fn cut_invalid_tail<H: FsFile>(
+    partition: &TopicPartition,
+    base_offset: i64,
+    log: &H,
+    path: &Path,
+    log_bytes: u64,
+    scan: &ScanOutcome,
+    stats: &mut RecoveryStats,
+) -> StorageResult<()> {
+    let Some(reason) = &scan.stop_reason else {
+        return Ok(());
+    };
+    tracing::warn!(
+        %partition,
+        segment = base_offset,
+        position = scan.valid_bytes,
+        bytes_dropped = log_bytes - scan.valid_bytes,
+        %reason,
+        "truncating the segment at its first invalid batch"
+    );
+    log.set_len(scan.valid_bytes).map_err(io_error(|| {
+        format!("truncate {} to {}", path.display(), scan.valid_bytes)
+    }))?;
+    stats.segments_truncated += 1;
+    stats.bytes_truncated += log_bytes - scan.valid_bytes;
+    Ok(())
+}
+
+/// The index entries that describe `batches`.
+fn index_entries_of(batches: &[RecoveredBatch], base_offset: i64) -> Vec<IndexEntry> {
+    batches
+        .iter()
+        .map(|batch| IndexEntry {
+            relative_offset: relative_offset(batch.header.base_offset, base_offset),
+            position: batch.position,
+            max_timestamp: batch.header.max_timestamp,
+        })
+        .collect()
+}
+
+/// Whether the indexes on disk hold exactly `entries` (timestamps aside: the appends wrote
+/// those, and they are kept).
+fn indexes_describe(on_disk: &Result<Vec<IndexEntry>, String>, entries: &[IndexEntry]) -> bool {
+    on_disk.as_ref().is_ok_and(|on_disk| {
+        on_disk.len() == entries.len()
+            && on_disk.iter().zip(entries).all(|(on_disk, found)| {
+                on_disk.relative_offset == found.relative_offset
+                    && on_disk.position == found.position
+            })
     })
 }
 

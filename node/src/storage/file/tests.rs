@@ -185,17 +185,23 @@ fn file_len(path: &Path) -> u64 {
 /// Three segments of a few batches each, synced.
 fn three_segments() -> (TempDir, Writer) {
     let (dir, storage) = fresh();
-    let mut writer = Writer::create(&storage, TopicPartition::new("orders.v1-eu", 3));
+    let writer = write_three_segments(&storage);
+    (dir, writer)
+}
+
+/// Writes and syncs the three segments of `three_segments` to a fresh `storage`.
+fn write_three_segments(storage: &FileStorage) -> Writer {
+    let mut writer = Writer::create(storage, TopicPartition::new("orders.v1-eu", 3));
     for segment in 0..3 {
         if segment > 0 {
-            writer.roll(&storage);
+            writer.roll(storage);
         }
         for batch in 0..4 {
-            writer.append(&storage, 1 + batch, 10 + 30 * batch as usize);
+            writer.append(storage, 1 + batch, 10 + 30 * batch as usize);
         }
     }
     storage.sync().unwrap();
-    (dir, writer)
+    writer
 }
 
 const THREE_SEGMENT_BASES: [i64; 3] = [0, 10, 20];
@@ -1113,16 +1119,7 @@ fn a_damaged_batch_is_never_read_out_and_the_error_names_the_file_and_offset() {
 /// batches appended and synced past them: the shape of a restart after a crash.
 fn three_segments_with_a_recovery_point(tail_batches: i32) -> (TempDir, Writer, u64) {
     let (dir, storage) = fresh();
-    let mut writer = Writer::create(&storage, TopicPartition::new("orders.v1-eu", 3));
-    for segment in 0..3 {
-        if segment > 0 {
-            writer.roll(&storage);
-        }
-        for batch in 0..4 {
-            writer.append(&storage, 1 + batch, 10 + 30 * batch as usize);
-        }
-    }
-    storage.sync().unwrap();
+    let mut writer = write_three_segments(&storage);
     storage.write_recovery_points().unwrap();
     let point = u64::from(writer.position);
     for batch in 0..tail_batches {
