@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 
+from confluent_kafka import KafkaException
 from produce_consume import ROOT, create_topic, free_port, process_cpu_seconds
 
 
@@ -122,6 +123,18 @@ class Brokers:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
+def create_topic_once_a_controller_is_elected(bootstrap, topic, partitions, replication_factor):
+    """A fresh cluster answers NOT_CONTROLLER until its controller is elected: retry."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return create_topic(bootstrap, topic, partitions, replication_factor)
+        except KafkaException as error:
+            if time.monotonic() > deadline or "NOT_CONTROLLER" not in str(error):
+                raise
+            time.sleep(0.5)
+
+
 def run_phase(load_generator, brokers, topic, partitions, messages, size, phase):
     before = cpu_seconds(brokers.pids)
     output = subprocess.run(
@@ -154,7 +167,8 @@ def main():
     try:
         for partitions in [int(count) for count in args.partitions.split(",")]:
             topic = "native-%d" % partitions
-            create_topic(brokers.bootstrap, topic, partitions, replication_factor)
+            create_topic_once_a_controller_is_elected(brokers.bootstrap, topic, partitions,
+                                                      replication_factor)
             time.sleep(1)  # every partition elects its leader before the clock starts
             produced, produce_cpu = run_phase(args.load_generator, brokers, topic, partitions,
                                               args.messages, args.size, "produce")
