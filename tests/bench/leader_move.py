@@ -30,7 +30,7 @@ import time
 from confluent_kafka import Producer
 from produce_consume import ROOT, free_port
 from native import create_topic_once_a_controller_is_elected
-from restart import metadata_request, read_exactly
+from restart import metadata_request, partition_leaders, read_exactly
 
 
 def leaders(port, topic):
@@ -38,42 +38,7 @@ def leaders(port, topic):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(metadata_request(11, topic))
         (size,) = struct.unpack(">i", read_exactly(sock, 4))
-        view = memoryview(read_exactly(sock, size)[4:])
-    at = 0
-
-    def take(fmt):
-        nonlocal at
-        values = struct.unpack_from(fmt, view, at)
-        at += struct.calcsize(fmt)
-        return values
-
-    def skip_string():
-        nonlocal at
-        (length,) = take(">h")
-        at += max(length, 0)
-
-    (brokers,) = take(">i")
-    for _ in range(brokers):
-        take(">i")
-        skip_string()
-        take(">i")
-        skip_string()
-    take(">i")
-    (topics,) = take(">i")
-    found = {}
-    for _ in range(topics):
-        take(">h")
-        skip_string()
-        take(">b")
-        (partitions,) = take(">i")
-        for _ in range(partitions):
-            error, index, leader = take(">hii")
-            (replicas,) = take(">i")
-            take(">%di" % replicas)
-            (isr,) = take(">i")
-            take(">%di" % isr)
-            found[index] = leader if error == 0 else -1
-    return found
+        return partition_leaders(read_exactly(sock, size)[4:])
 
 
 def percentile(values, fraction):

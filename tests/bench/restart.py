@@ -62,9 +62,9 @@ def read_exactly(sock, count):
     return data
 
 
-def partitions_with_leader(response):
-    """Counts the partitions with a leader (>= 0) and no error in a Metadata v1 response
-    for one topic (correlation id already stripped)."""
+def partition_leaders(response):
+    """{partition: leader id, or -1 with an error} of the topics in a Metadata v1 response
+    (correlation id already stripped)."""
     view = memoryview(response)
     at = 0
 
@@ -87,21 +87,25 @@ def partitions_with_leader(response):
         string()  # rack
     take(">i")  # controller id
     (topics,) = take(">i")
-    with_leader = 0
+    leaders = {}
     for _ in range(topics):
         (topic_error,) = take(">h")
         string()
         take(">b")  # is_internal
         (partitions,) = take(">i")
         for _ in range(partitions):
-            error, _index, leader = take(">hii")
+            error, index, leader = take(">hii")
             (replicas,) = take(">i")
             take(">%di" % replicas)
             (isr,) = take(">i")
             take(">%di" % isr)
-            if topic_error == 0 and error == 0 and leader >= 0:
-                with_leader += 1
-    return with_leader
+            leaders[index] = leader if topic_error == 0 and error == 0 else -1
+    return leaders
+
+
+def partitions_with_leader(response):
+    """Counts the partitions with a leader in a Metadata v1 response."""
+    return sum(1 for leader in partition_leaders(response).values() if leader >= 0)
 
 
 def answers_metadata(port, topic, partitions):
