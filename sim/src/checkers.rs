@@ -124,7 +124,7 @@
 
 mod prefix;
 
-use crate::disk::{HeldBatches, StoredBatch};
+use crate::simfs::{HeldBatches, StoredBatch};
 use crate::history::{
     split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
     ProduceOutcome, ReadRecord, Value,

@@ -26,7 +26,7 @@
 //!   add crashes and pauses of transactional clients, answers lost on their way to a
 //!   client, and a crash or a cut of the transaction coordinator right after an EndTxn.
 
-use crate::disk::{CrashSpec, Tear, TearMode};
+use crate::simfs::{CrashSpec, Tear, TearMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

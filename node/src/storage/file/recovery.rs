@@ -13,7 +13,7 @@ use super::{
 use crate::storage::fs::{EntryKind, FileSystem, FsFile, OpenMode};
 use crate::storage::{Recovered, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
-use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
+use myelin_core::batch::{read_header, validate, BatchError, BatchHeader, BATCH_HEADER_BYTES};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
@@ -25,6 +25,24 @@ use std::sync::{Arc, Mutex};
 /// Bytes of a control batch read at recovery to learn its type: the header and the first
 /// record's key (markers are about 80 bytes).
 const CONTROL_BATCH_READ_BYTES: usize = BATCH_HEADER_BYTES + 64;
+
+/// How a scan checks one whole batch: [`validate`] (lengths, CRC-32C), unless a deliberate
+/// defect swaps it (`FileStorage::with_defect`).
+type BatchCheck = fn(&[u8]) -> Result<BatchHeader, BatchError>;
+
+/// The deliberate defect `SkipRecoveryCrc`: [`validate`] without the CRC-32C, so a torn
+/// batch whose header and length survived is kept.
+#[cfg(feature = "defects")]
+fn validate_without_crc(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = read_header(bytes)?;
+    if header.size_bytes as usize != bytes.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: i64::from(header.size_bytes),
+            present: bytes.len(),
+        });
+    }
+    Ok(header)
+}
 
 /// Counts of what recovery found and repaired (logged; read by tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -70,7 +88,8 @@ impl<F: FileSystem> FileStorage<F> {
         let mut partitions = Vec::with_capacity(found.len());
         let mut opened = BTreeMap::new();
         for (partition, dir) in found {
-            let (report, files) = recover_partition(&self.fs, &partition, &dir, &mut stats)?;
+            let (report, files) =
+                recover_partition(&self.fs, &partition, &dir, self.batch_check(), &mut stats)?;
             stats.partitions += 1;
             stats.segments += report.segments.len();
             partitions.push(report);
@@ -85,6 +104,15 @@ impl<F: FileSystem> FileStorage<F> {
             stats,
         ))
     }
+
+    /// How this storage's scans check a batch (see [`BatchCheck`]).
+    fn batch_check(&self) -> BatchCheck {
+        #[cfg(feature = "defects")]
+        if self.has_defect(myelin_core::defects::Defect::SkipRecoveryCrc) {
+            return validate_without_crc;
+        }
+        validate
+    }
 }
 
 /// Recovers one partition directory: its report for the core and its open files.
@@ -92,6 +120,7 @@ fn recover_partition<F: FileSystem>(
     fs: &F,
     partition: &TopicPartition,
     dir: &Path,
+    check: BatchCheck,
     stats: &mut RecoveryStats,
 ) -> StorageResult<(RecoveredPartition, PartitionFiles<F::File>)> {
     let base_offsets = list_segments(fs, partition, dir, stats)?;
@@ -100,7 +129,7 @@ fn recover_partition<F: FileSystem>(
     let mut active = None;
     for (number, &base_offset) in base_offsets.iter().enumerate() {
         let is_last = number + 1 == base_offsets.len();
-        let recovered = recover_segment(fs, partition, dir, base_offset, is_last, stats)?;
+        let recovered = recover_segment(fs, partition, dir, base_offset, is_last, check, stats)?;
         segments.insert(
             base_offset,
             SegmentEntry {
@@ -223,6 +252,7 @@ fn recover_segment<F: FileSystem>(
     dir: &Path,
     base_offset: i64,
     is_last: bool,
+    check: BatchCheck,
     stats: &mut RecoveryStats,
 ) -> StorageResult<SegmentRecovery<F::File>> {
     let paths = SegmentPaths::new(dir, base_offset);
@@ -268,7 +298,7 @@ fn recover_segment<F: FileSystem>(
         }
     }
 
-    let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
+    let scan = scan_segment(&log, &paths.log, base_offset, log_bytes, check)?;
     if let Some(reason) = &scan.stop_reason {
         tracing::warn!(
             %partition,
@@ -521,13 +551,14 @@ pub(super) struct ScanOutcome {
     pub(super) stop_reason: Option<String>,
 }
 
-/// Reads a segment batch by batch from position 0, validating each whole batch (lengths,
-/// CRC-32C) and offset continuity, up to the end or the first invalid batch.
+/// Reads a segment batch by batch from position 0, validating each whole batch with `check`
+/// (lengths, CRC-32C) and offset continuity, up to the end or the first invalid batch.
 pub(super) fn scan_segment<H: FsFile>(
     log: &H,
     path: &Path,
     base_offset: i64,
     log_bytes: u64,
+    check: BatchCheck,
 ) -> StorageResult<ScanOutcome> {
     let mut batches = Vec::new();
     let mut position = 0u64;
@@ -563,7 +594,7 @@ pub(super) fn scan_segment<H: FsFile>(
             .map_err(io_error(|| {
                 format!("read {} at {position}", path.display())
             }))?;
-        if let Err(error) = validate(&buffer) {
+        if let Err(error) = check(&buffer) {
             break Some(error.to_string());
         }
         if header.base_offset != expected_offset {
