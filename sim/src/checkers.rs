@@ -124,12 +124,12 @@
 
 mod prefix;
 
-use crate::simfs::{HeldBatches, StoredBatch};
 use crate::history::{
     split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
     ProduceOutcome, ReadRecord, Value,
 };
 use crate::scenario::ClientRole;
+use crate::simfs::{HeldBatches, StoredBatch};
 use myelin_core::api::{ErrorCode, Output, PeerMessage, Response, StorageCommand};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::{AppendOutcome, ReplicaState, ReplicationMessage};

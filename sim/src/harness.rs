@@ -16,13 +16,13 @@
 //!   logs at the end.
 
 use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, OutputLogs, Progress};
-use crate::simfs::{CrashSpec, DiskStats, SimFileSystem, StoredBatch};
 use crate::group_protocol::{HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS, SESSION_TIMEOUT_MS};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{
     Aim, ClientRole, ClientStep, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP,
     OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
 };
+use crate::simfs::{CrashSpec, DiskStats, SimFileSystem, StoredBatch};
 use crate::trace::{Source, Trace};
 use crate::workload::{
     run_client, ClientContext, MemberCommand, StepSignals, BACKOFF_MS, TOPIC_ALREADY_EXISTS,
@@ -34,9 +34,9 @@ use myelin_client::{
     ClientConfig, Connection, FetchOptions, IsolationLevel, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP,
 };
 use myelin_node::config::NodeConfig;
+use myelin_node::runtime::{NodeHooks, SyncDelay, TraceEvent, TraceSink};
 use myelin_node::storage::file::FileStorage;
 use myelin_node::storage::Storage;
-use myelin_node::runtime::{NodeHooks, SyncDelay, TraceEvent, TraceSink};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};

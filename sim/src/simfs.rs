@@ -1345,6 +1345,38 @@ mod tests {
     }
 
     #[test]
+    fn held_batches_after_a_crash_are_what_recovery_keeps() {
+        for tear in [
+            None,
+            Some(Tear {
+                mode: TearMode::ZeroedTail,
+                kept_per_mille: 500,
+            }),
+        ] {
+            let fs = SimFileSystem::new();
+            write_three_synced_two_not(&fs);
+            crash(
+                &fs,
+                CrashSpec {
+                    tear,
+                    ..CrashSpec::default()
+                },
+            );
+            let held = fs.held_batches(Path::new("/data"));
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].0, partition());
+            let held_offsets: Vec<i64> = held[0].1.iter().map(|batch| batch.2).collect();
+            assert_eq!(held_offsets, recovered_offsets(&fs), "{tear:?}");
+            let stats = fs.stats();
+            assert_eq!((stats.crashes, stats.torn_writes > 0), (1, tear.is_some()));
+            assert!(
+                stats.syncs > 0 && stats.bytes_lost_in_crashes > 0,
+                "{stats:?}"
+            );
+        }
+    }
+
+    #[test]
     fn file_storage_keeps_a_partition_created_before_a_crash() {
         let fs = SimFileSystem::new();
         {

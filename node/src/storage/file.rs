@@ -84,9 +84,9 @@ use super::fs::{EntryKind, FileSystem, FsFile, OpenMode, OsFileSystem};
 use super::{Recovered, Storage, StorageError, StorageResult};
 use bytes::Bytes;
 use layout::{
-    check_partition, encode_offset_entry, encode_time_entry, invalid_input, partition_dir_name,
-    parse_partition_dir_name, parse_segment_file_name, SegmentFileKind, SegmentPaths,
-    OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
+    check_partition, encode_offset_entry, encode_time_entry, invalid_input,
+    parse_partition_dir_name, parse_segment_file_name, partition_dir_name, SegmentFileKind,
+    SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
 use myelin_core::api::{AppendedBatch, ReadChunk};
 use myelin_core::batch::{read_header, stored_header_prefix};
@@ -298,7 +298,9 @@ pub fn segment_logs<F: FileSystem>(
         let mut segments = BTreeMap::new();
         for file in fs.read_dir(&dir)? {
             let parsed = file.name.to_str().and_then(parse_segment_file_name);
-            if let (Some((base_offset, SegmentFileKind::Log)), EntryKind::File) = (parsed, file.kind) {
+            if let (Some((base_offset, SegmentFileKind::Log)), EntryKind::File) =
+                (parsed, file.kind)
+            {
                 segments.insert(base_offset, dir.join(&file.name));
             }
         }
@@ -951,9 +953,8 @@ impl<F: FileSystem> FileStorage<F> {
                 (&segment.time_index, &segment.paths.time_index),
             ];
             #[cfg(feature = "defects")]
-            let files = &files[usize::from(
-                self.has_defect(myelin_core::defects::Defect::SkipSegmentFsync),
-            )..];
+            let files = &files
+                [usize::from(self.has_defect(myelin_core::defects::Defect::SkipSegmentFsync))..];
             for (file, path) in files {
                 // fdatasync also writes the file size when it grew, which is all the metadata
                 // a reader after a crash needs.
