@@ -400,9 +400,15 @@ impl RunLog {
         let t_us = self.now_us();
         let mut state = self.lock();
         state.trace.core_event(t_us, node, now_ms, event);
-        if let TraceEvent::Output(output) = event {
-            state.checker.observe_core(node, output, t_us);
-            state.trace_new_violations(t_us);
+        match event {
+            TraceEvent::Output(output) => {
+                state.checker.observe_core(node, output, t_us);
+                state.trace_new_violations(t_us);
+            }
+            TraceEvent::Input(_) | TraceEvent::Started { .. } => {
+                state.checker.core_step_started(node)
+            }
+            TraceEvent::FailStop(_) => state.checker.core_fail_stopped(node),
         }
     }
 }
