@@ -1,7 +1,8 @@
 //! File-backed storage: Kafka-like segment files with offset and time indexes, group-committed
 //! fsync, and a recovery that truncates a torn tail.
 //!
-//! This is the `Storage` the real binary runs on (the simulator has its own in-memory disk).
+//! This is the `Storage` the real binary runs on, and the simulator too, over its simulated
+//! file system.
 //! Every file-system call goes through a `storage::fs::FileSystem` (the operating system's,
 //! `OsFileSystem`, unless opened with `open_on`), so that the same engine can run over a
 //! simulated file system.
