@@ -2,8 +2,9 @@
 //!
 //! One storage engine, two file systems: the node runs `FileStorage` over the operating
 //! system's ([`OsFileSystem`]); the simulator runs the same code over a simulated file
-//! system with power-loss semantics (`SimFileSystem` in the `myelin-sim` crate). The trait holds
-//! only what the storage engine uses, so that a second implementation has little to model.
+//! system with power-loss semantics (`SimFileSystem` in the `myelin-sim` crate). The trait
+//! holds only what the storage engine uses, so that a second implementation has little to
+//! model.
 //!
 //! # Contract
 //! Every implementation must honour, as POSIX file systems do:
