@@ -483,6 +483,9 @@ pub struct OutputLogs {
     pub committed: FinalRead,
 }
 
+/// One replica of a partition: (node, topic, partition).
+type ReplicaKey = (u8, String, i32);
+
 /// The checkers' state over one run. Feed it with `observe_client` and `observe_core`, in
 /// the order events happen, then call `finish`.
 #[derive(Debug, Default)]
@@ -496,10 +499,10 @@ pub struct Checker {
     /// The node that sent replication appends in each (partition, leader epoch).
     leaders: BTreeMap<(String, i32, i32), u8>,
     /// The replica state each node last persisted, per (node, topic, partition).
-    persisted_states: BTreeMap<(u8, String, i32), ReplicaState>,
+    persisted_states: BTreeMap<ReplicaKey, ReplicaState>,
     /// Per node, the persists its core issued in its current step, each with the state it
     /// replaced: undone if the step fail-stops (see `core_fail_stopped`).
-    persists_in_step: BTreeMap<u8, Vec<((u8, String, i32), Option<ReplicaState>)>>,
+    persists_in_step: BTreeMap<u8, Vec<(ReplicaKey, Option<ReplicaState>)>>,
     /// The durable end each follower reported, per (topic, partition, epoch, follower).
     durable_reports: BTreeMap<(String, i32, i32, u8), i64>,
     /// The replicas seen sending or receiving appends, per (topic, partition).
