@@ -78,6 +78,9 @@ def main():
         if msg.error() is not None:
             if msg.error().code() == KafkaError._PARTITION_EOF:
                 at_eof.add(msg.partition())
+                # The end's offset: past control batches (a new leader's epoch marker, a
+                # transaction marker) that are never delivered as records.
+                next_offset[msg.partition()] = max(next_offset[msg.partition()], msg.offset())
             else:
                 errors.append(str(msg.error()))
             continue
