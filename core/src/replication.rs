@@ -585,7 +585,15 @@ impl Replica {
         let prev_epoch = if prev_offset == log.log_start_offset() {
             LOG_START_EPOCH
         } else {
-            log.epoch_at(prev_offset - 1).unwrap_or(-1)
+            // `LOG_START_EPOCH` makes a follower behind it drop its log: it must never stand
+            // for an epoch this log failed to find (`prev_offset - 1` lies within the log).
+            let held = log.epoch_at(prev_offset - 1);
+            crate::invariant!(
+                held.is_some(),
+                "no epoch for offset {} inside the log",
+                prev_offset - 1
+            );
+            held.unwrap_or(LOG_START_EPOCH)
         };
         context.effects.push(Effect::Send {
             to: follower,
