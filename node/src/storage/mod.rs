@@ -41,6 +41,19 @@ pub enum StorageError {
     },
     #[error("metadata file {path} is corrupt: {reason}")]
     CorruptMetadata { path: String, reason: String },
+    /// Bytes below a partition's recovery point (synced and checked before) that no longer
+    /// read back as they were written: fail-stop, nothing is cut.
+    #[error(
+        "{path} is damaged at byte {position} (offset {offset}), below its partition's \
+         recovery point at byte {recovery_point}: {reason}"
+    )]
+    DamagedBelowRecoveryPoint {
+        path: String,
+        position: u64,
+        offset: i64,
+        recovery_point: u64,
+        reason: String,
+    },
     /// Stored data the core found wrong (`myelin_core::api::CorruptData`), where it lies.
     #[error("corrupt data in {location} at offset {offset}: {reason}")]
     CorruptData {

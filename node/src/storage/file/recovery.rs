@@ -5,21 +5,21 @@ use super::layout::{
     decode_indexes, encode_indexes, parse_partition_dir_name, parse_segment_file_name, IndexEntry,
     SegmentFileKind, SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
+use super::recovery_point::{read_recovery_points, RecoveryPoint};
 use super::{
     create_segment, io_error, lock, open_read_write, read_json_file, sync_directory, ActiveSegment,
     ActiveState, FileStorage, PartitionFiles, SegmentEntry, SegmentLog, REPLICA_STATE_FILE,
     SEGMENT_BYTES_MAX,
 };
 use crate::storage::fs::{EntryKind, FileSystem, FsFile, OpenMode};
-use crate::storage::{Recovered, StorageResult};
+use crate::storage::{Recovered, StorageError, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
 use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Bytes of a control batch read at recovery to learn its type: the header and the first
@@ -38,12 +38,18 @@ pub(super) struct RecoveryStats {
     pub(super) bytes_truncated: u64,
     /// Index files without a log, removed.
     pub(super) stray_files_removed: usize,
+    /// Bytes loaded below recovery points, from the indexes, without a scan.
+    pub(super) bytes_trusted: u64,
+    /// Bytes scanned batch by batch (CRC-checked): past recovery points, or everything of a
+    /// partition without one.
+    pub(super) bytes_scanned: u64,
 }
 
 impl<F: FileSystem> FileStorage<F> {
     /// `recover`, with the counts of what it repaired.
     pub(super) fn recover_with_stats(&self) -> StorageResult<(Recovered, RecoveryStats)> {
         let metadata = self.recover_metadata()?;
+        let recovery_points = read_recovery_points(&self.fs, &self.data_dir)?;
         let mut stats = RecoveryStats::default();
         let mut found = BTreeMap::new();
         let entries = self
@@ -70,13 +76,17 @@ impl<F: FileSystem> FileStorage<F> {
         let mut partitions = Vec::with_capacity(found.len());
         let mut opened = BTreeMap::new();
         for (partition, dir) in found {
-            let (report, files) = recover_partition(&self.fs, &partition, &dir, &mut stats)?;
+            let point = recovery_points.get(&partition).copied();
+            let (report, files) = recover_partition(&self.fs, &partition, &dir, point, &mut stats)?;
             stats.partitions += 1;
             stats.segments += report.segments.len();
             partitions.push(report);
             opened.insert(partition, Arc::new(Mutex::new(files)));
         }
         *lock(&self.partitions) = opened;
+        // Everything reported is durable now: the next start need scan none of it (and a
+        // point of a partition whose directory is gone is dropped).
+        self.write_recovery_points()?;
         Ok((
             Recovered {
                 metadata,
@@ -92,6 +102,7 @@ fn recover_partition<F: FileSystem>(
     fs: &F,
     partition: &TopicPartition,
     dir: &Path,
+    point: Option<RecoveryPoint>,
     stats: &mut RecoveryStats,
 ) -> StorageResult<(RecoveredPartition, PartitionFiles<F::File>)> {
     let base_offsets = list_segments(fs, partition, dir, stats)?;
@@ -100,7 +111,19 @@ fn recover_partition<F: FileSystem>(
     let mut active = None;
     for (number, &base_offset) in base_offsets.iter().enumerate() {
         let is_last = number + 1 == base_offsets.len();
-        let recovered = recover_segment(fs, partition, dir, base_offset, is_last, stats)?;
+        let trusted = match point {
+            Some(point) if base_offset < point.segment_base_offset => Trusted::Whole,
+            Some(point) if base_offset == point.segment_base_offset => {
+                Trusted::Prefix(u64::from(point.position))
+            }
+            _ => Trusted::Nothing,
+        };
+        let recovered = match trusted {
+            Trusted::Nothing => recover_segment(fs, partition, dir, base_offset, is_last, stats)?,
+            trusted => {
+                recover_trusted_segment(fs, partition, dir, base_offset, is_last, trusted, stats)?
+            }
+        };
         segments.insert(
             base_offset,
             SegmentEntry {
@@ -110,14 +133,15 @@ fn recover_partition<F: FileSystem>(
         );
         if let Some((offset_index, time_index)) = recovered.indexes {
             active = Some(ActiveState {
-                files: Arc::new(ActiveSegment {
+                // Recovery makes everything it reports durable.
+                files: Arc::new(ActiveSegment::new(
                     base_offset,
-                    log: recovered.log,
+                    recovered.log,
                     offset_index,
                     time_index,
-                    paths: SegmentPaths::new(dir, base_offset),
-                    dirty: AtomicBool::new(false),
-                }),
+                    SegmentPaths::new(dir, base_offset),
+                    recovered.size_bytes,
+                )),
                 index_entries: recovered.report.batches.len() as u64,
             });
         }
@@ -217,6 +241,27 @@ struct SegmentRecovery<H> {
     indexes: Option<(H, H)>,
 }
 
+impl<H> SegmentRecovery<H> {
+    fn new(
+        base_offset: i64,
+        batches: Vec<RecoveredBatch>,
+        path: PathBuf,
+        log: H,
+        size_bytes: u64,
+        indexes: Option<(H, H)>,
+    ) -> Self {
+        SegmentRecovery {
+            report: RecoveredSegment {
+                base_offset,
+                batches,
+            },
+            log: Arc::new(SegmentLog { path, file: log }),
+            size_bytes,
+            indexes,
+        }
+    }
+}
+
 fn recover_segment<F: FileSystem>(
     fs: &F,
     partition: &TopicPartition,
@@ -246,18 +291,14 @@ fn recover_segment<F: FileSystem>(
                 // Loaded without a scan. The log may still hold appends that were only in the
                 // page cache when the process died: make them durable before reporting them.
                 sync_data(&log, &paths.log)?;
-                return Ok(SegmentRecovery {
-                    report: RecoveredSegment {
-                        base_offset,
-                        batches,
-                    },
-                    log: Arc::new(SegmentLog {
-                        path: paths.log,
-                        file: log,
-                    }),
-                    size_bytes: log_bytes,
-                    indexes: None,
-                });
+                return Ok(SegmentRecovery::new(
+                    base_offset,
+                    batches,
+                    paths.log,
+                    log,
+                    log_bytes,
+                    None,
+                ));
             }
             Err(reason) => tracing::warn!(
                 %partition,
@@ -269,42 +310,23 @@ fn recover_segment<F: FileSystem>(
     }
 
     let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
-    if let Some(reason) = &scan.stop_reason {
-        tracing::warn!(
-            %partition,
-            segment = base_offset,
-            position = scan.valid_bytes,
-            bytes_dropped = log_bytes - scan.valid_bytes,
-            %reason,
-            "truncating the segment at its first invalid batch"
-        );
-        log.set_len(scan.valid_bytes).map_err(io_error(|| {
-            format!("truncate {} to {}", paths.log.display(), scan.valid_bytes)
-        }))?;
-        stats.segments_truncated += 1;
-        stats.bytes_truncated += log_bytes - scan.valid_bytes;
-    }
+    stats.bytes_scanned += log_bytes;
+    cut_invalid_tail(
+        partition,
+        base_offset,
+        &log,
+        &paths.log,
+        log_bytes,
+        &scan,
+        stats,
+    )?;
     log.sync_all()
         .map_err(io_error(|| format!("fsync {}", paths.log.display())))?;
 
-    let scanned: Vec<IndexEntry> = scan
-        .batches
-        .iter()
-        .map(|batch| IndexEntry {
-            relative_offset: relative_offset(batch.header.base_offset, base_offset),
-            position: batch.position,
-            max_timestamp: batch.header.max_timestamp,
-        })
-        .collect();
+    let scanned = index_entries_of(&scan.batches, base_offset);
     // Indexes that already describe the scanned batches are kept (with the timestamps the
     // appends wrote); anything else is rewritten from the scan.
-    let agree = indexed.as_ref().is_ok_and(|entries| {
-        entries.len() == scanned.len()
-            && entries.iter().zip(&scanned).all(|(on_disk, found)| {
-                on_disk.relative_offset == found.relative_offset
-                    && on_disk.position == found.position
-            })
-    });
+    let agree = indexes_describe(&indexed, &scanned);
     if agree {
         sync_data(&offset_index, &paths.offset_index)?;
         sync_data(&time_index, &paths.time_index)?;
@@ -321,17 +343,262 @@ fn recover_segment<F: FileSystem>(
         write_indexes(&paths, &offset_index, &time_index, &scanned)?;
         stats.indexes_rebuilt += 1;
     }
-    Ok(SegmentRecovery {
-        report: RecoveredSegment {
-            base_offset,
-            batches: scan.batches,
-        },
-        log: Arc::new(SegmentLog {
-            path: paths.log,
-            file: log,
-        }),
-        size_bytes: scan.valid_bytes,
-        indexes: is_last.then_some((offset_index, time_index)),
+    Ok(SegmentRecovery::new(
+        base_offset,
+        scan.batches,
+        paths.log,
+        log,
+        scan.valid_bytes,
+        is_last.then_some((offset_index, time_index)),
+    ))
+}
+
+/// How much of a segment its partition's recovery point vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trusted {
+    /// Nothing: the segment lies past the recovery point, or the partition has none.
+    Nothing,
+    /// Its first so many bytes: the segment holds the recovery point.
+    Prefix(u64),
+    /// All of it: the segment lies below the recovery point.
+    Whole,
+}
+
+/// A segment wholly or partly below its partition's recovery point. Below the point the
+/// indexes are trusted, each entry checked against its batch's header (no CRC: reads check
+/// every batch again), and any disagreement, or a log that ends before the point, stops
+/// recovery with an error naming the file, the byte and the offset: synced data is damaged,
+/// and nothing is cut. Index files that are missing altogether are rebuilt from a scan, which
+/// must then pass the point. Past the point, the bytes are scanned and a torn tail is cut,
+/// as `recover_segment` does.
+fn recover_trusted_segment<F: FileSystem>(
+    fs: &F,
+    partition: &TopicPartition,
+    dir: &Path,
+    base_offset: i64,
+    is_last: bool,
+    trusted: Trusted,
+    stats: &mut RecoveryStats,
+) -> StorageResult<SegmentRecovery<F::File>> {
+    let paths = SegmentPaths::new(dir, base_offset);
+    let indexes_missing = !fs.exists(&paths.offset_index) || !fs.exists(&paths.time_index);
+    let log = open_read_write(fs, &paths.log, false)?;
+    let log_bytes = log
+        .len()
+        .map_err(io_error(|| format!("stat {}", paths.log.display())))?;
+    let trusted_bytes = match trusted {
+        Trusted::Prefix(bytes) => bytes,
+        Trusted::Whole | Trusted::Nothing => log_bytes,
+    };
+    let damaged = |path: &Path, position: u64, offset: i64, reason: String| {
+        StorageError::DamagedBelowRecoveryPoint {
+            path: path.display().to_string(),
+            position,
+            offset,
+            recovery_point: trusted_bytes,
+            reason,
+        }
+    };
+    let offset_index = open_index(fs, &paths.offset_index)?;
+    let time_index = open_index(fs, &paths.time_index)?;
+    let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
+
+    // The batches below the point, from the indexes, or from a scan when they are missing.
+    let below = match (&indexed, indexes_missing) {
+        (Ok(entries), false) => {
+            let below_count = entries
+                .iter()
+                .take_while(|entry| u64::from(entry.position) < trusted_bytes)
+                .count();
+            // Below the point, past the log's end: only a later entry may be unsynced.
+            let stray_entry = trusted == Trusted::Whole && below_count != entries.len();
+            match (log_bytes >= trusted_bytes && !stray_entry)
+                .then(|| {
+                    batches_from_index(
+                        &log,
+                        &paths.log,
+                        base_offset,
+                        trusted_bytes,
+                        &entries[..below_count],
+                    )
+                })
+                .transpose()?
+            {
+                Some(Ok(batches)) => Ok(batches),
+                Some(Err(reason)) => Err(reason),
+                None if stray_entry => Err(format!(
+                    "entry {below_count} points past the log's end at {log_bytes}"
+                )),
+                None => Err(format!(
+                    "the log ends at byte {log_bytes}, before the recovery point"
+                )),
+            }
+        }
+        (Err(reason), false) => Err(reason.clone()),
+        (_, true) => {
+            tracing::warn!(%partition, segment = base_offset, "index files are missing; rebuilding them from a scan of the log");
+            Err("index files are missing".to_string())
+        }
+    };
+    let below = match below {
+        Ok(batches) => {
+            stats.bytes_trusted += trusted_bytes;
+            batches
+        }
+        Err(index_reason) => {
+            // Find out which file is damaged: a scan of the log says whether its batches
+            // below the point are whole; if they are, the indexes are what is wrong.
+            let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
+            stats.bytes_scanned += log_bytes;
+            if scan.valid_bytes < trusted_bytes {
+                let reason = scan.stop_reason.unwrap_or_else(|| {
+                    format!("the log ends at byte {log_bytes}, before the recovery point")
+                });
+                return Err(damaged(
+                    &paths.log,
+                    scan.valid_bytes,
+                    next_offset_after(&scan.batches, base_offset),
+                    reason,
+                ));
+            }
+            let below: Vec<RecoveredBatch> = scan
+                .batches
+                .into_iter()
+                .take_while(|batch| u64::from(batch.position) < trusted_bytes)
+                .collect();
+            if !indexes_missing {
+                let entries = indexed.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+                let first_wrong = below
+                    .iter()
+                    .zip(entries)
+                    .position(|(batch, entry)| {
+                        entry.position != batch.position
+                            || i64::from(entry.relative_offset)
+                                != batch.header.base_offset - base_offset
+                    })
+                    .unwrap_or(entries.len().min(below.len()));
+                return Err(damaged(
+                    &paths.offset_index,
+                    (first_wrong * OFFSET_INDEX_ENTRY_BYTES) as u64,
+                    below
+                        .get(first_wrong)
+                        .map_or(base_offset, |batch| batch.header.base_offset),
+                    index_reason,
+                ));
+            }
+            below
+        }
+    };
+
+    // Past the point: scanned, and cut at the first invalid batch, as any unsynced tail.
+    let tail = scan_segment_from(
+        &log,
+        &paths.log,
+        base_offset,
+        trusted_bytes,
+        next_offset_after(&below, base_offset),
+        log_bytes,
+    )?;
+    stats.bytes_scanned += log_bytes - trusted_bytes;
+    cut_invalid_tail(
+        partition,
+        base_offset,
+        &log,
+        &paths.log,
+        log_bytes,
+        &tail,
+        stats,
+    )?;
+    if tail.valid_bytes != trusted_bytes || tail.stop_reason.is_some() {
+        // Bytes past the point may have been only in the page cache when the process died.
+        log.sync_all()
+            .map_err(io_error(|| format!("fsync {}", paths.log.display())))?;
+    }
+    let mut batches = below;
+    batches.extend(tail.batches);
+    let entries = index_entries_of(&batches, base_offset);
+    let agree = !indexes_missing && indexes_describe(&indexed, &entries);
+    if agree {
+        if tail.valid_bytes != trusted_bytes {
+            sync_data(&offset_index, &paths.offset_index)?;
+            sync_data(&time_index, &paths.time_index)?;
+        }
+    } else {
+        // Entries past the point that were not synced, or missing index files.
+        write_indexes(&paths, &offset_index, &time_index, &entries)?;
+        stats.indexes_rebuilt += 1;
+    }
+    Ok(SegmentRecovery::new(
+        base_offset,
+        batches,
+        paths.log,
+        log,
+        tail.valid_bytes,
+        is_last.then_some((offset_index, time_index)),
+    ))
+}
+
+/// Cuts the log where `scan` stopped, if it stopped before the end (the scan only ever
+/// covers bytes past the recovery point).
+fn cut_invalid_tail<H: FsFile>(
+    partition: &TopicPartition,
+    base_offset: i64,
+    log: &H,
+    path: &Path,
+    log_bytes: u64,
+    scan: &ScanOutcome,
+    stats: &mut RecoveryStats,
+) -> StorageResult<()> {
+    let Some(reason) = &scan.stop_reason else {
+        return Ok(());
+    };
+    tracing::warn!(
+        %partition,
+        segment = base_offset,
+        position = scan.valid_bytes,
+        bytes_dropped = log_bytes - scan.valid_bytes,
+        %reason,
+        "truncating the segment at its first invalid batch"
+    );
+    log.set_len(scan.valid_bytes).map_err(io_error(|| {
+        format!("truncate {} to {}", path.display(), scan.valid_bytes)
+    }))?;
+    stats.segments_truncated += 1;
+    stats.bytes_truncated += log_bytes - scan.valid_bytes;
+    Ok(())
+}
+
+/// The index entries that describe `batches`.
+fn index_entries_of(batches: &[RecoveredBatch], base_offset: i64) -> Vec<IndexEntry> {
+    batches
+        .iter()
+        .map(|batch| IndexEntry {
+            relative_offset: relative_offset(batch.header.base_offset, base_offset),
+            position: batch.position,
+            max_timestamp: batch.header.max_timestamp,
+        })
+        .collect()
+}
+
+/// Whether the indexes on disk hold exactly `entries` (timestamps aside: the appends wrote
+/// those, and they are kept).
+fn indexes_describe(on_disk: &Result<Vec<IndexEntry>, String>, entries: &[IndexEntry]) -> bool {
+    on_disk.as_ref().is_ok_and(|on_disk| {
+        on_disk.len() == entries.len()
+            && on_disk.iter().zip(entries).all(|(on_disk, found)| {
+                on_disk.relative_offset == found.relative_offset
+                    && on_disk.position == found.position
+            })
+    })
+}
+
+/// The offset after the last of `batches`, or `base_offset` when there are none.
+fn next_offset_after(batches: &[RecoveredBatch], base_offset: i64) -> i64 {
+    batches.last().map_or(base_offset, |batch| {
+        batch
+            .header
+            .base_offset
+            .saturating_add(batch.header.offset_count())
     })
 }
 
@@ -529,9 +796,22 @@ pub(super) fn scan_segment<H: FsFile>(
     base_offset: i64,
     log_bytes: u64,
 ) -> StorageResult<ScanOutcome> {
+    scan_segment_from(log, path, base_offset, 0, base_offset, log_bytes)
+}
+
+/// `scan_segment` from `start_position`, where the batch at `expected_offset` must begin;
+/// `valid_bytes` counts from the start of the log.
+fn scan_segment_from<H: FsFile>(
+    log: &H,
+    path: &Path,
+    base_offset: i64,
+    start_position: u64,
+    expected_offset: i64,
+    log_bytes: u64,
+) -> StorageResult<ScanOutcome> {
     let mut batches = Vec::new();
-    let mut position = 0u64;
-    let mut expected_offset = base_offset;
+    let mut position = start_position;
+    let mut expected_offset = expected_offset;
     let mut buffer = Vec::new();
     let stop_reason = loop {
         if position == log_bytes {
