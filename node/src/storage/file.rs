@@ -1,7 +1,8 @@
 //! File-backed storage: Kafka-like segment files with offset and time indexes, group-committed
 //! fsync, and a recovery that truncates a torn tail.
 //!
-//! This is the `Storage` the real binary runs on (the simulator has its own in-memory disk).
+//! This is the `Storage` the real binary runs on, and the simulator too, over its simulated
+//! file system.
 //! Every file-system call goes through a `storage::fs::FileSystem` (the operating system's,
 //! `OsFileSystem`, unless opened with `open_on`), so that the same engine can run over a
 //! simulated file system.
@@ -107,11 +108,12 @@ mod recovery_point;
 #[cfg(test)]
 mod tests;
 
-use super::fs::{FileSystem, FsFile, OpenMode, OsFileSystem};
+use super::fs::{EntryKind, FileSystem, FsFile, OpenMode, OsFileSystem};
 use super::{Recovered, Storage, StorageError, StorageResult};
 use bytes::Bytes;
 use layout::{
-    check_partition, encode_offset_entry, encode_time_entry, invalid_input, partition_dir_name,
+    check_partition, encode_offset_entry, encode_time_entry, invalid_input,
+    parse_partition_dir_name, parse_segment_file_name, partition_dir_name, SegmentFileKind,
     SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
 use myelin_core::api::{AppendedBatch, ReadChunk};
@@ -160,6 +162,9 @@ pub struct FileStorage<F: FileSystem = OsFileSystem> {
     recovery_points: Mutex<RecoveryPoints>,
     /// Bytes appended since the recovery points were last written (see `sync`).
     appended_since_checkpoint: AtomicU64,
+    /// The deliberate bug this storage carries (see `with_defect`).
+    #[cfg(feature = "defects")]
+    defect: Option<myelin_core::defects::Defect>,
 }
 
 /// A segment's `.log` file. Shared with readers, so that a deleted segment stays readable by
@@ -387,6 +392,35 @@ fn remove_segment_files<F: FileSystem>(fs: &F, dir: &Path, base_offset: i64) -> 
     Ok(())
 }
 
+/// Every segment log under data directory `data_dir` on `fs`, by partition and base offset,
+/// found by the names recovery looks for. For observers that read what a data directory
+/// holds without opening it as storage (the simulator's checkers, after a power loss).
+pub fn segment_logs<F: FileSystem>(
+    fs: &F,
+    data_dir: &Path,
+) -> io::Result<BTreeMap<TopicPartition, BTreeMap<i64, PathBuf>>> {
+    let topics_dir = data_dir.join(TOPICS_DIR);
+    let mut logs = BTreeMap::new();
+    for entry in fs.read_dir(&topics_dir)? {
+        let partition = entry.name.to_str().and_then(parse_partition_dir_name);
+        let Some(partition) = partition.filter(|_| entry.kind == EntryKind::Dir) else {
+            continue;
+        };
+        let dir = topics_dir.join(&entry.name);
+        let mut segments = BTreeMap::new();
+        for file in fs.read_dir(&dir)? {
+            let parsed = file.name.to_str().and_then(parse_segment_file_name);
+            if let (Some((base_offset, SegmentFileKind::Log)), EntryKind::File) =
+                (parsed, file.kind)
+            {
+                segments.insert(base_offset, dir.join(&file.name));
+            }
+        }
+        logs.insert(partition, segments);
+    }
+    Ok(logs)
+}
+
 impl FileStorage<OsFileSystem> {
     /// Opens (creating if missing) a data directory on the operating system's file system.
     /// Call `recover` before anything else: the partitions on disk are opened there.
@@ -431,7 +465,24 @@ impl<F: FileSystem> FileStorage<F> {
             metadata_serial: Mutex::new(()),
             recovery_points: Mutex::new(RecoveryPoints::new()),
             appended_since_checkpoint: AtomicU64::new(0),
+            #[cfg(feature = "defects")]
+            defect: None,
         })
+    }
+
+    /// This storage with a deliberate bug (feature `defects`, for the simulator): the
+    /// storage defects of `myelin_core::defects` act here; any other is ignored. Per
+    /// storage, not global: one simulator process runs many nodes.
+    #[cfg(feature = "defects")]
+    pub fn with_defect(mut self, defect: Option<myelin_core::defects::Defect>) -> Self {
+        self.defect = defect;
+        self
+    }
+
+    /// Whether this storage carries `defect`.
+    #[cfg(feature = "defects")]
+    fn has_defect(&self, defect: myelin_core::defects::Defect) -> bool {
+        self.defect == Some(defect)
     }
 
     /// The data directory this storage lives in.
@@ -455,6 +506,10 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     fn mark_directory_dirty(&self, dir: &Path) {
+        #[cfg(feature = "defects")]
+        if self.has_defect(myelin_core::defects::Defect::SkipDirectoryFsync) {
+            return;
+        }
         lock(&self.dirty).directories.insert(dir.to_path_buf());
     }
 
@@ -898,7 +953,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             .iter()
             .map(|segment| segment.written_bytes.load(Ordering::Acquire))
             .collect();
-        let result = sync_all_of(&self.fs, &segments, &directories);
+        let result = self.sync_all_of(&segments, &directories);
         if result.is_err() {
             self.sync_failed.store(true, Ordering::Relaxed);
             return result;
@@ -1131,27 +1186,34 @@ impl<F: FileSystem> FileStorage<F> {
     }
 }
 
-/// The fsyncs of one sync: data then directories.
-fn sync_all_of<F: FileSystem>(
-    fs: &F,
-    segments: &[Arc<ActiveSegment<F::File>>],
-    directories: &BTreeSet<PathBuf>,
-) -> StorageResult<()> {
-    for segment in segments {
-        // fdatasync also writes the file size when it grew, which is all the metadata a
-        // reader after a crash needs. The indexes wait for a recovery point (see the module
-        // doc).
-        segment.log.file.sync_data().map_err(io_error(|| {
-            format!("fsync {}", segment.paths.log.display())
-        }))?;
-    }
-    for dir in directories {
-        match sync_directory(fs, dir) {
-            Ok(()) => {}
-            // The partition was deleted since: nothing of it is left to make durable.
-            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
+impl<F: FileSystem> FileStorage<F> {
+    /// The fsyncs of one sync: each dirty segment's log, then directories.
+    fn sync_all_of(
+        &self,
+        segments: &[Arc<ActiveSegment<F::File>>],
+        directories: &BTreeSet<PathBuf>,
+    ) -> StorageResult<()> {
+        #[cfg(feature = "defects")]
+        let skip_logs = self.has_defect(myelin_core::defects::Defect::SkipSegmentFsync);
+        #[cfg(not(feature = "defects"))]
+        let skip_logs = false;
+        for segment in segments.iter().filter(|_| !skip_logs) {
+            // fdatasync also writes the file size when it grew, which is all the metadata a
+            // reader after a crash needs. The indexes wait for a recovery point (see the
+            // module doc).
+            segment.log.file.sync_data().map_err(io_error(|| {
+                format!("fsync {}", segment.paths.log.display())
+            }))?;
         }
+        for dir in directories {
+            match sync_directory(&self.fs, dir) {
+                Ok(()) => {}
+                // The partition was deleted since: nothing of it is left to make durable.
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -1,9 +1,10 @@
 //! Storage: where the core's `StorageCommand`s meet a disk.
 //!
 //! The core decides every offset, position and segment boundary; storage only carries them
-//! out and, at start, reports what it found (`recover`). Two implementations share this
-//! trait: `file::FileStorage` (segment files, offset and time indexes, fsync) for the real
-//! binary, and, in the simulator, an in-memory disk with a crash model.
+//! out and, at start, reports what it found (`recover`). One implementation:
+//! `file::FileStorage` (segment files, offset and time indexes, fsync), which the real
+//! binary runs on the operating system's file system and the simulator on a simulated one
+//! with power-loss semantics (see `fs`).
 //!
 //! The contract the runtime relies on:
 //! - `append` and the other mutating calls take effect in call order; an append is durable

@@ -14,7 +14,7 @@ use super::{
 use crate::storage::fs::{EntryKind, FileSystem, FsFile, OpenMode};
 use crate::storage::{Recovered, StorageError, StorageResult};
 use myelin_core::api::{RecoveredBatch, RecoveredPartition, RecoveredSegment};
-use myelin_core::batch::{read_header, validate, BatchHeader, BATCH_HEADER_BYTES};
+use myelin_core::batch::{read_header, validate, BatchError, BatchHeader, BATCH_HEADER_BYTES};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::records::control_record_type;
 use myelin_core::replication::ReplicaState;
@@ -25,6 +25,24 @@ use std::sync::{Arc, Mutex};
 /// Bytes of a control batch read at recovery to learn its type: the header and the first
 /// record's key (markers are about 80 bytes).
 const CONTROL_BATCH_READ_BYTES: usize = BATCH_HEADER_BYTES + 64;
+
+/// How a scan checks one whole batch: [`validate`] (lengths, CRC-32C), unless a deliberate
+/// defect swaps it (`FileStorage::with_defect`).
+type BatchCheck = fn(&[u8]) -> Result<BatchHeader, BatchError>;
+
+/// The deliberate defect `SkipRecoveryCrc`: [`validate`] without the CRC-32C, so a torn
+/// batch whose header and length survived is kept.
+#[cfg(feature = "defects")]
+fn validate_without_crc(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = read_header(bytes)?;
+    if header.size_bytes as usize != bytes.len() {
+        return Err(BatchError::LengthMismatch {
+            declared: i64::from(header.size_bytes),
+            present: bytes.len(),
+        });
+    }
+    Ok(header)
+}
 
 /// Counts of what recovery found and repaired (logged; read by tests).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -77,7 +95,9 @@ impl<F: FileSystem> FileStorage<F> {
         let mut opened = BTreeMap::new();
         for (partition, dir) in found {
             let point = recovery_points.get(&partition).copied();
-            let (report, files) = recover_partition(&self.fs, &partition, &dir, point, &mut stats)?;
+            let check = self.batch_check();
+            let (report, files) =
+                recover_partition(&self.fs, &partition, &dir, point, check, &mut stats)?;
             stats.partitions += 1;
             stats.segments += report.segments.len();
             partitions.push(report);
@@ -95,6 +115,15 @@ impl<F: FileSystem> FileStorage<F> {
             stats,
         ))
     }
+
+    /// How this storage's scans check a batch (see [`BatchCheck`]).
+    fn batch_check(&self) -> BatchCheck {
+        #[cfg(feature = "defects")]
+        if self.has_defect(myelin_core::defects::Defect::SkipRecoveryCrc) {
+            return validate_without_crc;
+        }
+        validate
+    }
 }
 
 /// Recovers one partition directory: its report for the core and its open files.
@@ -103,6 +132,7 @@ fn recover_partition<F: FileSystem>(
     partition: &TopicPartition,
     dir: &Path,
     point: Option<RecoveryPoint>,
+    check: BatchCheck,
     stats: &mut RecoveryStats,
 ) -> StorageResult<(RecoveredPartition, PartitionFiles<F::File>)> {
     let base_offsets = list_segments(fs, partition, dir, stats)?;
@@ -119,10 +149,19 @@ fn recover_partition<F: FileSystem>(
             _ => Trusted::Nothing,
         };
         let recovered = match trusted {
-            Trusted::Nothing => recover_segment(fs, partition, dir, base_offset, is_last, stats)?,
-            trusted => {
-                recover_trusted_segment(fs, partition, dir, base_offset, is_last, trusted, stats)?
+            Trusted::Nothing => {
+                recover_segment(fs, partition, dir, base_offset, is_last, check, stats)?
             }
+            trusted => recover_trusted_segment(
+                fs,
+                partition,
+                dir,
+                base_offset,
+                is_last,
+                trusted,
+                check,
+                stats,
+            )?,
         };
         segments.insert(
             base_offset,
@@ -268,6 +307,7 @@ fn recover_segment<F: FileSystem>(
     dir: &Path,
     base_offset: i64,
     is_last: bool,
+    check: BatchCheck,
     stats: &mut RecoveryStats,
 ) -> StorageResult<SegmentRecovery<F::File>> {
     let paths = SegmentPaths::new(dir, base_offset);
@@ -309,7 +349,7 @@ fn recover_segment<F: FileSystem>(
         }
     }
 
-    let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
+    let scan = scan_segment(&log, &paths.log, base_offset, log_bytes, check)?;
     stats.bytes_scanned += log_bytes;
     cut_invalid_tail(
         partition,
@@ -371,6 +411,9 @@ enum Trusted {
 /// and nothing is cut. Index files that are missing altogether are rebuilt from a scan, which
 /// must then pass the point. Past the point, the bytes are scanned and a torn tail is cut,
 /// as `recover_segment` does.
+// Each argument is a different input of one segment's recovery (the same ones as
+// `recover_segment`'s, plus the trusted prefix); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn recover_trusted_segment<F: FileSystem>(
     fs: &F,
     partition: &TopicPartition,
@@ -378,6 +421,7 @@ fn recover_trusted_segment<F: FileSystem>(
     base_offset: i64,
     is_last: bool,
     trusted: Trusted,
+    check: BatchCheck,
     stats: &mut RecoveryStats,
 ) -> StorageResult<SegmentRecovery<F::File>> {
     let paths = SegmentPaths::new(dir, base_offset);
@@ -448,7 +492,7 @@ fn recover_trusted_segment<F: FileSystem>(
         Err(index_reason) => {
             // Find out which file is damaged: a scan of the log says whether its batches
             // below the point are whole; if they are, the indexes are what is wrong.
-            let scan = scan_segment(&log, &paths.log, base_offset, log_bytes)?;
+            let scan = scan_segment(&log, &paths.log, base_offset, log_bytes, check)?;
             stats.bytes_scanned += log_bytes;
             if scan.valid_bytes < trusted_bytes {
                 let reason = scan.stop_reason.unwrap_or_else(|| {
@@ -498,6 +542,7 @@ fn recover_trusted_segment<F: FileSystem>(
         trusted_bytes,
         next_offset_after(&below, base_offset),
         log_bytes,
+        check,
     )?;
     stats.bytes_scanned += log_bytes - trusted_bytes;
     cut_invalid_tail(
@@ -788,15 +833,16 @@ pub(super) struct ScanOutcome {
     pub(super) stop_reason: Option<String>,
 }
 
-/// Reads a segment batch by batch from position 0, validating each whole batch (lengths,
-/// CRC-32C) and offset continuity, up to the end or the first invalid batch.
+/// Reads a segment batch by batch from position 0, validating each whole batch with `check`
+/// (lengths, CRC-32C) and offset continuity, up to the end or the first invalid batch.
 pub(super) fn scan_segment<H: FsFile>(
     log: &H,
     path: &Path,
     base_offset: i64,
     log_bytes: u64,
+    check: BatchCheck,
 ) -> StorageResult<ScanOutcome> {
-    scan_segment_from(log, path, base_offset, 0, base_offset, log_bytes)
+    scan_segment_from(log, path, base_offset, 0, base_offset, log_bytes, check)
 }
 
 /// `scan_segment` from `start_position`, where the batch at `expected_offset` must begin;
@@ -808,6 +854,7 @@ fn scan_segment_from<H: FsFile>(
     start_position: u64,
     expected_offset: i64,
     log_bytes: u64,
+    check: BatchCheck,
 ) -> StorageResult<ScanOutcome> {
     let mut batches = Vec::new();
     let mut position = start_position;
@@ -843,7 +890,7 @@ fn scan_segment_from<H: FsFile>(
             .map_err(io_error(|| {
                 format!("read {} at {position}", path.display())
             }))?;
-        if let Err(error) = validate(&buffer) {
+        if let Err(error) = check(&buffer) {
             break Some(error.to_string());
         }
         if header.base_offset != expected_offset {
