@@ -2,8 +2,9 @@
 //! the parent module's doc; this file carries them out.
 
 use super::layout::{
-    decode_indexes, encode_indexes, parse_partition_dir_name, parse_segment_file_name, IndexEntry,
-    SegmentFileKind, SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
+    decode_index_prefix, encode_indexes, parse_partition_dir_name, parse_segment_file_name,
+    DecodedIndexes, IndexEntry, SegmentFileKind, SegmentPaths, OFFSET_INDEX_ENTRY_BYTES,
+    TIME_INDEX_ENTRY_BYTES,
 };
 use super::recovery_point::{read_recovery_points, RecoveryPoint};
 use super::{
@@ -319,7 +320,7 @@ fn recover_segment<F: FileSystem>(
     // non-empty log, and right for an empty one.
     let offset_index = open_index(fs, &paths.offset_index)?;
     let time_index = open_index(fs, &paths.time_index)?;
-    let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
+    let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?.into_whole();
 
     if !is_last {
         let from_indexes = match &indexed {
@@ -366,7 +367,9 @@ fn recover_segment<F: FileSystem>(
     let scanned = index_entries_of(&scan.batches, base_offset);
     // Indexes that already describe the scanned batches are kept (with the timestamps the
     // appends wrote); anything else is rewritten from the scan.
-    let agree = indexes_describe(&indexed, &scanned);
+    let agree = indexed
+        .as_ref()
+        .is_ok_and(|on_disk| indexes_describe(on_disk, &scanned));
     if agree {
         sync_data(&offset_index, &paths.offset_index)?;
         sync_data(&time_index, &paths.time_index)?;
@@ -445,10 +448,16 @@ fn recover_trusted_segment<F: FileSystem>(
     };
     let offset_index = open_index(fs, &paths.offset_index)?;
     let time_index = open_index(fs, &paths.time_index)?;
-    let indexed = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
+    let decoded = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
+    // Index entries past the point were never synced, so a crash may have torn them: only
+    // the entries below it must decode (a whole segment's were all synced at its roll).
+    let usable = match (&decoded.damage, trusted) {
+        (Some(reason), Trusted::Whole | Trusted::Nothing) => Err(reason.clone()),
+        _ => Ok(decoded.entries.as_slice()),
+    };
 
     // The batches below the point, from the indexes, or from a scan when they are missing.
-    let below = match (&indexed, indexes_missing) {
+    let below = match (usable, indexes_missing) {
         (Ok(entries), false) => {
             let below_count = entries
                 .iter()
@@ -477,8 +486,10 @@ fn recover_trusted_segment<F: FileSystem>(
                     "the log ends at byte {log_bytes}, before the recovery point"
                 )),
             }
+            // Entries below the point that did not decode are what is damaged.
+            .map_err(|reason| decoded.damage.clone().unwrap_or(reason))
         }
-        (Err(reason), false) => Err(reason.clone()),
+        (Err(reason), false) => Err(reason),
         (_, true) => {
             tracing::warn!(%partition, segment = base_offset, "index files are missing; rebuilding them from a scan of the log");
             Err("index files are missing".to_string())
@@ -511,7 +522,7 @@ fn recover_trusted_segment<F: FileSystem>(
                 .take_while(|batch| u64::from(batch.position) < trusted_bytes)
                 .collect();
             if !indexes_missing {
-                let entries = indexed.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+                let entries = decoded.entries.as_slice();
                 let first_wrong = below
                     .iter()
                     .zip(entries)
@@ -562,7 +573,9 @@ fn recover_trusted_segment<F: FileSystem>(
     let mut batches = below;
     batches.extend(tail.batches);
     let entries = index_entries_of(&batches, base_offset);
-    let agree = !indexes_missing && indexes_describe(&indexed, &entries);
+    let agree = !indexes_missing
+        && decoded.damage.is_none()
+        && indexes_describe(&decoded.entries, &entries);
     if agree {
         if tail.valid_bytes != trusted_bytes {
             sync_data(&offset_index, &paths.offset_index)?;
@@ -627,14 +640,11 @@ fn index_entries_of(batches: &[RecoveredBatch], base_offset: i64) -> Vec<IndexEn
 
 /// Whether the indexes on disk hold exactly `entries` (timestamps aside: the appends wrote
 /// those, and they are kept).
-fn indexes_describe(on_disk: &Result<Vec<IndexEntry>, String>, entries: &[IndexEntry]) -> bool {
-    on_disk.as_ref().is_ok_and(|on_disk| {
-        on_disk.len() == entries.len()
-            && on_disk.iter().zip(entries).all(|(on_disk, found)| {
-                on_disk.relative_offset == found.relative_offset
-                    && on_disk.position == found.position
-            })
-    })
+fn indexes_describe(on_disk: &[IndexEntry], entries: &[IndexEntry]) -> bool {
+    on_disk.len() == entries.len()
+        && on_disk.iter().zip(entries).all(|(on_disk, found)| {
+            on_disk.relative_offset == found.relative_offset && on_disk.position == found.position
+        })
 }
 
 /// The offset after the last of `batches`, or `base_offset` when there are none.
@@ -663,13 +673,18 @@ fn relative_offset(batch_base_offset: i64, segment_base_offset: i64) -> u32 {
     u32::try_from(batch_base_offset - segment_base_offset).unwrap_or(u32::MAX)
 }
 
-/// Reads and decodes both index files. `Ok(Err(reason))` when they are unusable.
+/// Reads and decodes both index files: the whole, agreeing entries from their start, and
+/// why the rest (if any) is unusable.
 fn read_indexes<H: FsFile>(
     paths: &SegmentPaths,
     offset_index: &H,
     time_index: &H,
     log_bytes: u64,
-) -> StorageResult<Result<Vec<IndexEntry>, String>> {
+) -> StorageResult<DecodedIndexes> {
+    let unusable = |reason: String| DecodedIndexes {
+        entries: Vec::new(),
+        damage: Some(reason),
+    };
     // Every batch is at least a header long, which bounds the entries a log can need (and
     // what we read of a garbage index).
     let entries_max = log_bytes / BATCH_HEADER_BYTES as u64;
@@ -679,7 +694,7 @@ fn read_indexes<H: FsFile>(
         entries_max * OFFSET_INDEX_ENTRY_BYTES as u64,
     )? {
         Ok(bytes) => bytes,
-        Err(reason) => return Ok(Err(format!("offset index: {reason}"))),
+        Err(reason) => return Ok(unusable(format!("offset index: {reason}"))),
     };
     let time_bytes = match read_whole(
         time_index,
@@ -687,9 +702,9 @@ fn read_indexes<H: FsFile>(
         entries_max * TIME_INDEX_ENTRY_BYTES as u64,
     )? {
         Ok(bytes) => bytes,
-        Err(reason) => return Ok(Err(format!("time index: {reason}"))),
+        Err(reason) => return Ok(unusable(format!("time index: {reason}"))),
     };
-    Ok(decode_indexes(&offset_bytes, &time_bytes))
+    Ok(decode_index_prefix(&offset_bytes, &time_bytes))
 }
 
 /// A whole file's bytes, or `Ok(Err(reason))` when it is longer than `bytes_max`.

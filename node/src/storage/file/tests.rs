@@ -1214,6 +1214,43 @@ fn a_torn_tail_past_the_recovery_point_is_cut_and_everything_below_it_kept() {
 }
 
 #[test]
+fn index_entries_torn_past_the_recovery_point_are_rebuilt_not_taken_for_damage() {
+    // Index entries past the point were never synced: a power loss may cut one short or
+    // zero it, and recovery rebuilds them from the scan of the log past the point.
+    type Tear = fn(&mut Vec<u8>, &mut Vec<u8>);
+    let tears: [(&str, Tear); 2] = [
+        ("offset index cut inside its last entry", |offset, _| {
+            offset.truncate(offset.len() - 3)
+        }),
+        ("time index's last entry zeroed", |_, time| {
+            let len = time.len();
+            time[len - 12..].fill(0)
+        }),
+    ];
+    for (tear, damage) in tears {
+        let (dir, writer, point) = three_segments_with_a_recovery_point(2);
+        let active = writer.segment_paths_in(&dir, 20);
+        let mut offset_index = fs::read(&active.offset_index).unwrap();
+        let mut time_index = fs::read(&active.time_index).unwrap();
+        damage(&mut offset_index, &mut time_index);
+        fs::write(&active.offset_index, &offset_index).unwrap();
+        fs::write(&active.time_index, &time_index).unwrap();
+        let (_, recovered, stats) = reopen(&dir);
+        assert_eq!(
+            recovered.partitions,
+            vec![writer.expected(&THREE_SEGMENT_BASES, usize::MAX)],
+            "{tear}"
+        );
+        assert_eq!(stats.indexes_rebuilt, 1, "{tear}");
+        assert_eq!(
+            stats.bytes_scanned,
+            file_len(&active.log) - point,
+            "{tear}: only the tail is scanned"
+        );
+    }
+}
+
+#[test]
 fn a_damaged_batch_header_below_the_recovery_point_stops_recovery_and_nothing_is_cut() {
     for base in THREE_SEGMENT_BASES {
         let (dir, writer, _) = three_segments_with_a_recovery_point(1);
