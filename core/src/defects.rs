@@ -3,7 +3,7 @@
 //! Each variant switches one real safeguard off. The core applies the broker's through
 //! [`crate::api::BrokerConfig::defect`], which also reaches every partition's replica (the
 //! replication defects); the storage defects (`SkipRecoveryCrc`, `SkipDirectoryFsync`,
-//! `SkipSegmentFsync`) are applied by the node's file storage, which the simulator opens
+//! `SkipSegmentFsync`, `SkipReplicaStateFsync`) are applied by the node's file storage, which the simulator opens
 //! with its run's defect (`FileStorage::with_defect`). The simulator's single-node runs catch `ALL`; the
 //! replication model tests (`replication.rs`) and the exhaustive search
 //! (`replication_exhaustive.rs`) catch `REPLICATION`. Without the feature this module, the
@@ -33,6 +33,10 @@ pub enum Defect {
     /// Storage: the group-commit sync fsyncs no segment's log, so acknowledged batches are
     /// still only in the page cache when the power goes.
     SkipSegmentFsync,
+    /// Storage: a replica's epoch and vote are written to its state file without an fsync,
+    /// so a power loss brings back an older epoch or vote: the replica can vote twice in one
+    /// epoch, or lead an epoch it already left.
+    SkipReplicaStateFsync,
     /// On restart, rebuild partition logs but not the idempotent producers' sequence state,
     /// so a retried or continued idempotent batch is refused or written twice.
     ForgetProducerStateOnRestart,
@@ -70,12 +74,13 @@ pub enum Defect {
 
 impl Defect {
     /// Every defect, in a fixed order.
-    pub const ALL: [Defect; 6] = [
+    pub const ALL: [Defect; 7] = [
         Defect::AckBeforeFsync,
         Defect::ReadAboveHighWatermark,
         Defect::SkipRecoveryCrc,
         Defect::SkipDirectoryFsync,
         Defect::SkipSegmentFsync,
+        Defect::SkipReplicaStateFsync,
         Defect::ForgetProducerStateOnRestart,
     ];
 
@@ -108,6 +113,7 @@ impl Defect {
             Defect::SkipRecoveryCrc => "skip-recovery-crc",
             Defect::SkipDirectoryFsync => "skip-directory-fsync",
             Defect::SkipSegmentFsync => "skip-segment-fsync",
+            Defect::SkipReplicaStateFsync => "skip-replica-state-fsync",
             Defect::ForgetProducerStateOnRestart => "forget-producer-state-on-restart",
             Defect::VoteWithoutUpToDateCheck => "vote-without-up-to-date-check",
             Defect::MinorityHighWatermark => "minority-high-watermark",

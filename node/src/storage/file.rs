@@ -925,7 +925,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let dir = self.partition_dir(partition);
         let text = serde_json::to_vec(state)
             .map_err(|error| StorageError::io("encode replica state", io::Error::other(error)))?;
-        write_durably(&self.fs, &dir, REPLICA_STATE_FILE, &text)
+        #[cfg(feature = "defects")]
+        let durable = !self.has_defect(myelin_core::defects::Defect::SkipReplicaStateFsync);
+        #[cfg(not(feature = "defects"))]
+        let durable = true;
+        replace_file(&self.fs, &dir, REPLICA_STATE_FILE, &text, durable)
     }
 
     fn sync(&self) -> StorageResult<()> {
@@ -1047,6 +1051,18 @@ pub(super) fn read_json_file<F: FileSystem, T: serde::de::DeserializeOwned>(
 /// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so
 /// a crash leaves the old or the new contents, never half of them.
 fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {
+    replace_file(fs, dir, name, bytes, true)
+}
+
+/// `write_durably`, or with `durable` false the same steps without an fsync (only the
+/// deliberate defect `skip-replica-state-fsync` asks for that).
+fn replace_file<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durable: bool,
+) -> StorageResult<()> {
     let temp_path = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let temp = fs
@@ -1054,13 +1070,16 @@ fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) ->
         .map_err(io_error(|| format!("open {}", temp_path.display())))?;
     // The file was just emptied: writing at 0 is writing it whole.
     temp.write_all_at(bytes, 0)
-        .and_then(|()| temp.sync_all())
+        .and_then(|()| if durable { temp.sync_all() } else { Ok(()) })
         .map_err(io_error(|| format!("write {}", temp_path.display())))?;
     drop(temp);
     fs.rename(&temp_path, &path).map_err(io_error(|| {
         format!("rename {} to {}", temp_path.display(), path.display())
     }))?;
-    sync_directory(fs, dir)
+    if durable {
+        sync_directory(fs, dir)?;
+    }
+    Ok(())
 }
 
 impl<F: FileSystem> FileStorage<F> {

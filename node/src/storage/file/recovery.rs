@@ -324,7 +324,14 @@ fn recover_segment<F: FileSystem>(
 
     if !is_last {
         let from_indexes = match &indexed {
-            Ok(entries) => batches_from_index(&log, &paths.log, base_offset, log_bytes, entries)?,
+            Ok(entries) => batches_from_index(
+                &log,
+                &paths.log,
+                base_offset,
+                log_bytes,
+                entries,
+                EntriesPastEnd::Refused,
+            )?,
             Err(reason) => Err(reason.clone()),
         };
         match from_indexes {
@@ -459,35 +466,35 @@ fn recover_trusted_segment<F: FileSystem>(
     // The batches below the point, from the indexes, or from a scan when they are missing.
     let below = match (usable, indexes_missing) {
         (Ok(entries), false) => {
-            let below_count = entries
-                .iter()
-                .take_while(|entry| u64::from(entry.position) < trusted_bytes)
-                .count();
-            // Below the point, past the log's end: only a later entry may be unsynced.
-            let stray_entry = trusted == Trusted::Whole && below_count != entries.len();
-            match (log_bytes >= trusted_bytes && !stray_entry)
+            // A whole segment's entries must end with its log. In the point's segment the
+            // entries past the point are not read: they were never synced, and a torn entry
+            // can hold any position (zeroed, it says 0).
+            let entries_past_point = match trusted {
+                Trusted::Prefix(_) => EntriesPastEnd::Ignored,
+                Trusted::Whole | Trusted::Nothing => EntriesPastEnd::Refused,
+            };
+            match (log_bytes >= trusted_bytes)
                 .then(|| {
                     batches_from_index(
                         &log,
                         &paths.log,
                         base_offset,
                         trusted_bytes,
-                        &entries[..below_count],
+                        entries,
+                        entries_past_point,
                     )
                 })
                 .transpose()?
             {
                 Some(Ok(batches)) => Ok(batches),
-                Some(Err(reason)) => Err(reason),
-                None if stray_entry => Err(format!(
-                    "entry {below_count} points past the log's end at {log_bytes}"
-                )),
+                Some(Err(reason)) => Err(match &decoded.damage {
+                    Some(damage) => format!("{reason} (and {damage})"),
+                    None => reason,
+                }),
                 None => Err(format!(
                     "the log ends at byte {log_bytes}, before the recovery point"
                 )),
             }
-            // Entries below the point that did not decode are what is damaged.
-            .map_err(|reason| decoded.damage.clone().unwrap_or(reason))
         }
         (Err(reason), false) => Err(reason),
         (_, true) => {
@@ -761,19 +768,32 @@ fn read_header_at<H: FsFile>(
     Ok(read_header(&bytes).map_err(|error| error.to_string()))
 }
 
-/// The batches of a non-active segment, as its indexes describe them, each checked against the
-/// header in the log. `Ok(Err(reason))` at the first disagreement.
+/// What `batches_from_index` makes of entries after the one whose batch ends at `log_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntriesPastEnd {
+    /// They are an error: the indexes must end with the log.
+    Refused,
+    /// They are not read: `log_bytes` is a recovery point, and what lies past it is scanned.
+    Ignored,
+}
+
+/// The batches of the first `log_bytes` of a segment, as its indexes describe them, each
+/// checked against the header in the log. `Ok(Err(reason))` at the first disagreement.
 fn batches_from_index<H: FsFile>(
     log: &H,
     path: &Path,
     base_offset: i64,
     log_bytes: u64,
     entries: &[IndexEntry],
+    past_end: EntriesPastEnd,
 ) -> StorageResult<Result<Vec<RecoveredBatch>, String>> {
     let mut batches = Vec::with_capacity(entries.len());
     let mut expected_position = 0u64;
     let mut expected_offset = base_offset;
     for (number, entry) in entries.iter().enumerate() {
+        if past_end == EntriesPastEnd::Ignored && expected_position == log_bytes {
+            break;
+        }
         if u64::from(entry.position) != expected_position {
             return Ok(Err(format!(
                 "entry {number} is at position {}, but the batch before it ends at {expected_position}",

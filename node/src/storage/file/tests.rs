@@ -1218,13 +1218,24 @@ fn index_entries_torn_past_the_recovery_point_are_rebuilt_not_taken_for_damage()
     // Index entries past the point were never synced: a power loss may cut one short or
     // zero it, and recovery rebuilds them from the scan of the log past the point.
     type Tear = fn(&mut Vec<u8>, &mut Vec<u8>);
-    let tears: [(&str, Tear); 2] = [
+    let tears: [(&str, Tear); 4] = [
         ("offset index cut inside its last entry", |offset, _| {
             offset.truncate(offset.len() - 3)
         }),
         ("time index's last entry zeroed", |_, time| {
             let len = time.len();
             time[len - 12..].fill(0)
+        }),
+        // Both zeroed: the entries agree, and say offset 0 at position 0.
+        ("both last entries zeroed", |offset, time| {
+            let (offset_len, time_len) = (offset.len(), time.len());
+            offset[offset_len - 8..].fill(0);
+            time[time_len - 12..].fill(0)
+        }),
+        // The low byte of the last position zeroed: a position below the point.
+        ("the last position's low byte zeroed", |offset, _| {
+            let len = offset.len();
+            offset[len - 1] = 0
         }),
     ];
     for (tear, damage) in tears {
