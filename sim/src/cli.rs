@@ -56,7 +56,8 @@ struct Args {
     transactions: bool,
     /// Run with a deliberate defect (needs `--features defects`): ack-before-fsync,
     /// read-above-high-watermark, skip-recovery-crc, skip-directory-fsync,
-    /// skip-segment-fsync, forget-producer-state-on-restart, or one of the replication,
+    /// skip-segment-fsync, skip-replica-state-fsync, forget-producer-state-on-restart, or
+    /// one of the replication,
     /// group and transaction defects of `myelin_core::defects`.
     #[arg(long)]
     defect: Option<String>,

@@ -60,7 +60,9 @@
 //!   point, stops recovery (`StorageError::DamagedBelowRecoveryPoint`, naming the file, the
 //!   byte and the offset): those bytes were synced, so they are damaged, and nothing is cut.
 //!   Index files that are missing altogether are rebuilt from a scan, which must pass the
-//!   point. Batches are not CRC-checked there: every read checks them
+//!   point. In the point's segment only the entries below the point are read: those past it
+//!   were never synced, and a power loss may have torn them into anything (zeroed, an entry
+//!   says offset 0 at position 0), so they are rewritten from the scan of the tail. Batches are not CRC-checked there: every read checks them
 //!   (`storage::read_verified`). The bytes of the point's segment past it are scanned and cut
 //!   as an active segment's are (below).
 //!
