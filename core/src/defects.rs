@@ -2,8 +2,9 @@
 //!
 //! Each variant switches one real safeguard off. The core applies the broker's through
 //! [`crate::api::BrokerConfig::defect`], which also reaches every partition's replica (the
-//! replication defects); `SkipRecoveryCrc` is applied by the simulator's disk, whose
-//! recovery mirrors the file storage's. The simulator's single-node runs catch `ALL`; the
+//! replication defects); the storage defects (`SkipRecoveryCrc`, `SkipDirectoryFsync`,
+//! `SkipSegmentFsync`, `SkipReplicaStateFsync`) are applied by the node's file storage, which the simulator opens
+//! with its run's defect (`FileStorage::with_defect`). The simulator's single-node runs catch `ALL`; the
 //! replication model tests (`replication.rs`) and the exhaustive search
 //! (`replication_exhaustive.rs`) catch `REPLICATION`. Without the feature this module, the
 //! config field and every branch that reads it do not exist, so the `myelin` binary can
@@ -25,6 +26,17 @@ pub enum Defect {
     /// Recovery accepts any batch whose header and length look right, without its CRC: a
     /// torn write whose tail is garbage survives a crash.
     SkipRecoveryCrc,
+    /// Storage: the group-commit sync does not fsync partition directories, so a segment
+    /// file created by a roll has no durable name: a power loss takes it, synced batches
+    /// and all.
+    SkipDirectoryFsync,
+    /// Storage: the group-commit sync fsyncs no segment's log, so acknowledged batches are
+    /// still only in the page cache when the power goes.
+    SkipSegmentFsync,
+    /// Storage: a replica's epoch and vote are written to its state file without an fsync,
+    /// so a power loss brings back an older epoch or vote: the replica can vote twice in one
+    /// epoch, or lead an epoch it already left.
+    SkipReplicaStateFsync,
     /// On restart, rebuild partition logs but not the idempotent producers' sequence state,
     /// so a retried or continued idempotent batch is refused or written twice.
     ForgetProducerStateOnRestart,
@@ -62,10 +74,13 @@ pub enum Defect {
 
 impl Defect {
     /// Every defect, in a fixed order.
-    pub const ALL: [Defect; 4] = [
+    pub const ALL: [Defect; 7] = [
         Defect::AckBeforeFsync,
         Defect::ReadAboveHighWatermark,
         Defect::SkipRecoveryCrc,
+        Defect::SkipDirectoryFsync,
+        Defect::SkipSegmentFsync,
+        Defect::SkipReplicaStateFsync,
         Defect::ForgetProducerStateOnRestart,
     ];
 
@@ -96,6 +111,9 @@ impl Defect {
             Defect::AckBeforeFsync => "ack-before-fsync",
             Defect::ReadAboveHighWatermark => "read-above-high-watermark",
             Defect::SkipRecoveryCrc => "skip-recovery-crc",
+            Defect::SkipDirectoryFsync => "skip-directory-fsync",
+            Defect::SkipSegmentFsync => "skip-segment-fsync",
+            Defect::SkipReplicaStateFsync => "skip-replica-state-fsync",
             Defect::ForgetProducerStateOnRestart => "forget-producer-state-on-restart",
             Defect::VoteWithoutUpToDateCheck => "vote-without-up-to-date-check",
             Defect::MinorityHighWatermark => "minority-high-watermark",

@@ -783,7 +783,10 @@ fn outside_the_replica(defect: crate::defects::Defect) -> Option<&'static str> {
         | Defect::FollowerKeepsDivergentTail => None,
         Defect::AckBeforeFsync => Some("the broker's produce acknowledgement (Broker)"),
         Defect::ReadAboveHighWatermark => Some("the broker's fetch bound (Broker)"),
-        Defect::SkipRecoveryCrc => Some("the simulator disk's recovery"),
+        Defect::SkipRecoveryCrc
+        | Defect::SkipDirectoryFsync
+        | Defect::SkipSegmentFsync
+        | Defect::SkipReplicaStateFsync => Some("the node's file storage"),
         Defect::ForgetProducerStateOnRestart => Some("the broker's producer state at recovery"),
         Defect::AcceptStaleGenerationCommit | Defect::LoseOffsetsOnFailover => {
             Some("the group coordinator")

@@ -45,7 +45,12 @@ async fn main() -> anyhow::Result<()> {
             let config = NodeConfig::resolve(&args)?;
             let storage = FileStorage::open(&config.data_dir)
                 .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
-            myelin_node::run_node(config, Arc::new(storage), shutdown_signal()).await
+            let storage = Arc::new(storage);
+            myelin_node::run_node(config, storage.clone(), shutdown_signal()).await?;
+            // After the last sync: the next start scans nothing.
+            storage
+                .write_recovery_points()
+                .context("writing recovery points at shutdown")
         }
         Command::Cluster(args) => myelin_node::launcher::run(args).await,
     }

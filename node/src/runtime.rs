@@ -506,7 +506,7 @@ impl CoreTask {
                 tokio::time::sleep(delay).await;
             }
             // madsim deprecates spawn_blocking (it runs the closure as a plain task), which
-            // is right for the simulator's in-memory disk.
+            // is right for the simulator's in-memory file system.
             #[cfg_attr(madsim, allow(deprecated))]
             let result = tokio::task::spawn_blocking(move || storage.sync()).await;
             let event = match result {

@@ -46,7 +46,9 @@
 //!   all of them.
 //! - **epoch-monotonic** (clusters, after every event): the leader epoch and vote a node
 //!   persists for a partition never go backwards, across its restarts too: a later persist
-//!   names a higher epoch, or the same epoch and the same vote (or a first vote).
+//!   names a higher epoch, or the same epoch and the same vote (or a first vote). A persist
+//!   in a step that fail-stopped does not count (it may be the command that failed; the
+//!   node never acted on it).
 //! - **high-watermark-majority-durable** (clusters, after every event): when a leader
 //!   announces a high watermark above any announced before for that partition, enough of
 //!   its followers have reported that offset durable to it (in this epoch, or an earlier
@@ -124,12 +126,12 @@
 
 mod prefix;
 
-use crate::disk::{HeldBatches, StoredBatch};
 use crate::history::{
     split_transactional_value, ClientEvent, CommitOutcome, FetchFailure, Micros, PartitionRef,
     ProduceOutcome, ReadRecord, Value,
 };
 use crate::scenario::ClientRole;
+use crate::simfs::{HeldBatches, StoredBatch};
 use myelin_core::api::{ErrorCode, Output, PeerMessage, Response, StorageCommand};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::{AppendOutcome, ReplicaState, ReplicationMessage};
@@ -481,6 +483,9 @@ pub struct OutputLogs {
     pub committed: FinalRead,
 }
 
+/// One replica of a partition: (node, topic, partition).
+type ReplicaKey = (u8, String, i32);
+
 /// The checkers' state over one run. Feed it with `observe_client` and `observe_core`, in
 /// the order events happen, then call `finish`.
 #[derive(Debug, Default)]
@@ -494,7 +499,10 @@ pub struct Checker {
     /// The node that sent replication appends in each (partition, leader epoch).
     leaders: BTreeMap<(String, i32, i32), u8>,
     /// The replica state each node last persisted, per (node, topic, partition).
-    persisted_states: BTreeMap<(u8, String, i32), ReplicaState>,
+    persisted_states: BTreeMap<ReplicaKey, ReplicaState>,
+    /// Per node, the persists its core issued in its current step, each with the state it
+    /// replaced: undone if the step fail-stops (see `core_fail_stopped`).
+    persists_in_step: BTreeMap<u8, Vec<(ReplicaKey, Option<ReplicaState>)>>,
     /// The durable end each follower reported, per (topic, partition, epoch, follower).
     durable_reports: BTreeMap<(String, i32, i32, u8), i64>,
     /// The replicas seen sending or receiving appends, per (topic, partition).
@@ -1936,7 +1944,11 @@ impl Checker {
         at: Micros,
     ) {
         let key = (node, partition.topic.clone(), partition.partition);
-        let previous = self.persisted_states.insert(key, state);
+        let previous = self.persisted_states.insert(key.clone(), state);
+        self.persists_in_step
+            .entry(node)
+            .or_default()
+            .push((key, previous));
         let ok = previous.is_none_or(|previous| {
             state.epoch > previous.epoch
                 || (state.epoch == previous.epoch
@@ -1948,6 +1960,26 @@ impl Checker {
                 previous.unwrap_or_default()
             )
         });
+    }
+
+    /// Node `node`'s core starts a step (takes an input, or starts from its disk): the
+    /// outputs of its previous step, persists included, were carried out.
+    pub fn core_step_started(&mut self, node: u8) {
+        self.persists_in_step.remove(&node);
+    }
+
+    /// Node `node` fail-stopped (a storage command or a sync failed). A persist of its last
+    /// step may be the command that failed, and the core acts on a persisted state only
+    /// after it (its vote is sent after the persist), so those persists are not states the
+    /// node is held to: the check goes back to the states before them.
+    pub fn core_fail_stopped(&mut self, node: u8) {
+        let undone = self.persists_in_step.remove(&node).unwrap_or_default();
+        for (key, previous) in undone.into_iter().rev() {
+            match previous {
+                Some(previous) => self.persisted_states.insert(key, previous),
+                None => self.persisted_states.remove(&key),
+            };
+        }
     }
 
     /// The leader of `epoch` sent a follower an append announcing `high_watermark`: if

@@ -55,7 +55,10 @@ struct Args {
     #[arg(long, conflicts_with_all = ["cluster", "groups"])]
     transactions: bool,
     /// Run with a deliberate defect (needs `--features defects`): ack-before-fsync,
-    /// read-above-high-watermark, skip-recovery-crc, forget-producer-state-on-restart.
+    /// read-above-high-watermark, skip-recovery-crc, skip-directory-fsync,
+    /// skip-segment-fsync, skip-replica-state-fsync, forget-producer-state-on-restart, or
+    /// one of the replication,
+    /// group and transaction defects of `myelin_core::defects`.
     #[arg(long)]
     defect: Option<String>,
 }

@@ -2,26 +2,27 @@
 //!
 //! Layout of a run (all simulated; IPs are madsim's virtual ones):
 //! - node `n` is a madsim node at 10.0.0.n:9092 whose init task is
-//!   `myelin_node::run_node_with`, the node crate's own server, over an `Arc<SimDisk>` the
-//!   harness keeps, so the disk survives kill and restart;
+//!   `myelin_node::run_node_with`, the node crate's own server, over the node's own storage
+//!   engine (`FileStorage`) opened at every start on a `SimFileSystem` the harness keeps, so
+//!   the file system survives kill and restart;
 //! - client `c` is a madsim node at 10.0.1.(c+1) running one `workload` client;
 //! - the supervisor (madsim's main task) injects the fault schedule, heals each fault after
 //!   its duration, and restarts nodes: after a scheduled crash, and after a fail-stop (an
-//!   injected fsync failure stops the node's core; the supervisor notices through the disk,
-//!   crashes the disk and restarts the node);
+//!   injected fsync failure stops the node's core; the supervisor notices through the file
+//!   system, crashes it (a power loss) and restarts the node);
 //! - at the end of the workload: stop the clients, heal everything, crash and restart every
 //!   node once more, and read every partition back from a verifier node at 10.0.2.1;
 //! - the checkers see every client event and core output as it happens, and the final
 //!   logs at the end.
 
 use crate::checkers::{CheckReport, Checker, FinalLog, FinalRead, OutputLogs, Progress};
-use crate::disk::{CrashSpec, DiskStats, SimDisk, StoredBatch};
 use crate::group_protocol::{HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS, SESSION_TIMEOUT_MS};
 use crate::history::{ClientEvent, History, HistoryCounts, PartitionRef, ReadRecord};
 use crate::scenario::{
     Aim, ClientRole, ClientStep, Fault, LinkDirection, Scenario, COPIER_GROUP, GROUP,
     OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
 };
+use crate::simfs::{CrashSpec, DiskStats, SimFileSystem, StoredBatch};
 use crate::trace::{Source, Trace};
 use crate::workload::{
     run_client, ClientContext, MemberCommand, StepSignals, BACKOFF_MS, TOPIC_ALREADY_EXISTS,
@@ -34,13 +35,15 @@ use myelin_client::{
 };
 use myelin_node::config::NodeConfig;
 use myelin_node::runtime::{NodeHooks, SyncDelay, TraceEvent, TraceSink};
+use myelin_node::storage::file::FileStorage;
+use myelin_node::storage::Storage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -52,6 +55,8 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const KAFKA_PORT: u16 = 9092;
 /// The peer port of every node of a cluster scenario.
 const PEER_PORT: u16 = 9093;
+/// Where each node's storage engine keeps its data, on the node's simulated file system.
+const DATA_DIR: &str = "/data";
 /// How often the supervisor looks for fail-stopped nodes.
 const SUPERVISOR_POLL_MS: u64 = 20;
 /// How long a fail-stopped node stays down before its restart.
@@ -268,7 +273,7 @@ impl RunReport {
             .map(|(kind, count)| format!("{kind} {count}"))
             .collect();
         text.push_str(&format!(
-            "  faults: {} injected ({}; {} aimed at a role), {} skipped; {} crashes ({} after fail-stop), {} restarts; disk: {} syncs, {} failed, {} torn writes, {} bytes lost\n",
+            "  faults: {} injected ({}; {} aimed at a role), {} skipped; {} crashes ({} after fail-stop), {} restarts; disk: {} fsyncs, {} failed, {} torn writes, {} bytes lost\n",
             faults.total_injected(),
             kinds.join(", "),
             faults.aimed,
@@ -395,9 +400,15 @@ impl RunLog {
         let t_us = self.now_us();
         let mut state = self.lock();
         state.trace.core_event(t_us, node, now_ms, event);
-        if let TraceEvent::Output(output) = event {
-            state.checker.observe_core(node, output, t_us);
-            state.trace_new_violations(t_us);
+        match event {
+            TraceEvent::Output(output) => {
+                state.checker.observe_core(node, output, t_us);
+                state.trace_new_violations(t_us);
+            }
+            TraceEvent::Input(_) | TraceEvent::Started { .. } => {
+                state.checker.core_step_started(node)
+            }
+            TraceEvent::FailStop(_) => state.checker.core_fail_stopped(node),
         }
     }
 }
@@ -417,7 +428,10 @@ impl TraceSink for NodeTraceSink {
 /// A simulated myelin node as the supervisor sees it.
 struct SimNode {
     id: NodeId,
-    disk: Arc<SimDisk>,
+    /// The node's disk: outlives the node's tasks, crashed when the node is.
+    fs: SimFileSystem,
+    /// Draws what the crash model leaves to chance, from the scenario's seed.
+    crash_rng: StdRng,
     clock_offset_ms: Arc<AtomicI64>,
     up: bool,
     paused: bool,
@@ -440,7 +454,8 @@ fn derived_seed(seed: u64, purpose: u64, index: u64) -> u64 {
     hash.value()
 }
 
-/// Creates node `index` with its disk and hooks; its init task is the node crate's server.
+/// Creates node `index` with its file system and hooks; its init task opens the node's
+/// storage engine on that file system and runs the node crate's server over it.
 fn create_node(
     handle: &Handle,
     scenario: &Scenario,
@@ -448,7 +463,7 @@ fn create_node(
     log: &Arc<RunLog>,
     options: &RunOptions,
 ) -> SimNode {
-    let disk = Arc::new(SimDisk::new());
+    let fs = SimFileSystem::new();
     let clock_offset_ms = Arc::new(AtomicI64::new(0));
     let (fsync_low, fsync_high) = scenario.fsync_latency_ms;
     let fsync_rng = Arc::new(Mutex::new(StdRng::seed_from_u64(derived_seed(
@@ -463,12 +478,7 @@ fn create_node(
         Duration::from_millis(rng.random_range(fsync_low..=fsync_high.max(fsync_low)))
     });
     #[cfg(feature = "defects")]
-    let defect = {
-        if options.defect == Some(myelin_core::defects::Defect::SkipRecoveryCrc) {
-            disk.set_skip_recovery_crc(true);
-        }
-        options.defect
-    };
+    let defect = options.defect;
     #[cfg(not(feature = "defects"))]
     let _ = options;
     // Two offsets partitions are enough to spread groups and keep the simulation lean.
@@ -504,7 +514,7 @@ fn create_node(
     }
     let starts = Arc::new(AtomicU64::new(0));
     let seed = scenario.seed;
-    let node_disk = disk.clone();
+    let node_fs = fs.clone();
     let node_log = log.clone();
     let node = handle
         .create_node()
@@ -515,20 +525,30 @@ fn create_node(
             let mut hooks = hooks.clone();
             hooks.broker_rng_seed = Some(derived_seed(seed, 2, u64::from(index) << 32 | start));
             let config = config.clone();
-            let disk = node_disk.clone();
+            let fs = node_fs.clone();
             let log = node_log.clone();
             async move {
-                let result =
-                    myelin_node::run_node_with(config, disk, std::future::pending(), hooks).await;
+                let result = match FileStorage::open_on(fs, Path::new(DATA_DIR)) {
+                    Ok(storage) => {
+                        #[cfg(feature = "defects")]
+                        let storage = storage.with_defect(defect);
+                        let storage: Arc<dyn Storage> = Arc::new(storage);
+                        myelin_node::run_node_with(config, storage, std::future::pending(), hooks)
+                            .await
+                            .map_err(|error| format!("{error:#}"))
+                    }
+                    Err(error) => Err(format!("opening the data directory: {error}")),
+                };
                 if let Err(error) = result {
-                    log.harness_event(Source::Node(index), "node-exit", &format!("{error:#}"));
+                    log.harness_event(Source::Node(index), "node-exit", &error);
                 }
             }
         })
         .build();
     SimNode {
         id: node.id(),
-        disk,
+        fs,
+        crash_rng: StdRng::seed_from_u64(derived_seed(scenario.seed, 3, u64::from(index))),
         clock_offset_ms,
         up: true,
         paused: false,
@@ -629,13 +649,15 @@ impl Supervisor<'_> {
             return false;
         }
         handle.kill(node.id);
-        let report = node.disk.crash(spec);
+        let report = node.fs.crash(&spec, &mut node.crash_rng);
         node.up = false;
         node.paused = false;
-        let disk = node.disk.clone();
+        let fs = node.fs.clone();
         let mut state = self.log.lock();
         if state.checker.follows_replicas() {
-            state.checker.node_crashed(index, disk.held_batches());
+            state
+                .checker
+                .node_crashed(index, fs.held_batches(Path::new(DATA_DIR)));
         }
         drop(state);
         self.note(
@@ -816,7 +838,7 @@ impl Supervisor<'_> {
             Fault::FsyncFailure { node } => {
                 let target = self.node(*node);
                 if target.up {
-                    target.disk.fail_next_sync();
+                    target.fs.fail_next_sync();
                 }
                 target.up
             }
@@ -1126,7 +1148,7 @@ impl Supervisor<'_> {
     fn handle_fail_stops(&mut self) {
         let now = self.now_ms();
         for index in 1..=self.scenario.nodes {
-            if self.node(index).disk.take_sync_failure()
+            if self.node(index).fs.take_sync_failure()
                 && self.crash(
                     index,
                     CrashSpec::default(),
@@ -2013,8 +2035,8 @@ async fn supervise(
                     .iter()
                     .zip(1u8..)
                     .filter_map(|(node, index)| {
-                        node.disk
-                            .batches(&topic_partition)
+                        node.fs
+                            .batches(Path::new(DATA_DIR), &topic_partition)
                             .map(|batches| (index, batches))
                     })
                     .collect();
@@ -2027,14 +2049,7 @@ async fn supervise(
     let simulated = log.start.elapsed();
     let mut disk = DiskStats::default();
     for node in &supervisor.nodes {
-        let stats = node.disk.stats();
-        disk.appends += stats.appends;
-        disk.syncs += stats.syncs;
-        disk.failed_syncs += stats.failed_syncs;
-        disk.crashes += stats.crashes;
-        disk.torn_writes += stats.torn_writes;
-        disk.bytes_lost_in_crashes += stats.bytes_lost_in_crashes;
-        disk.bytes_cut_by_recovery += stats.bytes_cut_by_recovery;
+        disk.add(&node.fs.stats());
     }
     let faults = supervisor.faults.clone();
     drop(supervisor);

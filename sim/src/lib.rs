@@ -31,7 +31,8 @@
 //! docs/SIMULATION.md is the guide (reading a summary and a trace, the known bugs found).
 //!
 //! ## Reading order
-//! [`scenario`] (what a run does, from a seed), [`disk`] (the crash model), `harness`
+//! [`scenario`] (what a run does, from a seed), [`simfs`] (the crash model: a file system
+//! that loses what was not synced), `harness`
 //! (how a run is carried out), `workload` (the clients), `group_member` and `txn_clients`
 //! (consumer-group members; transactional producers, copiers and output consumers),
 //! [`history`] and [`checkers`]
@@ -42,17 +43,20 @@
 //! - **Real nodes, real clients.** A node is `run_node_with`, the same function the `myelin`
 //!   binary runs, so the wire layer, the runtime's group commit and the core are all under
 //!   test. The only differences are the hooks of `myelin_node::runtime::NodeHooks` (trace,
-//!   clock offset, fsync latency, broker seed, the deliberate defect) and the storage.
-//! - **An in-memory disk owned by the harness** ([`disk::SimDisk`]): madsim's file system does
-//!   not lose unsynced writes on a crash, and tokio's is not simulated. The harness keeps the
-//!   disk, so kill + restart runs the node's real recovery over what survived. Its recovery
-//!   uses `myelin_core::batch::scan_batches`, the checks the file storage applies.
+//!   clock offset, fsync latency, broker seed, the deliberate defect) and the file system.
+//! - **One storage engine, a simulated file system** ([`simfs::SimFileSystem`]): every node
+//!   runs the real binary's storage engine, `myelin_node::storage::file::FileStorage`, opened
+//!   at each start on a file system the harness keeps, with power-loss semantics (unsynced
+//!   writes lost or torn, directory entries lost unless the directory was fsynced, sticky
+//!   fsync failure). madsim's file system does not lose unsynced writes on a crash, and
+//!   tokio's is not simulated. Kill + crash + restart runs the engine's real recovery over
+//!   what survived.
 //! - **fsync takes time.** Each group-commit sync waits a latency drawn from the scenario's
 //!   range before it runs, so crashes land while acknowledgements wait for durability,
 //!   which is where durability bugs live.
 //! - **Fail-stop without exiting.** Under madsim a node whose storage fails stops its core
-//!   task instead of exiting the process; the supervisor sees the failed sync on the disk,
-//!   crashes the disk and restarts the node.
+//!   task instead of exiting the process; the supervisor sees the failed fsync on the file
+//!   system, crashes it and restarts the node.
 //! - **Independent nodes or one cluster**: plain seeds run three single-node clusters, one
 //!   topic each, clients talking to one node; `--cluster`, `--groups` and
 //!   `--transactions` seeds run one replicated cluster. The checkers key everything by
@@ -79,7 +83,6 @@
 //!   state. CI runs `cargo sim-test --features defects`: one build for every test.
 
 pub mod checkers;
-pub mod disk;
 #[cfg(madsim)]
 mod group_member;
 #[cfg(madsim)]

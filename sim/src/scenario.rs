@@ -26,7 +26,7 @@
 //!   add crashes and pauses of transactional clients, answers lost on their way to a
 //!   client, and a crash or a cut of the transaction coordinator right after an EndTxn.
 
-use crate::disk::{CrashSpec, Tear, TearMode};
+use crate::simfs::{CrashSpec, Tear, TearMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -189,7 +189,8 @@ impl fmt::Display for Aim {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
-    /// Kill the node (all its tasks), crash its disk, restart it after `down_ms`.
+    /// Kill the node (all its tasks), crash its file system (a power loss), restart it after
+    /// `down_ms`.
     Crash {
         node: u8,
         down_ms: u64,
@@ -1178,7 +1179,7 @@ impl fmt::Display for Fault {
                 match crash.tear {
                     Some(tear) => write!(
                         f,
-                        ", tear the last unsynced write ({:?}, keep {}.{}%)",
+                        ", tear each file's last unsynced write ({:?}, keep {}.{}%)",
                         tear.mode,
                         tear.kept_per_mille / 10,
                         tear.kept_per_mille % 10
@@ -1186,7 +1187,7 @@ impl fmt::Display for Fault {
                     None => write!(f, ", drop unsynced writes")?,
                 }
                 if crash.keep_unsynced_directory_ops {
-                    write!(f, ", keep unsynced segment rolls")?;
+                    write!(f, ", keep unsynced directory entries")?;
                 }
                 Ok(())
             }

@@ -14,8 +14,8 @@
 //! fault names; shorten the workload to just after the last fault. A candidate that no longer fails is discarded
 //! and the next simplification is tried; one that fails becomes the new starting point.
 
-use crate::disk::CrashSpec;
 use crate::scenario::{Fault, Scenario};
+use crate::simfs::CrashSpec;
 use proptest::prelude::Rng as _;
 use proptest::strategy::{NewTree, Strategy, ValueTree};
 use proptest::test_runner::TestRunner;

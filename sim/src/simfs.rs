@@ -20,7 +20,7 @@
 //!   directory (`create_dir`, `create_dir_all`) is an entry of its parent like a file:
 //!   durable after `sync_dir` of the parent.
 //! - **Power loss** ([`SimFileSystem::crash`]): every directory's entries revert to its
-//!   durable ones (or, with [`PowerLoss::keep_unsynced_directory_ops`], its current ones
+//!   durable ones (or, with [`CrashSpec::keep_unsynced_directory_ops`], its current ones
 //!   become durable); inodes no durable name reaches are gone. Every surviving file keeps its
 //!   durable bytes; with a [`Tear`], each file's unsynced writes but the last reach the disk
 //!   whole and the last one is torn: a prefix of it is kept ([`TearMode::Truncated`]), or
@@ -34,33 +34,66 @@
 //!   [`SimFileSystem::fail_reads`] makes the next reads fail.
 //!
 //! Deterministic: ordered maps only, no clock; a crash's outcome depends only on the state
-//! and the [`PowerLoss`]. Paths are absolute (a relative path is taken from `/`); `.` is
+//! and the [`CrashSpec`]. Paths are absolute (a relative path is taken from `/`); `.` is
 //! ignored and `..` is refused. There are no symbolic links, permissions or times.
 
-use crate::disk::{CrashSpec, Tear, TearMode};
+use myelin_core::batch::scan_batches;
+use myelin_core::metadata::TopicPartition;
+use myelin_node::storage::file::segment_logs;
 use myelin_node::storage::fs::{DirEntry, EntryKind, FileSystem, FsFile, OpenMode};
 use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// What a power loss does to unsynced state (the meaning of the harness's [`CrashSpec`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PowerLoss {
+/// How a file's last unsynced write is torn by a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TearMode {
+    /// Only a prefix of the write reached the disk.
+    Truncated,
+    /// The file grew by the whole write, but after the prefix only zeroes reached the disk.
+    ZeroedTail,
+}
+
+/// A torn write: which kind, and how much of the write survives (per mille of its length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tear {
+    pub mode: TearMode,
+    pub kept_per_mille: u16,
+}
+
+/// What a power loss does to unsynced state (a scenario's crash fault carries one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CrashSpec {
     /// Tear each file's most recent unsynced write instead of dropping its unsynced writes.
     pub tear: Option<Tear>,
     /// Keep every directory's unsynced entries (else revert to the durable ones).
     pub keep_unsynced_directory_ops: bool,
 }
 
-impl From<CrashSpec> for PowerLoss {
-    fn from(spec: CrashSpec) -> Self {
-        PowerLoss {
-            tear: spec.tear,
-            keep_unsynced_directory_ops: spec.keep_unsynced_directory_ops,
-        }
+/// Counters over a file system's life, for the run's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStats {
+    /// Successful fsyncs of files and directories.
+    pub syncs: u64,
+    pub failed_syncs: u64,
+    pub crashes: u64,
+    pub torn_writes: u64,
+    pub bytes_lost_in_crashes: u64,
+}
+
+impl DiskStats {
+    /// The counters of two file systems together.
+    pub fn add(&mut self, other: &DiskStats) {
+        self.syncs += other.syncs;
+        self.failed_syncs += other.failed_syncs;
+        self.crashes += other.crashes;
+        self.torn_writes += other.torn_writes;
+        self.bytes_lost_in_crashes += other.bytes_lost_in_crashes;
     }
 }
 
@@ -190,6 +223,7 @@ struct State {
     sync_failure_unreported: bool,
     /// How many of the next reads fail.
     failing_reads: u64,
+    stats: DiskStats,
 }
 
 impl Default for State {
@@ -203,6 +237,7 @@ impl Default for State {
             sync_failed: false,
             sync_failure_unreported: false,
             failing_reads: 0,
+            stats: DiskStats::default(),
         }
     }
 }
@@ -329,8 +364,10 @@ impl State {
         }
         if self.sync_failed {
             self.sync_failure_unreported = true;
+            self.stats.failed_syncs += 1;
             return Err(error(io::ErrorKind::Other, "sync failed (injected)"));
         }
+        self.stats.syncs += 1;
         Ok(())
     }
 
@@ -490,7 +527,7 @@ impl SimFileSystem {
     /// A power loss, then a reboot: keeps what the model says survives (see the module doc),
     /// kills every open handle and clears the sync failure. The outcome is fully decided by
     /// `spec`; `_rng` is reserved for choices a later crash model may leave to chance.
-    pub fn crash(&self, spec: &PowerLoss, _rng: &mut StdRng) -> PowerLossReport {
+    pub fn crash(&self, spec: &CrashSpec, _rng: &mut StdRng) -> PowerLossReport {
         let mut state = self.lock();
         let state = &mut *state;
         let mut report = PowerLossReport::default();
@@ -530,7 +567,70 @@ impl SimFileSystem {
         state.fail_sync_after = None;
         state.sync_failed = false;
         state.sync_failure_unreported = false;
+        state.stats.crashes += 1;
+        state.stats.torn_writes += report.torn_writes;
+        state.stats.bytes_lost_in_crashes += report.bytes_lost;
         report
+    }
+
+    /// The counters of this file system's life so far.
+    pub fn stats(&self) -> DiskStats {
+        self.lock().stats
+    }
+}
+
+/// One batch as a data directory holds it: (base offset, last offset, bytes).
+pub type StoredBatch = (i64, i64, Vec<u8>);
+
+/// Every partition's whole batches as (segment base offset, position in the segment, base
+/// offset, last offset, bytes), in log order (see [`SimFileSystem::held_batches`]).
+pub type HeldBatches = Vec<(TopicPartition, Vec<(i64, u32, i64, i64, Vec<u8>)>)>;
+
+impl SimFileSystem {
+    /// Every whole, valid batch of every partition of the storage engine's data directory
+    /// `data_dir`, with its place: each segment log (found as recovery finds them,
+    /// `segment_logs`) scanned with `scan_batches`, the checks recovery's scan makes
+    /// (lengths, CRC-32C, offset continuity). Right after a crash, what recovery will keep;
+    /// for the checkers' per-replica logs. Nothing here counts as a read of the engine's.
+    pub fn held_batches(&self, data_dir: &Path) -> HeldBatches {
+        let Ok(logs) = segment_logs(self, data_dir) else {
+            // No data directory yet: the node never started.
+            return Vec::new();
+        };
+        logs.into_iter()
+            .map(|(partition, segments)| {
+                let mut batches = Vec::new();
+                for (base, path) in segments {
+                    let bytes = self.contents(&path).unwrap_or_default();
+                    for batch in scan_batches(&bytes, base).batches {
+                        let start = batch.position as usize;
+                        let end = start + batch.header.size_bytes as usize;
+                        batches.push((
+                            base,
+                            batch.position,
+                            batch.header.base_offset,
+                            batch.header.base_offset + i64::from(batch.header.last_offset_delta),
+                            bytes[start..end].to_vec(),
+                        ));
+                    }
+                }
+                (partition, batches)
+            })
+            .collect()
+    }
+
+    /// Every whole batch `partition` holds in data directory `data_dir`, in log order; `None`
+    /// if it has no such partition. For the checkers' final comparison of replicas.
+    pub fn batches(&self, data_dir: &Path, partition: &TopicPartition) -> Option<Vec<StoredBatch>> {
+        self.held_batches(data_dir)
+            .into_iter()
+            .find(|(held, _)| held == partition)
+            .map(|(_, batches)| {
+                batches
+                    .into_iter()
+                    .map(|(_, _, base, last, bytes)| (base, last, bytes))
+                    .collect()
+            })
     }
 }
 
@@ -844,7 +944,7 @@ mod tests {
         StdRng::seed_from_u64(7)
     }
 
-    fn crash(fs: &SimFileSystem, spec: PowerLoss) -> PowerLossReport {
+    fn crash(fs: &SimFileSystem, spec: CrashSpec) -> PowerLossReport {
         fs.crash(&spec, &mut rng())
     }
 
@@ -879,7 +979,7 @@ mod tests {
                 file.sync_data().unwrap();
             }
             assert_eq!(fs.unsynced_bytes(), if sync { 0 } else { 5 });
-            let report = crash(&fs, PowerLoss::default());
+            let report = crash(&fs, CrashSpec::default());
             let expected: &[u8] = if sync { b"hello" } else { b"" };
             assert_eq!(contents(&fs, "/d/f").unwrap(), expected, "sync {sync}");
             assert_eq!(report.bytes_lost, if sync { 0 } else { 5 });
@@ -907,7 +1007,7 @@ mod tests {
                 durable_len: 4
             }]
         );
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert_eq!(contents(&fs, "/d/f").unwrap(), b"AAAA");
     }
 
@@ -921,7 +1021,7 @@ mod tests {
             if sync_dir {
                 fs.sync_dir(Path::new("/d")).unwrap();
             }
-            let report = crash(&fs, PowerLoss::default());
+            let report = crash(&fs, CrashSpec::default());
             assert_eq!(fs.exists(Path::new("/d/new")), sync_dir);
             assert_eq!(report.files_lost, u64::from(!sync_dir));
             if sync_dir {
@@ -933,9 +1033,9 @@ mod tests {
         fs.open(Path::new("/d/new"), OpenMode::CreateNew).unwrap();
         crash(
             &fs,
-            PowerLoss {
+            CrashSpec {
                 keep_unsynced_directory_ops: true,
-                ..PowerLoss::default()
+                ..CrashSpec::default()
             },
         );
         assert_eq!(contents(&fs, "/d/new").unwrap(), b"");
@@ -946,12 +1046,12 @@ mod tests {
         let fs = SimFileSystem::new();
         fs.create_dir_all(Path::new("/a/b")).unwrap();
         fs.sync_dir(Path::new("/a")).unwrap();
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert!(!fs.exists(Path::new("/a")));
         fs.create_dir_all(Path::new("/a/b")).unwrap();
         fs.sync_dir(Path::new("/a")).unwrap();
         fs.sync_dir(Path::new("/")).unwrap();
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert!(fs.exists(Path::new("/a/b")));
     }
 
@@ -978,7 +1078,7 @@ mod tests {
             if sync_dir {
                 fs.sync_dir(Path::new("/d")).unwrap();
             }
-            crash(&fs, PowerLoss::default());
+            crash(&fs, CrashSpec::default());
             if sync_dir {
                 assert_eq!(contents(&fs, "/d/target").unwrap(), b"new!");
                 assert!(!fs.exists(Path::new("/d/target.tmp")));
@@ -1009,7 +1109,7 @@ mod tests {
             if sync_dir {
                 fs.sync_dir(Path::new("/d")).unwrap();
             }
-            crash(&fs, PowerLoss::default());
+            crash(&fs, CrashSpec::default());
             assert_eq!(fs.exists(Path::new("/d/f")), !sync_dir);
             if !sync_dir {
                 assert_eq!(contents(&fs, "/d/f").unwrap(), b"kept");
@@ -1023,11 +1123,11 @@ mod tests {
         durable_file(&fs, "/d/f", b"x");
         fs.remove_dir_all(Path::new("/d")).unwrap();
         assert!(!fs.exists(Path::new("/d/f")));
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert_eq!(contents(&fs, "/d/f").unwrap(), b"x");
         fs.remove_dir_all(Path::new("/d")).unwrap();
         fs.sync_dir(Path::new("/")).unwrap();
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert!(!fs.exists(Path::new("/d")));
     }
 
@@ -1041,7 +1141,7 @@ mod tests {
             file.write_all_at(b"89abcdefgh", 8).unwrap();
             let report = crash(
                 &fs,
-                PowerLoss {
+                CrashSpec {
                     tear: Some(Tear {
                         mode,
                         kept_per_mille: 300,
@@ -1074,7 +1174,7 @@ mod tests {
         assert!(file.sync_all().is_err());
         assert!(fs.sync_dir(Path::new("/d")).is_err());
         assert!(fs.take_sync_failure());
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         // Nothing the failed syncs covered became durable.
         assert_eq!(contents(&fs, "/d/f").unwrap(), b"");
         let file = fs.open(Path::new("/d/f"), OpenMode::ReadWrite).unwrap();
@@ -1222,7 +1322,7 @@ mod tests {
                 let fs = SimFileSystem::new();
                 write_three_synced_two_not(&fs);
                 assert!(fs.unsynced_bytes() > 0);
-                let spec = PowerLoss {
+                let spec = CrashSpec {
                     tear,
                     keep_unsynced_directory_ops,
                 };
@@ -1238,9 +1338,41 @@ mod tests {
                 };
                 assert_eq!(recovered_offsets(&fs), expected, "{spec:?}");
                 // Recovery made what it kept durable: a second power loss changes nothing.
-                crash(&fs, PowerLoss::default());
+                crash(&fs, CrashSpec::default());
                 assert_eq!(recovered_offsets(&fs), expected, "{spec:?}");
             }
+        }
+    }
+
+    #[test]
+    fn held_batches_after_a_crash_are_what_recovery_keeps() {
+        for tear in [
+            None,
+            Some(Tear {
+                mode: TearMode::ZeroedTail,
+                kept_per_mille: 500,
+            }),
+        ] {
+            let fs = SimFileSystem::new();
+            write_three_synced_two_not(&fs);
+            crash(
+                &fs,
+                CrashSpec {
+                    tear,
+                    ..CrashSpec::default()
+                },
+            );
+            let held = fs.held_batches(Path::new("/data"));
+            assert_eq!(held.len(), 1);
+            assert_eq!(held[0].0, partition());
+            let held_offsets: Vec<i64> = held[0].1.iter().map(|batch| batch.2).collect();
+            assert_eq!(held_offsets, recovered_offsets(&fs), "{tear:?}");
+            let stats = fs.stats();
+            assert_eq!((stats.crashes, stats.torn_writes > 0), (1, tear.is_some()));
+            assert!(
+                stats.syncs > 0 && stats.bytes_lost_in_crashes > 0,
+                "{stats:?}"
+            );
         }
     }
 
@@ -1252,7 +1384,7 @@ mod tests {
             storage.recover().unwrap();
             storage.create_partition(&partition(), 0).unwrap();
         }
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         assert_eq!(recovered_offsets(&fs), Vec::<i64>::new());
     }
 
@@ -1318,19 +1450,19 @@ mod tests {
     #[test]
     fn file_storage_recovers_after_a_power_loss_at_any_sync() {
         let specs = [
-            PowerLoss::default(),
-            PowerLoss {
+            CrashSpec::default(),
+            CrashSpec {
                 tear: None,
                 keep_unsynced_directory_ops: true,
             },
-            PowerLoss {
+            CrashSpec {
                 tear: Some(Tear {
                     mode: TearMode::ZeroedTail,
                     kept_per_mille: 500,
                 }),
                 keep_unsynced_directory_ops: false,
             },
-            PowerLoss {
+            CrashSpec {
                 tear: Some(Tear {
                     mode: TearMode::Truncated,
                     kept_per_mille: 900,
@@ -1391,7 +1523,7 @@ mod tests {
     /// next recovery handles the same way.
     #[test]
     fn a_power_loss_during_recovery_is_recovered_from() {
-        let torn = PowerLoss {
+        let torn = CrashSpec {
             tear: Some(Tear {
                 mode: TearMode::ZeroedTail,
                 kept_per_mille: 500,
@@ -1437,7 +1569,7 @@ mod tests {
             append(&storage, 0, 0);
             storage.sync().unwrap();
         }
-        crash(&fs, PowerLoss::default());
+        crash(&fs, CrashSpec::default());
         let storage = FileStorage::open_on(fs.clone(), data_dir).unwrap();
         let recovered = storage.recover().unwrap();
         assert_eq!(

@@ -1,12 +1,16 @@
 //! Recovery of a damaged segment tail after a restart.
 //!
-//! N messages go to a 1-partition topic, one batch each. With the node stopped, the
+//! N messages go to a 1-partition topic, one batch each. With the node killed (a crash: the
+//! N batches lie past the partition's recovery point, written when the node started), the
 //! newest segment file is damaged at its end, and the node is started again on the same
 //! data dir:
 //! - garbage (or zeros) appended after the last batch: all N records are served and the
 //!   next produce gets offset N;
 //! - the last 7 bytes cut off (a torn last batch): the last record is dropped, the first
 //!   N-1 are served unchanged and the next produce gets offset N-1.
+//!
+//! After a clean stop the recovery point covers all N batches: cutting the last one is then
+//! damage to synced data, and the node refuses to start, naming the file, and cuts nothing.
 //!
 //! Layout assumption: the partition's log lives in a directory whose name starts with
 //! the topic name (`<data-dir>/topics/<topic>-<partition>/`) as files `*.log` named by
@@ -15,6 +19,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use myelin_tests::clients::{self, python_json};
 use myelin_tests::records::{assert_deliveries_consumed, from_summary, log_view, Record};
@@ -115,7 +120,8 @@ fn damage_and_restart(
     assert_eq!(before.len(), MESSAGES, "records before the damage");
     assert_deliveries_consumed(&deliveries, &before);
 
-    node.stop();
+    // A crash: a torn tail is what a process or power loss mid-write leaves.
+    node.kill();
     let segment = newest_segment(node.data_dir(), topic);
     damage(&segment);
     node.restart();
@@ -129,6 +135,18 @@ fn damage_and_restart(
         after,
         next.into_iter().next().expect("one delivery"),
     )
+}
+
+/// Cuts the last 7 bytes of `segment`: a torn last batch.
+fn cut_last_bytes(segment: &Path) {
+    let len = fs::metadata(segment).expect("segment metadata").len();
+    assert!(len > 7, "segment {} is too short to cut", segment.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .open(segment)
+        .expect("open the segment");
+    file.set_len(len - 7).expect("truncate the segment");
+    file.sync_all().expect("sync the segment");
 }
 
 fn append(segment: &Path, bytes: &[u8]) {
@@ -168,16 +186,7 @@ fn zeroed_tail_is_ignored_and_produce_continues_at_n() {
 
 #[test]
 fn truncated_last_batch_is_dropped_and_produce_continues_after_the_last_intact_offset() {
-    let (before, after, next) = damage_and_restart("torn_tail_truncated", |segment| {
-        let len = fs::metadata(segment).expect("segment metadata").len();
-        assert!(len > 7, "segment {} is too short to cut", segment.display());
-        let file = OpenOptions::new()
-            .write(true)
-            .open(segment)
-            .expect("open the segment");
-        file.set_len(len - 7).expect("truncate the segment");
-        file.sync_all().expect("sync the segment");
-    });
+    let (before, after, next) = damage_and_restart("torn_tail_truncated", cut_last_bytes);
     assert_eq!(
         log_view(&after),
         log_view(&before[..MESSAGES - 1]),
@@ -188,5 +197,32 @@ fn truncated_last_batch_is_dropped_and_produce_continues_after_the_last_intact_o
         next.offset,
         MESSAGES as i64 - 1,
         "the next offset must follow the last intact record"
+    );
+}
+
+#[test]
+fn a_cut_below_the_recovery_point_of_a_cleanly_stopped_node_stops_it_and_nothing_is_cut() {
+    let mut node = Node::start("torn_tail_below_recovery_point");
+    let topic = "torn";
+    produce(&node, topic, 0, MESSAGES, true);
+    node.stop();
+    let segment = newest_segment(node.data_dir(), topic);
+    cut_last_bytes(&segment);
+    let cut = fs::read(&segment).expect("read the segment");
+
+    let (status, log) = node.restart_expecting_exit(Duration::from_secs(20));
+    assert!(
+        !status.success(),
+        "the node must not start: {status}\n{log}"
+    );
+    let path = segment.display().to_string();
+    assert!(
+        log.contains(&path) && log.contains("recovery point"),
+        "the error must name {path} and its recovery point:\n{log}"
+    );
+    assert_eq!(
+        fs::read(&segment).expect("read the segment again"),
+        cut,
+        "the segment must be left exactly as it was"
     );
 }

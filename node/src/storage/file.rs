@@ -1,7 +1,8 @@
 //! File-backed storage: Kafka-like segment files with offset and time indexes, group-committed
 //! fsync, and a recovery that truncates a torn tail.
 //!
-//! This is the `Storage` the real binary runs on (the simulator has its own in-memory disk).
+//! This is the `Storage` the real binary runs on, and the simulator too, over its simulated
+//! file system.
 //! Every file-system call goes through a `storage::fs::FileSystem` (the operating system's,
 //! `OsFileSystem`, unless opened with `open_on`), so that the same engine can run over a
 //! simulated file system.
@@ -13,6 +14,7 @@
 //! ```text
 //! <data_dir>/metadata.json                 the ClusterMetadata snapshot (serde_json)
 //! <data_dir>/metadata.json.tmp             a snapshot being written; removed by recovery
+//! <data_dir>/recovery-points.json          each partition's recovery point (see below)
 //! <data_dir>/topics/<topic>-<partition>/   one directory per partition (the partition
 //!                                          number follows the LAST '-': topics may hold '-')
 //!     00000000000000000000.log             batches back to back, base offsets patched in
@@ -33,13 +35,39 @@
 //! segment's current size: the 8 patched base-offset bytes, then the rest straight from the
 //! request's buffer (two positional writes, no copy of the records), then one entry to each
 //! index. The segment joins the dirty list. `sync` takes the dirty list under a short lock,
-//! releases it, and fsyncs each listed file (log and both indexes) plus every partition
-//! directory that gained or lost a segment file, so appends, reads and syncs overlap. Syncs run
+//! releases it, and fsyncs each listed segment's log plus every partition directory that
+//! gained or lost a segment file, so appends, reads and syncs overlap. The index files are not
+//! fsynced by a sync: one fsync per partition instead of three is what keeps many partitions
+//! from costing throughput, and recovery rebuilds index entries past the recovery point from
+//! the log anyway. They are fsynced before a recovery point vouches for them (a roll, writing
+//! the recovery points). Syncs run
 //! one at a time, so a sync returns only once every append issued before it is durable. After
 //! one failed fsync every later sync fails too: the page cache can no longer be trusted.
 //!
+//! # Recovery points
+//! A partition's recovery point (`recovery_point`) is a segment and a byte position in it:
+//! every earlier segment and the bytes before the position were durable, indexes included,
+//! when the point was written. The points are written (one file, replaced durably) every
+//! `CHECKPOINT_INTERVAL_BYTES` appended, at the end of recovery and at a clean shutdown. A
+//! roll first makes the old active segment durable, so the point can always be "the active
+//! segment, its synced bytes". A truncation, a deletion or a moved empty partition lowers or
+//! drops the point on disk before it changes anything.
+//!
 //! # Recovery rules
 //! For each partition directory, segments are taken in base-offset order.
+//! - What lies below the partition's recovery point is loaded from the indexes, each entry
+//!   checked against its batch's header; a disagreement, or a log that ends before the
+//!   point, stops recovery (`StorageError::DamagedBelowRecoveryPoint`, naming the file, the
+//!   byte and the offset): those bytes were synced, so they are damaged, and nothing is cut.
+//!   Index files that are missing altogether are rebuilt from a scan, which must pass the
+//!   point. In the point's segment only the entries below the point are read: those past it
+//!   were never synced, and a power loss may have torn them into anything (zeroed, an entry
+//!   says offset 0 at position 0), so they are rewritten from the scan of the tail. Batches are not CRC-checked there: every read checks them
+//!   (`storage::read_verified`). The bytes of the point's segment past it are scanned and cut
+//!   as an active segment's are (below).
+//!
+//! Past the recovery point (all of a partition without one, as in a data directory written
+//! before recovery points):
 //! - Every segment but the last is loaded from its indexes when they agree with the log:
 //!   whole entries, equal counts, the same relative offsets in both, entry 0 at position 0,
 //!   each next entry exactly where the previous batch (its 61-byte header read from the log)
@@ -71,20 +99,23 @@
 //! Concurrency: a map of partitions under one mutex, each partition under its own mutex; the
 //! map lock is held only to find a partition, a partition's lock only for bookkeeping and
 //! an append's writes. Readers clone an `Arc` of the segment's file and read without locks,
-//! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the map lock
-//! is never held while taking another; a partition's lock may be held while taking the dirty
+//! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the recovery
+//! points' lock (held across a truncation or deletion) before the map's; the map lock is
+//! never held while taking another; a partition's lock may be held while taking the dirty
 //! list's; `sync` holds only its own serializing lock while it fsyncs.
 
 mod layout;
 mod recovery;
+mod recovery_point;
 #[cfg(test)]
 mod tests;
 
-use super::fs::{FileSystem, FsFile, OpenMode, OsFileSystem};
+use super::fs::{EntryKind, FileSystem, FsFile, OpenMode, OsFileSystem};
 use super::{Recovered, Storage, StorageError, StorageResult};
 use bytes::Bytes;
 use layout::{
-    check_partition, encode_offset_entry, encode_time_entry, invalid_input, partition_dir_name,
+    check_partition, encode_offset_entry, encode_time_entry, invalid_input,
+    parse_partition_dir_name, parse_segment_file_name, partition_dir_name, SegmentFileKind,
     SegmentPaths, OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES,
 };
 use myelin_core::api::{AppendedBatch, ReadChunk};
@@ -92,10 +123,14 @@ use myelin_core::batch::{read_header, stored_header_prefix};
 use myelin_core::log::Truncation;
 use myelin_core::metadata::{ClusterMetadata, TopicPartition};
 use myelin_core::replication::ReplicaState;
+use recovery_point::{
+    encode_recovery_points, RecoveryPoint, RecoveryPoints, CHECKPOINT_INTERVAL_BYTES,
+    RECOVERY_POINTS_FILE,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 const METADATA_FILE: &str = "metadata.json";
@@ -122,6 +157,16 @@ pub struct FileStorage<F: FileSystem = OsFileSystem> {
     sync_failed: AtomicBool,
     /// Held while a metadata snapshot is written: one writer of the temporary file at a time.
     metadata_serial: Mutex<()>,
+    /// The recovery points as last written to disk. Held while new ones are computed and
+    /// written, and by a truncation or deletion for as long as it changes a partition, so
+    /// that no point above what a partition holds ever reaches the disk.
+    /// Lock order: this lock, then the map's, then a partition's.
+    recovery_points: Mutex<RecoveryPoints>,
+    /// Bytes appended since the recovery points were last written (see `sync`).
+    appended_since_checkpoint: AtomicU64,
+    /// The deliberate bug this storage carries (see `with_defect`).
+    #[cfg(feature = "defects")]
+    defect: Option<myelin_core::defects::Defect>,
 }
 
 /// A segment's `.log` file. Shared with readers, so that a deleted segment stays readable by
@@ -148,6 +193,36 @@ struct ActiveSegment<H> {
     paths: SegmentPaths,
     /// True while this segment waits in the dirty list; changed only under the dirty lock.
     dirty: AtomicBool,
+    /// Bytes of whole batches written to the log (index entries included), set after the
+    /// writes: what a sync that starts now covers.
+    written_bytes: AtomicU64,
+    /// Bytes of the log known durable (their index entries are made durable before a
+    /// recovery point is written): the partition's recovery point while this segment is
+    /// active (every earlier segment is durable whole).
+    synced_bytes: AtomicU64,
+}
+
+impl<H> ActiveSegment<H> {
+    /// A segment whose first `durable_bytes` are already written and durable.
+    fn new(
+        base_offset: i64,
+        log: Arc<SegmentLog<H>>,
+        offset_index: H,
+        time_index: H,
+        paths: SegmentPaths,
+        durable_bytes: u64,
+    ) -> Self {
+        ActiveSegment {
+            base_offset,
+            log,
+            offset_index,
+            time_index,
+            paths,
+            dirty: AtomicBool::new(false),
+            written_bytes: AtomicU64::new(durable_bytes),
+            synced_bytes: AtomicU64::new(durable_bytes),
+        }
+    }
 }
 
 struct ActiveState<H> {
@@ -243,17 +318,60 @@ fn create_segment<F: FileSystem>(
         size_bytes: 0,
     };
     let active = ActiveState {
-        files: Arc::new(ActiveSegment {
+        files: Arc::new(ActiveSegment::new(
             base_offset,
             log,
             offset_index,
             time_index,
             paths,
-            dirty: AtomicBool::new(false),
-        }),
+            0,
+        )),
         index_entries: 0,
     };
     Ok((entry, active))
+}
+
+/// Where `active`'s durable bytes end: the partition's recovery point.
+fn recovery_point_of<H>(active: &ActiveState<H>) -> RecoveryPoint {
+    let synced_bytes = active.files.synced_bytes.load(Ordering::Acquire);
+    RecoveryPoint {
+        segment_base_offset: active.files.base_offset,
+        // Segments stay below 4 GiB (see `append`); were one not to, a lower point is safe.
+        position: u32::try_from(synced_bytes).unwrap_or(0),
+    }
+}
+
+/// Makes everything written to `segment` durable, indexes and directory entry included.
+fn sync_whole_segment<F: FileSystem>(
+    fs: &F,
+    segment: &ActiveSegment<F::File>,
+    dir: &Path,
+) -> StorageResult<()> {
+    let written_bytes = segment.written_bytes.load(Ordering::Acquire);
+    sync_indexes(segment)?;
+    // Once a sync covered the log, it covered its directory entry too.
+    if segment.synced_bytes.load(Ordering::Acquire) < written_bytes {
+        segment.log.file.sync_data().map_err(io_error(|| {
+            format!("fsync {}", segment.paths.log.display())
+        }))?;
+        sync_directory(fs, dir)?;
+        segment
+            .synced_bytes
+            .fetch_max(written_bytes, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Makes a segment's index entries durable (`sync` leaves them to the page cache).
+fn sync_indexes<H: FsFile>(segment: &ActiveSegment<H>) -> StorageResult<()> {
+    for (file, path) in [
+        (&segment.offset_index, &segment.paths.offset_index),
+        (&segment.time_index, &segment.paths.time_index),
+    ] {
+        file.sync_data()
+            .map_err(io_error(|| format!("fsync {}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// Removes a segment's three files; index files that are already gone are no error.
@@ -274,6 +392,35 @@ fn remove_segment_files<F: FileSystem>(fs: &F, dir: &Path, base_offset: i64) -> 
         }
     }
     Ok(())
+}
+
+/// Every segment log under data directory `data_dir` on `fs`, by partition and base offset,
+/// found by the names recovery looks for. For observers that read what a data directory
+/// holds without opening it as storage (the simulator's checkers, after a power loss).
+pub fn segment_logs<F: FileSystem>(
+    fs: &F,
+    data_dir: &Path,
+) -> io::Result<BTreeMap<TopicPartition, BTreeMap<i64, PathBuf>>> {
+    let topics_dir = data_dir.join(TOPICS_DIR);
+    let mut logs = BTreeMap::new();
+    for entry in fs.read_dir(&topics_dir)? {
+        let partition = entry.name.to_str().and_then(parse_partition_dir_name);
+        let Some(partition) = partition.filter(|_| entry.kind == EntryKind::Dir) else {
+            continue;
+        };
+        let dir = topics_dir.join(&entry.name);
+        let mut segments = BTreeMap::new();
+        for file in fs.read_dir(&dir)? {
+            let parsed = file.name.to_str().and_then(parse_segment_file_name);
+            if let (Some((base_offset, SegmentFileKind::Log)), EntryKind::File) =
+                (parsed, file.kind)
+            {
+                segments.insert(base_offset, dir.join(&file.name));
+            }
+        }
+        logs.insert(partition, segments);
+    }
+    Ok(logs)
 }
 
 impl FileStorage<OsFileSystem> {
@@ -318,7 +465,26 @@ impl<F: FileSystem> FileStorage<F> {
             sync_serial: Mutex::new(()),
             sync_failed: AtomicBool::new(false),
             metadata_serial: Mutex::new(()),
+            recovery_points: Mutex::new(RecoveryPoints::new()),
+            appended_since_checkpoint: AtomicU64::new(0),
+            #[cfg(feature = "defects")]
+            defect: None,
         })
+    }
+
+    /// This storage with a deliberate bug (feature `defects`, for the simulator): the
+    /// storage defects of `myelin_core::defects` act here; any other is ignored. Per
+    /// storage, not global: one simulator process runs many nodes.
+    #[cfg(feature = "defects")]
+    pub fn with_defect(mut self, defect: Option<myelin_core::defects::Defect>) -> Self {
+        self.defect = defect;
+        self
+    }
+
+    /// Whether this storage carries `defect`.
+    #[cfg(feature = "defects")]
+    fn has_defect(&self, defect: myelin_core::defects::Defect) -> bool {
+        self.defect == Some(defect)
     }
 
     /// The data directory this storage lives in.
@@ -342,6 +508,10 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     fn mark_directory_dirty(&self, dir: &Path) {
+        #[cfg(feature = "defects")]
+        if self.has_defect(myelin_core::defects::Defect::SkipDirectoryFsync) {
+            return;
+        }
         lock(&self.dirty).directories.insert(dir.to_path_buf());
     }
 
@@ -436,6 +606,8 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn delete_partition(&self, partition: &TopicPartition) -> StorageResult<()> {
         check_partition(partition)?;
+        let mut persisted = lock(&self.recovery_points);
+        self.lower_recovery_point(&mut persisted, partition, None)?;
         let removed = lock(&self.partitions).remove(partition);
         if let Some(files) = &removed {
             // Waits for an append in progress; the handles close when the last reader or the
@@ -561,6 +733,10 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             }))?;
         entry.size_bytes = end;
         active.index_entries += 1;
+        // After the writes: a sync that reads this covers them.
+        segment.written_bytes.store(end, Ordering::Release);
+        self.appended_since_checkpoint
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
 
         let mut dirty = lock(&self.dirty);
         if !segment.dirty.swap(true, Ordering::Relaxed) {
@@ -582,9 +758,13 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("the active segment is at {active_base}; new ones must start above it"),
             ));
         }
+        // The partition's recovery point moves to the new segment, which says every earlier
+        // segment is durable whole: make the old one so first (a roll comes once per
+        // segment, and group commit has usually synced all but its last appends).
+        sync_whole_segment(&self.fs, &files.active.files, &files.dir)?;
         let (entry, active) = create_segment(&self.fs, &files.dir, base_offset)?;
         files.segments.insert(base_offset, entry);
-        // The old active segment stays readable; if it has unsynced appends, the dirty list
+        // The old active segment stays readable; if it is still in the dirty list, the list
         // keeps its index files open until the next sync.
         files.active = active;
         let dir = files.dir.clone();
@@ -620,6 +800,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn restart_log(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()> {
         let handle = self.partition_files(partition)?;
+        let mut persisted = lock(&self.recovery_points);
         let files = lock(&handle);
         if files.deleted {
             return Err(StorageError::UnknownPartition(partition.clone()));
@@ -631,11 +812,12 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("the active segment is at {active_base}; the new start must be past it"),
             ));
         }
-        self.start_over_at(files, base_offset)
+        self.start_over_at(&mut persisted, files, base_offset)
     }
 
     fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()> {
         let handle = self.partition_files(partition)?;
+        let mut persisted = lock(&self.recovery_points);
         let mut files = lock(&handle);
         if files.deleted {
             return Err(StorageError::UnknownPartition(partition.clone()));
@@ -666,6 +848,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("the segments after {base} are {later:?}"),
             ));
         }
+        let kept = RecoveryPoint {
+            segment_base_offset: base,
+            position: truncation.active_segment_bytes,
+        };
+        self.lower_recovery_point(&mut persisted, partition, Some(kept))?;
         for removed in &later {
             files.segments.remove(removed);
             remove_segment_files(&self.fs, &dir, *removed)?;
@@ -715,18 +902,21 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 format!("truncate {}", paths.time_index.display())
             }))?;
         files.active = ActiveState {
-            files: Arc::new(ActiveSegment {
-                base_offset: base,
+            // Everything kept was synced just above.
+            files: Arc::new(ActiveSegment::new(
+                base,
                 log,
                 offset_index,
                 time_index,
                 paths,
-                dirty: AtomicBool::new(false),
-            }),
+                cut,
+            )),
             index_entries: kept_entries,
         };
         drop(files);
-        sync_directory(&self.fs, &dir)
+        sync_directory(&self.fs, &dir)?;
+        drop(persisted);
+        Ok(())
     }
 
     fn persist_replica_state(
@@ -737,7 +927,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let dir = self.partition_dir(partition);
         let text = serde_json::to_vec(state)
             .map_err(|error| StorageError::io("encode replica state", io::Error::other(error)))?;
-        write_durably(&self.fs, &dir, REPLICA_STATE_FILE, &text)
+        #[cfg(feature = "defects")]
+        let durable = !self.has_defect(myelin_core::defects::Defect::SkipReplicaStateFsync);
+        #[cfg(not(feature = "defects"))]
+        let durable = true;
+        replace_file(&self.fs, &dir, REPLICA_STATE_FILE, &text, durable)
     }
 
     fn sync(&self) -> StorageResult<()> {
@@ -760,11 +954,23 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             }
             (segments, std::mem::take(&mut dirty.directories))
         };
-        let result = sync_all_of(&self.fs, &segments, &directories);
+        // What each segment held before its fsync began: what the fsync makes durable.
+        let covered: Vec<u64> = segments
+            .iter()
+            .map(|segment| segment.written_bytes.load(Ordering::Acquire))
+            .collect();
+        let result = self.sync_all_of(&segments, &directories);
         if result.is_err() {
             self.sync_failed.store(true, Ordering::Relaxed);
+            return result;
         }
-        result
+        for (segment, covered) in segments.iter().zip(covered) {
+            segment.synced_bytes.fetch_max(covered, Ordering::Release);
+        }
+        if self.appended_since_checkpoint.load(Ordering::Relaxed) >= CHECKPOINT_INTERVAL_BYTES {
+            self.write_recovery_points()?;
+        }
+        Ok(())
     }
 
     fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> StorageResult<Bytes> {
@@ -847,6 +1053,18 @@ pub(super) fn read_json_file<F: FileSystem, T: serde::de::DeserializeOwned>(
 /// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so
 /// a crash leaves the old or the new contents, never half of them.
 fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {
+    replace_file(fs, dir, name, bytes, true)
+}
+
+/// `write_durably`, or with `durable` false the same steps without an fsync (only the
+/// deliberate defect `skip-replica-state-fsync` asks for that).
+fn replace_file<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    durable: bool,
+) -> StorageResult<()> {
     let temp_path = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let temp = fs
@@ -854,16 +1072,83 @@ fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) ->
         .map_err(io_error(|| format!("open {}", temp_path.display())))?;
     // The file was just emptied: writing at 0 is writing it whole.
     temp.write_all_at(bytes, 0)
-        .and_then(|()| temp.sync_all())
+        .and_then(|()| if durable { temp.sync_all() } else { Ok(()) })
         .map_err(io_error(|| format!("write {}", temp_path.display())))?;
     drop(temp);
     fs.rename(&temp_path, &path).map_err(io_error(|| {
         format!("rename {} to {}", temp_path.display(), path.display())
     }))?;
-    sync_directory(fs, dir)
+    if durable {
+        sync_directory(fs, dir)?;
+    }
+    Ok(())
 }
 
 impl<F: FileSystem> FileStorage<F> {
+    /// Writes every partition's recovery point (see `recovery_point`): where its durable
+    /// bytes end. Called by `sync` every `CHECKPOINT_INTERVAL_BYTES` appended, at the end of
+    /// recovery, and by the binary at a clean shutdown, after its last sync, so that the next
+    /// start scans nothing.
+    pub fn write_recovery_points(&self) -> StorageResult<()> {
+        let mut persisted = lock(&self.recovery_points);
+        self.appended_since_checkpoint.store(0, Ordering::Relaxed);
+        let handles: Vec<PartitionHandle<F::File>> =
+            lock(&self.partitions).values().cloned().collect();
+        let mut points = RecoveryPoints::new();
+        for handle in handles {
+            let files = lock(&handle);
+            if files.deleted {
+                continue;
+            }
+            // The point first, then its index entries made durable: they were written before
+            // the log bytes the point counts.
+            let point = recovery_point_of(&files.active);
+            if persisted.get(&files.partition) != Some(&point) {
+                sync_indexes(&files.active.files)?;
+            }
+            points.insert(files.partition.clone(), point);
+        }
+        self.replace_recovery_points(&mut persisted, points)
+    }
+
+    /// Writes `points` durably over the file, then makes them the `persisted` ones.
+    fn replace_recovery_points(
+        &self,
+        persisted: &mut RecoveryPoints,
+        points: RecoveryPoints,
+    ) -> StorageResult<()> {
+        write_durably(
+            &self.fs,
+            &self.data_dir,
+            RECOVERY_POINTS_FILE,
+            &encode_recovery_points(&points)?,
+        )?;
+        *persisted = points;
+        Ok(())
+    }
+
+    /// Before `partition` loses bytes or segments: if its recovery point on disk lies past
+    /// `keep` (or `keep` is `None`: the partition goes away), lower it on disk first, so a
+    /// crash during the change never leaves a point above what the partition holds. The
+    /// caller holds `persisted` until the change is done.
+    fn lower_recovery_point(
+        &self,
+        persisted: &mut RecoveryPoints,
+        partition: &TopicPartition,
+        keep: Option<RecoveryPoint>,
+    ) -> StorageResult<()> {
+        let Some(current) = persisted.get(partition).copied() else {
+            return Ok(());
+        };
+        let mut points = persisted.clone();
+        match keep {
+            Some(keep) if keep >= current => return Ok(()),
+            Some(keep) => points.insert(partition.clone(), keep),
+            None => points.remove(partition),
+        };
+        self.replace_recovery_points(persisted, points)
+    }
+
     /// `create_partition` on a partition already open: idempotent when it holds just one
     /// empty segment; that segment moves to `base_offset` if it is elsewhere.
     fn recreate_empty_partition(
@@ -871,6 +1156,7 @@ impl<F: FileSystem> FileStorage<F> {
         handle: &PartitionHandle<F::File>,
         base_offset: i64,
     ) -> StorageResult<()> {
+        let mut persisted = lock(&self.recovery_points);
         let files = lock(handle);
         let active_base = files.active.files.base_offset;
         let empty = files.segments.len() == 1 && files.active.index_entries == 0 && {
@@ -891,18 +1177,23 @@ impl<F: FileSystem> FileStorage<F> {
         if active_base == base_offset {
             return Ok(());
         }
-        self.start_over_at(files, base_offset)
+        self.start_over_at(&mut persisted, files, base_offset)
     }
 
     /// Replaces every segment of the partition with one empty segment at `base_offset`,
-    /// which starts past them all. The new segment is durable before any old one goes: a
-    /// crash in between leaves old segments, which recovery reads as a log (the empty new one
-    /// follows a gap, and recovery drops what follows a gap), or the new segment alone.
+    /// which starts past them all. Its recovery point goes first (a point at an old segment
+    /// would vouch for what lies below the new, unsynced one); the new segment is durable
+    /// before any old one goes: a crash in between leaves old segments, which recovery reads
+    /// as a log (the empty new one follows a gap, and recovery drops what follows a gap), or
+    /// the new segment alone. The caller holds `persisted` (taken before `files`).
     fn start_over_at(
         &self,
+        persisted: &mut RecoveryPoints,
         mut files: MutexGuard<'_, PartitionFiles<F::File>>,
         base_offset: i64,
     ) -> StorageResult<()> {
+        let partition = files.partition.clone();
+        self.lower_recovery_point(persisted, &partition, None)?;
         let dir = files.dir.clone();
         let (entry, active) = create_segment(&self.fs, &dir, base_offset)?;
         sync_directory(&self.fs, &dir)?;
@@ -916,32 +1207,34 @@ impl<F: FileSystem> FileStorage<F> {
     }
 }
 
-/// The fsyncs of one sync: data then directories.
-fn sync_all_of<F: FileSystem>(
-    fs: &F,
-    segments: &[Arc<ActiveSegment<F::File>>],
-    directories: &BTreeSet<PathBuf>,
-) -> StorageResult<()> {
-    for segment in segments {
-        let files = [
-            (&segment.log.file, &segment.paths.log),
-            (&segment.offset_index, &segment.paths.offset_index),
-            (&segment.time_index, &segment.paths.time_index),
-        ];
-        for (file, path) in files {
+impl<F: FileSystem> FileStorage<F> {
+    /// The fsyncs of one sync: each dirty segment's log, then directories.
+    fn sync_all_of(
+        &self,
+        segments: &[Arc<ActiveSegment<F::File>>],
+        directories: &BTreeSet<PathBuf>,
+    ) -> StorageResult<()> {
+        #[cfg(feature = "defects")]
+        let skip_logs = self.has_defect(myelin_core::defects::Defect::SkipSegmentFsync);
+        #[cfg(not(feature = "defects"))]
+        let skip_logs = false;
+        for segment in segments.iter().filter(|_| !skip_logs) {
             // fdatasync also writes the file size when it grew, which is all the metadata a
-            // reader after a crash needs.
-            file.sync_data()
-                .map_err(io_error(|| format!("fsync {}", path.display())))?;
+            // reader after a crash needs. The indexes wait for a recovery point (see the
+            // module doc).
+            segment.log.file.sync_data().map_err(io_error(|| {
+                format!("fsync {}", segment.paths.log.display())
+            }))?;
         }
-    }
-    for dir in directories {
-        match sync_directory(fs, dir) {
-            Ok(()) => {}
-            // The partition was deleted since: nothing of it is left to make durable.
-            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
+        for dir in directories {
+            match sync_directory(&self.fs, dir) {
+                Ok(()) => {}
+                // The partition was deleted since: nothing of it is left to make durable.
+                Err(StorageError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
         }
+        Ok(())
     }
-    Ok(())
 }

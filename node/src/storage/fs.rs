@@ -1,9 +1,10 @@
 //! The file-system operations `file::FileStorage` performs, behind a narrow trait.
 //!
 //! One storage engine, two file systems: the node runs `FileStorage` over the operating
-//! system's ([`OsFileSystem`]); the simulator is to run the same code over a simulated file
-//! system with power-loss semantics (the next step; it does not exist yet). The trait holds
-//! only what the storage engine uses, so that a second implementation has little to model.
+//! system's ([`OsFileSystem`]); the simulator runs the same code over a simulated file
+//! system with power-loss semantics (`SimFileSystem` in the `myelin-sim` crate). The trait
+//! holds only what the storage engine uses, so that a second implementation has little to
+//! model.
 //!
 //! # Contract
 //! Every implementation must honour, as POSIX file systems do:

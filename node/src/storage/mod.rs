@@ -1,9 +1,10 @@
 //! Storage: where the core's `StorageCommand`s meet a disk.
 //!
 //! The core decides every offset, position and segment boundary; storage only carries them
-//! out and, at start, reports what it found (`recover`). Two implementations share this
-//! trait: `file::FileStorage` (segment files, offset and time indexes, fsync) for the real
-//! binary, and, in the simulator, an in-memory disk with a crash model.
+//! out and, at start, reports what it found (`recover`). One implementation:
+//! `file::FileStorage` (segment files, offset and time indexes, fsync), which the real
+//! binary runs on the operating system's file system and the simulator on a simulated one
+//! with power-loss semantics (see `fs`).
 //!
 //! The contract the runtime relies on:
 //! - `append` and the other mutating calls take effect in call order; an append is durable
@@ -41,6 +42,19 @@ pub enum StorageError {
     },
     #[error("metadata file {path} is corrupt: {reason}")]
     CorruptMetadata { path: String, reason: String },
+    /// Bytes below a partition's recovery point (synced and checked before) that no longer
+    /// read back as they were written: fail-stop, nothing is cut.
+    #[error(
+        "{path} is damaged at byte {position} (offset {offset}), below its partition's \
+         recovery point at byte {recovery_point}: {reason}"
+    )]
+    DamagedBelowRecoveryPoint {
+        path: String,
+        position: u64,
+        offset: i64,
+        recovery_point: u64,
+        reason: String,
+    },
     /// Stored data the core found wrong (`myelin_core::api::CorruptData`), where it lies.
     #[error("corrupt data in {location} at offset {offset}: {reason}")]
     CorruptData {

@@ -24,7 +24,7 @@
 //! Each replica's batches are compared once (a cursor per replica, moved back when its log
 //! is cut), so the cost is one map look-up per batch and replica.
 
-use crate::disk::HeldBatches;
+use crate::simfs::HeldBatches;
 use bytes::Bytes;
 use myelin_core::api::AppendedBatch;
 use myelin_core::log::Truncation;

@@ -157,55 +157,69 @@ pub(super) struct IndexEntry {
     pub(super) max_timestamp: i64,
 }
 
-/// Decodes the two index files' contents into entries, checking only what the bytes alone
-/// can tell: whole entries, equal counts, and the same relative offset in both.
-pub(super) fn decode_indexes(
-    offset_index: &[u8],
-    time_index: &[u8],
-) -> Result<Vec<IndexEntry>, String> {
+/// The two index files' contents decoded, checking only what the bytes alone can tell (whole
+/// entries, equal counts, the same relative offset in both): the entries from the start that
+/// pass, and why the rest (if any) did not. Recovery below a recovery point needs only the entries the point
+/// vouches for: those past it were never synced, and a crash may have torn them.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct DecodedIndexes {
+    pub(super) entries: Vec<IndexEntry>,
+    pub(super) damage: Option<String>,
+}
+
+impl DecodedIndexes {
+    /// The entries when both files decoded whole, else why not.
+    pub(super) fn into_whole(self) -> Result<Vec<IndexEntry>, String> {
+        match self.damage {
+            None => Ok(self.entries),
+            Some(reason) => Err(reason),
+        }
+    }
+}
+
+pub(super) fn decode_index_prefix(offset_index: &[u8], time_index: &[u8]) -> DecodedIndexes {
     let offset_entries = offset_index.chunks_exact(OFFSET_INDEX_ENTRY_BYTES);
-    if !offset_entries.remainder().is_empty() {
-        return Err(format!(
+    let time_entries = time_index.chunks_exact(TIME_INDEX_ENTRY_BYTES);
+    let mut damage = if !offset_entries.remainder().is_empty() {
+        Some(format!(
             "offset index is {} bytes, not a whole number of {OFFSET_INDEX_ENTRY_BYTES}-byte entries",
             offset_index.len()
-        ));
-    }
-    let time_entries = time_index.chunks_exact(TIME_INDEX_ENTRY_BYTES);
-    if !time_entries.remainder().is_empty() {
-        return Err(format!(
+        ))
+    } else if !time_entries.remainder().is_empty() {
+        Some(format!(
             "time index is {} bytes, not a whole number of {TIME_INDEX_ENTRY_BYTES}-byte entries",
             time_index.len()
-        ));
-    }
-    if offset_entries.len() != time_entries.len() {
-        return Err(format!(
+        ))
+    } else if offset_entries.len() != time_entries.len() {
+        Some(format!(
             "offset index has {} entries, time index {}",
             offset_entries.len(),
             time_entries.len()
-        ));
+        ))
+    } else {
+        None
+    };
+    let mut entries = Vec::with_capacity(offset_entries.len().min(time_entries.len()));
+    for (number, (offset_entry, time_entry)) in offset_entries.zip(time_entries).enumerate() {
+        let relative_offset = u32_at(offset_entry, 0);
+        let position = u32_at(offset_entry, 4);
+        let mut timestamp = [0u8; 8];
+        timestamp.copy_from_slice(&time_entry[..8]);
+        let time_relative_offset = u32_at(time_entry, 8);
+        if time_relative_offset != relative_offset {
+            damage = Some(format!(
+                "entry {number}: offset index says relative offset {relative_offset}, \
+                 time index {time_relative_offset}"
+            ));
+            break;
+        }
+        entries.push(IndexEntry {
+            relative_offset,
+            position,
+            max_timestamp: i64::from_be_bytes(timestamp),
+        });
     }
-    offset_entries
-        .zip(time_entries)
-        .enumerate()
-        .map(|(number, (offset_entry, time_entry))| {
-            let relative_offset = u32_at(offset_entry, 0);
-            let position = u32_at(offset_entry, 4);
-            let mut timestamp = [0u8; 8];
-            timestamp.copy_from_slice(&time_entry[..8]);
-            let time_relative_offset = u32_at(time_entry, 8);
-            if time_relative_offset != relative_offset {
-                return Err(format!(
-                    "entry {number}: offset index says relative offset {relative_offset}, \
-                     time index {time_relative_offset}"
-                ));
-            }
-            Ok(IndexEntry {
-                relative_offset,
-                position,
-                max_timestamp: i64::from_be_bytes(timestamp),
-            })
-        })
-        .collect()
+    DecodedIndexes { entries, damage }
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -270,6 +284,10 @@ mod tests {
         }
     }
 
+    fn decode_whole(offset_index: &[u8], time_index: &[u8]) -> Result<Vec<IndexEntry>, String> {
+        decode_index_prefix(offset_index, time_index).into_whole()
+    }
+
     #[test]
     fn index_entries_round_trip_and_mismatches_are_reported() {
         let entries = vec![
@@ -285,11 +303,35 @@ mod tests {
             },
         ];
         let (offset_index, time_index) = encode_indexes(&entries);
-        assert_eq!(decode_indexes(&offset_index, &time_index), Ok(entries));
-        assert!(decode_indexes(&offset_index[..7], &time_index).is_err());
-        assert!(decode_indexes(&offset_index, &time_index[..12]).is_err());
+        assert_eq!(decode_whole(&offset_index, &time_index), Ok(entries));
+        assert!(decode_whole(&offset_index[..7], &time_index).is_err());
+        assert!(decode_whole(&offset_index, &time_index[..12]).is_err());
         let mut other_time_index = time_index.clone();
         other_time_index[23] ^= 1;
-        assert!(decode_indexes(&offset_index, &other_time_index).is_err());
+        assert!(decode_whole(&offset_index, &other_time_index).is_err());
+    }
+
+    #[test]
+    fn a_torn_index_tail_keeps_the_whole_agreeing_entries_before_it() {
+        let entries: Vec<IndexEntry> = (0..3)
+            .map(|number| IndexEntry {
+                relative_offset: number * 2,
+                position: number * 100,
+                max_timestamp: 7,
+            })
+            .collect();
+        let (offset_index, time_index) = encode_indexes(&entries);
+        // The offset index cut inside its last entry: two whole entries remain.
+        let cut = decode_index_prefix(&offset_index[..20], &time_index);
+        assert_eq!(cut.entries, entries[..2]);
+        assert!(cut.damage.is_some());
+        // The time index's last entry zeroed: its relative offset disagrees.
+        let mut zeroed = time_index.clone();
+        zeroed[24..].fill(0);
+        let torn = decode_index_prefix(&offset_index, &zeroed);
+        assert_eq!(torn.entries, entries[..2]);
+        assert!(torn.damage.unwrap().starts_with("entry 2:"));
+        let whole = decode_index_prefix(&offset_index, &time_index);
+        assert_eq!((whole.entries, whole.damage), (entries, None));
     }
 }

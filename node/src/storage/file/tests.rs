@@ -141,6 +141,20 @@ impl Writer {
     fn segment_paths(&self, storage: &FileStorage, base_offset: i64) -> SegmentPaths {
         SegmentPaths::new(&storage.partition_dir(&self.partition), base_offset)
     }
+
+    fn segment_paths_in(&self, dir: &TempDir, base_offset: i64) -> SegmentPaths {
+        let partition_dir = dir
+            .path()
+            .join(TOPICS_DIR)
+            .join(layout::partition_dir_name(&self.partition));
+        SegmentPaths::new(&partition_dir, base_offset)
+    }
+}
+
+/// Removes the recovery points, as in a data directory written before them: recovery then
+/// scans and repairs as it did.
+fn forget_recovery_points(dir: &TempDir) {
+    fs::remove_file(dir.path().join(RECOVERY_POINTS_FILE)).unwrap();
 }
 
 fn reopen(dir: &TempDir) -> (FileStorage, Recovered, RecoveryStats) {
@@ -176,17 +190,23 @@ fn file_len(path: &Path) -> u64 {
 /// Three segments of a few batches each, synced.
 fn three_segments() -> (TempDir, Writer) {
     let (dir, storage) = fresh();
-    let mut writer = Writer::create(&storage, TopicPartition::new("orders.v1-eu", 3));
+    let writer = write_three_segments(&storage);
+    (dir, writer)
+}
+
+/// Writes and syncs the three segments of `three_segments` to a fresh `storage`.
+fn write_three_segments(storage: &FileStorage) -> Writer {
+    let mut writer = Writer::create(storage, TopicPartition::new("orders.v1-eu", 3));
     for segment in 0..3 {
         if segment > 0 {
-            writer.roll(&storage);
+            writer.roll(storage);
         }
         for batch in 0..4 {
-            writer.append(&storage, 1 + batch, 10 + 30 * batch as usize);
+            writer.append(storage, 1 + batch, 10 + 30 * batch as usize);
         }
     }
     storage.sync().unwrap();
-    (dir, writer)
+    writer
 }
 
 const THREE_SEGMENT_BASES: [i64; 3] = [0, 10, 20];
@@ -360,12 +380,17 @@ fn a_partial_last_batch_is_dropped() {
         );
         assert_eq!(stats.segments_truncated, 1);
         assert_eq!(file_len(&log), start_of_last);
-        // The indexes were rewritten to match: a second recovery changes nothing.
+        // The indexes were rewritten to match: a second recovery changes nothing, and scans
+        // nothing (the first one left every partition's recovery point at its end).
         let (_, again, stats) = reopen(&dir);
         assert_eq!(again.partitions, recovered.partitions);
         let clean = RecoveryStats {
             partitions: 1,
             segments: 3,
+            bytes_trusted: THREE_SEGMENT_BASES
+                .iter()
+                .map(|&base| file_len(&writer.segment_paths_in(&dir, base).log))
+                .sum(),
             ..RecoveryStats::default()
         };
         assert_eq!(stats, clean);
@@ -454,6 +479,9 @@ fn a_missing_or_corrupt_index_of_an_old_segment_is_rebuilt_with_identical_result
         ),
     ];
     for (damage, apply) in damages {
+        // Damage past any recovery point (below one, it stops recovery: see the tests of
+        // recovery points).
+        forget_recovery_points(&dir);
         apply();
         let (_, recovered, stats) = reopen(&dir);
         assert_eq!(recovered.partitions, expected, "{damage}");
@@ -1117,4 +1145,236 @@ fn restart_log_replaces_every_segment_with_an_empty_one_past_them_and_appends_go
         recovered.partitions,
         vec![restarted.expected(&[end + 100], usize::MAX)]
     );
+}
+
+/// Three synced segments with recovery points written at their end, then `tail_batches` more
+/// batches appended and synced past them: the shape of a restart after a crash.
+fn three_segments_with_a_recovery_point(tail_batches: i32) -> (TempDir, Writer, u64) {
+    let (dir, storage) = fresh();
+    let mut writer = write_three_segments(&storage);
+    storage.write_recovery_points().unwrap();
+    let point = u64::from(writer.position);
+    for batch in 0..tail_batches {
+        writer.append(&storage, 2, 50 + batch as usize);
+    }
+    storage.sync().unwrap();
+    (dir, writer, point)
+}
+
+fn expect_damaged_below_recovery_point(dir: &TempDir, path: &Path) -> (u64, i64) {
+    let storage = FileStorage::open(dir.path()).unwrap();
+    match storage.recover() {
+        Err(StorageError::DamagedBelowRecoveryPoint {
+            path: reported,
+            position,
+            offset,
+            ..
+        }) => {
+            assert_eq!(reported, path.display().to_string());
+            (position, offset)
+        }
+        other => panic!("damage below the recovery point must stop recovery: {other:?}"),
+    }
+}
+
+#[test]
+fn a_restart_scans_only_what_lies_past_each_recovery_point() {
+    let (dir, writer, point) = three_segments_with_a_recovery_point(3);
+    let (_, recovered, stats) = reopen(&dir);
+    assert_eq!(
+        recovered.partitions,
+        vec![writer.expected(&THREE_SEGMENT_BASES, usize::MAX)]
+    );
+    let active_len = file_len(&writer.segment_paths_in(&dir, 20).log);
+    assert_eq!(stats.bytes_scanned, active_len - point);
+    assert_eq!(stats.indexes_rebuilt, 0);
+    // That recovery moved the point to the end: the next one scans nothing.
+    let (_, again, stats) = reopen(&dir);
+    assert_eq!(again.partitions, recovered.partitions);
+    assert_eq!(stats.bytes_scanned, 0);
+}
+
+#[test]
+fn a_torn_tail_past_the_recovery_point_is_cut_and_everything_below_it_kept() {
+    let (dir, writer, point) = three_segments_with_a_recovery_point(2);
+    let log = writer.segment_paths_in(&dir, 20).log;
+    let last_len = writer.written.last().unwrap().1.len() as u64;
+    let start_of_last = file_len(&log) - last_len;
+    let file = OpenOptions::new().write(true).open(&log).unwrap();
+    file.set_len(start_of_last + 30).unwrap();
+    drop(file);
+    let (_, recovered, stats) = reopen(&dir);
+    assert_eq!(
+        recovered.partitions,
+        vec![writer.expected(&THREE_SEGMENT_BASES, writer.written.len() - 1)]
+    );
+    assert_eq!(stats.segments_truncated, 1);
+    assert!(file_len(&log) >= point);
+    assert_eq!(file_len(&log), start_of_last);
+}
+
+#[test]
+fn index_entries_torn_past_the_recovery_point_are_rebuilt_not_taken_for_damage() {
+    // Index entries past the point were never synced: a power loss may cut one short or
+    // zero it, and recovery rebuilds them from the scan of the log past the point.
+    type Tear = fn(&mut Vec<u8>, &mut Vec<u8>);
+    let tears: [(&str, Tear); 4] = [
+        ("offset index cut inside its last entry", |offset, _| {
+            offset.truncate(offset.len() - 3)
+        }),
+        ("time index's last entry zeroed", |_, time| {
+            let len = time.len();
+            time[len - 12..].fill(0)
+        }),
+        // Both zeroed: the entries agree, and say offset 0 at position 0.
+        ("both last entries zeroed", |offset, time| {
+            let (offset_len, time_len) = (offset.len(), time.len());
+            offset[offset_len - 8..].fill(0);
+            time[time_len - 12..].fill(0)
+        }),
+        // The low byte of the last position zeroed: a position below the point.
+        ("the last position's low byte zeroed", |offset, _| {
+            let len = offset.len();
+            offset[len - 1] = 0
+        }),
+    ];
+    for (tear, damage) in tears {
+        let (dir, writer, point) = three_segments_with_a_recovery_point(2);
+        let active = writer.segment_paths_in(&dir, 20);
+        let mut offset_index = fs::read(&active.offset_index).unwrap();
+        let mut time_index = fs::read(&active.time_index).unwrap();
+        damage(&mut offset_index, &mut time_index);
+        fs::write(&active.offset_index, &offset_index).unwrap();
+        fs::write(&active.time_index, &time_index).unwrap();
+        let (_, recovered, stats) = reopen(&dir);
+        assert_eq!(
+            recovered.partitions,
+            vec![writer.expected(&THREE_SEGMENT_BASES, usize::MAX)],
+            "{tear}"
+        );
+        assert_eq!(stats.indexes_rebuilt, 1, "{tear}");
+        assert_eq!(
+            stats.bytes_scanned,
+            file_len(&active.log) - point,
+            "{tear}: only the tail is scanned"
+        );
+    }
+}
+
+#[test]
+fn a_damaged_batch_header_below_the_recovery_point_stops_recovery_and_nothing_is_cut() {
+    for base in THREE_SEGMENT_BASES {
+        let (dir, writer, _) = three_segments_with_a_recovery_point(1);
+        let log = writer.segment_paths_in(&dir, base).log;
+        let mut bytes = fs::read(&log).unwrap();
+        let (second, _) = writer
+            .written
+            .iter()
+            .filter(|(batch, _)| batch.segment_base_offset == base)
+            .nth(1)
+            .unwrap();
+        // The batch's length field: the index no longer matches the headers.
+        bytes[second.position as usize + 11] ^= 0x10;
+        fs::write(&log, &bytes).unwrap();
+        let (position, offset) = expect_damaged_below_recovery_point(&dir, &log);
+        assert_eq!(position, u64::from(second.position), "segment {base}");
+        assert_eq!(offset, second.base_offset, "segment {base}");
+        assert_eq!(
+            fs::read(&log).unwrap(),
+            bytes,
+            "the segment is left as it was"
+        );
+    }
+}
+
+#[test]
+fn a_log_shorter_than_its_recovery_point_stops_recovery() {
+    let (dir, writer, point) = three_segments_with_a_recovery_point(0);
+    let log = writer.segment_paths_in(&dir, 20).log;
+    let file = OpenOptions::new().write(true).open(&log).unwrap();
+    file.set_len(point - 1).unwrap();
+    drop(file);
+    expect_damaged_below_recovery_point(&dir, &log);
+    assert_eq!(file_len(&log), point - 1, "nothing is cut further");
+}
+
+#[test]
+fn an_index_that_disagrees_below_the_recovery_point_stops_recovery_and_a_missing_one_is_rebuilt() {
+    let (dir, writer, _) = three_segments_with_a_recovery_point(1);
+    let expected = vec![writer.expected(&THREE_SEGMENT_BASES, usize::MAX)];
+    let first = writer.segment_paths_in(&dir, 0);
+    let original_index = fs::read(&first.offset_index).unwrap();
+    let mut index = original_index.clone();
+    index[8 + 7] ^= 1; // entry 1's position
+    fs::write(&first.offset_index, &index).unwrap();
+    let (position, offset) = expect_damaged_below_recovery_point(&dir, &first.offset_index);
+    assert_eq!(position, 8);
+    assert_eq!(offset, writer.written[1].0.base_offset);
+    assert_eq!(fs::read(&first.offset_index).unwrap(), index);
+
+    fs::remove_file(&first.offset_index).unwrap();
+    let (_, recovered, stats) = reopen(&dir);
+    assert_eq!(recovered.partitions, expected);
+    assert_eq!(stats.indexes_rebuilt, 1);
+    assert_eq!(fs::read(&first.offset_index).unwrap(), original_index);
+}
+
+#[test]
+fn recovery_points_that_do_not_parse_stop_recovery_naming_the_file() {
+    for garbage in [
+        &b"{\"version\": 1, \"points\": ["[..],
+        b"{\"version\": 9, \"points\": []}",
+    ] {
+        let (dir, _writer, _) = three_segments_with_a_recovery_point(0);
+        let path = dir.path().join(RECOVERY_POINTS_FILE);
+        fs::write(&path, garbage).unwrap();
+        let storage = FileStorage::open(dir.path()).unwrap();
+        match storage.recover() {
+            Err(StorageError::CorruptMetadata { path: reported, .. }) => {
+                assert_eq!(reported, path.display().to_string())
+            }
+            other => panic!("unreadable recovery points must stop recovery: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_truncation_below_the_recovery_point_lowers_it_first() {
+    let (dir, writer, _) = three_segments_with_a_recovery_point(0);
+    let storage = FileStorage::open(dir.path()).unwrap();
+    storage.recover().unwrap();
+    // Cut segment 10 after its first batch; segment 20 goes.
+    let first_of_ten = &writer.written[4].1;
+    storage
+        .truncate(
+            &writer.partition,
+            &Truncation {
+                deleted_segments: vec![20],
+                active_segment_base: 10,
+                active_segment_bytes: first_of_ten.len() as u32,
+            },
+        )
+        .unwrap();
+    drop(storage);
+    let (_, recovered, stats) = reopen(&dir);
+    assert_eq!(recovered.partitions, vec![writer.expected(&[0, 10], 5)]);
+    assert_eq!(
+        stats.bytes_scanned, 0,
+        "the lowered point covers what was kept"
+    );
+}
+
+#[test]
+fn a_deleted_and_recreated_partition_trusts_nothing_of_the_old_one() {
+    let (dir, writer, _) = three_segments_with_a_recovery_point(0);
+    let storage = FileStorage::open(dir.path()).unwrap();
+    storage.recover().unwrap();
+    storage.delete_partition(&writer.partition).unwrap();
+    let mut again = Writer::create(&storage, writer.partition.clone());
+    again.append(&storage, 1, 10);
+    // Not synced, and no point written since: the next recovery must scan it.
+    drop(storage);
+    let (_, recovered, stats) = reopen(&dir);
+    assert_eq!(recovered.partitions, vec![again.expected(&[0], 1)]);
+    assert_eq!(stats.bytes_trusted, 0);
 }
