@@ -202,6 +202,11 @@ impl<T> CommitQueue<T> {
     pub(crate) fn applied_end(&self) -> i64 {
         self.applied_end
     }
+
+    /// Whether every batch pushed was applied.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
 }
 
 #[cfg(test)]

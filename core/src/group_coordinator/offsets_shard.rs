@@ -2,6 +2,27 @@
 //! ([`GroupRecord`]), the materialized view every replica applies from them (committed
 //! offsets, the last persisted membership of each group, transactional offsets awaiting
 //! their marker), and the live groups its leader coordinates once loaded.
+//!
+//! ## Snapshots
+//! The offsets log would grow with every commit forever, and a restart would replay all of
+//! it. So the leader, once its shard is quiescent (every appended batch applied, no
+//! transactional offsets awaiting a marker) and enough was appended since the last
+//! snapshot, writes the whole committed view into the log as a snapshot: `SnapshotStart`,
+//! then a `Membership` and `Offsets` records per group restating it, then `SnapshotEnd`, in
+//! consecutive batches of one step. Applying a snapshot's records changes nothing (they
+//! restate the view), and they also build a staged copy; `SnapshotEnd` replaces the view
+//! with that copy. So replaying any suffix of the log that holds a complete snapshot gives
+//! the same view as replaying all of it, and every replica may delete its segments wholly
+//! below the start of the last snapshot it applied (`last_snapshot`: the broker's retention
+//! does).
+//!
+//! Invariants:
+//! - a snapshot replaces the view only when complete (`SnapshotEnd` after its
+//!   `SnapshotStart`; a record of another kind between them, were one ever there, applies
+//!   to the view and the staged copy alike); a partial one (a failed append) is dropped at
+//!   the next `SnapshotStart`;
+//! - a shard whose log starts past offset 0 serves (is loaded) only once it applied a
+//!   complete snapshot at or past its log start (`is_complete`); otherwise the node stops.
 
 use crate::api::ErrorCode;
 use crate::batch::BatchHeader;
@@ -36,6 +57,11 @@ pub enum GroupRecord {
         at_ms: i64,
         commits: Vec<(TopicPartition, i64, Option<String>)>,
     },
+    /// A snapshot of the committed view begins: the `Membership` and `Offsets` records up
+    /// to the next `SnapshotEnd` restate it whole (see the module doc).
+    SnapshotStart,
+    /// The snapshot begun by the last `SnapshotStart` is complete.
+    SnapshotEnd,
 }
 
 /// What one batch of an offsets partition holds for the materialized view.
@@ -46,6 +72,10 @@ pub(super) enum OffsetsEntry {
     Marker {
         producer_id: i64,
         commit: bool,
+    },
+    /// A `SnapshotStart` record, at `offset`.
+    SnapshotStart {
+        offset: i64,
     },
 }
 
@@ -76,6 +106,18 @@ pub(super) struct OffsetsShard {
     /// The membership last written per live group (committed or not): only changes are
     /// written.
     pub(super) written: BTreeMap<String, MembershipSnapshot>,
+    /// Where this replica's log starts: past 0, the view is whole only once a snapshot at or
+    /// past it is applied.
+    pub(super) log_start: i64,
+    /// The snapshot being applied: its start offset and the view its records build.
+    pub(super) staged_snapshot: Option<(i64, BTreeMap<String, CommittedGroup>)>,
+    /// Where the last complete snapshot applied here starts: segments wholly below it may go.
+    pub(super) last_snapshot: Option<i64>,
+    /// Bytes appended since the last snapshot ended (or since the shard opened).
+    pub(super) bytes_since_snapshot: u64,
+    /// How many bytes the last snapshot written here took (a snapshot waits for at least
+    /// twice as much appended since, so snapshots never dominate the log).
+    pub(super) last_snapshot_bytes: u64,
     /// When each live group last had a record written, on the monotonic clock (expiry waits
     /// past it); a loaded group's counts from its load.
     pub(super) last_write_ms: BTreeMap<String, i64>,
@@ -112,8 +154,21 @@ impl InternalShard for OffsetsShard {
         } else {
             decode_json_records::<GroupRecord>(header, bytes)?
                 .into_iter()
-                .map(OffsetsEntry::Record)
+                .map(|record| match record {
+                    GroupRecord::SnapshotStart => OffsetsEntry::SnapshotStart {
+                        offset: base_offset,
+                    },
+                    record => OffsetsEntry::Record(record),
+                })
                 .collect()
+        };
+        let ends_snapshot = entries
+            .iter()
+            .any(|entry| matches!(entry, OffsetsEntry::Record(GroupRecord::SnapshotEnd)));
+        self.bytes_since_snapshot = if ends_snapshot {
+            0
+        } else {
+            self.bytes_since_snapshot + bytes.len() as u64
         };
         self.log.push(base_offset, last_offset, entries);
         Ok(())
@@ -147,8 +202,75 @@ impl OffsetsShard {
                         }
                     }
                 }
+                OffsetsEntry::SnapshotStart { offset } => {
+                    // A partial snapshot before this one (a failed append) is dropped.
+                    self.staged_snapshot = Some((offset, BTreeMap::new()));
+                }
             }
         }
+    }
+
+    /// Whether the view holds everything the log says: its log starts at 0, or it applied a
+    /// complete snapshot at or past its log start.
+    pub(super) fn is_complete(&self) -> bool {
+        self.log_start == 0
+            || self
+                .last_snapshot
+                .is_some_and(|start| start >= self.log_start)
+    }
+
+    /// Whether a snapshot written now would restate everything: every appended batch is
+    /// applied, no transactional offsets await a marker, no snapshot is half applied.
+    pub(super) fn is_quiescent(&self) -> bool {
+        self.log.is_empty() && self.pending_txn_offsets.is_empty() && self.staged_snapshot.is_none()
+    }
+
+    /// The records of a snapshot of the committed view, in batches of about
+    /// `batch_bytes_target` (each record whole; see the module doc).
+    pub(super) fn snapshot_batches(&self, batch_bytes_target: usize) -> Vec<Vec<GroupRecord>> {
+        let mut records = vec![GroupRecord::SnapshotStart];
+        for (group, committed) in &self.committed {
+            if let Some(snapshot) = &committed.membership {
+                records.push(GroupRecord::Membership {
+                    group: group.clone(),
+                    snapshot: snapshot.clone(),
+                });
+            }
+            // One `Offsets` record per commit time, so each offset keeps its own.
+            let mut by_time: BTreeMap<i64, Vec<(TopicPartition, i64, Option<String>)>> =
+                BTreeMap::new();
+            for (partition, offset) in &committed.offsets {
+                by_time.entry(offset.committed_ms).or_default().push((
+                    partition.clone(),
+                    offset.offset,
+                    offset.metadata.clone(),
+                ));
+            }
+            for (at_ms, commits) in by_time {
+                records.push(GroupRecord::Offsets {
+                    group: group.clone(),
+                    at_ms,
+                    commits,
+                });
+            }
+        }
+        records.push(GroupRecord::SnapshotEnd);
+        let mut batches: Vec<Vec<GroupRecord>> = Vec::new();
+        let mut batch_bytes = 0;
+        for record in records {
+            let record_bytes = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len());
+            match batches.last_mut() {
+                Some(batch) if batch_bytes + record_bytes <= batch_bytes_target => {
+                    batch.push(record)
+                }
+                _ => {
+                    batch_bytes = 0;
+                    batches.push(vec![record]);
+                }
+            }
+            batch_bytes += record_bytes;
+        }
+        batches
     }
 
     /// Whether a transaction holds offsets of the group's partition that await its marker.
@@ -169,6 +291,11 @@ impl OffsetsShard {
     }
 
     fn apply(&mut self, record: GroupRecord) {
+        // A snapshot's records (and any other between its start and end) also build its
+        // staged view.
+        if let Some((_, staged)) = &mut self.staged_snapshot {
+            apply_committed_record(staged, &record);
+        }
         match record {
             GroupRecord::TxnOffsets {
                 group,
@@ -181,29 +308,13 @@ impl OffsetsShard {
                     .or_default()
                     .push((group, at_ms, commits));
             }
-            GroupRecord::Membership { group, snapshot } => {
-                self.committed.entry(group).or_default().membership = Some(snapshot);
-            }
-            GroupRecord::Offsets {
-                group,
-                at_ms,
-                commits,
-            } => {
-                let offsets = &mut self.committed.entry(group).or_default().offsets;
-                for (partition, offset, metadata) in commits {
-                    offsets.insert(
-                        partition,
-                        CommittedOffset {
-                            offset,
-                            metadata,
-                            committed_ms: at_ms,
-                        },
-                    );
+            GroupRecord::SnapshotEnd => {
+                if let Some((start, staged)) = self.staged_snapshot.take() {
+                    self.committed = staged;
+                    self.last_snapshot = Some(start);
                 }
             }
-            GroupRecord::Deleted { group } => {
-                self.committed.remove(&group);
-            }
+            record => apply_committed_record(&mut self.committed, &record),
         }
     }
 
@@ -247,5 +358,36 @@ impl OffsetsShard {
             .into_values()
             .flat_map(|group| group.abandon(ErrorCode::NotCoordinator))
             .collect()
+    }
+}
+
+/// Applies a record that changes the committed view (`Membership`, `Offsets`, `Deleted`)
+/// to `view`; other records do not touch it.
+fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &GroupRecord) {
+    match record {
+        GroupRecord::Membership { group, snapshot } => {
+            view.entry(group.clone()).or_default().membership = Some(snapshot.clone());
+        }
+        GroupRecord::Offsets {
+            group,
+            at_ms,
+            commits,
+        } => {
+            let offsets = &mut view.entry(group.clone()).or_default().offsets;
+            for (partition, offset, metadata) in commits {
+                offsets.insert(
+                    partition.clone(),
+                    CommittedOffset {
+                        offset: *offset,
+                        metadata: metadata.clone(),
+                        committed_ms: *at_ms,
+                    },
+                );
+            }
+        }
+        GroupRecord::Deleted { group } => {
+            view.remove(group);
+        }
+        GroupRecord::TxnOffsets { .. } | GroupRecord::SnapshotStart | GroupRecord::SnapshotEnd => {}
     }
 }
