@@ -347,6 +347,7 @@ impl Broker {
             transaction_timeout_max_ms: config.transaction_timeout_max_ms,
             transactional_id_expiration_ms: config.transactional_id_expiration_ms,
             offsets_partitions: config.offsets_partitions,
+            snapshot_interval_bytes: u64::from(config.transaction_state_segment_bytes / 2),
         });
         #[cfg(feature = "defects")]
         let txn_coordinator = txn_coordinator.with_defect(config.defect);
@@ -643,8 +644,12 @@ impl Broker {
                 log.log_end_offset(),
             )
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
-            self.txn_coordinator
-                .open_shard(partition.partition, records, log.log_end_offset())
+            self.txn_coordinator.open_shard(
+                partition.partition,
+                records,
+                log.log_start_offset(),
+                log.log_end_offset(),
+            )
         } else {
             Ok(())
         };
@@ -825,20 +830,24 @@ impl Broker {
                 }));
             }
             Effect::LogRestarted { base_offset } => {
-                // The other internal logs are kept whole (no retention), so their leaders'
-                // logs start at 0 and no follower falls behind them. An offsets log is
-                // trimmed below its snapshots: its view starts over with the log.
+                // The metadata log is kept whole (no retention), so its leader's log starts
+                // at 0 and no follower falls behind it. The coordinators' logs are trimmed
+                // below their snapshots: a view starts over with its log.
                 crate::invariant!(
-                    partition.topic == OFFSETS_TOPIC || !is_internal_topic(&partition.topic),
+                    partition.topic != METADATA_TOPIC,
                     "internal log {partition} restarted at {base_offset}"
                 );
-                if partition.topic == OFFSETS_TOPIC {
-                    if let Err(corrupt) = self
-                        .group_coordinator
+                let restarted = if partition.topic == OFFSETS_TOPIC {
+                    self.group_coordinator
                         .restart_shard(partition.partition, base_offset)
-                    {
-                        outputs.push(Output::FailStop(corrupt));
-                    }
+                } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                    self.txn_coordinator
+                        .restart_shard(partition.partition, base_offset)
+                } else {
+                    Ok(())
+                };
+                if let Err(corrupt) = restarted {
+                    outputs.push(Output::FailStop(corrupt));
                 }
                 if let Some(state) = self.partitions.get_mut(partition) {
                     state.txns.delete_below(base_offset);
@@ -1678,15 +1687,20 @@ impl Broker {
             if expired > 0 {
                 tracing::debug!(%partition, expired, "idle producers' state expired");
             }
-            // An offsets log loses the segments wholly below the last snapshot this replica
-            // applied (see `group_coordinator`); the other internal logs are kept whole.
-            let doomed = if partition.topic == OFFSETS_TOPIC {
-                self.group_coordinator
-                    .last_snapshot(partition.partition)
+            // A coordinator's log loses the segments wholly below the last snapshot this
+            // replica applied (see `internal_log::SnapshotState`); the metadata log is kept
+            // whole.
+            let last_snapshot = if partition.topic == OFFSETS_TOPIC {
+                self.group_coordinator.last_snapshot(partition.partition)
+            } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                self.txn_coordinator.last_snapshot(partition.partition)
+            } else {
+                None
+            };
+            let doomed = if is_internal_topic(&partition.topic) {
+                last_snapshot
                     .map(|start| state.log.segments_below(start))
                     .unwrap_or_default()
-            } else if is_internal_topic(&partition.topic) {
-                Vec::new()
             } else {
                 let config = self
                     .metadata

@@ -82,7 +82,10 @@ use crate::api::{
 };
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
-use crate::internal_log::{open_shard, shard_appended, shard_truncated, InternalPartitions};
+use crate::internal_log::{
+    open_shard, shard_appended, shard_truncated, snapshot_batches, InternalPartitions,
+    SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+};
 use crate::metadata::TopicPartition;
 use bytes::Bytes;
 use offsets_shard::OffsetsShard;
@@ -94,12 +97,6 @@ use std::collections::BTreeMap;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often empty groups are checked for expired offsets.
 const EXPIRY_CHECK_INTERVAL_MS: i64 = 1_000;
-/// Bytes appended to an offsets partition after which its leader writes a snapshot, unless
-/// configured (`with_snapshot_interval_bytes`): half of Kafka's offsets.topic.segment.bytes.
-pub const SNAPSHOT_INTERVAL_BYTES_DEFAULT: u64 = 50 << 20;
-/// A snapshot's batches hold about this many bytes of records each (far below any batch
-/// limit of the log or of replication).
-const SNAPSHOT_BATCH_BYTES_TARGET: usize = 256 << 10;
 
 /// The offsets partition a group belongs to: Kafka's `abs(groupId.hashCode) % partitions`.
 pub fn offsets_partition_of(group_id: &str, partition_count: i32) -> i32 {
@@ -235,10 +232,7 @@ impl GroupCoordinator {
         log_end: i64,
     ) -> Result<(), CorruptData> {
         #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
-        let mut shard = OffsetsShard {
-            log_start,
-            ..OffsetsShard::default()
-        };
+        let mut shard = OffsetsShard::new(log_start);
         #[cfg(feature = "defects")]
         {
             shard.commit_offsets_on_abort =
@@ -270,7 +264,7 @@ impl GroupCoordinator {
     /// Where the last complete snapshot this replica applied of offsets partition
     /// `partition` starts: its segments wholly below may be deleted.
     pub fn last_snapshot(&self, partition: i32) -> Option<i64> {
-        self.shards.get(&partition)?.last_snapshot
+        self.shards.get(&partition)?.snapshots.last()
     }
 
     /// A shard that cannot serve what its log says (see `settle`): the node must stop.
@@ -966,12 +960,12 @@ impl GroupCoordinator {
                     replies.extend(shard.unload().into_iter().map(group_response));
                 }
                 if let Some(epoch) = leading {
-                    if !shard.is_complete() {
+                    if !shard.snapshots.is_complete() {
                         // Its log starts past 0 and no snapshot restored what lies below:
                         // serving would answer from part of the groups' state.
                         self.fail_stop.get_or_insert_with(|| CorruptData {
                             partition: TopicPartition::new(OFFSETS_TOPIC, *index),
-                            offset: shard.log_start,
+                            offset: shard.snapshots.log_start(),
                             reason: "the offsets log starts past 0 and holds no complete \
                                      snapshot from its start on"
                                 .to_string(),
@@ -1083,19 +1077,14 @@ impl GroupCoordinator {
     fn snapshots_due(&mut self, now: Now) -> Vec<GroupOutput> {
         let mut outputs = Vec::new();
         for (index, shard) in &mut self.shards {
-            let due_bytes = self
-                .snapshot_interval_bytes
-                .max(shard.last_snapshot_bytes.saturating_mul(2));
             if shard.coordinating.is_none()
                 || !shard.is_quiescent()
-                || shard.bytes_since_snapshot < due_bytes
+                || !shard.snapshots.is_due(self.snapshot_interval_bytes)
             {
                 continue;
             }
             let mut snapshot_bytes = 0;
-            for records in shard.snapshot_batches(SNAPSHOT_BATCH_BYTES_TARGET) {
-                let encoded = crate::records::encode_json_records(&records);
-                let batch = crate::records::encode_batch(&encoded, now.wall_ms, 0, -1);
+            for batch in snapshot_batches(shard.snapshot_records(), now.wall_ms) {
                 snapshot_bytes += batch.len() as u64;
                 outputs.push(GroupOutput::Append {
                     partition: *index,
@@ -1114,7 +1103,7 @@ impl GroupCoordinator {
                 bytes = snapshot_bytes,
                 "writing a snapshot of an offsets partition"
             );
-            shard.last_snapshot_bytes = snapshot_bytes;
+            shard.snapshots.written(snapshot_bytes);
         }
         outputs
     }

@@ -13,21 +13,24 @@
 //! restate the view), and they also build a staged copy; `SnapshotEnd` replaces the view
 //! with that copy. So replaying any suffix of the log that holds a complete snapshot gives
 //! the same view as replaying all of it, and every replica may delete its segments wholly
-//! below the start of the last snapshot it applied (`last_snapshot`: the broker's retention
-//! does).
+//! below the start of the last snapshot it applied (the broker's retention does). The
+//! bookkeeping is `internal_log::SnapshotState`, shared with the transaction coordinator.
 //!
 //! Invariants:
 //! - a snapshot replaces the view only when complete (`SnapshotEnd` after its
 //!   `SnapshotStart`; a record of another kind between them, were one ever there, applies
 //!   to the view and the staged copy alike); a partial one (a failed append) is dropped at
 //!   the next `SnapshotStart`;
+//! - a snapshot is written only when quiescent (`is_quiescent`), so its records restate
+//!   exactly the view every replica holds at that offset;
 //! - a shard whose log starts past offset 0 serves (is loaded) only once it applied a
-//!   complete snapshot at or past its log start (`is_complete`); otherwise the node stops.
+//!   complete snapshot at or past its log start (`SnapshotState::is_complete`); otherwise
+//!   the node stops.
 
 use crate::api::ErrorCode;
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, MembershipSnapshot};
-use crate::internal_log::{CommitQueue, InternalShard};
+use crate::internal_log::{CommitQueue, InternalShard, SnapshotState};
 use crate::metadata::TopicPartition;
 use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use bytes::Bytes;
@@ -90,7 +93,7 @@ pub(super) struct CommittedGroup {
 }
 
 /// The groups of one offsets partition hosted here. See the module doc.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct OffsetsShard {
     /// Batches not applied yet.
     pub(super) log: CommitQueue<OffsetsEntry>,
@@ -106,18 +109,8 @@ pub(super) struct OffsetsShard {
     /// The membership last written per live group (committed or not): only changes are
     /// written.
     pub(super) written: BTreeMap<String, MembershipSnapshot>,
-    /// Where this replica's log starts: past 0, the view is whole only once a snapshot at or
-    /// past it is applied.
-    pub(super) log_start: i64,
-    /// The snapshot being applied: its start offset and the view its records build.
-    pub(super) staged_snapshot: Option<(i64, BTreeMap<String, CommittedGroup>)>,
-    /// Where the last complete snapshot applied here starts: segments wholly below it may go.
-    pub(super) last_snapshot: Option<i64>,
-    /// Bytes appended since the last snapshot ended (or since the shard opened).
-    pub(super) bytes_since_snapshot: u64,
-    /// How many bytes the last snapshot written here took (a snapshot waits for at least
-    /// twice as much appended since, so snapshots never dominate the log).
-    pub(super) last_snapshot_bytes: u64,
+    /// Its snapshots (see the module doc).
+    pub(super) snapshots: SnapshotState<BTreeMap<String, CommittedGroup>>,
     /// When each live group last had a record written, on the monotonic clock (expiry waits
     /// past it); a loaded group's counts from its load.
     pub(super) last_write_ms: BTreeMap<String, i64>,
@@ -165,11 +158,7 @@ impl InternalShard for OffsetsShard {
         let ends_snapshot = entries
             .iter()
             .any(|entry| matches!(entry, OffsetsEntry::Record(GroupRecord::SnapshotEnd)));
-        self.bytes_since_snapshot = if ends_snapshot {
-            0
-        } else {
-            self.bytes_since_snapshot + bytes.len() as u64
-        };
+        self.snapshots.appended(bytes.len(), ends_snapshot);
         self.log.push(base_offset, last_offset, entries);
         Ok(())
     }
@@ -180,6 +169,23 @@ impl InternalShard for OffsetsShard {
 }
 
 impl OffsetsShard {
+    /// A shard whose log starts at `log_start`, with nothing applied yet.
+    pub(super) fn new(log_start: i64) -> Self {
+        Self {
+            log: CommitQueue::default(),
+            pending_txn_offsets: BTreeMap::new(),
+            #[cfg(feature = "defects")]
+            commit_offsets_on_abort: false,
+            committed: BTreeMap::new(),
+            coordinating: None,
+            live: BTreeMap::new(),
+            written: BTreeMap::new(),
+            snapshots: SnapshotState::new(log_start),
+            last_write_ms: BTreeMap::new(),
+            last_write: BTreeMap::new(),
+        }
+    }
+
     /// Applies the batches below `committed`, in order.
     pub(super) fn apply_committed(&mut self, committed: i64) {
         for entry in self.log.take_committed(committed) {
@@ -202,32 +208,19 @@ impl OffsetsShard {
                         }
                     }
                 }
-                OffsetsEntry::SnapshotStart { offset } => {
-                    // A partial snapshot before this one (a failed append) is dropped.
-                    self.staged_snapshot = Some((offset, BTreeMap::new()));
-                }
+                OffsetsEntry::SnapshotStart { offset } => self.snapshots.start(offset),
             }
         }
-    }
-
-    /// Whether the view holds everything the log says: its log starts at 0, or it applied a
-    /// complete snapshot at or past its log start.
-    pub(super) fn is_complete(&self) -> bool {
-        self.log_start == 0
-            || self
-                .last_snapshot
-                .is_some_and(|start| start >= self.log_start)
     }
 
     /// Whether a snapshot written now would restate everything: every appended batch is
     /// applied, no transactional offsets await a marker, no snapshot is half applied.
     pub(super) fn is_quiescent(&self) -> bool {
-        self.log.is_empty() && self.pending_txn_offsets.is_empty() && self.staged_snapshot.is_none()
+        self.log.is_empty() && self.pending_txn_offsets.is_empty() && !self.snapshots.in_progress()
     }
 
-    /// The records of a snapshot of the committed view, in batches of about
-    /// `batch_bytes_target` (each record whole; see the module doc).
-    pub(super) fn snapshot_batches(&self, batch_bytes_target: usize) -> Vec<Vec<GroupRecord>> {
+    /// The records of a snapshot of the committed view (see the module doc).
+    pub(super) fn snapshot_records(&self) -> Vec<GroupRecord> {
         let mut records = vec![GroupRecord::SnapshotStart];
         for (group, committed) in &self.committed {
             if let Some(snapshot) = &committed.membership {
@@ -255,22 +248,7 @@ impl OffsetsShard {
             }
         }
         records.push(GroupRecord::SnapshotEnd);
-        let mut batches: Vec<Vec<GroupRecord>> = Vec::new();
-        let mut batch_bytes = 0;
-        for record in records {
-            let record_bytes = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len());
-            match batches.last_mut() {
-                Some(batch) if batch_bytes + record_bytes <= batch_bytes_target => {
-                    batch.push(record)
-                }
-                _ => {
-                    batch_bytes = 0;
-                    batches.push(vec![record]);
-                }
-            }
-            batch_bytes += record_bytes;
-        }
-        batches
+        records
     }
 
     /// Whether a transaction holds offsets of the group's partition that await its marker.
@@ -293,7 +271,7 @@ impl OffsetsShard {
     fn apply(&mut self, record: GroupRecord) {
         // A snapshot's records (and any other between its start and end) also build its
         // staged view.
-        if let Some((_, staged)) = &mut self.staged_snapshot {
+        if let Some(staged) = self.snapshots.staged_mut() {
             apply_committed_record(staged, &record);
         }
         match record {
@@ -309,9 +287,8 @@ impl OffsetsShard {
                     .push((group, at_ms, commits));
             }
             GroupRecord::SnapshotEnd => {
-                if let Some((start, staged)) = self.staged_snapshot.take() {
+                if let Some(staged) = self.snapshots.end() {
                     self.committed = staged;
-                    self.last_snapshot = Some(start);
                 }
             }
             record => apply_committed_record(&mut self.committed, &record),
