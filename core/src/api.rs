@@ -891,8 +891,16 @@ pub struct BrokerConfig {
     /// How long a group's committed offsets outlive its last member (Kafka's
     /// offsets.retention.minutes, default 7 days).
     pub offsets_retention_ms: i64,
+    /// segment.bytes of the offsets topic when it is created (Kafka's
+    /// offsets.topic.segment.bytes, 100 MiB). Its leaders write a snapshot every half of it
+    /// appended, and each replica drops the segments below its last snapshot.
+    pub offsets_segment_bytes: u32,
     /// Partitions of the transaction-state topic, `__transaction_state`, when it is created.
     pub transaction_state_partitions: i32,
+    /// segment.bytes of the transaction-state topic when it is created (Kafka's
+    /// transaction.state.log.segment.bytes, 100 MiB); snapshots and trimming as for
+    /// `offsets_segment_bytes`.
+    pub transaction_state_segment_bytes: u32,
     /// The largest transaction.timeout.ms a producer may ask for (Kafka's
     /// transaction.max.timeout.ms, 15 minutes).
     pub transaction_timeout_max_ms: i32,
@@ -922,7 +930,9 @@ impl Default for BrokerConfig {
             replication: ReplicationTimings::default(),
             offsets_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_segment_bytes: 100 << 20,
             transaction_state_partitions: 8,
+            transaction_state_segment_bytes: 100 << 20,
             transaction_timeout_max_ms: 15 * 60 * 1000,
             transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,

@@ -339,13 +339,15 @@ impl Broker {
         };
         let mut controller = Controller::new(controller_config);
         let corrupt_metadata_log = controller.replay_recovered(&metadata, &metadata_log).err();
-        let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms);
+        let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms)
+            .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2));
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
         let txn_coordinator = TransactionCoordinator::new(TxnCoordinatorConfig {
             transaction_timeout_max_ms: config.transaction_timeout_max_ms,
             transactional_id_expiration_ms: config.transactional_id_expiration_ms,
             offsets_partitions: config.offsets_partitions,
+            snapshot_interval_bytes: u64::from(config.transaction_state_segment_bytes / 2),
         });
         #[cfg(feature = "defects")]
         let txn_coordinator = txn_coordinator.with_defect(config.defect);
@@ -635,11 +637,19 @@ impl Broker {
             txns.set_defect(self.config.defect);
         }
         let shard = if partition.topic == OFFSETS_TOPIC {
-            self.group_coordinator
-                .open_shard(partition.partition, records, log.log_end_offset())
+            self.group_coordinator.open_shard(
+                partition.partition,
+                records,
+                log.log_start_offset(),
+                log.log_end_offset(),
+            )
         } else if partition.topic == TRANSACTION_STATE_TOPIC {
-            self.txn_coordinator
-                .open_shard(partition.partition, records, log.log_end_offset())
+            self.txn_coordinator.open_shard(
+                partition.partition,
+                records,
+                log.log_start_offset(),
+                log.log_end_offset(),
+            )
         } else {
             Ok(())
         };
@@ -820,12 +830,25 @@ impl Broker {
                 }));
             }
             Effect::LogRestarted { base_offset } => {
-                // Internal logs are kept whole (no retention), so their leaders' logs start
-                // at 0 and no follower falls behind them.
+                // The metadata log is kept whole (no retention), so its leader's log starts
+                // at 0 and no follower falls behind it. The coordinators' logs are trimmed
+                // below their snapshots: a view starts over with its log.
                 crate::invariant!(
-                    !is_internal_topic(&partition.topic),
+                    partition.topic != METADATA_TOPIC,
                     "internal log {partition} restarted at {base_offset}"
                 );
+                let restarted = if partition.topic == OFFSETS_TOPIC {
+                    self.group_coordinator
+                        .restart_shard(partition.partition, base_offset)
+                } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                    self.txn_coordinator
+                        .restart_shard(partition.partition, base_offset)
+                } else {
+                    Ok(())
+                };
+                if let Err(corrupt) = restarted {
+                    outputs.push(Output::FailStop(corrupt));
+                }
                 if let Some(state) = self.partitions.get_mut(partition) {
                     state.txns.delete_below(base_offset);
                 }
@@ -1664,21 +1687,33 @@ impl Broker {
             if expired > 0 {
                 tracing::debug!(%partition, expired, "idle producers' state expired");
             }
-            // Internal logs are kept whole: lagging and new nodes replay them (there is no
-            // compaction yet).
-            if is_internal_topic(&partition.topic) {
-                continue;
-            }
-            let config = self
-                .metadata
-                .topics
-                .get(&partition.topic)
-                .map_or(&self.config.topic_defaults, |topic| &topic.config);
-            for base_offset in state.log.segments_past_retention(
-                now.wall_ms,
-                config.retention_ms,
-                config.retention_bytes,
-            ) {
+            // A coordinator's log loses the segments wholly below the last snapshot this
+            // replica applied (see `internal_log::SnapshotState`); the metadata log is kept
+            // whole.
+            let last_snapshot = if partition.topic == OFFSETS_TOPIC {
+                self.group_coordinator.last_snapshot(partition.partition)
+            } else if partition.topic == TRANSACTION_STATE_TOPIC {
+                self.txn_coordinator.last_snapshot(partition.partition)
+            } else {
+                None
+            };
+            let doomed = if is_internal_topic(&partition.topic) {
+                last_snapshot
+                    .map(|start| state.log.segments_below(start))
+                    .unwrap_or_default()
+            } else {
+                let config = self
+                    .metadata
+                    .topics
+                    .get(&partition.topic)
+                    .map_or(&self.config.topic_defaults, |topic| &topic.config);
+                state.log.segments_past_retention(
+                    now.wall_ms,
+                    config.retention_ms,
+                    config.retention_bytes,
+                )
+            };
+            for base_offset in doomed {
                 state.log.delete_oldest_segment(base_offset);
                 state.txns.delete_below(state.log.log_start_offset());
                 tracing::info!(%partition, base_offset, "retention deleted segment");

@@ -1989,3 +1989,103 @@ fn wall_clocks_stepped_hours_back_and_forth_elect_no_new_leader_and_stall_no_rep
     let produced = cluster.call(leader, produce(&partition, 3));
     assert_eq!(produce_result(&produced).error, ErrorCode::None);
 }
+
+#[test]
+fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebuilds_from_one() {
+    // Segments of 1 KiB: a snapshot every 512 bytes appended.
+    let mut cluster = Cluster::with_config(3, |config| config.offsets_segment_bytes = 1024);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    let member = join_and_sync(&mut cluster, coordinator);
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit(&member, 1, 1))),
+        ErrorCode::None
+    );
+    let offsets = TopicPartition::new(
+        crate::broker::OFFSETS_TOPIC,
+        crate::broker::offsets_partition_of("g", BrokerConfig::default().offsets_partitions),
+    );
+    let follower = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|node| *node != coordinator)
+        .expect("a follower");
+    cluster.run_until("the follower holds the first commit", |cluster| {
+        cluster.brokers[&follower]
+            .partition_offsets(&offsets)
+            .zip(cluster.brokers[&coordinator].partition_offsets(&offsets))
+            .is_some_and(|((_, _, follower_end), (_, _, leader_end))| follower_end == leader_end)
+    });
+    let (_, _, follower_end) = cluster.brokers[&follower]
+        .partition_offsets(&offsets)
+        .expect("hosted");
+    cluster.crash(follower);
+
+    for offset in 2..=60 {
+        assert_eq!(
+            commit_error(cluster.call(coordinator, commit(&member, 1, offset))),
+            ErrorCode::None
+        );
+    }
+    cluster.run_until(
+        "the coordinator trimmed its offsets log past what the follower holds",
+        |cluster| {
+            cluster.brokers[&coordinator]
+                .partition_offsets(&offsets)
+                .is_some_and(|(start, _, _)| start > follower_end)
+        },
+    );
+    let (leader_start, _, leader_end) = cluster.brokers[&coordinator]
+        .partition_offsets(&offsets)
+        .expect("hosted");
+    assert!(
+        leader_end - leader_start < 40,
+        "the log stays short: {leader_start}..{leader_end}"
+    );
+
+    // The follower comes back behind the leader's log start: it restarts its log there
+    // and rebuilds the groups' view from the snapshot it then receives.
+    cluster.start(follower);
+    cluster.run_until("the follower caught up", |cluster| {
+        cluster.brokers[&follower]
+            .partition_offsets(&offsets)
+            .is_some_and(|(_, _, end)| end >= leader_end)
+    });
+    let (follower_start, _, _) = cluster.brokers[&follower]
+        .partition_offsets(&offsets)
+        .expect("hosted");
+    assert!(
+        follower_start > follower_end,
+        "the follower's log restarted past what it held ({follower_start})"
+    );
+    assert_eq!(
+        cluster.brokers[&follower].committed_offset_of("g", &orders()),
+        60
+    );
+
+    // The coordinator fails: a successor serves the offsets from its trimmed log (the
+    // harness panics if any node fail-stops).
+    cluster.crash(coordinator);
+    let survivor = cluster
+        .voters
+        .iter()
+        .copied()
+        .find(|node| *node != coordinator)
+        .expect("a survivor");
+    let successor = find_coordinator(&mut cluster, survivor, "g");
+    cluster.run_until("the successor has loaded the group", |cluster| {
+        cluster.brokers[&successor]
+            .coordinated_groups()
+            .any(|group| group == "g")
+    });
+    assert_eq!(committed_offset(&mut cluster, successor), 60);
+    // And the old coordinator restarts from its trimmed log.
+    cluster.start(coordinator);
+    cluster.run_until("the old coordinator applied everything again", |cluster| {
+        cluster.brokers[&coordinator].committed_offset_of("g", &orders()) == 60
+    });
+}
+
+fn orders() -> TopicPartition {
+    TopicPartition::new("orders", 0)
+}

@@ -12,7 +12,12 @@
 //!   group settles (`Stable`, after the leader's SyncGroup) or empties;
 //! - `Offsets`: an accepted OffsetCommit;
 //! - `Deleted`: the group's offsets expired (it stayed empty for the retention period);
-//! - `TxnOffsets`: a TxnOffsetCommit, taking effect with its transaction's commit marker.
+//! - `TxnOffsets`: a TxnOffsetCommit, taking effect with its transaction's commit marker;
+//! - `SnapshotStart` / `SnapshotEnd`: around a snapshot of the committed view, restated as
+//!   `Membership` and `Offsets` records, which the leader writes every
+//!   `snapshot_interval_bytes` appended (when quiescent), so that each replica's retention
+//!   deletes the segments below it (`last_snapshot`) and the log stays bounded (see
+//!   `offsets_shard`).
 //!
 //! Every replica of an offsets partition applies its committed records, in offset order, to
 //! a materialized view (`OffsetsShard`): committed offsets and the last persisted
@@ -77,7 +82,10 @@ use crate::api::{
 };
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
-use crate::internal_log::{open_shard, shard_appended, shard_truncated, InternalPartitions};
+use crate::internal_log::{
+    open_shard, shard_appended, shard_truncated, snapshot_batches, InternalPartitions,
+    SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+};
 use crate::metadata::TopicPartition;
 use bytes::Bytes;
 use offsets_shard::OffsetsShard;
@@ -144,7 +152,8 @@ pub enum GroupOutput {
 #[derive(Debug)]
 pub struct GroupWrite {
     partition: i32,
-    group_id: String,
+    /// The group written (none for a snapshot).
+    group_id: Option<String>,
     /// When to stamp as the group's last write once the batch is appended (a TxnOffsetCommit;
     /// a group operation stamps it before asking).
     stamp_ms: Option<i64>,
@@ -171,6 +180,10 @@ pub struct GroupCoordinator {
     shards: BTreeMap<i32, OffsetsShard>,
     held: Vec<HeldReplies>,
     next_expiry_check_ms: i64,
+    snapshot_interval_bytes: u64,
+    /// A shard found unable to serve (its log starts past 0 with no snapshot applied): the
+    /// node must stop (`take_fail_stop`).
+    fail_stop: Option<CorruptData>,
 }
 
 impl GroupCoordinator {
@@ -182,7 +195,15 @@ impl GroupCoordinator {
             shards: BTreeMap::new(),
             held: Vec::new(),
             next_expiry_check_ms: 0,
+            snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+            fail_stop: None,
         }
+    }
+
+    /// Writes a snapshot of an offsets partition every `bytes` appended to it (at least 1).
+    pub fn with_snapshot_interval_bytes(mut self, bytes: u64) -> Self {
+        self.snapshot_interval_bytes = bytes.max(1);
+        self
     }
 
     /// Runs with a deliberate defect (`AcceptStaleGenerationCommit`, `LoseOffsetsOnFailover`,
@@ -201,16 +222,17 @@ impl GroupCoordinator {
     // ----- the offsets partitions hosted here -----
 
     /// An offsets partition is hosted here from now on; `recovered` holds its stored
-    /// batches (below `log_end`) to replay.
+    /// batches (from `log_start`, below `log_end`) to replay.
     /// A recovered batch that does not decode is corrupt data (the shard is not opened).
     pub fn open_shard(
         &mut self,
         partition: i32,
         recovered: Option<&Bytes>,
+        log_start: i64,
         log_end: i64,
     ) -> Result<(), CorruptData> {
         #[cfg_attr(not(feature = "defects"), allow(unused_mut))]
-        let mut shard = OffsetsShard::default();
+        let mut shard = OffsetsShard::new(log_start);
         #[cfg(feature = "defects")]
         {
             shard.commit_offsets_on_abort =
@@ -227,6 +249,27 @@ impl GroupCoordinator {
 
     pub fn close_shard(&mut self, partition: i32) {
         self.shards.remove(&partition);
+    }
+
+    /// This replica's log of offsets partition `partition` was dropped and starts over,
+    /// empty, at `log_start` (it lay below its leader's log start): so does its view, which
+    /// the leader's log rebuilds from its snapshot on.
+    pub fn restart_shard(&mut self, partition: i32, log_start: i64) -> Result<(), CorruptData> {
+        if self.shards.remove(&partition).is_none() {
+            return Ok(());
+        }
+        self.open_shard(partition, None, log_start, log_start)
+    }
+
+    /// Where the last complete snapshot this replica applied of offsets partition
+    /// `partition` starts: its segments wholly below may be deleted.
+    pub fn last_snapshot(&self, partition: i32) -> Option<i64> {
+        self.shards.get(&partition)?.snapshots.last()
+    }
+
+    /// A shard that cannot serve what its log says (see `settle`): the node must stop.
+    pub fn take_fail_stop(&mut self) -> Option<CorruptData> {
+        self.fail_stop.take()
     }
 
     /// A batch was appended to hosted offsets partition `partition`.
@@ -783,7 +826,7 @@ impl GroupCoordinator {
             batch,
             write: GroupWrite {
                 partition: index,
-                group_id,
+                group_id: Some(group_id),
                 stamp_ms: Some(now.monotonic_ms),
                 replies: vec![(id, response)],
             },
@@ -805,11 +848,14 @@ impl GroupCoordinator {
                 .map(|(id, response)| (id, as_failure(response, ErrorCode::NotCoordinator)))
                 .collect();
         };
-        if let Some(shard) = self.shards.get_mut(&partition) {
+        if let (Some(shard), Some(group_id)) = (self.shards.get_mut(&partition), group_id) {
             if let Some(at_ms) = stamp_ms {
                 shard.last_write_ms.insert(group_id.clone(), at_ms);
             }
             shard.last_write.insert(group_id, (commit_end, epoch));
+        }
+        if replies.is_empty() {
+            return Vec::new();
         }
         self.held.push(HeldReplies {
             shard: partition,
@@ -881,7 +927,7 @@ impl GroupCoordinator {
             batch: crate::records::encode_batch(&encoded, now.wall_ms, 0, -1),
             write: GroupWrite {
                 partition: index,
-                group_id: group_id.to_string(),
+                group_id: Some(group_id.to_string()),
                 stamp_ms: None,
                 replies,
             },
@@ -914,6 +960,18 @@ impl GroupCoordinator {
                     replies.extend(shard.unload().into_iter().map(group_response));
                 }
                 if let Some(epoch) = leading {
+                    if !shard.snapshots.is_complete() {
+                        // Its log starts past 0 and no snapshot restored what lies below:
+                        // serving would answer from part of the groups' state.
+                        self.fail_stop.get_or_insert_with(|| CorruptData {
+                            partition: TopicPartition::new(OFFSETS_TOPIC, *index),
+                            offset: shard.snapshots.log_start(),
+                            reason: "the offsets log starts past 0 and holds no complete \
+                                     snapshot from its start on"
+                                .to_string(),
+                        });
+                        continue;
+                    }
                     #[cfg(feature = "defects")]
                     if lose_offsets_on_failover && epoch > 1 {
                         shard.committed.clear();
@@ -1006,6 +1064,46 @@ impl GroupCoordinator {
         let mut outputs = Vec::new();
         for (index, group_id, records, replies) in work {
             outputs.extend(self.finish_group_operation(now, index, &group_id, records, replies));
+        }
+        if expiry_due {
+            outputs.extend(self.snapshots_due(now));
+        }
+        outputs
+    }
+
+    /// Snapshots of the coordinated offsets partitions that are quiescent and have had
+    /// `snapshot_interval_bytes` (and twice their last snapshot's size) appended since their
+    /// last one (see `offsets_shard`).
+    fn snapshots_due(&mut self, now: Now) -> Vec<GroupOutput> {
+        let mut outputs = Vec::new();
+        for (index, shard) in &mut self.shards {
+            if shard.coordinating.is_none()
+                || !shard.is_quiescent()
+                || !shard.snapshots.is_due(self.snapshot_interval_bytes)
+            {
+                continue;
+            }
+            let mut snapshot_bytes = 0;
+            for batch in snapshot_batches(shard.snapshot_records(), now.wall_ms) {
+                snapshot_bytes += batch.len() as u64;
+                outputs.push(GroupOutput::Append {
+                    partition: *index,
+                    batch,
+                    write: GroupWrite {
+                        partition: *index,
+                        group_id: None,
+                        stamp_ms: None,
+                        replies: Vec::new(),
+                    },
+                });
+            }
+            tracing::info!(
+                partition = index,
+                groups = shard.committed.len(),
+                bytes = snapshot_bytes,
+                "writing a snapshot of an offsets partition"
+            );
+            shard.snapshots.written(snapshot_bytes);
         }
         outputs
     }

@@ -6,6 +6,15 @@
 //! Invariants (asserted, in every build): batches are applied in offset order and each
 //! once; a truncation never cuts what was applied (committed data is never truncated); a
 //! batch that does not decode is never skipped: it stops the node ([`CorruptData`]).
+//!
+//! Snapshots ([`SnapshotState`]): a coordinator's leader writes its whole committed view
+//! into the log between a start and an end record, when quiescent and once enough was
+//! appended since the last one. Every replica applies the records in between to the view
+//! (they restate it) and to a staged copy; the end record swaps the copy in. So replaying
+//! any suffix of the log that holds a complete snapshot gives the whole view, and each
+//! replica deletes its segments wholly below the last snapshot it applied. A view whose
+//! log starts past 0 is whole only once it applied a complete snapshot from there on
+//! ([`SnapshotState::is_complete`]); it is never served before.
 
 use crate::api::CorruptData;
 use crate::batch::BatchHeader;
@@ -146,6 +155,131 @@ pub(crate) fn replay_recovered(
     Ok(())
 }
 
+/// Where one hosted internal partition stands with its snapshots (see the module doc); `V`
+/// is the coordinator's committed view.
+#[derive(Debug)]
+pub(crate) struct SnapshotState<V> {
+    /// Where this replica's log starts.
+    log_start: i64,
+    /// The snapshot being applied: where it starts, and the view its records build.
+    staged: Option<(i64, V)>,
+    /// Where the last complete snapshot applied here starts.
+    last: Option<i64>,
+    /// Bytes appended since the last snapshot ended (or since the shard opened).
+    bytes_since: u64,
+    /// Bytes the last snapshot written here took: the next waits for twice as many
+    /// appended, so that snapshots never dominate the log.
+    last_written_bytes: u64,
+}
+
+impl<V: Default> SnapshotState<V> {
+    /// A shard whose log starts at `log_start`.
+    pub(crate) fn new(log_start: i64) -> Self {
+        Self {
+            log_start,
+            staged: None,
+            last: None,
+            bytes_since: 0,
+            last_written_bytes: 0,
+        }
+    }
+
+    /// A batch of `bytes` was appended; it holds a snapshot's end record if `ends_snapshot`.
+    pub(crate) fn appended(&mut self, bytes: usize, ends_snapshot: bool) {
+        self.bytes_since = if ends_snapshot {
+            0
+        } else {
+            self.bytes_since + bytes as u64
+        };
+    }
+
+    /// A snapshot's start record at `offset` is applied: a partial snapshot before it (a
+    /// failed append) is dropped.
+    pub(crate) fn start(&mut self, offset: i64) {
+        self.staged = Some((offset, V::default()));
+    }
+
+    /// The view the snapshot being applied builds, if one is.
+    pub(crate) fn staged_mut(&mut self) -> Option<&mut V> {
+        self.staged.as_mut().map(|(_, view)| view)
+    }
+
+    /// A snapshot's end record is applied: the view it built, which replaces the view.
+    pub(crate) fn end(&mut self) -> Option<V> {
+        let (start, view) = self.staged.take()?;
+        self.last = Some(start);
+        Some(view)
+    }
+
+    /// Whether a snapshot is being applied.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.staged.is_some()
+    }
+
+    /// Where the last complete snapshot applied here starts: segments wholly below it may
+    /// be deleted.
+    pub(crate) fn last(&self) -> Option<i64> {
+        self.last
+    }
+
+    pub(crate) fn log_start(&self) -> i64 {
+        self.log_start
+    }
+
+    /// Whether the view holds everything its log says: the log starts at 0, or a complete
+    /// snapshot at or past its start was applied.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.log_start == 0 || self.last.is_some_and(|start| start >= self.log_start)
+    }
+
+    /// Whether enough was appended since the last snapshot for the next: `interval_bytes`,
+    /// and twice what the last one written here took.
+    pub(crate) fn is_due(&self, interval_bytes: u64) -> bool {
+        self.bytes_since >= interval_bytes.max(self.last_written_bytes.saturating_mul(2))
+    }
+
+    /// A snapshot of `bytes` was written.
+    pub(crate) fn written(&mut self, bytes: u64) {
+        self.last_written_bytes = bytes;
+    }
+}
+
+/// Bytes appended to an internal partition after which its leader writes a snapshot, unless
+/// configured: half of Kafka's 100 MiB segments of its internal topics.
+pub const SNAPSHOT_INTERVAL_BYTES_DEFAULT: u64 = 50 << 20;
+
+/// A snapshot's batches hold about this many bytes of records each (far below any batch
+/// limit of the log or of replication).
+const SNAPSHOT_BATCH_BYTES_TARGET: usize = 256 << 10;
+
+/// A snapshot's records encoded as batches (stamped `wall_ms`) of about
+/// `SNAPSHOT_BATCH_BYTES_TARGET` bytes of JSON each, every record whole, at least one per
+/// batch.
+pub(crate) fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i64) -> Vec<Bytes> {
+    let mut batches: Vec<Vec<R>> = Vec::new();
+    let mut batch_bytes = 0;
+    for record in records {
+        let record_bytes = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len());
+        match batches.last_mut() {
+            Some(batch) if batch_bytes + record_bytes <= SNAPSHOT_BATCH_BYTES_TARGET => {
+                batch.push(record)
+            }
+            _ => {
+                batch_bytes = 0;
+                batches.push(vec![record]);
+            }
+        }
+        batch_bytes += record_bytes;
+    }
+    batches
+        .iter()
+        .map(|records| {
+            let encoded = crate::records::encode_json_records(records);
+            crate::records::encode_batch(&encoded, wall_ms, 0, -1)
+        })
+        .collect()
+}
+
 /// The decoded batches of one internal partition waiting for their commit.
 #[derive(Debug)]
 pub(crate) struct CommitQueue<T> {
@@ -201,6 +335,11 @@ impl<T> CommitQueue<T> {
     /// Where applying has reached: every batch below is applied.
     pub(crate) fn applied_end(&self) -> i64 {
         self.applied_end
+    }
+
+    /// Whether every batch pushed was applied.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending.is_empty()
     }
 }
 

@@ -531,6 +531,19 @@ impl PartitionLog {
         expired
     }
 
+    /// The oldest segments that lie wholly below `offset` and the high watermark, the active
+    /// one never among them: what an internal log may drop below a snapshot.
+    pub fn segments_below(&self, offset: i64) -> Vec<i64> {
+        let bound = offset.min(self.high_watermark);
+        let inactive = self.segments.len().saturating_sub(1);
+        self.segments
+            .iter()
+            .take(inactive)
+            .take_while(|segment| segment.next_offset() <= bound)
+            .map(|segment| segment.base_offset)
+            .collect()
+    }
+
     /// Drops the oldest segment, which must be `base_offset` and not the active one.
     pub fn delete_oldest_segment(&mut self, base_offset: i64) {
         assert!(

@@ -891,6 +891,12 @@ impl Replica {
                 break;
             }
             let end = header.base_offset + header.offset_count();
+            if header.base_offset < context.log.log_start_offset() {
+                // This replica's own retention deleted it: committed, so it agrees (replicas
+                // trim on their own, and a leader may resend from below here).
+                verified_end = end;
+                continue;
+            }
             if header.base_offset < context.log.log_end_offset() {
                 match context.log.epoch_at(header.base_offset) {
                     Some(held)

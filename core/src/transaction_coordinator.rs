@@ -73,7 +73,9 @@ use crate::api::{
 };
 use crate::batch::BatchHeader;
 use crate::group_coordinator::{offsets_partition_of, OFFSETS_TOPIC};
-use crate::internal_log::{open_shard, shard_appended, shard_truncated, InternalPartitions};
+use crate::internal_log::{
+    open_shard, shard_appended, shard_truncated, snapshot_batches, InternalPartitions,
+};
 use crate::metadata::TopicPartition;
 use crate::replication::NodeId;
 use crate::transactions::{
@@ -184,7 +186,8 @@ pub enum TxnOutput {
 #[derive(Debug)]
 pub struct TxnWrite {
     partition: i32,
-    transactional_id: String,
+    /// The id written (none for a snapshot).
+    transactional_id: Option<String>,
     /// The answer sent once the record is committed.
     reply: Option<Reply>,
 }
@@ -214,6 +217,8 @@ pub struct TxnCoordinatorConfig {
     pub transactional_id_expiration_ms: i64,
     /// The offsets topic's partition count once created (AddOffsetsToTxn before then).
     pub offsets_partitions: i32,
+    /// A partition's leader writes a snapshot of its ids every this many bytes appended.
+    pub snapshot_interval_bytes: u64,
 }
 
 /// The transaction coordinator of one node. See the module doc.
@@ -228,6 +233,10 @@ pub struct TransactionCoordinator {
     next_timeout_check_ms: i64,
     /// The newest client connection seen per transactional id (this node's numbering).
     newest_connections: BTreeMap<String, u64>,
+    snapshot_interval_bytes: u64,
+    /// A shard found unable to serve (its log starts past 0 with no snapshot applied): the
+    /// node must stop (`take_fail_stop`).
+    fail_stop: Option<CorruptData>,
 }
 
 impl TransactionCoordinator {
@@ -241,6 +250,8 @@ impl TransactionCoordinator {
             marker_requests: BTreeMap::new(),
             next_timeout_check_ms: 0,
             newest_connections: BTreeMap::new(),
+            snapshot_interval_bytes: config.snapshot_interval_bytes.max(1),
+            fail_stop: None,
         }
     }
 
@@ -254,12 +265,13 @@ impl TransactionCoordinator {
     // ----- the transaction-state partitions hosted here -----
 
     /// A `__transaction_state` partition is hosted here from now on; `recovered` holds its
-    /// stored batches (below `log_end`) to replay.
+    /// stored batches (from `log_start`, below `log_end`) to replay.
     /// A recovered batch that does not decode is corrupt data (the shard is not opened).
     pub fn open_shard(
         &mut self,
         partition: i32,
         recovered: Option<&Bytes>,
+        log_start: i64,
         log_end: i64,
     ) -> Result<(), CorruptData> {
         open_shard(
@@ -267,12 +279,33 @@ impl TransactionCoordinator {
             &TopicPartition::new(TRANSACTION_STATE_TOPIC, partition),
             recovered,
             log_end,
-            TxnShard::default(),
+            TxnShard::new(log_start),
         )
     }
 
     pub fn close_shard(&mut self, partition: i32) {
         self.shards.remove(&partition);
+    }
+
+    /// This replica's log of partition `partition` was dropped and starts over, empty, at
+    /// `log_start` (it lay below its leader's log start): so does its view, which the
+    /// leader's log rebuilds from its snapshot on.
+    pub fn restart_shard(&mut self, partition: i32, log_start: i64) -> Result<(), CorruptData> {
+        if self.shards.remove(&partition).is_none() {
+            return Ok(());
+        }
+        self.open_shard(partition, None, log_start, log_start)
+    }
+
+    /// Where the last complete snapshot this replica applied of partition `partition`
+    /// starts: its segments wholly below may be deleted.
+    pub fn last_snapshot(&self, partition: i32) -> Option<i64> {
+        self.shards.get(&partition)?.snapshots.last()
+    }
+
+    /// A shard that cannot serve what its log says (see `settle`): the node must stop.
+    pub fn take_fail_stop(&mut self) -> Option<CorruptData> {
+        self.fail_stop.take()
     }
 
     /// A batch was appended to hosted partition `partition`.
@@ -783,7 +816,7 @@ impl TransactionCoordinator {
             batch: crate::records::encode_batch(&encoded, wall_ms, 0, -1),
             write: TxnWrite {
                 partition: index,
-                transactional_id: transactional_id.to_string(),
+                transactional_id: Some(transactional_id.to_string()),
                 reply,
             },
         }
@@ -804,7 +837,9 @@ impl TransactionCoordinator {
                 .map(|(id, response)| (id, txn_failure(response, ErrorCode::NotCoordinator)))
                 .collect();
         };
-        if let Some(shard) = self.shards.get_mut(&partition) {
+        if let (Some(shard), Some(transactional_id)) =
+            (self.shards.get_mut(&partition), transactional_id)
+        {
             shard.writes.insert(transactional_id, commit_end);
         }
         if let Some(reply) = reply {
@@ -963,6 +998,19 @@ impl TransactionCoordinator {
                     tracing::info!(partition = index, "no longer coordinating its transactions");
                     shard.markers.clear();
                     shard.writes.clear();
+                }
+                if leading.is_some() && !shard.snapshots.is_complete() {
+                    // Its log starts past 0 and no snapshot restored what lies below:
+                    // coordinating would answer from part of the ids' state.
+                    self.fail_stop.get_or_insert_with(|| CorruptData {
+                        partition: TopicPartition::new(TRANSACTION_STATE_TOPIC, *index),
+                        offset: shard.snapshots.log_start(),
+                        reason: "the transaction-state log starts past 0 and holds no \
+                                 complete snapshot from its start on"
+                            .to_string(),
+                    });
+                    shard.coordinating = None;
+                    continue;
                 }
                 if let Some(epoch) = leading {
                     tracing::info!(
@@ -1213,6 +1261,42 @@ impl TransactionCoordinator {
             };
             let write = self.write_txn_record(wall_ms, index, &transactional_id, record, None);
             outputs.push(write);
+        }
+        outputs.extend(self.snapshots_due(wall_ms));
+        outputs
+    }
+
+    /// Snapshots of the coordinated partitions that are quiescent and due (see
+    /// `internal_log::SnapshotState`).
+    fn snapshots_due(&mut self, wall_ms: i64) -> Vec<TxnOutput> {
+        let mut outputs = Vec::new();
+        for (index, shard) in &mut self.shards {
+            if shard.coordinating.is_none()
+                || !shard.is_quiescent()
+                || !shard.snapshots.is_due(self.snapshot_interval_bytes)
+            {
+                continue;
+            }
+            let mut snapshot_bytes = 0;
+            for batch in snapshot_batches(shard.snapshot_records(), wall_ms) {
+                snapshot_bytes += batch.len() as u64;
+                outputs.push(TxnOutput::Append {
+                    partition: *index,
+                    batch,
+                    write: TxnWrite {
+                        partition: *index,
+                        transactional_id: None,
+                        reply: None,
+                    },
+                });
+            }
+            tracing::info!(
+                partition = index,
+                ids = shard.committed.len(),
+                bytes = snapshot_bytes,
+                "writing a snapshot of a transaction-state partition"
+            );
+            shard.snapshots.written(snapshot_bytes);
         }
         outputs
     }

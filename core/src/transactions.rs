@@ -100,6 +100,11 @@ pub enum TxnRecord {
     Metadata(TxnMetadata),
     /// The id expired: forget it.
     Expired { transactional_id: String },
+    /// A snapshot of every id's state begins: the `Metadata` records up to the next
+    /// `SnapshotEnd` restate them all (see `internal_log::SnapshotState`).
+    SnapshotStart,
+    /// The snapshot begun by the last `SnapshotStart` is complete.
+    SnapshotEnd,
 }
 
 /// What the coordinator decided for a request.

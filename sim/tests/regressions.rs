@@ -22,6 +22,11 @@
 //!   committed transactions torn). A marker is now written wherever its transaction was
 //!   added (`PartitionTransactions::marker_action`); core test
 //!   `a_marker_is_written_where_its_transaction_wrote_nothing`.
+//! - `follower-resent-below-its-log-start.json` (group seed 113, with the coordinators'
+//!   logs trimmed below their snapshots): a leader resent a follower batches that the
+//!   follower's own retention had already deleted; finding no epoch there, the follower
+//!   tried to truncate committed data. A batch below a replica's log start is committed and
+//!   agrees (`Replica::on_append`).
 #![cfg(madsim)]
 
 use myelin_sim::{run, RunOptions, Scenario};

@@ -80,16 +80,23 @@ impl Broker {
         }
         self.internal_topics_requested_ms
             .insert(topic, now.monotonic_ms);
-        let partition_count = if topic == OFFSETS_TOPIC {
-            self.config.offsets_partitions
+        let (partition_count, segment_bytes) = if topic == OFFSETS_TOPIC {
+            (
+                self.config.offsets_partitions,
+                self.config.offsets_segment_bytes,
+            )
         } else {
-            self.config.transaction_state_partitions
+            (
+                self.config.transaction_state_partitions,
+                self.config.transaction_state_segment_bytes,
+            )
         };
+        let configs = vec![("segment.bytes".to_string(), segment_bytes.to_string())];
         let op = AdminOp::CreateTopics(vec![CreateTopic {
             name: topic.to_string(),
             partition_count,
             replication_factor: -1,
-            configs: Vec::new(),
+            configs,
             validate_only: false,
         }]);
         self.submit_unanswered(now, op, outputs);

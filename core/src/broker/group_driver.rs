@@ -68,6 +68,9 @@ impl Broker {
                 .into_iter()
                 .map(|(id, response)| Output::Respond { id, response }),
         );
+        if let Some(corrupt) = self.group_coordinator.take_fail_stop() {
+            outputs.push(Output::FailStop(corrupt));
+        }
     }
 
     /// Timers of the coordinated groups.

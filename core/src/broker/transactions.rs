@@ -259,6 +259,9 @@ impl Broker {
         let txn_outputs =
             self.drive_txn_coordinator(now, |coordinator, context| coordinator.settle(context));
         self.execute_txn_outputs(now, txn_outputs, outputs);
+        if let Some(corrupt) = self.txn_coordinator.take_fail_stop() {
+            outputs.push(Output::FailStop(corrupt));
+        }
     }
 
     /// A partition leader's answer to one of this node's marker requests.

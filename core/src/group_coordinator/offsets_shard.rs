@@ -2,11 +2,35 @@
 //! ([`GroupRecord`]), the materialized view every replica applies from them (committed
 //! offsets, the last persisted membership of each group, transactional offsets awaiting
 //! their marker), and the live groups its leader coordinates once loaded.
+//!
+//! ## Snapshots
+//! The offsets log would grow with every commit forever, and a restart would replay all of
+//! it. So the leader, once its shard is quiescent (every appended batch applied, no
+//! transactional offsets awaiting a marker) and enough was appended since the last
+//! snapshot, writes the whole committed view into the log as a snapshot: `SnapshotStart`,
+//! then a `Membership` and `Offsets` records per group restating it, then `SnapshotEnd`, in
+//! consecutive batches of one step. Applying a snapshot's records changes nothing (they
+//! restate the view), and they also build a staged copy; `SnapshotEnd` replaces the view
+//! with that copy. So replaying any suffix of the log that holds a complete snapshot gives
+//! the same view as replaying all of it, and every replica may delete its segments wholly
+//! below the start of the last snapshot it applied (the broker's retention does). The
+//! bookkeeping is `internal_log::SnapshotState`, shared with the transaction coordinator.
+//!
+//! Invariants:
+//! - a snapshot replaces the view only when complete (`SnapshotEnd` after its
+//!   `SnapshotStart`; a record of another kind between them, were one ever there, applies
+//!   to the view and the staged copy alike); a partial one (a failed append) is dropped at
+//!   the next `SnapshotStart`;
+//! - a snapshot is written only when quiescent (`is_quiescent`), so its records restate
+//!   exactly the view every replica holds at that offset;
+//! - a shard whose log starts past offset 0 serves (is loaded) only once it applied a
+//!   complete snapshot at or past its log start (`SnapshotState::is_complete`); otherwise
+//!   the node stops.
 
 use crate::api::ErrorCode;
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, MembershipSnapshot};
-use crate::internal_log::{CommitQueue, InternalShard};
+use crate::internal_log::{CommitQueue, InternalShard, SnapshotState};
 use crate::metadata::TopicPartition;
 use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use bytes::Bytes;
@@ -36,6 +60,11 @@ pub enum GroupRecord {
         at_ms: i64,
         commits: Vec<(TopicPartition, i64, Option<String>)>,
     },
+    /// A snapshot of the committed view begins: the `Membership` and `Offsets` records up
+    /// to the next `SnapshotEnd` restate it whole (see the module doc).
+    SnapshotStart,
+    /// The snapshot begun by the last `SnapshotStart` is complete.
+    SnapshotEnd,
 }
 
 /// What one batch of an offsets partition holds for the materialized view.
@@ -46,6 +75,10 @@ pub(super) enum OffsetsEntry {
     Marker {
         producer_id: i64,
         commit: bool,
+    },
+    /// A `SnapshotStart` record, at `offset`.
+    SnapshotStart {
+        offset: i64,
     },
 }
 
@@ -60,7 +93,7 @@ pub(super) struct CommittedGroup {
 }
 
 /// The groups of one offsets partition hosted here. See the module doc.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct OffsetsShard {
     /// Batches not applied yet.
     pub(super) log: CommitQueue<OffsetsEntry>,
@@ -76,6 +109,8 @@ pub(super) struct OffsetsShard {
     /// The membership last written per live group (committed or not): only changes are
     /// written.
     pub(super) written: BTreeMap<String, MembershipSnapshot>,
+    /// Its snapshots (see the module doc).
+    pub(super) snapshots: SnapshotState<BTreeMap<String, CommittedGroup>>,
     /// When each live group last had a record written, on the monotonic clock (expiry waits
     /// past it); a loaded group's counts from its load.
     pub(super) last_write_ms: BTreeMap<String, i64>,
@@ -112,9 +147,18 @@ impl InternalShard for OffsetsShard {
         } else {
             decode_json_records::<GroupRecord>(header, bytes)?
                 .into_iter()
-                .map(OffsetsEntry::Record)
+                .map(|record| match record {
+                    GroupRecord::SnapshotStart => OffsetsEntry::SnapshotStart {
+                        offset: base_offset,
+                    },
+                    record => OffsetsEntry::Record(record),
+                })
                 .collect()
         };
+        let ends_snapshot = entries
+            .iter()
+            .any(|entry| matches!(entry, OffsetsEntry::Record(GroupRecord::SnapshotEnd)));
+        self.snapshots.appended(bytes.len(), ends_snapshot);
         self.log.push(base_offset, last_offset, entries);
         Ok(())
     }
@@ -125,6 +169,23 @@ impl InternalShard for OffsetsShard {
 }
 
 impl OffsetsShard {
+    /// A shard whose log starts at `log_start`, with nothing applied yet.
+    pub(super) fn new(log_start: i64) -> Self {
+        Self {
+            log: CommitQueue::default(),
+            pending_txn_offsets: BTreeMap::new(),
+            #[cfg(feature = "defects")]
+            commit_offsets_on_abort: false,
+            committed: BTreeMap::new(),
+            coordinating: None,
+            live: BTreeMap::new(),
+            written: BTreeMap::new(),
+            snapshots: SnapshotState::new(log_start),
+            last_write_ms: BTreeMap::new(),
+            last_write: BTreeMap::new(),
+        }
+    }
+
     /// Applies the batches below `committed`, in order.
     pub(super) fn apply_committed(&mut self, committed: i64) {
         for entry in self.log.take_committed(committed) {
@@ -147,8 +208,47 @@ impl OffsetsShard {
                         }
                     }
                 }
+                OffsetsEntry::SnapshotStart { offset } => self.snapshots.start(offset),
             }
         }
+    }
+
+    /// Whether a snapshot written now would restate everything: every appended batch is
+    /// applied, no transactional offsets await a marker, no snapshot is half applied.
+    pub(super) fn is_quiescent(&self) -> bool {
+        self.log.is_empty() && self.pending_txn_offsets.is_empty() && !self.snapshots.in_progress()
+    }
+
+    /// The records of a snapshot of the committed view (see the module doc).
+    pub(super) fn snapshot_records(&self) -> Vec<GroupRecord> {
+        let mut records = vec![GroupRecord::SnapshotStart];
+        for (group, committed) in &self.committed {
+            if let Some(snapshot) = &committed.membership {
+                records.push(GroupRecord::Membership {
+                    group: group.clone(),
+                    snapshot: snapshot.clone(),
+                });
+            }
+            // One `Offsets` record per commit time, so each offset keeps its own.
+            let mut by_time: BTreeMap<i64, Vec<(TopicPartition, i64, Option<String>)>> =
+                BTreeMap::new();
+            for (partition, offset) in &committed.offsets {
+                by_time.entry(offset.committed_ms).or_default().push((
+                    partition.clone(),
+                    offset.offset,
+                    offset.metadata.clone(),
+                ));
+            }
+            for (at_ms, commits) in by_time {
+                records.push(GroupRecord::Offsets {
+                    group: group.clone(),
+                    at_ms,
+                    commits,
+                });
+            }
+        }
+        records.push(GroupRecord::SnapshotEnd);
+        records
     }
 
     /// Whether a transaction holds offsets of the group's partition that await its marker.
@@ -169,6 +269,11 @@ impl OffsetsShard {
     }
 
     fn apply(&mut self, record: GroupRecord) {
+        // A snapshot's records (and any other between its start and end) also build its
+        // staged view.
+        if let Some(staged) = self.snapshots.staged_mut() {
+            apply_committed_record(staged, &record);
+        }
         match record {
             GroupRecord::TxnOffsets {
                 group,
@@ -181,29 +286,12 @@ impl OffsetsShard {
                     .or_default()
                     .push((group, at_ms, commits));
             }
-            GroupRecord::Membership { group, snapshot } => {
-                self.committed.entry(group).or_default().membership = Some(snapshot);
-            }
-            GroupRecord::Offsets {
-                group,
-                at_ms,
-                commits,
-            } => {
-                let offsets = &mut self.committed.entry(group).or_default().offsets;
-                for (partition, offset, metadata) in commits {
-                    offsets.insert(
-                        partition,
-                        CommittedOffset {
-                            offset,
-                            metadata,
-                            committed_ms: at_ms,
-                        },
-                    );
+            GroupRecord::SnapshotEnd => {
+                if let Some(staged) = self.snapshots.end() {
+                    self.committed = staged;
                 }
             }
-            GroupRecord::Deleted { group } => {
-                self.committed.remove(&group);
-            }
+            record => apply_committed_record(&mut self.committed, &record),
         }
     }
 
@@ -247,5 +335,36 @@ impl OffsetsShard {
             .into_values()
             .flat_map(|group| group.abandon(ErrorCode::NotCoordinator))
             .collect()
+    }
+}
+
+/// Applies a record that changes the committed view (`Membership`, `Offsets`, `Deleted`)
+/// to `view`; other records do not touch it.
+fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &GroupRecord) {
+    match record {
+        GroupRecord::Membership { group, snapshot } => {
+            view.entry(group.clone()).or_default().membership = Some(snapshot.clone());
+        }
+        GroupRecord::Offsets {
+            group,
+            at_ms,
+            commits,
+        } => {
+            let offsets = &mut view.entry(group.clone()).or_default().offsets;
+            for (partition, offset, metadata) in commits {
+                offsets.insert(
+                    partition.clone(),
+                    CommittedOffset {
+                        offset: *offset,
+                        metadata: metadata.clone(),
+                        committed_ms: *at_ms,
+                    },
+                );
+            }
+        }
+        GroupRecord::Deleted { group } => {
+            view.remove(group);
+        }
+        GroupRecord::TxnOffsets { .. } | GroupRecord::SnapshotStart | GroupRecord::SnapshotEnd => {}
     }
 }

@@ -48,7 +48,7 @@ impl Node {
     fn new() -> Self {
         let mut coordinator = GroupCoordinator::new(60_000);
         coordinator
-            .open_shard(0, None, 0)
+            .open_shard(0, None, 0, 0)
             .expect("nothing to replay");
         Self {
             coordinator,
@@ -577,14 +577,14 @@ fn an_offsets_batch_that_does_not_decode_is_corrupt_data_never_skipped() {
     let header = crate::batch::validate(&garbage).expect("a valid batch");
     let mut coordinator = GroupCoordinator::new(60_000);
     let corrupt = coordinator
-        .open_shard(0, Some(&garbage), 1)
+        .open_shard(0, Some(&garbage), 0, 1)
         .expect_err("replayed from disk");
     assert_eq!(
         (corrupt.partition, corrupt.offset),
         (TopicPartition::new(OFFSETS_TOPIC, 0), 0)
     );
     coordinator
-        .open_shard(0, None, 0)
+        .open_shard(0, None, 0, 0)
         .expect("nothing to replay");
     let corrupt = coordinator
         .on_appended(0, &header, 5, 5, &garbage)
@@ -626,5 +626,148 @@ fn a_wall_clock_step_neither_expires_a_session_early_nor_keeps_it_alive() {
     assert_eq!(
         commit_error(&node.call(commit(&member, 1, 4))),
         ErrorCode::UnknownMemberId
+    );
+}
+
+/// Advances the clock past the next expiry check and runs the coordinator's timers, then
+/// commits and applies what they wrote.
+fn tick_and_commit(node: &mut Node) {
+    node.now_ms += EXPIRY_CHECK_INTERVAL_MS;
+    let outputs = node.coordinator.tick(node.now());
+    node.execute(outputs);
+    node.commit_all();
+    node.settle();
+}
+
+/// Replays `batches` (a log that starts at the first one's base offset) into a new
+/// coordinator that then leads: what a restart after trimming, or a follower that restarted
+/// its log at its leader's log start, sees.
+fn replay_led(batches: &[(i64, i64, Bytes)]) -> (GroupCoordinator, Vec<Reply>) {
+    let log_start = batches.first().map_or(0, |(base, _, _)| *base);
+    let log_end = batches.last().map_or(0, |(_, last, _)| last + 1);
+    // As stored: each batch's header carries its base offset (the CRC does not cover it).
+    let mut patched = Vec::new();
+    for (base, _, batch) in batches {
+        let mut bytes = batch.to_vec();
+        bytes[..8].copy_from_slice(&base.to_be_bytes());
+        patched.extend_from_slice(&bytes);
+    }
+    let mut coordinator = GroupCoordinator::new(60_000);
+    coordinator
+        .open_shard(0, Some(&Bytes::from(patched)), log_start, log_end)
+        .expect("the batches decode");
+    let offsets = OneShard(ShardStatus {
+        high_watermark: log_end,
+        epoch: 2,
+        leader: true,
+        serves_reads: true,
+    });
+    let mut rng = StdRng::seed_from_u64(1);
+    let context = GroupContext {
+        now: Now {
+            monotonic_ms: 0,
+            wall_ms: 0,
+        },
+        offsets: &offsets,
+        rng: &mut rng,
+    };
+    let replies = coordinator.settle(&context);
+    (coordinator, replies)
+}
+
+#[test]
+fn a_snapshot_restates_the_view_so_the_log_below_it_can_go() {
+    let mut node = Node::new();
+    node.coordinator = GroupCoordinator::new(60_000).with_snapshot_interval_bytes(1);
+    node.coordinator
+        .open_shard(0, None, 0, 0)
+        .expect("nothing to replay");
+    node.lead(1);
+    let member = node.join_and_sync();
+    for offset in 1..=5 {
+        let committed = node.call_and_commit(commit(&member, 1, offset));
+        assert_eq!(commit_error(&committed), ErrorCode::None);
+    }
+    assert_eq!(node.coordinator.last_snapshot(0), None);
+    let before = node.log_end();
+    tick_and_commit(&mut node);
+    let snapshot_start = node
+        .coordinator
+        .last_snapshot(0)
+        .expect("a quiescent shard past its interval writes a snapshot");
+    assert_eq!(
+        snapshot_start, before,
+        "the snapshot starts at the log's end"
+    );
+    let decoded: Vec<GroupRecord> = node
+        .log
+        .iter()
+        .filter(|(base, _, _)| *base >= snapshot_start)
+        .flat_map(|(_, _, batch)| {
+            let header = crate::batch::read_header(batch).expect("a header");
+            crate::records::decode_json_records::<GroupRecord>(&header, batch).expect("decodes")
+        })
+        .collect();
+    assert_eq!(decoded.first(), Some(&GroupRecord::SnapshotStart));
+    assert_eq!(decoded.last(), Some(&GroupRecord::SnapshotEnd));
+    assert_eq!(node.committed(), 5, "the snapshot changed nothing");
+
+    // A later commit, then the log trimmed below the snapshot: the view is the same.
+    let committed = node.call_and_commit(commit(&member, 1, 6));
+    assert_eq!(commit_error(&committed), ErrorCode::None);
+    let suffix: Vec<_> = node
+        .log
+        .iter()
+        .filter(|(base, _, _)| *base >= snapshot_start)
+        .cloned()
+        .collect();
+    let (replayed, replies) = replay_led(&suffix);
+    assert!(replies.is_empty());
+    assert!(replayed.coordinated_groups().any(|group| group == GROUP));
+    assert_eq!(replayed.committed_offset(GROUP, &orders()), 6);
+    let whole = replay_led(&node.log).0;
+    assert_eq!(whole.committed_offset(GROUP, &orders()), 6);
+    assert_eq!(
+        replayed.memberships(GROUP),
+        whole.memberships(GROUP),
+        "the membership is restored too"
+    );
+}
+
+#[test]
+fn an_incomplete_snapshot_changes_nothing_and_a_log_past_zero_without_one_stops_the_node() {
+    let mut node = Node::new();
+    node.coordinator = GroupCoordinator::new(60_000).with_snapshot_interval_bytes(1);
+    node.coordinator
+        .open_shard(0, None, 0, 0)
+        .expect("nothing to replay");
+    node.lead(1);
+    let member = node.join_and_sync();
+    let committed = node.call_and_commit(commit(&member, 1, 7));
+    assert_eq!(commit_error(&committed), ErrorCode::None);
+    // A snapshot's start written, but not its end (its next appends failed).
+    let start = node.log_end();
+    let records = crate::records::encode_json_records(&[GroupRecord::SnapshotStart]);
+    node.append(crate::records::encode_batch(&records, 0, 0, -1));
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.committed(), 7, "a partial snapshot replaces nothing");
+    assert_eq!(node.coordinator.last_snapshot(0), None);
+
+    // A log that starts there holds no complete snapshot: leading it would serve a part of
+    // the groups' state, so the node stops instead.
+    let suffix: Vec<_> = node
+        .log
+        .iter()
+        .filter(|(base, _, _)| *base >= start)
+        .cloned()
+        .collect();
+    let (mut replayed, replies) = replay_led(&suffix);
+    assert!(replies.is_empty());
+    assert_eq!(replayed.coordinated_groups().count(), 0, "not loaded");
+    let corrupt = replayed.take_fail_stop().expect("the node stops");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (TopicPartition::new(OFFSETS_TOPIC, 0), start)
     );
 }

@@ -475,7 +475,7 @@ impl System {
         system.coordinator = system.new_coordinator();
         system
             .coordinator
-            .open_shard(0, None, 0)
+            .open_shard(0, None, 0, 0)
             .expect("nothing to replay");
         system.settle();
         system
@@ -847,7 +847,7 @@ impl System {
                     .collect();
                 self.coordinator = self.new_coordinator();
                 self.coordinator
-                    .open_shard(0, Some(&Bytes::from(recovered)), committed)
+                    .open_shard(0, Some(&Bytes::from(recovered)), 0, committed)
                     .expect("the recovered batches decode");
                 self.status.epoch += 1;
                 self.settle();

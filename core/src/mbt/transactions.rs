@@ -500,6 +500,7 @@ impl System {
             transaction_timeout_max_ms: TIMEOUT_MS,
             transactional_id_expiration_ms: i64::MAX / 4,
             offsets_partitions: 1,
+            snapshot_interval_bytes: crate::internal_log::SNAPSHOT_INTERVAL_BYTES_DEFAULT,
         });
         #[cfg(feature = "defects")]
         let coordinator =
@@ -529,7 +530,7 @@ impl System {
         };
         system
             .coordinator
-            .open_shard(0, None, 0)
+            .open_shard(0, None, 0, 0)
             .expect("nothing to replay");
         system.drive(|coordinator, context| coordinator.settle(context));
         system

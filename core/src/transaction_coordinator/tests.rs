@@ -70,9 +70,10 @@ impl Node {
             transaction_timeout_max_ms: 60_000,
             transactional_id_expiration_ms: 7 * 24 * 3_600_000,
             offsets_partitions: 4,
+            snapshot_interval_bytes: crate::internal_log::SNAPSHOT_INTERVAL_BYTES_DEFAULT,
         });
         coordinator
-            .open_shard(0, None, 0)
+            .open_shard(0, None, 0, 0)
             .expect("nothing to replay");
         Self {
             coordinator,
@@ -595,6 +596,7 @@ fn a_transaction_state_log_that_does_not_parse_or_decode_is_corrupt_data_never_s
         transaction_timeout_max_ms: 60_000,
         transactional_id_expiration_ms: 60_000,
         offsets_partitions: 1,
+        snapshot_interval_bytes: crate::internal_log::SNAPSHOT_INTERVAL_BYTES_DEFAULT,
     };
     // A valid batch whose records are not transaction records, then a torn one.
     let garbage = crate::batch::test_batches::batch(2, 0, -1, -1, -1);
@@ -602,7 +604,7 @@ fn a_transaction_state_log_that_does_not_parse_or_decode_is_corrupt_data_never_s
     recovered.extend_from_slice(&garbage[..20]);
     let mut coordinator = TransactionCoordinator::new(config);
     let corrupt = coordinator
-        .open_shard(0, Some(&Bytes::from(recovered.clone())), 10)
+        .open_shard(0, Some(&Bytes::from(recovered.clone())), 0, 10)
         .expect_err("does not decode");
     assert_eq!(
         (corrupt.partition, corrupt.offset),
@@ -612,7 +614,7 @@ fn a_transaction_state_log_that_does_not_parse_or_decode_is_corrupt_data_never_s
     let mut coordinator = TransactionCoordinator::new(config);
     let torn_after_one = Bytes::from(recovered);
     let corrupt = coordinator
-        .open_shard(0, Some(&torn_after_one), 0)
+        .open_shard(0, Some(&torn_after_one), 0, 0)
         .expect_err("does not parse");
     assert_eq!(corrupt.offset, 2);
 }
@@ -668,5 +670,115 @@ fn a_transaction_times_out_on_the_monotonic_clock_counted_from_its_load_at_a_new
         state(&successor),
         TxnState::PrepareAbort,
         "timed out, fenced"
+    );
+}
+
+#[test]
+fn a_snapshot_restates_every_id_restarts_no_timer_and_a_log_from_it_is_whole() {
+    let mut node = Node::new();
+    node.coordinator.snapshot_interval_bytes = 1;
+    node.lead(1);
+    let producer = node.init(0);
+    node.call(add(producer, vec![orders(0)]));
+    let began_ms = node.now_ms;
+    let before = node.coordinator.transaction_state(ID).cloned();
+    assert_eq!(node.state(), TxnState::Ongoing);
+
+    node.now_ms += TIMEOUT_CHECK_INTERVAL_MS;
+    let start = node.log_end();
+    node.drive(|coordinator, context| coordinator.tick(context));
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.coordinator.last_snapshot(0), Some(start));
+    assert_eq!(node.coordinator.transaction_state(ID).cloned(), before);
+
+    // A log that starts at the snapshot (its replica trimmed below it) holds every id.
+    let mut stored = Vec::new();
+    for (base, _, batch) in node.log.iter().filter(|(base, _, _)| *base >= start) {
+        let mut bytes = batch.to_vec();
+        bytes[..8].copy_from_slice(&base.to_be_bytes());
+        stored.extend_from_slice(&bytes);
+    }
+    let mut replayed = Node::new();
+    replayed.coordinator.close_shard(0);
+    replayed
+        .coordinator
+        .open_shard(0, Some(&Bytes::from(stored)), start, node.log_end())
+        .expect("the snapshot decodes");
+    replayed.view.status = ShardStatus {
+        high_watermark: node.log_end(),
+        epoch: 2,
+        leader: true,
+        serves_reads: true,
+    };
+    replayed.settle();
+    assert!(replayed.coordinator.take_fail_stop().is_none());
+    assert_eq!(replayed.coordinator.transaction_state(ID).cloned(), before);
+
+    // The open transaction still times out 10 s after it began, not after the snapshot.
+    node.now_ms = began_ms + 10_000 + TIMEOUT_CHECK_INTERVAL_MS / 2;
+    node.drive(|coordinator, context| coordinator.tick(context));
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.state(), TxnState::PrepareAbort);
+}
+
+#[test]
+fn a_transaction_state_log_past_zero_without_a_snapshot_stops_the_node() {
+    let mut node = Node::new();
+    node.lead(1);
+    node.init(0);
+    let mut stored = Vec::new();
+    for (base, _, batch) in &node.log {
+        let mut bytes = batch.to_vec();
+        bytes[..8].copy_from_slice(&(base + 100).to_be_bytes());
+        stored.extend_from_slice(&bytes);
+    }
+    let mut replayed = Node::new();
+    replayed.coordinator.close_shard(0);
+    replayed
+        .coordinator
+        .open_shard(0, Some(&Bytes::from(stored)), 100, node.log_end() + 100)
+        .expect("the batches decode");
+    replayed.view.status = ShardStatus {
+        high_watermark: node.log_end() + 100,
+        epoch: 2,
+        leader: true,
+        serves_reads: true,
+    };
+    replayed.settle();
+    let corrupt = replayed
+        .coordinator
+        .take_fail_stop()
+        .expect("the node stops");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (TopicPartition::new(TRANSACTION_STATE_TOPIC, 0), 100)
+    );
+}
+
+#[test]
+fn a_snapshot_does_not_postpone_an_idle_ids_expiration() {
+    let mut node = Node::new();
+    node.coordinator.snapshot_interval_bytes = 1;
+    node.coordinator.config.transactional_id_expiration_ms = 5_000;
+    node.lead(1);
+    node.init(0);
+    let changed_ms = node.now_ms;
+    node.now_ms += TIMEOUT_CHECK_INTERVAL_MS;
+    let start = node.log_end();
+    node.drive(|coordinator, context| coordinator.tick(context));
+    node.commit_all();
+    node.settle();
+    assert_eq!(node.coordinator.last_snapshot(0), Some(start));
+    assert!(node.coordinator.transaction_state(ID).is_some());
+    node.now_ms = changed_ms + 5_000 + TIMEOUT_CHECK_INTERVAL_MS / 2;
+    node.drive(|coordinator, context| coordinator.tick(context));
+    node.commit_all();
+    node.settle();
+    assert_eq!(
+        node.coordinator.transaction_state(ID),
+        None,
+        "expired 5 s after its last change, the snapshot notwithstanding"
     );
 }

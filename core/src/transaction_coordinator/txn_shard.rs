@@ -1,9 +1,15 @@
 //! One `__transaction_state` partition as the transaction coordinator holds it: the state
 //! of each transactional id as applied from the committed records, the ids with a record in
 //! flight, and the marker jobs of the prepared transactions its leader finishes.
+//!
+//! Snapshots (`internal_log::SnapshotState`): the leader, when quiescent, restates every
+//! id's state between `SnapshotStart` and `SnapshotEnd`; `SnapshotEnd` swaps in the staged
+//! copy, and every replica deletes its segments below its last snapshot. A restated record
+//! equal to the id's state is no transition: it starts no timer anew (an idle id still
+//! expires, an open transaction still times out).
 
 use crate::batch::BatchHeader;
-use crate::internal_log::{CommitQueue, InternalShard};
+use crate::internal_log::{CommitQueue, InternalShard, SnapshotState};
 use crate::metadata::TopicPartition;
 use crate::records::decode_json_records;
 use crate::transactions::{TxnMetadata, TxnRecord};
@@ -11,10 +17,12 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The transactional ids of one `__transaction_state` partition hosted here.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct TxnShard {
-    /// Batches not applied yet.
-    pub(super) log: CommitQueue<TxnRecord>,
+    /// Batches not applied yet: each record with its batch's base offset.
+    pub(super) log: CommitQueue<(i64, TxnRecord)>,
+    /// Its snapshots (see the module doc).
+    pub(super) snapshots: SnapshotState<BTreeMap<String, TxnMetadata>>,
     pub(super) committed: BTreeMap<String, TxnMetadata>,
     /// The leader epoch in which this node coordinates the shard's ids.
     pub(super) coordinating: Option<i32>,
@@ -62,6 +70,12 @@ impl InternalShard for TxnShard {
         // Control batches (a new leader's epoch marker) carry no records but are applied
         // like any batch so that `applied_end` follows the log.
         let records = decode_json_records::<TxnRecord>(header, bytes)?;
+        let ends_snapshot = records.contains(&TxnRecord::SnapshotEnd);
+        self.snapshots.appended(bytes.len(), ends_snapshot);
+        let records = records
+            .into_iter()
+            .map(|record| (base_offset, record))
+            .collect();
         self.log.push(base_offset, last_offset, records);
         Ok(())
     }
@@ -72,11 +86,62 @@ impl InternalShard for TxnShard {
 }
 
 impl TxnShard {
+    /// A shard whose log starts at `log_start`, with nothing applied yet.
+    pub(super) fn new(log_start: i64) -> Self {
+        Self {
+            log: CommitQueue::default(),
+            snapshots: SnapshotState::new(log_start),
+            committed: BTreeMap::new(),
+            coordinating: None,
+            writes: BTreeMap::new(),
+            markers: BTreeMap::new(),
+            dirty: false,
+            timers: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a snapshot written now would restate everything: every appended batch is
+    /// applied and no snapshot is half applied.
+    pub(super) fn is_quiescent(&self) -> bool {
+        self.log.is_empty() && self.writes.is_empty() && !self.snapshots.in_progress()
+    }
+
+    /// The records of a snapshot of every id's state.
+    pub(super) fn snapshot_records(&self) -> Vec<TxnRecord> {
+        std::iter::once(TxnRecord::SnapshotStart)
+            .chain(self.committed.values().cloned().map(TxnRecord::Metadata))
+            .chain(std::iter::once(TxnRecord::SnapshotEnd))
+            .collect()
+    }
+
     /// Applies the batches below `committed`, in order, at monotonic time `now_ms`.
     pub(super) fn apply_committed(&mut self, committed: i64, now_ms: i64) {
         let applied_before = self.log.applied_end();
-        for record in self.log.take_committed(committed) {
+        for (offset, record) in self.log.take_committed(committed) {
+            if let Some(staged) = self.snapshots.staged_mut() {
+                match &record {
+                    TxnRecord::Metadata(metadata) => {
+                        staged.insert(metadata.transactional_id.clone(), metadata.clone());
+                    }
+                    TxnRecord::Expired { transactional_id } => {
+                        staged.remove(transactional_id);
+                    }
+                    TxnRecord::SnapshotStart | TxnRecord::SnapshotEnd => {}
+                }
+            }
             match record {
+                TxnRecord::SnapshotStart => self.snapshots.start(offset),
+                TxnRecord::SnapshotEnd => {
+                    if let Some(staged) = self.snapshots.end() {
+                        self.committed = staged;
+                        let committed = &self.committed;
+                        self.timers.retain(|id, _| committed.contains_key(id));
+                    }
+                }
+                // Restated by a snapshot: no transition, no timer starts anew.
+                TxnRecord::Metadata(metadata)
+                    if self.snapshots.in_progress()
+                        && self.committed.get(&metadata.transactional_id) == Some(&metadata) => {}
                 TxnRecord::Metadata(metadata) => {
                     let timers = self
                         .timers
