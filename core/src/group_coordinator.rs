@@ -83,7 +83,7 @@ use crate::api::{
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
 use crate::internal_log::{
-    open_shard, shard_appended, shard_truncated, snapshot_batches, InternalPartitions,
+    due_snapshots, open_shard, shard_appended, shard_truncated, InternalPartitions,
     SNAPSHOT_INTERVAL_BYTES_DEFAULT,
 };
 use crate::metadata::TopicPartition;
@@ -1071,41 +1071,28 @@ impl GroupCoordinator {
         outputs
     }
 
-    /// Snapshots of the coordinated offsets partitions that are quiescent and have had
-    /// `snapshot_interval_bytes` (and twice their last snapshot's size) appended since their
-    /// last one (see `offsets_shard`).
+    /// Snapshots of the coordinated offsets partitions that are due (see `offsets_shard`).
     fn snapshots_due(&mut self, now: Now) -> Vec<GroupOutput> {
-        let mut outputs = Vec::new();
-        for (index, shard) in &mut self.shards {
-            if shard.coordinating.is_none()
-                || !shard.is_quiescent()
-                || !shard.snapshots.is_due(self.snapshot_interval_bytes)
-            {
-                continue;
-            }
-            let mut snapshot_bytes = 0;
-            for batch in snapshot_batches(shard.snapshot_records(), now.wall_ms) {
-                snapshot_bytes += batch.len() as u64;
-                outputs.push(GroupOutput::Append {
-                    partition: *index,
-                    batch,
-                    write: GroupWrite {
-                        partition: *index,
-                        group_id: None,
-                        stamp_ms: None,
-                        replies: Vec::new(),
-                    },
-                });
-            }
-            tracing::info!(
-                partition = index,
-                groups = shard.committed.len(),
-                bytes = snapshot_bytes,
-                "writing a snapshot of an offsets partition"
-            );
-            shard.snapshots.written(snapshot_bytes);
-        }
-        outputs
+        due_snapshots(
+            OFFSETS_TOPIC,
+            &mut self.shards,
+            self.snapshot_interval_bytes,
+            now.wall_ms,
+        )
+        .into_iter()
+        .flat_map(|(partition, batches)| {
+            batches.into_iter().map(move |batch| GroupOutput::Append {
+                partition,
+                batch,
+                write: GroupWrite {
+                    partition,
+                    group_id: None,
+                    stamp_ms: None,
+                    replies: Vec::new(),
+                },
+            })
+        })
+        .collect()
     }
 }
 

@@ -255,7 +255,7 @@ const SNAPSHOT_BATCH_BYTES_TARGET: usize = 256 << 10;
 /// A snapshot's records encoded as batches (stamped `wall_ms`) of about
 /// `SNAPSHOT_BATCH_BYTES_TARGET` bytes of JSON each, every record whole, at least one per
 /// batch.
-pub(crate) fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i64) -> Vec<Bytes> {
+fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i64) -> Vec<Bytes> {
     let mut batches: Vec<Vec<R>> = Vec::new();
     let mut batch_bytes = 0;
     for record in records {
@@ -278,6 +278,42 @@ pub(crate) fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i6
             crate::records::encode_batch(&encoded, wall_ms, 0, -1)
         })
         .collect()
+}
+
+/// What a coordinator's shard offers the snapshot writer.
+pub(crate) trait SnapshotSource {
+    /// The record type of its log.
+    type Record: serde::Serialize;
+    /// The committed view its snapshots restate.
+    type View: Default;
+    /// Whether this node coordinates the shard and it is quiescent: a snapshot written now
+    /// restates exactly what every replica holds at that offset.
+    fn ready_for_snapshot(&self) -> bool;
+    /// The records of a snapshot of its view, start and end records included.
+    fn snapshot_records(&self) -> Vec<Self::Record>;
+    fn snapshots(&mut self) -> &mut SnapshotState<Self::View>;
+}
+
+/// The snapshots due now among `shards` of `topic` (ready, and `interval_bytes` appended
+/// since their last one): for each, its partition and encoded batches (stamped `wall_ms`).
+pub(crate) fn due_snapshots<S: SnapshotSource>(
+    topic: &str,
+    shards: &mut BTreeMap<i32, S>,
+    interval_bytes: u64,
+    wall_ms: i64,
+) -> Vec<(i32, Vec<Bytes>)> {
+    let mut due = Vec::new();
+    for (index, shard) in shards.iter_mut() {
+        if !shard.ready_for_snapshot() || !shard.snapshots().is_due(interval_bytes) {
+            continue;
+        }
+        let batches = snapshot_batches(shard.snapshot_records(), wall_ms);
+        let bytes = batches.iter().map(|batch| batch.len() as u64).sum();
+        tracing::info!(topic, partition = index, bytes, "writing a snapshot");
+        shard.snapshots().written(bytes);
+        due.push((*index, batches));
+    }
+    due
 }
 
 /// The decoded batches of one internal partition waiting for their commit.
@@ -341,6 +377,19 @@ impl<T> CommitQueue<T> {
     pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }
+}
+
+/// Test support: `batches` (base offset, last offset, bytes) as recovery hands them to a
+/// shard, each header carrying its base offset moved by `shift` (the CRC does not cover it).
+#[cfg(test)]
+pub(crate) fn stored_log(batches: &[(i64, i64, Bytes)], shift: i64) -> Bytes {
+    let mut stored = Vec::new();
+    for (base, _, batch) in batches {
+        let mut bytes = batch.to_vec();
+        bytes[..8].copy_from_slice(&(base + shift).to_be_bytes());
+        stored.extend_from_slice(&bytes);
+    }
+    Bytes::from(stored)
 }
 
 #[cfg(test)]

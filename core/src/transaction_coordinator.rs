@@ -74,7 +74,7 @@ use crate::api::{
 use crate::batch::BatchHeader;
 use crate::group_coordinator::{offsets_partition_of, OFFSETS_TOPIC};
 use crate::internal_log::{
-    open_shard, shard_appended, shard_truncated, snapshot_batches, InternalPartitions,
+    due_snapshots, open_shard, shard_appended, shard_truncated, InternalPartitions,
 };
 use crate::metadata::TopicPartition;
 use crate::replication::NodeId;
@@ -1266,39 +1266,27 @@ impl TransactionCoordinator {
         outputs
     }
 
-    /// Snapshots of the coordinated partitions that are quiescent and due (see
-    /// `internal_log::SnapshotState`).
+    /// Snapshots of the coordinated partitions that are due (see `txn_shard`).
     fn snapshots_due(&mut self, wall_ms: i64) -> Vec<TxnOutput> {
-        let mut outputs = Vec::new();
-        for (index, shard) in &mut self.shards {
-            if shard.coordinating.is_none()
-                || !shard.is_quiescent()
-                || !shard.snapshots.is_due(self.snapshot_interval_bytes)
-            {
-                continue;
-            }
-            let mut snapshot_bytes = 0;
-            for batch in snapshot_batches(shard.snapshot_records(), wall_ms) {
-                snapshot_bytes += batch.len() as u64;
-                outputs.push(TxnOutput::Append {
-                    partition: *index,
-                    batch,
-                    write: TxnWrite {
-                        partition: *index,
-                        transactional_id: None,
-                        reply: None,
-                    },
-                });
-            }
-            tracing::info!(
-                partition = index,
-                ids = shard.committed.len(),
-                bytes = snapshot_bytes,
-                "writing a snapshot of a transaction-state partition"
-            );
-            shard.snapshots.written(snapshot_bytes);
-        }
-        outputs
+        due_snapshots(
+            TRANSACTION_STATE_TOPIC,
+            &mut self.shards,
+            self.snapshot_interval_bytes,
+            wall_ms,
+        )
+        .into_iter()
+        .flat_map(|(partition, batches)| {
+            batches.into_iter().map(move |batch| TxnOutput::Append {
+                partition,
+                batch,
+                write: TxnWrite {
+                    partition,
+                    transactional_id: None,
+                    reply: None,
+                },
+            })
+        })
+        .collect()
     }
 }
 

@@ -21,7 +21,7 @@
 //!   `SnapshotStart`; a record of another kind between them, were one ever there, applies
 //!   to the view and the staged copy alike); a partial one (a failed append) is dropped at
 //!   the next `SnapshotStart`;
-//! - a snapshot is written only when quiescent (`is_quiescent`), so its records restate
+//! - a snapshot is written only when quiescent (`ready_for_snapshot`), so its records restate
 //!   exactly the view every replica holds at that offset;
 //! - a shard whose log starts past offset 0 serves (is loaded) only once it applied a
 //!   complete snapshot at or past its log start (`SnapshotState::is_complete`); otherwise
@@ -30,7 +30,7 @@
 use crate::api::ErrorCode;
 use crate::batch::BatchHeader;
 use crate::groups::{CommittedOffset, Group, GroupReply, MembershipSnapshot};
-use crate::internal_log::{CommitQueue, InternalShard, SnapshotState};
+use crate::internal_log::{CommitQueue, InternalShard, SnapshotSource, SnapshotState};
 use crate::metadata::TopicPartition;
 use crate::records::{decode_json_records, CONTROL_TYPE_ABORT, CONTROL_TYPE_COMMIT};
 use bytes::Bytes;
@@ -213,44 +213,6 @@ impl OffsetsShard {
         }
     }
 
-    /// Whether a snapshot written now would restate everything: every appended batch is
-    /// applied, no transactional offsets await a marker, no snapshot is half applied.
-    pub(super) fn is_quiescent(&self) -> bool {
-        self.log.is_empty() && self.pending_txn_offsets.is_empty() && !self.snapshots.in_progress()
-    }
-
-    /// The records of a snapshot of the committed view (see the module doc).
-    pub(super) fn snapshot_records(&self) -> Vec<GroupRecord> {
-        let mut records = vec![GroupRecord::SnapshotStart];
-        for (group, committed) in &self.committed {
-            if let Some(snapshot) = &committed.membership {
-                records.push(GroupRecord::Membership {
-                    group: group.clone(),
-                    snapshot: snapshot.clone(),
-                });
-            }
-            // One `Offsets` record per commit time, so each offset keeps its own.
-            let mut by_time: BTreeMap<i64, Vec<(TopicPartition, i64, Option<String>)>> =
-                BTreeMap::new();
-            for (partition, offset) in &committed.offsets {
-                by_time.entry(offset.committed_ms).or_default().push((
-                    partition.clone(),
-                    offset.offset,
-                    offset.metadata.clone(),
-                ));
-            }
-            for (at_ms, commits) in by_time {
-                records.push(GroupRecord::Offsets {
-                    group: group.clone(),
-                    at_ms,
-                    commits,
-                });
-            }
-        }
-        records.push(GroupRecord::SnapshotEnd);
-        records
-    }
-
     /// Whether a transaction holds offsets of the group's partition that await its marker.
     pub(super) fn has_pending_txn_offset(
         &self,
@@ -366,5 +328,55 @@ fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &
             view.remove(group);
         }
         GroupRecord::TxnOffsets { .. } | GroupRecord::SnapshotStart | GroupRecord::SnapshotEnd => {}
+    }
+}
+
+impl SnapshotSource for OffsetsShard {
+    type Record = GroupRecord;
+    type View = BTreeMap<String, CommittedGroup>;
+
+    /// Coordinated and quiescent: every appended batch applied, no transactional offsets
+    /// awaiting a marker, no snapshot half applied.
+    fn ready_for_snapshot(&self) -> bool {
+        self.coordinating.is_some()
+            && self.log.is_empty()
+            && self.pending_txn_offsets.is_empty()
+            && !self.snapshots.in_progress()
+    }
+
+    /// The committed view restated (see the module doc).
+    fn snapshot_records(&self) -> Vec<GroupRecord> {
+        let mut records = vec![GroupRecord::SnapshotStart];
+        for (group, committed) in &self.committed {
+            if let Some(snapshot) = &committed.membership {
+                records.push(GroupRecord::Membership {
+                    group: group.clone(),
+                    snapshot: snapshot.clone(),
+                });
+            }
+            // One `Offsets` record per commit time, so each offset keeps its own.
+            let mut by_time: BTreeMap<i64, Vec<(TopicPartition, i64, Option<String>)>> =
+                BTreeMap::new();
+            for (partition, offset) in &committed.offsets {
+                by_time.entry(offset.committed_ms).or_default().push((
+                    partition.clone(),
+                    offset.offset,
+                    offset.metadata.clone(),
+                ));
+            }
+            for (at_ms, commits) in by_time {
+                records.push(GroupRecord::Offsets {
+                    group: group.clone(),
+                    at_ms,
+                    commits,
+                });
+            }
+        }
+        records.push(GroupRecord::SnapshotEnd);
+        records
+    }
+
+    fn snapshots(&mut self) -> &mut SnapshotState<Self::View> {
+        &mut self.snapshots
     }
 }

@@ -645,16 +645,14 @@ fn tick_and_commit(node: &mut Node) {
 fn replay_led(batches: &[(i64, i64, Bytes)]) -> (GroupCoordinator, Vec<Reply>) {
     let log_start = batches.first().map_or(0, |(base, _, _)| *base);
     let log_end = batches.last().map_or(0, |(_, last, _)| last + 1);
-    // As stored: each batch's header carries its base offset (the CRC does not cover it).
-    let mut patched = Vec::new();
-    for (base, _, batch) in batches {
-        let mut bytes = batch.to_vec();
-        bytes[..8].copy_from_slice(&base.to_be_bytes());
-        patched.extend_from_slice(&bytes);
-    }
     let mut coordinator = GroupCoordinator::new(60_000);
     coordinator
-        .open_shard(0, Some(&Bytes::from(patched)), log_start, log_end)
+        .open_shard(
+            0,
+            Some(&crate::internal_log::stored_log(batches, 0)),
+            log_start,
+            log_end,
+        )
         .expect("the batches decode");
     let offsets = OneShard(ShardStatus {
         high_watermark: log_end,

@@ -184,6 +184,13 @@ impl Node {
         self.drive(|coordinator, context| coordinator.settle(context))
     }
 
+    /// Runs the timers, then commits and applies what they wrote.
+    fn tick_and_commit(&mut self) {
+        self.drive(|coordinator, context| coordinator.tick(context));
+        self.commit_all();
+        self.settle();
+    }
+
     /// A request's answer, once the record it wrote (if any) is committed.
     fn call(&mut self, request: Request) -> Response {
         let id = self.next_request;
@@ -578,9 +585,7 @@ fn an_open_transaction_past_its_timeout_is_aborted_under_a_bumped_epoch() {
     let producer = node.init(0);
     node.call(add(producer, vec![orders(0)]));
     node.now_ms += 10_000 + TIMEOUT_CHECK_INTERVAL_MS;
-    node.drive(|coordinator, context| coordinator.tick(context));
-    node.commit_all();
-    node.settle();
+    node.tick_and_commit();
     let txn = node.coordinator.transaction_state(ID).expect("known");
     assert_eq!(txn.state, TxnState::PrepareAbort);
     assert!(txn.producer_epoch > producer.1, "the producer is fenced");
@@ -686,24 +691,23 @@ fn a_snapshot_restates_every_id_restarts_no_timer_and_a_log_from_it_is_whole() {
 
     node.now_ms += TIMEOUT_CHECK_INTERVAL_MS;
     let start = node.log_end();
-    node.drive(|coordinator, context| coordinator.tick(context));
-    node.commit_all();
-    node.settle();
+    node.tick_and_commit();
     assert_eq!(node.coordinator.last_snapshot(0), Some(start));
     assert_eq!(node.coordinator.transaction_state(ID).cloned(), before);
 
     // A log that starts at the snapshot (its replica trimmed below it) holds every id.
-    let mut stored = Vec::new();
-    for (base, _, batch) in node.log.iter().filter(|(base, _, _)| *base >= start) {
-        let mut bytes = batch.to_vec();
-        bytes[..8].copy_from_slice(&base.to_be_bytes());
-        stored.extend_from_slice(&bytes);
-    }
+    let suffix: Vec<_> = node
+        .log
+        .iter()
+        .filter(|(base, _, _)| *base >= start)
+        .cloned()
+        .collect();
+    let stored = crate::internal_log::stored_log(&suffix, 0);
     let mut replayed = Node::new();
     replayed.coordinator.close_shard(0);
     replayed
         .coordinator
-        .open_shard(0, Some(&Bytes::from(stored)), start, node.log_end())
+        .open_shard(0, Some(&stored), start, node.log_end())
         .expect("the snapshot decodes");
     replayed.view.status = ShardStatus {
         high_watermark: node.log_end(),
@@ -717,9 +721,7 @@ fn a_snapshot_restates_every_id_restarts_no_timer_and_a_log_from_it_is_whole() {
 
     // The open transaction still times out 10 s after it began, not after the snapshot.
     node.now_ms = began_ms + 10_000 + TIMEOUT_CHECK_INTERVAL_MS / 2;
-    node.drive(|coordinator, context| coordinator.tick(context));
-    node.commit_all();
-    node.settle();
+    node.tick_and_commit();
     assert_eq!(node.state(), TxnState::PrepareAbort);
 }
 
@@ -728,17 +730,13 @@ fn a_transaction_state_log_past_zero_without_a_snapshot_stops_the_node() {
     let mut node = Node::new();
     node.lead(1);
     node.init(0);
-    let mut stored = Vec::new();
-    for (base, _, batch) in &node.log {
-        let mut bytes = batch.to_vec();
-        bytes[..8].copy_from_slice(&(base + 100).to_be_bytes());
-        stored.extend_from_slice(&bytes);
-    }
+    // The same batches as if the log started at 100: no snapshot among them.
+    let stored = crate::internal_log::stored_log(&node.log, 100);
     let mut replayed = Node::new();
     replayed.coordinator.close_shard(0);
     replayed
         .coordinator
-        .open_shard(0, Some(&Bytes::from(stored)), 100, node.log_end() + 100)
+        .open_shard(0, Some(&stored), 100, node.log_end() + 100)
         .expect("the batches decode");
     replayed.view.status = ShardStatus {
         high_watermark: node.log_end() + 100,
@@ -767,15 +765,11 @@ fn a_snapshot_does_not_postpone_an_idle_ids_expiration() {
     let changed_ms = node.now_ms;
     node.now_ms += TIMEOUT_CHECK_INTERVAL_MS;
     let start = node.log_end();
-    node.drive(|coordinator, context| coordinator.tick(context));
-    node.commit_all();
-    node.settle();
+    node.tick_and_commit();
     assert_eq!(node.coordinator.last_snapshot(0), Some(start));
     assert!(node.coordinator.transaction_state(ID).is_some());
     node.now_ms = changed_ms + 5_000 + TIMEOUT_CHECK_INTERVAL_MS / 2;
-    node.drive(|coordinator, context| coordinator.tick(context));
-    node.commit_all();
-    node.settle();
+    node.tick_and_commit();
     assert_eq!(
         node.coordinator.transaction_state(ID),
         None,

@@ -9,7 +9,7 @@
 //! expires, an open transaction still times out).
 
 use crate::batch::BatchHeader;
-use crate::internal_log::{CommitQueue, InternalShard, SnapshotState};
+use crate::internal_log::{CommitQueue, InternalShard, SnapshotSource, SnapshotState};
 use crate::metadata::TopicPartition;
 use crate::records::decode_json_records;
 use crate::transactions::{TxnMetadata, TxnRecord};
@@ -100,20 +100,6 @@ impl TxnShard {
         }
     }
 
-    /// Whether a snapshot written now would restate everything: every appended batch is
-    /// applied and no snapshot is half applied.
-    pub(super) fn is_quiescent(&self) -> bool {
-        self.log.is_empty() && self.writes.is_empty() && !self.snapshots.in_progress()
-    }
-
-    /// The records of a snapshot of every id's state.
-    pub(super) fn snapshot_records(&self) -> Vec<TxnRecord> {
-        std::iter::once(TxnRecord::SnapshotStart)
-            .chain(self.committed.values().cloned().map(TxnRecord::Metadata))
-            .chain(std::iter::once(TxnRecord::SnapshotEnd))
-            .collect()
-    }
-
     /// Applies the batches below `committed`, in order, at monotonic time `now_ms`.
     pub(super) fn apply_committed(&mut self, committed: i64, now_ms: i64) {
         let applied_before = self.log.applied_end();
@@ -174,5 +160,30 @@ impl TxnShard {
 
     pub(super) fn is_pending(&self, transactional_id: &str) -> bool {
         self.writes.contains_key(transactional_id)
+    }
+}
+
+impl SnapshotSource for TxnShard {
+    type Record = TxnRecord;
+    type View = BTreeMap<String, TxnMetadata>;
+
+    /// Coordinated and quiescent: every appended batch applied, no snapshot half applied.
+    fn ready_for_snapshot(&self) -> bool {
+        self.coordinating.is_some()
+            && self.log.is_empty()
+            && self.writes.is_empty()
+            && !self.snapshots.in_progress()
+    }
+
+    /// Every id's state restated.
+    fn snapshot_records(&self) -> Vec<TxnRecord> {
+        std::iter::once(TxnRecord::SnapshotStart)
+            .chain(self.committed.values().cloned().map(TxnRecord::Metadata))
+            .chain(std::iter::once(TxnRecord::SnapshotEnd))
+            .collect()
+    }
+
+    fn snapshots(&mut self) -> &mut SnapshotState<Self::View> {
+        &mut self.snapshots
     }
 }
