@@ -673,15 +673,18 @@ fn replay_led(batches: &[(i64, i64, Bytes)]) -> (GroupCoordinator, Vec<Reply>) {
     (coordinator, replies)
 }
 
-#[test]
-fn a_snapshot_restates_the_view_so_the_log_below_it_can_go() {
+/// A leader that writes a snapshot whenever quiescent, with one member joined and synced.
+fn snapshotting_leader() -> (Node, String) {
     let mut node = Node::new();
-    node.coordinator = GroupCoordinator::new(60_000).with_snapshot_interval_bytes(1);
-    node.coordinator
-        .open_shard(0, None, 0, 0)
-        .expect("nothing to replay");
+    node.coordinator.snapshot_interval_bytes = 1;
     node.lead(1);
     let member = node.join_and_sync();
+    (node, member)
+}
+
+#[test]
+fn a_snapshot_restates_the_view_so_the_log_below_it_can_go() {
+    let (mut node, member) = snapshotting_leader();
     for offset in 1..=5 {
         let committed = node.call_and_commit(commit(&member, 1, offset));
         assert_eq!(commit_error(&committed), ErrorCode::None);
@@ -734,13 +737,7 @@ fn a_snapshot_restates_the_view_so_the_log_below_it_can_go() {
 
 #[test]
 fn an_incomplete_snapshot_changes_nothing_and_a_log_past_zero_without_one_stops_the_node() {
-    let mut node = Node::new();
-    node.coordinator = GroupCoordinator::new(60_000).with_snapshot_interval_bytes(1);
-    node.coordinator
-        .open_shard(0, None, 0, 0)
-        .expect("nothing to replay");
-    node.lead(1);
-    let member = node.join_and_sync();
+    let (mut node, member) = snapshotting_leader();
     let committed = node.call_and_commit(commit(&member, 1, 7));
     assert_eq!(commit_error(&committed), ErrorCode::None);
     // A snapshot's start written, but not its end (its next appends failed).
