@@ -255,11 +255,11 @@ const SNAPSHOT_BATCH_BYTES_TARGET: usize = 256 << 10;
 /// A snapshot's records encoded as batches (stamped `wall_ms`) of about
 /// `SNAPSHOT_BATCH_BYTES_TARGET` bytes of JSON each, every record whole, at least one per
 /// batch.
-fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i64) -> Vec<Bytes> {
-    let mut batches: Vec<Vec<R>> = Vec::new();
+fn snapshot_batches<R: serde::Serialize>(records: &[R], wall_ms: i64) -> Vec<Bytes> {
+    let mut batches: Vec<Vec<crate::records::PlainRecord>> = Vec::new();
     let mut batch_bytes = 0;
-    for record in records {
-        let record_bytes = serde_json::to_vec(&record).map_or(0, |bytes| bytes.len());
+    for record in crate::records::encode_json_records(records) {
+        let record_bytes = record.value.as_ref().map_or(0, Bytes::len);
         match batches.last_mut() {
             Some(batch) if batch_bytes + record_bytes <= SNAPSHOT_BATCH_BYTES_TARGET => {
                 batch.push(record)
@@ -273,10 +273,7 @@ fn snapshot_batches<R: serde::Serialize>(records: Vec<R>, wall_ms: i64) -> Vec<B
     }
     batches
         .iter()
-        .map(|records| {
-            let encoded = crate::records::encode_json_records(records);
-            crate::records::encode_batch(&encoded, wall_ms, 0, -1)
-        })
+        .map(|records| crate::records::encode_batch(records, wall_ms, 0, -1))
         .collect()
 }
 
@@ -307,7 +304,7 @@ pub(crate) fn due_snapshots<S: SnapshotSource>(
         if !shard.ready_for_snapshot() || !shard.snapshots().is_due(interval_bytes) {
             continue;
         }
-        let batches = snapshot_batches(shard.snapshot_records(), wall_ms);
+        let batches = snapshot_batches(&shard.snapshot_records(), wall_ms);
         let bytes = batches.iter().map(|batch| batch.len() as u64).sum();
         tracing::info!(topic, partition = index, bytes, "writing a snapshot");
         shard.snapshots().written(bytes);

@@ -440,9 +440,12 @@ fn recover_trusted_segment<F: FileSystem>(
     let log_bytes = log
         .len()
         .map_err(io_error(|| format!("stat {}", paths.log.display())))?;
-    let trusted_bytes = match trusted {
-        Trusted::Prefix(bytes) => bytes,
-        Trusted::Whole | Trusted::Nothing => log_bytes,
+    // A whole segment's index entries were all synced at its roll and must end with its
+    // log. In the point's segment the entries past the point were never synced: a crash may
+    // have torn them into anything (zeroed, an entry says 0), so they are not read.
+    let (trusted_bytes, entries_past_point) = match trusted {
+        Trusted::Prefix(bytes) => (bytes, EntriesPastEnd::Ignored),
+        Trusted::Whole | Trusted::Nothing => (log_bytes, EntriesPastEnd::Refused),
     };
     let damaged = |path: &Path, position: u64, offset: i64, reason: String| {
         StorageError::DamagedBelowRecoveryPoint {
@@ -456,23 +459,15 @@ fn recover_trusted_segment<F: FileSystem>(
     let offset_index = open_index(fs, &paths.offset_index)?;
     let time_index = open_index(fs, &paths.time_index)?;
     let decoded = read_indexes(&paths, &offset_index, &time_index, log_bytes)?;
-    // Index entries past the point were never synced, so a crash may have torn them: only
-    // the entries below it must decode (a whole segment's were all synced at its roll).
-    let usable = match (&decoded.damage, trusted) {
-        (Some(reason), Trusted::Whole | Trusted::Nothing) => Err(reason.clone()),
+    // Only the entries below the point must decode.
+    let usable = match &decoded.damage {
+        Some(reason) if entries_past_point == EntriesPastEnd::Refused => Err(reason.clone()),
         _ => Ok(decoded.entries.as_slice()),
     };
 
     // The batches below the point, from the indexes, or from a scan when they are missing.
     let below = match (usable, indexes_missing) {
         (Ok(entries), false) => {
-            // A whole segment's entries must end with its log. In the point's segment the
-            // entries past the point are not read: they were never synced, and a torn entry
-            // can hold any position (zeroed, it says 0).
-            let entries_past_point = match trusted {
-                Trusted::Prefix(_) => EntriesPastEnd::Ignored,
-                Trusted::Whole | Trusted::Nothing => EntriesPastEnd::Refused,
-            };
             match (log_bytes >= trusted_bytes)
                 .then(|| {
                     batches_from_index(
