@@ -960,16 +960,9 @@ impl GroupCoordinator {
                     replies.extend(shard.unload().into_iter().map(group_response));
                 }
                 if let Some(epoch) = leading {
-                    if !shard.snapshots.is_complete() {
-                        // Its log starts past 0 and no snapshot restored what lies below:
-                        // serving would answer from part of the groups' state.
-                        self.fail_stop.get_or_insert_with(|| CorruptData {
-                            partition: TopicPartition::new(OFFSETS_TOPIC, *index),
-                            offset: shard.snapshots.log_start(),
-                            reason: "the offsets log starts past 0 and holds no complete \
-                                     snapshot from its start on"
-                                .to_string(),
-                        });
+                    let partition = TopicPartition::new(OFFSETS_TOPIC, *index);
+                    if let Err(corrupt) = shard.snapshots.check_servable(partition) {
+                        self.fail_stop.get_or_insert(corrupt);
                         continue;
                     }
                     #[cfg(feature = "defects")]

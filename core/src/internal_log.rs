@@ -222,14 +222,24 @@ impl<V: Default> SnapshotState<V> {
         self.last
     }
 
-    pub(crate) fn log_start(&self) -> i64 {
-        self.log_start
-    }
-
     /// Whether the view holds everything its log says: the log starts at 0, or a complete
     /// snapshot at or past its start was applied.
     pub(crate) fn is_complete(&self) -> bool {
         self.log_start == 0 || self.last.is_some_and(|start| start >= self.log_start)
+    }
+
+    /// Before `partition`'s view is served: an incomplete view (see `is_complete`) would
+    /// answer from part of the state, so it is corrupt data that stops the node.
+    pub(crate) fn check_servable(&self, partition: TopicPartition) -> Result<(), CorruptData> {
+        if self.is_complete() {
+            return Ok(());
+        }
+        Err(CorruptData {
+            partition,
+            offset: self.log_start,
+            reason: "the log starts past 0 and holds no complete snapshot from its start on"
+                .to_string(),
+        })
     }
 
     /// Whether enough was appended since the last snapshot for the next: `interval_bytes`,

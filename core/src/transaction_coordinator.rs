@@ -999,16 +999,11 @@ impl TransactionCoordinator {
                     shard.markers.clear();
                     shard.writes.clear();
                 }
-                if leading.is_some() && !shard.snapshots.is_complete() {
-                    // Its log starts past 0 and no snapshot restored what lies below:
-                    // coordinating would answer from part of the ids' state.
-                    self.fail_stop.get_or_insert_with(|| CorruptData {
-                        partition: TopicPartition::new(TRANSACTION_STATE_TOPIC, *index),
-                        offset: shard.snapshots.log_start(),
-                        reason: "the transaction-state log starts past 0 and holds no \
-                                 complete snapshot from its start on"
-                            .to_string(),
-                    });
+                let partition = TopicPartition::new(TRANSACTION_STATE_TOPIC, *index);
+                if let Err(corrupt) =
+                    leading.map_or(Ok(()), |_| shard.snapshots.check_servable(partition))
+                {
+                    self.fail_stop.get_or_insert(corrupt);
                     shard.coordinating = None;
                     continue;
                 }
