@@ -704,7 +704,9 @@ pub enum StorageCommand {
         base_offset: i64,
     },
     /// Replace the partition's persisted replica state (epoch and vote), durably, before
-    /// anything later is executed.
+    /// any later `Send` or `Respond` leaves and before any later storage command of this
+    /// partition is carried out. A driver may write many partitions' states at once (the
+    /// node batches a whole election wave into one write).
     PersistReplicaState {
         partition: TopicPartition,
         state: crate::replication::ReplicaState,

@@ -28,7 +28,9 @@
 //!      acks=0 produce, send nothing).
 //!    - `Send { to, message }`: send it to node `to`, best effort; a replication append that
 //!      names stored byte ranges (`Records::Stored`) is sent with those bytes inline.
-//!      `PersistReplicaState` and `Truncate` are durable before anything after them.
+//!      `Truncate` is durable before anything after it; `PersistReplicaState` before any
+//!      later send or response and any later storage command of its partition (a driver
+//!      may write many partitions' states in one write).
 //! 4. Durability is reported back: after a sync that covered every append up to sequence
 //!    `S`, feed `Input::Synced { through_sequence: S }`. Acknowledgements and the high
 //!    watermark advance only then. One sync may cover many produces (group commit).

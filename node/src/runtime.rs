@@ -1,12 +1,21 @@
-//! The runtime: one task owns the core's `Broker` and drives it.
+//! The runtime: one task owns the core's `Broker` and drives it; another carries out what
+//! it decides.
 //!
 //! Connection tasks send decoded requests here through a bounded channel and await the
-//! answer on a oneshot. The core task feeds each request to `Broker::step`, executes the
-//! storage commands it returns in order (appends land in the page cache), and sends the
-//! responses. Durability is a group commit: whenever appends are outstanding and no sync is
-//! running, one sync starts on a blocking thread and covers every append issued so far; its
-//! completion comes back as `Input::Synced`, which releases the acknowledgements waiting for
-//! it. Produce requests that arrive during a sync share the next one.
+//! answer on a oneshot. The core task feeds each request to `Broker::step` and queues the
+//! step's outputs, in order, for the effect worker ([`EffectExecutor`]), which carries them
+//! out on a blocking thread: storage commands (appends land in the page cache), the reads
+//! of replication sends, then the sends and replies. So no disk I/O ever blocks a step,
+//! and one slow disk operation stalls no election, heartbeat or client of another
+//! partition. Replica-state writes are batched: one durable write for all the partitions a
+//! batch of steps moved, made before anything that depends on it leaves (see
+//! [`EffectExecutor`] for the invariants).
+//!
+//! Durability is a group commit: whenever the worker has written appends that no sync
+//! covers and no sync is running, one sync starts on a blocking thread and covers every
+//! append written so far; its completion comes back as `Input::Synced`, which releases the
+//! acknowledgements waiting for it. Produce requests that arrive during a sync share the
+//! next one.
 //!
 //! The core never reads a clock: this task reads the node's two ([`NodeClock`]) before each
 //! step and passes both as `Now`: a monotonic one, which drives every timer in the core, and
@@ -20,26 +29,27 @@
 //! adjusted before the broker is built. The real binary passes no hooks; the simulator
 //! passes all of them.
 //!
-//! Fail-stop: a storage error ends the node. The real binary exits (status 70). Under the
-//! simulator (`cfg(madsim)`) every node shares one process, so the core task stops instead:
-//! it answers nothing more, and the simulator treats the node as crashed.
+//! Fail-stop: a storage error ends the node (nothing of the effect batch that failed is let
+//! out). The real binary exits (status 70). Under the simulator (`cfg(madsim)`) every node
+//! shares one process, so the core task stops instead: it answers nothing more, and the
+//! simulator treats the node as crashed.
 
 use crate::peer::{PeerReceiver, PeerTransport};
 use crate::storage::{read_verified, Storage, StorageError};
 use bytes::{Bytes, BytesMut};
 use myelin_core::api::{
-    BrokerConfig, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition, Request,
-    RequestId, Response, StorageCommand,
+    BrokerConfig, CorruptData, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition,
+    Request, RequestId, Response, StorageCommand,
 };
 use myelin_core::broker::Broker;
 use myelin_core::metadata::TopicPartition;
-use myelin_core::replication::{NodeId, Records, ReplicationMessage};
+use myelin_core::replication::{NodeId, Records, ReplicaState, ReplicationMessage};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Requests queued for the core task at most; senders wait beyond this (backpressure).
 pub const CORE_QUEUE_DEPTH: usize = 4096;
@@ -122,6 +132,8 @@ pub enum TraceEvent<'a> {
     Output(&'a Output),
     /// Storage failed: the node stops (see the module doc).
     FailStop(&'a StorageError),
+    /// These replica states are durable now (one write; see the effect worker).
+    ReplicaStatesPersisted(&'a [(TopicPartition, ReplicaState)]),
 }
 
 /// Receives a node's trace; `wall_ms` is the wall clock the core was given.
@@ -210,13 +222,15 @@ struct CoreTask {
     events_sender: mpsc::Sender<CoreEvent>,
     pending: BTreeMap<RequestId, oneshot::Sender<Response>>,
     next_request_id: RequestId,
-    /// Sequence of the last append handed to storage.
-    appended_sequence: u64,
+    /// Where the core's outputs go, in step order, to be carried out off this task.
+    effects: mpsc::Sender<Vec<Effect>>,
+    /// Sequence of the last append the effect worker has written (a sync covers it).
+    written_sequence: watch::Receiver<u64>,
+    /// The effect worker's error, once it fails; `None` after it was taken.
+    worker_failed: Option<oneshot::Receiver<StorageError>>,
     /// Sequence covered by the last completed sync.
     synced_sequence: u64,
     sync_in_flight: bool,
-    /// The transport to the other nodes; `None` for a single-node cluster.
-    peers: Option<PeerTransport<PeerMessage>>,
     hooks: NodeHooks,
     clock: NodeClock,
 }
@@ -234,7 +248,7 @@ pub fn start(
 
 /// [`start`], with the peer transport of a cluster and hooks. Messages from peers become
 /// `Input::Peer`s, in arrival order. The trace sees `initial` as outputs before anything
-/// else runs.
+/// else runs; they are carried out before this returns.
 pub fn start_with(
     broker: Broker,
     storage: Arc<dyn Storage>,
@@ -248,16 +262,28 @@ pub fn start_with(
         Some((transport, receiver)) => (Some(transport), Some(receiver)),
         None => (None, None),
     };
+    let (effects, effect_queue) = mpsc::channel(EFFECT_QUEUE_DEPTH);
+    let (written_sender, written_sequence) = watch::channel(0);
+    let (failure_sender, worker_failed) = oneshot::channel();
+    let mut executor = EffectExecutor {
+        storage: storage.clone(),
+        peers,
+        written_sequence: 0,
+        unwritten_states: BTreeMap::new(),
+        hooks: hooks.clone(),
+        clock: clock.clone(),
+    };
     let mut task = CoreTask {
         broker,
         storage: storage.clone(),
         events_sender: events_sender.clone(),
         pending: BTreeMap::new(),
         next_request_id: 1,
-        appended_sequence: 0,
+        effects,
+        written_sequence,
+        worker_failed: Some(worker_failed),
         synced_sequence: 0,
         sync_in_flight: false,
-        peers,
         hooks,
         clock,
     };
@@ -267,22 +293,315 @@ pub fn start_with(
             task.hooks.trace(now, TraceEvent::Output(output));
         }
     }
-    if let Err(error) = task.execute(initial) {
+    // Carried out here, before anything is served: what the core rebuilt from disk (e.g. a
+    // cut tail) is on disk again before the first request.
+    let mut released = Vec::new();
+    let initial = task.effects_of(initial);
+    if let Err(error) = executor.execute(initial, &mut released) {
         // Stored data found corrupt at start (or storage failing): fail-stop, as below.
         tracing::error!(%error, "the node cannot start from its data; it stops");
         task.hooks
             .trace(task.clock.now(), TraceEvent::FailStop(&error));
         return Err(error);
     }
+    executor.release(released);
+    written_sender.send_replace(executor.written_sequence);
     // Peer messages have their own queue, read before client requests: votes, heartbeats
     // and acknowledgements must not wait behind a flood of produces, or elections churn.
     // (Without peers the receiver is empty for good.)
     let peer_events = peer_receiver.unwrap_or_else(|| mpsc::channel(1).1);
+    tokio::spawn(run_effects(
+        executor,
+        effect_queue,
+        written_sender,
+        failure_sender,
+    ));
     tokio::spawn(task.run(events, peer_events));
     Ok(NodeHandle {
         events: events_sender,
         storage,
     })
+}
+
+/// One of the core's outputs on its way to be carried out, in step order (see
+/// [`EffectExecutor`]). A response travels with the channel of the request it answers.
+enum Effect {
+    Storage(StorageCommand),
+    Reply {
+        reply: oneshot::Sender<Response>,
+        response: Response,
+    },
+    Send {
+        to: NodeId,
+        message: PeerMessage,
+    },
+    FailStop(CorruptData),
+    /// Passed once every effect before it is carried out and released (shutdown).
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What a batch of effects lets out once its writes are durable, in order.
+enum Release {
+    Reply(oneshot::Sender<Response>, Response),
+    Send(NodeId, PeerMessage),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Carries out the core's outputs off the core task, in the order the core produced them,
+/// so that no disk I/O (appends, truncations, replica-state and metadata writes, the reads
+/// of a replication send) ever blocks a step.
+///
+/// Replica states are batched: a `PersistReplicaState` only records the state, and one
+/// durable write of every recorded state (`Storage::persist_replica_states`) happens before
+/// the batch lets anything out, and before any later storage command of a partition whose
+/// state is recorded. So an election over a thousand partitions costs one write, not a
+/// thousand, and still:
+///
+/// Invariants (`api::StorageCommand::PersistReplicaState`):
+/// - nothing sent or answered after a persist in step order leaves before the state is
+///   durable (sends and replies are released only after the batch's write);
+/// - no data of a partition is written, cut or dropped before the replica state its core
+///   moved to first is durable (a batch stamped with an epoch the disk does not know would
+///   let a restarted node vote in that epoch again).
+///
+/// Fail-stop: the first error stops the worker; nothing of the failing batch is released.
+struct EffectExecutor {
+    storage: Arc<dyn Storage>,
+    /// The transport to the other nodes; `None` for a single-node cluster.
+    peers: Option<PeerTransport<PeerMessage>>,
+    /// Sequence of the last append written.
+    written_sequence: u64,
+    /// Replica states recorded but not yet written, by partition.
+    unwritten_states: BTreeMap<TopicPartition, ReplicaState>,
+    hooks: NodeHooks,
+    clock: NodeClock,
+}
+
+/// Effects carried out in one batch at most (more wait for the next).
+const EFFECTS_PER_BATCH_MAX: usize = 4096;
+/// Steps' effects queued for the worker at most; the core task waits beyond this.
+const EFFECT_QUEUE_DEPTH: usize = 1024;
+
+/// The effect worker: takes what the core queued, carries it out on a blocking thread, then
+/// releases the sends and replies and reports the appends written (a sync may cover them).
+async fn run_effects(
+    mut executor: EffectExecutor,
+    mut queue: mpsc::Receiver<Vec<Effect>>,
+    written_sequence: watch::Sender<u64>,
+    failed: oneshot::Sender<StorageError>,
+) {
+    while let Some(mut effects) = queue.recv().await {
+        while effects.len() < EFFECTS_PER_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(more) => effects.extend(more),
+                Err(_) => break,
+            }
+        }
+        // madsim deprecates spawn_blocking (it runs the closure as a plain task), which is
+        // right for the simulator's in-memory file system.
+        #[cfg_attr(madsim, allow(deprecated))]
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut released = Vec::new();
+            let result = executor.execute(effects, &mut released);
+            (executor, result, released)
+        })
+        .await;
+        let error = match joined {
+            Ok((back, Ok(()), released)) => {
+                executor = back;
+                written_sequence.send_if_modified(|written| {
+                    let advanced = *written != executor.written_sequence;
+                    *written = executor.written_sequence;
+                    advanced
+                });
+                executor.release(released);
+                continue;
+            }
+            Ok((_, Err(error), _)) => error,
+            Err(join_error) => StorageError::io(
+                "effect worker",
+                std::io::Error::other(join_error.to_string()),
+            ),
+        };
+        let _ = failed.send(error);
+        return;
+    }
+}
+
+impl EffectExecutor {
+    /// Carries out `effects` in order, collecting in `released` what may leave once the
+    /// batch's replica states are durable; writes them last.
+    fn execute(
+        &mut self,
+        effects: Vec<Effect>,
+        released: &mut Vec<Release>,
+    ) -> Result<(), StorageError> {
+        for effect in effects {
+            match effect {
+                Effect::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
+                    self.unwritten_states.insert(partition, state);
+                }
+                Effect::Storage(command) => {
+                    if command_partition(&command)
+                        .is_some_and(|partition| self.unwritten_states.contains_key(partition))
+                    {
+                        self.write_replica_states()?;
+                    }
+                    self.apply(command)?;
+                }
+                Effect::Reply { reply, response } => released.push(Release::Reply(reply, response)),
+                Effect::Send { to, message } => {
+                    if let Some(message) = self.with_stored_bytes(to, message)? {
+                        released.push(Release::Send(to, message));
+                    }
+                }
+                Effect::FailStop(corrupt) => {
+                    return Err(StorageError::CorruptData {
+                        location: self.storage.locate(&corrupt.partition, corrupt.offset),
+                        offset: corrupt.offset,
+                        reason: corrupt.reason,
+                    })
+                }
+                Effect::Barrier(passed) => released.push(Release::Barrier(passed)),
+            }
+        }
+        self.write_replica_states()
+    }
+
+    /// Makes every recorded replica state durable, in one write.
+    fn write_replica_states(&mut self) -> Result<(), StorageError> {
+        if self.unwritten_states.is_empty() {
+            return Ok(());
+        }
+        let states: Vec<(TopicPartition, ReplicaState)> =
+            std::mem::take(&mut self.unwritten_states)
+                .into_iter()
+                .collect();
+        self.storage.persist_replica_states(&states)?;
+        self.hooks.trace(
+            self.clock.now(),
+            TraceEvent::ReplicaStatesPersisted(&states),
+        );
+        Ok(())
+    }
+
+    /// Lets out what a carried-out batch allows, in order.
+    fn release(&self, released: Vec<Release>) {
+        for release in released {
+            match release {
+                // The connection may have gone; its response is simply dropped.
+                Release::Reply(reply, response) => {
+                    let _ = reply.send(response);
+                }
+                Release::Send(to, message) => match &self.peers {
+                    // A full queue drops the message (counted by the transport): replication
+                    // retries.
+                    Some(peers) => {
+                        peers.send(to, message);
+                    }
+                    None => tracing::warn!(
+                        to,
+                        "a message for a peer, but this node has none configured"
+                    ),
+                },
+                Release::Barrier(passed) => {
+                    let _ = passed.send(());
+                }
+            }
+        }
+    }
+
+    /// `message` with the stored batches a replication append names read in; `None` if one
+    /// is damaged (never sent: the follower stays behind, and the partition
+    /// under-replicated, rather than copy a damaged batch).
+    fn with_stored_bytes(
+        &self,
+        to: NodeId,
+        mut message: PeerMessage,
+    ) -> Result<Option<PeerMessage>, StorageError> {
+        if let PeerMessage::Replication {
+            partition,
+            message: ReplicationMessage::Append { records, .. },
+        } = &mut message
+        {
+            if let Records::Stored(chunks) = records {
+                let mut bytes = BytesMut::new();
+                for chunk in chunks.iter() {
+                    match read_verified(self.storage.as_ref(), partition, chunk) {
+                        Ok(read) => bytes.extend_from_slice(&read),
+                        Err(error @ StorageError::CorruptData { .. }) => {
+                            tracing::error!(%partition, to, %error, "a stored batch is damaged; not replicated");
+                            return Ok(None);
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                *records = Records::Inline(bytes.freeze());
+            }
+        }
+        Ok(Some(message))
+    }
+
+    fn apply(&mut self, command: StorageCommand) -> Result<(), StorageError> {
+        match command {
+            StorageCommand::CreatePartition {
+                partition,
+                base_offset,
+            } => self.storage.create_partition(&partition, base_offset),
+            StorageCommand::DeletePartition { partition } => {
+                self.storage.delete_partition(&partition)
+            }
+            StorageCommand::Append {
+                partition,
+                batch,
+                bytes,
+                sequence,
+            } => {
+                self.storage.append(&partition, &batch, &bytes)?;
+                myelin_core::invariant!(
+                    sequence > self.written_sequence,
+                    "append sequences increase"
+                );
+                self.written_sequence = sequence;
+                Ok(())
+            }
+            StorageCommand::RollSegment {
+                partition,
+                base_offset,
+            } => self.storage.roll_segment(&partition, base_offset),
+            StorageCommand::DeleteSegment {
+                partition,
+                base_offset,
+            } => self.storage.delete_segment(&partition, base_offset),
+            StorageCommand::Truncate {
+                partition,
+                truncation,
+            } => self.storage.truncate(&partition, &truncation),
+            StorageCommand::RestartLog {
+                partition,
+                base_offset,
+            } => self.storage.restart_log(&partition, base_offset),
+            StorageCommand::PersistReplicaState { partition, state } => {
+                self.storage.persist_replica_states(&[(partition, state)])
+            }
+            StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
+        }
+    }
+}
+
+/// The partition a storage command changes, if it is about one.
+fn command_partition(command: &StorageCommand) -> Option<&TopicPartition> {
+    match command {
+        StorageCommand::CreatePartition { partition, .. }
+        | StorageCommand::DeletePartition { partition }
+        | StorageCommand::Append { partition, .. }
+        | StorageCommand::RollSegment { partition, .. }
+        | StorageCommand::DeleteSegment { partition, .. }
+        | StorageCommand::Truncate { partition, .. }
+        | StorageCommand::RestartLog { partition, .. }
+        | StorageCommand::PersistReplicaState { partition, .. } => Some(partition),
+        StorageCommand::PersistMetadata(_) => None,
+    }
 }
 
 impl CoreTask {
@@ -303,11 +622,17 @@ impl CoreTask {
             let sleep_ms = (wake_at - now).max(0) as u64;
             let first = tokio::select! {
                 biased;
+                Some(error) = worker_failure(&mut self.worker_failed) => {
+                    self.fail_stop(&error);
+                    return;
+                }
                 Some((from, message)) = peer_events.recv() => Some(CoreEvent::Peer { from, message }),
                 event = events.recv() => match event {
                     Some(event) => Some(event),
                     None => return,
                 },
+                // More appends written: a sync may start (below).
+                Ok(()) = self.written_sequence.changed() => None,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(sleep_ms)) => None,
             };
             let mut batch = Vec::new();
@@ -330,7 +655,7 @@ impl CoreTask {
                     return;
                 }
             }
-            if let Err(error) = self.step(Input::Tick) {
+            if let Err(error) = self.step(Input::Tick).await {
                 self.fail_stop(&error);
                 return;
             }
@@ -340,7 +665,8 @@ impl CoreTask {
 
     /// Fail-stop: a storage error leaves the disk in a state we cannot vouch for, so nothing
     /// more is acknowledged. The real node exits; under the simulator the caller returns,
-    /// which ends the core task (and with it every pending request) but not the process.
+    /// which ends the core task (and with it every pending request, and the effect worker
+    /// once its queue closes) but not the process.
     fn fail_stop(&self, error: &StorageError) {
         tracing::error!(%error, "storage failed; the node stops serving");
         self.hooks
@@ -355,149 +681,91 @@ impl CoreTask {
                 let id = self.next_request_id;
                 self.next_request_id += 1;
                 self.pending.insert(id, reply);
-                self.step(Input::Request { id, request })
+                self.step(Input::Request { id, request }).await
             }
             CoreEvent::Synced { through_sequence } => {
                 self.sync_in_flight = false;
                 self.synced_sequence = through_sequence;
-                self.step(Input::Synced { through_sequence })
+                self.step(Input::Synced { through_sequence }).await
             }
             CoreEvent::SyncFailed(error) => Err(error),
-            CoreEvent::Peer { from, message } => self.step(Input::Peer { from, message }),
+            CoreEvent::Peer { from, message } => self.step(Input::Peer { from, message }).await,
             CoreEvent::Shutdown { done } => {
-                self.sync_now_blocking()?;
+                let (barrier, passed) = oneshot::channel();
+                self.submit(vec![Effect::Barrier(barrier)]).await?;
+                if passed.await.is_err() {
+                    return Err(self.worker_error().await);
+                }
+                self.sync_now_blocking().await?;
                 let _ = done.send(());
                 Ok(())
             }
         }
     }
 
-    fn step(&mut self, input: Input) -> Result<(), StorageError> {
+    async fn step(&mut self, input: Input) -> Result<(), StorageError> {
         let now = self.clock.now();
         if self.hooks.trace.is_none() {
             let outputs = self.broker.step(now, input);
-            return self.execute(outputs);
+            let effects = self.effects_of(outputs);
+            return self.submit(effects).await;
         }
         self.hooks.trace(now, TraceEvent::Input(&input));
         let outputs = self.broker.step(now, input);
         for output in &outputs {
             self.hooks.trace(now, TraceEvent::Output(output));
         }
-        self.execute(outputs)
+        let effects = self.effects_of(outputs);
+        self.submit(effects).await
     }
 
-    fn execute(&mut self, outputs: Vec<Output>) -> Result<(), StorageError> {
-        for output in outputs {
-            match output {
-                Output::FailStop(corrupt) => {
-                    return Err(StorageError::CorruptData {
-                        location: self.storage.locate(&corrupt.partition, corrupt.offset),
-                        offset: corrupt.offset,
-                        reason: corrupt.reason,
-                    })
-                }
-                Output::Storage(command) => self.apply(command)?,
-                Output::Respond { id, response } => {
-                    if let Some(reply) = self.pending.remove(&id) {
-                        // The connection may have gone; its response is simply dropped.
-                        let _ = reply.send(response);
-                    }
-                }
-                Output::Send { to, message } => self.send(to, message)?,
-            }
-        }
-        Ok(())
+    /// The effects of a step's outputs: a response picks up its request's reply channel
+    /// (none if the request was answered already or came from no client).
+    fn effects_of(&mut self, outputs: Vec<Output>) -> Vec<Effect> {
+        outputs
+            .into_iter()
+            .filter_map(|output| match output {
+                Output::FailStop(corrupt) => Some(Effect::FailStop(corrupt)),
+                Output::Storage(command) => Some(Effect::Storage(command)),
+                Output::Respond { id, response } => self
+                    .pending
+                    .remove(&id)
+                    .map(|reply| Effect::Reply { reply, response }),
+                Output::Send { to, message } => Some(Effect::Send { to, message }),
+            })
+            .collect()
     }
 
-    /// Sends a message to a peer, first reading the stored batches an append names.
-    fn send(&mut self, to: NodeId, mut message: PeerMessage) -> Result<(), StorageError> {
-        let Some(peers) = &self.peers else {
-            tracing::warn!(
-                to,
-                "a message for a peer, but this node has none configured"
-            );
+    /// Queues `effects` for the worker; waits while its queue is full (backpressure).
+    async fn submit(&mut self, effects: Vec<Effect>) -> Result<(), StorageError> {
+        if effects.is_empty() {
             return Ok(());
-        };
-        if let PeerMessage::Replication {
-            partition,
-            message: ReplicationMessage::Append { records, .. },
-        } = &mut message
-        {
-            if let Records::Stored(chunks) = records {
-                let mut bytes = BytesMut::new();
-                for chunk in chunks.iter() {
-                    match read_verified(self.storage.as_ref(), partition, chunk) {
-                        Ok(read) => bytes.extend_from_slice(&read),
-                        Err(error @ StorageError::CorruptData { .. }) => {
-                            // Never sent: the follower stays behind (and the partition
-                            // under-replicated) rather than copy a damaged batch.
-                            tracing::error!(%partition, to, %error, "a stored batch is damaged; not replicated");
-                            return Ok(());
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-                *records = Records::Inline(bytes.freeze());
-            }
         }
-        // A full queue drops the message (counted by the transport): replication retries.
-        peers.send(to, message);
+        if self.effects.send(effects).await.is_err() {
+            return Err(self.worker_error().await);
+        }
         Ok(())
     }
 
-    fn apply(&mut self, command: StorageCommand) -> Result<(), StorageError> {
-        match command {
-            StorageCommand::CreatePartition {
-                partition,
-                base_offset,
-            } => self.storage.create_partition(&partition, base_offset),
-            StorageCommand::DeletePartition { partition } => {
-                self.storage.delete_partition(&partition)
-            }
-            StorageCommand::Append {
-                partition,
-                batch,
-                bytes,
-                sequence,
-            } => {
-                self.storage.append(&partition, &batch, &bytes)?;
-                myelin_core::invariant!(
-                    sequence > self.appended_sequence,
-                    "append sequences increase"
-                );
-                self.appended_sequence = sequence;
-                Ok(())
-            }
-            StorageCommand::RollSegment {
-                partition,
-                base_offset,
-            } => self.storage.roll_segment(&partition, base_offset),
-            StorageCommand::DeleteSegment {
-                partition,
-                base_offset,
-            } => self.storage.delete_segment(&partition, base_offset),
-            StorageCommand::Truncate {
-                partition,
-                truncation,
-            } => self.storage.truncate(&partition, &truncation),
-            StorageCommand::RestartLog {
-                partition,
-                base_offset,
-            } => self.storage.restart_log(&partition, base_offset),
-            StorageCommand::PersistReplicaState { partition, state } => {
-                self.storage.persist_replica_state(&partition, &state)
-            }
-            StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
-        }
+    /// Why the effect worker stopped.
+    async fn worker_error(&mut self) -> StorageError {
+        worker_failure(&mut self.worker_failed)
+            .await
+            .unwrap_or_else(|| {
+                StorageError::io(
+                    "effect worker",
+                    std::io::Error::other("stopped without an error"),
+                )
+            })
     }
 
-    /// Group commit: one sync at a time, covering every append issued before it starts.
+    /// Group commit: one sync at a time, covering every append written before it starts.
     fn start_sync_if_needed(&mut self) {
-        if self.sync_in_flight || self.appended_sequence == self.synced_sequence {
+        let through_sequence = *self.written_sequence.borrow();
+        if self.sync_in_flight || through_sequence == self.synced_sequence {
             return;
         }
         self.sync_in_flight = true;
-        let through_sequence = self.appended_sequence;
         let storage = self.storage.clone();
         let events = self.events_sender.clone();
         let delay = self.hooks.sync_delay.as_ref().map(|delay| delay());
@@ -521,11 +789,25 @@ impl CoreTask {
         });
     }
 
-    /// Used at shutdown: sync inline so that everything appended is durable before exit.
-    fn sync_now_blocking(&mut self) -> Result<(), StorageError> {
+    /// Used at shutdown, once the worker has carried out everything: sync inline so that
+    /// everything appended is durable before exit.
+    async fn sync_now_blocking(&mut self) -> Result<(), StorageError> {
+        let through_sequence = *self.written_sequence.borrow();
         self.storage.sync()?;
-        let through_sequence = self.appended_sequence;
         self.synced_sequence = through_sequence;
-        self.step(Input::Synced { through_sequence })
+        self.step(Input::Synced { through_sequence }).await
     }
+}
+
+/// The effect worker's error, once it has failed; pending until then, and for good once
+/// taken (or if the worker ended without one).
+async fn worker_failure(
+    failed: &mut Option<oneshot::Receiver<StorageError>>,
+) -> Option<StorageError> {
+    let Some(receiver) = failed else {
+        return std::future::pending().await;
+    };
+    let error = receiver.await.ok();
+    *failed = None;
+    error
 }

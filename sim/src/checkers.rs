@@ -500,9 +500,6 @@ pub struct Checker {
     leaders: BTreeMap<(String, i32, i32), u8>,
     /// The replica state each node last persisted, per (node, topic, partition).
     persisted_states: BTreeMap<ReplicaKey, ReplicaState>,
-    /// Per node, the persists its core issued in its current step, each with the state it
-    /// replaced: undone if the step fail-stops (see `core_fail_stopped`).
-    persists_in_step: BTreeMap<u8, Vec<(ReplicaKey, Option<ReplicaState>)>>,
     /// The durable end each follower reported, per (topic, partition, epoch, follower).
     durable_reports: BTreeMap<(String, i32, i32, u8), i64>,
     /// The replicas seen sending or receiving appends, per (topic, partition).
@@ -1864,10 +1861,6 @@ impl Checker {
                 self.prefix_checked(compared, found, at);
                 return;
             }
-            Output::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
-                self.observe_persisted_state(node, partition, *state, at);
-                return;
-            }
             Output::Storage(command) if self.offset_gaps_allowed => {
                 match command {
                     StorageCommand::Append {
@@ -1934,9 +1927,9 @@ impl Checker {
         }
     }
 
-    /// A node persisted `state` for `partition`: epochs never go back, and a vote, once
-    /// cast in an epoch, stays.
-    fn observe_persisted_state(
+    /// A node made `state` durable for `partition` (its storage's write returned): epochs
+    /// never go back, and a vote, once cast in an epoch, stays.
+    pub fn observe_persisted_state(
         &mut self,
         node: u8,
         partition: &TopicPartition,
@@ -1944,11 +1937,7 @@ impl Checker {
         at: Micros,
     ) {
         let key = (node, partition.topic.clone(), partition.partition);
-        let previous = self.persisted_states.insert(key.clone(), state);
-        self.persists_in_step
-            .entry(node)
-            .or_default()
-            .push((key, previous));
+        let previous = self.persisted_states.insert(key, state);
         let ok = previous.is_none_or(|previous| {
             state.epoch > previous.epoch
                 || (state.epoch == previous.epoch
@@ -1960,26 +1949,6 @@ impl Checker {
                 previous.unwrap_or_default()
             )
         });
-    }
-
-    /// Node `node`'s core starts a step (takes an input, or starts from its disk): the
-    /// outputs of its previous step, persists included, were carried out.
-    pub fn core_step_started(&mut self, node: u8) {
-        self.persists_in_step.remove(&node);
-    }
-
-    /// Node `node` fail-stopped (a storage command or a sync failed). A persist of its last
-    /// step may be the command that failed, and the core acts on a persisted state only
-    /// after it (its vote is sent after the persist), so those persists are not states the
-    /// node is held to: the check goes back to the states before them.
-    pub fn core_fail_stopped(&mut self, node: u8) {
-        let undone = self.persists_in_step.remove(&node).unwrap_or_default();
-        for (key, previous) in undone.into_iter().rev() {
-            match previous {
-                Some(previous) => self.persisted_states.insert(key, previous),
-                None => self.persisted_states.remove(&key),
-            };
-        }
     }
 
     /// The leader of `epoch` sent a follower an append announcing `high_watermark`: if
@@ -2335,12 +2304,15 @@ mod tests {
         );
     }
 
-    /// Node `node`'s core persisting replica state `(epoch, vote)` for `events-0`.
-    fn persisted(epoch: i32, voted_for: Option<i32>) -> Output {
-        Output::Storage(StorageCommand::PersistReplicaState {
-            partition: TopicPartition::new("events", 0),
-            state: ReplicaState { epoch, voted_for },
-        })
+    /// Node `node` making replica state `(epoch, vote)` of `events-0` durable at `at`.
+    fn persisted(
+        checker: &mut Checker,
+        node: u8,
+        (epoch, voted_for): (i32, Option<i32>),
+        at: Micros,
+    ) {
+        let state = ReplicaState { epoch, voted_for };
+        checker.observe_persisted_state(node, &TopicPartition::new("events", 0), state, at);
     }
 
     fn append(to: i32, epoch: i32, high_watermark: i64) -> Output {
@@ -2756,13 +2728,13 @@ mod tests {
     #[test]
     fn a_persisted_epoch_or_vote_going_back_is_caught() {
         let mut checker = Checker::new();
-        checker.observe_core(1, &persisted(1, None), 1);
-        checker.observe_core(1, &persisted(1, Some(2)), 2);
-        checker.observe_core(1, &persisted(2, Some(1)), 3);
-        checker.observe_core(2, &persisted(1, Some(3)), 3);
+        persisted(&mut checker, 1, (1, None), 1);
+        persisted(&mut checker, 1, (1, Some(2)), 2);
+        persisted(&mut checker, 1, (2, Some(1)), 3);
+        persisted(&mut checker, 2, (1, Some(3)), 3);
         assert!(checker.report.violations.is_empty(), "{:?}", checker.report);
-        checker.observe_core(1, &persisted(2, Some(3)), 4);
-        checker.observe_core(1, &persisted(1, Some(1)), 5);
+        persisted(&mut checker, 1, (2, Some(3)), 4);
+        persisted(&mut checker, 1, (1, Some(1)), 5);
         assert_eq!(
             broken(&checker.report),
             vec![Invariant::EpochMonotonic, Invariant::EpochMonotonic],

@@ -408,10 +408,15 @@ impl RunLog {
                 state.checker.observe_core(node, output, t_us);
                 state.trace_new_violations(t_us);
             }
-            TraceEvent::Input(_) | TraceEvent::Started { .. } => {
-                state.checker.core_step_started(node)
+            TraceEvent::ReplicaStatesPersisted(states) => {
+                for (partition, replica_state) in states.iter() {
+                    state
+                        .checker
+                        .observe_persisted_state(node, partition, *replica_state, t_us);
+                }
+                state.trace_new_violations(t_us);
             }
-            TraceEvent::FailStop(_) => state.checker.core_fail_stopped(node),
+            TraceEvent::Input(_) | TraceEvent::Started { .. } | TraceEvent::FailStop(_) => {}
         }
     }
 }

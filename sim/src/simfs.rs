@@ -1399,13 +1399,13 @@ mod tests {
             let storage = FileStorage::open_on(fs.clone(), Path::new("/data"))?;
             storage.recover()?;
             storage.create_partition(&partition(), 0)?;
-            storage.persist_replica_state(
-                &partition(),
-                &ReplicaState {
+            storage.persist_replica_states(&[(
+                partition(),
+                ReplicaState {
                     epoch: 1,
                     voted_for: None,
                 },
-            )?;
+            )])?;
             let mut position = 0;
             let mut sizes = Vec::new();
             for offset in 0..3 {

@@ -10,7 +10,8 @@
 //! - `now_ms`: the wall clock the core was given (it differs from `t_us` under clock skew;
 //!   the core's monotonic clock is the node's time since it started);
 //! - `kind`: from a node's core: `start` (the node recovered and builds its broker), `in`
-//!   (an input to `Broker::step`), `out` (one of its outputs, in order), `fail-stop`; from
+//!   (an input to `Broker::step`), `out` (one of its outputs, in order), `persisted` (replica
+//!   states made durable, one write for many partitions), `fail-stop`; from
 //!   the harness: `scenario` (the first line: the scenario as JSON), `fault`,
 //!   `fault-skipped`, `heal`, `crash`, `restart`, `node-exit`, `stuck`; `client` (an
 //!   operation of a simulated client); `check` (a violation, when it is seen);
@@ -189,6 +190,13 @@ pub fn describe_core_event(event: &TraceEvent<'_>) -> (&'static str, String) {
         TraceEvent::Input(input) => ("in", describe_input(input)),
         TraceEvent::Output(output) => ("out", describe_output(output)),
         TraceEvent::FailStop(error) => ("fail-stop", error.to_string()),
+        TraceEvent::ReplicaStatesPersisted(states) => {
+            let states: Vec<String> = states
+                .iter()
+                .map(|(partition, state)| format!("{partition} {state:?}"))
+                .collect();
+            ("persisted", states.join(", "))
+        }
     }
 }
 

@@ -15,6 +15,8 @@
 //! <data_dir>/metadata.json                 the ClusterMetadata snapshot (serde_json)
 //! <data_dir>/metadata.json.tmp             a snapshot being written; removed by recovery
 //! <data_dir>/recovery-points.json          each partition's recovery point (see below)
+//! <data_dir>/replica-states.json           every partition's epoch and vote (see
+//!                                          `replica_states`)
 //! <data_dir>/topics/<topic>-<partition>/   one directory per partition (the partition
 //!                                          number follows the LAST '-': topics may hold '-')
 //!     00000000000000000000.log             batches back to back, base offsets patched in
@@ -100,13 +102,15 @@
 //! map lock is held only to find a partition, a partition's lock only for bookkeeping and
 //! an append's writes. Readers clone an `Arc` of the segment's file and read without locks,
 //! so a concurrent `delete_segment` cannot break a read in progress. Lock order: the recovery
-//! points' lock (held across a truncation or deletion) before the map's; the map lock is
+//! points' lock (held across a truncation or deletion) before the replica states' and the
+//! map's; the map lock is
 //! never held while taking another; a partition's lock may be held while taking the dirty
 //! list's; `sync` holds only its own serializing lock while it fsyncs.
 
 mod layout;
 mod recovery;
 mod recovery_point;
+mod replica_states;
 #[cfg(test)]
 mod tests;
 
@@ -127,6 +131,7 @@ use recovery_point::{
     encode_recovery_points, RecoveryPoint, RecoveryPoints, CHECKPOINT_INTERVAL_BYTES,
     RECOVERY_POINTS_FILE,
 };
+use replica_states::{encode_replica_states, ReplicaStates, REPLICA_STATES_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -134,10 +139,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 const METADATA_FILE: &str = "metadata.json";
-/// Where `write_durably` writes the metadata snapshot before renaming it.
-const METADATA_TEMP_FILE: &str = "metadata.json.tmp";
-/// A partition's persisted replica state (epoch and vote), in its directory.
-pub(super) const REPLICA_STATE_FILE: &str = "replica-state.json";
 const TOPICS_DIR: &str = "topics";
 /// Largest size of a segment: positions inside it are u32.
 const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
@@ -164,6 +165,8 @@ pub struct FileStorage<F: FileSystem = OsFileSystem> {
     recovery_points: Mutex<RecoveryPoints>,
     /// Bytes appended since the recovery points were last written (see `sync`).
     appended_since_checkpoint: AtomicU64,
+    /// The replica states as last written to disk; held while new ones are written.
+    replica_states: Mutex<ReplicaStates>,
     /// The deliberate bug this storage carries (see `with_defect`).
     #[cfg(feature = "defects")]
     defect: Option<myelin_core::defects::Defect>,
@@ -467,6 +470,7 @@ impl<F: FileSystem> FileStorage<F> {
             metadata_serial: Mutex::new(()),
             recovery_points: Mutex::new(RecoveryPoints::new()),
             appended_since_checkpoint: AtomicU64::new(0),
+            replica_states: Mutex::new(ReplicaStates::new()),
             #[cfg(feature = "defects")]
             defect: None,
         })
@@ -517,21 +521,48 @@ impl<F: FileSystem> FileStorage<F> {
 
     /// Reads and parses `metadata.json`; a leftover temporary file is removed.
     fn recover_metadata(&self) -> StorageResult<Option<ClusterMetadata>> {
-        let temp_path = self.data_dir.join(METADATA_TEMP_FILE);
+        self.remove_unfinished_replacement(METADATA_FILE)?;
+        read_json_file(&self.fs, &self.data_dir.join(METADATA_FILE))
+    }
+
+    /// Removes the temporary file a crash left while `name` was being replaced
+    /// (`replace_file`): the rename never happened, so the previous contents hold.
+    fn remove_unfinished_replacement(&self, name: &str) -> StorageResult<()> {
+        let temp_path = self.data_dir.join(temporary_name(name));
         match self.fs.remove_file(&temp_path) {
             Ok(()) => {
-                // A crash between writing the snapshot and renaming it: the previous one holds.
-                tracing::warn!(path = %temp_path.display(), "removed an unfinished metadata snapshot");
+                tracing::warn!(path = %temp_path.display(), "removed an unfinished replacement");
+                Ok(())
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => {
-                return Err(StorageError::io(
-                    format!("remove {}", temp_path.display()),
-                    error,
-                ))
-            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(StorageError::io(
+                format!("remove {}", temp_path.display()),
+                error,
+            )),
         }
-        read_json_file(&self.fs, &self.data_dir.join(METADATA_FILE))
+    }
+
+    /// Writes `states` over the replica-states file (durably, unless the deliberate defect
+    /// `skip-replica-state-fsync` is on), then makes them the `written` ones.
+    fn replace_replica_states(
+        &self,
+        written: &mut ReplicaStates,
+        states: ReplicaStates,
+    ) -> StorageResult<()> {
+        #[cfg(feature = "defects")]
+        let durable = !self.has_defect(myelin_core::defects::Defect::SkipReplicaStateFsync);
+        #[cfg(not(feature = "defects"))]
+        let durable = true;
+        let text = encode_replica_states(&states)?;
+        replace_file(
+            &self.fs,
+            &self.data_dir,
+            REPLICA_STATES_FILE,
+            &text,
+            durable,
+        )?;
+        *written = states;
+        Ok(())
     }
 }
 
@@ -616,15 +647,27 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         }
         let dir = self.partition_dir(partition);
         match self.fs.remove_dir_all(&dir) {
-            Ok(()) => sync_directory(&self.fs, &self.topics_dir),
+            Ok(()) => sync_directory(&self.fs, &self.topics_dir)?,
             // Deleting what is not there is done already (the core may repeat a deletion that
             // a crash interrupted).
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(StorageError::io(
-                format!("remove directory {}", dir.display()),
-                error,
-            )),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StorageError::io(
+                    format!("remove directory {}", dir.display()),
+                    error,
+                ))
+            }
         }
+        // After the directory: a crash in between leaves a state without a partition, which
+        // recovery drops; the other order could leave a partition without its vote. Written
+        // now, so that a partition created again under this name never inherits it.
+        let mut written = lock(&self.replica_states);
+        if written.contains_key(partition) {
+            let mut next = written.clone();
+            next.remove(partition);
+            self.replace_replica_states(&mut written, next)?;
+        }
+        Ok(())
     }
 
     fn append(
@@ -919,19 +962,14 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         Ok(())
     }
 
-    fn persist_replica_state(
+    fn persist_replica_states(
         &self,
-        partition: &TopicPartition,
-        state: &ReplicaState,
+        states: &[(TopicPartition, ReplicaState)],
     ) -> StorageResult<()> {
-        let dir = self.partition_dir(partition);
-        let text = serde_json::to_vec(state)
-            .map_err(|error| StorageError::io("encode replica state", io::Error::other(error)))?;
-        #[cfg(feature = "defects")]
-        let durable = !self.has_defect(myelin_core::defects::Defect::SkipReplicaStateFsync);
-        #[cfg(not(feature = "defects"))]
-        let durable = true;
-        replace_file(&self.fs, &dir, REPLICA_STATE_FILE, &text, durable)
+        let mut written = lock(&self.replica_states);
+        let mut next = written.clone();
+        next.extend(states.iter().cloned());
+        self.replace_replica_states(&mut written, next)
     }
 
     fn sync(&self) -> StorageResult<()> {
@@ -1056,6 +1094,11 @@ fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) ->
     replace_file(fs, dir, name, bytes, true)
 }
 
+/// Where `replace_file` writes `name` before renaming it over the file.
+fn temporary_name(name: &str) -> String {
+    format!("{name}.tmp")
+}
+
 /// `write_durably`, or with `durable` false the same steps without an fsync (only the
 /// deliberate defect `skip-replica-state-fsync` asks for that).
 fn replace_file<F: FileSystem>(
@@ -1065,7 +1108,7 @@ fn replace_file<F: FileSystem>(
     bytes: &[u8],
     durable: bool,
 ) -> StorageResult<()> {
-    let temp_path = dir.join(format!("{name}.tmp"));
+    let temp_path = dir.join(temporary_name(name));
     let path = dir.join(name);
     let temp = fs
         .open(&temp_path, OpenMode::WriteTruncate)

@@ -10,7 +10,7 @@
 //! - `append` and the other mutating calls take effect in call order; an append is durable
 //!   only after a later `sync` returns `Ok` (group commit: one `sync` covers every append
 //!   issued before it started, whichever thread issued them).
-//! - `persist_metadata` is durable when it returns.
+//! - `persist_metadata` and `persist_replica_states` are durable when they return.
 //! - `read` may run on any thread, concurrently with appends and syncs.
 //! - A failed `sync` is fatal to the node: after an fsync error the page cache can no longer
 //!   be trusted, so the runtime stops the node rather than acknowledge anything.
@@ -143,11 +143,11 @@ pub trait Storage: Send + Sync + 'static {
     fn restart_log(&self, partition: &TopicPartition, base_offset: i64) -> StorageResult<()>;
     /// Cuts the log to `truncation` (see `StorageCommand::Truncate`); durable on return.
     fn truncate(&self, partition: &TopicPartition, truncation: &Truncation) -> StorageResult<()>;
-    /// Replaces the partition's replica state; durable on return.
-    fn persist_replica_state(
+    /// Replaces the replica states of these partitions, all in one write; durable on
+    /// return. A deleted partition's state goes with it (`delete_partition`).
+    fn persist_replica_states(
         &self,
-        partition: &TopicPartition,
-        state: &ReplicaState,
+        states: &[(TopicPartition, ReplicaState)],
     ) -> StorageResult<()>;
     /// Makes every append issued before this call durable (fsync of data and indexes).
     fn sync(&self) -> StorageResult<()>;

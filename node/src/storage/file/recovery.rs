@@ -7,10 +7,13 @@ use super::layout::{
     TIME_INDEX_ENTRY_BYTES,
 };
 use super::recovery_point::{read_recovery_points, RecoveryPoint};
+use super::replica_states::{
+    read_replica_states, ReplicaStates, LEGACY_REPLICA_STATE_FILE, REPLICA_STATES_FILE,
+};
 use super::{
-    create_segment, io_error, lock, open_read_write, read_json_file, sync_directory, ActiveSegment,
-    ActiveState, FileStorage, PartitionFiles, SegmentEntry, SegmentLog, REPLICA_STATE_FILE,
-    SEGMENT_BYTES_MAX,
+    create_segment, io_error, lock, open_read_write, read_json_file, sync_directory,
+    temporary_name, ActiveSegment, ActiveState, FileStorage, PartitionFiles, SegmentEntry,
+    SegmentLog, SEGMENT_BYTES_MAX,
 };
 use crate::storage::fs::{EntryKind, FileSystem, FsFile, OpenMode};
 use crate::storage::{Recovered, StorageError, StorageResult};
@@ -69,6 +72,9 @@ impl<F: FileSystem> FileStorage<F> {
     pub(super) fn recover_with_stats(&self) -> StorageResult<(Recovered, RecoveryStats)> {
         let metadata = self.recover_metadata()?;
         let recovery_points = read_recovery_points(&self.fs, &self.data_dir)?;
+        self.remove_unfinished_replacement(REPLICA_STATES_FILE)?;
+        let stored_states = read_replica_states(&self.fs, &self.data_dir)?;
+        let mut replica_states = ReplicaStates::new();
         let mut stats = RecoveryStats::default();
         let mut found = BTreeMap::new();
         let entries = self
@@ -97,14 +103,33 @@ impl<F: FileSystem> FileStorage<F> {
         for (partition, dir) in found {
             let point = recovery_points.get(&partition).copied();
             let check = self.batch_check();
-            let (report, files) =
+            let (mut report, files) =
                 recover_partition(&self.fs, &partition, &dir, point, check, &mut stats)?;
+            report.replica_state = match stored_states.get(&partition) {
+                Some(state) => Some(*state),
+                None => read_legacy_replica_state(&self.fs, &dir)?,
+            };
+            if let Some(state) = report.replica_state {
+                replica_states.insert(partition.clone(), state);
+            }
             stats.partitions += 1;
             stats.segments += report.segments.len();
             partitions.push(report);
             opened.insert(partition, Arc::new(Mutex::new(files)));
         }
         *lock(&self.partitions) = opened;
+        // A state without a partition: its deletion was cut short by a crash. Dropped on disk
+        // now, so that a partition created under that name never inherits it.
+        let mut written = lock(&self.replica_states);
+        if stored_states
+            .keys()
+            .any(|partition| !replica_states.contains_key(partition))
+        {
+            self.replace_replica_states(&mut written, replica_states)?;
+        } else {
+            *written = replica_states;
+        }
+        drop(written);
         // Everything reported is durable now: the next start need scan none of it (and a
         // point of a partition whose directory is gone is dropped).
         self.write_recovery_points()?;
@@ -214,15 +239,20 @@ fn recover_partition<F: FileSystem>(
     let report = RecoveredPartition {
         partition: partition.clone(),
         segments: reports,
-        replica_state: read_replica_state(fs, dir)?,
+        // Filled in by the caller, from the node-wide file (or a legacy one).
+        replica_state: None,
     };
     Ok((report, files))
 }
 
-/// The partition's persisted replica state, if any. A file that does not parse is an error,
-/// not a fresh start: forgetting a vote could elect two leaders in one epoch.
-fn read_replica_state<F: FileSystem>(fs: &F, dir: &Path) -> StorageResult<Option<ReplicaState>> {
-    read_json_file(fs, &dir.join(REPLICA_STATE_FILE))
+/// The replica state a data directory written before `REPLICA_STATES_FILE` keeps in the
+/// partition's directory, if any. A file that does not parse is an error, not a fresh
+/// start: forgetting a vote could elect two leaders in one epoch.
+fn read_legacy_replica_state<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+) -> StorageResult<Option<ReplicaState>> {
+    read_json_file(fs, &dir.join(LEGACY_REPLICA_STATE_FILE))
 }
 
 /// The base offsets of the segments that have a `.log`, in order. Index files without one
@@ -251,10 +281,10 @@ fn list_segments<F: FileSystem>(
                 logs.insert(base_offset);
             }
             Some((base_offset, _)) => index_files.push((base_offset, path)),
-            None if entry.name == REPLICA_STATE_FILE => {}
+            None if entry.name == LEGACY_REPLICA_STATE_FILE => {}
             // A replica state written aside when a crash came: the rename never happened,
             // so the old state stands.
-            None if entry.name.to_str() == Some(&format!("{REPLICA_STATE_FILE}.tmp")) => {
+            None if entry.name.to_str() == Some(&temporary_name(LEGACY_REPLICA_STATE_FILE)) => {
                 fs.remove_file(&path)
                     .map_err(io_error(|| format!("remove {}", path.display())))?;
             }

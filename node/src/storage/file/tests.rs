@@ -710,17 +710,17 @@ fn metadata_persists_durably_and_replaces_the_previous_snapshot() {
         .unwrap();
     let metadata = sample_metadata();
     storage.persist_metadata(&metadata).unwrap();
-    assert!(!dir.path().join(METADATA_TEMP_FILE).exists());
+    assert!(!dir.path().join(temporary_name(METADATA_FILE)).exists());
     drop(storage);
     // A snapshot that was being written when the process died is ignored and removed.
     fs::write(
-        dir.path().join(METADATA_TEMP_FILE),
+        dir.path().join(temporary_name(METADATA_FILE)),
         b"{\"cluster_id\": \"half",
     )
     .unwrap();
     let (_, recovered, _) = reopen(&dir);
     assert_eq!(recovered.metadata, Some(metadata));
-    assert!(!dir.path().join(METADATA_TEMP_FILE).exists());
+    assert!(!dir.path().join(temporary_name(METADATA_FILE)).exists());
 }
 
 #[test]
@@ -960,28 +960,152 @@ fn writer_log_path(dir: &TempDir, writer: &Writer, base_offset: i64) -> PathBuf 
 }
 
 #[test]
-fn replica_state_survives_a_reopen_and_a_corrupt_file_is_an_error() {
+fn replica_states_survive_a_reopen_and_a_corrupt_file_is_an_error() {
+    let (dir, storage) = fresh();
+    let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+    for partition in &partitions {
+        storage.create_partition(partition, 0).unwrap();
+    }
+    let state = |epoch| ReplicaState {
+        epoch,
+        voted_for: Some(2),
+    };
+    storage
+        .persist_replica_states(&[
+            (partitions[0].clone(), state(7)),
+            (partitions[1].clone(), state(8)),
+        ])
+        .unwrap();
+    // A later write keeps the states it does not name.
+    storage
+        .persist_replica_states(&[(partitions[1].clone(), state(9))])
+        .unwrap();
+    drop(storage);
+    let (_storage, recovered, _) = reopen(&dir);
+    let states: Vec<Option<ReplicaState>> = recovered
+        .partitions
+        .iter()
+        .map(|partition| partition.replica_state)
+        .collect();
+    assert_eq!(states, vec![Some(state(7)), Some(state(9)), None]);
+    let path = dir.path().join(REPLICA_STATES_FILE);
+    fs::write(&path, b"{\"version\": 1, \"states\": [{\"topic\"").unwrap();
+    let storage = FileStorage::open(dir.path()).unwrap();
+    match storage.recover() {
+        Err(StorageError::CorruptMetadata { path: reported, .. }) => {
+            assert!(reported.ends_with(REPLICA_STATES_FILE))
+        }
+        other => panic!("a corrupt replica state must not be ignored: {other:?}"),
+    }
+}
+
+#[test]
+fn many_replica_states_cost_one_durable_write() {
+    let fs = RecordingFs::default();
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FileStorage::open_on(fs.clone(), dir.path()).unwrap();
+    storage.recover().unwrap();
+    let states: Vec<(TopicPartition, ReplicaState)> = (0..100)
+        .map(|p| {
+            let partition = TopicPartition::new("t", p);
+            storage.create_partition(&partition, 0).unwrap();
+            (
+                partition,
+                ReplicaState {
+                    epoch: 1,
+                    voted_for: Some(1),
+                },
+            )
+        })
+        .collect();
+    let before = lock(&fs.calls).len();
+    storage.persist_replica_states(&states).unwrap();
+    let calls = lock(&fs.calls)[before..].to_vec();
+    let kinds: Vec<&str> = calls
+        .iter()
+        .filter_map(|call| call.split(' ').next())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["open", "rename", "sync_dir"],
+        "one file written aside, renamed, its directory synced: {calls:?}"
+    );
+}
+
+#[test]
+fn a_deleted_partition_takes_its_replica_state_with_it() {
     let (dir, storage) = fresh();
     let partition = TopicPartition::new("t", 0);
     storage.create_partition(&partition, 0).unwrap();
     let state = ReplicaState {
-        epoch: 7,
+        epoch: 4,
+        voted_for: Some(3),
+    };
+    storage
+        .persist_replica_states(&[(partition.clone(), state)])
+        .unwrap();
+    storage.delete_partition(&partition).unwrap();
+    storage.create_partition(&partition, 0).unwrap();
+    drop(storage);
+    let (_storage, recovered, _) = reopen(&dir);
+    assert_eq!(
+        recovered.partitions[0].replica_state, None,
+        "a partition created again under the name starts without the old vote"
+    );
+}
+
+#[test]
+fn a_replica_state_whose_partition_is_gone_is_dropped_at_recovery() {
+    let (dir, storage) = fresh();
+    let partition = TopicPartition::new("t", 0);
+    storage.create_partition(&partition, 0).unwrap();
+    storage
+        .persist_replica_states(&[(
+            partition.clone(),
+            ReplicaState {
+                epoch: 4,
+                voted_for: None,
+            },
+        )])
+        .unwrap();
+    let partition_dir = storage.partition_dir(&partition);
+    drop(storage);
+    // A crash between removing the directory and rewriting the states.
+    fs::remove_dir_all(&partition_dir).unwrap();
+    let (storage, recovered, _) = reopen(&dir);
+    assert!(recovered.partitions.is_empty());
+    storage.create_partition(&partition, 0).unwrap();
+    drop(storage);
+    let (_storage, recovered, _) = reopen(&dir);
+    assert_eq!(recovered.partitions[0].replica_state, None);
+}
+
+#[test]
+fn a_legacy_replica_state_file_is_read_until_the_node_wide_file_names_the_partition() {
+    let (dir, storage) = fresh();
+    let partition = TopicPartition::new("t", 0);
+    storage.create_partition(&partition, 0).unwrap();
+    let legacy_path = storage
+        .partition_dir(&partition)
+        .join(replica_states::LEGACY_REPLICA_STATE_FILE);
+    drop(storage);
+    fs::write(&legacy_path, br#"{"epoch": 5, "voted_for": 2}"#).unwrap();
+    let (storage, recovered, _) = reopen(&dir);
+    let legacy = ReplicaState {
+        epoch: 5,
         voted_for: Some(2),
     };
-    storage.persist_replica_state(&partition, &state).unwrap();
+    assert_eq!(recovered.partitions[0].replica_state, Some(legacy));
+    let newer = ReplicaState {
+        epoch: 6,
+        voted_for: None,
+    };
+    storage
+        .persist_replica_states(&[(partition.clone(), newer)])
+        .unwrap();
     drop(storage);
-    let (storage, recovered, _) = reopen(&dir);
-    assert_eq!(recovered.partitions[0].replica_state, Some(state));
-    let path = storage.partition_dir(&partition).join(REPLICA_STATE_FILE);
-    drop(storage);
-    fs::write(&path, b"{\"epoch\": 7, \"voted_for\"").unwrap();
-    let storage = FileStorage::open(dir.path()).unwrap();
-    match storage.recover() {
-        Err(StorageError::CorruptMetadata { path: reported, .. }) => {
-            assert!(reported.ends_with(REPLICA_STATE_FILE))
-        }
-        other => panic!("a corrupt replica state must not be ignored: {other:?}"),
-    }
+    let (_storage, recovered, _) = reopen(&dir);
+    assert_eq!(recovered.partitions[0].replica_state, Some(newer));
 }
 
 /// The operating system's file system, recording the calls made to it: shows that the engine
