@@ -1261,13 +1261,17 @@ impl<F: FileSystem> FileStorage<F> {
         let skip_logs = self.has_defect(myelin_core::defects::Defect::SkipSegmentFsync);
         #[cfg(not(feature = "defects"))]
         let skip_logs = false;
-        for segment in segments.iter().filter(|_| !skip_logs) {
+        if !skip_logs {
             // fdatasync also writes the file size when it grew, which is all the metadata a
             // reader after a crash needs. The indexes wait for a recovery point (see the
             // module doc).
-            segment.log.file.sync_data().map_err(io_error(|| {
-                format!("fsync {}", segment.paths.log.display())
-            }))?;
+            let logs: Vec<&F::File> = segments.iter().map(|segment| &segment.log.file).collect();
+            self.fs.sync_data_of(&logs).map_err(|(index, error)| {
+                StorageError::io(
+                    format!("fsync {}", segments[index].paths.log.display()),
+                    error,
+                )
+            })?;
         }
         for dir in directories {
             match sync_directory(&self.fs, dir) {
