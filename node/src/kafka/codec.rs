@@ -13,10 +13,12 @@
 //! A response frame is the length, the response header (v1 for flexible versions, else v0;
 //! ApiVersions always v0) and the body encoded for the version the client asked for.
 
+use crate::kafka::frame::{ResponseFrame, SplicingBuf};
 use crate::kafka::precheck::{check_request_body, PrecheckError};
 use crate::kafka::versions::{advertised_range, api_versions_response, UNSUPPORTED_VERSION};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -278,14 +280,15 @@ pub(crate) fn decode_frame(frame: Bytes) -> Result<DecodedFrame, DecodeError> {
 }
 
 /// Encodes a whole response frame: length prefix, header, body for `version`.
-/// `capacity_hint_bytes` sizes the buffer up front (fetch responses carry record bytes).
+/// `capacity_hint_bytes` sizes the buffer up front (fetch responses carry record bytes). A
+/// fetch response's record bytes are spliced into the frame, not copied (`frame`).
 pub(crate) fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     body: &ResponseKind,
     capacity_hint_bytes: usize,
-) -> anyhow::Result<Bytes> {
+) -> anyhow::Result<ResponseFrame> {
     // ApiVersions answers with header v0 even for v3+ (whose request header is v2), so that
     // a client can parse it before it knows what the broker speaks.
     let header_version = if api_key == ApiKey::ApiVersions {
@@ -293,21 +296,50 @@ pub(crate) fn encode_response(
     } else {
         api_key.response_header_version(version)
     };
-    let mut frame = BytesMut::with_capacity(capacity_hint_bytes.saturating_add(64));
+    let to_splice = fetched_records(body);
+    let spliced_bytes: usize = to_splice.iter().map(Bytes::len).sum();
+    let mut frame = SplicingBuf::new(
+        capacity_hint_bytes
+            .saturating_sub(spliced_bytes)
+            .saturating_add(64),
+        to_splice,
+    );
     frame.put_i32(0);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     header.encode(&mut frame, header_version)?;
-    body.encode(&mut frame, version)?;
-    let length = i32::try_from(frame.len() - 4)
-        .map_err(|_| anyhow::anyhow!("response of {} bytes does not fit a frame", frame.len()))?;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame.freeze())
+    match body {
+        // Encoded through the splicing buffer: its records are not copied.
+        ResponseKind::Fetch(fetch) => fetch.encode(&mut frame, version)?,
+        other => other.encode(frame.encoded_mut(), version)?,
+    }
+    let frame_bytes = frame.offset();
+    let length = i32::try_from(frame_bytes - 4)
+        .map_err(|_| anyhow::anyhow!("response of {frame_bytes} bytes does not fit a frame"))?;
+    frame
+        .encoded_range(0..4)
+        .copy_from_slice(&length.to_be_bytes());
+    Ok(frame.finish())
+}
+
+/// The record buffers of a fetch response (none for any other response).
+fn fetched_records(body: &ResponseKind) -> Vec<Bytes> {
+    let ResponseKind::Fetch(fetch) = body else {
+        return Vec::new();
+    };
+    fetch
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .filter_map(|partition| partition.records.clone())
+        .collect()
 }
 
 /// The answer to an ApiVersions request of an unknown version: error 35 and the served
 /// APIs, in the v0 body under header v0, as Kafka does.
-pub(crate) fn encode_unsupported_api_versions(correlation_id: i32) -> anyhow::Result<Bytes> {
+pub(crate) fn encode_unsupported_api_versions(
+    correlation_id: i32,
+) -> anyhow::Result<ResponseFrame> {
     let body = ResponseKind::ApiVersions(api_versions_response(UNSUPPORTED_VERSION));
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &body, 256)
 }
@@ -488,7 +520,9 @@ mod tests {
 
     #[test]
     fn unsupported_api_versions_reply_is_a_v0_body_listing_the_served_apis() {
-        let mut frame = encode_unsupported_api_versions(77).unwrap();
+        let mut frame = encode_unsupported_api_versions(77)
+            .unwrap()
+            .into_contiguous();
         let length = frame.get_i32() as usize;
         assert_eq!(length, frame.len());
         let header = ResponseHeader::decode(&mut frame, 0).unwrap();
@@ -577,10 +611,69 @@ mod tests {
     }
 
     #[test]
+    fn fetched_records_are_spliced_into_the_frame_not_copied_and_the_bytes_are_the_same() {
+        use kafka_protocol::messages::fetch_response::{
+            FetchResponse, FetchableTopicResponse, PartitionData,
+        };
+        use kafka_protocol::messages::TopicName;
+        let records: Vec<Bytes> = [10_000usize, 100, 5_000]
+            .iter()
+            .enumerate()
+            .map(|(index, &length)| Bytes::from(vec![index as u8 + 1; length]))
+            .collect();
+        let mut topic = FetchableTopicResponse::default();
+        topic.topic = TopicName(crate::kafka::dispatch::wire_string("t"));
+        topic.partitions = records
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                let mut partition = PartitionData::default();
+                partition.partition_index = index as i32;
+                partition.records = Some(bytes.clone());
+                partition
+            })
+            .collect();
+        let mut fetch = FetchResponse::default();
+        fetch.responses = vec![topic];
+        let body = ResponseKind::Fetch(fetch);
+        for version in [4, 11, 12] {
+            let frame = encode_response(ApiKey::Fetch, version, 9, &body, 0).unwrap();
+            let segments = frame.segments().to_vec();
+            for large in [&records[0], &records[2]] {
+                assert!(
+                    segments
+                        .iter()
+                        .any(|segment| segment.as_ptr() == large.as_ptr()),
+                    "v{version}: a large record buffer goes out as it is"
+                );
+            }
+            assert!(
+                !segments
+                    .iter()
+                    .any(|segment| segment.as_ptr() == records[1].as_ptr()),
+                "v{version}: a small one is copied"
+            );
+            let mut copied = BytesMut::new();
+            copied.put_i32(0);
+            let mut header = ResponseHeader::default();
+            header.correlation_id = 9;
+            header
+                .encode(&mut copied, ApiKey::Fetch.response_header_version(version))
+                .unwrap();
+            body.encode(&mut copied, version).unwrap();
+            let length = (copied.len() - 4) as i32;
+            copied[..4].copy_from_slice(&length.to_be_bytes());
+            assert_eq!(frame.into_contiguous(), copied.freeze(), "v{version}");
+        }
+    }
+
+    #[test]
     fn metadata_responses_carry_the_header_their_version_needs() {
         for (version, flexible) in [(4, false), (8, false), (9, true), (13, true)] {
             let response = ResponseKind::Metadata(MetadataResponse::default());
-            let mut frame = encode_response(ApiKey::Metadata, version, 1234, &response, 0).unwrap();
+            let mut frame = encode_response(ApiKey::Metadata, version, 1234, &response, 0)
+                .unwrap()
+                .into_contiguous();
             let length = frame.get_i32() as usize;
             assert_eq!(length, frame.len());
             let header_version = if flexible { 1 } else { 0 };

@@ -6,13 +6,13 @@
 //! and the error that closes a connection.
 
 use crate::kafka::codec::{encode_response, DecodedRequest};
+use crate::kafka::frame::ResponseFrame;
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
 use crate::kafka::{
     admin, epochs, fetch, groups, metadata, offsets, produce, producer_id, transactions,
 };
 use crate::runtime::{NodeHandle, RuntimeError};
-use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use myelin_core::api::{Request, Response};
@@ -88,7 +88,7 @@ pub(crate) async fn call(
 pub(crate) async fn respond(
     context: &ConnectionContext,
     request: DecodedRequest,
-) -> Result<Option<Bytes>, HandlerError> {
+) -> Result<Option<ResponseFrame>, HandlerError> {
     let DecodedRequest {
         api_key,
         version,

@@ -25,6 +25,7 @@ mod codec;
 mod dispatch;
 mod epochs;
 mod fetch;
+mod frame;
 mod groups;
 mod metadata;
 mod offsets;

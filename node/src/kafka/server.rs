@@ -21,9 +21,9 @@ use crate::kafka::codec::{
     decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame, RequestBudget,
 };
 use crate::kafka::dispatch::{respond, ConnectionContext, HandlerError};
+use crate::kafka::frame::{write_frame, ResponseFrame};
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::runtime::NodeHandle;
-use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -125,7 +125,8 @@ pub async fn serve(
 }
 
 /// A reply being computed: the encoded response frame, or `None` when none is due.
-type PendingReply = Pin<Box<dyn Future<Output = Result<Option<Bytes>, HandlerError>> + Send>>;
+type PendingReply =
+    Pin<Box<dyn Future<Output = Result<Option<ResponseFrame>, HandlerError>> + Send>>;
 
 /// Why the writer half ended the connection.
 #[derive(Debug, Error)]
@@ -275,7 +276,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                     continue; // acks=0: nothing to send.
                 };
                 let write = async {
-                    writer.write_all(&frame).await?;
+                    write_frame(&mut writer, &frame).await?;
                     // Simulated TCP holds bytes until a flush; real TCP ignores it.
                     writer.flush().await
                 };
@@ -299,7 +300,7 @@ struct InFlightReplies {
 
 enum Slot {
     Pending(PendingReply),
-    Done(Result<Option<Bytes>, HandlerError>),
+    Done(Result<Option<ResponseFrame>, HandlerError>),
 }
 
 impl InFlightReplies {
@@ -316,14 +317,16 @@ impl InFlightReplies {
     }
 
     /// Waits for the oldest reply. Pending forever when empty (callers guard on that).
-    fn next_in_order(&mut self) -> impl Future<Output = Result<Option<Bytes>, HandlerError>> + '_ {
+    fn next_in_order(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<ResponseFrame>, HandlerError>> + '_ {
         std::future::poll_fn(move |context| self.poll_next_in_order(context))
     }
 
     fn poll_next_in_order(
         &mut self,
         context: &mut Context<'_>,
-    ) -> Poll<Result<Option<Bytes>, HandlerError>> {
+    ) -> Poll<Result<Option<ResponseFrame>, HandlerError>> {
         for slot in self.slots.iter_mut() {
             if let Slot::Pending(reply) = slot {
                 if let Poll::Ready(output) = reply.as_mut().poll(context) {
@@ -344,8 +347,13 @@ impl InFlightReplies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use std::sync::Mutex;
     use tokio::sync::oneshot;
+
+    fn frame_of(text: &'static [u8]) -> ResponseFrame {
+        ResponseFrame::from(Bytes::from_static(text))
+    }
 
     /// A reply that records when it was first polled and finishes when told to.
     fn controlled_reply(
@@ -361,7 +369,7 @@ mod tests {
                 first_polls.lock().unwrap().push(name);
             }
             match Pin::new(&mut finish).poll(context) {
-                Poll::Ready(_) => Poll::Ready(Ok(Some(Bytes::from_static(name.as_bytes())))),
+                Poll::Ready(_) => Poll::Ready(Ok(Some(frame_of(name.as_bytes())))),
                 Poll::Pending => Poll::Pending,
             }
         }))
@@ -386,12 +394,12 @@ mod tests {
 
         finish_slow.send(()).unwrap();
         assert_eq!(
-            in_flight.next_in_order().await.unwrap().as_deref(),
-            Some(&b"slow"[..])
+            in_flight.next_in_order().await.unwrap(),
+            Some(frame_of(b"slow"))
         );
         assert_eq!(
-            in_flight.next_in_order().await.unwrap().as_deref(),
-            Some(&b"fast"[..])
+            in_flight.next_in_order().await.unwrap(),
+            Some(frame_of(b"fast"))
         );
         assert_eq!(in_flight.next_in_order().await.unwrap(), None);
         assert!(in_flight.is_empty());
@@ -404,8 +412,7 @@ mod tests {
         let writer = tokio::spawn(write_responses(server, receiver, 1000));
         // The middle reply stands for an acks=0 produce: nothing is written for it.
         for frame in [Some(&b"one"[..]), None, Some(b"two")] {
-            let reply: PendingReply =
-                Box::pin(std::future::ready(Ok(frame.map(Bytes::from_static))));
+            let reply: PendingReply = Box::pin(std::future::ready(Ok(frame.map(frame_of))));
             sender.send(reply).await.unwrap();
         }
         drop(sender);
