@@ -34,16 +34,20 @@
 //! shares one process, so the core task stops instead: it answers nothing more, and the
 //! simulator treats the node as crashed.
 
+mod effects;
+mod held_batches;
+
 use crate::peer::{PeerReceiver, PeerTransport};
 use crate::storage::{read_verified, Storage, StorageError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use effects::{run_effects, Effect, EffectExecutor, EFFECT_QUEUE_DEPTH};
 use myelin_core::api::{
-    BrokerConfig, CorruptData, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition,
-    Request, RequestId, Response, StorageCommand,
+    BrokerConfig, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition, Request,
+    RequestId, Response,
 };
 use myelin_core::broker::Broker;
 use myelin_core::metadata::TopicPartition;
-use myelin_core::replication::{NodeId, Records, ReplicaState, ReplicationMessage};
+use myelin_core::replication::{NodeId, ReplicaState};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -265,14 +269,7 @@ pub fn start_with(
     let (effects, effect_queue) = mpsc::channel(EFFECT_QUEUE_DEPTH);
     let (written_sender, written_sequence) = watch::channel(0);
     let (failure_sender, worker_failed) = oneshot::channel();
-    let mut executor = EffectExecutor {
-        storage: storage.clone(),
-        peers,
-        written_sequence: 0,
-        unwritten_states: BTreeMap::new(),
-        hooks: hooks.clone(),
-        clock: clock.clone(),
-    };
+    let mut executor = EffectExecutor::new(storage.clone(), peers, hooks.clone(), clock.clone());
     let mut task = CoreTask {
         broker,
         storage: storage.clone(),
@@ -295,17 +292,15 @@ pub fn start_with(
     }
     // Carried out here, before anything is served: what the core rebuilt from disk (e.g. a
     // cut tail) is on disk again before the first request.
-    let mut released = Vec::new();
     let initial = task.effects_of(initial);
-    if let Err(error) = executor.execute(initial, &mut released) {
+    if let Err(error) = executor.execute_now(initial) {
         // Stored data found corrupt at start (or storage failing): fail-stop, as below.
         tracing::error!(%error, "the node cannot start from its data; it stops");
         task.hooks
             .trace(task.clock.now(), TraceEvent::FailStop(&error));
         return Err(error);
     }
-    executor.release(released);
-    written_sender.send_replace(executor.written_sequence);
+    written_sender.send_replace(executor.written_sequence());
     // Peer messages have their own queue, read before client requests: votes, heartbeats
     // and acknowledgements must not wait behind a flood of produces, or elections churn.
     // (Without peers the receiver is empty for good.)
@@ -321,287 +316,6 @@ pub fn start_with(
         events: events_sender,
         storage,
     })
-}
-
-/// One of the core's outputs on its way to be carried out, in step order (see
-/// [`EffectExecutor`]). A response travels with the channel of the request it answers.
-enum Effect {
-    Storage(StorageCommand),
-    Reply {
-        reply: oneshot::Sender<Response>,
-        response: Response,
-    },
-    Send {
-        to: NodeId,
-        message: PeerMessage,
-    },
-    FailStop(CorruptData),
-    /// Passed once every effect before it is carried out and released (shutdown).
-    Barrier(oneshot::Sender<()>),
-}
-
-/// What a batch of effects lets out once its writes are durable, in order.
-enum Release {
-    Reply(oneshot::Sender<Response>, Response),
-    Send(NodeId, PeerMessage),
-    Barrier(oneshot::Sender<()>),
-}
-
-/// Carries out the core's outputs off the core task, in the order the core produced them,
-/// so that no disk I/O (appends, truncations, replica-state and metadata writes, the reads
-/// of a replication send) ever blocks a step.
-///
-/// Replica states are batched: a `PersistReplicaState` only records the state, and one
-/// durable write of every recorded state (`Storage::persist_replica_states`) happens before
-/// the batch lets anything out, and before any later storage command of a partition whose
-/// state is recorded. So an election over a thousand partitions costs one write, not a
-/// thousand, and still:
-///
-/// Invariants (`api::StorageCommand::PersistReplicaState`):
-/// - nothing sent or answered after a persist in step order leaves before the state is
-///   durable (sends and replies are released only after the batch's write);
-/// - no data of a partition is written, cut or dropped before the replica state its core
-///   moved to first is durable (a batch stamped with an epoch the disk does not know would
-///   let a restarted node vote in that epoch again).
-///
-/// Fail-stop: the first error stops the worker; nothing of the failing batch is released.
-struct EffectExecutor {
-    storage: Arc<dyn Storage>,
-    /// The transport to the other nodes; `None` for a single-node cluster.
-    peers: Option<PeerTransport<PeerMessage>>,
-    /// Sequence of the last append written.
-    written_sequence: u64,
-    /// Replica states recorded but not yet written, by partition.
-    unwritten_states: BTreeMap<TopicPartition, ReplicaState>,
-    hooks: NodeHooks,
-    clock: NodeClock,
-}
-
-/// Effects carried out in one batch at most (more wait for the next).
-const EFFECTS_PER_BATCH_MAX: usize = 4096;
-/// Steps' effects queued for the worker at most; the core task waits beyond this.
-const EFFECT_QUEUE_DEPTH: usize = 1024;
-
-/// The effect worker: takes what the core queued, carries it out on a blocking thread, then
-/// releases the sends and replies and reports the appends written (a sync may cover them).
-async fn run_effects(
-    mut executor: EffectExecutor,
-    mut queue: mpsc::Receiver<Vec<Effect>>,
-    written_sequence: watch::Sender<u64>,
-    failed: oneshot::Sender<StorageError>,
-) {
-    while let Some(mut effects) = queue.recv().await {
-        while effects.len() < EFFECTS_PER_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(more) => effects.extend(more),
-                Err(_) => break,
-            }
-        }
-        // madsim deprecates spawn_blocking (it runs the closure as a plain task), which is
-        // right for the simulator's in-memory file system.
-        #[cfg_attr(madsim, allow(deprecated))]
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut released = Vec::new();
-            let result = executor.execute(effects, &mut released);
-            (executor, result, released)
-        })
-        .await;
-        let error = match joined {
-            Ok((back, Ok(()), released)) => {
-                executor = back;
-                written_sequence.send_if_modified(|written| {
-                    let advanced = *written != executor.written_sequence;
-                    *written = executor.written_sequence;
-                    advanced
-                });
-                executor.release(released);
-                continue;
-            }
-            Ok((_, Err(error), _)) => error,
-            Err(join_error) => StorageError::io(
-                "effect worker",
-                std::io::Error::other(join_error.to_string()),
-            ),
-        };
-        let _ = failed.send(error);
-        return;
-    }
-}
-
-impl EffectExecutor {
-    /// Carries out `effects` in order, collecting in `released` what may leave once the
-    /// batch's replica states are durable; writes them last.
-    fn execute(
-        &mut self,
-        effects: Vec<Effect>,
-        released: &mut Vec<Release>,
-    ) -> Result<(), StorageError> {
-        for effect in effects {
-            match effect {
-                Effect::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
-                    self.unwritten_states.insert(partition, state);
-                }
-                Effect::Storage(command) => {
-                    if command_partition(&command)
-                        .is_some_and(|partition| self.unwritten_states.contains_key(partition))
-                    {
-                        self.write_replica_states()?;
-                    }
-                    self.apply(command)?;
-                }
-                Effect::Reply { reply, response } => released.push(Release::Reply(reply, response)),
-                Effect::Send { to, message } => {
-                    if let Some(message) = self.with_stored_bytes(to, message)? {
-                        released.push(Release::Send(to, message));
-                    }
-                }
-                Effect::FailStop(corrupt) => {
-                    return Err(StorageError::CorruptData {
-                        location: self.storage.locate(&corrupt.partition, corrupt.offset),
-                        offset: corrupt.offset,
-                        reason: corrupt.reason,
-                    })
-                }
-                Effect::Barrier(passed) => released.push(Release::Barrier(passed)),
-            }
-        }
-        self.write_replica_states()
-    }
-
-    /// Makes every recorded replica state durable, in one write.
-    fn write_replica_states(&mut self) -> Result<(), StorageError> {
-        if self.unwritten_states.is_empty() {
-            return Ok(());
-        }
-        let states: Vec<(TopicPartition, ReplicaState)> =
-            std::mem::take(&mut self.unwritten_states)
-                .into_iter()
-                .collect();
-        self.storage.persist_replica_states(&states)?;
-        self.hooks.trace(
-            self.clock.now(),
-            TraceEvent::ReplicaStatesPersisted(&states),
-        );
-        Ok(())
-    }
-
-    /// Lets out what a carried-out batch allows, in order.
-    fn release(&self, released: Vec<Release>) {
-        for release in released {
-            match release {
-                // The connection may have gone; its response is simply dropped.
-                Release::Reply(reply, response) => {
-                    let _ = reply.send(response);
-                }
-                Release::Send(to, message) => match &self.peers {
-                    // A full queue drops the message (counted by the transport): replication
-                    // retries.
-                    Some(peers) => {
-                        peers.send(to, message);
-                    }
-                    None => tracing::warn!(
-                        to,
-                        "a message for a peer, but this node has none configured"
-                    ),
-                },
-                Release::Barrier(passed) => {
-                    let _ = passed.send(());
-                }
-            }
-        }
-    }
-
-    /// `message` with the stored batches a replication append names read in; `None` if one
-    /// is damaged (never sent: the follower stays behind, and the partition
-    /// under-replicated, rather than copy a damaged batch).
-    fn with_stored_bytes(
-        &self,
-        to: NodeId,
-        mut message: PeerMessage,
-    ) -> Result<Option<PeerMessage>, StorageError> {
-        if let PeerMessage::Replication {
-            partition,
-            message: ReplicationMessage::Append { records, .. },
-        } = &mut message
-        {
-            if let Records::Stored(chunks) = records {
-                let mut bytes = BytesMut::new();
-                for chunk in chunks.iter() {
-                    match read_verified(self.storage.as_ref(), partition, chunk) {
-                        Ok(read) => bytes.extend_from_slice(&read),
-                        Err(error @ StorageError::CorruptData { .. }) => {
-                            tracing::error!(%partition, to, %error, "a stored batch is damaged; not replicated");
-                            return Ok(None);
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-                *records = Records::Inline(bytes.freeze());
-            }
-        }
-        Ok(Some(message))
-    }
-
-    fn apply(&mut self, command: StorageCommand) -> Result<(), StorageError> {
-        match command {
-            StorageCommand::CreatePartition {
-                partition,
-                base_offset,
-            } => self.storage.create_partition(&partition, base_offset),
-            StorageCommand::DeletePartition { partition } => {
-                self.storage.delete_partition(&partition)
-            }
-            StorageCommand::Append {
-                partition,
-                batch,
-                bytes,
-                sequence,
-            } => {
-                self.storage.append(&partition, &batch, &bytes)?;
-                myelin_core::invariant!(
-                    sequence > self.written_sequence,
-                    "append sequences increase"
-                );
-                self.written_sequence = sequence;
-                Ok(())
-            }
-            StorageCommand::RollSegment {
-                partition,
-                base_offset,
-            } => self.storage.roll_segment(&partition, base_offset),
-            StorageCommand::DeleteSegment {
-                partition,
-                base_offset,
-            } => self.storage.delete_segment(&partition, base_offset),
-            StorageCommand::Truncate {
-                partition,
-                truncation,
-            } => self.storage.truncate(&partition, &truncation),
-            StorageCommand::RestartLog {
-                partition,
-                base_offset,
-            } => self.storage.restart_log(&partition, base_offset),
-            StorageCommand::PersistReplicaState { partition, state } => {
-                self.storage.persist_replica_states(&[(partition, state)])
-            }
-            StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
-        }
-    }
-}
-
-/// The partition a storage command changes, if it is about one.
-fn command_partition(command: &StorageCommand) -> Option<&TopicPartition> {
-    match command {
-        StorageCommand::CreatePartition { partition, .. }
-        | StorageCommand::DeletePartition { partition }
-        | StorageCommand::Append { partition, .. }
-        | StorageCommand::RollSegment { partition, .. }
-        | StorageCommand::DeleteSegment { partition, .. }
-        | StorageCommand::Truncate { partition, .. }
-        | StorageCommand::RestartLog { partition, .. }
-        | StorageCommand::PersistReplicaState { partition, .. } => Some(partition),
-        StorageCommand::PersistMetadata(_) => None,
-    }
 }
 
 impl CoreTask {
