@@ -426,6 +426,18 @@ pub(crate) fn stored_log(batches: &[(i64, i64, Bytes)], shift: i64) -> Bytes {
     Bytes::from(stored)
 }
 
+/// Test support: the batches of `batches` from `log_start` on as recovery hands them to a
+/// shard whose log was trimmed below `log_start`.
+#[cfg(test)]
+pub(crate) fn stored_log_from(batches: &[(i64, i64, Bytes)], log_start: i64) -> Bytes {
+    let kept: Vec<(i64, i64, Bytes)> = batches
+        .iter()
+        .filter(|(base, _, _)| *base >= log_start)
+        .cloned()
+        .collect();
+    stored_log(&kept, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

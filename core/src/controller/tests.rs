@@ -590,13 +590,7 @@ fn a_restart_replays_the_trimmed_log_from_its_snapshot() {
     leader.commit();
     leader.admin(create("after", 1));
     leader.commit();
-    let kept: Vec<(i64, i64, Bytes)> = leader
-        .log
-        .iter()
-        .filter(|(base, _, _)| *base >= log_start)
-        .cloned()
-        .collect();
-    let stored = crate::internal_log::stored_log(&kept, 0);
+    let stored = crate::internal_log::stored_log_from(&leader.log, log_start);
     // The persisted view lost (a fresh view): the log from its snapshot on rebuilds it.
     let (mut controller, mut view) = follower(ClusterMetadata::default());
     controller
@@ -608,7 +602,7 @@ fn a_restart_replays_the_trimmed_log_from_its_snapshot() {
     controller.check_servable().expect("whole");
     // The persisted view whole past the log start: replay resumes at its applied end.
     let mut persisted = leader.view.metadata.clone();
-    persisted.applied_end_offset = kept[kept.len() - 1].0;
+    persisted.applied_end_offset = leader.log[leader.log.len() - 1].0;
     persisted.topics.remove("after");
     let (mut controller, mut view) = follower(persisted);
     controller
