@@ -897,6 +897,11 @@ pub struct BrokerConfig {
     /// offsets.topic.segment.bytes, 100 MiB). Its leaders write a snapshot every half of it
     /// appended, and each replica drops the segments below its last snapshot.
     pub offsets_segment_bytes: u32,
+    /// segment.bytes of the metadata log, `__cluster_metadata` (100 MiB, as the other
+    /// internal logs; Kafka's metadata.log.segment.bytes is 1 GiB, but it snapshots every
+    /// 20 MiB). The controller writes a snapshot every half of it appended, and each
+    /// replica drops the segments below its last snapshot.
+    pub metadata_segment_bytes: u32,
     /// Partitions of the transaction-state topic, `__transaction_state`, when it is created.
     pub transaction_state_partitions: i32,
     /// segment.bytes of the transaction-state topic when it is created (Kafka's
@@ -933,6 +938,7 @@ impl Default for BrokerConfig {
             offsets_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_segment_bytes: 100 << 20,
+            metadata_segment_bytes: 100 << 20,
             transaction_state_partitions: 8,
             transaction_state_segment_bytes: 100 << 20,
             transaction_timeout_max_ms: 15 * 60 * 1000,

@@ -336,9 +336,18 @@ impl Broker {
             default_partition_count: config.default_partition_count,
             topic_defaults: config.topic_defaults.clone(),
             auto_create_topics: config.auto_create_topics,
+            snapshot_interval_bytes: u64::from(config.metadata_segment_bytes / 2),
         };
+        let metadata_log_start = recovery
+            .partitions
+            .iter()
+            .find(|recovered| recovered.partition == crate::controller::metadata_partition())
+            .and_then(|recovered| recovered.segments.first())
+            .map_or(0, |segment| segment.base_offset);
         let mut controller = Controller::new(controller_config);
-        let corrupt_metadata_log = controller.replay_recovered(&metadata, &metadata_log).err();
+        let corrupt_metadata_log = controller
+            .replay_recovered(&metadata, &metadata_log, metadata_log_start)
+            .err();
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms)
             .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2));
         #[cfg(feature = "defects")]
@@ -562,7 +571,11 @@ impl Broker {
         if !voters.contains(&self.config.node_id) {
             return;
         }
-        let segment_bytes = self.topic_config(&partition.topic).segment_bytes;
+        let segment_bytes = if partition.topic == METADATA_TOPIC {
+            self.config.metadata_segment_bytes
+        } else {
+            self.topic_config(&partition.topic).segment_bytes
+        };
         let mut replica_state = ReplicaState::default();
         let rebuilt = recovered.map(|recovered| {
             replica_state = recovered.replica_state.unwrap_or_default();
@@ -830,14 +843,12 @@ impl Broker {
                 }));
             }
             Effect::LogRestarted { base_offset } => {
-                // The metadata log is kept whole (no retention), so its leader's log starts
-                // at 0 and no follower falls behind it. The coordinators' logs are trimmed
-                // below their snapshots: a view starts over with its log.
-                crate::invariant!(
-                    partition.topic != METADATA_TOPIC,
-                    "internal log {partition} restarted at {base_offset}"
-                );
-                let restarted = if partition.topic == OFFSETS_TOPIC {
+                // The internal logs are trimmed below their snapshots: a coordinator's view
+                // starts over with its log; the metadata view waits for a snapshot.
+                let restarted = if partition.topic == METADATA_TOPIC {
+                    self.controller.restart_log(&self.metadata, base_offset);
+                    Ok(())
+                } else if partition.topic == OFFSETS_TOPIC {
                     self.group_coordinator
                         .restart_shard(partition.partition, base_offset)
                 } else if partition.topic == TRANSACTION_STATE_TOPIC {
@@ -1687,10 +1698,11 @@ impl Broker {
             if expired > 0 {
                 tracing::debug!(%partition, expired, "idle producers' state expired");
             }
-            // A coordinator's log loses the segments wholly below the last snapshot this
-            // replica applied (see `internal_log::SnapshotState`); the metadata log is kept
-            // whole.
-            let last_snapshot = if partition.topic == OFFSETS_TOPIC {
+            // An internal log loses the segments wholly below the last snapshot this
+            // replica applied (see `internal_log::SnapshotState`).
+            let last_snapshot = if partition.topic == METADATA_TOPIC {
+                self.controller.last_snapshot()
+            } else if partition.topic == OFFSETS_TOPIC {
                 self.group_coordinator.last_snapshot(partition.partition)
             } else if partition.topic == TRANSACTION_STATE_TOPIC {
                 self.txn_coordinator.last_snapshot(partition.partition)

@@ -329,6 +329,15 @@ impl Cluster {
         self.brokers[&1].controller_id().expect("a controller")
     }
 
+    /// The first voter other than `node`.
+    fn another_voter(&self, node: NodeId) -> NodeId {
+        self.voters
+            .iter()
+            .copied()
+            .find(|voter| *voter != node)
+            .expect("another voter")
+    }
+
     fn leader_of(&self, partition: &TopicPartition) -> Option<NodeId> {
         self.brokers
             .iter()
@@ -2004,12 +2013,7 @@ fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebui
         crate::broker::OFFSETS_TOPIC,
         crate::broker::offsets_partition_of("g", BrokerConfig::default().offsets_partitions),
     );
-    let follower = cluster
-        .voters
-        .iter()
-        .copied()
-        .find(|node| *node != coordinator)
-        .expect("a follower");
+    let follower = cluster.another_voter(coordinator);
     cluster.run_until("the follower holds the first commit", |cluster| {
         cluster.brokers[&follower]
             .partition_offsets(&offsets)
@@ -2027,17 +2031,8 @@ fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebui
             ErrorCode::None
         );
     }
-    cluster.run_until(
-        "the coordinator trimmed its offsets log past what the follower holds",
-        |cluster| {
-            cluster.brokers[&coordinator]
-                .partition_offsets(&offsets)
-                .is_some_and(|(start, _, _)| start > follower_end)
-        },
-    );
-    let (leader_start, _, leader_end) = cluster.brokers[&coordinator]
-        .partition_offsets(&offsets)
-        .expect("hosted");
+    let (leader_start, leader_end) =
+        run_until_trimmed_past(&mut cluster, coordinator, &offsets, follower_end);
     assert!(
         leader_end - leader_start < 40,
         "the log stays short: {leader_start}..{leader_end}"
@@ -2051,13 +2046,7 @@ fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebui
             .partition_offsets(&offsets)
             .is_some_and(|(_, _, end)| end >= leader_end)
     });
-    let (follower_start, _, _) = cluster.brokers[&follower]
-        .partition_offsets(&offsets)
-        .expect("hosted");
-    assert!(
-        follower_start > follower_end,
-        "the follower's log restarted past what it held ({follower_start})"
-    );
+    assert_log_restarted_past(&cluster, follower, &offsets, follower_end);
     assert_eq!(
         cluster.brokers[&follower].committed_offset_of("g", &orders()),
         60
@@ -2086,6 +2075,140 @@ fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebui
     });
 }
 
+/// Runs until `leader`'s log of `partition` starts past `offset` (retention trimmed it
+/// below a snapshot); returns its log start and end.
+fn run_until_trimmed_past(
+    cluster: &mut Cluster,
+    leader: NodeId,
+    partition: &TopicPartition,
+    offset: i64,
+) -> (i64, i64) {
+    cluster.run_until("the leader trimmed its log past the offset", |cluster| {
+        cluster.brokers[&leader]
+            .partition_offsets(partition)
+            .is_some_and(|(start, _, _)| start > offset)
+    });
+    let (start, _, end) = cluster.brokers[&leader]
+        .partition_offsets(partition)
+        .expect("hosted");
+    (start, end)
+}
+
+/// `node`'s log of `partition` restarted past `offset`, the end of what it held.
+fn assert_log_restarted_past(
+    cluster: &Cluster,
+    node: NodeId,
+    partition: &TopicPartition,
+    offset: i64,
+) {
+    let (start, _, _) = cluster.brokers[&node]
+        .partition_offsets(partition)
+        .expect("hosted");
+    assert!(
+        start > offset,
+        "{partition} on node {node} restarted past what it held ({start} > {offset})"
+    );
+}
+
 fn orders() -> TopicPartition {
     TopicPartition::new("orders", 0)
+}
+
+// ----- the metadata log's snapshots -----
+
+/// Asks `node` to create (or delete) topic `name`; success expected.
+fn admin_ok(cluster: &mut Cluster, node: NodeId, request: Request) {
+    match cluster.call(node, request) {
+        Response::CreateTopics(results) | Response::DeleteTopics(results) => {
+            assert_eq!(results[0].error, ErrorCode::None, "{results:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_metadata_log_is_trimmed_below_its_snapshots_and_a_node_kept_down_catches_up() {
+    // Segments of 1 KiB: a snapshot every 512 bytes appended.
+    let mut cluster = Cluster::with_config(3, |config| config.metadata_segment_bytes = 1024);
+    let metadata_log = crate::controller::metadata_partition();
+    let controller = cluster.wait_for_controller();
+    let follower = cluster.another_voter(controller);
+    cluster.run_until("the follower holds the whole metadata log", |cluster| {
+        let end = |node: NodeId| cluster.brokers[&node].partition_offsets(&metadata_log);
+        end(follower).map(|(_, _, end)| end) == end(controller).map(|(_, _, end)| end)
+            && cluster.brokers[&controller]
+                .metadata()
+                .nodes
+                .iter()
+                .any(|node| node.node_id == follower)
+    });
+    let (_, _, follower_end) = cluster.brokers[&follower]
+        .partition_offsets(&metadata_log)
+        .expect("hosted");
+    cluster.crash(follower);
+
+    for index in 0..30 {
+        admin_ok(
+            &mut cluster,
+            controller,
+            create_request(&format!("topic-{index}"), 1, 2),
+        );
+    }
+    for index in 0..10 {
+        admin_ok(
+            &mut cluster,
+            controller,
+            Request::DeleteTopics {
+                names: vec![format!("topic-{index}")],
+            },
+        );
+    }
+    let (leader_start, leader_end) =
+        run_until_trimmed_past(&mut cluster, controller, &metadata_log, follower_end);
+    assert!(
+        leader_end - leader_start < leader_end / 2,
+        "the log keeps less than half of what was written: {leader_start}..{leader_end}"
+    );
+
+    // The follower comes back behind the leader's log start: it restarts its log there and
+    // takes the view from the snapshot it then receives, hosting what it gives it.
+    cluster.start(follower);
+    cluster.run_until("the follower caught up", |cluster| {
+        cluster.brokers[&follower]
+            .metadata()
+            .same_replicated_view(cluster.brokers[&controller].metadata())
+    });
+    assert_log_restarted_past(&cluster, follower, &metadata_log, follower_end);
+    let view = cluster.brokers[&follower].metadata().clone();
+    assert_eq!(view.topics.len(), 20);
+    for topic in view.topics.values() {
+        let partition = TopicPartition::new(topic.name.clone(), 0);
+        let hosted = cluster.brokers[&follower]
+            .partition_offsets(&partition)
+            .is_some();
+        assert_eq!(
+            hosted,
+            topic.assignments[0].contains(&follower),
+            "{partition}"
+        );
+    }
+
+    // It restarts again from its persisted view over its trimmed log; then the controller
+    // fails and a successor, whose log is trimmed too, serves (the harness panics if any
+    // node fail-stops).
+    cluster.crash(follower);
+    cluster.start(follower);
+    cluster.crash(controller);
+    cluster.run_until("a successor leads the metadata log", |cluster| {
+        cluster.leader_of(&metadata_log).is_some()
+    });
+    let successor = cluster.leader_of(&metadata_log).expect("a controller");
+    admin_ok(&mut cluster, successor, create_request("after", 1, 2));
+    cluster.start(controller);
+    cluster.run_until("every node applied the last change", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.metadata().topics.contains_key("after"))
+    });
 }

@@ -15,6 +15,24 @@
 //! gives it. At restart, the snapshot is the starting point and the records past it are
 //! replayed as the log commits them again.
 //!
+//! ## Snapshots
+//! The metadata log grows with every topic created or deleted and every registration, so
+//! the controller, once quiescent (it leads the log and every batch in it is applied) and
+//! `snapshot_interval_bytes` were appended since the last snapshot, writes the committed
+//! view into the log: `SnapshotStart`, the view restated as ordinary records
+//! (`InitCluster`, a `RegisterNode` per node, a `CreateTopic` per topic), `SnapshotEnd`, in
+//! consecutive batches of one step ([`ClusterMetadata::snapshot_records`]). Every replica
+//! applies them to its view, where they change nothing, and to a staged copy, which
+//! replaces the view at `SnapshotEnd`. A snapshot whose start this replica never applied
+//! (a partial one) is dropped. The bookkeeping is the coordinators'
+//! (`internal_log::SnapshotState`). Each replica deletes the metadata segments wholly below
+//! the last snapshot it applied (`Broker::apply_retention`, [`Controller::last_snapshot`]).
+//! A follower whose whole log lies below its leader's log start restarts its log there
+//! ([`Controller::restart_log`]): its view, persisted whole below its applied end, then
+//! lacks what the trimmed segments held, so it takes no record until a complete snapshot
+//! from the new log start replaces it; meanwhile it keeps serving its old view, a committed
+//! state like any lagging replica's.
+//!
 //! Partition leadership is not in the log (elections are per partition): every node
 //! announces the partitions it leads to every other node, at once on a change and every
 //! second, so that any node can name any partition's leader in a Metadata response.
@@ -40,7 +58,15 @@
 //!   part: `Broker::apply_committed_metadata`);
 //! - the controller validates a change against the applied metadata and the records still
 //!   pending in its log, so two records never create the same topic or topic id;
-//! - a client is told a change succeeded only once it is committed and applied here.
+//! - a client is told a change succeeded only once it is committed and applied here;
+//! - a snapshot is written only when quiescent, so it restates exactly the view every
+//!   replica holds at its offset: a replica whose view is whole checks that it equals the
+//!   snapshot's (`invariant!`); the view is replaced only by a complete snapshot;
+//! - a view that lacks what its log's trimmed segments held (its applied end below the log
+//!   start) applies no record but a complete snapshot's, and is never served by the
+//!   controller: a metadata leader whose view is not whole stops the node
+//!   ([`Controller::check_servable`]; a leader holds every committed record, so only lost
+//!   or damaged data gets there), and it refuses admin operations.
 
 #[cfg(test)]
 mod tests;
@@ -50,10 +76,10 @@ use crate::api::{
     Response, TopicInfo, TopicResult,
 };
 use crate::batch::BatchHeader;
-use crate::internal_log::replay_recovered;
+use crate::internal_log::{due_snapshot, replay_recovered, SnapshotSource, SnapshotState};
 use crate::metadata::{
-    assign_replicas, is_valid_topic_name, ClusterMetadata, MetadataRecord, NodeInfo, TopicConfig,
-    TopicMetadata, TopicPartition,
+    assign_replicas, is_valid_topic_name, Applied, ClusterMetadata, MetadataRecord, NodeInfo,
+    TopicConfig, TopicMetadata, TopicPartition,
 };
 use crate::records::decode_json_records;
 use crate::replication::NodeId;
@@ -141,6 +167,9 @@ pub struct ControllerConfig {
     pub default_partition_count: i32,
     pub topic_defaults: TopicConfig,
     pub auto_create_topics: bool,
+    /// The controller writes a snapshot of the metadata every this many bytes appended to
+    /// the log (half its segment size; at least 1).
+    pub snapshot_interval_bytes: u64,
 }
 
 /// Which response an admin request gets.
@@ -228,11 +257,14 @@ pub struct Controller {
     next_register_ms: i64,
     /// When each other node was last heard from (any peer message).
     heard_from: BTreeMap<NodeId, i64>,
+    /// The metadata log's snapshots as this replica applies them (see "Snapshots").
+    snapshots: SnapshotState<ClusterMetadata>,
 }
 
 impl Controller {
     /// Starts with nothing pending: see [`Controller::replay_recovered`].
-    pub fn new(config: ControllerConfig) -> Self {
+    pub fn new(mut config: ControllerConfig) -> Self {
+        config.snapshot_interval_bytes = config.snapshot_interval_bytes.max(1);
         Self {
             config,
             pending: BTreeMap::new(),
@@ -244,16 +276,20 @@ impl Controller {
             next_announce_ms: 0,
             next_register_ms: 0,
             heard_from: BTreeMap::new(),
+            snapshots: SnapshotState::new(0),
         }
     }
 
-    /// The recovered metadata log: its records past the snapshot's applied end wait to be
-    /// committed again. A batch that does not parse or decode is corrupt data.
+    /// The recovered metadata log, which starts at `log_start`: its records past the
+    /// persisted view's applied end wait to be committed again. A batch that does not parse
+    /// or decode is corrupt data.
     pub fn replay_recovered(
         &mut self,
         metadata: &ClusterMetadata,
         metadata_log: &Bytes,
+        log_start: i64,
     ) -> Result<(), CorruptData> {
+        self.snapshots = SnapshotState::resuming(metadata.applied_end_offset, log_start);
         replay_recovered(
             &metadata_partition(),
             Some(metadata_log),
@@ -309,9 +345,12 @@ impl Controller {
         bytes: &Bytes,
     ) -> Result<(), String> {
         if header.is_control() {
+            self.snapshots.appended(bytes.len(), false);
             return Ok(());
         }
         let records = decode_json_records::<MetadataRecord>(header, bytes)?;
+        self.snapshots
+            .appended(bytes.len(), records.contains(&MetadataRecord::SnapshotEnd));
         self.pending.insert(
             base_offset,
             PendingBatch {
@@ -327,9 +366,37 @@ impl Controller {
         self.pending.split_off(&offset);
     }
 
+    /// This replica's metadata log was dropped and starts over, empty, at `log_start` (it
+    /// lay below its leader's log start): `metadata`, whole below its applied end, lacks
+    /// what lay between, so it waits for a complete snapshot (see "Snapshots").
+    pub fn restart_log(&mut self, metadata: &ClusterMetadata, log_start: i64) {
+        crate::invariant!(
+            self.pending
+                .keys()
+                .all(|base_offset| *base_offset < log_start),
+            "the metadata log restarted at {log_start} below a batch it holds"
+        );
+        self.pending.clear();
+        self.snapshots = SnapshotState::resuming(metadata.applied_end_offset, log_start);
+    }
+
+    /// Where the last complete snapshot applied here starts: the metadata segments wholly
+    /// below it may be deleted.
+    pub fn last_snapshot(&self) -> Option<i64> {
+        self.snapshots.last()
+    }
+
+    /// Before this node acts as the controller on its view: a view that lacks what its
+    /// log's trimmed segments held would validate changes against part of the state, so
+    /// it is corrupt data that stops the node.
+    pub fn check_servable(&self) -> Result<(), CorruptData> {
+        self.snapshots.check_servable(metadata_partition())
+    }
+
     /// Applies every batch below `committed` not applied yet to `metadata`, in order;
-    /// returns the topics created or deleted, or `None` if nothing was applied (then
-    /// there is nothing to persist). Leaders announced for those topics are forgotten.
+    /// returns the topics created, deleted or changed, or `None` if nothing was applied
+    /// (then there is nothing to persist). Leaders announced for those topics are
+    /// forgotten. A view that is not whole takes nothing but a complete snapshot.
     pub fn apply_committed(
         &mut self,
         metadata: &mut ClusterMetadata,
@@ -341,10 +408,57 @@ impl Controller {
             if entry.get().end_offset > committed {
                 break;
             }
-            let batch = entry.remove();
-            for record in &batch.records {
+            let (base_offset, batch) = entry.remove_entry();
+            for (offset, record) in (base_offset..).zip(&batch.records) {
+                self.apply_record(metadata, offset, record, &mut changed_topics);
+            }
+            if self.snapshots.is_complete() {
+                metadata.applied_end_offset = batch.end_offset;
+                applied_any = true;
+            }
+        }
+        if !applied_any {
+            return None;
+        }
+        self.known_leaders
+            .retain(|partition, _| !changed_topics.contains(&partition.topic));
+        Some(changed_topics)
+    }
+
+    /// Applies the committed record at `offset` to `metadata` (if whole) and to the
+    /// snapshot being staged (if one is).
+    fn apply_record(
+        &mut self,
+        metadata: &mut ClusterMetadata,
+        offset: i64,
+        record: &MetadataRecord,
+        changed_topics: &mut BTreeSet<String>,
+    ) {
+        match record {
+            MetadataRecord::SnapshotStart => self.snapshots.start(offset),
+            MetadataRecord::SnapshotEnd => {
+                let whole = self.snapshots.is_complete();
+                // None: its start lies before this log (a partial snapshot), dropped.
+                let Some(staged) = self.snapshots.end() else {
+                    return;
+                };
+                crate::invariant!(
+                    !whole || metadata.same_replicated_view(&staged),
+                    "the metadata snapshot ending at {offset} differs from the view it restates"
+                );
+                changed_topics.extend(metadata.replace_replicated_view(staged));
+            }
+            record => {
+                if let Some(staged) = self.snapshots.staged_mut() {
+                    if let Err(reason) = staged.apply(record) {
+                        tracing::warn!(%reason, "snapshot record refused (every node refuses it)");
+                    }
+                }
+                if !self.snapshots.is_complete() {
+                    return;
+                }
                 match metadata.apply(record) {
-                    Ok(()) => match record {
+                    Ok(Applied::Changed) => match record {
                         MetadataRecord::CreateTopic(topic) => {
                             changed_topics.insert(topic.name.clone());
                         }
@@ -353,20 +467,13 @@ impl Controller {
                         }
                         _ => {}
                     },
+                    Ok(Applied::Restated) => {}
                     Err(reason) => {
                         tracing::warn!(%reason, "metadata record refused (every node refuses it)")
                     }
                 }
             }
-            metadata.applied_end_offset = batch.end_offset;
-            applied_any = true;
         }
-        if !applied_any {
-            return None;
-        }
-        self.known_leaders
-            .retain(|partition, _| !changed_topics.contains(&partition.topic));
-        Some(changed_topics)
     }
 
     fn pending_records(&self) -> impl Iterator<Item = &MetadataRecord> {
@@ -556,6 +663,15 @@ impl Controller {
         origin: AdminOrigin,
         outputs: &mut Vec<ControllerOutput>,
     ) {
+        if !self.snapshots.is_complete() {
+            let results = admin_failure(
+                &op,
+                ErrorCode::NotController,
+                "the controller's metadata view is not whole",
+            );
+            respond(origin, results, outputs);
+            return;
+        }
         let metadata = context.node.metadata();
         let mut records = Vec::new();
         let results = match &op {
@@ -857,6 +973,9 @@ impl Controller {
             }
         }
         let is_controller = context.node.controller_id() == Some(self.node_id());
+        if is_controller {
+            self.write_snapshot_if_due(context, &mut outputs);
+        }
         if self.is_registered(context.node.metadata()) || now_ms < self.next_register_ms {
             if is_controller {
                 self.ensure_cluster_id(context, &mut outputs);
@@ -896,7 +1015,8 @@ impl Controller {
         let pending = self
             .pending_records()
             .any(|record| matches!(record, MetadataRecord::InitCluster { .. }));
-        if context.node.metadata().cluster_id.is_empty() && !pending {
+        if context.node.metadata().cluster_id.is_empty() && !pending && self.snapshots.is_complete()
+        {
             let cluster_id = format!("myelin-{:016x}", context.rng.random::<u64>());
             outputs.push(ControllerOutput::Append {
                 batch: encode_metadata_batch(
@@ -906,6 +1026,36 @@ impl Controller {
                 write: MetadataWrite { waiting: None },
             });
         }
+    }
+
+    /// As controller: a snapshot of the committed view, if quiescent and due (see
+    /// "Snapshots").
+    fn write_snapshot_if_due(
+        &mut self,
+        context: &mut ControllerContext<'_>,
+        outputs: &mut Vec<ControllerOutput>,
+    ) {
+        let view = context.node.metadata();
+        let mut source = MetadataSnapshot {
+            ready: context.node.metadata_leader_epoch().is_some()
+                && self.pending.is_empty()
+                && !view.cluster_id.is_empty(),
+            view,
+            snapshots: &mut self.snapshots,
+        };
+        let Some(batches) = due_snapshot(
+            METADATA_TOPIC,
+            0,
+            &mut source,
+            self.config.snapshot_interval_bytes,
+            context.now.wall_ms,
+        ) else {
+            return;
+        };
+        outputs.extend(batches.into_iter().map(|batch| ControllerOutput::Append {
+            batch,
+            write: MetadataWrite { waiting: None },
+        }));
     }
 
     // ----- Metadata, DescribeConfigs -----
@@ -1018,6 +1168,32 @@ impl Controller {
             error: ErrorCode::None,
             partitions,
         }
+    }
+}
+
+/// What the controller offers the snapshot writer (`internal_log::due_snapshot`).
+struct MetadataSnapshot<'a> {
+    /// The controller leads the metadata log and every batch in it is applied.
+    ready: bool,
+    view: &'a ClusterMetadata,
+    snapshots: &'a mut SnapshotState<ClusterMetadata>,
+}
+
+impl SnapshotSource for MetadataSnapshot<'_> {
+    type Record = MetadataRecord;
+    type View = ClusterMetadata;
+
+    /// Quiescent, whole, and no snapshot half applied.
+    fn ready_for_snapshot(&self) -> bool {
+        self.ready && self.snapshots.is_complete() && !self.snapshots.in_progress()
+    }
+
+    fn snapshot_records(&self) -> Vec<MetadataRecord> {
+        self.view.snapshot_records()
+    }
+
+    fn snapshots(&mut self) -> &mut SnapshotState<ClusterMetadata> {
+        self.snapshots
     }
 }
 

@@ -15,6 +15,11 @@
 //! replica deletes its segments wholly below the last snapshot it applied. A view whose
 //! log starts past 0 is whole only once it applied a complete snapshot from there on
 //! ([`SnapshotState::is_complete`]); it is never served before.
+//!
+//! The metadata log (`controller`) takes snapshots the same way, with the same
+//! [`SnapshotState`] and writer ([`due_snapshot`]); its view differs in one point: the node
+//! persists it whole (`metadata.json`, with the offset it is applied up to), so at restart
+//! it lacks nothing below that offset ([`SnapshotState::resuming`]).
 
 use crate::api::CorruptData;
 use crate::batch::BatchHeader;
@@ -159,7 +164,8 @@ pub(crate) fn replay_recovered(
 /// is the coordinator's committed view.
 #[derive(Debug)]
 pub(crate) struct SnapshotState<V> {
-    /// Where this replica's log starts.
+    /// Where this replica's log starts, as far as its view lacks what lies below: 0 when
+    /// the view holds everything below the log's start (see `resuming`).
     log_start: i64,
     /// The snapshot being applied: where it starts, and the view its records build.
     staged: Option<(i64, V)>,
@@ -182,6 +188,13 @@ impl<V: Default> SnapshotState<V> {
             bytes_since: 0,
             last_written_bytes: 0,
         }
+    }
+
+    /// A view restored whole below `view_end` (the metadata view its node persisted) over
+    /// a log that starts at `log_start`: it lacks nothing if `view_end >= log_start`, and
+    /// everything below the log's start otherwise (a log restarted past it).
+    pub(crate) fn resuming(view_end: i64, log_start: i64) -> Self {
+        Self::new(if view_end >= log_start { 0 } else { log_start })
     }
 
     /// A batch of `bytes` was appended; it holds a snapshot's end record if `ends_snapshot`.
@@ -309,18 +322,32 @@ pub(crate) fn due_snapshots<S: SnapshotSource>(
     interval_bytes: u64,
     wall_ms: i64,
 ) -> Vec<(i32, Vec<Bytes>)> {
-    let mut due = Vec::new();
-    for (index, shard) in shards.iter_mut() {
-        if !shard.ready_for_snapshot() || !shard.snapshots().is_due(interval_bytes) {
-            continue;
-        }
-        let batches = snapshot_batches(&shard.snapshot_records(), wall_ms);
-        let bytes = batches.iter().map(|batch| batch.len() as u64).sum();
-        tracing::info!(topic, partition = index, bytes, "writing a snapshot");
-        shard.snapshots().written(bytes);
-        due.push((*index, batches));
+    shards
+        .iter_mut()
+        .filter_map(|(index, shard)| {
+            due_snapshot(topic, *index, shard, interval_bytes, wall_ms)
+                .map(|batches| (*index, batches))
+        })
+        .collect()
+}
+
+/// The snapshot of partition `index` of `topic` if one is due now (`source` ready, and
+/// `interval_bytes` appended since its last one): its encoded batches (stamped `wall_ms`).
+pub(crate) fn due_snapshot<S: SnapshotSource>(
+    topic: &str,
+    index: i32,
+    source: &mut S,
+    interval_bytes: u64,
+    wall_ms: i64,
+) -> Option<Vec<Bytes>> {
+    if !source.ready_for_snapshot() || !source.snapshots().is_due(interval_bytes) {
+        return None;
     }
-    due
+    let batches = snapshot_batches(&source.snapshot_records(), wall_ms);
+    let bytes = batches.iter().map(|batch| batch.len() as u64).sum();
+    tracing::info!(topic, partition = index, bytes, "writing a snapshot");
+    source.snapshots().written(bytes);
+    Some(batches)
 }
 
 /// The decoded batches of one internal partition waiting for their commit.
@@ -397,6 +424,18 @@ pub(crate) fn stored_log(batches: &[(i64, i64, Bytes)], shift: i64) -> Bytes {
         stored.extend_from_slice(&bytes);
     }
     Bytes::from(stored)
+}
+
+/// Test support: the batches of `batches` from `log_start` on as recovery hands them to a
+/// shard whose log was trimmed below `log_start`.
+#[cfg(test)]
+pub(crate) fn stored_log_from(batches: &[(i64, i64, Bytes)], log_start: i64) -> Bytes {
+    let kept: Vec<(i64, i64, Bytes)> = batches
+        .iter()
+        .filter(|(base, _, _)| *base >= log_start)
+        .cloned()
+        .collect();
+    stored_log(&kept, 0)
 }
 
 #[cfg(test)]

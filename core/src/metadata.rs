@@ -1,18 +1,22 @@
 //! Cluster metadata: the nodes, the topics, their partitions and per-topic configuration.
 //!
-//! In this single-node stage the metadata is a snapshot that the broker hands to storage
-//! (`StorageCommand::PersistMetadata`) whenever it changes, and that storage must have made
-//! durable before the next client response goes out. The replication issue turns it into a
-//! replicated log, as KRaft does; the types here stay the state machine's state.
+//! [`ClusterMetadata`] is the state the metadata log's records ([`MetadataRecord`]) build,
+//! applied by [`crate::controller`]; the broker hands it to storage
+//! (`StorageCommand::PersistMetadata`) whenever it changes, before anything that depends on
+//! the change.
 //!
 //! Invariants:
+//! - applying a record that restates the view (an `InitCluster`, `RegisterNode` or
+//!   `CreateTopic` the view already holds, as a snapshot in the metadata log writes them)
+//!   changes nothing and is accepted ([`Applied::Restated`]); a record that contradicts the
+//!   view (another cluster id, a topic name or id taken by another topic) is still refused;
 //! - topic names are unique and valid Kafka names; a topic id is non-zero and never reused
 //!   for another topic (it is drawn from the caller's seeded RNG and checked for collisions);
 //! - `next_producer_id <= producer_id_block_end`, and the persisted block end is never handed
 //!   out again after a restart, so producer ids are unique across restarts.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Identifies one partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,6 +178,20 @@ pub enum MetadataRecord {
     DeleteTopic {
         name: String,
     },
+    /// A snapshot of the committed view begins: the records up to the next `SnapshotEnd`
+    /// restate it whole (see `controller`, "Snapshots").
+    SnapshotStart,
+    /// The snapshot begun by the last `SnapshotStart` is complete.
+    SnapshotEnd,
+}
+
+/// What applying a record did to the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The view changed.
+    Changed,
+    /// The record restates what the view holds (or marks a snapshot): nothing changed.
+    Restated,
 }
 
 /// Spreads `partition_count` partitions of `replication_factor` replicas over `nodes`,
@@ -195,7 +213,7 @@ pub fn assign_replicas(
 }
 
 /// Everything the cluster knows about itself, persisted as one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMetadata {
     pub cluster_id: String,
     pub nodes: Vec<NodeInfo>,
@@ -227,15 +245,19 @@ impl ClusterMetadata {
 
     /// Applies one committed metadata record. A record that no longer applies (a topic
     /// created twice, deleted twice) is refused with the reason and changes nothing: every
-    /// replica refuses the same records, so they all stay equal.
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), String> {
+    /// replica refuses the same records, so they all stay equal. A record that restates the
+    /// view (a snapshot's) is accepted and changes nothing.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<Applied, String> {
         match record {
             MetadataRecord::InitCluster { cluster_id } => {
+                if self.cluster_id == *cluster_id {
+                    return Ok(Applied::Restated);
+                }
                 if !self.cluster_id.is_empty() {
                     return Err(format!("the cluster already has id {}", self.cluster_id));
                 }
                 self.cluster_id = cluster_id.clone();
-                Ok(())
+                Ok(Applied::Changed)
             }
             MetadataRecord::RegisterNode(node) => {
                 match self
@@ -243,30 +265,84 @@ impl ClusterMetadata {
                     .iter_mut()
                     .find(|known| known.node_id == node.node_id)
                 {
+                    Some(known) if known == node => return Ok(Applied::Restated),
                     Some(known) => *known = node.clone(),
                     None => {
                         self.nodes.push(node.clone());
                         self.nodes.sort_by_key(|known| known.node_id);
                     }
                 }
-                Ok(())
+                Ok(Applied::Changed)
             }
             MetadataRecord::CreateTopic(topic) => {
-                if self.topics.contains_key(&topic.name) {
+                if let Some(existing) = self.topics.get(&topic.name) {
+                    if existing == topic {
+                        return Ok(Applied::Restated);
+                    }
                     return Err(format!("topic '{}' already exists", topic.name));
                 }
                 if self.topic_by_id(topic.topic_id).is_some() || topic.topic_id == 0 {
                     return Err(format!("topic id of '{}' is zero or taken", topic.name));
                 }
                 self.topics.insert(topic.name.clone(), topic.clone());
-                Ok(())
+                Ok(Applied::Changed)
             }
             MetadataRecord::DeleteTopic { name } => self
                 .topics
                 .remove(name)
-                .map(|_| ())
+                .map(|_| Applied::Changed)
                 .ok_or_else(|| format!("topic '{name}' does not exist")),
+            MetadataRecord::SnapshotStart | MetadataRecord::SnapshotEnd => Ok(Applied::Restated),
         }
+    }
+
+    /// The records of a snapshot of the replicated view, markers included: applied to an
+    /// empty view they build this one (the node's own producer-id counter and applied end
+    /// are not replicated, so not restated).
+    pub fn snapshot_records(&self) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::SnapshotStart];
+        if !self.cluster_id.is_empty() {
+            records.push(MetadataRecord::InitCluster {
+                cluster_id: self.cluster_id.clone(),
+            });
+        }
+        records.extend(self.nodes.iter().cloned().map(MetadataRecord::RegisterNode));
+        records.extend(
+            self.topics
+                .values()
+                .cloned()
+                .map(MetadataRecord::CreateTopic),
+        );
+        records.push(MetadataRecord::SnapshotEnd);
+        records
+    }
+
+    /// Whether the replicated parts of two views (cluster id, nodes, topics) are equal.
+    pub fn same_replicated_view(&self, other: &ClusterMetadata) -> bool {
+        self.cluster_id == other.cluster_id
+            && self.nodes == other.nodes
+            && self.topics == other.topics
+    }
+
+    /// Takes the replicated parts of `other` (a snapshot's view); returns the topics that
+    /// differ between the two (created, deleted or changed).
+    pub fn replace_replicated_view(&mut self, other: ClusterMetadata) -> BTreeSet<String> {
+        let changed = self
+            .topics
+            .iter()
+            .filter(|(name, topic)| other.topics.get(*name) != Some(*topic))
+            .chain(
+                other
+                    .topics
+                    .iter()
+                    .filter(|(name, topic)| self.topics.get(*name) != Some(*topic)),
+            )
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.cluster_id = other.cluster_id;
+        self.nodes = other.nodes;
+        self.topics = other.topics;
+        changed
     }
 }
 
@@ -325,7 +401,19 @@ mod tests {
             .apply(&MetadataRecord::CreateTopic(topic.clone()))
             .unwrap();
         let before = metadata.clone();
-        assert!(metadata.apply(&MetadataRecord::CreateTopic(topic)).is_err());
+        let mut other = topic.clone();
+        other.topic_id = 10;
+        assert!(metadata.apply(&MetadataRecord::CreateTopic(other)).is_err());
+        let mut same_id = topic;
+        same_id.name = "u".into();
+        assert!(metadata
+            .apply(&MetadataRecord::CreateTopic(same_id))
+            .is_err());
+        assert!(metadata
+            .apply(&MetadataRecord::InitCluster {
+                cluster_id: "d".into()
+            })
+            .is_err());
         assert_eq!(metadata, before);
         metadata
             .apply(&MetadataRecord::RegisterNode(NodeInfo {
@@ -341,6 +429,50 @@ mod tests {
         assert!(metadata
             .apply(&MetadataRecord::DeleteTopic { name: "t".into() })
             .is_err());
+    }
+
+    #[test]
+    fn records_restating_the_view_are_no_ops_and_a_snapshot_rebuilds_it() {
+        let mut metadata = ClusterMetadata::new("c", Vec::new());
+        let node = NodeInfo {
+            node_id: 2,
+            host: "h".into(),
+            port: 1,
+        };
+        let topic = TopicMetadata {
+            name: "t".into(),
+            topic_id: 9,
+            partition_count: 2,
+            config: TopicConfig::default(),
+            assignments: vec![vec![2], vec![2]],
+        };
+        metadata.apply(&MetadataRecord::RegisterNode(node)).unwrap();
+        metadata.apply(&MetadataRecord::CreateTopic(topic)).unwrap();
+        metadata.producer_id_block_end = 5000;
+        metadata.applied_end_offset = 7;
+        let records = metadata.snapshot_records();
+        assert_eq!(records.first(), Some(&MetadataRecord::SnapshotStart));
+        assert_eq!(records.last(), Some(&MetadataRecord::SnapshotEnd));
+        let before = metadata.clone();
+        for record in &records {
+            assert_eq!(metadata.apply(record), Ok(Applied::Restated), "{record:?}");
+        }
+        assert_eq!(metadata, before, "restating changes nothing");
+        let mut rebuilt = ClusterMetadata::default();
+        for record in &records {
+            rebuilt.apply(record).unwrap();
+        }
+        assert!(rebuilt.same_replicated_view(&metadata));
+        assert_ne!(
+            rebuilt, metadata,
+            "the node's own counters are not replicated"
+        );
+        let mut stale = ClusterMetadata::new("c", Vec::new());
+        stale.producer_id_block_end = 3000;
+        let changed = stale.replace_replicated_view(rebuilt);
+        assert_eq!(changed, BTreeSet::from(["t".to_string()]));
+        assert!(stale.same_replicated_view(&metadata));
+        assert_eq!(stale.producer_id_block_end, 3000, "kept");
     }
 
     #[test]

@@ -73,6 +73,11 @@ const SIM_OFFSETS_PARTITIONS: i32 = 2;
 /// segment.bytes of the simulated offsets and transaction-state topics: a snapshot every
 /// 2 KiB appended.
 const SIM_INTERNAL_SEGMENT_BYTES: u32 = 4096;
+/// segment.bytes of the simulated metadata log, the smallest a topic may have: a run
+/// writes only about 1 KiB of metadata (the cluster id, each node's registration, the
+/// workload's topic, leader changes), so its controller snapshots after 512 bytes and
+/// every replica trims the first segment within the run.
+const SIM_METADATA_SEGMENT_BYTES: u32 = myelin_core::metadata::SEGMENT_BYTES_MIN;
 /// Wall time a child process gets for one run (a normal run takes well under a second).
 const CHILD_WALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Simulated time allowed beyond the scenario's duration before madsim gives up.
@@ -490,13 +495,14 @@ fn create_node(
     #[cfg(not(feature = "defects"))]
     let _ = options;
     // Two offsets partitions are enough to spread groups and keep the simulation lean;
-    // small segments of the coordinators' logs make their leaders snapshot and every
-    // replica trim them within a run.
+    // small segments of the internal logs (the coordinators' and the metadata log) make
+    // their leaders snapshot and every replica trim them within a run.
     let adjust_broker_config = Some(
         Arc::new(move |config: &mut myelin_core::api::BrokerConfig| {
             config.offsets_partitions = SIM_OFFSETS_PARTITIONS;
             config.offsets_segment_bytes = SIM_INTERNAL_SEGMENT_BYTES;
             config.transaction_state_segment_bytes = SIM_INTERNAL_SEGMENT_BYTES;
+            config.metadata_segment_bytes = SIM_METADATA_SEGMENT_BYTES;
             #[cfg(feature = "defects")]
             {
                 config.defect = defect;

@@ -81,17 +81,25 @@ impl Broker {
     /// Applies every committed metadata batch not applied yet; persists the snapshot, then
     /// opens and removes the partitions the changes give or take from this node.
     pub(super) fn apply_committed_metadata(&mut self, now: Now, outputs: &mut Vec<Output>) {
-        let Some(committed) = self
-            .partitions
-            .get(&metadata_partition())
-            .map(|state| state.log.high_watermark())
-        else {
+        let Some((committed, leading)) = self.partitions.get(&metadata_partition()).map(|state| {
+            let replica = &state.replica;
+            (
+                state.log.high_watermark(),
+                replica.is_leader() && replica.serves_reads(&state.log),
+            )
+        }) else {
             return;
         };
-        let Some(changed_topics) = self
+        let changed_topics = self
             .controller
-            .apply_committed(&mut self.metadata, committed)
-        else {
+            .apply_committed(&mut self.metadata, committed);
+        // Everything committed is applied: a leading controller's view must be whole.
+        if leading {
+            if let Err(corrupt) = self.controller.check_servable() {
+                outputs.push(Output::FailStop(corrupt));
+            }
+        }
+        let Some(changed_topics) = changed_topics else {
             return;
         };
         outputs.push(self.persist_metadata());

@@ -6,6 +6,8 @@ use super::*;
 use rand::SeedableRng;
 
 const THIS_NODE: NodeId = 1;
+/// Small, so that a few records make a snapshot due.
+const SNAPSHOT_INTERVAL_BYTES: u64 = 512;
 
 /// What the controller sees of a [`Node`].
 struct View {
@@ -45,6 +47,8 @@ struct Node {
     controller: Controller,
     view: View,
     log_end: i64,
+    /// Every batch appended: (base offset, last offset, bytes).
+    log: Vec<(i64, i64, Bytes)>,
     rng: StdRng,
     now_ms: i64,
     /// Replies and messages the node was asked to send.
@@ -65,6 +69,7 @@ impl Node {
             default_partition_count: 2,
             topic_defaults: TopicConfig::default(),
             auto_create_topics: true,
+            snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES,
         };
         let metadata = ClusterMetadata::new(String::new(), Vec::new());
         Self {
@@ -76,6 +81,7 @@ impl Node {
                 hosted: BTreeMap::new(),
             },
             log_end: 0,
+            log: Vec::new(),
             rng: StdRng::seed_from_u64(3),
             now_ms: 1_000,
             sent: Vec::new(),
@@ -105,6 +111,7 @@ impl Node {
                         self.controller
                             .on_appended(&header, base_offset, self.log_end - 1, &batch)
                             .expect("the controller's batches decode");
+                        self.log.push((base_offset, self.log_end - 1, batch));
                         appended += 1;
                         (self.log_end, epoch)
                     });
@@ -431,4 +438,215 @@ fn a_metadata_batch_that_does_not_decode_is_corrupt_data_never_skipped() {
         (metadata_partition(), 4)
     );
     assert_eq!(node.controller.pending_records().count(), 0);
+}
+
+// ----- snapshots -----
+
+/// A controller named, registered, with topics `a` to `f` created and applied: enough
+/// appended for a snapshot to be due.
+fn controller_with_topics() -> Node {
+    let mut node = Node::new();
+    node.drive(|controller, context| controller.tick(context));
+    node.commit();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        node.admin(create(name, 2));
+        node.commit();
+    }
+    node.sent.clear();
+    node
+}
+
+/// A controller's tick: the records of the batches it appended.
+fn tick_records(node: &mut Node) -> Vec<MetadataRecord> {
+    let before = node.log.len();
+    node.now_ms += ANNOUNCE_INTERVAL_MS;
+    node.drive(|controller, context| controller.tick(context));
+    node.log[before..]
+        .iter()
+        .flat_map(|(_, _, batch)| {
+            let header = crate::batch::validate(batch).expect("a valid batch");
+            decode_json_records::<MetadataRecord>(&header, batch).expect("metadata records")
+        })
+        .collect()
+}
+
+/// Another node's controller (node 2, a follower) with the view `metadata`.
+fn follower(metadata: ClusterMetadata) -> (Controller, ClusterMetadata) {
+    let config = ControllerConfig {
+        this_node: NodeInfo {
+            node_id: 2,
+            host: "localhost".into(),
+            port: 9093,
+        },
+        voters: vec![1, 2, 3],
+        default_partition_count: 2,
+        topic_defaults: TopicConfig::default(),
+        auto_create_topics: true,
+        snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES,
+    };
+    (Controller::new(config), metadata)
+}
+
+/// Appends `batches` to `controller`'s log.
+fn feed(controller: &mut Controller, batches: &[(i64, i64, Bytes)]) {
+    for (base, last, batch) in batches {
+        let header = crate::batch::validate(batch).expect("a valid batch");
+        controller
+            .on_appended(&header, *base, *last, batch)
+            .expect("metadata records");
+    }
+}
+
+#[test]
+fn the_controller_snapshots_its_committed_view_only_when_quiescent() {
+    let mut node = controller_with_topics();
+    // A change appended but not committed: not quiescent, no snapshot.
+    node.admin(create("pending", 1));
+    assert!(tick_records(&mut node).is_empty());
+    node.commit();
+    let start = node.log_end;
+    let records = tick_records(&mut node);
+    assert_eq!(records, node.view.metadata.snapshot_records());
+    assert!(records.len() > 8, "the whole view: {records:?}");
+    assert_eq!(node.controller.last_snapshot(), None, "not applied yet");
+    let before = node.view.metadata.clone();
+    assert_eq!(
+        node.commit(),
+        Some(BTreeSet::new()),
+        "applied, nothing changed"
+    );
+    assert!(node.view.metadata.same_replicated_view(&before));
+    assert_eq!(node.view.metadata.applied_end_offset, node.log_end);
+    assert_eq!(node.controller.last_snapshot(), Some(start));
+    // The next one waits for the interval (and twice the last snapshot) appended again.
+    assert!(tick_records(&mut node).is_empty());
+}
+
+#[test]
+fn a_follower_behind_the_log_start_takes_its_view_from_a_complete_snapshot_and_drops_a_partial_one()
+{
+    let mut leader = controller_with_topics();
+    let mut stale = leader.view.metadata.clone();
+    stale.topics.remove("a");
+    stale.topics.remove("b");
+    stale.applied_end_offset = 3;
+    leader.admin(AdminOp::DeleteTopics(vec!["c".into()]));
+    leader.commit();
+    let log_start = leader.log_end;
+    tick_records(&mut leader);
+    leader.commit();
+    let snapshot = leader.log.split_off(
+        leader
+            .log
+            .iter()
+            .position(|(base, _, _)| *base == log_start)
+            .expect("the snapshot's first batch"),
+    );
+    let (mut controller, mut view) = follower(stale.clone());
+    controller.restart_log(&view, log_start);
+    assert!(controller.check_servable().is_err(), "not whole");
+    // A partial snapshot (its end lost) and a record outside any snapshot: not applied.
+    let partial_start = encode_metadata_batch(&[MetadataRecord::SnapshotStart], 0);
+    let stray = encode_metadata_batch(&[MetadataRecord::DeleteTopic { name: "d".into() }], 0);
+    feed(
+        &mut controller,
+        &[
+            (log_start, log_start, partial_start),
+            (log_start + 1, log_start + 1, stray),
+        ],
+    );
+    let shifted: Vec<(i64, i64, Bytes)> = snapshot
+        .iter()
+        .map(|(base, last, batch)| (base + 2, last + 2, batch.clone()))
+        .collect();
+    // Up to the snapshot's last batch: nothing applied, the view unchanged.
+    feed(&mut controller, &shifted);
+    let end = shifted.last().expect("a batch").1 + 1;
+    assert_eq!(controller.apply_committed(&mut view, end - 1), None);
+    assert_eq!(view, stale);
+    let changed = controller.apply_committed(&mut view, end).expect("applied");
+    assert!(view.same_replicated_view(&leader.view.metadata));
+    assert!(
+        view.topics.contains_key("d"),
+        "the stray delete was dropped"
+    );
+    assert_eq!(
+        changed,
+        BTreeSet::from(["a".to_string(), "b".to_string(), "c".to_string()])
+    );
+    assert_eq!(view.applied_end_offset, end);
+    assert_eq!(view.producer_id_block_end, stale.producer_id_block_end);
+    assert_eq!(controller.last_snapshot(), Some(log_start + 2));
+    controller
+        .check_servable()
+        .expect("whole from its log start");
+}
+
+#[test]
+fn a_restart_replays_the_trimmed_log_from_its_snapshot() {
+    let mut leader = controller_with_topics();
+    let log_start = leader.log_end;
+    tick_records(&mut leader);
+    leader.commit();
+    leader.admin(create("after", 1));
+    leader.commit();
+    let stored = crate::internal_log::stored_log_from(&leader.log, log_start);
+    // The persisted view lost (a fresh view): the log from its snapshot on rebuilds it.
+    let (mut controller, mut view) = follower(ClusterMetadata::default());
+    controller
+        .replay_recovered(&view, &stored, log_start)
+        .expect("decodes");
+    controller.apply_committed(&mut view, leader.log_end);
+    assert!(view.same_replicated_view(&leader.view.metadata));
+    assert!(view.topics.contains_key("after"));
+    controller.check_servable().expect("whole");
+    // The persisted view whole past the log start: replay resumes at its applied end.
+    let mut persisted = leader.view.metadata.clone();
+    persisted.applied_end_offset = leader.log[leader.log.len() - 1].0;
+    persisted.topics.remove("after");
+    let (mut controller, mut view) = follower(persisted);
+    controller
+        .replay_recovered(&view, &stored, log_start)
+        .expect("decodes");
+    controller
+        .check_servable()
+        .expect("whole below its applied end");
+    assert_eq!(
+        controller.apply_committed(&mut view, leader.log_end),
+        Some(BTreeSet::from(["after".to_string()]))
+    );
+    assert!(view.same_replicated_view(&leader.view.metadata));
+}
+
+#[test]
+fn a_view_without_a_complete_snapshot_from_its_log_start_is_never_served() {
+    let mut leader = controller_with_topics();
+    let log_start = leader.log_end;
+    // A view named and registered, persisted below the log's start.
+    let mut stale = leader.view.metadata.clone();
+    stale.applied_end_offset = log_start - 1;
+    leader.admin(create("after", 1));
+    leader.commit();
+    let stored = crate::internal_log::stored_log(&leader.log[leader.log.len() - 1..], 0);
+    let mut node = Node::new();
+    node.view.metadata = stale;
+    node.controller
+        .replay_recovered(&node.view.metadata, &stored, log_start)
+        .expect("decodes");
+    assert_eq!(
+        node.controller
+            .apply_committed(&mut node.view.metadata, leader.log_end),
+        None
+    );
+    let corrupt = node.controller.check_servable().expect_err("not whole");
+    assert_eq!(
+        (corrupt.partition, corrupt.offset),
+        (metadata_partition(), log_start)
+    );
+    assert_eq!(node.admin(create("x", 1)), 0, "nothing written");
+    assert_eq!(node.answer()[0].error, ErrorCode::NotController);
+    assert!(
+        tick_records(&mut node).is_empty(),
+        "no snapshot of a partial view"
+    );
 }

@@ -696,13 +696,7 @@ fn a_snapshot_restates_every_id_restarts_no_timer_and_a_log_from_it_is_whole() {
     assert_eq!(node.coordinator.transaction_state(ID).cloned(), before);
 
     // A log that starts at the snapshot (its replica trimmed below it) holds every id.
-    let suffix: Vec<_> = node
-        .log
-        .iter()
-        .filter(|(base, _, _)| *base >= start)
-        .cloned()
-        .collect();
-    let stored = crate::internal_log::stored_log(&suffix, 0);
+    let stored = crate::internal_log::stored_log_from(&node.log, start);
     let mut replayed = Node::new();
     replayed.coordinator.close_shard(0);
     replayed
