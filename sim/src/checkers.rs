@@ -46,9 +46,10 @@
 //!   all of them.
 //! - **epoch-monotonic** (clusters, after every event): the leader epoch and vote a node
 //!   persists for a partition never go backwards, across its restarts too: a later persist
-//!   names a higher epoch, or the same epoch and the same vote (or a first vote). A persist
-//!   in a step that fail-stopped does not count (it may be the command that failed; the
-//!   node never acted on it).
+//!   names a higher epoch, or the same epoch and the same vote (or a first vote). A state
+//!   counts once its write returned (`TraceEvent::ReplicaStatesPersisted`), not when the
+//!   core asked for it: a crash or a failed write before that leaves the disk at the state
+//!   before, and the node acted on neither (its sends wait for the write).
 //! - **high-watermark-majority-durable** (clusters, after every event): when a leader
 //!   announces a high watermark above any announced before for that partition, enough of
 //!   its followers have reported that offset durable to it (in this epoch, or an earlier
