@@ -103,6 +103,9 @@ struct PartitionState {
     txns: PartitionTransactions,
     replica: Replica,
     segment_bytes: u32,
+    /// The id of the topic this partition was opened for (0 for the metadata log): a topic
+    /// deleted and created again under its name has a new one, and this data is not its.
+    topic_id: u128,
 }
 
 /// One partition's part of a waiting produce.
@@ -670,6 +673,7 @@ impl Broker {
             outputs.push(Output::FailStop(corrupt));
             return;
         }
+        let topic_id = self.topic_id_of(&partition.topic);
         self.partitions.insert(
             partition.clone(),
             PartitionState {
@@ -678,6 +682,7 @@ impl Broker {
                 txns,
                 replica,
                 segment_bytes,
+                topic_id,
             },
         );
         self.drive_replica(now, &partition, outputs, |replica, context| {
@@ -685,6 +690,23 @@ impl Broker {
                 replica.tick(context);
             }
         });
+    }
+
+    /// The id the view gives `topic` (0 if it has none: the metadata log, or a topic gone).
+    fn topic_id_of(&self, topic: &str) -> u128 {
+        self.metadata
+            .topics
+            .get(topic)
+            .map_or(0, |topic| topic.topic_id)
+    }
+
+    /// Whether a hosted partition holds the data of a topic the view no longer has under
+    /// its name (deleted, then created again with a new id).
+    fn holds_an_older_topic(&self, partition: &TopicPartition) -> bool {
+        self.partitions.get(partition).is_some_and(|state| {
+            partition.topic != METADATA_TOPIC
+                && state.topic_id != self.topic_id_of(&partition.topic)
+        })
     }
 
     /// Stops hosting a partition and removes its data.

@@ -2212,3 +2212,68 @@ fn the_metadata_log_is_trimmed_below_its_snapshots_and_a_node_kept_down_catches_
             .all(|broker| broker.metadata().topics.contains_key("after"))
     });
 }
+
+/// A topic deleted and created again under its name while a node is down: the node comes
+/// back to a view whose topic has a new id, and must drop what it held of the old topic,
+/// not keep it as the new topic's log (Kafka tells them apart by topic id, KIP-516).
+#[test]
+fn a_node_down_while_its_topic_is_deleted_and_created_again_drops_the_old_topics_data() {
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    let partition = TopicPartition::new("reborn", 0);
+    admin_ok(&mut cluster, controller, create_request("reborn", 1, 3));
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).expect("a leader");
+    for _ in 0..5 {
+        let written = cluster.call(leader, produce(&partition, 10));
+        assert_eq!(produce_result(&written).error, ErrorCode::None);
+    }
+    let absent = cluster.another_voter(controller);
+    let old_end = cluster.brokers[&leader]
+        .partition_offsets(&partition)
+        .map(|(_, _, end)| end)
+        .expect("hosted");
+    cluster.run_until("every replica holds the old topic's batches", |cluster| {
+        cluster.brokers.values().all(|broker| {
+            broker
+                .partition_offsets(&partition)
+                .is_some_and(|(_, _, end)| end == old_end)
+        })
+    });
+    cluster.crash(absent);
+
+    admin_ok(
+        &mut cluster,
+        controller,
+        Request::DeleteTopics {
+            names: vec!["reborn".into()],
+        },
+    );
+    admin_ok(&mut cluster, controller, create_request("reborn", 1, 3));
+    cluster.run_until("the new topic's leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).expect("a leader");
+    let written = cluster.call(leader, produce(&partition, 2));
+    assert_eq!(produce_result(&written).error, ErrorCode::None);
+
+    cluster.start(absent);
+    cluster.run_until("the returning node holds the new topic's log", |cluster| {
+        let end = |node: NodeId| {
+            cluster.brokers[&node]
+                .partition_offsets(&partition)
+                .map(|(_, _, end)| end)
+        };
+        cluster.brokers[&absent]
+            .metadata()
+            .same_replicated_view(cluster.brokers[&controller].metadata())
+            && end(absent) == end(leader)
+    });
+    let leader = cluster.leader_of(&partition).expect("a leader");
+    assert_eq!(
+        cluster.disks[&absent].segments[&partition], cluster.disks[&leader].segments[&partition],
+        "the returning node's log is the new topic's, byte for byte"
+    );
+}

@@ -78,8 +78,12 @@ impl Broker {
             .live_leader(partition, hosted, now.monotonic_ms)
     }
 
-    /// Applies every committed metadata batch not applied yet; persists the snapshot, then
-    /// opens and removes the partitions the changes give or take from this node.
+    /// Applies every committed metadata batch not applied yet; opens and removes the
+    /// partitions the changes give or take from this node, then persists the view. In that
+    /// order: a crash between them leaves the older view over the newer partitions, which
+    /// a restart sorts out (orphans deleted, a partition of an older topic id recreated as
+    /// its records are applied again); the other order could leave the newer view over an
+    /// older topic's data, taken for the new topic's.
     pub(super) fn apply_committed_metadata(&mut self, now: Now, outputs: &mut Vec<Output>) {
         let Some((committed, leading)) = self.partitions.get(&metadata_partition()).map(|state| {
             let replica = &state.replica;
@@ -102,13 +106,14 @@ impl Broker {
         let Some(changed_topics) = changed_topics else {
             return;
         };
-        outputs.push(self.persist_metadata());
         let hosted: BTreeSet<TopicPartition> = self.hosted_partitions().into_iter().collect();
         let stale: Vec<TopicPartition> = self
             .partitions
             .keys()
             .filter(|partition| changed_topics.contains(&partition.topic))
-            .filter(|partition| !hosted.contains(*partition))
+            .filter(|partition| {
+                !hosted.contains(*partition) || self.holds_an_older_topic(partition)
+            })
             .cloned()
             .collect();
         for partition in stale {
@@ -123,6 +128,7 @@ impl Broker {
                 self.open_partition(now, partition, None, None, outputs);
             }
         }
+        outputs.push(self.persist_metadata());
     }
 
     /// A client's CreateTopics or DeleteTopics.
