@@ -23,6 +23,7 @@ use crate::scenario::{
     OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
 };
 use crate::simfs::{CrashSpec, DiskStats, SimFileSystem, StoredBatch};
+use crate::timeline::Timeline;
 use crate::trace::{Source, Trace};
 use crate::workload::{
     run_client, ClientContext, MemberCommand, StepSignals, BACKOFF_MS, TOPIC_ALREADY_EXISTS,
@@ -92,6 +93,8 @@ const TIME_LIMIT_SLACK: Duration = Duration::from_secs(300);
 pub struct RunOptions {
     /// Write the trace as JSON lines to this file.
     pub trace_path: Option<PathBuf>,
+    /// Write the run as an HTML timeline to this file (see `timeline`).
+    pub html_path: Option<PathBuf>,
     /// A deliberate defect to run with (feature `defects`).
     #[cfg(feature = "defects")]
     pub defect: Option<myelin_core::defects::Defect>,
@@ -115,10 +118,18 @@ impl RunOptions {
         self
     }
 
-    /// The same options without a trace file (for runs that repeat a scenario).
+    /// The same options with an HTML timeline written to `html_path`, if given.
+    pub fn with_html(mut self, html_path: Option<PathBuf>) -> RunOptions {
+        self.html_path = html_path;
+        self
+    }
+
+    /// The same options without a trace file or HTML page (for runs that repeat a
+    /// scenario).
     pub fn without_trace(&self) -> RunOptions {
         let mut options = self.clone();
         options.trace_path = None;
+        options.html_path = None;
         options
     }
 
@@ -168,6 +179,9 @@ pub struct RunReport {
     /// The run panicked (a node's assertion, a madsim deadlock, ...): a failure too.
     pub panic: Option<String>,
     pub trace_error: Option<String>,
+    /// Why the `--html` page could not be written, if it could not.
+    #[serde(default)]
+    pub html_error: Option<String>,
 }
 
 impl RunReport {
@@ -306,6 +320,9 @@ impl RunReport {
         if let Some(error) = &self.trace_error {
             text.push_str(&format!("  trace file error: {error}\n"));
         }
+        if let Some(error) = &self.html_error {
+            text.push_str(&format!("  html file error: {error}\n"));
+        }
         for violation in self.checks.violations.iter().take(20) {
             text.push_str(&format!("  VIOLATION {violation}\n"));
         }
@@ -329,6 +346,8 @@ struct RunLogState {
     history: History,
     checker: Checker,
     trace: Trace,
+    /// Collected only for `--html`; it never changes what the run does.
+    timeline: Option<Timeline>,
     next_op: u64,
     violations_traced: usize,
 }
@@ -340,19 +359,23 @@ impl RunLogState {
         for violation in &violations[self.violations_traced..] {
             self.trace
                 .line(t_us, Source::Harness, None, "check", &violation.to_string());
+            if let Some(timeline) = &mut self.timeline {
+                timeline.violation(t_us, violation, self.trace.last_line());
+            }
         }
         self.violations_traced = violations.len();
     }
 }
 
 impl RunLog {
-    fn new(trace: Trace) -> Self {
+    fn new(trace: Trace, timeline: Option<Timeline>) -> Self {
         RunLog {
             start: Instant::now(),
             state: Mutex::new(RunLogState {
                 history: History::default(),
                 checker: Checker::new(),
                 trace,
+                timeline,
                 next_op: 0,
                 violations_traced: 0,
             }),
@@ -388,6 +411,10 @@ impl RunLog {
             "client",
             &event.describe(),
         );
+        let state = &mut *state;
+        if let Some(timeline) = &mut state.timeline {
+            timeline.client_event(t_us, client, &event, state.trace.last_line());
+        }
         state.checker.observe_client(&event);
         state.trace_new_violations(t_us);
         state.history.record(event);
@@ -396,13 +423,41 @@ impl RunLog {
     /// Records something the harness did.
     fn harness_event(&self, source: Source, kind: &str, text: &str) {
         let t_us = self.now_us();
-        self.lock().trace.line(t_us, source, None, kind, text);
+        let mut state = self.lock();
+        let state = &mut *state;
+        state.trace.line(t_us, source, None, kind, text);
+        if let Some(timeline) = &mut state.timeline {
+            timeline.harness_event(t_us, source, kind, state.trace.last_line());
+        }
+    }
+
+    /// Fault `number` struck (after the trace line that says so); `struck`: the node the
+    /// harness chose for it then.
+    fn fault_began(&self, number: usize, fault: &Fault, struck: Option<u8>) {
+        let t_us = self.now_us();
+        let mut state = self.lock();
+        let state = &mut *state;
+        if let Some(timeline) = &mut state.timeline {
+            timeline.fault_began(t_us, number, fault, struck, state.trace.last_line());
+        }
+    }
+
+    /// Fault `number` healed.
+    fn fault_healed(&self, number: usize) {
+        let t_us = self.now_us();
+        if let Some(timeline) = &mut self.lock().timeline {
+            timeline.fault_healed(t_us, number);
+        }
     }
 
     fn core_event(&self, node: u8, now_ms: i64, event: &TraceEvent<'_>) {
         let t_us = self.now_us();
         let mut state = self.lock();
+        let state = &mut *state;
         state.trace.core_event(t_us, node, now_ms, event);
+        if let Some(timeline) = &mut state.timeline {
+            timeline.core_event(t_us, node, event, state.trace.last_line());
+        }
         match event {
             TraceEvent::Output(output) => {
                 state.checker.observe_core(node, output, t_us);
@@ -945,6 +1000,10 @@ impl Supervisor<'_> {
         }
         let verdict = if injected { "fault" } else { "fault-skipped" };
         self.note(Source::Harness, verdict, &fault.to_string());
+        if injected {
+            let struck = self.struck.get(&number).copied();
+            self.log.fault_began(number, &fault, struck);
+        }
         injected
     }
 
@@ -1051,6 +1110,7 @@ impl Supervisor<'_> {
             | Fault::ProduceLeaderCrash { .. } => {}
         }
         self.note(Source::Harness, "heal", &fault.to_string());
+        self.log.fault_healed(number);
     }
 
     /// A client step armed faults wait for was served by `node`: the first fault armed
@@ -1128,6 +1188,9 @@ impl Supervisor<'_> {
             verdict,
             &format!("{fault}: node {node} served the step"),
         );
+        if injected {
+            self.log.fault_began(number, &fault, Some(node));
+        }
     }
 
     /// Hands a group member a command it carries out itself; false if one is pending.
@@ -1734,6 +1797,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions, exe: &std::path::Path) -> 
     if let Some(path) = &options.trace_path {
         command.arg("--trace").arg(path);
     }
+    if let Some(path) = &options.html_path {
+        command.arg("--html").arg(path);
+    }
     if let Some(defect) = options.defect_name() {
         command.arg("--defect").arg(defect);
     }
@@ -1817,6 +1883,7 @@ impl RunReport {
             wall,
             panic: Some(panic),
             trace_error: None,
+            html_error: None,
         }
     }
 }
@@ -1878,7 +1945,8 @@ async fn supervise(
     writer: Option<Box<dyn Write + Send>>,
 ) -> RunReport {
     let handle = Handle::current();
-    let log = Arc::new(RunLog::new(Trace::new(writer)));
+    let timeline = options.html_path.as_ref().map(|_| Timeline::new(&scenario));
+    let log = Arc::new(RunLog::new(Trace::new(writer), timeline));
     if scenario.cluster {
         log.lock().checker.for_cluster();
     }
@@ -2105,13 +2173,17 @@ async fn supervise(
         checker.check_expired_members(SESSION_TIMEOUT_MS as u64 * 1000);
     }
     let checks = checker.finish(&finals, progress);
+    let state = &mut *state;
     for violation in &checks.violations[state.violations_traced..] {
         state
             .trace
             .line(t_us, Source::Harness, None, "check", &violation.to_string());
+        if let Some(timeline) = &mut state.timeline {
+            timeline.violation(t_us, violation, state.trace.last_line());
+        }
     }
     let trace_error = state.trace.finish().err();
-    RunReport {
+    let mut report = RunReport {
         scenario: scenario.clone(),
         defect: options.defect_name().map(String::from),
         counts,
@@ -2124,5 +2196,41 @@ async fn supervise(
         wall: Duration::ZERO,
         panic: None,
         trace_error,
+        html_error: None,
+    };
+    if let (Some(timeline), Some(path)) = (&state.timeline, &options.html_path) {
+        report.html_error = write_html(timeline, &report, path).err();
     }
+    report
+}
+
+/// Writes the run's timeline page to `path`.
+fn write_html(timeline: &Timeline, report: &RunReport, path: &Path) -> Result<(), String> {
+    let title = format!(
+        "myelin-sim seed {}{}{}: {}",
+        report.scenario.seed,
+        if report.scenario.transactions {
+            " (transactions)"
+        } else if report.scenario.groups {
+            " (groups)"
+        } else if report.scenario.cluster {
+            " (cluster)"
+        } else {
+            ""
+        },
+        report
+            .defect
+            .as_ref()
+            .map(|defect| format!(" with defect {defect}"))
+            .unwrap_or_default(),
+        if report.passed() { "passed" } else { "FAILED" }
+    );
+    let summary = format!(
+        "{}{}replay: {}\n",
+        report.scenario,
+        report.summary(),
+        report.replay_command()
+    );
+    std::fs::write(path, timeline.html(&title, &summary))
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }

@@ -77,6 +77,8 @@ pub struct Trace {
     events: u64,
     writer: Option<Box<dyn Write + Send>>,
     write_error: Option<String>,
+    /// The last line, with its newline (for the timeline's click-through).
+    last_line: String,
 }
 
 impl Trace {
@@ -87,6 +89,7 @@ impl Trace {
             events: 0,
             writer,
             write_error: None,
+            last_line: String::new(),
         }
     }
 
@@ -122,6 +125,12 @@ impl Trace {
                 self.writer = None;
             }
         }
+        self.last_line = text;
+    }
+
+    /// The last line added, with its newline (empty before the first).
+    pub fn last_line(&self) -> &str {
+        &self.last_line
     }
 
     /// Adds a core event of `node`.
