@@ -65,19 +65,25 @@ struct Lane {
     kind: &'static str,
 }
 
-/// A node-to-node message or a client request.
+/// A node-to-node message or a client request. The most numerous item: one-letter field
+/// names keep the page small (the page's script spells them out).
 #[derive(Serialize)]
 struct Message {
+    #[serde(rename = "a")]
     from: LaneIndex,
+    #[serde(rename = "b")]
     to: LaneIndex,
+    #[serde(rename = "s")]
     sent_us: u64,
     /// When it arrived (a client request: when its answer came back); `None`: lost.
+    #[serde(rename = "d", skip_serializing_if = "Option::is_none")]
     delivered_us: Option<u64>,
+    #[serde(rename = "l")]
     label: String,
     /// The partition it concerns, if any (for filters).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
     partition: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "r", skip_serializing_if = "Option::is_none")]
     record: Option<u32>,
 }
 
@@ -189,7 +195,6 @@ struct Page<'a> {
     transactions: &'a [Transaction],
     violations: &'a [ViolationMark],
     notes: Vec<String>,
-    records: &'a [String],
 }
 
 /// A produce or fetch a client has under way.
@@ -935,15 +940,18 @@ impl Timeline {
             transactions: &self.transactions,
             violations: &self.violations,
             notes,
-            records: &self.records,
         };
+        // Inside <script>, "</" would end the element early.
         let data = serde_json::to_string(&page)
             .expect("the timeline always serializes")
-            // Inside <script>, "</" would end the element early.
+            .replace("</", "<\\/");
+        // The trace records apart: the page parses them at the first click, not at load.
+        let records = serde_json::to_string(&self.records)
+            .expect("strings always serialize")
             .replace("</", "<\\/");
         let title = escape_html(title);
         format!(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<script id=\"timeline-data\" type=\"application/json\">{data}</script>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n<script id=\"timeline-data\" type=\"application/json\">{data}</script>\n<script id=\"timeline-records\" type=\"application/json\">{records}</script>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n"
         )
     }
 }
@@ -1043,12 +1051,13 @@ fn named_in(text: &str, node_count: u8) -> (Vec<u8>, Vec<(Option<u8>, TopicParti
                 nodes.extend(number(3));
             }
         }
-        for topic in [TOPIC, OUTPUT_TOPIC] {
-            if let Some(partition) = word
-                .strip_prefix(topic)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .and_then(|rest| rest.parse::<i32>().ok())
-            {
+        // `topic-P`: a topic's name (letters, digits, `_`, `.`), a dash, a partition.
+        if let Some((topic, partition)) = word.rsplit_once('-') {
+            let is_topic = topic.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if let (true, Ok(partition)) = (is_topic, partition.parse::<i32>()) {
                 partitions.push((
                     None,
                     TopicPartition {
@@ -1112,6 +1121,10 @@ mod tests {
         assert_eq!(nodes, vec![2, 3]);
         assert_eq!(partitions.len(), 1);
         assert_eq!(partitions[0].1.to_string(), "events-1");
+        let (_, partitions) = named_in("__cluster_metadata-0: the leader of epoch 1", 3);
+        assert_eq!(partitions[0].1.to_string(), "__cluster_metadata-0");
+        let (_, partitions) = named_in("at 1.009619 s: read-committed 3-4 ranges", 3);
+        assert!(partitions.is_empty(), "{partitions:?}");
         let (nodes, partitions) = named_in("node 1 partition 0 lost offset 7; node 9", 3);
         assert_eq!(nodes, vec![1], "node 9 does not exist");
         assert_eq!(
@@ -1152,8 +1165,8 @@ mod tests {
         assert!(page.contains("seed &lt;1&gt;"));
         assert_eq!(
             page.matches("</script>").count(),
-            2,
-            "only the two script ends"
+            3,
+            "only the three scripts' ends"
         );
         assert!(
             !page.contains("<link") && !page.contains(" src=") && !page.contains("import("),

@@ -8,6 +8,13 @@
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("timeline-data").textContent);
+  // Messages carry one-letter fields (the page's largest part): a from lane, b to lane,
+  // s sent, d delivered (absent: lost), l label, p partition, r trace record.
+  let records = null; // parsed at the first click
+  function record(index) {
+    if (records === null) records = JSON.parse(document.getElementById("timeline-records").textContent);
+    return records[index];
+  }
   const SVG = "http://www.w3.org/2000/svg";
   const LABEL_WIDTH = 230;
   const LANE_HEIGHT = 26;
@@ -118,8 +125,8 @@
     const partitions = new Set(firstViolation.partitions);
     const named = lanes.size > 0 || partitions.size > 0;
     data.messages.forEach((m, i) => {
-      if (m.sent_us < from || m.sent_us > to) return;
-      if (!named || partitions.has(m.partition) || (partitions.size === 0 && (lanes.has(m.from) || lanes.has(m.to)))) {
+      if (m.s < from || m.s > to) return;
+      if (!named || partitions.has(m.p) || (partitions.size === 0 && (lanes.has(m.a) || lanes.has(m.b)))) {
         set.add("m" + i);
       }
     });
@@ -184,35 +191,33 @@
 
     // Messages: arrows, or a density when too many are in view.
     const inView = [];
+    const lost = (m) => m.d === undefined;
     data.messages.forEach((m, i) => {
-      const arrived = m.delivered_us === null || m.delivered_us === undefined ? m.sent_us : m.delivered_us;
-      if (!visible(m.sent_us, arrived)) return;
-      if (!laneY.has(m.from) || !laneY.has(m.to)) return;
-      if (partitionFilter !== null && m.partition !== partitionFilter) return;
+      if (!visible(m.s, lost(m) ? m.s : m.d)) return;
+      if (!laneY.has(m.a) || !laneY.has(m.b)) return;
+      if (partitionFilter !== null && m.p !== partitionFilter) return;
       inView.push(i);
     });
-    const lost = (m) => m.delivered_us === null || m.delivered_us === undefined;
     if (inView.length <= ARROWS_IN_VIEW_MAX) {
       for (const i of inView) {
         const m = data.messages[i];
-        const client = data.lanes[m.from].kind === "client";
-        const y1 = laneY.get(m.from);
-        const y2 = laneY.get(m.to);
+        const client = data.lanes[m.a].kind === "client";
+        const y1 = laneY.get(m.a);
+        const y2 = laneY.get(m.b);
         const id = item("message", m);
         const lead = leadUp.has("m" + i) ? " lead-up" : "";
         if (lost(m)) {
           const ym = (y1 + y2) / 2;
-          const xm = x(m.sent_us) + 6;
-          parts.push(`<line class="msg lost${lead} clickable" data-item="${id}" x1="${x(m.sent_us)}" y1="${y1}" x2="${xm}" y2="${ym}"><title>LOST: ${escapeText(m.label)}</title></line>`);
+          const xm = x(m.s) + 6;
+          parts.push(`<line class="msg lost${lead} clickable" data-item="${id}" x1="${x(m.s)}" y1="${y1}" x2="${xm}" y2="${ym}"><title>LOST: ${escapeText(m.l)}</title></line>`);
           parts.push(`<path class="lost-mark" d="M${xm - 3},${ym - 3}L${xm + 3},${ym + 3}M${xm - 3},${ym + 3}L${xm + 3},${ym - 3}"></path>`);
         } else {
-          parts.push(`<line class="msg${client ? " client" : ""}${lead} clickable" data-item="${id}" x1="${x(m.sent_us)}" y1="${y1}" x2="${x(m.delivered_us)}" y2="${y2}"><title>${escapeText(m.label)}</title></line>`);
+          parts.push(`<line class="msg${client ? " client" : ""}${lead} clickable" data-item="${id}" x1="${x(m.s)}" y1="${y1}" x2="${x(m.d)}" y2="${y2}"><title>${escapeText(m.l)}</title></line>`);
         }
       }
     } else {
       // Too many arrows to read: a bar per pixel column and lane, its height the count.
       parts.push(densityBars(inView.map((i) => data.messages[i]), x, laneY, lost, plotWidth));
-      rangeText.textContent = "";
     }
     // Messages past the page's budget, counted per bucket and link.
     const bucketCounts = new Map();
@@ -319,9 +324,9 @@
   function densityBars(messages, x, laneY, lost, plotWidth) {
     const columns = new Map();
     for (const m of messages) {
-      const column = Math.floor(x(m.sent_us));
-      const key = m.from + ":" + column;
-      const entry = columns.get(key) || { lane: m.from, column, count: 0, lost: 0 };
+      const column = Math.floor(x(m.s));
+      const key = m.a + ":" + column;
+      const entry = columns.get(key) || { lane: m.a, column, count: 0, lost: 0 };
       entry.count += 1;
       if (lost(m)) entry.lost += 1;
       columns.set(key, entry);
@@ -389,13 +394,18 @@
 
   // ---- detail panel -------------------------------------------------------------------
   function show(kind, object) {
+    if (kind === "message") {
+      object = { from: data.lanes[object.a].label, to: data.lanes[object.b].label, sent_us: object.s,
+        delivered_us: object.d === undefined ? "never (lost)" : object.d, label: object.l,
+        partition: object.p, record: object.r };
+    }
     detail.textContent = "";
     detail.appendChild(el("h2", {}, kind));
     const fields = Object.assign({}, object);
     delete fields.record;
     detail.appendChild(el("pre", { id: "detail-item" }, JSON.stringify(fields, null, 1)));
     if (object.record !== undefined && object.record !== null) {
-      let text = data.records[object.record];
+      let text = record(object.record);
       try { text = JSON.stringify(JSON.parse(text), null, 1); } catch (error) { /* a cut record: shown as is */ }
       detail.appendChild(el("h2", {}, "Trace record"));
       detail.appendChild(el("pre", { id: "detail-record" }, text));
