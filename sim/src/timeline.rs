@@ -497,29 +497,17 @@ impl Timeline {
     fn log_end_offset(&mut self, t_us: u64, node: u8, partition: &TopicPartition, end: i64) {
         let key = partition_key(self.cluster, node, partition);
         let values = self.series(key).log_end_offset.entry(node).or_default();
-        if values.last().map(|&(_, value)| value) == Some(end) {
-            return;
-        }
-        values.push((t_us, end));
-        self.samples += 1;
+        self.samples += push_change(values, t_us, end);
     }
 
     fn sample_high_watermark(&mut self, t_us: u64, key: String, value: i64) {
         let values = &mut self.series(key).high_watermark;
-        if values.last().map(|&(_, v)| v) == Some(value) {
-            return;
-        }
-        values.push((t_us, value));
-        self.samples += 1;
+        self.samples += push_change(values, t_us, value);
     }
 
     fn sample_last_stable_offset(&mut self, t_us: u64, key: String, value: i64) {
         let values = &mut self.series(key).last_stable_offset;
-        if values.last().map(|&(_, v)| v) == Some(value) {
-            return;
-        }
-        values.push((t_us, value));
-        self.samples += 1;
+        self.samples += push_change(values, t_us, value);
     }
 
     /// The node a client's request to `key` goes to: the partition's leader as last seen,
@@ -834,6 +822,9 @@ impl Timeline {
         let nodes = |list: &[u8]| -> Vec<LaneIndex> {
             list.iter().filter_map(|&n| self.node_lane(n)).collect()
         };
+        if let Some(client) = fault.clone().client_mut() {
+            return self.client_lane(*client).into_iter().collect();
+        }
         match fault {
             Fault::Crash { node, .. }
             | Fault::Pause { node, .. }
@@ -842,21 +833,10 @@ impl Timeline {
             | Fault::ClockSkew { node, .. } => nodes(&[struck.unwrap_or(*node)]),
             Fault::Split { minority, .. } => nodes(minority),
             Fault::NodeLinkLoss { from, to, .. } => nodes(&[*from, *to]),
-            Fault::LinkLoss { client, .. }
-            | Fault::MemberCrash { client, .. }
-            | Fault::MemberLeave { client, .. }
-            | Fault::MemberPause { client, .. }
-            | Fault::MemberIsolate { client, .. }
-            | Fault::ClientCrash { client, .. }
-            | Fault::ClientPause { client, .. }
-            | Fault::ClientDeaf { client, .. } => self.client_lane(*client).into_iter().collect(),
             Fault::PacketLoss { .. } => (0..self.lanes.len() as LaneIndex).collect(),
-            Fault::CoordinatorCrash { .. }
-            | Fault::CoordinatorSplit { .. }
-            | Fault::ProduceLeaderCrash { .. }
-            | Fault::ProduceLeaderIsolate { .. } => {
-                struck.and_then(|n| self.node_lane(n)).into_iter().collect()
-            }
+            // The client faults (above), and those that strike the node a client step
+            // went to.
+            _ => struck.and_then(|n| self.node_lane(n)).into_iter().collect(),
         }
     }
 
@@ -958,6 +938,15 @@ impl Timeline {
 
 const SCRIPT: &str = include_str!("timeline/timeline.js");
 const STYLE: &str = include_str!("timeline/timeline.css");
+
+/// Appends `(t_us, value)` to a series if the value changed; returns how many it appended.
+fn push_change(values: &mut Vec<(u64, i64)>, t_us: u64, value: i64) -> usize {
+    if values.last().map(|&(_, last)| last) == Some(value) {
+        return 0;
+    }
+    values.push((t_us, value));
+    1
+}
 
 /// The name a partition goes by on the page: `topic-p` in a cluster, `node n: topic-p` for
 /// independent nodes (each serves a topic of its own under the same name).

@@ -95,6 +95,10 @@ fn count(shown: &Value, field: &str) -> u64 {
     shown[field].as_u64().unwrap_or(0)
 }
 
+fn text<'a>(shown: &'a Value, field: &str) -> &'a str {
+    shown[field].as_str().unwrap_or("")
+}
+
 fn assert_no_console_error(shown: &Value) {
     let errors = shown["console_errors"]
         .as_array()
@@ -145,6 +149,21 @@ fn a_thirty_second_cluster_run_shows_its_lanes_faults_and_partitions_within_two_
         "the scenario's crash and cut-off show as spans: {shown}"
     );
     assert!(count(&shown, "downs") >= 1, "a crash shows as a down span");
+    let filtered: Vec<&str> = shown["node_filter_lanes"]
+        .as_array()
+        .map(|lanes| lanes.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let filtered_nodes: Vec<&&str> = filtered.iter().filter(|l| l.starts_with("node ")).collect();
+    assert_eq!(
+        filtered_nodes,
+        [&"node 1"],
+        "the node filter keeps node 1's lane: {filtered:?}"
+    );
+    assert_eq!(
+        count(&shown, "partition_filter_charts"),
+        1,
+        "the partition filter keeps one chart"
+    );
     let partitions = shown["partitions"].to_string();
     assert!(
         partitions.contains("events-0"),
@@ -160,9 +179,7 @@ fn a_thirty_second_cluster_run_shows_its_lanes_faults_and_partitions_within_two_
         "a passing run has no violation marker"
     );
     assert!(
-        shown["clicked_record"]
-            .as_str()
-            .is_some_and(|r| r.contains("\"kind\"")),
+        text(&shown, "clicked_record").contains("\"kind\""),
         "clicking a fault shows its trace record: {shown}"
     );
     // From navigation start to the end of the load event: the page draws while it loads.
@@ -196,15 +213,11 @@ fn a_failing_runs_page_marks_the_violation_and_what_led_to_it() {
         "events before it are highlighted: {shown}"
     );
     assert!(
-        shown["verdict"]
-            .as_str()
-            .is_some_and(|v| v.contains("violation")),
+        text(&shown, "verdict").contains("violation"),
         "the page says the run failed: {shown}"
     );
     assert!(
-        shown["clicked_record"]
-            .as_str()
-            .is_some_and(|r| r.contains("\"check\"")),
+        text(&shown, "clicked_record").contains("\"check\""),
         "clicking the marker shows the checker's trace record: {shown}"
     );
 }

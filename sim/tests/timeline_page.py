@@ -9,7 +9,9 @@ them). Usage:
 Prints one line of JSON: the console errors, how long the page took to load and draw,
 the lane labels, the number of fault and down spans, of violation markers and of
 highlighted events, and what the detail panel shows after clicking the first violation
-marker (or the first fault span). Exits 2 if the browser cannot be driven; every check
+marker (or the first fault span), and what the node and partition filters leave; then
+zooms, filters and jumps to the violation, so that an error in any of it is reported.
+Exits 2 if the browser cannot be driven; every check
 on the result is the Rust test's.
 """
 
@@ -22,6 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
@@ -62,6 +65,19 @@ def main():
             records = driver.find_elements(By.ID, "detail-record")
             clicked = records[0].text if records else ""
         driver.save_screenshot(str(screenshot))
+        # Zoom, filter and jump, as a reader would: none of it may log an error.
+        driver.find_element(By.ID, "zoom-in").click()
+        driver.find_element(By.ID, "zoom-out").click()
+        Select(driver.find_element(By.ID, "filter-node")).select_by_visible_text("node 1")
+        node_filter_lanes = [e.get_attribute("data-lane") for e in driver.find_elements(By.CSS_SELECTOR, "text.lane-label[data-lane]")]
+        Select(driver.find_element(By.ID, "filter-node")).select_by_visible_text("all")
+        if partitions:
+            Select(driver.find_element(By.ID, "filter-partition")).select_by_visible_text(partitions[-1])
+        partition_filter_charts = len(driver.find_elements(By.CSS_SELECTOR, "text.partition-label"))
+        Select(driver.find_element(By.ID, "filter-partition")).select_by_visible_text("all")
+        if violations:
+            driver.find_element(By.ID, "to-violation").click()
+        driver.find_element(By.ID, "fit").click()
         errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         print(json.dumps({
             "console_errors": errors,
@@ -80,6 +96,8 @@ def main():
             "lost": len(lost),
             "leaders": len(leaders),
             "clicked_record": clicked,
+            "node_filter_lanes": node_filter_lanes,
+            "partition_filter_charts": partition_filter_charts,
         }))
     finally:
         driver.quit()
