@@ -347,7 +347,7 @@ struct RunLogState {
     checker: Checker,
     trace: Trace,
     /// Collected only for `--html`; it never changes what the run does.
-    timeline: Option<Timeline>,
+    timeline: Option<SharedTimeline>,
     next_op: u64,
     violations_traced: usize,
 }
@@ -359,8 +359,8 @@ impl RunLogState {
         for violation in &violations[self.violations_traced..] {
             self.trace
                 .line(t_us, Source::Harness, None, "check", &violation.to_string());
-            if let Some(timeline) = &mut self.timeline {
-                timeline.violation(t_us, violation, self.trace.last_line());
+            if let Some(timeline) = &self.timeline {
+                lock_timeline(timeline).violation(t_us, violation, self.trace.last_line());
             }
         }
         self.violations_traced = violations.len();
@@ -368,7 +368,7 @@ impl RunLogState {
 }
 
 impl RunLog {
-    fn new(trace: Trace, timeline: Option<Timeline>) -> Self {
+    fn new(trace: Trace, timeline: Option<SharedTimeline>) -> Self {
         RunLog {
             start: Instant::now(),
             state: Mutex::new(RunLogState {
@@ -412,8 +412,8 @@ impl RunLog {
             &event.describe(),
         );
         let state = &mut *state;
-        if let Some(timeline) = &mut state.timeline {
-            timeline.client_event(t_us, client, &event, state.trace.last_line());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).client_event(t_us, client, &event, state.trace.last_line());
         }
         state.checker.observe_client(&event);
         state.trace_new_violations(t_us);
@@ -426,8 +426,8 @@ impl RunLog {
         let mut state = self.lock();
         let state = &mut *state;
         state.trace.line(t_us, source, None, kind, text);
-        if let Some(timeline) = &mut state.timeline {
-            timeline.harness_event(t_us, source, kind, state.trace.last_line());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).harness_event(t_us, source, kind, state.trace.last_line());
         }
     }
 
@@ -437,16 +437,22 @@ impl RunLog {
         let t_us = self.now_us();
         let mut state = self.lock();
         let state = &mut *state;
-        if let Some(timeline) = &mut state.timeline {
-            timeline.fault_began(t_us, number, fault, struck, state.trace.last_line());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).fault_began(
+                t_us,
+                number,
+                fault,
+                struck,
+                state.trace.last_line(),
+            );
         }
     }
 
     /// Fault `number` healed.
     fn fault_healed(&self, number: usize) {
         let t_us = self.now_us();
-        if let Some(timeline) = &mut self.lock().timeline {
-            timeline.fault_healed(t_us, number);
+        if let Some(timeline) = &self.lock().timeline {
+            lock_timeline(timeline).fault_healed(t_us, number);
         }
     }
 
@@ -455,8 +461,8 @@ impl RunLog {
         let mut state = self.lock();
         let state = &mut *state;
         state.trace.core_event(t_us, node, now_ms, event);
-        if let Some(timeline) = &mut state.timeline {
-            timeline.core_event(t_us, node, event, state.trace.last_line());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).core_event(t_us, node, event, state.trace.last_line());
         }
         match event {
             TraceEvent::Output(output) => {
@@ -469,6 +475,16 @@ impl RunLog {
             TraceEvent::FailStop(_) => state.checker.core_fail_stopped(node),
         }
     }
+}
+
+/// The run's timeline, for `--html`: shared with `run_in_process`, which writes the page
+/// of a run that panicked.
+type SharedTimeline = Arc<Mutex<Timeline>>;
+
+fn lock_timeline(timeline: &SharedTimeline) -> MutexGuard<'_, Timeline> {
+    timeline
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A node's trace sink: forwards to the run's log.
@@ -1900,10 +1916,16 @@ impl RunReport {
 /// checks the result.
 pub fn run_in_process(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let wall_start = std::time::Instant::now();
+    let timeline: Option<SharedTimeline> = options
+        .html_path
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(Timeline::new(scenario))));
     let outcome = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name(format!("sim-seed-{}", scenario.seed))
-            .spawn_scoped(scope, || run_in_runtime(scenario, options))
+            .spawn_scoped(scope, || {
+                run_in_runtime(scenario, options, timeline.clone())
+            })
             .expect("spawning a simulation thread")
             .join()
     });
@@ -1919,12 +1941,23 @@ pub fn run_in_process(scenario: &Scenario, options: &RunOptions) -> RunReport {
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic without a message".into());
-            RunReport::failed(scenario, options, message, wall)
+            let mut report = RunReport::failed(scenario, options, message.clone(), wall);
+            // The page of a run that panicked: what happened up to the panic.
+            if let (Some(timeline), Some(path)) = (&timeline, &options.html_path) {
+                let mut timeline = lock_timeline(timeline);
+                timeline.panicked(&message);
+                report.html_error = write_html(&timeline, &report, path).err();
+            }
+            report
         }
     }
 }
 
-fn run_in_runtime(scenario: &Scenario, options: &RunOptions) -> RunReport {
+fn run_in_runtime(
+    scenario: &Scenario,
+    options: &RunOptions,
+    timeline: Option<SharedTimeline>,
+) -> RunReport {
     let mut runtime = Runtime::with_seed_and_config(scenario.seed, madsim::Config::default());
     runtime.set_time_limit(Duration::from_millis(scenario.duration_ms) + TIME_LIMIT_SLACK);
     let writer: Option<Box<dyn Write + Send>> = match &options.trace_path {
@@ -1936,16 +1969,16 @@ fn run_in_runtime(scenario: &Scenario, options: &RunOptions) -> RunReport {
     };
     let scenario = scenario.clone();
     let options = options.clone();
-    runtime.block_on(async move { supervise(scenario, options, writer).await })
+    runtime.block_on(async move { supervise(scenario, options, writer, timeline).await })
 }
 
 async fn supervise(
     scenario: Scenario,
     options: RunOptions,
     writer: Option<Box<dyn Write + Send>>,
+    timeline: Option<SharedTimeline>,
 ) -> RunReport {
     let handle = Handle::current();
-    let timeline = options.html_path.as_ref().map(|_| Timeline::new(&scenario));
     let log = Arc::new(RunLog::new(Trace::new(writer), timeline));
     if scenario.cluster {
         log.lock().checker.for_cluster();
@@ -2178,8 +2211,8 @@ async fn supervise(
         state
             .trace
             .line(t_us, Source::Harness, None, "check", &violation.to_string());
-        if let Some(timeline) = &mut state.timeline {
-            timeline.violation(t_us, violation, state.trace.last_line());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).violation(t_us, violation, state.trace.last_line());
         }
     }
     let trace_error = state.trace.finish().err();
@@ -2199,7 +2232,7 @@ async fn supervise(
         html_error: None,
     };
     if let (Some(timeline), Some(path)) = (&state.timeline, &options.html_path) {
-        report.html_error = write_html(timeline, &report, path).err();
+        report.html_error = write_html(&lock_timeline(timeline), &report, path).err();
     }
     report
 }

@@ -861,6 +861,19 @@ impl Timeline {
         });
     }
 
+    /// The run panicked (`message`) after the last event seen: marked as a violation at
+    /// that time.
+    pub fn panicked(&mut self, message: &str) {
+        self.violations.push(ViolationMark {
+            t_us: Some(self.last_us),
+            seen_us: self.last_us,
+            text: format!("PANIC after the last event shown: {message}"),
+            nodes: Vec::new(),
+            partitions: Vec::new(),
+            record: None,
+        });
+    }
+
     /// The page: `title` and `summary` (the run's report) above the timeline.
     pub fn html(&self, title: &str, summary: &str) -> String {
         let mut notes = Vec::new();

@@ -221,3 +221,31 @@ fn a_failing_runs_page_marks_the_violation_and_what_led_to_it() {
         "clicking the marker shows the checker's trace record: {shown}"
     );
 }
+
+/// A run that panics (here a replication defect's run trips the core's own assertion)
+/// still gets its page: what happened up to the panic, and the panic marked.
+#[cfg(feature = "defects")]
+#[test]
+fn a_run_that_panics_still_writes_its_page() {
+    let page = output_dir().join("panic-minority-high-watermark.html");
+    let code = simulate(
+        &[
+            "--cluster",
+            "--seed",
+            "5",
+            "--defect",
+            "minority-high-watermark",
+        ],
+        &page,
+    );
+    assert_eq!(code, 1, "the run fails");
+    let html = std::fs::read_to_string(&page).expect("the page was written");
+    assert!(
+        html.contains("PANIC after the last event shown"),
+        "the panic is marked"
+    );
+    assert!(
+        html.contains("\"kind\":\"down\""),
+        "the crashes before it are shown"
+    );
+}
