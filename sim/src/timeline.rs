@@ -886,7 +886,7 @@ impl Timeline {
         }
         if self.requests_detailed >= REQUESTS_DETAILED_MAX {
             notes.push(format!(
-                "The run had more client requests than the page's budget of {REQUESTS_DETAILED_MAX}: later ones are counted per {} ms bucket.",
+                "The run had more client requests than the page's budget of {REQUESTS_DETAILED_MAX}: later ones are counted per {} ms bucket and client, drawn as bars.",
                 BUCKET_US / 1000
             ));
         }

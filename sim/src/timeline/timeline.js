@@ -234,7 +234,7 @@
     for (const entry of bucketCounts.values()) {
       const h = Math.min(LANE_HEIGHT - 4, 2 + Math.log2(1 + entry.sent) * 2);
       const id = item("bucket", entry);
-      parts.push(`<rect class="density clickable" data-item="${id}" x="${x(entry.t)}" y="${laneY.get(entry.lane) + LANE_HEIGHT / 2 - 2 - h}" width="${Math.max(1, x(entry.t + data.bucket_us) - x(entry.t) - 1)}" height="${h}"><title>${entry.sent} sent, ${entry.delivered} delivered (summarised)</title></rect>`);
+      parts.push(`<rect class="density clickable" data-item="${id}" x="${x(entry.t)}" y="${laneY.get(entry.lane) + LANE_HEIGHT / 2 - 2 - h}" width="${Math.max(1, x(entry.t + data.bucket_us) - x(entry.t) - 1)}" height="${h}"><title>${data.lanes[entry.lane].kind === "client" ? entry.sent + " requests" : entry.sent + " sent, " + entry.delivered + " delivered"} (summarised)</title></rect>`);
     }
 
     // Moments: fail-stops, exits, skipped faults.
