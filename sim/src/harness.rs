@@ -411,7 +411,6 @@ impl RunLog {
             "client",
             &event.describe(),
         );
-        let state = &mut *state;
         if let Some(timeline) = &state.timeline {
             lock_timeline(timeline).client_event(t_us, client, &event, state.trace.last_line());
         }
@@ -424,7 +423,6 @@ impl RunLog {
     fn harness_event(&self, source: Source, kind: &str, text: &str) {
         let t_us = self.now_us();
         let mut state = self.lock();
-        let state = &mut *state;
         state.trace.line(t_us, source, None, kind, text);
         if let Some(timeline) = &state.timeline {
             lock_timeline(timeline).harness_event(t_us, source, kind, state.trace.last_line());
@@ -435,8 +433,7 @@ impl RunLog {
     /// harness chose for it then.
     fn fault_began(&self, number: usize, fault: &Fault, struck: Option<u8>) {
         let t_us = self.now_us();
-        let mut state = self.lock();
-        let state = &mut *state;
+        let state = self.lock();
         if let Some(timeline) = &state.timeline {
             lock_timeline(timeline).fault_began(
                 t_us,
@@ -459,7 +456,6 @@ impl RunLog {
     fn core_event(&self, node: u8, now_ms: i64, event: &TraceEvent<'_>) {
         let t_us = self.now_us();
         let mut state = self.lock();
-        let state = &mut *state;
         state.trace.core_event(t_us, node, now_ms, event);
         if let Some(timeline) = &state.timeline {
             lock_timeline(timeline).core_event(t_us, node, event, state.trace.last_line());
