@@ -25,6 +25,10 @@ struct Args {
     /// Write the run's trace as JSON lines to FILE (single runs only).
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page to FILE: an interactive timeline
+    /// (single runs only; with --shrink, of the shrunk run).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Shrink a failing run to a minimal fault schedule (single runs only).
     #[arg(long)]
     shrink: bool,
@@ -80,7 +84,7 @@ fn parse_range(text: &str) -> Result<(u64, u64), String> {
 }
 
 fn run_options(args: &Args) -> Result<RunOptions, String> {
-    let options = RunOptions::with_trace(args.trace.clone());
+    let options = RunOptions::with_trace(args.trace.clone()).with_html(args.html.clone());
     let Some(name) = &args.defect else {
         return Ok(options);
     };
@@ -152,6 +156,9 @@ fn single(scenario: &Scenario, options: &RunOptions, want_shrink: bool, shrink_r
     // The first (and only) run of this process: it replays exactly (see `run_in_process`).
     let report = run_in_process(scenario, options);
     print!("{}", report.summary());
+    if let (Some(path), None) = (&options.html_path, &report.html_error) {
+        println!("timeline: {}", path.display());
+    }
     if report.passed() {
         return 0;
     }
@@ -176,11 +183,16 @@ fn single(scenario: &Scenario, options: &RunOptions, want_shrink: bool, shrink_r
         eprintln!();
         println!("shrunk after {runs} runs to:");
         print!("{shrunk}");
-        let shrunk_report = run(&shrunk, &quiet, &this_executable());
+        // The page shows the shrunk run (it replaces the first run's page).
+        let html = quiet.clone().with_html(options.html_path.clone());
+        let shrunk_report = run(&shrunk, &html, &this_executable());
         for violation in shrunk_report.checks.violations.iter().take(5) {
             println!("  VIOLATION {violation}");
         }
         println!("replay: {}", shrunk_report.replay_command());
+        if let Some(error) = &shrunk_report.html_error {
+            println!("html file error: {error}");
+        }
     }
     1
 }

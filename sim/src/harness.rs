@@ -23,6 +23,7 @@ use crate::scenario::{
     OUTPUT_PARTITIONS, OUTPUT_TOPIC, TOPIC,
 };
 use crate::simfs::{CrashSpec, DiskStats, SimFileSystem, StoredBatch};
+use crate::timeline::Timeline;
 use crate::trace::{Source, Trace};
 use crate::workload::{
     run_client, ClientContext, MemberCommand, StepSignals, BACKOFF_MS, TOPIC_ALREADY_EXISTS,
@@ -97,6 +98,8 @@ const TIME_LIMIT_SLACK: Duration = Duration::from_secs(300);
 pub struct RunOptions {
     /// Write the trace as JSON lines to this file.
     pub trace_path: Option<PathBuf>,
+    /// Write the run as an HTML timeline to this file (see `timeline`).
+    pub html_path: Option<PathBuf>,
     /// A deliberate defect to run with (feature `defects`).
     #[cfg(feature = "defects")]
     pub defect: Option<myelin_core::defects::Defect>,
@@ -120,10 +123,18 @@ impl RunOptions {
         self
     }
 
-    /// The same options without a trace file (for runs that repeat a scenario).
+    /// The same options with an HTML timeline written to `html_path`, if given.
+    pub fn with_html(mut self, html_path: Option<PathBuf>) -> RunOptions {
+        self.html_path = html_path;
+        self
+    }
+
+    /// The same options without a trace file or HTML page (for runs that repeat a
+    /// scenario).
     pub fn without_trace(&self) -> RunOptions {
         let mut options = self.clone();
         options.trace_path = None;
+        options.html_path = None;
         options
     }
 
@@ -173,6 +184,9 @@ pub struct RunReport {
     /// The run panicked (a node's assertion, a madsim deadlock, ...): a failure too.
     pub panic: Option<String>,
     pub trace_error: Option<String>,
+    /// Why the `--html` page could not be written, if it could not.
+    #[serde(default)]
+    pub html_error: Option<String>,
 }
 
 impl RunReport {
@@ -311,6 +325,9 @@ impl RunReport {
         if let Some(error) = &self.trace_error {
             text.push_str(&format!("  trace file error: {error}\n"));
         }
+        if let Some(error) = &self.html_error {
+            text.push_str(&format!("  html file error: {error}\n"));
+        }
         for violation in self.checks.violations.iter().take(20) {
             text.push_str(&format!("  VIOLATION {violation}\n"));
         }
@@ -334,6 +351,8 @@ struct RunLogState {
     history: History,
     checker: Checker,
     trace: Trace,
+    /// Collected only for `--html`; it never changes what the run does.
+    timeline: Option<SharedTimeline>,
     next_op: u64,
     violations_traced: usize,
 }
@@ -345,19 +364,23 @@ impl RunLogState {
         for violation in &violations[self.violations_traced..] {
             self.trace
                 .line(t_us, Source::Harness, None, "check", &violation.to_string());
+            if let Some(timeline) = &self.timeline {
+                lock_timeline(timeline).violation(t_us, violation, self.trace.last_line());
+            }
         }
         self.violations_traced = violations.len();
     }
 }
 
 impl RunLog {
-    fn new(trace: Trace) -> Self {
+    fn new(trace: Trace, timeline: Option<SharedTimeline>) -> Self {
         RunLog {
             start: Instant::now(),
             state: Mutex::new(RunLogState {
                 history: History::default(),
                 checker: Checker::new(),
                 trace,
+                timeline,
                 next_op: 0,
                 violations_traced: 0,
             }),
@@ -393,6 +416,9 @@ impl RunLog {
             "client",
             &event.describe(),
         );
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).client_event(t_us, client, &event, state.trace.last_line());
+        }
         state.checker.observe_client(&event);
         state.trace_new_violations(t_us);
         state.history.record(event);
@@ -401,13 +427,44 @@ impl RunLog {
     /// Records something the harness did.
     fn harness_event(&self, source: Source, kind: &str, text: &str) {
         let t_us = self.now_us();
-        self.lock().trace.line(t_us, source, None, kind, text);
+        let mut state = self.lock();
+        state.trace.line(t_us, source, None, kind, text);
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).harness_event(t_us, source, kind, state.trace.last_line());
+        }
+    }
+
+    /// Fault `number` struck (after the trace line that says so); `struck`: the node the
+    /// harness chose for it then.
+    fn fault_began(&self, number: usize, fault: &Fault, struck: Option<u8>) {
+        let t_us = self.now_us();
+        let state = self.lock();
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).fault_began(
+                t_us,
+                number,
+                fault,
+                struck,
+                state.trace.last_line(),
+            );
+        }
+    }
+
+    /// Fault `number` healed.
+    fn fault_healed(&self, number: usize) {
+        let t_us = self.now_us();
+        if let Some(timeline) = &self.lock().timeline {
+            lock_timeline(timeline).fault_healed(t_us, number);
+        }
     }
 
     fn core_event(&self, node: u8, now_ms: i64, event: &TraceEvent<'_>) {
         let t_us = self.now_us();
         let mut state = self.lock();
         state.trace.core_event(t_us, node, now_ms, event);
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).core_event(t_us, node, event, state.trace.last_line());
+        }
         match event {
             TraceEvent::Output(output) => {
                 state.checker.observe_core(node, output, t_us);
@@ -424,6 +481,16 @@ impl RunLog {
             TraceEvent::Input(_) | TraceEvent::Started { .. } | TraceEvent::FailStop(_) => {}
         }
     }
+}
+
+/// The run's timeline, for `--html`: shared with `run_in_process`, which writes the page
+/// of a run that panicked.
+type SharedTimeline = Arc<Mutex<Timeline>>;
+
+fn lock_timeline(timeline: &SharedTimeline) -> MutexGuard<'_, Timeline> {
+    timeline
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A node's trace sink: forwards to the run's log.
@@ -956,6 +1023,10 @@ impl Supervisor<'_> {
         }
         let verdict = if injected { "fault" } else { "fault-skipped" };
         self.note(Source::Harness, verdict, &fault.to_string());
+        if injected {
+            let struck = self.struck.get(&number).copied();
+            self.log.fault_began(number, &fault, struck);
+        }
         injected
     }
 
@@ -1062,6 +1133,7 @@ impl Supervisor<'_> {
             | Fault::ProduceLeaderCrash { .. } => {}
         }
         self.note(Source::Harness, "heal", &fault.to_string());
+        self.log.fault_healed(number);
     }
 
     /// A client step armed faults wait for was served by `node`: the first fault armed
@@ -1139,6 +1211,9 @@ impl Supervisor<'_> {
             verdict,
             &format!("{fault}: node {node} served the step"),
         );
+        if injected {
+            self.log.fault_began(number, &fault, Some(node));
+        }
     }
 
     /// Hands a group member a command it carries out itself; false if one is pending.
@@ -1745,6 +1820,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions, exe: &std::path::Path) -> 
     if let Some(path) = &options.trace_path {
         command.arg("--trace").arg(path);
     }
+    if let Some(path) = &options.html_path {
+        command.arg("--html").arg(path);
+    }
     if let Some(defect) = options.defect_name() {
         command.arg("--defect").arg(defect);
     }
@@ -1828,6 +1906,7 @@ impl RunReport {
             wall,
             panic: Some(panic),
             trace_error: None,
+            html_error: None,
         }
     }
 }
@@ -1844,10 +1923,16 @@ impl RunReport {
 /// checks the result.
 pub fn run_in_process(scenario: &Scenario, options: &RunOptions) -> RunReport {
     let wall_start = std::time::Instant::now();
+    let timeline: Option<SharedTimeline> = options
+        .html_path
+        .as_ref()
+        .map(|_| Arc::new(Mutex::new(Timeline::new(scenario))));
     let outcome = std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name(format!("sim-seed-{}", scenario.seed))
-            .spawn_scoped(scope, || run_in_runtime(scenario, options))
+            .spawn_scoped(scope, || {
+                run_in_runtime(scenario, options, timeline.clone())
+            })
             .expect("spawning a simulation thread")
             .join()
     });
@@ -1863,12 +1948,23 @@ pub fn run_in_process(scenario: &Scenario, options: &RunOptions) -> RunReport {
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic without a message".into());
-            RunReport::failed(scenario, options, message, wall)
+            let mut report = RunReport::failed(scenario, options, message.clone(), wall);
+            // The page of a run that panicked: what happened up to the panic.
+            if let (Some(timeline), Some(path)) = (&timeline, &options.html_path) {
+                let mut timeline = lock_timeline(timeline);
+                timeline.panicked(&message);
+                report.html_error = write_html(&timeline, &report, path).err();
+            }
+            report
         }
     }
 }
 
-fn run_in_runtime(scenario: &Scenario, options: &RunOptions) -> RunReport {
+fn run_in_runtime(
+    scenario: &Scenario,
+    options: &RunOptions,
+    timeline: Option<SharedTimeline>,
+) -> RunReport {
     let mut runtime = Runtime::with_seed_and_config(scenario.seed, madsim::Config::default());
     runtime.set_time_limit(Duration::from_millis(scenario.duration_ms) + TIME_LIMIT_SLACK);
     let writer: Option<Box<dyn Write + Send>> = match &options.trace_path {
@@ -1880,16 +1976,17 @@ fn run_in_runtime(scenario: &Scenario, options: &RunOptions) -> RunReport {
     };
     let scenario = scenario.clone();
     let options = options.clone();
-    runtime.block_on(async move { supervise(scenario, options, writer).await })
+    runtime.block_on(async move { supervise(scenario, options, writer, timeline).await })
 }
 
 async fn supervise(
     scenario: Scenario,
     options: RunOptions,
     writer: Option<Box<dyn Write + Send>>,
+    timeline: Option<SharedTimeline>,
 ) -> RunReport {
     let handle = Handle::current();
-    let log = Arc::new(RunLog::new(Trace::new(writer)));
+    let log = Arc::new(RunLog::new(Trace::new(writer), timeline));
     if scenario.cluster {
         log.lock().checker.for_cluster();
     }
@@ -2116,13 +2213,17 @@ async fn supervise(
         checker.check_expired_members(SESSION_TIMEOUT_MS as u64 * 1000);
     }
     let checks = checker.finish(&finals, progress);
+    let state = &mut *state;
     for violation in &checks.violations[state.violations_traced..] {
         state
             .trace
             .line(t_us, Source::Harness, None, "check", &violation.to_string());
+        if let Some(timeline) = &state.timeline {
+            lock_timeline(timeline).violation(t_us, violation, state.trace.last_line());
+        }
     }
     let trace_error = state.trace.finish().err();
-    RunReport {
+    let mut report = RunReport {
         scenario: scenario.clone(),
         defect: options.defect_name().map(String::from),
         counts,
@@ -2135,5 +2236,41 @@ async fn supervise(
         wall: Duration::ZERO,
         panic: None,
         trace_error,
+        html_error: None,
+    };
+    if let (Some(timeline), Some(path)) = (&state.timeline, &options.html_path) {
+        report.html_error = write_html(&lock_timeline(timeline), &report, path).err();
     }
+    report
+}
+
+/// Writes the run's timeline page to `path`.
+fn write_html(timeline: &Timeline, report: &RunReport, path: &Path) -> Result<(), String> {
+    let title = format!(
+        "myelin-sim seed {}{}{}: {}",
+        report.scenario.seed,
+        if report.scenario.transactions {
+            " (transactions)"
+        } else if report.scenario.groups {
+            " (groups)"
+        } else if report.scenario.cluster {
+            " (cluster)"
+        } else {
+            ""
+        },
+        report
+            .defect
+            .as_ref()
+            .map(|defect| format!(" with defect {defect}"))
+            .unwrap_or_default(),
+        if report.passed() { "passed" } else { "FAILED" }
+    );
+    let summary = format!(
+        "{}{}replay: {}\n",
+        report.scenario,
+        report.summary(),
+        report.replay_command()
+    );
+    std::fs::write(path, timeline.html(&title, &summary))
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))
 }

@@ -14,6 +14,8 @@
 //!   summary line per seed on stdout, and lists the failing seeds.
 //! - `cargo sim -- --seed 42 --trace run.jsonl` writes every core input and output (and the
 //!   faults and client operations) as JSON lines; see [`trace`].
+//! - `cargo sim -- --seed 42 --html run.html` writes the run as one self-contained HTML
+//!   page, an interactive timeline (see [`timeline`]); with `--shrink`, of the shrunk run.
 //! - `cargo sim -- --scenario '<json>'` runs a scenario given as JSON (a shrunk one).
 //! - `cargo sim -- --seed 42 --shrink` shrinks a failing scenario and prints the result.
 //! - `cargo sim -- --bench` measures simulated seconds and operations per wall second.
@@ -24,9 +26,10 @@
 //!   scenario (transactional producers, exactly-once copiers, read_committed consumers,
 //!   coordinator failovers right after an EndTxn).
 //! - `cargo sim-test` runs the simulator's tests (200 seeds of independent nodes, 800
-//!   cluster seeds, 300 group seeds, 400 transaction seeds, determinism, proptest-generated scenarios, regressions); `cargo sim-test
-//!   --features defects` adds the test that each deliberate defect is caught and shrinks to
-//!   a short schedule.
+//!   cluster seeds, 300 group seeds, 400 transaction seeds, determinism,
+//!   proptest-generated scenarios, regressions, the `--html` page opened in headless
+//!   Chromium); `cargo sim-test --features defects` adds the test that each deliberate
+//!   defect is caught and shrinks to a short schedule, and a failing run's page.
 //!
 //! docs/SIMULATION.md is the guide (reading a summary and a trace, the known bugs found).
 //!
@@ -37,7 +40,8 @@
 //! (consumer-group members; transactional producers, copiers and output consumers),
 //! [`history`] and [`checkers`]
 //! (what is recorded and which invariants are checked), [`trace`] (the trace and its
-//! digest), [`shrink`] (minimal failing schedules).
+//! digest), [`timeline`] (the run as an HTML page, `--html`), [`shrink`] (minimal failing
+//! schedules).
 //!
 //! ## Design decisions, and why
 //! - **Real nodes, real clients.** A node is `run_node_with`, the same function the `myelin`
@@ -93,6 +97,7 @@ pub mod history;
 pub mod scenario;
 pub mod shrink;
 pub mod simfs;
+pub mod timeline;
 pub mod trace;
 #[cfg(madsim)]
 mod txn_clients;

@@ -293,6 +293,23 @@ impl ClientStep {
     pub const ALL: [ClientStep; 2] = [ClientStep::EndTxnAnswered, ClientStep::ProduceSent];
 }
 
+impl ClientRole {
+    /// What the client does, as the scenario's printout says it.
+    pub fn description(self) -> &'static str {
+        match self {
+            ClientRole::ProducerAcksAll => "producer acks=all",
+            ClientRole::ProducerAcksLeader => "producer acks=1",
+            ClientRole::IdempotentProducer => "idempotent producer",
+            ClientRole::Consumer => "consumer by offset",
+            ClientRole::GroupMember => "consumer group member",
+            ClientRole::TransactionalProducer => "transactional producer (output topic)",
+            ClientRole::Copier => "copier (input -> output, exactly once)",
+            ClientRole::ReadCommittedConsumer => "read_committed consumer of the output",
+            ClientRole::ReadUncommittedConsumer => "read_uncommitted consumer of the output",
+        }
+    }
+}
+
 impl Fault {
     /// A short name, for counters.
     pub fn kind(&self) -> &'static str {
@@ -1355,17 +1372,7 @@ impl fmt::Display for Scenario {
             )?;
         }
         for (index, client) in self.clients.iter().enumerate() {
-            let role = match client.role {
-                ClientRole::ProducerAcksAll => "producer acks=all",
-                ClientRole::ProducerAcksLeader => "producer acks=1",
-                ClientRole::IdempotentProducer => "idempotent producer",
-                ClientRole::Consumer => "consumer by offset",
-                ClientRole::GroupMember => "consumer group member",
-                ClientRole::TransactionalProducer => "transactional producer (output topic)",
-                ClientRole::Copier => "copier (input -> output, exactly once)",
-                ClientRole::ReadCommittedConsumer => "read_committed consumer of the output",
-                ClientRole::ReadUncommittedConsumer => "read_uncommitted consumer of the output",
-            };
+            let role = client.role.description();
             if client.role.is_transactional() {
                 write!(
                     f,

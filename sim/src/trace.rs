@@ -78,6 +78,8 @@ pub struct Trace {
     events: u64,
     writer: Option<Box<dyn Write + Send>>,
     write_error: Option<String>,
+    /// The last line, with its newline (for the timeline's click-through).
+    last_line: String,
 }
 
 impl Trace {
@@ -88,6 +90,7 @@ impl Trace {
             events: 0,
             writer,
             write_error: None,
+            last_line: String::new(),
         }
     }
 
@@ -123,6 +126,12 @@ impl Trace {
                 self.writer = None;
             }
         }
+        self.last_line = text;
+    }
+
+    /// The last line added, with its newline (empty before the first).
+    pub fn last_line(&self) -> &str {
+        &self.last_line
     }
 
     /// Adds a core event of `node`.

@@ -41,3 +41,42 @@ fn two_seeds_give_two_traces() {
     assert!(first.trace_events > 1_000 && second.trace_events > 1_000);
     assert_ne!(first.trace_digest, second.trace_digest);
 }
+
+/// `--html` only watches: the run with a page is the run without one, and the page holds
+/// the groups' generations and the transactions of the scenarios that have them.
+#[test]
+fn the_html_timeline_does_not_change_the_run() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let scenarios = [
+        (Scenario::generate_cluster(3), "\"leader\":[["),
+        (Scenario::generate_groups(2), "\"generation\":"),
+        (
+            Scenario::generate_transactions(4),
+            "\"outcome\":\"committed\"",
+        ),
+    ];
+    for (scenario, expected) in scenarios {
+        let page = dir.join(format!("timeline-seed-{}.html", scenario.seed));
+        let without = run(&scenario, &RunOptions::default(), simulator());
+        let with = run(
+            &scenario,
+            &RunOptions::default().with_html(Some(page.clone())),
+            simulator(),
+        );
+        assert_eq!(
+            (without.trace_digest, without.trace_events),
+            (with.trace_digest, with.trace_events),
+            "--html changed the run of seed {}:\n{}\n{}",
+            scenario.seed,
+            without.summary(),
+            with.summary()
+        );
+        assert_eq!(with.html_error, None);
+        let html = std::fs::read_to_string(&page).expect("the page was written");
+        assert!(
+            html.contains(expected),
+            "the page of seed {} lacks {expected}",
+            scenario.seed
+        );
+    }
+}
