@@ -363,7 +363,8 @@ impl Timeline {
                 };
                 self.delivered(t_us, from, node, message);
             }
-            TraceEvent::Input(_) => {}
+            // Durable replica states: the epochs show through the leaders' appends.
+            TraceEvent::Input(_) | TraceEvent::ReplicaStatesPersisted(_) => {}
             TraceEvent::Output(output) => self.output(t_us, node, output, line),
             TraceEvent::FailStop(_) => {
                 let record = self.record(line);
