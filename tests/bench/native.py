@@ -8,6 +8,11 @@ then consumes them back from the beginning, and reports MB/s (10^6 bytes of valu
 the CPU seconds the broker process(es) used in each phase.
   - one node (default): a node started on a temporary data dir under --tmp;
   - --cluster: `myelin cluster` with three nodes, topics with replication factor 3.
+With --rdkafka-performance PATH the load is librdkafka's own performance tool
+(examples/rdkafka_performance.c, which `tests/bench/run native` compiles against the same
+bundled librdkafka into target/native/rdkafka_performance), the tool the storage issue's
+reference figures were measured with; its producer picks a random partition per message
+and its consumer reads every partition (-p for each). The figures are the tool's own.
 Data dirs are removed at the end, also on failure.
 Usage: tests/bench/run native [options] (builds both binaries first).
 """
@@ -15,6 +20,7 @@ Usage: tests/bench/run native [options] (builds both binaries first).
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -135,8 +141,36 @@ def create_topic_once_a_controller_is_elected(bootstrap, topic, partitions, repl
             time.sleep(0.5)
 
 
-def run_phase(load_generator, brokers, topic, partitions, messages, size, phase):
+def run_performance_tool(tool, brokers, topic, partitions, messages, size, phase):
+    """One phase driven by rdkafka_performance: seconds it took, from its own summary."""
+    if phase == "produce":
+        command = [tool, "-P", "-t", topic, "-s", str(size), "-c", str(messages), "-a", "-1",
+                   "-b", brokers.bootstrap, "-X", "linger.ms=5"]
+        pattern = r"% (\d+) messages produced \((\d+) bytes\), (\d+) delivered.* in (\d+)ms"
+    else:
+        command = [tool, "-C", "-t", topic, "-o", "beginning", "-c", str(messages), "-e",
+                   "-b", brokers.bootstrap]
+        for partition in range(partitions):
+            command += ["-p", str(partition)]
+        pattern = r"% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms"
+    output = subprocess.run(command, check=True, capture_output=True, text=True)
+    found = re.findall(pattern, output.stdout + output.stderr)
+    if not found:
+        raise SystemExit("no summary from %s:\n%s%s" % (tool, output.stdout[-2000:],
+                                                          output.stderr[-2000:]))
+    counted = int(found[-1][0])
+    if counted < messages:
+        raise SystemExit("%s %s only %d of %d messages" % (tool, phase, counted, messages))
+    return int(found[-1][-1]) / 1000.0
+
+
+def run_phase(load_generator, brokers, topic, partitions, messages, size, phase,
+              performance_tool=None):
     before = cpu_seconds(brokers.pids)
+    if performance_tool:
+        seconds = run_performance_tool(performance_tool, brokers, topic, partitions, messages,
+                                       size, phase)
+        return {phase + "_s": seconds}, cpu_seconds(brokers.pids) - before
     output = subprocess.run(
         [load_generator, "--bootstrap", brokers.bootstrap, "--topic", topic,
          "--partitions", str(partitions), "--messages", str(messages), "--size", str(size),
@@ -151,6 +185,8 @@ def main():
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/myelin"))
     parser.add_argument("--load-generator",
                         default=os.path.join(ROOT, "target/native/release/myelin-native-bench"))
+    parser.add_argument("--rdkafka-performance", metavar="PATH",
+                        help="drive the load with librdkafka's rdkafka_performance instead")
     parser.add_argument("--partitions", default="1,4,16",
                         help="comma-separated partition counts (default 1,4,16)")
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -171,9 +207,11 @@ def main():
                                                       replication_factor)
             time.sleep(1)  # every partition elects its leader before the clock starts
             produced, produce_cpu = run_phase(args.load_generator, brokers, topic, partitions,
-                                              args.messages, args.size, "produce")
+                                              args.messages, args.size, "produce",
+                                              args.rdkafka_performance)
             consumed, consume_cpu = run_phase(args.load_generator, brokers, topic, partitions,
-                                              args.messages, args.size, "consume")
+                                              args.messages, args.size, "consume",
+                                              args.rdkafka_performance)
             total_mb = args.messages * args.size / 1e6
             row = {
                 "nodes": 3 if args.cluster else 1,
