@@ -1,14 +1,16 @@
 //! The guide's runs still show what the guide says (`docs/guide/`). Every chapter ends with
 //! "Replay it": `cargo sim` commands in its fenced code blocks. `docs/guide/runs.json` lists
 //! each of them with what its chapter claims about it: the run passes, or fails with the
-//! named invariants (and then breaks none without its defect); its trace holds at least so many
-//! lines of a kind whose event contains a text. This test replays every run and checks
+//! named invariants (and then breaks none without its defect); its trace holds at least
+//! (or at most) so many lines of a kind whose event contains a text; a `--shrink` run
+//! shrinks to at most so many faults. This test replays every run and checks
 //! every claim, and checks that the chapters name exactly the runs the list holds, so a
 //! chapter cannot point to a run nobody replays. (Simulation builds with the feature only:
 //! `cargo sim-test --features defects --test guide`.)
 #![cfg(all(madsim, feature = "defects"))]
 
 use myelin_core::defects::Defect;
+use myelin_sim::shrink::shrink;
 use myelin_sim::{run, RunOptions, RunReport, Scenario};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +33,10 @@ struct GuideRun {
     /// Some node's core was told one sync covered at least this many appends (group commit).
     #[serde(default)]
     sync_covers_appends_at_least: Option<u64>,
+    /// For a `--shrink` command: the shrunk scenario keeps at most this many faults and
+    /// still breaks the same invariants.
+    #[serde(default)]
+    shrinks_to_faults_at_most: Option<usize>,
 }
 
 /// At least `at_least` (and at most `at_most`, if given) trace lines of `kind` (of `node`,
@@ -54,6 +60,7 @@ struct TraceClaim {
 struct Replay {
     scenario: Scenario,
     defect: Option<Defect>,
+    shrink: bool,
 }
 
 fn workspace() -> PathBuf {
@@ -69,7 +76,7 @@ fn guide() -> PathBuf {
 
 /// Parses a guide command: `cargo sim [--features defects] -- [--cluster|--groups|
 /// --transactions] (--seed N | --scenario "$(cat FILE)") [--defect NAME] [--trace FILE]
-/// [--html FILE]`.
+/// [--html FILE] [--shrink]`.
 fn parse_command(command: &str) -> Result<Replay, String> {
     let words: Vec<&str> = command.split_whitespace().collect();
     let Some(dashes) = words.iter().position(|word| *word == "--") else {
@@ -82,6 +89,7 @@ fn parse_command(command: &str) -> Result<Replay, String> {
     let mut generate: fn(u64) -> Scenario = Scenario::generate;
     let mut scenario = None;
     let mut defect = None;
+    let mut shrink = false;
     let mut arguments = words[dashes + 1..].iter();
     while let Some(flag) = arguments.next() {
         let mut value = || {
@@ -120,6 +128,7 @@ fn parse_command(command: &str) -> Result<Replay, String> {
                         .ok_or_else(|| format!("unknown defect {name} in `{command}`"))?,
                 );
             }
+            "--shrink" => shrink = true,
             "--trace" | "--html" => {
                 value()?;
             }
@@ -134,7 +143,11 @@ fn parse_command(command: &str) -> Result<Replay, String> {
         Some(Err(seed)) => generate(seed),
         None => return Err(format!("`{command}` names no seed and no scenario")),
     };
-    Ok(Replay { scenario, defect })
+    Ok(Replay {
+        scenario,
+        defect,
+        shrink,
+    })
 }
 
 /// The `cargo sim` lines of a chapter's fenced code blocks.
@@ -288,10 +301,49 @@ fn check_run(run_entry: &GuideRun, simulator: &Path) -> Vec<String> {
         }
     }
     problems.extend(unmet_trace_claims(run_entry, &trace));
+    match (replay.shrink, run_entry.shrinks_to_faults_at_most) {
+        (true, Some(faults_max)) => {
+            problems.extend(unmet_shrink_claim(&report, &options, faults_max, simulator))
+        }
+        (false, None) => {}
+        _ => problems
+            .push("a --shrink command, and only one, claims shrinks_to_faults_at_most".into()),
+    }
     problems
         .into_iter()
         .map(|problem| format!("{} `{}`: {problem}", run_entry.chapter, run_entry.command))
         .collect()
+}
+
+/// Most runs a shrink may make (the command line's default).
+const SHRINK_RUNS_MAX: usize = 300;
+
+/// Shrinks the failing run `caught` as `--shrink` does; returns what does not hold of "it
+/// shrinks to at most `faults_max` faults and still fails the same way".
+fn unmet_shrink_claim(
+    caught: &RunReport,
+    options: &RunOptions,
+    faults_max: usize,
+    simulator: &Path,
+) -> Vec<String> {
+    if caught.failure_signature().is_empty() {
+        return vec!["it does not fail, so there is nothing to shrink".into()];
+    }
+    let options = options.without_trace();
+    let shrunk = shrink(caught.scenario.clone(), SHRINK_RUNS_MAX, |candidate| {
+        run(candidate, &options, simulator).fails_like(caught)
+    });
+    let mut problems = Vec::new();
+    if !run(&shrunk, &options, simulator).fails_like(caught) {
+        problems.push(format!("the shrunk scenario does not fail:\n{shrunk}"));
+    }
+    if shrunk.faults.len() > faults_max {
+        problems.push(format!(
+            "it shrinks to {} faults, not at most {faults_max}:\n{shrunk}",
+            shrunk.faults.len()
+        ));
+    }
+    problems
 }
 
 #[test]
@@ -373,6 +425,7 @@ fn a_claim_the_trace_does_not_bear_out_is_reported() {
         fails_with: Vec::new(),
         trace: vec![claim("Synced", 2), claim("Tick", 1)],
         sync_covers_appends_at_least: Some(3),
+        shrinks_to_faults_at_most: None,
     };
     let trace = [
         r#"{"t_us":1,"node":1,"kind":"in","event":"Synced { through_sequence: 1 }"}"#,
