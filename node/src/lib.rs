@@ -165,3 +165,17 @@ pub async fn shutdown_signal() {
     #[cfg(not(all(unix, not(madsim))))]
     let _ = interrupt.await;
 }
+
+/// `parts` back to back in one buffer: the part itself when there is one (no copy).
+pub(crate) fn joined(parts: Vec<Bytes>) -> Bytes {
+    match <[Bytes; 1]>::try_from(parts) {
+        Ok([single]) => single,
+        Err(parts) => {
+            let mut whole = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+            for part in parts {
+                whole.extend_from_slice(&part);
+            }
+            whole.freeze()
+        }
+    }
+}

@@ -15,7 +15,7 @@
 //! read_uncommitted the list is null, as Kafka sends it.
 
 use crate::kafka::dispatch::{call, ConnectionContext, HandlerError, Reply};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -229,23 +229,18 @@ fn read_records(
     context: &ConnectionContext,
     result: &FetchPartitionResult,
 ) -> Result<Bytes, crate::storage::StorageError> {
-    match result.chunks.as_slice() {
-        [] => Ok(Bytes::new()),
-        [chunk] => context.handle.read(&result.partition, chunk),
-        chunks => {
-            let length_total: usize = chunks.iter().map(|chunk| chunk.length as usize).sum();
-            let mut records = BytesMut::with_capacity(length_total);
-            for chunk in chunks {
-                records.extend_from_slice(&context.handle.read(&result.partition, chunk)?);
-            }
-            Ok(records.freeze())
-        }
-    }
+    let parts = result
+        .chunks
+        .iter()
+        .map(|chunk| context.handle.read(&result.partition, chunk))
+        .collect::<Result<Vec<Bytes>, _>>()?;
+    Ok(crate::joined(parts))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use kafka_protocol::protocol::{Decodable, Encodable};
     use myelin_core::api::AbortedTransaction as CoreAborted;
 

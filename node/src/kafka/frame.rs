@@ -36,16 +36,7 @@ impl ResponseFrame {
     /// records).
     #[cfg(test)]
     pub(crate) fn into_contiguous(self) -> Bytes {
-        match <[Bytes; 1]>::try_from(self.segments) {
-            Ok([single]) => single,
-            Err(segments) => {
-                let mut whole = BytesMut::with_capacity(segments.iter().map(Bytes::len).sum());
-                for segment in segments {
-                    whole.extend_from_slice(&segment);
-                }
-                whole.freeze()
-            }
-        }
+        crate::joined(self.segments)
     }
 }
 

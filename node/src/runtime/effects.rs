@@ -5,7 +5,6 @@ use super::held_batches::HeldBatches;
 use super::{NodeClock, NodeHooks, TraceEvent};
 use crate::peer::PeerTransport;
 use crate::storage::{read_verified, Storage, StorageError};
-use bytes::BytesMut;
 use myelin_core::api::{CorruptData, PeerMessage, Response, StorageCommand};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::{NodeId, Records, ReplicaState, ReplicationMessage};
@@ -248,14 +247,14 @@ impl EffectExecutor {
         } = &mut message
         {
             if let Records::Stored(chunks) = records {
-                let mut bytes = BytesMut::new();
+                let mut parts = Vec::with_capacity(chunks.len());
                 for chunk in chunks.iter() {
                     if let Some(held) = self.held.read(partition, chunk) {
-                        bytes.extend_from_slice(&held);
+                        parts.push(held);
                         continue;
                     }
                     match read_verified(self.storage.as_ref(), partition, chunk) {
-                        Ok(read) => bytes.extend_from_slice(&read),
+                        Ok(read) => parts.push(read),
                         Err(error @ StorageError::CorruptData { .. }) => {
                             tracing::error!(%partition, to, %error, "a stored batch is damaged; not replicated");
                             return Ok(None);
@@ -263,7 +262,8 @@ impl EffectExecutor {
                         Err(error) => return Err(error),
                     }
                 }
-                *records = Records::Inline(bytes.freeze());
+                // One part (the usual case) goes as it is; several are joined.
+                *records = Records::Inline(crate::joined(parts));
             }
         }
         Ok(Some(message))

@@ -2,12 +2,16 @@
 //! replication send takes them from there instead of reading them back from the segment
 //! files (and checking their CRC again: they never left memory).
 //!
-//! A batch is held as the buffer it arrived in plus the 16 header bytes storage rewrites
-//! (`batch::stored_header_prefix`), keyed by where it was stored. A chunk is served from
-//! memory only when held batches cover it exactly, back to back; anything else is read
-//! from disk as before. Bounded by bytes, oldest dropped first; a partition's batches are
-//! dropped whenever its stored bytes are cut, rolled away or deleted, so that a position
-//! is never served with bytes it no longer holds.
+//! A batch is held as storage wrote it (its header's base offset and leader epoch rewritten,
+//! `batch::stored_header_prefix`), in a buffer of its own, keyed by where it was stored. Its
+//! own buffer, not a slice of the request it came in: a slice would keep the whole request
+//! alive (other partitions' batches too, refused ones included), and the bound below would
+//! count a fraction of what it holds. So a batch is copied once when appended, and a
+//! replication send of one batch (to each follower) clones it without a copy. A chunk is
+//! served from memory only when held batches cover it exactly, back to back; anything else
+//! is read from disk as before. Bounded by bytes, oldest dropped first; a partition's
+//! batches are dropped whenever its stored bytes are cut, rolled away or deleted, so that a
+//! position is never served with bytes it no longer holds.
 
 use bytes::{Bytes, BytesMut};
 use myelin_core::api::{AppendedBatch, ReadChunk};
@@ -25,7 +29,7 @@ const PREFIX_BYTES: usize = 16;
 type Place = (i64, u32);
 
 struct HeldBatch {
-    prefix: [u8; PREFIX_BYTES],
+    /// The batch as stored.
     bytes: Bytes,
     /// When it was added: tells an eviction that the entry was replaced since.
     generation: u64,
@@ -54,9 +58,15 @@ impl HeldBatches {
         let place = (batch.segment_base_offset, batch.position);
         let generation = self.next_generation;
         self.next_generation += 1;
+        let mut stored = BytesMut::with_capacity(bytes.len());
+        stored.extend_from_slice(&stored_header_prefix(
+            bytes,
+            batch.base_offset,
+            batch.leader_epoch,
+        ));
+        stored.extend_from_slice(&bytes[PREFIX_BYTES..]);
         let held = HeldBatch {
-            prefix: stored_header_prefix(bytes, batch.base_offset, batch.leader_epoch),
-            bytes: bytes.clone(),
+            bytes: stored.freeze(),
             generation,
         };
         let batches = self.by_partition.entry(partition.clone()).or_default();
@@ -94,24 +104,34 @@ impl HeldBatches {
         }
     }
 
-    /// The stored bytes of `chunk`, if held batches cover it exactly.
+    /// The stored bytes of `chunk`, if held batches cover it exactly: the batch itself when
+    /// it is one (no copy), else the batches concatenated.
     pub(super) fn read(&self, partition: &TopicPartition, chunk: &ReadChunk) -> Option<Bytes> {
         let batches = self.by_partition.get(partition)?;
-        let start = chunk.position;
         let end = u64::from(chunk.position) + u64::from(chunk.length);
-        let mut bytes = BytesMut::with_capacity(chunk.length as usize);
-        let mut next = u64::from(start);
-        let range = (chunk.segment_base_offset, start)..;
-        for ((segment, position), held) in batches.range(range) {
-            if next == end || *segment != chunk.segment_base_offset || u64::from(*position) != next
+        let mut covering = Vec::new();
+        let mut next = u64::from(chunk.position);
+        for ((segment, position), held) in
+            batches.range((chunk.segment_base_offset, chunk.position)..)
+        {
+            if next >= end || *segment != chunk.segment_base_offset || u64::from(*position) != next
             {
                 break;
             }
-            bytes.extend_from_slice(&held.prefix);
-            bytes.extend_from_slice(&held.bytes[PREFIX_BYTES..]);
+            covering.push(&held.bytes);
             next += held.bytes.len() as u64;
         }
-        (next == end && chunk.length > 0).then(|| bytes.freeze())
+        if next != end || covering.is_empty() {
+            return None;
+        }
+        if let [single] = covering.as_slice() {
+            return Some((*single).clone());
+        }
+        let mut bytes = BytesMut::with_capacity(chunk.length as usize);
+        for held in covering {
+            bytes.extend_from_slice(held);
+        }
+        Some(bytes.freeze())
     }
 
     #[cfg(test)]
@@ -171,7 +191,14 @@ mod tests {
         assert_eq!(&both[16..100], &first[16..]);
         assert_eq!(&both[100..108], &8i64.to_be_bytes());
         assert_eq!(&both[116..], &second[16..]);
-        assert_eq!(held.read(&partition, &chunk(100, 50)).unwrap().len(), 50);
+        let one = held.read(&partition, &chunk(100, 50)).unwrap();
+        assert_eq!(one.len(), 50);
+        assert_eq!(
+            one.as_ptr(),
+            held.read(&partition, &chunk(100, 50)).unwrap().as_ptr(),
+            "one batch is served from its held buffer, not copied"
+        );
+        assert_ne!(one.as_ptr(), second.as_ptr(), "held in a buffer of its own");
         assert_eq!(held.read(&partition, &chunk(0, 100)).unwrap().len(), 100);
         assert!(
             held.read(&partition, &chunk(0, 120)).is_none(),
