@@ -1088,6 +1088,34 @@ pub(super) fn read_json_file<F: FileSystem, T: serde::de::DeserializeOwned>(
         })
 }
 
+/// The per-partition entries of a versioned data-directory file (`path`), checked: the
+/// version must be `supported`, each entry valid (`Err` says why not) and each partition
+/// listed once. Anything else is `CorruptMetadata` naming the file, never an empty table.
+pub(super) fn partition_table<V>(
+    path: &Path,
+    version: u32,
+    supported: u32,
+    entries: impl IntoIterator<Item = (TopicPartition, Result<V, String>)>,
+) -> StorageResult<BTreeMap<TopicPartition, V>> {
+    let corrupt = |reason: String| StorageError::CorruptMetadata {
+        path: path.display().to_string(),
+        reason,
+    };
+    if version != supported {
+        return Err(corrupt(format!(
+            "version {version} is not the supported {supported}"
+        )));
+    }
+    let mut table = BTreeMap::new();
+    for (partition, value) in entries {
+        let value = value.map_err(|reason| corrupt(format!("partition {partition}: {reason}")))?;
+        if table.insert(partition.clone(), value).is_some() {
+            return Err(corrupt(format!("partition {partition} is listed twice")));
+        }
+    }
+    Ok(table)
+}
+
 /// Replaces `dir/name` with `bytes`, durably: written aside, synced, then renamed over it, so
 /// a crash leaves the old or the new contents, never half of them.
 fn write_durably<F: FileSystem>(fs: &F, dir: &Path, name: &str, bytes: &[u8]) -> StorageResult<()> {

@@ -9,7 +9,7 @@
 //! once the bytes below it are durable, and it is lowered on disk before a truncation or a
 //! deletion could leave it above what the partition holds.
 
-use super::{read_json_file, StorageError, StorageResult};
+use super::{partition_table, read_json_file, StorageError, StorageResult};
 use crate::storage::fs::FileSystem;
 use myelin_core::metadata::TopicPartition;
 use serde::{Deserialize, Serialize};
@@ -64,34 +64,21 @@ pub(super) fn read_recovery_points<F: FileSystem>(
     let Some(document) = read_json_file::<F, RecoveryPointsDocument>(fs, &path)? else {
         return Ok(RecoveryPoints::new());
     };
-    let corrupt = |reason: String| StorageError::CorruptMetadata {
-        path: path.display().to_string(),
-        reason,
-    };
-    if document.version != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "version {} is not the supported {FORMAT_VERSION}",
-            document.version
-        )));
-    }
-    let mut points = RecoveryPoints::new();
-    for entry in document.points {
-        let partition = TopicPartition::new(entry.topic, entry.partition);
-        if entry.segment_base_offset < 0 {
-            return Err(corrupt(format!(
-                "partition {partition}: negative segment base offset {}",
+    let entries = document.points.into_iter().map(|entry| {
+        let point = if entry.segment_base_offset < 0 {
+            Err(format!(
+                "negative segment base offset {}",
                 entry.segment_base_offset
-            )));
-        }
-        let point = RecoveryPoint {
-            segment_base_offset: entry.segment_base_offset,
-            position: entry.position,
+            ))
+        } else {
+            Ok(RecoveryPoint {
+                segment_base_offset: entry.segment_base_offset,
+                position: entry.position,
+            })
         };
-        if points.insert(partition.clone(), point).is_some() {
-            return Err(corrupt(format!("partition {partition} is listed twice")));
-        }
-    }
-    Ok(points)
+        (TopicPartition::new(entry.topic, entry.partition), point)
+    });
+    partition_table(&path, document.version, FORMAT_VERSION, entries)
 }
 
 /// The file's contents for `points`.

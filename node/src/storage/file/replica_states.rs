@@ -7,7 +7,7 @@
 //! before this file existed holds a `replica-state.json` in each partition directory; those
 //! are still read, and the node-wide file overrides them once it names the partition.
 
-use super::{read_json_file, StorageError, StorageResult};
+use super::{partition_table, read_json_file, StorageError, StorageResult};
 use crate::storage::fs::FileSystem;
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::{NodeId, ReplicaState};
@@ -52,34 +52,18 @@ pub(super) fn read_replica_states<F: FileSystem>(
     let Some(document) = read_json_file::<F, ReplicaStatesDocument>(fs, &path)? else {
         return Ok(ReplicaStates::new());
     };
-    let corrupt = |reason: String| StorageError::CorruptMetadata {
-        path: path.display().to_string(),
-        reason,
-    };
-    if document.version != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "version {} is not the supported {FORMAT_VERSION}",
-            document.version
-        )));
-    }
-    let mut states = ReplicaStates::new();
-    for entry in document.states {
-        let partition = TopicPartition::new(entry.topic, entry.partition);
-        if entry.epoch < 0 {
-            return Err(corrupt(format!(
-                "partition {partition}: negative epoch {}",
-                entry.epoch
-            )));
-        }
-        let state = ReplicaState {
-            epoch: entry.epoch,
-            voted_for: entry.voted_for,
+    let entries = document.states.into_iter().map(|entry| {
+        let state = if entry.epoch < 0 {
+            Err(format!("negative epoch {}", entry.epoch))
+        } else {
+            Ok(ReplicaState {
+                epoch: entry.epoch,
+                voted_for: entry.voted_for,
+            })
         };
-        if states.insert(partition.clone(), state).is_some() {
-            return Err(corrupt(format!("partition {partition} is listed twice")));
-        }
-    }
-    Ok(states)
+        (TopicPartition::new(entry.topic, entry.partition), state)
+    });
+    partition_table(&path, document.version, FORMAT_VERSION, entries)
 }
 
 /// The file's contents for `states`.

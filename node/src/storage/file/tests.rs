@@ -1502,3 +1502,43 @@ fn a_deleted_and_recreated_partition_trusts_nothing_of_the_old_one() {
     assert_eq!(recovered.partitions, vec![again.expected(&[0], 1)]);
     assert_eq!(stats.bytes_trusted, 0);
 }
+
+#[test]
+fn a_replica_states_file_of_another_version_a_repeated_or_an_invalid_entry_stops_recovery() {
+    let entry = |epoch: i32| {
+        format!(r#"{{"topic": "t", "partition": 0, "epoch": {epoch}, "voted_for": null}}"#)
+    };
+    for (document, expected) in [
+        (
+            format!(r#"{{"version": 2, "states": [{}]}}"#, entry(1)),
+            "version 2",
+        ),
+        (
+            format!(
+                r#"{{"version": 1, "states": [{}, {}]}}"#,
+                entry(1),
+                entry(2)
+            ),
+            "listed twice",
+        ),
+        (
+            format!(r#"{{"version": 1, "states": [{}]}}"#, entry(-1)),
+            "negative epoch",
+        ),
+    ] {
+        let (dir, storage) = fresh();
+        storage
+            .create_partition(&TopicPartition::new("t", 0), 0)
+            .unwrap();
+        drop(storage);
+        fs::write(dir.path().join(REPLICA_STATES_FILE), &document).unwrap();
+        let storage = FileStorage::open(dir.path()).unwrap();
+        match storage.recover() {
+            Err(StorageError::CorruptMetadata { path, reason }) => {
+                assert!(path.ends_with(REPLICA_STATES_FILE), "{path}");
+                assert!(reason.contains(expected), "{reason} (expected {expected})");
+            }
+            other => panic!("{document}: recovery must stop, got {other:?}"),
+        }
+    }
+}
