@@ -583,6 +583,30 @@ fn join(member_id: &str) -> Request {
     }
 }
 
+/// Creates topic `orders` (one partition), the topic the group tests commit offsets of,
+/// and waits until every node knows it (offsets are committed only for partitions that
+/// exist).
+fn create_orders(cluster: &mut Cluster) {
+    let size = cluster.brokers.len();
+    cluster.run_until("a controller known to all", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.metadata().nodes.len() == size)
+    });
+    let replication = size.min(3) as i16;
+    match cluster.call(1, create_request("orders", 1, replication)) {
+        Response::CreateTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    cluster.run_until("every node knows topic orders", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.metadata().topics.contains_key("orders"))
+    });
+}
+
 fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
     Request::OffsetCommit {
         group_id: "g".into(),
@@ -657,6 +681,7 @@ fn join_and_sync(cluster: &mut Cluster, coordinator: NodeId) -> String {
 #[test]
 fn a_group_survives_its_coordinators_failover_with_its_offsets_and_generation() {
     let mut cluster = Cluster::new(3);
+    create_orders(&mut cluster);
     let coordinator = find_coordinator(&mut cluster, 1, "g");
     let member = join_and_sync(&mut cluster, coordinator);
     assert_eq!(
@@ -729,6 +754,7 @@ fn a_group_survives_its_coordinators_failover_with_its_offsets_and_generation() 
 #[test]
 fn a_single_nodes_offsets_survive_a_restart() {
     let mut cluster = Cluster::new(1);
+    create_orders(&mut cluster);
     let coordinator = find_coordinator(&mut cluster, 1, "g");
     let member = join_and_sync(&mut cluster, coordinator);
     assert_eq!(
@@ -763,6 +789,7 @@ fn a_single_nodes_offsets_survive_a_restart() {
 #[test]
 fn an_empty_groups_offsets_expire_after_the_retention_and_stay_deleted() {
     let mut cluster = Cluster::with_config(1, |config| config.offsets_retention_ms = 5_000);
+    create_orders(&mut cluster);
     let coordinator = find_coordinator(&mut cluster, 1, "g");
     let member = join_and_sync(&mut cluster, coordinator);
     assert_eq!(
@@ -909,6 +936,7 @@ fn no_member_learns_a_generations_assignment_before_it_is_replicated() {
 #[test]
 fn a_loaded_coordinator_sleeps_until_its_next_deadline() {
     let mut cluster = Cluster::new(3);
+    create_orders(&mut cluster);
     let coordinator = find_coordinator(&mut cluster, 1, "g");
     let member = join_and_sync(&mut cluster, coordinator);
     assert_eq!(
@@ -1516,14 +1544,14 @@ fn transactional_offsets_take_effect_with_the_commit_marker_only() {
         group_instance_id: None,
         generation: -1,
         commits: vec![OffsetCommitPartition {
-            partition: TopicPartition::new("orders", 0),
+            partition: partitions[0].clone(),
             offset,
             metadata: None,
         }],
     };
     let fetch_stable = Request::OffsetFetch {
         group_id: "g".into(),
-        partitions: Some(vec![TopicPartition::new("orders", 0)]),
+        partitions: Some(vec![partitions[0].clone()]),
         require_stable: true,
     };
     for (commit, offset) in [(false, 10), (true, 20)] {
@@ -1567,9 +1595,7 @@ fn transactional_offsets_take_effect_with_the_commit_marker_only() {
         assert_eq!(client.end(&mut cluster, commit), ErrorCode::None);
         let expected = if commit { 20 } else { -1 };
         cluster.run_until("the marker reaches the offsets", |cluster| {
-            cluster.brokers[&group_coordinator]
-                .committed_offset_of("g", &TopicPartition::new("orders", 0))
-                == expected
+            cluster.brokers[&group_coordinator].committed_offset_of("g", &partitions[0]) == expected
                 && cluster.brokers[&group_coordinator].has_no_pending_txn_offsets("g")
         });
     }
@@ -2003,6 +2029,7 @@ fn wall_clocks_stepped_hours_back_and_forth_elect_no_new_leader_and_stall_no_rep
 fn the_offsets_log_is_trimmed_below_its_snapshots_and_a_follower_behind_it_rebuilds_from_one() {
     // Segments of 1 KiB: a snapshot every 512 bytes appended.
     let mut cluster = Cluster::with_config(3, |config| config.offsets_segment_bytes = 1024);
+    create_orders(&mut cluster);
     let coordinator = find_coordinator(&mut cluster, 1, "g");
     let member = join_and_sync(&mut cluster, coordinator);
     assert_eq!(

@@ -56,6 +56,9 @@
 //! - an OffsetCommit is acknowledged only once its record is committed in the offsets
 //!   partition, in the epoch it was written in, and applied here; OffsetFetch reads only
 //!   applied records, so an acknowledged commit survives any coordinator failover;
+//! - offsets are stored only for partitions that exist in the cluster metadata
+//!   (`GroupContext::metadata`); the others are answered UNKNOWN_TOPIC_OR_PARTITION, as
+//!   Kafka's broker does before its coordinator sees the commit;
 //! - a commit is accepted only from a current member of the current generation of a stable
 //!   group (or a standalone consumer of a memberless group): checked by `Group::check_commit`
 //!   before the record is written;
@@ -86,7 +89,7 @@ use crate::internal_log::{
     due_snapshots, open_shard, shard_appended, shard_truncated, InternalPartitions,
     SNAPSHOT_INTERVAL_BYTES_DEFAULT,
 };
-use crate::metadata::TopicPartition;
+use crate::metadata::{ClusterMetadata, TopicPartition};
 use bytes::Bytes;
 use offsets_shard::OffsetsShard;
 use rand::rngs::StdRng;
@@ -119,6 +122,8 @@ pub struct GroupContext<'a> {
     pub offsets: &'a dyn InternalPartitions,
     /// The node's seeded RNG (new member ids).
     pub rng: &'a mut StdRng,
+    /// The cluster's topics: offsets are committed only for partitions that exist.
+    pub metadata: &'a ClusterMetadata,
 }
 
 /// What the node must do for the coordinator, in order.
@@ -409,21 +414,24 @@ impl GroupCoordinator {
                 let Some(group_id) = group_of(&request).map(String::from) else {
                     unreachable!("every other group request names its group: {request:?}")
                 };
-                if group_id.is_empty() {
-                    group_error(request, ErrorCode::InvalidGroupId)
+                if commits_only_unknown_partitions(&request, context.metadata) {
+                    // As Kafka's broker does before it asks its coordinator: nothing of the
+                    // group is looked at, nothing is written.
+                    group_error(request, ErrorCode::UnknownTopicOrPartition)
+                } else if group_id.is_empty() {
+                    answer_unknown_partitions(
+                        group_error(request, ErrorCode::InvalidGroupId),
+                        context.metadata,
+                    )
                 } else {
                     match self.coordinated_shard(context.offsets, &group_id) {
                         Ok(shard) if matches!(request, Request::TxnOffsetCommit { .. }) => {
-                            return self.txn_offset_commit(
-                                context.now.monotonic_ms,
-                                id,
-                                shard,
-                                group_id,
-                                request,
-                            );
+                            return self.txn_offset_commit(context, id, shard, group_id, request);
                         }
                         Ok(shard) => return self.coordinate(context, id, shard, group_id, request),
-                        Err(error) => group_error(request, error),
+                        Err(error) => {
+                            answer_unknown_partitions(group_error(request, error), context.metadata)
+                        }
                     }
                 }
             }
@@ -636,14 +644,16 @@ impl GroupCoordinator {
                     .iter()
                     .map(|commit| (commit.partition.clone(), error))
                     .collect();
-                if error == ErrorCode::None && !commits.is_empty() {
+                let known = known_partitions(commits, context.metadata);
+                if error == ErrorCode::None && !known.is_empty() {
                     records.push(GroupRecord::Offsets {
                         group: group_id.clone(),
                         at_ms: now.wall_ms,
-                        commits: offset_entries(commits),
+                        commits: offset_entries(known),
                     });
                 }
-                replies.push((id, Response::OffsetCommit(results)));
+                let response = Response::OffsetCommit(results);
+                replies.push((id, answer_unknown_partitions(response, context.metadata)));
             }
             Request::OffsetFetch {
                 partitions,
@@ -696,7 +706,7 @@ impl GroupCoordinator {
     /// coordinator confirms before the first such write (as for any partition).
     fn txn_offset_commit(
         &mut self,
-        now_ms: i64,
+        context: &GroupContext<'_>,
         id: RequestId,
         index: i32,
         group_id: String,
@@ -715,6 +725,7 @@ impl GroupCoordinator {
         else {
             unreachable!("a TxnOffsetCommit")
         };
+        let now_ms = context.now.monotonic_ms;
         let Some(shard) = self.shards.get_mut(&index) else {
             return Vec::new();
         };
@@ -740,7 +751,7 @@ impl GroupCoordinator {
         if let Err(error) = checked {
             return vec![GroupOutput::Respond {
                 id,
-                response: group_error(request, error),
+                response: answer_unknown_partitions(group_error(request, error), context.metadata),
             }];
         }
         let transactional_id = transactional_id.clone();
@@ -776,7 +787,7 @@ impl GroupCoordinator {
             };
             return vec![GroupOutput::Respond {
                 id,
-                response: group_error(request, error),
+                response: answer_unknown_partitions(group_error(request, error), context.metadata),
             }];
         }
         let Request::TxnOffsetCommit {
@@ -796,19 +807,30 @@ impl GroupCoordinator {
                     .map(|commit| (commit.partition, ErrorCode::NotCoordinator))
                     .collect(),
             );
-            return vec![GroupOutput::Respond { id, response }];
+            return vec![GroupOutput::Respond {
+                id,
+                response: answer_unknown_partitions(response, context.metadata),
+            }];
         };
-        let response = Response::TxnOffsetCommit(
-            commits
-                .iter()
-                .map(|commit| (commit.partition.clone(), ErrorCode::None))
-                .collect(),
+        let response = answer_unknown_partitions(
+            Response::TxnOffsetCommit(
+                commits
+                    .iter()
+                    .map(|commit| (commit.partition.clone(), ErrorCode::None))
+                    .collect(),
+            ),
+            context.metadata,
         );
+        let known = known_partitions(commits, context.metadata);
+        if known.is_empty() {
+            // Every partition's topic went away since the request arrived: nothing to write.
+            return vec![GroupOutput::Respond { id, response }];
+        }
         let record = GroupRecord::TxnOffsets {
             group: group_id.clone(),
             producer_id,
             at_ms: now.wall_ms,
-            commits: offset_entries(commits),
+            commits: offset_entries(known),
         };
         let batch = crate::records::encode_producer_batch(
             &crate::records::encode_json_records(&[record]),
@@ -1113,18 +1135,70 @@ fn as_failure(response: Response, error: ErrorCode) -> Response {
                 .map(|(member, _)| (member, error))
                 .collect(),
         },
-        Response::OffsetCommit(results) => Response::OffsetCommit(
-            results
-                .into_iter()
-                .map(|(partition, _)| (partition, error))
-                .collect(),
-        ),
-        Response::TxnOffsetCommit(results) => Response::TxnOffsetCommit(
-            results
-                .into_iter()
-                .map(|(partition, _)| (partition, error))
-                .collect(),
-        ),
+        Response::OffsetCommit(results) => Response::OffsetCommit(commit_failure(results, error)),
+        Response::TxnOffsetCommit(results) => {
+            Response::TxnOffsetCommit(commit_failure(results, error))
+        }
+        other => other,
+    }
+}
+
+/// A failed commit's results: a partition that does not exist still says so.
+fn commit_failure(
+    results: Vec<(TopicPartition, ErrorCode)>,
+    error: ErrorCode,
+) -> Vec<(TopicPartition, ErrorCode)> {
+    results
+        .into_iter()
+        .map(|(partition, previous)| match previous {
+            ErrorCode::UnknownTopicOrPartition => (partition, previous),
+            _ => (partition, error),
+        })
+        .collect()
+}
+
+/// Whether an OffsetCommit or TxnOffsetCommit names partitions, none of which exists.
+fn commits_only_unknown_partitions(request: &Request, metadata: &ClusterMetadata) -> bool {
+    match request {
+        Request::OffsetCommit { commits, .. } | Request::TxnOffsetCommit { commits, .. } => {
+            !commits.is_empty()
+                && commits
+                    .iter()
+                    .all(|commit| !metadata.contains_partition(&commit.partition))
+        }
+        _ => false,
+    }
+}
+
+/// The commits of partitions that exist: only those are written.
+fn known_partitions(
+    commits: Vec<OffsetCommitPartition>,
+    metadata: &ClusterMetadata,
+) -> Vec<OffsetCommitPartition> {
+    commits
+        .into_iter()
+        .filter(|commit| metadata.contains_partition(&commit.partition))
+        .collect()
+}
+
+/// Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a committed partition that does not exist,
+/// whatever it answers for the others (its broker checks before its coordinator does).
+fn answer_unknown_partitions(response: Response, metadata: &ClusterMetadata) -> Response {
+    let mark = |results: Vec<(TopicPartition, ErrorCode)>| {
+        results
+            .into_iter()
+            .map(|(partition, error)| {
+                if metadata.contains_partition(&partition) {
+                    (partition, error)
+                } else {
+                    (partition, ErrorCode::UnknownTopicOrPartition)
+                }
+            })
+            .collect()
+    };
+    match response {
+        Response::OffsetCommit(results) => Response::OffsetCommit(mark(results)),
+        Response::TxnOffsetCommit(results) => Response::TxnOffsetCommit(mark(results)),
         other => other,
     }
 }

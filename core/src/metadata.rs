@@ -237,6 +237,13 @@ impl ClusterMetadata {
         }
     }
 
+    /// Whether the partition exists: its topic is known and has that many partitions.
+    pub fn contains_partition(&self, partition: &TopicPartition) -> bool {
+        self.topics
+            .get(&partition.topic)
+            .is_some_and(|topic| (0..topic.partition_count).contains(&partition.partition))
+    }
+
     pub fn topic_by_id(&self, topic_id: u128) -> Option<&TopicMetadata> {
         self.topics
             .values()

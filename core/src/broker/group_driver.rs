@@ -94,6 +94,7 @@ impl Broker {
             now,
             offsets: &offsets,
             rng: &mut self.rng,
+            metadata: &self.metadata,
         };
         call(&mut self.group_coordinator, &mut context)
     }

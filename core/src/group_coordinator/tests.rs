@@ -16,6 +16,8 @@ struct Node {
     /// Every batch appended to the offsets partition: (base offset, last offset, bytes).
     log: Vec<(i64, i64, Bytes)>,
     rng: StdRng,
+    /// The cluster's topics: `orders` with four partitions.
+    metadata: ClusterMetadata,
     /// The monotonic clock.
     now_ms: i64,
     /// How far the wall clock is stepped away from `now_ms`.
@@ -60,6 +62,7 @@ impl Node {
             },
             log: Vec::new(),
             rng: StdRng::seed_from_u64(7),
+            metadata: cluster_with_orders(),
             now_ms: 1_000,
             wall_step_ms: 0,
             next_id: 1,
@@ -128,6 +131,7 @@ impl Node {
             now: self.now(),
             offsets: &offsets,
             rng: &mut self.rng,
+            metadata: &self.metadata,
         };
         let outputs = self.coordinator.handle_request(&mut context, id, request);
         let (replies, to_verify) = self.execute(outputs);
@@ -174,6 +178,7 @@ impl Node {
             now: self.now(),
             offsets: &offsets,
             rng: &mut self.rng,
+            metadata: &self.metadata,
         };
         self.coordinator.settle(&context)
     }
@@ -238,6 +243,22 @@ fn join(member_id: &str) -> Request {
             require_member_id: true,
         },
     }
+}
+
+/// A cluster holding one topic, `orders`, of four partitions.
+fn cluster_with_orders() -> ClusterMetadata {
+    let mut metadata = ClusterMetadata::new("cluster", Vec::new());
+    metadata.topics.insert(
+        "orders".into(),
+        crate::metadata::TopicMetadata {
+            name: "orders".into(),
+            topic_id: 1,
+            partition_count: 4,
+            config: crate::metadata::TopicConfig::default(),
+            assignments: Vec::new(),
+        },
+    );
+    metadata
 }
 
 fn orders() -> TopicPartition {
@@ -445,15 +466,20 @@ fn a_write_the_node_cannot_append_is_answered_not_coordinator() {
 
 /// Sends a TxnOffsetCommit through its verification; returns its answer once committed.
 fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
+    txn_offset_commit_request(node, txn_commit(member, offset))
+}
+
+/// Sends `request` (a TxnOffsetCommit of producer 5, id 99) through its verification;
+/// returns its answer once committed.
+fn txn_offset_commit_request(node: &mut Node, request: Request) -> Response {
     let offsets = OneShard(node.status);
     let mut context = GroupContext {
         now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
+        metadata: &node.metadata,
     };
-    let outputs = node
-        .coordinator
-        .handle_request(&mut context, 99, txn_commit(member, offset));
+    let outputs = node.coordinator.handle_request(&mut context, 99, request);
     let (replies, mut to_verify) = node.execute(outputs);
     assert!(replies.is_empty());
     let Some(GroupOutput::VerifyTxnOffsetCommit {
@@ -472,6 +498,7 @@ fn txn_offset_commit(node: &mut Node, member: &str, offset: i64) -> Response {
         now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
+        metadata: &node.metadata,
     };
     let outputs = node
         .coordinator
@@ -529,6 +556,7 @@ fn a_refused_verification_fails_the_txn_offset_commit_unwritten() {
         now: node.now(),
         offsets: &offsets,
         rng: &mut node.rng,
+        metadata: &node.metadata,
     };
     let outputs = node.coordinator.txn_offset_commit_verified(
         &context,
@@ -661,6 +689,7 @@ fn replay_led(batches: &[(i64, i64, Bytes)]) -> (GroupCoordinator, Vec<Reply>) {
         serves_reads: true,
     });
     let mut rng = StdRng::seed_from_u64(1);
+    let metadata = cluster_with_orders();
     let context = GroupContext {
         now: Now {
             monotonic_ms: 0,
@@ -668,6 +697,7 @@ fn replay_led(batches: &[(i64, i64, Bytes)]) -> (GroupCoordinator, Vec<Reply>) {
         },
         offsets: &offsets,
         rng: &mut rng,
+        metadata: &metadata,
     };
     let replies = coordinator.settle(&context);
     (coordinator, replies)
@@ -765,4 +795,151 @@ fn an_incomplete_snapshot_changes_nothing_and_a_log_past_zero_without_one_stops_
         (corrupt.partition, corrupt.offset),
         (TopicPartition::new(OFFSETS_TOPIC, 0), start)
     );
+}
+
+/// Commits of `orders` partition 0 (which exists), of `orders` partition 9 (past its four)
+/// and of a topic that does not exist.
+fn commits_with_unknown_partitions(offset: i64) -> Vec<OffsetCommitPartition> {
+    [
+        orders(),
+        TopicPartition::new("orders", 9),
+        TopicPartition::new("missing", 0),
+    ]
+    .into_iter()
+    .map(|partition| OffsetCommitPartition {
+        partition,
+        offset,
+        metadata: None,
+    })
+    .collect()
+}
+
+/// Every partition the group has an offset for, as OffsetFetch without partitions says.
+fn fetch_all(node: &mut Node) -> Vec<(TopicPartition, i64)> {
+    let request = Request::OffsetFetch {
+        group_id: GROUP.into(),
+        partitions: None,
+        require_stable: false,
+    };
+    match node.call(request) {
+        Response::OffsetFetch { error, partitions } => {
+            assert_eq!(error, ErrorCode::None);
+            partitions
+                .into_iter()
+                .map(|fetched| (fetched.partition, fetched.offset))
+                .collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn commit_errors(response: &Response) -> Vec<ErrorCode> {
+    match response {
+        Response::OffsetCommit(results) | Response::TxnOffsetCommit(results) => {
+            results.iter().map(|(_, error)| *error).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_commit_to_a_partition_that_does_not_exist_is_answered_unknown_and_not_stored() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let Request::OffsetCommit {
+        group_id,
+        member_id,
+        group_instance_id,
+        generation,
+        ..
+    } = commit(&member, 1, 0)
+    else {
+        unreachable!("an OffsetCommit")
+    };
+    let mixed = |offset| Request::OffsetCommit {
+        group_id: group_id.clone(),
+        member_id: member_id.clone(),
+        group_instance_id: group_instance_id.clone(),
+        generation,
+        commits: commits_with_unknown_partitions(offset),
+    };
+    let unknown = ErrorCode::UnknownTopicOrPartition;
+    assert_eq!(
+        commit_errors(&node.call_and_commit(mixed(7))),
+        vec![ErrorCode::None, unknown, unknown]
+    );
+    assert_eq!(fetch_all(&mut node), vec![(orders(), 7)]);
+    // A commit naming only partitions that do not exist is answered at once, unwritten;
+    // so is one from a stale generation, whose unknown partitions still say so first.
+    let log_end = node.log_end();
+    let (_, replies) = node.request(Request::OffsetCommit {
+        group_id: GROUP.into(),
+        member_id: member.clone(),
+        group_instance_id: None,
+        generation: 1,
+        commits: commits_with_unknown_partitions(8).split_off(1),
+    });
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(commit_errors(&replies[0].1), vec![unknown, unknown]);
+    assert_eq!(node.log_end(), log_end);
+    let mut stale = mixed(9);
+    if let Request::OffsetCommit { generation, .. } = &mut stale {
+        *generation = 0;
+    }
+    assert_eq!(
+        commit_errors(&node.call(stale)),
+        vec![ErrorCode::IllegalGeneration, unknown, unknown]
+    );
+    assert_eq!(node.log_end(), log_end);
+    assert_eq!(fetch_all(&mut node), vec![(orders(), 7)]);
+}
+
+#[test]
+fn a_txn_offset_commit_to_a_partition_that_does_not_exist_is_answered_unknown_and_not_stored() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let Request::TxnOffsetCommit {
+        transactional_id,
+        group_id,
+        producer_id,
+        producer_epoch,
+        member_id,
+        group_instance_id,
+        generation,
+        ..
+    } = txn_commit(&member, 0)
+    else {
+        unreachable!("a TxnOffsetCommit")
+    };
+    let with_commits = |commits| Request::TxnOffsetCommit {
+        transactional_id: transactional_id.clone(),
+        group_id: group_id.clone(),
+        producer_id,
+        producer_epoch,
+        member_id: member_id.clone(),
+        group_instance_id: group_instance_id.clone(),
+        generation,
+        commits,
+    };
+    let unknown = ErrorCode::UnknownTopicOrPartition;
+    let answer =
+        txn_offset_commit_request(&mut node, with_commits(commits_with_unknown_partitions(7)));
+    assert_eq!(
+        commit_errors(&answer),
+        vec![ErrorCode::None, unknown, unknown]
+    );
+    node.append(crate::records::transaction_marker_batch(true, 5, 0, 1, 0));
+    node.commit_all();
+    node.settle();
+    assert_eq!(fetch_all(&mut node), vec![(orders(), 7)]);
+    // Only partitions that do not exist: answered at once, with no verification asked.
+    let log_end = node.log_end();
+    let (_, replies) = node.request(with_commits(
+        commits_with_unknown_partitions(8).split_off(1),
+    ));
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(commit_errors(&replies[0].1), vec![unknown, unknown]);
+    assert_eq!(node.log_end(), log_end);
 }

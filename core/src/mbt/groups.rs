@@ -413,6 +413,22 @@ impl InternalPartitions for OffsetsPartition {
     }
 }
 
+/// The cluster as the spec sees it: one topic `t`, of partitions `p0` and `p1`.
+fn spec_topics() -> crate::metadata::ClusterMetadata {
+    let mut metadata = crate::metadata::ClusterMetadata::new("cluster", Vec::new());
+    metadata.topics.insert(
+        "t".into(),
+        crate::metadata::TopicMetadata {
+            name: "t".into(),
+            topic_id: 1,
+            partition_count: 2,
+            config: crate::metadata::TopicConfig::default(),
+            assignments: Vec::new(),
+        },
+    );
+    metadata
+}
+
 /// The data partition the spec names `p`: `p0` is partition 0 of topic `t`.
 fn topic_partition(p: &str) -> TopicPartition {
     TopicPartition {
@@ -446,6 +462,8 @@ struct System {
     /// The held replies, as the spec saw them when they were held (a SyncGroup answer's
     /// generation is the group's then).
     held: BTreeMap<RequestId, Reply>,
+    /// The cluster's topics: `t`, of the spec's partitions `p0` and `p1`.
+    metadata: crate::metadata::ClusterMetadata,
     #[cfg(feature = "defects")]
     defect: Option<crate::defects::Defect>,
 }
@@ -463,6 +481,7 @@ impl System {
             },
             batches: Vec::new(),
             records: Vec::new(),
+            metadata: spec_topics(),
             now_ms: 0,
             next_request: 0,
             senders: BTreeMap::new(),
@@ -499,6 +518,7 @@ impl System {
             now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut rng,
+            metadata: &self.metadata,
         };
         self.coordinator.settle(&context)
     }
@@ -566,6 +586,7 @@ impl System {
             now: Now::aligned(self.now_ms),
             offsets: &offsets,
             rng: &mut rng,
+            metadata: &self.metadata,
         };
         let outputs = self.coordinator.handle_request(&mut context, id, request);
         self.execute(outputs)
