@@ -316,7 +316,9 @@ impl EffectExecutor {
                 sequence,
             } => {
                 self.storage.append(&partition, &batch, &bytes)?;
-                self.held.appended(&partition, &batch, &bytes);
+                if self.peers.is_some() {
+                    self.held.appended(&partition, &batch, &bytes);
+                }
                 myelin_core::invariant!(
                     sequence > self.written_sequence,
                     "append sequences increase"

@@ -2,7 +2,8 @@
 //! replication send takes them from there instead of reading them back from the segment
 //! files (and checking their CRC again: they never left memory).
 //!
-//! A batch is held as storage wrote it (its header's base offset and leader epoch rewritten,
+//! Only a node with peers holds batches (a single node replicates nothing). A batch is
+//! held as storage wrote it (its header's base offset and leader epoch rewritten,
 //! `batch::stored_header_prefix`), in a buffer of its own, keyed by where it was stored. Its
 //! own buffer, not a slice of the request it came in: a slice would keep the whole request
 //! alive (other partitions' batches too, refused ones included), and the bound below would
@@ -22,6 +23,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 /// Bytes held at most, all partitions together: enough for the batches a leader appended
 /// since its followers last fetched, under load.
 pub(super) const HELD_BYTES_MAX: usize = 32 << 20;
+/// Larger batches are not held: reading one back costs little next to its size, and a few
+/// would fill the bound.
+const HELD_BATCH_BYTES_MAX: usize = HELD_BYTES_MAX / 4;
 /// Bytes of a batch's header storage rewrites.
 const PREFIX_BYTES: usize = 16;
 
@@ -52,7 +56,7 @@ impl HeldBatches {
         batch: &AppendedBatch,
         bytes: &Bytes,
     ) {
-        if bytes.len() < PREFIX_BYTES || bytes.len() > HELD_BYTES_MAX {
+        if bytes.len() < PREFIX_BYTES || bytes.len() > HELD_BATCH_BYTES_MAX {
             return;
         }
         let place = (batch.segment_base_offset, batch.position);
