@@ -88,7 +88,16 @@ pub(super) async fn run_effects(
                 Err(_) => break,
             }
         }
-        let error = match execute_batch(executor, effects).await {
+        // madsim deprecates spawn_blocking (it runs the closure as a plain task), which is
+        // right for the simulator's in-memory file system.
+        #[cfg_attr(madsim, allow(deprecated))]
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut released = Vec::new();
+            let result = executor.execute(effects, &mut released);
+            (executor, result, released)
+        })
+        .await;
+        let error = match joined {
             Ok((back, Ok(()), released)) => {
                 executor = back;
                 written_sequence.send_if_modified(|written| {
@@ -100,41 +109,13 @@ pub(super) async fn run_effects(
                 continue;
             }
             Ok((_, Err(error), _)) => error,
-            Err(error) => error,
+            Err(join_error) => StorageError::io(
+                "effect worker",
+                std::io::Error::other(join_error.to_string()),
+            ),
         };
         let _ = failed.send(error);
         return;
-    }
-}
-
-/// A batch carried out, and the executor back.
-type BatchOutcome = (EffectExecutor, Result<(), StorageError>, Vec<Release>);
-
-/// Carries out `effects` on a blocking thread. Under the simulator inline instead: its file
-/// system is in memory, and a task per batch would only slow every run down.
-async fn execute_batch(
-    mut executor: EffectExecutor,
-    effects: Vec<Effect>,
-) -> Result<BatchOutcome, StorageError> {
-    let run = move || {
-        let mut released = Vec::new();
-        let result = executor.execute(effects, &mut released);
-        (executor, result, released)
-    };
-    #[cfg(madsim)]
-    {
-        Ok(run())
-    }
-    #[cfg(not(madsim))]
-    {
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(|join_error| {
-                StorageError::io(
-                    "effect worker",
-                    std::io::Error::other(join_error.to_string()),
-                )
-            })
     }
 }
 
