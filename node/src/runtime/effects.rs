@@ -160,11 +160,8 @@ impl EffectExecutor {
     ) -> Result<(), StorageError> {
         for effect in effects {
             match effect {
-                Effect::Storage(StorageCommand::PersistReplicaState { partition, state }) => {
-                    self.unwritten_states.insert(partition, state);
-                }
                 Effect::Storage(command) => {
-                    if command_partition(&command)
+                    if data_partition(&command)
                         .is_some_and(|partition| self.unwritten_states.contains_key(partition))
                     {
                         self.write_replica_states()?;
@@ -323,16 +320,18 @@ impl EffectExecutor {
                 partition,
                 base_offset,
             } => self.storage.restart_log(&partition, base_offset),
+            // Recorded only: written with the batch's others (see `execute`).
             StorageCommand::PersistReplicaState { partition, state } => {
-                self.storage.persist_replica_states(&[(partition, state)])
+                self.unwritten_states.insert(partition, state);
+                Ok(())
             }
             StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
         }
     }
 }
 
-/// The partition a storage command changes, if it is about one.
-fn command_partition(command: &StorageCommand) -> Option<&TopicPartition> {
+/// The partition whose stored data a command changes, if any.
+fn data_partition(command: &StorageCommand) -> Option<&TopicPartition> {
     match command {
         StorageCommand::CreatePartition { partition, .. }
         | StorageCommand::DeletePartition { partition }
@@ -340,8 +339,7 @@ fn command_partition(command: &StorageCommand) -> Option<&TopicPartition> {
         | StorageCommand::RollSegment { partition, .. }
         | StorageCommand::DeleteSegment { partition, .. }
         | StorageCommand::Truncate { partition, .. }
-        | StorageCommand::RestartLog { partition, .. }
-        | StorageCommand::PersistReplicaState { partition, .. } => Some(partition),
-        StorageCommand::PersistMetadata(_) => None,
+        | StorageCommand::RestartLog { partition, .. } => Some(partition),
+        StorageCommand::PersistReplicaState { .. } | StorageCommand::PersistMetadata(_) => None,
     }
 }
