@@ -25,15 +25,20 @@
 //! [`Connection::send`] and raw frames for malformed-input tests), [`admin`] (Metadata,
 //! CreateTopics, DeleteTopics), [`produce`] (Produce, InitProducerId,
 //! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
-//! APIs), [`transactions`] (the transaction coordinator's APIs, OffsetFetch with
-//! require_stable, [`TransactionalProducer`]), [`records`] (record batches).
+//! APIs), [`group_admin`] (ListGroups, DescribeGroups, all of a group's offsets),
+//! [`consumer_protocol`] (the "consumer" subscription and assignment, the range assignor),
+//! [`partitioner`] (Kafka's murmur2 key partitioner), [`transactions`] (the transaction
+//! coordinator's APIs, OffsetFetch with require_stable, [`TransactionalProducer`]), [`records`] (record batches).
 //! Errors are [`Error`]; a broker error code is [`Error::Broker`].
 
 pub mod admin;
 pub mod connection;
+pub mod consumer_protocol;
 pub mod error;
 pub mod fetch;
+pub mod group_admin;
 pub mod groups;
+pub mod partitioner;
 pub mod produce;
 pub mod records;
 pub mod transactions;
@@ -45,6 +50,7 @@ pub use fetch::{
     AbortedTransaction, FetchOptions, FetchedPartition, IsolationLevel, EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
 };
+pub use group_admin::{CommittedOffset, GroupDescription, GroupMember, ListedGroup};
 pub use groups::{Coordinator, JoinedGroup};
 pub use produce::{IdempotentProducer, ProduceOptions, ProducerBatch};
 pub use records::{BatchHeader, BatchOptions, Compression, ConsumedRecord, NewRecord};
