@@ -1,8 +1,11 @@
 //! The `myelin` binary. `myelin node` runs one node (see `myelin node --help`);
-//! `myelin cluster` runs a local cluster of them.
+//! `myelin cluster` runs a local cluster of them; `topics`, `groups`, `produce`, `consume`
+//! and `cluster status` are a client of any running cluster (see `cli/`).
+
+mod cli;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use myelin_node::config::{NodeArgs, NodeConfig};
 use myelin_node::launcher::ClusterArgs;
 use myelin_node::shutdown_signal;
@@ -24,22 +27,60 @@ struct Cli {
 enum Command {
     /// Run a node: Kafka API on --listen, data in --data-dir.
     Node(NodeArgs),
+    /// Run a local cluster (`myelin cluster [start]`), or show a cluster's state
+    /// (`myelin cluster status`).
+    Cluster(ClusterCli),
+    /// Create, list, describe and delete topics.
+    Topics(cli::topics::TopicsArgs),
+    /// List and describe consumer groups (members, committed offsets, lag); reset their
+    /// offsets.
+    Groups(cli::groups::GroupsArgs),
+    /// Produce the lines of stdin to a topic (KEY<SEP>VALUE with --key-separator).
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records, alone or as a member of a consumer group.
+    Consume(cli::consume::ConsumeArgs),
+}
+
+/// `myelin cluster`: without a subcommand (or with `start`) it launches a local cluster.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct ClusterCli {
+    #[command(subcommand)]
+    command: Option<ClusterCommand>,
+    #[command(flatten)]
+    launch: ClusterArgs,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
     /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on base+(i-1)*10000, by
     /// default 19092, 29092, ...; peers on the port after it; data in <data-dir>/node-i).
-    /// Ctrl-C stops them all.
-    Cluster(ClusterArgs),
+    /// Ctrl-C stops them all. The default of `myelin cluster`.
+    Start(ClusterArgs),
+    /// Show a running cluster: its nodes, the controller, and the partitions without a
+    /// leader or with fewer in-sync replicas than replicas.
+    Status(cli::status::StatusArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The client subcommands print only their results and errors unless RUST_LOG asks.
+    let default_level = match &cli.command {
+        Command::Node(_)
+        | Command::Cluster(ClusterCli {
+            command: None | Some(ClusterCommand::Start(_)),
+            ..
+        }) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Node(args) => {
             let config = NodeConfig::resolve(&args)?;
@@ -52,6 +93,23 @@ async fn main() -> anyhow::Result<()> {
                 .write_recovery_points()
                 .context("writing recovery points at shutdown")
         }
-        Command::Cluster(args) => myelin_node::launcher::run(args).await,
+        Command::Cluster(ClusterCli { command, launch }) => match command {
+            None => myelin_node::launcher::run(launch).await,
+            Some(ClusterCommand::Start(args)) => myelin_node::launcher::run(args).await,
+            Some(ClusterCommand::Status(args)) => client_exit(cli::status::run(args).await),
+        },
+        Command::Topics(args) => client_exit(cli::topics::run(args).await),
+        Command::Groups(args) => client_exit(cli::groups::run(args).await),
+        Command::Produce(args) => client_exit(cli::produce::run(args).await),
+        Command::Consume(args) => client_exit(cli::consume::run(args).await),
     }
+}
+
+/// Ends a client subcommand: its error, with its causes and no backtrace, then exit code 1.
+fn client_exit(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
