@@ -8,6 +8,7 @@
 //! - [`clients`]: locate the client tools and run the scripts in `tests/clients` and
 //!   `tests/js`, which print one JSON summary each. A missing tool fails the test with a
 //!   hint to run `tests/run`, which installs everything.
+//! - [`cli`]: run the `myelin` command-line tool with arguments, stdin and a timeout.
 //! - [`records`]: the message scheme shared with the scripts and the checks on what was
 //!   produced and consumed.
 //! - [`wire`]: hand-built Kafka frames for the malformed-input tests.
@@ -16,6 +17,7 @@
 //! so a plain `cargo test -p myelin-tests` tests the current sources. Set `MYELIN_BIN` to a
 //! binary path to skip the build and test that binary instead.
 
+pub mod cli;
 pub mod clients;
 pub mod node;
 pub mod records;

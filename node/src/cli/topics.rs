@@ -128,14 +128,20 @@ async fn create(
     Ok(())
 }
 
-/// Metadata of a just-created topic, once it is visible (within the retry bound).
+/// Metadata of a just-created topic, once it is visible and every partition has a leader
+/// (within the retry bound; after that, as it is).
 async fn wait_for_topic(client: &mut Client, name: &str) -> anyhow::Result<TopicMetadata> {
     let deadline = std::time::Instant::now() + super::client::RETRY_FOR;
     loop {
         match client.topic(name).await {
-            Ok(topic) => return Ok(topic),
+            Ok(topic)
+                if topic.partitions.iter().all(|p| p.leader_id >= 0)
+                    || std::time::Instant::now() >= deadline =>
+            {
+                return Ok(topic)
+            }
             Err(error) if std::time::Instant::now() >= deadline => return Err(error),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
         }
     }
 }
