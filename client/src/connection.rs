@@ -38,6 +38,11 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // v2 adds fenced brokers, which only KRaft controllers report.
+    (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 1, 3),
     (ApiKey::JoinGroup, 4, 7),
     (ApiKey::SyncGroup, 3, 5),

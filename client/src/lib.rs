@@ -23,7 +23,8 @@
 //!
 //! Modules: [`connection`] (framing, correlation ids, timeouts, versions; generic
 //! [`Connection::send`] and raw frames for malformed-input tests), [`admin`] (Metadata,
-//! CreateTopics, DeleteTopics), [`produce`] (Produce, InitProducerId,
+//! CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs,
+//! DescribeCluster), [`produce`] (Produce, InitProducerId,
 //! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
 //! APIs), [`transactions`] (the transaction coordinator's APIs, OffsetFetch with
 //! require_stable, [`TransactionalProducer`]), [`records`] (record batches).
@@ -38,7 +39,10 @@ pub mod produce;
 pub mod records;
 pub mod transactions;
 
-pub use admin::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use admin::{
+    BrokerMetadata, ClusterMetadata, ConfigEntry, DescribedCluster, PartitionMetadata,
+    TopicMetadata,
+};
 pub use connection::{client_version_range, ClientConfig, Connection, CLIENT_VERSIONS};
 pub use error::{Error, Result};
 pub use fetch::{
