@@ -50,6 +50,10 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 3, 5),
     (ApiKey::OffsetCommit, 7, 8),
     (ApiKey::OffsetFetch, 6, 7),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
     // Transactions v1 ("v0-3 all have the same meaning"); v4+ of AddPartitionsToTxn is the
     // brokers' batched form, EndTxn v5 belongs to transactions v2.
     (ApiKey::AddPartitionsToTxn, 0, 3),

@@ -26,7 +26,8 @@
 //! CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs,
 //! DescribeCluster), [`produce`] (Produce, InitProducerId,
 //! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
-//! APIs), [`transactions`] (the transaction coordinator's APIs, OffsetFetch with
+//! APIs, DeleteGroups, OffsetDelete), [`log_admin`] (DeleteRecords, DescribeLogDirs),
+//! [`transactions`] (the transaction coordinator's APIs, OffsetFetch with
 //! require_stable, [`TransactionalProducer`]), [`records`] (record batches).
 //! Errors are [`Error`]; a broker error code is [`Error::Broker`].
 
@@ -35,6 +36,7 @@ pub mod connection;
 pub mod error;
 pub mod fetch;
 pub mod groups;
+pub mod log_admin;
 pub mod produce;
 pub mod records;
 pub mod transactions;
@@ -47,9 +49,10 @@ pub use connection::{client_version_range, ClientConfig, Connection, CLIENT_VERS
 pub use error::{Error, Result};
 pub use fetch::{
     AbortedTransaction, FetchOptions, FetchedPartition, IsolationLevel, EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
+    LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
 pub use groups::{Coordinator, JoinedGroup};
+pub use log_admin::{LogDirDescription, LogDirPartition};
 pub use produce::{IdempotentProducer, ProduceOptions, ProducerBatch};
 pub use records::{BatchHeader, BatchOptions, Compression, ConsumedRecord, NewRecord};
 pub use transactions::{
