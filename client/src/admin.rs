@@ -1,12 +1,23 @@
-//! Cluster metadata and topic administration: Metadata, CreateTopics, DeleteTopics.
+//! Cluster metadata and topic administration: Metadata, CreateTopics (also with an explicit
+//! replica assignment), DeleteTopics, CreatePartitions, DescribeConfigs and
+//! IncrementalAlterConfigs of a topic, DescribeCluster.
 
 use std::time::Duration;
 
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -73,6 +84,42 @@ pub struct PartitionMetadata {
     /// Offline replica node ids.
     pub offline_replicas: Vec<i32>,
 }
+
+/// One topic config from DescribeConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Config key, e.g. `retention.ms`.
+    pub name: String,
+    /// Its value (`None` for a sensitive config or one without a value).
+    pub value: Option<String>,
+    /// True when the value is the default (config source DEFAULT_CONFIG), not set on the
+    /// topic.
+    pub is_default: bool,
+    /// True when the config cannot be altered.
+    pub read_only: bool,
+}
+
+/// What DescribeCluster returned, in plain types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedCluster {
+    /// Cluster id.
+    pub cluster_id: String,
+    /// Node id of the controller (-1 if unknown).
+    pub controller_id: i32,
+    /// The brokers of the cluster.
+    pub brokers: Vec<BrokerMetadata>,
+    /// Bit field of the cluster operations this client may perform (bit n = Kafka's
+    /// `AclOperation` code n). Always asked for here.
+    pub authorized_operations: i32,
+}
+
+/// Kafka's config resource type of a topic (DescribeConfigs, AlterConfigs).
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+/// Kafka's config source DEFAULT_CONFIG.
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// IncrementalAlterConfigs operations.
+const CONFIG_OP_SET: i8 = 0;
+const CONFIG_OP_DELETE: i8 = 1;
 
 impl ClusterMetadata {
     /// The topic named `name`, if present.
@@ -171,16 +218,7 @@ impl Connection {
             .with_name(topic_name(name))
             .with_num_partitions(partitions)
             .with_replication_factor(replication_factor)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string((*k).to_owned()))
-                            .with_value(Some(StrBytes::from_string((*v).to_owned())))
-                    })
-                    .collect(),
-            );
+            .with_configs(creatable_configs(configs));
         let request = CreateTopicsRequest::default()
             .with_topics(vec![topic])
             .with_timeout_ms(duration_ms(wait));
@@ -197,6 +235,190 @@ impl Connection {
             result.error_code,
             result.error_message.as_deref(),
         )
+    }
+
+    /// Creates a topic whose partition `i` has the replicas `assignment[i]` (node ids, the
+    /// first the preferred leader): CreateTopics with `num_partitions` and
+    /// `replication_factor` -1. A bad assignment is `Error::Broker` with code 39
+    /// (INVALID_REPLICA_ASSIGNMENT).
+    pub async fn create_topic_with_assignment(
+        &mut self,
+        name: &str,
+        assignment: &[Vec<i32>],
+        configs: &[(&str, &str)],
+    ) -> Result<()> {
+        let version = self.version(ApiKey::CreateTopics)?;
+        let wait = self.config().request_timeout;
+        let topic = CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                assignment
+                    .iter()
+                    .zip(0..)
+                    .map(|(replicas, partition)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(partition)
+                            .with_broker_ids(broker_ids(replicas))
+                    })
+                    .collect(),
+            )
+            .with_configs(creatable_configs(configs));
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(duration_ms(wait));
+        let response = self.send_with_extra_wait(&request, version, wait).await?;
+        let result = response
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == name)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!("CreateTopics response lacks topic {name:?}"))
+            })?;
+        Error::check(
+            ApiKey::CreateTopics,
+            result.error_code,
+            result.error_message.as_deref(),
+        )
+    }
+
+    /// Grows `topic` to `total_count` partitions (CreatePartitions; the broker places the
+    /// new partitions). A count not above the current one is `Error::Broker` with code 37
+    /// (INVALID_PARTITIONS).
+    pub async fn create_partitions(&mut self, topic: &str, total_count: i32) -> Result<()> {
+        let version = self.version(ApiKey::CreatePartitions)?;
+        let wait = self.config().request_timeout;
+        let request = CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total_count)
+                .with_assignments(None)])
+            .with_timeout_ms(duration_ms(wait))
+            .with_validate_only(false);
+        let response = self.send_with_extra_wait(&request, version, wait).await?;
+        let result = response
+            .results
+            .iter()
+            .find(|t| t.name.0.as_str() == topic)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!(
+                    "CreatePartitions response lacks topic {topic:?}"
+                ))
+            })?;
+        Error::check(
+            ApiKey::CreatePartitions,
+            result.error_code,
+            result.error_message.as_deref(),
+        )
+    }
+
+    /// Every config of `topic` with its value (DescribeConfigs), in the broker's order.
+    pub async fn describe_topic_configs(&mut self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        let version = self.version(ApiKey::DescribeConfigs)?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TYPE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(None),
+        ]);
+        let response = self.send(&request, version).await?;
+        let result = response
+            .results
+            .into_iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!("DescribeConfigs response lacks topic {topic:?}"))
+            })?;
+        Error::check(
+            ApiKey::DescribeConfigs,
+            result.error_code,
+            result.error_message.as_deref(),
+        )?;
+        Ok(result
+            .configs
+            .into_iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                is_default: c.config_source == CONFIG_SOURCE_DEFAULT,
+                read_only: c.read_only,
+            })
+            .collect())
+    }
+
+    /// Changes configs of `topic` (IncrementalAlterConfigs): `Some(value)` sets a key,
+    /// `None` deletes it (back to its default). Keys not named keep their values. An unknown
+    /// key or bad value is `Error::Broker` with code 40 (INVALID_CONFIG).
+    pub async fn alter_topic_configs(
+        &mut self,
+        topic: &str,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let version = self.version(ApiKey::IncrementalAlterConfigs)?;
+        let configs = changes
+            .iter()
+            .map(|(key, value)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string((*key).to_owned()))
+                    .with_config_operation(if value.is_some() {
+                        CONFIG_OP_SET
+                    } else {
+                        CONFIG_OP_DELETE
+                    })
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_resources(vec![AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TYPE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(configs)])
+            .with_validate_only(false);
+        let response = self.send(&request, version).await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!(
+                    "IncrementalAlterConfigs response lacks topic {topic:?}"
+                ))
+            })?;
+        Error::check(
+            ApiKey::IncrementalAlterConfigs,
+            result.error_code,
+            result.error_message.as_deref(),
+        )
+    }
+
+    /// The cluster's id, controller and brokers (DescribeCluster, asking for the cluster's
+    /// authorized operations).
+    pub async fn describe_cluster(&mut self) -> Result<DescribedCluster> {
+        let version = self.version(ApiKey::DescribeCluster)?;
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+        let response = self.send(&request, version).await?;
+        Error::check(
+            ApiKey::DescribeCluster,
+            response.error_code,
+            response.error_message.as_deref(),
+        )?;
+        Ok(DescribedCluster {
+            cluster_id: response.cluster_id.to_string(),
+            controller_id: response.controller_id.0,
+            brokers: response
+                .brokers
+                .into_iter()
+                .map(|b| BrokerMetadata {
+                    node_id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|s| s.to_string()),
+                })
+                .collect(),
+            authorized_operations: response.cluster_authorized_operations,
+        })
     }
 
     /// Deletes a topic by name.
@@ -223,6 +445,21 @@ impl Connection {
             result.error_message.as_deref(),
         )
     }
+}
+
+fn creatable_configs(configs: &[(&str, &str)]) -> Vec<CreatableTopicConfig> {
+    configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string((*k).to_owned()))
+                .with_value(Some(StrBytes::from_string((*v).to_owned())))
+        })
+        .collect()
+}
+
+fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&id| BrokerId(id)).collect()
 }
 
 pub(crate) fn duration_ms(d: Duration) -> i32 {

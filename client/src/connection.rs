@@ -38,6 +38,11 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // v2 adds fenced brokers, which only KRaft controllers report.
+    (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 1, 3),
     (ApiKey::JoinGroup, 4, 7),
     (ApiKey::SyncGroup, 3, 5),
@@ -47,6 +52,10 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 6, 7),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
     // Transactions v1 ("v0-3 all have the same meaning"); v4+ of AddPartitionsToTxn is the
     // brokers' batched form, EndTxn v5 belongs to transactions v2.
     (ApiKey::AddPartitionsToTxn, 0, 3),

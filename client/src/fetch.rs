@@ -21,6 +21,9 @@ use crate::records::{
 pub const LATEST_TIMESTAMP: i64 = -1;
 /// ListOffsets timestamp meaning "the earliest offset" (the log start offset).
 pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// ListOffsets timestamp meaning "the record with the largest timestamp" (the first such
+/// record; ListOffsets v7+).
+pub const MAX_TIMESTAMP: i64 = -3;
 
 /// Which records a fetch may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,8 +159,9 @@ impl Connection {
         Ok(fetched)
     }
 
-    /// ListOffsets (read_uncommitted) for one partition: the offset for `timestamp`, or
-    /// [`LATEST_TIMESTAMP`] / [`EARLIEST_TIMESTAMP`].
+    /// ListOffsets (read_uncommitted) for one partition: the offset for `timestamp` (the
+    /// first record whose timestamp is at or after it; -1 if none), or [`LATEST_TIMESTAMP`]
+    /// / [`EARLIEST_TIMESTAMP`] / [`MAX_TIMESTAMP`].
     pub async fn list_offsets(
         &mut self,
         topic: &str,
@@ -176,6 +180,22 @@ impl Connection {
         timestamp: i64,
         isolation: IsolationLevel,
     ) -> Result<i64> {
+        let (offset, _) = self
+            .list_offset_and_timestamp(topic, partition, timestamp, isolation)
+            .await?;
+        Ok(offset)
+    }
+
+    /// ListOffsets for one partition, answering `(offset, timestamp)`: the timestamp is the
+    /// found record's (for a timestamp or [`MAX_TIMESTAMP`]; -1 for the latest and earliest
+    /// offsets, and when no record qualifies, with offset -1).
+    pub async fn list_offset_and_timestamp(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        isolation: IsolationLevel,
+    ) -> Result<(i64, i64)> {
         let version = self.version(ApiKey::ListOffsets)?;
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
@@ -196,7 +216,7 @@ impl Connection {
                 Error::UnexpectedResponse(format!("ListOffsets response lacks {topic}/{partition}"))
             })?;
         Error::check(ApiKey::ListOffsets, result.error_code, None)?;
-        Ok(result.offset)
+        Ok((result.offset, result.timestamp))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Consumer-group requests of the classic protocol: FindCoordinator, JoinGroup (with the
 //! MEMBER_ID_REQUIRED round trip done here), SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit and OffsetFetch. Each is one request on this connection, which must be to
-//! the group's coordinator (except FindCoordinator); the caller runs the member's loop.
+//! OffsetCommit and OffsetFetch; and the group admin requests DeleteGroups and OffsetDelete.
+//! Each is one request on this connection, which must be to the group's coordinator (except
+//! FindCoordinator); the caller runs the member's loop.
 
 use std::time::Duration;
 
@@ -11,11 +12,15 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
+    ApiKey, DeleteGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -253,5 +258,56 @@ impl Connection {
             }
         }
         Ok(offsets)
+    }
+
+    /// DeleteGroups: deletes `groups` (each must be empty) with their committed offsets.
+    /// This connection must be to the groups' coordinator. Returns each group's Kafka error
+    /// code (0 = deleted; 69 GROUP_ID_NOT_FOUND, 68 NON_EMPTY_GROUP, 16 NOT_COORDINATOR, ...),
+    /// in the broker's order; only a request-level failure is an `Err`.
+    pub async fn delete_groups(&mut self, groups: &[&str]) -> Result<Vec<(String, i16)>> {
+        let version = self.version(ApiKey::DeleteGroups)?;
+        let request = DeleteGroupsRequest::default()
+            .with_groups_names(groups.iter().map(|group| group_id(group)).collect());
+        let response = self.send(&request, version).await?;
+        Ok(response
+            .results
+            .into_iter()
+            .map(|result| (result.group_id.0.to_string(), result.error_code))
+            .collect())
+    }
+
+    /// OffsetDelete: removes `group`'s committed offsets of `partitions` of `topic`. This
+    /// connection must be to the group's coordinator. A group-level error (69
+    /// GROUP_ID_NOT_FOUND, 16 NOT_COORDINATOR, ...) is an `Err`; otherwise each partition's
+    /// Kafka error code (0 = deleted; 86 GROUP_SUBSCRIBED_TO_TOPIC when a member of the group
+    /// is subscribed to the topic).
+    pub async fn offset_delete(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, i16)>> {
+        let version = self.version(ApiKey::OffsetDelete)?;
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(vec![OffsetDeleteRequestTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&partition| {
+                            OffsetDeleteRequestPartition::default().with_partition_index(partition)
+                        })
+                        .collect(),
+                )]);
+        let response = self.send(&request, version).await?;
+        Error::check(ApiKey::OffsetDelete, response.error_code, None)?;
+        Ok(response
+            .topics
+            .into_iter()
+            .filter(|found| found.name.0.as_str() == topic)
+            .flat_map(|found| found.partitions)
+            .map(|partition| (partition.partition_index, partition.error_code))
+            .collect())
     }
 }

@@ -23,12 +23,14 @@
 //!
 //! Modules: [`connection`] (framing, correlation ids, timeouts, versions; generic
 //! [`Connection::send`] and raw frames for malformed-input tests), [`admin`] (Metadata,
-//! CreateTopics, DeleteTopics), [`produce`] (Produce, InitProducerId,
+//! CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs,
+//! DescribeCluster), [`produce`] (Produce, InitProducerId,
 //! [`IdempotentProducer`]), [`fetch`] (Fetch, ListOffsets), [`groups`] (the consumer-group
-//! APIs), [`group_admin`] (ListGroups, DescribeGroups, all of a group's offsets),
-//! [`consumer_protocol`] (the "consumer" subscription and assignment, the range assignor),
-//! [`partitioner`] (Kafka's murmur2 key partitioner), [`transactions`] (the transaction
-//! coordinator's APIs, OffsetFetch with require_stable, [`TransactionalProducer`]), [`records`] (record batches).
+//! APIs, DeleteGroups, OffsetDelete), [`group_admin`] (ListGroups, DescribeGroups, all of
+//! a group's offsets), [`consumer_protocol`] (the "consumer" subscription and assignment,
+//! the range assignor), [`partitioner`] (Kafka's murmur2 key partitioner), [`log_admin`]
+//! (DeleteRecords, DescribeLogDirs), [`transactions`] (the transaction coordinator's APIs,
+//! OffsetFetch with require_stable, [`TransactionalProducer`]), [`records`] (record batches).
 //! Errors are [`Error`]; a broker error code is [`Error::Broker`].
 
 pub mod admin;
@@ -38,20 +40,25 @@ pub mod error;
 pub mod fetch;
 pub mod group_admin;
 pub mod groups;
+pub mod log_admin;
 pub mod partitioner;
 pub mod produce;
 pub mod records;
 pub mod transactions;
 
-pub use admin::{BrokerMetadata, ClusterMetadata, PartitionMetadata, TopicMetadata};
+pub use admin::{
+    BrokerMetadata, ClusterMetadata, ConfigEntry, DescribedCluster, PartitionMetadata,
+    TopicMetadata,
+};
 pub use connection::{client_version_range, ClientConfig, Connection, CLIENT_VERSIONS};
 pub use error::{Error, Result};
 pub use fetch::{
     AbortedTransaction, FetchOptions, FetchedPartition, IsolationLevel, EARLIEST_TIMESTAMP,
-    LATEST_TIMESTAMP,
+    LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
 pub use group_admin::{CommittedOffset, GroupDescription, GroupMember, ListedGroup};
 pub use groups::{Coordinator, JoinedGroup};
+pub use log_admin::{LogDirDescription, LogDirPartition};
 pub use produce::{IdempotentProducer, ProduceOptions, ProducerBatch};
 pub use records::{BatchHeader, BatchOptions, Compression, ConsumedRecord, NewRecord};
 pub use transactions::{

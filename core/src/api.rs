@@ -94,6 +94,7 @@ pub enum ErrorCode {
     UnknownProducerId = 59,
     NonEmptyGroup = 68,
     GroupIdNotFound = 69,
+    GroupSubscribedToTopic = 86,
     MemberIdRequired = 79,
     GroupMaxSizeReached = 81,
     FencedInstanceId = 82,
@@ -325,6 +326,17 @@ pub enum Request {
     ListGroups,
     DescribeGroups {
         groups: Vec<String>,
+    },
+    /// DeleteGroups, one group per request (the node splits Kafka's list): an empty group
+    /// is deleted with its committed offsets; GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
+    DeleteGroup {
+        group_id: String,
+    },
+    /// OffsetDelete: the group's committed offsets of `partitions` are deleted, except
+    /// those of topics a live member subscribes to (GROUP_SUBSCRIBED_TO_TOPIC).
+    OffsetDelete {
+        group_id: String,
+        partitions: Vec<TopicPartition>,
     },
     /// Where each asked epoch ends in the leader's log (consumers check their position
     /// after a leader change; KIP-320).
@@ -625,6 +637,14 @@ pub enum Response {
         groups: Vec<ListedGroup>,
     },
     DescribeGroups(Vec<DescribedGroup>),
+    DeleteGroup {
+        error: ErrorCode,
+    },
+    /// A group-level error, or one result per partition.
+    OffsetDelete {
+        error: ErrorCode,
+        partitions: Vec<(TopicPartition, ErrorCode)>,
+    },
     OffsetForLeaderEpoch(Vec<EpochEnd>),
     AddPartitionsToTxn(Vec<(TopicPartition, ErrorCode)>),
     AddOffsetsToTxn {

@@ -84,7 +84,7 @@ use crate::api::{
     ListedGroup, Now, OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
 };
 use crate::batch::BatchHeader;
-use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
+use crate::groups::{CommittedOffset, Group, GroupReply, GroupState, OFFSET_METADATA_MAX_BYTES};
 use crate::internal_log::{
     due_snapshots, open_shard, shard_appended, shard_truncated, InternalPartitions,
     SNAPSHOT_INTERVAL_BYTES_DEFAULT,
@@ -695,6 +695,76 @@ impl GroupCoordinator {
                     },
                 ));
             }
+            Request::DeleteGroup { .. } => {
+                let error = match shard.live.get(&group_id) {
+                    None => ErrorCode::GroupIdNotFound,
+                    Some(group) if group.state() != GroupState::Empty => ErrorCode::NonEmptyGroup,
+                    Some(_) => ErrorCode::None,
+                };
+                if error == ErrorCode::None {
+                    // Written like an expiry: every replica drops the group's committed state,
+                    // and a later coordinator never loads it.
+                    shard.live.remove(&group_id);
+                    shard.written.remove(&group_id);
+                    records.push(GroupRecord::Deleted {
+                        group: group_id.clone(),
+                    });
+                }
+                replies.push((id, Response::DeleteGroup { error }));
+            }
+            Request::OffsetDelete { partitions, .. } => {
+                let response = match shard.live.get(&group_id) {
+                    None => Response::OffsetDelete {
+                        error: ErrorCode::GroupIdNotFound,
+                        partitions: Vec::new(),
+                    },
+                    // As Kafka: a group with members that is not a consumer group may lose
+                    // no offsets.
+                    Some(group)
+                        if group.state() != GroupState::Empty
+                            && group.protocol_type() != Some("consumer") =>
+                    {
+                        Response::OffsetDelete {
+                            error: ErrorCode::NonEmptyGroup,
+                            partitions: Vec::new(),
+                        }
+                    }
+                    Some(group) => {
+                        let results: Vec<(TopicPartition, ErrorCode)> = partitions
+                            .into_iter()
+                            .map(|partition| {
+                                let error = if group.is_subscribed_to(&partition.topic) {
+                                    ErrorCode::GroupSubscribedToTopic
+                                } else {
+                                    ErrorCode::None
+                                };
+                                (partition, error)
+                            })
+                            .collect();
+                        let committed = shard.committed.get(&group_id);
+                        let deleted: Vec<TopicPartition> = results
+                            .iter()
+                            .filter(|(partition, error)| {
+                                *error == ErrorCode::None
+                                    && committed
+                                        .is_some_and(|group| group.offsets.contains_key(partition))
+                            })
+                            .map(|(partition, _)| partition.clone())
+                            .collect();
+                        if !deleted.is_empty() {
+                            records.push(GroupRecord::OffsetsDeleted {
+                                group: group_id.clone(),
+                                partitions: deleted,
+                            });
+                        }
+                        Response::OffsetDelete {
+                            error: ErrorCode::None,
+                            partitions: results,
+                        }
+                    }
+                };
+                replies.push((id, response));
+            }
             other => unreachable!("not a coordinated request: {other:?}"),
         }
         self.finish_group_operation(now, index, &group_id, records, replies)
@@ -1139,6 +1209,11 @@ fn as_failure(response: Response, error: ErrorCode) -> Response {
         Response::TxnOffsetCommit(results) => {
             Response::TxnOffsetCommit(commit_failure(results, error))
         }
+        Response::DeleteGroup { .. } => Response::DeleteGroup { error },
+        Response::OffsetDelete { .. } => Response::OffsetDelete {
+            error,
+            partitions: Vec::new(),
+        },
         other => other,
     }
 }
@@ -1267,6 +1342,11 @@ fn group_error(request: Request, error: ErrorCode) -> Response {
             error,
             groups: Vec::new(),
         },
+        Request::DeleteGroup { .. } => Response::DeleteGroup { error },
+        Request::OffsetDelete { .. } => Response::OffsetDelete {
+            error,
+            partitions: Vec::new(),
+        },
         other => unreachable!("not a group request: {other:?}"),
     }
 }
@@ -1281,7 +1361,9 @@ fn group_of(request: &Request) -> Option<&str> {
         | Request::LeaveGroup { group_id, .. }
         | Request::OffsetCommit { group_id, .. }
         | Request::OffsetFetch { group_id, .. }
-        | Request::TxnOffsetCommit { group_id, .. } => Some(group_id),
+        | Request::TxnOffsetCommit { group_id, .. }
+        | Request::DeleteGroup { group_id }
+        | Request::OffsetDelete { group_id, .. } => Some(group_id),
         _ => None,
     }
 }

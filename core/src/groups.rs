@@ -414,6 +414,30 @@ impl Group {
         self.members.keys().map(String::as_str)
     }
 
+    /// Whether a member may be consuming `topic`, as Kafka's `isSubscribedToTopic`
+    /// decides it: a consumer group whose members' subscriptions (in the chosen protocol's
+    /// metadata) all parse answers from them; any other group with members, or one whose
+    /// subscriptions are not known (no protocol chosen yet, metadata that does not parse),
+    /// counts as subscribed.
+    pub fn is_subscribed_to(&self, topic: &str) -> bool {
+        if self.members.is_empty() {
+            return false;
+        }
+        let subscribed = || -> Option<bool> {
+            if self.protocol_type.as_deref() != Some("consumer") {
+                return None;
+            }
+            let chosen = self.protocol_name.as_deref()?;
+            let mut any = false;
+            for member in self.members.values() {
+                let (_, metadata) = member.protocols.iter().find(|(name, _)| name == chosen)?;
+                any |= subscription_topics(metadata)?.iter().any(|t| t == topic);
+            }
+            Some(any)
+        };
+        subscribed().unwrap_or(true)
+    }
+
     /// The members whose JoinGroup is held (the model-based tests compare them).
     #[cfg(test)]
     pub(crate) fn awaiting_join(&self) -> impl Iterator<Item = &str> {
@@ -950,6 +974,31 @@ fn join_error(error: ErrorCode, member_id: &str) -> JoinResponse {
         member_id: member_id.to_string(),
         members: Vec::new(),
     }
+}
+
+/// The topics of a consumer protocol `Subscription` (Kafka's ConsumerProtocolSubscription,
+/// every version: an `i16` version, then an array of topic names), or `None` if the bytes
+/// are not one.
+fn subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+        *bytes = rest;
+        Some(head)
+    }
+    let mut bytes = metadata;
+    take(&mut bytes, 2)?;
+    let count = i32::from_be_bytes(take(&mut bytes, 4)?.try_into().ok()?);
+    // Each name takes at least its two length bytes: a count beyond that is not a list.
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|n| *n <= bytes.len() / 2)?;
+    let mut topics = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = i16::from_be_bytes(take(&mut bytes, 2)?.try_into().ok()?);
+        let name = take(&mut bytes, usize::try_from(len).ok()?)?;
+        topics.push(String::from_utf8(name.to_vec()).ok()?);
+    }
+    Some(topics)
 }
 
 #[cfg(test)]

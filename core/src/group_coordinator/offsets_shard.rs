@@ -49,8 +49,12 @@ pub enum GroupRecord {
         at_ms: i64,
         commits: Vec<(TopicPartition, i64, Option<String>)>,
     },
-    Deleted {
+    /// The group and its committed state are gone (offsets expired, or DeleteGroups).
+    Deleted { group: String },
+    /// OffsetDelete: these committed offsets of the group are gone.
+    OffsetsDeleted {
         group: String,
+        partitions: Vec<TopicPartition>,
     },
     /// A TxnOffsetCommit: written as a transactional batch of the producer, it takes effect
     /// with the transaction's commit marker (and never with an abort).
@@ -300,7 +304,8 @@ impl OffsetsShard {
     }
 }
 
-/// Applies a record that changes the committed view (`Membership`, `Offsets`, `Deleted`)
+/// Applies a record that changes the committed view (`Membership`, `Offsets`, `Deleted`,
+/// `OffsetsDeleted`)
 /// to `view`; other records do not touch it.
 fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &GroupRecord) {
     match record {
@@ -326,6 +331,13 @@ fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &
         }
         GroupRecord::Deleted { group } => {
             view.remove(group);
+        }
+        GroupRecord::OffsetsDeleted { group, partitions } => {
+            if let Some(committed) = view.get_mut(group) {
+                for partition in partitions {
+                    committed.offsets.remove(partition);
+                }
+            }
         }
         GroupRecord::TxnOffsets { .. } | GroupRecord::SnapshotStart | GroupRecord::SnapshotEnd => {}
     }

@@ -237,12 +237,24 @@ fn join(member_id: &str) -> Request {
             client_id: "c".into(),
             client_host: "/127.0.0.1".into(),
             protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+            protocols: vec![("range".into(), subscription(&["orders"]))],
             session_timeout_ms: 30_000,
             rebalance_timeout_ms: 10_000,
             require_member_id: true,
         },
     }
+}
+
+/// A consumer protocol `Subscription` (v0) of `topics`, as a member's JoinGroup carries it.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut bytes = vec![0, 0];
+    bytes.extend_from_slice(&i32::try_from(topics.len()).unwrap().to_be_bytes());
+    for topic in topics {
+        bytes.extend_from_slice(&i16::try_from(topic.len()).unwrap().to_be_bytes());
+        bytes.extend_from_slice(topic.as_bytes());
+    }
+    bytes.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(bytes)
 }
 
 /// A cluster holding one topic, `orders`, of four partitions.
@@ -942,4 +954,150 @@ fn a_txn_offset_commit_to_a_partition_that_does_not_exist_is_answered_unknown_an
     assert_eq!(replies.len(), 1, "{replies:?}");
     assert_eq!(commit_errors(&replies[0].1), vec![unknown, unknown]);
     assert_eq!(node.log_end(), log_end);
+}
+
+fn delete_group() -> Request {
+    Request::DeleteGroup {
+        group_id: GROUP.into(),
+    }
+}
+
+fn leave(member_id: &str) -> Request {
+    Request::LeaveGroup {
+        group_id: GROUP.into(),
+        members: vec![crate::api::LeavingMember {
+            member_id: member_id.into(),
+            group_instance_id: None,
+        }],
+    }
+}
+
+fn delete_group_error(response: &Response) -> ErrorCode {
+    match response {
+        Response::DeleteGroup { error } => *error,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A follower that applied every batch of `leader`'s log, then leads in `epoch`.
+fn next_coordinator(leader: &mut Node, epoch: i32) -> Node {
+    let mut follower = Node::new();
+    for (_, _, batch) in leader.log.clone() {
+        follower.append(batch);
+    }
+    follower.commit_all();
+    assert!(follower.settle().is_empty());
+    leader.status.leader = false;
+    leader.settle();
+    follower.lead(epoch);
+    follower
+}
+
+#[test]
+fn a_group_is_deleted_only_when_empty_and_stays_deleted_at_the_next_coordinator() {
+    let mut node = Node::new();
+    node.lead(1);
+    assert_eq!(
+        delete_group_error(&node.call(delete_group())),
+        ErrorCode::GroupIdNotFound
+    );
+    let member = node.join_and_sync();
+    assert_eq!(
+        commit_error(&node.call_and_commit(commit(&member, 1, 42))),
+        ErrorCode::None
+    );
+    assert_eq!(
+        delete_group_error(&node.call(delete_group())),
+        ErrorCode::NonEmptyGroup
+    );
+    assert_eq!(node.committed(), 42, "a refused deletion changes nothing");
+    node.call(leave(&member));
+    // Answered only once the deletion is committed.
+    assert_eq!(
+        delete_group_error(&node.call_and_commit(delete_group())),
+        ErrorCode::None
+    );
+    assert_eq!(node.committed(), -1);
+    assert!(node.coordinated_groups_now().is_empty());
+    let mut next = next_coordinator(&mut node, 2);
+    assert!(next.coordinated_groups_now().is_empty());
+    assert_eq!(next.committed(), -1);
+    assert_eq!(
+        delete_group_error(&next.call(delete_group())),
+        ErrorCode::GroupIdNotFound
+    );
+}
+
+fn offset_delete(partitions: Vec<TopicPartition>) -> Request {
+    Request::OffsetDelete {
+        group_id: GROUP.into(),
+        partitions,
+    }
+}
+
+#[test]
+fn offsets_of_a_topic_a_member_subscribes_to_are_kept_and_the_others_deleted_durably() {
+    let mut node = Node::new();
+    node.metadata.topics.insert(
+        "payments".into(),
+        crate::metadata::TopicMetadata {
+            name: "payments".into(),
+            topic_id: 2,
+            partition_count: 1,
+            config: crate::metadata::TopicConfig::default(),
+            assignments: Vec::new(),
+        },
+    );
+    node.lead(1);
+    let unknown = node.call(offset_delete(vec![orders()]));
+    assert_eq!(
+        unknown,
+        Response::OffsetDelete {
+            error: ErrorCode::GroupIdNotFound,
+            partitions: Vec::new()
+        }
+    );
+    let member = node.join_and_sync();
+    let payments = TopicPartition::new("payments", 0);
+    let both = Request::OffsetCommit {
+        group_id: GROUP.into(),
+        member_id: member.clone(),
+        group_instance_id: None,
+        generation: 1,
+        commits: [orders(), payments.clone()]
+            .into_iter()
+            .map(|partition| OffsetCommitPartition {
+                partition,
+                offset: 7,
+                metadata: None,
+            })
+            .collect(),
+    };
+    node.call_and_commit(both);
+    // The member subscribes to `orders` only.
+    let response = node.call_and_commit(offset_delete(vec![orders(), payments.clone()]));
+    assert_eq!(
+        response,
+        Response::OffsetDelete {
+            error: ErrorCode::None,
+            partitions: vec![
+                (orders(), ErrorCode::GroupSubscribedToTopic),
+                (payments.clone(), ErrorCode::None)
+            ]
+        }
+    );
+    assert_eq!(fetch_all(&mut node), vec![(orders(), 7)]);
+    let mut next = next_coordinator(&mut node, 2);
+    assert_eq!(fetch_all(&mut next), vec![(orders(), 7)]);
+    // Once the group is empty, every topic's offsets may go.
+    next.call(leave(&member));
+    let response = next.call_and_commit(offset_delete(vec![orders()]));
+    assert_eq!(
+        response,
+        Response::OffsetDelete {
+            error: ErrorCode::None,
+            partitions: vec![(orders(), ErrorCode::None)]
+        }
+    );
+    assert_eq!(fetch_all(&mut next), Vec::new());
 }

@@ -10,7 +10,8 @@ use crate::kafka::frame::ResponseFrame;
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
 use crate::kafka::{
-    admin, epochs, fetch, groups, metadata, offsets, produce, producer_id, transactions,
+    admin, epochs, fetch, group_admin, groups, metadata, offsets, produce, producer_id,
+    transactions,
 };
 use crate::runtime::{NodeHandle, RuntimeError};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -154,6 +155,12 @@ pub(crate) async fn respond(
         }
         RequestKind::DescribeProducers(request) => {
             transactions::describe_producers(context, version, request).await?
+        }
+        RequestKind::DeleteGroups(request) => {
+            group_admin::delete_groups(context, version, request).await?
+        }
+        RequestKind::OffsetDelete(request) => {
+            group_admin::offset_delete(context, version, request).await?
         }
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),

@@ -310,6 +310,23 @@ const LIST_TRANSACTIONS: &[Field] = &[
     since(String, 2),
 ];
 
+const DELETE_GROUPS: &[Field] = &[always(StringArray)];
+
+const OFFSET_DELETE_PARTITION: &[Field] = &[always(Int32)];
+const OFFSET_DELETE_TOPIC: &[Field] =
+    &[always(String), always(StructArray(OFFSET_DELETE_PARTITION))];
+const OFFSET_DELETE: &[Field] = &[always(String), always(StructArray(OFFSET_DELETE_TOPIC))];
+
+const DELETE_RECORDS_PARTITION: &[Field] = &[always(Int32), always(Int64)];
+const DELETE_RECORDS_TOPIC: &[Field] = &[
+    always(String),
+    always(StructArray(DELETE_RECORDS_PARTITION)),
+];
+const DELETE_RECORDS: &[Field] = &[always(StructArray(DELETE_RECORDS_TOPIC)), always(Int32)];
+
+const DESCRIBE_LOG_DIRS_TOPIC: &[Field] = &[always(String), always(Int32Array)];
+const DESCRIBE_LOG_DIRS: &[Field] = &[always(StructArray(DESCRIBE_LOG_DIRS_TOPIC))];
+
 fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
     Some(match api_key {
         ApiKey::ApiVersions => API_VERSIONS,
@@ -338,6 +355,10 @@ fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
         ApiKey::DescribeProducers => DESCRIBE_PRODUCERS,
         ApiKey::DescribeTransactions => DESCRIBE_TRANSACTIONS,
         ApiKey::ListTransactions => LIST_TRANSACTIONS,
+        ApiKey::DeleteGroups => DELETE_GROUPS,
+        ApiKey::OffsetDelete => OFFSET_DELETE,
+        ApiKey::DeleteRecords => DELETE_RECORDS,
+        ApiKey::DescribeLogDirs => DESCRIBE_LOG_DIRS,
         _ => return None,
     })
 }
@@ -960,6 +981,45 @@ mod tests {
                 if version >= 1 {
                     request.duration_filter = 1000;
                 }
+                request.into()
+            }
+            ApiKey::DeleteGroups => {
+                let mut request = DeleteGroupsRequest::default();
+                request.groups_names = vec![
+                    GroupId(StrBytes::from_static_str("a")),
+                    GroupId(StrBytes::from_static_str("b")),
+                ];
+                request.into()
+            }
+            ApiKey::OffsetDelete => {
+                let mut partition = offset_delete_request::OffsetDeleteRequestPartition::default();
+                partition.partition_index = 1;
+                let mut topic = offset_delete_request::OffsetDeleteRequestTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = OffsetDeleteRequest::default();
+                request.group_id = GroupId(StrBytes::from_static_str("g"));
+                request.topics = vec![topic.clone(), topic];
+                request.into()
+            }
+            ApiKey::DeleteRecords => {
+                let mut partition = delete_records_request::DeleteRecordsPartition::default();
+                partition.partition_index = 1;
+                partition.offset = 42;
+                let mut topic = delete_records_request::DeleteRecordsTopic::default();
+                topic.name = name("orders");
+                topic.partitions = vec![partition.clone(), partition];
+                let mut request = DeleteRecordsRequest::default();
+                request.topics = vec![topic.clone(), topic];
+                request.timeout_ms = 1000;
+                request.into()
+            }
+            ApiKey::DescribeLogDirs => {
+                let mut topic = describe_log_dirs_request::DescribableLogDirTopic::default();
+                topic.topic = name("orders");
+                topic.partitions = vec![0, 1];
+                let mut request = DescribeLogDirsRequest::default();
+                request.topics = Some(vec![topic.clone(), topic]);
                 request.into()
             }
             other => panic!("no populated request for {other:?}"),
