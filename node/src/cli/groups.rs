@@ -9,7 +9,12 @@ use myelin_client::consumer_protocol::decode_assignment;
 use myelin_client::{GroupDescription, ListedGroup};
 use serde_json::{json, Value};
 
-use super::client::Client;
+use super::client::{broker_code, Client};
+
+/// Kafka error code NON_EMPTY_GROUP.
+const NON_EMPTY_GROUP: i16 = 68;
+/// Kafka error code GROUP_ID_NOT_FOUND.
+const GROUP_ID_NOT_FOUND: i16 = 69;
 use super::output::{print_json, Table};
 use super::topics::watermarks;
 use super::CommonArgs;
@@ -32,6 +37,8 @@ pub enum GroupsCommand {
     /// Set a group's committed offsets of a topic (only while the group has no members).
     #[command(group(ArgGroup::new("target").required(true).args(["to_earliest", "to_latest", "to_offset", "to_datetime"])))]
     ResetOffsets(ResetArgs),
+    /// Delete a group and its committed offsets (only while it has no members).
+    Delete { group: String },
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +72,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         GroupsCommand::List => list(&mut client, json).await,
         GroupsCommand::Describe { group } => describe(&mut client, json, &group).await,
         GroupsCommand::ResetOffsets(reset) => reset_offsets(&mut client, json, &reset).await,
+        GroupsCommand::Delete { group } => delete(&mut client, json, &group).await,
     }
 }
 
@@ -353,6 +361,49 @@ async fn reset_offsets(client: &mut Client, json: bool, args: &ResetArgs) -> any
         if args.dry_run {
             println!("(dry run: nothing committed)");
         }
+    }
+    Ok(())
+}
+
+async fn delete(client: &mut Client, json: bool, group: &str) -> anyhow::Result<()> {
+    let name = group.to_owned();
+    let deleted = client
+        .on_coordinator(group, move |conn| {
+            let name = name.clone();
+            Box::pin(async move {
+                // A per-group code becomes an error so a moved coordinator is retried.
+                let results = conn.delete_groups(&[&name]).await?;
+                let code = results
+                    .iter()
+                    .find(|(g, _)| *g == name)
+                    .map_or(0, |(_, code)| *code);
+                if code == 0 {
+                    Ok(())
+                } else {
+                    Err(myelin_client::Error::Broker {
+                        api: kafka_protocol::messages::ApiKey::DeleteGroups,
+                        code,
+                        message: None,
+                    })
+                }
+            })
+        })
+        .await;
+    match deleted {
+        Ok(()) => {}
+        Err(error) if broker_code(&error) == Some(GROUP_ID_NOT_FOUND) => {
+            return Err(missing_group(group))
+        }
+        Err(error) if broker_code(&error) == Some(NON_EMPTY_GROUP) => bail!(
+            "group {group:?} has active members: stop its consumers first; a group can only \
+             be deleted while it is empty"
+        ),
+        Err(error) => return Err(error).with_context(|| format!("deleting group {group:?}")),
+    }
+    if json {
+        print_json(&json!({ "deleted": group }));
+    } else {
+        println!("deleted group {group}");
     }
     Ok(())
 }

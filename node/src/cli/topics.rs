@@ -45,6 +45,25 @@ pub enum TopicsCommand {
     /// Describe a topic: per partition its leader, replicas, in-sync replicas, log start
     /// and high watermark; and the topic's configs.
     Describe { name: String },
+    /// Change a topic's configs: set some (--config k=v), return others to their defaults
+    /// (--delete-config k).
+    Alter {
+        name: String,
+        /// A config to set, KEY=VALUE (repeatable).
+        #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        /// A config to return to its default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        deletes: Vec<String>,
+    },
+    /// Grow a topic to a total number of partitions (existing records stay where they are;
+    /// keys hash to new places from now on).
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(short, long)]
+        partitions: i32,
+    },
     /// Delete a topic and its data.
     Delete { name: String },
 }
@@ -79,6 +98,14 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
         }
         TopicsCommand::List { internal } => list(&mut client, json, internal).await,
         TopicsCommand::Describe { name } => describe(&mut client, json, &name).await,
+        TopicsCommand::Alter {
+            name,
+            configs,
+            deletes,
+        } => alter(&mut client, json, &name, &configs, &deletes).await,
+        TopicsCommand::AddPartitions { name, partitions } => {
+            add_partitions(&mut client, json, &name, partitions).await
+        }
         TopicsCommand::Delete { name } => delete(&mut client, json, &name).await,
     }
 }
@@ -131,11 +158,22 @@ async fn create(
 /// Metadata of a just-created topic, once it is visible and every partition has a leader
 /// (within the retry bound; after that, as it is).
 async fn wait_for_topic(client: &mut Client, name: &str) -> anyhow::Result<TopicMetadata> {
+    wait_for_partitions(client, name, 1).await
+}
+
+/// Metadata of `name` once it has at least `count` partitions, each with a leader (within
+/// the retry bound; after that, as it is).
+async fn wait_for_partitions(
+    client: &mut Client,
+    name: &str,
+    count: usize,
+) -> anyhow::Result<TopicMetadata> {
     let deadline = std::time::Instant::now() + super::client::RETRY_FOR;
     loop {
         match client.topic(name).await {
             Ok(topic)
-                if topic.partitions.iter().all(|p| p.leader_id >= 0)
+                if (topic.partitions.len() >= count
+                    && topic.partitions.iter().all(|p| p.leader_id >= 0))
                     || std::time::Instant::now() >= deadline =>
             {
                 return Ok(topic)
@@ -238,7 +276,27 @@ async fn describe(client: &mut Client, json: bool, name: &str) -> anyhow::Result
         });
     }
     let rf = replication_factor_of(&topic);
+    let configs = match client.any().await?.describe_topic_configs(name).await {
+        Ok(configs) => Some(configs),
+        Err(error) => {
+            eprintln!("warning: cannot read {name:?}'s configs: {error}");
+            None
+        }
+    };
     if json {
+        let configs: Option<Vec<Value>> = configs.as_ref().map(|configs| {
+            configs
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name,
+                        "value": c.value,
+                        "is_default": c.is_default,
+                        "read_only": c.read_only,
+                    })
+                })
+                .collect()
+        });
         let partitions: Vec<Value> = rows
             .iter()
             .map(|r| {
@@ -258,6 +316,7 @@ async fn describe(client: &mut Client, json: bool, name: &str) -> anyhow::Result
             "internal": topic.is_internal,
             "replication_factor": rf,
             "partitions": partitions,
+            "configs": configs,
         }));
     } else {
         println!(
@@ -288,6 +347,93 @@ async fn describe(client: &mut Client, json: bool, name: &str) -> anyhow::Result
             ]);
         }
         print!("{}", table.render());
+        if let Some(configs) = &configs {
+            let set: Vec<_> = configs.iter().filter(|c| !c.is_default).collect();
+            println!();
+            if set.is_empty() {
+                println!("Configs: all {} at their defaults", configs.len());
+            } else {
+                let mut table = Table::new(&["CONFIG", "VALUE"]);
+                for c in &set {
+                    table.row(vec![c.name.clone(), c.value.clone().unwrap_or_default()]);
+                }
+                print!("{}", table.render());
+                println!(
+                    "({} more at their defaults; --json lists every config)",
+                    configs.len() - set.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn alter(
+    client: &mut Client,
+    json: bool,
+    name: &str,
+    configs: &[(String, String)],
+    deletes: &[String],
+) -> anyhow::Result<()> {
+    if configs.is_empty() && deletes.is_empty() {
+        bail!("nothing to change: give --config KEY=VALUE or --delete-config KEY");
+    }
+    client.topic(name).await?;
+    let mut changes: Vec<(&str, Option<&str>)> = configs
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    changes.extend(deletes.iter().map(|k| (k.as_str(), None)));
+    client
+        .any()
+        .await?
+        .alter_topic_configs(name, &changes)
+        .await
+        .with_context(|| format!("changing topic {name:?}'s configs"))?;
+    if json {
+        let set: serde_json::Map<String, Value> =
+            configs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        print_json(&json!({ "topic": name, "set": set, "deleted": deletes }));
+    } else {
+        for (k, v) in configs {
+            println!("set {k}={v} on topic {name}");
+        }
+        for k in deletes {
+            println!("returned {k} to its default on topic {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn add_partitions(
+    client: &mut Client,
+    json: bool,
+    name: &str,
+    total: i32,
+) -> anyhow::Result<()> {
+    let topic = client.topic(name).await?;
+    let current = topic.partitions.len();
+    if usize::try_from(total).map_or(true, |total| total <= current) {
+        bail!(
+            "topic {name:?} has {current} partition(s); --partitions is the new total and must \
+             be more than that (partitions cannot be removed)"
+        );
+    }
+    client
+        .any()
+        .await?
+        .create_partitions(name, total)
+        .await
+        .with_context(|| format!("adding partitions to topic {name:?}"))?;
+    let wanted = usize::try_from(total).unwrap_or(usize::MAX);
+    let topic = wait_for_partitions(client, name, wanted).await?;
+    if json {
+        print_json(&json!({ "topic": name, "partitions": topic.partitions.len() }));
+    } else {
+        println!(
+            "topic {name} now has {} partitions (was {current})",
+            topic.partitions.len()
+        );
     }
     Ok(())
 }
