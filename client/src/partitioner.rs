@@ -1,8 +1,8 @@
 //! Kafka's default partitioner for keyed records: `murmur2(key)` made positive, modulo the
-//! partition count. Java's `BuiltInPartitioner`, librdkafka's `murmur2` / `consistent_random`
-//! partitioners and kafkajs's `DefaultPartitioner` (2.0 on; not its `LegacyPartitioner`)
-//! agree on it, so a key lands on the same
-//! partition whichever of them (or this client) produced it.
+//! partition count. Java's `BuiltInPartitioner`, librdkafka's `murmur2` and
+//! `murmur2_random` partitioners (not its default `consistent_random`, a CRC-32) and
+//! kafkajs's `DefaultPartitioner` (2.0 on; not its `LegacyPartitioner`) agree on it, so a
+//! key lands on the same partition whichever of them (or this client) produced it.
 
 /// Kafka's 32-bit MurmurHash2 (`org.apache.kafka.common.utils.Utils.murmur2`): seed
 /// `0x9747b28c`, little-endian 4-byte blocks, the tail mixed in byte by byte.

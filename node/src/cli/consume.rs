@@ -10,7 +10,7 @@
 //! end), heartbeats while it reads, rejoins when the group rebalances, commits what it
 //! printed every [`COMMIT_INTERVAL`] and when it stops, and leaves the group on exit
 //! (`--max-messages`, `--exit-at-end`, Ctrl-C or SIGTERM). The default isolation is
-//! read_uncommitted, as in kcat and Kafka's Java consumer.
+//! read_uncommitted, as in Kafka's Java consumer (librdkafka's is read_committed).
 //!
 //! Each record is printed with `--format` (placeholders below, then a newline), or with
 //! `--json` as one JSON object per line.
@@ -57,8 +57,10 @@ const REBALANCE_IN_PROGRESS: i16 = 27;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Isolation {
     /// Everything up to the high watermark, open and aborted transactions included.
+    #[value(alias = "read_uncommitted")]
     ReadUncommitted,
     /// Only committed transactions, up to the last stable offset.
+    #[value(alias = "read_committed")]
     ReadCommitted,
 }
 
