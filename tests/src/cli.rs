@@ -55,6 +55,31 @@ pub fn json(args: &[&str]) -> Value {
     })
 }
 
+/// `myelin topics create NAME --partitions N` against `bootstrap`, which must succeed.
+pub fn create_topic(bootstrap: &str, name: &str, partitions: u32) {
+    let partitions = partitions.to_string();
+    ok(
+        &[
+            "topics",
+            "create",
+            name,
+            "--partitions",
+            &partitions,
+            "-b",
+            bootstrap,
+        ],
+        None,
+    );
+}
+
+/// `myelin produce TOPIC -K :` of `lines` against `bootstrap`, which must succeed.
+pub fn produce_keyed(bootstrap: &str, topic: &str, lines: &str) {
+    ok(
+        &["produce", topic, "-K", ":", "-b", bootstrap],
+        Some(lines.as_bytes()),
+    );
+}
+
 /// Runs `myelin <args> --json`: its JSON document, or why there is none (for polling).
 pub fn try_json(args: &[&str]) -> Result<Value, String> {
     let mut with_json = args.to_vec();

@@ -189,10 +189,7 @@ fn topics_produce_and_consume_on_one_node() {
 
     // The same keys produced by kcat with librdkafka's murmur2 partitioner (Java's) land on
     // the same partitions.
-    cli::ok(
-        &["topics", "create", "by-kcat", "--partitions", "3", "-b", b],
-        None,
-    );
+    cli::create_topic(b, "by-kcat", 3);
     let mut kcat_produce = Command::new(clients::kcat());
     kcat_produce.args([
         "-P",
@@ -301,7 +298,13 @@ fn topics_produce_and_consume_on_one_node() {
             "HIGH-WATERMARK"
         ]
     );
-    assert_eq!(rows.len(), 2 + 3, "{rows:?}");
+    let first_cells: Vec<&str> = rows[2..5].iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(first_cells, ["0", "1", "2"], "{rows:?}");
+    // Then the configs: the ones set on the topic, or that all are at their defaults.
+    assert!(
+        rows[5][0] == "Configs:" || rows[5][0] == "CONFIG",
+        "{rows:?}"
+    );
 
     // --partition out of range, unknown topics, bad formats: clear errors.
     let bad = cli::fails(&["consume", "nope", "-b", b]);
@@ -356,14 +359,8 @@ fn groups_consume_describe_lag_and_reset_on_one_node() {
     let node = Node::start("cli_groups");
     let b = node.bootstrap();
     let b = b.as_str();
-    cli::ok(
-        &["topics", "create", "orders", "--partitions", "3", "-b", b],
-        None,
-    );
-    cli::ok(
-        &["produce", "orders", "-K", ":", "-b", b],
-        Some(keyed_lines("o", 20).as_bytes()),
-    );
+    cli::create_topic(b, "orders", 3);
+    cli::produce_keyed(b, "orders", &keyed_lines("o", 20));
 
     // A group member that reads everything and exits at the end, committing on the way out.
     let consumed = cli::ok(
@@ -424,10 +421,7 @@ fn groups_consume_describe_lag_and_reset_on_one_node() {
         ),
         "{described}"
     );
-    cli::ok(
-        &["produce", "orders", "-K", ":", "-b", b],
-        Some(keyed_lines("p", 7).as_bytes()),
-    );
+    cli::produce_keyed(b, "orders", &keyed_lines("p", 7));
     assert_eq!(total_lag(b, "billing"), 7);
 
     // A member that stays: it reads the 7, shows up with all 3 partitions, lag goes to 0.
@@ -590,14 +584,8 @@ fn a_myelin_member_and_a_kcat_member_share_a_group() {
     let node = Node::start("cli_group_interop");
     let b = node.bootstrap();
     let b = b.as_str();
-    cli::ok(
-        &["topics", "create", "shared", "--partitions", "4", "-b", b],
-        None,
-    );
-    cli::ok(
-        &["produce", "shared", "-K", ":", "-b", b],
-        Some(keyed_lines("s", 40).as_bytes()),
-    );
+    cli::create_topic(b, "shared", 4);
+    cli::produce_keyed(b, "shared", &keyed_lines("s", 40));
     let mut ours = cli::spawn(&[
         "consume",
         "shared",
@@ -720,10 +708,7 @@ fn cluster_status_and_routing_on_three_nodes() {
             "{described}"
         );
     }
-    cli::ok(
-        &["produce", "replicated", "-K", ":", "-b", &one],
-        Some(keyed_lines("r", 30).as_bytes()),
-    );
+    cli::produce_keyed(&one, "replicated", &keyed_lines("r", 30));
     let consumed = cli::ok(
         &[
             "consume",
@@ -812,10 +797,7 @@ fn cluster_status_and_routing_on_three_nodes() {
         "{text}"
     );
     // Produce and consume still work, through whichever nodes lead now.
-    cli::ok(
-        &["produce", "replicated", "-K", ":", "-b", &survivors],
-        Some(keyed_lines("after", 6).as_bytes()),
-    );
+    cli::produce_keyed(&survivors, "replicated", &keyed_lines("after", 6));
     // Lag counts offsets, and a new leader's epoch opens with a control batch: at least 6.
     assert!(total_lag(&survivors, "g") >= 6);
     let consumed = cli::ok(

@@ -154,10 +154,7 @@ fn groups_delete_refuses_a_live_group_and_deletes_an_empty_one() {
     let node = Node::start("cli_admin_groups");
     let b = node.bootstrap();
     let b = b.as_str();
-    cli::ok(
-        &["topics", "create", "jobs", "--partitions", "2", "-b", b],
-        None,
-    );
+    cli::create_topic(b, "jobs", 2);
     cli::ok(&["produce", "jobs", "-b", b], Some(b"a\nb\nc\n"));
     let mut member = cli::spawn(&[
         "consume",
