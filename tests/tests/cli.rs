@@ -724,6 +724,22 @@ fn cluster_status_and_routing_on_three_nodes() {
     );
     assert_eq!(lines(&consumed.stdout).len(), 30, "{}", consumed.describe());
     assert_eq!(total_lag(&one, "g"), 0);
+    // Each node lists the groups it coordinates; the tool asks them all.
+    for bootstrap in [
+        nodes[0].bootstrap(),
+        nodes[1].bootstrap(),
+        nodes[2].bootstrap(),
+    ] {
+        let listed = cli::json(&["groups", "list", "-b", &bootstrap]);
+        assert!(
+            listed["groups"]
+                .as_array()
+                .expect("groups")
+                .iter()
+                .any(|g| g["group"] == "g"),
+            "{listed}"
+        );
+    }
 
     // The offsets topic, created by the first FindCoordinator, may still be electing.
     wait_for(WAIT, "every partition to have a leader", || {
