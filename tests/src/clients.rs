@@ -277,6 +277,11 @@ impl StreamingClient {
         crate::node::signal(&self.child, libc::SIGTERM);
     }
 
+    /// Interrupts the process as Ctrl-C does (SIGINT).
+    pub fn interrupt(&self) {
+        crate::node::signal(&self.child, libc::SIGINT);
+    }
+
     /// Waits up to `timeout` for the process to exit; returns whether it did.
     pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
         crate::node::wait_with_deadline(&mut self.child, timeout).is_some()
