@@ -84,7 +84,7 @@ use crate::api::{
     ListedGroup, Now, OffsetCommitPartition, Request, RequestId, Response, SyncResponse,
 };
 use crate::batch::BatchHeader;
-use crate::groups::{CommittedOffset, Group, GroupReply, OFFSET_METADATA_MAX_BYTES};
+use crate::groups::{CommittedOffset, Group, GroupReply, GroupState, OFFSET_METADATA_MAX_BYTES};
 use crate::internal_log::{
     due_snapshots, open_shard, shard_appended, shard_truncated, InternalPartitions,
     SNAPSHOT_INTERVAL_BYTES_DEFAULT,
@@ -309,6 +309,15 @@ impl GroupCoordinator {
             .values()
             .filter(|shard| shard.coordinating.is_some())
             .flat_map(|shard| shard.live.keys().map(String::as_str))
+    }
+
+    /// The state and member count of each group coordinated here (for the node's metrics).
+    pub fn group_summaries(&self) -> impl Iterator<Item = (GroupState, usize)> + '_ {
+        self.shards
+            .values()
+            .filter(|shard| shard.coordinating.is_some())
+            .flat_map(|shard| shard.live.values())
+            .map(|group| (group.state(), group.member_ids().count()))
     }
 
     /// The committed offset of a group's partition as applied here (-1 if none).
