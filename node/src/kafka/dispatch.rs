@@ -98,7 +98,10 @@ pub(crate) async fn respond(
     let reply = match body {
         RequestKind::ApiVersions(_) => Reply::small(api_versions_response(0)),
         RequestKind::Metadata(request) => metadata::handle(context, version, request).await?,
-        RequestKind::Produce(request) => produce::handle(context, version, request).await?,
+        RequestKind::Produce(request) => {
+            context.handle.metrics().record_produce(&request);
+            produce::handle(context, version, request).await?
+        }
         RequestKind::Fetch(request) => fetch::handle(context, version, request).await?,
         RequestKind::ListOffsets(request) => offsets::handle(context, version, request).await?,
         RequestKind::OffsetForLeaderEpoch(request) => {
@@ -158,6 +161,9 @@ pub(crate) async fn respond(
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),
     };
+    if let Reply::Respond { body, .. } = &reply {
+        context.handle.metrics().record_response(api_key, body);
+    }
     match reply {
         Reply::NoResponse => Ok(None),
         Reply::Respond {
