@@ -4,8 +4,8 @@
 //! The launcher runs as a real process with two nodes; its output and its nodes' go to
 //! `target/e2e-logs/cluster_launcher.<test>.log`. These tests look at processes, ports and
 //! exit statuses only, not at replication. The launcher's ports follow its fixed scheme
-//! (base, base + 1, base + 10000, base + 10001), so each test picks a base whose four
-//! ports are free, below the ephemeral range the other tests' free ports come from.
+//! (base, base + 1, base + 2, base + 10000, ...: Kafka, peers, metrics), so each test picks a
+//! base whose six ports are free, below the ephemeral range the other tests' free ports come from.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
@@ -161,7 +161,7 @@ fn free_base_port(search_from: u16) -> u16 {
     let first = search_from + u16::try_from(std::process::id() % 500).expect("below 500");
     (first..first + 500)
         .find(|base| {
-            [0, 1, 10_000, 10_001]
+            [0, 1, 2, 10_000, 10_001, 10_002]
                 .iter()
                 .all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
         })
