@@ -3,7 +3,9 @@
 //! The node runs as `myelin node --listen 127.0.0.1:PORT --data-dir DIR [flags]` with a
 //! temporary data dir that survives restarts of the same [`Node`]. Its stdout and stderr
 //! go to `target/e2e-logs/<name>.run<N>.log` (one file per process start), and every
-//! failure message of the harness points at that file and quotes its tail.
+//! failure message of the harness points at that file and quotes its tail. Unless its
+//! flags name `--metrics-listen`, a node serves metrics on an ephemeral port, which
+//! [`Node::metrics_addr`] reads from its log.
 
 use std::fs::{self, File};
 use std::io::Read;
