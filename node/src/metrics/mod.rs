@@ -463,32 +463,22 @@ impl Metrics {
 
 /// What the core reported: leadership, replication and groups.
 fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
-    let mut led: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for partition in &stats.led {
-        let entry = led.entry(partition.partition.topic.as_str()).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(partition.under_replicated());
-    }
-    out.family(
-        "myelin_partitions_led",
-        "Partitions this node leads, by topic (internal topics included).",
-        Kind::Gauge,
-    );
-    for (topic, (count, _)) in &led {
-        out.sample("myelin_partitions_led", &[("topic", topic)], *count);
-    }
-    out.family(
-        "myelin_under_replicated_partitions",
-        "Partitions led here with a follower not heard from within the election timeout, by topic.",
-        Kind::Gauge,
-    );
-    for (topic, (_, under)) in &led {
-        out.sample(
+    render_count_and_sum(
+        out,
+        "topic",
+        stats.led.iter().map(|partition| {
+            let under = u64::from(partition.under_replicated());
+            (partition.partition.topic.as_str(), under)
+        }),
+        (
+            "myelin_partitions_led",
+            "Partitions this node leads, by topic (internal topics included).",
+        ),
+        (
             "myelin_under_replicated_partitions",
-            &[("topic", topic)],
-            *under,
-        );
-    }
+            "Partitions led here with a follower not heard from within the election timeout, by topic.",
+        ),
+    );
     out.family(
         "myelin_follower_lag_offsets",
         "Leader's log end offset minus the end a follower has acknowledged, as the leader sees it.",
@@ -520,31 +510,47 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
         &[],
         stats.counters.leaderships_won,
     );
-    let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for (state, members) in &stats.groups {
-        let entry = groups.entry(state.name()).or_default();
-        entry.0 += 1;
-        entry.1 += *members as u64;
-    }
-    out.family(
-        "myelin_consumer_groups",
-        "Consumer groups this node coordinates, by state.",
-        Kind::Gauge,
-    );
-    for (state, (count, _)) in &groups {
-        out.sample("myelin_consumer_groups", &[("state", state)], *count);
-    }
-    out.family(
-        "myelin_consumer_group_members",
-        "Members of the consumer groups this node coordinates, by group state.",
-        Kind::Gauge,
-    );
-    for (state, (_, members)) in &groups {
-        out.sample(
+    render_count_and_sum(
+        out,
+        "state",
+        stats
+            .groups
+            .iter()
+            .map(|(state, members)| (state.name(), *members as u64)),
+        (
+            "myelin_consumer_groups",
+            "Consumer groups this node coordinates, by state.",
+        ),
+        (
             "myelin_consumer_group_members",
-            &[("state", state)],
-            *members,
-        );
+            "Members of the consumer groups this node coordinates, by group state.",
+        ),
+    );
+}
+
+/// Two gauge families by one label from the same `(label value, amount)` items: how many
+/// items have each value (`count`), and the sum of their amounts (`sum`); each a (name,
+/// help) pair.
+fn render_count_and_sum<'a>(
+    out: &mut TextWriter,
+    label: &str,
+    items: impl Iterator<Item = (&'a str, u64)>,
+    count: (&str, &str),
+    sum: (&str, &str),
+) {
+    let mut tally: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (value, amount) in items {
+        let entry = tally.entry(value).or_default();
+        entry.0 += 1;
+        entry.1 += amount;
+    }
+    let first: fn(&(u64, u64)) -> u64 = |tallied| tallied.0;
+    let second: fn(&(u64, u64)) -> u64 = |tallied| tallied.1;
+    for ((name, help), pick) in [(count, first), (sum, second)] {
+        out.family(name, help, Kind::Gauge);
+        for (value, tallied) in &tally {
+            out.sample(name, &[(label, value)], pick(tallied));
+        }
     }
 }
 

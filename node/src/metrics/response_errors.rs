@@ -4,115 +4,87 @@
 
 use kafka_protocol::messages::ResponseKind;
 
+/// `each(item.error_code)` for every item of `items`.
+macro_rules! item_codes {
+    ($each:ident, $items:expr) => {
+        $items.iter().for_each(|item| $each(item.error_code))
+    };
+}
+
+/// `each(partition.error_code)` for every partition of every topic of `topics`, the
+/// partitions being each topic's field `$partitions`.
+macro_rules! partition_codes {
+    ($each:ident, $topics:expr, $partitions:ident) => {
+        $topics
+            .iter()
+            .flat_map(|topic| &topic.$partitions)
+            .for_each(|partition| $each(partition.error_code))
+    };
+}
+
 /// Calls `each` with every error code in `body`, zeros included.
 pub(super) fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)) {
     match body {
-        ResponseKind::Produce(response) => response
-            .responses
-            .iter()
-            .flat_map(|topic| &topic.partition_responses)
-            .for_each(|partition| each(partition.error_code)),
+        ResponseKind::Produce(response) => {
+            partition_codes!(each, response.responses, partition_responses)
+        }
         ResponseKind::Fetch(response) => {
             each(response.error_code);
-            response
-                .responses
-                .iter()
-                .flat_map(|topic| &topic.partitions)
-                .for_each(|partition| each(partition.error_code));
+            partition_codes!(each, response.responses, partitions);
         }
-        ResponseKind::ListOffsets(response) => response
-            .topics
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .for_each(|partition| each(partition.error_code)),
+        ResponseKind::ListOffsets(response) => partition_codes!(each, response.topics, partitions),
         ResponseKind::Metadata(response) => {
             each(response.error_code);
-            for topic in &response.topics {
-                each(topic.error_code);
-                topic
-                    .partitions
-                    .iter()
-                    .for_each(|partition| each(partition.error_code));
-            }
+            item_codes!(each, response.topics);
+            partition_codes!(each, response.topics, partitions);
         }
-        ResponseKind::OffsetForLeaderEpoch(response) => response
-            .topics
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .for_each(|partition| each(partition.error_code)),
-        ResponseKind::OffsetCommit(response) => response
-            .topics
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .for_each(|partition| each(partition.error_code)),
-        ResponseKind::TxnOffsetCommit(response) => response
-            .topics
-            .iter()
-            .flat_map(|topic| &topic.partitions)
-            .for_each(|partition| each(partition.error_code)),
+        ResponseKind::OffsetForLeaderEpoch(response) => {
+            partition_codes!(each, response.topics, partitions)
+        }
+        ResponseKind::OffsetCommit(response) => partition_codes!(each, response.topics, partitions),
+        ResponseKind::TxnOffsetCommit(response) => {
+            partition_codes!(each, response.topics, partitions)
+        }
         ResponseKind::OffsetFetch(response) => {
             each(response.error_code);
-            response
-                .topics
-                .iter()
-                .flat_map(|topic| &topic.partitions)
-                .for_each(|partition| each(partition.error_code));
+            partition_codes!(each, response.topics, partitions);
+            item_codes!(each, response.groups);
             for group in &response.groups {
-                each(group.error_code);
-                group
-                    .topics
-                    .iter()
-                    .flat_map(|topic| &topic.partitions)
-                    .for_each(|partition| each(partition.error_code));
+                partition_codes!(each, group.topics, partitions);
             }
         }
         ResponseKind::FindCoordinator(response) => {
             each(response.error_code);
-            response
-                .coordinators
-                .iter()
-                .for_each(|coordinator| each(coordinator.error_code));
+            item_codes!(each, response.coordinators);
+        }
+        ResponseKind::LeaveGroup(response) => {
+            each(response.error_code);
+            item_codes!(each, response.members);
         }
         ResponseKind::JoinGroup(response) => each(response.error_code),
         ResponseKind::SyncGroup(response) => each(response.error_code),
         ResponseKind::Heartbeat(response) => each(response.error_code),
-        ResponseKind::LeaveGroup(response) => {
-            each(response.error_code);
-            response
-                .members
-                .iter()
-                .for_each(|member| each(member.error_code));
-        }
         ResponseKind::ListGroups(response) => each(response.error_code),
-        ResponseKind::DescribeGroups(response) => response
-            .groups
-            .iter()
-            .for_each(|group| each(group.error_code)),
-        ResponseKind::CreateTopics(response) => response
-            .topics
-            .iter()
-            .for_each(|topic| each(topic.error_code)),
-        ResponseKind::DeleteTopics(response) => response
-            .responses
-            .iter()
-            .for_each(|topic| each(topic.error_code)),
-        ResponseKind::DescribeConfigs(response) => response
-            .results
-            .iter()
-            .for_each(|result| each(result.error_code)),
         ResponseKind::InitProducerId(response) => each(response.error_code),
         ResponseKind::EndTxn(response) => each(response.error_code),
         ResponseKind::AddOffsetsToTxn(response) => each(response.error_code),
+        ResponseKind::ApiVersions(response) => each(response.error_code),
+        ResponseKind::DescribeGroups(response) => item_codes!(each, response.groups),
+        ResponseKind::CreateTopics(response) => item_codes!(each, response.topics),
+        ResponseKind::DeleteTopics(response) => item_codes!(each, response.responses),
+        ResponseKind::DescribeConfigs(response) => item_codes!(each, response.results),
         ResponseKind::AddPartitionsToTxn(response) => {
             each(response.error_code);
-            response
+            // v4+ by transaction, v0-3 by topic.
+            let topics = response
                 .results_by_transaction
                 .iter()
                 .flat_map(|transaction| &transaction.topic_results)
+                .chain(&response.results_by_topic_v3_and_below);
+            topics
                 .flat_map(|topic| &topic.results_by_partition)
                 .for_each(|partition| each(partition.partition_error_code));
         }
-        ResponseKind::ApiVersions(response) => each(response.error_code),
         _ => {}
     }
 }
