@@ -90,7 +90,8 @@ pub async fn serve(
     }
     let config = Arc::new(config);
     let connection_slots = Arc::new(Semaphore::new(config.connections_max));
-    let budget = RequestBudget::new(config.request_bytes_budget);
+    let budget = RequestBudget::new(config.request_bytes_budget)
+        .counting_waits_in(handle.metrics().request_budget_waits());
     // Connections are numbered in the order they are accepted: the transaction coordinator
     // tells a request delayed on a connection its client gave up on from the retry on a
     // newer one (see myelin_core::transactions).

@@ -27,7 +27,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseKind};
 use myelin_core::broker::BrokerStats;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use text::{HistogramValues, Kind, TextWriter};
 
@@ -149,6 +149,8 @@ pub struct Metrics {
     connections_accepted: AtomicU64,
     refused_connections_max: AtomicU64,
     refused_frame_bytes_max: AtomicU64,
+    /// Frames that waited for `--request-bytes-budget` (counted by the budget itself).
+    request_budget_waits: Arc<AtomicU64>,
     fsync: Histogram,
     group_commit_appends: Histogram,
     group_commit_bytes: Histogram,
@@ -171,6 +173,7 @@ impl Default for Metrics {
             connections_accepted: AtomicU64::new(0),
             refused_connections_max: AtomicU64::new(0),
             refused_frame_bytes_max: AtomicU64::new(0),
+            request_budget_waits: Arc::default(),
             fsync: Histogram::seconds(),
             group_commit_appends: Histogram::new(APPENDS_BOUNDS, 1.0),
             group_commit_bytes: Histogram::new(BYTES_BOUNDS, 1.0),
@@ -269,6 +272,11 @@ impl Metrics {
             Limit::FrameBytesMax => &self.refused_frame_bytes_max,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counter the Kafka listener's request budget counts its waits in.
+    pub fn request_budget_waits(&self) -> Arc<AtomicU64> {
+        self.request_budget_waits.clone()
     }
 
     /// The effect worker wrote an append of `bytes`.
@@ -411,7 +419,8 @@ impl Metrics {
         );
         out.family(
             "myelin_requests_refused_total",
-            "Connections, requests and waits refused by a limit, by limit.",
+            "Connections and requests refused or held back by a limit, by limit \
+             (request_bytes_budget: requests read only after waiting for the budget).",
             Kind::Counter,
         );
         let counters = stats.counters;
@@ -423,6 +432,10 @@ impl Metrics {
             (
                 "frame_bytes_max",
                 self.refused_frame_bytes_max.load(Ordering::Relaxed),
+            ),
+            (
+                "request_bytes_budget",
+                self.request_budget_waits.load(Ordering::Relaxed),
             ),
             ("waiting_produces_max", counters.waiting_produces_refused),
             ("parked_fetches_max", counters.parked_fetches_refused),
