@@ -98,10 +98,7 @@ pub(crate) async fn respond(
     let reply = match body {
         RequestKind::ApiVersions(_) => Reply::small(api_versions_response(0)),
         RequestKind::Metadata(request) => metadata::handle(context, version, request).await?,
-        RequestKind::Produce(request) => {
-            context.handle.metrics().record_produce(&request);
-            produce::handle(context, version, request).await?
-        }
+        RequestKind::Produce(request) => produce::handle(context, version, request).await?,
         RequestKind::Fetch(request) => fetch::handle(context, version, request).await?,
         RequestKind::ListOffsets(request) => offsets::handle(context, version, request).await?,
         RequestKind::OffsetForLeaderEpoch(request) => {

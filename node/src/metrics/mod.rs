@@ -4,7 +4,7 @@
 //!
 //! Recording is cheap: requests, latencies, connections, refusals, fsyncs and group-commit
 //! sizes are atomics (no lock, no allocation). Bytes per topic sit in a map behind a mutex,
-//! taken once per Produce or Fetch response; it holds at most [`TOPIC_SERIES_MAX`] topics
+//! taken once per topic of a Produce or Fetch response; it holds at most [`TOPIC_SERIES_MAX`] topics
 //! (bytes of others are not counted) and each scrape drops the topics that no longer
 //! exist. Error counts per API and code sit in a map behind a mutex taken only for a
 //! response that carries an error (at most API keys × error codes entries).
@@ -23,7 +23,7 @@ pub mod text;
 
 use crate::runtime::NodeHandle;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseKind};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use myelin_core::broker::BrokerStats;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -222,22 +222,40 @@ impl Metrics {
         }
     }
 
-    /// Counts the record bytes of a Produce request per topic (before it is handled).
-    pub fn record_produce(&self, request: &ProduceRequest) {
-        for topic in &request.topic_data {
+    /// Counts the record bytes of a Produce request per topic: of the partitions its
+    /// `response` (built in request order) answers without error, or of all with acks=0
+    /// (no response).
+    pub fn record_produced(&self, request: &ProduceRequest, response: Option<&ProduceResponse>) {
+        for (topic_index, topic) in request.topic_data.iter().enumerate() {
+            let answers = response.map(|response| {
+                response
+                    .responses
+                    .get(topic_index)
+                    .map_or(&[][..], |answer| &answer.partition_responses[..])
+            });
             let bytes: usize = topic
                 .partition_data
                 .iter()
-                .map(|partition| {
+                .enumerate()
+                .filter(|(index, _)| {
+                    answers.is_none_or(|answers| {
+                        answers
+                            .get(*index)
+                            .is_some_and(|answer| answer.error_code == 0)
+                    })
+                })
+                .map(|(_, partition)| {
                     partition
                         .records
                         .as_ref()
                         .map_or(0, |records| records.len())
                 })
                 .sum();
-            self.add_topic_bytes(topic.name.as_str(), |counts| {
-                counts.produced += bytes as u64;
-            });
+            if bytes > 0 {
+                self.add_topic_bytes(topic.name.as_str(), |counts| {
+                    counts.produced += bytes as u64;
+                });
+            }
         }
     }
 
@@ -372,7 +390,7 @@ impl Metrics {
         };
         out.family(
             "myelin_produced_bytes_total",
-            "Record bytes received in Produce requests (bytes in), by topic.",
+            "Record bytes received in Produce requests and appended without error (bytes in), by topic.",
             Kind::Counter,
         );
         for (topic, counts) in &topics {
@@ -619,6 +637,37 @@ mod tests {
             topics: topics.iter().map(|topic| topic.to_string()).collect(),
             counters: Default::default(),
         }
+    }
+
+    #[test]
+    fn produced_bytes_count_the_partitions_answered_without_error() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::TopicName;
+        let records = |length: usize| {
+            PartitionProduceData::default().with_records(Some(bytes::Bytes::from(vec![0; length])))
+        };
+        let request = ProduceRequest::default().with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName::from(
+                kafka_protocol::protocol::StrBytes::from_static_str("a"),
+            ))
+            .with_partition_data(vec![records(10), records(100)])]);
+        let answer = |code| PartitionProduceResponse::default().with_error_code(code);
+        let response = ProduceResponse::default()
+            .with_responses(vec![TopicProduceResponse::default()
+                .with_partition_responses(vec![answer(0), answer(6)])]);
+        let metrics = Metrics::default();
+        metrics.record_produced(&request, Some(&response));
+        let text = metrics.render(&stats(&["a"]));
+        assert!(
+            text.contains("myelin_produced_bytes_total{topic=\"a\"} 10\n"),
+            "{text}"
+        );
+        metrics.record_produced(&request, None);
+        let text = metrics.render(&stats(&["a"]));
+        assert!(
+            text.contains("myelin_produced_bytes_total{topic=\"a\"} 120\n"),
+            "{text}"
+        );
     }
 
     #[test]
