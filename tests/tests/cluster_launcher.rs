@@ -8,6 +8,7 @@
 //! base whose six ports are free, below the ephemeral range the other tests' free ports come from.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,7 +156,7 @@ impl Drop for Launcher {
     }
 }
 
-/// A base port whose four ports (two nodes, Kafka and peers) can be bound now. Below
+/// A base port whose six ports (two nodes: Kafka, peers, metrics) can be bound now. Below
 /// 32768, where the kernel's ephemeral ports (the other tests' free ports) never land.
 fn free_base_port(search_from: u16) -> u16 {
     let first = search_from + u16::try_from(std::process::id() % 500).expect("below 500");
@@ -223,6 +224,28 @@ fn sigterm_to_the_launcher_stops_every_node_cleanly() {
             TcpStream::connect(("127.0.0.1", port)).is_ok(),
             "a node serves Kafka on {port}\n{}",
             launcher.diagnostics()
+        );
+        // Its metrics are on the Kafka port + 2, as the launcher says.
+        let metrics = format!("127.0.0.1:{}", port + 2);
+        assert!(
+            launcher
+                .log()
+                .contains(&format!("metrics http://{metrics}/metrics")),
+            "the launcher prints {metrics}\n{}",
+            launcher.diagnostics()
+        );
+        let mut scrape = TcpStream::connect(&metrics).expect("connect to the metrics port");
+        scrape
+            .set_read_timeout(Some(WAIT_LIMIT))
+            .expect("set a read timeout");
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("send a scrape");
+        let mut answer = String::new();
+        scrape.read_to_string(&mut answer).expect("read the scrape");
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.contains("myelin_requests_total"),
+            "{answer}"
         );
     }
 
