@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use myelin_client::{ClientConfig, Connection};
 use myelin_tests::clients::{self, StreamingClient, CLIENT_TIMEOUT};
-use myelin_tests::node::{cluster_diagnostics, free_port, start_cluster};
+use myelin_tests::node::{
+    cluster_diagnostics, free_port, myelin_binary, start_cluster, wait_with_deadline,
+};
 use myelin_tests::{Node, NodeConfig};
 
 /// How long a condition polled below may take to hold.
@@ -365,4 +367,36 @@ fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_par
         );
         thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn a_metrics_port_that_cannot_be_bound_stops_the_node_at_start_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let taken = taken.local_addr().expect("its address");
+    let data_dir = tempfile::tempdir().expect("a data dir");
+    let log_path = data_dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let mut child = Command::new(myelin_binary())
+        .args(["node", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(data_dir.path().join("data"))
+        .args(["--metrics-listen", &taken.to_string()])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start myelin node");
+    let status = wait_with_deadline(&mut child, DEADLINE).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the node kept running with its metrics port taken")
+    });
+    let log = std::fs::read_to_string(&log_path).expect("read the log");
+    assert!(!status.success(), "{status}\n{log}");
+    assert!(
+        log.contains(&format!(
+            "binding the metrics listener (--metrics-listen) to {taken}"
+        )),
+        "{log}"
+    );
 }
