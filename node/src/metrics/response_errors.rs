@@ -73,6 +73,22 @@ pub(super) fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)
         ResponseKind::CreateTopics(response) => item_codes!(each, response.topics),
         ResponseKind::DeleteTopics(response) => item_codes!(each, response.responses),
         ResponseKind::DescribeConfigs(response) => item_codes!(each, response.results),
+        ResponseKind::DeleteGroups(response) => item_codes!(each, response.results),
+        ResponseKind::CreatePartitions(response) => item_codes!(each, response.results),
+        ResponseKind::IncrementalAlterConfigs(response) => item_codes!(each, response.responses),
+        ResponseKind::AlterConfigs(response) => item_codes!(each, response.responses),
+        ResponseKind::DescribeCluster(response) => each(response.error_code),
+        ResponseKind::DeleteRecords(response) => {
+            partition_codes!(each, response.topics, partitions)
+        }
+        ResponseKind::OffsetDelete(response) => {
+            each(response.error_code);
+            partition_codes!(each, response.topics, partitions);
+        }
+        ResponseKind::DescribeLogDirs(response) => {
+            each(response.error_code);
+            item_codes!(each, response.results);
+        }
         ResponseKind::AddPartitionsToTxn(response) => {
             each(response.error_code);
             // v4+ by transaction, v0-3 by topic.
@@ -86,5 +102,41 @@ pub(super) fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)
                 .for_each(|partition| each(partition.partition_error_code));
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::{AddPartitionsToTxnResponse, FetchResponse};
+
+    fn codes(body: ResponseKind) -> Vec<i16> {
+        let mut found = Vec::new();
+        for_each_error_code(&body, |code| found.push(code));
+        found
+    }
+
+    #[test]
+    fn codes_are_found_at_the_top_and_per_partition() {
+        let fetch = FetchResponse::default()
+            .with_error_code(0)
+            .with_responses(vec![FetchableTopicResponse::default().with_partitions(
+                vec![
+                    PartitionData::default().with_error_code(6),
+                    PartitionData::default().with_error_code(0),
+                ],
+            )]);
+        assert_eq!(codes(fetch.into()), vec![0, 6, 0]);
+        let old_txn =
+            AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+                AddPartitionsToTxnTopicResult::default().with_results_by_partition(vec![
+                    AddPartitionsToTxnPartitionResult::default().with_partition_error_code(48),
+                ]),
+            ]);
+        assert_eq!(codes(old_txn.into()), vec![0, 48]);
     }
 }
