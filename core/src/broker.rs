@@ -47,6 +47,7 @@
 mod controller_driver;
 mod coordinator_lookup;
 mod group_driver;
+mod stats;
 mod transactions;
 
 use crate::api::{
@@ -74,6 +75,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use crate::controller::{METADATA_TOPIC, PARTITIONS_PER_TOPIC_MAX};
 pub use crate::group_coordinator::{offsets_partition_of, GroupRecord, OFFSETS_TOPIC};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
+pub use stats::{BrokerCounters, BrokerStats, LedPartition};
 
 /// Whether a topic is internal: written by the broker only, never by clients.
 pub fn is_internal_topic(topic: &str) -> bool {
@@ -206,6 +208,8 @@ pub struct Broker {
     next_retention_check_ms: i64,
     /// The monotonic reading of the last step: no later step may read less.
     last_monotonic_ms: i64,
+    /// Events counted for the node's metrics ([`Broker::stats`]); nothing decides by them.
+    counters: BrokerCounters,
 }
 
 /// The partitions of one internal topic hosted here, as its coordinator sees them.
@@ -383,6 +387,7 @@ impl Broker {
             progressed: false,
             next_retention_check_ms: now.monotonic_ms,
             last_monotonic_ms: now.monotonic_ms,
+            counters: BrokerCounters::default(),
         };
         if let Some(corrupt) = corrupt_metadata_log {
             outputs.push(Output::FailStop(corrupt));
@@ -903,6 +908,8 @@ impl Broker {
                     .get(partition)
                     .is_some_and(|state| state.replica.is_leader())
                 {
+                    // A replica reports a role change as leader only when it became one.
+                    self.counters.leaderships_won += 1;
                     self.controller.announce_soon();
                 }
             }
@@ -999,6 +1006,7 @@ impl Broker {
                 partitions,
             } => {
                 let wait_ms = if self.parked_fetches.len() >= PARKED_FETCHES_MAX {
+                    self.counters.parked_fetches_refused += 1;
                     0
                 } else {
                     max_wait_ms.clamp(0, self.config.fetch_wait_max_ms)
@@ -1109,6 +1117,7 @@ impl Broker {
     ) {
         if terms.acks != Acks::None && self.waiting_produces.len() >= WAITING_PRODUCES_MAX {
             // Refused before anything is written, so a retry cannot duplicate it.
+            self.counters.waiting_produces_refused += 1;
             let results = partitions
                 .into_iter()
                 .map(|produce| {

@@ -2304,3 +2304,48 @@ fn a_node_down_while_its_topic_is_deleted_and_created_again_drops_the_old_topics
         "the returning node's log is the new topic's, byte for byte"
     );
 }
+
+#[test]
+fn stats_show_leaders_follower_progress_and_a_silent_follower_as_out_of_sync() {
+    let mut cluster = Cluster::new(3);
+    create_orders(&mut cluster);
+    let partition = TopicPartition::new("orders", 0);
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    let led_by = |cluster: &Cluster, node: NodeId| {
+        let now = cluster.now_at(node);
+        cluster.brokers[&node]
+            .stats(now)
+            .led
+            .into_iter()
+            .find(|led| led.partition == partition)
+    };
+    // Exactly one node reports it led, with both followers heard from.
+    let reported: Vec<NodeId> = cluster
+        .voters
+        .iter()
+        .copied()
+        .filter(|node| led_by(&cluster, *node).is_some())
+        .collect();
+    assert_eq!(reported, vec![leader]);
+    let led = led_by(&cluster, leader).unwrap();
+    assert_eq!(led.followers.len(), 2);
+    assert!(!led.under_replicated(), "{led:?}");
+    let now = cluster.now_at(leader);
+    assert!(cluster.brokers[&leader].stats(now).counters.leaderships_won >= 1);
+
+    let follower = cluster.another_voter(leader);
+    cluster.crash(follower);
+    cluster.run_until("the leader sees its follower as out of sync", |cluster| {
+        led_by(cluster, leader).is_some_and(|led| led.under_replicated())
+    });
+    let led = led_by(&cluster, leader).unwrap();
+    let silent = led
+        .followers
+        .iter()
+        .find(|progress| progress.node_id == follower)
+        .unwrap();
+    assert!(!silent.in_sync);
+}

@@ -311,6 +311,15 @@ impl GroupCoordinator {
             .flat_map(|shard| shard.live.keys().map(String::as_str))
     }
 
+    /// The state and member count of each group coordinated here (for the node's metrics).
+    pub fn group_summaries(&self) -> impl Iterator<Item = (GroupState, usize)> + '_ {
+        self.shards
+            .values()
+            .filter(|shard| shard.coordinating.is_some())
+            .flat_map(|shard| shard.live.values())
+            .map(|group| (group.state(), group.member_ids().count()))
+    }
+
     /// The committed offset of a group's partition as applied here (-1 if none).
     pub fn committed_offset(&self, group_id: &str, partition: &TopicPartition) -> i64 {
         self.shards

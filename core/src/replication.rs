@@ -147,6 +147,16 @@ pub enum AppendOutcome {
     Mismatch { epoch_hint: i32, offset_hint: i64 },
 }
 
+/// One follower as its leader sees it ([`Replica::follower_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerProgressView {
+    pub node_id: NodeId,
+    /// The end of the follower's log known to match the leader's.
+    pub acknowledged_end_offset: i64,
+    /// Heard from within the check-quorum window.
+    pub in_sync: bool,
+}
+
 /// What must survive a restart: the epoch and the vote cast in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaState {
@@ -310,6 +320,25 @@ impl Replica {
     /// back across a failover (Raft: a leader commits an entry of its term before reads).
     pub fn serves_reads(&self, log: &PartitionLog) -> bool {
         self.is_leader() && log.high_watermark() >= self.epoch_start_offset
+    }
+
+    /// As leader, each follower's progress as this leader sees it (empty otherwise); read
+    /// only, for the node's metrics. A follower is in sync when heard from within the
+    /// check-quorum window (`election_timeout_max_ms`, the window `tick` counts a quorum
+    /// in): Myelin commits by majority and keeps no ISR, so this stands in for Kafka's
+    /// `replica.lag.time.max.ms`.
+    pub fn follower_progress(&self, now_ms: i64) -> Vec<FollowerProgressView> {
+        let Role::Leader { followers } = &self.role else {
+            return Vec::new();
+        };
+        followers
+            .iter()
+            .map(|(id, progress)| FollowerProgressView {
+                node_id: *id,
+                acknowledged_end_offset: progress.matched_end_offset,
+                in_sync: now_ms - progress.last_heard_ms <= self.timings.election_timeout_max_ms,
+            })
+            .collect()
     }
 
     /// The leader this replica knows of in its epoch, itself included.

@@ -15,6 +15,7 @@
 //! node_id = 1
 //! peer_listen = "127.0.0.1:19093"
 //! peers = "1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093"
+//! metrics_listen = "127.0.0.1:9094"
 //! ```
 //!
 //! Without `peers` the node is a cluster of one, as before clusters existed. With it,
@@ -22,6 +23,11 @@
 //! unique; host names resolved once, at start). `peer_listen` defaults to this node's own
 //! entry; when given, it must have that entry's port, since that is where the other nodes
 //! connect, but may bind another host (`0.0.0.0:19093` for entry `10.0.0.1:19093`).
+//!
+//! `metrics_listen` (Prometheus metrics, see `crate::metrics`) defaults to 127.0.0.1 and
+//! the Kafka port + 2 (9094 for 9092; `myelin cluster` puts the peer port at + 1), or an
+//! ephemeral port when the Kafka port is 0; `off` disables it. A config built in code
+//! (`NodeConfig::default()`, the simulator's) has it off.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -80,6 +86,10 @@ pub struct NodeArgs {
     /// (this node included). Without it, the node is a cluster of one.
     #[arg(long)]
     pub peers: Option<String>,
+    /// Where Prometheus scrapes `/metrics` (HOST:PORT), or `off` [default: 127.0.0.1 and
+    /// the --listen port + 2]
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
 }
 
 /// The TOML file's shape: the same keys as the flags.
@@ -99,6 +109,7 @@ struct FileConfig {
     request_bytes_budget: Option<usize>,
     peer_listen: Option<SocketAddr>,
     peers: Option<String>,
+    metrics_listen: Option<String>,
 }
 
 /// The resolved configuration of one node.
@@ -118,6 +129,8 @@ pub struct NodeConfig {
     /// Every node of the cluster (this one included) and its peer address; empty for a
     /// cluster of one.
     pub peers: BTreeMap<i32, SocketAddr>,
+    /// Where the metrics endpoint listens; `None`: no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -134,6 +147,7 @@ impl Default for NodeConfig {
             request_bytes_budget: crate::kafka::REQUEST_BYTES_BUDGET_DEFAULT,
             peer_listen: None,
             peers: BTreeMap::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -171,6 +185,14 @@ impl NodeConfig {
             .peer_listen
             .or(file.peer_listen)
             .or_else(|| config.peers.get(&config.node_id).copied());
+        config.metrics_listen = match args
+            .metrics_listen
+            .as_ref()
+            .or(file.metrics_listen.as_ref())
+        {
+            Some(text) => parse_metrics_listen(text)?,
+            None => Some(default_metrics_listen(config.listen)?),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -243,6 +265,35 @@ impl NodeConfig {
             ..BrokerConfig::default()
         }
     }
+}
+
+/// The metrics address when none is given: 127.0.0.1 and the Kafka port + 2 (an
+/// ephemeral port when the Kafka port is).
+pub fn default_metrics_listen(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let port = match listen.port() {
+        0 => 0,
+        kafka => kafka.checked_add(2).with_context(|| {
+            format!(
+                "the default --metrics-listen port (the --listen port {kafka} + 2) is above \
+                 65535; give --metrics-listen HOST:PORT or --metrics-listen off"
+            )
+        })?,
+    };
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// `off`, or a `HOST:PORT` resolved now.
+fn parse_metrics_listen(text: &str) -> anyhow::Result<Option<SocketAddr>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let address = text
+        .to_socket_addrs()
+        .with_context(|| format!("--metrics-listen '{text}' is neither HOST:PORT nor 'off'"))?
+        .next()
+        .with_context(|| format!("--metrics-listen '{text}' resolves to nothing"))?;
+    Ok(Some(address))
 }
 
 /// Parses `1=host:port,2=host:port`: positive, unique node ids; each address resolved now.
@@ -447,6 +498,70 @@ mod tests {
             let error = refusal(cluster_args(node_id, peers));
             assert!(error.contains(expected), "{peers}: {error}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_defaults_to_the_kafka_port_plus_two_and_can_be_off() {
+        let config = NodeConfig::resolve(&NodeArgs::default()).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9094".parse().unwrap())
+        );
+        let config = NodeConfig::resolve(&NodeArgs {
+            listen: Some("0.0.0.0:19092".parse().unwrap()),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:19094".parse().unwrap())
+        );
+        let config = NodeConfig::resolve(&NodeArgs {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let config = NodeConfig::resolve(&NodeArgs {
+            metrics_listen: Some("off".into()),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen, None);
+        let config = NodeConfig::resolve(&NodeArgs {
+            metrics_listen: Some("0.0.0.0:9100".into()),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        assert_eq!(NodeConfig::default().metrics_listen, None);
+    }
+
+    #[test]
+    fn bad_metrics_listen_values_are_refused() {
+        let error = refusal(NodeArgs {
+            metrics_listen: Some("nowhere".into()),
+            ..NodeArgs::default()
+        });
+        assert!(error.contains("--metrics-listen 'nowhere'"), "{error}");
+        let error = refusal(NodeArgs {
+            listen: Some("127.0.0.1:65534".parse().unwrap()),
+            ..NodeArgs::default()
+        });
+        assert!(error.contains("give --metrics-listen"), "{error}");
+    }
+
+    #[test]
+    fn the_file_takes_metrics_listen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "metrics_listen = \"off\"\n").unwrap();
+        let config = NodeConfig::resolve(&NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen, None);
     }
 
     #[test]

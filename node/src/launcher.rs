@@ -2,9 +2,10 @@
 //!
 //! It starts `--nodes` child processes of this same binary, each an ordinary
 //! `myelin node` with the flags one would type by hand (printed at start): node `i` serves
-//! Kafka on `127.0.0.1:<base + (i-1)*10000>`, peers on the port after it, and keeps its data
-//! in `<data-dir>/node-<i>`. With the default base, 19092, that is 19092/19093, 29092/29093,
-//! 39092/39093. Flags after `--` are passed to every node. Ctrl-C or SIGTERM is passed on to
+//! Kafka on `127.0.0.1:<base + (i-1)*10000>`, peers on the port after it, metrics (the
+//! node's default, `--metrics-listen`) on the one after that, and keeps its data in
+//! `<data-dir>/node-<i>`. With the default base, 19092, that is 19092/19093/19094,
+//! 29092/29093/29094, 39092/39093/39094. Flags after `--` are passed to every node. Ctrl-C or SIGTERM is passed on to
 //! every node, which shut down cleanly; if one node exits on its own, the others are stopped
 //! too and the launcher fails.
 
@@ -29,7 +30,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 #[command(
     after_help = "Example: myelin cluster --nodes 3 -- --default-partitions 3\n\
     starts nodes 1..=3 (Kafka on 127.0.0.1:19092, :29092, :39092; peers on :19093, :29093, \
-    :39093; data in ./myelin-cluster/node-1, ...), each with --default-partitions 3."
+    :39093; metrics on :19094, :29094, :39094; data in ./myelin-cluster/node-1, ...), each with --default-partitions 3."
 )]
 pub struct ClusterArgs {
     /// Nodes to start, with ids 1..=N (as many as fit below port 65536: 5 with the default
@@ -55,6 +56,8 @@ pub struct PlannedNode {
     pub id: u16,
     pub kafka: SocketAddr,
     pub peer: SocketAddr,
+    /// The node's default metrics address (Kafka port + 2).
+    pub metrics: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -68,15 +71,15 @@ pub fn plan(args: &ClusterArgs) -> anyhow::Result<Vec<PlannedNode>> {
     }
     (1..=args.nodes)
         .map(|id| {
-            // The peer port (Kafka port + 1) must fit too.
+            // The peer port (Kafka port + 1) and the metrics port (+ 2) must fit too.
             let kafka = (id - 1)
                 .checked_mul(PORT_STRIDE)
                 .and_then(|offset| args.base_port.checked_add(offset))
-                .filter(|port| *port < u16::MAX)
+                .filter(|port| *port < u16::MAX - 1)
                 .with_context(|| {
                     format!(
                         "--nodes {} with --base-port {} puts node {id} above port 65535 \
-                         (node i uses base + (i-1)*{PORT_STRIDE} and the port after it)",
+                         (node i uses base + (i-1)*{PORT_STRIDE} and the two ports after it)",
                         args.nodes, args.base_port
                     )
                 })?;
@@ -84,6 +87,7 @@ pub fn plan(args: &ClusterArgs) -> anyhow::Result<Vec<PlannedNode>> {
                 id,
                 kafka: loopback(kafka),
                 peer: loopback(kafka + 1),
+                metrics: loopback(kafka + 2),
                 data_dir: args.data_dir.join(format!("node-{id}")),
             })
         })
@@ -178,10 +182,11 @@ async fn serve(nodes: &[PlannedNode], children: &mut [(u16, Child)]) -> anyhow::
     eprintln!("cluster of {} nodes ready:", nodes.len());
     for node in nodes {
         eprintln!(
-            "  node {}: Kafka {}, peers {}, data {}",
+            "  node {}: Kafka {}, peers {}, metrics http://{}/metrics, data {}",
             node.id,
             node.kafka,
             node.peer,
+            node.metrics,
             node.data_dir.display()
         );
     }
@@ -276,6 +281,7 @@ mod tests {
             bootstrap(&nodes),
             "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
         );
+        assert_eq!(nodes[2].metrics, loopback(39094));
     }
 
     #[test]
@@ -295,9 +301,14 @@ mod tests {
         assert_eq!(plan(&cluster(5, 19092)).unwrap().len(), 5);
         let error = format!("{:#}", plan(&cluster(6, 19092)).unwrap_err());
         assert!(error.contains("puts node 6 above port 65535"), "{error}");
-        // The last Kafka port fits, its peer port does not.
+        // The last Kafka port fits, its peer port does not; nor does its metrics port.
         let error = format!("{:#}", plan(&cluster(1, u16::MAX)).unwrap_err());
         assert!(error.contains("puts node 1 above port 65535"), "{error}");
+        assert!(plan(&cluster(1, u16::MAX - 1)).is_err());
+        assert_eq!(
+            plan(&cluster(1, u16::MAX - 2)).unwrap()[0].metrics.port(),
+            u16::MAX
+        );
         assert!(plan(&cluster(0, 19092)).is_err());
         assert!(plan(&cluster(3, 0)).is_err());
     }

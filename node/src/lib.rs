@@ -13,6 +13,7 @@
 pub mod config;
 pub mod kafka;
 pub mod launcher;
+pub mod metrics;
 pub mod peer;
 pub mod runtime;
 pub mod storage;
@@ -52,6 +53,21 @@ pub async fn run_node_with(
         .await
         .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("binding the metrics listener (--metrics-listen) to {address}")
+                })?;
+            let bound = listener
+                .local_addr()
+                .context("reading the metrics address")?;
+            tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     let partition_count = recovered.partitions.len();
     let mut broker_config = config.broker_config(bound);
     if let Some(adjust) = &hooks.adjust_broker_config {
@@ -90,6 +106,9 @@ pub async fn run_node_with(
     );
     let handle = runtime::start_with(broker, storage, initial, peers, hooks, clock)
         .context("applying recovery outputs")?;
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::http::serve(listener, handle.clone()));
+    }
     tracing::info!(
         address = %bound,
         data_dir = %config.data_dir.display(),

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node: Kafka API on --listen, data in --data-dir.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Run a local cluster (`myelin cluster [start]`), or show a cluster's state
     /// (`myelin cluster status`).
     Cluster(ClusterCli),
@@ -54,8 +54,8 @@ struct ClusterCli {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on base+(i-1)*10000, by
-    /// default 19092, 29092, ...; peers on the port after it; data in <data-dir>/node-i).
-    /// Ctrl-C stops them all. The default of `myelin cluster`.
+    /// default 19092, 29092, ...; peers on the port after it, metrics on the next; data in
+    /// <data-dir>/node-i). Ctrl-C stops them all. The default of `myelin cluster`.
     Start(ClusterArgs),
     /// Show a running cluster: its nodes, the controller, and the partitions without a
     /// leader or with fewer in-sync replicas than replicas.

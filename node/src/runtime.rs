@@ -37,6 +37,7 @@
 mod effects;
 mod held_batches;
 
+use crate::metrics::Metrics;
 use crate::peer::{PeerReceiver, PeerTransport};
 use crate::storage::{read_verified, Storage, StorageError};
 use bytes::Bytes;
@@ -45,7 +46,7 @@ use myelin_core::api::{
     BrokerConfig, Input, Now, Output, PeerMessage, ReadChunk, RecoveredPartition, Request,
     RequestId, Response,
 };
-use myelin_core::broker::Broker;
+use myelin_core::broker::{Broker, BrokerStats};
 use myelin_core::metadata::TopicPartition;
 use myelin_core::replication::{NodeId, ReplicaState};
 use std::collections::BTreeMap;
@@ -86,11 +87,17 @@ enum CoreEvent {
     },
 }
 
+/// Scrapes waiting for the core's snapshot at most; more wait to queue (see `metrics`).
+const STATS_QUEUE_DEPTH: usize = 16;
+
 /// What connection tasks hold: a way to call the core and to read stored batches.
 #[derive(Clone)]
 pub struct NodeHandle {
     events: mpsc::Sender<CoreEvent>,
+    /// Snapshots asked of the core task (read without a step; see `Broker::stats`).
+    stats: mpsc::Sender<oneshot::Sender<BrokerStats>>,
     storage: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
 }
 
 impl NodeHandle {
@@ -102,6 +109,21 @@ impl NodeHandle {
             .await
             .map_err(|_| RuntimeError::Stopped)?;
         answer.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// The core's summary for the metrics, read between steps (never a step itself).
+    pub async fn stats(&self) -> Result<BrokerStats, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        self.stats
+            .send(reply)
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        answer.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// The node's metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Reads the bytes of fetched batches, as the core described them.
@@ -235,6 +257,9 @@ struct CoreTask {
     /// Sequence covered by the last completed sync.
     synced_sequence: u64,
     sync_in_flight: bool,
+    /// `Metrics::appended_bytes` when the last sync started (its group-commit size).
+    synced_bytes: u64,
+    metrics: Arc<Metrics>,
     hooks: NodeHooks,
     clock: NodeClock,
 }
@@ -269,7 +294,14 @@ pub fn start_with(
     let (effects, effect_queue) = mpsc::channel(EFFECT_QUEUE_DEPTH);
     let (written_sender, written_sequence) = watch::channel(0);
     let (failure_sender, worker_failed) = oneshot::channel();
-    let mut executor = EffectExecutor::new(storage.clone(), peers, hooks.clone(), clock.clone());
+    let metrics = Arc::new(Metrics::default());
+    let mut executor = EffectExecutor::new(
+        storage.clone(),
+        peers,
+        hooks.clone(),
+        clock.clone(),
+        metrics.clone(),
+    );
     let mut task = CoreTask {
         broker,
         storage: storage.clone(),
@@ -281,6 +313,8 @@ pub fn start_with(
         worker_failed: Some(worker_failed),
         synced_sequence: 0,
         sync_in_flight: false,
+        synced_bytes: 0,
+        metrics: metrics.clone(),
         hooks,
         clock,
     };
@@ -311,10 +345,13 @@ pub fn start_with(
         written_sender,
         failure_sender,
     ));
-    tokio::spawn(task.run(events, peer_events));
+    let (stats, stats_requests) = mpsc::channel(STATS_QUEUE_DEPTH);
+    tokio::spawn(task.run(events, peer_events, stats_requests));
     Ok(NodeHandle {
         events: events_sender,
+        stats,
         storage,
+        metrics,
     })
 }
 
@@ -323,6 +360,7 @@ impl CoreTask {
         mut self,
         mut events: mpsc::Receiver<CoreEvent>,
         mut peer_events: PeerReceiver<PeerMessage>,
+        mut stats_requests: mpsc::Receiver<oneshot::Sender<BrokerStats>>,
     ) {
         loop {
             // Timers are due on the monotonic clock (see `Broker::next_wakeup_ms`).
@@ -341,6 +379,12 @@ impl CoreTask {
                     return;
                 }
                 Some((from, message)) = peer_events.recv() => Some(CoreEvent::Peer { from, message }),
+                // A scrape: answered from the broker as it stands, with no step (and so no
+                // trace event, nothing the core decides differently).
+                Some(reply) = stats_requests.recv() => {
+                    let _ = reply.send(self.broker.stats(self.clock.now()));
+                    continue;
+                }
                 event = events.recv() => match event {
                     Some(event) => Some(event),
                     None => return,
@@ -480,6 +524,13 @@ impl CoreTask {
             return;
         }
         self.sync_in_flight = true;
+        // The bytes written since the last sync started: about what this one covers (the
+        // worker may be writing more meanwhile; they count for the next).
+        let appended_bytes = self.metrics.appended_bytes();
+        let bytes = appended_bytes - self.synced_bytes;
+        self.synced_bytes = appended_bytes;
+        let appends = through_sequence - self.synced_sequence;
+        let metrics = self.metrics.clone();
         let storage = self.storage.clone();
         let events = self.events_sender.clone();
         let delay = self.hooks.sync_delay.as_ref().map(|delay| delay());
@@ -490,7 +541,13 @@ impl CoreTask {
             // madsim deprecates spawn_blocking (it runs the closure as a plain task), which
             // is right for the simulator's in-memory file system.
             #[cfg_attr(madsim, allow(deprecated))]
-            let result = tokio::task::spawn_blocking(move || storage.sync()).await;
+            let result = tokio::task::spawn_blocking(move || {
+                let started = tokio::time::Instant::now();
+                let synced = storage.sync();
+                metrics.synced(started.elapsed(), appends, bytes);
+                synced
+            })
+            .await;
             let event = match result {
                 Ok(Ok(())) => CoreEvent::Synced { through_sequence },
                 Ok(Err(error)) => CoreEvent::SyncFailed(error),

@@ -3,7 +3,9 @@
 //! The node runs as `myelin node --listen 127.0.0.1:PORT --data-dir DIR [flags]` with a
 //! temporary data dir that survives restarts of the same [`Node`]. Its stdout and stderr
 //! go to `target/e2e-logs/<name>.run<N>.log` (one file per process start), and every
-//! failure message of the harness points at that file and quotes its tail.
+//! failure message of the harness points at that file and quotes its tail. Unless its
+//! flags name `--metrics-listen`, a node serves metrics on an ephemeral port, which
+//! [`Node::metrics_addr`] reads from its log.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -46,6 +48,11 @@ impl NodeConfig {
             args.push(n.to_string());
         }
         args.extend(self.extra_args.iter().cloned());
+        // An ephemeral metrics port (the node logs it; see `Node::metrics_addr`): the
+        // default, the Kafka port + 2, may be another test's.
+        if !self.extra_args.iter().any(|arg| arg == "--metrics-listen") {
+            args.extend(["--metrics-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         args
     }
 }
@@ -135,6 +142,13 @@ impl Node {
         };
         node.spawn();
         node
+    }
+
+    /// Where the current run serves `/metrics`, as its log says (`None` if it says not).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let log = read_lossy(&self.log_path);
+        let (_, rest) = log.rsplit_once("metrics on http://")?;
+        rest.split_once("/metrics")?.0.parse().ok()
     }
 
     /// `127.0.0.1:PORT`, for `--bootstrap` / `-b`.

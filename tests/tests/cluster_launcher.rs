@@ -4,10 +4,11 @@
 //! The launcher runs as a real process with two nodes; its output and its nodes' go to
 //! `target/e2e-logs/cluster_launcher.<test>.log`. These tests look at processes, ports and
 //! exit statuses only, not at replication. The launcher's ports follow its fixed scheme
-//! (base, base + 1, base + 10000, base + 10001), so each test picks a base whose four
-//! ports are free, below the ephemeral range the other tests' free ports come from.
+//! (base, base + 1, base + 2, base + 10000, ...: Kafka, peers, metrics), so each test picks a
+//! base whose six ports are free, below the ephemeral range the other tests' free ports come from.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,13 +156,13 @@ impl Drop for Launcher {
     }
 }
 
-/// A base port whose four ports (two nodes, Kafka and peers) can be bound now. Below
+/// A base port whose six ports (two nodes: Kafka, peers, metrics) can be bound now. Below
 /// 32768, where the kernel's ephemeral ports (the other tests' free ports) never land.
 fn free_base_port(search_from: u16) -> u16 {
     let first = search_from + u16::try_from(std::process::id() % 500).expect("below 500");
     (first..first + 500)
         .find(|base| {
-            [0, 1, 10_000, 10_001]
+            [0, 1, 2, 10_000, 10_001, 10_002]
                 .iter()
                 .all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
         })
@@ -223,6 +224,28 @@ fn sigterm_to_the_launcher_stops_every_node_cleanly() {
             TcpStream::connect(("127.0.0.1", port)).is_ok(),
             "a node serves Kafka on {port}\n{}",
             launcher.diagnostics()
+        );
+        // Its metrics are on the Kafka port + 2, as the launcher says.
+        let metrics = format!("127.0.0.1:{}", port + 2);
+        assert!(
+            launcher
+                .log()
+                .contains(&format!("metrics http://{metrics}/metrics")),
+            "the launcher prints {metrics}\n{}",
+            launcher.diagnostics()
+        );
+        let mut scrape = TcpStream::connect(&metrics).expect("connect to the metrics port");
+        scrape
+            .set_read_timeout(Some(WAIT_LIMIT))
+            .expect("set a read timeout");
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("send a scrape");
+        let mut answer = String::new();
+        scrape.read_to_string(&mut answer).expect("read the scrape");
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.contains("myelin_requests_total"),
+            "{answer}"
         );
     }
 

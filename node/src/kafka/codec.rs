@@ -20,6 +20,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -74,6 +75,8 @@ pub(crate) fn check_frame_length(length: i32, frame_bytes_max: usize) -> Result<
 pub(crate) struct RequestBudget {
     permits: Arc<Semaphore>,
     bytes: u32,
+    /// Frames that had to wait for the budget (the node's metrics read it).
+    waits: Arc<AtomicU64>,
 }
 
 /// Budget held by one request until its answer is ready.
@@ -85,12 +88,23 @@ impl RequestBudget {
         Self {
             permits: Arc::new(Semaphore::new(bytes as usize)),
             bytes,
+            waits: Arc::default(),
         }
+    }
+
+    /// Counts the frames that wait for the budget in `waits`.
+    pub(crate) fn counting_waits_in(mut self, waits: Arc<AtomicU64>) -> Self {
+        self.waits = waits;
+        self
     }
 
     /// Waits until `size` bytes fit in the budget.
     pub(crate) async fn admit(&self, size: usize) -> BudgetPermit {
         let wanted = u32::try_from(size).unwrap_or(u32::MAX).min(self.bytes);
+        if let Ok(permit) = self.permits.clone().try_acquire_many_owned(wanted) {
+            return permit;
+        }
+        self.waits.fetch_add(1, Ordering::Relaxed);
         self.permits
             .clone()
             .acquire_many_owned(wanted)
@@ -407,7 +421,8 @@ mod tests {
     #[tokio::test]
     async fn a_frame_is_read_only_once_the_budget_admits_it_and_releases_it_when_done() {
         // Two 16-byte frames, a budget of 24 bytes: the second waits for the first.
-        let budget = RequestBudget::new(24);
+        let waits = Arc::new(AtomicU64::new(0));
+        let budget = RequestBudget::new(24).counting_waits_in(waits.clone());
         let frame: &[u8] = &[0, 0, 0, 16, 0, 18, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0];
         let mut first_stream = frame;
         let mut second_stream = frame;
@@ -428,6 +443,11 @@ mod tests {
         drop(first_permit);
         let (body, _) = second.await.unwrap().unwrap();
         assert_eq!(body.len(), 16);
+        assert_eq!(
+            waits.load(Ordering::Relaxed),
+            1,
+            "only the second frame waited"
+        );
         // A frame larger than the whole budget is admitted alone.
         let mut large: &[u8] = &[
             0, 0, 0, 40, 0, 18, 0, 3, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,

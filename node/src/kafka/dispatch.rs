@@ -165,6 +165,9 @@ pub(crate) async fn respond(
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),
     };
+    if let Reply::Respond { body, .. } = &reply {
+        context.handle.metrics().record_response(api_key, body);
+    }
     match reply {
         Reply::NoResponse => Ok(None),
         Reply::Respond {

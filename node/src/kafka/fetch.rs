@@ -116,6 +116,7 @@ pub(crate) async fn handle(
     body.responses = requested
         .into_iter()
         .map(|topic| {
+            let topic_bytes_before = record_bytes_total;
             let mut topic_response = FetchableTopicResponse::default();
             if version >= 13 {
                 topic_response.topic_id = topic.topic_id;
@@ -142,6 +143,10 @@ pub(crate) async fn handle(
                     data
                 })
                 .collect();
+            if let Some(name) = &topic.name {
+                let topic_bytes = record_bytes_total - topic_bytes_before;
+                context.handle.metrics().record_fetched(name, topic_bytes);
+            }
             topic_response
         })
         .collect();

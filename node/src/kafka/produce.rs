@@ -45,6 +45,7 @@ pub(crate) async fn handle(
         return Err(HandlerError::UnexpectedResponse { request: "Produce" });
     };
     if acks == Acks::None {
+        context.handle.metrics().record_produced(&request, None);
         return Ok(Reply::NoResponse);
     }
 
@@ -66,6 +67,10 @@ pub(crate) async fn handle(
             None => Answer::Error(UNKNOWN_SERVER_ERROR),
         }
     });
+    context
+        .handle
+        .metrics()
+        .record_produced(&request, Some(&body));
     Ok(Reply::small(body))
 }
 

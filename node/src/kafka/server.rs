@@ -18,11 +18,13 @@
 //! their responses first.
 
 use crate::kafka::codec::{
-    decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame, RequestBudget,
+    decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame, FrameError,
+    RequestBudget,
 };
 use crate::kafka::dispatch::{respond, ConnectionContext, HandlerError};
 use crate::kafka::frame::{write_frame, ResponseFrame};
 use crate::kafka::topic_ids::TopicIdCache;
+use crate::metrics::Limit;
 use crate::runtime::NodeHandle;
 use kafka_protocol::messages::ApiKey;
 use std::collections::VecDeque;
@@ -88,7 +90,8 @@ pub async fn serve(
     }
     let config = Arc::new(config);
     let connection_slots = Arc::new(Semaphore::new(config.connections_max));
-    let budget = RequestBudget::new(config.request_bytes_budget);
+    let budget = RequestBudget::new(config.request_bytes_budget)
+        .counting_waits_in(handle.metrics().request_budget_waits());
     // Connections are numbered in the order they are accepted: the transaction coordinator
     // tells a request delayed on a connection its client gave up on from the retry on a
     // newer one (see myelin_core::transactions).
@@ -103,6 +106,7 @@ pub async fn serve(
             }
         };
         let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+            handle.metrics().refused(Limit::ConnectionsMax);
             tracing::warn!(
                 %peer,
                 reason = "connection limit reached",
@@ -118,7 +122,10 @@ pub async fn serve(
         connections_accepted += 1;
         let connection_id = connections_accepted;
         tokio::spawn(async move {
+            let metrics_handle = handle.clone();
+            let open = metrics_handle.metrics().connection_opened();
             serve_connection(stream, peer, connection_id, handle, &config, &budget).await;
+            drop(open);
             drop(slot);
         });
     }
@@ -211,6 +218,9 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(Some(read)) => read,
             Ok(None) => return,
             Err(error) => {
+                if matches!(error, FrameError::TooLong { .. }) {
+                    context.handle.metrics().refused(Limit::FrameBytesMax);
+                }
                 tracing::warn!(%peer, reason = %error, "closing Kafka connection");
                 return;
             }
@@ -219,7 +229,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Ok(DecodedFrame::Request(request)) => {
                 let context = context.clone();
                 Box::pin(async move {
+                    let api_key = request.api_key;
+                    let started = tokio::time::Instant::now();
                     let reply = respond(&context, *request).await;
+                    context
+                        .handle
+                        .metrics()
+                        .record_request(api_key, started.elapsed());
                     // The request's bytes are released once it is answered.
                     drop(permit);
                     reply

@@ -3,6 +3,7 @@
 
 use super::held_batches::HeldBatches;
 use super::{NodeClock, NodeHooks, TraceEvent};
+use crate::metrics::Metrics;
 use crate::peer::PeerTransport;
 use crate::storage::{read_verified, Storage, StorageError};
 use myelin_core::api::{CorruptData, PeerMessage, Response, StorageCommand};
@@ -66,6 +67,7 @@ pub(super) struct EffectExecutor {
     held: HeldBatches,
     hooks: NodeHooks,
     clock: NodeClock,
+    metrics: Arc<Metrics>,
 }
 
 /// Effects carried out in one batch at most (more wait for the next).
@@ -125,6 +127,7 @@ impl EffectExecutor {
         peers: Option<PeerTransport<PeerMessage>>,
         hooks: NodeHooks,
         clock: NodeClock,
+        metrics: Arc<Metrics>,
     ) -> Self {
         EffectExecutor {
             storage,
@@ -134,6 +137,7 @@ impl EffectExecutor {
             held: HeldBatches::default(),
             hooks,
             clock,
+            metrics,
         }
     }
 
@@ -294,6 +298,7 @@ impl EffectExecutor {
                 sequence,
             } => {
                 self.storage.append(&partition, &batch, &bytes)?;
+                self.metrics.appended(bytes.len());
                 if self.peers.is_some() {
                     self.held.appended(&partition, &batch, &bytes);
                 }
