@@ -378,6 +378,9 @@ pub struct OffsetCommitPartition {
     pub partition: TopicPartition,
     pub offset: i64,
     pub metadata: Option<String>,
+    /// The leader epoch of the record the offset points after (OffsetCommit v6+,
+    /// TxnOffsetCommit v2+); -1 when not given. OffsetFetch returns it.
+    pub leader_epoch: i32,
 }
 
 /// The coordinator of one group, as FindCoordinator answers.
@@ -395,6 +398,8 @@ pub struct FetchedOffset {
     pub partition: TopicPartition,
     pub offset: i64,
     pub metadata: Option<String>,
+    /// The committed leader epoch (-1: none).
+    pub leader_epoch: i32,
     pub error: ErrorCode,
 }
 

@@ -617,6 +617,7 @@ fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
             partition: TopicPartition::new("orders", 0),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -1547,6 +1548,7 @@ fn transactional_offsets_take_effect_with_the_commit_marker_only() {
             partition: partitions[0].clone(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     };
     let fetch_stable = Request::OffsetFetch {

@@ -329,7 +329,7 @@ impl GroupCoordinator {
                 .pending_txn_offsets
                 .values()
                 .flatten()
-                .all(|(group, _, _)| group != group_id)
+                .all(|(group, _, _, _)| group != group_id)
         })
     }
 
@@ -646,10 +646,12 @@ impl GroupCoordinator {
                     .collect();
                 let known = known_partitions(commits, context.metadata);
                 if error == ErrorCode::None && !known.is_empty() {
+                    let (commits, leader_epochs) = offset_entries(known);
                     records.push(GroupRecord::Offsets {
                         group: group_id.clone(),
                         at_ms: now.wall_ms,
-                        commits: offset_entries(known),
+                        commits,
+                        leader_epochs,
                     });
                 }
                 let response = Response::OffsetCommit(results);
@@ -896,11 +898,13 @@ impl GroupCoordinator {
             // Every partition's topic went away since the request arrived: nothing to write.
             return vec![GroupOutput::Respond { id, response }];
         }
+        let (commits, leader_epochs) = offset_entries(known);
         let record = GroupRecord::TxnOffsets {
             group: group_id.clone(),
             producer_id,
             at_ms: now.wall_ms,
-            commits: offset_entries(known),
+            commits,
+            leader_epochs,
         };
         let batch = crate::records::encode_producer_batch(
             &crate::records::encode_json_records(&[record]),
@@ -1374,22 +1378,26 @@ fn fetched_offset(partition: TopicPartition, found: Option<&CommittedOffset>) ->
         partition,
         offset: found.map_or(-1, |committed| committed.offset),
         metadata: found.and_then(|committed| committed.metadata.clone()),
+        leader_epoch: found.map_or(-1, |committed| committed.leader_epoch),
         error: ErrorCode::None,
     }
 }
 
-/// A commit's partitions as the offsets log records them.
+/// A commit's partitions as the offsets log records them: the entries and their leader
+/// epochs (see `GroupRecord::Offsets`).
 fn offset_entries(
     commits: Vec<OffsetCommitPartition>,
-) -> Vec<(TopicPartition, i64, Option<String>)> {
-    commits
+) -> (Vec<offsets_shard::OffsetEntry>, Vec<i32>) {
+    let (entries, epochs) = commits
         .into_iter()
         .map(
             |OffsetCommitPartition {
                  partition,
                  offset,
                  metadata,
-             }| (partition, offset, metadata),
+                 leader_epoch,
+             }| ((partition, offset, metadata), leader_epoch),
         )
-        .collect()
+        .unzip();
+    (entries, offsets_shard::leader_epochs_field(epochs))
 }

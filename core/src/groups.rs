@@ -52,6 +52,8 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: Option<String>,
     pub committed_ms: i64,
+    /// The leader epoch the consumer committed with (-1: none given).
+    pub leader_epoch: i32,
 }
 
 /// A group's membership as the coordinator persists it in the offsets log (after a

@@ -287,6 +287,7 @@ fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
             partition: orders(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -304,6 +305,7 @@ fn txn_commit(member_id: &str, offset: i64) -> Request {
             partition: orders(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -341,16 +343,69 @@ fn groups_hash_to_the_partition_kafka_would_pick() {
 
 #[test]
 fn records_round_trip_through_json() {
-    let record = GroupRecord::Offsets {
+    for leader_epochs in [Vec::new(), vec![7]] {
+        let record = GroupRecord::Offsets {
+            group: "g".into(),
+            at_ms: 5,
+            commits: vec![(TopicPartition::new("t", 1), 42, Some("meta".into()))],
+            leader_epochs,
+        };
+        let bytes = serde_json::to_vec(&record).expect("encodes");
+        assert_eq!(
+            serde_json::from_slice::<GroupRecord>(&bytes).ok(),
+            Some(record)
+        );
+    }
+}
+
+#[test]
+fn an_offsets_record_written_before_leader_epochs_decodes_with_none() {
+    // Exactly as the previous version wrote its records (commits as 3-tuples, no epochs).
+    let old =
+        br#"{"Offsets":{"group":"g","at_ms":5,"commits":[[{"topic":"t","partition":1},42,null]]}}"#;
+    let record: GroupRecord = serde_json::from_slice(old).expect("an old record decodes");
+    let GroupRecord::Offsets {
+        commits,
+        leader_epochs,
+        ..
+    } = record
+    else {
+        panic!("{record:?}")
+    };
+    assert_eq!(commits, vec![(TopicPartition::new("t", 1), 42, None)]);
+    assert_eq!(offsets_shard::leader_epoch_at(&leader_epochs, 0), -1);
+    // And a record without an epoch is still written in that form.
+    let unchanged = GroupRecord::Offsets {
         group: "g".into(),
         at_ms: 5,
-        commits: vec![(TopicPartition::new("t", 1), 42, Some("meta".into()))],
+        commits,
+        leader_epochs: Vec::new(),
     };
-    let bytes = serde_json::to_vec(&record).expect("encodes");
-    assert_eq!(
-        serde_json::from_slice::<GroupRecord>(&bytes).ok(),
-        Some(record)
-    );
+    assert_eq!(serde_json::to_vec(&unchanged).unwrap(), old.to_vec());
+}
+
+#[test]
+fn a_committed_leader_epoch_is_returned_by_offset_fetch_and_survives_failover() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let mut request = commit(&member, 1, 42);
+    if let Request::OffsetCommit { commits, .. } = &mut request {
+        commits[0].leader_epoch = 9;
+    }
+    node.call_and_commit(request);
+    let epoch_of = |node: &mut Node| match node.call(fetch(false)) {
+        Response::OffsetFetch { partitions, .. } => {
+            (partitions[0].offset, partitions[0].leader_epoch)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(epoch_of(&mut node), (42, 9));
+    let mut next = next_coordinator(&mut node, 2);
+    assert_eq!(epoch_of(&mut next), (42, 9));
+    // A commit without an epoch answers -1.
+    next.call_and_commit(commit(&member, 1, 43));
+    assert_eq!(epoch_of(&mut next), (43, -1));
 }
 
 #[test]
@@ -822,6 +877,7 @@ fn commits_with_unknown_partitions(offset: i64) -> Vec<OffsetCommitPartition> {
         partition,
         offset,
         metadata: None,
+        leader_epoch: -1,
     })
     .collect()
 }
@@ -1070,6 +1126,7 @@ fn offsets_of_a_topic_a_member_subscribes_to_are_kept_and_the_others_deleted_dur
                 partition,
                 offset: 7,
                 metadata: None,
+                leader_epoch: -1,
             })
             .collect(),
     };
