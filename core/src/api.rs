@@ -598,6 +598,12 @@ pub struct ListOffsetsResult {
     pub error: ErrorCode,
     pub timestamp: i64,
     pub offset: i64,
+    /// For a timestamp or MAX_TIMESTAMP: the batch holding the answer. The core indexes
+    /// batches, not records, so `offset` and `timestamp` are then the batch's (its base
+    /// offset, or the log start offset if later, and its max timestamp): the node reads
+    /// the batch and answers its first record at or after the timestamp asked (with the
+    /// max timestamp), at or past `offset`.
+    pub batch: Option<ReadChunk>,
 }
 
 /// The core's answer to a `Request`.

@@ -1581,6 +1581,7 @@ impl Broker {
             error: ErrorCode::None,
             timestamp: -1,
             offset: -1,
+            batch: None,
         };
         let state = match self.readable_partition(&result.partition) {
             Ok(state) => state,
@@ -1594,19 +1595,26 @@ impl Broker {
             Isolation::ReadUncommitted => log.high_watermark(),
             Isolation::ReadCommitted => last_stable_offset(state),
         };
+        let in_batch = |(batch, chunk): (crate::log::BatchEntry, crate::api::ReadChunk)| {
+            let offset = batch.base_offset.max(log.log_start_offset());
+            (offset, batch.max_timestamp, Some(chunk))
+        };
         let found = match timestamp {
-            LIST_OFFSETS_LATEST => Some((upper_bound, -1)),
-            LIST_OFFSETS_EARLIEST => Some((log.log_start_offset(), -1)),
-            LIST_OFFSETS_MAX_TIMESTAMP => log.max_timestamp_offset(upper_bound),
-            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp, upper_bound),
+            LIST_OFFSETS_LATEST => Some((upper_bound, -1, None)),
+            LIST_OFFSETS_EARLIEST => Some((log.log_start_offset(), -1, None)),
+            LIST_OFFSETS_MAX_TIMESTAMP => log.batch_with_max_timestamp(upper_bound).map(in_batch),
+            timestamp if timestamp >= 0 => {
+                log.batch_at_timestamp(timestamp, upper_bound).map(in_batch)
+            }
             _ => {
                 result.error = ErrorCode::InvalidRequest;
                 None
             }
         };
-        if let Some((offset, timestamp)) = found {
+        if let Some((offset, timestamp, batch)) = found {
             result.offset = offset;
             result.timestamp = timestamp;
+            result.batch = batch;
         }
         result
     }

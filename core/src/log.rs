@@ -476,28 +476,50 @@ impl PartitionLog {
     }
 
     /// The first batch below `upper_bound` whose newest record is at or after
-    /// `timestamp_ms`: (its base offset, its max timestamp).
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64, upper_bound: i64) -> Option<(i64, i64)> {
-        self.batches_below(upper_bound)
-            .find(|batch| batch.max_timestamp >= timestamp_ms)
-            .map(|batch| (batch.base_offset, batch.max_timestamp))
+    /// `timestamp_ms`, and where it is stored. The record asked for lies inside it: the
+    /// core indexes batches, so the node reads the batch and finds the record.
+    pub fn batch_at_timestamp(
+        &self,
+        timestamp_ms: i64,
+        upper_bound: i64,
+    ) -> Option<(BatchEntry, ReadChunk)> {
+        self.stored_batches_below(upper_bound)
+            .find(|(_, batch)| batch.max_timestamp >= timestamp_ms)
+            .map(|(chunk, batch)| (batch, chunk))
     }
 
-    /// The batch with the newest timestamp below `upper_bound`: (its last offset, timestamp).
-    pub fn max_timestamp_offset(&self, upper_bound: i64) -> Option<(i64, i64)> {
-        self.batches_below(upper_bound)
-            .fold(None, |best: Option<&BatchEntry>, batch| match best {
-                Some(best) if best.max_timestamp >= batch.max_timestamp => Some(best),
-                _ => Some(batch),
-            })
-            .map(|batch| (batch.last_offset, batch.max_timestamp))
+    /// The first batch below `upper_bound` holding the newest timestamp, and where it is
+    /// stored (the node finds the first record with that timestamp inside it).
+    pub fn batch_with_max_timestamp(&self, upper_bound: i64) -> Option<(BatchEntry, ReadChunk)> {
+        self.stored_batches_below(upper_bound).fold(
+            None,
+            |best: Option<(BatchEntry, ReadChunk)>, candidate| match best {
+                Some(best) if best.0.max_timestamp >= candidate.1.max_timestamp => Some(best),
+                _ => Some((candidate.1, candidate.0)),
+            },
+        )
     }
 
-    fn batches_below(&self, upper_bound: i64) -> impl Iterator<Item = &BatchEntry> {
+    /// The batches from the log start offset up to `upper_bound`, each with its chunk.
+    fn stored_batches_below(
+        &self,
+        upper_bound: i64,
+    ) -> impl Iterator<Item = (ReadChunk, BatchEntry)> + '_ {
+        let log_start = self.log_start_offset;
         self.segments
             .iter()
-            .flat_map(|segment| segment.batches.iter())
-            .take_while(move |batch| batch.last_offset < upper_bound)
+            .flat_map(|segment| {
+                segment.batches.iter().map(|batch| {
+                    let chunk = ReadChunk {
+                        segment_base_offset: segment.base_offset,
+                        position: batch.position,
+                        length: batch.size_bytes,
+                    };
+                    (chunk, *batch)
+                })
+            })
+            .skip_while(move |(_, batch)| batch.last_offset < log_start)
+            .take_while(move |(_, batch)| batch.last_offset < upper_bound)
     }
 
     /// The oldest segments that retention removes now: whole, inactive segments below the
@@ -757,10 +779,22 @@ mod tests {
     #[test]
     fn timestamps_find_the_first_batch_at_or_after() {
         let log = log_with(&[2, 2, 2], 1 << 20); // timestamps 0, 10, 20
-        assert_eq!(log.offset_for_timestamp(5, 6), Some((2, 10)));
-        assert_eq!(log.offset_for_timestamp(20, 6), Some((4, 20)));
-        assert_eq!(log.offset_for_timestamp(21, 6), None);
-        assert_eq!(log.max_timestamp_offset(6), Some((5, 20)));
+        let found = |found: Option<(BatchEntry, ReadChunk)>| {
+            found.map(|(batch, chunk)| (batch.base_offset, batch.max_timestamp, chunk.position))
+        };
+        let one = header(2, 0).size_bytes;
+        assert_eq!(found(log.batch_at_timestamp(5, 6)), Some((2, 10, one)));
+        assert_eq!(found(log.batch_at_timestamp(20, 6)), Some((4, 20, 2 * one)));
+        assert_eq!(found(log.batch_at_timestamp(21, 6)), None);
+        assert_eq!(
+            found(log.batch_at_timestamp(20, 4)),
+            None,
+            "below the bound only"
+        );
+        assert_eq!(
+            found(log.batch_with_max_timestamp(6)),
+            Some((4, 20, 2 * one))
+        );
     }
 
     #[test]
