@@ -327,6 +327,8 @@ pub enum Request {
     DescribeGroups {
         groups: Vec<String>,
     },
+    /// DescribeLogDirs: every partition this node hosts (the metadata log excepted).
+    DescribeLogDirs,
     /// DeleteGroups, one group per request (the node splits Kafka's list): an empty group
     /// is deleted with its committed offsets; GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
     DeleteGroup {
@@ -606,6 +608,17 @@ pub struct ListOffsetsResult {
     pub batch: Option<ReadChunk>,
 }
 
+/// One hosted partition in a DescribeLogDirs answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedPartitionSize {
+    pub partition: TopicPartition,
+    /// Bytes of its log (the segments' batches).
+    pub size_bytes: u64,
+    /// How far its log end is behind its high watermark (Kafka's offset lag: 0 on a
+    /// leader, and on a follower that holds everything committed).
+    pub offset_lag: i64,
+}
+
 /// The core's answer to a `Request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
@@ -648,6 +661,7 @@ pub enum Response {
         groups: Vec<ListedGroup>,
     },
     DescribeGroups(Vec<DescribedGroup>),
+    DescribeLogDirs(Vec<HostedPartitionSize>),
     DeleteGroup {
         error: ErrorCode,
     },

@@ -1044,6 +1044,7 @@ impl Broker {
                 self.transaction_request(now, id, request, outputs);
                 return;
             }
+            Request::DescribeLogDirs => Response::DescribeLogDirs(self.hosted_partition_sizes()),
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
                 partitions
                     .into_iter()
@@ -1569,6 +1570,20 @@ impl Broker {
     }
 
     // ----- list offsets -----
+
+    /// DescribeLogDirs: each hosted partition's size and lag, the metadata log excepted
+    /// (Kafka keeps it apart from the data log directories).
+    fn hosted_partition_sizes(&self) -> Vec<crate::api::HostedPartitionSize> {
+        self.partitions
+            .iter()
+            .filter(|(partition, _)| partition.topic != METADATA_TOPIC)
+            .map(|(partition, state)| crate::api::HostedPartitionSize {
+                partition: partition.clone(),
+                size_bytes: state.log.size_bytes(),
+                offset_lag: (state.log.high_watermark() - state.log.log_end_offset()).max(0),
+            })
+            .collect()
+    }
 
     fn list_offset(
         &self,

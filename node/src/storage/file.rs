@@ -1047,6 +1047,10 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         Ok(Bytes::from(buffer))
     }
 
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     fn locate(&self, partition: &TopicPartition, offset: i64) -> String {
         let Ok(handle) = self.partition_files(partition) else {
             return self.partition_dir(partition).display().to_string();

@@ -156,4 +156,6 @@ pub trait Storage: Send + Sync + 'static {
     /// Where `offset` of `partition` is stored, for error messages: the segment file that
     /// holds it (the partition's directory if no segment does).
     fn locate(&self, partition: &TopicPartition, offset: i64) -> String;
+    /// The directory holding every partition (DescribeLogDirs names it).
+    fn data_dir(&self) -> &std::path::Path;
 }
