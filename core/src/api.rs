@@ -938,6 +938,10 @@ pub struct BrokerConfig {
     /// How long a group's committed offsets outlive its last member (Kafka's
     /// offsets.retention.minutes, default 7 days).
     pub offsets_retention_ms: i64,
+    /// How long a rebalance that starts in an empty group waits for more members before
+    /// completing, extended by each newcomer up to the rebalance timeout (Kafka's
+    /// group.initial.rebalance.delay.ms, default 3 s), on the monotonic clock.
+    pub group_initial_rebalance_delay_ms: i64,
     /// segment.bytes of the offsets topic when it is created (Kafka's
     /// offsets.topic.segment.bytes, 100 MiB). Its leaders write a snapshot every half of it
     /// appended, and each replica drops the segments below its last snapshot.
@@ -982,6 +986,7 @@ impl Default for BrokerConfig {
             replication: ReplicationTimings::default(),
             offsets_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            group_initial_rebalance_delay_ms: 3_000,
             offsets_segment_bytes: 100 << 20,
             metadata_segment_bytes: 100 << 20,
             transaction_state_partitions: 8,

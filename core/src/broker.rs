@@ -352,7 +352,8 @@ impl Broker {
             .replay_recovered(&metadata, &metadata_log, metadata_log_start)
             .err();
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms)
-            .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2));
+            .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2))
+            .with_initial_rebalance_delay_ms(config.group_initial_rebalance_delay_ms);
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
         let txn_coordinator = TransactionCoordinator::new(TxnCoordinatorConfig {

@@ -176,6 +176,8 @@ fn config(node_id: NodeId, voters: &[NodeId]) -> BrokerConfig {
         node_id,
         advertised_port: 9000 + node_id,
         voters: voters.to_vec(),
+        // Groups form at once, as the tests' schedules were written for.
+        group_initial_rebalance_delay_ms: 0,
         ..BrokerConfig::default()
     }
 }

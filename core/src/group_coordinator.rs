@@ -186,6 +186,8 @@ pub struct GroupCoordinator {
     held: Vec<HeldReplies>,
     next_expiry_check_ms: i64,
     snapshot_interval_bytes: u64,
+    /// Kafka's group.initial.rebalance.delay.ms (see `Group::set_initial_rebalance_delay_ms`).
+    initial_rebalance_delay_ms: i64,
     /// A shard found unable to serve (its log starts past 0 with no snapshot applied): the
     /// node must stop (`take_fail_stop`).
     fail_stop: Option<CorruptData>,
@@ -201,8 +203,16 @@ impl GroupCoordinator {
             held: Vec::new(),
             next_expiry_check_ms: 0,
             snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+            initial_rebalance_delay_ms: 0,
             fail_stop: None,
         }
+    }
+
+    /// A rebalance that starts in an empty group waits `delay_ms` for more members first
+    /// (Kafka's group.initial.rebalance.delay.ms; 0, the default here, waits not at all).
+    pub fn with_initial_rebalance_delay_ms(mut self, delay_ms: i64) -> Self {
+        self.initial_rebalance_delay_ms = delay_ms;
+        self
     }
 
     /// Writes a snapshot of an offsets partition every `bytes` appended to it (at least 1).
@@ -525,6 +535,7 @@ impl GroupCoordinator {
         match request {
             Request::JoinGroup { join, .. } => {
                 let group = shard.live.entry(group_id.clone()).or_default();
+                group.set_initial_rebalance_delay_ms(self.initial_rebalance_delay_ms);
                 replies.extend(
                     group
                         .join(now_ms, id, join, suffix)

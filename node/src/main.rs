@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node: Kafka API on --listen, data in --data-dir.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Run a local cluster: N nodes on 127.0.0.1 (node i: Kafka on base+(i-1)*10000, by
     /// default 19092, 29092, ...; peers on the port after it; data in <data-dir>/node-i).
     /// Ctrl-C stops them all.

@@ -1158,3 +1158,95 @@ fn offsets_of_a_topic_a_member_subscribes_to_are_kept_and_the_others_deleted_dur
     );
     assert_eq!(fetch_all(&mut next), Vec::new());
 }
+
+/// A leading node whose coordinator delays a new group's first rebalance by `delay_ms`.
+fn delaying_leader(delay_ms: i64) -> Node {
+    let mut node = Node::new();
+    node.coordinator = GroupCoordinator::new(60_000).with_initial_rebalance_delay_ms(delay_ms);
+    node.coordinator
+        .open_shard(0, None, 0, 0)
+        .expect("nothing to replay");
+    node.lead(1);
+    node
+}
+
+/// A member's first JoinGroup round trip: its id, and the id of its held second join.
+fn join_held(node: &mut Node) -> (String, RequestId) {
+    let member_id = match node.call(join("")) {
+        Response::JoinGroup(joined) => joined.member_id,
+        other => panic!("{other:?}"),
+    };
+    let (id, replies) = node.request(join(&member_id));
+    assert!(replies.is_empty(), "answered during the delay: {replies:?}");
+    (member_id, id)
+}
+
+/// The timers at `at_ms`; returns the replies they sent.
+fn tick_at(node: &mut Node, at_ms: i64) -> Vec<Reply> {
+    node.now_ms = at_ms;
+    let outputs = node.coordinator.tick(node.now());
+    node.execute(outputs).0
+}
+
+fn joined_generations(replies: &[Reply]) -> Vec<(RequestId, i32)> {
+    replies
+        .iter()
+        .map(|(id, response)| match response {
+            Response::JoinGroup(joined) => {
+                assert_eq!(joined.error, ErrorCode::None);
+                (*id, joined.generation)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_alone_waits_the_initial_delay_before_generation_one() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let (_, held) = join_held(&mut node);
+    assert!(tick_at(&mut node, start + 2_999).is_empty());
+    let replies = tick_at(&mut node, start + 3_000);
+    assert_eq!(joined_generations(&replies), vec![(held, 1)]);
+}
+
+#[test]
+fn members_joining_within_the_initial_delay_land_in_one_first_generation() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let (_, first) = join_held(&mut node);
+    node.now_ms = start + 1_000;
+    let (_, second) = join_held(&mut node);
+    // A newcomer during the delay extends it by another delay (the rebalance timeout,
+    // 10 s, leaves room), and nobody joined during that one: then the generation completes.
+    assert!(tick_at(&mut node, start + 3_000).is_empty());
+    assert!(tick_at(&mut node, start + 5_999).is_empty());
+    let mut replies = joined_generations(&tick_at(&mut node, start + 6_000));
+    replies.sort_unstable();
+    assert_eq!(replies, vec![(first, 1), (second, 1)]);
+}
+
+#[test]
+fn newcomers_extend_the_initial_delay_no_further_than_the_rebalance_timeout() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let mut held = vec![join_held(&mut node).1];
+    // A newcomer every 2.5 s: each delay ends with a newcomer in it and is extended while
+    // the 10 s rebalance timeout lasts (3 s, then 3 s, 3 s, then the 1 s left), never longer.
+    for at in [2_500, 3_000, 5_000, 6_000, 7_500, 9_000] {
+        let replies = tick_at(&mut node, start + at);
+        assert!(replies.is_empty(), "completed at {at}: {replies:?}");
+        if at % 3_000 != 0 || at == 9_000 {
+            held.push(join_held(&mut node).1);
+        }
+    }
+    assert!(tick_at(&mut node, start + 9_999).is_empty());
+    let completed = tick_at(&mut node, start + 10_000);
+    let mut generations = joined_generations(&completed);
+    generations.sort_unstable();
+    assert_eq!(
+        generations,
+        held.into_iter().map(|id| (id, 1)).collect::<Vec<_>>()
+    );
+}
