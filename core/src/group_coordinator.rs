@@ -72,6 +72,11 @@
 //!   `internal_log::CommitQueue`);
 //! - only the leader of the group's offsets partition, loaded in its current epoch, answers
 //!   group requests; the others answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
+//! - DeleteGroups deletes only a group without members (NON_EMPTY_GROUP otherwise,
+//!   GROUP_ID_NOT_FOUND for one not known), and OffsetDelete never the offsets of a topic a
+//!   member may be consuming (GROUP_SUBSCRIBED_TO_TOPIC, `Group::is_subscribed_to`); both
+//!   write their record (`Deleted`, `OffsetsDeleted`) and answer once it is committed, so a
+//!   later coordinator never loads what was deleted.
 
 mod offsets_shard;
 #[cfg(test)]

@@ -11,7 +11,11 @@
 //! - **Joining.** A member without an id is given one and told MEMBER_ID_REQUIRED; it joins
 //!   again with that id. A join moves the group to `PreparingRebalance`, which waits until
 //!   every known member has (re)joined or the rebalance timeout passes; members that did
-//!   not rejoin are dropped. Then the generation increases, the first protocol every member
+//!   not rejoin are dropped. A rebalance that starts in an empty group first waits
+//!   the initial delay (Kafka's group.initial.rebalance.delay.ms, `InitialJoin`), even with
+//!   everyone joined, and again for each delay in which a newcomer joined before the first
+//!   generation, never past the rebalance timeout: consumers started together land in one
+//!   generation. Then the generation increases, the first protocol every member
 //!   supports (in the leader's order of preference) is chosen, a leader is picked (the old
 //!   one if it rejoined), and every waiting join is answered; the leader's answer lists the
 //!   members and their metadata. The group is then `CompletingRebalance`.
