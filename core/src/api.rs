@@ -329,6 +329,11 @@ pub enum Request {
     },
     /// DescribeLogDirs: every partition this node hosts (the metadata log excepted).
     DescribeLogDirs,
+    /// DeleteRecords: each partition's records below the offset (-1: the high watermark)
+    /// are deleted for clients, on its leader.
+    DeleteRecords {
+        partitions: Vec<(TopicPartition, i64)>,
+    },
     /// DeleteGroups, one group per request (the node splits Kafka's list): an empty group
     /// is deleted with its committed offsets; GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
     DeleteGroup {
@@ -662,6 +667,8 @@ pub enum Response {
     },
     DescribeGroups(Vec<DescribedGroup>),
     DescribeLogDirs(Vec<HostedPartitionSize>),
+    /// Per partition: the error, and the low watermark (the new log start offset).
+    DeleteRecords(Vec<(TopicPartition, ErrorCode, i64)>),
     DeleteGroup {
         error: ErrorCode,
     },
@@ -758,6 +765,13 @@ pub enum StorageCommand {
     },
     /// Replace the persisted metadata snapshot, durably, before anything later is sent.
     PersistMetadata(Box<crate::metadata::ClusterMetadata>),
+    /// Persist, durably, that clients read nothing of the partition below `offset`
+    /// (DeleteRecords), before anything later is sent; recovery returns it
+    /// (`RecoveredPartition::deleted_below`).
+    PersistDeletedBelow {
+        partition: TopicPartition,
+        offset: i64,
+    },
 }
 
 /// A metadata change that only the metadata log's leader (the controller) may make; other
@@ -781,6 +795,13 @@ pub enum PeerMessage {
     /// The partitions the sender leads, with their epochs; sent to every node, so that
     /// nodes without a replica of a partition can still name its leader.
     Leaders(Vec<(TopicPartition, i32)>),
+    /// The sender's replica of `partition` deleted the records below `offset`
+    /// (DeleteRecords); sent by every replica that did, to the others, at each retention
+    /// check, so that every replica, a later leader included, learns it.
+    RecordsDeleted {
+        partition: TopicPartition,
+        offset: i64,
+    },
     /// An admin operation for the controller; `id` comes back in `Forwarded`.
     Forward {
         id: u64,
@@ -902,6 +923,8 @@ pub struct RecoveredPartition {
     pub segments: Vec<RecoveredSegment>,
     /// The replica state last persisted for the partition; `None` if never persisted.
     pub replica_state: Option<crate::replication::ReplicaState>,
+    /// The offset below which DeleteRecords deleted the records, if it ever did.
+    pub deleted_below: Option<i64>,
 }
 
 /// Everything storage recovered, as the broker is built from it.

@@ -136,6 +136,10 @@ pub struct Truncation {
 pub struct PartitionLog {
     segments: VecDeque<Segment>,
     log_start_offset: i64,
+    /// DeleteRecords moved the start clients see here (at most the high watermark when
+    /// moved); the records below it in the first kept segment are never served. `None`
+    /// while no DeleteRecords reached this replica.
+    deleted_below: Option<i64>,
     high_watermark: i64,
     /// Offsets below this are on this replica's disk durably.
     durable_end_offset: i64,
@@ -149,6 +153,7 @@ impl PartitionLog {
         Self {
             segments: VecDeque::from([Segment::new(base_offset)]),
             log_start_offset: base_offset,
+            deleted_below: None,
             high_watermark: base_offset,
             durable_end_offset: base_offset,
             unsynced: VecDeque::new(),
@@ -206,6 +211,7 @@ impl PartitionLog {
         let log = Self {
             segments: rebuilt,
             log_start_offset: first.base_offset,
+            deleted_below: None,
             high_watermark: log_end_offset,
             durable_end_offset: log_end_offset,
             unsynced: VecDeque::new(),
@@ -216,6 +222,40 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
+    }
+
+    /// The first offset clients may read (Kafka's log start offset, the low watermark):
+    /// the stored log's start, or past it where DeleteRecords deleted records.
+    pub fn client_start_offset(&self) -> i64 {
+        self.deleted_below
+            .unwrap_or(self.log_start_offset)
+            .clamp(self.log_start_offset, self.log_end_offset())
+    }
+
+    /// Where DeleteRecords moved the client start, if it ever did on this replica.
+    pub fn deleted_below(&self) -> Option<i64> {
+        self.deleted_below
+    }
+
+    /// DeleteRecords: clients read nothing below `offset` any more, which must not lie
+    /// beyond the high watermark. Returns whether the client start moved. The stored
+    /// segments wholly below it go with retention (`segments_below`).
+    pub fn delete_records_below(&mut self, offset: i64) -> bool {
+        assert!(
+            offset <= self.high_watermark,
+            "records are deleted only below the high watermark"
+        );
+        let moved = offset > self.client_start_offset();
+        if moved {
+            self.deleted_below = Some(offset);
+        }
+        moved
+    }
+
+    /// A start persisted by DeleteRecords, restored at recovery (reads clamp it to the log
+    /// end).
+    pub fn restore_deleted_below(&mut self, offset: i64) {
+        self.deleted_below = Some(self.deleted_below.unwrap_or(offset).max(offset));
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -505,7 +545,7 @@ impl PartitionLog {
         &self,
         upper_bound: i64,
     ) -> impl Iterator<Item = (ReadChunk, BatchEntry)> + '_ {
-        let log_start = self.log_start_offset;
+        let log_start = self.client_start_offset();
         self.segments
             .iter()
             .flat_map(|segment| {
@@ -596,7 +636,9 @@ impl PartitionLog {
                 log_end_offset,
             });
         }
+        let deleted_below = self.deleted_below;
         *self = Self::new(offset);
+        self.deleted_below = deleted_below;
         self.check_invariants();
         Ok(())
     }

@@ -121,6 +121,8 @@ async function deleteGroups(kafka, admin, args, summary) {
 }
 
 async function deleteRecords(kafka, admin, args, summary) {
+  // kafkajs finds the leaders in metadata it must have loaded.
+  await admin.fetchTopicMetadata({ topics: [args.topic] });
   await admin.deleteTopicRecords({
     topic: args.topic,
     partitions: [{ partition: 0, offset: args['delete-before'] }],
