@@ -14,6 +14,7 @@ Steps (each named in --steps, comma-separated), with what each prints in the sum
   ("non_empty": error name) and after it closed ("deleted_after_close").
 - delete-records: deletes the records before --delete-before ("low_watermark"), then
   lists the earliest offset ("earliest_after").
+- earliest: lists the earliest offset ("earliest_now"), e.g. after a restart.
 
 Prints one JSON summary; exits 1 on any unexpected failure.
 """
@@ -135,6 +136,11 @@ def step_delete_records(admin, args, summary):
                                             args.timeout)[0]
 
 
+def step_earliest(admin, args, summary):
+    summary["earliest_now"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
+                                          args.timeout)[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bootstrap", required=True)
@@ -149,7 +155,7 @@ def main():
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     summary = {"client": "confluent-kafka"}
     steps = {"timestamps": step_timestamps, "groups": step_groups,
-             "delete-records": step_delete_records}
+             "delete-records": step_delete_records, "earliest": step_earliest}
     for name in args.steps.split(","):
         try:
             steps[name](admin, args, summary)

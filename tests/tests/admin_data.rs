@@ -8,6 +8,8 @@
 //!   NON_EMPTY_GROUP while a member is in it); an OffsetCommit's leader epoch comes back
 //!   from OffsetFetch;
 //! - two consumers started together land in generation 1 (the initial rebalance delay);
+//! - DeleteRecords moves the log start offset: ListOffsets(earliest) reports it, a fetch
+//!   below it is OFFSET_OUT_OF_RANGE, and it survives a restart and the leader's death;
 //! - OffsetDelete keeps the offsets of a topic a member subscribes to, deletes the others;
 //! - DescribeLogDirs names the data directory and each partition's size.
 
@@ -61,23 +63,65 @@ fn check_confluent_summary(summary: &Value) {
     assert_eq!(summary["deleted_after_close"], Value::Null, "{summary}");
 }
 
-#[test]
-fn confluent_kafka_lists_offsets_by_record_timestamp_and_deletes_groups() {
-    let node = Node::start("admin_data_confluent");
-    let summary = python_json(
-        &node,
-        "ck_admin_data.py",
-        &["--topic", "stamps", "--steps", "timestamps,groups"],
-    );
-    check_confluent_summary(&summary);
-    assert_eq!(summary["latest"], json!(8), "{summary}");
+/// Fetches `topic`-0 from `offset` with the client crate.
+fn fetch_at(addr: std::net::SocketAddr, topic: &str, offset: i64) -> myelin_client::Result<i64> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut connection = Connection::connect(addr, ClientConfig::default()).await?;
+        let fetched = connection
+            .fetch(topic, 0, offset, &myelin_client::FetchOptions::default())
+            .await?;
+        Ok(fetched.log_start_offset)
+    })
 }
 
 #[test]
-fn confluent_kafka_admin_on_a_three_node_cluster() {
-    let mut nodes = start_cluster("admin_data_confluent_cluster", 3);
-    let bootstrap = cluster_bootstrap(&mut nodes);
-    let mut command = myelin_tests::clients::python_script(&nodes[0], "ck_admin_data.py");
+fn confluent_kafka_lists_offsets_by_record_timestamp_deletes_groups_and_records() {
+    let mut node = Node::start("admin_data_confluent");
+    let summary = python_json(
+        &node,
+        "ck_admin_data.py",
+        &[
+            "--topic",
+            "stamps",
+            "--steps",
+            "timestamps,groups,delete-records",
+            "--delete-before",
+            "3",
+        ],
+    );
+    check_confluent_summary(&summary);
+    assert_eq!(summary["latest"], json!(8), "{summary}");
+    assert_eq!(summary["low_watermark"], json!(3), "{summary}");
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+    let below = fetch_at(node.addr(), "stamps", 2);
+    assert!(
+        matches!(below, Err(myelin_client::Error::Broker { code: 1, .. })),
+        "{below:?}"
+    );
+    assert_eq!(fetch_at(node.addr(), "stamps", 3).expect("fetch"), 3);
+    // The new log start survives a crash and restart.
+    node.kill();
+    node.restart();
+    let summary = python_json(
+        &node,
+        "ck_admin_data.py",
+        &["--topic", "stamps", "--steps", "earliest"],
+    );
+    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
+}
+
+/// Runs `ck_admin_data.py` against the cluster's running nodes.
+fn confluent_on_cluster(nodes: &mut [Node], steps: &str) -> Value {
+    let bootstrap = cluster_bootstrap(nodes);
+    let running = nodes
+        .iter_mut()
+        .position(Node::is_running)
+        .expect("a running node");
+    let mut command = myelin_tests::clients::python_script(&nodes[running], "ck_admin_data.py");
     command.args([
         "--bootstrap",
         &bootstrap,
@@ -86,10 +130,70 @@ fn confluent_kafka_admin_on_a_three_node_cluster() {
         "--replication-factor",
         "3",
         "--steps",
-        "timestamps,groups",
+        steps,
     ]);
-    let summary = run_json(&nodes[0], command);
+    run_json(&nodes[running], command)
+}
+
+/// The node id leading `topic`-0, asked of `node`.
+fn leader_of(node: &Node, topic: &str) -> i32 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut connection = Connection::connect(node.addr(), ClientConfig::default())
+            .await
+            .expect("connect");
+        let metadata = connection.metadata(Some(&[topic])).await.expect("metadata");
+        metadata
+            .topic(topic)
+            .and_then(|topic| topic.partition(0))
+            .map(|partition| partition.leader_id)
+            .expect("the topic's partition")
+    })
+}
+
+#[test]
+fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the_leader() {
+    let mut nodes = start_cluster("admin_data_confluent_cluster", 3);
+    let summary = confluent_on_cluster(&mut nodes, "timestamps,groups,delete-records");
     check_confluent_summary(&summary);
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+    // Every replica learns the new start at its leader's next retention check (each second)
+    // and persists it; Myelin answers DeleteRecords before that (see
+    // node/src/kafka/delete_records.rs).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let persisted = |node: &Node| {
+        std::fs::read_to_string(node.data_dir().join("topics/stamps-0/deleted-below.json"))
+            .is_ok_and(|text| text.trim() == "3")
+    };
+    while !nodes.iter().all(persisted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every replica persisted the new start in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The leader dies: the next one serves from the new start.
+    let leader = leader_of(&nodes[0], "stamps");
+    let index = usize::try_from(leader - 1).expect("node ids start at 1");
+    nodes[index].kill();
+    let survivor = (index + 1) % nodes.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while leader_of(&nodes[survivor], "stamps") == leader {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let summary = confluent_on_cluster(&mut nodes, "earliest");
+    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
+    // And so does the old one once restarted.
+    nodes[index].restart();
+    let summary = confluent_on_cluster(&mut nodes, "earliest");
+    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
 }
 
 #[test]
@@ -102,7 +206,9 @@ fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
             "--topic",
             "stamps-js",
             "--steps",
-            "timestamps,together,delete-groups",
+            "timestamps,together,delete-groups,delete-records",
+            "--delete-before",
+            "3",
         ],
     );
     // Records 0-4 of partition 0: timestamps 1000, 5000, 3000, 2000, 4000, one batch.
@@ -130,6 +236,7 @@ fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
     assert_eq!(assigned, 4, "{summary}");
     assert_eq!(summary["deleted"], json!(0), "{summary}");
     assert_eq!(summary["deleted_unknown"], json!(69), "{summary}");
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
 }
 
 /// A consumer protocol `Subscription` (v0) of `topics`.
