@@ -1838,7 +1838,10 @@ impl Broker {
                     config.retention_bytes,
                 );
                 // Both are the oldest segments: the longer list covers the other.
-                let deleted = state.log.segments_below(state.log.client_start_offset());
+                let deleted = match state.log.deleted_below() {
+                    Some(_) => state.log.segments_below(state.log.client_start_offset()),
+                    None => Vec::new(),
+                };
                 if deleted.len() > expired.len() {
                     deleted
                 } else {
