@@ -274,6 +274,15 @@ fn api_versions(state: &Shared) -> ApiVersionsResponse {
     )
 }
 
+/// The next offset of a partition the mock holds.
+fn log_end(state: &State, topic: &TopicName, partition: i32) -> Option<i64> {
+    state
+        .topics
+        .get(topic.0.as_str())
+        .and_then(|partitions| partitions.get(usize::try_from(partition).ok()?))
+        .map(|partition| partition.next_offset)
+}
+
 fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
     if matches!(
         request,
@@ -477,14 +486,11 @@ fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
                 .topics
                 .into_iter()
                 .map(|t| {
-                    let part = s.topics.get(&t.name.0.to_string());
                     let partitions = t
                         .partitions
                         .into_iter()
                         .map(|p| {
-                            let next = part
-                                .and_then(|ps| ps.get(p.partition_index as usize))
-                                .map(|x| x.next_offset);
+                            let next = log_end(&s, &t.name, p.partition_index);
                             ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(if next.is_some() { 0 } else { 3 })
@@ -507,14 +513,11 @@ fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
                 .topics
                 .into_iter()
                 .map(|t| {
-                    let part = s.topics.get(&t.name.0.to_string());
                     let partitions = t
                         .partitions
                         .into_iter()
                         .map(|p| {
-                            let end = part
-                                .and_then(|ps| ps.get(p.partition_index as usize))
-                                .map(|x| x.next_offset);
+                            let end = log_end(&s, &t.name, p.partition_index);
                             let (error, low) = match (end, p.offset) {
                                 (None, _) => (3, -1),
                                 (Some(end), -1) => (0, end),

@@ -22,6 +22,15 @@ use myelin_tests::node::{cluster_bootstrap, start_cluster};
 use myelin_tests::Node;
 use serde_json::{json, Value};
 
+/// Runs `future` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
 /// Runs `tests/js/admin_data.js` with `args`; returns its summary.
 fn kafkajs(node: &Node, bootstrap: &str, args: &[&str]) -> Value {
     let mut command = js_script(node, "admin_data.js");
@@ -65,11 +74,7 @@ fn check_confluent_summary(summary: &Value) {
 
 /// Fetches `topic`-0 from `offset` with the client crate.
 fn fetch_at(addr: std::net::SocketAddr, topic: &str, offset: i64) -> myelin_client::Result<i64> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    block_on(async {
         let mut connection = Connection::connect(addr, ClientConfig::default()).await?;
         let fetched = connection
             .fetch(topic, 0, offset, &myelin_client::FetchOptions::default())
@@ -137,11 +142,7 @@ fn confluent_on_cluster(nodes: &mut [Node], steps: &str) -> Value {
 
 /// The node id leading `topic`-0, asked of `node`.
 fn leader_of(node: &Node, topic: &str) -> i32 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    block_on(async {
         let mut connection = Connection::connect(node.addr(), ClientConfig::default())
             .await
             .expect("connect");
@@ -254,11 +255,7 @@ fn subscription(topics: &[&str]) -> Bytes {
 #[test]
 fn offset_delete_spares_a_subscribed_topic_and_describe_log_dirs_sizes_partitions() {
     let node = Node::start("admin_data_client_crate");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    block_on(async {
         let mut connection = Connection::connect(node.addr(), ClientConfig::default())
             .await
             .expect("connect");
