@@ -803,6 +803,13 @@ impl Group {
                     self.check_invariants();
                     return replies;
                 }
+                // The wait may outlast a session: as Kafka does when a join completes, every
+                // member's session starts anew.
+                for member in self.members.values_mut() {
+                    if member.awaiting_join.is_some() {
+                        member.last_heard_ms = now_ms;
+                    }
+                }
             }
             // Members that did not rejoin in time are dropped.
             let late: Vec<String> = self

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use myelin_client::{ClientConfig, Connection, NewRecord, ProduceOptions};
 use myelin_tests::clients::{js_script, python_json, run_json};
 use myelin_tests::node::{cluster_bootstrap, start_cluster};
-use myelin_tests::Node;
+use myelin_tests::{Node, NodeConfig};
 use serde_json::{json, Value};
 
 /// Runs `future` to its end on a runtime of its own.
@@ -199,7 +199,15 @@ fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the
 
 #[test]
 fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
-    let node = Node::start("admin_data_kafkajs");
+    // A longer delay than Kafka's 3 s default, set by the flag: the two consumers' first
+    // joins may lie apart on a loaded machine (each newcomer extends the delay anyway).
+    let node = Node::start_with(
+        "admin_data_kafkajs",
+        NodeConfig {
+            extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "5000".into()],
+            ..NodeConfig::default()
+        },
+    );
     let summary = kafkajs(
         &node,
         &node.bootstrap(),

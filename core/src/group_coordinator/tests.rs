@@ -1250,3 +1250,35 @@ fn newcomers_extend_the_initial_delay_no_further_than_the_rebalance_timeout() {
         held.into_iter().map(|id| (id, 1)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn sessions_start_anew_when_an_initial_delay_longer_than_them_ends() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let short_session = |member_id: &str| match join(member_id) {
+        Request::JoinGroup { group_id, mut join } => {
+            join.session_timeout_ms = 2_000;
+            Request::JoinGroup { group_id, join }
+        }
+        other => other,
+    };
+    let mut held = Vec::new();
+    for at in [0, 1_000] {
+        node.now_ms = start + at;
+        let member_id = match node.call(short_session("")) {
+            Response::JoinGroup(joined) => joined.member_id,
+            other => panic!("{other:?}"),
+        };
+        let (id, replies) = node.request(short_session(&member_id));
+        assert!(replies.is_empty());
+        held.push(id);
+    }
+    assert!(tick_at(&mut node, start + 3_000).is_empty(), "extended");
+    let mut generations = joined_generations(&tick_at(&mut node, start + 6_000));
+    generations.sort_unstable();
+    assert_eq!(generations, vec![(held[0], 1), (held[1], 1)]);
+    // Both sessions run from the end of the wait, not from their joins 5-6 s earlier.
+    tick_at(&mut node, start + 7_000);
+    let group = node.coordinator.live_group(GROUP).expect("the group");
+    assert_eq!((group.generation(), group.member_ids().count()), (1, 2));
+}
