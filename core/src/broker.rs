@@ -1593,7 +1593,8 @@ impl Broker {
         outputs: &mut Vec<Output>,
     ) -> (TopicPartition, ErrorCode, i64) {
         if is_internal_topic(&partition.topic) {
-            return (partition, ErrorCode::InvalidRequest, -1);
+            // As Kafka: the internal topics' records are the coordinators' to delete.
+            return (partition, ErrorCode::InvalidTopicException, -1);
         }
         let high_watermark = match self.readable_partition(&partition) {
             Ok(state) => state.log.high_watermark(),

@@ -2372,6 +2372,11 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
         ErrorCode::OffsetOutOfRange,
         "beyond the high watermark (6)"
     );
+    let offsets = TopicPartition::new(crate::broker::OFFSETS_TOPIC, 0);
+    assert_eq!(
+        deleted(cluster.call(leader, delete_records_request(&offsets, 0))).0,
+        ErrorCode::InvalidTopicException
+    );
     assert_eq!(
         deleted(cluster.call(leader, delete_records_request(&partition, 3))),
         (ErrorCode::None, 3)
