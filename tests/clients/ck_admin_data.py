@@ -20,6 +20,7 @@ Prints one JSON summary; exits 1 on any unexpected failure.
 """
 
 import argparse
+import sys
 import time
 
 from e2e_common import emit, fail, missing_module
@@ -137,8 +138,19 @@ def step_delete_records(admin, args, summary):
 
 
 def step_earliest(admin, args, summary):
-    summary["earliest_now"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
-                                          args.timeout)[0]
+    # Asked again while the partition has no leader (an election after a node died or
+    # came back): librdkafka answers that at once rather than waiting for one.
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            summary["earliest_now"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
+                                                  args.timeout)[0]
+            return
+        except KafkaException as err:
+            if time.monotonic() > deadline:
+                raise
+            sys.stderr.write("earliest: %s; asking again\n" % err)
+            time.sleep(0.5)
 
 
 def main():

@@ -156,7 +156,7 @@ fn leader_of(node: &Node, topic: &str) -> i32 {
 }
 
 #[test]
-fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the_leader() {
+fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_their_leader() {
     let mut nodes = start_cluster("admin_data_confluent_cluster", 3);
     let summary = confluent_on_cluster(&mut nodes, "timestamps,groups,delete-records");
     check_confluent_summary(&summary);
@@ -182,17 +182,13 @@ fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the
     nodes[index].kill();
     let survivor = (index + 1) % nodes.len();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while leader_of(&nodes[survivor], "stamps") == leader {
+    while [leader, -1].contains(&leader_of(&nodes[survivor], "stamps")) {
         assert!(
             std::time::Instant::now() < deadline,
             "no new leader in 30 s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let summary = confluent_on_cluster(&mut nodes, "earliest");
-    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
-    // And so does the old one once restarted.
-    nodes[index].restart();
     let summary = confluent_on_cluster(&mut nodes, "earliest");
     assert_eq!(summary["earliest_now"], json!(3), "{summary}");
 }
