@@ -14,6 +14,10 @@ use myelin_client::kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use myelin_client::kafka_protocol::messages::api_versions_response::ApiVersion;
 use myelin_client::kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use myelin_client::kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use myelin_client::kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use myelin_client::kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
@@ -22,6 +26,9 @@ use myelin_client::kafka_protocol::messages::list_offsets_response::{
 };
 use myelin_client::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use myelin_client::kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use myelin_client::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
@@ -34,10 +41,10 @@ use myelin_client::kafka_protocol::messages::txn_offset_commit_response::{
 };
 use myelin_client::kafka_protocol::messages::{
     AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiKey, ApiVersionsResponse, BrokerId,
-    CreateTopicsResponse, EndTxnResponse, FetchResponse, FindCoordinatorResponse,
-    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, OffsetFetchResponse,
-    ProduceResponse, ProducerId, RequestKind, ResponseHeader, ResponseKind, TopicName,
-    TxnOffsetCommitResponse,
+    CreateTopicsResponse, DeleteGroupsResponse, DeleteRecordsResponse, EndTxnResponse,
+    FetchResponse, FindCoordinatorResponse, InitProducerIdResponse, ListOffsetsResponse,
+    MetadataResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, ProducerId,
+    RequestKind, ResponseHeader, ResponseKind, TopicName, TxnOffsetCommitResponse,
 };
 use myelin_client::kafka_protocol::protocol::{
     decode_request_header_from_buffer, Encodable, StrBytes,
@@ -267,6 +274,15 @@ fn api_versions(state: &Shared) -> ApiVersionsResponse {
     )
 }
 
+/// The next offset of a partition the mock holds.
+fn log_end(state: &State, topic: &TopicName, partition: i32) -> Option<i64> {
+    state
+        .topics
+        .get(topic.0.as_str())
+        .and_then(|partitions| partitions.get(usize::try_from(partition).ok()?))
+        .map(|partition| partition.next_offset)
+}
+
 fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
     if matches!(
         request,
@@ -470,14 +486,11 @@ fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
                 .topics
                 .into_iter()
                 .map(|t| {
-                    let part = s.topics.get(&t.name.0.to_string());
                     let partitions = t
                         .partitions
                         .into_iter()
                         .map(|p| {
-                            let next = part
-                                .and_then(|ps| ps.get(p.partition_index as usize))
-                                .map(|x| x.next_offset);
+                            let next = log_end(&s, &t.name, p.partition_index);
                             ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(if next.is_some() { 0 } else { 3 })
@@ -493,6 +506,86 @@ fn handle(state: &Shared, request: RequestKind, version: i16) -> ResponseKind {
                 })
                 .collect();
             ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
+        }
+        RequestKind::DeleteRecords(req) => {
+            let s = state.lock().unwrap();
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let end = log_end(&s, &t.name, p.partition_index);
+                            let (error, low) = match (end, p.offset) {
+                                (None, _) => (3, -1),
+                                (Some(end), -1) => (0, end),
+                                (Some(end), offset) if offset > end => (1, -1),
+                                (Some(_), offset) => (0, offset),
+                            };
+                            DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error)
+                                .with_low_watermark(low)
+                        })
+                        .collect();
+                    DeleteRecordsTopicResult::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics))
+        }
+        // Groups named "busy" have members, "missing" do not exist; topic "watched" is
+        // subscribed to.
+        RequestKind::DeleteGroups(req) => {
+            let results = req
+                .groups_names
+                .into_iter()
+                .map(|group| {
+                    let error = match group.0.as_str() {
+                        "busy" => 68,
+                        "missing" => 69,
+                        _ => 0,
+                    };
+                    DeletableGroupResult::default()
+                        .with_group_id(group)
+                        .with_error_code(error)
+                })
+                .collect();
+            ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
+        }
+        RequestKind::OffsetDelete(req) => {
+            if req.group_id.0.as_str() == "missing" {
+                return ResponseKind::OffsetDelete(
+                    OffsetDeleteResponse::default().with_error_code(69),
+                );
+            }
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let error = if t.name.0.as_str() == "watched" {
+                        86
+                    } else {
+                        0
+                    };
+                    OffsetDeleteResponseTopic::default()
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(error)
+                                })
+                                .collect(),
+                        )
+                        .with_name(t.name)
+                })
+                .collect();
+            ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_topics(topics))
         }
         other => panic!("mock broker: unexpected request {other:?}"),
     }
@@ -1463,4 +1556,65 @@ async fn every_transaction_api_version_is_well_formed() {
             .collect();
         assert!((0..=3).all(|v| used.contains(&v)), "api {key}: {used:?}");
     }
+}
+
+#[tokio::test]
+async fn data_and_group_admin_requests_for_every_version() {
+    let mut advertised = full_range();
+    advertised.extend([
+        (ApiKey::DeleteRecords, 0, 2),
+        (ApiKey::DeleteGroups, 0, 2),
+        (ApiKey::OffsetDelete, 0, 0),
+    ]);
+    let (addr, _state) = start(Mode::Normal, advertised).await;
+    let mut conn = Connection::connect(addr, config()).await.unwrap();
+    conn.create_topic("t", 1, 1, &[]).await.unwrap();
+    for _ in 0..3 {
+        conn.produce("t", 0, &[NewRecord::new("v")], &ProduceOptions::default())
+            .await
+            .unwrap();
+    }
+    for version in 0..=2 {
+        conn.set_version(ApiKey::DeleteRecords, version).unwrap();
+        assert_eq!(
+            conn.delete_records("t", 0, 2).await.unwrap(),
+            2,
+            "v{version}"
+        );
+        assert_eq!(
+            conn.delete_records("t", 0, -1).await.unwrap(),
+            3,
+            "v{version}"
+        );
+        let beyond = conn.delete_records("t", 0, 4).await.unwrap_err();
+        assert!(
+            beyond.is_broker_error(ResponseError::OffsetOutOfRange),
+            "{beyond}"
+        );
+        conn.set_version(ApiKey::DeleteGroups, version).unwrap();
+        assert_eq!(
+            conn.delete_groups(&["idle", "busy", "missing"])
+                .await
+                .unwrap(),
+            vec![
+                ("idle".into(), 0),
+                ("busy".into(), 68),
+                ("missing".into(), 69)
+            ],
+            "v{version}"
+        );
+    }
+    assert_eq!(
+        conn.offset_delete("g", "watched", &[0, 1]).await.unwrap(),
+        vec![(0, 86), (1, 86)]
+    );
+    assert_eq!(
+        conn.offset_delete("g", "t", &[0]).await.unwrap(),
+        vec![(0, 0)]
+    );
+    let missing = conn.offset_delete("missing", "t", &[0]).await.unwrap_err();
+    assert!(
+        missing.is_broker_error(ResponseError::GroupIdNotFound),
+        "{missing}"
+    );
 }

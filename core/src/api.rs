@@ -327,6 +327,13 @@ pub enum Request {
     DescribeGroups {
         groups: Vec<String>,
     },
+    /// DescribeLogDirs: every partition this node hosts (the metadata log excepted).
+    DescribeLogDirs,
+    /// DeleteRecords: each partition's records below the offset (-1: the high watermark)
+    /// are deleted for clients, on its leader.
+    DeleteRecords {
+        partitions: Vec<(TopicPartition, i64)>,
+    },
     /// DeleteGroups, one group per request (the node splits Kafka's list): an empty group
     /// is deleted with its committed offsets; GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
     DeleteGroup {
@@ -378,6 +385,9 @@ pub struct OffsetCommitPartition {
     pub partition: TopicPartition,
     pub offset: i64,
     pub metadata: Option<String>,
+    /// The leader epoch of the record the offset points after (OffsetCommit v6+,
+    /// TxnOffsetCommit v2+); -1 when not given. OffsetFetch returns it.
+    pub leader_epoch: i32,
 }
 
 /// The coordinator of one group, as FindCoordinator answers.
@@ -395,6 +405,8 @@ pub struct FetchedOffset {
     pub partition: TopicPartition,
     pub offset: i64,
     pub metadata: Option<String>,
+    /// The committed leader epoch (-1: none).
+    pub leader_epoch: i32,
     pub error: ErrorCode,
 }
 
@@ -593,6 +605,23 @@ pub struct ListOffsetsResult {
     pub error: ErrorCode,
     pub timestamp: i64,
     pub offset: i64,
+    /// For a timestamp or MAX_TIMESTAMP: the batch holding the answer. The core indexes
+    /// batches, not records, so `offset` and `timestamp` are then the batch's (its base
+    /// offset, or the log start offset if later, and its max timestamp): the node reads
+    /// the batch and answers its first record at or after the timestamp asked (with the
+    /// max timestamp), at or past `offset`.
+    pub batch: Option<ReadChunk>,
+}
+
+/// One hosted partition in a DescribeLogDirs answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedPartitionSize {
+    pub partition: TopicPartition,
+    /// Bytes of its log (the segments' batches).
+    pub size_bytes: u64,
+    /// How far its log end is behind its high watermark (Kafka's offset lag: 0 on a
+    /// leader, and on a follower that holds everything committed).
+    pub offset_lag: i64,
 }
 
 /// The core's answer to a `Request`.
@@ -637,6 +666,9 @@ pub enum Response {
         groups: Vec<ListedGroup>,
     },
     DescribeGroups(Vec<DescribedGroup>),
+    DescribeLogDirs(Vec<HostedPartitionSize>),
+    /// Per partition: the error, and the low watermark (the new log start offset).
+    DeleteRecords(Vec<(TopicPartition, ErrorCode, i64)>),
     DeleteGroup {
         error: ErrorCode,
     },
@@ -733,6 +765,13 @@ pub enum StorageCommand {
     },
     /// Replace the persisted metadata snapshot, durably, before anything later is sent.
     PersistMetadata(Box<crate::metadata::ClusterMetadata>),
+    /// Persist, durably, that clients read nothing of the partition below `offset`
+    /// (DeleteRecords), before anything later is sent; recovery returns it
+    /// (`RecoveredPartition::deleted_below`).
+    PersistDeletedBelow {
+        partition: TopicPartition,
+        offset: i64,
+    },
 }
 
 /// A metadata change that only the metadata log's leader (the controller) may make; other
@@ -756,6 +795,13 @@ pub enum PeerMessage {
     /// The partitions the sender leads, with their epochs; sent to every node, so that
     /// nodes without a replica of a partition can still name its leader.
     Leaders(Vec<(TopicPartition, i32)>),
+    /// The sender's replica of `partition` deleted the records below `offset`
+    /// (DeleteRecords); sent by every replica that did, to the others, at each retention
+    /// check, so that every replica, a later leader included, learns it.
+    RecordsDeleted {
+        partition: TopicPartition,
+        offset: i64,
+    },
     /// An admin operation for the controller; `id` comes back in `Forwarded`.
     Forward {
         id: u64,
@@ -877,6 +923,8 @@ pub struct RecoveredPartition {
     pub segments: Vec<RecoveredSegment>,
     /// The replica state last persisted for the partition; `None` if never persisted.
     pub replica_state: Option<crate::replication::ReplicaState>,
+    /// The offset below which DeleteRecords deleted the records, if it ever did.
+    pub deleted_below: Option<i64>,
 }
 
 /// Everything storage recovered, as the broker is built from it.
@@ -913,6 +961,10 @@ pub struct BrokerConfig {
     /// How long a group's committed offsets outlive its last member (Kafka's
     /// offsets.retention.minutes, default 7 days).
     pub offsets_retention_ms: i64,
+    /// How long a rebalance that starts in an empty group waits for more members before
+    /// completing, extended by each newcomer up to the rebalance timeout (Kafka's
+    /// group.initial.rebalance.delay.ms, default 3 s), on the monotonic clock.
+    pub group_initial_rebalance_delay_ms: i64,
     /// segment.bytes of the offsets topic when it is created (Kafka's
     /// offsets.topic.segment.bytes, 100 MiB). Its leaders write a snapshot every half of it
     /// appended, and each replica drops the segments below its last snapshot.
@@ -957,6 +1009,7 @@ impl Default for BrokerConfig {
             replication: ReplicationTimings::default(),
             offsets_partitions: 8,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            group_initial_rebalance_delay_ms: 3_000,
             offsets_segment_bytes: 100 << 20,
             metadata_segment_bytes: 100 << 20,
             transaction_state_partitions: 8,

@@ -356,7 +356,8 @@ impl Broker {
             .replay_recovered(&metadata, &metadata_log, metadata_log_start)
             .err();
         let group_coordinator = GroupCoordinator::new(config.offsets_retention_ms)
-            .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2));
+            .with_snapshot_interval_bytes(u64::from(config.offsets_segment_bytes / 2))
+            .with_initial_rebalance_delay_ms(config.group_initial_rebalance_delay_ms);
         #[cfg(feature = "defects")]
         let group_coordinator = group_coordinator.with_defect(config.defect);
         let txn_coordinator = TransactionCoordinator::new(TxnCoordinatorConfig {
@@ -957,6 +958,9 @@ impl Broker {
                 });
             }
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
+            PeerMessage::RecordsDeleted { partition, offset } => {
+                self.learn_records_deleted(partition, offset, outputs)
+            }
             PeerMessage::Forward { id, op } => self.on_forward(now, from, id, op, outputs),
             PeerMessage::Forwarded { id, results } => self.on_forwarded(now, id, results, outputs),
             message @ (PeerMessage::VerifyTxn { .. }
@@ -1052,6 +1056,13 @@ impl Broker {
                 self.transaction_request(now, id, request, outputs);
                 return;
             }
+            Request::DescribeLogDirs => Response::DescribeLogDirs(self.hosted_partition_sizes()),
+            Request::DeleteRecords { partitions } => Response::DeleteRecords(
+                partitions
+                    .into_iter()
+                    .map(|(partition, offset)| self.delete_records(partition, offset, outputs))
+                    .collect(),
+            ),
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
                 partitions
                     .into_iter()
@@ -1533,7 +1544,7 @@ impl Broker {
         let log = &state.log;
         result.high_watermark = log.high_watermark();
         result.last_stable_offset = last_stable_offset(state);
-        result.log_start_offset = log.log_start_offset();
+        result.log_start_offset = log.client_start_offset();
         let upper_bound = match isolation {
             Isolation::ReadUncommitted => result.high_watermark,
             Isolation::ReadCommitted => result.last_stable_offset,
@@ -1546,7 +1557,7 @@ impl Broker {
             } else {
                 (upper_bound, readable_end)
             };
-        if wanted.fetch_offset < log.log_start_offset() || wanted.fetch_offset > readable_end {
+        if wanted.fetch_offset < log.client_start_offset() || wanted.fetch_offset > readable_end {
             result.error = ErrorCode::OffsetOutOfRange;
             return result;
         }
@@ -1577,7 +1588,80 @@ impl Broker {
         }
     }
 
+    // ----- delete records -----
+
+    /// DeleteRecords of one partition, on its leader: clients read nothing below `offset`
+    /// (-1: the high watermark) from now on; answered with the new low watermark once that
+    /// is persisted here (the response follows the storage command). The followers learn
+    /// it at the next retention check (`PeerMessage::RecordsDeleted`), and whole segments
+    /// below it go then too.
+    fn delete_records(
+        &mut self,
+        partition: TopicPartition,
+        offset: i64,
+        outputs: &mut Vec<Output>,
+    ) -> (TopicPartition, ErrorCode, i64) {
+        if is_internal_topic(&partition.topic) {
+            // As Kafka: the internal topics' records are the coordinators' to delete.
+            return (partition, ErrorCode::InvalidTopicException, -1);
+        }
+        let high_watermark = match self.readable_partition(&partition) {
+            Ok(state) => state.log.high_watermark(),
+            Err(error) => return (partition, error, -1),
+        };
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if !(0..=high_watermark).contains(&offset) {
+            return (partition, ErrorCode::OffsetOutOfRange, -1);
+        }
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return (partition, ErrorCode::UnknownTopicOrPartition, -1);
+        };
+        if state.log.delete_records_below(offset) {
+            tracing::info!(%partition, offset, "records deleted below");
+            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
+                partition: partition.clone(),
+                offset,
+            }));
+        }
+        let low_watermark = state.log.client_start_offset();
+        (partition, ErrorCode::None, low_watermark)
+    }
+
+    /// Another replica deleted the records below `offset`: so does this one, as far as its
+    /// high watermark (the rest at a later message, once it has caught up).
+    fn learn_records_deleted(
+        &mut self,
+        partition: TopicPartition,
+        offset: i64,
+        outputs: &mut Vec<Output>,
+    ) {
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let offset = offset.min(state.log.high_watermark());
+        if state.log.delete_records_below(offset) {
+            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
+                partition,
+                offset,
+            }));
+        }
+    }
+
     // ----- list offsets -----
+
+    /// DescribeLogDirs: each hosted partition's size and lag, the metadata log excepted
+    /// (Kafka keeps it apart from the data log directories).
+    fn hosted_partition_sizes(&self) -> Vec<crate::api::HostedPartitionSize> {
+        self.partitions
+            .iter()
+            .filter(|(partition, _)| partition.topic != METADATA_TOPIC)
+            .map(|(partition, state)| crate::api::HostedPartitionSize {
+                partition: partition.clone(),
+                size_bytes: state.log.size_bytes(),
+                offset_lag: (state.log.high_watermark() - state.log.log_end_offset()).max(0),
+            })
+            .collect()
+    }
 
     fn list_offset(
         &self,
@@ -1590,6 +1674,7 @@ impl Broker {
             error: ErrorCode::None,
             timestamp: -1,
             offset: -1,
+            batch: None,
         };
         let state = match self.readable_partition(&result.partition) {
             Ok(state) => state,
@@ -1603,19 +1688,26 @@ impl Broker {
             Isolation::ReadUncommitted => log.high_watermark(),
             Isolation::ReadCommitted => last_stable_offset(state),
         };
+        let in_batch = |(batch, chunk): (crate::log::BatchEntry, crate::api::ReadChunk)| {
+            let offset = batch.base_offset.max(log.client_start_offset());
+            (offset, batch.max_timestamp, Some(chunk))
+        };
         let found = match timestamp {
-            LIST_OFFSETS_LATEST => Some((upper_bound, -1)),
-            LIST_OFFSETS_EARLIEST => Some((log.log_start_offset(), -1)),
-            LIST_OFFSETS_MAX_TIMESTAMP => log.max_timestamp_offset(upper_bound),
-            timestamp if timestamp >= 0 => log.offset_for_timestamp(timestamp, upper_bound),
+            LIST_OFFSETS_LATEST => Some((upper_bound, -1, None)),
+            LIST_OFFSETS_EARLIEST => Some((log.client_start_offset(), -1, None)),
+            LIST_OFFSETS_MAX_TIMESTAMP => log.batch_with_max_timestamp(upper_bound).map(in_batch),
+            timestamp if timestamp >= 0 => {
+                log.batch_at_timestamp(timestamp, upper_bound).map(in_batch)
+            }
             _ => {
                 result.error = ErrorCode::InvalidRequest;
                 None
             }
         };
-        if let Some((offset, timestamp)) = found {
+        if let Some((offset, timestamp, batch)) = found {
             result.offset = offset;
             result.timestamp = timestamp;
+            result.batch = batch;
         }
         result
     }
@@ -1750,12 +1842,40 @@ impl Broker {
                     .topics
                     .get(&partition.topic)
                     .map_or(&self.config.topic_defaults, |topic| &topic.config);
-                state.log.segments_past_retention(
+                let expired = state.log.segments_past_retention(
                     now.wall_ms,
                     config.retention_ms,
                     config.retention_bytes,
-                )
+                );
+                // Both are the oldest segments: the longer list covers the other.
+                let deleted = match state.log.deleted_below() {
+                    Some(_) => state.log.segments_below(state.log.client_start_offset()),
+                    None => Vec::new(),
+                };
+                if deleted.len() > expired.len() {
+                    deleted
+                } else {
+                    expired
+                }
             };
+            if let Some(offset) = state.log.deleted_below() {
+                // Every other replica learns it (see `delete_records`).
+                let replicas = self
+                    .metadata
+                    .topics
+                    .get(&partition.topic)
+                    .map(|topic| topic.replicas(partition.partition, self.config.node_id))
+                    .unwrap_or_default();
+                for to in replicas.into_iter().filter(|to| *to != self.config.node_id) {
+                    outputs.push(Output::Send {
+                        to,
+                        message: PeerMessage::RecordsDeleted {
+                            partition: partition.clone(),
+                            offset,
+                        },
+                    });
+                }
+            }
             for base_offset in doomed {
                 state.log.delete_oldest_segment(base_offset);
                 state.txns.delete_below(state.log.log_start_offset());
@@ -1811,7 +1931,10 @@ fn rebuild_partition(
     recovered: &RecoveredPartition,
     forget_producers: bool,
 ) -> Result<RebuiltPartition, crate::log::LogError> {
-    let (log, dropped) = PartitionLog::from_recovered(&recovered.segments)?;
+    let (mut log, dropped) = PartitionLog::from_recovered(&recovered.segments)?;
+    if let Some(offset) = recovered.deleted_below {
+        log.restore_deleted_below(offset);
+    }
     let mut producers = ProducerStateTable::default();
     let mut txns = PartitionTransactions::default();
     let kept = recovered

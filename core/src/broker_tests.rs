@@ -609,6 +609,7 @@ fn producer_state_survives_a_restart_so_a_retry_is_still_a_duplicate() {
             batches,
         }],
         replica_state: None,
+        deleted_below: None,
     }];
     let mut restarted = restart(Recovery {
         metadata: Some(broker.metadata().clone()),
@@ -694,6 +695,7 @@ fn a_recovered_partition_with_an_offset_gap_stops_the_node_and_is_left_as_is() {
                 batches,
             }],
             replica_state: None,
+            deleted_below: None,
         }],
         ..Recovery::default()
     };

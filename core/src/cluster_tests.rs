@@ -22,6 +22,7 @@ struct Disk {
     segments: BTreeMap<TopicPartition, BTreeMap<i64, Vec<u8>>>,
     replica_states: BTreeMap<TopicPartition, ReplicaState>,
     metadata: Option<ClusterMetadata>,
+    deleted_below: BTreeMap<TopicPartition, i64>,
 }
 
 impl Disk {
@@ -44,6 +45,10 @@ impl Disk {
             StorageCommand::DeletePartition { partition } => {
                 self.segments.remove(partition);
                 self.replica_states.remove(partition);
+                self.deleted_below.remove(partition);
+            }
+            StorageCommand::PersistDeletedBelow { partition, offset } => {
+                self.deleted_below.insert(partition.clone(), *offset);
             }
             StorageCommand::Append {
                 partition,
@@ -141,6 +146,7 @@ impl Disk {
                 partition: partition.clone(),
                 segments: recovered_segments,
                 replica_state: self.replica_states.get(partition).copied(),
+                deleted_below: self.deleted_below.get(partition).copied(),
             });
         }
         Recovery {
@@ -176,6 +182,8 @@ fn config(node_id: NodeId, voters: &[NodeId]) -> BrokerConfig {
         node_id,
         advertised_port: 9000 + node_id,
         voters: voters.to_vec(),
+        // Groups form at once, as the tests' schedules were written for.
+        group_initial_rebalance_delay_ms: 0,
         ..BrokerConfig::default()
     }
 }
@@ -617,6 +625,7 @@ fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
             partition: TopicPartition::new("orders", 0),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -1547,6 +1556,7 @@ fn transactional_offsets_take_effect_with_the_commit_marker_only() {
             partition: partitions[0].clone(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     };
     let fetch_stable = Request::OffsetFetch {
@@ -2348,4 +2358,119 @@ fn stats_show_leaders_follower_progress_and_a_silent_follower_as_out_of_sync() {
         .find(|progress| progress.node_id == follower)
         .unwrap();
     assert!(!silent.in_sync);
+}
+
+fn delete_records_request(partition: &TopicPartition, offset: i64) -> Request {
+    Request::DeleteRecords {
+        partitions: vec![(partition.clone(), offset)],
+    }
+}
+
+/// DeleteRecords' answer for one partition: (error, low watermark).
+fn deleted(response: Response) -> (ErrorCode, i64) {
+    match response {
+        Response::DeleteRecords(results) => (results[0].1, results[0].2),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// ListOffsets(earliest) on `node`: (error, offset).
+fn earliest(cluster: &mut Cluster, node: NodeId, partition: &TopicPartition) -> (ErrorCode, i64) {
+    let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
+        partitions: vec![(partition.clone(), crate::api::LIST_OFFSETS_EARLIEST)],
+    };
+    match cluster.call(node, request) {
+        Response::ListOffsets(results) => (results[0].error, results[0].offset),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn fetch_error(response: &Response) -> ErrorCode {
+    match response {
+        Response::Fetch(results) => results[0].error,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_restart() {
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    cluster.call(controller, create_request("orders", 1, 3));
+    let partition = TopicPartition::new("orders", 0);
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    for _ in 0..3 {
+        let produced = cluster.call(leader, produce(&partition, 2));
+        assert_eq!(produce_result(&produced).error, ErrorCode::None);
+    }
+    let follower = cluster.another_voter(leader);
+    assert_eq!(
+        deleted(cluster.call(follower, delete_records_request(&partition, 3))).0,
+        ErrorCode::NotLeaderOrFollower
+    );
+    assert_eq!(
+        deleted(cluster.call(leader, delete_records_request(&partition, 7))).0,
+        ErrorCode::OffsetOutOfRange,
+        "beyond the high watermark (6)"
+    );
+    let offsets = TopicPartition::new(crate::broker::OFFSETS_TOPIC, 0);
+    assert_eq!(
+        deleted(cluster.call(leader, delete_records_request(&offsets, 0))).0,
+        ErrorCode::InvalidTopicException
+    );
+    assert_eq!(
+        deleted(cluster.call(leader, delete_records_request(&partition, 3))),
+        (ErrorCode::None, 3)
+    );
+    assert_eq!(
+        earliest(&mut cluster, leader, &partition),
+        (ErrorCode::None, 3)
+    );
+    let below = cluster.call(leader, fetch(&partition, 2, -1));
+    assert_eq!(fetch_error(&below), ErrorCode::OffsetOutOfRange);
+    let at = cluster.call(leader, fetch(&partition, 3, -1));
+    assert_eq!(fetch_error(&at), ErrorCode::None);
+    // Every replica learns it and persists it.
+    cluster.run_until("every replica persisted the new start", |cluster| {
+        cluster
+            .voters
+            .iter()
+            .all(|node| cluster.disks[node].deleted_below.get(&partition) == Some(&3))
+    });
+    // The next leader serves from there, and so does a restarted one.
+    cluster.crash(leader);
+    cluster.run_until("a new leader", |cluster| {
+        cluster
+            .leader_of(&partition)
+            .is_some_and(|node| node != leader)
+    });
+    let next = cluster.leader_of(&partition).unwrap();
+    assert_eq!(
+        earliest(&mut cluster, next, &partition),
+        (ErrorCode::None, 3)
+    );
+    cluster.start(leader);
+    cluster.crash(next);
+    cluster.start(next);
+    cluster.run_until("a leader again", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let last = cluster.leader_of(&partition).unwrap();
+    assert_eq!(
+        earliest(&mut cluster, last, &partition),
+        (ErrorCode::None, 3)
+    );
+    // -1 deletes up to the high watermark.
+    let high_watermark = cluster.brokers[&last]
+        .partition_offsets(&partition)
+        .map(|(_, high_watermark, _)| high_watermark)
+        .unwrap();
+    assert_eq!(
+        deleted(cluster.call(last, delete_records_request(&partition, -1))),
+        (ErrorCode::None, high_watermark)
+    );
 }

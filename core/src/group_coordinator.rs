@@ -72,6 +72,11 @@
 //!   `internal_log::CommitQueue`);
 //! - only the leader of the group's offsets partition, loaded in its current epoch, answers
 //!   group requests; the others answer NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
+//! - DeleteGroups deletes only a group without members (NON_EMPTY_GROUP otherwise,
+//!   GROUP_ID_NOT_FOUND for one not known), and OffsetDelete never the offsets of a topic a
+//!   member may be consuming (GROUP_SUBSCRIBED_TO_TOPIC, `Group::is_subscribed_to`); both
+//!   write their record (`Deleted`, `OffsetsDeleted`) and answer once it is committed, so a
+//!   later coordinator never loads what was deleted.
 
 mod offsets_shard;
 #[cfg(test)]
@@ -186,6 +191,8 @@ pub struct GroupCoordinator {
     held: Vec<HeldReplies>,
     next_expiry_check_ms: i64,
     snapshot_interval_bytes: u64,
+    /// Kafka's group.initial.rebalance.delay.ms (see `Group::set_initial_rebalance_delay_ms`).
+    initial_rebalance_delay_ms: i64,
     /// A shard found unable to serve (its log starts past 0 with no snapshot applied): the
     /// node must stop (`take_fail_stop`).
     fail_stop: Option<CorruptData>,
@@ -201,8 +208,16 @@ impl GroupCoordinator {
             held: Vec::new(),
             next_expiry_check_ms: 0,
             snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+            initial_rebalance_delay_ms: 0,
             fail_stop: None,
         }
+    }
+
+    /// A rebalance that starts in an empty group waits `delay_ms` for more members first
+    /// (Kafka's group.initial.rebalance.delay.ms; 0, the default here, waits not at all).
+    pub fn with_initial_rebalance_delay_ms(mut self, delay_ms: i64) -> Self {
+        self.initial_rebalance_delay_ms = delay_ms;
+        self
     }
 
     /// Writes a snapshot of an offsets partition every `bytes` appended to it (at least 1).
@@ -338,7 +353,7 @@ impl GroupCoordinator {
                 .pending_txn_offsets
                 .values()
                 .flatten()
-                .all(|(group, _, _)| group != group_id)
+                .all(|(group, _, _, _)| group != group_id)
         })
     }
 
@@ -534,6 +549,7 @@ impl GroupCoordinator {
         match request {
             Request::JoinGroup { join, .. } => {
                 let group = shard.live.entry(group_id.clone()).or_default();
+                group.set_initial_rebalance_delay_ms(self.initial_rebalance_delay_ms);
                 replies.extend(
                     group
                         .join(now_ms, id, join, suffix)
@@ -655,10 +671,12 @@ impl GroupCoordinator {
                     .collect();
                 let known = known_partitions(commits, context.metadata);
                 if error == ErrorCode::None && !known.is_empty() {
+                    let (commits, leader_epochs) = offset_entries(known);
                     records.push(GroupRecord::Offsets {
                         group: group_id.clone(),
                         at_ms: now.wall_ms,
-                        commits: offset_entries(known),
+                        commits,
+                        leader_epochs,
                     });
                 }
                 let response = Response::OffsetCommit(results);
@@ -905,11 +923,13 @@ impl GroupCoordinator {
             // Every partition's topic went away since the request arrived: nothing to write.
             return vec![GroupOutput::Respond { id, response }];
         }
+        let (commits, leader_epochs) = offset_entries(known);
         let record = GroupRecord::TxnOffsets {
             group: group_id.clone(),
             producer_id,
             at_ms: now.wall_ms,
-            commits: offset_entries(known),
+            commits,
+            leader_epochs,
         };
         let batch = crate::records::encode_producer_batch(
             &crate::records::encode_json_records(&[record]),
@@ -1383,22 +1403,26 @@ fn fetched_offset(partition: TopicPartition, found: Option<&CommittedOffset>) ->
         partition,
         offset: found.map_or(-1, |committed| committed.offset),
         metadata: found.and_then(|committed| committed.metadata.clone()),
+        leader_epoch: found.map_or(-1, |committed| committed.leader_epoch),
         error: ErrorCode::None,
     }
 }
 
-/// A commit's partitions as the offsets log records them.
+/// A commit's partitions as the offsets log records them: the entries and their leader
+/// epochs (see `GroupRecord::Offsets`).
 fn offset_entries(
     commits: Vec<OffsetCommitPartition>,
-) -> Vec<(TopicPartition, i64, Option<String>)> {
-    commits
+) -> (Vec<offsets_shard::OffsetEntry>, Vec<i32>) {
+    let (entries, epochs) = commits
         .into_iter()
         .map(
             |OffsetCommitPartition {
                  partition,
                  offset,
                  metadata,
-             }| (partition, offset, metadata),
+                 leader_epoch,
+             }| ((partition, offset, metadata), leader_epoch),
         )
-        .collect()
+        .unzip();
+    (entries, offsets_shard::leader_epochs_field(epochs))
 }

@@ -11,7 +11,11 @@
 //! - **Joining.** A member without an id is given one and told MEMBER_ID_REQUIRED; it joins
 //!   again with that id. A join moves the group to `PreparingRebalance`, which waits until
 //!   every known member has (re)joined or the rebalance timeout passes; members that did
-//!   not rejoin are dropped. Then the generation increases, the first protocol every member
+//!   not rejoin are dropped. A rebalance that starts in an empty group first waits
+//!   the initial delay (Kafka's group.initial.rebalance.delay.ms, `InitialJoin`), even with
+//!   everyone joined, and again for each delay in which a newcomer joined before the first
+//!   generation, never past the rebalance timeout: consumers started together land in one
+//!   generation. Then the generation increases, the first protocol every member
 //!   supports (in the leader's order of preference) is chosen, a leader is picked (the old
 //!   one if it rejoined), and every waiting join is answered; the leader's answer lists the
 //!   members and their metadata. The group is then `CompletingRebalance`.
@@ -52,6 +56,8 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: Option<String>,
     pub committed_ms: i64,
+    /// The leader epoch the consumer committed with (-1: none given).
+    pub leader_epoch: i32,
 }
 
 /// A group's membership as the coordinator persists it in the offsets log (after a
@@ -213,6 +219,23 @@ pub struct Group {
     rebalance_deadline_ms: i64,
     /// When the group last became empty (offsets expire relative to it).
     empty_since_ms: Option<i64>,
+    /// Kafka's group.initial.rebalance.delay.ms, as the coordinator last set it.
+    initial_rebalance_delay_ms: i64,
+    /// The initial delay of a rebalance that began in an empty group (Kafka's
+    /// InitialDelayedJoin), while it runs.
+    initial_join: Option<InitialJoin>,
+}
+
+/// A rebalance of an empty group waits `delay_ms` (its deadline is the group's
+/// `rebalance_deadline_ms`) before completing, however many members have joined; when it
+/// ends and a new member joined meanwhile (only before the group's first generation), it
+/// waits again, min(configured delay, `remaining_ms`), and `remaining_ms` shrinks by the
+/// delay just waited, so the whole wait stays within the rebalance timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InitialJoin {
+    delay_ms: i64,
+    remaining_ms: i64,
+    new_member_added: bool,
 }
 
 impl Default for Group {
@@ -234,7 +257,15 @@ impl Group {
             static_members: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             empty_since_ms: None,
+            initial_rebalance_delay_ms: 0,
+            initial_join: None,
         }
+    }
+
+    /// Kafka's group.initial.rebalance.delay.ms for the rebalances this group starts while
+    /// empty (see `InitialJoin`); 0 completes them as soon as every member joined.
+    pub fn set_initial_rebalance_delay_ms(&mut self, delay_ms: i64) {
+        self.initial_rebalance_delay_ms = delay_ms.max(0);
     }
 
     /// Whether an OffsetCommit may be accepted: from a current member of the current
@@ -534,6 +565,14 @@ impl Group {
         {
             return refuse(ErrorCode::UnknownMemberId, &member_id);
         }
+        if !self.members.contains_key(&member_id)
+            && self.state == GroupState::PreparingRebalance
+            && self.generation == 0
+        {
+            if let Some(initial) = &mut self.initial_join {
+                initial.new_member_added = true;
+            }
+        }
         let member = self
             .members
             .entry(member_id.clone())
@@ -751,6 +790,27 @@ impl Group {
             self.after_departure(now_ms, &mut replies);
         }
         if self.state == GroupState::PreparingRebalance && now_ms >= self.rebalance_deadline_ms {
+            if let Some(initial) = self.initial_join.take() {
+                if initial.new_member_added && initial.remaining_ms > 0 {
+                    // Kafka's InitialDelayedJoin: newcomers during the wait extend it.
+                    let delay_ms = self.initial_rebalance_delay_ms.min(initial.remaining_ms);
+                    self.initial_join = Some(InitialJoin {
+                        delay_ms,
+                        remaining_ms: (initial.remaining_ms - initial.delay_ms).max(0),
+                        new_member_added: false,
+                    });
+                    self.rebalance_deadline_ms = now_ms + delay_ms;
+                    self.check_invariants();
+                    return replies;
+                }
+                // The wait may outlast a session: as Kafka does when a join completes, every
+                // member's session starts anew.
+                for member in self.members.values_mut() {
+                    if member.awaiting_join.is_some() {
+                        member.last_heard_ms = now_ms;
+                    }
+                }
+            }
             // Members that did not rejoin in time are dropped.
             let late: Vec<String> = self
                 .members
@@ -818,6 +878,7 @@ impl Group {
             self.leader = None;
             self.protocol_name = None;
             self.empty_since_ms = Some(now_ms);
+            self.initial_join = None;
             return;
         }
         if self.state != GroupState::PreparingRebalance {
@@ -846,6 +907,17 @@ impl Group {
             .max()
             .unwrap_or(0);
         self.rebalance_deadline_ms = now_ms + timeout;
+        // A rebalance of an empty group first waits for more members (Kafka's
+        // InitialDelayedJoin, as its coordinator starts one for every empty group).
+        self.initial_join =
+            (self.state == GroupState::Empty && self.initial_rebalance_delay_ms > 0).then(|| {
+                self.rebalance_deadline_ms = now_ms + self.initial_rebalance_delay_ms;
+                InitialJoin {
+                    delay_ms: self.initial_rebalance_delay_ms,
+                    remaining_ms: (timeout - self.initial_rebalance_delay_ms).max(0),
+                    new_member_added: false,
+                }
+            });
         self.state = GroupState::PreparingRebalance;
     }
 
@@ -855,12 +927,18 @@ impl Group {
             .members
             .values()
             .all(|member| member.awaiting_join.is_some());
-        if self.state == GroupState::PreparingRebalance && everyone && !self.members.is_empty() {
+        // The initial delay is waited out whole, as Kafka's never completes early.
+        if self.state == GroupState::PreparingRebalance
+            && everyone
+            && !self.members.is_empty()
+            && self.initial_join.is_none()
+        {
             self.complete_join(replies);
         }
     }
 
     fn complete_join(&mut self, replies: &mut Vec<GroupReply>) {
+        self.initial_join = None;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.leader = None;
@@ -953,6 +1031,10 @@ impl Group {
             assert!(self.members.contains_key(leader), "the leader is a member");
             assert!(self.generation > 0);
         }
+        assert!(
+            self.initial_join.is_none() || self.state == GroupState::PreparingRebalance,
+            "only a rebalance waits out the initial delay"
+        );
         let mut instances = BTreeSet::new();
         for member in self.members.values() {
             if let Some(instance) = &member.group_instance_id {

@@ -136,6 +136,10 @@ pub struct Truncation {
 pub struct PartitionLog {
     segments: VecDeque<Segment>,
     log_start_offset: i64,
+    /// DeleteRecords moved the start clients see here (at most the high watermark when
+    /// moved); the records below it in the first kept segment are never served. `None`
+    /// while no DeleteRecords reached this replica.
+    deleted_below: Option<i64>,
     high_watermark: i64,
     /// Offsets below this are on this replica's disk durably.
     durable_end_offset: i64,
@@ -149,6 +153,7 @@ impl PartitionLog {
         Self {
             segments: VecDeque::from([Segment::new(base_offset)]),
             log_start_offset: base_offset,
+            deleted_below: None,
             high_watermark: base_offset,
             durable_end_offset: base_offset,
             unsynced: VecDeque::new(),
@@ -206,6 +211,7 @@ impl PartitionLog {
         let log = Self {
             segments: rebuilt,
             log_start_offset: first.base_offset,
+            deleted_below: None,
             high_watermark: log_end_offset,
             durable_end_offset: log_end_offset,
             unsynced: VecDeque::new(),
@@ -216,6 +222,40 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
+    }
+
+    /// The first offset clients may read (Kafka's log start offset, the low watermark):
+    /// the stored log's start, or past it where DeleteRecords deleted records.
+    pub fn client_start_offset(&self) -> i64 {
+        self.deleted_below
+            .unwrap_or(self.log_start_offset)
+            .clamp(self.log_start_offset, self.log_end_offset())
+    }
+
+    /// Where DeleteRecords moved the client start, if it ever did on this replica.
+    pub fn deleted_below(&self) -> Option<i64> {
+        self.deleted_below
+    }
+
+    /// DeleteRecords: clients read nothing below `offset` any more, which must not lie
+    /// beyond the high watermark. Returns whether the client start moved. The stored
+    /// segments wholly below it go with retention (`segments_below`).
+    pub fn delete_records_below(&mut self, offset: i64) -> bool {
+        assert!(
+            offset <= self.high_watermark,
+            "records are deleted only below the high watermark"
+        );
+        let moved = offset > self.client_start_offset();
+        if moved {
+            self.deleted_below = Some(offset);
+        }
+        moved
+    }
+
+    /// A start persisted by DeleteRecords, restored at recovery (reads clamp it to the log
+    /// end).
+    pub fn restore_deleted_below(&mut self, offset: i64) {
+        self.deleted_below = Some(self.deleted_below.unwrap_or(offset).max(offset));
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -476,28 +516,50 @@ impl PartitionLog {
     }
 
     /// The first batch below `upper_bound` whose newest record is at or after
-    /// `timestamp_ms`: (its base offset, its max timestamp).
-    pub fn offset_for_timestamp(&self, timestamp_ms: i64, upper_bound: i64) -> Option<(i64, i64)> {
-        self.batches_below(upper_bound)
-            .find(|batch| batch.max_timestamp >= timestamp_ms)
-            .map(|batch| (batch.base_offset, batch.max_timestamp))
+    /// `timestamp_ms`, and where it is stored. The record asked for lies inside it: the
+    /// core indexes batches, so the node reads the batch and finds the record.
+    pub fn batch_at_timestamp(
+        &self,
+        timestamp_ms: i64,
+        upper_bound: i64,
+    ) -> Option<(BatchEntry, ReadChunk)> {
+        self.stored_batches_below(upper_bound)
+            .find(|(_, batch)| batch.max_timestamp >= timestamp_ms)
+            .map(|(chunk, batch)| (batch, chunk))
     }
 
-    /// The batch with the newest timestamp below `upper_bound`: (its last offset, timestamp).
-    pub fn max_timestamp_offset(&self, upper_bound: i64) -> Option<(i64, i64)> {
-        self.batches_below(upper_bound)
-            .fold(None, |best: Option<&BatchEntry>, batch| match best {
-                Some(best) if best.max_timestamp >= batch.max_timestamp => Some(best),
-                _ => Some(batch),
-            })
-            .map(|batch| (batch.last_offset, batch.max_timestamp))
+    /// The first batch below `upper_bound` holding the newest timestamp, and where it is
+    /// stored (the node finds the first record with that timestamp inside it).
+    pub fn batch_with_max_timestamp(&self, upper_bound: i64) -> Option<(BatchEntry, ReadChunk)> {
+        self.stored_batches_below(upper_bound).fold(
+            None,
+            |best: Option<(BatchEntry, ReadChunk)>, candidate| match best {
+                Some(best) if best.0.max_timestamp >= candidate.1.max_timestamp => Some(best),
+                _ => Some((candidate.1, candidate.0)),
+            },
+        )
     }
 
-    fn batches_below(&self, upper_bound: i64) -> impl Iterator<Item = &BatchEntry> {
+    /// The batches from the log start offset up to `upper_bound`, each with its chunk.
+    fn stored_batches_below(
+        &self,
+        upper_bound: i64,
+    ) -> impl Iterator<Item = (ReadChunk, BatchEntry)> + '_ {
+        let log_start = self.client_start_offset();
         self.segments
             .iter()
-            .flat_map(|segment| segment.batches.iter())
-            .take_while(move |batch| batch.last_offset < upper_bound)
+            .flat_map(|segment| {
+                segment.batches.iter().map(|batch| {
+                    let chunk = ReadChunk {
+                        segment_base_offset: segment.base_offset,
+                        position: batch.position,
+                        length: batch.size_bytes,
+                    };
+                    (chunk, *batch)
+                })
+            })
+            .skip_while(move |(_, batch)| batch.last_offset < log_start)
+            .take_while(move |(_, batch)| batch.last_offset < upper_bound)
     }
 
     /// The oldest segments that retention removes now: whole, inactive segments below the
@@ -574,7 +636,9 @@ impl PartitionLog {
                 log_end_offset,
             });
         }
+        let deleted_below = self.deleted_below;
         *self = Self::new(offset);
+        self.deleted_below = deleted_below;
         self.check_invariants();
         Ok(())
     }
@@ -757,10 +821,22 @@ mod tests {
     #[test]
     fn timestamps_find_the_first_batch_at_or_after() {
         let log = log_with(&[2, 2, 2], 1 << 20); // timestamps 0, 10, 20
-        assert_eq!(log.offset_for_timestamp(5, 6), Some((2, 10)));
-        assert_eq!(log.offset_for_timestamp(20, 6), Some((4, 20)));
-        assert_eq!(log.offset_for_timestamp(21, 6), None);
-        assert_eq!(log.max_timestamp_offset(6), Some((5, 20)));
+        let found = |found: Option<(BatchEntry, ReadChunk)>| {
+            found.map(|(batch, chunk)| (batch.base_offset, batch.max_timestamp, chunk.position))
+        };
+        let one = header(2, 0).size_bytes;
+        assert_eq!(found(log.batch_at_timestamp(5, 6)), Some((2, 10, one)));
+        assert_eq!(found(log.batch_at_timestamp(20, 6)), Some((4, 20, 2 * one)));
+        assert_eq!(found(log.batch_at_timestamp(21, 6)), None);
+        assert_eq!(
+            found(log.batch_at_timestamp(20, 4)),
+            None,
+            "below the bound only"
+        );
+        assert_eq!(
+            found(log.batch_with_max_timestamp(6)),
+            Some((4, 20, 2 * one))
+        );
     }
 
     #[test]

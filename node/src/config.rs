@@ -16,6 +16,7 @@
 //! peer_listen = "127.0.0.1:19093"
 //! peers = "1=127.0.0.1:19093,2=127.0.0.1:29093,3=127.0.0.1:39093"
 //! metrics_listen = "127.0.0.1:9094"
+//! group_initial_rebalance_delay_ms = 3000
 //! ```
 //!
 //! Without `peers` the node is a cluster of one, as before clusters existed. With it,
@@ -90,6 +91,11 @@ pub struct NodeArgs {
     /// the --listen port + 2]
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// How long a new (empty) consumer group waits for more members before its first
+    /// rebalance completes, each newcomer extending the wait up to the rebalance timeout
+    /// (Kafka's group.initial.rebalance.delay.ms), in ms [default: 3000]
+    #[arg(long)]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
 }
 
 /// The TOML file's shape: the same keys as the flags.
@@ -110,6 +116,7 @@ struct FileConfig {
     peer_listen: Option<SocketAddr>,
     peers: Option<String>,
     metrics_listen: Option<String>,
+    group_initial_rebalance_delay_ms: Option<i64>,
 }
 
 /// The resolved configuration of one node.
@@ -131,6 +138,8 @@ pub struct NodeConfig {
     pub peers: BTreeMap<i32, SocketAddr>,
     /// Where the metrics endpoint listens; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Kafka's group.initial.rebalance.delay.ms (see `BrokerConfig`).
+    pub group_initial_rebalance_delay_ms: i64,
 }
 
 impl Default for NodeConfig {
@@ -148,6 +157,8 @@ impl Default for NodeConfig {
             peer_listen: None,
             peers: BTreeMap::new(),
             metrics_listen: None,
+            group_initial_rebalance_delay_ms: BrokerConfig::default()
+                .group_initial_rebalance_delay_ms,
         }
     }
 }
@@ -178,6 +189,7 @@ impl NodeConfig {
         layer!(frame_bytes_max => config.frame_bytes_max);
         layer!(request_timeout_ms => config.request_timeout_ms);
         layer!(request_bytes_budget => config.request_bytes_budget);
+        layer!(group_initial_rebalance_delay_ms => config.group_initial_rebalance_delay_ms);
         if let Some(peers) = args.peers.as_ref().or(file.peers.as_ref()) {
             config.peers = parse_peers(peers)?;
         }
@@ -209,6 +221,9 @@ impl NodeConfig {
         }
         if self.request_bytes_budget < 1024 {
             bail!("request_bytes_budget must be at least 1024");
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            bail!("group_initial_rebalance_delay_ms must not be negative");
         }
         if self.node_id < 1 {
             bail!("node_id must be positive (1, 2, ...), not {}", self.node_id);
@@ -262,6 +277,7 @@ impl NodeConfig {
             default_partition_count: self.default_partitions,
             topic_defaults: self.topic_defaults.clone(),
             voters: self.voters(),
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             ..BrokerConfig::default()
         }
     }
@@ -399,6 +415,45 @@ mod tests {
         assert_eq!(config.voters(), vec![1, 2, 3]);
         assert_eq!(config.peers[&3], "127.0.0.1:39093".parse().unwrap());
         assert_eq!(config.peer_listen, Some("127.0.0.1:29093".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_initial_rebalance_delay_defaults_to_kafkas_and_the_file_and_flag_set_it() {
+        let config = NodeConfig::resolve(&NodeArgs::default()).unwrap();
+        assert_eq!(config.group_initial_rebalance_delay_ms, 3_000);
+        let bound = "127.0.0.1:9092".parse().unwrap();
+        assert_eq!(
+            config.broker_config(bound).group_initial_rebalance_delay_ms,
+            3_000
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "group_initial_rebalance_delay_ms = 0\n").unwrap();
+        let from_file = NodeArgs {
+            config: Some(path.clone()),
+            ..NodeArgs::default()
+        };
+        let config = NodeConfig::resolve(&from_file).unwrap();
+        assert_eq!(
+            config.broker_config(bound).group_initial_rebalance_delay_ms,
+            0
+        );
+        let flag = NodeArgs {
+            config: Some(path),
+            group_initial_rebalance_delay_ms: Some(250),
+            ..NodeArgs::default()
+        };
+        assert_eq!(
+            NodeConfig::resolve(&flag)
+                .unwrap()
+                .group_initial_rebalance_delay_ms,
+            250
+        );
+        assert!(refusal(NodeArgs {
+            group_initial_rebalance_delay_ms: Some(-1),
+            ..NodeArgs::default()
+        })
+        .contains("must not be negative"));
     }
 
     #[test]

@@ -135,6 +135,11 @@ impl NodeHandle {
         read_verified(self.storage.as_ref(), partition, chunk)
     }
 
+    /// The data directory the node's storage keeps its partitions in.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.storage.data_dir()
+    }
+
     /// Asks the core task to finish: it syncs outstanding appends and returns.
     pub async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();

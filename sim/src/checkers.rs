@@ -1885,7 +1885,8 @@ impl Checker {
                     }
                     StorageCommand::RollSegment { .. }
                     | StorageCommand::PersistReplicaState { .. }
-                    | StorageCommand::PersistMetadata(_) => {}
+                    | StorageCommand::PersistMetadata(_)
+                    | StorageCommand::PersistDeletedBelow { .. } => {}
                 }
                 return;
             }

@@ -570,6 +570,9 @@ fn create_node(
             config.offsets_segment_bytes = SIM_INTERNAL_SEGMENT_BYTES;
             config.transaction_state_segment_bytes = SIM_INTERNAL_SEGMENT_BYTES;
             config.metadata_segment_bytes = SIM_METADATA_SEGMENT_BYTES;
+            // Groups complete their first rebalance as soon as every member joined, as the
+            // pinned guide runs and every seed's schedule were made with.
+            config.group_initial_rebalance_delay_ms = 0;
             #[cfg(feature = "defects")]
             {
                 config.defect = defect;

@@ -1004,6 +1004,9 @@ fn peer_label(message: &PeerMessage) -> String {
             let led: Vec<String> = led.iter().map(|(p, e)| format!("{p}@{e}")).collect();
             format!("Leaders [{}]", led.join(", "))
         }
+        PeerMessage::RecordsDeleted { partition, offset } => {
+            format!("RecordsDeleted {partition} below {offset}")
+        }
         PeerMessage::Forward { id, .. } => format!("Forward {id}"),
         PeerMessage::Forwarded { id, .. } => format!("Forwarded {id}"),
         PeerMessage::VerifyTxn {

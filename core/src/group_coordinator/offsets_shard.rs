@@ -37,6 +37,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// One committed offset as a record holds it: (partition, offset, metadata).
+pub type OffsetEntry = (TopicPartition, i64, Option<String>);
+
 /// One record of the offsets log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupRecord {
@@ -47,7 +50,12 @@ pub enum GroupRecord {
     Offsets {
         group: String,
         at_ms: i64,
-        commits: Vec<(TopicPartition, i64, Option<String>)>,
+        commits: Vec<OffsetEntry>,
+        /// The leader epoch of each commit, in order (OffsetCommit v6+). Written only when
+        /// one was given; records of earlier versions have none, and a missing epoch is -1
+        /// (`leader_epoch_at`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leader_epochs: Vec<i32>,
     },
     /// The group and its committed state are gone (offsets expired, or DeleteGroups).
     Deleted { group: String },
@@ -62,7 +70,10 @@ pub enum GroupRecord {
         group: String,
         producer_id: i64,
         at_ms: i64,
-        commits: Vec<(TopicPartition, i64, Option<String>)>,
+        commits: Vec<OffsetEntry>,
+        /// As in `Offsets`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        leader_epochs: Vec<i32>,
     },
     /// A snapshot of the committed view begins: the `Membership` and `Offsets` records up
     /// to the next `SnapshotEnd` restate it whole (see the module doc).
@@ -86,8 +97,23 @@ pub(super) enum OffsetsEntry {
     },
 }
 
-/// Transactional offsets waiting for their marker: (group, when, commits).
-pub(super) type PendingTxnOffsets = Vec<(String, i64, Vec<(TopicPartition, i64, Option<String>)>)>;
+/// Transactional offsets waiting for their marker: (group, when, commits, leader epochs).
+pub(super) type PendingTxnOffsets = Vec<(String, i64, Vec<OffsetEntry>, Vec<i32>)>;
+
+/// The leader epoch of a record's `index`th commit: -1 when none was written.
+pub(super) fn leader_epoch_at(leader_epochs: &[i32], index: usize) -> i32 {
+    leader_epochs.get(index).copied().unwrap_or(-1)
+}
+
+/// A record's `leader_epochs` for commits with these epochs: empty when none is known, so
+/// that a commit without one writes the same record as before the field existed.
+pub(super) fn leader_epochs_field(epochs: Vec<i32>) -> Vec<i32> {
+    if epochs.iter().all(|epoch| *epoch == -1) {
+        Vec::new()
+    } else {
+        epochs
+    }
+}
 
 /// A group's committed state, as every replica of its offsets partition applies it.
 #[derive(Debug, Clone, Default)]
@@ -202,12 +228,13 @@ impl OffsetsShard {
                     #[cfg(feature = "defects")]
                     let commit = commit || self.commit_offsets_on_abort;
                     let offsets = self.pending_txn_offsets.remove(&producer_id);
-                    for (group, at_ms, commits) in offsets.into_iter().flatten() {
+                    for (group, at_ms, commits, leader_epochs) in offsets.into_iter().flatten() {
                         if commit {
                             self.apply(GroupRecord::Offsets {
                                 group,
                                 at_ms,
                                 commits,
+                                leader_epochs,
                             });
                         }
                     }
@@ -226,7 +253,7 @@ impl OffsetsShard {
         self.pending_txn_offsets
             .values()
             .flatten()
-            .any(|(group, _, commits)| {
+            .any(|(group, _, commits, _)| {
                 group == group_id
                     && commits
                         .iter()
@@ -246,11 +273,12 @@ impl OffsetsShard {
                 producer_id,
                 at_ms,
                 commits,
+                leader_epochs,
             } => {
                 self.pending_txn_offsets
                     .entry(producer_id)
                     .or_default()
-                    .push((group, at_ms, commits));
+                    .push((group, at_ms, commits, leader_epochs));
             }
             GroupRecord::SnapshotEnd => {
                 if let Some(staged) = self.snapshots.end() {
@@ -316,15 +344,17 @@ fn apply_committed_record(view: &mut BTreeMap<String, CommittedGroup>, record: &
             group,
             at_ms,
             commits,
+            leader_epochs,
         } => {
             let offsets = &mut view.entry(group.clone()).or_default().offsets;
-            for (partition, offset, metadata) in commits {
+            for (index, (partition, offset, metadata)) in commits.iter().enumerate() {
                 offsets.insert(
                     partition.clone(),
                     CommittedOffset {
                         offset: *offset,
                         metadata: metadata.clone(),
                         committed_ms: *at_ms,
+                        leader_epoch: leader_epoch_at(leader_epochs, index),
                     },
                 );
             }
@@ -367,20 +397,18 @@ impl SnapshotSource for OffsetsShard {
                 });
             }
             // One `Offsets` record per commit time, so each offset keeps its own.
-            let mut by_time: BTreeMap<i64, Vec<(TopicPartition, i64, Option<String>)>> =
-                BTreeMap::new();
+            let mut by_time: BTreeMap<i64, (Vec<OffsetEntry>, Vec<i32>)> = BTreeMap::new();
             for (partition, offset) in &committed.offsets {
-                by_time.entry(offset.committed_ms).or_default().push((
-                    partition.clone(),
-                    offset.offset,
-                    offset.metadata.clone(),
-                ));
+                let (commits, epochs) = by_time.entry(offset.committed_ms).or_default();
+                commits.push((partition.clone(), offset.offset, offset.metadata.clone()));
+                epochs.push(offset.leader_epoch);
             }
-            for (at_ms, commits) in by_time {
+            for (at_ms, (commits, epochs)) in by_time {
                 records.push(GroupRecord::Offsets {
                     group: group.clone(),
                     at_ms,
                     commits,
+                    leader_epochs: leader_epochs_field(epochs),
                 });
             }
         }

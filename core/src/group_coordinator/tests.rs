@@ -287,6 +287,7 @@ fn commit(member_id: &str, generation: i32, offset: i64) -> Request {
             partition: orders(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -304,6 +305,7 @@ fn txn_commit(member_id: &str, offset: i64) -> Request {
             partition: orders(),
             offset,
             metadata: None,
+            leader_epoch: -1,
         }],
     }
 }
@@ -341,16 +343,69 @@ fn groups_hash_to_the_partition_kafka_would_pick() {
 
 #[test]
 fn records_round_trip_through_json() {
-    let record = GroupRecord::Offsets {
+    for leader_epochs in [Vec::new(), vec![7]] {
+        let record = GroupRecord::Offsets {
+            group: "g".into(),
+            at_ms: 5,
+            commits: vec![(TopicPartition::new("t", 1), 42, Some("meta".into()))],
+            leader_epochs,
+        };
+        let bytes = serde_json::to_vec(&record).expect("encodes");
+        assert_eq!(
+            serde_json::from_slice::<GroupRecord>(&bytes).ok(),
+            Some(record)
+        );
+    }
+}
+
+#[test]
+fn an_offsets_record_written_before_leader_epochs_decodes_with_none() {
+    // Exactly as the previous version wrote its records (commits as 3-tuples, no epochs).
+    let old =
+        br#"{"Offsets":{"group":"g","at_ms":5,"commits":[[{"topic":"t","partition":1},42,null]]}}"#;
+    let record: GroupRecord = serde_json::from_slice(old).expect("an old record decodes");
+    let GroupRecord::Offsets {
+        commits,
+        leader_epochs,
+        ..
+    } = record
+    else {
+        panic!("{record:?}")
+    };
+    assert_eq!(commits, vec![(TopicPartition::new("t", 1), 42, None)]);
+    assert_eq!(offsets_shard::leader_epoch_at(&leader_epochs, 0), -1);
+    // And a record without an epoch is still written in that form.
+    let unchanged = GroupRecord::Offsets {
         group: "g".into(),
         at_ms: 5,
-        commits: vec![(TopicPartition::new("t", 1), 42, Some("meta".into()))],
+        commits,
+        leader_epochs: Vec::new(),
     };
-    let bytes = serde_json::to_vec(&record).expect("encodes");
-    assert_eq!(
-        serde_json::from_slice::<GroupRecord>(&bytes).ok(),
-        Some(record)
-    );
+    assert_eq!(serde_json::to_vec(&unchanged).unwrap(), old.to_vec());
+}
+
+#[test]
+fn a_committed_leader_epoch_is_returned_by_offset_fetch_and_survives_failover() {
+    let mut node = Node::new();
+    node.lead(1);
+    let member = node.join_and_sync();
+    let mut request = commit(&member, 1, 42);
+    if let Request::OffsetCommit { commits, .. } = &mut request {
+        commits[0].leader_epoch = 9;
+    }
+    node.call_and_commit(request);
+    let epoch_of = |node: &mut Node| match node.call(fetch(false)) {
+        Response::OffsetFetch { partitions, .. } => {
+            (partitions[0].offset, partitions[0].leader_epoch)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(epoch_of(&mut node), (42, 9));
+    let mut next = next_coordinator(&mut node, 2);
+    assert_eq!(epoch_of(&mut next), (42, 9));
+    // A commit without an epoch answers -1.
+    next.call_and_commit(commit(&member, 1, 43));
+    assert_eq!(epoch_of(&mut next), (43, -1));
 }
 
 #[test]
@@ -822,6 +877,7 @@ fn commits_with_unknown_partitions(offset: i64) -> Vec<OffsetCommitPartition> {
         partition,
         offset,
         metadata: None,
+        leader_epoch: -1,
     })
     .collect()
 }
@@ -1070,6 +1126,7 @@ fn offsets_of_a_topic_a_member_subscribes_to_are_kept_and_the_others_deleted_dur
                 partition,
                 offset: 7,
                 metadata: None,
+                leader_epoch: -1,
             })
             .collect(),
     };
@@ -1100,4 +1157,128 @@ fn offsets_of_a_topic_a_member_subscribes_to_are_kept_and_the_others_deleted_dur
         }
     );
     assert_eq!(fetch_all(&mut next), Vec::new());
+}
+
+/// A leading node whose coordinator delays a new group's first rebalance by `delay_ms`.
+fn delaying_leader(delay_ms: i64) -> Node {
+    let mut node = Node::new();
+    node.coordinator = GroupCoordinator::new(60_000).with_initial_rebalance_delay_ms(delay_ms);
+    node.coordinator
+        .open_shard(0, None, 0, 0)
+        .expect("nothing to replay");
+    node.lead(1);
+    node
+}
+
+/// A member's first JoinGroup round trip: its id, and the id of its held second join.
+fn join_held(node: &mut Node) -> (String, RequestId) {
+    let member_id = match node.call(join("")) {
+        Response::JoinGroup(joined) => joined.member_id,
+        other => panic!("{other:?}"),
+    };
+    let (id, replies) = node.request(join(&member_id));
+    assert!(replies.is_empty(), "answered during the delay: {replies:?}");
+    (member_id, id)
+}
+
+/// The timers at `at_ms`; returns the replies they sent.
+fn tick_at(node: &mut Node, at_ms: i64) -> Vec<Reply> {
+    node.now_ms = at_ms;
+    let outputs = node.coordinator.tick(node.now());
+    node.execute(outputs).0
+}
+
+fn joined_generations(replies: &[Reply]) -> Vec<(RequestId, i32)> {
+    replies
+        .iter()
+        .map(|(id, response)| match response {
+            Response::JoinGroup(joined) => {
+                assert_eq!(joined.error, ErrorCode::None);
+                (*id, joined.generation)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_alone_waits_the_initial_delay_before_generation_one() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let (_, held) = join_held(&mut node);
+    assert!(tick_at(&mut node, start + 2_999).is_empty());
+    let replies = tick_at(&mut node, start + 3_000);
+    assert_eq!(joined_generations(&replies), vec![(held, 1)]);
+}
+
+#[test]
+fn members_joining_within_the_initial_delay_land_in_one_first_generation() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let (_, first) = join_held(&mut node);
+    node.now_ms = start + 1_000;
+    let (_, second) = join_held(&mut node);
+    // A newcomer during the delay extends it by another delay (the rebalance timeout,
+    // 10 s, leaves room), and nobody joined during that one: then the generation completes.
+    assert!(tick_at(&mut node, start + 3_000).is_empty());
+    assert!(tick_at(&mut node, start + 5_999).is_empty());
+    let mut replies = joined_generations(&tick_at(&mut node, start + 6_000));
+    replies.sort_unstable();
+    assert_eq!(replies, vec![(first, 1), (second, 1)]);
+}
+
+#[test]
+fn newcomers_extend_the_initial_delay_no_further_than_the_rebalance_timeout() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let mut held = vec![join_held(&mut node).1];
+    // A newcomer every 2.5 s: each delay ends with a newcomer in it and is extended while
+    // the 10 s rebalance timeout lasts (3 s, then 3 s, 3 s, then the 1 s left), never longer.
+    for at in [2_500, 3_000, 5_000, 6_000, 7_500, 9_000] {
+        let replies = tick_at(&mut node, start + at);
+        assert!(replies.is_empty(), "completed at {at}: {replies:?}");
+        if at % 3_000 != 0 || at == 9_000 {
+            held.push(join_held(&mut node).1);
+        }
+    }
+    assert!(tick_at(&mut node, start + 9_999).is_empty());
+    let completed = tick_at(&mut node, start + 10_000);
+    let mut generations = joined_generations(&completed);
+    generations.sort_unstable();
+    assert_eq!(
+        generations,
+        held.into_iter().map(|id| (id, 1)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sessions_start_anew_when_an_initial_delay_longer_than_them_ends() {
+    let mut node = delaying_leader(3_000);
+    let start = node.now_ms;
+    let short_session = |member_id: &str| match join(member_id) {
+        Request::JoinGroup { group_id, mut join } => {
+            join.session_timeout_ms = 2_000;
+            Request::JoinGroup { group_id, join }
+        }
+        other => other,
+    };
+    let mut held = Vec::new();
+    for at in [0, 1_000] {
+        node.now_ms = start + at;
+        let member_id = match node.call(short_session("")) {
+            Response::JoinGroup(joined) => joined.member_id,
+            other => panic!("{other:?}"),
+        };
+        let (id, replies) = node.request(short_session(&member_id));
+        assert!(replies.is_empty());
+        held.push(id);
+    }
+    assert!(tick_at(&mut node, start + 3_000).is_empty(), "extended");
+    let mut generations = joined_generations(&tick_at(&mut node, start + 6_000));
+    generations.sort_unstable();
+    assert_eq!(generations, vec![(held[0], 1), (held[1], 1)]);
+    // Both sessions run from the end of the wait, not from their joins 5-6 s earlier.
+    tick_at(&mut node, start + 7_000);
+    let group = node.coordinator.live_group(GROUP).expect("the group");
+    assert_eq!((group.generation(), group.member_ids().count()), (1, 2));
 }

@@ -834,6 +834,7 @@ impl System {
                         partition: topic_partition(&partition),
                         offset,
                         metadata: None,
+                        leader_epoch: -1,
                     }],
                 };
                 self.send(client.member, Some((partition, offset)), 0, request)

@@ -10,8 +10,8 @@ use crate::kafka::frame::ResponseFrame;
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
 use crate::kafka::{
-    admin, epochs, fetch, group_admin, groups, metadata, offsets, produce, producer_id,
-    transactions,
+    admin, delete_records, epochs, fetch, group_admin, groups, log_dirs, metadata, offsets,
+    produce, producer_id, transactions,
 };
 use crate::runtime::{NodeHandle, RuntimeError};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -161,6 +161,12 @@ pub(crate) async fn respond(
         }
         RequestKind::OffsetDelete(request) => {
             group_admin::offset_delete(context, version, request).await?
+        }
+        RequestKind::DescribeLogDirs(request) => {
+            log_dirs::describe_log_dirs(context, version, request).await?
+        }
+        RequestKind::DeleteRecords(request) => {
+            delete_records::delete_records(context, version, request).await?
         }
         // The codec refuses every API outside the advertised table before decoding.
         _ => return Err(HandlerError::NotServed { api_key }),

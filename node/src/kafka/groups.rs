@@ -486,6 +486,8 @@ fn offset_commit_request(request: &OffsetCommitRequest) -> Request {
                             .committed_metadata
                             .as_ref()
                             .map(|metadata| metadata.to_string()),
+                        // -1 below v6, which lacks the field.
+                        leader_epoch: partition.committed_leader_epoch,
                     })
             })
             .collect(),
@@ -624,6 +626,7 @@ fn offset_fetch_response(
                                 let mut partition = OffsetFetchResponsePartitions::default();
                                 partition.partition_index = offset.partition.partition;
                                 partition.committed_offset = offset.offset;
+                                partition.committed_leader_epoch = offset.leader_epoch;
                                 partition.metadata = wire_metadata(offset);
                                 partition.error_code = offset.error.code();
                                 partition
@@ -654,6 +657,8 @@ fn offset_fetch_response(
                     let mut partition = OffsetFetchResponsePartition::default();
                     partition.partition_index = offset.partition.partition;
                     partition.committed_offset = offset.offset;
+                    // Encoded from v5 on.
+                    partition.committed_leader_epoch = offset.leader_epoch;
                     partition.metadata = wire_metadata(offset);
                     // Before v2 a group-level error is carried by every partition.
                     partition.error_code = if version < 2 && error != ErrorCode::None {
@@ -699,6 +704,7 @@ pub(crate) async fn offset_fetch(
                     partition,
                     offset: -1,
                     metadata: None,
+                    leader_epoch: -1,
                     error,
                 })
                 .collect()
@@ -1387,11 +1393,13 @@ mod tests {
                             partition: TopicPartition::new("orders", 4),
                             offset: 10,
                             metadata: Some("meta".into()),
+                            leader_epoch: if version >= 6 { 3 } else { -1 },
                         },
                         OffsetCommitPartition {
                             partition: TopicPartition::new("orders", 5),
                             offset: 10,
                             metadata: None,
+                            leader_epoch: if version >= 6 { 3 } else { -1 },
                         },
                     ],
                 },
@@ -1471,12 +1479,14 @@ mod tests {
                 partition: TopicPartition::new("orders", 1),
                 offset: 42,
                 metadata: Some("meta".into()),
+                leader_epoch: 7,
                 error: ErrorCode::None,
             },
             FetchedOffset {
                 partition: TopicPartition::new("orders", 2),
                 offset: -1,
                 metadata: None,
+                leader_epoch: -1,
                 error: ErrorCode::None,
             },
         ];
@@ -1503,10 +1513,14 @@ mod tests {
                 });
                 (rows.collect::<Vec<_>>(), body.error_code)
             };
-            // No metadata reads as "" (never null); the leader epoch is not kept: -1.
+            // No metadata reads as "" (never null); the leader epoch from v5 on.
+            let epoch = if version >= 5 { 7 } else { -1 };
             assert_eq!(
                 rows,
-                vec![("orders", (1, 42, "meta"), -1), ("orders", (2, -1, ""), -1)],
+                vec![
+                    ("orders", (1, 42, "meta"), epoch),
+                    ("orders", (2, -1, ""), -1)
+                ],
                 "v{version}"
             );
             assert_eq!(error, 0);
@@ -1520,12 +1534,14 @@ mod tests {
                 partition: TopicPartition::new("orders", 0),
                 offset: -1,
                 metadata: None,
+                leader_epoch: -1,
                 error: ErrorCode::UnstableOffsetCommit,
             },
             FetchedOffset {
                 partition: TopicPartition::new("orders", 1),
                 offset: 12,
                 metadata: None,
+                leader_epoch: -1,
                 error: ErrorCode::None,
             },
         ];
@@ -1566,6 +1582,7 @@ mod tests {
             partition: TopicPartition::new("orders", 0),
             offset: -1,
             metadata: None,
+            leader_epoch: -1,
             error: ErrorCode::None,
         }];
         for version in versions(ApiKey::OffsetFetch) {
@@ -1850,6 +1867,7 @@ mod tests {
                                 partition,
                                 offset: 0,
                                 metadata: None,
+                                leader_epoch: -1,
                                 error: ErrorCode::None,
                             })
                             .collect();

@@ -13,7 +13,7 @@
 //!   `produce`, `fetch`, `offsets` (ListOffsets), `epochs` (OffsetForLeaderEpoch), `admin` (CreateTopics, DeleteTopics,
 //!   DescribeConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
 //!   SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
-//!   DescribeGroups), `group_admin` (DeleteGroups, OffsetDelete), `transactions` (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+//!   DescribeGroups), `group_admin` (DeleteGroups, OffsetDelete), `log_dirs` (DescribeLogDirs), `delete_records` (DeleteRecords), `transactions` (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
 //!   TxnOffsetCommit, DescribeTransactions, ListTransactions, DescribeProducers).
 //!   `topic_ids` maps Kafka topic UUIDs to names for the APIs that address topics by id.
 //!
@@ -22,12 +22,14 @@
 
 mod admin;
 mod codec;
+mod delete_records;
 mod dispatch;
 mod epochs;
 mod fetch;
 mod frame;
 mod group_admin;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod precheck;

@@ -267,6 +267,8 @@ fn txn_offset_commit_request(version: i16, request: &TxnOffsetCommitRequest) -> 
                             .committed_metadata
                             .as_ref()
                             .map(|metadata| metadata.to_string()),
+                        // -1 below v2, which lacks the field.
+                        leader_epoch: partition.committed_leader_epoch,
                     })
             })
             .collect(),
@@ -789,11 +791,13 @@ mod tests {
                             partition: TopicPartition::new("orders", 1),
                             offset: 42,
                             metadata: Some("meta".into()),
+                            leader_epoch: if version >= 2 { 5 } else { -1 },
                         },
                         OffsetCommitPartition {
                             partition: TopicPartition::new("orders", 2),
                             offset: 7,
                             metadata: None,
+                            leader_epoch: -1,
                         },
                     ],
                 },

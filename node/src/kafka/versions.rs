@@ -33,7 +33,7 @@ const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> Adve
 /// v5+, AddOffsetsToTxn, EndTxn and TxnOffsetCommit v4+ bring TRANSACTION_ABORTABLE and
 /// "transactions v2"; AddPartitionsToTxn v4+ is broker-to-broker; Fetch v17+ is for KRaft
 /// replicas; ListTransactions v2 filters by a transactional-id pattern).
-pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 28] = [
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 30] = [
     advertised(ApiKey::Produce, 3, 10),
     advertised(ApiKey::Fetch, 4, 16),
     advertised(ApiKey::ListOffsets, 1, 10),
@@ -62,6 +62,8 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 28] = [
     advertised(ApiKey::ListTransactions, 0, 1),
     advertised(ApiKey::DeleteGroups, 0, 2),
     advertised(ApiKey::OffsetDelete, 0, 0),
+    advertised(ApiKey::DescribeLogDirs, 1, 4),
+    advertised(ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.

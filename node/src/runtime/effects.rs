@@ -281,7 +281,8 @@ impl EffectExecutor {
             StorageCommand::Append { .. }
             | StorageCommand::RollSegment { .. }
             | StorageCommand::PersistReplicaState { .. }
-            | StorageCommand::PersistMetadata(_) => {}
+            | StorageCommand::PersistMetadata(_)
+            | StorageCommand::PersistDeletedBelow { .. } => {}
         }
         match command {
             StorageCommand::CreatePartition {
@@ -331,6 +332,9 @@ impl EffectExecutor {
                 Ok(())
             }
             StorageCommand::PersistMetadata(metadata) => self.storage.persist_metadata(&metadata),
+            StorageCommand::PersistDeletedBelow { partition, offset } => {
+                self.storage.persist_deleted_below(&partition, offset)
+            }
         }
     }
 }
@@ -345,6 +349,8 @@ fn data_partition(command: &StorageCommand) -> Option<&TopicPartition> {
         | StorageCommand::DeleteSegment { partition, .. }
         | StorageCommand::Truncate { partition, .. }
         | StorageCommand::RestartLog { partition, .. } => Some(partition),
-        StorageCommand::PersistReplicaState { .. } | StorageCommand::PersistMetadata(_) => None,
+        StorageCommand::PersistReplicaState { .. }
+        | StorageCommand::PersistMetadata(_)
+        | StorageCommand::PersistDeletedBelow { .. } => None,
     }
 }

@@ -1047,6 +1047,16 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         Ok(Bytes::from(buffer))
     }
 
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn persist_deleted_below(&self, partition: &TopicPartition, offset: i64) -> StorageResult<()> {
+        let dir = self.partition_dir(partition);
+        let bytes = offset.to_string().into_bytes();
+        replace_file(&self.fs, &dir, recovery::DELETED_BELOW_FILE, &bytes, true)
+    }
+
     fn locate(&self, partition: &TopicPartition, offset: i64) -> String {
         let Ok(handle) = self.partition_files(partition) else {
             return self.partition_dir(partition).display().to_string();

@@ -156,4 +156,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Where `offset` of `partition` is stored, for error messages: the segment file that
     /// holds it (the partition's directory if no segment does).
     fn locate(&self, partition: &TopicPartition, offset: i64) -> String;
+    /// Records, durably, that DeleteRecords deleted the partition's records below
+    /// `offset`; recovery reports it (`RecoveredPartition::deleted_below`).
+    fn persist_deleted_below(&self, partition: &TopicPartition, offset: i64) -> StorageResult<()>;
+    /// The directory holding every partition (DescribeLogDirs names it).
+    fn data_dir(&self) -> &std::path::Path;
 }

@@ -241,9 +241,14 @@ fn recover_partition<F: FileSystem>(
         segments: reports,
         // Filled in by the caller, from the node-wide file (or a legacy one).
         replica_state: None,
+        deleted_below: read_json_file(fs, &dir.join(DELETED_BELOW_FILE))?,
     };
     Ok((report, files))
 }
+
+/// In a partition's directory: the offset below which DeleteRecords deleted its records
+/// (a JSON number), replaced whole and durably each time it moves.
+pub(super) const DELETED_BELOW_FILE: &str = "deleted-below.json";
 
 /// The replica state a data directory written before `REPLICA_STATES_FILE` keeps in the
 /// partition's directory, if any. A file that does not parse is an error, not a fresh
@@ -281,7 +286,13 @@ fn list_segments<F: FileSystem>(
                 logs.insert(base_offset);
             }
             Some((base_offset, _)) => index_files.push((base_offset, path)),
-            None if entry.name == LEGACY_REPLICA_STATE_FILE => {}
+            None if entry.name == LEGACY_REPLICA_STATE_FILE || entry.name == DELETED_BELOW_FILE => {
+            }
+            // Written aside when a crash came: the old offset stands.
+            None if entry.name.to_str() == Some(&temporary_name(DELETED_BELOW_FILE)) => {
+                fs.remove_file(&path)
+                    .map_err(io_error(|| format!("remove {}", path.display())))?;
+            }
             // A replica state written aside when a crash came: the rename never happened,
             // so the old state stands.
             None if entry.name.to_str() == Some(&temporary_name(LEGACY_REPLICA_STATE_FILE)) => {

@@ -135,6 +135,7 @@ impl Writer {
             partition: self.partition.clone(),
             segments,
             replica_state: None,
+            deleted_below: None,
         }
     }
 
@@ -581,6 +582,7 @@ fn a_partition_directory_without_segments_gets_an_empty_one_at_zero() {
                 batches: vec![]
             }],
             replica_state: None,
+            deleted_below: None,
         }]
     );
     // The core appends there straight away; and a CreatePartition for it is idempotent.

@@ -1,0 +1,384 @@
+//! The data- and group-side admin APIs, driven by confluent-kafka's AdminClient
+//! (`tests/clients/ck_admin_data.py`), kafkajs's admin (`tests/js/admin_data.js`) and, for
+//! what neither offers (OffsetDelete, DescribeLogDirs), the project's client crate:
+//! - ListOffsets by timestamp answers the first *record* at or after it, inside a batch
+//!   whose records are out of order (plain and gzip), and the max timestamp answers the
+//!   first record holding it;
+//! - DeleteGroups deletes an empty group with its offsets (GROUP_ID_NOT_FOUND after,
+//!   NON_EMPTY_GROUP while a member is in it); an OffsetCommit's leader epoch comes back
+//!   from OffsetFetch;
+//! - two consumers started together land in generation 1 (the initial rebalance delay);
+//! - DeleteRecords moves the log start offset: ListOffsets(earliest) reports it, a fetch
+//!   below it is OFFSET_OUT_OF_RANGE, and it survives a restart and the leader's death;
+//! - OffsetDelete keeps the offsets of a topic a member subscribes to, deletes the others;
+//! - DescribeLogDirs names the data directory and each partition's size.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use myelin_client::{ClientConfig, Connection, NewRecord, ProduceOptions};
+use myelin_tests::clients::{js_script, python_json, run_json};
+use myelin_tests::node::{cluster_bootstrap, start_cluster};
+use myelin_tests::{Node, NodeConfig};
+use serde_json::{json, Value};
+
+/// Runs `future` to its end on a runtime of its own.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+/// Runs `tests/js/admin_data.js` with `args`; returns its summary.
+fn kafkajs(node: &Node, bootstrap: &str, args: &[&str]) -> Value {
+    let mut command = js_script(node, "admin_data.js");
+    command.args(["--bootstrap", bootstrap]).args(args);
+    run_json(node, command)
+}
+
+/// What `ck_admin_data.py --steps timestamps,groups` must report, wherever it runs.
+fn check_confluent_summary(summary: &Value) {
+    // Records 0-4: timestamps 1000, 5000, 3000, 2000, 4000 (one batch); 5-7: 6000, 9000,
+    // 7000 (one gzip batch). The first record at or after each timestamp, never the
+    // batch's base offset.
+    assert_eq!(
+        summary["by_timestamp"],
+        json!({
+            "0": [0, 1000],
+            "2500": [1, 5000],
+            "4500": [1, 5000],
+            "5500": [5, 6000],
+            "6500": [6, 9000],
+            "9000": [6, 9000],
+            "9001": [-1, -1]
+        }),
+        "{summary}"
+    );
+    assert_eq!(summary["max_timestamp"], json!([6, 9000]), "{summary}");
+    assert_eq!(summary["earliest"], json!(0), "{summary}");
+    // The committed leader epoch is stored and returned.
+    assert_eq!(summary["committed"], json!([4, 0]), "{summary}");
+    assert_eq!(summary["deleted"], Value::Null, "{summary}");
+    assert_eq!(
+        summary["deleted_again"],
+        json!("GROUP_ID_NOT_FOUND"),
+        "{summary}"
+    );
+    // librdkafka's "no offset" (-1001): the offsets went with the group.
+    assert_eq!(summary["committed_after"], json!(-1001), "{summary}");
+    assert_eq!(summary["non_empty"], json!("NON_EMPTY_GROUP"), "{summary}");
+    assert_eq!(summary["deleted_after_close"], Value::Null, "{summary}");
+}
+
+/// Fetches `topic`-0 from `offset` with the client crate.
+fn fetch_at(addr: std::net::SocketAddr, topic: &str, offset: i64) -> myelin_client::Result<i64> {
+    block_on(async {
+        let mut connection = Connection::connect(addr, ClientConfig::default()).await?;
+        let fetched = connection
+            .fetch(topic, 0, offset, &myelin_client::FetchOptions::default())
+            .await?;
+        Ok(fetched.log_start_offset)
+    })
+}
+
+#[test]
+fn confluent_kafka_lists_offsets_by_record_timestamp_deletes_groups_and_records() {
+    let mut node = Node::start("admin_data_confluent");
+    let summary = python_json(
+        &node,
+        "ck_admin_data.py",
+        &[
+            "--topic",
+            "stamps",
+            "--steps",
+            "timestamps,groups,delete-records",
+            "--delete-before",
+            "3",
+        ],
+    );
+    check_confluent_summary(&summary);
+    assert_eq!(summary["latest"], json!(8), "{summary}");
+    assert_eq!(summary["low_watermark"], json!(3), "{summary}");
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+    let below = fetch_at(node.addr(), "stamps", 2);
+    assert!(
+        matches!(below, Err(myelin_client::Error::Broker { code: 1, .. })),
+        "{below:?}"
+    );
+    assert_eq!(fetch_at(node.addr(), "stamps", 3).expect("fetch"), 3);
+    // The new log start survives a crash and restart.
+    node.kill();
+    node.restart();
+    let summary = python_json(
+        &node,
+        "ck_admin_data.py",
+        &["--topic", "stamps", "--steps", "earliest"],
+    );
+    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
+}
+
+/// Runs `ck_admin_data.py` against the cluster's running nodes.
+fn confluent_on_cluster(nodes: &mut [Node], steps: &str) -> Value {
+    let bootstrap = cluster_bootstrap(nodes);
+    let running = nodes
+        .iter_mut()
+        .position(Node::is_running)
+        .expect("a running node");
+    let mut command = myelin_tests::clients::python_script(&nodes[running], "ck_admin_data.py");
+    command.args([
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        "stamps",
+        "--replication-factor",
+        "3",
+        "--steps",
+        steps,
+    ]);
+    run_json(&nodes[running], command)
+}
+
+/// The node id leading `topic`-0, asked of `node`.
+fn leader_of(node: &Node, topic: &str) -> i32 {
+    block_on(async {
+        let mut connection = Connection::connect(node.addr(), ClientConfig::default())
+            .await
+            .expect("connect");
+        let metadata = connection.metadata(Some(&[topic])).await.expect("metadata");
+        metadata
+            .topic(topic)
+            .and_then(|topic| topic.partition(0))
+            .map(|partition| partition.leader_id)
+            .expect("the topic's partition")
+    })
+}
+
+#[test]
+fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_their_leader() {
+    let mut nodes = start_cluster("admin_data_confluent_cluster", 3);
+    let summary = confluent_on_cluster(&mut nodes, "timestamps,groups,delete-records");
+    check_confluent_summary(&summary);
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+    // Every replica learns the new start at its leader's next retention check (each second)
+    // and persists it; Myelin answers DeleteRecords before that (see
+    // node/src/kafka/delete_records.rs).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let persisted = |node: &Node| {
+        std::fs::read_to_string(node.data_dir().join("topics/stamps-0/deleted-below.json"))
+            .is_ok_and(|text| text.trim() == "3")
+    };
+    while !nodes.iter().all(persisted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every replica persisted the new start in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The leader dies: the next one serves from the new start.
+    let leader = leader_of(&nodes[0], "stamps");
+    let index = usize::try_from(leader - 1).expect("node ids start at 1");
+    nodes[index].kill();
+    let survivor = (index + 1) % nodes.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while [leader, -1].contains(&leader_of(&nodes[survivor], "stamps")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let summary = confluent_on_cluster(&mut nodes, "earliest");
+    assert_eq!(summary["earliest_now"], json!(3), "{summary}");
+}
+
+#[test]
+fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
+    // A longer delay than Kafka's 3 s default, set by the flag: the two consumers' first
+    // joins may lie apart on a loaded machine (each newcomer extends the delay anyway).
+    let node = Node::start_with(
+        "admin_data_kafkajs",
+        NodeConfig {
+            extra_args: vec!["--group-initial-rebalance-delay-ms".into(), "5000".into()],
+            ..NodeConfig::default()
+        },
+    );
+    let summary = kafkajs(
+        &node,
+        &node.bootstrap(),
+        &[
+            "--topic",
+            "stamps-js",
+            "--steps",
+            "timestamps,together,delete-groups,delete-records",
+            "--delete-before",
+            "3",
+        ],
+    );
+    // Records 0-4 of partition 0: timestamps 1000, 5000, 3000, 2000, 4000, one batch.
+    // Past every record kafkajs answers the high watermark.
+    assert_eq!(
+        summary["by_timestamp"],
+        json!({"0": 0, "2500": 1, "4500": 1, "5001": 5}),
+        "{summary}"
+    );
+    // Both joined within the initial delay: one rebalance, generation 1 for each.
+    assert_eq!(
+        summary["generations"],
+        json!({"a": [1], "b": [1]}),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["described"],
+        json!({"state": "Stable", "members": 2}),
+        "{summary}"
+    );
+    let assigned: usize = ["a", "b"]
+        .iter()
+        .map(|name| summary["assigned"][name].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(assigned, 4, "{summary}");
+    assert_eq!(summary["deleted"], json!(0), "{summary}");
+    assert_eq!(summary["deleted_unknown"], json!(69), "{summary}");
+    assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+}
+
+/// A consumer protocol `Subscription` (v0) of `topics`.
+fn subscription(topics: &[&str]) -> Bytes {
+    let mut bytes = vec![0, 0];
+    bytes.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for topic in topics {
+        bytes.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        bytes.extend_from_slice(topic.as_bytes());
+    }
+    bytes.extend_from_slice(&(-1i32).to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[test]
+fn offset_delete_spares_a_subscribed_topic_and_describe_log_dirs_sizes_partitions() {
+    let node = Node::start("admin_data_client_crate");
+    block_on(async {
+        let mut connection = Connection::connect(node.addr(), ClientConfig::default())
+            .await
+            .expect("connect");
+        for topic in ["watched", "other"] {
+            connection
+                .create_topic(topic, 1, 1, &[])
+                .await
+                .expect("create");
+            connection
+                .produce(
+                    topic,
+                    0,
+                    &[NewRecord::new("x"), NewRecord::new("y")],
+                    &ProduceOptions::default(),
+                )
+                .await
+                .expect("produce");
+        }
+        let group = "offset-delete";
+        // The first FindCoordinator creates the offsets topic: asked again until it is led.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match connection.find_coordinator(group).await {
+                Ok(coordinator) => {
+                    assert_eq!(coordinator.port, i32::from(node.addr().port()));
+                    break;
+                }
+                Err(error) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no coordinator in 30 s: {error}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A member subscribed to `watched` only, in a settled generation.
+        let joined = connection
+            .join_group(
+                group,
+                "",
+                "consumer",
+                &[("range", subscription(&["watched"]))],
+                10_000,
+                10_000,
+            )
+            .await
+            .expect("join");
+        let assignment = vec![(joined.member_id.clone(), Bytes::new())];
+        connection
+            .sync_group(
+                group,
+                &joined.member_id,
+                joined.generation,
+                &assignment,
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("sync");
+        for topic in ["watched", "other"] {
+            connection
+                .commit_offsets(
+                    group,
+                    &joined.member_id,
+                    joined.generation,
+                    topic,
+                    &[(0, 2)],
+                )
+                .await
+                .expect("commit");
+        }
+        let watched = connection
+            .offset_delete(group, "watched", &[0])
+            .await
+            .expect("offset delete");
+        assert_eq!(watched, vec![(0, 86)], "GROUP_SUBSCRIBED_TO_TOPIC");
+        let other = connection
+            .offset_delete(group, "other", &[0])
+            .await
+            .expect("offset delete");
+        assert_eq!(other, vec![(0, 0)]);
+        assert_eq!(
+            connection
+                .fetch_offsets(group, "watched", &[0])
+                .await
+                .expect("fetch"),
+            vec![(0, 2)]
+        );
+        let mut connection2 = Connection::connect(node.addr(), ClientConfig::default())
+            .await
+            .expect("connect");
+        assert_eq!(
+            connection2
+                .fetch_offsets(group, "other", &[0])
+                .await
+                .expect("fetch"),
+            vec![(0, -1)]
+        );
+        let unknown = connection2
+            .offset_delete("no-such-group", "other", &[0])
+            .await;
+        assert!(
+            matches!(unknown, Err(myelin_client::Error::Broker { code: 69, .. })),
+            "{unknown:?}"
+        );
+
+        let dirs = connection2.describe_log_dirs().await.expect("describe");
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        assert_eq!(dirs[0].log_dir, node.data_dir().display().to_string());
+        assert!(
+            dirs[0].total_bytes > 0 && dirs[0].usable_bytes >= 0,
+            "{dirs:?}"
+        );
+        for topic in ["watched", "other"] {
+            let partition = dirs[0]
+                .partitions
+                .iter()
+                .find(|p| p.topic == topic && p.partition == 0)
+                .unwrap_or_else(|| panic!("{topic}-0 missing: {dirs:?}"));
+            assert!(partition.size_bytes > 0, "{partition:?}");
+            assert_eq!((partition.offset_lag, partition.is_future), (0, false));
+        }
+    });
+}
