@@ -81,6 +81,7 @@ pub enum ErrorCode {
     TopicAlreadyExists = 36,
     InvalidPartitions = 37,
     InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
     InvalidConfig = 40,
     NotController = 41,
     InvalidRequest = 42,
@@ -108,6 +109,7 @@ pub enum ErrorCode {
     ConcurrentTransactions = 51,
     TransactionCoordinatorFenced = 52,
     TransactionalIdNotFound = 105,
+    UnsupportedEndpointType = 115,
     TransactionAbortable = 120,
 }
 
@@ -149,6 +151,31 @@ pub struct CreateTopic {
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
     pub validate_only: bool,
+    /// An explicit replica assignment, `(partition index, replicas)` as the client sent
+    /// it (then the partition count and replication factor are -1); empty: placed by the
+    /// controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<(i32, Vec<NodeId>)>,
+}
+
+/// CreatePartitions for one topic: grow it to `count` partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePartitions {
+    pub name: String,
+    pub count: i32,
+    /// The replicas of each new partition, if the client places them.
+    pub assignments: Option<Vec<Vec<NodeId>>>,
+    pub validate_only: bool,
+}
+
+/// AlterConfigs (`replace`: keys not named go back to their defaults) or
+/// IncrementalAlterConfigs of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterTopicConfigs {
+    pub name: String,
+    pub changes: Vec<crate::metadata::ConfigChange>,
+    pub replace: bool,
+    pub validate_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +211,12 @@ pub enum Request {
     },
     DescribeConfigs {
         topics: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<CreatePartitions>,
+    },
+    AlterConfigs {
+        topics: Vec<AlterTopicConfigs>,
     },
     Produce {
         acks: Acks,
@@ -430,7 +463,8 @@ pub struct TopicResult {
     pub message: Option<String>,
     pub partition_count: i32,
     pub replication_factor: i16,
-    pub configs: Vec<(String, String)>,
+    /// (key, value, set on the topic rather than a default).
+    pub configs: Vec<(String, String, bool)>,
 }
 
 impl Request {
@@ -595,6 +629,8 @@ pub enum Response {
     CreateTopics(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     DescribeConfigs(Vec<TopicResult>),
+    CreatePartitions(Vec<TopicResult>),
+    AlterConfigs(Vec<TopicResult>),
     Produce(Vec<ProducePartitionResult>),
     Fetch(Vec<FetchPartitionResult>),
     ListOffsets(Vec<ListOffsetsResult>),
@@ -721,6 +757,8 @@ pub enum StorageCommand {
 pub enum AdminOp {
     CreateTopics(Vec<CreateTopic>),
     DeleteTopics(Vec<String>),
+    CreatePartitions(Vec<CreatePartitions>),
+    AlterConfigs(Vec<AlterTopicConfigs>),
     /// A node asks to be listed with its client address.
     RegisterNode(NodeInfo),
 }

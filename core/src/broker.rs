@@ -975,6 +975,16 @@ impl Broker {
                 self.admin_request(now, id, crate::api::AdminOp::DeleteTopics(names), outputs);
                 return;
             }
+            Request::CreatePartitions { topics } => {
+                let op = crate::api::AdminOp::CreatePartitions(topics);
+                self.admin_request(now, id, op, outputs);
+                return;
+            }
+            Request::AlterConfigs { topics } => {
+                let op = crate::api::AdminOp::AlterConfigs(topics);
+                self.admin_request(now, id, op, outputs);
+                return;
+            }
             Request::DescribeConfigs { topics } => Response::DescribeConfigs(
                 topics
                     .iter()
@@ -1180,7 +1190,7 @@ impl Broker {
         for produce in partitions {
             let (result, wait) = match refused.get(&produce.partition) {
                 Some(error) => (produce_error(produce.partition.clone(), *error, None), None),
-                None => self.produce_partition(now, &produce, transactional, outputs),
+                None => self.produce_partition(now, &produce, terms.acks, transactional, outputs),
             };
             if let Some((offset, epoch)) = wait {
                 waits.push(ProduceWait {
@@ -1253,11 +1263,13 @@ impl Broker {
         &mut self,
         now: Now,
         produce: &ProducePartition,
+        acks: Acks,
         transactional: bool,
         outputs: &mut Vec<Output>,
     ) -> (ProducePartitionResult, Option<(i64, i32)>) {
         let partition = produce.partition.clone();
-        let max_message_bytes = self.topic_config(&partition.topic).max_message_bytes;
+        let config = self.topic_config(&partition.topic);
+        let max_message_bytes = config.max_message_bytes;
         let state = match self.led_partition(&partition) {
             Ok(state) => state,
             Err(error) => return (produce_error(partition, error, None), None),
@@ -1269,6 +1281,19 @@ impl Broker {
             result.log_start_offset = log_start_offset;
             (result, None)
         };
+        // Kafka checks this before anything else of the batch, and only for acks=all.
+        if acks == Acks::All {
+            let in_sync = state.replica.in_sync_replicas(now.monotonic_ms).len();
+            if in_sync < usize::try_from(config.min_insync_replicas).unwrap_or(usize::MAX) {
+                return failed(
+                    ErrorCode::NotEnoughReplicas,
+                    format!(
+                        "{in_sync} in-sync replica(s), fewer than min.insync.replicas {}",
+                        config.min_insync_replicas
+                    ),
+                );
+            }
+        }
         let batches = match validate_record_set(&produce.records) {
             Ok(batches) => batches,
             Err(error) => return failed(ErrorCode::CorruptMessage, error.to_string()),

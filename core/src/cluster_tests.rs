@@ -358,6 +358,7 @@ fn create_request(name: &str, partitions: i32, replication_factor: i16) -> Reque
             replication_factor,
             configs: Vec::new(),
             validate_only: false,
+            assignments: Vec::new(),
         }],
     }
 }
@@ -1919,6 +1920,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_and_catches_up() {
                 ("retention.ms".into(), "1000".into()),
             ],
             validate_only: false,
+            assignments: Vec::new(),
         }],
     };
     let created = cluster.call(1, create);

@@ -312,6 +312,26 @@ impl Replica {
         self.is_leader() && log.high_watermark() >= self.epoch_start_offset
     }
 
+    /// As leader: the replicas in sync, this one and the followers heard from within an
+    /// election timeout (the span after which a leader counts a follower lost for its
+    /// quorum), by node id; empty when not leading. What acks=all checks against a topic's
+    /// `min.insync.replicas`.
+    pub fn in_sync_replicas(&self, now_ms: i64) -> Vec<NodeId> {
+        let Role::Leader { followers } = &self.role else {
+            return Vec::new();
+        };
+        let mut in_sync: Vec<NodeId> = followers
+            .iter()
+            .filter(|(_, progress)| {
+                now_ms - progress.last_heard_ms <= self.timings.election_timeout_max_ms
+            })
+            .map(|(id, _)| *id)
+            .chain([self.node_id])
+            .collect();
+        in_sync.sort_unstable();
+        in_sync
+    }
+
     /// The leader this replica knows of in its epoch, itself included.
     pub fn leader(&self) -> Option<NodeId> {
         match &self.role {

@@ -128,6 +128,12 @@ impl Broker {
                 self.open_partition(now, partition, None, None, outputs);
             }
         }
+        // A segment.bytes change applies to the next roll of every hosted partition.
+        for (partition, state) in &mut self.partitions {
+            if let Some(topic) = self.metadata.topics.get(&partition.topic) {
+                state.segment_bytes = topic.config.segment_bytes;
+            }
+        }
         outputs.push(self.persist_metadata());
     }
 

@@ -162,6 +162,7 @@ fn create(name: &str, partition_count: i32) -> AdminOp {
         replication_factor: -1,
         configs: Vec::new(),
         validate_only: false,
+        assignments: Vec::new(),
     }])
 }
 
