@@ -909,6 +909,28 @@ pub struct Recovery {
     pub internal_logs: std::collections::BTreeMap<TopicPartition, Bytes>,
 }
 
+/// Re-encodes one record batch's records with another codec (the attribute codec, 0-4):
+/// the same records, header fields and offsets, the batch length and CRC recomputed. Pure
+/// computation, supplied by the node (which links the codecs); the core calls it for
+/// topics whose `compression.type` is not `producer` (see `metadata::CompressionType`).
+#[derive(Clone, Copy)]
+pub struct Recompressor(pub fn(&Bytes, u8) -> Result<Bytes, String>);
+
+impl std::fmt::Debug for Recompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recompressor")
+    }
+}
+
+/// Every node links the same codecs: configurations compare equal whatever the function.
+impl PartialEq for Recompressor {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Recompressor {}
+
 /// Configuration of a broker, fixed at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
@@ -956,6 +978,9 @@ pub struct BrokerConfig {
     /// producer.id.expiration.ms, 1 day); then its next batch gets UNKNOWN_PRODUCER_ID
     /// unless it starts a new sequence.
     pub producer_id_expiration_ms: i64,
+    /// Stores batches in a topic's `compression.type`; without it (a core built alone, in
+    /// tests) batches are stored as produced and such topics refuse produces.
+    pub recompressor: Option<Recompressor>,
     /// A deliberate bug for the simulator's checkers to catch (feature `defects` only).
     #[cfg(feature = "defects")]
     pub defect: Option<crate::defects::Defect>,
@@ -982,6 +1007,7 @@ impl Default for BrokerConfig {
             transaction_timeout_max_ms: 15 * 60 * 1000,
             transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            recompressor: None,
             #[cfg(feature = "defects")]
             defect: None,
         }

@@ -1374,9 +1374,15 @@ impl Broker {
                 last_offset,
             } => (first_offset, last_offset + 1),
             SequenceVerdict::Append => {
+                let recompressor = self.config.recompressor;
+                let stored = stored_batch(&config, recompressor, header, bytes);
+                let (header, bytes) = match stored {
+                    Ok(stored) => stored,
+                    Err((error, message)) => return failed(error, message),
+                };
                 let appended = self
                     .drive_replica(now, &partition, outputs, |replica, context| {
-                        replica.append_as_leader(context, header, bytes.clone())
+                        replica.append_as_leader(context, &header, bytes)
                     })
                     .flatten();
                 let Some(appended) = appended else {
@@ -1849,6 +1855,53 @@ fn rebuild_partition(
         txns,
         dropped,
     })
+}
+
+/// The batch as its topic stores it: in the topic's `compression.type` codec when that is
+/// not `producer` and differs from the batch's, as Kafka's broker recompresses (the
+/// records, their offsets and timestamps, the producer fields and the transactional flag
+/// kept; length and CRC new). The recompressed batch must still fit `max.message.bytes`.
+fn stored_batch(
+    config: &TopicConfig,
+    recompressor: Option<crate::api::Recompressor>,
+    header: &crate::batch::BatchHeader,
+    bytes: &bytes::Bytes,
+) -> Result<(crate::batch::BatchHeader, bytes::Bytes), (ErrorCode, String)> {
+    let unchanged = Ok((*header, bytes.clone()));
+    let Some(codec) = config.compression_type.batch_codec() else {
+        return unchanged;
+    };
+    if header.codec() == codec {
+        return unchanged;
+    }
+    let Some(crate::api::Recompressor(recompress)) = recompressor else {
+        return Err((
+            ErrorCode::InvalidRecord,
+            "this broker cannot recompress batches".into(),
+        ));
+    };
+    let stored = recompress(bytes, codec).map_err(|reason| {
+        (
+            ErrorCode::CorruptMessage,
+            format!("the batch cannot be recompressed: {reason}"),
+        )
+    })?;
+    let stored_header = crate::batch::validate(&stored).map_err(|error| {
+        (
+            ErrorCode::CorruptMessage,
+            format!("the recompressed batch is invalid: {error}"),
+        )
+    })?;
+    if stored_header.size_bytes > config.max_message_bytes {
+        return Err((
+            ErrorCode::MessageTooLarge,
+            format!(
+                "batch of {} bytes once recompressed exceeds max.message.bytes {}",
+                stored_header.size_bytes, config.max_message_bytes
+            ),
+        ));
+    }
+    Ok((stored_header, stored))
 }
 
 fn produce_error(

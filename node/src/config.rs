@@ -240,6 +240,7 @@ impl NodeConfig {
             default_partition_count: self.default_partitions,
             topic_defaults: self.topic_defaults.clone(),
             voters: self.voters(),
+            recompressor: Some(crate::recompress::recompressor()),
             ..BrokerConfig::default()
         }
     }
