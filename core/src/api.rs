@@ -453,6 +453,10 @@ pub struct PartitionInfo {
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub replicas: Vec<NodeId>,
+    /// The in-sync replicas as the partition's leader sees them when this node leads it
+    /// (`Replica::in_sync_replicas`, what acks=all checks `min.insync.replicas` against);
+    /// otherwise every replica: the leader's view is not shared with other nodes.
+    pub isr: Vec<NodeId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

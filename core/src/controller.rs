@@ -125,6 +125,10 @@ pub trait ControllerNode {
     fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)>;
     /// The partitions this node leads, with their epochs (for the announcements).
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)>;
+    /// The in-sync replicas of a partition this node leads (`None` if it does not).
+    fn led_in_sync(&self, _partition: &TopicPartition, _now_ms: i64) -> Option<Vec<NodeId>> {
+        None
+    }
 }
 
 /// What the controller needs from its node for one call.
@@ -1425,6 +1429,9 @@ impl Controller {
                 let partition = TopicPartition::new(name, index);
                 let replicas = topic.replicas(index, self.node_id());
                 let hosted = node.hosted_leader(&partition);
+                let isr = node
+                    .led_in_sync(&partition, now_ms)
+                    .unwrap_or_else(|| replicas.clone());
                 match self.live_leader(&partition, hosted, now_ms) {
                     Some((leader_epoch, leader)) => PartitionInfo {
                         index,
@@ -1432,6 +1439,7 @@ impl Controller {
                         leader,
                         leader_epoch,
                         replicas,
+                        isr,
                     },
                     None => PartitionInfo {
                         index,
@@ -1439,6 +1447,7 @@ impl Controller {
                         leader: -1,
                         leader_epoch: -1,
                         replicas,
+                        isr,
                     },
                 }
             })

@@ -457,5 +457,14 @@ fn min_insync_replicas_refuses_acks_all_with_a_node_down() {
             .await
             .expect("acks=1");
         assert_eq!(base, end, "the refused produce appended nothing");
+        // The leader's Metadata reports the in-sync replicas it checked against.
+        let metadata = conn.metadata(Some(&["guarded"])).await.expect("metadata");
+        let partition = metadata
+            .topic("guarded")
+            .and_then(|topic| topic.partition(0))
+            .expect("partition 0")
+            .clone();
+        assert_eq!(partition.isr.len(), 2, "{partition:?}");
+        assert!(!partition.isr.contains(&(stopped as i32)), "{partition:?}");
     });
 }

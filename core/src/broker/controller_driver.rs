@@ -40,6 +40,13 @@ impl ControllerNode for ControllerView<'_> {
         hosted_leader(self.partitions, partition)
     }
 
+    fn led_in_sync(&self, partition: &TopicPartition, now_ms: i64) -> Option<Vec<NodeId>> {
+        self.partitions
+            .get(partition)
+            .filter(|state| state.replica.is_leader())
+            .map(|state| state.replica.in_sync_replicas(now_ms))
+    }
+
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)> {
         self.partitions
             .iter()

@@ -272,11 +272,11 @@ fn partition_response(version: i16, info: PartitionInfo) -> MetadataResponsePart
     if version >= 7 {
         partition.leader_epoch = info.leader_epoch;
     }
-    let replicas: Vec<BrokerId> = info.replicas.into_iter().map(BrokerId).collect();
-    // In-sync replicas are not tracked (commitment is by majority, not by ISR): every
-    // replica is listed.
-    partition.isr_nodes = replicas.clone();
-    partition.replica_nodes = replicas;
+    // Commitment is by majority, not by ISR; the ISR reported is the leader's view of the
+    // replicas it heard from recently, when this node leads the partition (see
+    // `PartitionInfo::isr`).
+    partition.isr_nodes = info.isr.into_iter().map(BrokerId).collect();
+    partition.replica_nodes = info.replicas.into_iter().map(BrokerId).collect();
     partition.offline_replicas = Vec::new();
     partition
 }
@@ -310,6 +310,7 @@ mod tests {
                                 leader: index + 1,
                                 leader_epoch: 4,
                                 replicas: vec![1, 2, 3],
+                                isr: vec![1, 2],
                             })
                             .collect(),
                     },
@@ -330,6 +331,7 @@ mod tests {
             assert_eq!(decoded.topics[0].partitions.len(), 2);
             assert_eq!(*decoded.topics[0].partitions[1].leader_id, 2);
             assert_eq!(decoded.topics[0].partitions[1].replica_nodes.len(), 3);
+            assert_eq!(decoded.topics[0].partitions[1].isr_nodes.len(), 2);
             if version >= 7 {
                 assert_eq!(decoded.topics[0].partitions[1].leader_epoch, 4);
             }
