@@ -5,8 +5,9 @@
 //! The metadata log is the partition `__cluster_metadata-0`; its voters are every node of the
 //! cluster, and its leader is the controller. Each batch holds JSON-encoded
 //! [`MetadataRecord`]s (readable with any Kafka consumer tool that can reach the files). Only
-//! the controller appends: CreateTopics, DeleteTopics and node registrations sent to another
-//! node are forwarded to it (`PeerMessage::Forward`), and its answer comes back
+//! the controller appends: CreateTopics (with or without a replica assignment), DeleteTopics,
+//! CreatePartitions, config changes (AlterConfigs, IncrementalAlterConfigs) and node
+//! registrations sent to another node are forwarded to it (`PeerMessage::Forward`), and its answer comes back
 //! (`PeerMessage::Forwarded`) once the records are committed and applied.
 //!
 //! Every node applies committed records in log order to its [`ClusterMetadata`]
@@ -57,7 +58,11 @@
 //! - the snapshot is persisted before the partitions a change opens or removes (the node's
 //!   part: `Broker::apply_committed_metadata`);
 //! - the controller validates a change against the applied metadata and the records still
-//!   pending in its log, so two records never create the same topic or topic id;
+//!   pending in its log, so two records never create the same topic or topic id, and a
+//!   growth or config change is checked against the state the pending ones leave: a topic
+//!   never shrinks (INVALID_PARTITIONS), existing partitions keep their replicas, new ones
+//!   get `replication factor` distinct known nodes (INVALID_REPLICA_ASSIGNMENT otherwise),
+//!   and a config holds only valid values (`TopicConfig::changed`);
 //! - a client is told a change succeeded only once it is committed and applied here;
 //! - a snapshot is written only when quiescent, so it restates exactly the view every
 //!   replica holds at its offset: a replica whose view is whole checks that it equals the

@@ -12,6 +12,9 @@
 //!   view (another cluster id, a topic name or id taken by another topic) is still refused;
 //! - topic names are unique and valid Kafka names; a topic id is non-zero and never reused
 //!   for another topic (it is drawn from the caller's seeded RNG and checked for collisions);
+//! - a topic's partition count only grows (`CreatePartitions` restates the existing
+//!   partitions' replicas unchanged, or is refused); its config changes only whole
+//!   (`AlterTopicConfig`), so every node holds the same one;
 //! - `next_producer_id <= producer_id_block_end`, and the persisted block end is never handed
 //!   out again after a restart, so producer ids are unique across restarts.
 
