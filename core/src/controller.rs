@@ -808,18 +808,18 @@ impl Controller {
         let named_here = records.iter().any(|record| {
             matches!(record, MetadataRecord::CreatePartitions { name, .. } if *name == request.name)
         });
-        if named_here {
+        let topic = match topic_to_change(eventual, &request.name, named_here) {
+            Ok(topic) => topic,
+            Err(failed) => return failed,
+        };
+        if crate::broker::is_internal_topic(&request.name) {
+            // Its coordinators hash keys over its partition count: growing it would move
+            // every group and transactional id away from its state.
             return fail(
                 ErrorCode::InvalidRequest,
-                format!("topic '{}' is named twice", request.name),
+                format!("internal topic '{}' cannot grow", request.name),
             );
         }
-        let Some(topic) = eventual.topics.get(&request.name) else {
-            return fail(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{}' does not exist", request.name),
-            );
-        };
         let current = topic.partition_count;
         if request.count <= current {
             let message = if request.count == current {
@@ -921,17 +921,9 @@ impl Controller {
         let named_here = records.iter().any(|record| {
             matches!(record, MetadataRecord::AlterTopicConfig { name, .. } if *name == request.name)
         });
-        if named_here {
-            return fail(
-                ErrorCode::InvalidRequest,
-                format!("topic '{}' is named twice", request.name),
-            );
-        }
-        let Some(topic) = eventual.topics.get(&request.name) else {
-            return fail(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("topic '{}' does not exist", request.name),
-            );
+        let topic = match topic_to_change(eventual, &request.name, named_here) {
+            Ok(topic) => topic,
+            Err(failed) => return failed,
         };
         let config = match topic.config.changed(
             &request.changes,
@@ -1507,6 +1499,23 @@ pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
         }
     }
     result
+}
+
+/// The topic a CreatePartitions or config change names, or its failed result: named twice
+/// in one request (INVALID_REQUEST), or unknown.
+fn topic_to_change<'a>(
+    eventual: &'a ClusterMetadata,
+    name: &str,
+    named_twice: bool,
+) -> Result<&'a TopicMetadata, TopicResult> {
+    if named_twice {
+        let message = format!("topic '{name}' is named twice");
+        return Err(failed_result(name, ErrorCode::InvalidRequest, &message));
+    }
+    eventual.topics.get(name).ok_or_else(|| {
+        let message = format!("topic '{name}' does not exist");
+        failed_result(name, ErrorCode::UnknownTopicOrPartition, &message)
+    })
 }
 
 /// A config's entries as results carry them.

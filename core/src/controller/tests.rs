@@ -272,6 +272,12 @@ fn partitions_grow_through_the_log_keeping_the_existing_ones_and_never_shrink() 
     }
     assert_eq!(node.admin(grow("missing", 3, None)), 0);
     assert_eq!(node.answer()[0].error, ErrorCode::UnknownTopicOrPartition);
+    node.admin(create(crate::group_coordinator::OFFSETS_TOPIC, 2));
+    node.commit();
+    node.answer();
+    let internal = grow(crate::group_coordinator::OFFSETS_TOPIC, 3, None);
+    assert_eq!(node.admin(internal), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::InvalidRequest);
     let mut validate_only = grow("orders", 4, None);
     if let AdminOp::CreatePartitions(topics) = &mut validate_only {
         topics[0].validate_only = true;

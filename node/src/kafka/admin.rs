@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// Core results by topic name, each name's results in the order the core gave them.
-pub(crate) fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<TopicResult>> {
+fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<TopicResult>> {
     let mut by_name: HashMap<String, VecDeque<TopicResult>> = HashMap::new();
     for result in results {
         by_name
@@ -33,6 +33,22 @@ pub(crate) fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<Top
             .push_back(result);
     }
     by_name
+}
+
+/// The core's per-topic results of `request` (none asked when it names no topic), by
+/// name; `unpack` takes them out of the response kind the request expects.
+pub(crate) async fn topic_results(
+    context: &ConnectionContext,
+    request: Option<Request>,
+    name: &'static str,
+    unpack: fn(Response) -> Option<Vec<TopicResult>>,
+) -> Result<HashMap<String, VecDeque<TopicResult>>, HandlerError> {
+    let Some(request) = request else {
+        return Ok(HashMap::new());
+    };
+    let response = call(context, request).await?;
+    let results = unpack(response).ok_or(HandlerError::UnexpectedResponse { request: name })?;
+    Ok(by_name(results))
 }
 
 pub(crate) fn take_result(
@@ -76,18 +92,19 @@ pub(crate) async fn create_topics(
                 .collect(),
         })
         .collect();
-    let mut results = if to_create.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::CreateTopics(results) =
-            call(context, Request::CreateTopics { topics: to_create }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "CreateTopics",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core =
+        (!to_create.is_empty()).then_some(Request::CreateTopics { topics: to_create });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "CreateTopics",
+            |response| match response {
+                Response::CreateTopics(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
 
     let mut body = CreateTopicsResponse::default();
     body.throttle_time_ms = 0;
@@ -193,18 +210,18 @@ pub(crate) async fn delete_topics(
         .iter()
         .filter_map(|target| target.name.clone())
         .collect();
-    let mut results = if names.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::DeleteTopics(results) =
-            call(context, Request::DeleteTopics { names }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "DeleteTopics",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core = (!names.is_empty()).then_some(Request::DeleteTopics { names });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "DeleteTopics",
+            |response| match response {
+                Response::DeleteTopics(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
 
     let mut body = DeleteTopicsResponse::default();
     body.throttle_time_ms = 0;
@@ -261,18 +278,18 @@ pub(crate) async fn create_partitions(
             validate_only: request.validate_only,
         })
         .collect();
-    let mut results = if topics.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::CreatePartitions(results) =
-            call(context, Request::CreatePartitions { topics }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "CreatePartitions",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core = (!topics.is_empty()).then_some(Request::CreatePartitions { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "CreatePartitions",
+            |response| match response {
+                Response::CreatePartitions(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
     let mut body = CreatePartitionsResponse::default();
     body.throttle_time_ms = 0;
     body.results = request

@@ -10,8 +10,8 @@
 //! resource type answers INVALID_REQUEST. A resource named twice in one request answers
 //! INVALID_REQUEST, both times, as Kafka does. validate_only checks and changes nothing.
 
-use crate::kafka::admin::{by_name, take_result, UNKNOWN_SERVER_ERROR};
-use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use crate::kafka::admin::{take_result, topic_results, UNKNOWN_SERVER_ERROR};
+use crate::kafka::dispatch::{wire_string, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -52,18 +52,18 @@ pub(crate) async fn describe_configs(
         .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
         .map(|resource| resource.resource_name.as_str().to_string())
         .collect();
-    let mut results = if topics.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::DescribeConfigs(results) =
-            call(context, Request::DescribeConfigs { topics }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "DescribeConfigs",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core = (!topics.is_empty()).then_some(Request::DescribeConfigs { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "DescribeConfigs",
+            |response| match response {
+                Response::DescribeConfigs(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
 
     let mut body = DescribeConfigsResponse::default();
     body.throttle_time_ms = 0;
@@ -148,6 +148,34 @@ struct AlterTarget {
     changes: Result<Vec<ConfigChange>, (ErrorCode, String)>,
 }
 
+impl AlterTarget {
+    /// A resource and its (operation, key, value) changes.
+    fn new<'a>(
+        resource_type: i8,
+        name: &StrBytes,
+        configs: impl Iterator<Item = (i8, &'a StrBytes, Option<&'a StrBytes>)>,
+    ) -> Self {
+        let changes = if resource_type == RESOURCE_TYPE_TOPIC {
+            configs
+                .map(|(operation, key, value)| {
+                    let op = config_op(operation, key.as_str(), value)?;
+                    Ok(ConfigChange {
+                        key: key.to_string(),
+                        op,
+                    })
+                })
+                .collect()
+        } else {
+            Err(refused_resource(resource_type))
+        };
+        Self {
+            resource_type,
+            name: name.clone(),
+            changes,
+        }
+    }
+}
+
 /// Answers each target: topics through the core's controller, the rest refused here.
 async fn alter(
     context: &ConnectionContext,
@@ -175,18 +203,18 @@ async fn alter(
             _ => None,
         })
         .collect();
-    let mut results = if topics.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::AlterConfigs(results) =
-            call(context, Request::AlterConfigs { topics }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "AlterConfigs",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core = (!topics.is_empty()).then_some(Request::AlterConfigs { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "AlterConfigs",
+            |response| match response {
+                Response::AlterConfigs(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
     Ok(targets
         .iter()
         .map(|target| {
@@ -251,28 +279,12 @@ pub(crate) async fn incremental_alter_configs(
     let targets: Vec<AlterTarget> = request
         .resources
         .iter()
-        .map(|resource| AlterTarget {
-            resource_type: resource.resource_type,
-            name: resource.resource_name.clone(),
-            changes: if resource.resource_type == RESOURCE_TYPE_TOPIC {
-                resource
-                    .configs
-                    .iter()
-                    .map(|config| {
-                        let op = config_op(
-                            config.config_operation,
-                            config.name.as_str(),
-                            config.value.as_ref(),
-                        )?;
-                        Ok(ConfigChange {
-                            key: config.name.to_string(),
-                            op,
-                        })
-                    })
-                    .collect()
-            } else {
-                Err(refused_resource(resource.resource_type))
-            },
+        .map(|resource| {
+            let configs = resource
+                .configs
+                .iter()
+                .map(|config| (config.config_operation, &config.name, config.value.as_ref()));
+            AlterTarget::new(resource.resource_type, &resource.resource_name, configs)
         })
         .collect();
     let answers = alter(context, &targets, false, request.validate_only).await?;
@@ -301,24 +313,13 @@ pub(crate) async fn alter_configs(
     let targets: Vec<AlterTarget> = request
         .resources
         .iter()
-        .map(|resource| AlterTarget {
-            resource_type: resource.resource_type,
-            name: resource.resource_name.clone(),
-            changes: if resource.resource_type == RESOURCE_TYPE_TOPIC {
-                resource
-                    .configs
-                    .iter()
-                    .map(|config| {
-                        let op = config_op(0, config.name.as_str(), config.value.as_ref())?;
-                        Ok(ConfigChange {
-                            key: config.name.to_string(),
-                            op,
-                        })
-                    })
-                    .collect()
-            } else {
-                Err(refused_resource(resource.resource_type))
-            },
+        .map(|resource| {
+            // AlterConfigs sets every key it names (SET, operation 0).
+            let configs = resource
+                .configs
+                .iter()
+                .map(|config| (0, &config.name, config.value.as_ref()));
+            AlterTarget::new(resource.resource_type, &resource.resource_name, configs)
         })
         .collect();
     let answers = alter(context, &targets, true, request.validate_only).await?;
