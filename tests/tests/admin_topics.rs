@@ -468,3 +468,55 @@ fn min_insync_replicas_refuses_acks_all_with_a_node_down() {
         assert!(!partition.isr.contains(&(stopped as i32)), "{partition:?}");
     });
 }
+
+/// Metadata's authorized operations as Kafka answers them without an authorizer: every
+/// operation of the resource type when asked (topics from v8, the cluster in v8-10), and
+/// Kafka's "not requested" value otherwise.
+#[test]
+fn metadata_reports_authorized_operations_only_when_asked() {
+    use myelin_client::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use myelin_client::kafka_protocol::messages::{MetadataRequest, TopicName};
+    use myelin_client::kafka_protocol::protocol::StrBytes;
+
+    const NOT_REQUESTED: i32 = i32::MIN;
+    // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+    const TOPIC_OPERATIONS: i32 = 3576;
+    // CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+    // IDEMPOTENT_WRITE.
+    const CLUSTER_OPERATIONS: i32 = 8096;
+    let node = Node::start("admin_topics_authorized_operations");
+    runtime().block_on(async {
+        let mut conn = connect(&node.bootstrap()).await;
+        conn.create_topic("described", 1, 1, &[])
+            .await
+            .expect("create");
+        let request = |asked: bool| {
+            MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("described"))))]))
+                .with_allow_auto_topic_creation(false)
+                .with_include_cluster_authorized_operations(asked)
+                .with_include_topic_authorized_operations(asked)
+        };
+        for version in [8, 10] {
+            let asked = conn.send(&request(true), version).await.expect("metadata");
+            assert_eq!(asked.cluster_authorized_operations, CLUSTER_OPERATIONS);
+            assert_eq!(
+                asked.topics[0].topic_authorized_operations,
+                TOPIC_OPERATIONS
+            );
+            let not_asked = conn.send(&request(false), version).await.expect("metadata");
+            assert_eq!(not_asked.cluster_authorized_operations, NOT_REQUESTED);
+            assert_eq!(
+                not_asked.topics[0].topic_authorized_operations,
+                NOT_REQUESTED
+            );
+        }
+        let topics_only = request(false).with_include_topic_authorized_operations(true);
+        let asked = conn.send(&topics_only, 12).await.expect("metadata v12");
+        assert_eq!(
+            asked.topics[0].topic_authorized_operations,
+            TOPIC_OPERATIONS
+        );
+    });
+}
