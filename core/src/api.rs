@@ -153,8 +153,9 @@ pub struct CreateTopic {
     pub validate_only: bool,
     /// An explicit replica assignment, `(partition index, replicas)` as the client sent
     /// it (then the partition count and replication factor are -1); empty: placed by the
-    /// controller.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// controller. Never skipped when empty: peers exchange this in bincode, which has no
+    /// field names to tell a skipped field.
+    #[serde(default)]
     pub assignments: Vec<(i32, Vec<NodeId>)>,
 }
 
