@@ -1027,7 +1027,7 @@ impl Controller {
         }
         result.partition_count = partition_count;
         result.replication_factor = replication_factor;
-        result.configs = config_entries(&config);
+        result.configs = config_entries(&config, &self.config.topic_defaults);
         if request.validate_only {
             return result;
         }
@@ -1484,14 +1484,19 @@ impl SnapshotSource for MetadataSnapshot<'_> {
     }
 }
 
-/// A topic's configuration as DescribeConfigs answers it.
-pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
+/// A topic's configuration as DescribeConfigs answers it (`defaults`: the node's topic
+/// defaults, which tell the keys the topic sets from the others).
+pub fn describe_configs(
+    metadata: &ClusterMetadata,
+    defaults: &TopicConfig,
+    name: &str,
+) -> TopicResult {
     let mut result = TopicResult::empty(name);
     match metadata.topics.get(name) {
         Some(topic) => {
             result.topic_id = topic.topic_id;
             result.partition_count = topic.partition_count;
-            result.configs = config_entries(&topic.config);
+            result.configs = config_entries(&topic.config, defaults);
         }
         None => {
             result.error = ErrorCode::UnknownTopicOrPartition;
@@ -1519,9 +1524,9 @@ fn topic_to_change<'a>(
 }
 
 /// A config's entries as results carry them.
-fn config_entries(config: &TopicConfig) -> Vec<(String, String, bool)> {
+fn config_entries(config: &TopicConfig, defaults: &TopicConfig) -> Vec<(String, String, bool)> {
     config
-        .entries()
+        .entries(defaults)
         .into_iter()
         .map(|(key, value, set)| (key.to_string(), value, set))
         .collect()

@@ -75,8 +75,9 @@ pub struct TopicConfig {
     /// The codec produced batches are stored in.
     #[serde(default, skip_serializing_if = "CompressionType::is_producer")]
     pub compression_type: CompressionType,
-    /// The keys set on the topic itself (CreateTopics configs, AlterConfigs); the others
-    /// hold the node's defaults. DescribeConfigs reports the source from this.
+    /// The keys a config change (AlterConfigs) set on the topic. Keys given at creation
+    /// are not listed (so that a topic's record reads as before this existed): they are
+    /// told from the defaults by their value ([`TopicConfig::entries`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub overrides: BTreeSet<String>,
 }
@@ -273,7 +274,6 @@ impl TopicConfig {
             }
             _ => return Err(format!("unknown topic config '{key}'")),
         }
-        self.overrides.insert(key.to_string());
         Ok(())
     }
 
@@ -295,10 +295,24 @@ impl TopicConfig {
 
     /// The current value of `key`.
     fn value(&self, key: &str) -> Option<String> {
-        self.entries()
+        TOPIC_CONFIG_KEYS
             .into_iter()
-            .find(|(name, _, _)| *name == key)
-            .map(|(_, value, _)| value)
+            .zip(self.values())
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The value of every key, in the order of [`TOPIC_CONFIG_KEYS`].
+    fn values(&self) -> [String; TOPIC_CONFIG_KEYS.len()] {
+        [
+            self.retention_ms.to_string(),
+            self.retention_bytes.to_string(),
+            self.segment_bytes.to_string(),
+            self.max_message_bytes.to_string(),
+            "delete".to_string(),
+            self.min_insync_replicas.to_string(),
+            self.compression_type.name().to_string(),
+        ]
     }
 
     /// This config changed as an AlterConfigs asks: `replace` (the legacy AlterConfigs)
@@ -327,6 +341,9 @@ impl TopicConfig {
             config.overrides.clear();
         }
         for ConfigChange { key, op } in changes {
+            if !matches!(op, ConfigOp::Delete) {
+                config.overrides.insert(key.clone());
+            }
             let result = match op {
                 ConfigOp::Set(value) => config.set(key, value),
                 ConfigOp::Delete => config.reset(key, defaults),
@@ -368,22 +385,18 @@ impl TopicConfig {
         Ok(config)
     }
 
-    /// Every supported key with its value and whether it is set on the topic (else it is
-    /// the default), for DescribeConfigs and CreateTopics' answer.
-    pub fn entries(&self) -> Vec<(&'static str, String, bool)> {
-        let values = [
-            self.retention_ms.to_string(),
-            self.retention_bytes.to_string(),
-            self.segment_bytes.to_string(),
-            self.max_message_bytes.to_string(),
-            "delete".to_string(),
-            self.min_insync_replicas.to_string(),
-            self.compression_type.name().to_string(),
-        ];
+    /// Every supported key with its value and whether it is set on the topic (a config
+    /// change set it, or its value differs from `defaults`, the node's) rather than a
+    /// default, for DescribeConfigs and CreateTopics' answer.
+    pub fn entries(&self, defaults: &TopicConfig) -> Vec<(&'static str, String, bool)> {
         TOPIC_CONFIG_KEYS
             .into_iter()
-            .zip(values)
-            .map(|(key, value)| (key, value, self.overrides.contains(key)))
+            .zip(self.values())
+            .zip(defaults.values())
+            .map(|((key, value), default)| {
+                let set = self.overrides.contains(key) || value != default;
+                (key, value, set)
+            })
             .collect()
     }
 }

@@ -220,7 +220,7 @@ impl Broker {
     }
 
     pub(super) fn describe_configs(&self, name: &str) -> TopicResult {
-        crate::controller::describe_configs(&self.metadata, name)
+        crate::controller::describe_configs(&self.metadata, &self.config.topic_defaults, name)
     }
 
     /// Calls the controller with its view of this node.

@@ -393,7 +393,7 @@ fn config_changes_go_through_the_log_with_kafkas_errors() {
     assert_eq!(node.answer()[0].error, ErrorCode::None);
     let config = node.view.metadata.topics["orders"].config.clone();
     assert_eq!((config.retention_ms, config.min_insync_replicas), (1000, 2));
-    let entries = config.entries();
+    let entries = config.entries(&defaults);
     let entry = |key: &str| entries.iter().find(|entry| entry.0 == key).unwrap().clone();
     assert_eq!(entry("retention.ms"), ("retention.ms", "1000".into(), true));
     assert!(!entry("segment.bytes").2, "a default");
