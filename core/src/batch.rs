@@ -35,6 +35,8 @@ const OFFSET_PRODUCER_EPOCH: usize = 51;
 const OFFSET_BASE_SEQUENCE: usize = 53;
 const OFFSET_RECORD_COUNT: usize = 57;
 
+/// Bits 0-2 of the attributes: the compression codec.
+pub const ATTRIBUTE_CODEC_MASK: i16 = 0b111;
 /// Attribute bit of a transactional batch.
 pub const ATTRIBUTE_TRANSACTIONAL: i16 = 1 << 4;
 /// Attribute bit of a control batch.
@@ -88,6 +90,12 @@ impl BatchHeader {
 
     pub fn is_transactional(&self) -> bool {
         self.attributes & ATTRIBUTE_TRANSACTIONAL != 0
+    }
+
+    /// The compression codec of the records (attribute bits 0-2: 0 none, 1 gzip, 2 snappy,
+    /// 3 lz4, 4 zstd).
+    pub fn codec(&self) -> u8 {
+        (self.attributes & ATTRIBUTE_CODEC_MASK) as u8
     }
 
     pub fn is_control(&self) -> bool {

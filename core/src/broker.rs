@@ -986,6 +986,16 @@ impl Broker {
                 self.admin_request(now, id, crate::api::AdminOp::DeleteTopics(names), outputs);
                 return;
             }
+            Request::CreatePartitions { topics } => {
+                let op = crate::api::AdminOp::CreatePartitions(topics);
+                self.admin_request(now, id, op, outputs);
+                return;
+            }
+            Request::AlterConfigs { topics } => {
+                let op = crate::api::AdminOp::AlterConfigs(topics);
+                self.admin_request(now, id, op, outputs);
+                return;
+            }
             Request::DescribeConfigs { topics } => Response::DescribeConfigs(
                 topics
                     .iter()
@@ -1200,7 +1210,7 @@ impl Broker {
         for produce in partitions {
             let (result, wait) = match refused.get(&produce.partition) {
                 Some(error) => (produce_error(produce.partition.clone(), *error, None), None),
-                None => self.produce_partition(now, &produce, transactional, outputs),
+                None => self.produce_partition(now, &produce, terms.acks, transactional, outputs),
             };
             if let Some((offset, epoch)) = wait {
                 waits.push(ProduceWait {
@@ -1273,11 +1283,13 @@ impl Broker {
         &mut self,
         now: Now,
         produce: &ProducePartition,
+        acks: Acks,
         transactional: bool,
         outputs: &mut Vec<Output>,
     ) -> (ProducePartitionResult, Option<(i64, i32)>) {
         let partition = produce.partition.clone();
-        let max_message_bytes = self.topic_config(&partition.topic).max_message_bytes;
+        let config = self.topic_config(&partition.topic);
+        let max_message_bytes = config.max_message_bytes;
         let state = match self.led_partition(&partition) {
             Ok(state) => state,
             Err(error) => return (produce_error(partition, error, None), None),
@@ -1289,6 +1301,19 @@ impl Broker {
             result.log_start_offset = log_start_offset;
             (result, None)
         };
+        // Kafka checks this before anything else of the batch, and only for acks=all.
+        if acks == Acks::All {
+            let in_sync = state.replica.in_sync_replicas(now.monotonic_ms).len();
+            if in_sync < usize::try_from(config.min_insync_replicas).unwrap_or(usize::MAX) {
+                return failed(
+                    ErrorCode::NotEnoughReplicas,
+                    format!(
+                        "{in_sync} in-sync replica(s), fewer than min.insync.replicas {}",
+                        config.min_insync_replicas
+                    ),
+                );
+            }
+        }
         let batches = match validate_record_set(&produce.records) {
             Ok(batches) => batches,
             Err(error) => return failed(ErrorCode::CorruptMessage, error.to_string()),
@@ -1369,9 +1394,15 @@ impl Broker {
                 last_offset,
             } => (first_offset, last_offset + 1),
             SequenceVerdict::Append => {
+                let recompressor = self.config.recompressor;
+                let stored = stored_batch(&config, recompressor, header, bytes);
+                let (header, bytes) = match stored {
+                    Ok(stored) => stored,
+                    Err((error, message)) => return failed(error, message),
+                };
                 let appended = self
                     .drive_replica(now, &partition, outputs, |replica, context| {
-                        replica.append_as_leader(context, header, bytes.clone())
+                        replica.append_as_leader(context, &header, bytes)
                     })
                     .flatten();
                 let Some(appended) = appended else {
@@ -1956,6 +1987,53 @@ fn rebuild_partition(
         txns,
         dropped,
     })
+}
+
+/// The batch as its topic stores it: in the topic's `compression.type` codec when that is
+/// not `producer` and differs from the batch's, as Kafka's broker recompresses (the
+/// records, their offsets and timestamps, the producer fields and the transactional flag
+/// kept; length and CRC new). The recompressed batch must still fit `max.message.bytes`.
+fn stored_batch(
+    config: &TopicConfig,
+    recompressor: Option<crate::api::Recompressor>,
+    header: &crate::batch::BatchHeader,
+    bytes: &bytes::Bytes,
+) -> Result<(crate::batch::BatchHeader, bytes::Bytes), (ErrorCode, String)> {
+    let unchanged = Ok((*header, bytes.clone()));
+    let Some(codec) = config.compression_type.batch_codec() else {
+        return unchanged;
+    };
+    if header.codec() == codec {
+        return unchanged;
+    }
+    let Some(crate::api::Recompressor(recompress)) = recompressor else {
+        return Err((
+            ErrorCode::InvalidRecord,
+            "this broker cannot recompress batches".into(),
+        ));
+    };
+    let stored = recompress(bytes, codec).map_err(|reason| {
+        (
+            ErrorCode::CorruptMessage,
+            format!("the batch cannot be recompressed: {reason}"),
+        )
+    })?;
+    let stored_header = crate::batch::validate(&stored).map_err(|error| {
+        (
+            ErrorCode::CorruptMessage,
+            format!("the recompressed batch is invalid: {error}"),
+        )
+    })?;
+    if stored_header.size_bytes > config.max_message_bytes {
+        return Err((
+            ErrorCode::MessageTooLarge,
+            format!(
+                "batch of {} bytes once recompressed exceeds max.message.bytes {}",
+                stored_header.size_bytes, config.max_message_bytes
+            ),
+        ));
+    }
+    Ok((stored_header, stored))
 }
 
 fn produce_error(

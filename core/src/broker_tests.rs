@@ -59,6 +59,7 @@ fn create_request(
                     .map(|(key, value)| (key.to_string(), value.to_string()))
                     .collect(),
                 validate_only: false,
+                assignments: Vec::new(),
             }],
         },
     }

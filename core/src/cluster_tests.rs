@@ -366,6 +366,7 @@ fn create_request(name: &str, partitions: i32, replication_factor: i16) -> Reque
             replication_factor,
             configs: Vec::new(),
             validate_only: false,
+            assignments: Vec::new(),
         }],
     }
 }
@@ -1929,6 +1930,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_and_catches_up() {
                 ("retention.ms".into(), "1000".into()),
             ],
             validate_only: false,
+            assignments: Vec::new(),
         }],
     };
     let created = cluster.call(1, create);
@@ -2473,4 +2475,173 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
         deleted(cluster.call(last, delete_records_request(&partition, -1))),
         (ErrorCode::None, high_watermark)
     );
+}
+
+// ----- partition growth and config changes -----
+
+fn alter_request(name: &str, changes: &[(&str, &str)]) -> Request {
+    Request::AlterConfigs {
+        topics: vec![AlterTopicConfigs {
+            name: name.into(),
+            changes: changes
+                .iter()
+                .map(|(key, value)| crate::metadata::ConfigChange {
+                    key: key.to_string(),
+                    op: crate::metadata::ConfigOp::Set(value.to_string()),
+                })
+                .collect(),
+            replace: false,
+            validate_only: false,
+        }],
+    }
+}
+
+fn produce_with(partition: &TopicPartition, acks: Acks) -> Request {
+    let Request::Produce {
+        timeout_ms,
+        transactional_id,
+        partitions,
+        ..
+    } = produce(partition, 2)
+    else {
+        unreachable!()
+    };
+    Request::Produce {
+        acks,
+        timeout_ms,
+        transactional_id,
+        partitions,
+    }
+}
+
+/// Produces to `partition` through its leader, retrying while leadership settles; returns
+/// the result's error.
+fn produce_at_leader(cluster: &mut Cluster, partition: &TopicPartition, acks: Acks) -> ErrorCode {
+    cluster.run_until("the partition has a leader", |cluster| {
+        cluster.leader_of(partition).is_some()
+    });
+    let leader = cluster.leader_of(partition).expect("a leader");
+    let response = cluster.call(leader, produce_with(partition, acks));
+    produce_result(&response).error
+}
+
+#[test]
+fn grown_partitions_and_changed_configs_reach_every_node_through_snapshots_and_restarts() {
+    let mut cluster = Cluster::with_config(3, |config| config.metadata_segment_bytes = 1024);
+    let metadata_log = crate::controller::metadata_partition();
+    let controller = cluster.wait_for_controller();
+    admin_ok(&mut cluster, controller, create_request("orders", 1, 3));
+    assert_eq!(
+        produce_at_leader(&mut cluster, &orders(), Acks::All),
+        ErrorCode::None
+    );
+    let leader = cluster.leader_of(&orders()).expect("a leader");
+    let down = cluster
+        .voters
+        .clone()
+        .into_iter()
+        .find(|node| *node != controller && *node != leader)
+        .unwrap_or_else(|| cluster.another_voter(leader));
+    let (_, _, down_end) = cluster.brokers[&down]
+        .partition_offsets(&metadata_log)
+        .expect("hosted");
+    cluster.crash(down);
+
+    // While it is down: the topic grows and its configs change, and enough else happens
+    // for the metadata log to be trimmed below what it held.
+    let other = cluster.another_voter(down);
+    match cluster.call(
+        other,
+        Request::CreatePartitions {
+            topics: vec![CreatePartitions {
+                name: "orders".into(),
+                count: 3,
+                assignments: None,
+                validate_only: false,
+            }],
+        },
+    ) {
+        Response::CreatePartitions(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    match cluster.call(
+        other,
+        alter_request(
+            "orders",
+            &[
+                ("min.insync.replicas", "3"),
+                ("max.message.bytes", "100000"),
+            ],
+        ),
+    ) {
+        Response::AlterConfigs(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    // Two of three replicas are in sync: acks=all is refused, acks=1 is not.
+    for _ in 0..300 {
+        cluster.round();
+    }
+    let grown = TopicPartition::new("orders", 2);
+    assert_eq!(
+        produce_at_leader(&mut cluster, &grown, Acks::All),
+        ErrorCode::NotEnoughReplicas
+    );
+    assert_eq!(
+        produce_at_leader(&mut cluster, &grown, Acks::Leader),
+        ErrorCode::None
+    );
+    for index in 0..30 {
+        admin_ok(
+            &mut cluster,
+            controller,
+            create_request(&format!("filler-{index}"), 1, 1),
+        );
+    }
+    run_until_trimmed_past(&mut cluster, controller, &metadata_log, down_end);
+
+    cluster.start(down);
+    cluster.run_until(
+        "the restarted node took the view from a snapshot",
+        |cluster| {
+            cluster.brokers[&down]
+                .metadata()
+                .same_replicated_view(cluster.brokers[&controller].metadata())
+        },
+    );
+    let check = |cluster: &Cluster, node: NodeId| {
+        let topic = cluster.brokers[&node].metadata().topics["orders"].clone();
+        assert_eq!(topic.partition_count, 3, "node {node}");
+        assert_eq!(topic.config.min_insync_replicas, 3, "node {node}");
+        assert_eq!(topic.config.max_message_bytes, 100_000, "node {node}");
+        for partition in 0..3 {
+            let partition = TopicPartition::new("orders", partition);
+            assert!(
+                cluster.brokers[&node]
+                    .partition_offsets(&partition)
+                    .is_some(),
+                "node {node} hosts {partition}"
+            );
+        }
+    };
+    for node in cluster.voters.clone() {
+        check(&cluster, node);
+    }
+    // All three in sync again: acks=all succeeds on the grown partition.
+    let mut accepted = false;
+    for _ in 0..30 {
+        if produce_at_leader(&mut cluster, &grown, Acks::All) == ErrorCode::None {
+            accepted = true;
+            break;
+        }
+        cluster.round();
+    }
+    assert!(accepted, "acks=all with every replica in sync");
+    // The persisted view survives a restart of every node.
+    for node in cluster.voters.clone() {
+        cluster.crash(node);
+        cluster.start(node);
+    }
+    for node in cluster.voters.clone() {
+        check(&cluster, node);
+    }
 }

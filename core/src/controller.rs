@@ -5,8 +5,9 @@
 //! The metadata log is the partition `__cluster_metadata-0`; its voters are every node of the
 //! cluster, and its leader is the controller. Each batch holds JSON-encoded
 //! [`MetadataRecord`]s (readable with any Kafka consumer tool that can reach the files). Only
-//! the controller appends: CreateTopics, DeleteTopics and node registrations sent to another
-//! node are forwarded to it (`PeerMessage::Forward`), and its answer comes back
+//! the controller appends: CreateTopics (with or without a replica assignment), DeleteTopics,
+//! CreatePartitions, config changes (AlterConfigs, IncrementalAlterConfigs) and node
+//! registrations sent to another node are forwarded to it (`PeerMessage::Forward`), and its answer comes back
 //! (`PeerMessage::Forwarded`) once the records are committed and applied.
 //!
 //! Every node applies committed records in log order to its [`ClusterMetadata`]
@@ -57,7 +58,11 @@
 //! - the snapshot is persisted before the partitions a change opens or removes (the node's
 //!   part: `Broker::apply_committed_metadata`);
 //! - the controller validates a change against the applied metadata and the records still
-//!   pending in its log, so two records never create the same topic or topic id;
+//!   pending in its log, so two records never create the same topic or topic id, and a
+//!   growth or config change is checked against the state the pending ones leave: a topic
+//!   never shrinks (INVALID_PARTITIONS), existing partitions keep their replicas, new ones
+//!   get `replication factor` distinct known nodes (INVALID_REPLICA_ASSIGNMENT otherwise),
+//!   and a config holds only valid values (`TopicConfig::changed`);
 //! - a client is told a change succeeded only once it is committed and applied here;
 //! - a snapshot is written only when quiescent, so it restates exactly the view every
 //!   replica holds at its offset: a replica whose view is whole checks that it equals the
@@ -72,8 +77,8 @@
 mod tests;
 
 use crate::api::{
-    AdminOp, CorruptData, CreateTopic, ErrorCode, Now, PartitionInfo, PeerMessage, RequestId,
-    Response, TopicInfo, TopicResult,
+    AdminOp, AlterTopicConfigs, CorruptData, CreatePartitions, CreateTopic, ErrorCode, Now,
+    PartitionInfo, PeerMessage, RequestId, Response, TopicInfo, TopicResult,
 };
 use crate::batch::BatchHeader;
 use crate::internal_log::{due_snapshot, replay_recovered, SnapshotSource, SnapshotState};
@@ -125,6 +130,10 @@ pub trait ControllerNode {
     fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)>;
     /// The partitions this node leads, with their epochs (for the announcements).
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)>;
+    /// The in-sync replicas of a partition this node leads (`None` if it does not).
+    fn led_in_sync(&self, _partition: &TopicPartition, _now_ms: i64) -> Option<Vec<NodeId>> {
+        None
+    }
 }
 
 /// What the controller needs from its node for one call.
@@ -177,6 +186,8 @@ pub struct ControllerConfig {
 enum AdminKind {
     Create,
     Delete,
+    CreatePartitions,
+    AlterConfigs,
     Register,
 }
 
@@ -185,6 +196,8 @@ impl AdminKind {
         match op {
             AdminOp::CreateTopics(_) => Self::Create,
             AdminOp::DeleteTopics(_) => Self::Delete,
+            AdminOp::CreatePartitions(_) => Self::CreatePartitions,
+            AdminOp::AlterConfigs(_) => Self::AlterConfigs,
             AdminOp::RegisterNode(_) => Self::Register,
         }
     }
@@ -193,6 +206,8 @@ impl AdminKind {
         match self {
             Self::Create => Some(Response::CreateTopics(results)),
             Self::Delete => Some(Response::DeleteTopics(results)),
+            Self::CreatePartitions => Some(Response::CreatePartitions(results)),
+            Self::AlterConfigs => Some(Response::AlterConfigs(results)),
             Self::Register => None,
         }
     }
@@ -403,6 +418,8 @@ impl Controller {
         committed: i64,
     ) -> Option<BTreeSet<String>> {
         let mut changed_topics = BTreeSet::new();
+        // Topics only grown keep the leaders announced for their partitions.
+        let mut grown_topics = BTreeSet::new();
         let mut applied_any = false;
         while let Some(entry) = self.pending.first_entry() {
             if entry.get().end_offset > committed {
@@ -410,7 +427,13 @@ impl Controller {
             }
             let (base_offset, batch) = entry.remove_entry();
             for (offset, record) in (base_offset..).zip(&batch.records) {
-                self.apply_record(metadata, offset, record, &mut changed_topics);
+                self.apply_record(
+                    metadata,
+                    offset,
+                    record,
+                    &mut changed_topics,
+                    &mut grown_topics,
+                );
             }
             if self.snapshots.is_complete() {
                 metadata.applied_end_offset = batch.end_offset;
@@ -420,8 +443,9 @@ impl Controller {
         if !applied_any {
             return None;
         }
+        let recreated: BTreeSet<&String> = changed_topics.difference(&grown_topics).collect();
         self.known_leaders
-            .retain(|partition, _| !changed_topics.contains(&partition.topic));
+            .retain(|partition, _| !recreated.contains(&partition.topic));
         Some(changed_topics)
     }
 
@@ -433,6 +457,7 @@ impl Controller {
         offset: i64,
         record: &MetadataRecord,
         changed_topics: &mut BTreeSet<String>,
+        grown_topics: &mut BTreeSet<String>,
     ) {
         match record {
             MetadataRecord::SnapshotStart => self.snapshots.start(offset),
@@ -446,7 +471,9 @@ impl Controller {
                     !whole || metadata.same_replicated_view(&staged),
                     "the metadata snapshot ending at {offset} differs from the view it restates"
                 );
-                changed_topics.extend(metadata.replace_replicated_view(staged));
+                let replaced = metadata.replace_replicated_view(staged);
+                grown_topics.retain(|topic| !replaced.contains(topic));
+                changed_topics.extend(replaced);
             }
             record => {
                 if let Some(staged) = self.snapshots.staged_mut() {
@@ -460,11 +487,22 @@ impl Controller {
                 match metadata.apply(record) {
                     Ok(Applied::Changed) => match record {
                         MetadataRecord::CreateTopic(topic) => {
+                            grown_topics.remove(&topic.name);
                             changed_topics.insert(topic.name.clone());
                         }
                         MetadataRecord::DeleteTopic { name } => {
+                            grown_topics.remove(name);
                             changed_topics.insert(name.clone());
                         }
+                        MetadataRecord::CreatePartitions { name, .. } => {
+                            // Created or recreated in this same pass: not only grown.
+                            let first_change = changed_topics.insert(name.clone());
+                            if first_change {
+                                grown_topics.insert(name.clone());
+                            }
+                        }
+                        // A config change opens or removes nothing; the broker reads
+                        // configs from the view (and refreshes what it caches of them).
                         _ => {}
                     },
                     Ok(Applied::Restated) => {}
@@ -683,6 +721,22 @@ impl Controller {
                 .iter()
                 .map(|name| self.validate_delete(metadata, name, &mut records))
                 .collect(),
+            AdminOp::CreatePartitions(topics) => {
+                let eventual = self.eventual_view(metadata);
+                topics
+                    .iter()
+                    .map(|topic| {
+                        self.validate_create_partitions(&eventual, context.rng, topic, &mut records)
+                    })
+                    .collect()
+            }
+            AdminOp::AlterConfigs(topics) => {
+                let eventual = self.eventual_view(metadata);
+                topics
+                    .iter()
+                    .map(|topic| self.validate_alter_configs(&eventual, topic, &mut records))
+                    .collect()
+            }
             AdminOp::RegisterNode(node) => {
                 let record = MetadataRecord::RegisterNode(node.clone());
                 let known = metadata.nodes.contains(node)
@@ -729,6 +783,175 @@ impl Controller {
         outputs
     }
 
+    /// The view once the pending records are applied too: what the next change must be
+    /// checked against.
+    fn eventual_view(&self, metadata: &ClusterMetadata) -> ClusterMetadata {
+        let mut view = metadata.clone();
+        for record in self.pending_records() {
+            // A pending record that will be refused is refused here too: no change.
+            let _ = view.apply(record);
+        }
+        view
+    }
+
+    /// CreatePartitions of one topic: grows it (never shrinks), placing the new partitions
+    /// like CreateTopics does unless the client places them.
+    fn validate_create_partitions(
+        &self,
+        eventual: &ClusterMetadata,
+        rng: &mut StdRng,
+        request: &CreatePartitions,
+        records: &mut Vec<MetadataRecord>,
+    ) -> TopicResult {
+        let fail =
+            |error: ErrorCode, message: String| failed_result(&request.name, error, &message);
+        let named_here = records.iter().any(|record| {
+            matches!(record, MetadataRecord::CreatePartitions { name, .. } if *name == request.name)
+        });
+        let topic = match topic_to_change(eventual, &request.name, named_here) {
+            Ok(topic) => topic,
+            Err(failed) => return failed,
+        };
+        if crate::broker::is_internal_topic(&request.name) {
+            // Its coordinators hash keys over its partition count: growing it would move
+            // every group and transactional id away from its state.
+            return fail(
+                ErrorCode::InvalidRequest,
+                format!("internal topic '{}' cannot grow", request.name),
+            );
+        }
+        let current = topic.partition_count;
+        if request.count <= current {
+            let message = if request.count == current {
+                format!("Topic already has {current} partitions.")
+            } else {
+                format!(
+                    "Topic currently has {current} partitions, which is higher than the requested {}.",
+                    request.count
+                )
+            };
+            return fail(ErrorCode::InvalidPartitions, message);
+        }
+        if request.count > PARTITIONS_PER_TOPIC_MAX {
+            return fail(
+                ErrorCode::InvalidPartitions,
+                format!("partition count must be at most {PARTITIONS_PER_TOPIC_MAX}"),
+            );
+        }
+        // A single node's topic from before replication lists no replicas: all on it.
+        let mut assignments: Vec<Vec<NodeId>> = (0..current)
+            .map(|partition| topic.replicas(partition, self.node_id()))
+            .collect();
+        let replication_factor = assignments.first().map_or(1, Vec::len);
+        let added = (request.count - current) as usize;
+        let new_partitions = match &request.assignments {
+            Some(given) => {
+                if given.len() != added {
+                    return fail(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "Attempted to add {added} additional partition(s), but {} assignment(s) were given.",
+                            given.len()
+                        ),
+                    );
+                }
+                for replicas in given {
+                    if let Err(message) = self.check_replicas(replicas, replication_factor) {
+                        return fail(ErrorCode::InvalidReplicaAssignment, message);
+                    }
+                }
+                given.clone()
+            }
+            None => {
+                let voters = &self.config.voters;
+                let start = rng.random_range(0..voters.len());
+                assign_replicas(
+                    voters,
+                    request.count - current,
+                    replication_factor as i16,
+                    start,
+                )
+            }
+        };
+        let mut result = TopicResult::empty(&request.name);
+        result.topic_id = topic.topic_id;
+        result.partition_count = request.count;
+        if request.validate_only {
+            return result;
+        }
+        assignments.extend(new_partitions);
+        records.push(MetadataRecord::CreatePartitions {
+            name: request.name.clone(),
+            assignments,
+        });
+        result
+    }
+
+    /// One partition's replicas as a client placed them: `replication_factor` distinct
+    /// nodes of the cluster.
+    fn check_replicas(&self, replicas: &[NodeId], replication_factor: usize) -> Result<(), String> {
+        if replicas.len() != replication_factor {
+            return Err(format!(
+                "Inconsistent replication factor: {} replica(s) where the others have {replication_factor}",
+                replicas.len()
+            ));
+        }
+        if let Some(unknown) = replicas
+            .iter()
+            .find(|node| !self.config.voters.contains(node))
+        {
+            return Err(format!("node {unknown} is not in the cluster"));
+        }
+        let distinct: BTreeSet<&NodeId> = replicas.iter().collect();
+        if distinct.len() != replicas.len() {
+            return Err(format!("duplicate replicas in {replicas:?}"));
+        }
+        Ok(())
+    }
+
+    /// AlterConfigs or IncrementalAlterConfigs of one topic.
+    fn validate_alter_configs(
+        &self,
+        eventual: &ClusterMetadata,
+        request: &AlterTopicConfigs,
+        records: &mut Vec<MetadataRecord>,
+    ) -> TopicResult {
+        let fail =
+            |error: ErrorCode, message: String| failed_result(&request.name, error, &message);
+        let named_here = records.iter().any(|record| {
+            matches!(record, MetadataRecord::AlterTopicConfig { name, .. } if *name == request.name)
+        });
+        let topic = match topic_to_change(eventual, &request.name, named_here) {
+            Ok(topic) => topic,
+            Err(failed) => return failed,
+        };
+        let config = match topic.config.changed(
+            &request.changes,
+            request.replace,
+            &self.config.topic_defaults,
+        ) {
+            Ok(config) => config,
+            Err(error) => {
+                let code = if error.invalid_request {
+                    ErrorCode::InvalidRequest
+                } else {
+                    ErrorCode::InvalidConfig
+                };
+                return fail(code, error.message);
+            }
+        };
+        let mut result = TopicResult::empty(&request.name);
+        result.topic_id = topic.topic_id;
+        if request.validate_only || config == topic.config {
+            return result;
+        }
+        records.push(MetadataRecord::AlterTopicConfig {
+            name: request.name.clone(),
+            config,
+        });
+        result
+    }
+
     /// Whether `name` exists once the applied metadata and the pending records are applied.
     fn topic_exists_eventually(&self, metadata: &ClusterMetadata, name: &str) -> bool {
         let mut exists = metadata.topics.contains_key(name);
@@ -767,7 +990,13 @@ impl Controller {
                 format!("topic '{}' already exists", request.name),
             );
         }
-        let partition_count = if request.partition_count == -1 {
+        let explicit = match self.explicit_assignment(request) {
+            Ok(explicit) => explicit,
+            Err((error, message)) => return fail(error, message),
+        };
+        let partition_count = if let Some(explicit) = &explicit {
+            explicit.len() as i32
+        } else if request.partition_count == -1 {
             self.config.default_partition_count
         } else {
             request.partition_count
@@ -780,7 +1009,9 @@ impl Controller {
         }
         let voters = &self.config.voters;
         let node_count = voters.len() as i16;
-        let replication_factor = if request.replication_factor == -1 {
+        let replication_factor = if let Some(first) = explicit.as_ref().and_then(|e| e.first()) {
+            first.len() as i16
+        } else if request.replication_factor == -1 {
             node_count.min(3)
         } else {
             request.replication_factor
@@ -796,11 +1027,7 @@ impl Controller {
         }
         result.partition_count = partition_count;
         result.replication_factor = replication_factor;
-        result.configs = config
-            .entries()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value))
-            .collect();
+        result.configs = config_entries(&config, &self.config.topic_defaults);
         if request.validate_only {
             return result;
         }
@@ -813,9 +1040,63 @@ impl Controller {
             topic_id,
             partition_count,
             config,
-            assignments: assign_replicas(voters, partition_count, replication_factor, start),
+            assignments: explicit.unwrap_or_else(|| {
+                assign_replicas(voters, partition_count, replication_factor, start)
+            }),
         }));
         result
+    }
+
+    /// A CreateTopics' explicit replica assignment, checked as Kafka does, in partition
+    /// order; `None` if the client gave none.
+    fn explicit_assignment(
+        &self,
+        request: &CreateTopic,
+    ) -> Result<Option<Vec<Vec<NodeId>>>, (ErrorCode, String)> {
+        if request.assignments.is_empty() {
+            return Ok(None);
+        }
+        if request.partition_count != -1 || request.replication_factor != -1 {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+            ));
+        }
+        if request.assignments.len() > PARTITIONS_PER_TOPIC_MAX as usize {
+            return Err((
+                ErrorCode::InvalidPartitions,
+                format!("partition count must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"),
+            ));
+        }
+        let mut assignments = request.assignments.clone();
+        assignments.sort_by_key(|(partition, _)| *partition);
+        let numbered = assignments
+            .iter()
+            .zip(0..)
+            .all(|((partition, _), expected)| *partition == expected);
+        if !numbered {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                "partitions should be a consecutive 0-based integer sequence".into(),
+            ));
+        }
+        let replication_factor = assignments[0].1.len();
+        if replication_factor == 0 {
+            return Err((
+                ErrorCode::InvalidReplicaAssignment,
+                "a partition has no replicas".into(),
+            ));
+        }
+        for (_, replicas) in &assignments {
+            self.check_replicas(replicas, replication_factor)
+                .map_err(|message| (ErrorCode::InvalidReplicaAssignment, message))?;
+        }
+        Ok(Some(
+            assignments
+                .into_iter()
+                .map(|(_, replicas)| replicas)
+                .collect(),
+        ))
     }
 
     /// A random, non-zero topic id used by no topic, applied or pending.
@@ -1090,6 +1371,7 @@ impl Controller {
                     replication_factor: -1,
                     configs: Vec::new(),
                     validate_only: false,
+                    assignments: Vec::new(),
                 });
             }
             infos.push(info);
@@ -1144,6 +1426,9 @@ impl Controller {
                 let partition = TopicPartition::new(name, index);
                 let replicas = topic.replicas(index, self.node_id());
                 let hosted = node.hosted_leader(&partition);
+                let isr = node
+                    .led_in_sync(&partition, now_ms)
+                    .unwrap_or_else(|| replicas.clone());
                 match self.live_leader(&partition, hosted, now_ms) {
                     Some((leader_epoch, leader)) => PartitionInfo {
                         index,
@@ -1151,6 +1436,7 @@ impl Controller {
                         leader,
                         leader_epoch,
                         replicas,
+                        isr,
                     },
                     None => PartitionInfo {
                         index,
@@ -1158,6 +1444,7 @@ impl Controller {
                         leader: -1,
                         leader_epoch: -1,
                         replicas,
+                        isr,
                     },
                 }
             })
@@ -1197,19 +1484,19 @@ impl SnapshotSource for MetadataSnapshot<'_> {
     }
 }
 
-/// A topic's configuration as DescribeConfigs answers it.
-pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
+/// A topic's configuration as DescribeConfigs answers it (`defaults`: the node's topic
+/// defaults, which tell the keys the topic sets from the others).
+pub fn describe_configs(
+    metadata: &ClusterMetadata,
+    defaults: &TopicConfig,
+    name: &str,
+) -> TopicResult {
     let mut result = TopicResult::empty(name);
     match metadata.topics.get(name) {
         Some(topic) => {
             result.topic_id = topic.topic_id;
             result.partition_count = topic.partition_count;
-            result.configs = topic
-                .config
-                .entries()
-                .into_iter()
-                .map(|(key, value)| (key.to_string(), value))
-                .collect();
+            result.configs = config_entries(&topic.config, defaults);
         }
         None => {
             result.error = ErrorCode::UnknownTopicOrPartition;
@@ -1217,6 +1504,32 @@ pub fn describe_configs(metadata: &ClusterMetadata, name: &str) -> TopicResult {
         }
     }
     result
+}
+
+/// The topic a CreatePartitions or config change names, or its failed result: named twice
+/// in one request (INVALID_REQUEST), or unknown.
+fn topic_to_change<'a>(
+    eventual: &'a ClusterMetadata,
+    name: &str,
+    named_twice: bool,
+) -> Result<&'a TopicMetadata, TopicResult> {
+    if named_twice {
+        let message = format!("topic '{name}' is named twice");
+        return Err(failed_result(name, ErrorCode::InvalidRequest, &message));
+    }
+    eventual.topics.get(name).ok_or_else(|| {
+        let message = format!("topic '{name}' does not exist");
+        failed_result(name, ErrorCode::UnknownTopicOrPartition, &message)
+    })
+}
+
+/// A config's entries as results carry them.
+fn config_entries(config: &TopicConfig, defaults: &TopicConfig) -> Vec<(String, String, bool)> {
+    config
+        .entries(defaults)
+        .into_iter()
+        .map(|(key, value, set)| (key.to_string(), value, set))
+        .collect()
 }
 
 /// One batch of controller-written records, as the broker's internal writes are encoded.
@@ -1230,6 +1543,10 @@ fn topic_names(op: &AdminOp) -> Vec<&str> {
     match op {
         AdminOp::CreateTopics(topics) => topics.iter().map(|topic| topic.name.as_str()).collect(),
         AdminOp::DeleteTopics(names) => names.iter().map(String::as_str).collect(),
+        AdminOp::CreatePartitions(topics) => {
+            topics.iter().map(|topic| topic.name.as_str()).collect()
+        }
+        AdminOp::AlterConfigs(topics) => topics.iter().map(|topic| topic.name.as_str()).collect(),
         AdminOp::RegisterNode(_) => Vec::new(),
     }
 }

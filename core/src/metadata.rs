@@ -12,6 +12,9 @@
 //!   view (another cluster id, a topic name or id taken by another topic) is still refused;
 //! - topic names are unique and valid Kafka names; a topic id is non-zero and never reused
 //!   for another topic (it is drawn from the caller's seeded RNG and checked for collisions);
+//! - a topic's partition count only grows (`CreatePartitions` restates the existing
+//!   partitions' replicas unchanged, or is refused); its config changes only whole
+//!   (`AlterTopicConfig`), so every node holds the same one;
 //! - `next_producer_id <= producer_id_block_end`, and the persisted block end is never handed
 //!   out again after a restart, so producer ids are unique across restarts.
 
@@ -49,6 +52,8 @@ pub struct NodeInfo {
 }
 
 /// Per-topic settings, with Kafka's names at the wire edge (`retention.ms` and so on).
+/// Every key, its parsing and its bounds live here ([`TopicConfig::set`]); the controller
+/// validates CreateTopics configs and config changes with them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicConfig {
     /// Delete whole segments whose newest record is older than this; -1 keeps forever.
@@ -59,6 +64,30 @@ pub struct TopicConfig {
     pub segment_bytes: u32,
     /// Largest batch accepted, in bytes.
     pub max_message_bytes: u32,
+    /// An acks=all produce needs at least this many in-sync replicas (the leader's view).
+    /// Left out of the encoding at its default, so records of topics that never set it
+    /// read as before.
+    #[serde(
+        default = "min_insync_replicas_default",
+        skip_serializing_if = "is_min_insync_replicas_default"
+    )]
+    pub min_insync_replicas: i32,
+    /// The codec produced batches are stored in.
+    #[serde(default, skip_serializing_if = "CompressionType::is_producer")]
+    pub compression_type: CompressionType,
+    /// The keys a config change (AlterConfigs) set on the topic. Keys given at creation
+    /// are not listed (so that a topic's record reads as before this existed): they are
+    /// told from the defaults by their value ([`TopicConfig::entries`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub overrides: BTreeSet<String>,
+}
+
+fn min_insync_replicas_default() -> i32 {
+    1
+}
+
+fn is_min_insync_replicas_default(value: &i32) -> bool {
+    *value == min_insync_replicas_default()
 }
 
 impl Default for TopicConfig {
@@ -68,17 +97,77 @@ impl Default for TopicConfig {
             retention_bytes: -1,
             segment_bytes: 1 << 30,
             max_message_bytes: 1_048_588,
+            min_insync_replicas: min_insync_replicas_default(),
+            compression_type: CompressionType::Producer,
+            overrides: BTreeSet::new(),
+        }
+    }
+}
+
+/// A topic's `compression.type`: the codec the broker stores produced batches in
+/// (`Producer`: as the producer sent them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompressionType {
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    const NAMES: [(&'static str, CompressionType); 6] = [
+        ("producer", CompressionType::Producer),
+        ("uncompressed", CompressionType::Uncompressed),
+        ("gzip", CompressionType::Gzip),
+        ("snappy", CompressionType::Snappy),
+        ("lz4", CompressionType::Lz4),
+        ("zstd", CompressionType::Zstd),
+    ];
+
+    pub fn is_producer(&self) -> bool {
+        *self == CompressionType::Producer
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, codec)| *codec == self)
+            .map_or("producer", |(name, _)| name)
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, codec)| *codec)
+    }
+
+    /// The record-batch attribute codec (bits 0-2) batches are stored with, if the topic
+    /// imposes one.
+    pub fn batch_codec(self) -> Option<u8> {
+        match self {
+            CompressionType::Producer => None,
+            CompressionType::Uncompressed => Some(0),
+            CompressionType::Gzip => Some(1),
+            CompressionType::Snappy => Some(2),
+            CompressionType::Lz4 => Some(3),
+            CompressionType::Zstd => Some(4),
         }
     }
 }
 
 /// The configuration keys a topic accepts, in Kafka's spelling.
-pub const TOPIC_CONFIG_KEYS: [&str; 5] = [
+pub const TOPIC_CONFIG_KEYS: [&str; 7] = [
     "retention.ms",
     "retention.bytes",
     "segment.bytes",
     "max.message.bytes",
     "cleanup.policy",
+    "min.insync.replicas",
+    "compression.type",
 ];
 
 /// Smallest segment size accepted, so that a segment always holds at least a header.
@@ -88,8 +177,49 @@ pub const SEGMENT_BYTES_MIN: u32 = 1024;
 /// it (a compile-time check next to `node::peer::FRAME_BYTES_MAX_DEFAULT`).
 pub const MESSAGE_BYTES_MAX: u32 = 32 << 20;
 
+/// One change of an IncrementalAlterConfigs (Kafka's `AlterConfigOp.OpType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigOp {
+    Set(String),
+    /// Back to the node's default.
+    Delete,
+    /// Add to a list-valued key (`cleanup.policy`).
+    Append(String),
+    /// Remove from a list-valued key.
+    Subtract(String),
+}
+
+/// A change of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub key: String,
+    pub op: ConfigOp,
+}
+
+/// Why a config change is refused: Kafka's INVALID_REQUEST (`invalid_request`, the request
+/// itself is malformed: a key named twice) or INVALID_CONFIG (a key or value the topic does
+/// not take).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub invalid_request: bool,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn invalid_config(message: String) -> Self {
+        Self {
+            invalid_request: false,
+            message,
+        }
+    }
+}
+
+/// The keys whose values are lists (Kafka's `ConfigDef.Type.LIST`): the only ones APPEND
+/// and SUBTRACT apply to.
+const LIST_KEYS: [&str; 1] = ["cleanup.policy"];
+
 impl TopicConfig {
-    /// Applies one `key=value` override, as CreateTopics sends them.
+    /// Applies one `key=value` override, as CreateTopics and AlterConfigs send them.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         let parse_i64 = |value: &str| {
             value
@@ -123,20 +253,151 @@ impl TopicConfig {
                     return Err("cleanup.policy: only 'delete' is supported".into());
                 }
             }
+            // Kafka accepts any value >= 1, above the replication factor too (then no
+            // acks=all produce succeeds).
+            "min.insync.replicas" => {
+                let replicas = parse_i64(value)?;
+                if !(1..=i64::from(i32::MAX)).contains(&replicas) {
+                    return Err(format!(
+                        "Invalid value {value} for configuration min.insync.replicas: Value must be at least 1"
+                    ));
+                }
+                self.min_insync_replicas = replicas as i32;
+            }
+            "compression.type" => {
+                self.compression_type = CompressionType::parse(value).ok_or_else(|| {
+                    format!(
+                        "Invalid value {value} for configuration compression.type: String must be one of: {}",
+                        CompressionType::NAMES.map(|(name, _)| name).join(", ")
+                    )
+                })?;
+            }
             _ => return Err(format!("unknown topic config '{key}'")),
         }
         Ok(())
     }
 
-    /// The value of every supported key, for DescribeConfigs.
-    pub fn entries(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("retention.ms", self.retention_ms.to_string()),
-            ("retention.bytes", self.retention_bytes.to_string()),
-            ("segment.bytes", self.segment_bytes.to_string()),
-            ("max.message.bytes", self.max_message_bytes.to_string()),
-            ("cleanup.policy", "delete".to_string()),
+    /// Takes `key` back to its value in `defaults` (the node's topic defaults).
+    pub fn reset(&mut self, key: &str, defaults: &TopicConfig) -> Result<(), String> {
+        match key {
+            "retention.ms" => self.retention_ms = defaults.retention_ms,
+            "retention.bytes" => self.retention_bytes = defaults.retention_bytes,
+            "segment.bytes" => self.segment_bytes = defaults.segment_bytes,
+            "max.message.bytes" => self.max_message_bytes = defaults.max_message_bytes,
+            "cleanup.policy" => {}
+            "min.insync.replicas" => self.min_insync_replicas = defaults.min_insync_replicas,
+            "compression.type" => self.compression_type = defaults.compression_type,
+            _ => return Err(format!("unknown topic config '{key}'")),
+        }
+        self.overrides.remove(key);
+        Ok(())
+    }
+
+    /// The current value of `key`.
+    fn value(&self, key: &str) -> Option<String> {
+        TOPIC_CONFIG_KEYS
+            .into_iter()
+            .zip(self.values())
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// The value of every key, in the order of [`TOPIC_CONFIG_KEYS`].
+    fn values(&self) -> [String; TOPIC_CONFIG_KEYS.len()] {
+        [
+            self.retention_ms.to_string(),
+            self.retention_bytes.to_string(),
+            self.segment_bytes.to_string(),
+            self.max_message_bytes.to_string(),
+            "delete".to_string(),
+            self.min_insync_replicas.to_string(),
+            self.compression_type.name().to_string(),
         ]
+    }
+
+    /// This config changed as an AlterConfigs asks: `replace` (the legacy AlterConfigs)
+    /// starts from `defaults`, so keys not named go back to them; otherwise
+    /// (IncrementalAlterConfigs) from this config. A key named twice is an invalid
+    /// request, as in Kafka; APPEND and SUBTRACT apply to list keys only.
+    pub fn changed(
+        &self,
+        changes: &[ConfigChange],
+        replace: bool,
+        defaults: &TopicConfig,
+    ) -> Result<TopicConfig, ConfigError> {
+        let mut seen = BTreeSet::new();
+        if let Some(twice) = changes.iter().find(|change| !seen.insert(&change.key)) {
+            return Err(ConfigError {
+                invalid_request: true,
+                message: format!("Error due to duplicate config keys: {}", twice.key),
+            });
+        }
+        let mut config = if replace {
+            defaults.clone()
+        } else {
+            self.clone()
+        };
+        if replace {
+            config.overrides.clear();
+        }
+        for ConfigChange { key, op } in changes {
+            if !matches!(op, ConfigOp::Delete) {
+                config.overrides.insert(key.clone());
+            }
+            let result = match op {
+                ConfigOp::Set(value) => config.set(key, value),
+                ConfigOp::Delete => config.reset(key, defaults),
+                ConfigOp::Append(items) | ConfigOp::Subtract(items) => {
+                    if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
+                        Err(format!("unknown topic config '{key}'"))
+                    } else if !LIST_KEYS.contains(&key.as_str()) {
+                        let verb = if matches!(op, ConfigOp::Append(_)) {
+                            "APPEND"
+                        } else {
+                            "SUBTRACT"
+                        };
+                        Err(format!(
+                            "Can't {verb} to key {key} because its type is not LIST."
+                        ))
+                    } else {
+                        let mut list: Vec<String> = config
+                            .value(key)
+                            .unwrap_or_default()
+                            .split(',')
+                            .filter(|item| !item.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        for item in items.split(',').filter(|item| !item.is_empty()) {
+                            if matches!(op, ConfigOp::Append(_)) {
+                                if !list.iter().any(|known| known == item) {
+                                    list.push(item.to_string());
+                                }
+                            } else {
+                                list.retain(|known| known != item);
+                            }
+                        }
+                        config.set(key, &list.join(","))
+                    }
+                }
+            };
+            result.map_err(ConfigError::invalid_config)?;
+        }
+        Ok(config)
+    }
+
+    /// Every supported key with its value and whether it is set on the topic (a config
+    /// change set it, or its value differs from `defaults`, the node's) rather than a
+    /// default, for DescribeConfigs and CreateTopics' answer.
+    pub fn entries(&self, defaults: &TopicConfig) -> Vec<(&'static str, String, bool)> {
+        TOPIC_CONFIG_KEYS
+            .into_iter()
+            .zip(self.values())
+            .zip(defaults.values())
+            .map(|((key, value), default)| {
+                let set = self.overrides.contains(key) || value != default;
+                (key, value, set)
+            })
+            .collect()
     }
 }
 
@@ -177,6 +438,17 @@ pub enum MetadataRecord {
     CreateTopic(TopicMetadata),
     DeleteTopic {
         name: String,
+    },
+    /// A topic's whole configuration after an AlterConfigs.
+    AlterTopicConfig {
+        name: String,
+        config: TopicConfig,
+    },
+    /// A topic grew to `assignments.len()` partitions; `assignments` lists every
+    /// partition's replicas, the existing ones unchanged.
+    CreatePartitions {
+        name: String,
+        assignments: Vec<Vec<i32>>,
     },
     /// A snapshot of the committed view begins: the records up to the next `SnapshotEnd`
     /// restate it whole (see `controller`, "Snapshots").
@@ -299,6 +571,41 @@ impl ClusterMetadata {
                 .remove(name)
                 .map(|_| Applied::Changed)
                 .ok_or_else(|| format!("topic '{name}' does not exist")),
+            MetadataRecord::AlterTopicConfig { name, config } => {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| format!("topic '{name}' does not exist"))?;
+                if topic.config == *config {
+                    return Ok(Applied::Restated);
+                }
+                topic.config = config.clone();
+                Ok(Applied::Changed)
+            }
+            MetadataRecord::CreatePartitions { name, assignments } => {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| format!("topic '{name}' does not exist"))?;
+                if topic.assignments == *assignments {
+                    return Ok(Applied::Restated);
+                }
+                let kept = usize::try_from(topic.partition_count).unwrap_or(0);
+                let grows = assignments.len() > kept
+                    && (topic.assignments.is_empty()
+                        || assignments.get(..kept) == Some(&topic.assignments[..]));
+                let count = i32::try_from(assignments.len()).ok().filter(|_| grows);
+                let Some(count) = count else {
+                    return Err(format!(
+                        "topic '{name}' cannot go from {} to {} partitions",
+                        topic.partition_count,
+                        assignments.len()
+                    ));
+                };
+                topic.partition_count = count;
+                topic.assignments = assignments.clone();
+                Ok(Applied::Changed)
+            }
             MetadataRecord::SnapshotStart | MetadataRecord::SnapshotEnd => Ok(Applied::Restated),
         }
     }

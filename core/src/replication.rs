@@ -323,10 +323,10 @@ impl Replica {
     }
 
     /// As leader, each follower's progress as this leader sees it (empty otherwise); read
-    /// only, for the node's metrics. A follower is in sync when heard from within the
-    /// check-quorum window (`election_timeout_max_ms`, the window `tick` counts a quorum
-    /// in): Myelin commits by majority and keeps no ISR, so this stands in for Kafka's
-    /// `replica.lag.time.max.ms`.
+    /// only. A follower is in sync when heard from within the check-quorum window
+    /// (`election_timeout_max_ms`, the window `tick` counts a quorum in): Myelin commits by
+    /// majority, and this window stands in for Kafka's `replica.lag.time.max.ms` wherever
+    /// an ISR is reported or checked (`in_sync_replicas`, metrics).
     pub fn follower_progress(&self, now_ms: i64) -> Vec<FollowerProgressView> {
         let Role::Leader { followers } = &self.role else {
             return Vec::new();
@@ -339,6 +339,24 @@ impl Replica {
                 in_sync: now_ms - progress.last_heard_ms <= self.timings.election_timeout_max_ms,
             })
             .collect()
+    }
+
+    /// As leader: the replicas in sync, this one and the followers `follower_progress`
+    /// counts in sync, by node id; empty when not leading. What acks=all checks against a
+    /// topic's `min.insync.replicas`, and what Metadata reports as the ISR.
+    pub fn in_sync_replicas(&self, now_ms: i64) -> Vec<NodeId> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut in_sync: Vec<NodeId> = self
+            .follower_progress(now_ms)
+            .into_iter()
+            .filter(|follower| follower.in_sync)
+            .map(|follower| follower.node_id)
+            .chain([self.node_id])
+            .collect();
+        in_sync.sort_unstable();
+        in_sync
     }
 
     /// The leader this replica knows of in its epoch, itself included.

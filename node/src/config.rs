@@ -278,6 +278,7 @@ impl NodeConfig {
             topic_defaults: self.topic_defaults.clone(),
             voters: self.voters(),
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            recompressor: Some(crate::recompress::recompressor()),
             ..BrokerConfig::default()
         }
     }

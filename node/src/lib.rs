@@ -7,6 +7,7 @@
 //!   group-commit syncs;
 //! - [`kafka`]: the Kafka wire protocol: framing, version negotiation, and the translation
 //!   of each API to and from the core's requests;
+//! - [`recompress`]: broker-side recompression for topics with a `compression.type`;
 //! - [`run_node`]: all of it put together, used by the `myelin` binary;
 //! - [`launcher`]: `myelin cluster`, a local cluster of node processes.
 
@@ -15,6 +16,7 @@ pub mod kafka;
 pub mod launcher;
 pub mod metrics;
 pub mod peer;
+pub mod recompress;
 pub mod runtime;
 pub mod storage;
 

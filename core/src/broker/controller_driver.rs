@@ -40,6 +40,13 @@ impl ControllerNode for ControllerView<'_> {
         hosted_leader(self.partitions, partition)
     }
 
+    fn led_in_sync(&self, partition: &TopicPartition, now_ms: i64) -> Option<Vec<NodeId>> {
+        self.partitions
+            .get(partition)
+            .filter(|state| state.replica.is_leader())
+            .map(|state| state.replica.in_sync_replicas(now_ms))
+    }
+
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)> {
         self.partitions
             .iter()
@@ -128,6 +135,12 @@ impl Broker {
                 self.open_partition(now, partition, None, None, outputs);
             }
         }
+        // A segment.bytes change applies to the next roll of every hosted partition.
+        for (partition, state) in &mut self.partitions {
+            if let Some(topic) = self.metadata.topics.get(&partition.topic) {
+                state.segment_bytes = topic.config.segment_bytes;
+            }
+        }
         outputs.push(self.persist_metadata());
     }
 
@@ -207,7 +220,7 @@ impl Broker {
     }
 
     pub(super) fn describe_configs(&self, name: &str) -> TopicResult {
-        crate::controller::describe_configs(&self.metadata, name)
+        crate::controller::describe_configs(&self.metadata, &self.config.topic_defaults, name)
     }
 
     /// Calls the controller with its view of this node.

@@ -98,6 +98,7 @@ impl Broker {
             replication_factor: -1,
             configs,
             validate_only: false,
+            assignments: Vec::new(),
         }]);
         self.submit_unanswered(now, op, outputs);
     }

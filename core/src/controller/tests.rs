@@ -3,6 +3,7 @@
 //! leads the log.
 
 use super::*;
+use crate::metadata::{CompressionType, ConfigChange, ConfigOp};
 use rand::SeedableRng;
 
 const THIS_NODE: NodeId = 1;
@@ -148,7 +149,11 @@ impl Node {
         match self.sent.remove(0) {
             ControllerOutput::Respond {
                 id: 9,
-                response: Response::CreateTopics(results) | Response::DeleteTopics(results),
+                response:
+                    Response::CreateTopics(results)
+                    | Response::DeleteTopics(results)
+                    | Response::CreatePartitions(results)
+                    | Response::AlterConfigs(results),
             } => results,
             other => panic!("{other:?}"),
         }
@@ -162,6 +167,7 @@ fn create(name: &str, partition_count: i32) -> AdminOp {
         replication_factor: -1,
         configs: Vec::new(),
         validate_only: false,
+        assignments: Vec::new(),
     }])
 }
 
@@ -213,6 +219,271 @@ fn a_deleted_topic_leaves_the_metadata_once_applied() {
     assert_eq!(node.answer()[0].error, ErrorCode::None);
     assert_eq!(node.admin(AdminOp::DeleteTopics(vec!["orders".into()])), 0);
     assert_eq!(node.answer()[0].error, ErrorCode::UnknownTopicOrPartition);
+}
+
+fn grow(name: &str, count: i32, assignments: Option<Vec<Vec<NodeId>>>) -> AdminOp {
+    AdminOp::CreatePartitions(vec![CreatePartitions {
+        name: name.into(),
+        count,
+        assignments,
+        validate_only: false,
+    }])
+}
+
+fn alter(name: &str, changes: &[(&str, ConfigOp)], replace: bool) -> AdminOp {
+    AdminOp::AlterConfigs(vec![AlterTopicConfigs {
+        name: name.into(),
+        changes: changes
+            .iter()
+            .map(|(key, op)| ConfigChange {
+                key: key.to_string(),
+                op: op.clone(),
+            })
+            .collect(),
+        replace,
+        validate_only: false,
+    }])
+}
+
+fn set(value: &str) -> ConfigOp {
+    ConfigOp::Set(value.into())
+}
+
+/// A topic `orders` of `partitions` partitions, created and applied.
+fn node_with_orders(partitions: i32) -> Node {
+    let mut node = Node::new();
+    node.admin(create("orders", partitions));
+    node.commit();
+    node.answer();
+    node
+}
+
+#[test]
+fn partitions_grow_through_the_log_keeping_the_existing_ones_and_never_shrink() {
+    let mut node = node_with_orders(2);
+    let before = node.view.metadata.topics["orders"].clone();
+    for (count, error) in [
+        (2, ErrorCode::InvalidPartitions),
+        (1, ErrorCode::InvalidPartitions),
+        (PARTITIONS_PER_TOPIC_MAX + 1, ErrorCode::InvalidPartitions),
+    ] {
+        assert_eq!(node.admin(grow("orders", count, None)), 0, "{count}");
+        assert_eq!(node.answer()[0].error, error, "{count}");
+    }
+    assert_eq!(node.admin(grow("missing", 3, None)), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::UnknownTopicOrPartition);
+    node.admin(create(crate::group_coordinator::OFFSETS_TOPIC, 2));
+    node.commit();
+    node.answer();
+    let internal = grow(crate::group_coordinator::OFFSETS_TOPIC, 3, None);
+    assert_eq!(node.admin(internal), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::InvalidRequest);
+    let mut validate_only = grow("orders", 4, None);
+    if let AdminOp::CreatePartitions(topics) = &mut validate_only {
+        topics[0].validate_only = true;
+    }
+    assert_eq!(node.admin(validate_only), 0, "validate_only writes nothing");
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+
+    assert_eq!(node.admin(grow("orders", 4, None)), 1);
+    // The pending growth counts: growing to 4 again is refused before it is applied.
+    assert_eq!(node.admin(grow("orders", 4, None)), 0);
+    assert_eq!(node.answer()[0].error, ErrorCode::InvalidPartitions);
+    let changed = node.commit().expect("applied");
+    assert!(changed.contains("orders"));
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+    let after = node.view.metadata.topics["orders"].clone();
+    assert_eq!(after.partition_count, 4);
+    assert_eq!(after.topic_id, before.topic_id);
+    assert_eq!(after.assignments[..2], before.assignments[..]);
+    assert!(after.assignments[2..]
+        .iter()
+        .all(|replicas| replicas.len() == 3));
+}
+
+#[test]
+fn explicit_assignments_of_new_partitions_are_checked_like_kafka() {
+    let mut node = node_with_orders(1);
+    for bad in [
+        vec![vec![1, 2]],                   // replication factor 2, the topic's is 3
+        vec![vec![1, 2, 9]],                // no node 9
+        vec![vec![1, 1, 2]],                // a duplicate replica
+        vec![vec![1, 2, 3], vec![2, 3, 1]], // two assignments for one new partition
+    ] {
+        assert_eq!(node.admin(grow("orders", 2, Some(bad.clone()))), 0);
+        assert_eq!(
+            node.answer()[0].error,
+            ErrorCode::InvalidReplicaAssignment,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(node.admin(grow("orders", 2, Some(vec![vec![3, 1, 2]]))), 1);
+    node.commit();
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+    assert_eq!(
+        node.view.metadata.topics["orders"].assignments[1],
+        vec![3, 1, 2]
+    );
+}
+
+#[test]
+fn a_topic_created_with_a_replica_assignment_has_exactly_those_replicas() {
+    let mut node = Node::new();
+    let with = |assignments: Vec<(i32, Vec<NodeId>)>, partitions: i32| {
+        AdminOp::CreateTopics(vec![CreateTopic {
+            name: "placed".into(),
+            partition_count: partitions,
+            replication_factor: -1,
+            configs: Vec::new(),
+            validate_only: false,
+            assignments,
+        }])
+    };
+    for (bad, partitions, error) in [
+        (vec![(0, vec![1])], 1, ErrorCode::InvalidRequest),
+        (
+            vec![(0, vec![1]), (2, vec![2])],
+            -1,
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (
+            vec![(0, vec![1, 2]), (1, vec![2])],
+            -1,
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+        (vec![(0, vec![4])], -1, ErrorCode::InvalidReplicaAssignment),
+        (
+            vec![(0, vec![2, 2])],
+            -1,
+            ErrorCode::InvalidReplicaAssignment,
+        ),
+    ] {
+        assert_eq!(node.admin(with(bad.clone(), partitions)), 0);
+        assert_eq!(node.answer()[0].error, error, "{bad:?}");
+    }
+    assert_eq!(
+        node.admin(with(vec![(1, vec![3, 1]), (0, vec![2, 3])], -1)),
+        1
+    );
+    node.commit();
+    let result = node.answer().remove(0);
+    assert_eq!(result.error, ErrorCode::None);
+    assert_eq!((result.partition_count, result.replication_factor), (2, 2));
+    let topic = &node.view.metadata.topics["placed"];
+    assert_eq!(topic.assignments, vec![vec![2, 3], vec![3, 1]]);
+}
+
+#[test]
+fn config_changes_go_through_the_log_with_kafkas_errors() {
+    let mut node = node_with_orders(1);
+    let defaults = TopicConfig::default();
+    assert_eq!(
+        node.admin(alter(
+            "orders",
+            &[
+                ("retention.ms", set("1000")),
+                ("min.insync.replicas", set("2"))
+            ],
+            false
+        )),
+        1
+    );
+    assert!(node.sent.is_empty(), "answered once applied");
+    node.commit();
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+    let config = node.view.metadata.topics["orders"].config.clone();
+    assert_eq!((config.retention_ms, config.min_insync_replicas), (1000, 2));
+    let entries = config.entries(&defaults);
+    let entry = |key: &str| entries.iter().find(|entry| entry.0 == key).unwrap().clone();
+    assert_eq!(entry("retention.ms"), ("retention.ms", "1000".into(), true));
+    assert!(!entry("segment.bytes").2, "a default");
+
+    // Incremental: DELETE goes back to the default, other keys stay.
+    node.admin(alter(
+        "orders",
+        &[("retention.ms", ConfigOp::Delete)],
+        false,
+    ));
+    node.commit();
+    node.answer();
+    let config = node.view.metadata.topics["orders"].config.clone();
+    assert_eq!(
+        (config.retention_ms, config.min_insync_replicas),
+        (defaults.retention_ms, 2)
+    );
+
+    // Whole replacement: keys not named go back to their defaults.
+    node.admin(alter("orders", &[("compression.type", set("gzip"))], true));
+    node.commit();
+    node.answer();
+    let config = node.view.metadata.topics["orders"].config.clone();
+    assert_eq!(config.min_insync_replicas, 1);
+    assert_eq!(config.compression_type, CompressionType::Gzip);
+    assert_eq!(
+        config.overrides,
+        BTreeSet::from(["compression.type".to_string()])
+    );
+
+    for (changes, error) in [
+        (
+            vec![("retention.ms", ConfigOp::Append("5".into()))],
+            ErrorCode::InvalidConfig,
+        ),
+        (vec![("no.such.key", set("1"))], ErrorCode::InvalidConfig),
+        (
+            vec![("min.insync.replicas", set("0"))],
+            ErrorCode::InvalidConfig,
+        ),
+        (
+            vec![("compression.type", set("brotli"))],
+            ErrorCode::InvalidConfig,
+        ),
+        (vec![("segment.bytes", set("10"))], ErrorCode::InvalidConfig),
+        (
+            vec![("retention.ms", set("1")), ("retention.ms", set("2"))],
+            ErrorCode::InvalidRequest,
+        ),
+    ] {
+        assert_eq!(
+            node.admin(alter("orders", &changes, false)),
+            0,
+            "{changes:?}"
+        );
+        assert_eq!(node.answer()[0].error, error, "{changes:?}");
+    }
+    assert_eq!(
+        node.admin(alter("missing", &[("retention.ms", set("1"))], false)),
+        0
+    );
+    assert_eq!(node.answer()[0].error, ErrorCode::UnknownTopicOrPartition);
+    // APPEND to a list key works as Kafka's does (a value already there is not repeated).
+    node.admin(alter(
+        "orders",
+        &[("cleanup.policy", ConfigOp::Append("delete".into()))],
+        false,
+    ));
+    node.commit();
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
+}
+
+#[test]
+fn a_snapshot_restates_grown_partitions_and_changed_configs() {
+    let mut node = node_with_orders(1);
+    node.admin(grow("orders", 3, None));
+    node.admin(alter(
+        "orders",
+        &[("max.message.bytes", set("5000"))],
+        false,
+    ));
+    node.commit();
+    let view = node.view.metadata.clone();
+    let mut rebuilt = ClusterMetadata::default();
+    for record in view.snapshot_records() {
+        rebuilt.apply(&record).unwrap();
+    }
+    assert!(rebuilt.same_replicated_view(&view));
+    assert_eq!(rebuilt.topics["orders"].partition_count, 3);
+    assert_eq!(rebuilt.topics["orders"].config.max_message_bytes, 5000);
 }
 
 #[test]

@@ -1,37 +1,27 @@
-//! Topic administration: CreateTopics (api key 19, v2-7), DeleteTopics (20, v1-6) and
-//! DescribeConfigs (32, v1-4).
+//! Topic administration: CreateTopics (api key 19, v2-7, replica assignments included),
+//! DeleteTopics (20, v1-6) and CreatePartitions (37, v0-3). Topic configs are in `configs`.
 //!
-//! The core validates names, partition counts, replication factors and configs; this module
-//! only refuses what the core's request cannot express: manual replica assignments
-//! (INVALID_REQUEST) and config resources other than topics and brokers. Broker resources
-//! answer an empty config list, which the admin clients of kafka-python and kafkajs accept.
+//! The core's controller validates names, partition counts, replication factors, replica
+//! assignments and configs (`myelin_core::controller`); this module only translates.
 //! Results keep the order of the request.
 
+use crate::kafka::configs::config_source;
 use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
-use myelin_core::api::{CreateTopic, ErrorCode, Request, Response, TopicResult};
+use myelin_core::api::{CreatePartitions, CreateTopic, ErrorCode, Request, Response, TopicResult};
 use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 
-/// DescribeConfigs resource types (Kafka's `ConfigResource.Type`).
-const RESOURCE_TYPE_TOPIC: i8 = 2;
-const RESOURCE_TYPE_BROKER: i8 = 4;
-/// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
-const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const CONFIG_SOURCE_DEFAULT: i8 = 5;
 /// Kafka's UNKNOWN_SERVER_ERROR, for a topic the core did not answer (a core bug).
-const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub(crate) const UNKNOWN_SERVER_ERROR: i16 = -1;
 
 /// Core results by topic name, each name's results in the order the core gave them.
 fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<TopicResult>> {
@@ -45,7 +35,23 @@ fn by_name(results: Vec<TopicResult>) -> HashMap<String, VecDeque<TopicResult>> 
     by_name
 }
 
-fn take_result(
+/// The core's per-topic results of `request` (none asked when it names no topic), by
+/// name; `unpack` takes them out of the response kind the request expects.
+pub(crate) async fn topic_results(
+    context: &ConnectionContext,
+    request: Option<Request>,
+    name: &'static str,
+    unpack: fn(Response) -> Option<Vec<TopicResult>>,
+) -> Result<HashMap<String, VecDeque<TopicResult>>, HandlerError> {
+    let Some(request) = request else {
+        return Ok(HashMap::new());
+    };
+    let response = call(context, request).await?;
+    let results = unpack(response).ok_or(HandlerError::UnexpectedResponse { request: name })?;
+    Ok(by_name(results))
+}
+
+pub(crate) fn take_result(
     results: &mut HashMap<String, VecDeque<TopicResult>>,
     name: &str,
 ) -> Option<TopicResult> {
@@ -60,7 +66,6 @@ pub(crate) async fn create_topics(
     let to_create: Vec<CreateTopic> = request
         .topics
         .iter()
-        .filter(|topic| topic.assignments.is_empty())
         .map(|topic| CreateTopic {
             name: topic.name.as_str().to_string(),
             partition_count: topic.num_partitions,
@@ -77,20 +82,29 @@ pub(crate) async fn create_topics(
                 })
                 .collect(),
             validate_only: request.validate_only,
+            assignments: topic
+                .assignments
+                .iter()
+                .map(|assignment| {
+                    let replicas = assignment.broker_ids.iter().map(|id| id.0).collect();
+                    (assignment.partition_index, replicas)
+                })
+                .collect(),
         })
         .collect();
-    let mut results = if to_create.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::CreateTopics(results) =
-            call(context, Request::CreateTopics { topics: to_create }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "CreateTopics",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core =
+        (!to_create.is_empty()).then_some(Request::CreateTopics { topics: to_create });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "CreateTopics",
+            |response| match response {
+                Response::CreateTopics(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
 
     let mut body = CreateTopicsResponse::default();
     body.throttle_time_ms = 0;
@@ -101,16 +115,6 @@ pub(crate) async fn create_topics(
             let mut response = CreatableTopicResult::default();
             response.name = TopicName(topic.name.0.clone());
             response.error_message = None;
-            if !topic.assignments.is_empty() {
-                response.error_code = ErrorCode::InvalidRequest.code();
-                response.error_message = Some(StrBytes::from_static_str(
-                    "manual replica assignment is not supported; give num_partitions and replication_factor",
-                ));
-                if version >= 5 {
-                    response.configs = None;
-                }
-                return response;
-            }
             let Some(result) = take_result(&mut results, topic.name.as_str()) else {
                 response.error_code = UNKNOWN_SERVER_ERROR;
                 if version >= 5 {
@@ -131,10 +135,7 @@ pub(crate) async fn create_topics(
                         result
                             .configs
                             .into_iter()
-                            .map(|(name, value)| {
-                                let explicitly_set = topic.configs.iter().any(|config| config.name.as_str() == name);
-                                created_config(name, value, explicitly_set)
-                            })
+                            .map(|(name, value, set)| created_config(name, value, set))
                             .collect(),
                     );
                 } else {
@@ -151,11 +152,7 @@ pub(crate) async fn create_topics(
 
 fn created_config(name: String, value: String, explicitly_set: bool) -> CreatableTopicConfigs {
     let mut config = CreatableTopicConfigs::default();
-    config.config_source = if explicitly_set {
-        CONFIG_SOURCE_DYNAMIC_TOPIC
-    } else {
-        CONFIG_SOURCE_DEFAULT
-    };
+    config.config_source = config_source(explicitly_set);
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
     config.read_only = false;
@@ -213,18 +210,18 @@ pub(crate) async fn delete_topics(
         .iter()
         .filter_map(|target| target.name.clone())
         .collect();
-    let mut results = if names.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::DeleteTopics(results) =
-            call(context, Request::DeleteTopics { names }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "DeleteTopics",
-            });
-        };
-        by_name(results)
-    };
+    let request_to_core = (!names.is_empty()).then_some(Request::DeleteTopics { names });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "DeleteTopics",
+            |response| match response {
+                Response::DeleteTopics(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
 
     let mut body = DeleteTopicsResponse::default();
     body.throttle_time_ms = 0;
@@ -261,64 +258,52 @@ pub(crate) async fn delete_topics(
     Ok(Reply::small(body))
 }
 
-pub(crate) async fn describe_configs(
+pub(crate) async fn create_partitions(
     context: &ConnectionContext,
-    version: i16,
-    request: DescribeConfigsRequest,
+    _version: i16,
+    request: CreatePartitionsRequest,
 ) -> Result<Reply, HandlerError> {
-    let topics: Vec<String> = request
-        .resources
+    let topics: Vec<CreatePartitions> = request
+        .topics
         .iter()
-        .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
-        .map(|resource| resource.resource_name.as_str().to_string())
+        .map(|topic| CreatePartitions {
+            name: topic.name.as_str().to_string(),
+            count: topic.count,
+            assignments: topic.assignments.as_ref().map(|assignments| {
+                assignments
+                    .iter()
+                    .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                    .collect()
+            }),
+            validate_only: request.validate_only,
+        })
         .collect();
-    let mut results = if topics.is_empty() {
-        HashMap::new()
-    } else {
-        let Response::DescribeConfigs(results) =
-            call(context, Request::DescribeConfigs { topics }).await?
-        else {
-            return Err(HandlerError::UnexpectedResponse {
-                request: "DescribeConfigs",
-            });
-        };
-        by_name(results)
-    };
-
-    let mut body = DescribeConfigsResponse::default();
+    let request_to_core = (!topics.is_empty()).then_some(Request::CreatePartitions { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "CreatePartitions",
+            |response| match response {
+                Response::CreatePartitions(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
+    let mut body = CreatePartitionsResponse::default();
     body.throttle_time_ms = 0;
     body.results = request
-        .resources
+        .topics
         .iter()
-        .map(|resource| {
-            let mut response = DescribeConfigsResult::default();
-            response.resource_type = resource.resource_type;
-            response.resource_name = resource.resource_name.clone();
-            response.error_message = None;
-            match resource.resource_type {
-                RESOURCE_TYPE_TOPIC => match take_result(&mut results, resource.resource_name.as_str()) {
-                    Some(result) => {
-                        response.error_code = result.error.code();
-                        response.error_message = result.message.map(wire_string);
-                        let wanted = resource.configuration_keys.as_ref();
-                        response.configs = result
-                            .configs
-                            .into_iter()
-                            .filter(|(name, _)| {
-                                wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name))
-                            })
-                            .map(|(name, value)| described_config(version, name, value))
-                            .collect();
-                    }
-                    None => response.error_code = UNKNOWN_SERVER_ERROR,
-                },
-                RESOURCE_TYPE_BROKER => response.error_code = ErrorCode::None.code(),
-                other => {
-                    response.error_code = ErrorCode::InvalidRequest.code();
-                    response.error_message = Some(wire_string(format!(
-                        "config resource type {other} is not supported; only topics (2) and brokers (4)"
-                    )));
+        .map(|topic| {
+            let mut response = CreatePartitionsTopicResult::default();
+            response.name = topic.name.clone();
+            match take_result(&mut results, topic.name.as_str()) {
+                Some(result) => {
+                    response.error_code = result.error.code();
+                    response.error_message = result.message.map(wire_string);
                 }
+                None => response.error_code = UNKNOWN_SERVER_ERROR,
             }
             response
         })
@@ -326,61 +311,11 @@ pub(crate) async fn describe_configs(
     Ok(Reply::small(body))
 }
 
-fn described_config(version: i16, name: String, value: String) -> DescribeConfigsResourceResult {
-    let mut config = DescribeConfigsResourceResult::default();
-    if version >= 3 {
-        config.config_type = config_type(&name);
-        config.documentation = None;
-    }
-    config.name = wire_string(name);
-    config.value = Some(wire_string(value));
-    config.read_only = false;
-    config.config_source = CONFIG_SOURCE_DEFAULT;
-    config.is_sensitive = false;
-    config
-}
-
-/// Kafka's `ConfigType` of each topic key the core knows (0 = unknown).
-fn config_type(name: &str) -> i8 {
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const LIST: i8 = 7;
-    match name {
-        "retention.ms" | "retention.bytes" => LONG,
-        "segment.bytes" | "max.message.bytes" => INT,
-        "cleanup.policy" => LIST,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::protocol::{Decodable, Encodable};
-
-    #[test]
-    fn described_configs_encode_for_every_served_version() {
-        for version in 1..=4 {
-            let mut result = DescribeConfigsResult::default();
-            result.resource_type = RESOURCE_TYPE_TOPIC;
-            result.resource_name = StrBytes::from_static_str("orders");
-            result.error_message = None;
-            result.configs = vec![described_config(
-                version,
-                "retention.ms".into(),
-                "1000".into(),
-            )];
-            let mut body = DescribeConfigsResponse::default();
-            body.results = vec![result];
-            let mut encoded = BytesMut::new();
-            body.encode(&mut encoded, version).unwrap();
-            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
-            let config = &decoded.results[0].configs[0];
-            assert_eq!(config.value.as_deref(), Some("1000"));
-            assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
-        }
-    }
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
     #[test]
     fn created_topic_results_encode_for_every_served_version() {

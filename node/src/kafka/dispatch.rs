@@ -10,8 +10,8 @@ use crate::kafka::frame::ResponseFrame;
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
 use crate::kafka::{
-    admin, delete_records, epochs, fetch, group_admin, groups, log_dirs, metadata, offsets,
-    produce, producer_id, transactions,
+    admin, configs, delete_records, epochs, fetch, group_admin, groups, log_dirs, metadata,
+    offsets, produce, producer_id, transactions,
 };
 use crate::runtime::{NodeHandle, RuntimeError};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -115,7 +115,19 @@ pub(crate) async fn respond(
             admin::delete_topics(context, version, request).await?
         }
         RequestKind::DescribeConfigs(request) => {
-            admin::describe_configs(context, version, request).await?
+            configs::describe_configs(context, version, request).await?
+        }
+        RequestKind::IncrementalAlterConfigs(request) => {
+            configs::incremental_alter_configs(context, version, request).await?
+        }
+        RequestKind::AlterConfigs(request) => {
+            configs::alter_configs(context, version, request).await?
+        }
+        RequestKind::CreatePartitions(request) => {
+            admin::create_partitions(context, version, request).await?
+        }
+        RequestKind::DescribeCluster(request) => {
+            metadata::describe_cluster(context, version, request).await?
         }
         RequestKind::FindCoordinator(request) => {
             groups::find_coordinator(context, version, request).await?

@@ -5,15 +5,49 @@
 //! `allow_auto_topic_creation` (earlier versions auto-create as the broker allows); v10+
 //! may name topics by id only (resolved through the connection's topic-id map). The
 //! response carries topic UUIDs from v10: clients use them for Fetch v13+.
+//!
+//! Also DescribeCluster (api key 60, v0-1): the cluster id, the controller and the live
+//! brokers, as Metadata lists them (endpoint type 1, brokers, only: a node is no separate
+//! controller endpoint, so 2 answers UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker does).
+//!
+//! Authorized operations: no authorizer is configured, so, as Kafka without one, every
+//! operation of the resource type is allowed; when a client asks (Metadata v8+ per topic,
+//! v8-10 for the cluster; DescribeCluster), the bit field lists all of them (bit n set for
+//! Kafka's `AclOperation` code n); when it does not ask, the field holds Kafka's
+//! "not requested" value, `i32::MIN`.
 
 use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
 use myelin_core::api::{ErrorCode, PartitionInfo, Request, Response, TopicInfo};
 use myelin_core::metadata::NodeInfo;
 use uuid::Uuid;
+
+/// What Kafka's `AclEntry.supportedOperations` lists for a topic (READ 3, WRITE 4, CREATE 5,
+/// DELETE 6, ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11), as a bit field:
+/// all allowed without an authorizer.
+const TOPIC_AUTHORIZED_OPERATIONS: i32 = operations(&[3, 4, 5, 6, 7, 8, 10, 11]);
+/// The same for the cluster (CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9,
+/// DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12).
+const CLUSTER_AUTHORIZED_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12]);
+/// DescribeCluster's endpoint type of brokers.
+const ENDPOINT_TYPE_BROKERS: i8 = 1;
+
+const fn operations(codes: &[u8]) -> i32 {
+    let mut bits = 0;
+    let mut index = 0;
+    while index < codes.len() {
+        bits |= 1 << codes[index];
+        index += 1;
+    }
+    bits
+}
 
 /// One topic the client asked about.
 enum Wanted {
@@ -125,10 +159,76 @@ pub(crate) async fn handle(
     if version >= 1 {
         body.controller_id = BrokerId(controller_id);
     }
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        body.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     body.topics = topics
         .into_iter()
-        .map(|topic| topic_response(version, topic))
+        .map(|topic| {
+            let mut response = topic_response(version, topic);
+            if topic_operations {
+                response.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+            }
+            response
+        })
         .collect();
+    Ok(Reply::small(body))
+}
+
+pub(crate) async fn describe_cluster(
+    context: &ConnectionContext,
+    version: i16,
+    request: DescribeClusterRequest,
+) -> Result<Reply, HandlerError> {
+    let mut body = DescribeClusterResponse::default();
+    body.throttle_time_ms = 0;
+    body.error_message = None;
+    if version >= 1 {
+        body.endpoint_type = request.endpoint_type;
+        if request.endpoint_type != ENDPOINT_TYPE_BROKERS {
+            body.error_code = ErrorCode::UnsupportedEndpointType.code();
+            body.error_message = Some(wire_string(format!(
+                "endpoint type {} is not served; brokers (1) are",
+                request.endpoint_type
+            )));
+            return Ok(Reply::small(body));
+        }
+    }
+    let Response::Metadata {
+        cluster_id,
+        controller_id,
+        nodes,
+        ..
+    } = call(
+        context,
+        Request::Metadata {
+            topics: Some(Vec::new()),
+            allow_auto_create: false,
+        },
+    )
+    .await?
+    else {
+        return Err(HandlerError::UnexpectedResponse {
+            request: "DescribeCluster",
+        });
+    };
+    body.cluster_id = wire_string(cluster_id);
+    body.controller_id = BrokerId(controller_id);
+    body.brokers = nodes
+        .iter()
+        .map(|node| {
+            let mut broker = DescribeClusterBroker::default();
+            broker.broker_id = BrokerId(node.node_id);
+            broker.host = wire_string(node.host.clone());
+            broker.port = node.port;
+            broker.rack = None;
+            broker
+        })
+        .collect();
+    if request.include_cluster_authorized_operations {
+        body.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
     Ok(Reply::small(body))
 }
 
@@ -172,11 +272,11 @@ fn partition_response(version: i16, info: PartitionInfo) -> MetadataResponsePart
     if version >= 7 {
         partition.leader_epoch = info.leader_epoch;
     }
-    let replicas: Vec<BrokerId> = info.replicas.into_iter().map(BrokerId).collect();
-    // In-sync replicas are not tracked (commitment is by majority, not by ISR): every
-    // replica is listed.
-    partition.isr_nodes = replicas.clone();
-    partition.replica_nodes = replicas;
+    // Commitment is by majority, not by ISR; the ISR reported is the leader's view of the
+    // replicas it heard from recently, when this node leads the partition (see
+    // `PartitionInfo::isr`).
+    partition.isr_nodes = info.isr.into_iter().map(BrokerId).collect();
+    partition.replica_nodes = info.replicas.into_iter().map(BrokerId).collect();
     partition.offline_replicas = Vec::new();
     partition
 }
@@ -210,6 +310,7 @@ mod tests {
                                 leader: index + 1,
                                 leader_epoch: 4,
                                 replicas: vec![1, 2, 3],
+                                isr: vec![1, 2],
                             })
                             .collect(),
                     },
@@ -230,6 +331,7 @@ mod tests {
             assert_eq!(decoded.topics[0].partitions.len(), 2);
             assert_eq!(*decoded.topics[0].partitions[1].leader_id, 2);
             assert_eq!(decoded.topics[0].partitions[1].replica_nodes.len(), 3);
+            assert_eq!(decoded.topics[0].partitions[1].isr_nodes.len(), 2);
             if version >= 7 {
                 assert_eq!(decoded.topics[0].partitions[1].leader_epoch, 4);
             }

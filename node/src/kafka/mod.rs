@@ -11,7 +11,7 @@
 //! - One module per API group, each translating between the wire messages and the core's
 //!   `Request`/`Response` for exactly the version the client asked for: `metadata`,
 //!   `produce`, `fetch`, `offsets` (ListOffsets), `epochs` (OffsetForLeaderEpoch), `admin` (CreateTopics, DeleteTopics,
-//!   DescribeConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
+//!   CreatePartitions), `configs` (DescribeConfigs, IncrementalAlterConfigs, AlterConfigs), `producer_id` (InitProducerId), `groups` (FindCoordinator, JoinGroup,
 //!   SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups,
 //!   DescribeGroups), `group_admin` (DeleteGroups, OffsetDelete), `log_dirs` (DescribeLogDirs), `delete_records` (DeleteRecords), `transactions` (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
 //!   TxnOffsetCommit, DescribeTransactions, ListTransactions, DescribeProducers).
@@ -22,6 +22,7 @@
 
 mod admin;
 mod codec;
+mod configs;
 mod delete_records;
 mod dispatch;
 mod epochs;

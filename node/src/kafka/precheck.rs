@@ -174,6 +174,39 @@ const DESCRIBE_CONFIGS: &[Field] = &[
     since(Boolean, 3),
 ];
 
+const CREATE_PARTITIONS_ASSIGNMENT: &[Field] = &[always(Int32Array)];
+const CREATE_PARTITIONS_TOPIC: &[Field] = &[
+    always(String),
+    always(Int32),
+    always(StructArray(CREATE_PARTITIONS_ASSIGNMENT)),
+];
+const CREATE_PARTITIONS: &[Field] = &[
+    always(StructArray(CREATE_PARTITIONS_TOPIC)),
+    always(Int32),
+    always(Boolean),
+];
+
+const ALTER_CONFIGS_CONFIG: &[Field] = &[always(String), always(String)];
+const ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    always(Int8),
+    always(String),
+    always(StructArray(ALTER_CONFIGS_CONFIG)),
+];
+const ALTER_CONFIGS: &[Field] = &[always(StructArray(ALTER_CONFIGS_RESOURCE)), always(Boolean)];
+
+const INCREMENTAL_ALTER_CONFIGS_CONFIG: &[Field] = &[always(String), always(Int8), always(String)];
+const INCREMENTAL_ALTER_CONFIGS_RESOURCE: &[Field] = &[
+    always(Int8),
+    always(String),
+    always(StructArray(INCREMENTAL_ALTER_CONFIGS_CONFIG)),
+];
+const INCREMENTAL_ALTER_CONFIGS: &[Field] = &[
+    always(StructArray(INCREMENTAL_ALTER_CONFIGS_RESOURCE)),
+    always(Boolean),
+];
+
+const DESCRIBE_CLUSTER: &[Field] = &[always(Boolean), since(Int8, 1), since(Boolean, 2)];
+
 const FIND_COORDINATOR: &[Field] = &[field(String, 0, 3), since(Int8, 1), since(StringArray, 4)];
 
 const JOIN_GROUP_PROTOCOL: &[Field] = &[always(String), always(Bytes)];
@@ -338,6 +371,10 @@ fn schema(api_key: ApiKey) -> Option<&'static [Field]> {
         ApiKey::CreateTopics => CREATE_TOPICS,
         ApiKey::DeleteTopics => DELETE_TOPICS,
         ApiKey::DescribeConfigs => DESCRIBE_CONFIGS,
+        ApiKey::CreatePartitions => CREATE_PARTITIONS,
+        ApiKey::AlterConfigs => ALTER_CONFIGS,
+        ApiKey::IncrementalAlterConfigs => INCREMENTAL_ALTER_CONFIGS,
+        ApiKey::DescribeCluster => DESCRIBE_CLUSTER,
         ApiKey::FindCoordinator => FIND_COORDINATOR,
         ApiKey::JoinGroup => JOIN_GROUP,
         ApiKey::SyncGroup => SYNC_GROUP,
@@ -735,6 +772,56 @@ mod tests {
                 request.include_synonyms = true;
                 if version >= 3 {
                     request.include_documentation = true;
+                }
+                request.into()
+            }
+            ApiKey::CreatePartitions => {
+                let mut assignment =
+                    create_partitions_request::CreatePartitionsAssignment::default();
+                assignment.broker_ids = vec![BrokerId(1), BrokerId(2)];
+                let mut topic = create_partitions_request::CreatePartitionsTopic::default();
+                topic.name = name("orders");
+                topic.count = 4;
+                topic.assignments = Some(vec![assignment.clone(), assignment]);
+                let mut request = CreatePartitionsRequest::default();
+                request.topics = vec![topic.clone(), topic];
+                request.timeout_ms = 1000;
+                request.validate_only = true;
+                request.into()
+            }
+            ApiKey::AlterConfigs => {
+                let mut config = alter_configs_request::AlterableConfig::default();
+                config.name = StrBytes::from_static_str("retention.ms");
+                config.value = Some(StrBytes::from_static_str("1000"));
+                let mut resource = alter_configs_request::AlterConfigsResource::default();
+                resource.resource_type = 2;
+                resource.resource_name = StrBytes::from_static_str("orders");
+                resource.configs = vec![config.clone(), config];
+                let mut request = AlterConfigsRequest::default();
+                request.resources = vec![resource.clone(), resource];
+                request.validate_only = true;
+                request.into()
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                let mut config = incremental_alter_configs_request::AlterableConfig::default();
+                config.name = StrBytes::from_static_str("retention.ms");
+                config.config_operation = 0;
+                config.value = Some(StrBytes::from_static_str("1000"));
+                let mut resource =
+                    incremental_alter_configs_request::AlterConfigsResource::default();
+                resource.resource_type = 2;
+                resource.resource_name = StrBytes::from_static_str("orders");
+                resource.configs = vec![config.clone(), config];
+                let mut request = IncrementalAlterConfigsRequest::default();
+                request.resources = vec![resource.clone(), resource];
+                request.validate_only = true;
+                request.into()
+            }
+            ApiKey::DescribeCluster => {
+                let mut request = DescribeClusterRequest::default();
+                request.include_cluster_authorized_operations = true;
+                if version >= 1 {
+                    request.endpoint_type = 1;
                 }
                 request.into()
             }

@@ -33,7 +33,7 @@ const fn advertised(api_key: ApiKey, version_min: i16, version_max: i16) -> Adve
 /// v5+, AddOffsetsToTxn, EndTxn and TxnOffsetCommit v4+ bring TRANSACTION_ABORTABLE and
 /// "transactions v2"; AddPartitionsToTxn v4+ is broker-to-broker; Fetch v17+ is for KRaft
 /// replicas; ListTransactions v2 filters by a transactional-id pattern).
-pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 30] = [
+pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 34] = [
     advertised(ApiKey::Produce, 3, 10),
     advertised(ApiKey::Fetch, 4, 16),
     advertised(ApiKey::ListOffsets, 1, 10),
@@ -64,6 +64,11 @@ pub(crate) const ADVERTISED_APIS: [AdvertisedApi; 30] = [
     advertised(ApiKey::OffsetDelete, 0, 0),
     advertised(ApiKey::DescribeLogDirs, 1, 4),
     advertised(ApiKey::DeleteRecords, 0, 2),
+    advertised(ApiKey::CreatePartitions, 0, 3),
+    advertised(ApiKey::AlterConfigs, 0, 2),
+    advertised(ApiKey::IncrementalAlterConfigs, 0, 1),
+    // v2 adds fenced brokers, which only KRaft's broker registrations have.
+    advertised(ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -194,6 +199,22 @@ mod tests {
                 DescribeLogDirsRequest::VERSIONS,
                 DescribeLogDirsResponse::VERSIONS,
             ),
+            ApiKey::CreatePartitions => (
+                CreatePartitionsRequest::VERSIONS,
+                CreatePartitionsResponse::VERSIONS,
+            ),
+            ApiKey::AlterConfigs => (
+                AlterConfigsRequest::VERSIONS,
+                AlterConfigsResponse::VERSIONS,
+            ),
+            ApiKey::IncrementalAlterConfigs => (
+                IncrementalAlterConfigsRequest::VERSIONS,
+                IncrementalAlterConfigsResponse::VERSIONS,
+            ),
+            ApiKey::DescribeCluster => (
+                DescribeClusterRequest::VERSIONS,
+                DescribeClusterResponse::VERSIONS,
+            ),
             other => panic!("{other:?} is advertised but has no crate range in this test"),
         }
     }
@@ -240,9 +261,7 @@ mod tests {
             let (_, max) = advertised_range(api_key).expect("advertised");
             assert!(max <= version_max, "{api_key:?} up to v{max}");
         }
-        for absent in [ApiKey::WriteTxnMarkers, ApiKey::DescribeCluster] {
-            assert_eq!(advertised_range(absent), None);
-        }
+        assert_eq!(advertised_range(ApiKey::WriteTxnMarkers), None);
         let response = api_versions_response(0);
         assert!(response.finalized_features.is_empty());
         assert!(response.supported_features.is_empty());

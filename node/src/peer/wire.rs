@@ -290,6 +290,53 @@ mod tests {
     }
 
     #[test]
+    fn admin_operations_round_trip_between_peers() {
+        use myelin_core::api::{
+            AdminOp, AlterTopicConfigs, CreatePartitions, CreateTopic, PeerMessage,
+        };
+        use myelin_core::metadata::{ConfigChange, ConfigOp};
+        let create = |assignments: Vec<(i32, Vec<i32>)>| CreateTopic {
+            name: "orders".into(),
+            partition_count: -1,
+            replication_factor: -1,
+            configs: vec![("retention.ms".into(), "1".into())],
+            validate_only: false,
+            assignments,
+        };
+        let ops = [
+            AdminOp::CreateTopics(vec![create(Vec::new()), create(vec![(0, vec![1, 2])])]),
+            AdminOp::CreatePartitions(vec![CreatePartitions {
+                name: "orders".into(),
+                count: 3,
+                assignments: Some(vec![vec![2, 3]]),
+                validate_only: true,
+            }]),
+            AdminOp::AlterConfigs(vec![AlterTopicConfigs {
+                name: "orders".into(),
+                changes: vec![
+                    ConfigChange {
+                        key: "retention.ms".into(),
+                        op: ConfigOp::Set("5".into()),
+                    },
+                    ConfigChange {
+                        key: "segment.bytes".into(),
+                        op: ConfigOp::Delete,
+                    },
+                ],
+                replace: false,
+                validate_only: false,
+            }]),
+        ];
+        for op in ops {
+            let message = Frame::Message(PeerMessage::Forward { id: 3, op });
+            let mut buffer = Vec::new();
+            encode_frame(&mut buffer, &message, 1 << 20).unwrap();
+            let decoded: Frame<PeerMessage> = decode_frame(&buffer[4..]).unwrap();
+            assert_eq!(decoded, message);
+        }
+    }
+
+    #[test]
     fn decoding_never_trusts_lengths_inside_the_bytes() {
         // Variant 0 (Message) of a Vec<u8> claiming 2^62 elements: refused, not allocated.
         let mut bytes = vec![0u8, 0xfd];

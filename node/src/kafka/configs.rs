@@ -1,0 +1,372 @@
+//! Topic configs: DescribeConfigs (api key 32, v1-4), IncrementalAlterConfigs (44, v0-1)
+//! and AlterConfigs (33, v0-2).
+//!
+//! Keys, values and their bounds are the core's (`myelin_core::metadata::TopicConfig`);
+//! changes go through the controller and the metadata log, so every node applies them and
+//! they survive restarts. Here: the wire's resource types and operations. Only TOPIC
+//! resources change. BROKER resources describe as an empty list (the admin clients of
+//! kafka-python and kafkajs accept it); altering one answers INVALID_REQUEST, since a
+//! node's settings come from its config file and none can change at run time. Any other
+//! resource type answers INVALID_REQUEST. A resource named twice in one request answers
+//! INVALID_REQUEST, both times, as Kafka does. validate_only checks and changes nothing.
+
+use crate::kafka::admin::{take_result, topic_results, UNKNOWN_SERVER_ERROR};
+use crate::kafka::dispatch::{wire_string, ConnectionContext, HandlerError, Reply};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    alter_configs_response, AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use myelin_core::api::{AlterTopicConfigs, ErrorCode, Request, Response, TopicResult};
+use myelin_core::metadata::{ConfigChange, ConfigOp};
+use std::collections::HashMap;
+
+/// Config resource types (Kafka's `ConfigResource.Type`).
+const RESOURCE_TYPE_TOPIC: i8 = 2;
+const RESOURCE_TYPE_BROKER: i8 = 4;
+/// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
+const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const CONFIG_SOURCE_DEFAULT: i8 = 5;
+
+/// The source of a topic config: the topic's own value or the default.
+pub(crate) fn config_source(set_on_topic: bool) -> i8 {
+    if set_on_topic {
+        CONFIG_SOURCE_DYNAMIC_TOPIC
+    } else {
+        CONFIG_SOURCE_DEFAULT
+    }
+}
+
+pub(crate) async fn describe_configs(
+    context: &ConnectionContext,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> Result<Reply, HandlerError> {
+    let topics: Vec<String> = request
+        .resources
+        .iter()
+        .filter(|resource| resource.resource_type == RESOURCE_TYPE_TOPIC)
+        .map(|resource| resource.resource_name.as_str().to_string())
+        .collect();
+    let request_to_core = (!topics.is_empty()).then_some(Request::DescribeConfigs { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "DescribeConfigs",
+            |response| match response {
+                Response::DescribeConfigs(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
+
+    let mut body = DescribeConfigsResponse::default();
+    body.throttle_time_ms = 0;
+    body.results = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut response = DescribeConfigsResult::default();
+            response.resource_type = resource.resource_type;
+            response.resource_name = resource.resource_name.clone();
+            response.error_message = None;
+            match resource.resource_type {
+                RESOURCE_TYPE_TOPIC => match take_result(&mut results, resource.resource_name.as_str()) {
+                    Some(result) => {
+                        response.error_code = result.error.code();
+                        response.error_message = result.message.map(wire_string);
+                        let wanted = resource.configuration_keys.as_ref();
+                        response.configs = result
+                            .configs
+                            .into_iter()
+                            .filter(|(name, _, _)| {
+                                wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name))
+                            })
+                            .map(|(name, value, set)| described_config(version, name, value, set))
+                            .collect();
+                    }
+                    None => response.error_code = UNKNOWN_SERVER_ERROR,
+                },
+                RESOURCE_TYPE_BROKER => response.error_code = ErrorCode::None.code(),
+                other => {
+                    response.error_code = ErrorCode::InvalidRequest.code();
+                    response.error_message = Some(wire_string(format!(
+                        "config resource type {other} is not supported; only topics (2) and brokers (4)"
+                    )));
+                }
+            }
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+fn described_config(
+    version: i16,
+    name: String,
+    value: String,
+    set_on_topic: bool,
+) -> DescribeConfigsResourceResult {
+    let mut config = DescribeConfigsResourceResult::default();
+    if version >= 3 {
+        config.config_type = config_type(&name);
+        config.documentation = None;
+    }
+    config.name = wire_string(name);
+    config.value = Some(wire_string(value));
+    config.read_only = false;
+    config.config_source = config_source(set_on_topic);
+    config.is_sensitive = false;
+    config
+}
+
+/// Kafka's `ConfigType` of each topic key the core knows (0 = unknown).
+fn config_type(name: &str) -> i8 {
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const STRING: i8 = 2;
+    const LIST: i8 = 7;
+    match name {
+        "retention.ms" | "retention.bytes" => LONG,
+        "segment.bytes" | "max.message.bytes" | "min.insync.replicas" => INT,
+        "cleanup.policy" => LIST,
+        "compression.type" => STRING,
+        _ => 0,
+    }
+}
+
+/// One resource of an AlterConfigs or IncrementalAlterConfigs request, in plain terms.
+struct AlterTarget {
+    resource_type: i8,
+    name: StrBytes,
+    /// The topic's changes, or why the resource is refused before the core sees it.
+    changes: Result<Vec<ConfigChange>, (ErrorCode, String)>,
+}
+
+impl AlterTarget {
+    /// A resource and its (operation, key, value) changes.
+    fn new<'a>(
+        resource_type: i8,
+        name: &StrBytes,
+        configs: impl Iterator<Item = (i8, &'a StrBytes, Option<&'a StrBytes>)>,
+    ) -> Self {
+        let changes = if resource_type == RESOURCE_TYPE_TOPIC {
+            configs
+                .map(|(operation, key, value)| {
+                    let op = config_op(operation, key.as_str(), value)?;
+                    Ok(ConfigChange {
+                        key: key.to_string(),
+                        op,
+                    })
+                })
+                .collect()
+        } else {
+            Err(refused_resource(resource_type))
+        };
+        Self {
+            resource_type,
+            name: name.clone(),
+            changes,
+        }
+    }
+}
+
+/// Answers each target: topics through the core's controller, the rest refused here.
+async fn alter(
+    context: &ConnectionContext,
+    targets: &[AlterTarget],
+    replace: bool,
+    validate_only: bool,
+) -> Result<Vec<(i16, Option<String>)>, HandlerError> {
+    let mut named: HashMap<(i8, &str), usize> = HashMap::new();
+    for target in targets {
+        *named
+            .entry((target.resource_type, target.name.as_str()))
+            .or_default() += 1;
+    }
+    let duplicate = |target: &AlterTarget| named[&(target.resource_type, target.name.as_str())] > 1;
+    let topics: Vec<AlterTopicConfigs> = targets
+        .iter()
+        .filter(|target| !duplicate(target))
+        .filter_map(|target| match &target.changes {
+            Ok(changes) if target.resource_type == RESOURCE_TYPE_TOPIC => Some(AlterTopicConfigs {
+                name: target.name.to_string(),
+                changes: changes.clone(),
+                replace,
+                validate_only,
+            }),
+            _ => None,
+        })
+        .collect();
+    let request_to_core = (!topics.is_empty()).then_some(Request::AlterConfigs { topics });
+    let mut results =
+        topic_results(
+            context,
+            request_to_core,
+            "AlterConfigs",
+            |response| match response {
+                Response::AlterConfigs(results) => Some(results),
+                _ => None,
+            },
+        )
+        .await?;
+    Ok(targets
+        .iter()
+        .map(|target| {
+            if duplicate(target) {
+                let message = format!("resource '{}' is named more than once", target.name);
+                return (ErrorCode::InvalidRequest.code(), Some(message));
+            }
+            match &target.changes {
+                Err((error, message)) => (error.code(), Some(message.clone())),
+                Ok(_) => match take_result(&mut results, target.name.as_str()) {
+                    Some(TopicResult { error, message, .. }) => (error.code(), message),
+                    None => (UNKNOWN_SERVER_ERROR, None),
+                },
+            }
+        })
+        .collect())
+}
+
+/// Why a resource other than a topic cannot change.
+fn refused_resource(resource_type: i8) -> (ErrorCode, String) {
+    let message = if resource_type == RESOURCE_TYPE_BROKER {
+        "broker configs cannot change at run time: set them in the node's config file".to_string()
+    } else {
+        format!("config resource type {resource_type} is not supported; only topics (2) change")
+    };
+    (ErrorCode::InvalidRequest, message)
+}
+
+/// IncrementalAlterConfigs' operations (Kafka's `AlterConfigOp.OpType`).
+fn config_op(
+    operation: i8,
+    name: &str,
+    value: Option<&StrBytes>,
+) -> Result<ConfigOp, (ErrorCode, String)> {
+    let value = || {
+        value.map(|value| value.to_string()).ok_or_else(|| {
+            (
+                ErrorCode::InvalidRequest,
+                format!("Null value not supported for : {name}"),
+            )
+        })
+    };
+    Ok(match operation {
+        0 => ConfigOp::Set(value()?),
+        1 => ConfigOp::Delete,
+        2 => ConfigOp::Append(value()?),
+        3 => ConfigOp::Subtract(value()?),
+        other => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                format!("unknown config operation {other} for {name}"),
+            ))
+        }
+    })
+}
+
+pub(crate) async fn incremental_alter_configs(
+    context: &ConnectionContext,
+    _version: i16,
+    request: IncrementalAlterConfigsRequest,
+) -> Result<Reply, HandlerError> {
+    let targets: Vec<AlterTarget> = request
+        .resources
+        .iter()
+        .map(|resource| {
+            let configs = resource
+                .configs
+                .iter()
+                .map(|config| (config.config_operation, &config.name, config.value.as_ref()));
+            AlterTarget::new(resource.resource_type, &resource.resource_name, configs)
+        })
+        .collect();
+    let answers = alter(context, &targets, false, request.validate_only).await?;
+    let mut body = IncrementalAlterConfigsResponse::default();
+    body.throttle_time_ms = 0;
+    body.responses = targets
+        .iter()
+        .zip(answers)
+        .map(|(target, (error_code, message))| {
+            let mut response = AlterConfigsResourceResponse::default();
+            response.error_code = error_code;
+            response.error_message = message.map(wire_string);
+            response.resource_type = target.resource_type;
+            response.resource_name = target.name.clone();
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+pub(crate) async fn alter_configs(
+    context: &ConnectionContext,
+    _version: i16,
+    request: AlterConfigsRequest,
+) -> Result<Reply, HandlerError> {
+    let targets: Vec<AlterTarget> = request
+        .resources
+        .iter()
+        .map(|resource| {
+            // AlterConfigs sets every key it names (SET, operation 0).
+            let configs = resource
+                .configs
+                .iter()
+                .map(|config| (0, &config.name, config.value.as_ref()));
+            AlterTarget::new(resource.resource_type, &resource.resource_name, configs)
+        })
+        .collect();
+    let answers = alter(context, &targets, true, request.validate_only).await?;
+    let mut body = AlterConfigsResponse::default();
+    body.throttle_time_ms = 0;
+    body.responses = targets
+        .iter()
+        .zip(answers)
+        .map(|(target, (error_code, message))| {
+            let mut response = alter_configs_response::AlterConfigsResourceResponse::default();
+            response.error_code = error_code;
+            response.error_message = message.map(wire_string);
+            response.resource_type = target.resource_type;
+            response.resource_name = target.name.clone();
+            response
+        })
+        .collect();
+    Ok(Reply::small(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    #[test]
+    fn described_configs_encode_for_every_served_version() {
+        for version in 1..=4 {
+            let mut result = DescribeConfigsResult::default();
+            result.resource_type = RESOURCE_TYPE_TOPIC;
+            result.resource_name = StrBytes::from_static_str("orders");
+            result.error_message = None;
+            result.configs = vec![described_config(
+                version,
+                "retention.ms".into(),
+                "1000".into(),
+                false,
+            )];
+            let mut body = DescribeConfigsResponse::default();
+            body.results = vec![result];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let config = &decoded.results[0].configs[0];
+            assert_eq!(config.value.as_deref(), Some("1000"));
+            assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
+        }
+    }
+}
