@@ -13,6 +13,19 @@ With --rdkafka-performance PATH the load is librdkafka's own performance tool
 bundled librdkafka into target/native/rdkafka_performance), the tool the storage issue's
 reference figures were measured with; its producer picks a random partition per message
 and its consumer reads every partition (-p for each). The figures are the tool's own.
+
+--measure picks what is measured (comma-separated, default throughput,latency,limits):
+  - throughput: the above;
+  - latency: one partition, --latency-messages records produced at --latency-rate msgs/s
+    by rdkafka_performance -l (each value carries its send time) while a second
+    rdkafka_performance -l consumes them: produce latency is send to acks=all delivery
+    report, end-to-end latency send to consume; p50/p99/max of each from the tools'
+    per-message files (-A). Uses --rdkafka-performance, or target/native/rdkafka_performance;
+  - limits: the machine's limits the broker's figures are set against, on --tmp's file
+    system (where the data dirs are): synced-write bandwidth of --limit-bytes in 1 MiB
+    writes with one fdatasync at the end, and with an fdatasync after each write; and
+    loopback TCP bandwidth moving 4 x --limit-bytes over 127.0.0.1 in 1 MiB writes.
+Every row carries the 1-minute load average when it was taken (the machine may be shared).
 Data dirs are removed at the end, also on failure.
 Usage: tests/bench/run native [options] (builds both binaries first).
 """
@@ -27,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from confluent_kafka import KafkaException
@@ -164,6 +178,117 @@ def run_performance_tool(tool, brokers, topic, partitions, messages, size, phase
     return int(found[-1][-1]) / 1000.0
 
 
+def load_average():
+    """The 1-minute load average, recorded with every figure (the machine may be shared)."""
+    return os.getloadavg()[0]
+
+
+def percentiles_ms(path, skip):
+    """p50, p99 and max in ms of the per-message latencies (us, one a line) in `path`, but
+    for the first `skip`."""
+    with open(path) as values:
+        samples = sorted([int(line) for line in values if line.strip()][skip:])
+    if not samples:
+        raise SystemExit("no latency samples in %s" % path)
+
+    def at(fraction):
+        return samples[min(len(samples) - 1, int(fraction * len(samples)))] / 1000.0
+
+    return {"p50": round(at(0.50), 2), "p99": round(at(0.99), 2),
+            "max": round(samples[-1] / 1000.0, 2), "samples": len(samples)}
+
+
+def measure_latency(tool, brokers, topic, messages, size, rate, work):
+    """Produce latency and end-to-end latency at a fixed rate, one partition, with two
+    rdkafka_performance -l instances: the producer stamps each value with its send time and
+    records send -> delivery report; the consumer records send -> consumed."""
+    produced_path = os.path.join(work, "produce-latency.txt")
+    consumed_path = os.path.join(work, "consume-latency.txt")
+    if messages <= rate:
+        raise SystemExit("--latency-messages must exceed --latency-rate (the first second "
+                         "is a warm-up)")
+    timeout = 60 + 3 * messages / rate
+    consumer = subprocess.Popen(
+        [tool, "-C", "-l", "-A", consumed_path, "-t", topic, "-p", "0", "-o", "beginning",
+         "-c", str(messages), "-b", brokers.bootstrap],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1)  # the consumer is fetching before the first value is stamped
+        subprocess.run(
+            [tool, "-P", "-l", "-A", produced_path, "-t", topic, "-p", "0", "-s", str(size),
+             "-c", str(messages), "-r", str(rate), "-a", "-1", "-b", brokers.bootstrap,
+             "-X", "linger.ms=1"],
+            check=True, capture_output=True, timeout=timeout)
+        consumer.wait(timeout=60)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+    warm_up = rate  # the first second waits for connections and metadata: not counted
+    return (percentiles_ms(produced_path, warm_up), percentiles_ms(consumed_path, warm_up))
+
+
+def synced_write_mb_s(directory, total, sync_each):
+    """MB/s writing `total` bytes in 1 MiB writes to a new file in `directory`, with an
+    fdatasync after each write or one at the end."""
+    chunk = os.urandom(1 << 20)
+    path = os.path.join(directory, "myelin-limits-%d" % os.getpid())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        start = time.monotonic()
+        for _ in range(total // len(chunk)):
+            os.write(fd, chunk)
+            if sync_each:
+                os.fdatasync(fd)
+        os.fdatasync(fd)
+        return total / 1e6 / (time.monotonic() - start)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def loopback_mb_s(total):
+    """MB/s moving `total` bytes over a 127.0.0.1 TCP connection in 1 MiB writes (a sender
+    thread and this thread receiving; both release the GIL in their system calls)."""
+    chunk = b"\0" * (1 << 20)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(30)
+
+    def send():
+        with socket.create_connection(listener.getsockname(), timeout=60) as sender:
+            for _ in range(total // len(chunk)):
+                sender.sendall(chunk)
+
+    sender = threading.Thread(target=send, daemon=True)
+    start = time.monotonic()
+    sender.start()
+    receiver, _ = listener.accept()
+    receiver.settimeout(60)
+    buffer = bytearray(1 << 20)
+    received = 0
+    with receiver, listener:
+        while received < total:
+            count = receiver.recv_into(buffer)
+            if count == 0:
+                raise SystemExit("loopback sender closed after %d of %d bytes"
+                                 % (received, total))
+            received += count
+    seconds = time.monotonic() - start
+    sender.join(60)
+    return total / 1e6 / seconds
+
+
+def measure_limits(directory, total):
+    row = {"limits": True, "load_average": load_average()}
+    row["disk_sync_at_end_mb_s"] = round(synced_write_mb_s(directory, total, False), 1)
+    row["disk_sync_each_mb_s"] = round(synced_write_mb_s(directory, total, True), 1)
+    row["loopback_mb_s"] = round(loopback_mb_s(4 * total), 1)
+    row["load_average_after"] = load_average()
+    return row
+
+
 def run_phase(load_generator, brokers, topic, partitions, messages, size, phase,
               performance_tool=None):
     before = cpu_seconds(brokers.pids)
@@ -193,19 +318,43 @@ def main():
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--cluster", action="store_true",
                         help="three nodes (myelin cluster), replication factor 3")
+    parser.add_argument("--measure", default="throughput,latency,limits",
+                        help="comma-separated: throughput, latency, limits (default all)")
+    parser.add_argument("--latency-rate", type=int, default=2000,
+                        help="msgs/s produced in the latency phase (default 2000)")
+    parser.add_argument("--latency-messages", type=int, default=20_000)
+    parser.add_argument("--limit-bytes", type=int, default=1 << 30,
+                        help="bytes written to disk per limit (loopback moves 4x; 1 GiB)")
     parser.add_argument("--tmp", default=tempfile.gettempdir())
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
     args = parser.parse_args()
+    measure = set(args.measure.split(","))
+    unknown = measure - {"throughput", "latency", "limits"}
+    if unknown:
+        parser.error("unknown --measure %s" % ",".join(sorted(unknown)))
+    latency_tool = (args.rdkafka_performance
+                    or os.path.join(ROOT, "target/native/rdkafka_performance"))
 
-    brokers = Brokers(args.binary, args.cluster, args.tmp)
-    replication_factor = 3 if args.cluster else 1
     rows = []
+
+    def report(row):
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+
+    if "limits" in measure:
+        report(measure_limits(args.tmp, args.limit_bytes))
+    nodes = 3 if args.cluster else 1
+    brokers = Brokers(args.binary, args.cluster, args.tmp) if measure - {"limits"} else None
     try:
         for partitions in [int(count) for count in args.partitions.split(",")]:
+            if "throughput" not in measure:
+                break
             topic = "native-%d" % partitions
             create_topic_once_a_controller_is_elected(brokers.bootstrap, topic, partitions,
-                                                      replication_factor)
+                                                      nodes)
             time.sleep(1)  # every partition elects its leader before the clock starts
+            load = load_average()
             produced, produce_cpu = run_phase(args.load_generator, brokers, topic, partitions,
                                               args.messages, args.size, "produce",
                                               args.rdkafka_performance)
@@ -213,8 +362,8 @@ def main():
                                               args.messages, args.size, "consume",
                                               args.rdkafka_performance)
             total_mb = args.messages * args.size / 1e6
-            row = {
-                "nodes": 3 if args.cluster else 1,
+            report({
+                "nodes": nodes,
                 "partitions": partitions,
                 "messages": args.messages,
                 "size": args.size,
@@ -222,18 +371,50 @@ def main():
                 "produce_broker_cpu_s": round(produce_cpu, 2),
                 "consume_mb_s": round(total_mb / consumed["consume_s"], 1),
                 "consume_broker_cpu_s": round(consume_cpu, 2),
-            }
-            rows.append(row)
-            if args.json:
-                print(json.dumps(row), flush=True)
+                "load_average": load,
+                "load_average_after": load_average(),
+            })
+        if "latency" in measure:
+            topic = "native-latency"
+            create_topic_once_a_controller_is_elected(brokers.bootstrap, topic, 1, nodes)
+            time.sleep(1)
+            load = load_average()
+            produce, end_to_end = measure_latency(latency_tool, brokers, topic,
+                                                  args.latency_messages, args.size,
+                                                  args.latency_rate, brokers.work)
+            report({"nodes": nodes, "latency": True, "rate": args.latency_rate,
+                    "messages": args.latency_messages, "size": args.size,
+                    "produce_ms": produce, "end_to_end_ms": end_to_end,
+                    "load_average": load, "load_average_after": load_average()})
     finally:
-        brokers.stop()
-    if not args.json:
-        print("nodes  partitions  produce MB/s  broker CPU s  consume MB/s  broker CPU s")
-        for row in rows:
-            print("%5d  %10d  %12.1f  %12.2f  %12.1f  %12.2f" % (
+        if brokers:
+            brokers.stop()
+    if args.json:
+        return
+    for row in rows:
+        if row.get("limits"):
+            print("limits (%s): disk 1 MiB writes, fdatasync at end %.1f MB/s, after each "
+                  "write %.1f MB/s; loopback TCP %.1f MB/s; load average %.2f-%.2f" % (
+                      args.tmp, row["disk_sync_at_end_mb_s"], row["disk_sync_each_mb_s"],
+                      row["loopback_mb_s"], row["load_average"], row["load_average_after"]))
+    throughput = [row for row in rows if "produce_mb_s" in row]
+    if throughput:
+        print("nodes  partitions  produce MB/s  broker CPU s  consume MB/s  broker CPU s  load")
+        for row in throughput:
+            print("%5d  %10d  %12.1f  %12.2f  %12.1f  %12.2f  %.2f-%.2f" % (
                 row["nodes"], row["partitions"], row["produce_mb_s"],
-                row["produce_broker_cpu_s"], row["consume_mb_s"], row["consume_broker_cpu_s"]))
+                row["produce_broker_cpu_s"], row["consume_mb_s"], row["consume_broker_cpu_s"],
+                row["load_average"], row["load_average_after"]))
+    for row in rows:
+        if row.get("latency"):
+            print("latency, %d node(s), %d msgs/s of %d B, %d records: produce (acks=all) "
+                  "p50 %.2f p99 %.2f max %.2f ms; end-to-end p50 %.2f p99 %.2f max %.2f ms; "
+                  "load average %.2f-%.2f" % (
+                      row["nodes"], row["rate"], row["size"], row["messages"],
+                      row["produce_ms"]["p50"], row["produce_ms"]["p99"],
+                      row["produce_ms"]["max"], row["end_to_end_ms"]["p50"],
+                      row["end_to_end_ms"]["p99"], row["end_to_end_ms"]["max"],
+                      row["load_average"], row["load_average_after"]))
 
 
 if __name__ == "__main__":
