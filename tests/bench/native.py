@@ -214,18 +214,23 @@ def measure_latency(tool, brokers, topic, messages, size, rate, work):
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         time.sleep(1)  # the consumer is fetching before the first value is stamped
-        subprocess.run(
+        output = subprocess.run(
             [tool, "-P", "-l", "-A", produced_path, "-t", topic, "-p", "0", "-s", str(size),
              "-c", str(messages), "-r", str(rate), "-a", "-1", "-b", brokers.bootstrap,
              "-X", "linger.ms=1"],
-            check=True, capture_output=True, timeout=timeout)
+            check=True, capture_output=True, text=True, timeout=timeout)
         consumer.wait(timeout=60)
     finally:
         if consumer.poll() is None:
             consumer.kill()
             consumer.wait()
+    # The rate the tool reached (it sleeps 1/rate after each send, so it may fall short).
+    found = re.findall(r"% (\d+) messages produced .* in (\d+)ms",
+                       output.stdout + output.stderr)
+    achieved = round(int(found[-1][0]) * 1000 / max(1, int(found[-1][1]))) if found else None
     warm_up = rate  # the first second waits for connections and metadata: not counted
-    return (percentiles_ms(produced_path, warm_up), percentiles_ms(consumed_path, warm_up))
+    return (percentiles_ms(produced_path, warm_up), percentiles_ms(consumed_path, warm_up),
+            achieved)
 
 
 def synced_write_mb_s(directory, total, sync_each):
@@ -379,10 +384,11 @@ def main():
             create_topic_once_a_controller_is_elected(brokers.bootstrap, topic, 1, nodes)
             time.sleep(1)
             load = load_average()
-            produce, end_to_end = measure_latency(latency_tool, brokers, topic,
+            produce, end_to_end, achieved = measure_latency(latency_tool, brokers, topic,
                                                   args.latency_messages, args.size,
                                                   args.latency_rate, brokers.work)
             report({"nodes": nodes, "latency": True, "rate": args.latency_rate,
+                    "achieved_rate": achieved,
                     "messages": args.latency_messages, "size": args.size,
                     "produce_ms": produce, "end_to_end_ms": end_to_end,
                     "load_average": load, "load_average_after": load_average()})
@@ -407,10 +413,11 @@ def main():
                 row["load_average"], row["load_average_after"]))
     for row in rows:
         if row.get("latency"):
-            print("latency, %d node(s), %d msgs/s of %d B, %d records: produce (acks=all) "
-                  "p50 %.2f p99 %.2f max %.2f ms; end-to-end p50 %.2f p99 %.2f max %.2f ms; "
+            print("latency, %d node(s), %d msgs/s (reached %s) of %d B, %d records: "
+                  "produce (acks=all) p50 %.2f p99 %.2f max %.2f ms; end-to-end p50 %.2f p99 %.2f max %.2f ms; "
                   "load average %.2f-%.2f" % (
-                      row["nodes"], row["rate"], row["size"], row["messages"],
+                      row["nodes"], row["rate"], row["achieved_rate"], row["size"],
+                      row["messages"],
                       row["produce_ms"]["p50"], row["produce_ms"]["p99"],
                       row["produce_ms"]["max"], row["end_to_end_ms"]["p50"],
                       row["end_to_end_ms"]["p99"], row["end_to_end_ms"]["max"],
