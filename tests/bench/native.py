@@ -208,10 +208,12 @@ def measure_latency(tool, brokers, topic, messages, size, rate, work):
         raise SystemExit("--latency-messages must exceed --latency-rate (the first second "
                          "is a warm-up)")
     timeout = 60 + 3 * messages / rate
+    # Its once-a-second stats go to a file: an unread pipe would fill and stall it.
+    consumer_log = open(os.path.join(work, "latency-consumer.log"), "wb")
     consumer = subprocess.Popen(
         [tool, "-C", "-l", "-A", consumed_path, "-t", topic, "-p", "0", "-o", "beginning",
          "-c", str(messages), "-b", brokers.bootstrap],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stdin=subprocess.DEVNULL, stdout=consumer_log, stderr=subprocess.STDOUT)
     try:
         time.sleep(1)  # the consumer is fetching before the first value is stamped
         output = subprocess.run(
@@ -224,6 +226,7 @@ def measure_latency(tool, brokers, topic, messages, size, rate, work):
         if consumer.poll() is None:
             consumer.kill()
             consumer.wait()
+        consumer_log.close()
     # The rate the tool reached (it sleeps 1/rate after each send, so it may fall short).
     found = re.findall(r"% (\d+) messages produced .* in (\d+)ms",
                        output.stdout + output.stderr)
