@@ -131,7 +131,19 @@ def step_groups(admin, args, summary):
 
 def step_delete_records(admin, args, summary):
     tp = TopicPartition(args.topic, 0, args.delete_before)
-    deleted = result(admin.delete_records([tp], request_timeout=args.timeout)[tp], args.timeout)
+    # A retriable error (NOT_LEADER_FOR_PARTITION while an election moves the leader on a
+    # loaded machine) is retried, as an application would; any other error fails the step.
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            deleted = result(admin.delete_records([tp], request_timeout=args.timeout)[tp],
+                             args.timeout)
+            break
+        except KafkaException as err:
+            if not err.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            sys.stderr.write("delete-records: %s; asking again\n" % err)
+            time.sleep(0.5)
     summary["low_watermark"] = deleted.low_watermark
     summary["earliest_after"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
                                             args.timeout)[0]
