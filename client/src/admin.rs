@@ -212,29 +212,12 @@ impl Connection {
         replication_factor: i16,
         configs: &[(&str, &str)],
     ) -> Result<()> {
-        let version = self.version(ApiKey::CreateTopics)?;
-        let wait = self.config().request_timeout;
         let topic = CreatableTopic::default()
             .with_name(topic_name(name))
             .with_num_partitions(partitions)
             .with_replication_factor(replication_factor)
             .with_configs(creatable_configs(configs));
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(duration_ms(wait));
-        let response = self.send_with_extra_wait(&request, version, wait).await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.0.as_str() == name)
-            .ok_or_else(|| {
-                Error::UnexpectedResponse(format!("CreateTopics response lacks topic {name:?}"))
-            })?;
-        Error::check(
-            ApiKey::CreateTopics,
-            result.error_code,
-            result.error_message.as_deref(),
-        )
+        self.create_one_topic(topic).await
     }
 
     /// Creates a topic whose partition `i` has the replicas `assignment[i]` (node ids, the
@@ -247,8 +230,6 @@ impl Connection {
         assignment: &[Vec<i32>],
         configs: &[(&str, &str)],
     ) -> Result<()> {
-        let version = self.version(ApiKey::CreateTopics)?;
-        let wait = self.config().request_timeout;
         let topic = CreatableTopic::default()
             .with_name(topic_name(name))
             .with_num_partitions(-1)
@@ -265,22 +246,7 @@ impl Connection {
                     .collect(),
             )
             .with_configs(creatable_configs(configs));
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![topic])
-            .with_timeout_ms(duration_ms(wait));
-        let response = self.send_with_extra_wait(&request, version, wait).await?;
-        let result = response
-            .topics
-            .iter()
-            .find(|t| t.name.0.as_str() == name)
-            .ok_or_else(|| {
-                Error::UnexpectedResponse(format!("CreateTopics response lacks topic {name:?}"))
-            })?;
-        Error::check(
-            ApiKey::CreateTopics,
-            result.error_code,
-            result.error_message.as_deref(),
-        )
+        self.create_one_topic(topic).await
     }
 
     /// Grows `topic` to `total_count` partitions (CreatePartitions; the broker places the
@@ -419,6 +385,29 @@ impl Connection {
                 .collect(),
             authorized_operations: response.cluster_authorized_operations,
         })
+    }
+
+    /// Sends CreateTopics for the one `topic` and checks its result.
+    async fn create_one_topic(&mut self, topic: CreatableTopic) -> Result<()> {
+        let version = self.version(ApiKey::CreateTopics)?;
+        let wait = self.config().request_timeout;
+        let name = topic.name.0.to_string();
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![topic])
+            .with_timeout_ms(duration_ms(wait));
+        let response = self.send_with_extra_wait(&request, version, wait).await?;
+        let result = response
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == name)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!("CreateTopics response lacks topic {name:?}"))
+            })?;
+        Error::check(
+            ApiKey::CreateTopics,
+            result.error_code,
+            result.error_message.as_deref(),
+        )
     }
 
     /// Deletes a topic by name.

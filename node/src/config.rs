@@ -28,7 +28,8 @@
 //! `metrics_listen` (Prometheus metrics, see `crate::metrics`) defaults to 127.0.0.1 and
 //! the Kafka port + 2 (9094 for 9092; `myelin cluster` puts the peer port at + 1), or an
 //! ephemeral port when the Kafka port is 0; `off` disables it. A config built in code
-//! (`NodeConfig::default()`, the simulator's) has it off.
+//! (`NodeConfig::default()`, the simulator's) has it off. Only a given address that cannot
+//! be bound stops the node; a taken default leaves the node running without metrics.
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -138,6 +139,9 @@ pub struct NodeConfig {
     pub peers: BTreeMap<i32, SocketAddr>,
     /// Where the metrics endpoint listens; `None`: no endpoint.
     pub metrics_listen: Option<SocketAddr>,
+    /// Whether `metrics_listen` was given (flag or file) rather than derived from the Kafka
+    /// port: only a given address that cannot be bound stops the node.
+    pub metrics_listen_given: bool,
     /// Kafka's group.initial.rebalance.delay.ms (see `BrokerConfig`).
     pub group_initial_rebalance_delay_ms: i64,
 }
@@ -157,6 +161,7 @@ impl Default for NodeConfig {
             peer_listen: None,
             peers: BTreeMap::new(),
             metrics_listen: None,
+            metrics_listen_given: false,
             group_initial_rebalance_delay_ms: BrokerConfig::default()
                 .group_initial_rebalance_delay_ms,
         }
@@ -197,13 +202,23 @@ impl NodeConfig {
             .peer_listen
             .or(file.peer_listen)
             .or_else(|| config.peers.get(&config.node_id).copied());
-        config.metrics_listen = match args
+        let given = args
             .metrics_listen
             .as_ref()
-            .or(file.metrics_listen.as_ref())
-        {
+            .or(file.metrics_listen.as_ref());
+        config.metrics_listen_given = given.is_some();
+        config.metrics_listen = match given {
             Some(text) => parse_metrics_listen(text)?,
-            None => Some(default_metrics_listen(config.listen)?),
+            None => {
+                let default = default_metrics_listen(config.listen);
+                if default.is_none() {
+                    tracing::warn!(
+                        "metrics are off: the Kafka port + 2 is above 65535; give \
+                         --metrics-listen HOST:PORT to choose an address"
+                    );
+                }
+                default
+            }
         };
         config.validate()?;
         Ok(config)
@@ -285,18 +300,13 @@ impl NodeConfig {
 }
 
 /// The metrics address when none is given: 127.0.0.1 and the Kafka port + 2 (an
-/// ephemeral port when the Kafka port is).
-pub fn default_metrics_listen(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+/// ephemeral port when the Kafka port is); none when that port would be above 65535.
+pub fn default_metrics_listen(listen: SocketAddr) -> Option<SocketAddr> {
     let port = match listen.port() {
         0 => 0,
-        kafka => kafka.checked_add(2).with_context(|| {
-            format!(
-                "the default --metrics-listen port (the --listen port {kafka} + 2) is above \
-                 65535; give --metrics-listen HOST:PORT or --metrics-listen off"
-            )
-        })?,
+        kafka => kafka.checked_add(2)?,
     };
-    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// `off`, or a `HOST:PORT` resolved now.
@@ -600,11 +610,17 @@ mod tests {
             ..NodeArgs::default()
         });
         assert!(error.contains("--metrics-listen 'nowhere'"), "{error}");
-        let error = refusal(NodeArgs {
+    }
+
+    #[test]
+    fn a_kafka_port_without_room_for_the_default_metrics_port_runs_without_metrics() {
+        let config = NodeConfig::resolve(&NodeArgs {
             listen: Some("127.0.0.1:65534".parse().unwrap()),
             ..NodeArgs::default()
-        });
-        assert!(error.contains("give --metrics-listen"), "{error}");
+        })
+        .unwrap();
+        assert_eq!(config.metrics_listen, None);
+        assert!(!config.metrics_listen_given);
     }
 
     #[test]

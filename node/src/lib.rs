@@ -56,18 +56,31 @@ pub async fn run_node_with(
         .with_context(|| format!("binding the Kafka listener to {}", config.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
     let metrics_listener = match config.metrics_listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| {
-                    format!("binding the metrics listener (--metrics-listen) to {address}")
-                })?;
-            let bound = listener
-                .local_addr()
-                .context("reading the metrics address")?;
-            tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
-            Some(listener)
-        }
+        Some(address) => match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => {
+                let bound = listener
+                    .local_addr()
+                    .context("reading the metrics address")?;
+                tracing::info!(address = %bound, "metrics on http://{bound}/metrics");
+                Some(listener)
+            }
+            // The default address is a convenience: a node whose Kafka port + 2 is taken
+            // (another process, another node's port) still serves Kafka, without metrics.
+            Err(error) if !config.metrics_listen_given => {
+                tracing::warn!(
+                    %address,
+                    %error,
+                    "metrics are off: the default metrics address (the Kafka port + 2) \
+                     cannot be bound; give --metrics-listen HOST:PORT to choose one"
+                );
+                None
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "binding the metrics listener (--metrics-listen) to {address}"
+                )))
+            }
+        },
         None => None,
     };
     let partition_count = recovered.partitions.len();

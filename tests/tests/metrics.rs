@@ -400,3 +400,59 @@ fn a_metrics_port_that_cannot_be_bound_stops_the_node_at_start_naming_the_flag()
         "{log}"
     );
 }
+
+#[test]
+fn a_node_whose_default_metrics_port_is_taken_serves_kafka_without_metrics() {
+    // A Kafka port whose + 2 another process holds.
+    let (kafka_port, _taken) = loop {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = taken.local_addr().expect("its address").port();
+        if let Some(kafka_port) = port.checked_sub(2) {
+            if std::net::TcpListener::bind(("127.0.0.1", kafka_port)).is_ok() {
+                break (kafka_port, taken);
+            }
+        }
+    };
+    let data_dir = tempfile::tempdir().expect("a data dir");
+    let log_path = data_dir.path().join("node.log");
+    let log = std::fs::File::create(&log_path).expect("a log file");
+    let mut child = Command::new(myelin_binary())
+        .args(["node", "--listen", &format!("127.0.0.1:{kafka_port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path().join("data"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start myelin node");
+    let started = Instant::now();
+    let served = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the node stopped ({status}) with its default metrics port taken\n{log}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let metadata = runtime.block_on(async {
+            let mut conn =
+                Connection::connect(&format!("127.0.0.1:{kafka_port}"), ClientConfig::default())
+                    .await?;
+            conn.metadata(None).await
+        });
+        if metadata.is_ok() {
+            break true;
+        }
+        if started.elapsed() > DEADLINE {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).expect("read the log");
+    assert!(served, "the node never answered Metadata\n{log}");
+    assert!(log.contains("metrics are off"), "{log}");
+}
