@@ -1,13 +1,16 @@
 //! The `myelin` subcommands built on the admin APIs of issue #14 (CreatePartitions,
 //! IncrementalAlterConfigs, DescribeConfigs' per-config sources, DeleteGroups): `topics
 //! alter`, `topics add-partitions`, the configs of `topics describe`, `groups delete`.
-//! They pass once the node serves those APIs; the rest of the tool is tested in `cli.rs`.
+//! The rest of the tool is tested in `cli.rs`. The last test runs every topic and group
+//! subcommand once more on a 3-node cluster, through a node that is not (necessarily) the
+//! controller, a partition leader or the group's coordinator.
 
 use std::process::Command;
 use std::time::Duration;
 
 use myelin_tests::cli::{self, wait_for};
 use myelin_tests::clients::{self, run, CLIENT_TIMEOUT};
+use myelin_tests::node::start_cluster;
 use myelin_tests::Node;
 use serde_json::Value;
 
@@ -217,4 +220,173 @@ fn groups_delete_refuses_a_live_group_and_deletes_an_empty_one() {
         None,
     );
     assert_eq!(reread.stdout.lines().count(), 3, "{}", reread.describe());
+}
+
+/// `topics list --json`'s entry for `topic`: (partitions, replication factor), if listed.
+fn listed_topic(b: &str, topic: &str) -> Option<(Value, Value)> {
+    let listed = cli::json(&["topics", "list", "-b", b]);
+    listed["topics"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == topic))
+        .map(|t| (t["partitions"].clone(), t["replication_factor"].clone()))
+}
+
+/// `groups describe --json`'s total lag of `group`.
+fn group_lag(b: &str, group: &str) -> i64 {
+    let described = cli::json(&["groups", "describe", group, "-b", b]);
+    described["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| o["lag"].as_i64().expect("lag"))
+        .sum()
+}
+
+#[test]
+fn topic_and_group_subcommands_on_three_nodes() {
+    let nodes = start_cluster("cli_admin_cluster", 3);
+    let bootstraps: Vec<String> = nodes.iter().map(Node::bootstrap).collect();
+    // Node 2 alone as bootstrap: the tool finds controller, leaders and coordinator.
+    let b = bootstraps[1].as_str();
+    cli::ok(
+        &[
+            "topics",
+            "create",
+            "fleet",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "3",
+            "-b",
+            b,
+        ],
+        None,
+    );
+    assert_eq!(
+        listed_topic(b, "fleet"),
+        Some((Value::from(2), Value::from(3)))
+    );
+
+    // A config change and new partitions reach every node's view.
+    cli::ok(
+        &[
+            "topics",
+            "alter",
+            "fleet",
+            "--config",
+            "retention.ms=7200000",
+            "-b",
+            b,
+        ],
+        None,
+    );
+    cli::ok(
+        &[
+            "topics",
+            "add-partitions",
+            "fleet",
+            "--partitions",
+            "4",
+            "-b",
+            b,
+        ],
+        None,
+    );
+    for each in &bootstraps {
+        wait_for(WAIT, "every node to report the change", || {
+            let described = cli::try_json(&["topics", "describe", "fleet", "-b", each])?;
+            let partitions = described["partitions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let led = partitions
+                .iter()
+                .filter(|p| (1..=3).contains(&p["leader"].as_i64().unwrap_or(-1)))
+                .count();
+            let retention = described["configs"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["name"] == "retention.ms"))
+                .map(|c| c["value"].clone());
+            if led == 4 && retention == Some(Value::from("7200000")) {
+                Ok(())
+            } else {
+                Err(described.to_string())
+            }
+        });
+    }
+
+    // Records on all four partitions, read by a group; its lag, a reset, its deletion.
+    cli::produce_keyed(
+        b,
+        "fleet",
+        &(0..20).map(|i| format!("k{i}:v{i}\n")).collect::<String>(),
+    );
+    let consumed = cli::ok(
+        &[
+            "consume",
+            "fleet",
+            "--group",
+            "crew",
+            "--from-beginning",
+            "-e",
+            "-b",
+            b,
+        ],
+        None,
+    );
+    assert_eq!(
+        consumed.stdout.lines().count(),
+        20,
+        "{}",
+        consumed.describe()
+    );
+    assert_eq!(group_lag(b, "crew"), 0);
+    let described = cli::ok(&["groups", "describe", "crew", "-b", b], None).stdout;
+    assert!(
+        described.contains("TOPIC") && described.contains("LAG") && described.contains("fleet"),
+        "{described}"
+    );
+    let reset = cli::json(&[
+        "groups",
+        "reset-offsets",
+        "crew",
+        "--topic",
+        "fleet",
+        "--to-earliest",
+        "-b",
+        b,
+    ]);
+    assert!(
+        reset["offsets"]
+            .as_array()
+            .expect("offsets")
+            .iter()
+            .all(|o| o["new_offset"] == 0),
+        "{reset}"
+    );
+    assert_eq!(group_lag(b, "crew"), 20);
+    let deleted = cli::ok(&["groups", "delete", "crew", "-b", b], None);
+    assert_eq!(deleted.stdout.trim(), "deleted group crew");
+    let listed = cli::json(&["groups", "list", "-b", b]);
+    assert!(
+        !listed["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .any(|g| g["group"] == "crew"),
+        "{listed}"
+    );
+
+    let deleted = cli::ok(&["topics", "delete", "fleet", "-b", b], None);
+    assert_eq!(deleted.stdout.trim(), "deleted topic fleet");
+    for each in &bootstraps {
+        wait_for(
+            WAIT,
+            "every node to forget the topic",
+            || match listed_topic(each, "fleet") {
+                None => Ok(()),
+                Some(found) => Err(format!("{found:?}")),
+            },
+        );
+    }
 }
