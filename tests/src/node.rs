@@ -416,12 +416,35 @@ pub fn signal(child: &Child, sig: libc::c_int) {
     );
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// Where test nodes' ports come from: below Linux's ephemeral range (32768-60999), so that
+/// while a node is down no outgoing connection or `bind(0)` of any process takes the port
+/// it restarts on (its peer port cannot change: the other nodes dial it).
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, from [`TEST_PORTS`]. Each call of
+/// this process starts its search at the next port, from a start that differs between
+/// processes (tests run in several processes at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let seed = std::process::id().wrapping_mul(7919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos());
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        seed % span,
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + u16::try_from(offset).expect("offset within the span");
+        if port_is_free(port) {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
 }
 
 fn port_is_free(port: u16) -> bool {
