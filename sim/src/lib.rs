@@ -25,8 +25,8 @@
 //!   one topic); `--groups` a consumer-group scenario; `--transactions` a transaction
 //!   scenario (transactional producers, exactly-once copiers, read_committed consumers,
 //!   coordinator failovers right after an EndTxn).
-//! - `cargo sim-test` runs the simulator's tests (200 seeds of independent nodes, 600
-//!   cluster seeds, 300 group seeds, 300 transaction seeds, determinism,
+//! - `cargo sim-test` runs the simulator's tests (200 seeds of independent nodes, 400
+//!   cluster seeds, 200 group seeds, 200 transaction seeds, determinism,
 //!   proptest-generated scenarios, regressions, the `--html` page opened in headless
 //!   Chromium); `cargo sim-test --features defects` adds the test that each deliberate
 //!   defect is caught and shrinks to a short schedule, and a failing run's page.

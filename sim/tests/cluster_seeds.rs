@@ -14,7 +14,7 @@ use myelin_sim::{run_seeds, RunOptions, Scenario};
 use std::path::Path;
 
 /// The cluster seeds CI runs on every change.
-const SEEDS: std::ops::Range<u64> = 0..600;
+const SEEDS: std::ops::Range<u64> = 0..400;
 /// Simulations run at once.
 const JOBS: usize = 2;
 

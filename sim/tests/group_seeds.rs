@@ -15,7 +15,7 @@ use myelin_sim::{run_seeds, RunOptions, Scenario};
 use std::path::Path;
 
 /// The group seeds CI runs on every change.
-const SEEDS: std::ops::Range<u64> = 0..300;
+const SEEDS: std::ops::Range<u64> = 0..200;
 /// Simulations run at once.
 const JOBS: usize = 2;
 
