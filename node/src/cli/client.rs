@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use myelin_client::{ClientConfig, ClusterMetadata, Connection, Error, TopicMetadata};
 
 /// How long a request may keep being retried against a moving leader or coordinator (a
@@ -18,8 +19,6 @@ use myelin_client::{ClientConfig, ClusterMetadata, Connection, Error, TopicMetad
 pub const RETRY_FOR: Duration = Duration::from_secs(20);
 /// Pause between retries.
 const RETRY_BACKOFF: Duration = Duration::from_millis(250);
-/// Kafka error code UNKNOWN_TOPIC_OR_PARTITION.
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// A boxed future borrowing a connection, for [`Client::on_leader`] and friends.
 pub type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = myelin_client::Result<T>> + 'c>>;
@@ -384,14 +383,16 @@ impl std::fmt::Display for Failure {
 pub fn existing_topic(metadata: &ClusterMetadata, name: &str) -> anyhow::Result<TopicMetadata> {
     match metadata.topic(name) {
         Some(topic) if topic.error_code == 0 => Ok(topic.clone()),
-        Some(topic) if topic.error_code != UNKNOWN_TOPIC_OR_PARTITION => Err(anyhow!(
-            "topic {name:?}: {}",
-            Error::Broker {
-                api: ApiKey::Metadata,
-                code: topic.error_code,
-                message: None
-            }
-        )),
+        Some(topic) if topic.error_code != ResponseError::UnknownTopicOrPartition.code() => {
+            Err(anyhow!(
+                "topic {name:?}: {}",
+                Error::Broker {
+                    api: ApiKey::Metadata,
+                    code: topic.error_code,
+                    message: None
+                }
+            ))
+        }
         _ => Err(missing_topic(name)),
     }
 }
@@ -414,9 +415,10 @@ fn reach_failure(error: &Error) -> String {
 }
 
 /// The Kafka error code at the root of `error`, if a broker answered with one.
-pub fn broker_code(error: &anyhow::Error) -> Option<i16> {
+pub fn broker_error(error: &anyhow::Error) -> Option<ResponseError> {
     error
         .chain()
         .find_map(|cause| cause.downcast_ref::<Error>())
         .and_then(Error::broker_code)
+        .and_then(ResponseError::try_from_code)
 }

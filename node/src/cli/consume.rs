@@ -33,8 +33,9 @@ use myelin_client::{
 };
 use serde_json::json;
 
-use super::client::{broker_code, Client};
+use super::client::{broker_error, Client};
 use super::CommonArgs;
+use kafka_protocol::ResponseError;
 
 /// How often a group member heartbeats (a third of its session, as Kafka's clients do).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
@@ -48,11 +49,6 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 const FETCH_WAIT_MS: i32 = 500;
 /// Rebalances in a row that may fail before the consumer gives up.
 const MAX_JOIN_ATTEMPTS: usize = 20;
-
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-const ILLEGAL_GENERATION: i16 = 22;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Isolation {
@@ -392,7 +388,7 @@ impl Consumer<'_> {
                     .await;
                 let fetched = match fetched {
                     Ok(fetched) => fetched,
-                    Err(error) if broker_code(&error) == Some(OFFSET_OUT_OF_RANGE) => {
+                    Err(error) if broker_error(&error) == Some(ResponseError::OffsetOutOfRange) => {
                         let next =
                             start_offset(client, &topic, partition, self.args.from_beginning)
                                 .await?;
@@ -477,12 +473,12 @@ impl Consumer<'_> {
             match result {
                 Ok(()) => {}
                 Err(error) if rejoin_code(&error) => {
-                    if broker_code(&error) == Some(REBALANCE_IN_PROGRESS) {
+                    if broker_error(&error) == Some(ResponseError::RebalanceInProgress) {
                         // Commit what was printed under this generation before giving it up.
                         let _ = commit(client, member, &self.args.topic, positions).await;
                     } else {
                         member.generation = -1;
-                        if broker_code(&error) == Some(UNKNOWN_MEMBER_ID) {
+                        if broker_error(&error) == Some(ResponseError::UnknownMemberId) {
                             member.member_id.clear();
                         }
                     }
@@ -611,8 +607,12 @@ impl Consumer<'_> {
 /// True for the errors after which a member rejoins its group.
 fn rejoin_code(error: &anyhow::Error) -> bool {
     matches!(
-        broker_code(error),
-        Some(ILLEGAL_GENERATION | UNKNOWN_MEMBER_ID | REBALANCE_IN_PROGRESS)
+        broker_error(error),
+        Some(
+            ResponseError::IllegalGeneration
+                | ResponseError::UnknownMemberId
+                | ResponseError::RebalanceInProgress
+        )
     )
 }
 
@@ -673,7 +673,7 @@ async fn join(client: &mut Client, member: &mut Member, topic: &str) -> anyhow::
     let joined = match joined {
         Ok(joined) => joined,
         Err(error) => {
-            if broker_code(&error) == Some(UNKNOWN_MEMBER_ID) {
+            if broker_error(&error) == Some(ResponseError::UnknownMemberId) {
                 member.member_id.clear();
             }
             return Err(error);

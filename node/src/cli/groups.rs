@@ -9,12 +9,9 @@ use myelin_client::consumer_protocol::decode_assignment;
 use myelin_client::{GroupDescription, ListedGroup};
 use serde_json::{json, Value};
 
-use super::client::{broker_code, Client};
+use super::client::{broker_error, Client};
+use kafka_protocol::ResponseError;
 
-/// Kafka error code NON_EMPTY_GROUP.
-const NON_EMPTY_GROUP: i16 = 68;
-/// Kafka error code GROUP_ID_NOT_FOUND.
-const GROUP_ID_NOT_FOUND: i16 = 69;
 use super::output::{print_json, Table};
 use super::topics::watermarks;
 use super::CommonArgs;
@@ -391,10 +388,10 @@ async fn delete(client: &mut Client, json: bool, group: &str) -> anyhow::Result<
         .await;
     match deleted {
         Ok(()) => {}
-        Err(error) if broker_code(&error) == Some(GROUP_ID_NOT_FOUND) => {
+        Err(error) if broker_error(&error) == Some(ResponseError::GroupIdNotFound) => {
             return Err(missing_group(group))
         }
-        Err(error) if broker_code(&error) == Some(NON_EMPTY_GROUP) => bail!(
+        Err(error) if broker_error(&error) == Some(ResponseError::NonEmptyGroup) => bail!(
             "group {group:?} has active members: stop its consumers first; a group can only \
              be deleted while it is empty"
         ),

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::client::{existing_topic, Client, RETRY_FOR};
 use super::output::print_json;
 use super::CommonArgs;
+use kafka_protocol::ResponseError;
 
 /// Most records in one batch.
 pub const BATCH_RECORDS: usize = 1_000;
@@ -35,8 +36,6 @@ pub const LINGER: Duration = Duration::from_millis(50);
 const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 /// Lines read ahead of the sender.
 const READ_AHEAD: usize = 4_096;
-/// Kafka error code LEADER_NOT_AVAILABLE (a topic being created).
-const LEADER_NOT_AVAILABLE: i16 = 5;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Acks {
@@ -180,7 +179,7 @@ async fn partition_count(client: &mut Client, topic: &str) -> anyhow::Result<i32
         let metadata = client.metadata_auto_create(topic).await?;
         let creating = metadata
             .topic(topic)
-            .is_some_and(|t| t.error_code == LEADER_NOT_AVAILABLE);
+            .is_some_and(|t| t.error_code == ResponseError::LeaderNotAvailable.code());
         if creating && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;

@@ -9,9 +9,7 @@ use super::client::{existing_topic, Client};
 use super::output::{ids, print_json, Table};
 use super::status::in_sync;
 use super::CommonArgs;
-
-/// Kafka error code TOPIC_ALREADY_EXISTS.
-const TOPIC_ALREADY_EXISTS: i16 = 36;
+use kafka_protocol::ResponseError;
 
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
@@ -132,7 +130,7 @@ async fn create(
         .await;
     match result {
         Ok(()) => {}
-        Err(error) if error.broker_code() == Some(TOPIC_ALREADY_EXISTS) => {
+        Err(error) if error.is_broker_error(ResponseError::TopicAlreadyExists) => {
             bail!("topic {name:?} already exists: see it with `myelin topics describe {name}`")
         }
         Err(error) => return Err(error).with_context(|| format!("creating topic {name:?}")),
