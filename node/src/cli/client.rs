@@ -187,11 +187,11 @@ impl Client {
                 .metadata
                 .as_ref()
                 .and_then(|m| m.brokers.iter().find(|b| b.node_id == id))
-                .with_context(|| format!("node {id} is not among the cluster's live nodes"))?;
+                .ok_or(Unroutable::NotLive(id))?;
             let address = format!("{}:{}", broker.host, broker.port);
             let conn = Connection::connect(address.as_str(), self.config.clone())
                 .await
-                .with_context(|| format!("cannot reach node {id} at {address}"))?;
+                .with_context(|| Unroutable::Unreachable { id, address })?;
             self.nodes.insert(id, conn);
         }
         self.nodes.get_mut(&id).context("connection vanished")
@@ -237,8 +237,13 @@ impl Client {
                 topic_metadata.partitions.len()
             );
         }
-        known(&self.metadata)
-            .with_context(|| format!("partition {topic}/{partition} has no leader right now"))
+        known(&self.metadata).ok_or_else(|| {
+            Unroutable::NoLeader {
+                topic: topic.to_owned(),
+                partition,
+            }
+            .into()
+        })
     }
 
     /// Forgets the leaders and coordinators learnt so far (after a stale-routing error).
@@ -344,6 +349,20 @@ impl Client {
 }
 
 /// Why a routed request failed: routing (no leader, unreachable node) or the request itself.
+/// A request that cannot be routed until a fresh Metadata says where to: the cluster is
+/// moving. A node that just died is still listed for a few seconds; a partition may have no
+/// leader during an election; a leader may be missing from the live brokers for a moment
+/// (its node was not heard from lately by the node that answered Metadata).
+#[derive(Debug, thiserror::Error)]
+enum Unroutable {
+    #[error("partition {topic}/{partition} has no leader right now")]
+    NoLeader { topic: String, partition: i32 },
+    #[error("node {0} is not among the cluster's live nodes")]
+    NotLive(i32),
+    #[error("cannot reach node {id} at {address}")]
+    Unreachable { id: i32, address: String },
+}
+
 enum Failure {
     Routing(anyhow::Error),
     Client(Error),
@@ -352,12 +371,7 @@ enum Failure {
 impl Failure {
     fn is_retriable(&self) -> bool {
         match self {
-            // A node that just died is still listed for a few seconds; a partition may have
-            // no leader during an election.
-            Failure::Routing(error) => {
-                let text = format!("{error:#}");
-                text.contains("has no leader") || text.contains("cannot reach node")
-            }
+            Failure::Routing(error) => error.downcast_ref::<Unroutable>().is_some(),
             Failure::Client(error) => error.is_retriable() || error.needs_coordinator_lookup(),
         }
     }
