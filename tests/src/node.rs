@@ -5,7 +5,8 @@
 //! go to `target/e2e-logs/<name>.run<N>.log` (one file per process start), and every
 //! failure message of the harness points at that file and quotes its tail. Unless its
 //! flags name `--metrics-listen`, a node serves metrics on an ephemeral port, which
-//! [`Node::metrics_addr`] reads from its log.
+//! [`Node::metrics_addr`] reads from its log. Unless they name
+//! `--group-initial-rebalance-delay-ms`, nodes start groups without that delay.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -52,6 +53,18 @@ impl NodeConfig {
         // default, the Kafka port + 2, may be another test's.
         if !self.extra_args.iter().any(|arg| arg == "--metrics-listen") {
             args.extend(["--metrics-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        // As Kafka's own integration tests do: a group's first generation starts at once
+        // (the node's default waits 3 s for more members); tests of the delay name it.
+        if !self
+            .extra_args
+            .iter()
+            .any(|arg| arg == "--group-initial-rebalance-delay-ms")
+        {
+            args.extend([
+                "--group-initial-rebalance-delay-ms".to_string(),
+                "0".to_string(),
+            ]);
         }
         args
     }
