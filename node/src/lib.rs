@@ -12,6 +12,7 @@
 //! - [`launcher`]: `myelin cluster`, a local cluster of node processes.
 
 pub mod config;
+pub(crate) mod frame;
 pub mod kafka;
 pub mod launcher;
 pub mod metrics;

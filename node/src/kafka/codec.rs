@@ -13,7 +13,7 @@
 //! A response frame is the length, the response header (v1 for flexible versions, else v0;
 //! ApiVersions always v0) and the body encoded for the version the client asked for.
 
-use crate::kafka::frame::{ResponseFrame, SplicingBuf};
+use crate::frame::{SplicedFrame, SplicingBuf};
 use crate::kafka::precheck::{check_request_body, PrecheckError};
 use crate::kafka::versions::{advertised_range, api_versions_response, UNSUPPORTED_VERSION};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -302,7 +302,7 @@ pub(crate) fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
     capacity_hint_bytes: usize,
-) -> anyhow::Result<ResponseFrame> {
+) -> anyhow::Result<SplicedFrame> {
     // ApiVersions answers with header v0 even for v3+ (whose request header is v2), so that
     // a client can parse it before it knows what the broker speaks.
     let header_version = if api_key == ApiKey::ApiVersions {
@@ -351,9 +351,7 @@ fn fetched_records(body: &ResponseKind) -> Vec<Bytes> {
 
 /// The answer to an ApiVersions request of an unknown version: error 35 and the served
 /// APIs, in the v0 body under header v0, as Kafka does.
-pub(crate) fn encode_unsupported_api_versions(
-    correlation_id: i32,
-) -> anyhow::Result<ResponseFrame> {
+pub(crate) fn encode_unsupported_api_versions(correlation_id: i32) -> anyhow::Result<SplicedFrame> {
     let body = ResponseKind::ApiVersions(api_versions_response(UNSUPPORTED_VERSION));
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &body, 256)
 }

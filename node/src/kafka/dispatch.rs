@@ -5,8 +5,8 @@
 //! asked for. This module owns what they share: the per-connection context, the reply type
 //! and the error that closes a connection.
 
+use crate::frame::SplicedFrame;
 use crate::kafka::codec::{encode_response, DecodedRequest};
-use crate::kafka::frame::ResponseFrame;
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::kafka::versions::api_versions_response;
 use crate::kafka::{
@@ -89,7 +89,7 @@ pub(crate) async fn call(
 pub(crate) async fn respond(
     context: &ConnectionContext,
     request: DecodedRequest,
-) -> Result<Option<ResponseFrame>, HandlerError> {
+) -> Result<Option<SplicedFrame>, HandlerError> {
     let DecodedRequest {
         api_key,
         version,

@@ -27,7 +27,6 @@ mod delete_records;
 mod dispatch;
 mod epochs;
 mod fetch;
-mod frame;
 mod group_admin;
 mod groups;
 mod log_dirs;

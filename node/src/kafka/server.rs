@@ -17,12 +17,12 @@
 //! Bad input closes only its connection, with a logged reason; earlier requests still get
 //! their responses first.
 
+use crate::frame::{write_frame, SplicedFrame};
 use crate::kafka::codec::{
     decode_frame, encode_unsupported_api_versions, read_frame, DecodedFrame, FrameError,
     RequestBudget,
 };
 use crate::kafka::dispatch::{respond, ConnectionContext, HandlerError};
-use crate::kafka::frame::{write_frame, ResponseFrame};
 use crate::kafka::topic_ids::TopicIdCache;
 use crate::metrics::Limit;
 use crate::runtime::NodeHandle;
@@ -133,7 +133,7 @@ pub async fn serve(
 
 /// A reply being computed: the encoded response frame, or `None` when none is due.
 type PendingReply =
-    Pin<Box<dyn Future<Output = Result<Option<ResponseFrame>, HandlerError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Option<SplicedFrame>, HandlerError>> + Send>>;
 
 /// Why the writer half ended the connection.
 #[derive(Debug, Error)]
@@ -316,7 +316,7 @@ struct InFlightReplies {
 
 enum Slot {
     Pending(PendingReply),
-    Done(Result<Option<ResponseFrame>, HandlerError>),
+    Done(Result<Option<SplicedFrame>, HandlerError>),
 }
 
 impl InFlightReplies {
@@ -335,14 +335,14 @@ impl InFlightReplies {
     /// Waits for the oldest reply. Pending forever when empty (callers guard on that).
     fn next_in_order(
         &mut self,
-    ) -> impl Future<Output = Result<Option<ResponseFrame>, HandlerError>> + '_ {
+    ) -> impl Future<Output = Result<Option<SplicedFrame>, HandlerError>> + '_ {
         std::future::poll_fn(move |context| self.poll_next_in_order(context))
     }
 
     fn poll_next_in_order(
         &mut self,
         context: &mut Context<'_>,
-    ) -> Poll<Result<Option<ResponseFrame>, HandlerError>> {
+    ) -> Poll<Result<Option<SplicedFrame>, HandlerError>> {
         for slot in self.slots.iter_mut() {
             if let Slot::Pending(reply) = slot {
                 if let Poll::Ready(output) = reply.as_mut().poll(context) {
@@ -367,8 +367,8 @@ mod tests {
     use std::sync::Mutex;
     use tokio::sync::oneshot;
 
-    fn frame_of(text: &'static [u8]) -> ResponseFrame {
-        ResponseFrame::from(Bytes::from_static(text))
+    fn frame_of(text: &'static [u8]) -> SplicedFrame {
+        SplicedFrame::from(Bytes::from_static(text))
     }
 
     /// A reply that records when it was first polled and finishes when told to.

@@ -213,13 +213,15 @@ async fn read_messages<M: DeserializeOwned, R: AsyncRead + Unpin>(
 /// Sends a ping at once (the handshake's acknowledgement), then every idle interval.
 /// Returns only when a write fails.
 async fn send_pings<W: AsyncWrite + Unpin>(mut writer: W, config: &PeerConfig) -> WireError {
-    let mut ping = Vec::new();
-    if let Err(error) = wire::encode_frame::<()>(&mut ping, &Frame::Ping, config.frame_bytes_max) {
+    let mut ping = wire::frame_buffer();
+    if let Err(error) =
+        wire::encode_frame::<()>(&mut ping, &Frame::Ping, Vec::new(), config.frame_bytes_max)
+    {
         return error;
     }
+    let ping = ping.finish();
     loop {
-        if let Err(error) =
-            wire::write_all_flush(&mut writer, &ping, config.silence_timeout_ms()).await
+        if let Err(error) = wire::write_flush(&mut writer, &ping, config.silence_timeout_ms()).await
         {
             return error;
         }

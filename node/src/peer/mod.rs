@@ -51,6 +51,7 @@ mod simulation_tests;
 mod tests;
 pub mod wire;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -226,6 +227,16 @@ impl Counters {
     }
 }
 
+/// What the transport carries: a message serde encodes, which may name byte buffers inside
+/// it that the encoder takes by reference instead of copying (`wire::encode_frame`).
+pub trait PeerPayload: Serialize {
+    /// Buffers in the message that bincode writes whole (a `Bytes` field): a replication
+    /// append's batches. They are sent from where they are, shared, not copied.
+    fn shared_bytes(&self) -> Vec<Bytes> {
+        Vec::new()
+    }
+}
+
 /// The node-to-node transport. Cloning is cheap; the tasks stop when the last clone drops.
 pub struct PeerTransport<M> {
     shared: Arc<Shared<M>>,
@@ -262,7 +273,7 @@ impl<M> std::fmt::Debug for PeerTransport<M> {
 
 impl<M> PeerTransport<M>
 where
-    M: Serialize + DeserializeOwned + Send + 'static,
+    M: PeerPayload + DeserializeOwned + Send + 'static,
 {
     /// Binds the listener to `config.listen`, spawns the accept loop and one outbound task
     /// per peer (which dials, redials with backoff, and writes queued messages). Messages

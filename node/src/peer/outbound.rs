@@ -4,15 +4,18 @@
 //! The task loops: connect (bounded by `connect_timeout_ms`), write the handshake, then run
 //! the connection until it fails; wait the backoff and dial again. While connected, the
 //! writer drains up to `BATCH_MESSAGES_MAX` queued messages (or about `BATCH_BYTES_TARGET`
-//! bytes) into one buffer, writes and flushes it, and sends a `Ping` after an idle interval;
+//! bytes) into one buffer (splicing the messages' shared byte buffers in, not copying them:
+//! [`PeerPayload`]), writes and flushes it, and sends a `Ping` after an idle interval;
 //! the reader expects only the acceptor's `Ping`s and closes the connection when they stop.
 //! The backoff doubles after each failed attempt and returns to its minimum once the
 //! acceptor has acknowledged a handshake (its first `Ping`), so a peer that refuses our
 //! handshake is not hammered. Messages wait in the queue while the peer is unreachable.
 
 use super::wire::{self, Frame, WireError};
-use super::{Counters, NodeId, PeerConfig};
-use serde::Serialize;
+use super::{Counters, NodeId, PeerConfig, PeerPayload};
+use crate::frame::SplicedFrame;
+use bytes::Bytes;
+use kafka_protocol::protocol::buf::ByteBufMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +47,7 @@ enum LinkEnd {
     Failed(WireError),
 }
 
-impl<M: Serialize + Send + 'static> OutboundLink<M> {
+impl<M: PeerPayload + Send + 'static> OutboundLink<M> {
     /// Dials, serves and redials the peer until the transport is dropped.
     pub(super) async fn run(self) {
         let OutboundLink {
@@ -124,7 +127,7 @@ async fn connect(address: SocketAddr, config: &PeerConfig) -> Result<TcpStream, 
 
 /// Runs one established connection: handshake, then messages out and pings in, until
 /// something fails or the transport is dropped.
-async fn serve<M: Serialize>(
+async fn serve<M: PeerPayload>(
     peer: NodeId,
     stream: TcpStream,
     config: &PeerConfig,
@@ -133,9 +136,11 @@ async fn serve<M: Serialize>(
     backoff: &mut Backoff,
 ) -> LinkEnd {
     let (read_half, mut write_half) = tokio::io::split(stream);
-    let handshake = wire::encode_handshake(config.node_id);
+    let handshake = SplicedFrame::from(Bytes::copy_from_slice(&wire::encode_handshake(
+        config.node_id,
+    )));
     if let Err(error) =
-        wire::write_all_flush(&mut write_half, &handshake, config.connect_timeout_ms).await
+        wire::write_flush(&mut write_half, &handshake, config.connect_timeout_ms).await
     {
         return LinkEnd::Failed(error);
     }
@@ -148,7 +153,7 @@ async fn serve<M: Serialize>(
 
 /// Writes queued messages in batches, and a ping whenever the queue stays empty for an idle
 /// interval. Ends when a write fails or the queue closes (the transport is dropped).
-async fn write_messages<M: Serialize, W: AsyncWrite + Unpin>(
+async fn write_messages<M: PeerPayload, W: AsyncWrite + Unpin>(
     peer: NodeId,
     mut writer: W,
     config: &PeerConfig,
@@ -156,9 +161,8 @@ async fn write_messages<M: Serialize, W: AsyncWrite + Unpin>(
     counters: &Counters,
 ) -> LinkEnd {
     let write_timeout_ms = config.silence_timeout_ms();
-    let mut buffer = Vec::new();
     loop {
-        buffer.clear();
+        let mut buffer = wire::frame_buffer();
         let first = match tokio::time::timeout(config.idle_ping_interval(), queue.recv()).await {
             Ok(Some(message)) => Some(message),
             Ok(None) => return LinkEnd::Stopped,
@@ -167,9 +171,12 @@ async fn write_messages<M: Serialize, W: AsyncWrite + Unpin>(
         let mut batch_messages: u64 = 0;
         match first {
             None => {
-                if let Err(error) =
-                    wire::encode_frame::<M>(&mut buffer, &Frame::Ping, config.frame_bytes_max)
-                {
+                if let Err(error) = wire::encode_frame::<M>(
+                    &mut buffer,
+                    &Frame::Ping,
+                    Vec::new(),
+                    config.frame_bytes_max,
+                ) {
                     return LinkEnd::Failed(error);
                 }
             }
@@ -178,9 +185,11 @@ async fn write_messages<M: Serialize, W: AsyncWrite + Unpin>(
                 let mut taken = 0;
                 while let Some(message) = next {
                     taken += 1;
+                    let shared = message.shared_bytes();
                     match wire::encode_frame(
                         &mut buffer,
                         &Frame::Message(message),
+                        shared,
                         config.frame_bytes_max,
                     ) {
                         Ok(()) => batch_messages += 1,
@@ -189,18 +198,18 @@ async fn write_messages<M: Serialize, W: AsyncWrite + Unpin>(
                             tracing::warn!(peer, reason = %error, "message dropped");
                         }
                     }
-                    next = if taken < BATCH_MESSAGES_MAX && buffer.len() < BATCH_BYTES_TARGET {
+                    next = if taken < BATCH_MESSAGES_MAX && buffer.offset() < BATCH_BYTES_TARGET {
                         queue.try_recv().ok()
                     } else {
                         None
                     };
                 }
-                if buffer.is_empty() {
+                if buffer.offset() == 0 {
                     continue;
                 }
             }
         }
-        match wire::write_all_flush(&mut writer, &buffer, write_timeout_ms).await {
+        match wire::write_flush(&mut writer, &buffer.finish(), write_timeout_ms).await {
             Ok(()) => Counters::add(&counters.sent, batch_messages),
             Err(error) => {
                 Counters::add(&counters.dropped, batch_messages);

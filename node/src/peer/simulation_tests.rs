@@ -16,6 +16,9 @@ const PEER_PORT: u16 = 7100;
 /// Node 1 sends one message per this interval.
 const SEND_INTERVAL_MS: u64 = 10;
 
+/// Plain numbers: nothing to share with the wire.
+impl PeerPayload for u64 {}
+
 fn address(node_id: NodeId) -> SocketAddr {
     SocketAddr::new(
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, node_id as u8)),

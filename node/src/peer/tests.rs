@@ -17,12 +17,31 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 struct TestMessage {
     sequence: u64,
     text: String,
+    /// Shared with the wire (spliced into the write, not copied) when long enough.
+    payload: Bytes,
+}
+
+impl PeerPayload for TestMessage {
+    fn shared_bytes(&self) -> Vec<Bytes> {
+        vec![self.payload.clone()]
+    }
+}
+
+/// Odd sequences carry a payload long enough to be spliced, of bytes that tell them apart.
+fn payload(sequence: u64) -> Bytes {
+    if sequence % 2 == 1 {
+        let length = crate::frame::SPLICE_BYTES_MIN + (sequence % 7) as usize * 1000;
+        Bytes::from(vec![sequence as u8; length])
+    } else {
+        Bytes::new()
+    }
 }
 
 fn message(sequence: u64) -> TestMessage {
     TestMessage {
         sequence,
         text: format!("message {sequence}"),
+        payload: payload(sequence),
     }
 }
 
@@ -149,10 +168,10 @@ async fn raw_client(address: SocketAddr, bytes: &[u8]) -> TcpStream {
     stream
 }
 
-fn frame_bytes(frame: &Frame<TestMessage>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    wire::encode_frame(&mut bytes, frame, FRAME_BYTES_MAX_DEFAULT).unwrap();
-    bytes
+fn frame_bytes(frame: &Frame<TestMessage>) -> Bytes {
+    let mut bytes = wire::frame_buffer();
+    wire::encode_frame(&mut bytes, frame, Vec::new(), FRAME_BYTES_MAX_DEFAULT).unwrap();
+    bytes.finish().into_contiguous()
 }
 
 #[tokio::test]
@@ -206,7 +225,13 @@ async fn three_transports_keep_order_per_pair() {
                 for to in 1..=3 {
                     if to != from {
                         let text = format!("{from}->{to}");
-                        assert!(node.transport.send(to, TestMessage { sequence, text }));
+                        let payload = payload(sequence);
+                        let message = TestMessage {
+                            sequence,
+                            text,
+                            payload,
+                        };
+                        assert!(node.transport.send(to, message));
                     }
                 }
             }
@@ -352,6 +377,7 @@ async fn a_message_too_long_for_a_frame_is_dropped_alone() {
         let oversized = TestMessage {
             sequence: 1,
             text: "x".repeat(2000),
+            payload: Bytes::new(),
         };
         assert!(a.transport.send(2, message(0)));
         assert!(a.transport.send(2, oversized));
@@ -371,14 +397,20 @@ async fn a_slow_consumer_holds_the_reader_back_without_loss() {
         let mut b = nodes.pop().unwrap();
         let a = nodes.pop().unwrap();
         let count = 3 * RECEIVE_QUEUE_DEPTH as u64;
+        // Without payloads: what waits must fit the socket buffers (more would make the
+        // writer's write time out, as the module doc says).
+        let small = |sequence| TestMessage {
+            payload: Bytes::new(),
+            ..message(sequence)
+        };
         for sequence in 0..count {
-            assert!(a.transport.send(2, message(sequence)));
+            assert!(a.transport.send(2, small(sequence)));
         }
         // Nobody reads for longer than a dead link takes to detect: the reader waits, pings
         // keep the connection alive.
         tokio::time::sleep(Duration::from_millis(600)).await;
         for sequence in 0..count {
-            assert_eq!(receive(&mut b.received).await, (1, message(sequence)));
+            assert_eq!(receive(&mut b.received).await, (1, small(sequence)));
         }
         let stats = a.transport.stats();
         assert_eq!((stats.dropped, stats.disconnects), (0, 0), "{stats:?}");

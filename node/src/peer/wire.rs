@@ -9,7 +9,10 @@
 //! field inside the bytes cannot make bincode allocate more than the frame holds.
 
 use super::NodeId;
+use crate::frame::{write_frame, SplicedFrame, SplicingBuf};
 use bincode::Options;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -26,6 +29,8 @@ pub const HANDSHAKE_BYTES: usize = 10;
 pub const FRAME_LENGTH_BYTES: usize = 4;
 /// A frame's buffer grows by at most this much per read, whatever the announced length.
 const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// The encoded (not spliced) bytes a frame buffer has room for at first.
+const FRAME_BUFFER_BYTES: usize = 4 * 1024;
 
 /// What a frame carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,29 +118,48 @@ pub fn decode_handshake(bytes: &[u8; HANDSHAKE_BYTES]) -> Result<NodeId, WireErr
     ]))
 }
 
-/// Appends `frame`, length prefix included, to `buffer`. A frame that would encode longer
-/// than `frame_bytes_max` is an error and leaves `buffer` as it was.
-pub fn encode_frame<M: Serialize>(
-    buffer: &mut Vec<u8>,
+/// Appends `frame`, length prefix included, to `buffer`; the byte buffers of `shared` are
+/// spliced into it, not copied, when bincode writes them (see [`SplicingBuf`]). A frame that
+/// would encode longer than `frame_bytes_max` is an error and leaves `buffer` as it was.
+pub(crate) fn encode_frame<M: Serialize>(
+    buffer: &mut SplicingBuf,
     frame: &Frame<M>,
+    shared: Vec<Bytes>,
     frame_bytes_max: usize,
 ) -> Result<(), WireError> {
-    let start = buffer.len();
-    buffer.extend_from_slice(&[0u8; FRAME_LENGTH_BYTES]);
-    if let Err(error) = codec(frame_bytes_max).serialize_into(&mut *buffer, frame) {
-        buffer.truncate(start);
-        return Err(match *error {
-            bincode::ErrorKind::SizeLimit => WireError::EncodedTooLong { frame_bytes_max },
-            other => WireError::Encode {
-                reason: other.to_string(),
-            },
-        });
-    }
+    // Sized first (a walk that copies nothing), so that a refused frame writes nothing and
+    // the length prefix goes first.
+    let length = codec(frame_bytes_max)
+        .serialized_size(frame)
+        .map_err(|error| encode_error(*error, frame_bytes_max))?;
     // The limit keeps the body at most `frame_bytes_max`, which `PeerConfig::validate`
     // keeps within a u32.
-    let length = (buffer.len() - start - FRAME_LENGTH_BYTES) as u32;
-    buffer[start..start + FRAME_LENGTH_BYTES].copy_from_slice(&length.to_be_bytes());
+    let length =
+        u32::try_from(length).map_err(|_| WireError::EncodedTooLong { frame_bytes_max })?;
+    for bytes in shared {
+        buffer.splice_also(bytes);
+    }
+    let start = buffer.offset();
+    buffer.put_u32(length);
+    codec(frame_bytes_max)
+        .serialize_into(&mut *buffer, frame)
+        .map_err(|error| encode_error(*error, frame_bytes_max))?;
+    // The same walk as the sizing: a difference would be a bug in an encoder, and the frames
+    // after this one would be misread.
+    myelin_core::invariant!(
+        buffer.offset() - start == FRAME_LENGTH_BYTES + length as usize,
+        "a peer frame encodes to the length it was sized at"
+    );
     Ok(())
+}
+
+fn encode_error(error: bincode::ErrorKind, frame_bytes_max: usize) -> WireError {
+    match error {
+        bincode::ErrorKind::SizeLimit => WireError::EncodedTooLong { frame_bytes_max },
+        other => WireError::Encode {
+            reason: other.to_string(),
+        },
+    }
 }
 
 /// Decodes a frame's bytes (without the length prefix).
@@ -178,15 +202,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     frame_bytes_max: usize,
     silence_timeout_ms: u64,
-) -> Result<Option<Vec<u8>>, WireError> {
+) -> Result<Option<Bytes>, WireError> {
     let mut length_bytes = [0u8; FRAME_LENGTH_BYTES];
-    let first = read_some(reader, &mut length_bytes, silence_timeout_ms).await?;
+    let first = read_some(reader, &mut &mut length_bytes[..], silence_timeout_ms).await?;
     if first == 0 {
         return Ok(None);
     }
     let mut filled = first;
     while filled < FRAME_LENGTH_BYTES {
-        let count = read_some(reader, &mut length_bytes[filled..], silence_timeout_ms).await?;
+        let count = read_some(reader, &mut &mut length_bytes[filled..], silence_timeout_ms).await?;
         if count == 0 {
             return Err(WireError::Truncated);
         }
@@ -200,27 +224,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         });
     }
     let length = length as usize;
-    let mut frame = Vec::with_capacity(length.min(FRAME_READ_CHUNK_BYTES));
+    // Filled by reads into its spare capacity: never zeroed first.
+    let mut frame = BytesMut::with_capacity(length.min(FRAME_READ_CHUNK_BYTES));
     while frame.len() < length {
-        let start = frame.len();
-        frame.resize(start + (length - start).min(FRAME_READ_CHUNK_BYTES), 0);
-        let count = read_some(reader, &mut frame[start..], silence_timeout_ms).await?;
-        frame.truncate(start + count);
+        let wanted = (length - frame.len()).min(FRAME_READ_CHUNK_BYTES);
+        frame.reserve(wanted);
+        let count = read_some(reader, &mut (&mut frame).limit(wanted), silence_timeout_ms).await?;
         if count == 0 {
             return Err(WireError::Truncated);
         }
     }
-    Ok(Some(frame))
+    Ok(Some(frame.freeze()))
 }
 
 /// One read that must return within `silence_timeout_ms`; 0 is the end of the stream.
-async fn read_some<R: AsyncRead + Unpin>(
+async fn read_some<R: AsyncRead + Unpin, B: BufMut>(
     reader: &mut R,
-    buffer: &mut [u8],
+    buffer: &mut B,
     silence_timeout_ms: u64,
 ) -> Result<usize, WireError> {
     let silence_timeout = Duration::from_millis(silence_timeout_ms);
-    match tokio::time::timeout(silence_timeout, reader.read(buffer)).await {
+    match tokio::time::timeout(silence_timeout, reader.read_buf(buffer)).await {
         Ok(result) => Ok(result?),
         Err(_elapsed) => Err(WireError::Silent {
             timeout_ms: silence_timeout_ms,
@@ -228,21 +252,26 @@ async fn read_some<R: AsyncRead + Unpin>(
     }
 }
 
-/// Writes and flushes `bytes` within `timeout_ms` (simulated TCP sends nothing before the
+/// Writes and flushes `frame` within `timeout_ms` (simulated TCP sends nothing before the
 /// flush; real TCP ignores it).
-pub async fn write_all_flush<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_flush<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    bytes: &[u8],
+    frame: &SplicedFrame,
     timeout_ms: u64,
 ) -> Result<(), WireError> {
     let write = async {
-        writer.write_all(bytes).await?;
+        write_frame(writer, frame).await?;
         writer.flush().await
     };
     match tokio::time::timeout(Duration::from_millis(timeout_ms), write).await {
         Ok(result) => Ok(result?),
         Err(_elapsed) => Err(WireError::WriteTimeout { timeout_ms }),
     }
+}
+
+/// A buffer to encode frames into (with [`encode_frame`]).
+pub(crate) fn frame_buffer() -> SplicingBuf {
+    SplicingBuf::new(FRAME_BUFFER_BYTES, Vec::new())
 }
 
 #[cfg(test)]
@@ -269,24 +298,85 @@ mod tests {
         ));
     }
 
+    /// `frame` encoded alone, as one buffer.
+    fn encoded<M: Serialize>(
+        frame: &Frame<M>,
+        shared: Vec<Bytes>,
+        frame_bytes_max: usize,
+    ) -> Bytes {
+        let mut buffer = frame_buffer();
+        encode_frame(&mut buffer, frame, shared, frame_bytes_max).unwrap();
+        buffer.finish().into_contiguous()
+    }
+
     #[test]
     fn frames_round_trip_and_oversized_ones_are_not_encoded() {
-        let mut buffer = Vec::new();
-        encode_frame(&mut buffer, &Frame::Message("hello".to_string()), 64).unwrap();
-        encode_frame::<String>(&mut buffer, &Frame::Ping, 64).unwrap();
+        let mut buffer = frame_buffer();
+        encode_frame(
+            &mut buffer,
+            &Frame::Message("hello".to_string()),
+            Vec::new(),
+            64,
+        )
+        .unwrap();
+        encode_frame::<String>(&mut buffer, &Frame::Ping, Vec::new(), 64).unwrap();
+        let before = buffer.offset();
+        let error = encode_frame(
+            &mut buffer,
+            &Frame::Message("x".repeat(100)),
+            Vec::new(),
+            64,
+        )
+        .unwrap_err();
+        assert!(matches!(error, WireError::EncodedTooLong { .. }), "{error}");
+        assert_eq!(buffer.offset(), before, "a refused frame writes nothing");
+        let buffer = buffer.finish().into_contiguous();
         let length = u32::from_be_bytes(buffer[..4].try_into().unwrap()) as usize;
         let first: Frame<String> = decode_frame(&buffer[4..4 + length]).unwrap();
         assert_eq!(first, Frame::Message("hello".to_string()));
         let second: Frame<String> = decode_frame(&buffer[8 + length..]).unwrap();
         assert_eq!(second, Frame::Ping);
+        assert_eq!(buffer.len(), 8 + length + 1, "nothing after the ping");
+    }
 
-        let before = buffer.clone();
-        let error = encode_frame(&mut buffer, &Frame::Message("x".repeat(100)), 64).unwrap_err();
-        assert!(matches!(error, WireError::EncodedTooLong { .. }), "{error}");
-        assert_eq!(
-            buffer, before,
-            "a refused frame leaves the buffer as it was"
+    #[test]
+    fn shared_bytes_are_spliced_into_the_frame_not_copied() {
+        type Message = (u32, Bytes, Bytes);
+        let big = Bytes::from(vec![7u8; crate::frame::SPLICE_BYTES_MIN + 1]);
+        let small = Bytes::from(vec![9u8; 10]);
+        let frame: Frame<Message> = Frame::Message((5, big.clone(), small.clone()));
+
+        let mut buffer = frame_buffer();
+        encode_frame(
+            &mut buffer,
+            &frame,
+            vec![big.clone(), small.clone()],
+            1 << 20,
+        )
+        .unwrap();
+        let spliced = buffer.finish();
+        assert!(
+            spliced
+                .segments()
+                .iter()
+                .any(|segment| segment.as_ptr() == big.as_ptr()),
+            "the long buffer is a segment of its own, not a copy"
         );
+        assert!(
+            spliced
+                .segments()
+                .iter()
+                .all(|segment| segment.as_ptr() != small.as_ptr()),
+            "a short buffer is copied"
+        );
+        let spliced = spliced.into_contiguous();
+        assert_eq!(
+            spliced,
+            encoded(&frame, Vec::new(), 1 << 20),
+            "byte for byte the copy"
+        );
+        let decoded: Frame<Message> = decode_frame(&spliced[FRAME_LENGTH_BYTES..]).unwrap();
+        assert_eq!(decoded, frame);
     }
 
     #[test]
@@ -329,8 +419,7 @@ mod tests {
         ];
         for op in ops {
             let message = Frame::Message(PeerMessage::Forward { id: 3, op });
-            let mut buffer = Vec::new();
-            encode_frame(&mut buffer, &message, 1 << 20).unwrap();
+            let buffer = encoded(&message, Vec::new(), 1 << 20);
             let decoded: Frame<PeerMessage> = decode_frame(&buffer[4..]).unwrap();
             assert_eq!(decoded, message);
         }
@@ -364,11 +453,11 @@ mod tests {
         let mut whole: &[u8] = &[0, 0, 0, 2, 7, 8, 0, 0, 0, 0];
         assert_eq!(
             read_frame(&mut whole, 1024, 1000).await.unwrap(),
-            Some(vec![7, 8])
+            Some(Bytes::from_static(&[7, 8]))
         );
         assert_eq!(
             read_frame(&mut whole, 1024, 1000).await.unwrap(),
-            Some(vec![])
+            Some(Bytes::new())
         );
     }
 }

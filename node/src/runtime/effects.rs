@@ -4,7 +4,7 @@
 use super::held_batches::HeldBatches;
 use super::{NodeClock, NodeHooks, TraceEvent};
 use crate::metrics::Metrics;
-use crate::peer::PeerTransport;
+use crate::peer::{PeerPayload, PeerTransport};
 use crate::storage::{read_verified, Storage, StorageError};
 use myelin_core::api::{CorruptData, PeerMessage, Response, StorageCommand};
 use myelin_core::metadata::TopicPartition;
@@ -352,5 +352,23 @@ fn data_partition(command: &StorageCommand) -> Option<&TopicPartition> {
         StorageCommand::PersistReplicaState { .. }
         | StorageCommand::PersistMetadata(_)
         | StorageCommand::PersistDeletedBelow { .. } => None,
+    }
+}
+
+/// A replication append's batches go to the peer wire shared, not copied: the leader holds
+/// them already (`held_batches`), and each follower's frame takes a reference.
+impl PeerPayload for PeerMessage {
+    fn shared_bytes(&self) -> Vec<bytes::Bytes> {
+        match self {
+            PeerMessage::Replication {
+                message:
+                    ReplicationMessage::Append {
+                        records: Records::Inline(bytes),
+                        ..
+                    },
+                ..
+            } => vec![bytes.clone()],
+            _ => Vec::new(),
+        }
     }
 }

@@ -1,13 +1,15 @@
-//! Response frames that carry record bytes without copying them: a fetch response's records,
-//! read from the segment files (and checked there), go out as segments of their own,
-//! written with the frame's encoded fields in one vectored write, instead of being copied
-//! into one contiguous frame buffer first.
+//! Frames that carry large byte buffers without copying them: a Kafka fetch response's
+//! records (read from the segment files, and checked there) and a peer frame's replicated
+//! batches (held in memory by the leader) go out as segments of their own, written with the
+//! frame's encoded fields in one vectored write, instead of being copied into one
+//! contiguous frame buffer first.
 //!
-//! How: `kafka-protocol` encodes a byte field with one `put_slice` of the whole field.
-//! [`SplicingBuf`] is handed the record buffers to splice; when `put_slice` is given exactly
-//! one of them (same address, same length), it ends the current encoded segment and takes
-//! the buffer itself (a reference count, no copy) as the next segment. Everything else is
-//! encoded as usual. A test checks that a spliced frame is byte for byte the copied one.
+//! How: `kafka-protocol` encodes a byte field with one `put_slice` of the whole field, and
+//! bincode with one `write_all`. [`SplicingBuf`] is handed the buffers to splice; when
+//! `put_slice` (or `write`) is given exactly one of them (same address, same length), it
+//! ends the current encoded segment and takes the buffer itself (a reference count, no copy)
+//! as the next segment. Everything else is encoded as usual. Tests check that a spliced frame
+//! is byte for byte the copied one.
 
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,13 +23,13 @@ pub(crate) const SPLICE_BYTES_MIN: usize = 4096;
 /// Segments handed to one vectored write at most (the kernel's IOV_MAX is 1024).
 const SEGMENTS_PER_WRITE_MAX: usize = 64;
 
-/// An encoded response frame: segments to be written back to back.
+/// An encoded frame (a Kafka response, or peer frames): segments to be written back to back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ResponseFrame {
+pub(crate) struct SplicedFrame {
     segments: Vec<Bytes>,
 }
 
-impl ResponseFrame {
+impl SplicedFrame {
     pub(crate) fn segments(&self) -> &[Bytes] {
         &self.segments
     }
@@ -40,9 +42,9 @@ impl ResponseFrame {
     }
 }
 
-impl From<Bytes> for ResponseFrame {
+impl From<Bytes> for SplicedFrame {
     fn from(bytes: Bytes) -> Self {
-        ResponseFrame {
+        SplicedFrame {
             segments: vec![bytes],
         }
     }
@@ -78,6 +80,14 @@ impl SplicingBuf {
         }
     }
 
+    /// Splices `bytes` too, when an encoder writes them (unless shorter than
+    /// [`SPLICE_BYTES_MIN`]).
+    pub(crate) fn splice_also(&mut self, bytes: Bytes) {
+        if bytes.len() >= SPLICE_BYTES_MIN {
+            self.to_splice.push(bytes);
+        }
+    }
+
     /// The segment being encoded, for an encoder that wants a `BytesMut` (nothing is
     /// spliced while it writes there).
     pub(crate) fn encoded_mut(&mut self) -> &mut BytesMut {
@@ -108,7 +118,7 @@ impl SplicingBuf {
     }
 
     /// The frame, its segments in order (empty ones left out).
-    pub(crate) fn finish(mut self) -> ResponseFrame {
+    pub(crate) fn finish(mut self) -> SplicedFrame {
         self.done.push(Segment::Encoded(self.current));
         let segments = self
             .done
@@ -119,7 +129,7 @@ impl SplicingBuf {
             })
             .filter(|bytes| !bytes.is_empty())
             .collect();
-        ResponseFrame { segments }
+        SplicedFrame { segments }
     }
 }
 
@@ -176,11 +186,23 @@ impl ByteBufMut for SplicingBuf {
     }
 }
 
+/// bincode's encoder writes here (see the module doc).
+impl io::Write for SplicingBuf {
+    fn write(&mut self, source: &[u8]) -> io::Result<usize> {
+        self.put_slice(source);
+        Ok(source.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes every segment of `frame`, in order, with as few (vectored) writes as the
 /// writer allows.
 pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    frame: &ResponseFrame,
+    frame: &SplicedFrame,
 ) -> io::Result<()> {
     let segments = frame.segments();
     if let [single] = segments {
@@ -274,7 +296,7 @@ mod tests {
         let segments: Vec<Bytes> = (0..100u8)
             .map(|index| Bytes::from(vec![index; usize::from(index) * 7 + 1]))
             .collect();
-        let frame = ResponseFrame {
+        let frame = SplicedFrame {
             segments: segments.clone(),
         };
         let expected = frame.clone().into_contiguous();
