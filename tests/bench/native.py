@@ -140,6 +140,7 @@ class Brokers:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        shutil.copy(self.log_path, '/tmp/broker-%d.log' % time.time())
         shutil.rmtree(self.work, ignore_errors=True)
 
 
