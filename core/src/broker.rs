@@ -95,6 +95,10 @@ pub(crate) const WAITING_PRODUCES_MAX: usize = 10_000;
 /// Most fetches long-polling at once; past it a fetch is answered at once with what there
 /// is (as if its wait were over).
 const PARKED_FETCHES_MAX: usize = 10_000;
+/// Most requests held until this node knows the cluster; past it they are answered at once
+/// with what the node knows (the wait lasts a few seconds after a start, see
+/// `Broker::holds_for_cluster_view`).
+const HELD_FOR_CLUSTER_VIEW_MAX: usize = 1_024;
 
 /// One partition's state on this node.
 #[derive(Debug, Clone)]
@@ -201,6 +205,9 @@ pub struct Broker {
     unsynced_partitions: BTreeSet<TopicPartition>,
     waiting_produces: Vec<WaitingProduce>,
     parked_fetches: Vec<ParkedFetch>,
+    /// Requests answered from the cluster view, held until this node knows the cluster
+    /// (at most [`HELD_FOR_CLUSTER_VIEW_MAX`]), in arrival order.
+    held_for_cluster_view: Vec<(RequestId, Request)>,
     /// Set when a step may have let a waiter through (a high watermark or durable end
     /// moved, leadership changed, a partition went away): waiters are re-examined only
     /// then, not after every peer message.
@@ -344,6 +351,7 @@ impl Broker {
             topic_defaults: config.topic_defaults.clone(),
             auto_create_topics: config.auto_create_topics,
             snapshot_interval_bytes: u64::from(config.metadata_segment_bytes / 2),
+            election_timeout_max_ms: config.replication.election_timeout_max_ms,
         };
         let metadata_log_start = recovery
             .partitions
@@ -351,7 +359,7 @@ impl Broker {
             .find(|recovered| recovered.partition == crate::controller::metadata_partition())
             .and_then(|recovered| recovered.segments.first())
             .map_or(0, |segment| segment.base_offset);
-        let mut controller = Controller::new(controller_config);
+        let mut controller = Controller::new(controller_config, now.monotonic_ms);
         let corrupt_metadata_log = controller
             .replay_recovered(&metadata, &metadata_log, metadata_log_start)
             .err();
@@ -385,6 +393,7 @@ impl Broker {
             unsynced_partitions: BTreeSet::new(),
             waiting_produces: Vec::new(),
             parked_fetches: Vec::new(),
+            held_for_cluster_view: Vec::new(),
             progressed: false,
             next_retention_check_ms: now.monotonic_ms,
             last_monotonic_ms: now.monotonic_ms,
@@ -921,6 +930,7 @@ impl Broker {
     /// whose condition now holds (or whose partition changed leader).
     fn after_step(&mut self, now: Now, outputs: &mut Vec<Output>) {
         self.apply_committed_metadata(now, outputs);
+        self.release_held_for_cluster_view(now, outputs);
         self.release_admin(now, outputs);
         self.settle_groups(now, outputs);
         self.settle_transactions(now, outputs);
@@ -972,7 +982,45 @@ impl Broker {
         }
     }
 
+    /// Whether `request` is answered from the cluster view (the live brokers, partition
+    /// leaders, topics and their configs, coordinators) and so waits until this node knows
+    /// the cluster (see the controller's "Knowing the cluster before serving its view").
+    /// Requests about this node's own replicas (Produce, Fetch, ListOffsets, ...) are not:
+    /// a restarted node leads nothing and says so (NOT_LEADER_OR_FOLLOWER), which sends
+    /// the client to Metadata, which waits.
+    fn holds_for_cluster_view(&self, request: &Request) -> bool {
+        let from_the_view = matches!(
+            request,
+            Request::Metadata { .. }
+                | Request::DescribeConfigs { .. }
+                | Request::FindCoordinator { .. }
+                | Request::FindTransactionCoordinator { .. }
+        );
+        from_the_view
+            && !self.controller.knows_cluster()
+            && self.held_for_cluster_view.len() < HELD_FOR_CLUSTER_VIEW_MAX
+    }
+
+    /// After every step: once this node knows the cluster (or its wait is over), the
+    /// requests held for it are answered, in arrival order.
+    fn release_held_for_cluster_view(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        if self.controller.knows_cluster() && self.held_for_cluster_view.is_empty() {
+            return;
+        }
+        let knows = self.check_knows_cluster(now);
+        if !knows {
+            return;
+        }
+        for (id, request) in std::mem::take(&mut self.held_for_cluster_view) {
+            self.on_request(now, id, request, outputs);
+        }
+    }
+
     fn on_request(&mut self, now: Now, id: RequestId, request: Request, outputs: &mut Vec<Output>) {
+        if self.holds_for_cluster_view(&request) {
+            self.held_for_cluster_view.push((id, request));
+            return;
+        }
         let response = match request {
             Request::Metadata {
                 topics,

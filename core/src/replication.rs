@@ -243,6 +243,9 @@ pub struct Replica {
     heartbeat_due_ms: i64,
     /// Follower: offsets below this are known to match the current leader's log.
     verified_end_offset: i64,
+    /// Follower: the high watermark the current leader last reported (`None` until it has
+    /// reported one in this replica's lifetime; see [`Replica::caught_up`]).
+    leader_high_watermark: Option<i64>,
     /// Leader: the log end offset when it was elected. Everything committed before lies
     /// below it, so once the high watermark reaches it, the HWM is at least as high as any
     /// an earlier leader reported.
@@ -277,6 +280,7 @@ impl Replica {
             election_deadline_ms: now_ms,
             heartbeat_due_ms: now_ms,
             verified_end_offset: 0,
+            leader_high_watermark: None,
             epoch_start_offset: 0,
             timings,
             #[cfg(feature = "defects")]
@@ -357,6 +361,20 @@ impl Replica {
             .collect();
         in_sync.sort_unstable();
         in_sync
+    }
+
+    /// Whether this replica has caught up with its group: it leads and serves reads, or it
+    /// follows a known leader and its high watermark has reached the one that leader last
+    /// reported (it holds everything committed when the leader last spoke). A restarted
+    /// replica is not caught up until its leader has spoken.
+    pub fn caught_up(&self, log: &PartitionLog) -> bool {
+        match &self.role {
+            Role::Leader { .. } => self.serves_reads(log),
+            Role::Follower { leader: Some(_) } => self
+                .leader_high_watermark
+                .is_some_and(|reported| log.high_watermark() >= reported),
+            _ => false,
+        }
     }
 
     /// The leader this replica knows of in its epoch, itself included.
@@ -524,6 +542,9 @@ impl Replica {
     ) {
         let was = self.leader();
         let was_leader = self.is_leader();
+        if was != leader {
+            self.leader_high_watermark = None;
+        }
         self.role = Role::Follower { leader };
         self.verified_end_offset = context.log.high_watermark();
         if restart_election_timer || was_leader {
@@ -881,6 +902,7 @@ impl Replica {
         if self.leader() != Some(leader) {
             self.become_follower(context, Some(leader), true);
         }
+        self.leader_high_watermark = Some(leader_high_watermark);
         self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         let epoch = self.state.epoch;
         let reply = |outcome| Effect::Send {
