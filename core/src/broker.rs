@@ -14,8 +14,13 @@
 //! are below the high watermark (held durably by a majority of the partition's replicas),
 //! acks=1 until the leader holds them durably, at most its `timeout_ms` (then the
 //! partitions still waiting answer REQUEST_TIMED_OUT). A fetch waits (long-poll) until
-//! `min_bytes` are readable or its deadline passes. Waiters are re-examined after every
-//! step; both kinds are bounded in number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`).
+//! `min_bytes` are readable or its deadline passes. DeleteRecords waits until a majority of
+//! each partition's replicas hold the new start, at most its `timeout_ms`
+//! (`broker/delete_records.rs`). Until a node of several knows the cluster, the requests
+//! answered from the cluster view wait (see the controller's "Knowing the cluster before
+//! serving its view"). Waiters are re-examined after every step; every kind is bounded in
+//! number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`, `WAITING_DELETES_MAX`,
+//! `HELD_FOR_CLUSTER_VIEW_MAX`).
 //!
 //! Each step's [`Now`] carries two clocks. Deadlines (produce timeouts, long-polls,
 //! verifications, when retention runs) and every state machine's timers are on the
@@ -46,6 +51,7 @@
 
 mod controller_driver;
 mod coordinator_lookup;
+mod delete_records;
 mod group_driver;
 mod stats;
 mod transactions;
@@ -205,6 +211,8 @@ pub struct Broker {
     unsynced_partitions: BTreeSet<TopicPartition>,
     waiting_produces: Vec<WaitingProduce>,
     parked_fetches: Vec<ParkedFetch>,
+    /// DeleteRecords answers waiting for a majority to hold the new start.
+    waiting_deletes: Vec<delete_records::WaitingDelete>,
     /// Requests answered from the cluster view, held until this node knows the cluster
     /// (at most [`HELD_FOR_CLUSTER_VIEW_MAX`]), in arrival order.
     held_for_cluster_view: Vec<(RequestId, Request)>,
@@ -393,6 +401,7 @@ impl Broker {
             unsynced_partitions: BTreeSet::new(),
             waiting_produces: Vec::new(),
             parked_fetches: Vec::new(),
+            waiting_deletes: Vec::new(),
             held_for_cluster_view: Vec::new(),
             progressed: false,
             next_retention_check_ms: now.monotonic_ms,
@@ -495,6 +504,7 @@ impl Broker {
                     .iter()
                     .map(|produce| produce.terms.deadline_ms),
             )
+            .chain(self.waiting_deletes.iter().map(|delete| delete.deadline_ms))
             .chain(
                 self.partitions
                     .values()
@@ -879,6 +889,13 @@ impl Broker {
                     truncation,
                 }));
             }
+            Effect::ClientStartMoved { offset } => {
+                tracing::debug!(%partition, offset, "records deleted below, as another replica holds");
+                outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
+                    partition: partition.clone(),
+                    offset,
+                }));
+            }
             Effect::LogRestarted { base_offset } => {
                 // The internal logs are trimmed below their snapshots: a coordinator's view
                 // starts over with its log; the metadata view waits for a snapshot.
@@ -934,6 +951,9 @@ impl Broker {
         self.release_admin(now, outputs);
         self.settle_groups(now, outputs);
         self.settle_transactions(now, outputs);
+        if !self.waiting_deletes.is_empty() {
+            self.release_waiting_deletes(now, outputs);
+        }
         if std::mem::take(&mut self.progressed) {
             if !self.waiting_produces.is_empty() {
                 self.release_waiting_produces(outputs);
@@ -968,9 +988,6 @@ impl Broker {
                 });
             }
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
-            PeerMessage::RecordsDeleted { partition, offset } => {
-                self.learn_records_deleted(partition, offset, outputs)
-            }
             PeerMessage::Forward { id, op } => self.on_forward(now, from, id, op, outputs),
             PeerMessage::Forwarded { id, results } => self.on_forwarded(now, id, results, outputs),
             message @ (PeerMessage::VerifyTxn { .. }
@@ -1115,12 +1132,13 @@ impl Broker {
                 return;
             }
             Request::DescribeLogDirs => Response::DescribeLogDirs(self.hosted_partition_sizes()),
-            Request::DeleteRecords { partitions } => Response::DeleteRecords(
-                partitions
-                    .into_iter()
-                    .map(|(partition, offset)| self.delete_records(partition, offset, outputs))
-                    .collect(),
-            ),
+            Request::DeleteRecords {
+                partitions,
+                timeout_ms,
+            } => {
+                self.delete_records(now, id, timeout_ms, partitions, outputs);
+                return;
+            }
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
                 partitions
                     .into_iter()
@@ -1667,65 +1685,6 @@ impl Broker {
         }
     }
 
-    // ----- delete records -----
-
-    /// DeleteRecords of one partition, on its leader: clients read nothing below `offset`
-    /// (-1: the high watermark) from now on; answered with the new low watermark once that
-    /// is persisted here (the response follows the storage command). The followers learn
-    /// it at the next retention check (`PeerMessage::RecordsDeleted`), and whole segments
-    /// below it go then too.
-    fn delete_records(
-        &mut self,
-        partition: TopicPartition,
-        offset: i64,
-        outputs: &mut Vec<Output>,
-    ) -> (TopicPartition, ErrorCode, i64) {
-        if is_internal_topic(&partition.topic) {
-            // As Kafka: the internal topics' records are the coordinators' to delete.
-            return (partition, ErrorCode::InvalidTopicException, -1);
-        }
-        let high_watermark = match self.readable_partition(&partition) {
-            Ok(state) => state.log.high_watermark(),
-            Err(error) => return (partition, error, -1),
-        };
-        let offset = if offset == -1 { high_watermark } else { offset };
-        if !(0..=high_watermark).contains(&offset) {
-            return (partition, ErrorCode::OffsetOutOfRange, -1);
-        }
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            return (partition, ErrorCode::UnknownTopicOrPartition, -1);
-        };
-        if state.log.delete_records_below(offset) {
-            tracing::info!(%partition, offset, "records deleted below");
-            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
-                partition: partition.clone(),
-                offset,
-            }));
-        }
-        let low_watermark = state.log.client_start_offset();
-        (partition, ErrorCode::None, low_watermark)
-    }
-
-    /// Another replica deleted the records below `offset`: so does this one, as far as its
-    /// high watermark (the rest at a later message, once it has caught up).
-    fn learn_records_deleted(
-        &mut self,
-        partition: TopicPartition,
-        offset: i64,
-        outputs: &mut Vec<Output>,
-    ) {
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            return;
-        };
-        let offset = offset.min(state.log.high_watermark());
-        if state.log.delete_records_below(offset) {
-            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
-                partition,
-                offset,
-            }));
-        }
-    }
-
     // ----- list offsets -----
 
     /// DescribeLogDirs: each hosted partition's size and lag, the metadata log excepted
@@ -1937,24 +1896,6 @@ impl Broker {
                     expired
                 }
             };
-            if let Some(offset) = state.log.deleted_below() {
-                // Every other replica learns it (see `delete_records`).
-                let replicas = self
-                    .metadata
-                    .topics
-                    .get(&partition.topic)
-                    .map(|topic| topic.replicas(partition.partition, self.config.node_id))
-                    .unwrap_or_default();
-                for to in replicas.into_iter().filter(|to| *to != self.config.node_id) {
-                    outputs.push(Output::Send {
-                        to,
-                        message: PeerMessage::RecordsDeleted {
-                            partition: partition.clone(),
-                            offset,
-                        },
-                    });
-                }
-            }
             for base_offset in doomed {
                 state.log.delete_oldest_segment(base_offset);
                 state.txns.delete_below(state.log.log_start_offset());

@@ -2492,6 +2492,7 @@ fn stats_show_leaders_follower_progress_and_a_silent_follower_as_out_of_sync() {
 fn delete_records_request(partition: &TopicPartition, offset: i64) -> Request {
     Request::DeleteRecords {
         partitions: vec![(partition.clone(), offset)],
+        timeout_ms: 30_000,
     }
 }
 
@@ -2563,14 +2564,21 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
     assert_eq!(fetch_error(&below), ErrorCode::OffsetOutOfRange);
     let at = cluster.call(leader, fetch(&partition, 3, -1));
     assert_eq!(fetch_error(&at), ErrorCode::None);
-    // Every replica learns it and persists it.
-    cluster.run_until("every replica persisted the new start", |cluster| {
+    // The answer came once a majority (the leader and a follower, at least) persisted the
+    // new start: it travels in the leader's appends.
+    let persisted = |cluster: &Cluster| {
         cluster
             .voters
             .iter()
-            .all(|node| cluster.disks[node].deleted_below.get(&partition) == Some(&3))
-    });
-    // The next leader serves from there, and so does a restarted one.
+            .filter(|node| cluster.disks[node].deleted_below.get(&partition) == Some(&3))
+            .count()
+    };
+    assert!(
+        persisted(&cluster) >= 2,
+        "answered before a majority held it"
+    );
+    // The leader dies at once: the next leader serves from there, and so does a restarted
+    // one.
     cluster.crash(leader);
     cluster.run_until("a new leader", |cluster| {
         cluster
@@ -2593,6 +2601,10 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
         earliest(&mut cluster, last, &partition),
         (ErrorCode::None, 3)
     );
+    // Every replica comes to hold it.
+    cluster.run_until("every replica persisted the new start", |cluster| {
+        persisted(cluster) == 3
+    });
     // -1 deletes up to the high watermark.
     let high_watermark = cluster.brokers[&last]
         .partition_offsets(&partition)
@@ -2601,6 +2613,40 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
     assert_eq!(
         deleted(cluster.call(last, delete_records_request(&partition, -1))),
         (ErrorCode::None, high_watermark)
+    );
+}
+
+#[test]
+fn delete_records_times_out_when_no_majority_can_hold_the_new_start() {
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    cluster.call(controller, create_request("orders", 1, 3));
+    let partition = orders();
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    for _ in 0..3 {
+        let produced = cluster.call(leader, produce(&partition, 2));
+        assert_eq!(produce_result(&produced).error, ErrorCode::None);
+    }
+    for node in cluster.voters.clone() {
+        if node != leader {
+            cluster.crash(node);
+        }
+    }
+    let request = Request::DeleteRecords {
+        partitions: vec![(partition.clone(), 3)],
+        timeout_ms: 200,
+    };
+    assert_eq!(
+        deleted(cluster.call(leader, request)),
+        (ErrorCode::RequestTimedOut, -1)
+    );
+    // The leader moved its own start (what a timeout leaves: a retry completes it).
+    assert_eq!(
+        earliest(&mut cluster, leader, &partition),
+        (ErrorCode::None, 3)
     );
 }
 

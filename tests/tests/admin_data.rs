@@ -10,7 +10,7 @@
 //! - two consumers started together land in generation 1 (the initial rebalance delay);
 //! - DeleteRecords moves the log start offset: ListOffsets(earliest) reports it, a fetch
 //!   below it is OFFSET_OUT_OF_RANGE, and it survives a restart, and on a 3-node cluster
-//!   its leader's death and return;
+//!   it reaches every replica, and survives its leader's death and return;
 //! - OffsetDelete keeps the offsets of a topic a member subscribes to, deletes the others;
 //! - DescribeLogDirs names the data directory and each partition's size.
 
@@ -192,9 +192,9 @@ fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the
     let summary = confluent_on_cluster(&mut nodes, "timestamps,groups,delete-records");
     check_confluent_summary(&summary);
     assert_eq!(summary["earliest_after"], json!(3), "{summary}");
-    // Every replica learns the new start at its leader's next retention check (each second)
-    // and persists it; Myelin answers DeleteRecords before that (see
-    // node/src/kafka/delete_records.rs).
+    // DeleteRecords was answered once a majority persisted the new start, which travels in
+    // the leader's appends (see node/src/kafka/delete_records.rs); every replica comes to
+    // hold it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let persisted = |node: &Node| {
         std::fs::read_to_string(node.data_dir().join("topics/stamps-0/deleted-below.json"))
