@@ -364,9 +364,12 @@ pub enum Request {
     /// DescribeLogDirs: every partition this node hosts (the metadata log excepted).
     DescribeLogDirs,
     /// DeleteRecords: each partition's records below the offset (-1: the high watermark)
-    /// are deleted for clients, on its leader.
+    /// are deleted for clients, on its leader; answered once a majority of each
+    /// partition's replicas hold the new start, at most `timeout_ms` later (then
+    /// REQUEST_TIMED_OUT for the partitions still waiting).
     DeleteRecords {
         partitions: Vec<(TopicPartition, i64)>,
+        timeout_ms: i32,
     },
     /// DeleteGroups, one group per request (the node splits Kafka's list): an empty group
     /// is deleted with its committed offsets; GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP.
@@ -838,13 +841,6 @@ pub enum PeerMessage {
     /// The partitions the sender leads, with their epochs; sent to every node, so that
     /// nodes without a replica of a partition can still name its leader.
     Leaders(Vec<(TopicPartition, i32)>),
-    /// The sender's replica of `partition` deleted the records below `offset`
-    /// (DeleteRecords); sent by every replica that did, to the others, at each retention
-    /// check, so that every replica, a later leader included, learns it.
-    RecordsDeleted {
-        partition: TopicPartition,
-        offset: i64,
-    },
     /// An admin operation for the controller; `id` comes back in `Forwarded`.
     Forward {
         id: u64,

@@ -14,8 +14,13 @@
 //! are below the high watermark (held durably by a majority of the partition's replicas),
 //! acks=1 until the leader holds them durably, at most its `timeout_ms` (then the
 //! partitions still waiting answer REQUEST_TIMED_OUT). A fetch waits (long-poll) until
-//! `min_bytes` are readable or its deadline passes. Waiters are re-examined after every
-//! step; both kinds are bounded in number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`).
+//! `min_bytes` are readable or its deadline passes. DeleteRecords waits until a majority of
+//! each partition's replicas hold the new start, at most its `timeout_ms`
+//! (`broker/delete_records.rs`). Until a node of several knows the cluster, the requests
+//! answered from the cluster view wait (see the controller's "Knowing the cluster before
+//! serving its view"). Waiters are re-examined after every step; every kind is bounded in
+//! number ([`WAITING_PRODUCES_MAX`], `PARKED_FETCHES_MAX`, `WAITING_DELETES_MAX`,
+//! `HELD_FOR_CLUSTER_VIEW_MAX`).
 //!
 //! Each step's [`Now`] carries two clocks. Deadlines (produce timeouts, long-polls,
 //! verifications, when retention runs) and every state machine's timers are on the
@@ -46,6 +51,7 @@
 
 mod controller_driver;
 mod coordinator_lookup;
+mod delete_records;
 mod group_driver;
 mod stats;
 mod transactions;
@@ -95,6 +101,10 @@ pub(crate) const WAITING_PRODUCES_MAX: usize = 10_000;
 /// Most fetches long-polling at once; past it a fetch is answered at once with what there
 /// is (as if its wait were over).
 const PARKED_FETCHES_MAX: usize = 10_000;
+/// Most requests held until this node knows the cluster; past it they are answered at once
+/// with what the node knows (the wait lasts a few seconds after a start, see
+/// `Broker::holds_for_cluster_view`).
+const HELD_FOR_CLUSTER_VIEW_MAX: usize = 1_024;
 
 /// One partition's state on this node.
 #[derive(Debug, Clone)]
@@ -201,6 +211,11 @@ pub struct Broker {
     unsynced_partitions: BTreeSet<TopicPartition>,
     waiting_produces: Vec<WaitingProduce>,
     parked_fetches: Vec<ParkedFetch>,
+    /// DeleteRecords answers waiting for a majority to hold the new start.
+    waiting_deletes: Vec<delete_records::WaitingDelete>,
+    /// Requests answered from the cluster view, held until this node knows the cluster
+    /// (at most [`HELD_FOR_CLUSTER_VIEW_MAX`]), in arrival order.
+    held_for_cluster_view: Vec<(RequestId, Request)>,
     /// Set when a step may have let a waiter through (a high watermark or durable end
     /// moved, leadership changed, a partition went away): waiters are re-examined only
     /// then, not after every peer message.
@@ -344,6 +359,7 @@ impl Broker {
             topic_defaults: config.topic_defaults.clone(),
             auto_create_topics: config.auto_create_topics,
             snapshot_interval_bytes: u64::from(config.metadata_segment_bytes / 2),
+            election_timeout_max_ms: config.replication.election_timeout_max_ms,
         };
         let metadata_log_start = recovery
             .partitions
@@ -351,7 +367,7 @@ impl Broker {
             .find(|recovered| recovered.partition == crate::controller::metadata_partition())
             .and_then(|recovered| recovered.segments.first())
             .map_or(0, |segment| segment.base_offset);
-        let mut controller = Controller::new(controller_config);
+        let mut controller = Controller::new(controller_config, now.monotonic_ms);
         let corrupt_metadata_log = controller
             .replay_recovered(&metadata, &metadata_log, metadata_log_start)
             .err();
@@ -385,6 +401,8 @@ impl Broker {
             unsynced_partitions: BTreeSet::new(),
             waiting_produces: Vec::new(),
             parked_fetches: Vec::new(),
+            waiting_deletes: Vec::new(),
+            held_for_cluster_view: Vec::new(),
             progressed: false,
             next_retention_check_ms: now.monotonic_ms,
             last_monotonic_ms: now.monotonic_ms,
@@ -486,6 +504,7 @@ impl Broker {
                     .iter()
                     .map(|produce| produce.terms.deadline_ms),
             )
+            .chain(self.waiting_deletes.iter().map(|delete| delete.deadline_ms))
             .chain(
                 self.partitions
                     .values()
@@ -870,6 +889,13 @@ impl Broker {
                     truncation,
                 }));
             }
+            Effect::ClientStartMoved { offset } => {
+                tracing::debug!(%partition, offset, "records deleted below, as another replica holds");
+                outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
+                    partition: partition.clone(),
+                    offset,
+                }));
+            }
             Effect::LogRestarted { base_offset } => {
                 // The internal logs are trimmed below their snapshots: a coordinator's view
                 // starts over with its log; the metadata view waits for a snapshot.
@@ -921,9 +947,13 @@ impl Broker {
     /// whose condition now holds (or whose partition changed leader).
     fn after_step(&mut self, now: Now, outputs: &mut Vec<Output>) {
         self.apply_committed_metadata(now, outputs);
+        self.release_held_for_cluster_view(now, outputs);
         self.release_admin(now, outputs);
         self.settle_groups(now, outputs);
         self.settle_transactions(now, outputs);
+        if !self.waiting_deletes.is_empty() {
+            self.release_waiting_deletes(now, outputs);
+        }
         if std::mem::take(&mut self.progressed) {
             if !self.waiting_produces.is_empty() {
                 self.release_waiting_produces(outputs);
@@ -958,9 +988,6 @@ impl Broker {
                 });
             }
             PeerMessage::Leaders(leaders) => self.controller.learn_leaders(from, leaders),
-            PeerMessage::RecordsDeleted { partition, offset } => {
-                self.learn_records_deleted(partition, offset, outputs)
-            }
             PeerMessage::Forward { id, op } => self.on_forward(now, from, id, op, outputs),
             PeerMessage::Forwarded { id, results } => self.on_forwarded(now, id, results, outputs),
             message @ (PeerMessage::VerifyTxn { .. }
@@ -972,7 +999,45 @@ impl Broker {
         }
     }
 
+    /// Whether `request` is answered from the cluster view (the live brokers, partition
+    /// leaders, topics and their configs, coordinators) and so waits until this node knows
+    /// the cluster (see the controller's "Knowing the cluster before serving its view").
+    /// Requests about this node's own replicas (Produce, Fetch, ListOffsets, ...) are not:
+    /// a restarted node leads nothing and says so (NOT_LEADER_OR_FOLLOWER), which sends
+    /// the client to Metadata, which waits.
+    fn holds_for_cluster_view(&self, request: &Request) -> bool {
+        let from_the_view = matches!(
+            request,
+            Request::Metadata { .. }
+                | Request::DescribeConfigs { .. }
+                | Request::FindCoordinator { .. }
+                | Request::FindTransactionCoordinator { .. }
+        );
+        from_the_view
+            && !self.controller.knows_cluster()
+            && self.held_for_cluster_view.len() < HELD_FOR_CLUSTER_VIEW_MAX
+    }
+
+    /// After every step: once this node knows the cluster (or its wait is over), the
+    /// requests held for it are answered, in arrival order.
+    fn release_held_for_cluster_view(&mut self, now: Now, outputs: &mut Vec<Output>) {
+        if self.controller.knows_cluster() && self.held_for_cluster_view.is_empty() {
+            return;
+        }
+        let knows = self.check_knows_cluster(now);
+        if !knows {
+            return;
+        }
+        for (id, request) in std::mem::take(&mut self.held_for_cluster_view) {
+            self.on_request(now, id, request, outputs);
+        }
+    }
+
     fn on_request(&mut self, now: Now, id: RequestId, request: Request, outputs: &mut Vec<Output>) {
+        if self.holds_for_cluster_view(&request) {
+            self.held_for_cluster_view.push((id, request));
+            return;
+        }
         let response = match request {
             Request::Metadata {
                 topics,
@@ -1067,12 +1132,13 @@ impl Broker {
                 return;
             }
             Request::DescribeLogDirs => Response::DescribeLogDirs(self.hosted_partition_sizes()),
-            Request::DeleteRecords { partitions } => Response::DeleteRecords(
-                partitions
-                    .into_iter()
-                    .map(|(partition, offset)| self.delete_records(partition, offset, outputs))
-                    .collect(),
-            ),
+            Request::DeleteRecords {
+                partitions,
+                timeout_ms,
+            } => {
+                self.delete_records(now, id, timeout_ms, partitions, outputs);
+                return;
+            }
             Request::OffsetForLeaderEpoch { partitions } => Response::OffsetForLeaderEpoch(
                 partitions
                     .into_iter()
@@ -1619,65 +1685,6 @@ impl Broker {
         }
     }
 
-    // ----- delete records -----
-
-    /// DeleteRecords of one partition, on its leader: clients read nothing below `offset`
-    /// (-1: the high watermark) from now on; answered with the new low watermark once that
-    /// is persisted here (the response follows the storage command). The followers learn
-    /// it at the next retention check (`PeerMessage::RecordsDeleted`), and whole segments
-    /// below it go then too.
-    fn delete_records(
-        &mut self,
-        partition: TopicPartition,
-        offset: i64,
-        outputs: &mut Vec<Output>,
-    ) -> (TopicPartition, ErrorCode, i64) {
-        if is_internal_topic(&partition.topic) {
-            // As Kafka: the internal topics' records are the coordinators' to delete.
-            return (partition, ErrorCode::InvalidTopicException, -1);
-        }
-        let high_watermark = match self.readable_partition(&partition) {
-            Ok(state) => state.log.high_watermark(),
-            Err(error) => return (partition, error, -1),
-        };
-        let offset = if offset == -1 { high_watermark } else { offset };
-        if !(0..=high_watermark).contains(&offset) {
-            return (partition, ErrorCode::OffsetOutOfRange, -1);
-        }
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            return (partition, ErrorCode::UnknownTopicOrPartition, -1);
-        };
-        if state.log.delete_records_below(offset) {
-            tracing::info!(%partition, offset, "records deleted below");
-            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
-                partition: partition.clone(),
-                offset,
-            }));
-        }
-        let low_watermark = state.log.client_start_offset();
-        (partition, ErrorCode::None, low_watermark)
-    }
-
-    /// Another replica deleted the records below `offset`: so does this one, as far as its
-    /// high watermark (the rest at a later message, once it has caught up).
-    fn learn_records_deleted(
-        &mut self,
-        partition: TopicPartition,
-        offset: i64,
-        outputs: &mut Vec<Output>,
-    ) {
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            return;
-        };
-        let offset = offset.min(state.log.high_watermark());
-        if state.log.delete_records_below(offset) {
-            outputs.push(Output::Storage(StorageCommand::PersistDeletedBelow {
-                partition,
-                offset,
-            }));
-        }
-    }
-
     // ----- list offsets -----
 
     /// DescribeLogDirs: each hosted partition's size and lag, the metadata log excepted
@@ -1889,24 +1896,6 @@ impl Broker {
                     expired
                 }
             };
-            if let Some(offset) = state.log.deleted_below() {
-                // Every other replica learns it (see `delete_records`).
-                let replicas = self
-                    .metadata
-                    .topics
-                    .get(&partition.topic)
-                    .map(|topic| topic.replicas(partition.partition, self.config.node_id))
-                    .unwrap_or_default();
-                for to in replicas.into_iter().filter(|to| *to != self.config.node_id) {
-                    outputs.push(Output::Send {
-                        to,
-                        message: PeerMessage::RecordsDeleted {
-                            partition: partition.clone(),
-                            offset,
-                        },
-                    });
-                }
-            }
             for base_offset in doomed {
                 state.log.delete_oldest_segment(base_offset);
                 state.txns.delete_below(state.log.log_start_offset());

@@ -1046,6 +1046,133 @@ fn metadata_leaves_out_a_node_not_heard_from() {
     assert_eq!(listed(&mut cluster), vec![1, 2, 3]);
 }
 
+/// Metadata of every topic, as a client asks it.
+fn metadata_request() -> Request {
+    Request::Metadata {
+        topics: None,
+        allow_auto_create: false,
+    }
+}
+
+/// The brokers a Metadata answer lists and each partition's leader (-1: none), by topic.
+fn brokers_and_leaders(response: &Response) -> (Vec<NodeId>, BTreeMap<String, Vec<NodeId>>) {
+    let Response::Metadata { nodes, topics, .. } = response else {
+        panic!("{response:?}");
+    };
+    let brokers = nodes.iter().map(|node| node.node_id).collect();
+    let leaders = topics
+        .iter()
+        .map(|topic| {
+            let leaders = topic.partitions.iter().map(|p| p.leader).collect();
+            (topic.name.clone(), leaders)
+        })
+        .collect();
+    (brokers, leaders)
+}
+
+/// A cluster of three with topic `orders` of three partitions, every node naming every
+/// node and every partition's leader.
+fn cluster_with_three_leaders() -> Cluster {
+    let mut cluster = Cluster::new(3);
+    cluster.wait_for_controller();
+    admin_ok(&mut cluster, 1, create_request("orders", 3, 3));
+    for _ in 0..1000 {
+        let every_node_names_every_leader = (1..=3).all(|node| {
+            let (brokers, leaders) = brokers_and_leaders(&cluster.call(node, metadata_request()));
+            brokers == vec![1, 2, 3] && leaders["orders"].iter().all(|leader| *leader > 0)
+        });
+        if every_node_names_every_leader {
+            return cluster;
+        }
+        cluster.round();
+    }
+    panic!("the nodes never named every leader");
+}
+
+#[test]
+fn a_restarted_node_answers_metadata_only_once_it_knows_every_broker_and_leader() {
+    let mut cluster = cluster_with_three_leaders();
+    // Node 3 restarts: it knows none of its peers yet, nor the leaders it does not host.
+    cluster.crash(3);
+    cluster.round();
+    cluster.start(3);
+    let id = cluster.request(3, metadata_request());
+    assert!(
+        !cluster.responses.contains_key(&(3, id)),
+        "a restarted node answered Metadata before hearing from its peers"
+    );
+    let find = cluster.request(
+        3,
+        Request::FindCoordinator {
+            groups: vec!["g".into()],
+        },
+    );
+    assert!(!cluster.responses.contains_key(&(3, find)));
+    cluster.run_until("node 3 answers", |cluster| {
+        cluster.responses.contains_key(&(3, id))
+    });
+    let (brokers, leaders) = brokers_and_leaders(&cluster.responses[&(3, id)]);
+    assert_eq!(
+        brokers,
+        vec![1, 2, 3],
+        "its first answer lists every broker"
+    );
+    let expected: Vec<NodeId> = (0..3)
+        .map(|index| {
+            let partition = TopicPartition::new("orders", index);
+            cluster.leader_of(&partition).expect("a leader")
+        })
+        .collect();
+    assert_eq!(leaders["orders"], expected, "and every partition's leader");
+    // The held FindCoordinator is answered with the Metadata (the offsets topic does not
+    // exist yet: COORDINATOR_NOT_AVAILABLE, and its creation is asked for).
+    assert!(cluster.responses.contains_key(&(3, find)));
+    // Once it knows the cluster, the node answers at once, whatever happens next.
+    cluster.crash(1);
+    cluster.crash(2);
+    let again = cluster.request(3, metadata_request());
+    assert!(cluster.responses.contains_key(&(3, again)));
+}
+
+#[test]
+fn a_node_whose_peers_are_all_down_answers_metadata_with_what_it_knows_after_its_wait() {
+    let mut cluster = cluster_with_three_leaders();
+    for node in 1..=3 {
+        cluster.crash(node);
+    }
+    cluster.start(1);
+    let started_ms = cluster.now;
+    let id = cluster.request(1, metadata_request());
+    // The wait lasts the longest election timeout and an announcement interval (3 s with
+    // the default timings).
+    while cluster.now < started_ms + 2_900 {
+        cluster.round();
+        assert!(
+            !cluster.responses.contains_key(&(1, id)),
+            "answered {} ms after the start, hearing no peer",
+            cluster.now - started_ms
+        );
+    }
+    cluster.run_until("node 1 answers", |cluster| {
+        cluster.responses.contains_key(&(1, id))
+    });
+    assert!(cluster.now <= started_ms + 3_100);
+    let (brokers, leaders) = brokers_and_leaders(&cluster.responses[&(1, id)]);
+    assert_eq!(brokers, vec![1], "only itself is live");
+    assert_eq!(
+        leaders["orders"],
+        vec![-1, -1, -1],
+        "and no partition has a leader"
+    );
+}
+
+#[test]
+fn a_single_node_answers_metadata_from_its_start() {
+    let mut cluster = Cluster::new(1);
+    let id = cluster.request(1, metadata_request());
+    assert!(cluster.responses.contains_key(&(1, id)));
+}
+
 // ----- transactions -----
 
 /// Asks `from` for the transactional id's coordinator until one is named.
@@ -2365,6 +2492,7 @@ fn stats_show_leaders_follower_progress_and_a_silent_follower_as_out_of_sync() {
 fn delete_records_request(partition: &TopicPartition, offset: i64) -> Request {
     Request::DeleteRecords {
         partitions: vec![(partition.clone(), offset)],
+        timeout_ms: 30_000,
     }
 }
 
@@ -2436,14 +2564,21 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
     assert_eq!(fetch_error(&below), ErrorCode::OffsetOutOfRange);
     let at = cluster.call(leader, fetch(&partition, 3, -1));
     assert_eq!(fetch_error(&at), ErrorCode::None);
-    // Every replica learns it and persists it.
-    cluster.run_until("every replica persisted the new start", |cluster| {
+    // The answer came once a majority (the leader and a follower, at least) persisted the
+    // new start: it travels in the leader's appends.
+    let persisted = |cluster: &Cluster| {
         cluster
             .voters
             .iter()
-            .all(|node| cluster.disks[node].deleted_below.get(&partition) == Some(&3))
-    });
-    // The next leader serves from there, and so does a restarted one.
+            .filter(|node| cluster.disks[node].deleted_below.get(&partition) == Some(&3))
+            .count()
+    };
+    assert!(
+        persisted(&cluster) >= 2,
+        "answered before a majority held it"
+    );
+    // The leader dies at once: the next leader serves from there, and so does a restarted
+    // one.
     cluster.crash(leader);
     cluster.run_until("a new leader", |cluster| {
         cluster
@@ -2466,6 +2601,10 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
         earliest(&mut cluster, last, &partition),
         (ErrorCode::None, 3)
     );
+    // Every replica comes to hold it.
+    cluster.run_until("every replica persisted the new start", |cluster| {
+        persisted(cluster) == 3
+    });
     // -1 deletes up to the high watermark.
     let high_watermark = cluster.brokers[&last]
         .partition_offsets(&partition)
@@ -2474,6 +2613,40 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
     assert_eq!(
         deleted(cluster.call(last, delete_records_request(&partition, -1))),
         (ErrorCode::None, high_watermark)
+    );
+}
+
+#[test]
+fn delete_records_times_out_when_no_majority_can_hold_the_new_start() {
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    cluster.call(controller, create_request("orders", 1, 3));
+    let partition = orders();
+    cluster.run_until("a partition leader", |cluster| {
+        cluster.leader_of(&partition).is_some()
+    });
+    let leader = cluster.leader_of(&partition).unwrap();
+    for _ in 0..3 {
+        let produced = cluster.call(leader, produce(&partition, 2));
+        assert_eq!(produce_result(&produced).error, ErrorCode::None);
+    }
+    for node in cluster.voters.clone() {
+        if node != leader {
+            cluster.crash(node);
+        }
+    }
+    let request = Request::DeleteRecords {
+        partitions: vec![(partition.clone(), 3)],
+        timeout_ms: 200,
+    };
+    assert_eq!(
+        deleted(cluster.call(leader, request)),
+        (ErrorCode::RequestTimedOut, -1)
+    );
+    // The leader moved its own start (what a timeout leaves: a retry completes it).
+    assert_eq!(
+        earliest(&mut cluster, leader, &partition),
+        (ErrorCode::None, 3)
     );
 }
 

@@ -35,8 +35,35 @@
 //! state like any lagging replica's.
 //!
 //! Partition leadership is not in the log (elections are per partition): every node
-//! announces the partitions it leads to every other node, at once on a change and every
-//! second, so that any node can name any partition's leader in a Metadata response.
+//! announces the partitions it leads to every other node, at once on a change, every
+//! second, and at once when it hears from a node it had not heard from lately (a node
+//! starting or back from a partition learns the leaders within a round trip), so that any
+//! node can name any partition's leader in a Metadata response.
+//!
+//! ## Knowing the cluster before serving its view
+//! A node (re)starting knows nothing of its peers: it would answer Metadata with itself as
+//! the only live broker and no leader for the partitions it does not lead, and a client
+//! that bootstraps on that answer (librdkafka) drops the other brokers and keeps "no
+//! leader" in its cache. Kafka brokers serve clients only once caught up with the cluster
+//! metadata; here, a node of a cluster of several *knows the cluster*
+//! ([`Controller::knows_cluster`]) once, since it started:
+//! - it holds the committed metadata: its replica of the metadata log leads it, or follows a
+//!   leader and has reached the high watermark that leader reported
+//!   ([`ControllerNode::metadata_caught_up`]), and its view is whole;
+//! - it has heard the announcements of a majority of the voters (itself counted), so the
+//!   brokers it lists are the live ones a quorum sees; and
+//! - it knows a live leader for every partition of the view (from its own replicas or the
+//!   announcements): the leaders it names are the cluster's.
+//!
+//! Waiting for every peer instead would hold every restart for the whole timeout while one
+//! node is down; waiting only for leaders would let a node that hosts every partition
+//! answer before it heard any announcement. Until then the broker holds the requests whose
+//! answer is this view (Metadata, DescribeConfigs, FindCoordinator), bounded in time: at
+//! `election_timeout_max_ms + ANNOUNCE_INTERVAL_MS` after the start (by then a partition
+//! that lost its leader with this node has elected and announced another) the node knows
+//! what it can, and answers with it, so a node whose peers are all down still serves. A
+//! cluster of one knows itself from the start. The wait is at start only: once known,
+//! never held again (later faults are what liveness filtering is for).
 //!
 //! ## Driving it
 //! - Every batch appended to the metadata log and every truncation of it:
@@ -48,6 +75,7 @@
 //!   [`Controller::metadata_request`], [`describe_configs`].
 //! - Peers: [`Controller::heard_from`] on every message, [`Controller::learn_leaders`] on an
 //!   announcement; this node's replica became a leader: [`Controller::announce_soon`].
+//! - After every step until it knows the cluster: [`Controller::check_knows_cluster`].
 //! - Timers: [`Controller::tick`] by [`Controller::next_wakeup_ms`].
 //! - Outputs are executed in order; an `Append`'s result is reported with
 //!   [`Controller::appended`] before the next output.
@@ -71,7 +99,10 @@
 //!   start) applies no record but a complete snapshot's, and is never served by the
 //!   controller: a metadata leader whose view is not whole stops the node
 //!   ([`Controller::check_servable`]; a leader holds every committed record, so only lost
-//!   or damaged data gets there), and it refuses admin operations.
+//!   or damaged data gets there), and it refuses admin operations;
+//! - a node of several voters names no broker list and no leader to a client before it
+//!   knows the cluster or its wait for it is over (see above; the broker holds the
+//!   requests), and once it knows it, it never holds a request again.
 
 #[cfg(test)]
 mod tests;
@@ -130,6 +161,9 @@ pub trait ControllerNode {
     fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)>;
     /// The partitions this node leads, with their epochs (for the announcements).
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)>;
+    /// Whether this node's replica of the metadata log has caught up with its group
+    /// (`Replica::caught_up`): it holds every record committed when the leader last spoke.
+    fn metadata_caught_up(&self) -> bool;
     /// The in-sync replicas of a partition this node leads (`None` if it does not).
     fn led_in_sync(&self, _partition: &TopicPartition, _now_ms: i64) -> Option<Vec<NodeId>> {
         None
@@ -179,6 +213,9 @@ pub struct ControllerConfig {
     /// The controller writes a snapshot of the metadata every this many bytes appended to
     /// the log (half its segment size; at least 1).
     pub snapshot_interval_bytes: u64,
+    /// Replication's longest election timeout: with an announcement interval, how long a
+    /// starting node may wait to know the cluster (see the module doc).
+    pub election_timeout_max_ms: i64,
 }
 
 /// Which response an admin request gets.
@@ -272,14 +309,26 @@ pub struct Controller {
     next_register_ms: i64,
     /// When each other node was last heard from (any peer message).
     heard_from: BTreeMap<NodeId, i64>,
+    /// The nodes whose announcement arrived since this node started.
+    announced_since_start: BTreeSet<NodeId>,
+    /// While this node does not know the cluster yet, when it stops waiting to (monotonic);
+    /// `None` once it knows it (see "Knowing the cluster before serving its view").
+    cluster_wait_deadline_ms: Option<i64>,
     /// The metadata log's snapshots as this replica applies them (see "Snapshots").
     snapshots: SnapshotState<ClusterMetadata>,
 }
 
 impl Controller {
-    /// Starts with nothing pending: see [`Controller::replay_recovered`].
-    pub fn new(mut config: ControllerConfig) -> Self {
+    /// Starts (at `now_ms`, monotonic) with nothing pending: see
+    /// [`Controller::replay_recovered`].
+    pub fn new(mut config: ControllerConfig, now_ms: i64) -> Self {
         config.snapshot_interval_bytes = config.snapshot_interval_bytes.max(1);
+        let alone = config
+            .voters
+            .iter()
+            .all(|voter| *voter == config.this_node.node_id);
+        let cluster_wait_deadline_ms =
+            (!alone).then(|| now_ms + config.election_timeout_max_ms.max(0) + ANNOUNCE_INTERVAL_MS);
         Self {
             config,
             pending: BTreeMap::new(),
@@ -291,6 +340,8 @@ impl Controller {
             next_announce_ms: 0,
             next_register_ms: 0,
             heard_from: BTreeMap::new(),
+            announced_since_start: BTreeSet::new(),
+            cluster_wait_deadline_ms,
             snapshots: SnapshotState::new(0),
         }
     }
@@ -548,13 +599,20 @@ impl Controller {
         self.next_announce_ms = 0;
     }
 
-    /// A message from `from` arrived.
+    /// A message from `from` arrived. A node not heard from lately (starting, or back from
+    /// a partition) is told the leaders here at once rather than at the next interval.
     pub fn heard_from(&mut self, from: NodeId, now_ms: i64) {
+        if !self.is_live(from, now_ms) {
+            self.announce_soon();
+        }
         self.heard_from.insert(from, now_ms);
     }
 
     /// `from` announced the partitions it leads.
     pub fn learn_leaders(&mut self, from: NodeId, leaders: Vec<(TopicPartition, i32)>) {
+        if self.cluster_wait_deadline_ms.is_some() {
+            self.announced_since_start.insert(from);
+        }
         for (partition, epoch) in leaders {
             let known = self.known_leaders.entry(partition).or_insert((epoch, from));
             if epoch >= known.0 {
@@ -577,7 +635,65 @@ impl Controller {
             )
             .chain([self.next_announce_ms])
             .chain(register)
+            .chain(self.cluster_wait_deadline_ms)
             .min()
+    }
+
+    // ----- knowing the cluster -----
+
+    /// Whether this node knows the cluster, or has waited long enough for it: only then
+    /// may it answer with its view (see "Knowing the cluster before serving its view").
+    pub fn knows_cluster(&self) -> bool {
+        self.cluster_wait_deadline_ms.is_none()
+    }
+
+    /// After every step while this node does not know the cluster: whether it knows it
+    /// now, or its wait is over. Once true, always true.
+    pub fn check_knows_cluster(&mut self, context: &ControllerContext<'_>) -> bool {
+        let Some(deadline_ms) = self.cluster_wait_deadline_ms else {
+            return true;
+        };
+        let now_ms = context.now.monotonic_ms;
+        let caught_up = self.caught_up_with_cluster(context.node, now_ms);
+        if !caught_up && now_ms < deadline_ms {
+            return false;
+        }
+        if caught_up {
+            tracing::info!(
+                node = self.node_id(),
+                "caught up with the cluster; serving its view"
+            );
+        } else {
+            tracing::warn!(
+                node = self.node_id(),
+                announced = ?self.announced_since_start,
+                "did not catch up with the cluster in time; serving what this node knows"
+            );
+        }
+        self.cluster_wait_deadline_ms = None;
+        self.announced_since_start.clear();
+        true
+    }
+
+    /// The three conditions of "Knowing the cluster before serving its view".
+    fn caught_up_with_cluster(&self, node: &dyn ControllerNode, now_ms: i64) -> bool {
+        let majority = self.config.voters.len() / 2 + 1;
+        let announced = self
+            .announced_since_start
+            .iter()
+            .filter(|voter| self.config.voters.contains(voter))
+            .count()
+            + 1;
+        if announced < majority || !node.metadata_caught_up() || !self.snapshots.is_complete() {
+            return false;
+        }
+        node.metadata().topics.values().all(|topic| {
+            (0..topic.partition_count).all(|index| {
+                let partition = TopicPartition::new(topic.name.clone(), index);
+                let hosted = node.hosted_leader(&partition);
+                self.live_leader(&partition, hosted, now_ms).is_some()
+            })
+        })
     }
 
     // ----- admin operations -----

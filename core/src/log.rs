@@ -237,15 +237,27 @@ impl PartitionLog {
         self.deleted_below
     }
 
+    /// The start DeleteRecords guarantees here, as replication carries it: where it moved
+    /// the client start, or the stored log's start if retention went further; `None` if
+    /// no DeleteRecords reached this replica.
+    pub fn deleted_start(&self) -> Option<i64> {
+        self.deleted_below
+            .map(|offset| offset.max(self.log_start_offset))
+    }
+
     /// DeleteRecords: clients read nothing below `offset` any more, which must not lie
-    /// beyond the high watermark. Returns whether the client start moved. The stored
+    /// beyond the high watermark. Returns whether the DeleteRecords start moved (then it
+    /// must be persisted), even where retention had already deleted past it. The stored
     /// segments wholly below it go with retention (`segments_below`).
     pub fn delete_records_below(&mut self, offset: i64) -> bool {
         assert!(
             offset <= self.high_watermark,
             "records are deleted only below the high watermark"
         );
-        let moved = offset > self.client_start_offset();
+        let moved = match self.deleted_start() {
+            Some(start) => offset > start,
+            None => offset > 0,
+        };
         if moved {
             self.deleted_below = Some(offset);
         }

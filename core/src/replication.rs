@@ -29,6 +29,17 @@
 //!   waits for the HWM; acks=1 for the leader's own durable end.
 //! - **Check quorum.** A leader that has not heard from a majority within the maximum
 //!   election timeout steps down, so an isolated leader stops accepting writes.
+//! - **Log start.** DeleteRecords moves the first offset clients may read on a leader
+//!   (`PartitionLog::delete_records_below`, never above its high watermark). The start
+//!   travels in replication, as Kafka's fetch response carries the log start offset: every
+//!   append carries the leader's (`log_start_offset`, [`LOG_START_NOT_MOVED`] if none), a
+//!   follower moves its own up to it as far as its own high watermark
+//!   ([`Effect::ClientStartMoved`]: persisted before anything later is sent) and reports the
+//!   start it holds in every `Matched` answer; a leader takes the highest start its
+//!   followers report, as far as its high watermark, in the step that raises it. Below a
+//!   high watermark every replica holds the same batches, so a start there names the same
+//!   records on every replica; above it a tail may still be cut, so no replica moves its
+//!   start there. Retention is not carried: each replica applies it by itself.
 //! - **Clocks.** Election deadlines, heartbeats, check quorum and append retries run on the
 //!   monotonic clock (`now_ms` here; `ReplicaContext::now.monotonic_ms`), so a stepped wall
 //!   clock neither starts an election nor silences a leader; the wall clock only stamps a
@@ -44,7 +55,12 @@
 //! - a replica never truncates below its HWM: committed data is never removed (a follower
 //!   whose whole log lies below its leader's log start drops it and starts over there, as
 //!   retention removed it on the leader: `restart_behind_log_start`);
-//! - logs agree on their committed prefix: same offset and epoch means same batch.
+//! - logs agree on their committed prefix: same offset and epoch means same batch;
+//! - a replica's DeleteRecords start never passes its high watermark when it moves, and never
+//!   moves back (it is persisted); once a majority holds a start, every later leader holds
+//!   it before it serves a read: it serves none before its high watermark reaches its
+//!   epoch's start, which takes answers from a majority, one of which holds the start
+//!   ([`Replica::deleted_start_on_majority`], what DeleteRecords' answer waits for).
 
 use crate::api::{Now, ReadChunk};
 use crate::batch::{validate_record_set, BatchHeader};
@@ -58,6 +74,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The `prev_epoch` of an append that starts at the leader's log start: no batch precedes it.
 pub const LOG_START_EPOCH: i32 = -1;
+/// The `log_start_offset` of a replica where DeleteRecords never moved the start.
+pub const LOG_START_NOT_MOVED: i64 = -1;
 
 /// A node's id, as Kafka numbers brokers.
 pub type NodeId = i32;
@@ -110,12 +128,16 @@ pub enum ReplicationMessage {
     },
     /// The batches from `prev_offset` on; the batch before them is in `prev_epoch`
     /// ([`LOG_START_EPOCH`] when `prev_offset` is the start of the leader's log).
+    /// `log_start_offset` is where DeleteRecords moved the start clients may read on the
+    /// leader ([`LOG_START_NOT_MOVED`] if it never did), as Kafka's fetch response carries
+    /// the log start (see "Log start" in the module doc).
     Append {
         epoch: i32,
         prev_offset: i64,
         prev_epoch: i32,
         records: Records,
         high_watermark: i64,
+        log_start_offset: i64,
     },
     AppendResponse {
         epoch: i32,
@@ -137,10 +159,12 @@ impl ReplicationMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AppendOutcome {
     /// The follower's log matches the leader's below `matched_end_offset` and is durable
-    /// below `durable_end_offset`.
+    /// below `durable_end_offset`; DeleteRecords' start on it is `log_start_offset`, durably
+    /// ([`LOG_START_NOT_MOVED`] if none; see "Log start" in the module doc).
     Matched {
         matched_end_offset: i64,
         durable_end_offset: i64,
+        log_start_offset: i64,
     },
     /// The follower does not hold `prev_offset - 1` in `prev_epoch`; it holds `epoch_hint`
     /// there (or ends before, at `offset_hint`).
@@ -187,6 +211,10 @@ pub enum Effect {
     /// The log was dropped whole and starts over, empty, at `base_offset` (a follower behind
     /// its leader's log start); storage must do the same.
     LogRestarted { base_offset: i64 },
+    /// The first offset clients may read moved to `offset`, learnt from another replica
+    /// (see "Log start" in the module doc); it must be durable before anything later is
+    /// sent (`StorageCommand::PersistDeletedBelow`).
+    ClientStartMoved { offset: i64 },
     /// Leadership changed (this replica became or stopped being leader, or learned of a
     /// new leader): waiting requests must be re-examined.
     RoleChanged,
@@ -211,6 +239,8 @@ struct FollowerProgress {
     durable_end_offset: i64,
     /// When the oldest unanswered append was sent (reset by every answer).
     append_sent_ms: Option<i64>,
+    /// The highest DeleteRecords start the follower reported holding durably in this epoch.
+    log_start_offset: i64,
     /// Appends with data sent and not answered yet.
     in_flight: u32,
     last_heard_ms: i64,
@@ -243,6 +273,9 @@ pub struct Replica {
     heartbeat_due_ms: i64,
     /// Follower: offsets below this are known to match the current leader's log.
     verified_end_offset: i64,
+    /// Follower: the high watermark the current leader last reported (`None` until it has
+    /// reported one in this replica's lifetime; see [`Replica::caught_up`]).
+    leader_high_watermark: Option<i64>,
     /// Leader: the log end offset when it was elected. Everything committed before lies
     /// below it, so once the high watermark reaches it, the HWM is at least as high as any
     /// an earlier leader reported.
@@ -277,6 +310,7 @@ impl Replica {
             election_deadline_ms: now_ms,
             heartbeat_due_ms: now_ms,
             verified_end_offset: 0,
+            leader_high_watermark: None,
             epoch_start_offset: 0,
             timings,
             #[cfg(feature = "defects")]
@@ -357,6 +391,46 @@ impl Replica {
             .collect();
         in_sync.sort_unstable();
         in_sync
+    }
+
+    /// Whether this replica has caught up with its group: it leads and serves reads, or it
+    /// follows a known leader and its high watermark has reached the one that leader last
+    /// reported (it holds everything committed when the leader last spoke). A restarted
+    /// replica is not caught up until its leader has spoken.
+    pub fn caught_up(&self, log: &PartitionLog) -> bool {
+        match &self.role {
+            Role::Leader { .. } => self.serves_reads(log),
+            Role::Follower { leader: Some(_) } => self
+                .leader_high_watermark
+                .is_some_and(|reported| log.high_watermark() >= reported),
+            _ => false,
+        }
+    }
+
+    /// As leader: the DeleteRecords start a majority of the voters (this one included)
+    /// hold durably, as the followers reported it in this epoch ([`LOG_START_NOT_MOVED`]
+    /// below a majority); `None` when not leading. Once DeleteRecords' start is held by
+    /// a majority, every later leader holds it before it serves a read (see "Log start").
+    pub fn deleted_start_on_majority(&self, log: &PartitionLog) -> Option<i64> {
+        let Role::Leader { followers } = &self.role else {
+            return None;
+        };
+        let mut starts: Vec<i64> = followers
+            .values()
+            .map(|progress| progress.log_start_offset)
+            .chain([deleted_start(log)])
+            .collect();
+        starts.sort_unstable_by(|a, b| b.cmp(a));
+        Some(starts[self.majority() - 1])
+    }
+
+    /// As leader: sends every follower an append now (a heartbeat if nothing is new), so
+    /// that a moved log start travels at once rather than at the next heartbeat.
+    pub fn heartbeat_now(&mut self, context: &mut ReplicaContext<'_>) {
+        if self.is_leader() {
+            self.heartbeat_due_ms = self.heartbeat_due_ms.min(context.now.monotonic_ms);
+            self.tick(context);
+        }
     }
 
     /// The leader this replica knows of in its epoch, itself included.
@@ -487,6 +561,7 @@ impl Replica {
                         matched_end_offset: 0,
                         durable_end_offset: 0,
                         append_sent_ms: None,
+                        log_start_offset: LOG_START_NOT_MOVED,
                         in_flight: 0,
                         last_heard_ms: context.now.monotonic_ms,
                     },
@@ -524,6 +599,9 @@ impl Replica {
     ) {
         let was = self.leader();
         let was_leader = self.is_leader();
+        if was != leader {
+            self.leader_high_watermark = None;
+        }
         self.role = Role::Follower { leader };
         self.verified_end_offset = context.log.high_watermark();
         if restart_election_timer || was_leader {
@@ -571,6 +649,7 @@ impl Replica {
     fn send_append(&mut self, context: &mut ReplicaContext<'_>, follower: NodeId, heartbeat: bool) {
         let epoch = self.state.epoch;
         let high_watermark = context.log.high_watermark();
+        let log_start_offset = deleted_start(context.log);
         let append_timeout_ms = self.timings.append_timeout_ms;
         let append_bytes_max = self.timings.append_bytes_max;
         let Role::Leader { followers } = &mut self.role else {
@@ -650,6 +729,7 @@ impl Replica {
                 prev_epoch,
                 records: Records::Stored(chunks),
                 high_watermark,
+                log_start_offset,
             },
         });
     }
@@ -673,6 +753,7 @@ impl Replica {
                                 .log
                                 .durable_end_offset()
                                 .min(self.verified_end_offset),
+                            log_start_offset: deleted_start(context.log),
                         },
                     },
                 });
@@ -698,12 +779,20 @@ impl Replica {
         } else {
             durable[self.majority() - 1]
         };
-        if candidate <= context.log.high_watermark() {
-            return;
-        }
-        if context.log.epoch_at(candidate - 1) == Some(self.state.epoch) {
+        let reported = followers
+            .values()
+            .map(|progress| progress.log_start_offset)
+            .max()
+            .unwrap_or(LOG_START_NOT_MOVED);
+        if candidate > context.log.high_watermark()
+            && context.log.epoch_at(candidate - 1) == Some(self.state.epoch)
+        {
             context.log.advance_high_watermark(candidate);
         }
+        // In the same step as the high watermark, so a new leader serves no read (it
+        // waits for its high watermark to reach its epoch's start) below a start its
+        // followers hold.
+        adopt_client_start(context, reported);
     }
 
     /// Handles a message from another replica of the group.
@@ -767,15 +856,15 @@ impl Replica {
                 prev_epoch,
                 records,
                 high_watermark,
+                log_start_offset,
                 ..
-            } => self.on_append(
-                context,
-                from,
-                prev_offset,
-                prev_epoch,
-                records,
-                high_watermark,
-            ),
+            } => {
+                let leader = LeaderState {
+                    high_watermark,
+                    log_start_offset,
+                };
+                self.on_append(context, from, prev_offset, prev_epoch, records, leader)
+            }
             ReplicationMessage::AppendResponse { outcome, .. } => {
                 self.on_append_response(context, from, outcome)
             }
@@ -868,8 +957,9 @@ impl Replica {
         prev_offset: i64,
         prev_epoch: i32,
         records: Records,
-        leader_high_watermark: i64,
+        leader_state: LeaderState,
     ) {
+        let leader_high_watermark = leader_state.high_watermark;
         crate::invariant!(
             !self.is_leader(),
             "two leaders in epoch {}",
@@ -881,6 +971,7 @@ impl Replica {
         if self.leader() != Some(leader) {
             self.become_follower(context, Some(leader), true);
         }
+        self.leader_high_watermark = Some(leader_high_watermark);
         self.reset_election_deadline(context.now.monotonic_ms, context.rng);
         let epoch = self.state.epoch;
         let reply = |outcome| Effect::Send {
@@ -981,9 +1072,11 @@ impl Replica {
         context
             .log
             .advance_high_watermark(leader_high_watermark.min(verified_end));
+        adopt_client_start(context, leader_state.log_start_offset);
         context.effects.push(reply(AppendOutcome::Matched {
             matched_end_offset: verified_end,
             durable_end_offset: context.log.durable_end_offset().min(verified_end),
+            log_start_offset: deleted_start(context.log),
         }));
     }
 
@@ -1006,7 +1099,9 @@ impl Replica {
             AppendOutcome::Matched {
                 matched_end_offset,
                 durable_end_offset,
+                log_start_offset,
             } => {
+                progress.log_start_offset = progress.log_start_offset.max(log_start_offset);
                 progress.matched_end_offset = progress.matched_end_offset.max(matched_end_offset);
                 progress.durable_end_offset = progress
                     .durable_end_offset
@@ -1051,6 +1146,30 @@ impl From<DefectName> for crate::defects::Defect {
             DefectName::MinorityHighWatermark => Self::MinorityHighWatermark,
             DefectName::FollowerKeepsDivergentTail => Self::FollowerKeepsDivergentTail,
         }
+    }
+}
+
+/// Where DeleteRecords moved `log`'s client start, as replication messages carry it.
+fn deleted_start(log: &PartitionLog) -> i64 {
+    log.deleted_start().unwrap_or(LOG_START_NOT_MOVED)
+}
+
+/// What a leader's append says of its log besides the batches.
+#[derive(Debug, Clone, Copy)]
+struct LeaderState {
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+/// Moves the first offset clients may read here up to a DeleteRecords start another
+/// replica holds (`reported`), as far as this replica's high watermark: below it the log is
+/// committed, the same on every replica, so the start means the same records here; above
+/// it this replica's tail may still be cut. The rest follows as the high watermark rises
+/// (the start is repeated in every append and answer).
+fn adopt_client_start(context: &mut ReplicaContext<'_>, reported: i64) {
+    let offset = reported.min(context.log.high_watermark());
+    if offset > deleted_start(context.log) && context.log.delete_records_below(offset) {
+        context.effects.push(Effect::ClientStartMoved { offset });
     }
 }
 
@@ -1273,6 +1392,106 @@ mod tests {
         for node in group.nodes.values() {
             assert_eq!(node.log.high_watermark(), 1, "followers learn the HWM");
         }
+    }
+
+    /// Three replicas with a leader and `batches` batches committed on every replica.
+    fn group_with_committed_batches(seed: u64, batches: u8) -> (Group, NodeId) {
+        let mut group = Group::new(3, seed);
+        for _ in 0..200 {
+            group.apply(&Action::Advance(10));
+            group.deliver_all();
+            if group.leader().is_some() {
+                break;
+            }
+        }
+        let leader = group.leader().expect("a leader is elected");
+        for _ in 0..batches {
+            group.apply(&Action::Produce(0));
+        }
+        for _ in 0..5 {
+            for node in 0..3 {
+                group.apply(&Action::Sync(node));
+            }
+            group.deliver_all();
+        }
+        group.apply(&Action::Advance(110));
+        group.deliver_all();
+        for node in group.nodes.values() {
+            assert_eq!(node.log.high_watermark(), i64::from(batches));
+        }
+        (group, leader)
+    }
+
+    #[test]
+    fn followers_learn_the_deleted_start_from_the_leaders_append_and_persist_it() {
+        let (mut group, leader) = group_with_committed_batches(7, 3);
+        assert_eq!(
+            group.nodes[&leader]
+                .replica
+                .deleted_start_on_majority(&group.nodes[&leader].log),
+            Some(super::LOG_START_NOT_MOVED)
+        );
+        group.delete_records(leader, 2);
+        // The leader's heartbeat carries the start; each follower moves to it, persists it
+        // and reports it back.
+        group.deliver_all();
+        for (id, node) in &group.nodes {
+            assert_eq!(node.log.client_start_offset(), 2, "node {id}");
+            assert_eq!(node.deleted_below, Some(2), "node {id} persisted it");
+        }
+        let leader_node = &group.nodes[&leader];
+        assert_eq!(
+            leader_node
+                .replica
+                .deleted_start_on_majority(&leader_node.log),
+            Some(2)
+        );
+        group.check();
+    }
+
+    #[test]
+    fn a_new_leader_serves_no_read_below_a_start_a_majority_holds() {
+        let (mut group, old_leader) = group_with_committed_batches(7, 3);
+        let mut others = group.nodes.keys().copied().filter(|id| *id != old_leader);
+        let (holder, lagging) = (others.next().unwrap(), others.next().unwrap());
+        // The lagging replica hears nothing of the delete; the holder does.
+        group.delete_records(old_leader, 2);
+        group.network.retain(|(_, to, _)| *to != lagging);
+        group.deliver_all();
+        let leader_node = &group.nodes[&old_leader];
+        assert_eq!(
+            leader_node
+                .replica
+                .deleted_start_on_majority(&leader_node.log),
+            Some(2),
+            "a majority holds the start: DeleteRecords would be answered"
+        );
+        assert_eq!(group.nodes[&holder].deleted_below, Some(2));
+        assert_eq!(group.nodes[&lagging].log.client_start_offset(), 0);
+        // The leader dies; the lagging replica stands first and the holder elects it.
+        group.nodes.get_mut(&old_leader).unwrap().up = false;
+        group.fire_timer(lagging);
+        group.deliver_all();
+        assert_eq!(group.leader(), Some(lagging));
+        let mut served = false;
+        for _ in 0..20 {
+            for node in 0..3 {
+                group.apply(&Action::Sync(node));
+                let new_leader = &group.nodes[&lagging];
+                if new_leader.replica.serves_reads(&new_leader.log) {
+                    served = true;
+                    assert_eq!(
+                        new_leader.log.client_start_offset(),
+                        2,
+                        "the new leader serves reads below the start a majority held"
+                    );
+                }
+            }
+            group.deliver_all();
+        }
+        assert!(served, "the new leader came to serve reads");
+        assert_eq!(group.nodes[&lagging].deleted_below, Some(2));
+        group.check();
     }
 
     proptest! {

@@ -450,8 +450,17 @@ fn message_hash(message: &ReplicationMessage) -> u64 {
             prev_epoch,
             records,
             high_watermark,
+            log_start_offset,
         } => {
-            (2u8, epoch, prev_offset, prev_epoch, high_watermark).hash(&mut hasher);
+            (
+                2u8,
+                epoch,
+                prev_offset,
+                prev_epoch,
+                high_watermark,
+                log_start_offset,
+            )
+                .hash(&mut hasher);
             if let Records::Inline(bytes) = records {
                 let mut rest = &bytes[..];
                 while !rest.is_empty() {
@@ -475,7 +484,14 @@ fn message_hash(message: &ReplicationMessage) -> u64 {
                 AppendOutcome::Matched {
                     matched_end_offset,
                     durable_end_offset,
-                } => (0u8, matched_end_offset, durable_end_offset).hash(&mut hasher),
+                    log_start_offset,
+                } => (
+                    0u8,
+                    matched_end_offset,
+                    durable_end_offset,
+                    log_start_offset,
+                )
+                    .hash(&mut hasher),
                 AppendOutcome::Mismatch {
                     epoch_hint,
                     offset_hint,
@@ -510,6 +526,7 @@ fn describe_message(message: &ReplicationMessage) -> String {
             prev_epoch,
             records,
             high_watermark,
+            ..
         } => {
             let batches: Vec<String> = inline_batches(records)
                 .iter()

@@ -92,6 +92,8 @@ pub(crate) struct Node {
     pub batches: Vec<BatchView>,
     /// Last persisted replica state.
     pub persisted: ReplicaState,
+    /// The persisted DeleteRecords start (`StorageCommand::PersistDeletedBelow`).
+    pub deleted_below: Option<i64>,
     /// History for `high-watermark-monotonic`: the highest HWM of this replica's lifetime.
     pub highest_hwm: i64,
     /// History for `epoch-monotonic`: the highest epoch ever persisted, across restarts.
@@ -217,6 +219,7 @@ impl Group {
                         stored: BTreeMap::new(),
                         batches: Vec::new(),
                         persisted: ReplicaState::default(),
+                        deleted_below: None,
                         highest_hwm: 0,
                         highest_epoch: 0,
                         up: true,
@@ -272,6 +275,7 @@ impl Group {
                             prev_epoch,
                             records: Records::Stored(chunks),
                             high_watermark,
+                            log_start_offset,
                         } => {
                             let mut bytes = Vec::new();
                             for chunk in chunks {
@@ -293,6 +297,7 @@ impl Group {
                                 prev_epoch,
                                 records: Records::Inline(Bytes::from(bytes)),
                                 high_watermark,
+                                log_start_offset,
                             }
                         }
                         other => other,
@@ -337,6 +342,7 @@ impl Group {
                     "the model never trims a log, so no follower falls behind a log start \
                      (restarted at {base_offset})"
                 ),
+                Effect::ClientStartMoved { offset } => node.deleted_below = Some(offset),
                 Effect::Rolled { .. } | Effect::RoleChanged => {}
             }
         }
@@ -580,6 +586,17 @@ impl Group {
         self.appends += 1;
     }
 
+    /// DeleteRecords at node `id` (its leader): clients read nothing below `offset` there,
+    /// persisted, and the new start goes to the followers at once (as the broker does).
+    pub fn delete_records(&mut self, id: NodeId, offset: i64) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        assert!(node.replica.is_leader(), "DeleteRecords is the leader's");
+        if node.log.delete_records_below(offset) {
+            node.deleted_below = Some(offset);
+        }
+        self.with_node(id, |replica, context| replica.heartbeat_now(context));
+    }
+
     /// The node loses everything not durable and restarts from its disk.
     pub fn crash_and_restart(&mut self, id: NodeId) {
         let voters: Vec<NodeId> = self.nodes.keys().copied().collect();
@@ -624,6 +641,9 @@ impl Group {
         // A restarted replica of a replicated log knows nothing committed until a leader
         // tells it.
         rebuilt.0.reset_high_watermark_to_start();
+        if let Some(offset) = node.deleted_below {
+            rebuilt.0.restore_deleted_below(offset);
+        }
         node.log = rebuilt.0;
         node.highest_hwm = node.log.high_watermark();
         node.replica = Replica::new(

@@ -1840,6 +1840,7 @@ impl Checker {
                                     AppendOutcome::Matched {
                                         durable_end_offset,
                                         matched_end_offset,
+                                        ..
                                     },
                             },
                     },
@@ -2328,6 +2329,7 @@ mod tests {
                     prev_epoch: 0,
                     records: myelin_core::replication::Records::Inline(Default::default()),
                     high_watermark,
+                    log_start_offset: myelin_core::replication::LOG_START_NOT_MOVED,
                 },
             },
         }
@@ -2343,6 +2345,7 @@ mod tests {
                     outcome: AppendOutcome::Matched {
                         matched_end_offset: durable_end_offset,
                         durable_end_offset,
+                        log_start_offset: myelin_core::replication::LOG_START_NOT_MOVED,
                     },
                 },
             },

@@ -35,7 +35,7 @@ use crate::scenario::{Fault, Scenario, COPIER_GROUP, GROUP, OUTPUT_TOPIC, TOPIC}
 use crate::trace::Source;
 use myelin_core::api::{Input, Output, PeerMessage, StorageCommand};
 use myelin_core::metadata::TopicPartition;
-use myelin_core::replication::ReplicationMessage;
+use myelin_core::replication::{ReplicationMessage, LOG_START_NOT_MOVED};
 use myelin_node::runtime::TraceEvent;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -992,10 +992,19 @@ fn peer_label(message: &PeerMessage) -> String {
                 prev_offset,
                 prev_epoch,
                 high_watermark,
+                log_start_offset,
                 ..
-            } => format!(
-                "Append {partition} epoch {epoch} after {prev_offset}@{prev_epoch}, high watermark {high_watermark}"
-            ),
+            } => {
+                // The start DeleteRecords moved, when it did (it travels in every append).
+                let log_start = if *log_start_offset == LOG_START_NOT_MOVED {
+                    String::new()
+                } else {
+                    format!(", log start {log_start_offset}")
+                };
+                format!(
+                    "Append {partition} epoch {epoch} after {prev_offset}@{prev_epoch}, high watermark {high_watermark}{log_start}"
+                )
+            }
             ReplicationMessage::AppendResponse { epoch, outcome } => {
                 format!("AppendResponse {partition} epoch {epoch} {outcome:?}")
             }
@@ -1003,9 +1012,6 @@ fn peer_label(message: &PeerMessage) -> String {
         PeerMessage::Leaders(led) => {
             let led: Vec<String> = led.iter().map(|(p, e)| format!("{p}@{e}")).collect();
             format!("Leaders [{}]", led.join(", "))
-        }
-        PeerMessage::RecordsDeleted { partition, offset } => {
-            format!("RecordsDeleted {partition} below {offset}")
         }
         PeerMessage::Forward { id, .. } => format!("Forward {id}"),
         PeerMessage::Forwarded { id, .. } => format!("Forwarded {id}"),

@@ -10,7 +10,7 @@
 //! - two consumers started together land in generation 1 (the initial rebalance delay);
 //! - DeleteRecords moves the log start offset: ListOffsets(earliest) reports it, a fetch
 //!   below it is OFFSET_OUT_OF_RANGE, and it survives a restart, and on a 3-node cluster
-//!   its leader's death and return;
+//!   it reaches every replica, and survives its leader's death and return;
 //! - OffsetDelete keeps the offsets of a topic a member subscribes to, deletes the others;
 //! - DescribeLogDirs names the data directory and each partition's size.
 
@@ -164,15 +164,6 @@ fn leader_and_brokers(node: &Node, topic: &str) -> (i32, Vec<i32>) {
 
 /// Waits until every running node names the same leader of `topic`-0, other than `dead`
 /// and among the brokers it lists; returns it.
-///
-/// Also what makes asking confluent-kafka right after a node restarted reliable: until it
-/// has heard from its peers (well within a second), a restarted node answers Metadata with
-/// itself as the only broker and no leader (a node not heard from lately is left out:
-/// `NODE_LIVENESS_MS` in core/src/controller.rs). librdkafka (2.16) bootstrapped on that
-/// answer drops the other brokers and keeps "no leader" in its metadata cache: its
-/// admin's ListOffsets answers "No leaders found" at once, with no new Metadata request,
-/// however often it is asked (for 30 s in 3 of 18 runs without this wait; librdkafka's debug
-/// log shows its first Metadata answer came from the restarted node).
 fn wait_for_one_live_leader(nodes: &mut [Node], topic: &str, dead: Option<i32>) -> i32 {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -201,9 +192,9 @@ fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the
     let summary = confluent_on_cluster(&mut nodes, "timestamps,groups,delete-records");
     check_confluent_summary(&summary);
     assert_eq!(summary["earliest_after"], json!(3), "{summary}");
-    // Every replica learns the new start at its leader's next retention check (each second)
-    // and persists it; Myelin answers DeleteRecords before that (see
-    // node/src/kafka/delete_records.rs).
+    // DeleteRecords was answered once a majority persisted the new start, which travels in
+    // the leader's appends (see node/src/kafka/delete_records.rs); every replica comes to
+    // hold it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let persisted = |node: &Node| {
         std::fs::read_to_string(node.data_dir().join("topics/stamps-0/deleted-below.json"))
@@ -223,10 +214,14 @@ fn confluent_kafka_admin_on_a_three_node_cluster_and_deleted_records_outlive_the
     wait_for_one_live_leader(&mut nodes, "stamps", Some(leader));
     let summary = confluent_on_cluster(&mut nodes, "earliest");
     assert_eq!(summary["earliest_now"], json!(3), "{summary}");
-    // And so does the cluster once the old leader is back on its data dir: every node,
-    // the restarted one included, names one live leader, whichever it is.
+    // And so does the cluster once the old leader is back on its data dir, asked at once.
+    // librdkafka may bootstrap on the restarted node: were that node to answer Metadata
+    // before it heard from its peers, with itself as the only broker and no leader,
+    // librdkafka (2.16) would drop the other brokers and keep "no leader" in its cache,
+    // and its admin's ListOffsets would answer "No leaders found" for 30 s (3 of 18 runs
+    // before the node held Metadata until it knows the cluster: "Knowing the cluster
+    // before serving its view" in core/src/controller.rs).
     nodes[index].restart();
-    wait_for_one_live_leader(&mut nodes, "stamps", None);
     let summary = confluent_on_cluster(&mut nodes, "earliest");
     assert_eq!(summary["earliest_now"], json!(3), "{summary}");
 }

@@ -40,6 +40,12 @@ impl ControllerNode for ControllerView<'_> {
         hosted_leader(self.partitions, partition)
     }
 
+    fn metadata_caught_up(&self) -> bool {
+        self.partitions
+            .get(&metadata_partition())
+            .is_some_and(|state| state.replica.caught_up(&state.log))
+    }
+
     fn led_in_sync(&self, partition: &TopicPartition, now_ms: i64) -> Option<Vec<NodeId>> {
         self.partitions
             .get(partition)
@@ -83,6 +89,13 @@ impl Broker {
         let hosted = hosted_leader(&self.partitions, partition);
         self.controller
             .live_leader(partition, hosted, now.monotonic_ms)
+    }
+
+    /// Whether this node knows the cluster now (see `Controller::check_knows_cluster`).
+    pub(super) fn check_knows_cluster(&mut self, now: Now) -> bool {
+        self.drive_controller(now, |controller, context| {
+            controller.check_knows_cluster(context)
+        })
     }
 
     /// Applies every committed metadata batch not applied yet; opens and removes the

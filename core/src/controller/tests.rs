@@ -9,6 +9,8 @@ use rand::SeedableRng;
 const THIS_NODE: NodeId = 1;
 /// Small, so that a few records make a snapshot due.
 const SNAPSHOT_INTERVAL_BYTES: u64 = 512;
+/// Replication's default.
+const ELECTION_TIMEOUT_MAX_MS: i64 = 2_000;
 
 /// What the controller sees of a [`Node`].
 struct View {
@@ -16,6 +18,7 @@ struct View {
     controller_id: Option<NodeId>,
     metadata_leader_epoch: Option<i32>,
     hosted: BTreeMap<TopicPartition, (i32, NodeId)>,
+    metadata_caught_up: bool,
 }
 
 impl ControllerNode for View {
@@ -33,6 +36,10 @@ impl ControllerNode for View {
 
     fn hosted_leader(&self, partition: &TopicPartition) -> Option<(i32, NodeId)> {
         self.hosted.get(partition).copied()
+    }
+
+    fn metadata_caught_up(&self) -> bool {
+        self.metadata_caught_up
     }
 
     fn led_partitions(&self) -> Vec<(TopicPartition, i32)> {
@@ -71,20 +78,23 @@ impl Node {
             topic_defaults: TopicConfig::default(),
             auto_create_topics: true,
             snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES,
+            election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS,
         };
         let metadata = ClusterMetadata::new(String::new(), Vec::new());
+        let now_ms = 1_000;
         Self {
-            controller: Controller::new(config),
+            controller: Controller::new(config, now_ms),
             view: View {
                 metadata,
                 controller_id: Some(THIS_NODE),
                 metadata_leader_epoch: Some(1),
                 hosted: BTreeMap::new(),
+                metadata_caught_up: true,
             },
             log_end: 0,
             log: Vec::new(),
             rng: StdRng::seed_from_u64(3),
-            now_ms: 1_000,
+            now_ms,
             sent: Vec::new(),
         }
     }
@@ -754,8 +764,9 @@ fn follower(metadata: ClusterMetadata) -> (Controller, ClusterMetadata) {
         topic_defaults: TopicConfig::default(),
         auto_create_topics: true,
         snapshot_interval_bytes: SNAPSHOT_INTERVAL_BYTES,
+        election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS,
     };
-    (Controller::new(config), metadata)
+    (Controller::new(config, 0), metadata)
 }
 
 /// Appends `batches` to `controller`'s log.

@@ -338,6 +338,8 @@ fn code_message(message: &ReplicationMessage) -> Message {
             prev_epoch,
             records,
             high_watermark,
+            // The spec has no DeleteRecords: the start never moves.
+            log_start_offset: _,
         } => {
             let Records::Inline(bytes) = records else {
                 panic!("the harness sends appends with their bytes inline");
@@ -364,6 +366,7 @@ fn code_message(message: &ReplicationMessage) -> Message {
                 AppendOutcome::Matched {
                     matched_end_offset,
                     durable_end_offset,
+                    log_start_offset: _,
                 } => Outcome::Matched {
                     matched_end_offset: *matched_end_offset,
                     durable_end_offset: *durable_end_offset,

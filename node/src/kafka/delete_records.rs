@@ -1,14 +1,19 @@
 //! DeleteRecords (api key 21, v0-2): each partition's records below an offset (-1: the high
 //! watermark) are deleted on its leader, which answers the new low watermark
-//! (`Broker::delete_records`: OFFSET_OUT_OF_RANGE beyond the high watermark,
-//! NOT_LEADER_OR_FOLLOWER off the leader).
+//! (`Broker::delete_records` in core/src/broker/delete_records.rs: OFFSET_OUT_OF_RANGE
+//! beyond the high watermark, NOT_LEADER_OR_FOLLOWER off the leader).
 //!
-//! What the answer promises: the leader has persisted the new log start offset. Kafka
-//! answers only once every live replica's log start reached it; here the followers learn it
-//! at the leader's next retention check (every replica repeats it to the others at each
-//! check, so a later leader learns it from any replica that has it). Until then a leader
-//! change to a replica that has not learned it serves the deleted records again, until it
-//! does.
+//! What the answer promises: a majority of the partition's replicas, the leader included,
+//! hold the new log start durably. The start travels in replication, as Kafka's fetch
+//! response carries the log start offset: every append carries the leader's, a follower
+//! persists it before it answers, and its answer reports it back. Any later leader is
+//! elected by a majority and serves reads only once a majority answered it, so it holds
+//! the new start before it serves a read: the deleted records are never served again.
+//! Kafka waits for every in-sync replica instead; a majority is what makes every later
+//! leader hold it here (any replica may be elected, not only in-sync ones). The request's
+//! `timeout_ms` bounds the wait: past it, REQUEST_TIMED_OUT (the delete may then hold on
+//! some replicas only, and takes effect everywhere once a replica holding it answers a
+//! leader; a retry completes it).
 
 use crate::kafka::dispatch::{call, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::delete_records_response::{
@@ -36,8 +41,14 @@ pub(crate) async fn delete_records(
             })
         })
         .collect();
-    let Response::DeleteRecords(results) =
-        call(context, Request::DeleteRecords { partitions }).await?
+    let Response::DeleteRecords(results) = call(
+        context,
+        Request::DeleteRecords {
+            partitions,
+            timeout_ms: request.timeout_ms,
+        },
+    )
+    .await?
     else {
         return Err(HandlerError::UnexpectedResponse {
             request: "DeleteRecords",

@@ -10,6 +10,10 @@
 //! brokers, as Metadata lists them (endpoint type 1, brokers, only: a node is no separate
 //! controller endpoint, so 2 answers UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker does).
 //!
+//! A node of a cluster that has just started answers both only once it knows the cluster
+//! (its peers, the partitions' leaders), at most a few seconds after its start: the core
+//! holds them ("Knowing the cluster before serving its view" in core/src/controller.rs).
+//!
 //! Authorized operations: no authorizer is configured, so, as Kafka without one, every
 //! operation of the resource type is allowed; when a client asks (Metadata v8+ per topic,
 //! v8-10 for the cluster; DescribeCluster), the bit field lists all of them (bit n set for
