@@ -70,7 +70,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The `prev_epoch` of an append that starts at the leader's log start: no batch precedes it.
 pub const LOG_START_EPOCH: i32 = -1;
@@ -237,13 +237,24 @@ struct FollowerProgress {
     next_offset: i64,
     matched_end_offset: i64,
     durable_end_offset: i64,
-    /// When the oldest unanswered append was sent (reset by every answer).
+    /// When the oldest unanswered append was sent, or the last append was answered if later
+    /// (an answer restarts the timer; `append_timeout_ms` without one restarts the pipeline).
     append_sent_ms: Option<i64>,
     /// The highest DeleteRecords start the follower reported holding durably in this epoch.
     log_start_offset: i64,
-    /// Appends with data sent and not answered yet.
-    in_flight: u32,
+    /// The end offsets of the appends with data sent and not answered yet, oldest first.
+    /// An answer is known by what it says the follower holds: every append ending at or
+    /// below its `matched_end_offset` arrived. Counting answers instead would let the
+    /// follower's other reports (its durable end after each sync, heartbeat answers) open
+    /// the pipeline past its bound.
+    in_flight_ends: VecDeque<i64>,
     last_heard_ms: i64,
+}
+
+impl FollowerProgress {
+    fn in_flight(&self) -> u32 {
+        self.in_flight_ends.len() as u32
+    }
 }
 
 /// Appends with data a leader sends a follower before it waits for an answer.
@@ -562,7 +573,7 @@ impl Replica {
                         durable_end_offset: 0,
                         append_sent_ms: None,
                         log_start_offset: LOG_START_NOT_MOVED,
-                        in_flight: 0,
+                        in_flight_ends: VecDeque::new(),
                         last_heard_ms: context.now.monotonic_ms,
                     },
                 )
@@ -630,7 +641,7 @@ impl Replica {
         let idle: Vec<NodeId> = match &self.role {
             Role::Leader { followers } => followers
                 .iter()
-                .filter(|(_, progress)| progress.in_flight < APPENDS_IN_FLIGHT_MAX)
+                .filter(|(_, progress)| progress.in_flight() < APPENDS_IN_FLIGHT_MAX)
                 .map(|(id, _)| *id)
                 .collect(),
             _ => Vec::new(),
@@ -664,7 +675,7 @@ impl Replica {
             .is_some_and(|sent| context.now.monotonic_ms - sent >= append_timeout_ms)
         {
             progress.next_offset = progress.matched_end_offset;
-            progress.in_flight = 0;
+            progress.in_flight_ends.clear();
             progress.append_sent_ms = None;
         }
         let clamped = progress
@@ -673,7 +684,7 @@ impl Replica {
         // A divergence hint may name an offset inside a batch: resume at that batch's start,
         // since `prev_offset` must be where the first sent batch begins.
         progress.next_offset = log.batch_base_offset(clamped).unwrap_or(clamped);
-        let can_send = progress.in_flight < APPENDS_IN_FLIGHT_MAX
+        let can_send = progress.in_flight() < APPENDS_IN_FLIGHT_MAX
             && progress.next_offset < log.log_end_offset();
         let (prev_offset, chunks) = if can_send {
             let chunks = log.read(
@@ -685,7 +696,11 @@ impl Replica {
             let prev_offset = progress.next_offset;
             if let Some(end) = chunks.last().and_then(|chunk| log.offset_after(chunk)) {
                 progress.next_offset = end;
-                progress.in_flight += 1;
+                progress.in_flight_ends.push_back(end);
+                crate::invariant!(
+                    progress.in_flight() <= APPENDS_IN_FLIGHT_MAX,
+                    "at most {APPENDS_IN_FLIGHT_MAX} appends in flight to node {follower}"
+                );
                 progress
                     .append_sent_ms
                     .get_or_insert(context.now.monotonic_ms);
@@ -694,7 +709,7 @@ impl Replica {
         } else if heartbeat {
             // While appends are in flight, `next_offset` is ahead of the follower's log:
             // the heartbeat checks the matched end instead.
-            let prev_offset = if progress.in_flight > 0 {
+            let prev_offset = if progress.in_flight() > 0 {
                 progress
                     .matched_end_offset
                     .clamp(log.log_start_offset(), log.log_end_offset())
@@ -1093,8 +1108,6 @@ impl Replica {
             return;
         };
         progress.last_heard_ms = context.now.monotonic_ms;
-        progress.in_flight = progress.in_flight.saturating_sub(1);
-        progress.append_sent_ms = (progress.in_flight > 0).then_some(context.now.monotonic_ms);
         match outcome {
             AppendOutcome::Matched {
                 matched_end_offset,
@@ -1107,6 +1120,22 @@ impl Replica {
                     .durable_end_offset
                     .max(durable_end_offset.min(matched_end_offset));
                 progress.next_offset = progress.next_offset.max(matched_end_offset);
+                let mut retired = false;
+                while progress
+                    .in_flight_ends
+                    .front()
+                    .is_some_and(|end| *end <= matched_end_offset)
+                {
+                    progress.in_flight_ends.pop_front();
+                    retired = true;
+                }
+                // The timer restarts only when an append was answered: answers that retire
+                // none (heartbeats, durable-end reports) must not keep a lost append's
+                // pipeline waiting forever.
+                if retired {
+                    progress.append_sent_ms =
+                        (!progress.in_flight_ends.is_empty()).then_some(context.now.monotonic_ms);
+                }
             }
             AppendOutcome::Mismatch {
                 epoch_hint,
@@ -1117,7 +1146,7 @@ impl Replica {
                 let next = epoch_end.min(offset_hint).min(progress.next_offset - 1);
                 progress.next_offset = next.max(context.log.log_start_offset());
                 // What is in flight was sent after a point that does not match.
-                progress.in_flight = 0;
+                progress.in_flight_ends.clear();
                 progress.append_sent_ms = None;
             }
         }
@@ -1241,7 +1270,7 @@ pub(crate) struct FollowerView {
     pub matched_end_offset: i64,
     pub durable_end_offset: i64,
     pub append_sent_ago_ms: Option<i64>,
-    pub in_flight: u32,
+    pub in_flight_ends: Vec<i64>,
     pub heard_ago_ms: i64,
 }
 
@@ -1273,7 +1302,7 @@ impl Replica {
                         append_sent_ago_ms: progress
                             .append_sent_ms
                             .map(|sent| (now_ms - sent).min(self.timings.append_timeout_ms)),
-                        in_flight: progress.in_flight,
+                        in_flight_ends: progress.in_flight_ends.iter().copied().collect(),
                         heard_ago_ms: (now_ms - progress.last_heard_ms)
                             .min(self.timings.election_timeout_max_ms + 1),
                     })

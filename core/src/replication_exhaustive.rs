@@ -349,7 +349,7 @@ impl NodeParts {
                             follower.matched_end_offset,
                             follower.durable_end_offset,
                             follower.append_sent_ago_ms,
-                            follower.in_flight,
+                            &follower.in_flight_ends,
                             follower.heard_ago_ms,
                         ));
                         (follower.id, progress)

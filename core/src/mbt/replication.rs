@@ -61,7 +61,7 @@ struct Progress {
     next_offset: i64,
     matched_end_offset: i64,
     durable_end_offset: i64,
-    in_flight: i64,
+    in_flight_ends: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -284,7 +284,10 @@ fn spec_abstraction(state: &super::State) -> GroupAbstraction {
                                 next_offset: int(&p["next_offset"]),
                                 matched_end_offset: int(&p["matched_end_offset"]),
                                 durable_end_offset: int(&p["durable_end_offset"]),
-                                in_flight: int(&p["in_flight"]),
+                                in_flight_ends: list(&p["in_flight_ends"])
+                                    .iter()
+                                    .map(int)
+                                    .collect(),
                             },
                         )
                     })
@@ -450,7 +453,7 @@ fn code_abstraction(group: &Group, clocks: &BTreeMap<NodeId, i64>) -> GroupAbstr
                                     next_offset: f.next_offset,
                                     matched_end_offset: f.matched_end_offset,
                                     durable_end_offset: f.durable_end_offset,
-                                    in_flight: f.in_flight.into(),
+                                    in_flight_ends: f.in_flight_ends.clone(),
                                 },
                             )
                         })
