@@ -23,6 +23,11 @@
 //!   the leader moves `next_offset` back to where its own log ends that epoch (Kafka's
 //!   OffsetsForLeaderEpoch), strictly decreasing until the logs agree. A follower truncates
 //!   its divergent tail when a batch arrives at an offset where it holds a different epoch.
+//! - **Appends are pipelined, and bounded.** At most `APPENDS_IN_FLIGHT_MAX` appends with
+//!   data await their answers per follower (checked where one is sent). An append counts as
+//!   answered once the follower says it holds its end (`matched_end_offset`), whichever
+//!   message says so; a follower's other reports (durable ends after its syncs, heartbeat
+//!   answers) answer no append, so they never open the pipeline further.
 //! - **Commitment is durable and majority-based.** Followers report how far their log
 //!   matches the leader's and how far it is durable (fsynced). The HWM is the largest offset
 //!   that a majority (the leader included) holds durably, in the current epoch. acks=all
