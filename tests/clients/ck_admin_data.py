@@ -67,9 +67,21 @@ def produce_batches(bootstrap, topic, timeout):
 
 
 def list_offset(admin, topic, spec, timeout):
+    """Asked again while the partition has no leader this admin client knows of: just after
+    the topic was created (its leader is elected then, and a node learns of it within about
+    a second), or during an election after a node died or came back. librdkafka's admin
+    fails such a ListOffsets at once ("No leaders found") rather than waiting for one."""
     tp = TopicPartition(topic, 0)
-    info = result(admin.list_offsets({tp: spec}, request_timeout=timeout)[tp], timeout)
-    return [info.offset, info.timestamp]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = result(admin.list_offsets({tp: spec}, request_timeout=timeout)[tp], timeout)
+            return [info.offset, info.timestamp]
+        except KafkaException as err:
+            if time.monotonic() > deadline:
+                raise
+            sys.stderr.write("list offsets: %s; asking again\n" % err)
+            time.sleep(0.5)
 
 
 def step_timestamps(admin, args, summary):
@@ -150,19 +162,9 @@ def step_delete_records(admin, args, summary):
 
 
 def step_earliest(admin, args, summary):
-    # Asked again while the partition has no leader (an election after a node died or
-    # came back): librdkafka answers that at once rather than waiting for one.
-    deadline = time.monotonic() + args.timeout
-    while True:
-        try:
-            summary["earliest_now"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
-                                                  args.timeout)[0]
-            return
-        except KafkaException as err:
-            if time.monotonic() > deadline:
-                raise
-            sys.stderr.write("earliest: %s; asking again\n" % err)
-            time.sleep(0.5)
+    # Asked while the partition may have no leader (see list_offset).
+    summary["earliest_now"] = list_offset(admin, args.topic, OffsetSpec.earliest(),
+                                          args.timeout)[0]
 
 
 def main():
