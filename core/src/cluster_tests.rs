@@ -2523,12 +2523,13 @@ fn fetch_error(response: &Response) -> ErrorCode {
     }
 }
 
-#[test]
-fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_restart() {
+/// Three nodes, `orders` with one partition replicated three times, led, holding three
+/// batches of two records (offsets 0-5): the cluster, the partition and its leader.
+fn orders_with_three_batches() -> (Cluster, TopicPartition, NodeId) {
     let mut cluster = Cluster::new(3);
     let controller = cluster.wait_for_controller();
     cluster.call(controller, create_request("orders", 1, 3));
-    let partition = TopicPartition::new("orders", 0);
+    let partition = orders();
     cluster.run_until("a partition leader", |cluster| {
         cluster.leader_of(&partition).is_some()
     });
@@ -2537,6 +2538,12 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
         let produced = cluster.call(leader, produce(&partition, 2));
         assert_eq!(produce_result(&produced).error, ErrorCode::None);
     }
+    (cluster, partition, leader)
+}
+
+#[test]
+fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_restart() {
+    let (mut cluster, partition, leader) = orders_with_three_batches();
     let follower = cluster.another_voter(leader);
     assert_eq!(
         deleted(cluster.call(follower, delete_records_request(&partition, 3))).0,
@@ -2618,18 +2625,7 @@ fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_re
 
 #[test]
 fn delete_records_times_out_when_no_majority_can_hold_the_new_start() {
-    let mut cluster = Cluster::new(3);
-    let controller = cluster.wait_for_controller();
-    cluster.call(controller, create_request("orders", 1, 3));
-    let partition = orders();
-    cluster.run_until("a partition leader", |cluster| {
-        cluster.leader_of(&partition).is_some()
-    });
-    let leader = cluster.leader_of(&partition).unwrap();
-    for _ in 0..3 {
-        let produced = cluster.call(leader, produce(&partition, 2));
-        assert_eq!(produce_result(&produced).error, ErrorCode::None);
-    }
+    let (mut cluster, partition, leader) = orders_with_three_batches();
     for node in cluster.voters.clone() {
         if node != leader {
             cluster.crash(node);

@@ -35,3 +35,13 @@ pub fn workspace_root() -> PathBuf {
         .expect("tests crate lives inside the workspace")
         .to_path_buf()
 }
+
+/// Runs `future` to its end on a runtime of its own (for tests that drive `myelin-client`
+/// from synchronous test functions).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}

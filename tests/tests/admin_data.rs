@@ -20,17 +20,8 @@ use bytes::Bytes;
 use myelin_client::{ClientConfig, Connection, NewRecord, ProduceOptions};
 use myelin_tests::clients::{js_script, python_json, run_json};
 use myelin_tests::node::{cluster_bootstrap, start_cluster};
-use myelin_tests::{Node, NodeConfig};
+use myelin_tests::{block_on, Node, NodeConfig};
 use serde_json::{json, Value};
-
-/// Runs `future` to its end on a runtime of its own.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(future)
-}
 
 /// Runs `tests/js/admin_data.js` with `args`; returns its summary.
 fn kafkajs(node: &Node, bootstrap: &str, args: &[&str]) -> Value {

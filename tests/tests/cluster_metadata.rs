@@ -14,18 +14,10 @@
 use std::time::{Duration, Instant};
 
 use myelin_client::{ClientConfig, Connection};
+use myelin_tests::block_on;
 use myelin_tests::node::{cluster_diagnostics, start_cluster};
 
 const TOPIC: &str = "spread";
-
-/// Runs `future` to its end on a runtime of its own.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(future)
-}
 
 /// The brokers `addr` lists and each partition's leader of `TOPIC` (-1: none), from one
 /// Metadata request on a fresh connection.
