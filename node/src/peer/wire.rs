@@ -128,7 +128,8 @@ pub(crate) fn encode_frame<M: Serialize>(
     frame_bytes_max: usize,
 ) -> Result<(), WireError> {
     // Sized first (a walk that copies nothing), so that a refused frame writes nothing and
-    // the length prefix goes first.
+    // the length prefix goes first. The write below is then unlimited: with a limit, bincode
+    // would size the frame a second time before writing it.
     let length = codec(frame_bytes_max)
         .serialized_size(frame)
         .map_err(|error| encode_error(*error, frame_bytes_max))?;
@@ -141,7 +142,7 @@ pub(crate) fn encode_frame<M: Serialize>(
     }
     let start = buffer.offset();
     buffer.put_u32(length);
-    codec(frame_bytes_max)
+    bincode::DefaultOptions::new()
         .serialize_into(&mut *buffer, frame)
         .map_err(|error| encode_error(*error, frame_bytes_max))?;
     // The same walk as the sizing: a difference would be a bug in an encoder, and the frames
