@@ -331,6 +331,269 @@ fn topics_produce_and_consume_on_one_node() {
     });
 }
 
+/// A transactional confluent-kafka producer on topic `argv[2]`: one committed
+/// transaction, one aborted, one left open (it prints "open" then waits to be stopped).
+const TRANSACTIONAL_PRODUCER: &str = r#"
+import sys, time
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "cli-txn"})
+p.init_transactions()
+for state, values in [("commit", [b"c1", b"c2"]), ("abort", [b"a1"]), ("open", [b"o1"])]:
+    p.begin_transaction()
+    for v in values:
+        p.produce(sys.argv[2], value=v, partition=0)
+    p.flush()
+    if state == "commit":
+        p.commit_transaction()
+    elif state == "abort":
+        p.abort_transaction()
+print("open", flush=True)
+time.sleep(120)
+"#;
+
+/// The current UTC time as kafka-consumer-groups.sh users write it: no zone.
+fn utc_now_without_zone() -> String {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3N"])
+        .output()
+        .expect("date -u");
+    String::from_utf8_lossy(&date.stdout).trim().to_owned()
+}
+
+#[test]
+fn kafka_and_kcat_spellings_headers_and_read_committed() {
+    let node = Node::start("cli_spellings");
+    let b = node.bootstrap();
+    let b = b.as_str();
+    cli::create_topic(b, "spelled", 2);
+
+    // --acks as Kafka spells it (-1 is all) and as kcat does.
+    for acks in ["-1", "1", "all", "0"] {
+        let line = format!("acks{acks}\n");
+        cli::ok(
+            &[
+                "produce",
+                "spelled",
+                "--partition",
+                "0",
+                "--acks",
+                acks,
+                "-b",
+                b,
+            ],
+            Some(line.as_bytes()),
+        );
+    }
+    let read_all = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["consume", "spelled", "-e", "-b", b];
+        full.extend_from_slice(args);
+        let consumed = cli::ok(&full, None);
+        lines(&consumed.stdout)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    // acks=0 is not confirmed: wait for its record.
+    wait_for(WAIT, "the acks=0 record", || {
+        let read = read_all(&["--partition", "0", "--from-beginning"]);
+        if read.len() == 4 {
+            Ok(())
+        } else {
+            Err(format!("{read:?}"))
+        }
+    });
+
+    // Headers and a key from kcat -H, shown by --format and --json.
+    let mut kcat = Command::new(clients::kcat());
+    kcat.args(["-P", "-b", b, "-t", "spelled", "-p", "1", "-K", ":"]);
+    kcat.args(["-H", "trace=abc", "-H", "source=kcat"]);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let done = run(kcat, Some(b"k1:with-headers\n"), CLIENT_TIMEOUT);
+    assert!(done.status.success(), "{}", done.describe());
+    let shown = read_all(&[
+        "--partition",
+        "1",
+        "--offset",
+        "beginning",
+        "--format",
+        "{partition}/{offset} {key}={value} [{headers}] {timestamp}",
+    ]);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let (text, timestamp) = shown[0].rsplit_once(' ').expect("a timestamp");
+    assert_eq!(text, "1/0 k1=with-headers [trace=abc,source=kcat]");
+    let timestamp: i64 = timestamp.parse().expect("epoch milliseconds");
+    assert!(
+        (before - 5_000..before + 60_000).contains(&timestamp),
+        "{timestamp} vs {before}"
+    );
+    let as_json = read_all(&["--partition", "1", "--offset", "0", "--json"]);
+    let record: Value = serde_json::from_str(&as_json[0]).expect("a JSON record");
+    assert_eq!(
+        record["headers"],
+        serde_json::json!({"trace": "abc", "source": "kcat"})
+    );
+    assert_eq!(record["key"], "k1");
+    assert_eq!(record["timestamp"], timestamp);
+
+    // --offset as kcat and kafka-console-consumer.sh spell it.
+    let values = |args: &[&str]| -> Vec<String> {
+        let mut full = args.to_vec();
+        full.extend(["--format", "{value}"]);
+        read_all(&full)
+    };
+    assert_eq!(
+        values(&["--partition", "0", "--offset", "-2"]),
+        ["acksall", "acks0"]
+    );
+    assert_eq!(values(&["--partition", "0", "--offset", "-9"]).len(), 4);
+    assert_eq!(values(&["--partition", "0", "--offset", "3"]), ["acks0"]);
+    assert_eq!(
+        values(&["--partition", "0", "--offset", "earliest"]).len(),
+        4
+    );
+    assert!(values(&["--partition", "0", "--offset", "end"]).is_empty());
+    assert!(values(&["--offset", "latest"]).is_empty());
+    // Without --partition: every partition, here the last record of each.
+    let mut last = values(&["--offset", "-1"]);
+    last.sort();
+    assert_eq!(last, ["acks0", "with-headers"]);
+    let bad = cli::fails(&["consume", "spelled", "--offset", "soon", "-b", b]);
+    assert!(
+        bad.stderr.contains("beginning or end"),
+        "{}",
+        bad.describe()
+    );
+
+    // --to-datetime without a zone is UTC (as kafka-consumer-groups.sh reads it); a date
+    // alone is its midnight; --execute is accepted.
+    cli::ok(
+        &[
+            "consume",
+            "spelled",
+            "--group",
+            "dated",
+            "--from-beginning",
+            "-e",
+            "-b",
+            b,
+        ],
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(1_100));
+    let between = utc_now_without_zone();
+    std::thread::sleep(Duration::from_millis(1_100));
+    cli::ok(
+        &["produce", "spelled", "--partition", "0", "-b", b],
+        Some(b"later\n"),
+    );
+    let reset = |at: &str| -> BTreeMap<i64, (Value, Value)> {
+        cli::ok(
+            &[
+                "groups",
+                "reset-offsets",
+                "dated",
+                "--topic",
+                "spelled",
+                "--to-datetime",
+                at,
+                "--execute",
+                "-b",
+                b,
+            ],
+            None,
+        );
+        group_offsets(b, "dated")
+    };
+    let offsets = reset(&between);
+    assert_eq!(offsets[&0].0, 4, "{offsets:?}");
+    assert_eq!(offsets[&1].0, 1, "{offsets:?}");
+    let offsets = reset("2000-01-01");
+    assert!(offsets.values().all(|(o, _)| o == 0), "{offsets:?}");
+    let offsets = reset("2100-01-01T00:00:00+01:00");
+    assert_eq!(
+        (offsets[&0].0.clone(), offsets[&1].0.clone()),
+        (5.into(), 1.into())
+    );
+    let bad = cli::fails(&[
+        "groups",
+        "reset-offsets",
+        "dated",
+        "--topic",
+        "spelled",
+        "--to-datetime",
+        "2026-02-30",
+        "-b",
+        b,
+    ]);
+    assert!(bad.stderr.contains("ISO 8601"), "{}", bad.describe());
+
+    // --isolation read_committed against a transactional confluent-kafka producer.
+    cli::create_topic(b, "txn", 1);
+    let mut producer = Command::new(clients::python());
+    producer.args(["-c", TRANSACTIONAL_PRODUCER, b, "txn"]);
+    let producer = clients::StreamingClient::spawn(producer);
+    wait_for(WAIT, "the producer's open transaction", || {
+        if producer.lines().iter().any(|l| l == "open") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", producer.lines()))
+        }
+    });
+    let txn_values = |isolation: &str| -> Vec<String> {
+        let consumed = cli::ok(
+            &[
+                "consume",
+                "txn",
+                "--from-beginning",
+                "-e",
+                "--isolation",
+                isolation,
+                "-b",
+                b,
+            ],
+            None,
+        );
+        lines(&consumed.stdout)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(txn_values("read_committed"), ["c1", "c2"]);
+    assert_eq!(txn_values("read-committed"), ["c1", "c2"]);
+    assert_eq!(txn_values("read_uncommitted"), ["c1", "c2", "a1", "o1"]);
+    let _ = producer.kill();
+}
+
+#[test]
+fn a_closed_stdout_ends_the_tool_quietly() {
+    let node = Node::start("cli_closed_stdout");
+    let b = node.bootstrap();
+    for args in [
+        vec!["topics", "list", "--internal", "-b", b.as_str()],
+        vec!["cluster", "status", "--json", "-b", b.as_str()],
+    ] {
+        // stdout is a pipe whose reader is gone before the tool writes (as `| head -0`).
+        let mut command = cli::command(&args);
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("start myelin");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("myelin output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && !stderr.contains("panicked"),
+            "myelin {}: {}\n{stderr}",
+            args.join(" "),
+            output.status
+        );
+    }
+}
+
 /// `groups describe --json`'s offsets as partition -> (committed, lag).
 fn group_offsets(b: &str, group: &str) -> BTreeMap<i64, (Value, Value)> {
     let described = cli::json(&["groups", "describe", group, "-b", b]);
@@ -798,6 +1061,7 @@ fn cluster_status_and_routing_on_three_nodes() {
             }
         },
     );
+    assert_eq!(status["down_nodes"], serde_json::json!([3]), "{status}");
     for p in status["unhealthy_partitions"]
         .as_array()
         .expect("unhealthy")
@@ -809,7 +1073,9 @@ fn cluster_status_and_routing_on_three_nodes() {
     }
     let text = cli::ok(&["cluster", "status", "-b", &survivors], None).stdout;
     assert!(
-        text.contains("partitions unhealthy:") && text.contains("under-replicated"),
+        text.contains("partitions unhealthy:")
+            && text.contains("under-replicated")
+            && text.contains("down: node(s) 3 "),
         "{text}"
     );
     // Produce and consume still work, through whichever nodes lead now.

@@ -60,6 +60,15 @@ pub enum Isolation {
     ReadCommitted,
 }
 
+impl Isolation {
+    fn level(self) -> IsolationLevel {
+        match self {
+            Isolation::ReadUncommitted => IsolationLevel::ReadUncommitted,
+            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     #[command(flatten)]
@@ -74,9 +83,18 @@ pub struct ConsumeArgs {
     /// Read only this partition.
     #[arg(short, long, conflicts_with = "group")]
     pub partition: Option<i32>,
-    /// Start at this offset (with --partition).
-    #[arg(short, long, requires = "partition", conflicts_with = "from_beginning")]
-    pub offset: Option<i64>,
+    /// Where to start in each partition read (the one of --partition, else every one): an
+    /// offset N, -N (N records before the end, as kcat's -o -N), beginning (or earliest)
+    /// or end (or latest).
+    #[arg(
+        short,
+        long,
+        value_name = "OFFSET",
+        value_parser = parse_start,
+        allow_hyphen_values = true,
+        conflicts_with_all = ["from_beginning", "group"]
+    )]
+    pub offset: Option<Start>,
     /// Stop after this many records.
     #[arg(short = 'n', long)]
     pub max_messages: Option<u64>,
@@ -90,6 +108,34 @@ pub struct ConsumeArgs {
     /// {topic}; \n \t \\ escapes; {{ and }} for braces. A newline follows each record.
     #[arg(short, long, default_value = "{value}")]
     pub format: String,
+}
+
+/// Where `--offset` starts a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The log start.
+    Beginning,
+    /// The end (only records produced from now on).
+    End,
+    /// This offset.
+    Offset(i64),
+    /// This many records before the end (never before the log start).
+    BeforeEnd(i64),
+}
+
+/// Parses `--offset`: `N`, `-N`, `beginning`/`earliest`, `end`/`latest`.
+pub fn parse_start(text: &str) -> Result<Start, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "beginning" | "earliest" | "oldest" => Ok(Start::Beginning),
+        "end" | "latest" | "newest" => Ok(Start::End),
+        other => match other.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Start::Offset(n)),
+            Ok(n) => Ok(Start::BeforeEnd(n.checked_neg().unwrap_or(i64::MAX))),
+            Err(_) => Err(format!(
+                "expected an offset N, -N (N before the end), beginning or end; got {text:?}"
+            )),
+        },
+    }
 }
 
 /// One piece of a `--format` string.
@@ -260,9 +306,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     if let Some(p) = args.partition {
         if !(0..partition_count).contains(&p) {
             bail!(
-                "topic {:?} has partitions 0..{} (no partition {p})",
+                "topic {:?} has {n} partition(s), 0 to {}: no partition {p} (grow it with \
+                 `myelin topics add-partitions {} --partitions N`)",
                 args.topic,
-                partition_count - 1
+                partition_count - 1,
+                args.topic,
+                n = partition_count,
             );
         }
     }
@@ -288,8 +337,30 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             let mut positions = BTreeMap::new();
             for p in partitions {
                 let next = match args.offset {
-                    Some(offset) => offset,
-                    None => start_offset(&mut client, &args.topic, p, args.from_beginning).await?,
+                    Some(Start::Offset(offset)) => offset,
+                    Some(Start::Beginning) => {
+                        start_offset(&mut client, &args.topic, p, true, args.isolation).await?
+                    }
+                    Some(Start::End) => {
+                        start_offset(&mut client, &args.topic, p, false, args.isolation).await?
+                    }
+                    Some(Start::BeforeEnd(back)) => {
+                        let start =
+                            start_offset(&mut client, &args.topic, p, true, args.isolation).await?;
+                        let end = start_offset(&mut client, &args.topic, p, false, args.isolation)
+                            .await?;
+                        end.saturating_sub(back).max(start)
+                    }
+                    None => {
+                        start_offset(
+                            &mut client,
+                            &args.topic,
+                            p,
+                            args.from_beginning,
+                            args.isolation,
+                        )
+                        .await?
+                    }
                 };
                 positions.insert(p, Position { next, end: None });
             }
@@ -301,23 +372,29 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The earliest or latest offset of a partition.
+/// The earliest or latest offset of a partition (the latest is the last stable offset
+/// under read_committed, as Kafka's consumers ask it).
 async fn start_offset(
     client: &mut Client,
     topic: &str,
     partition: i32,
     from_beginning: bool,
+    isolation: Isolation,
 ) -> anyhow::Result<i64> {
     let timestamp = if from_beginning {
         EARLIEST_TIMESTAMP
     } else {
         LATEST_TIMESTAMP
     };
+    let isolation = isolation.level();
     let name = topic.to_owned();
     client
         .on_leader(topic, partition, move |conn| {
             let name = name.clone();
-            Box::pin(async move { conn.list_offsets(&name, partition, timestamp).await })
+            Box::pin(async move {
+                conn.list_offsets_isolated(&name, partition, timestamp, isolation)
+                    .await
+            })
         })
         .await
 }
@@ -347,10 +424,7 @@ impl Consumer<'_> {
         mut member: Option<&mut Member>,
     ) -> anyhow::Result<Stop> {
         let topic = self.args.topic.clone();
-        let isolation = match self.args.isolation {
-            Isolation::ReadUncommitted => IsolationLevel::ReadUncommitted,
-            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
-        };
+        let isolation = self.args.isolation.level();
         let wait = (FETCH_WAIT_MS / i32::try_from(positions.len().max(1)).unwrap_or(1)).max(10);
         let options = FetchOptions {
             max_wait_ms: wait,
@@ -389,9 +463,14 @@ impl Consumer<'_> {
                 let fetched = match fetched {
                     Ok(fetched) => fetched,
                     Err(error) if broker_error(&error) == Some(ResponseError::OffsetOutOfRange) => {
-                        let next =
-                            start_offset(client, &topic, partition, self.args.from_beginning)
-                                .await?;
+                        let next = start_offset(
+                            client,
+                            &topic,
+                            partition,
+                            self.args.from_beginning,
+                            self.args.isolation,
+                        )
+                        .await?;
                         eprintln!(
                             "{topic}/{partition}: offset {offset} is out of range; continuing at {next}"
                         );
@@ -564,7 +643,14 @@ impl Consumer<'_> {
                 let next = match committed.iter().find(|(q, _)| *q == p) {
                     Some((_, offset)) if *offset >= 0 => *offset,
                     _ => {
-                        start_offset(client, &self.args.topic, p, self.args.from_beginning).await?
+                        start_offset(
+                            client,
+                            &self.args.topic,
+                            p,
+                            self.args.from_beginning,
+                            self.args.isolation,
+                        )
+                        .await?
                     }
                 };
                 positions.insert(p, Position { next, end: None });
@@ -801,6 +887,49 @@ mod tests {
             render(&parse_format("[{key}]").unwrap(), "t", 0, &null_key),
             "[]"
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConsumeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ConsumeArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("consume").chain(args.iter().copied()))
+            .map(|cli| cli.args)
+    }
+
+    #[test]
+    fn offsets_take_kcat_and_kafka_forms() {
+        for (text, start) in [
+            ("5", Start::Offset(5)),
+            ("0", Start::Offset(0)),
+            ("-3", Start::BeforeEnd(3)),
+            ("beginning", Start::Beginning),
+            ("earliest", Start::Beginning),
+            ("end", Start::End),
+            ("latest", Start::End),
+        ] {
+            assert_eq!(parse_start(text), Ok(start), "{text}");
+            // As the flag, a negative number too, and without --partition.
+            let args = parse(&["t", "--offset", text]).unwrap();
+            assert_eq!(args.offset, Some(start), "{text}");
+        }
+        assert!(parse_start("soon").is_err());
+        assert!(parse(&["t", "--offset", "1", "--group", "g"]).is_err());
+        assert!(parse(&["t", "--offset", "1", "--from-beginning"]).is_err());
+    }
+
+    #[test]
+    fn isolation_takes_both_spellings() {
+        for spelling in ["read_committed", "read-committed"] {
+            let args = parse(&["t", "--isolation", spelling]).unwrap();
+            assert!(matches!(args.isolation, Isolation::ReadCommitted));
+        }
+        let args = parse(&["t"]).unwrap();
+        assert!(matches!(args.isolation, Isolation::ReadUncommitted));
     }
 
     #[test]

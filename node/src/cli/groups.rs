@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::client::{broker_error, Client};
 use kafka_protocol::ResponseError;
 
-use super::output::{print_json, Table};
+use super::output::{out, outln, print_json, Table};
 use super::topics::watermarks;
 use super::CommonArgs;
 
@@ -53,13 +53,17 @@ pub struct ResetArgs {
     /// To this offset in every partition (kept within the log start and high watermark).
     #[arg(long, value_name = "OFFSET")]
     pub to_offset: Option<i64>,
-    /// To the first record at or after this time: RFC 3339 (2026-12-06T10:00:00Z) or
+    /// To the first record at or after this time: ISO 8601 (2026-12-06T10:00:00Z,
+    /// 2026-12-06T11:00:00+01:00; without a zone, UTC; a date alone, its midnight UTC) or
     /// milliseconds since the epoch.
     #[arg(long, value_name = "TIME", value_parser = parse_datetime)]
     pub to_datetime: Option<i64>,
     /// Show the new offsets without committing them.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit the new offsets (the default; accepted for kafka-consumer-groups.sh habits).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub execute: bool,
 }
 
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
@@ -104,7 +108,7 @@ async fn list(client: &mut Client, json: bool) -> anyhow::Result<()> {
                 g.protocol_type.clone(),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
     Ok(())
 }
@@ -218,7 +222,7 @@ async fn describe(client: &mut Client, json: bool, group: &str) -> anyhow::Resul
         }));
         return Ok(());
     }
-    println!(
+    outln!(
         "Group: {group}  state: {}  protocol: {}  members: {}",
         description.state,
         match (
@@ -232,7 +236,7 @@ async fn describe(client: &mut Client, json: bool, group: &str) -> anyhow::Resul
         description.members.len()
     );
     if !description.members.is_empty() {
-        println!();
+        outln!();
         let mut table = Table::new(&["MEMBER", "CLIENT-ID", "HOST", "PARTITIONS"]);
         for (m, assigned) in description.members.iter().zip(&assignments) {
             let partitions = assigned
@@ -250,9 +254,9 @@ async fn describe(client: &mut Client, json: bool, group: &str) -> anyhow::Resul
                 partitions,
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
-    println!();
+    outln!();
     let mut table = Table::new(&[
         "TOPIC",
         "PARTITION",
@@ -272,7 +276,7 @@ async fn describe(client: &mut Client, json: bool, group: &str) -> anyhow::Resul
             owner.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(())
 }
 
@@ -354,9 +358,9 @@ async fn reset_offsets(client: &mut Client, json: bool, args: &ResetArgs) -> any
                 new.to_string(),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
         if args.dry_run {
-            println!("(dry run: nothing committed)");
+            outln!("(dry run: nothing committed)");
         }
     }
     Ok(())
@@ -400,60 +404,104 @@ async fn delete(client: &mut Client, json: bool, group: &str) -> anyhow::Result<
     if json {
         print_json(&json!({ "deleted": group }));
     } else {
-        println!("deleted group {group}");
+        outln!("deleted group {group}");
     }
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch of an RFC 3339 time (`2026-12-06T10:00:00Z`,
-/// `2026-12-06T10:00:00.250+01:00`) or of a plain number of milliseconds.
+/// Milliseconds since the Unix epoch of an ISO 8601 time: `2026-12-06T10:00:00Z`,
+/// `2026-12-06T11:00:00.250+01:00` (also `+0100` or `+01`), `2026-12-06T10:00:00` and
+/// `2026-12-06T10:00` (no zone: UTC, as Kafka's kafka-consumer-groups.sh reads it), a date
+/// alone (`2026-12-06`: its midnight, UTC), a space instead of the `T`; or a plain number of
+/// milliseconds since the epoch.
 pub fn parse_datetime(text: &str) -> Result<i64, String> {
+    let text = text.trim();
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
-    let bad = || format!("expected an RFC 3339 time like 2026-12-06T10:00:00Z, got {text:?}");
-    let (date, rest) = text.split_once(['T', 't', ' ']).ok_or_else(bad)?;
-    let mut date_parts = date.splitn(3, '-');
-    let next_number = |parts: &mut std::str::SplitN<'_, char>| -> Result<i64, String> {
-        parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)
+    let bad = || {
+        format!(
+            "expected an ISO 8601 time like 2026-12-06T10:00:00Z, 2026-12-06T11:00:00+01:00, \
+             2026-12-06T10:00:00 (UTC) or 2026-12-06, or milliseconds since the epoch; got {text:?}"
+        )
+    };
+    let number = |part: &str, digits: std::ops::RangeInclusive<usize>| -> Result<i64, String> {
+        if digits.contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (date, rest) = match text.split_once(['T', 't', ' ']) {
+        Some((date, rest)) => (date, Some(rest.trim())),
+        None => (text, None),
+    };
+    let date_parts: Vec<&str> = date.split('-').collect();
+    let [year, month, day] = date_parts[..] else {
+        return Err(bad());
     };
     let (year, month, day) = (
-        next_number(&mut date_parts)?,
-        next_number(&mut date_parts)?,
-        next_number(&mut date_parts)?,
+        number(year, 4..=4)?,
+        number(month, 1..=2)?,
+        number(day, 1..=2)?,
     );
-    // The zone: Z, or +HH:MM / -HH:MM at the end.
-    let (clock, offset_minutes) = if let Some(clock) = rest.strip_suffix(['Z', 'z']) {
-        (clock, 0)
-    } else {
-        let at = rest.rfind(['+', '-']).ok_or_else(bad)?;
-        let (clock, zone) = rest.split_at(at);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (h, m) = zone[1..].split_once(':').ok_or_else(bad)?;
-        let h: i64 = h.parse().map_err(|_| bad())?;
-        let m: i64 = m.parse().map_err(|_| bad())?;
-        (clock, sign * (h * 60 + m))
-    };
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut clock_parts = hms.splitn(3, ':');
-    let (hour, minute, second) = (
-        next_number(&mut clock_parts)?,
-        next_number(&mut clock_parts)?,
-        next_number(&mut clock_parts)?,
-    );
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || !fraction.chars().all(|c| c.is_ascii_digit())
-    {
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
         return Err(bad());
     }
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().map_err(|_| bad())?;
+    let (mut hour, mut minute, mut second, mut millis, mut offset_minutes) = (0, 0, 0, 0, 0);
+    if let Some(rest) = rest {
+        // The zone: Z, +HH:MM, +HHMM or +HH (or -), else none (UTC).
+        let (clock, zone) = if let Some(clock) = rest.strip_suffix(['Z', 'z']) {
+            (clock, None)
+        } else if let Some(at) = rest.rfind(['+', '-']) {
+            (&rest[..at], Some(&rest[at..]))
+        } else {
+            (rest, None)
+        };
+        if let Some(zone) = zone {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let zone = zone[1..].replace(':', "");
+            let (h, m) = match zone.len() {
+                2 => (number(&zone, 2..=2)?, 0),
+                4 => (number(&zone[..2], 2..=2)?, number(&zone[2..], 2..=2)?),
+                _ => return Err(bad()),
+            };
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            offset_minutes = sign * (h * 60 + m);
+        }
+        let (hms, fraction) = clock.split_once(['.', ',']).unwrap_or((clock, ""));
+        let clock_parts: Vec<&str> = hms.split(':').collect();
+        match clock_parts[..] {
+            [h, m] => (hour, minute) = (number(h, 2..=2)?, number(m, 2..=2)?),
+            [h, m, s] => {
+                (hour, minute, second) = (number(h, 2..=2)?, number(m, 2..=2)?, number(s, 2..=2)?)
+            }
+            _ => return Err(bad()),
+        }
+        if !fraction.is_empty() {
+            if clock_parts.len() != 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            millis = format!("{fraction:0<3}")[..3].parse().map_err(|_| bad())?;
+        }
+        if hour > 23 || minute > 59 || second > 60 {
+            return Err(bad());
+        }
+    }
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
     Ok(seconds * 1_000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -486,6 +534,24 @@ mod tests {
         assert_eq!(parse_datetime("1796551200000"), Ok(1_796_551_200_000));
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2026-13-06T10:00:00Z").is_err());
-        assert!(parse_datetime("2026-12-06T10:00:00").is_err());
+        assert!(parse_datetime("2026-02-30T10:00:00Z").is_err());
+        assert!(parse_datetime("2026-12-06T25:00:00Z").is_err());
+        assert!(parse_datetime("2026-12-06T10:00:00+1").is_err());
+    }
+
+    #[test]
+    fn datetimes_without_a_zone_are_utc_and_other_iso_forms_parse() {
+        let ten_utc = 1_796_551_200_000;
+        // No zone: UTC, as kafka-consumer-groups.sh --to-datetime reads it.
+        assert_eq!(parse_datetime("2026-12-06T10:00:00"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06T10:00:00.000"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06T10:00"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06 10:00:00"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06T11:00:00+0100"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06T11:00:00+01"), Ok(ten_utc));
+        assert_eq!(parse_datetime("2026-12-06T05:30:00-04:30"), Ok(ten_utc));
+        // A date alone: its midnight, UTC.
+        assert_eq!(parse_datetime("2026-12-06"), Ok(ten_utc - 10 * 3_600_000));
+        assert_eq!(parse_datetime("2024-02-29"), Ok(1_709_164_800_000));
     }
 }

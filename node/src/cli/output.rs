@@ -52,10 +52,47 @@ impl Table {
     }
 }
 
+/// Writes `text` to stdout. A closed stdout (`myelin ... | head`) ends the process quietly
+/// with status 0, as the reader asked for no more; any other write error ends it with an
+/// error (print! would panic on both).
+pub fn write_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// `print!` through [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(&format!($($arg)*))
+    };
+}
+
+/// `println!` through [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) use {out, outln};
+
 /// Prints `value` as one pretty JSON document.
 pub fn print_json(value: &Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         // A Value always serializes; keep the branch total anyway.
         Err(error) => eprintln!("cannot print JSON: {error}"),
     }

@@ -39,7 +39,8 @@ const READ_AHEAD: usize = 4_096;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Acks {
-    /// Every in-sync replica (a majority of the replicas, in Myelin).
+    /// Every in-sync replica (a majority of the replicas, in Myelin); also spelled -1.
+    #[value(alias = "-1")]
     All,
     /// The leader only.
     #[value(name = "1")]
@@ -47,6 +48,17 @@ pub enum Acks {
     /// No acknowledgement (nothing can be reported).
     #[value(name = "0")]
     None,
+}
+
+impl Acks {
+    /// The Produce request's acks.
+    pub fn code(self) -> i16 {
+        match self {
+            Acks::All => -1,
+            Acks::Leader => 1,
+            Acks::None => 0,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -62,8 +74,8 @@ pub struct ProduceArgs {
     /// Send every record to this partition.
     #[arg(short, long)]
     pub partition: Option<i32>,
-    /// Acknowledgement to wait for.
-    #[arg(long, value_enum, default_value = "all")]
+    /// Acknowledgement to wait for: all (or -1), 1 or 0.
+    #[arg(long, value_enum, default_value = "all", allow_hyphen_values = true)]
     pub acks: Acks,
 }
 
@@ -102,17 +114,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if let Some(p) = args.partition {
         if !(0..partitions).contains(&p) {
             bail!(
-                "topic {topic:?} has partitions 0..{} (no partition {p})",
-                partitions - 1
+                "topic {:?} has {n} partition(s), 0 to {}: no partition {p} (grow it with \
+                 `myelin topics add-partitions {} --partitions N`)",
+                topic,
+                partitions - 1,
+                topic,
+                n = partitions,
             );
         }
     }
     let options = Arc::new(ProduceOptions {
-        acks: match args.acks {
-            Acks::All => -1,
-            Acks::Leader => 1,
-            Acks::None => 0,
-        },
+        acks: args.acks.code(),
         ..ProduceOptions::default()
     });
     let lines = read_stdin_lines();
@@ -277,6 +289,22 @@ fn read_stdin_lines() -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProduceArgs,
+    }
+
+    #[test]
+    fn acks_take_all_minus_one_one_and_zero() {
+        use clap::Parser;
+        for (text, acks) in [("all", -1), ("-1", -1), ("1", 1), ("0", 0)] {
+            let cli = Cli::try_parse_from(["produce", "t", "--acks", text]).unwrap();
+            assert_eq!(cli.args.acks.code(), acks, "{text}");
+        }
+        assert!(Cli::try_parse_from(["produce", "t", "--acks", "2"]).is_err());
+    }
 
     #[test]
     fn a_line_splits_at_the_first_separator() {

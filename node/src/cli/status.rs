@@ -6,7 +6,7 @@ use myelin_client::PartitionMetadata;
 use serde_json::{json, Value};
 
 use super::client::Client;
-use super::output::{ids, print_json, Table};
+use super::output::{ids, out, outln, print_json, Table};
 use super::CommonArgs;
 
 #[derive(Debug, Args)]
@@ -27,12 +27,27 @@ pub fn in_sync(partition: &PartitionMetadata, live_nodes: &[i32]) -> Vec<i32> {
         .collect()
 }
 
+/// The nodes that hold replicas but are not among `live`: nodes that are down (or cut off
+/// from the node that answered), in id order.
+pub fn down_nodes(topics: &[myelin_client::TopicMetadata], live: &[i32]) -> Vec<i32> {
+    let mut down: Vec<i32> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .flat_map(|p| p.replicas.iter().copied())
+        .filter(|id| !live.contains(id))
+        .collect();
+    down.sort_unstable();
+    down.dedup();
+    down
+}
+
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.common.bootstrap).await?;
     let metadata = client.metadata(None).await?;
     let mut brokers = metadata.brokers.clone();
     brokers.sort_by_key(|b| b.node_id);
     let live: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    let down = down_nodes(&metadata.topics, &live);
     let mut unhealthy = Vec::new();
     let mut total = 0;
     let mut topics = metadata.topics.clone();
@@ -77,21 +92,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             "cluster_id": metadata.cluster_id,
             "controller": metadata.controller_id,
             "nodes": nodes,
+            "down_nodes": down,
             "partitions": total,
             "unhealthy_partitions": problems,
         }));
         return Ok(());
     }
     if let Some(id) = &metadata.cluster_id {
-        println!("Cluster: {id}");
+        outln!("Cluster: {id}");
     }
     let controller = if metadata.controller_id >= 0 {
         metadata.controller_id.to_string()
     } else {
         "none".to_owned()
     };
-    println!("Controller: {controller}");
-    println!();
+    outln!("Controller: {controller}");
+    outln!();
     let mut nodes = Table::new(&["NODE", "ADDRESS", "ROLE"]);
     for b in &brokers {
         let role = if b.node_id == metadata.controller_id {
@@ -105,12 +121,18 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             role.to_owned(),
         ]);
     }
-    print!("{}", nodes.render());
-    println!();
+    out!("{}", nodes.render());
+    if !down.is_empty() {
+        outln!(
+            "down: node(s) {} (holding replicas, not among the live nodes)",
+            ids(&down)
+        );
+    }
+    outln!();
     if unhealthy.is_empty() {
-        println!("all {total} partitions healthy");
+        outln!("all {total} partitions healthy");
     } else {
-        println!("{} of {total} partitions unhealthy:", unhealthy.len());
+        outln!("{} of {total} partitions unhealthy:", unhealthy.len());
         let mut table = Table::new(&[
             "TOPIC",
             "PARTITION",
@@ -133,7 +155,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 (*problem).to_owned(),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use myelin_client::{TopicMetadata, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use serde_json::{json, Value};
 
 use super::client::{existing_topic, Client};
-use super::output::{ids, print_json, Table};
+use super::output::{ids, out, outln, print_json, Table};
 use super::status::in_sync;
 use super::CommonArgs;
 use kafka_protocol::ResponseError;
@@ -145,7 +145,7 @@ async fn create(
             "replication_factor": rf,
         }));
     } else {
-        println!(
+        outln!(
             "created topic {name} with {} partition(s), replication factor {rf}",
             topic.partitions.len()
         );
@@ -216,7 +216,7 @@ async fn list(client: &mut Client, json: bool, internal: bool) -> anyhow::Result
                 replication_factor_of(t).to_string(),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
     Ok(())
 }
@@ -317,7 +317,7 @@ async fn describe(client: &mut Client, json: bool, name: &str) -> anyhow::Result
             "configs": configs,
         }));
     } else {
-        println!(
+        outln!(
             "Topic: {name}  partitions: {}  replication factor: {rf}",
             rows.len()
         );
@@ -344,19 +344,19 @@ async fn describe(client: &mut Client, json: bool, name: &str) -> anyhow::Result
                 shown(r.high_watermark),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
         if let Some(configs) = &configs {
             let set: Vec<_> = configs.iter().filter(|c| !c.is_default).collect();
-            println!();
+            outln!();
             if set.is_empty() {
-                println!("Configs: all {} at their defaults", configs.len());
+                outln!("Configs: all {} at their defaults", configs.len());
             } else {
                 let mut table = Table::new(&["CONFIG", "VALUE"]);
                 for c in &set {
                     table.row(vec![c.name.clone(), c.value.clone().unwrap_or_default()]);
                 }
-                print!("{}", table.render());
-                println!(
+                out!("{}", table.render());
+                outln!(
                     "({} more at their defaults; --json lists every config)",
                     configs.len() - set.len()
                 );
@@ -394,10 +394,10 @@ async fn alter(
         print_json(&json!({ "topic": name, "set": set, "deleted": deletes }));
     } else {
         for (k, v) in configs {
-            println!("set {k}={v} on topic {name}");
+            outln!("set {k}={v} on topic {name}");
         }
         for k in deletes {
-            println!("returned {k} to its default on topic {name}");
+            outln!("returned {k} to its default on topic {name}");
         }
     }
     Ok(())
@@ -428,7 +428,7 @@ async fn add_partitions(
     if json {
         print_json(&json!({ "topic": name, "partitions": topic.partitions.len() }));
     } else {
-        println!(
+        outln!(
             "topic {name} now has {} partitions (was {current})",
             topic.partitions.len()
         );
@@ -448,7 +448,7 @@ async fn delete(client: &mut Client, json: bool, name: &str) -> anyhow::Result<(
     if json {
         print_json(&json!({ "deleted": name }));
     } else {
-        println!("deleted topic {name}");
+        outln!("deleted topic {name}");
     }
     Ok(())
 }
