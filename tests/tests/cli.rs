@@ -658,6 +658,30 @@ fn groups_consume_describe_lag_and_reset_on_one_node() {
     assert!(!topics.contains("__consumer_offsets"), "{topics}");
     let topics = cli::ok(&["topics", "list", "--internal", "-b", b], None).stdout;
     assert!(topics.contains("__consumer_offsets"), "{topics}");
+    // As with kafka-topics.sh, the internal topics cannot be deleted (nor grown) by the tool.
+    let refused = cli::fails(&["topics", "delete", "__consumer_offsets", "-b", b]);
+    assert!(
+        refused.stderr.contains("is an internal topic"),
+        "{}",
+        refused.describe()
+    );
+    let refused = cli::fails(&[
+        "topics",
+        "add-partitions",
+        "__consumer_offsets",
+        "--partitions",
+        "99",
+        "-b",
+        b,
+    ]);
+    assert!(
+        refused.stderr.contains("cannot grow"),
+        "{}",
+        refused.describe()
+    );
+    assert!(cli::ok(&["topics", "list", "--internal", "-b", b], None)
+        .stdout
+        .contains("__consumer_offsets"));
 
     // Lag 0 after reading everything; lag 7 after 7 more records.
     let offsets = group_offsets(b, "billing");

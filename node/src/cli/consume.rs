@@ -53,10 +53,10 @@ const MAX_JOIN_ATTEMPTS: usize = 20;
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Isolation {
     /// Everything up to the high watermark, open and aborted transactions included.
-    #[value(alias = "read_uncommitted")]
+    #[value(name = "read_uncommitted", alias = "read-uncommitted")]
     ReadUncommitted,
     /// Only committed transactions, up to the last stable offset.
-    #[value(alias = "read_committed")]
+    #[value(name = "read_committed", alias = "read-committed")]
     ReadCommitted,
 }
 
@@ -102,7 +102,7 @@ pub struct ConsumeArgs {
     #[arg(short = 'e', long)]
     pub exit_at_end: bool,
     /// Which records to see.
-    #[arg(long, value_enum, default_value = "read-uncommitted")]
+    #[arg(long, value_enum, default_value = "read_uncommitted")]
     pub isolation: Isolation,
     /// How to print a record: {value} {key} {partition} {offset} {timestamp} {headers}
     /// {topic}; \n \t \\ escapes; {{ and }} for braces. A newline follows each record.

@@ -303,7 +303,15 @@ async fn reset_offsets(client: &mut Client, json: bool, args: &ResetArgs) -> any
         } else if args.to_latest {
             end
         } else if let Some(offset) = args.to_offset {
-            offset.clamp(start, end)
+            let kept = offset.clamp(start, end);
+            if kept != offset {
+                eprintln!(
+                    "warning: {}/{partition} holds offsets {start} to {end}; offset {offset} \
+                     becomes {kept}",
+                    args.topic
+                );
+            }
+            kept
         } else if let Some(at) = args.to_datetime {
             let name = args.topic.clone();
             let found = client

@@ -436,9 +436,28 @@ async fn add_partitions(
     Ok(())
 }
 
+/// Whether `topic` is one of the topics the nodes keep their own state in
+/// (`__consumer_offsets`, `__transaction_state`).
+fn is_internal(topic: &TopicMetadata) -> bool {
+    topic.is_internal
+        || matches!(
+            topic.name.as_str(),
+            "__consumer_offsets" | "__transaction_state"
+        )
+}
+
 async fn delete(client: &mut Client, json: bool, name: &str) -> anyhow::Result<()> {
     // Say "does not exist" the friendly way rather than as a broker error code.
-    client.topic(name).await?;
+    let topic = client.topic(name).await?;
+    // As kafka-topics.sh: deleting it would lose every group's offsets or every
+    // transaction's state (the broker's DeleteTopics is not the place for that guard).
+    if is_internal(&topic) {
+        bail!(
+            "topic {name:?} is an internal topic (the nodes keep consumer groups' offsets and \
+             transactions' state there) and cannot be deleted; delete a group with \
+             `myelin groups delete GROUP`"
+        );
+    }
     client
         .any()
         .await?
