@@ -362,7 +362,24 @@ pub fn decode_batch(batch: &Bytes) -> Result<DecodedBatch> {
         )));
     }
     let mut buf = batch.clone();
-    let set = RecordBatchDecoder::decode(&mut buf)
+    // The decoder keeps a record's headers in a map, which merges repeated keys; Kafka's
+    // headers are a list (kcat -H a=1 -H a=2 sends both). Keep the record bytes (after
+    // decompression) to read the headers again where there are any.
+    let raw_records = std::cell::RefCell::new(Bytes::new());
+    let decompress = |records: &mut Bytes, compression: Compression| {
+        use kafka_protocol::compression::{Decompressor, Gzip, Lz4, None as Plain, Snappy, Zstd};
+        let whole = |b: &mut Bytes| Ok(b.split_to(b.len()));
+        let bytes = match compression {
+            Compression::None => Plain::decompress(records, whole),
+            Compression::Gzip => Gzip::decompress(records, whole),
+            Compression::Snappy => Snappy::decompress(records, whole),
+            Compression::Lz4 => Lz4::decompress(records, whole),
+            Compression::Zstd => Zstd::decompress(records, whole),
+        }?;
+        *raw_records.borrow_mut() = bytes.clone();
+        Ok(bytes)
+    };
+    let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(decompress))
         .map_err(|e| Error::protocol("decode record batch", e))?;
     if set.records.len() != count {
         return Err(Error::Protocol(format!(
@@ -370,7 +387,7 @@ pub fn decode_batch(batch: &Bytes) -> Result<DecodedBatch> {
             set.records.len()
         )));
     }
-    let records = set
+    let mut records: Vec<ConsumedRecord> = set
         .records
         .into_iter()
         .map(|r| ConsumedRecord {
@@ -385,7 +402,73 @@ pub fn decode_batch(batch: &Bytes) -> Result<DecodedBatch> {
                 .collect(),
         })
         .collect();
+    if records.iter().any(|r| !r.headers.is_empty()) {
+        let listed = record_headers(raw_records.into_inner(), records.len())
+            .map_err(|e| Error::Protocol(format!("record headers: {e}")))?;
+        for (record, headers) in records.iter_mut().zip(listed) {
+            record.headers = headers;
+        }
+    }
     Ok(DecodedBatch { header, records })
+}
+
+/// Reads a zig-zag varint (at most 10 bytes).
+fn varint(buf: &mut Bytes) -> std::result::Result<i64, String> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        if !buf.has_remaining() {
+            return Err("truncated varint".into());
+        }
+        let byte = buf.get_u8();
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err("varint longer than 10 bytes".into())
+}
+
+/// `len` bytes (after a varint length; -1 is null) from `buf`.
+fn sized(buf: &mut Bytes) -> std::result::Result<Option<Bytes>, String> {
+    let len = varint(buf)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(|_| "length overflows".to_owned())?;
+    if buf.remaining() < len {
+        return Err(format!("{len} bytes announced, {} left", buf.remaining()));
+    }
+    Ok(Some(buf.split_to(len)))
+}
+
+/// One record's headers.
+type Headers = Vec<(String, Option<Bytes>)>;
+
+/// The headers of each of the `count` records in `records` (a batch's record bytes, after
+/// decompression), as the list they are on the wire: repeated keys kept, in order.
+fn record_headers(mut records: Bytes, count: usize) -> std::result::Result<Vec<Headers>, String> {
+    let mut all = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut record = sized(&mut records)?.ok_or("a record of length -1")?;
+        if !record.has_remaining() {
+            return Err("an empty record".into());
+        }
+        record.advance(1); // attributes
+        varint(&mut record)?; // timestamp delta
+        varint(&mut record)?; // offset delta
+        sized(&mut record)?; // key
+        sized(&mut record)?; // value
+        let count = varint(&mut record)?;
+        let count = usize::try_from(count).map_err(|_| format!("{count} headers"))?;
+        let mut headers = Vec::with_capacity(count.min(record.remaining()));
+        for _ in 0..count {
+            let key = sized(&mut record)?.ok_or("a null header key")?;
+            let key = String::from_utf8(key.to_vec()).map_err(|e| e.to_string())?;
+            headers.push((key, sized(&mut record)?));
+        }
+        all.push(headers);
+    }
+    Ok(all)
 }
 
 /// Splits and decodes every whole batch in `data`; a trailing partial batch is ignored.
@@ -430,6 +513,32 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_header_keys_are_all_kept_in_order() {
+        // One record: attributes, timestamp and offset deltas 0, a null key, value "v", and
+        // the headers a=1, a=null, b=2 (zig-zag varints: -1 is 1, n >= 0 is 2n).
+        let body: &[u8] = &[
+            0, 0, 0, 1, 2, b'v', 6, 2, b'a', 2, b'1', 2, b'a', 1, 2, b'b', 2, b'2',
+        ];
+        let mut records = vec![u8::try_from(body.len() * 2).unwrap()];
+        records.extend_from_slice(body);
+        let headers = record_headers(Bytes::from(records), 1).unwrap();
+        assert_eq!(
+            headers,
+            vec![vec![
+                ("a".to_owned(), Some(Bytes::from_static(b"1"))),
+                ("a".to_owned(), None),
+                ("b".to_owned(), Some(Bytes::from_static(b"2"))),
+            ]]
+        );
+        // Cut short anywhere: an error, never a panic.
+        let mut whole = vec![u8::try_from(body.len() * 2).unwrap()];
+        whole.extend_from_slice(body);
+        for cut in 0..whole.len() {
+            assert!(record_headers(Bytes::copy_from_slice(&whole[..cut]), 1).is_err());
+        }
+    }
 
     fn sample() -> Vec<NewRecord> {
         vec![
