@@ -92,6 +92,15 @@ fn without_a_node_the_error_says_to_start_one() {
             failed.describe()
         );
     }
+    // A bootstrap without a port says what the flag wants.
+    let failed = cli::fails(&["topics", "list", "-b", "localhost"]);
+    assert!(
+        failed
+            .stderr
+            .contains("--bootstrap \"localhost\" is not host:port"),
+        "{}",
+        failed.describe()
+    );
 }
 
 #[test]

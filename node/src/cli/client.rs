@@ -48,6 +48,12 @@ impl Client {
         if bootstrap.is_empty() {
             bail!("--bootstrap is empty: give host:port of a node, e.g. 127.0.0.1:9092");
         }
+        if let Some(bad) = bootstrap.iter().find(|a| {
+            a.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            bail!("--bootstrap {bad:?} is not host:port: give e.g. 127.0.0.1:9092");
+        }
         let mut client = Client {
             bootstrap,
             config: ClientConfig {
