@@ -11,6 +11,8 @@ checks them; this script checks nothing itself beyond "the call returned"):
 - alter_configs (whole replacement) with retention.ms only, then describe_configs;
 - create TOPIC-placed with an explicit replica assignment (--assignment), and one naming
   an unknown node;
+- a topic named twice in one CreateTopics, CreatePartitions or DeleteTopics: answered
+  once, INVALID_REQUEST, and nothing changes;
 - describe_cluster and describe_topics with authorized operations.
 Error outcomes are reported by Kafka error name. Prints one JSON document; exits 1 on an
 unexpected failure.
@@ -189,6 +191,23 @@ def main():
             [NewTopic(topic + "-bad", num_partitions=1,
                       replica_assignment=[[args.unknown_node]])],
             operation_timeout=timeout)), timeout)
+
+        # The same topic twice in one request: Kafka answers it once, INVALID_REQUEST, and
+        # leaves it alone (librdkafka refuses an answer that names a topic twice).
+        duplicate = topic + "-twice"
+        summary["create_twice"] = outcome(one(admin.create_topics(
+            [NewTopic(duplicate, num_partitions=1, replication_factor=args.replication_factor)] * 2,
+            operation_timeout=timeout)), timeout)
+        summary["grow_twice"] = outcome(one(admin.create_partitions(
+            [NewPartitions(topic, 6)] * 2, operation_timeout=timeout)), timeout)
+        summary["delete_twice"] = outcome(one(admin.delete_topics(
+            [placed] * 2, operation_timeout=timeout)), timeout)
+        listed = admin.list_topics(timeout=timeout).topics
+        summary["after_twice"] = {
+            "created": duplicate in listed,
+            "partitions": len(listed[topic].partitions),
+            "deleted": placed not in listed,
+        }
 
         cluster = admin.describe_cluster(include_authorized_operations=True,
                                          request_timeout=timeout).result(timeout=timeout)

@@ -117,6 +117,14 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
 
     assert_eq!(field("create_placed"), "OK");
     assert_eq!(field("create_unknown_node"), "INVALID_REPLICA_ASSIGNMENT");
+    for call in ["create_twice", "grow_twice", "delete_twice"] {
+        assert_eq!(field(call), "INVALID_REQUEST", "{call}: {summary}");
+    }
+    assert_eq!(
+        field("after_twice"),
+        &json!({"created": false, "partitions": 4, "deleted": false}),
+        "a topic named twice is left alone"
+    );
 
     let cluster = field("cluster");
     assert!(cluster["cluster_id"]
