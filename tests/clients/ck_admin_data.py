@@ -10,8 +10,9 @@ Steps (each named in --steps, comma-separated), with what each prints in the sum
   reads it back (list_consumer_group_offsets: "committed" [offset, leader_epoch]), deletes
   the group ("deleted": error name or null), deletes it again ("deleted_again"), reads
   the offsets once more ("committed_after" offset); then a member of --group-2 subscribes
-  to the topic and is assigned, and the group is deleted while it is a member
-  ("non_empty": error name) and after it closed ("deleted_after_close").
+  to the topic and is assigned, is described with its authorized operations
+  ("described_group": state, member count, operations), and the group is deleted while it
+  is a member ("non_empty": error name) and after it closed ("deleted_after_close").
 - delete-records: deletes the records before --delete-before ("low_watermark"), then
   lists the earliest offset ("earliest_after").
 - earliest: lists the earliest offset ("earliest_now"), e.g. after a restart.
@@ -136,6 +137,14 @@ def step_groups(admin, args, summary):
         if time.monotonic() > deadline:
             fail("the member of %s was never assigned" % args.group_2)
         member.poll(0.2)
+    described = result(admin.describe_consumer_groups(
+        [args.group_2], include_authorized_operations=True,
+        request_timeout=args.timeout)[args.group_2], args.timeout)
+    summary["described_group"] = {
+        "state": described.state.name,
+        "members": len(described.members),
+        "authorized_operations": sorted(op.name for op in described.authorized_operations or []),
+    }
     summary["non_empty"] = delete_group(admin, args.group_2, args.timeout)
     member.close()
     summary["deleted_after_close"] = delete_group(admin, args.group_2, args.timeout)

@@ -60,6 +60,14 @@ fn check_confluent_summary(summary: &Value) {
     );
     // librdkafka's "no offset" (-1001): the offsets went with the group.
     assert_eq!(summary["committed_after"], json!(-1001), "{summary}");
+    // Kafka answers a group's authorized operations when asked (with no authorizer: all
+    // it supports for a group).
+    assert_eq!(
+        summary["described_group"],
+        json!({"state": "STABLE", "members": 1,
+               "authorized_operations": ["DELETE", "DESCRIBE", "READ"]}),
+        "{summary}"
+    );
     assert_eq!(summary["non_empty"], json!("NON_EMPTY_GROUP"), "{summary}");
     assert_eq!(summary["deleted_after_close"], Value::Null, "{summary}");
 }
