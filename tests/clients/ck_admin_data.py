@@ -5,7 +5,8 @@ Steps (each named in --steps, comma-separated), with what each prints in the sum
   are out of order (the second gzip-compressed), and asks ListOffsets by timestamp
   (OffsetSpec.for_timestamp) and for the max timestamp (OffsetSpec.max_timestamp):
   "by_timestamp" {asked ms: [offset, timestamp]}, "max_timestamp" [offset, timestamp],
-  "earliest", "latest".
+  "earliest", "latest"; "listed_epochs" {spec: [offset, leader epoch]} and the epochs of
+  the records a consumer reads ("record_epochs" {offset: epoch}).
 - groups: commits an offset with a leader epoch for --group as a standalone consumer,
   reads it back (list_consumer_group_offsets: "committed" [offset, leader_epoch]), deletes
   the group ("deleted": error name or null), deletes it again ("deleted_again"), reads
@@ -67,7 +68,7 @@ def produce_batches(bootstrap, topic, timeout):
             fail("produce failed: %s" % errors)
 
 
-def list_offset(admin, topic, spec, timeout):
+def list_offset(admin, topic, spec, timeout, with_epoch=False):
     """Asked again while the partition has no leader this admin client knows of: just after
     the topic was created (its leader is elected then, and a node learns of it within about
     a second), or during an election after a node died or came back. librdkafka's admin
@@ -77,6 +78,8 @@ def list_offset(admin, topic, spec, timeout):
     while True:
         try:
             info = result(admin.list_offsets({tp: spec}, request_timeout=timeout)[tp], timeout)
+            if with_epoch:
+                return [info.offset, info.leader_epoch]
             return [info.offset, info.timestamp]
         except KafkaException as err:
             if time.monotonic() > deadline:
@@ -99,6 +102,32 @@ def step_timestamps(admin, args, summary):
                                            args.timeout)
     summary["earliest"] = list_offset(admin, args.topic, OffsetSpec.earliest(), args.timeout)[0]
     summary["latest"] = list_offset(admin, args.topic, OffsetSpec.latest(), args.timeout)[0]
+    # The leader epoch of each answer, next to that of the records a consumer reads.
+    specs = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest(),
+             "max_timestamp": OffsetSpec.max_timestamp(),
+             "5500": OffsetSpec.for_timestamp(5500), "9001": OffsetSpec.for_timestamp(9001)}
+    summary["listed_epochs"] = {
+        name: list_offset(admin, args.topic, spec, args.timeout, with_epoch=True)
+        for name, spec in specs.items()
+    }
+    summary["record_epochs"] = record_epochs(args.bootstrap, args.topic, 8, args.timeout)
+
+
+def record_epochs(bootstrap, topic, count, timeout):
+    """The leader epoch of each of the first `count` records, by offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "admin-data-epochs",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    epochs = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(epochs) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                epochs[str(msg.offset())] = msg.leader_epoch()
+    finally:
+        consumer.close()
+    return epochs
 
 
 def committed(admin, group, topic, timeout):
