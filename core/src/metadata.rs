@@ -356,6 +356,9 @@ impl TopicConfig {
             }
             let result = match op {
                 ConfigOp::Set(value) => config.set(key, value),
+                // As Kafka's controller: deleting a key the topic cannot have leaves it
+                // unset, a change of nothing, and succeeds.
+                ConfigOp::Delete if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) => Ok(()),
                 ConfigOp::Delete => config.reset(key, defaults),
                 ConfigOp::Append(items) | ConfigOp::Subtract(items) => {
                     if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
