@@ -53,7 +53,9 @@ def describe(admin, topic, timeout):
         timeout=timeout)
     return {
         name: {"value": entry.value, "is_default": entry.is_default,
-               "source": ConfigSource(entry.source).name}
+               "source": ConfigSource(entry.source).name,
+               "synonyms": [[synonym.name, synonym.value, ConfigSource(synonym.source).name]
+                            for synonym in entry.synonyms.values()]}
         for name, entry in entries.items()
     }
 

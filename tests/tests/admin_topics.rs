@@ -92,6 +92,19 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
         "DYNAMIC_TOPIC_CONFIG"
     );
     assert_eq!(configs["max.message.bytes"]["is_default"], false);
+    // librdkafka asks for synonyms: the topic's value, then the broker setting it falls
+    // back to, as Kafka names them.
+    assert_eq!(
+        configs["max.message.bytes"]["synonyms"],
+        json!([
+            ["max.message.bytes", "2000", "DYNAMIC_TOPIC_CONFIG"],
+            ["message.max.bytes", "1048588", "DEFAULT_CONFIG"]
+        ])
+    );
+    assert_eq!(
+        configs["segment.bytes"]["synonyms"],
+        json!([["log.segment.bytes", "1073741824", "DEFAULT_CONFIG"]])
+    );
     assert_eq!(configs["retention.ms"]["value"], "3600000");
     assert_eq!(configs["segment.bytes"]["source"], "DEFAULT_CONFIG");
     assert_eq!(configs["segment.bytes"]["is_default"], true);

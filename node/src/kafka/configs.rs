@@ -9,11 +9,17 @@
 //! node's settings come from its config file and none can change at run time. Any other
 //! resource type answers INVALID_REQUEST. A resource named twice in one request answers
 //! INVALID_REQUEST, both times, as Kafka does. validate_only checks and changes nothing.
+//!
+//! A topic key not set on the topic takes the node's default, which Kafka names after the
+//! broker setting it comes from: DescribeConfigs' source is DEFAULT_CONFIG, or
+//! STATIC_BROKER_CONFIG when the node's flags or file changed it; asked for synonyms (v1+,
+//! as librdkafka always asks), each key lists the topic's own value (DYNAMIC_TOPIC_CONFIG)
+//! if it has one, then that broker setting (`log.retention.ms`, `message.max.bytes`, ...).
 
 use crate::kafka::admin::{take_result, topic_results, UNKNOWN_SERVER_ERROR};
 use crate::kafka::dispatch::{wire_string, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
@@ -22,15 +28,66 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use myelin_core::api::{AlterTopicConfigs, ErrorCode, Request, Response, TopicResult};
-use myelin_core::metadata::{ConfigChange, ConfigOp};
-use std::collections::HashMap;
+use myelin_core::metadata::{ConfigChange, ConfigOp, TopicConfig};
+use std::collections::{BTreeMap, HashMap};
 
 /// Config resource types (Kafka's `ConfigResource.Type`).
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 const RESOURCE_TYPE_BROKER: i8 = 4;
 /// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
 const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const CONFIG_SOURCE_STATIC_BROKER: i8 = 4;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
+
+/// The broker setting a topic key falls back to (Kafka's topic config synonyms; for
+/// retention.ms the one in ms, as the node's own setting).
+fn broker_synonym(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "max.message.bytes" => "message.max.bytes",
+        "min.insync.replicas" => "min.insync.replicas",
+        "compression.type" => "compression.type",
+        "cleanup.policy" => "log.cleanup.policy",
+        _ => return None,
+    })
+}
+
+/// The node's topic defaults as DescribeConfigs tells them: by topic key, the broker
+/// setting's value and source (DEFAULT_CONFIG, or STATIC_BROKER_CONFIG when the node's
+/// flags or file changed it).
+struct BrokerDefaults(BTreeMap<&'static str, (String, i8)>);
+
+impl BrokerDefaults {
+    fn of(node: &TopicConfig) -> Self {
+        let builtin = TopicConfig::default();
+        let builtin: BTreeMap<&str, String> = builtin
+            .entries(&builtin)
+            .into_iter()
+            .map(|(key, value, _)| (key, value))
+            .collect();
+        Self(
+            node.entries(node)
+                .into_iter()
+                .map(|(key, value, _)| {
+                    let source = if builtin.get(key) == Some(&value) {
+                        CONFIG_SOURCE_DEFAULT
+                    } else {
+                        CONFIG_SOURCE_STATIC_BROKER
+                    };
+                    (key, (value, source))
+                })
+                .collect(),
+        )
+    }
+
+    /// The broker setting `name` falls back to: its name, value and source.
+    fn fallback(&self, name: &str) -> Option<(&'static str, &str, i8)> {
+        let (value, source) = self.0.get(name)?;
+        Some((broker_synonym(name)?, value.as_str(), *source))
+    }
+}
 
 /// The source of a topic config: the topic's own value or the default.
 pub(crate) fn config_source(set_on_topic: bool) -> i8 {
@@ -65,6 +122,8 @@ pub(crate) async fn describe_configs(
         )
         .await?;
 
+    let defaults = BrokerDefaults::of(&context.topic_defaults);
+    let synonyms = version >= 1 && request.include_synonyms;
     let mut body = DescribeConfigsResponse::default();
     body.throttle_time_ms = 0;
     body.results = request
@@ -87,7 +146,9 @@ pub(crate) async fn describe_configs(
                             .filter(|(name, _, _)| {
                                 wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name))
                             })
-                            .map(|(name, value, set)| described_config(version, name, value, set))
+                            .map(|(name, value, set)| {
+                                described_config(version, name, value, set, &defaults, synonyms)
+                            })
                             .collect();
                     }
                     None => response.error_code = UNKNOWN_SERVER_ERROR,
@@ -111,16 +172,43 @@ fn described_config(
     name: String,
     value: String,
     set_on_topic: bool,
+    defaults: &BrokerDefaults,
+    include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
     let mut config = DescribeConfigsResourceResult::default();
     if version >= 3 {
         config.config_type = config_type(&name);
         config.documentation = None;
     }
+    let fallback = defaults.fallback(&name);
+    // As Kafka: the source of the first synonym, the most specific one.
+    config.config_source = if set_on_topic {
+        CONFIG_SOURCE_DYNAMIC_TOPIC
+    } else {
+        fallback.map_or(CONFIG_SOURCE_DEFAULT, |(_, _, source)| source)
+    };
+    if include_synonyms {
+        let synonym = |name: &str, value: &str, source: i8| {
+            let mut synonym = DescribeConfigsSynonym::default();
+            synonym.name = wire_string(name);
+            synonym.value = Some(wire_string(value));
+            synonym.source = source;
+            synonym
+        };
+        if set_on_topic {
+            config
+                .synonyms
+                .push(synonym(&name, &value, CONFIG_SOURCE_DYNAMIC_TOPIC));
+        }
+        if let Some((broker_name, broker_value, source)) = fallback {
+            config
+                .synonyms
+                .push(synonym(broker_name, broker_value, source));
+        }
+    }
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
     config.read_only = false;
-    config.config_source = config_source(set_on_topic);
     config.is_sensitive = false;
     config
 }
@@ -353,11 +441,14 @@ mod tests {
             result.resource_type = RESOURCE_TYPE_TOPIC;
             result.resource_name = StrBytes::from_static_str("orders");
             result.error_message = None;
+            let defaults = BrokerDefaults::of(&TopicConfig::default());
             result.configs = vec![described_config(
                 version,
                 "retention.ms".into(),
                 "1000".into(),
                 false,
+                &defaults,
+                version >= 1,
             )];
             let mut body = DescribeConfigsResponse::default();
             body.results = vec![result];
@@ -367,6 +458,75 @@ mod tests {
             let config = &decoded.results[0].configs[0];
             assert_eq!(config.value.as_deref(), Some("1000"));
             assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
+            assert_eq!(config.synonyms.len(), 1, "v{version}");
         }
+    }
+
+    /// (name, value, source) of each synonym.
+    fn synonyms(config: &DescribeConfigsResourceResult) -> Vec<(String, String, i8)> {
+        config
+            .synonyms
+            .iter()
+            .map(|synonym| {
+                let value = synonym.value.as_deref().unwrap_or_default().to_string();
+                (synonym.name.to_string(), value, synonym.source)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synonyms_name_the_topics_value_then_the_broker_setting_it_falls_back_to() {
+        let builtin = BrokerDefaults::of(&TopicConfig::default());
+        let set = described_config(4, "retention.ms".into(), "5".into(), true, &builtin, true);
+        assert_eq!(set.config_source, CONFIG_SOURCE_DYNAMIC_TOPIC);
+        assert_eq!(
+            synonyms(&set),
+            vec![
+                (
+                    "retention.ms".into(),
+                    "5".into(),
+                    CONFIG_SOURCE_DYNAMIC_TOPIC
+                ),
+                (
+                    "log.retention.ms".into(),
+                    "604800000".into(),
+                    CONFIG_SOURCE_DEFAULT
+                ),
+            ]
+        );
+        let unasked = described_config(4, "retention.ms".into(), "5".into(), true, &builtin, false);
+        assert!(unasked.synonyms.is_empty());
+        // A default the node's flags changed: the broker's static config, as Kafka's
+        // server.properties.
+        let mut node = TopicConfig::default();
+        node.set("segment.bytes", "4096").unwrap();
+        let flagged = BrokerDefaults::of(&node);
+        let default = described_config(
+            4,
+            "segment.bytes".into(),
+            "4096".into(),
+            false,
+            &flagged,
+            true,
+        );
+        assert_eq!(default.config_source, CONFIG_SOURCE_STATIC_BROKER);
+        assert_eq!(
+            synonyms(&default),
+            vec![(
+                "log.segment.bytes".into(),
+                "4096".into(),
+                CONFIG_SOURCE_STATIC_BROKER
+            )]
+        );
+        let untouched = described_config(
+            4,
+            "max.message.bytes".into(),
+            "1048588".into(),
+            false,
+            &flagged,
+            true,
+        );
+        assert_eq!(untouched.config_source, CONFIG_SOURCE_DEFAULT);
+        assert_eq!(synonyms(&untouched)[0].0, "message.max.bytes");
     }
 }
