@@ -136,6 +136,7 @@ pub async fn run_node_with(
         request_timeout_ms: config.request_timeout_ms,
         request_bytes_budget: config.request_bytes_budget,
         topic_defaults: config.topic_defaults.clone(),
+        node_id: config.node_id,
         ..kafka::KafkaListenerConfig::default()
     };
     tokio::select! {

@@ -13,7 +13,8 @@ checks them; this script checks nothing itself beyond "the call returned"):
   an unknown node;
 - a topic named twice in one CreateTopics, CreatePartitions or DeleteTopics: answered
   once, INVALID_REQUEST, and nothing changes;
-- describe_cluster and describe_topics with authorized operations.
+- describe_cluster, describe_configs of a node (BROKER), and describe_topics with
+  authorized operations.
 Error outcomes are reported by Kafka error name. Prints one JSON document; exits 1 on an
 unexpected failure.
 """
@@ -219,6 +220,14 @@ def main():
             "nodes": sorted(node.id for node in cluster.nodes),
             "authorized_operations": sorted(op.name for op in cluster.authorized_operations
                                             or []),
+        }
+        # A node's own broker settings: those the topic keys fall back to.
+        broker = ConfigResource(ResourceType.BROKER, str(summary["cluster"]["nodes"][0]))
+        summary["broker_configs"] = {
+            name: {"value": entry.value, "source": ConfigSource(entry.source).name,
+                   "read_only": entry.is_read_only}
+            for name, entry in one(admin.describe_configs([broker])).result(
+                timeout=timeout).items()
         }
         described = admin.describe_topics(TopicCollection([topic]),
                                           include_authorized_operations=True,

@@ -170,6 +170,17 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
         ])
     );
     assert_eq!(field("described_partitions"), 4);
+    let broker = field("broker_configs");
+    assert_eq!(
+        broker.as_object().map(|configs| configs.len()),
+        Some(7),
+        "{broker}"
+    );
+    assert_eq!(
+        broker["message.max.bytes"],
+        json!({"value": "1048588", "source": "DEFAULT_CONFIG", "read_only": true})
+    );
+    assert_eq!(broker["log.segment.bytes"]["value"], "1073741824");
 }
 
 fn check_kafkajs_summary(summary: &Value, assignment: &Value, nodes: &[i64]) {

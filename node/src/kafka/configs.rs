@@ -4,9 +4,12 @@
 //! Keys, values and their bounds are the core's (`myelin_core::metadata::TopicConfig`);
 //! changes go through the controller and the metadata log, so every node applies them and
 //! they survive restarts. Here: the wire's resource types and operations. Only TOPIC
-//! resources change. BROKER resources describe as an empty list (the admin clients of
-//! kafka-python and kafkajs accept it); altering one answers INVALID_REQUEST, since a
-//! node's settings come from its config file and none can change at run time. Any other
+//! resources change. A BROKER resource naming this node describes the broker settings the
+//! topic keys fall back to (`log.retention.ms`, `message.max.bytes`, ...: the node's topic
+//! defaults), read-only; the empty name (Kafka's cluster-wide dynamic defaults, which do
+//! not exist here) an empty list; another node's id INVALID_REQUEST, as Kafka answers
+//! them. Altering a BROKER resource answers INVALID_REQUEST, since a node's settings come
+//! from its flags and config file and none can change at run time. Any other
 //! resource type answers INVALID_REQUEST. A resource named twice in one request answers
 //! INVALID_REQUEST, both times, as Kafka does. validate_only checks and changes nothing.
 //!
@@ -87,6 +90,55 @@ impl BrokerDefaults {
         let (value, source) = self.0.get(name)?;
         Some((broker_synonym(name)?, value.as_str(), *source))
     }
+
+    /// Every broker setting a topic key falls back to: name, value and source.
+    fn broker_entries(&self) -> impl Iterator<Item = (&'static str, &str, i8)> {
+        self.0.keys().filter_map(|key| self.fallback(key))
+    }
+}
+
+/// One broker setting of a DescribeConfigs BROKER resource: read-only (no broker setting
+/// changes at run time), its own only synonym when asked.
+fn described_broker_config(
+    version: i16,
+    name: &str,
+    value: &str,
+    source: i8,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let mut config = DescribeConfigsResourceResult::default();
+    if version >= 3 {
+        config.config_type = broker_config_type(name);
+        config.documentation = None;
+    }
+    if include_synonyms {
+        let mut synonym = DescribeConfigsSynonym::default();
+        synonym.name = wire_string(name);
+        synonym.value = Some(wire_string(value));
+        synonym.source = source;
+        config.synonyms = vec![synonym];
+    }
+    config.name = wire_string(name);
+    config.value = Some(wire_string(value));
+    config.read_only = true;
+    config.config_source = source;
+    config.is_sensitive = false;
+    config
+}
+
+/// Kafka's `ConfigType` of each broker setting described here.
+fn broker_config_type(name: &str) -> i8 {
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const STRING: i8 = 2;
+    const LIST: i8 = 7;
+    match name {
+        "log.retention.ms" | "log.retention.bytes" => LONG,
+        "log.segment.bytes" | "message.max.bytes" | "min.insync.replicas" => INT,
+        "log.cleanup.policy" => LIST,
+        "compression.type" => STRING,
+        _ => 0,
+    }
 }
 
 /// The source of a topic config: the topic's own value or the default.
@@ -153,7 +205,30 @@ pub(crate) async fn describe_configs(
                     }
                     None => response.error_code = UNKNOWN_SERVER_ERROR,
                 },
-                RESOURCE_TYPE_BROKER => response.error_code = ErrorCode::None.code(),
+                RESOURCE_TYPE_BROKER => {
+                    let name = resource.resource_name.as_str();
+                    if name.is_empty() {
+                        response.error_code = ErrorCode::None.code();
+                    } else if name.parse::<i32>().ok() == Some(context.node_id) {
+                        response.error_code = ErrorCode::None.code();
+                        let wanted = resource.configuration_keys.as_ref();
+                        response.configs = defaults
+                            .broker_entries()
+                            .filter(|(name, _, _)| {
+                                wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == *name))
+                            })
+                            .map(|(name, value, source)| {
+                                described_broker_config(version, name, value, source, synonyms)
+                            })
+                            .collect();
+                    } else {
+                        response.error_code = ErrorCode::InvalidRequest.code();
+                        response.error_message = Some(wire_string(format!(
+                            "Unexpected broker id, expected {} or empty string, but received {name}",
+                            context.node_id
+                        )));
+                    }
+                }
                 other => {
                     response.error_code = ErrorCode::InvalidRequest.code();
                     response.error_message = Some(wire_string(format!(
@@ -459,6 +534,36 @@ mod tests {
             assert_eq!(config.value.as_deref(), Some("1000"));
             assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
             assert_eq!(config.synonyms.len(), 1, "v{version}");
+        }
+    }
+
+    #[test]
+    fn broker_settings_describe_read_only_with_their_sources() {
+        let mut node = TopicConfig::default();
+        node.set("retention.ms", "1000").unwrap();
+        let defaults = BrokerDefaults::of(&node);
+        let entries: Vec<_> = defaults.broker_entries().collect();
+        assert!(entries.contains(&("log.retention.ms", "1000", CONFIG_SOURCE_STATIC_BROKER)));
+        assert!(entries.contains(&("message.max.bytes", "1048588", CONFIG_SOURCE_DEFAULT)));
+        assert_eq!(entries.len(), 7, "{entries:?}");
+        for version in 1..=4 {
+            let mut result = DescribeConfigsResult::default();
+            result.resource_type = RESOURCE_TYPE_BROKER;
+            result.resource_name = StrBytes::from_static_str("1");
+            result.configs = entries
+                .iter()
+                .map(|(name, value, source)| {
+                    described_broker_config(version, name, value, *source, true)
+                })
+                .collect();
+            let mut body = DescribeConfigsResponse::default();
+            body.results = vec![result];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let config = &decoded.results[0].configs[0];
+            assert!(config.read_only);
+            assert_eq!(config.synonyms.len(), 1);
         }
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct ConnectionContext {
     pub topic_ids: TopicIdCache,
     /// The node's topic defaults (see `KafkaListenerConfig::topic_defaults`).
     pub topic_defaults: myelin_core::metadata::TopicConfig,
+    /// This node's id (see `KafkaListenerConfig::node_id`).
+    pub node_id: i32,
 }
 
 /// What an API module decided to send back.

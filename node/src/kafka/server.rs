@@ -69,6 +69,8 @@ pub struct KafkaListenerConfig {
     /// The node's topic defaults, which DescribeConfigs names as the broker settings a
     /// topic key falls back to (its synonyms).
     pub topic_defaults: TopicConfig,
+    /// This node's id: the broker a DescribeConfigs BROKER resource must name.
+    pub node_id: i32,
 }
 
 impl Default for KafkaListenerConfig {
@@ -79,6 +81,7 @@ impl Default for KafkaListenerConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             request_bytes_budget: REQUEST_BYTES_BUDGET_DEFAULT,
             topic_defaults: TopicConfig::default(),
+            node_id: 1,
         }
     }
 }
@@ -171,6 +174,7 @@ async fn serve_connection(
         connection_id,
         topic_ids: TopicIdCache::default(),
         topic_defaults: config.topic_defaults.clone(),
+        node_id: config.node_id,
     });
     // Capacity 1: the writer's in-flight set is the real bound; this only hands over.
     let (replies_sender, replies) = mpsc::channel(1);
