@@ -8,7 +8,7 @@
 //! controller does (`ControllerApis`): clients such as librdkafka refuse a response that
 //! names a topic twice.
 
-use crate::kafka::configs::config_source;
+use crate::kafka::configs::BrokerDefaults;
 use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -127,6 +127,7 @@ pub(crate) async fn create_topics(
         )
         .await?;
 
+    let defaults = BrokerDefaults::of(&context.topic_defaults);
     let mut body = CreateTopicsResponse::default();
     body.throttle_time_ms = 0;
     let mut answered = HashSet::new();
@@ -174,7 +175,7 @@ pub(crate) async fn create_topics(
                         result
                             .configs
                             .into_iter()
-                            .map(|(name, value, set)| created_config(name, value, set))
+                            .map(|(name, value, set)| created_config(&defaults, name, value, set))
                             .collect(),
                     );
                 } else {
@@ -189,9 +190,15 @@ pub(crate) async fn create_topics(
     Ok(Reply::small(body))
 }
 
-fn created_config(name: String, value: String, explicitly_set: bool) -> CreatableTopicConfigs {
+/// One config of a created topic, its source as DescribeConfigs tells it.
+fn created_config(
+    defaults: &BrokerDefaults,
+    name: String,
+    value: String,
+    explicitly_set: bool,
+) -> CreatableTopicConfigs {
     let mut config = CreatableTopicConfigs::default();
-    config.config_source = config_source(explicitly_set);
+    config.config_source = defaults.source(&name, explicitly_set);
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
     config.read_only = false;
@@ -418,7 +425,9 @@ mod tests {
             if version >= 5 {
                 result.num_partitions = 3;
                 result.replication_factor = 1;
+                let defaults = BrokerDefaults::of(&Default::default());
                 result.configs = Some(vec![created_config(
+                    &defaults,
                     "retention.ms".into(),
                     "1000".into(),
                     true,

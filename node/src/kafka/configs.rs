@@ -60,10 +60,10 @@ fn broker_synonym(name: &str) -> Option<&'static str> {
 /// The node's topic defaults as DescribeConfigs tells them: by topic key, the broker
 /// setting's value and source (DEFAULT_CONFIG, or STATIC_BROKER_CONFIG when the node's
 /// flags or file changed it).
-struct BrokerDefaults(BTreeMap<&'static str, (String, i8)>);
+pub(crate) struct BrokerDefaults(BTreeMap<&'static str, (String, i8)>);
 
 impl BrokerDefaults {
-    fn of(node: &TopicConfig) -> Self {
+    pub(crate) fn of(node: &TopicConfig) -> Self {
         let builtin = TopicConfig::default();
         let builtin: BTreeMap<&str, String> = builtin
             .entries(&builtin)
@@ -89,6 +89,17 @@ impl BrokerDefaults {
     fn fallback(&self, name: &str) -> Option<(&'static str, &str, i8)> {
         let (value, source) = self.0.get(name)?;
         Some((broker_synonym(name)?, value.as_str(), *source))
+    }
+
+    /// The source of topic key `name` (Kafka's: that of its first synonym, the most
+    /// specific one): the topic's own value, else the broker setting it falls back to.
+    pub(crate) fn source(&self, name: &str, set_on_topic: bool) -> i8 {
+        if set_on_topic {
+            CONFIG_SOURCE_DYNAMIC_TOPIC
+        } else {
+            self.fallback(name)
+                .map_or(CONFIG_SOURCE_DEFAULT, |(_, _, source)| source)
+        }
     }
 
     /// Every broker setting a topic key falls back to: name, value and source.
@@ -138,15 +149,6 @@ fn broker_config_type(name: &str) -> i8 {
         "log.cleanup.policy" => LIST,
         "compression.type" => STRING,
         _ => 0,
-    }
-}
-
-/// The source of a topic config: the topic's own value or the default.
-pub(crate) fn config_source(set_on_topic: bool) -> i8 {
-    if set_on_topic {
-        CONFIG_SOURCE_DYNAMIC_TOPIC
-    } else {
-        CONFIG_SOURCE_DEFAULT
     }
 }
 
@@ -256,12 +258,7 @@ fn described_config(
         config.documentation = None;
     }
     let fallback = defaults.fallback(&name);
-    // As Kafka: the source of the first synonym, the most specific one.
-    config.config_source = if set_on_topic {
-        CONFIG_SOURCE_DYNAMIC_TOPIC
-    } else {
-        fallback.map_or(CONFIG_SOURCE_DEFAULT, |(_, _, source)| source)
-    };
+    config.config_source = defaults.source(&name, set_on_topic);
     if include_synonyms {
         let synonym = |name: &str, value: &str, source: i8| {
             let mut synonym = DescribeConfigsSynonym::default();
