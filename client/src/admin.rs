@@ -92,8 +92,9 @@ pub struct ConfigEntry {
     pub name: String,
     /// Its value (`None` for a sensitive config or one without a value).
     pub value: Option<String>,
-    /// True when the value is the default (config source DEFAULT_CONFIG), not set on the
-    /// topic.
+    /// True when the topic does not set it (any config source but DYNAMIC_TOPIC_CONFIG):
+    /// its value is a default, Kafka's own or one the broker's settings changed
+    /// (STATIC_BROKER_CONFIG and the like).
     pub is_default: bool,
     /// True when the config cannot be altered.
     pub read_only: bool,
@@ -115,8 +116,8 @@ pub struct DescribedCluster {
 
 /// Kafka's config resource type of a topic (DescribeConfigs, AlterConfigs).
 const RESOURCE_TYPE_TOPIC: i8 = 2;
-/// Kafka's config source DEFAULT_CONFIG.
-const CONFIG_SOURCE_DEFAULT: i8 = 5;
+/// Kafka's config source DYNAMIC_TOPIC_CONFIG: a value the topic sets.
+const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
 /// IncrementalAlterConfigs operations.
 const CONFIG_OP_SET: i8 = 0;
 const CONFIG_OP_DELETE: i8 = 1;
@@ -307,7 +308,7 @@ impl Connection {
             .map(|c| ConfigEntry {
                 name: c.name.to_string(),
                 value: c.value.map(|v| v.to_string()),
-                is_default: c.config_source == CONFIG_SOURCE_DEFAULT,
+                is_default: c.config_source != CONFIG_SOURCE_DYNAMIC_TOPIC,
                 read_only: c.read_only,
             })
             .collect())

@@ -647,6 +647,11 @@ pub struct ListOffsetsResult {
     pub error: ErrorCode,
     pub timestamp: i64,
     pub offset: i64,
+    /// Kafka's leader epoch of the answer (ListOffsets v4+): the epoch of the batch holding
+    /// the offset found (the log start's for EARLIEST), the leader's current epoch for
+    /// LATEST (and for EARLIEST of an empty log: the start is where that epoch begins), -1
+    /// when nothing was found.
+    pub leader_epoch: i32,
     /// For a timestamp or MAX_TIMESTAMP: the batch holding the answer. The core indexes
     /// batches, not records, so `offset` and `timestamp` are then the batch's (its base
     /// offset, or the log start offset if later, and its max timestamp): the node reads

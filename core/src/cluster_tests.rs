@@ -2516,6 +2516,95 @@ fn earliest(cluster: &mut Cluster, node: NodeId, partition: &TopicPartition) -> 
     }
 }
 
+/// ListOffsets of one partition at `timestamp` on `node`: (error, offset, leader epoch).
+fn listed_offset(
+    cluster: &mut Cluster,
+    node: NodeId,
+    partition: &TopicPartition,
+    timestamp: i64,
+) -> (ErrorCode, i64, i32) {
+    let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
+        partitions: vec![(partition.clone(), timestamp)],
+    };
+    match cluster.call(node, request) {
+        Response::ListOffsets(results) => {
+            (results[0].error, results[0].offset, results[0].leader_epoch)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The leader epoch Metadata reports for `partition` on `node`.
+fn metadata_epoch(cluster: &mut Cluster, node: NodeId, partition: &TopicPartition) -> i32 {
+    let request = Request::Metadata {
+        topics: Some(vec![partition.topic.clone()]),
+        allow_auto_create: false,
+    };
+    match cluster.call(node, request) {
+        Response::Metadata { topics, .. } => {
+            topics[0].partitions[partition.partition as usize].leader_epoch
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn list_offsets_answers_the_leader_epoch_of_what_it_finds_as_kafka() {
+    let (mut cluster, partition, leader) = orders_with_three_batches();
+    let written = metadata_epoch(&mut cluster, leader, &partition);
+    assert!(written > 0, "a leader's epoch starts at 1 here");
+    let latest = crate::api::LIST_OFFSETS_LATEST;
+    let earliest = crate::api::LIST_OFFSETS_EARLIEST;
+    let max_timestamp = crate::api::LIST_OFFSETS_MAX_TIMESTAMP;
+    assert_eq!(
+        listed_offset(&mut cluster, leader, &partition, latest),
+        (ErrorCode::None, 6, written)
+    );
+    assert_eq!(
+        listed_offset(&mut cluster, leader, &partition, earliest),
+        (ErrorCode::None, 0, written)
+    );
+    // A later leader: LATEST answers its own epoch, the rest the epoch the batch found was
+    // written in; a timestamp past every record finds nothing (offset and epoch -1).
+    cluster.crash(leader);
+    cluster.run_until("a new leader", |cluster| {
+        cluster
+            .leader_of(&partition)
+            .is_some_and(|node| node != leader)
+    });
+    let next = cluster.leader_of(&partition).unwrap();
+    // It serves once a majority answered an append of its epoch.
+    for _ in 0..500 {
+        if listed_offset(&mut cluster, next, &partition, latest).0 == ErrorCode::None {
+            break;
+        }
+        cluster.round();
+    }
+    let current = metadata_epoch(&mut cluster, next, &partition);
+    assert!(current > written, "{current} after {written}");
+    // (Its high watermark is past the 6 records: a new leader writes a batch of its own.)
+    let (error, offset, epoch) = listed_offset(&mut cluster, next, &partition, latest);
+    assert_eq!((error, epoch), (ErrorCode::None, current));
+    assert!(offset >= 6, "{offset}");
+    assert_eq!(
+        listed_offset(&mut cluster, next, &partition, earliest),
+        (ErrorCode::None, 0, written)
+    );
+    assert_eq!(
+        listed_offset(&mut cluster, next, &partition, START),
+        (ErrorCode::None, 0, written)
+    );
+    // (The new leader's own batch is stamped with its clock, later than the records'.)
+    let (error, offset, epoch) = listed_offset(&mut cluster, next, &partition, max_timestamp);
+    let expected = if offset < 6 { written } else { current };
+    assert_eq!((error, epoch), (ErrorCode::None, expected), "at {offset}");
+    assert_eq!(
+        listed_offset(&mut cluster, next, &partition, i64::MAX),
+        (ErrorCode::None, -1, -1)
+    );
+}
+
 fn fetch_error(response: &Response) -> ErrorCode {
     match response {
         Response::Fetch(results) => results[0].error,

@@ -227,7 +227,17 @@ impl TopicConfig {
                 .map_err(|_| format!("{key}: '{value}' is not an integer"))
         };
         match key {
-            "retention.ms" => self.retention_ms = parse_i64(value)?,
+            // As Kafka: -1 keeps forever, anything below is refused (retention.bytes has
+            // no lower bound there: any negative value means no limit).
+            "retention.ms" => {
+                let ms = parse_i64(value)?;
+                if ms < -1 {
+                    return Err(format!(
+                        "Invalid value {value} for configuration retention.ms: Value must be at least -1"
+                    ));
+                }
+                self.retention_ms = ms;
+            }
             "retention.bytes" => self.retention_bytes = parse_i64(value)?,
             "segment.bytes" => {
                 let bytes = parse_i64(value)?;
@@ -346,6 +356,9 @@ impl TopicConfig {
             }
             let result = match op {
                 ConfigOp::Set(value) => config.set(key, value),
+                // As Kafka's controller: deleting a key the topic cannot have leaves it
+                // unset, a change of nothing, and succeeds.
+                ConfigOp::Delete if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) => Ok(()),
                 ConfigOp::Delete => config.reset(key, defaults),
                 ConfigOp::Append(items) | ConfigOp::Subtract(items) => {
                     if !TOPIC_CONFIG_KEYS.contains(&key.as_str()) {
@@ -798,6 +811,12 @@ mod tests {
         assert_eq!(config.segment_bytes, 4096);
         assert!(config.set("segment.bytes", "10").is_err());
         assert!(config.set("retention.ms", "soon").is_err());
+        config.set("retention.ms", "-1").unwrap();
+        assert!(
+            config.set("retention.ms", "-2").is_err(),
+            "Kafka's lower bound is -1"
+        );
+        assert_eq!(config.retention_ms, -1);
         assert!(config.set("cleanup.policy", "compact").is_err());
         assert!(config.set("no.such.key", "1").is_err());
         // A batch must fit in one replication message.

@@ -135,6 +135,8 @@ pub async fn run_node_with(
         frame_bytes_max: config.frame_bytes_max,
         request_timeout_ms: config.request_timeout_ms,
         request_bytes_budget: config.request_bytes_budget,
+        topic_defaults: config.topic_defaults.clone(),
+        node_id: config.node_id,
         ..kafka::KafkaListenerConfig::default()
     };
     tokio::select! {

@@ -5,13 +5,15 @@ Steps (each named in --steps, comma-separated), with what each prints in the sum
   are out of order (the second gzip-compressed), and asks ListOffsets by timestamp
   (OffsetSpec.for_timestamp) and for the max timestamp (OffsetSpec.max_timestamp):
   "by_timestamp" {asked ms: [offset, timestamp]}, "max_timestamp" [offset, timestamp],
-  "earliest", "latest".
+  "earliest", "latest"; "listed_epochs" {spec: [offset, leader epoch]} and the epochs of
+  the records a consumer reads ("record_epochs" {offset: epoch}).
 - groups: commits an offset with a leader epoch for --group as a standalone consumer,
   reads it back (list_consumer_group_offsets: "committed" [offset, leader_epoch]), deletes
   the group ("deleted": error name or null), deletes it again ("deleted_again"), reads
   the offsets once more ("committed_after" offset); then a member of --group-2 subscribes
-  to the topic and is assigned, and the group is deleted while it is a member
-  ("non_empty": error name) and after it closed ("deleted_after_close").
+  to the topic and is assigned, is described with its authorized operations
+  ("described_group": state, member count, operations), and the group is deleted while it
+  is a member ("non_empty": error name) and after it closed ("deleted_after_close").
 - delete-records: deletes the records before --delete-before ("low_watermark"), then
   lists the earliest offset ("earliest_after").
 - earliest: lists the earliest offset ("earliest_now"), e.g. after a restart.
@@ -66,7 +68,7 @@ def produce_batches(bootstrap, topic, timeout):
             fail("produce failed: %s" % errors)
 
 
-def list_offset(admin, topic, spec, timeout):
+def list_offset(admin, topic, spec, timeout, with_epoch=False):
     """Asked again while the partition has no leader this admin client knows of: just after
     the topic was created (its leader is elected then, and a node learns of it within about
     a second), or during an election after a node died or came back. librdkafka's admin
@@ -76,6 +78,8 @@ def list_offset(admin, topic, spec, timeout):
     while True:
         try:
             info = result(admin.list_offsets({tp: spec}, request_timeout=timeout)[tp], timeout)
+            if with_epoch:
+                return [info.offset, info.leader_epoch]
             return [info.offset, info.timestamp]
         except KafkaException as err:
             if time.monotonic() > deadline:
@@ -98,6 +102,32 @@ def step_timestamps(admin, args, summary):
                                            args.timeout)
     summary["earliest"] = list_offset(admin, args.topic, OffsetSpec.earliest(), args.timeout)[0]
     summary["latest"] = list_offset(admin, args.topic, OffsetSpec.latest(), args.timeout)[0]
+    # The leader epoch of each answer, next to that of the records a consumer reads.
+    specs = {"earliest": OffsetSpec.earliest(), "latest": OffsetSpec.latest(),
+             "max_timestamp": OffsetSpec.max_timestamp(),
+             "5500": OffsetSpec.for_timestamp(5500), "9001": OffsetSpec.for_timestamp(9001)}
+    summary["listed_epochs"] = {
+        name: list_offset(admin, args.topic, spec, args.timeout, with_epoch=True)
+        for name, spec in specs.items()
+    }
+    summary["record_epochs"] = record_epochs(args.bootstrap, args.topic, 8, args.timeout)
+
+
+def record_epochs(bootstrap, topic, count, timeout):
+    """The leader epoch of each of the first `count` records, by offset."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "admin-data-epochs",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    epochs = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(epochs) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                epochs[str(msg.offset())] = msg.leader_epoch()
+    finally:
+        consumer.close()
+    return epochs
 
 
 def committed(admin, group, topic, timeout):
@@ -136,6 +166,14 @@ def step_groups(admin, args, summary):
         if time.monotonic() > deadline:
             fail("the member of %s was never assigned" % args.group_2)
         member.poll(0.2)
+    described = result(admin.describe_consumer_groups(
+        [args.group_2], include_authorized_operations=True,
+        request_timeout=args.timeout)[args.group_2], args.timeout)
+    summary["described_group"] = {
+        "state": described.state.name,
+        "members": len(described.members),
+        "authorized_operations": sorted(op.name for op in described.authorized_operations or []),
+    }
     summary["non_empty"] = delete_group(admin, args.group_2, args.timeout)
     member.close()
     summary["deleted_after_close"] = delete_group(admin, args.group_2, args.timeout)

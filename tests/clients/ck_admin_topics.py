@@ -11,7 +11,10 @@ checks them; this script checks nothing itself beyond "the call returned"):
 - alter_configs (whole replacement) with retention.ms only, then describe_configs;
 - create TOPIC-placed with an explicit replica assignment (--assignment), and one naming
   an unknown node;
-- describe_cluster and describe_topics with authorized operations.
+- a topic named twice in one CreateTopics, CreatePartitions or DeleteTopics: answered
+  once, INVALID_REQUEST, and nothing changes;
+- describe_cluster, describe_configs of a node (BROKER), and describe_topics with
+  authorized operations.
 Error outcomes are reported by Kafka error name. Prints one JSON document; exits 1 on an
 unexpected failure.
 """
@@ -51,7 +54,9 @@ def describe(admin, topic, timeout):
         timeout=timeout)
     return {
         name: {"value": entry.value, "is_default": entry.is_default,
-               "source": ConfigSource(entry.source).name}
+               "source": ConfigSource(entry.source).name,
+               "synonyms": [[synonym.name, synonym.value, ConfigSource(synonym.source).name]
+                            for synonym in entry.synonyms.values()]}
         for name, entry in entries.items()
     }
 
@@ -190,6 +195,23 @@ def main():
                       replica_assignment=[[args.unknown_node]])],
             operation_timeout=timeout)), timeout)
 
+        # The same topic twice in one request: Kafka answers it once, INVALID_REQUEST, and
+        # leaves it alone (librdkafka refuses an answer that names a topic twice).
+        duplicate = topic + "-twice"
+        summary["create_twice"] = outcome(one(admin.create_topics(
+            [NewTopic(duplicate, num_partitions=1, replication_factor=args.replication_factor)] * 2,
+            operation_timeout=timeout)), timeout)
+        summary["grow_twice"] = outcome(one(admin.create_partitions(
+            [NewPartitions(topic, 6)] * 2, operation_timeout=timeout)), timeout)
+        summary["delete_twice"] = outcome(one(admin.delete_topics(
+            [placed] * 2, operation_timeout=timeout)), timeout)
+        listed = admin.list_topics(timeout=timeout).topics
+        summary["after_twice"] = {
+            "created": duplicate in listed,
+            "partitions": len(listed[topic].partitions),
+            "deleted": placed not in listed,
+        }
+
         cluster = admin.describe_cluster(include_authorized_operations=True,
                                          request_timeout=timeout).result(timeout=timeout)
         summary["cluster"] = {
@@ -198,6 +220,14 @@ def main():
             "nodes": sorted(node.id for node in cluster.nodes),
             "authorized_operations": sorted(op.name for op in cluster.authorized_operations
                                             or []),
+        }
+        # A node's own broker settings: those the topic keys fall back to.
+        broker = ConfigResource(ResourceType.BROKER, str(summary["cluster"]["nodes"][0]))
+        summary["broker_configs"] = {
+            name: {"value": entry.value, "source": ConfigSource(entry.source).name,
+                   "read_only": entry.is_read_only}
+            for name, entry in one(admin.describe_configs([broker])).result(
+                timeout=timeout).items()
         }
         described = admin.describe_topics(TopicCollection([topic]),
                                           include_authorized_operations=True,

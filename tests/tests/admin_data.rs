@@ -50,6 +50,32 @@ fn check_confluent_summary(summary: &Value) {
     );
     assert_eq!(summary["max_timestamp"], json!([6, 9000]), "{summary}");
     assert_eq!(summary["earliest"], json!(0), "{summary}");
+    // Each answer's leader epoch is that of the batch it found (LATEST: the leader's
+    // current epoch, at least the last record's), as Kafka answers; nothing found: -1.
+    let record_epoch = |offset: &str| {
+        summary["record_epochs"][offset]
+            .as_i64()
+            .unwrap_or_else(|| panic!("record {offset}: {summary}"))
+    };
+    let listed = &summary["listed_epochs"];
+    assert_eq!(
+        listed["earliest"],
+        json!([0, record_epoch("0")]),
+        "{summary}"
+    );
+    assert_eq!(listed["5500"], json!([5, record_epoch("5")]), "{summary}");
+    assert_eq!(
+        listed["max_timestamp"],
+        json!([6, record_epoch("6")]),
+        "{summary}"
+    );
+    // (librdkafka reads the epoch -1 as none.)
+    assert_eq!(listed["9001"], json!([-1, null]), "{summary}");
+    assert_eq!(listed["latest"][0], json!(8), "{summary}");
+    assert!(
+        listed["latest"][1].as_i64() >= Some(record_epoch("7")),
+        "{summary}"
+    );
     // The committed leader epoch is stored and returned.
     assert_eq!(summary["committed"], json!([4, 0]), "{summary}");
     assert_eq!(summary["deleted"], Value::Null, "{summary}");
@@ -60,6 +86,14 @@ fn check_confluent_summary(summary: &Value) {
     );
     // librdkafka's "no offset" (-1001): the offsets went with the group.
     assert_eq!(summary["committed_after"], json!(-1001), "{summary}");
+    // Kafka answers a group's authorized operations when asked (with no authorizer: all
+    // it supports for a group).
+    assert_eq!(
+        summary["described_group"],
+        json!({"state": "STABLE", "members": 1,
+               "authorized_operations": ["DELETE", "DESCRIBE", "READ"]}),
+        "{summary}"
+    );
     assert_eq!(summary["non_empty"], json!("NON_EMPTY_GROUP"), "{summary}");
     assert_eq!(summary["deleted_after_close"], Value::Null, "{summary}");
 }

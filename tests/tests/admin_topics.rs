@@ -92,6 +92,19 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
         "DYNAMIC_TOPIC_CONFIG"
     );
     assert_eq!(configs["max.message.bytes"]["is_default"], false);
+    // librdkafka asks for synonyms: the topic's value, then the broker setting it falls
+    // back to, as Kafka names them.
+    assert_eq!(
+        configs["max.message.bytes"]["synonyms"],
+        json!([
+            ["max.message.bytes", "2000", "DYNAMIC_TOPIC_CONFIG"],
+            ["message.max.bytes", "1048588", "DEFAULT_CONFIG"]
+        ])
+    );
+    assert_eq!(
+        configs["segment.bytes"]["synonyms"],
+        json!([["log.segment.bytes", "1073741824", "DEFAULT_CONFIG"]])
+    );
     assert_eq!(configs["retention.ms"]["value"], "3600000");
     assert_eq!(configs["segment.bytes"]["source"], "DEFAULT_CONFIG");
     assert_eq!(configs["segment.bytes"]["is_default"], true);
@@ -117,6 +130,14 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
 
     assert_eq!(field("create_placed"), "OK");
     assert_eq!(field("create_unknown_node"), "INVALID_REPLICA_ASSIGNMENT");
+    for call in ["create_twice", "grow_twice", "delete_twice"] {
+        assert_eq!(field(call), "INVALID_REQUEST", "{call}: {summary}");
+    }
+    assert_eq!(
+        field("after_twice"),
+        &json!({"created": false, "partitions": 4, "deleted": false}),
+        "a topic named twice is left alone"
+    );
 
     let cluster = field("cluster");
     assert!(cluster["cluster_id"]
@@ -149,6 +170,17 @@ fn check_confluent_kafka_summary(summary: &Value, replication_factor: usize) {
         ])
     );
     assert_eq!(field("described_partitions"), 4);
+    let broker = field("broker_configs");
+    assert_eq!(
+        broker.as_object().map(|configs| configs.len()),
+        Some(7),
+        "{broker}"
+    );
+    assert_eq!(
+        broker["message.max.bytes"],
+        json!({"value": "1048588", "source": "DEFAULT_CONFIG", "read_only": true})
+    );
+    assert_eq!(broker["log.segment.bytes"]["value"], "1073741824");
 }
 
 fn check_kafkajs_summary(summary: &Value, assignment: &Value, nodes: &[i64]) {

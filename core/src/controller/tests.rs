@@ -461,6 +461,13 @@ fn config_changes_go_through_the_log_with_kafkas_errors() {
         );
         assert_eq!(node.answer()[0].error, error, "{changes:?}");
     }
+    // DELETE of a key no topic has: nothing changes, and Kafka's controller answers
+    // success (it writes no record for a value that stays unset).
+    assert_eq!(
+        node.admin(alter("orders", &[("no.such.key", ConfigOp::Delete)], false)),
+        0
+    );
+    assert_eq!(node.answer()[0].error, ErrorCode::None);
     assert_eq!(
         node.admin(alter("missing", &[("retention.ms", set("1"))], false)),
         0

@@ -3,9 +3,12 @@
 //!
 //! The core's controller validates names, partition counts, replication factors, replica
 //! assignments and configs (`myelin_core::controller`); this module only translates.
-//! Results keep the order of the request.
+//! Results keep the order of the request. A topic named more than once in one request is
+//! answered once, INVALID_REQUEST ("Duplicate topic name."), and left alone, as Kafka's
+//! controller does (`ControllerApis`): clients such as librdkafka refuse a response that
+//! names a topic twice.
 
-use crate::kafka::configs::config_source;
+use crate::kafka::configs::BrokerDefaults;
 use crate::kafka::dispatch::{call, wire_string, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -17,7 +20,7 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
 use myelin_core::api::{CreatePartitions, CreateTopic, ErrorCode, Request, Response, TopicResult};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use uuid::Uuid;
 
 /// Kafka's UNKNOWN_SERVER_ERROR, for a topic the core did not answer (a core bug).
@@ -51,6 +54,22 @@ pub(crate) async fn topic_results(
     Ok(by_name(results))
 }
 
+/// Kafka's message for a topic named twice in one request.
+const DUPLICATE_TOPIC: &str = "Duplicate topic name.";
+
+/// The keys that occur more than once in `keys`.
+fn duplicated<K: Eq + std::hash::Hash + Clone>(keys: impl IntoIterator<Item = K>) -> HashSet<K> {
+    let mut seen = HashSet::new();
+    keys.into_iter()
+        .filter(|key| !seen.insert(key.clone()))
+        .collect()
+}
+
+/// Whether a duplicated key's answer is still to give: true at its first occurrence only.
+fn first_time<K: Eq + std::hash::Hash + Clone>(answered: &mut HashSet<K>, key: &K) -> bool {
+    answered.insert(key.clone())
+}
+
 pub(crate) fn take_result(
     results: &mut HashMap<String, VecDeque<TopicResult>>,
     name: &str,
@@ -63,9 +82,11 @@ pub(crate) async fn create_topics(
     version: i16,
     request: CreateTopicsRequest,
 ) -> Result<Reply, HandlerError> {
+    let duplicates = duplicated(request.topics.iter().map(|topic| topic.name.as_str()));
     let to_create: Vec<CreateTopic> = request
         .topics
         .iter()
+        .filter(|topic| !duplicates.contains(topic.name.as_str()))
         .map(|topic| CreateTopic {
             name: topic.name.as_str().to_string(),
             partition_count: topic.num_partitions,
@@ -106,18 +127,37 @@ pub(crate) async fn create_topics(
         )
         .await?;
 
+    let defaults = BrokerDefaults::of(&context.topic_defaults);
     let mut body = CreateTopicsResponse::default();
     body.throttle_time_ms = 0;
+    let mut answered = HashSet::new();
     body.topics = request
         .topics
         .iter()
+        .filter(|topic| {
+            let name = topic.name.as_str();
+            !duplicates.contains(name) || first_time(&mut answered, &name)
+        })
         .map(|topic| {
             let mut response = CreatableTopicResult::default();
             response.name = TopicName(topic.name.0.clone());
             response.error_message = None;
-            let Some(result) = take_result(&mut results, topic.name.as_str()) else {
-                response.error_code = UNKNOWN_SERVER_ERROR;
+            let duplicate = duplicates.contains(topic.name.as_str());
+            let result = if duplicate {
+                None
+            } else {
+                take_result(&mut results, topic.name.as_str())
+            };
+            let Some(result) = result else {
+                response.error_code = if duplicate {
+                    response.error_message = Some(wire_string(DUPLICATE_TOPIC));
+                    ErrorCode::InvalidRequest.code()
+                } else {
+                    UNKNOWN_SERVER_ERROR
+                };
                 if version >= 5 {
+                    response.num_partitions = -1;
+                    response.replication_factor = -1;
                     response.configs = None;
                 }
                 return response;
@@ -135,7 +175,7 @@ pub(crate) async fn create_topics(
                         result
                             .configs
                             .into_iter()
-                            .map(|(name, value, set)| created_config(name, value, set))
+                            .map(|(name, value, set)| created_config(&defaults, name, value, set))
                             .collect(),
                     );
                 } else {
@@ -150,9 +190,15 @@ pub(crate) async fn create_topics(
     Ok(Reply::small(body))
 }
 
-fn created_config(name: String, value: String, explicitly_set: bool) -> CreatableTopicConfigs {
+/// One config of a created topic, its source as DescribeConfigs tells it.
+fn created_config(
+    defaults: &BrokerDefaults,
+    name: String,
+    value: String,
+    explicitly_set: bool,
+) -> CreatableTopicConfigs {
     let mut config = CreatableTopicConfigs::default();
-    config.config_source = config_source(explicitly_set);
+    config.config_source = defaults.source(&name, explicitly_set);
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
     config.read_only = false;
@@ -165,6 +211,24 @@ struct DeleteTarget {
     /// `None`: an id the node does not know.
     name: Option<String>,
     requested_id: Uuid,
+    /// Named by its id (DeleteTopics v6+), not by its name.
+    by_id: bool,
+}
+
+/// What makes two DeleteTopics targets the same topic: its name once known, else its id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum DeleteKey {
+    Name(String),
+    Id(Uuid),
+}
+
+impl DeleteTarget {
+    fn key(&self) -> DeleteKey {
+        match &self.name {
+            Some(name) => DeleteKey::Name(name.clone()),
+            None => DeleteKey::Id(self.requested_id),
+        }
+    }
 }
 
 pub(crate) async fn delete_topics(
@@ -193,6 +257,7 @@ pub(crate) async fn delete_topics(
                     None => names_by_id.get(&topic.topic_id.as_u128()).cloned(),
                 },
                 requested_id: topic.topic_id,
+                by_id: topic.name.is_none(),
             })
             .collect()
     } else {
@@ -202,12 +267,16 @@ pub(crate) async fn delete_topics(
             .map(|name| DeleteTarget {
                 name: Some(name.as_str().to_string()),
                 requested_id: Uuid::nil(),
+                by_id: false,
             })
             .collect()
     };
 
+    // A topic named twice (by name, by id, or both) is answered once and not deleted.
+    let duplicates = duplicated(targets.iter().map(DeleteTarget::key));
     let names: Vec<String> = targets
         .iter()
+        .filter(|target| !duplicates.contains(&target.key()))
         .filter_map(|target| target.name.clone())
         .collect();
     let request_to_core = (!names.is_empty()).then_some(Request::DeleteTopics { names });
@@ -225,10 +294,28 @@ pub(crate) async fn delete_topics(
 
     let mut body = DeleteTopicsResponse::default();
     body.throttle_time_ms = 0;
+    let mut answered = HashSet::new();
     body.responses = targets
         .into_iter()
+        .filter(|target| {
+            let key = target.key();
+            !duplicates.contains(&key) || first_time(&mut answered, &key)
+        })
         .map(|target| {
             let mut response = DeletableTopicResult::default();
+            if duplicates.contains(&target.key()) {
+                response.name = target.name.map(|name| TopicName(wire_string(name)));
+                response.topic_id = target.requested_id;
+                response.error_code = ErrorCode::InvalidRequest.code();
+                if version >= 5 {
+                    response.error_message = Some(wire_string(if target.by_id {
+                        "Duplicate topic id."
+                    } else {
+                        DUPLICATE_TOPIC
+                    }));
+                }
+                return response;
+            }
             let Some(name) = target.name else {
                 response.name = None;
                 response.topic_id = target.requested_id;
@@ -263,9 +350,11 @@ pub(crate) async fn create_partitions(
     _version: i16,
     request: CreatePartitionsRequest,
 ) -> Result<Reply, HandlerError> {
+    let duplicates = duplicated(request.topics.iter().map(|topic| topic.name.as_str()));
     let topics: Vec<CreatePartitions> = request
         .topics
         .iter()
+        .filter(|topic| !duplicates.contains(topic.name.as_str()))
         .map(|topic| CreatePartitions {
             name: topic.name.as_str().to_string(),
             count: topic.count,
@@ -292,12 +381,22 @@ pub(crate) async fn create_partitions(
         .await?;
     let mut body = CreatePartitionsResponse::default();
     body.throttle_time_ms = 0;
+    let mut answered = HashSet::new();
     body.results = request
         .topics
         .iter()
+        .filter(|topic| {
+            let name = topic.name.as_str();
+            !duplicates.contains(name) || first_time(&mut answered, &name)
+        })
         .map(|topic| {
             let mut response = CreatePartitionsTopicResult::default();
             response.name = topic.name.clone();
+            if duplicates.contains(topic.name.as_str()) {
+                response.error_code = ErrorCode::InvalidRequest.code();
+                response.error_message = Some(wire_string(DUPLICATE_TOPIC));
+                return response;
+            }
             match take_result(&mut results, topic.name.as_str()) {
                 Some(result) => {
                     response.error_code = result.error.code();
@@ -326,7 +425,9 @@ mod tests {
             if version >= 5 {
                 result.num_partitions = 3;
                 result.replication_factor = 1;
+                let defaults = BrokerDefaults::of(&Default::default());
                 result.configs = Some(vec![created_config(
+                    &defaults,
                     "retention.ms".into(),
                     "1000".into(),
                     true,

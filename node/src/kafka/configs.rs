@@ -4,16 +4,25 @@
 //! Keys, values and their bounds are the core's (`myelin_core::metadata::TopicConfig`);
 //! changes go through the controller and the metadata log, so every node applies them and
 //! they survive restarts. Here: the wire's resource types and operations. Only TOPIC
-//! resources change. BROKER resources describe as an empty list (the admin clients of
-//! kafka-python and kafkajs accept it); altering one answers INVALID_REQUEST, since a
-//! node's settings come from its config file and none can change at run time. Any other
+//! resources change. A BROKER resource naming this node describes the broker settings the
+//! topic keys fall back to (`log.retention.ms`, `message.max.bytes`, ...: the node's topic
+//! defaults), read-only; the empty name (Kafka's cluster-wide dynamic defaults, which do
+//! not exist here) an empty list; another node's id INVALID_REQUEST, as Kafka answers
+//! them. Altering a BROKER resource answers INVALID_REQUEST, since a node's settings come
+//! from its flags and config file and none can change at run time. Any other
 //! resource type answers INVALID_REQUEST. A resource named twice in one request answers
 //! INVALID_REQUEST, both times, as Kafka does. validate_only checks and changes nothing.
+//!
+//! A topic key not set on the topic takes the node's default, which Kafka names after the
+//! broker setting it comes from: DescribeConfigs' source is DEFAULT_CONFIG, or
+//! STATIC_BROKER_CONFIG when the node's flags or file changed it; asked for synonyms (v1+,
+//! as librdkafka always asks), each key lists the topic's own value (DYNAMIC_TOPIC_CONFIG)
+//! if it has one, then that broker setting (`log.retention.ms`, `message.max.bytes`, ...).
 
 use crate::kafka::admin::{take_result, topic_results, UNKNOWN_SERVER_ERROR};
 use crate::kafka::dispatch::{wire_string, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
@@ -22,22 +31,124 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use myelin_core::api::{AlterTopicConfigs, ErrorCode, Request, Response, TopicResult};
-use myelin_core::metadata::{ConfigChange, ConfigOp};
-use std::collections::HashMap;
+use myelin_core::metadata::{ConfigChange, ConfigOp, TopicConfig};
+use std::collections::{BTreeMap, HashMap};
 
 /// Config resource types (Kafka's `ConfigResource.Type`).
 const RESOURCE_TYPE_TOPIC: i8 = 2;
 const RESOURCE_TYPE_BROKER: i8 = 4;
 /// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
 const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const CONFIG_SOURCE_STATIC_BROKER: i8 = 4;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
-/// The source of a topic config: the topic's own value or the default.
-pub(crate) fn config_source(set_on_topic: bool) -> i8 {
-    if set_on_topic {
-        CONFIG_SOURCE_DYNAMIC_TOPIC
-    } else {
-        CONFIG_SOURCE_DEFAULT
+/// The broker setting a topic key falls back to (Kafka's topic config synonyms; for
+/// retention.ms the one in ms, as the node's own setting).
+fn broker_synonym(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "retention.ms" => "log.retention.ms",
+        "retention.bytes" => "log.retention.bytes",
+        "segment.bytes" => "log.segment.bytes",
+        "max.message.bytes" => "message.max.bytes",
+        "min.insync.replicas" => "min.insync.replicas",
+        "compression.type" => "compression.type",
+        "cleanup.policy" => "log.cleanup.policy",
+        _ => return None,
+    })
+}
+
+/// The node's topic defaults as DescribeConfigs tells them: by topic key, the broker
+/// setting's value and source (DEFAULT_CONFIG, or STATIC_BROKER_CONFIG when the node's
+/// flags or file changed it).
+pub(crate) struct BrokerDefaults(BTreeMap<&'static str, (String, i8)>);
+
+impl BrokerDefaults {
+    pub(crate) fn of(node: &TopicConfig) -> Self {
+        let builtin = TopicConfig::default();
+        let builtin: BTreeMap<&str, String> = builtin
+            .entries(&builtin)
+            .into_iter()
+            .map(|(key, value, _)| (key, value))
+            .collect();
+        Self(
+            node.entries(node)
+                .into_iter()
+                .map(|(key, value, _)| {
+                    let source = if builtin.get(key) == Some(&value) {
+                        CONFIG_SOURCE_DEFAULT
+                    } else {
+                        CONFIG_SOURCE_STATIC_BROKER
+                    };
+                    (key, (value, source))
+                })
+                .collect(),
+        )
+    }
+
+    /// The broker setting `name` falls back to: its name, value and source.
+    fn fallback(&self, name: &str) -> Option<(&'static str, &str, i8)> {
+        let (value, source) = self.0.get(name)?;
+        Some((broker_synonym(name)?, value.as_str(), *source))
+    }
+
+    /// The source of topic key `name` (Kafka's: that of its first synonym, the most
+    /// specific one): the topic's own value, else the broker setting it falls back to.
+    pub(crate) fn source(&self, name: &str, set_on_topic: bool) -> i8 {
+        if set_on_topic {
+            CONFIG_SOURCE_DYNAMIC_TOPIC
+        } else {
+            self.fallback(name)
+                .map_or(CONFIG_SOURCE_DEFAULT, |(_, _, source)| source)
+        }
+    }
+
+    /// Every broker setting a topic key falls back to: name, value and source.
+    fn broker_entries(&self) -> impl Iterator<Item = (&'static str, &str, i8)> {
+        self.0.keys().filter_map(|key| self.fallback(key))
+    }
+}
+
+/// One broker setting of a DescribeConfigs BROKER resource: read-only (no broker setting
+/// changes at run time), its own only synonym when asked.
+fn described_broker_config(
+    version: i16,
+    name: &str,
+    value: &str,
+    source: i8,
+    include_synonyms: bool,
+) -> DescribeConfigsResourceResult {
+    let mut config = DescribeConfigsResourceResult::default();
+    if version >= 3 {
+        config.config_type = broker_config_type(name);
+        config.documentation = None;
+    }
+    if include_synonyms {
+        let mut synonym = DescribeConfigsSynonym::default();
+        synonym.name = wire_string(name);
+        synonym.value = Some(wire_string(value));
+        synonym.source = source;
+        config.synonyms = vec![synonym];
+    }
+    config.name = wire_string(name);
+    config.value = Some(wire_string(value));
+    config.read_only = true;
+    config.config_source = source;
+    config.is_sensitive = false;
+    config
+}
+
+/// Kafka's `ConfigType` of each broker setting described here.
+fn broker_config_type(name: &str) -> i8 {
+    const INT: i8 = 3;
+    const LONG: i8 = 5;
+    const STRING: i8 = 2;
+    const LIST: i8 = 7;
+    match name {
+        "log.retention.ms" | "log.retention.bytes" => LONG,
+        "log.segment.bytes" | "message.max.bytes" | "min.insync.replicas" => INT,
+        "log.cleanup.policy" => LIST,
+        "compression.type" => STRING,
+        _ => 0,
     }
 }
 
@@ -65,6 +176,8 @@ pub(crate) async fn describe_configs(
         )
         .await?;
 
+    let defaults = BrokerDefaults::of(&context.topic_defaults);
+    let synonyms = version >= 1 && request.include_synonyms;
     let mut body = DescribeConfigsResponse::default();
     body.throttle_time_ms = 0;
     body.results = request
@@ -87,12 +200,37 @@ pub(crate) async fn describe_configs(
                             .filter(|(name, _, _)| {
                                 wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == name))
                             })
-                            .map(|(name, value, set)| described_config(version, name, value, set))
+                            .map(|(name, value, set)| {
+                                described_config(version, name, value, set, &defaults, synonyms)
+                            })
                             .collect();
                     }
                     None => response.error_code = UNKNOWN_SERVER_ERROR,
                 },
-                RESOURCE_TYPE_BROKER => response.error_code = ErrorCode::None.code(),
+                RESOURCE_TYPE_BROKER => {
+                    let name = resource.resource_name.as_str();
+                    if name.is_empty() {
+                        response.error_code = ErrorCode::None.code();
+                    } else if name.parse::<i32>().ok() == Some(context.node_id) {
+                        response.error_code = ErrorCode::None.code();
+                        let wanted = resource.configuration_keys.as_ref();
+                        response.configs = defaults
+                            .broker_entries()
+                            .filter(|(name, _, _)| {
+                                wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == *name))
+                            })
+                            .map(|(name, value, source)| {
+                                described_broker_config(version, name, value, source, synonyms)
+                            })
+                            .collect();
+                    } else {
+                        response.error_code = ErrorCode::InvalidRequest.code();
+                        response.error_message = Some(wire_string(format!(
+                            "Unexpected broker id, expected {} or empty string, but received {name}",
+                            context.node_id
+                        )));
+                    }
+                }
                 other => {
                     response.error_code = ErrorCode::InvalidRequest.code();
                     response.error_message = Some(wire_string(format!(
@@ -111,16 +249,38 @@ fn described_config(
     name: String,
     value: String,
     set_on_topic: bool,
+    defaults: &BrokerDefaults,
+    include_synonyms: bool,
 ) -> DescribeConfigsResourceResult {
     let mut config = DescribeConfigsResourceResult::default();
     if version >= 3 {
         config.config_type = config_type(&name);
         config.documentation = None;
     }
+    let fallback = defaults.fallback(&name);
+    config.config_source = defaults.source(&name, set_on_topic);
+    if include_synonyms {
+        let synonym = |name: &str, value: &str, source: i8| {
+            let mut synonym = DescribeConfigsSynonym::default();
+            synonym.name = wire_string(name);
+            synonym.value = Some(wire_string(value));
+            synonym.source = source;
+            synonym
+        };
+        if set_on_topic {
+            config
+                .synonyms
+                .push(synonym(&name, &value, CONFIG_SOURCE_DYNAMIC_TOPIC));
+        }
+        if let Some((broker_name, broker_value, source)) = fallback {
+            config
+                .synonyms
+                .push(synonym(broker_name, broker_value, source));
+        }
+    }
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
     config.read_only = false;
-    config.config_source = config_source(set_on_topic);
     config.is_sensitive = false;
     config
 }
@@ -353,11 +513,14 @@ mod tests {
             result.resource_type = RESOURCE_TYPE_TOPIC;
             result.resource_name = StrBytes::from_static_str("orders");
             result.error_message = None;
+            let defaults = BrokerDefaults::of(&TopicConfig::default());
             result.configs = vec![described_config(
                 version,
                 "retention.ms".into(),
                 "1000".into(),
                 false,
+                &defaults,
+                version >= 1,
             )];
             let mut body = DescribeConfigsResponse::default();
             body.results = vec![result];
@@ -367,6 +530,105 @@ mod tests {
             let config = &decoded.results[0].configs[0];
             assert_eq!(config.value.as_deref(), Some("1000"));
             assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
+            assert_eq!(config.synonyms.len(), 1, "v{version}");
         }
+    }
+
+    #[test]
+    fn broker_settings_describe_read_only_with_their_sources() {
+        let mut node = TopicConfig::default();
+        node.set("retention.ms", "1000").unwrap();
+        let defaults = BrokerDefaults::of(&node);
+        let entries: Vec<_> = defaults.broker_entries().collect();
+        assert!(entries.contains(&("log.retention.ms", "1000", CONFIG_SOURCE_STATIC_BROKER)));
+        assert!(entries.contains(&("message.max.bytes", "1048588", CONFIG_SOURCE_DEFAULT)));
+        assert_eq!(entries.len(), 7, "{entries:?}");
+        for version in 1..=4 {
+            let mut result = DescribeConfigsResult::default();
+            result.resource_type = RESOURCE_TYPE_BROKER;
+            result.resource_name = StrBytes::from_static_str("1");
+            result.configs = entries
+                .iter()
+                .map(|(name, value, source)| {
+                    described_broker_config(version, name, value, *source, true)
+                })
+                .collect();
+            let mut body = DescribeConfigsResponse::default();
+            body.results = vec![result];
+            let mut encoded = BytesMut::new();
+            body.encode(&mut encoded, version).unwrap();
+            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let config = &decoded.results[0].configs[0];
+            assert!(config.read_only);
+            assert_eq!(config.synonyms.len(), 1);
+        }
+    }
+
+    /// (name, value, source) of each synonym.
+    fn synonyms(config: &DescribeConfigsResourceResult) -> Vec<(String, String, i8)> {
+        config
+            .synonyms
+            .iter()
+            .map(|synonym| {
+                let value = synonym.value.as_deref().unwrap_or_default().to_string();
+                (synonym.name.to_string(), value, synonym.source)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synonyms_name_the_topics_value_then_the_broker_setting_it_falls_back_to() {
+        let builtin = BrokerDefaults::of(&TopicConfig::default());
+        let set = described_config(4, "retention.ms".into(), "5".into(), true, &builtin, true);
+        assert_eq!(set.config_source, CONFIG_SOURCE_DYNAMIC_TOPIC);
+        assert_eq!(
+            synonyms(&set),
+            vec![
+                (
+                    "retention.ms".into(),
+                    "5".into(),
+                    CONFIG_SOURCE_DYNAMIC_TOPIC
+                ),
+                (
+                    "log.retention.ms".into(),
+                    "604800000".into(),
+                    CONFIG_SOURCE_DEFAULT
+                ),
+            ]
+        );
+        let unasked = described_config(4, "retention.ms".into(), "5".into(), true, &builtin, false);
+        assert!(unasked.synonyms.is_empty());
+        // A default the node's flags changed: the broker's static config, as Kafka's
+        // server.properties.
+        let mut node = TopicConfig::default();
+        node.set("segment.bytes", "4096").unwrap();
+        let flagged = BrokerDefaults::of(&node);
+        let default = described_config(
+            4,
+            "segment.bytes".into(),
+            "4096".into(),
+            false,
+            &flagged,
+            true,
+        );
+        assert_eq!(default.config_source, CONFIG_SOURCE_STATIC_BROKER);
+        assert_eq!(
+            synonyms(&default),
+            vec![(
+                "log.segment.bytes".into(),
+                "4096".into(),
+                CONFIG_SOURCE_STATIC_BROKER
+            )]
+        );
+        let untouched = described_config(
+            4,
+            "max.message.bytes".into(),
+            "1048588".into(),
+            false,
+            &flagged,
+            true,
+        );
+        assert_eq!(untouched.config_source, CONFIG_SOURCE_DEFAULT);
+        assert_eq!(synonyms(&untouched)[0].0, "message.max.bytes");
     }
 }

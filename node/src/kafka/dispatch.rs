@@ -27,6 +27,10 @@ pub(crate) struct ConnectionContext {
     /// This connection's number, in the order the node accepted them.
     pub connection_id: u64,
     pub topic_ids: TopicIdCache,
+    /// The node's topic defaults (see `KafkaListenerConfig::topic_defaults`).
+    pub topic_defaults: myelin_core::metadata::TopicConfig,
+    /// This node's id (see `KafkaListenerConfig::node_id`).
+    pub node_id: i32,
 }
 
 /// What an API module decided to send back.

@@ -58,8 +58,13 @@ use std::net::SocketAddr;
 /// FindCoordinator key types (KIP-98): a consumer group, a transactional id.
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// DescribeGroups' "authorized operations unknown": no ACLs exist here to compute them.
+/// DescribeGroups' "authorized operations not asked for".
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// What a group's authorized operations are when asked for: with no authorizer, every one
+/// Kafka's `AclEntry.supportedOperations` lists for a group that applies here (READ 3,
+/// DELETE 6, DESCRIBE 8), as a bit field; Kafka 4 adds DESCRIBE_CONFIGS and ALTER_CONFIGS
+/// for its group configs, which do not exist here.
+const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn unexpected(request: &'static str) -> HandlerError {
     HandlerError::UnexpectedResponse { request }
@@ -770,7 +775,13 @@ pub(crate) async fn list_groups(
     )))
 }
 
-fn describe_groups_response(version: i16, groups: Vec<DescribedGroup>) -> DescribeGroupsResponse {
+/// DescribeGroups' answer; `include_authorized_operations` as the request (v3+) asks, as
+/// Kafka answers it: for every group described without error, unknown ones included.
+fn describe_groups_response(
+    version: i16,
+    include_authorized_operations: bool,
+    groups: Vec<DescribedGroup>,
+) -> DescribeGroupsResponse {
     let mut body = DescribeGroupsResponse::default();
     body.groups = groups
         .into_iter()
@@ -778,7 +789,13 @@ fn describe_groups_response(version: i16, groups: Vec<DescribedGroup>) -> Descri
             let mut described = WireDescribedGroup::default();
             described.error_code = group.error.code();
             if version >= 3 {
-                described.authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+                let asked = include_authorized_operations
+                    && matches!(group.error, ErrorCode::None | ErrorCode::GroupIdNotFound);
+                described.authorized_operations = if asked {
+                    GROUP_AUTHORIZED_OPERATIONS
+                } else {
+                    AUTHORIZED_OPERATIONS_OMITTED
+                };
             }
             // An unknown group: the core says so with no description and no error (or,
             // should it ever, GROUP_ID_NOT_FOUND); each version has its own way to tell.
@@ -836,7 +853,11 @@ pub(crate) async fn describe_groups(
     else {
         return Err(unexpected("DescribeGroups"));
     };
-    Ok(Reply::small(describe_groups_response(version, described)))
+    Ok(Reply::small(describe_groups_response(
+        version,
+        request.include_authorized_operations,
+        described,
+    )))
 }
 
 #[cfg(test)]
@@ -1652,7 +1673,7 @@ mod tests {
             description: Some(stable_description()),
         }];
         for version in versions(ApiKey::DescribeGroups) {
-            let body = describe_groups_response(version, described.clone());
+            let body = describe_groups_response(version, false, described.clone());
             let body = over_the_wire(&body, version);
             let group = &body.groups[0];
             assert_eq!(
@@ -1694,7 +1715,7 @@ mod tests {
         };
         for version in versions(ApiKey::DescribeGroups) {
             for error in [ErrorCode::None, ErrorCode::GroupIdNotFound] {
-                let body = describe_groups_response(version, unknown(error));
+                let body = describe_groups_response(version, false, unknown(error));
                 let body = over_the_wire(&body, version);
                 let group = &body.groups[0];
                 assert_eq!(group.group_id.as_str(), "nobody");
@@ -1710,9 +1731,45 @@ mod tests {
                 }
             }
             // Any other error passes as it is, in every version.
-            let body = describe_groups_response(version, unknown(ErrorCode::NotCoordinator));
+            let body = describe_groups_response(version, true, unknown(ErrorCode::NotCoordinator));
             let group = &over_the_wire(&body, version).groups[0];
             assert_eq!((group.error_code, group.group_state.as_str()), (16, ""));
+            assert_eq!(
+                group.authorized_operations,
+                i32::MIN,
+                "no operations with an error"
+            );
+        }
+    }
+
+    #[test]
+    fn describe_groups_answers_authorized_operations_when_asked_from_v3() {
+        let described = vec![
+            DescribedGroup {
+                group_id: "g".into(),
+                error: ErrorCode::None,
+                description: Some(stable_description()),
+            },
+            DescribedGroup {
+                group_id: "nobody".into(),
+                error: ErrorCode::None,
+                description: None,
+            },
+        ];
+        for version in versions(ApiKey::DescribeGroups) {
+            for asked in [false, true] {
+                let body = describe_groups_response(version, asked, described.clone());
+                let body = over_the_wire(&body, version);
+                let expected = if asked && version >= 3 {
+                    // READ, DELETE, DESCRIBE.
+                    0b1_0100_1000
+                } else {
+                    i32::MIN
+                };
+                for group in &body.groups {
+                    assert_eq!(group.authorized_operations, expected, "v{version} {asked}");
+                }
+            }
         }
     }
 
@@ -1895,7 +1952,7 @@ mod tests {
                         description: Some(stable_description()),
                     })
                     .collect();
-                describe_groups_response(version, described).encode(&mut buffer, version)
+                describe_groups_response(version, false, described).encode(&mut buffer, version)
             }
             other => panic!("not a group request: {other:?}"),
         };

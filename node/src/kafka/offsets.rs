@@ -131,6 +131,7 @@ fn find_record(
             result.error = ErrorCode::KafkaStorageError;
             result.offset = -1;
             result.timestamp = -1;
+            result.leader_epoch = -1;
         }
     }
     result
@@ -176,9 +177,8 @@ fn partition_response(
             response.error_code = result.error.code();
             response.timestamp = result.timestamp;
             response.offset = result.offset;
-            // Leader epochs are not tracked yet: every leader is epoch 0, as Metadata says.
-            if version >= 4 && result.error == ErrorCode::None {
-                response.leader_epoch = 0;
+            if version >= 4 {
+                response.leader_epoch = result.leader_epoch;
             }
         }
         None => {

@@ -27,6 +27,7 @@ use crate::kafka::topic_ids::TopicIdCache;
 use crate::metrics::Limit;
 use crate::runtime::NodeHandle;
 use kafka_protocol::messages::ApiKey;
+use myelin_core::metadata::TopicConfig;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,11 @@ pub struct KafkaListenerConfig {
     /// Bytes of requests read and not yet answered, across every connection; reading
     /// pauses while they are spent (one request larger than it is read alone).
     pub request_bytes_budget: usize,
+    /// The node's topic defaults, which DescribeConfigs names as the broker settings a
+    /// topic key falls back to (its synonyms).
+    pub topic_defaults: TopicConfig,
+    /// This node's id: the broker a DescribeConfigs BROKER resource must name.
+    pub node_id: i32,
 }
 
 impl Default for KafkaListenerConfig {
@@ -74,6 +80,8 @@ impl Default for KafkaListenerConfig {
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             request_bytes_budget: REQUEST_BYTES_BUDGET_DEFAULT,
+            topic_defaults: TopicConfig::default(),
+            node_id: 1,
         }
     }
 }
@@ -165,6 +173,8 @@ async fn serve_connection(
         peer,
         connection_id,
         topic_ids: TopicIdCache::default(),
+        topic_defaults: config.topic_defaults.clone(),
+        node_id: config.node_id,
     });
     // Capacity 1: the writer's in-flight set is the real bound; this only hands over.
     let (replies_sender, replies) = mpsc::channel(1);
