@@ -647,6 +647,11 @@ pub struct ListOffsetsResult {
     pub error: ErrorCode,
     pub timestamp: i64,
     pub offset: i64,
+    /// Kafka's leader epoch of the answer (-1: none): the batch's epoch for a timestamp or
+    /// MAX_TIMESTAMP, the leader's current epoch for latest, the epoch of the batch holding
+    /// the log start for earliest (the current epoch if the log holds none). Consumers
+    /// keep it with their position and check it with OffsetForLeaderEpoch (KIP-320).
+    pub leader_epoch: i32,
     /// For a timestamp or MAX_TIMESTAMP: the batch holding the answer. The core indexes
     /// batches, not records, so `offset` and `timestamp` are then the batch's (its base
     /// offset, or the log start offset if later, and its max timestamp): the node reads

@@ -1712,6 +1712,7 @@ impl Broker {
             error: ErrorCode::None,
             timestamp: -1,
             offset: -1,
+            leader_epoch: -1,
             batch: None,
         };
         let state = match self.readable_partition(&result.partition) {
@@ -1726,13 +1727,18 @@ impl Broker {
             Isolation::ReadUncommitted => log.high_watermark(),
             Isolation::ReadCommitted => last_stable_offset(state),
         };
+        let current_epoch = state.replica.epoch();
         let in_batch = |(batch, chunk): (crate::log::BatchEntry, crate::api::ReadChunk)| {
             let offset = batch.base_offset.max(log.client_start_offset());
-            (offset, batch.max_timestamp, Some(chunk))
+            (offset, batch.max_timestamp, batch.leader_epoch, Some(chunk))
         };
         let found = match timestamp {
-            LIST_OFFSETS_LATEST => Some((upper_bound, -1, None)),
-            LIST_OFFSETS_EARLIEST => Some((log.client_start_offset(), -1, None)),
+            LIST_OFFSETS_LATEST => Some((upper_bound, -1, current_epoch, None)),
+            LIST_OFFSETS_EARLIEST => {
+                let start = log.client_start_offset();
+                let epoch = log.epoch_at(start).unwrap_or(current_epoch);
+                Some((start, -1, epoch, None))
+            }
             LIST_OFFSETS_MAX_TIMESTAMP => log.batch_with_max_timestamp(upper_bound).map(in_batch),
             timestamp if timestamp >= 0 => {
                 log.batch_at_timestamp(timestamp, upper_bound).map(in_batch)
@@ -1742,9 +1748,10 @@ impl Broker {
                 None
             }
         };
-        if let Some((offset, timestamp, batch)) = found {
+        if let Some((offset, timestamp, leader_epoch, batch)) = found {
             result.offset = offset;
             result.timestamp = timestamp;
+            result.leader_epoch = leader_epoch;
             result.batch = batch;
         }
         result

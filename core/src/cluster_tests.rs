@@ -2541,6 +2541,97 @@ fn orders_with_three_batches() -> (Cluster, TopicPartition, NodeId) {
     (cluster, partition, leader)
 }
 
+/// ListOffsets on `node` for each asked timestamp: (error, offset, leader epoch).
+fn list_offsets(
+    cluster: &mut Cluster,
+    node: NodeId,
+    partition: &TopicPartition,
+    asked: &[i64],
+) -> Vec<(ErrorCode, i64, i32)> {
+    let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
+        partitions: asked.iter().map(|t| (partition.clone(), *t)).collect(),
+    };
+    match cluster.call(node, request) {
+        Response::ListOffsets(results) => results
+            .iter()
+            .map(|result| (result.error, result.offset, result.leader_epoch))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// ListOffsets names the leader epoch of each answer, as Kafka does: the epoch of the batch
+/// found (earliest, a timestamp, the max timestamp) and the leader's current epoch for
+/// latest. Consumers keep it with their position and check it with OffsetForLeaderEpoch
+/// (KIP-320): an epoch the log never had reads as truncation there.
+#[test]
+fn list_offsets_answers_the_leader_epoch_of_each_offset() {
+    let (mut cluster, partition, leader) = orders_with_three_batches();
+    let (first_epoch, _) = cluster.brokers[&leader]
+        .partition_leadership(&partition)
+        .unwrap();
+    cluster.crash(leader);
+    cluster.run_until("a new leader", |cluster| {
+        cluster
+            .leader_of(&partition)
+            .is_some_and(|node| node != leader)
+    });
+    let next = cluster.leader_of(&partition).unwrap();
+    let (next_epoch, _) = cluster.brokers[&next]
+        .partition_leadership(&partition)
+        .unwrap();
+    assert!(next_epoch > first_epoch);
+    // Offsets 0-5 were written in the first epoch (stamped START); the next leader's
+    // leader-change batch and then two records stamped far in the future, in the next.
+    let future = 4_000_000_000_000;
+    let later = Request::Produce {
+        acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
+        transactional_id: None,
+        partitions: vec![ProducePartition {
+            partition: partition.clone(),
+            records: test_batches::plain(2, future),
+        }],
+    };
+    let produced = cluster.call(next, later);
+    let produced = produce_result(&produced);
+    assert_eq!(produced.error, ErrorCode::None);
+    let (base, end) = (produced.base_offset, produced.base_offset + 2);
+    assert_eq!(
+        list_offsets(
+            &mut cluster,
+            next,
+            &partition,
+            &[
+                LIST_OFFSETS_EARLIEST,
+                START,
+                future,
+                LIST_OFFSETS_MAX_TIMESTAMP,
+                LIST_OFFSETS_LATEST,
+                future + 1,
+            ]
+        ),
+        vec![
+            (ErrorCode::None, 0, first_epoch),
+            (ErrorCode::None, 0, first_epoch),
+            (ErrorCode::None, base, next_epoch),
+            (ErrorCode::None, base, next_epoch),
+            (ErrorCode::None, end, next_epoch),
+            (ErrorCode::None, -1, -1),
+        ]
+    );
+    // Once every record is deleted, earliest is where the current epoch goes on.
+    assert_eq!(
+        deleted(cluster.call(next, delete_records_request(&partition, -1))),
+        (ErrorCode::None, end)
+    );
+    assert_eq!(
+        list_offsets(&mut cluster, next, &partition, &[LIST_OFFSETS_EARLIEST]),
+        vec![(ErrorCode::None, end, next_epoch)]
+    );
+}
+
 #[test]
 fn deleted_records_stay_deleted_at_every_replica_across_a_leader_change_and_a_restart() {
     let (mut cluster, partition, leader) = orders_with_three_batches();

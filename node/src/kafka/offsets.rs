@@ -10,6 +10,8 @@
 //! batches, so it names the batch that holds the answer; this module reads that batch
 //! (CRC-checked, decompressed: `myelin_client::records::decode_batch`) and picks the record.
 //! In a batch with log-append time every record has the batch's max timestamp.
+//! Each answer (v4+) carries the core's leader epoch: the found batch's, or the leader's
+//! current one for latest (see `ListOffsetsResult::leader_epoch`).
 
 use crate::kafka::dispatch::{call, ConnectionContext, HandlerError, Reply};
 use kafka_protocol::messages::list_offsets_response::{
@@ -131,6 +133,7 @@ fn find_record(
             result.error = ErrorCode::KafkaStorageError;
             result.offset = -1;
             result.timestamp = -1;
+            result.leader_epoch = -1;
         }
     }
     result
@@ -176,9 +179,8 @@ fn partition_response(
             response.error_code = result.error.code();
             response.timestamp = result.timestamp;
             response.offset = result.offset;
-            // Leader epochs are not tracked yet: every leader is epoch 0, as Metadata says.
-            if version >= 4 && result.error == ErrorCode::None {
-                response.leader_epoch = 0;
+            if version >= 4 {
+                response.leader_epoch = result.leader_epoch;
             }
         }
         None => {
