@@ -655,6 +655,44 @@ fn commit_error(response: Response) -> ErrorCode {
     }
 }
 
+/// A deleted topic's committed offsets go with it, at every replica of the group's
+/// offsets partition, as in Kafka: a consumer of a topic created again under the same name
+/// starts from its reset policy, not from the old topic's offsets.
+#[test]
+fn a_deleted_topics_committed_offsets_are_deleted_with_it() {
+    let mut cluster = Cluster::new(3);
+    create_orders(&mut cluster);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit("", -1, 5))),
+        ErrorCode::None
+    );
+    cluster.run_until("every node applied the commit", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.committed_offset_of("g", &orders()) == 5)
+    });
+    let other = cluster.another_voter(coordinator);
+    match cluster.call(
+        other,
+        Request::DeleteTopics {
+            names: vec!["orders".into()],
+        },
+    ) {
+        Response::DeleteTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    cluster.run_until("every node dropped the offsets", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.committed_offset_of("g", &orders()) == -1)
+    });
+    create_orders(&mut cluster);
+    assert_eq!(committed_offset(&mut cluster, coordinator), -1);
+}
+
 /// Joins one member to group "g" at `coordinator` and syncs an assignment; returns its id.
 fn join_and_sync(cluster: &mut Cluster, coordinator: NodeId) -> String {
     let member_id = match cluster.call(coordinator, join("")) {
