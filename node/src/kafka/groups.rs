@@ -58,8 +58,12 @@ use std::net::SocketAddr;
 /// FindCoordinator key types (KIP-98): a consumer group, a transactional id.
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// DescribeGroups' "authorized operations unknown": no ACLs exist here to compute them.
+/// DescribeGroups' "authorized operations" when the client did not ask for them.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// What Kafka's `AclEntry.supportedOperations` lists for a group (READ 3, DELETE 6,
+/// DESCRIBE 8), as a bit field: all allowed without an authorizer, as for topics and the
+/// cluster in Metadata.
+const GROUP_AUTHORIZED_OPERATIONS: i32 = crate::kafka::metadata::operations(&[3, 6, 8]);
 
 fn unexpected(request: &'static str) -> HandlerError {
     HandlerError::UnexpectedResponse { request }
@@ -836,7 +840,21 @@ pub(crate) async fn describe_groups(
     else {
         return Err(unexpected("DescribeGroups"));
     };
-    Ok(Reply::small(describe_groups_response(version, described)))
+    let mut body = describe_groups_response(version, described);
+    if version >= 3 && request.include_authorized_operations {
+        with_authorized_operations(&mut body);
+    }
+    Ok(Reply::small(body))
+}
+
+/// Every group described without error names the operations allowed on it (DescribeGroups
+/// v3+ with include_authorized_operations), as Kafka does.
+fn with_authorized_operations(body: &mut DescribeGroupsResponse) {
+    for group in &mut body.groups {
+        if group.error_code == ErrorCode::None.code() {
+            group.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1667,6 +1685,13 @@ mod tests {
             );
             // Absent before v3 (the decoder fills in the same "unknown").
             assert_eq!(group.authorized_operations, i32::MIN);
+            if version >= 3 {
+                let mut asked = describe_groups_response(version, described.clone());
+                with_authorized_operations(&mut asked);
+                let asked = over_the_wire(&asked, version);
+                // READ, DELETE, DESCRIBE.
+                assert_eq!(asked.groups[0].authorized_operations, 0b1_0100_1000);
+            }
             let member = &group.members[0];
             assert_eq!(
                 (
