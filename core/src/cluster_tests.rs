@@ -2659,6 +2659,33 @@ fn list_offsets_answers_the_leader_epoch_of_each_offset() {
             (ErrorCode::None, -1, -1),
         ]
     );
+    // OffsetForLeaderEpoch of an epoch older than every batch (a position from before the
+    // first one): it ends where the first later epoch starts, as in Kafka, so a consumer
+    // there is not taken for truncated.
+    let epoch_end = |cluster: &mut Cluster, leader_epoch: i32| {
+        let request = Request::OffsetForLeaderEpoch {
+            partitions: vec![EpochQuery {
+                partition: partition.clone(),
+                current_leader_epoch: next_epoch,
+                leader_epoch,
+            }],
+        };
+        match cluster.call(next, request) {
+            Response::OffsetForLeaderEpoch(ends) => {
+                (ends[0].error, ends[0].leader_epoch, ends[0].end_offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        epoch_end(&mut cluster, first_epoch - 1),
+        (ErrorCode::None, first_epoch - 1, 0)
+    );
+    assert_eq!(
+        epoch_end(&mut cluster, first_epoch),
+        (ErrorCode::None, first_epoch, 6)
+    );
+    assert_eq!(epoch_end(&mut cluster, -1), (ErrorCode::None, -1, -1));
     // Once every record is deleted, earliest is where the current epoch goes on.
     assert_eq!(
         deleted(cluster.call(next, delete_records_request(&partition, -1))),
