@@ -655,6 +655,44 @@ fn commit_error(response: Response) -> ErrorCode {
     }
 }
 
+/// A deleted topic's committed offsets go with it, at every replica of the group's
+/// offsets partition, as in Kafka: a consumer of a topic created again under the same name
+/// starts from its reset policy, not from the old topic's offsets.
+#[test]
+fn a_deleted_topics_committed_offsets_are_deleted_with_it() {
+    let mut cluster = Cluster::new(3);
+    create_orders(&mut cluster);
+    let coordinator = find_coordinator(&mut cluster, 1, "g");
+    assert_eq!(
+        commit_error(cluster.call(coordinator, commit("", -1, 5))),
+        ErrorCode::None
+    );
+    cluster.run_until("every node applied the commit", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.committed_offset_of("g", &orders()) == 5)
+    });
+    let other = cluster.another_voter(coordinator);
+    match cluster.call(
+        other,
+        Request::DeleteTopics {
+            names: vec!["orders".into()],
+        },
+    ) {
+        Response::DeleteTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    cluster.run_until("every node dropped the offsets", |cluster| {
+        cluster
+            .brokers
+            .values()
+            .all(|broker| broker.committed_offset_of("g", &orders()) == -1)
+    });
+    create_orders(&mut cluster);
+    assert_eq!(committed_offset(&mut cluster, coordinator), -1);
+}
+
 /// Joins one member to group "g" at `coordinator` and syncs an assignment; returns its id.
 fn join_and_sync(cluster: &mut Cluster, coordinator: NodeId) -> String {
     let member_id = match cluster.call(coordinator, join("")) {
@@ -2516,95 +2554,6 @@ fn earliest(cluster: &mut Cluster, node: NodeId, partition: &TopicPartition) -> 
     }
 }
 
-/// ListOffsets of one partition at `timestamp` on `node`: (error, offset, leader epoch).
-fn listed_offset(
-    cluster: &mut Cluster,
-    node: NodeId,
-    partition: &TopicPartition,
-    timestamp: i64,
-) -> (ErrorCode, i64, i32) {
-    let request = Request::ListOffsets {
-        isolation: Isolation::ReadUncommitted,
-        partitions: vec![(partition.clone(), timestamp)],
-    };
-    match cluster.call(node, request) {
-        Response::ListOffsets(results) => {
-            (results[0].error, results[0].offset, results[0].leader_epoch)
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-/// The leader epoch Metadata reports for `partition` on `node`.
-fn metadata_epoch(cluster: &mut Cluster, node: NodeId, partition: &TopicPartition) -> i32 {
-    let request = Request::Metadata {
-        topics: Some(vec![partition.topic.clone()]),
-        allow_auto_create: false,
-    };
-    match cluster.call(node, request) {
-        Response::Metadata { topics, .. } => {
-            topics[0].partitions[partition.partition as usize].leader_epoch
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn list_offsets_answers_the_leader_epoch_of_what_it_finds_as_kafka() {
-    let (mut cluster, partition, leader) = orders_with_three_batches();
-    let written = metadata_epoch(&mut cluster, leader, &partition);
-    assert!(written > 0, "a leader's epoch starts at 1 here");
-    let latest = crate::api::LIST_OFFSETS_LATEST;
-    let earliest = crate::api::LIST_OFFSETS_EARLIEST;
-    let max_timestamp = crate::api::LIST_OFFSETS_MAX_TIMESTAMP;
-    assert_eq!(
-        listed_offset(&mut cluster, leader, &partition, latest),
-        (ErrorCode::None, 6, written)
-    );
-    assert_eq!(
-        listed_offset(&mut cluster, leader, &partition, earliest),
-        (ErrorCode::None, 0, written)
-    );
-    // A later leader: LATEST answers its own epoch, the rest the epoch the batch found was
-    // written in; a timestamp past every record finds nothing (offset and epoch -1).
-    cluster.crash(leader);
-    cluster.run_until("a new leader", |cluster| {
-        cluster
-            .leader_of(&partition)
-            .is_some_and(|node| node != leader)
-    });
-    let next = cluster.leader_of(&partition).unwrap();
-    // It serves once a majority answered an append of its epoch.
-    for _ in 0..500 {
-        if listed_offset(&mut cluster, next, &partition, latest).0 == ErrorCode::None {
-            break;
-        }
-        cluster.round();
-    }
-    let current = metadata_epoch(&mut cluster, next, &partition);
-    assert!(current > written, "{current} after {written}");
-    // (Its high watermark is past the 6 records: a new leader writes a batch of its own.)
-    let (error, offset, epoch) = listed_offset(&mut cluster, next, &partition, latest);
-    assert_eq!((error, epoch), (ErrorCode::None, current));
-    assert!(offset >= 6, "{offset}");
-    assert_eq!(
-        listed_offset(&mut cluster, next, &partition, earliest),
-        (ErrorCode::None, 0, written)
-    );
-    assert_eq!(
-        listed_offset(&mut cluster, next, &partition, START),
-        (ErrorCode::None, 0, written)
-    );
-    // (The new leader's own batch is stamped with its clock, later than the records'.)
-    let (error, offset, epoch) = listed_offset(&mut cluster, next, &partition, max_timestamp);
-    let expected = if offset < 6 { written } else { current };
-    assert_eq!((error, epoch), (ErrorCode::None, expected), "at {offset}");
-    assert_eq!(
-        listed_offset(&mut cluster, next, &partition, i64::MAX),
-        (ErrorCode::None, -1, -1)
-    );
-}
-
 fn fetch_error(response: &Response) -> ErrorCode {
     match response {
         Response::Fetch(results) => results[0].error,
@@ -2628,6 +2577,124 @@ fn orders_with_three_batches() -> (Cluster, TopicPartition, NodeId) {
         assert_eq!(produce_result(&produced).error, ErrorCode::None);
     }
     (cluster, partition, leader)
+}
+
+/// ListOffsets on `node` for each asked timestamp: (error, offset, leader epoch).
+fn list_offsets(
+    cluster: &mut Cluster,
+    node: NodeId,
+    partition: &TopicPartition,
+    asked: &[i64],
+) -> Vec<(ErrorCode, i64, i32)> {
+    let request = Request::ListOffsets {
+        isolation: Isolation::ReadUncommitted,
+        partitions: asked.iter().map(|t| (partition.clone(), *t)).collect(),
+    };
+    match cluster.call(node, request) {
+        Response::ListOffsets(results) => results
+            .iter()
+            .map(|result| (result.error, result.offset, result.leader_epoch))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// ListOffsets names the leader epoch of each answer, as Kafka does: the epoch of the batch
+/// found (earliest, a timestamp, the max timestamp) and the leader's current epoch for
+/// latest. Consumers keep it with their position and check it with OffsetForLeaderEpoch
+/// (KIP-320): an epoch the log never had reads as truncation there.
+#[test]
+fn list_offsets_answers_the_leader_epoch_of_each_offset() {
+    let (mut cluster, partition, leader) = orders_with_three_batches();
+    let (first_epoch, _) = cluster.brokers[&leader]
+        .partition_leadership(&partition)
+        .unwrap();
+    cluster.crash(leader);
+    cluster.run_until("a new leader", |cluster| {
+        cluster
+            .leader_of(&partition)
+            .is_some_and(|node| node != leader)
+    });
+    let next = cluster.leader_of(&partition).unwrap();
+    let (next_epoch, _) = cluster.brokers[&next]
+        .partition_leadership(&partition)
+        .unwrap();
+    assert!(next_epoch > first_epoch);
+    // Offsets 0-5 were written in the first epoch (stamped START); the next leader's
+    // leader-change batch and then two records stamped far in the future, in the next.
+    let future = 4_000_000_000_000;
+    let later = Request::Produce {
+        acks: Acks::All,
+        timeout_ms: PRODUCE_TIMEOUT_MS,
+        transactional_id: None,
+        partitions: vec![ProducePartition {
+            partition: partition.clone(),
+            records: test_batches::plain(2, future),
+        }],
+    };
+    let produced = cluster.call(next, later);
+    let produced = produce_result(&produced);
+    assert_eq!(produced.error, ErrorCode::None);
+    let (base, end) = (produced.base_offset, produced.base_offset + 2);
+    assert_eq!(
+        list_offsets(
+            &mut cluster,
+            next,
+            &partition,
+            &[
+                LIST_OFFSETS_EARLIEST,
+                START,
+                future,
+                LIST_OFFSETS_MAX_TIMESTAMP,
+                LIST_OFFSETS_LATEST,
+                future + 1,
+            ]
+        ),
+        vec![
+            (ErrorCode::None, 0, first_epoch),
+            (ErrorCode::None, 0, first_epoch),
+            (ErrorCode::None, base, next_epoch),
+            (ErrorCode::None, base, next_epoch),
+            (ErrorCode::None, end, next_epoch),
+            (ErrorCode::None, -1, -1),
+        ]
+    );
+    // OffsetForLeaderEpoch of an epoch older than every batch (a position from before the
+    // first one): it ends where the first later epoch starts, as in Kafka, so a consumer
+    // there is not taken for truncated.
+    let epoch_end = |cluster: &mut Cluster, leader_epoch: i32| {
+        let request = Request::OffsetForLeaderEpoch {
+            partitions: vec![EpochQuery {
+                partition: partition.clone(),
+                current_leader_epoch: next_epoch,
+                leader_epoch,
+            }],
+        };
+        match cluster.call(next, request) {
+            Response::OffsetForLeaderEpoch(ends) => {
+                (ends[0].error, ends[0].leader_epoch, ends[0].end_offset)
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        epoch_end(&mut cluster, first_epoch - 1),
+        (ErrorCode::None, first_epoch - 1, 0)
+    );
+    assert_eq!(
+        epoch_end(&mut cluster, first_epoch),
+        (ErrorCode::None, first_epoch, 6)
+    );
+    assert_eq!(epoch_end(&mut cluster, -1), (ErrorCode::None, -1, -1));
+    // Once every record is deleted, earliest is where the current epoch goes on.
+    assert_eq!(
+        deleted(cluster.call(next, delete_records_request(&partition, -1))),
+        (ErrorCode::None, end)
+    );
+    assert_eq!(
+        list_offsets(&mut cluster, next, &partition, &[LIST_OFFSETS_EARLIEST]),
+        vec![(ErrorCode::None, end, next_epoch)]
+    );
 }
 
 #[test]

@@ -99,7 +99,7 @@ use bytes::Bytes;
 use offsets_shard::OffsetsShard;
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The internal topic holding group state and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -1181,6 +1181,47 @@ impl GroupCoordinator {
         }
         if expiry_due {
             outputs.extend(self.snapshots_due(now));
+        }
+        outputs
+    }
+
+    /// Topics deleted from the cluster (as this node applied the metadata): every
+    /// coordinated group loses its committed offsets of their partitions, one
+    /// `OffsetsDeleted` record per group, as Kafka's coordinator does when partitions are
+    /// deleted; so a topic created again under the same name is not read from the old
+    /// topic's offsets. Groups coordinated elsewhere are cleaned by their coordinator.
+    pub fn on_topics_deleted(&mut self, now: Now, topics: &BTreeSet<String>) -> Vec<GroupOutput> {
+        let mut work = Vec::new();
+        for (index, shard) in &self.shards {
+            if shard.coordinating.is_none() {
+                continue;
+            }
+            for (group_id, committed) in &shard.committed {
+                let partitions: Vec<TopicPartition> = committed
+                    .offsets
+                    .keys()
+                    .filter(|partition| topics.contains(&partition.topic))
+                    .cloned()
+                    .collect();
+                if !partitions.is_empty() {
+                    tracing::info!(group = %group_id, ?partitions, "offsets of deleted partitions removed");
+                    let record = GroupRecord::OffsetsDeleted {
+                        group: group_id.clone(),
+                        partitions,
+                    };
+                    work.push((*index, group_id.clone(), record));
+                }
+            }
+        }
+        let mut outputs = Vec::new();
+        for (index, group_id, record) in work {
+            outputs.extend(self.finish_group_operation(
+                now,
+                index,
+                &group_id,
+                vec![record],
+                Vec::new(),
+            ));
         }
         outputs
     }

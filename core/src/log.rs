@@ -454,18 +454,30 @@ impl PartitionLog {
 
     /// Kafka's OffsetForLeaderEpoch as a leader answers it: the largest epoch at or below
     /// `epoch` that wrote batches here and the offset where it ends (the first offset of a
-    /// later epoch, or the log end); `None` if every batch here is of a later epoch.
+    /// later epoch, or the log end). If every batch here is of a later epoch (the earlier
+    /// ones were deleted, or never here), `epoch` itself, ending where the first later
+    /// epoch starts, no earlier than the log start, as Kafka's leader-epoch cache answers;
+    /// a consumer whose position is there or before is not truncated. `None` for a
+    /// negative (undefined) epoch.
     pub fn epoch_end(&self, epoch: i32) -> Option<(i32, i64)> {
-        let batches = || {
-            self.segments
-                .iter()
-                .flat_map(|segment| segment.batches.iter())
-        };
-        let found = batches()
+        if epoch < 0 {
+            return None;
+        }
+        let found = self
+            .segments
+            .iter()
+            .flat_map(|segment| segment.batches.iter())
             .take_while(|batch| batch.leader_epoch <= epoch)
             .last()
-            .map(|batch| batch.leader_epoch)?;
-        Some((found, self.end_offset_for_epoch(found)))
+            .map(|batch| batch.leader_epoch);
+        Some(match found {
+            Some(found) => (found, self.end_offset_for_epoch(found)),
+            None => (
+                epoch,
+                self.end_offset_for_epoch(epoch)
+                    .max(self.client_start_offset()),
+            ),
+        })
     }
 
     /// Whether the log has appends that wait for a sync.
@@ -956,7 +968,12 @@ mod tests {
         for (sequence, epoch) in [(1, 2), (2, 2), (3, 5)] {
             log.append(&header(2, 0), sequence, epoch);
         }
-        assert_eq!(log.epoch_end(1), None, "older than anything here");
+        assert_eq!(
+            log.epoch_end(1),
+            Some((1, 0)),
+            "older than anything here: it ends where the first later epoch starts"
+        );
+        assert_eq!(log.epoch_end(-1), None, "undefined");
         assert_eq!(log.epoch_end(2), Some((2, 4)));
         assert_eq!(
             log.epoch_end(4),

@@ -13,6 +13,9 @@
 //   never existed: "deleted" and "deleted_unknown" (error codes, 0 for none).
 // - delete-records: deleteTopicRecords of partition 0 before --delete-before, then
 //   "earliest_after" (fetchTopicOffsets' low offset of partition 0).
+// - deleted-topic-offsets: setOffsets of --group-gone on a new topic --topic-gone, then
+//   deleteTopics and createTopics of it again: "gone_offsets" [committed before, after]
+//   (fetchOffsets of partition 0; -1: none, the offsets went with the deleted topic).
 'use strict';
 
 const { parseArgs } = require('node:util');
@@ -131,6 +134,27 @@ async function deleteRecords(kafka, admin, args, summary) {
   summary.earliest_after = Number(offsets.find((entry) => entry.partition === 0).low);
 }
 
+async function deletedTopicOffsets(kafka, admin, args, summary) {
+  const topic = `${args.topic}-gone`;
+  const group = `${args.group}-gone`;
+  const committed = async () => {
+    const offsets = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+    return Number(offsets[0].partitions.find((entry) => entry.partition === 0).offset);
+  };
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+  await admin.setOffsets({ groupId: group, topic, partitions: [{ partition: 0, offset: '1' }] });
+  const before = await committed();
+  await admin.deleteTopics({ topics: [topic] });
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+  // The coordinator drops them once it applies the deletion: ask for a while.
+  let after = await committed();
+  for (let tries = 0; after !== -1 && tries < 50; tries += 1) {
+    await sleep(100);
+    after = await committed();
+  }
+  summary.gone_offsets = [before, after];
+}
+
 async function main() {
   const { values: args } = parseArgs({
     options: {
@@ -159,7 +183,11 @@ async function main() {
   await admin.connect();
   const summary = { client: 'kafkajs' };
   const steps = {
-    timestamps, together, 'delete-groups': deleteGroups, 'delete-records': deleteRecords,
+    timestamps,
+    together,
+    'delete-groups': deleteGroups,
+    'delete-records': deleteRecords,
+    'deleted-topic-offsets': deletedTopicOffsets,
   };
   for (const name of args.steps.split(',')) {
     await withTimeout(steps[name](kafka, admin, args, summary), 90000, name);

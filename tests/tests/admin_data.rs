@@ -8,6 +8,8 @@
 //!   NON_EMPTY_GROUP while a member is in it); an OffsetCommit's leader epoch comes back
 //!   from OffsetFetch;
 //! - two consumers started together land in generation 1 (the initial rebalance delay);
+//! - a deleted topic's committed offsets go with it (kafkajs's fetchOffsets after the topic
+//!   is deleted and created again);
 //! - DeleteRecords moves the log start offset: ListOffsets(earliest) reports it, a fetch
 //!   below it is OFFSET_OUT_OF_RANGE, and it survives a restart, and on a 3-node cluster
 //!   it reaches every replica, and survives its leader's death and return;
@@ -269,7 +271,7 @@ fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
             "--topic",
             "stamps-js",
             "--steps",
-            "timestamps,together,delete-groups,delete-records",
+            "timestamps,together,delete-groups,delete-records,deleted-topic-offsets",
             "--delete-before",
             "3",
         ],
@@ -300,6 +302,8 @@ fn kafkajs_admin_and_two_consumers_started_together_land_in_generation_one() {
     assert_eq!(summary["deleted"], json!(0), "{summary}");
     assert_eq!(summary["deleted_unknown"], json!(69), "{summary}");
     assert_eq!(summary["earliest_after"], json!(3), "{summary}");
+    // A deleted topic's committed offsets go with it: the topic created again has none.
+    assert_eq!(summary["gone_offsets"], json!([1, -1]), "{summary}");
 }
 
 /// A consumer protocol `Subscription` (v0) of `topics`.

@@ -148,6 +148,15 @@ impl Broker {
                 self.open_partition(now, partition, None, None, outputs);
             }
         }
+        // Committed offsets of a deleted topic go with it.
+        let deleted: BTreeSet<String> = changed_topics
+            .iter()
+            .filter(|topic| !self.metadata.topics.contains_key(*topic))
+            .cloned()
+            .collect();
+        if !deleted.is_empty() {
+            self.groups_on_topics_deleted(now, &deleted, outputs);
+        }
         // A segment.bytes change applies to the next roll of every hosted partition.
         for (partition, state) in &mut self.partitions {
             if let Some(topic) = self.metadata.topics.get(&partition.topic) {

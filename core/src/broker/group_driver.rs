@@ -79,6 +79,18 @@ impl Broker {
         self.execute_group_outputs(now, group_outputs, outputs);
     }
 
+    /// Topics the applied metadata no longer holds: see
+    /// `GroupCoordinator::on_topics_deleted`.
+    pub(super) fn groups_on_topics_deleted(
+        &mut self,
+        now: Now,
+        topics: &std::collections::BTreeSet<String>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let group_outputs = self.group_coordinator.on_topics_deleted(now, topics);
+        self.execute_group_outputs(now, group_outputs, outputs);
+    }
+
     /// Calls the group coordinator with its view of this node.
     fn drive_group_coordinator<R>(
         &mut self,

@@ -64,7 +64,7 @@ const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// Kafka's `AclEntry.supportedOperations` lists for a group that applies here (READ 3,
 /// DELETE 6, DESCRIBE 8), as a bit field; Kafka 4 adds DESCRIBE_CONFIGS and ALTER_CONFIGS
 /// for its group configs, which do not exist here.
-const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+const GROUP_AUTHORIZED_OPERATIONS: i32 = crate::kafka::metadata::operations(&[3, 6, 8]);
 
 fn unexpected(request: &'static str) -> HandlerError {
     HandlerError::UnexpectedResponse { request }

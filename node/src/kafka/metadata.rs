@@ -43,7 +43,7 @@ const CLUSTER_AUTHORIZED_OPERATIONS: i32 = operations(&[5, 7, 8, 9, 10, 11, 12])
 /// DescribeCluster's endpoint type of brokers.
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
-const fn operations(codes: &[u8]) -> i32 {
+pub(crate) const fn operations(codes: &[u8]) -> i32 {
     let mut bits = 0;
     let mut index = 0;
     while index < codes.len() {
