@@ -32,11 +32,15 @@ struct HttpAnswer {
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
+    http_request(addr, "GET", path)
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("set a read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send the request");
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send the request");
     let mut answer = String::new();
     stream
         .read_to_string(&mut answer)
@@ -271,9 +275,69 @@ fn a_node_counts_requests_bytes_groups_connections_and_syncs_and_promtool_accept
     );
     promtool_check(&text);
 
-    // Only GET /metrics is served.
+    // Only GET and HEAD /metrics are served; HEAD answers GET's head alone.
     assert!(http_get(addr, "/").status_line.starts_with("HTTP/1.1 404"));
+    let head = http_request(addr, "HEAD", "/metrics");
+    assert_eq!(head.status_line, "HTTP/1.1 200 OK", "{}", head.body);
+    assert!(
+        head.headers.contains("Content-Length: "),
+        "{}",
+        head.headers
+    );
+    assert!(head.body.is_empty(), "{}", head.body);
     drop(member.kill());
+}
+
+/// Sends an ApiVersions request of version 99 (unknown to every broker) over a raw
+/// connection and returns its answer's error code.
+fn api_versions_of_an_unknown_version(kafka: &str) -> i16 {
+    let mut stream = TcpStream::connect(kafka).unwrap_or_else(|e| panic!("connect {kafka}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    // Header v1: api key 18, version 99, correlation id 7, client id "t".
+    let mut request = Vec::new();
+    request.extend(18i16.to_be_bytes());
+    request.extend(99i16.to_be_bytes());
+    request.extend(7i32.to_be_bytes());
+    request.extend(1i16.to_be_bytes());
+    request.push(b't');
+    let mut frame = (request.len() as i32).to_be_bytes().to_vec();
+    frame.extend(request);
+    stream.write_all(&frame).expect("send ApiVersions");
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).expect("an answer's length");
+    let mut answer = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut answer).expect("the answer");
+    assert_eq!(answer[..4], 7i32.to_be_bytes(), "correlation id");
+    i16::from_be_bytes([answer[4], answer[5]])
+}
+
+#[test]
+fn an_api_versions_request_of_an_unknown_version_counts_as_a_request_and_an_error() {
+    let metrics_port = free_port();
+    let config = NodeConfig {
+        extra_args: vec![
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ],
+        ..NodeConfig::default()
+    };
+    let node = Node::start_with("metrics_unknown_version", config);
+    let addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    assert_eq!(api_versions_of_an_unknown_version(&node.bootstrap()), 35);
+    let text = scrape_until(addr, "the refused ApiVersions is counted", |text| {
+        sum(
+            text,
+            "myelin_request_errors_total",
+            &[("api", "ApiVersions"), ("code", "35")],
+        ) == 1.0
+    });
+    assert_eq!(
+        sum(&text, "myelin_requests_total", &[("api", "ApiVersions")]),
+        1.0,
+        "{text}"
+    );
 }
 
 #[test]

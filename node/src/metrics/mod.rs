@@ -200,6 +200,19 @@ impl Metrics {
         }
     }
 
+    /// An ApiVersions request of a version this node does not know was answered
+    /// UNSUPPORTED_VERSION (the one request answered before it is decoded): counted as a
+    /// request of ApiVersions and an error, as Kafka does.
+    pub fn record_unsupported_api_versions(&self) {
+        self.record_request(ApiKey::ApiVersions, Duration::ZERO);
+        if let Ok(mut errors) = self.errors.lock() {
+            let code = ResponseError::UnsupportedVersion.code();
+            *errors
+                .entry((ApiKey::ApiVersions as i16, code))
+                .or_default() += 1;
+        }
+    }
+
     /// Counts the error codes a response carries (each occurrence: a Produce to three
     /// partitions that all fail counts three).
     pub fn record_response(&self, api_key: ApiKey, body: &ResponseKind) {
@@ -512,14 +525,16 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
     );
     out.family(
         "myelin_follower_lag_offsets",
-        "Leader's log end offset minus the end a follower has acknowledged, as the leader sees it.",
+        "Leader's high watermark minus the log end offset a follower has acknowledged (0 once it \
+         reaches the high watermark), as the leader sees it.",
         Kind::Gauge,
     );
     for partition in &stats.led {
         let index = partition.partition.partition.to_string();
         for follower in &partition.followers {
             let follower_id = follower.node_id.to_string();
-            let lag = (partition.log_end_offset - follower.acknowledged_end_offset).max(0);
+            // Kafka's replica lag: the high watermark less the follower's log end.
+            let lag = (partition.high_watermark - follower.acknowledged_end_offset).max(0);
             out.sample(
                 "myelin_follower_lag_offsets",
                 &[
@@ -698,7 +713,8 @@ mod tests {
             "myelin_partitions_led{topic=\"a\"} 1\n",
             "myelin_under_replicated_partitions{topic=\"a\"} 1\n",
             "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"2\"} 0\n",
-            "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"3\"} 4\n",
+            // High watermark 5, acknowledged 3 (the log end, 7, is not what it lags).
+            "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"3\"} 2\n",
             "myelin_consumer_groups{state=\"Stable\"} 2\n",
             "myelin_consumer_group_members{state=\"Stable\"} 3\n",
             "myelin_connections_open 1\n",
