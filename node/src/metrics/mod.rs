@@ -470,6 +470,7 @@ impl Metrics {
             ),
             ("waiting_produces_max", counters.waiting_produces_refused),
             ("parked_fetches_max", counters.parked_fetches_refused),
+            ("waiting_deletes_max", counters.waiting_deletes_refused),
         ] {
             out.sample("myelin_requests_refused_total", &[("limit", limit)], count);
         }
@@ -650,7 +651,10 @@ mod tests {
             }],
             groups: vec![(GroupState::Stable, 2), (GroupState::Stable, 1)],
             topics: topics.iter().map(|topic| topic.to_string()).collect(),
-            counters: Default::default(),
+            counters: myelin_core::broker::BrokerCounters {
+                waiting_deletes_refused: 4,
+                ..Default::default()
+            },
         }
     }
 
@@ -719,6 +723,7 @@ mod tests {
             "myelin_consumer_group_members{state=\"Stable\"} 3\n",
             "myelin_connections_open 1\n",
             "myelin_requests_refused_total{limit=\"frame_bytes_max\"} 1\n",
+            "myelin_requests_refused_total{limit=\"waiting_deletes_max\"} 4\n",
             "myelin_fsync_duration_seconds_count 1\n",
             "myelin_group_commit_appends_sum 3\n",
             "myelin_group_commit_bytes_sum 300\n",
