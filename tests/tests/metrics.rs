@@ -3,8 +3,9 @@
 //! checked to have moved as the traffic says, and the text is validated by
 //! `promtool check metrics` (Debian's prometheus package; `tests/setup` installs it), which
 //! must pass with no lint finding. A 3-node cluster shows leadership and replication:
-//! the partitions led across nodes add up to the topic's, and once a node stops, a
-//! surviving leader reports under-replicated partitions.
+//! the partitions led across nodes add up to the topic's; once a node stops, the survivors
+//! count the elections, report under-replicated partitions and, after more records, the
+//! stopped follower's high-watermark lag; once it is back, both fall to zero.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -341,7 +342,7 @@ fn an_api_versions_request_of_an_unknown_version_counts_as_a_request_and_an_erro
 }
 
 #[test]
-fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_partitions() {
+fn a_cluster_reports_elections_under_replication_and_follower_lag_as_a_node_stops_and_returns() {
     let mut nodes = start_cluster("metrics_cluster", 3);
     let metrics: Vec<SocketAddr> = nodes
         .iter()
@@ -396,6 +397,17 @@ fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_par
         thread::sleep(Duration::from_millis(200));
     }
 
+    // Elections: what node 3 leads now, the survivors win once it stops.
+    let won = |addrs: &[SocketAddr]| -> f64 {
+        addrs
+            .iter()
+            .map(|addr| sum(&scrape(*addr), "myelin_leaderships_won_total", &[]))
+            .sum()
+    };
+    let won_before = won(&metrics[..2]);
+    // (Partitions are spread over the nodes, so node 3 leads some; if it led none, no
+    // election would be due.)
+    let elections_due = sum(&scrape(metrics[2]), "myelin_partitions_led", &[]) >= 1.0;
     nodes[2].stop();
     let started = Instant::now();
     loop {
@@ -422,12 +434,70 @@ fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_par
                     .count()
             })
             .sum::<usize>();
-        if under > 0.0 && stopped_lag_series > 0 {
+        if under > 0.0
+            && stopped_lag_series > 0
+            && (!elections_due || won(&metrics[..2]) > won_before)
+        {
             break;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "no surviving leader reports under-replicated partitions of {topic}\n{texts:?}"
+            "no surviving leader reports under-replicated partitions of {topic} (or no \
+             election was counted)\n{texts:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Records committed by the two survivors leave the stopped follower behind the high
+    // watermark: its high-watermark lag rises on their leaders.
+    let payload: String = (0..MESSAGES).map(|i| format!("behind-{i}\n")).collect();
+    let mut produce = Command::new(clients::kcat());
+    produce.args(["-P", "-b", &nodes[0].bootstrap(), "-t", topic]);
+    let produced = clients::run(produce, Some(payload.as_bytes()), CLIENT_TIMEOUT);
+    assert!(produced.status.success(), "{}", produced.describe());
+    let started = Instant::now();
+    loop {
+        let texts: Vec<String> = metrics[..2].iter().map(|addr| scrape(*addr)).collect();
+        let lag: f64 = texts
+            .iter()
+            .map(|text| {
+                sum(
+                    text,
+                    "myelin_follower_lag_offsets",
+                    &[("topic", topic), ("follower", "3")],
+                )
+            })
+            .sum();
+        if lag >= MESSAGES as f64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the stopped follower's lag is {lag}, not {MESSAGES}\n{texts:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Back, node 3 catches up: the survivors see no partition under-replicated and no
+    // follower lagging.
+    nodes[2].restart();
+    let started = Instant::now();
+    loop {
+        let texts: Vec<String> = metrics[..2].iter().map(|addr| scrape(*addr)).collect();
+        let under: f64 = texts
+            .iter()
+            .map(|text| sum(text, "myelin_under_replicated_partitions", &[]))
+            .sum();
+        let lag: f64 = texts
+            .iter()
+            .map(|text| sum(text, "myelin_follower_lag_offsets", &[]))
+            .sum();
+        if under == 0.0 && lag == 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after node 3 returned: {under} under-replicated, lag {lag}\n{texts:?}"
         );
         thread::sleep(Duration::from_millis(200));
     }
