@@ -86,12 +86,29 @@ pub async fn serve(listener: TcpListener, handle: NodeHandle) {
         let handle = handle.clone();
         let cache = cache.clone();
         tokio::spawn(async move {
-            let render =
-                move || async move { cache.get(|| super::scrape(&handle, CORE_TIMEOUT)).await };
+            let render = move || async move {
+                cached_scrape(&cache, CORE_TIMEOUT, || {
+                    super::scrape(&handle, CORE_TIMEOUT)
+                })
+                .await
+            };
             serve_connection(stream, READ_TIMEOUT, render).await;
             drop(slot);
         });
     }
+}
+
+/// A text from `cache` within `timeout`, the wait for another scrape's turn included
+/// (`None` past it: answered 503).
+async fn cached_scrape<F, Fut>(cache: &ScrapeCache, timeout: Duration, render: F) -> Option<String>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    tokio::time::timeout(timeout, cache.get(render))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// What one request asks for.
@@ -314,6 +331,23 @@ mod tests {
             cache.get(render).await.as_deref(),
             Some("myelin_render 3\n")
         );
+    }
+
+    #[tokio::test]
+    async fn a_scrape_behind_a_stuck_one_gives_up_within_its_timeout() {
+        let cache = Arc::new(ScrapeCache::new(Duration::ZERO));
+        let stuck = cache.clone();
+        let holder =
+            tokio::spawn(async move { stuck.get(std::future::pending::<Option<String>>).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        let behind = cached_scrape(&cache, Duration::from_millis(50), || async {
+            Some("myelin_x 1\n".to_string())
+        })
+        .await;
+        assert_eq!(behind, None);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        holder.abort();
     }
 
     #[tokio::test]
