@@ -52,6 +52,8 @@
 mod controller_driver;
 mod coordinator_lookup;
 mod delete_records;
+#[cfg(test)]
+pub(crate) use delete_records::WAITING_DELETES_MAX;
 mod group_driver;
 mod stats;
 mod transactions;

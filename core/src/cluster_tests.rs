@@ -2561,6 +2561,35 @@ fn fetch_error(response: &Response) -> ErrorCode {
     }
 }
 
+#[test]
+fn delete_records_past_the_waiting_bound_are_refused_and_counted() {
+    let (mut cluster, partition, leader) = orders_with_three_batches();
+    // With both followers down no new start reaches a majority: every delete waits.
+    for node in [1, 2, 3] {
+        if node != leader {
+            cluster.crash(node);
+        }
+    }
+    let waiting: Vec<RequestId> = (0..crate::broker::WAITING_DELETES_MAX)
+        .map(|_| cluster.request(leader, delete_records_request(&partition, 3)))
+        .collect();
+    assert!(waiting
+        .iter()
+        .all(|id| !cluster.responses.contains_key(&(leader, *id))));
+    let counters = |cluster: &Cluster| {
+        let now = cluster.now_at(leader);
+        cluster.brokers[&leader].stats(now).counters
+    };
+    assert_eq!(counters(&cluster).waiting_deletes_refused, 0);
+    let refused = cluster.request(leader, delete_records_request(&partition, 3));
+    let answer = cluster
+        .responses
+        .remove(&(leader, refused))
+        .expect("answered at once");
+    assert_eq!(deleted(answer).0, ErrorCode::RequestTimedOut);
+    assert_eq!(counters(&cluster).waiting_deletes_refused, 1);
+}
+
 /// Three nodes, `orders` with one partition replicated three times, led, holding three
 /// batches of two records (offsets 0-5): the cluster, the partition and its leader.
 fn orders_with_three_batches() -> (Cluster, TopicPartition, NodeId) {

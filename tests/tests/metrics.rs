@@ -3,8 +3,9 @@
 //! checked to have moved as the traffic says, and the text is validated by
 //! `promtool check metrics` (Debian's prometheus package; `tests/setup` installs it), which
 //! must pass with no lint finding. A 3-node cluster shows leadership and replication:
-//! the partitions led across nodes add up to the topic's, and once a node stops, a
-//! surviving leader reports under-replicated partitions.
+//! the partitions led across nodes add up to the topic's; once a node stops, the survivors
+//! count the elections, report under-replicated partitions and, after more records, the
+//! stopped follower's high-watermark lag; once it is back, both fall to zero.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -32,11 +33,15 @@ struct HttpAnswer {
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
+    http_request(addr, "GET", path)
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> HttpAnswer {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("set a read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send the request");
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send the request");
     let mut answer = String::new();
     stream
         .read_to_string(&mut answer)
@@ -271,13 +276,73 @@ fn a_node_counts_requests_bytes_groups_connections_and_syncs_and_promtool_accept
     );
     promtool_check(&text);
 
-    // Only GET /metrics is served.
+    // Only GET and HEAD /metrics are served; HEAD answers GET's head alone.
     assert!(http_get(addr, "/").status_line.starts_with("HTTP/1.1 404"));
+    let head = http_request(addr, "HEAD", "/metrics");
+    assert_eq!(head.status_line, "HTTP/1.1 200 OK", "{}", head.body);
+    assert!(
+        head.headers.contains("Content-Length: "),
+        "{}",
+        head.headers
+    );
+    assert!(head.body.is_empty(), "{}", head.body);
     drop(member.kill());
 }
 
+/// Sends an ApiVersions request of version 99 (unknown to every broker) over a raw
+/// connection and returns its answer's error code.
+fn api_versions_of_an_unknown_version(kafka: &str) -> i16 {
+    let mut stream = TcpStream::connect(kafka).unwrap_or_else(|e| panic!("connect {kafka}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    // Header v1: api key 18, version 99, correlation id 7, client id "t".
+    let mut request = Vec::new();
+    request.extend(18i16.to_be_bytes());
+    request.extend(99i16.to_be_bytes());
+    request.extend(7i32.to_be_bytes());
+    request.extend(1i16.to_be_bytes());
+    request.push(b't');
+    let mut frame = (request.len() as i32).to_be_bytes().to_vec();
+    frame.extend(request);
+    stream.write_all(&frame).expect("send ApiVersions");
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).expect("an answer's length");
+    let mut answer = vec![0u8; i32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut answer).expect("the answer");
+    assert_eq!(answer[..4], 7i32.to_be_bytes(), "correlation id");
+    i16::from_be_bytes([answer[4], answer[5]])
+}
+
 #[test]
-fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_partitions() {
+fn an_api_versions_request_of_an_unknown_version_counts_as_a_request_and_an_error() {
+    let metrics_port = free_port();
+    let config = NodeConfig {
+        extra_args: vec![
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{metrics_port}"),
+        ],
+        ..NodeConfig::default()
+    };
+    let node = Node::start_with("metrics_unknown_version", config);
+    let addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    assert_eq!(api_versions_of_an_unknown_version(&node.bootstrap()), 35);
+    let text = scrape_until(addr, "the refused ApiVersions is counted", |text| {
+        sum(
+            text,
+            "myelin_request_errors_total",
+            &[("api", "ApiVersions"), ("code", "35")],
+        ) == 1.0
+    });
+    assert_eq!(
+        sum(&text, "myelin_requests_total", &[("api", "ApiVersions")]),
+        1.0,
+        "{text}"
+    );
+}
+
+#[test]
+fn a_cluster_reports_elections_under_replication_and_follower_lag_as_a_node_stops_and_returns() {
     let mut nodes = start_cluster("metrics_cluster", 3);
     let metrics: Vec<SocketAddr> = nodes
         .iter()
@@ -332,6 +397,17 @@ fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_par
         thread::sleep(Duration::from_millis(200));
     }
 
+    // Elections: what node 3 leads now, the survivors win once it stops.
+    let won = |addrs: &[SocketAddr]| -> f64 {
+        addrs
+            .iter()
+            .map(|addr| sum(&scrape(*addr), "myelin_leaderships_won_total", &[]))
+            .sum()
+    };
+    let won_before = won(&metrics[..2]);
+    // (Partitions are spread over the nodes, so node 3 leads some; if it led none, no
+    // election would be due.)
+    let elections_due = sum(&scrape(metrics[2]), "myelin_partitions_led", &[]) >= 1.0;
     nodes[2].stop();
     let started = Instant::now();
     loop {
@@ -358,12 +434,70 @@ fn a_cluster_reports_leadership_and_a_surviving_leader_sees_under_replicated_par
                     .count()
             })
             .sum::<usize>();
-        if under > 0.0 && stopped_lag_series > 0 {
+        if under > 0.0
+            && stopped_lag_series > 0
+            && (!elections_due || won(&metrics[..2]) > won_before)
+        {
             break;
         }
         assert!(
             started.elapsed() < DEADLINE,
-            "no surviving leader reports under-replicated partitions of {topic}\n{texts:?}"
+            "no surviving leader reports under-replicated partitions of {topic} (or no \
+             election was counted)\n{texts:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Records committed by the two survivors leave the stopped follower behind the high
+    // watermark: its high-watermark lag rises on their leaders.
+    let payload: String = (0..MESSAGES).map(|i| format!("behind-{i}\n")).collect();
+    let mut produce = Command::new(clients::kcat());
+    produce.args(["-P", "-b", &nodes[0].bootstrap(), "-t", topic]);
+    let produced = clients::run(produce, Some(payload.as_bytes()), CLIENT_TIMEOUT);
+    assert!(produced.status.success(), "{}", produced.describe());
+    let started = Instant::now();
+    loop {
+        let texts: Vec<String> = metrics[..2].iter().map(|addr| scrape(*addr)).collect();
+        let lag: f64 = texts
+            .iter()
+            .map(|text| {
+                sum(
+                    text,
+                    "myelin_follower_lag_offsets",
+                    &[("topic", topic), ("follower", "3")],
+                )
+            })
+            .sum();
+        if lag >= MESSAGES as f64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the stopped follower's lag is {lag}, not {MESSAGES}\n{texts:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Back, node 3 catches up: the survivors see no partition under-replicated and no
+    // follower lagging.
+    nodes[2].restart();
+    let started = Instant::now();
+    loop {
+        let texts: Vec<String> = metrics[..2].iter().map(|addr| scrape(*addr)).collect();
+        let under: f64 = texts
+            .iter()
+            .map(|text| sum(text, "myelin_under_replicated_partitions", &[]))
+            .sum();
+        let lag: f64 = texts
+            .iter()
+            .map(|text| sum(text, "myelin_follower_lag_offsets", &[]))
+            .sum();
+        if under == 0.0 && lag == 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "after node 3 returned: {under} under-replicated, lag {lag}\n{texts:?}"
         );
         thread::sleep(Duration::from_millis(200));
     }

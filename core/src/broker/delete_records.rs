@@ -22,7 +22,7 @@ use crate::metadata::TopicPartition;
 
 /// Most DeleteRecords requests waiting for their answer; past it a request is refused
 /// with REQUEST_TIMED_OUT before anything is deleted (clients retry it).
-const WAITING_DELETES_MAX: usize = 1_000;
+pub(crate) const WAITING_DELETES_MAX: usize = 1_000;
 
 /// One partition's part of a waiting DeleteRecords.
 #[derive(Debug)]
@@ -59,6 +59,7 @@ impl Broker {
         outputs: &mut Vec<Output>,
     ) {
         if self.waiting_deletes.len() >= WAITING_DELETES_MAX {
+            self.counters.waiting_deletes_refused += 1;
             let results = partitions
                 .into_iter()
                 .map(|(partition, _)| (partition, ErrorCode::RequestTimedOut, -1))

@@ -48,6 +48,8 @@ pub struct BrokerCounters {
     pub waiting_produces_refused: u64,
     /// Long-polls answered at once because `PARKED_FETCHES_MAX` fetches are parked.
     pub parked_fetches_refused: u64,
+    /// DeleteRecords refused REQUEST_TIMED_OUT because `WAITING_DELETES_MAX` deletes wait.
+    pub waiting_deletes_refused: u64,
 }
 
 impl Broker {

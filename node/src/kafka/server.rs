@@ -256,6 +256,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 version,
             }) => {
                 tracing::debug!(%peer, version, "ApiVersions of an unknown version; answering UNSUPPORTED_VERSION");
+                context.handle.metrics().record_unsupported_api_versions();
                 let reply = encode_unsupported_api_versions(correlation_id)
                     .map(Some)
                     .map_err(|error| HandlerError::Encode {

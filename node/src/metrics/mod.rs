@@ -200,6 +200,19 @@ impl Metrics {
         }
     }
 
+    /// An ApiVersions request of a version this node does not know was answered
+    /// UNSUPPORTED_VERSION (the one request answered before it is decoded): counted as a
+    /// request of ApiVersions and an error, as Kafka does.
+    pub fn record_unsupported_api_versions(&self) {
+        self.record_request(ApiKey::ApiVersions, Duration::ZERO);
+        if let Ok(mut errors) = self.errors.lock() {
+            let code = ResponseError::UnsupportedVersion.code();
+            *errors
+                .entry((ApiKey::ApiVersions as i16, code))
+                .or_default() += 1;
+        }
+    }
+
     /// Counts the error codes a response carries (each occurrence: a Produce to three
     /// partitions that all fail counts three).
     pub fn record_response(&self, api_key: ApiKey, body: &ResponseKind) {
@@ -457,6 +470,7 @@ impl Metrics {
             ),
             ("waiting_produces_max", counters.waiting_produces_refused),
             ("parked_fetches_max", counters.parked_fetches_refused),
+            ("waiting_deletes_max", counters.waiting_deletes_refused),
         ] {
             out.sample("myelin_requests_refused_total", &[("limit", limit)], count);
         }
@@ -512,14 +526,16 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
     );
     out.family(
         "myelin_follower_lag_offsets",
-        "Leader's log end offset minus the end a follower has acknowledged, as the leader sees it.",
+        "Leader's high watermark minus the log end offset a follower has acknowledged (0 once it \
+         reaches the high watermark), as the leader sees it.",
         Kind::Gauge,
     );
     for partition in &stats.led {
         let index = partition.partition.partition.to_string();
         for follower in &partition.followers {
             let follower_id = follower.node_id.to_string();
-            let lag = (partition.log_end_offset - follower.acknowledged_end_offset).max(0);
+            // Kafka's replica lag: the high watermark less the follower's log end.
+            let lag = (partition.high_watermark - follower.acknowledged_end_offset).max(0);
             out.sample(
                 "myelin_follower_lag_offsets",
                 &[
@@ -635,7 +651,10 @@ mod tests {
             }],
             groups: vec![(GroupState::Stable, 2), (GroupState::Stable, 1)],
             topics: topics.iter().map(|topic| topic.to_string()).collect(),
-            counters: Default::default(),
+            counters: myelin_core::broker::BrokerCounters {
+                waiting_deletes_refused: 4,
+                ..Default::default()
+            },
         }
     }
 
@@ -698,11 +717,13 @@ mod tests {
             "myelin_partitions_led{topic=\"a\"} 1\n",
             "myelin_under_replicated_partitions{topic=\"a\"} 1\n",
             "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"2\"} 0\n",
-            "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"3\"} 4\n",
+            // High watermark 5, acknowledged 3 (the log end, 7, is not what it lags).
+            "myelin_follower_lag_offsets{topic=\"a\",partition=\"0\",follower=\"3\"} 2\n",
             "myelin_consumer_groups{state=\"Stable\"} 2\n",
             "myelin_consumer_group_members{state=\"Stable\"} 3\n",
             "myelin_connections_open 1\n",
             "myelin_requests_refused_total{limit=\"frame_bytes_max\"} 1\n",
+            "myelin_requests_refused_total{limit=\"waiting_deletes_max\"} 4\n",
             "myelin_fsync_duration_seconds_count 1\n",
             "myelin_group_commit_appends_sum 3\n",
             "myelin_group_commit_bytes_sum 300\n",

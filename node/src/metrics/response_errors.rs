@@ -89,6 +89,13 @@ pub(super) fn for_each_error_code(body: &ResponseKind, mut each: impl FnMut(i16)
             each(response.error_code);
             item_codes!(each, response.results);
         }
+        ResponseKind::DescribeTransactions(response) => {
+            item_codes!(each, response.transaction_states)
+        }
+        ResponseKind::ListTransactions(response) => each(response.error_code),
+        ResponseKind::DescribeProducers(response) => {
+            partition_codes!(each, response.topics, partitions)
+        }
         ResponseKind::AddPartitionsToTxn(response) => {
             each(response.error_code);
             // v4+ by transaction, v0-3 by topic.
@@ -138,5 +145,27 @@ mod tests {
                 ]),
             ]);
         assert_eq!(codes(old_txn.into()), vec![0, 48]);
+    }
+
+    #[test]
+    fn transaction_admin_apis_report_their_codes() {
+        use kafka_protocol::messages::describe_producers_response::{
+            PartitionResponse, TopicResponse,
+        };
+        use kafka_protocol::messages::describe_transactions_response::TransactionState;
+        use kafka_protocol::messages::{
+            DescribeProducersResponse, DescribeTransactionsResponse, ListTransactionsResponse,
+        };
+        let described = DescribeTransactionsResponse::default().with_transaction_states(vec![
+            TransactionState::default().with_error_code(105),
+            TransactionState::default().with_error_code(0),
+        ]);
+        assert_eq!(codes(described.into()), vec![105, 0]);
+        let listed = ListTransactionsResponse::default().with_error_code(15);
+        assert_eq!(codes(listed.into()), vec![15]);
+        let producers =
+            DescribeProducersResponse::default().with_topics(vec![TopicResponse::default()
+                .with_partitions(vec![PartitionResponse::default().with_error_code(6)])]);
+        assert_eq!(codes(producers.into()), vec![6]);
     }
 }
