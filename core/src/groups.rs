@@ -121,6 +121,14 @@ pub enum GroupState {
 }
 
 impl GroupState {
+    /// Every state, in Kafka's order.
+    pub const ALL: [GroupState; 4] = [
+        Self::Empty,
+        Self::PreparingRebalance,
+        Self::CompletingRebalance,
+        Self::Stable,
+    ];
+
     /// The name Kafka's tools show.
     pub fn name(self) -> &'static str {
         match self {

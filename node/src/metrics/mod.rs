@@ -511,6 +511,7 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
     render_count_and_sum(
         out,
         "topic",
+        stats.topics.iter().map(String::as_str),
         stats.led.iter().map(|partition| {
             let under = u64::from(partition.under_replicated());
             (partition.partition.topic.as_str(), under)
@@ -560,6 +561,9 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
     render_count_and_sum(
         out,
         "state",
+        myelin_core::groups::GroupState::ALL
+            .iter()
+            .map(|state| state.name()),
         stats
             .groups
             .iter()
@@ -577,15 +581,17 @@ fn render_core(out: &mut TextWriter, stats: &BrokerStats) {
 
 /// Two gauge families by one label from the same `(label value, amount)` items: how many
 /// items have each value (`count`), and the sum of their amounts (`sum`); each a (name,
-/// help) pair.
+/// help) pair. Every value of `known` has a sample, 0 where no item has it, so that a
+/// node that leads nothing or coordinates no group still reports its gauges, as Kafka's.
 fn render_count_and_sum<'a>(
     out: &mut TextWriter,
     label: &str,
+    known: impl Iterator<Item = &'a str>,
     items: impl Iterator<Item = (&'a str, u64)>,
     count: (&str, &str),
     sum: (&str, &str),
 ) {
-    let mut tally: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut tally: BTreeMap<&str, (u64, u64)> = known.map(|value| (value, (0, 0))).collect();
     for (value, amount) in items {
         let entry = tally.entry(value).or_default();
         entry.0 += 1;
@@ -687,6 +693,24 @@ mod tests {
             text.contains("myelin_produced_bytes_total{topic=\"a\"} 120\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_node_that_leads_nothing_and_coordinates_no_group_reports_zeros() {
+        let idle = BrokerStats {
+            topics: vec!["a".to_owned()],
+            ..BrokerStats::default()
+        };
+        let text = Metrics::default().render(&idle);
+        for line in [
+            "myelin_partitions_led{topic=\"a\"} 0\n",
+            "myelin_under_replicated_partitions{topic=\"a\"} 0\n",
+            "myelin_consumer_groups{state=\"Empty\"} 0\n",
+            "myelin_consumer_groups{state=\"Stable\"} 0\n",
+            "myelin_consumer_group_members{state=\"PreparingRebalance\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]
