@@ -531,15 +531,13 @@ fn a_three_node_cluster_replicates_fails_over_and_catches_up() {
     );
 
     // DeleteTopics from any node removes the partitions everywhere.
-    match cluster.call(
+    admin_ok(
+        &mut cluster,
         follower,
         Request::DeleteTopics {
             names: vec!["orders".into()],
         },
-    ) {
-        Response::DeleteTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
-        other => panic!("{other:?}"),
-    }
+    );
     cluster.run_until("the topic is gone everywhere", |cluster| {
         cluster
             .brokers
@@ -674,15 +672,13 @@ fn a_deleted_topics_committed_offsets_are_deleted_with_it() {
             .all(|broker| broker.committed_offset_of("g", &orders()) == 5)
     });
     let other = cluster.another_voter(coordinator);
-    match cluster.call(
+    admin_ok(
+        &mut cluster,
         other,
         Request::DeleteTopics {
             names: vec!["orders".into()],
         },
-    ) {
-        Response::DeleteTopics(results) => assert_eq!(results[0].error, ErrorCode::None),
-        other => panic!("{other:?}"),
-    }
+    );
     cluster.run_until("every node dropped the offsets", |cluster| {
         cluster
             .brokers

@@ -161,8 +161,8 @@ fn promtool_check(text: &str) {
     );
 }
 
-#[test]
-fn a_node_counts_requests_bytes_groups_connections_and_syncs_and_promtool_accepts_the_text() {
+/// A node serving its metrics on a free port of its own: the node and that address.
+fn node_with_metrics(name: &str) -> (Node, SocketAddr) {
     let metrics_port = free_port();
     let config = NodeConfig {
         extra_args: vec![
@@ -171,8 +171,13 @@ fn a_node_counts_requests_bytes_groups_connections_and_syncs_and_promtool_accept
         ],
         ..NodeConfig::default()
     };
-    let node = Node::start_with("metrics_single", config);
-    let addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let node = Node::start_with(name, config);
+    (node, SocketAddr::from(([127, 0, 0, 1], metrics_port)))
+}
+
+#[test]
+fn a_node_counts_requests_bytes_groups_connections_and_syncs_and_promtool_accepts_the_text() {
+    let (node, addr) = node_with_metrics("metrics_single");
     assert_eq!(node.metrics_addr(), Some(addr), "{}", node.log_tail());
 
     // Before any traffic the text is already valid.
@@ -316,16 +321,7 @@ fn api_versions_of_an_unknown_version(kafka: &str) -> i16 {
 
 #[test]
 fn an_api_versions_request_of_an_unknown_version_counts_as_a_request_and_an_error() {
-    let metrics_port = free_port();
-    let config = NodeConfig {
-        extra_args: vec![
-            "--metrics-listen".into(),
-            format!("127.0.0.1:{metrics_port}"),
-        ],
-        ..NodeConfig::default()
-    };
-    let node = Node::start_with("metrics_unknown_version", config);
-    let addr = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let (node, addr) = node_with_metrics("metrics_unknown_version");
     assert_eq!(api_versions_of_an_unknown_version(&node.bootstrap()), 35);
     let text = scrape_until(addr, "the refused ApiVersions is counted", |text| {
         sum(

@@ -42,19 +42,24 @@ const CONFIG_SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const CONFIG_SOURCE_STATIC_BROKER: i8 = 4;
 const CONFIG_SOURCE_DEFAULT: i8 = 5;
 
-/// The broker setting a topic key falls back to (Kafka's topic config synonyms; for
-/// retention.ms the one in ms, as the node's own setting).
+/// Each topic key and the broker setting it falls back to (Kafka's topic config synonyms;
+/// for retention.ms the one in ms, as the node's own setting).
+const BROKER_SYNONYMS: [(&str, &str); 7] = [
+    ("retention.ms", "log.retention.ms"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("compression.type", "compression.type"),
+    ("cleanup.policy", "log.cleanup.policy"),
+];
+
+/// The broker setting topic key `name` falls back to.
 fn broker_synonym(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "retention.ms" => "log.retention.ms",
-        "retention.bytes" => "log.retention.bytes",
-        "segment.bytes" => "log.segment.bytes",
-        "max.message.bytes" => "message.max.bytes",
-        "min.insync.replicas" => "min.insync.replicas",
-        "compression.type" => "compression.type",
-        "cleanup.policy" => "log.cleanup.policy",
-        _ => return None,
-    })
+    BROKER_SYNONYMS
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, broker)| *broker)
 }
 
 /// The node's topic defaults as DescribeConfigs tells them: by topic key, the broker
@@ -137,19 +142,12 @@ fn described_broker_config(
     config
 }
 
-/// Kafka's `ConfigType` of each broker setting described here.
+/// Kafka's `ConfigType` of each broker setting described here: that of its topic key.
 fn broker_config_type(name: &str) -> i8 {
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const STRING: i8 = 2;
-    const LIST: i8 = 7;
-    match name {
-        "log.retention.ms" | "log.retention.bytes" => LONG,
-        "log.segment.bytes" | "message.max.bytes" | "min.insync.replicas" => INT,
-        "log.cleanup.policy" => LIST,
-        "compression.type" => STRING,
-        _ => 0,
-    }
+    BROKER_SYNONYMS
+        .iter()
+        .find(|(_, broker)| *broker == name)
+        .map_or(0, |(key, _)| config_type(key))
 }
 
 pub(crate) async fn describe_configs(
