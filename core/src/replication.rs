@@ -458,12 +458,17 @@ impl Replica {
         }
     }
 
-    /// Makes the next `tick` start an election instead of waiting out a timeout: used by a
-    /// new partition's preferred leader, so that a topic has leaders soon after creation.
+    /// Starts an election two heartbeat intervals from now instead of waiting out a
+    /// timeout: used by a new partition's preferred leader, so that a topic has leaders
+    /// soon after creation. Not at once: the other voters open the partition only when
+    /// they apply the topic's creation, which the metadata log's leader tells them with
+    /// its next append or heartbeat after the commit; a vote request that arrives before
+    /// finds no replica and is dropped, and the election then waits a whole timeout.
     /// Safe at any time (an election is always allowed), only faster.
     pub fn expedite_election(&mut self, now_ms: i64) {
         if !self.is_leader() && self.leader().is_none() {
-            self.election_deadline_ms = self.election_deadline_ms.min(now_ms);
+            let soon = now_ms + 2 * self.timings.heartbeat_interval_ms;
+            self.election_deadline_ms = self.election_deadline_ms.min(soon);
         }
     }
 
