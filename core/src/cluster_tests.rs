@@ -2995,3 +2995,55 @@ fn grown_partitions_and_changed_configs_reach_every_node_through_snapshots_and_r
         check(&cluster, node);
     }
 }
+
+/// CreateTopics and CreatePartitions place new replicas on the live nodes when there are
+/// enough of them, as Kafka places them only on unfenced brokers: with a node down, a
+/// topic of replication factor 2 on three nodes gets a leader for every partition at
+/// once, instead of partitions placed on the down node waiting for it.
+#[test]
+fn new_replicas_are_placed_on_live_nodes_when_enough_are_live() {
+    let mut cluster = Cluster::new(3);
+    let controller = cluster.wait_for_controller();
+    let down = cluster.another_voter(controller);
+    cluster.crash(down);
+    let crashed_at = cluster.now;
+    cluster.run_until(
+        "the controller no longer counts the crashed node live",
+        |cluster| cluster.now > crashed_at + 4_000,
+    );
+    admin_ok(&mut cluster, controller, create_request("placed", 6, 2));
+    match cluster.call(
+        controller,
+        Request::CreatePartitions {
+            topics: vec![crate::api::CreatePartitions {
+                name: "placed".into(),
+                count: 9,
+                assignments: None,
+                validate_only: false,
+            }],
+        },
+    ) {
+        Response::CreatePartitions(results) => assert_eq!(results[0].error, ErrorCode::None),
+        other => panic!("{other:?}"),
+    }
+    let assignments = cluster.brokers[&controller].metadata().topics["placed"]
+        .assignments
+        .clone();
+    assert_eq!(assignments.len(), 9);
+    for replicas in &assignments {
+        assert_eq!(replicas.len(), 2);
+        assert!(!replicas.contains(&down), "{assignments:?}");
+    }
+    cluster.run_until("every partition has a leader", |cluster| {
+        (0..9).all(|index| {
+            cluster
+                .leader_of(&TopicPartition::new("placed", index))
+                .is_some()
+        })
+    });
+    // Fewer live nodes than the factor: every node is a candidate, as before (a
+    // partition of three replicas elects with two).
+    admin_ok(&mut cluster, controller, create_request("wide", 3, 3));
+    let wide = &cluster.brokers[&controller].metadata().topics["wide"].assignments;
+    assert!(wide.iter().all(|replicas| replicas.contains(&down)));
+}

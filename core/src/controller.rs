@@ -580,6 +580,27 @@ impl Controller {
                 .is_some_and(|at| now_ms - at <= NODE_LIVENESS_MS)
     }
 
+    /// The nodes new replicas are placed on, in voter order: the live ones when there are
+    /// at least `replication_factor` of them, as Kafka places replicas only on unfenced
+    /// brokers (a partition placed on a down node with replication factor 2 could elect no
+    /// leader until that node returns); otherwise every voter, since a partition commits by
+    /// majority and gets a leader once a majority of its replicas is up. With every voter
+    /// live this is the voter list, so placement is as it always was.
+    fn placement_nodes(&self, replication_factor: usize, now_ms: i64) -> Vec<NodeId> {
+        let live: Vec<NodeId> = self
+            .config
+            .voters
+            .iter()
+            .copied()
+            .filter(|node| self.is_live(*node, now_ms))
+            .collect();
+        if live.len() >= replication_factor {
+            live
+        } else {
+            self.config.voters.clone()
+        }
+    }
+
     /// A partition's (leader epoch, leader): the newer of what this node's replica knows
     /// (`hosted`) and what its leader announced, if that leader is live.
     pub fn live_leader(
@@ -827,11 +848,14 @@ impl Controller {
             return;
         }
         let metadata = context.node.metadata();
+        let now_ms = context.now.monotonic_ms;
         let mut records = Vec::new();
         let results = match &op {
             AdminOp::CreateTopics(topics) => topics
                 .iter()
-                .map(|topic| self.validate_create(metadata, context.rng, topic, &mut records))
+                .map(|topic| {
+                    self.validate_create(metadata, context.rng, now_ms, topic, &mut records)
+                })
                 .collect(),
             AdminOp::DeleteTopics(names) => names
                 .iter()
@@ -842,7 +866,13 @@ impl Controller {
                 topics
                     .iter()
                     .map(|topic| {
-                        self.validate_create_partitions(&eventual, context.rng, topic, &mut records)
+                        self.validate_create_partitions(
+                            &eventual,
+                            context.rng,
+                            now_ms,
+                            topic,
+                            &mut records,
+                        )
                     })
                     .collect()
             }
@@ -916,6 +946,7 @@ impl Controller {
         &self,
         eventual: &ClusterMetadata,
         rng: &mut StdRng,
+        now_ms: i64,
         request: &CreatePartitions,
         records: &mut Vec<MetadataRecord>,
     ) -> TopicResult {
@@ -979,13 +1010,13 @@ impl Controller {
                 given.clone()
             }
             None => {
-                let voters = &self.config.voters;
-                let start = rng.random_range(0..voters.len());
+                let start = rng.random_range(0..self.config.voters.len());
+                let nodes = self.placement_nodes(replication_factor, now_ms);
                 assign_replicas(
-                    voters,
+                    &nodes,
                     request.count - current,
                     replication_factor as i16,
-                    start,
+                    start % nodes.len(),
                 )
             }
         };
@@ -1085,6 +1116,7 @@ impl Controller {
         &self,
         metadata: &ClusterMetadata,
         rng: &mut StdRng,
+        now_ms: i64,
         request: &CreateTopic,
         records: &mut Vec<MetadataRecord>,
     ) -> TopicResult {
@@ -1157,7 +1189,9 @@ impl Controller {
             partition_count,
             config,
             assignments: explicit.unwrap_or_else(|| {
-                assign_replicas(voters, partition_count, replication_factor, start)
+                let nodes = self.placement_nodes(replication_factor as usize, now_ms);
+                let start = start % nodes.len();
+                assign_replicas(&nodes, partition_count, replication_factor, start)
             }),
         }));
         result
