@@ -422,6 +422,22 @@ pub fn missing_topic(name: &str) -> anyhow::Error {
     anyhow!("topic {name:?} does not exist: create it with `myelin topics create {name} --partitions N`")
 }
 
+/// Checks a `--partition` asked of `topic`, which has `partition_count` partitions.
+pub fn check_partition(
+    topic: &str,
+    partition_count: i32,
+    partition: Option<i32>,
+) -> anyhow::Result<()> {
+    match partition {
+        Some(p) if !(0..partition_count).contains(&p) => Err(anyhow!(
+            "topic {topic:?} has {partition_count} partition(s), 0 to {}: no partition {p} (grow \
+             it with `myelin topics add-partitions {topic} --partitions N`)",
+            partition_count - 1
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// "connection refused", "timed out", ... for a failed connect.
 fn reach_failure(error: &Error) -> String {
     match error {

@@ -33,7 +33,7 @@ use myelin_client::{
 };
 use serde_json::json;
 
-use super::client::{broker_error, Client};
+use super::client::{broker_error, check_partition, Client};
 use super::CommonArgs;
 use kafka_protocol::ResponseError;
 
@@ -303,18 +303,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.common.bootstrap).await?;
     let topic = client.topic(&args.topic).await?;
     let partition_count = i32::try_from(topic.partitions.len()).context("partition count")?;
-    if let Some(p) = args.partition {
-        if !(0..partition_count).contains(&p) {
-            bail!(
-                "topic {:?} has {n} partition(s), 0 to {}: no partition {p} (grow it with \
-                 `myelin topics add-partitions {} --partitions N`)",
-                args.topic,
-                partition_count - 1,
-                args.topic,
-                n = partition_count,
-            );
-        }
-    }
+    check_partition(&args.topic, partition_count, args.partition)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     tokio::spawn(async move {

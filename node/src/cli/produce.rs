@@ -21,7 +21,7 @@ use myelin_client::{NewRecord, ProduceOptions};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::client::{existing_topic, Client, RETRY_FOR};
+use super::client::{check_partition, existing_topic, Client, RETRY_FOR};
 use super::output::print_json;
 use super::CommonArgs;
 use kafka_protocol::ResponseError;
@@ -111,18 +111,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut client = Client::connect(&args.common.bootstrap).await?;
     let topic = args.topic.clone();
     let partitions = partition_count(&mut client, &topic).await?;
-    if let Some(p) = args.partition {
-        if !(0..partitions).contains(&p) {
-            bail!(
-                "topic {:?} has {n} partition(s), 0 to {}: no partition {p} (grow it with \
-                 `myelin topics add-partitions {} --partitions N`)",
-                topic,
-                partitions - 1,
-                topic,
-                n = partitions,
-            );
-        }
-    }
+    check_partition(&topic, partitions, args.partition)?;
     let options = Arc::new(ProduceOptions {
         acks: args.acks.code(),
         ..ProduceOptions::default()

@@ -65,11 +65,6 @@ fn duplicated<K: Eq + std::hash::Hash + Clone>(keys: impl IntoIterator<Item = K>
         .collect()
 }
 
-/// Whether a duplicated key's answer is still to give: true at its first occurrence only.
-fn first_time<K: Eq + std::hash::Hash + Clone>(answered: &mut HashSet<K>, key: &K) -> bool {
-    answered.insert(key.clone())
-}
-
 pub(crate) fn take_result(
     results: &mut HashMap<String, VecDeque<TopicResult>>,
     name: &str,
@@ -136,7 +131,7 @@ pub(crate) async fn create_topics(
         .iter()
         .filter(|topic| {
             let name = topic.name.as_str();
-            !duplicates.contains(name) || first_time(&mut answered, &name)
+            !duplicates.contains(name) || answered.insert(name)
         })
         .map(|topic| {
             let mut response = CreatableTopicResult::default();
@@ -299,7 +294,7 @@ pub(crate) async fn delete_topics(
         .into_iter()
         .filter(|target| {
             let key = target.key();
-            !duplicates.contains(&key) || first_time(&mut answered, &key)
+            !duplicates.contains(&key) || answered.insert(key)
         })
         .map(|target| {
             let mut response = DeletableTopicResult::default();
@@ -387,7 +382,7 @@ pub(crate) async fn create_partitions(
         .iter()
         .filter(|topic| {
             let name = topic.name.as_str();
-            !duplicates.contains(name) || first_time(&mut answered, &name)
+            !duplicates.contains(name) || answered.insert(name)
         })
         .map(|topic| {
             let mut response = CreatePartitionsTopicResult::default();

@@ -128,11 +128,7 @@ fn described_broker_config(
         config.documentation = None;
     }
     if include_synonyms {
-        let mut synonym = DescribeConfigsSynonym::default();
-        synonym.name = wire_string(name);
-        synonym.value = Some(wire_string(value));
-        synonym.source = source;
-        config.synonyms = vec![synonym];
+        config.synonyms = vec![synonym(name, value, source)];
     }
     config.name = wire_string(name);
     config.value = Some(wire_string(value));
@@ -140,6 +136,15 @@ fn described_broker_config(
     config.config_source = source;
     config.is_sensitive = false;
     config
+}
+
+/// One synonym of a described config.
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    let mut synonym = DescribeConfigsSynonym::default();
+    synonym.name = wire_string(name);
+    synonym.value = Some(wire_string(value));
+    synonym.source = source;
+    synonym
 }
 
 /// Kafka's `ConfigType` of each broker setting described here: that of its topic key.
@@ -258,13 +263,6 @@ fn described_config(
     let fallback = defaults.fallback(&name);
     config.config_source = defaults.source(&name, set_on_topic);
     if include_synonyms {
-        let synonym = |name: &str, value: &str, source: i8| {
-            let mut synonym = DescribeConfigsSynonym::default();
-            synonym.name = wire_string(name);
-            synonym.value = Some(wire_string(value));
-            synonym.source = source;
-            synonym
-        };
         if set_on_topic {
             config
                 .synonyms
