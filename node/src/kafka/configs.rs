@@ -499,8 +499,6 @@ pub(crate) async fn alter_configs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::protocol::{Decodable, Encodable};
 
     #[test]
     fn described_configs_encode_for_every_served_version() {
@@ -518,16 +516,19 @@ mod tests {
                 &defaults,
                 version >= 1,
             )];
-            let mut body = DescribeConfigsResponse::default();
-            body.results = vec![result];
-            let mut encoded = BytesMut::new();
-            body.encode(&mut encoded, version).unwrap();
-            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let decoded = over_the_wire(result, version);
             let config = &decoded.results[0].configs[0];
             assert_eq!(config.value.as_deref(), Some("1000"));
             assert_eq!(config.config_source, CONFIG_SOURCE_DEFAULT);
             assert_eq!(config.synonyms.len(), 1, "v{version}");
         }
+    }
+
+    /// A response holding `result`, encoded and decoded at `version`.
+    fn over_the_wire(result: DescribeConfigsResult, version: i16) -> DescribeConfigsResponse {
+        let mut body = DescribeConfigsResponse::default();
+        body.results = vec![result];
+        crate::kafka::test_support::over_the_wire(&body, version)
     }
 
     #[test]
@@ -549,11 +550,7 @@ mod tests {
                     described_broker_config(version, name, value, *source, true)
                 })
                 .collect();
-            let mut body = DescribeConfigsResponse::default();
-            body.results = vec![result];
-            let mut encoded = BytesMut::new();
-            body.encode(&mut encoded, version).unwrap();
-            let decoded = DescribeConfigsResponse::decode(&mut encoded.freeze(), version).unwrap();
+            let decoded = over_the_wire(result, version);
             let config = &decoded.results[0].configs[0];
             assert!(config.read_only);
             assert_eq!(config.synonyms.len(), 1);

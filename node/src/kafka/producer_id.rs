@@ -69,19 +69,10 @@ pub(crate) async fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::test_support::over_the_wire;
     use crate::kafka::versions::advertised_range;
-    use bytes::BytesMut;
     use kafka_protocol::messages::TransactionalId;
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
-    fn over_the_wire<T: Encodable + Decodable>(message: &T, version: i16) -> T {
-        let mut buffer = BytesMut::new();
-        message.encode(&mut buffer, version).unwrap();
-        let mut bytes = buffer.freeze();
-        let decoded = T::decode(&mut bytes, version).unwrap();
-        assert!(bytes.is_empty(), "v{version}");
-        decoded
-    }
+    use kafka_protocol::protocol::StrBytes;
 
     #[test]
     fn init_producer_id_passes_the_transactional_id_timeout_and_resume_from_v3() {
